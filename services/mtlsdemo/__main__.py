@@ -1,0 +1,3 @@
+from mtlsdemo.cli import main
+
+raise SystemExit(main())

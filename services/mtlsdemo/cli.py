@@ -1,0 +1,248 @@
+"""The ``mtlsdemo`` command: certs, serve, run, client, loadgen.
+
+Each subcommand's flags have environment twins (see mtlsdemo.flags), so
+compose files and Kubernetes manifests can configure by env alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+from mtlsdemo import __version__, flags
+from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.pki.keys import DEFAULT_KEY_TYPE, KEY_TYPES
+
+EXIT_USAGE = 2
+
+
+def _amount(text: str) -> int:
+    from mtlsdemo.money import parse_amount
+
+    try:
+        return parse_amount(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _certs_parsers(sub: argparse._SubParsersAction) -> None:
+    certs = sub.add_parser("certs", help="cert-bootstrap: CA, leaves, CSRs, inspection")
+    csub = certs.add_subparsers(dest="certs_cmd", required=True)
+
+    b = csub.add_parser("bootstrap", help="create/reuse the root CA and issue one leaf per service")
+    flags.add(b, "--out", default="certs", help="output directory")
+    flags.add(b, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
+    flags.add(b, "--namespace", default="default", help="Kubernetes namespace in IDs and DNS names")
+    flags.add(b, "--service", multiple=True, default=["gateway", "ledger", "cli"],
+              help="a service to issue for (repeat)", metavar="NAME")
+    flags.add(b, "--key-type", default=DEFAULT_KEY_TYPE, help=f"leaf key type: {', '.join(KEY_TYPES)}")
+    flags.add(b, "--ca-key-type", default="ecdsa-p256", help="CA key type: ecdsa-p256, rsa-2048, rsa-3072")
+    flags.add(b, "--days", type=float, default=30.0, help="leaf validity in days")
+    flags.add(b, "--ca-days", type=float, default=3650.0, help="CA validity in days")
+    flags.add(b, "--renew-before", default="10d", help="re-issue leaves expiring within this (30d, 12h)")
+    flags.add(b, "--force", boolean=True, default=False, help="re-issue every leaf")
+
+    i = csub.add_parser("inspect", help="describe a certificate and check its chain")
+    i.add_argument("path", help="PEM certificate (or chain)")
+    flags.add(i, "--ca", default=None, help="CA bundle to verify the chain against")
+
+    c = csub.add_parser("csr", help="make a key and a CSR for a service (the key never leaves)")
+    flags.add(c, "--service", help="service name (required)")
+    flags.add(c, "--namespace", default="default", help="namespace")
+    flags.add(c, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
+    flags.add(c, "--key-type", default=DEFAULT_KEY_TYPE, help=f"key type: {', '.join(KEY_TYPES)}")
+    flags.add(c, "--key-out", default=None, help="private key path (default OUT-DIR/tls.key)")
+    flags.add(c, "--csr-out", default=None, help="CSR path (default OUT-DIR/tls.csr)")
+    flags.add(c, "--out-dir", default=".", help="directory for the defaults above")
+
+    s = csub.add_parser("sign", help="sign a CSR (from `certs csr` or `openssl req`) with the CA")
+    s.add_argument("csr", help="CSR file (PEM or DER)")
+    flags.add(s, "--ca-dir", default="certs/ca", help="directory with ca.crt and ca.key")
+    flags.add(s, "--out", default=None, help="certificate output (default: CSR path with .crt)")
+    flags.add(s, "--service", default=None, help="identity to issue (default: the CSR's CN)")
+    flags.add(s, "--namespace", default="default", help="namespace")
+    flags.add(s, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
+    flags.add(s, "--days", type=float, default=30.0, help="validity in days")
+
+
+def _serve_parsers(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="run one gRPC service")
+    ssub = serve.add_subparsers(dest="component", required=True)
+    for name, port, allow in (("ledger", 50051, "gateway"), ("gateway", 50052, "cli")):
+        p = ssub.add_parser(name, help=f"the {name} service")
+        flags.add(p, "--listen", default=f"127.0.0.1:{port}", help="gRPC listen address HOST:PORT")
+        flags.add(p, "--tls-dir", default=f"certs/{name}",
+                  help="identity directory with tls.crt, tls.key, ca.crt")
+        flags.add(p, "--plaintext", boolean=True, default=False,
+                  help="serve without TLS (127.0.0.1 only; for use behind a sidecar)")
+        flags.add(p, "--allow-id", multiple=True,
+                  default=[f"spiffe://mtls-demo.local/ns/default/sa/{allow}"],
+                  help="SPIFFE ID allowed to call (repeat)", metavar="SPIFFE_ID")
+        flags.add(p, "--metrics-listen", default=None, help="serve /metrics on HOST:PORT")
+        if name == "ledger":
+            flags.add(p, "--db", default="var/ledger.db", help="SQLite database path")
+        else:
+            flags.add(p, "--ledger-addr", default="127.0.0.1:50051", help="ledger address")
+            flags.add(p, "--ledger-server-name", default="ledger",
+                      help="DNS name the ledger's certificate must carry")
+            flags.add(p, "--ledger-plaintext", boolean=True, default=False,
+                      help="call the ledger in plaintext (a local sidecar port on 127.0.0.1)")
+
+
+def _client_flags(p: argparse.ArgumentParser) -> None:
+    flags.add(p, "--gateway-addr", default="127.0.0.1:50052", help="gateway address")
+    flags.add(p, "--tls-dir", default="certs/cli", help="client identity directory")
+    flags.add(p, "--server-name", default="gateway", help="DNS name the gateway must present")
+
+
+def _client_parsers(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("client", help="call the gateway with the cli certificate")
+    _client_flags(c)
+    flags.add(c, "--timeout", type=float, default=10.0, help="per-call deadline in seconds")
+    a = c.add_subparsers(dest="action", required=True)
+    o = a.add_parser("open", help="open an account")
+    o.add_argument("owner")
+    o.add_argument("--id", help="account id (default: generated)")
+    d = a.add_parser("deposit", help="deposit money")
+    d.add_argument("account")
+    d.add_argument("amount", type=_amount, help="e.g. 100 or 12.50")
+    d.add_argument("--key", help="idempotency key (default: generated)")
+    t = a.add_parser("transfer", help="move money between accounts")
+    t.add_argument("source")
+    t.add_argument("destination")
+    t.add_argument("amount", type=_amount)
+    t.add_argument("--key", help="idempotency key (default: generated)")
+    b = a.add_parser("balance", help="show an account's balance")
+    b.add_argument("account")
+    s = a.add_parser("statement", help="list an account's entries")
+    s.add_argument("account")
+    s.add_argument("--follow", action="store_true", help="keep streaming new entries")
+
+    lg = sub.add_parser("loadgen", help="steady traffic against the gateway with a summary")
+    _client_flags(lg)
+    flags.add(lg, "--rps", type=float, default=50.0, help="requests per second")
+    flags.add(lg, "--duration", type=float, default=10.0, help="seconds to run")
+    flags.add(lg, "--concurrency", type=int, default=4, help="concurrent callers")
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("run", help="the whole system as local processes on 127.0.0.1")
+    flags.add(r, "--certs-dir", default="certs", help="where cert-bootstrap writes")
+    flags.add(r, "--data-dir", default="var", help="ledger database directory")
+    flags.add(r, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
+    flags.add(r, "--namespace", default="default", help="namespace in identities")
+    flags.add(r, "--ledger-port", type=int, default=50051, help="ledger gRPC port")
+    flags.add(r, "--gateway-port", type=int, default=50052, help="gateway gRPC port")
+    flags.add(r, "--ledger-metrics-port", type=int, default=9101, help="ledger /metrics port")
+    flags.add(r, "--gateway-metrics-port", type=int, default=9102, help="gateway /metrics port")
+    flags.add(r, "--traffic-seconds", type=float, default=3.0, help="demo traffic after start")
+    flags.add(r, "--exit-after-traffic", boolean=True, default=False,
+              help="stop everything after the demo traffic (for scripts)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtlsdemo", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mtlsdemo {__version__}")
+    flags.add(parser, "--log-level", default="info", help="debug, info, warning, error")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _certs_parsers(sub)
+    _serve_parsers(sub)
+    _run_parser(sub)
+    _client_parsers(sub)
+    return parser
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from mtlsdemo.pki import bootstrap as bs
+    from mtlsdemo.pki.csr import make_csr, sign_request
+    from mtlsdemo.pki.durations import parse_duration
+    from mtlsdemo.pki.identity import ServiceIdentity
+    from mtlsdemo.pki.inspect import describe
+
+    now = dt.datetime.now(dt.UTC)
+    if args.certs_cmd == "bootstrap":
+        req = bs.BootstrapRequest(
+            out=Path(args.out), services=tuple(args.service), trust_domain=args.trust_domain,
+            namespace=args.namespace, key_type=args.key_type, ca_key_type=args.ca_key_type,
+            leaf_days=args.days, ca_days=args.ca_days,
+            renew_before=parse_duration(args.renew_before, "--renew-before"), force=args.force)
+        changes = bs.bootstrap(req, now)
+        for c in changes:
+            print(c)
+        if all(c.action in ("reused", "unchanged") for c in changes):
+            print("nothing to do: every certificate is current")
+    elif args.certs_cmd == "inspect":
+        print(describe(Path(args.path), Path(args.ca) if args.ca else None, now))
+    elif args.certs_cmd == "csr":
+        if not args.service:
+            raise PkiError("--service: required")
+        ident = ServiceIdentity.checked(args.service, args.namespace, args.trust_domain)
+        out = Path(args.out_dir)
+        key = Path(args.key_out) if args.key_out else out / "tls.key"
+        csr = Path(args.csr_out) if args.csr_out else out / "tls.csr"
+        make_csr(ident, args.key_type, key, csr)
+        print(f"wrote {key} (mode 0600) and {csr} for {ident.spiffe_id}")
+    elif args.certs_cmd == "sign":
+        csr_path = Path(args.csr)
+        out = Path(args.out) if args.out else csr_path.with_suffix(".crt")
+        ident = sign_request(csr_path, Path(args.ca_dir), out, args.service, args.namespace,
+                             args.trust_domain, args.days, now)
+        print(f"wrote {out} for {ident.spiffe_id}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    allowed = frozenset(args.allow_id) if args.allow_id else None
+    tls_dir = None if args.plaintext else Path(args.tls_dir)
+    if args.component == "ledger":
+        from mtlsdemo.ledger.server import serve
+
+        serve(args.listen, tls_dir, allowed, Path(args.db), args.metrics_listen)
+    else:
+        from mtlsdemo.gateway.server import serve
+
+        ledger_tls = None if args.ledger_plaintext else Path(args.tls_dir)
+        serve(args.listen, tls_dir, allowed, args.ledger_addr, ledger_tls,
+              args.ledger_server_name, args.metrics_listen)
+    return 0
+
+
+def _loadgen(args: argparse.Namespace) -> int:
+    from mtlsdemo.loadgen import run_load
+
+    result = run_load(args.gateway_addr, Path(args.tls_dir), args.server_name, args.rps,
+                      args.duration, args.concurrency, progress=sys.stderr.isatty())
+    print(result.summary())
+    return 0 if result.errors == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = flags.resolve_lists(build_parser().parse_args(argv))
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+    from mtlsdemo.rpc.server import ConfigError
+
+    try:
+        if args.command == "certs":
+            return _certs(args)
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "run":
+            from mtlsdemo.runner import run
+
+            return run(args)
+        if args.command == "client":
+            from mtlsdemo.client import run as client_run
+
+            return client_run(args)
+        if args.command == "loadgen":
+            return _loadgen(args)
+    except (PkiError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_USAGE

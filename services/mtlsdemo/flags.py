@@ -1,0 +1,56 @@
+"""Flags with environment-variable twins (12-factor), as ghostunnel does.
+
+Every flag ``--ledger-addr`` has the twin ``MTLSDEMO_LEDGER_ADDR``; the flag wins
+over the environment, the environment over the default. List flags take a
+comma-separated environment value. ``--help`` shows each twin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+PREFIX = "MTLSDEMO_"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def env_name(flag: str) -> str:
+    return PREFIX + flag.lstrip("-").upper().replace("-", "_")
+
+
+def add(parser: argparse.ArgumentParser, flag: str, *, help: str, default: Any = None,
+        type: Any = str, multiple: bool = False, boolean: bool = False,
+        choices: Any = None, metavar: str | None = None) -> None:
+    name = env_name(flag)
+    raw = os.environ.get(name)
+    text = f"{help} [env {name}]"
+    if boolean:
+        value = default if raw is None else raw.strip().lower() in _TRUE
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=bool(value),
+                            help=text)
+        return
+    if multiple:
+        env_values = [type(v.strip()) for v in raw.split(",") if v.strip()] if raw else None
+        parser.add_argument(flag, action="append", type=type, default=None, metavar=metavar,
+                            choices=choices, help=text)
+        parser.set_defaults(**{_dest(flag) + "__env": env_values or list(default or [])})
+        return
+    if raw is not None:
+        default = type(raw)
+    parser.add_argument(flag, type=type, default=default, choices=choices, metavar=metavar,
+                        help=text + (f" (default: {default})" if default not in (None, "") else ""))
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def resolve_lists(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill multi-value flags not given on the command line from their env/default."""
+    for key in [k for k in vars(args) if k.endswith("__env")]:
+        dest = key[: -len("__env")]
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, getattr(args, key))
+        delattr(args, key)
+    return args

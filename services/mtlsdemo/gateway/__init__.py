@@ -1,0 +1,1 @@
+"""The gateway: the public gRPC API, served by calling the ledger."""

@@ -1,0 +1,26 @@
+"""``mtlsdemo serve gateway``: the public API as a gRPC server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from mtlsdemo.gateway.ledger_client import ledger_channel, ledger_stub
+from mtlsdemo.gateway.service import SERVICE_NAME, GatewayService
+from mtlsdemo.rpc.server import ServiceSpec, run_forever
+
+
+def serve(listen: str, tls_dir: Path | None, allowed_ids: frozenset[str] | None,
+          ledger_addr: str, ledger_tls_dir: Path | None, ledger_server_name: str,
+          metrics_listen: str | None) -> None:
+    channel = ledger_channel(ledger_addr, ledger_tls_dir, ledger_server_name)
+    service = GatewayService(ledger_stub(channel))
+    spec = ServiceSpec(
+        component="gateway", listen=listen, tls_dir=tls_dir, allowed_ids=allowed_ids,
+        metrics_listen=metrics_listen,
+        register=lambda server: pb_grpc.add_GatewayServiceServicer_to_server(service, server),
+        service_names=[SERVICE_NAME])
+    try:
+        run_forever(spec)
+    finally:
+        channel.close()

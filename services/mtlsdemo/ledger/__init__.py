@@ -1,0 +1,1 @@
+"""The ledger service: accounts and idempotent transfers in SQLite."""

@@ -1,0 +1,88 @@
+"""The root certificate authority: create it once, load and check it after."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.pki.files import load_cert
+from mtlsdemo.pki.keys import (
+    PrivateKey,
+    generate_key,
+    load_private_key,
+    public_key_der,
+    signing_hash,
+)
+
+
+def random_serial() -> int:
+    # 159 random bits: positive, at most 20 octets in DER, and unpredictable (CA/B BR 7.1).
+    return secrets.randbits(159) | (1 << 158)
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    cert: x509.Certificate
+    key: PrivateKey
+
+    @property
+    def name(self) -> x509.Name:
+        return self.cert.subject
+
+
+def create_root_ca(key_type: str, days: int, trust_domain: str,
+                   now: dt.datetime) -> CertificateAuthority:
+    key = generate_key(key_type)
+    name = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mtlsdemo"),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"mtlsdemo root CA ({trust_domain})"),
+    ])
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(random_serial())
+        # Backdate a little so a peer whose clock lags still accepts it.
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        # path_length=0: this root signs leaves only, never another CA.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                       critical=False)
+        .sign(key, signing_hash(key))
+    )
+    return CertificateAuthority(cert, key)
+
+
+def load_ca(cert_path: Path, key_path: Path) -> CertificateAuthority:
+    cert = load_cert(cert_path)
+    key = load_private_key(key_path)
+    if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
+        raise PkiError(f"{key_path}: private key does not match the CA certificate {cert_path}")
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        bc = None
+    if bc is None or not bc.ca:
+        raise PkiError(f"{cert_path}: not a CA certificate (BasicConstraints CA:true missing)")
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
+        raise PkiError(f"{key_path}: RSA CA key of {key.key_size} bits is too small")
+    return CertificateAuthority(cert, key)

@@ -1,0 +1,67 @@
+"""Reading PEM files and writing outputs atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from mtlsdemo.pki.errors import PkiError
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write via a temp file in the same directory and rename, so a reader
+    (a server hot-reloading certificates) never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)  # before any byte is written: keys are never world-readable
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def load_certs(path: Path) -> list[x509.Certificate]:
+    """All certificates in a PEM file (a chain or a bundle); at least one."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise PkiError(f"{path}: cannot read certificate: {e.strerror}") from None
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as e:
+        raise PkiError(f"{path}: not a valid PEM certificate ({e})") from None
+    if not certs:
+        raise PkiError(f"{path}: no certificate found")
+    return certs
+
+
+def load_cert(path: Path) -> x509.Certificate:
+    return load_certs(path)[0]
+
+
+def load_csr(path: Path) -> x509.CertificateSigningRequest:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise PkiError(f"{path}: cannot read CSR: {e.strerror}") from None
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_csr(data)
+        return x509.load_der_x509_csr(data)
+    except ValueError as e:
+        raise PkiError(f"{path}: not a valid certificate signing request ({e})") from None

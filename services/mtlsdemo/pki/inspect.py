@@ -1,0 +1,75 @@
+"""Human-readable description of a certificate, like ``openssl x509 -text`` but short."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from mtlsdemo.pki.durations import human
+from mtlsdemo.pki.files import load_certs
+from mtlsdemo.pki.identity import san_of, spiffe_ids_of
+from mtlsdemo.pki.keys import key_type_of
+from mtlsdemo.pki.verify import verify_for_client_auth, verify_for_server_auth
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def _ext(cert: x509.Certificate, cls: type) -> object | None:
+    try:
+        return cert.extensions.get_extension_for_class(cls).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def describe(path: Path, ca_path: Path | None, now: dt.datetime) -> str:
+    certs = load_certs(path)
+    cert = certs[0]
+    lines = [f"file:         {path}" + (f" (+{len(certs) - 1} more in chain)" if len(certs) > 1 else "")]
+    lines.append(f"subject:      {cert.subject.rfc4514_string()}")
+    lines.append(f"issuer:       {cert.issuer.rfc4514_string()}")
+    lines.append(f"serial:       {cert.serial_number:x}")
+    ids = spiffe_ids_of(cert)
+    lines.append(f"spiffe id:    {', '.join(ids) if ids else '(none)'}")
+    san = san_of(cert)
+    if san is not None:
+        lines.append(f"dns names:    {', '.join(san.get_values_for_type(x509.DNSName)) or '(none)'}")
+        ips = [str(i) for i in san.get_values_for_type(x509.IPAddress)]
+        lines.append(f"ip addresses: {', '.join(ips) or '(none)'}")
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if now < start:
+        state = f"NOT YET VALID (starts in {human(start - now)})"
+    elif now > end:
+        state = f"EXPIRED {human(now - end)} ago"
+    else:
+        state = f"valid, expires in {human(end - now)}"
+    lines.append(f"validity:     {start:%Y-%m-%d %H:%M:%S}Z .. {end:%Y-%m-%d %H:%M:%S}Z ({state})")
+    lines.append(f"key:          {key_type_of(cert.public_key())}")
+    bc = _ext(cert, x509.BasicConstraints)
+    if isinstance(bc, x509.BasicConstraints):
+        lines.append(f"ca:           {bc.ca}" + (f" (path length {bc.path_length})" if bc.ca else ""))
+    ku = _ext(cert, x509.KeyUsage)
+    if isinstance(ku, x509.KeyUsage):
+        uses = [n for n in ("digital_signature", "key_encipherment", "key_cert_sign", "crl_sign")
+                if getattr(ku, n)]
+        lines.append(f"key usage:    {', '.join(uses)}")
+    eku = _ext(cert, x509.ExtendedKeyUsage)
+    if isinstance(eku, x509.ExtendedKeyUsage):
+        lines.append(f"ext key use:  {', '.join(o._name for o in eku)}")
+    lines.append(f"sha256:       {fingerprint(cert)}")
+    if ca_path is not None:
+        cas = load_certs(ca_path)
+        if bc is not None and isinstance(bc, x509.BasicConstraints) and bc.ca:
+            trusted = any(c == cert for c in cas)
+            lines.append(f"chain:        {'is a trusted root in ' if trusted else 'CA not in '}{ca_path}")
+        else:
+            inter = certs[1:]
+            client = verify_for_client_auth(cert, cas, now, inter)
+            server = verify_for_server_auth(cert, cas, now, intermediates=inter)
+            lines.append(f"chain (client auth): {'OK' if client is None else 'FAILED: ' + client}")
+            lines.append(f"chain (server auth): {'OK' if server is None else 'FAILED: ' + server}")
+    return "\n".join(lines)

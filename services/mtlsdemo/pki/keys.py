@@ -1,0 +1,77 @@
+"""Key generation, serialization and loading for the supported key types."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from mtlsdemo.pki.errors import PkiError
+
+KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-3072", "ed25519")
+DEFAULT_KEY_TYPE = "ecdsa-p256"
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+
+def check_key_type(key_type: str, flag: str = "--key-type") -> str:
+    if key_type not in KEY_TYPES:
+        raise PkiError(f"{flag}: unknown key type {key_type!r} (choose from {', '.join(KEY_TYPES)})")
+    return key_type
+
+
+def generate_key(key_type: str) -> PrivateKey:
+    check_key_type(key_type)
+    if key_type == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    bits = int(key_type.split("-")[1])
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def key_type_of(key: PrivateKey | PublicKey) -> str:
+    """The KEY_TYPES name of a key (private or public), or a descriptive name."""
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return "ecdsa-p256" if key.curve.name == "secp256r1" else f"ecdsa-{key.curve.name}"
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return f"rsa-{key.key_size}"
+    return type(key).__name__
+
+
+def signing_hash(key: PrivateKey) -> hashes.HashAlgorithm | None:
+    """Hash to pass to ``CertificateBuilder.sign`` (Ed25519 takes none)."""
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+def private_key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_key_der(key: PublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def load_private_key(path: Path) -> PrivateKey:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise PkiError(f"{path}: cannot read private key: {e.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
+        # The exception text never includes key material, only the parse failure.
+        raise PkiError(f"{path}: not a usable unencrypted PEM private key ({e})") from None
+    if not isinstance(key, PrivateKey):
+        raise PkiError(f"{path}: unsupported private key type {type(key).__name__}")
+    return key

@@ -1,0 +1,142 @@
+"""Server and client interceptors: caller authorization and Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from mtlsdemo import telemetry
+from mtlsdemo.rpc.identity import peer_spiffe_id
+
+log = logging.getLogger(__name__)
+
+# Infrastructure services any certificate from our CA may call (probes, grpcurl):
+# the TLS handshake still demands a valid client certificate; only the
+# identity allow-list is waived for them.
+EXEMPT_SERVICES = frozenset({
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+})
+
+
+def split_method(full: str) -> tuple[str, str]:
+    service, _, method = full.lstrip("/").partition("/")
+    return service, method
+
+
+def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode:
+    code = context.code()
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
+
+
+class ServerInterceptor(grpc.ServerInterceptor):
+    """Counts every RPC and, when ``allowed_ids`` is set, rejects callers whose
+    certificate's SPIFFE ID is not on the list with PERMISSION_DENIED."""
+
+    def __init__(self, allowed_ids: frozenset[str] | None) -> None:
+        self.allowed_ids = allowed_ids
+
+    def _authorize(self, service: str, context: grpc.ServicerContext) -> None:
+        if self.allowed_ids is None or service in EXEMPT_SERVICES:
+            return
+        peer = peer_spiffe_id(context)
+        if peer in self.allowed_ids:
+            telemetry.GRPC_AUTHORIZATIONS.labels(peer, "allow").inc()
+            return
+        shown = peer or "(no SPIFFE ID)"
+        # The peer label is bounded by what our own CA issued, so cardinality stays low.
+        telemetry.GRPC_AUTHORIZATIONS.labels(shown, "deny").inc()
+        log.warning("denied %s: caller %s is not in the allow-list", service, shown)
+        context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                      f"caller identity {shown} is not allowed to call {service} "
+                      f"(allowed: {', '.join(sorted(self.allowed_ids))})")
+
+    def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        service, method = split_method(details.method)
+        kind = ("server_stream" if handler.response_streaming else "unary") \
+            if not handler.request_streaming else \
+            ("bidi_stream" if handler.response_streaming else "client_stream")
+        started = telemetry.GRPC_SERVER_STARTED.labels(service, method, kind)
+        handled = lambda code: telemetry.GRPC_SERVER_HANDLED.labels(  # noqa: E731
+            service, method, code.name)
+        seconds = telemetry.GRPC_SERVER_HANDLING.labels(service, method)
+
+        def unary(behavior: Callable) -> Callable:
+            def run(request: Any, context: grpc.ServicerContext) -> Any:
+                started.inc()
+                t0 = time.perf_counter()
+                try:
+                    self._authorize(service, context)
+                    response = behavior(request, context)
+                except Exception:
+                    code = _code_of(context)
+                    handled(code if code != grpc.StatusCode.OK else grpc.StatusCode.UNKNOWN)
+                    seconds.observe(time.perf_counter() - t0)
+                    raise
+                handled(_code_of(context))
+                seconds.observe(time.perf_counter() - t0)
+                return response
+            return run
+
+        def streaming(behavior: Callable) -> Callable:
+            def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                started.inc()
+                t0 = time.perf_counter()
+                code = grpc.StatusCode.OK
+                try:
+                    self._authorize(service, context)
+                    yield from behavior(request, context)
+                    code = _code_of(context)
+                except GeneratorExit:
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                except Exception:
+                    code = _code_of(context)
+                    code = grpc.StatusCode.UNKNOWN if code == grpc.StatusCode.OK else code
+                    raise
+                finally:
+                    handled(code)
+                    seconds.observe(time.perf_counter() - t0)
+            return run
+
+        common = {"request_deserializer": handler.request_deserializer,
+                  "response_serializer": handler.response_serializer}
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **common)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(streaming(handler.unary_stream), **common)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **common)
+        return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **common)
+
+
+class ClientMetricsInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Client-side RPC counts and latency (for unary calls; streams count at the end)."""
+
+    def intercept_unary_unary(self, continuation: Callable, details: Any, request: Any) -> Any:
+        service, method = split_method(details.method)
+        t0 = time.perf_counter()
+        outcome = continuation(details, request)
+        code = outcome.code() or grpc.StatusCode.OK
+        telemetry.GRPC_CLIENT_HANDLED.labels(service, method, code.name).inc()
+        telemetry.GRPC_CLIENT_HANDLING.labels(service, method).observe(time.perf_counter() - t0)
+        return outcome
+
+    def intercept_unary_stream(self, continuation: Callable, details: Any, request: Any) -> Any:
+        service, method = split_method(details.method)
+        call = continuation(details, request)
+
+        def done(c: grpc.Call) -> None:
+            code = c.code() or grpc.StatusCode.OK
+            telemetry.GRPC_CLIENT_HANDLED.labels(service, method, code.name).inc()
+
+        call.add_done_callback(done)
+        return call

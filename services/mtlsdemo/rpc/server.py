@@ -1,0 +1,108 @@
+"""Running a gRPC service: mTLS (or loopback-only plaintext), health, reflection,
+metrics, authorization, and a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mtlsdemo import __version__, telemetry
+from mtlsdemo.rpc.credentials import ReloadingServerCredentials
+from mtlsdemo.rpc.interceptors import ServerInterceptor
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """A flag value that cannot work; the CLI prints it and exits 2."""
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ServiceSpec:
+    component: str                      # "ledger" or "gateway"
+    listen: str                         # HOST:PORT
+    tls_dir: Path | None                # None: plaintext, loopback only
+    allowed_ids: frozenset[str] | None  # None: any authenticated caller
+    metrics_listen: str | None
+    register: Callable[[grpc.Server], None]
+    service_names: Sequence[str]
+    max_workers: int = 32
+
+
+def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int]:
+    if spec.tls_dir is None and not is_loopback(spec.listen):
+        raise ConfigError(f"--listen {spec.listen}: plaintext is only allowed on 127.0.0.1 "
+                          "(the sidecar in front of it is what the network sees)")
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=spec.max_workers,
+                                   thread_name_prefix=spec.component),
+        interceptors=[ServerInterceptor(spec.allowed_ids if spec.tls_dir else None)],
+        options=[("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                 ("grpc.max_send_message_length", 16 * 1024 * 1024)],
+    )
+    spec.register(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *spec.service_names):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    try:
+        if spec.tls_dir is None:
+            port = server.add_insecure_port(spec.listen)
+        else:
+            creds = ReloadingServerCredentials(spec.tls_dir)
+            log.info("identity %s from %s", creds.material.identity, spec.tls_dir)
+            port = server.add_secure_port(spec.listen, creds.credentials())
+    except RuntimeError as e:
+        raise ConfigError(f"--listen {spec.listen}: cannot bind ({e})") from None
+    if port == 0:
+        raise ConfigError(f"--listen {spec.listen}: cannot bind (address in use or invalid)")
+    server._mtlsdemo_health = health_servicer  # type: ignore[attr-defined]
+    return server, port
+
+
+def run_forever(spec: ServiceSpec, grace_seconds: float = 5.0) -> None:
+    if spec.metrics_listen:
+        mport = telemetry.start_metrics_server(spec.metrics_listen, spec.component)
+        log.info("metrics on http://%s:%d/metrics", spec.metrics_listen.rpartition(":")[0], mport)
+    else:
+        telemetry.BUILD_INFO.info({"version": __version__, "component": spec.component})
+    server, port = build_server(spec)
+    server.start()
+    mode = "mTLS" if spec.tls_dir else "plaintext (loopback only)"
+    allowed = ", ".join(sorted(spec.allowed_ids)) if spec.allowed_ids else "any authenticated peer"
+    log.info("%s serving on %s port %d, %s; callers allowed: %s", spec.component,
+             spec.listen.rpartition(":")[0], port, mode, allowed if spec.tls_dir else "n/a")
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, draining for up to %.0fs", signal.Signals(signum).name, grace_seconds)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    server._mtlsdemo_health.enter_graceful_shutdown()  # type: ignore[attr-defined]
+    server.stop(grace_seconds).wait()
+    log.info("%s stopped", spec.component)

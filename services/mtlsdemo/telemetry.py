@@ -1,0 +1,62 @@
+"""Metric definitions shared by every component (listed in docs/metrics.md).
+
+Names follow Prometheus conventions: base units, ``_total`` for counters
+(prometheus-client appends it), ``_seconds`` for durations, few label values.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+
+from mtlsdemo import __version__
+
+# Latency buckets from 0.1 ms: loopback gRPC calls take a few hundred microseconds.
+RPC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+               0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+BUILD_INFO = Info("mtlsdemo_build", "Version and component of this process.")
+
+# --- gRPC, server side (names as in go-grpc-prometheus, so stock dashboards work) ---
+GRPC_SERVER_STARTED = Counter(
+    "grpc_server_started", "RPCs started on the server.", ["grpc_service", "grpc_method", "grpc_type"])
+GRPC_SERVER_HANDLED = Counter(
+    "grpc_server_handled", "RPCs completed on the server, by status code.",
+    ["grpc_service", "grpc_method", "grpc_code"])
+GRPC_SERVER_HANDLING = Histogram(
+    "grpc_server_handling_seconds", "Time from RPC start to completion on the server.",
+    ["grpc_service", "grpc_method"], buckets=RPC_BUCKETS)
+
+# --- gRPC, client side (the gateway calling the ledger) ---
+GRPC_CLIENT_HANDLED = Counter(
+    "grpc_client_handled", "RPCs completed by the client, by status code.",
+    ["grpc_service", "grpc_method", "grpc_code"])
+GRPC_CLIENT_HANDLING = Histogram(
+    "grpc_client_handling_seconds", "Time from RPC start to response on the client.",
+    ["grpc_service", "grpc_method"], buckets=RPC_BUCKETS)
+
+# --- authorization of callers by SPIFFE ID ---
+GRPC_AUTHORIZATIONS = Counter(
+    "mtls_grpc_authorizations", "Caller identity checks on gRPC servers.",
+    ["peer", "decision"])
+
+# --- certificates ---
+CERT_EXPIRY = Gauge(
+    "mtls_certificate_expiry_timestamp_seconds",
+    "Unix time at which a loaded certificate expires.", ["identity", "kind"])
+CERT_RELOADS = Counter(
+    "mtls_certificate_reloads", "Certificate reload attempts after files changed.", ["result"])
+
+# --- ledger business metrics ---
+LEDGER_TRANSFERS = Counter(
+    "ledger_transfers", "Money movements applied by the ledger.", ["kind", "result"])
+LEDGER_MOVED = Counter(
+    "ledger_moved_cents", "Amount moved by applied money movements, in cents.", ["kind"])
+LEDGER_ACCOUNTS = Gauge("ledger_accounts", "Accounts in the ledger.")
+
+
+def start_metrics_server(address: str, component: str) -> int:
+    """Serve /metrics on HOST:PORT (port 0 picks one); returns the bound port."""
+    BUILD_INFO.info({"version": __version__, "component": component})
+    host, _, port = address.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host or "127.0.0.1")
+    return int(server.server_port)
