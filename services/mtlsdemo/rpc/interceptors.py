@@ -65,8 +65,10 @@ class ServerInterceptor(grpc.ServerInterceptor):
             if not handler.request_streaming else \
             ("bidi_stream" if handler.response_streaming else "client_stream")
         started = telemetry.GRPC_SERVER_STARTED.labels(service, method, kind)
-        handled = lambda code: telemetry.GRPC_SERVER_HANDLED.labels(  # noqa: E731
-            service, method, code.name)
+
+        def handled(code: grpc.StatusCode) -> None:
+            telemetry.GRPC_SERVER_HANDLED.labels(service, method, code.name).inc()
+
         seconds = telemetry.GRPC_SERVER_HANDLING.labels(service, method)
 
         def unary(behavior: Callable) -> Callable:

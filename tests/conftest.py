@@ -1,0 +1,80 @@
+"""Shared fixtures: certificate directories, free ports, tier requirements.
+
+A tier that needs a missing tool skips with the reason, unless the tool is named
+in MTLSDEMO_REQUIRE (comma-separated, e.g. "docker,prometheus"): then it fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from mtlsdemo.pki.ca import CertificateAuthority, load_ca
+from mtlsdemo.pki.files import cert_pem, write_atomic
+from mtlsdemo.pki.identity import ServiceIdentity
+from mtlsdemo.pki.issue import issue_leaf
+from mtlsdemo.pki.keys import generate_key, private_key_pem
+
+REQUIRED = {t.strip() for t in os.environ.get("MTLSDEMO_REQUIRE", "").split(",") if t.strip()}
+
+
+def require_tool(tool: str, available: bool, why: str) -> None:
+    """Skip (or fail, when CI demands the tool) a test whose tool is missing."""
+    if available:
+        return
+    if tool in REQUIRED:
+        pytest.fail(f"MTLSDEMO_REQUIRE names {tool!r} but it is unavailable: {why}")
+    pytest.skip(f"{tool} unavailable: {why}")
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    require_tool(name, path is not None, f"`{name}` is not on PATH")
+    return str(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture(scope="session")
+def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One CA with gateway, ledger and cli identities, shared by a test session."""
+    out = tmp_path_factory.mktemp("pki")
+    bootstrap(BootstrapRequest(out=out, services=("gateway", "ledger", "cli")))
+    return out
+
+
+@pytest.fixture(scope="session")
+def other_pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second, unrelated CA issuing the same names: must never be trusted."""
+    out = tmp_path_factory.mktemp("other-pki")
+    bootstrap(BootstrapRequest(out=out, services=("gateway", "ledger", "cli")))
+    return out
+
+
+def make_identity_dir(out: Path, ca: CertificateAuthority, service: str, *,
+                      at: dt.datetime | None = None, days: float = 30,
+                      key_type: str = "ecdsa-p256") -> Path:
+    """An identity directory with a leaf issued as if ``at`` were now (past: expired)."""
+    key = generate_key(key_type)
+    cert = issue_leaf(ca, key.public_key(), ServiceIdentity(service), at or now(), days)
+    write_atomic(out / "tls.key", private_key_pem(key), 0o600)
+    write_atomic(out / "tls.crt", cert_pem(cert))
+    write_atomic(out / "ca.crt", cert_pem(ca.cert))
+    return out
+
+
+def ca_of(pki: Path) -> CertificateAuthority:
+    return load_ca(pki / "ca" / "ca.crt", pki / "ca" / "ca.key")

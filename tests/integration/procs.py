@@ -1,0 +1,95 @@
+"""Starting mtlsdemo components as real processes on 127.0.0.1 for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from mtlsdemo.rpc.credentials import secure_channel
+
+GATEWAY_ID = "spiffe://mtls-demo.local/ns/default/sa/gateway"
+CLI_ID = "spiffe://mtls-demo.local/ns/default/sa/cli"
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> Proc:
+        f = self.log.open("ab")
+        self.proc = subprocess.Popen(self.argv, stdout=f, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env))
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def mtlsdemo(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mtlsdemo", *args]
+
+
+def wait_healthy(address: str, tls_dir: Path, server_name: str, proc: Proc,
+                 timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    channel = secure_channel(address, tls_dir, server_name)
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise AssertionError(f"{proc.name} exited early:\n{proc.output()}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                        health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.1)
+        raise AssertionError(f"{proc.name} not healthy in {timeout}s:\n{proc.output()}")
+    finally:
+        channel.close()
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total, found = 0.0, False
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+                found = True
+    if not found:
+        raise KeyError(f"no sample {name}{labels}")
+    return total

@@ -1,0 +1,87 @@
+"""`mtlsdemo run` as a new user meets it (what `make run` calls), and a certificate
+made with the seed's openssl steps used for real."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import free_port, require_binary
+from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
+from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from mtlsdemo.rpc.credentials import secure_channel
+from procs import CLI_ID, GATEWAY_ID, Proc, mtlsdemo, wait_healthy
+
+pytestmark = pytest.mark.integration
+
+
+def test_run_starts_everything_sends_traffic_and_stops(tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(4)]
+    r = subprocess.run(
+        [sys.executable, "-m", "mtlsdemo", "run", "--certs-dir", str(tmp_path / "certs"),
+         "--data-dir", str(tmp_path / "var"), "--ledger-port", str(ports[0]),
+         "--gateway-port", str(ports[1]), "--ledger-metrics-port", str(ports[2]),
+         "--gateway-metrics-port", str(ports[3]), "--traffic-seconds", "1",
+         "--exit-after-traffic"], capture_output=True, text=True, timeout=120, check=False)
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert "ca         created" in out
+    assert "[ledger]" in out and "[gateway]" in out  # children's logs, prefixed
+    assert "codes: OK=" in out and "UNAVAILABLE" not in out
+    assert f"http://127.0.0.1:{ports[3]}/metrics" in out
+    assert "mtlsdemo client" in out
+    assert "gateway stopped" in out and "ledger stopped" in out  # clean SIGTERM shutdown
+    assert (tmp_path / "var" / "ledger.db").exists()
+
+
+def test_run_refuses_busy_port_with_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        r = subprocess.run(mtlsdemo("run", "--certs-dir", str(tmp_path / "c"),
+                                    "--gateway-port", str(busy)),
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2
+    assert f"--gateway-port {busy}" in r.stderr
+
+
+def test_openssl_made_client_certificate_calls_the_gateway(tmp_path: Path) -> None:
+    openssl = require_binary("openssl")
+    certs = tmp_path / "certs"
+    bootstrap(BootstrapRequest(out=certs, services=("gateway", "ledger")))
+    me = tmp_path / "me"
+    me.mkdir()
+    subprocess.run([openssl, "genrsa", "-out", str(me / "tls.key"), "2048"], check=True,
+                   capture_output=True)
+    subprocess.run([openssl, "req", "-new", "-key", str(me / "tls.key"), "-out",
+                    str(me / "req.csr"), "-subj", "/CN=cli"], check=True, capture_output=True)
+    subprocess.run(mtlsdemo("certs", "sign", str(me / "req.csr"), "--ca-dir", str(certs / "ca"),
+                            "--out", str(me / "tls.crt")), check=True, capture_output=True)
+    (me / "ca.crt").write_bytes((certs / "ca" / "ca.crt").read_bytes())
+    lp, gp = free_port(), free_port()
+    ledger = Proc("ledger", mtlsdemo("serve", "ledger", "--listen", f"127.0.0.1:{lp}",
+                                     "--tls-dir", str(certs / "ledger"), "--allow-id", GATEWAY_ID,
+                                     "--db", str(tmp_path / "l.db")), tmp_path / "l.log").start()
+    gateway = Proc("gateway", mtlsdemo("serve", "gateway", "--listen", f"127.0.0.1:{gp}",
+                                       "--tls-dir", str(certs / "gateway"), "--allow-id", CLI_ID,
+                                       "--ledger-addr", f"127.0.0.1:{lp}"),
+                   tmp_path / "g.log").start()
+    try:
+        wait_healthy(f"127.0.0.1:{gp}", me, "gateway", gateway)
+        channel = secure_channel(f"127.0.0.1:{gp}", me, "gateway")
+        r = pb_grpc.GatewayServiceStub(channel).OpenAccount(
+            pb.OpenAccountRequest(owner="openssl user"), timeout=10)
+        assert r.owner == "openssl user"
+        channel.close()
+    except grpc.RpcError as e:
+        raise AssertionError(f"{e}\n{ledger.output()}\n{gateway.output()}") from None
+    finally:
+        gateway.stop()
+        ledger.stop()
