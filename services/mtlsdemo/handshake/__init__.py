@@ -1,0 +1,31 @@
+"""MTD/1: a sans-I/O, TLS-style mutual handshake and record layer.
+
+    conn = Connection("client", config)
+    conn.start()
+    sock.send(conn.data_to_send())
+    for event in conn.receive_data(sock.recv(65536)): ...
+
+Knows nothing of sockets, asyncio, the services or the PKI package.
+See docs/protocol.md for the wire format.
+"""
+
+from mtlsdemo.handshake.config import Credentials, HandshakeConfig, Limits
+from mtlsdemo.handshake.connection import Connection, State
+from mtlsdemo.handshake.errors import ProtocolError, Reason
+from mtlsdemo.handshake.events import (
+    DataReceived,
+    Event,
+    HandshakeComplete,
+    HandshakeResult,
+    KeyUpdated,
+    PeerClosed,
+)
+from mtlsdemo.handshake.peer import PeerPolicy, TrustStore
+from mtlsdemo.handshake.suites import DEFAULT_SUITES, SUITES, KeyExchange, Suite, parse_suites
+
+__all__ = [
+    "DEFAULT_SUITES", "SUITES", "Connection", "Credentials", "DataReceived", "Event",
+    "HandshakeComplete", "HandshakeConfig", "HandshakeResult", "KeyExchange", "KeyUpdated",
+    "Limits", "PeerClosed", "PeerPolicy", "ProtocolError", "Reason", "State", "Suite",
+    "TrustStore", "parse_suites",
+]

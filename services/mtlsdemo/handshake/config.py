@@ -1,0 +1,74 @@
+"""What a connection needs to know: its credentials, whom it trusts, whom it
+accepts, what it offers, and its limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+)
+
+from mtlsdemo.handshake.peer import PeerPolicy, TrustStore, can_receive_rsa_key_transport
+from mtlsdemo.handshake.signatures import Scheme, scheme_for
+from mtlsdemo.handshake.suites import DEFAULT_SUITES, SUPPORTED_VERSIONS, KeyExchange, Suite
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Our certificate chain (leaf first) and private key."""
+
+    chain: tuple[x509.Certificate, ...]
+    key: object
+    chain_der: tuple[bytes, ...] = ()
+    scheme: Scheme = Scheme.ECDSA_SECP256R1_SHA256
+
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes) -> Credentials:
+        chain = tuple(x509.load_pem_x509_certificates(cert_pem))
+        key = load_pem_private_key(key_pem, password=None)
+        mine = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        theirs = chain[0].public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        if mine != theirs:
+            raise ValueError("private key does not match the certificate")
+        return cls(chain, key, tuple(c.public_bytes(Encoding.DER) for c in chain), scheme_for(key))
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.chain[0]
+
+    def can_decrypt_rsa(self) -> bool:
+        return isinstance(self.key, rsa.RSAPrivateKey) and can_receive_rsa_key_transport(self.leaf)
+
+    def supports(self, suite: Suite) -> bool:
+        return suite.kx is KeyExchange.ECDHE_X25519 or self.can_decrypt_rsa()
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_handshake_message: int = 32 * 1024
+    max_buffered: int = 64 * 1024      # unparsed bytes held at once (partial record + message)
+    max_seq: int = 2**64 - 1           # records under one key before the session must end
+
+
+@dataclass(frozen=True)
+class HandshakeConfig:
+    credentials: Credentials
+    trust: TrustStore
+    peer: PeerPolicy = field(default_factory=PeerPolicy)
+    suites: tuple[Suite, ...] = DEFAULT_SUITES
+    versions: tuple[int, ...] = SUPPORTED_VERSIONS
+    server_preference: bool = False    # server picks by its own order, not the client's
+    limits: Limits = field(default_factory=Limits)
+    key_update_records: int = 0        # auto key update after this many records sent (0: never)
+    key_update_bytes: int = 0          # ... or this many plaintext bytes sent (0: never)
+    trace: bool = False                # record every message for `mtlsdemo handshake --trace`
+
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes, ca_pem: bytes, **kw: object) -> HandshakeConfig:
+        trust = TrustStore(x509.load_pem_x509_certificates(ca_pem))
+        return cls(Credentials.from_pem(cert_pem, key_pem), trust, **kw)  # type: ignore[arg-type]

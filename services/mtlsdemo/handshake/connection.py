@@ -1,0 +1,597 @@
+"""The sans-I/O state machine for one side of an MTD/1 connection.
+
+Feed it bytes with ``receive_data`` (b"" for EOF); it returns events and queues
+bytes for ``data_to_send``. It never touches a socket, never reads a clock of its
+own (the caller passes wall time for certificate checks and a monotonic clock for
+phase timings) and raises ``ProtocolError`` for every failure, having queued the
+alert for the peer first.
+
+Flow (see docs/protocol.md):
+
+    client                                  server
+    ClientHello            ------>
+                           <------          ServerHello
+                                            Certificate
+                                            ServerKeyShare        (ECDHE only)
+                                            CertificateRequest
+                                            CertificateVerify
+    Certificate
+    ClientKeyExchange
+    CertificateVerify
+    Finished               ------>
+                           <------          Finished
+    [application data]     <=====>          [application data]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+
+from mtlsdemo.handshake import kx
+from mtlsdemo.handshake import messages as m
+from mtlsdemo.handshake.config import HandshakeConfig
+from mtlsdemo.handshake.errors import ALERT_CODES, REASON_BY_CODE, ProtocolError, Reason
+from mtlsdemo.handshake.events import (
+    DataReceived,
+    Event,
+    HandshakeComplete,
+    HandshakeResult,
+    KeyUpdated,
+    PeerClosed,
+)
+from mtlsdemo.handshake.keyschedule import KeySchedule
+from mtlsdemo.handshake.peer import (
+    VerifiedPeer,
+    can_receive_rsa_key_transport,
+    spiffe_id_of,
+    verify_peer,
+)
+from mtlsdemo.handshake.records import (
+    MAX_PLAINTEXT,
+    ContentType,
+    Protector,
+    plaintext_record,
+    split_records,
+)
+from mtlsdemo.handshake.signatures import SUPPORTED_SCHEMES, sign, signed_content, verify
+from mtlsdemo.handshake.suites import BY_CODE, KeyExchange, Suite, version_name
+from mtlsdemo.handshake.trace import TraceEntry
+
+T = m.HandshakeType
+ALERT_WARNING, ALERT_FATAL = 1, 2
+PHASES = ("hello", "certificate_verify", "key_exchange", "finished")
+
+
+class State(StrEnum):
+    START = "start"
+    WAIT_CLIENT_HELLO = "wait_client_hello"
+    WAIT_SERVER_HELLO = "wait_server_hello"
+    WAIT_CERTIFICATE = "wait_certificate"
+    WAIT_SERVER_KEY_SHARE = "wait_server_key_share"
+    WAIT_CERTIFICATE_REQUEST = "wait_certificate_request"
+    WAIT_CERTIFICATE_VERIFY = "wait_certificate_verify"
+    WAIT_CLIENT_KEY_EXCHANGE = "wait_client_key_exchange"
+    WAIT_FINISHED = "wait_finished"
+    CONNECTED = "connected"
+    CLOSED = "closed"     # peer sent close_notify (we may still send until we close)
+    FAILED = "failed"
+
+
+EXPECTED = {
+    State.WAIT_CLIENT_HELLO: T.CLIENT_HELLO,
+    State.WAIT_SERVER_HELLO: T.SERVER_HELLO,
+    State.WAIT_CERTIFICATE: T.CERTIFICATE,
+    State.WAIT_SERVER_KEY_SHARE: T.SERVER_KEY_SHARE,
+    State.WAIT_CERTIFICATE_REQUEST: T.CERTIFICATE_REQUEST,
+    State.WAIT_CERTIFICATE_VERIFY: T.CERTIFICATE_VERIFY,
+    State.WAIT_CLIENT_KEY_EXCHANGE: T.CLIENT_KEY_EXCHANGE,
+    State.WAIT_FINISHED: T.FINISHED,
+}
+STEP_OF = {
+    T.CLIENT_HELLO: "hello", T.SERVER_HELLO: "hello", T.CERTIFICATE: "certificate_verify",
+    T.CERTIFICATE_REQUEST: "certificate_verify", T.CERTIFICATE_VERIFY: "certificate_verify",
+    T.SERVER_KEY_SHARE: "key_exchange", T.CLIENT_KEY_EXCHANGE: "key_exchange",
+    T.FINISHED: "finished",
+}
+
+
+class Connection:
+    def __init__(self, role: str, config: HandshakeConfig, now: dt.datetime | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        if role not in ("client", "server"):
+            raise ValueError(f"role must be client or server, not {role!r}")
+        self.role = role
+        self.peer_role = "server" if role == "client" else "client"
+        self.config = config
+        # Wall time for validity checks: the caller's, so tests can travel in time.
+        self.now = now or dt.datetime.now(dt.UTC)
+        self.clock = clock
+        self.state = State.START if role == "client" else State.WAIT_CLIENT_HELLO
+        self.trace: list[TraceEntry] = []
+        self.result: HandshakeResult | None = None
+        self.error: ProtocolError | None = None
+        self.phases = dict.fromkeys(PHASES, 0.0)
+        self.started_at: float | None = None
+        self._in = bytearray()
+        self._out: list[bytes] = []
+        self._hs = m.MessageBuffer(config.limits.max_handshake_message)
+        self._transcript = hashes.Hash(hashes.SHA256())      # every handshake message
+        self._sig_transcript = hashes.Hash(hashes.SHA256())  # client random + from ServerHello on
+        self._random = os.urandom(m.RANDOM_LEN)
+        self._client_random = self._random if role == "client" else b""
+        self._server_random = self._random if role == "server" else b""
+        self._offered: tuple[int, ...] = ()
+        self.suite: Suite | None = None
+        self.version = 0
+        self.peer: VerifiedPeer | None = None
+        self._ks: KeySchedule | None = None
+        self._x25519: Any = None
+        self._peer_share = b""
+        self._send: Protector | None = None
+        self._recv: Protector | None = None
+        self._pending_recv_secret = b""
+        self._close_sent = False
+
+    # ------------------------------------------------------------------ public API
+    def start(self) -> None:
+        """Client: queue the ClientHello. (A server starts by receiving one.)"""
+        if self.role != "client" or self.state is not State.START:
+            raise RuntimeError("start() is for a client that has not started")
+        self.started_at = self.clock()
+        t0 = self.started_at
+        self._offered = tuple(s.code for s in self.config.suites)
+        hello = m.ClientHello(self.config.versions, self._random, self._offered)
+        self._sig_transcript.update(self._random)
+        self._send_handshake([hello])
+        self.phases["hello"] += self.clock() - t0
+        self.state = State.WAIT_SERVER_HELLO
+
+    @property
+    def waiting_for(self) -> str:
+        """What the connection needs next, for deadlines and error messages."""
+        exp = EXPECTED.get(self.state)
+        if exp is not None:
+            return f"{exp.name} from the {self.peer_role}"
+        return {State.START: "start()", State.CONNECTED: "application data",
+                State.CLOSED: "nothing (peer closed)", State.FAILED: "nothing (failed)"}[self.state]
+
+    @property
+    def handshake_done(self) -> bool:
+        return self.state in (State.CONNECTED, State.CLOSED)
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        if self.state is State.FAILED:
+            raise self.error or ProtocolError(Reason.INTERNAL_ERROR, "connection failed")
+        if self.started_at is None:
+            self.started_at = self.clock()
+        if not data:
+            return self._eof()
+        events: list[Event] = []
+        try:
+            self._in += data
+            for ctype, hdr, payload in split_records(self._in):
+                events.extend(self._record(ctype, hdr, payload))
+            if len(self._in) + self._hs.pending > self.config.limits.max_buffered:
+                raise ProtocolError(Reason.RECORD_OVERFLOW,
+                                    f"{len(self._in) + self._hs.pending} bytes buffered "
+                                    f"(limit {self.config.limits.max_buffered})")
+        except ProtocolError as e:
+            e.events = events  # type: ignore[attr-defined]  # delivered before the failure
+            self._failed(e)
+            raise
+        return events
+
+    def send_data(self, data: bytes) -> None:
+        if self.state not in (State.CONNECTED, State.CLOSED) or self._send is None:
+            raise RuntimeError(f"cannot send application data in state {self.state}")
+        if self._close_sent:
+            raise RuntimeError("cannot send after close()")
+        view = memoryview(data)
+        for i in range(0, len(view), MAX_PLAINTEXT):
+            self._maybe_auto_update()
+            self._out.append(self._seal(ContentType.APPLICATION_DATA, bytes(view[i:i + MAX_PLAINTEXT])))
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def close(self) -> None:
+        """Queue close_notify: we send no more. Idempotent."""
+        if self._close_sent or self.state is State.FAILED:
+            return
+        self._close_sent = True
+        self._queue_alert(Reason.CLOSE_NOTIFY, ALERT_WARNING)
+
+    def update_keys(self, request_peer: bool = False) -> None:
+        """Send a KeyUpdate and move our sending keys forward; optionally ask the
+        peer to move its sending keys too."""
+        if self._send is None or self._close_sent:
+            raise RuntimeError("no session keys to update")
+        self._out.append(self._send.seal(ContentType.KEY_UPDATE, bytes((1 if request_peer else 0,))))
+        self._send.update()
+        self._trace("send", "record", "KeyUpdate", 1, "data",
+                    {"request_peer": request_peer, "generation": self._send.generation})
+
+    def fail(self, reason: Reason, detail: str = "") -> ProtocolError:
+        """A failure found by the caller (e.g. handshake deadline): queue the alert
+        and return the error to raise or log."""
+        e = ProtocolError(reason, detail)
+        self._failed(e)
+        return e
+
+    @property
+    def send_generation(self) -> int:
+        return self._send.generation if self._send else 0
+
+    # ------------------------------------------------------------------ internals
+    def _failed(self, e: ProtocolError) -> None:
+        if self.state is State.FAILED:
+            return
+        self.state = State.FAILED
+        self.error = e
+        if e.origin == "local" and e.reason is not Reason.TRUNCATED:
+            self._queue_alert(e.reason, ALERT_FATAL)
+
+    def _queue_alert(self, reason: Reason, level: int) -> None:
+        body = bytes((level, ALERT_CODES[reason]))
+        if self._send is not None:
+            try:
+                self._out.append(self._send.seal(ContentType.ALERT, body))
+            except ProtocolError:  # sequence exhausted: nothing more can be sent under this key
+                return
+        else:
+            self._out.append(plaintext_record(ContentType.ALERT, body))
+        self._trace("send", "alert", reason.value, 2, "alert", {"level": level})
+
+    def _eof(self) -> list[Event]:
+        if self.state is State.CLOSED:
+            return []
+        e = ProtocolError(Reason.TRUNCATED,
+                          f"connection closed without close_notify while {self.state.value}")
+        self._failed(e)
+        raise e
+
+    def _seal(self, ctype: ContentType, payload: bytes) -> bytes:
+        assert self._send is not None
+        return self._send.seal(ctype, payload)
+
+    def _maybe_auto_update(self) -> None:
+        s = self._send
+        assert s is not None
+        cfg = self.config
+        if (cfg.key_update_records and s.records >= cfg.key_update_records) or \
+                (cfg.key_update_bytes and s.bytes >= cfg.key_update_bytes):
+            self.update_keys()
+
+    def _record(self, ctype: int, hdr: bytes, payload: bytes) -> list[Event]:
+        if self.state is State.CLOSED:
+            raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "record after close_notify")
+        if self._recv is not None:
+            if ctype == ContentType.HANDSHAKE:
+                raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "handshake record after the handshake")
+            plaintext = self._recv.open(hdr, payload)
+            if ctype == ContentType.APPLICATION_DATA:
+                if not plaintext:
+                    raise ProtocolError(Reason.DECODE_ERROR, "empty application data record")
+                return [DataReceived(plaintext)]
+            if ctype == ContentType.ALERT:
+                return self._alert(plaintext)
+            # KEY_UPDATE
+            if len(plaintext) != 1 or plaintext[0] > 1:
+                raise ProtocolError(Reason.DECODE_ERROR, "malformed KeyUpdate")
+            self._recv.update()
+            self._trace("recv", "record", "KeyUpdate", 1, "data",
+                        {"request_peer": bool(plaintext[0]), "generation": self._recv.generation})
+            events: list[Event] = [KeyUpdated("receive", self._recv.generation)]
+            if plaintext[0] and not self._close_sent:
+                self.update_keys(request_peer=False)
+                events.append(KeyUpdated("send", self._send.generation if self._send else 0))
+            return events
+        if ctype == ContentType.ALERT:
+            return self._alert(payload)
+        if ctype != ContentType.HANDSHAKE:
+            raise ProtocolError(Reason.UNEXPECTED_MESSAGE,
+                                f"{ContentType(ctype).name} record before the handshake completed")
+        if self.state not in EXPECTED:
+            raise ProtocolError(Reason.UNEXPECTED_MESSAGE, f"handshake record in state {self.state}")
+        if not payload:
+            raise ProtocolError(Reason.DECODE_ERROR, "empty handshake record")
+        out: list[Event] = []
+        for msg_type, raw in self._hs.feed(payload):
+            out.extend(self._handshake(msg_type, raw))
+        return out
+
+    def _alert(self, body: bytes) -> list[Event]:
+        if len(body) != 2:
+            raise ProtocolError(Reason.DECODE_ERROR, f"alert of {len(body)} bytes")
+        level, code = body
+        reason = REASON_BY_CODE.get(code)
+        if reason is None:
+            raise ProtocolError(Reason.DECODE_ERROR, f"unknown alert code {code}")
+        self._trace("recv", "alert", reason.value, 2, "alert", {"level": level})
+        if reason is Reason.CLOSE_NOTIFY:
+            if not self.handshake_done:
+                raise ProtocolError(Reason.CLOSE_NOTIFY, "peer closed during the handshake",
+                                    origin="remote")
+            self.state = State.CLOSED
+            return [PeerClosed()]
+        raise ProtocolError(reason, f"the {self.peer_role} rejected the connection", origin="remote")
+
+    # --- handshake messages ---
+    def _handshake(self, msg_type: int, raw: bytes) -> list[Event]:
+        expected = EXPECTED.get(self.state)
+        if msg_type != expected:
+            got = T(msg_type).name if msg_type in T._value2member_map_ else f"type {msg_type}"
+            raise ProtocolError(Reason.UNEXPECTED_MESSAGE,
+                                f"got {got} while waiting for {self.waiting_for}")
+        msg = m.decode(msg_type, raw[4:])
+        if self.config.trace:
+            self._trace("recv", "handshake", T(msg_type).name, len(raw), STEP_OF[T(msg_type)],
+                        describe(msg))
+        th_before = self._transcript.copy().finalize()
+        sig_before = self._sig_transcript.copy().finalize()
+        self._transcript.update(raw)
+        if msg_type != T.CLIENT_HELLO:
+            self._sig_transcript.update(raw)
+        handler = getattr(self, f"_on_{self.role}_{T(msg_type).name.lower()}")
+        return handler(msg, th_before, sig_before) or []
+
+    def _send_handshake(self, msgs: list[m.Message]) -> None:
+        chunk = bytearray()
+        for msg in msgs:
+            raw = m.encode(msg)
+            self._transcript.update(raw)
+            if msg.type != T.CLIENT_HELLO:
+                self._sig_transcript.update(raw)
+            if self.config.trace:
+                self._trace("send", "handshake", msg.type.name, len(raw), STEP_OF[msg.type],
+                            describe(msg))
+            chunk += raw
+        # One flight, as few records as the size limit allows: one TCP write, one RTT.
+        for i in range(0, len(chunk), MAX_PLAINTEXT):
+            self._out.append(plaintext_record(ContentType.HANDSHAKE, bytes(chunk[i:i + MAX_PLAINTEXT])))
+
+    def _phase(self, name: str, t0: float) -> float:
+        t1 = self.clock()
+        self.phases[name] += t1 - t0
+        return t1
+
+    def _trace(self, direction: str, kind: str, name: str, size: int, step: str,
+               fields: dict[str, Any]) -> None:
+        if self.config.trace:
+            self.trace.append(TraceEntry(self.role, direction, kind, name, size, step, fields,
+                                         self.clock()))
+
+    def _certificate_verify(self, signer: str, sig_hash: bytes) -> m.CertificateVerify:
+        cred = self.config.credentials
+        return m.CertificateVerify(cred.scheme, sign(cred.key, cred.scheme, signed_content(signer, sig_hash)))
+
+    def _check_certificate_verify(self, msg: m.CertificateVerify, sig_hash: bytes) -> None:
+        assert self.peer is not None
+        verify(self.peer.leaf.public_key(), msg.scheme, msg.signature,
+               signed_content(self.peer_role, sig_hash))
+        self.peer.checks.append(f"CertificateVerify ({hex(msg.scheme)}) proves the {self.peer_role} "
+                                "holds the certificate's private key")
+
+    def _complete(self) -> list[Event]:
+        assert self.suite and self.peer and self.started_at is not None
+        self.state = State.CONNECTED
+        cred = self.config.credentials
+        self.result = HandshakeResult(
+            role=self.role, version=version_name(self.version), suite=self.suite.name,
+            key_exchange=self.suite.kx.value,
+            local_identity=spiffe_id_of(cred.leaf), peer_identity=self.peer.identity,
+            peer_subject=self.peer.leaf.subject.rfc4514_string(),
+            peer_not_after=self.peer.leaf.not_valid_after_utc, checks=tuple(self.peer.checks),
+            phases=dict(self.phases), duration=self.clock() - self.started_at)
+        return [HandshakeComplete(self.result)]
+
+    # --- client side ---
+    def _on_client_server_hello(self, msg: m.ServerHello, _th: bytes, _sig: bytes) -> None:
+        t0 = self.clock()
+        if msg.version not in self.config.versions:
+            raise ProtocolError(Reason.UNSUPPORTED_VERSION,
+                                f"server chose version 0x{msg.version:04x}, which was not offered")
+        if msg.suite not in self._offered:
+            raise ProtocolError(Reason.ILLEGAL_PARAMETER,
+                                f"server chose suite 0x{msg.suite:04x}, which was not offered")
+        self.version, self.suite = msg.version, BY_CODE[msg.suite]
+        self._server_random = msg.random
+        self._phase("hello", t0)
+        self.state = State.WAIT_CERTIFICATE
+
+    def _on_client_certificate(self, msg: m.Certificate, _th: bytes, _sig: bytes) -> None:
+        t0 = self.clock()
+        self.peer = verify_peer(msg.chain, self.config.trust, "server", self.config.peer, self.now)
+        assert self.suite is not None
+        if self.suite.kx is KeyExchange.RSA_OAEP:
+            if not can_receive_rsa_key_transport(self.peer.leaf):
+                raise ProtocolError(Reason.ILLEGAL_PARAMETER,
+                                    "RSA-OAEP suite chosen but the server key cannot encrypt "
+                                    "(needs RSA with keyEncipherment)")
+            self.state = State.WAIT_CERTIFICATE_REQUEST
+        else:
+            self.state = State.WAIT_SERVER_KEY_SHARE
+        self._phase("certificate_verify", t0)
+
+    def _on_client_server_key_share(self, msg: m.ServerKeyShare, _th: bytes, _sig: bytes) -> None:
+        if msg.group != m.X25519_GROUP:
+            raise ProtocolError(Reason.ILLEGAL_PARAMETER, f"key share group 0x{msg.group:04x} is not X25519")
+        self._peer_share = msg.public
+        self.state = State.WAIT_CERTIFICATE_REQUEST
+
+    def _on_client_certificate_request(self, msg: m.CertificateRequest, _th: bytes, _sig: bytes) -> None:
+        if self.config.credentials.scheme not in msg.schemes:
+            raise ProtocolError(Reason.NO_COMMON_SUITE,
+                                f"server accepts none of our signature scheme {self.config.credentials.scheme.name}")
+        self.state = State.WAIT_CERTIFICATE_VERIFY
+
+    def _on_client_certificate_verify(self, msg: m.CertificateVerify, _th: bytes, sig: bytes) -> None:
+        t0 = self.clock()
+        self._check_certificate_verify(msg, sig)
+        t0 = self._phase("certificate_verify", t0)
+        # Our flight: Certificate, ClientKeyExchange, CertificateVerify, Finished.
+        assert self.suite is not None and self.peer is not None
+        flight_start = len(self._out)
+        cert_msg = m.Certificate(self.config.credentials.chain_der)
+        if self.suite.kx is KeyExchange.ECDHE_X25519:
+            priv, public = kx.x25519_keypair()
+            shared = kx.x25519_shared(priv, self._peer_share)
+            cke = m.ClientKeyExchange(public)
+        else:
+            shared = kx.new_premaster()
+            cke = m.ClientKeyExchange(kx.rsa_oaep_encrypt(self.peer.leaf.public_key(), shared))
+        self._send_handshake([cert_msg, cke])
+        self._ks = KeySchedule(shared, self._client_random, self._server_random)
+        t0 = self._phase("key_exchange", t0)
+        cv = self._certificate_verify("client", self._sig_transcript.copy().finalize())
+        self._send_handshake([cv])
+        t0 = self._phase("certificate_verify", t0)
+        fin = m.Finished(self._ks.finished_mac("client", self._transcript.copy().finalize()))
+        self._send_handshake([fin])
+        th_cf = self._transcript.copy().finalize()
+        self._send = Protector(self.suite, self._ks.traffic_secret("client", th_cf),
+                               self.config.limits.max_seq)
+        self._pending_recv_secret = self._ks.traffic_secret("server", th_cf)
+        self._merge_handshake_records(flight_start)
+        self._phase("finished", t0)
+        self.state = State.WAIT_FINISHED
+
+    def _on_client_finished(self, msg: m.Finished, th: bytes, _sig: bytes) -> list[Event]:
+        t0 = self.clock()
+        assert self._ks is not None and self.suite is not None
+        if not self._ks.check_finished("server", th, msg.verify_data):
+            raise ProtocolError(Reason.BAD_FINISHED, "server Finished does not match our transcript")
+        self._recv = Protector(self.suite, self._pending_recv_secret, self.config.limits.max_seq)
+        if self._hs.pending:
+            raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "handshake bytes after Finished")
+        self._phase("finished", t0)
+        return self._complete()
+
+    # --- server side ---
+    def _on_server_client_hello(self, msg: m.ClientHello, _th: bytes, _sig: bytes) -> None:
+        t0 = self.clock()
+        flight_start = len(self._out)
+        self._client_random = msg.random
+        self._sig_transcript.update(msg.random)
+        common = [v for v in self.config.versions if v in msg.versions]
+        if not common:
+            raise ProtocolError(Reason.UNSUPPORTED_VERSION,
+                                "no common version: client offers "
+                                + ", ".join(f"0x{v:04x}" for v in msg.versions))
+        self.version = max(common)
+        cred = self.config.credentials
+        ours = [s for s in self.config.suites if cred.supports(s)]
+        offered = [BY_CODE[c] for c in msg.suites if c in BY_CODE]
+        if self.config.server_preference:
+            chosen = next((s for s in ours if s in offered), None)
+        else:
+            chosen = next((s for s in offered if s in ours), None)
+        if chosen is None:
+            raise ProtocolError(Reason.NO_COMMON_SUITE,
+                                "none of the client's suites is enabled here "
+                                f"(client: {', '.join(f'0x{c:04x}' for c in msg.suites)}; "
+                                f"server: {', '.join(s.name for s in ours)})")
+        self.suite = chosen
+        hello = m.ServerHello(self.version, self._random, chosen.code)
+        self._send_handshake([hello])
+        t0 = self._phase("hello", t0)
+        flight: list[m.Message] = [m.Certificate(cred.chain_der)]
+        if chosen.kx is KeyExchange.ECDHE_X25519:
+            self._x25519, public = kx.x25519_keypair()
+            flight.append(m.ServerKeyShare(m.X25519_GROUP, public))
+        flight.append(m.CertificateRequest(tuple(int(s) for s in SUPPORTED_SCHEMES)))
+        self._send_handshake(flight)
+        t0 = self._phase("key_exchange", t0)
+        self._send_handshake([self._certificate_verify("server", self._sig_transcript.copy().finalize())])
+        self._phase("certificate_verify", t0)
+        self._merge_handshake_records(flight_start)
+        self.state = State.WAIT_CERTIFICATE
+
+    def _merge_handshake_records(self, start: int) -> None:
+        """A flight was queued message by message (each needs the transcript up to
+        it); merge its plaintext handshake records into as few as fit, so the
+        flight leaves in one write."""
+        payload = b"".join(r[5:] for r in self._out[start:])
+        self._out[start:] = [plaintext_record(ContentType.HANDSHAKE, payload[i:i + MAX_PLAINTEXT])
+                             for i in range(0, len(payload), MAX_PLAINTEXT)]
+
+    def _on_server_certificate(self, msg: m.Certificate, _th: bytes, _sig: bytes) -> None:
+        t0 = self.clock()
+        self.peer = verify_peer(msg.chain, self.config.trust, "client", self.config.peer, self.now)
+        self._phase("certificate_verify", t0)
+        self.state = State.WAIT_CLIENT_KEY_EXCHANGE
+
+    def _on_server_client_key_exchange(self, msg: m.ClientKeyExchange, _th: bytes, _sig: bytes) -> None:
+        t0 = self.clock()
+        assert self.suite is not None
+        if self.suite.kx is KeyExchange.ECDHE_X25519:
+            shared = kx.x25519_shared(self._x25519, msg.data)
+            self._x25519 = None  # ephemeral: forget it as soon as it has served
+        else:
+            shared, ok = kx.rsa_oaep_decrypt(self.config.credentials.key, msg.data)  # type: ignore[arg-type]
+            # Deliberately no error here: a bad ciphertext surfaces as bad_finished.
+            if self.config.trace:
+                self.trace[-1].fields["decrypted"] = "ok" if ok else "failed; continuing with a random secret"
+        self._ks = KeySchedule(shared, self._client_random, self._server_random)
+        self._phase("key_exchange", t0)
+        self.state = State.WAIT_CERTIFICATE_VERIFY
+
+    def _on_server_certificate_verify(self, msg: m.CertificateVerify, _th: bytes, sig: bytes) -> None:
+        t0 = self.clock()
+        self._check_certificate_verify(msg, sig)
+        self._phase("certificate_verify", t0)
+        self.state = State.WAIT_FINISHED
+
+    def _on_server_finished(self, msg: m.Finished, th: bytes, _sig: bytes) -> list[Event]:
+        t0 = self.clock()
+        assert self._ks is not None and self.suite is not None
+        if not self._ks.check_finished("client", th, msg.verify_data):
+            raise ProtocolError(Reason.BAD_FINISHED, "client Finished does not match our transcript")
+        if self._hs.pending:
+            raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "handshake bytes after Finished")
+        th_cf = self._transcript.copy().finalize()
+        self._send_handshake([m.Finished(self._ks.finished_mac("server", th_cf))])
+        self._send = Protector(self.suite, self._ks.traffic_secret("server", th_cf), self.config.limits.max_seq)
+        self._recv = Protector(self.suite, self._ks.traffic_secret("client", th_cf), self.config.limits.max_seq)
+        self._phase("finished", t0)
+        return self._complete()
+
+
+def describe(msg: m.Message) -> dict[str, Any]:
+    """The key fields of a message, for the trace."""
+    if isinstance(msg, m.ClientHello):
+        return {"versions": [version_name(v) for v in msg.versions], "random": msg.random.hex(),
+                "suites": [BY_CODE[c].name if c in BY_CODE else f"0x{c:04x}" for c in msg.suites]}
+    if isinstance(msg, m.ServerHello):
+        return {"version": version_name(msg.version), "random": msg.random.hex(),
+                "suite": BY_CODE[msg.suite].name if msg.suite in BY_CODE else f"0x{msg.suite:04x}"}
+    if isinstance(msg, m.Certificate):
+        from cryptography import x509
+
+        out = []
+        for der in msg.chain:
+            try:
+                c = x509.load_der_x509_certificate(der)
+                out.append(c.subject.rfc4514_string())
+            except ValueError:
+                out.append("(unparsable)")
+        return {"chain": out}
+    if isinstance(msg, m.ServerKeyShare):
+        return {"group": "X25519" if msg.group == m.X25519_GROUP else hex(msg.group),
+                "public": msg.public.hex()}
+    if isinstance(msg, m.CertificateRequest):
+        return {"schemes": [hex(s) for s in msg.schemes]}
+    if isinstance(msg, m.CertificateVerify):
+        return {"scheme": hex(msg.scheme), "signature_len": len(msg.signature)}
+    if isinstance(msg, m.ClientKeyExchange):
+        return {"data_len": len(msg.data), "data_head": msg.data[:16].hex()}
+    return {"verify_data": msg.verify_data.hex()}

@@ -1,0 +1,80 @@
+"""One enumeration of failure reasons, one exception type, one alert code per reason.
+
+Every failure of the protocol raises ``ProtocolError`` with a ``Reason``. When the
+failure is found locally, the connection also queues an alert carrying the same
+reason for the peer; when the peer's alert arrives, it is raised here with
+``origin="remote"``. So both sides log and count the same reason, and each knows
+who rejected whom.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    CLOSE_NOTIFY = "close_notify"                # not a failure: orderly close
+    UNEXPECTED_MESSAGE = "unexpected_message"    # wrong message or record type for the state
+    DECRYPT_ERROR = "decrypt_error"              # a record failed AEAD authentication
+    RECORD_OVERFLOW = "record_overflow"          # a record or message exceeds a limit
+    NO_COMMON_SUITE = "no_common_suite"
+    BAD_CERTIFICATE = "bad_certificate"          # unparsable, CA as leaf, wrong EKU, bad chain
+    CERTIFICATE_REQUIRED = "certificate_required"  # empty chain
+    CERTIFICATE_EXPIRED = "certificate_expired"
+    CERTIFICATE_NOT_YET_VALID = "certificate_not_yet_valid"
+    UNKNOWN_CA = "unknown_ca"                    # chain does not lead to a trusted root
+    IDENTITY_MISMATCH = "identity_mismatch"      # valid certificate, wrong (or unlisted) identity
+    ILLEGAL_PARAMETER = "illegal_parameter"      # bad key share, scheme/key mismatch, bad field
+    DECODE_ERROR = "decode_error"                # malformed bytes, lengths, trailing data
+    BAD_SIGNATURE = "bad_signature"              # CertificateVerify does not verify
+    BAD_FINISHED = "bad_finished"                # Finished MAC mismatch (tampering, wrong key)
+    UNSUPPORTED_VERSION = "unsupported_version"
+    HANDSHAKE_TIMEOUT = "handshake_timeout"      # raised by the caller's deadline
+    SEQUENCE_EXHAUSTED = "sequence_exhausted"    # 2^64 records under one key
+    TRUNCATED = "truncated"                      # EOF without close_notify (never sent)
+    INTERNAL_ERROR = "internal_error"
+
+
+# Wire codes (one byte). TLS numbers where the meaning matches, so a packet capture
+# reads familiar; the rest are ours.
+ALERT_CODES: dict[Reason, int] = {
+    Reason.CLOSE_NOTIFY: 0,
+    Reason.UNEXPECTED_MESSAGE: 10,
+    Reason.DECRYPT_ERROR: 20,
+    Reason.RECORD_OVERFLOW: 22,
+    Reason.NO_COMMON_SUITE: 40,
+    Reason.BAD_CERTIFICATE: 42,
+    Reason.CERTIFICATE_EXPIRED: 45,
+    Reason.CERTIFICATE_NOT_YET_VALID: 46,
+    Reason.ILLEGAL_PARAMETER: 47,
+    Reason.UNKNOWN_CA: 48,
+    Reason.IDENTITY_MISMATCH: 49,
+    Reason.DECODE_ERROR: 50,
+    Reason.BAD_SIGNATURE: 51,
+    Reason.BAD_FINISHED: 52,
+    Reason.UNSUPPORTED_VERSION: 70,
+    Reason.HANDSHAKE_TIMEOUT: 75,
+    Reason.INTERNAL_ERROR: 80,
+    Reason.SEQUENCE_EXHAUSTED: 81,
+    Reason.CERTIFICATE_REQUIRED: 116,
+}
+REASON_BY_CODE = {code: reason for reason, code in ALERT_CODES.items()}
+
+
+class ProtocolError(Exception):
+    """The handshake or session failed for ``reason``.
+
+    ``origin`` is "local" when this side found the problem (and sent an alert),
+    "remote" when the peer's alert said so.
+    """
+
+    def __init__(self, reason: Reason, detail: str = "", origin: str = "local") -> None:
+        self.reason = reason
+        self.detail = detail
+        self.origin = origin
+        who = "rejected by peer" if origin == "remote" else "local"
+        super().__init__(f"{reason.value} ({who})" + (f": {detail}" if detail else ""))
+
+
+def fail(reason: Reason, detail: str = "") -> ProtocolError:
+    return ProtocolError(reason, detail)

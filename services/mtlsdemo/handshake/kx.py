@@ -1,0 +1,63 @@
+"""Key exchange: ephemeral X25519 (default) or RSA-OAEP-SHA256 key transport."""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, x25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from mtlsdemo.handshake.errors import ProtocolError, Reason
+
+X25519_LEN = 32
+PREMASTER_LEN = 48
+OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+def x25519_keypair() -> tuple[x25519.X25519PrivateKey, bytes]:
+    priv = x25519.X25519PrivateKey.generate()
+    return priv, priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def x25519_shared(priv: x25519.X25519PrivateKey, peer_public: bytes) -> bytes:
+    if len(peer_public) != X25519_LEN:
+        raise ProtocolError(Reason.ILLEGAL_PARAMETER,
+                            f"X25519 key share of {len(peer_public)} bytes (must be 32)")
+    try:
+        shared = priv.exchange(x25519.X25519PublicKey.from_public_bytes(peer_public))
+    except ValueError:
+        # cryptography refuses an all-zero result: the peer sent a low-order point.
+        raise ProtocolError(Reason.ILLEGAL_PARAMETER,
+                            "X25519 shared secret is all zeros (low-order key share)") from None
+    if shared == bytes(X25519_LEN):  # belt and braces: never key a session with zeros
+        raise ProtocolError(Reason.ILLEGAL_PARAMETER, "X25519 shared secret is all zeros")
+    return shared
+
+
+def new_premaster() -> bytes:
+    return os.urandom(PREMASTER_LEN)
+
+
+def rsa_oaep_encrypt(server_key: rsa.RSAPublicKey, premaster: bytes) -> bytes:
+    return server_key.encrypt(premaster, OAEP)
+
+
+def rsa_oaep_decrypt(server_key: rsa.RSAPrivateKey, ciphertext: bytes) -> tuple[bytes, bool]:
+    """The pre-master secret, and whether decryption succeeded.
+
+    On any failure (wrong length, padding, size of the result) a random secret is
+    returned instead and the handshake goes on: the client's Finished then fails
+    to verify, exactly as with a wrong key, so the peer cannot tell an OAEP
+    failure from any other (no padding oracle, cf. Bleichenbacher / Manger).
+    """
+    fallback = os.urandom(PREMASTER_LEN)
+    if len(ciphertext) != (server_key.key_size + 7) // 8:
+        return fallback, False
+    try:
+        premaster = server_key.decrypt(ciphertext, OAEP)
+    except ValueError:
+        return fallback, False
+    if len(premaster) != PREMASTER_LEN:
+        return fallback, False
+    return premaster, True

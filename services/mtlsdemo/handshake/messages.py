@@ -1,0 +1,220 @@
+"""Handshake messages: layouts, encoding and strict decoding (see docs/protocol.md).
+
+Framing of every handshake message: type (u8) | length (u24) | body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from mtlsdemo.handshake.codec import Reader, u8, u16, u24, vec8, vec16, vec24
+from mtlsdemo.handshake.errors import ProtocolError, Reason
+
+RANDOM_LEN = 32
+MAX_CHAIN = 4            # leaf + up to 3 issuers
+MAX_CERT_BYTES = 8192    # one DER certificate
+X25519_GROUP = 0x001D
+
+
+class HandshakeType(IntEnum):
+    CLIENT_HELLO = 1
+    SERVER_HELLO = 2
+    CERTIFICATE = 11
+    SERVER_KEY_SHARE = 12
+    CERTIFICATE_REQUEST = 13
+    CERTIFICATE_VERIFY = 15
+    CLIENT_KEY_EXCHANGE = 16
+    FINISHED = 20
+
+
+@dataclass(frozen=True)
+class ClientHello:
+    versions: tuple[int, ...]
+    random: bytes
+    suites: tuple[int, ...]
+    type = HandshakeType.CLIENT_HELLO
+
+    def body(self) -> bytes:
+        return (vec8(b"".join(u16(v) for v in self.versions)) + self.random
+                + vec8(b"".join(u16(s) for s in self.suites)))
+
+    @classmethod
+    def parse(cls, r: Reader) -> ClientHello:
+        versions = _u16_list(r.vec8(), "ClientHello.versions")
+        random = r.fixed(RANDOM_LEN)
+        suites = _u16_list(r.vec8(), "ClientHello.suites")
+        if not versions or not suites:
+            raise ProtocolError(Reason.DECODE_ERROR, "ClientHello: empty version or suite list")
+        return cls(versions, random, suites)
+
+
+@dataclass(frozen=True)
+class ServerHello:
+    version: int
+    random: bytes
+    suite: int
+    type = HandshakeType.SERVER_HELLO
+
+    def body(self) -> bytes:
+        return u16(self.version) + self.random + u16(self.suite)
+
+    @classmethod
+    def parse(cls, r: Reader) -> ServerHello:
+        return cls(r.u16(), r.fixed(RANDOM_LEN), r.u16())
+
+
+@dataclass(frozen=True)
+class Certificate:
+    chain: tuple[bytes, ...]  # DER, leaf first
+    type = HandshakeType.CERTIFICATE
+
+    def body(self) -> bytes:
+        return u8(len(self.chain)) + b"".join(vec24(c) for c in self.chain)
+
+    @classmethod
+    def parse(cls, r: Reader) -> Certificate:
+        n = r.u8()
+        if n > MAX_CHAIN:
+            raise ProtocolError(Reason.BAD_CERTIFICATE, f"chain of {n} certificates exceeds {MAX_CHAIN}")
+        chain = []
+        for _ in range(n):
+            der = r.vec24()
+            if not der or len(der) > MAX_CERT_BYTES:
+                raise ProtocolError(Reason.BAD_CERTIFICATE,
+                                    f"certificate of {len(der)} bytes (limit {MAX_CERT_BYTES})")
+            chain.append(der)
+        return cls(tuple(chain))
+
+
+@dataclass(frozen=True)
+class ServerKeyShare:
+    group: int
+    public: bytes
+    type = HandshakeType.SERVER_KEY_SHARE
+
+    def body(self) -> bytes:
+        return u16(self.group) + vec8(self.public)
+
+    @classmethod
+    def parse(cls, r: Reader) -> ServerKeyShare:
+        return cls(r.u16(), r.vec8())
+
+
+@dataclass(frozen=True)
+class CertificateRequest:
+    schemes: tuple[int, ...]  # signature schemes the server accepts
+    type = HandshakeType.CERTIFICATE_REQUEST
+
+    def body(self) -> bytes:
+        return vec8(b"".join(u16(s) for s in self.schemes))
+
+    @classmethod
+    def parse(cls, r: Reader) -> CertificateRequest:
+        schemes = _u16_list(r.vec8(), "CertificateRequest.schemes")
+        if not schemes:
+            raise ProtocolError(Reason.DECODE_ERROR, "CertificateRequest: no signature schemes")
+        return cls(schemes)
+
+
+@dataclass(frozen=True)
+class CertificateVerify:
+    scheme: int
+    signature: bytes
+    type = HandshakeType.CERTIFICATE_VERIFY
+
+    def body(self) -> bytes:
+        return u16(self.scheme) + vec16(self.signature)
+
+    @classmethod
+    def parse(cls, r: Reader) -> CertificateVerify:
+        return cls(r.u16(), r.vec16())
+
+
+@dataclass(frozen=True)
+class ClientKeyExchange:
+    data: bytes  # X25519 public key, or RSA-OAEP ciphertext of the pre-master secret
+    type = HandshakeType.CLIENT_KEY_EXCHANGE
+
+    def body(self) -> bytes:
+        return vec16(self.data)
+
+    @classmethod
+    def parse(cls, r: Reader) -> ClientKeyExchange:
+        return cls(r.vec16())
+
+
+@dataclass(frozen=True)
+class Finished:
+    verify_data: bytes
+    type = HandshakeType.FINISHED
+
+    def body(self) -> bytes:
+        return self.verify_data
+
+    @classmethod
+    def parse(cls, r: Reader) -> Finished:
+        return cls(r.fixed(32))
+
+
+Message = (ClientHello | ServerHello | Certificate | ServerKeyShare | CertificateRequest
+           | CertificateVerify | ClientKeyExchange | Finished)
+PARSERS: dict[int, type] = {
+    HandshakeType.CLIENT_HELLO: ClientHello,
+    HandshakeType.SERVER_HELLO: ServerHello,
+    HandshakeType.CERTIFICATE: Certificate,
+    HandshakeType.SERVER_KEY_SHARE: ServerKeyShare,
+    HandshakeType.CERTIFICATE_REQUEST: CertificateRequest,
+    HandshakeType.CERTIFICATE_VERIFY: CertificateVerify,
+    HandshakeType.CLIENT_KEY_EXCHANGE: ClientKeyExchange,
+    HandshakeType.FINISHED: Finished,
+}
+
+
+def _u16_list(raw: bytes, what: str) -> tuple[int, ...]:
+    if len(raw) % 2:
+        raise ProtocolError(Reason.DECODE_ERROR, f"{what}: odd length {len(raw)}")
+    return tuple(int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2))
+
+
+def encode(msg: Message) -> bytes:
+    body = msg.body()
+    return u8(int(msg.type)) + u24(len(body)) + body
+
+
+def decode(msg_type: int, body: bytes) -> Message:
+    cls = PARSERS.get(msg_type)
+    if cls is None:
+        raise ProtocolError(Reason.UNEXPECTED_MESSAGE, f"unknown handshake message type {msg_type}")
+    r = Reader(body, cls.__name__)
+    msg = cls.parse(r)
+    r.end()
+    return msg
+
+
+class MessageBuffer:
+    """Reassembles handshake messages from record payloads (a message may span
+    records; a record may hold several messages). Yields (type, raw bytes)."""
+
+    def __init__(self, max_message: int) -> None:
+        self.buf = bytearray()
+        self.max_message = max_message
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self.buf += data
+        out = []
+        while len(self.buf) >= 4:
+            length = int.from_bytes(self.buf[1:4], "big")
+            if length > self.max_message:
+                raise ProtocolError(Reason.RECORD_OVERFLOW,
+                                    f"handshake message of {length} bytes (limit {self.max_message})")
+            if len(self.buf) < 4 + length:
+                break
+            raw = bytes(self.buf[:4 + length])
+            del self.buf[:4 + length]
+            out.append((raw[0], raw))
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self.buf)

@@ -1,0 +1,121 @@
+"""The record layer: framing and AEAD protection of everything after the handshake.
+
+Record: type (u8) | version (u16, always 0x0100) | length (u16) | payload.
+Protected payload = AEAD(key, nonce = iv XOR seq (64-bit, left-padded), aad = header, plaintext).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from cryptography.exceptions import InvalidTag
+
+from mtlsdemo.handshake.errors import ProtocolError, Reason
+from mtlsdemo.handshake.keyschedule import next_traffic_secret, traffic_keys
+from mtlsdemo.handshake.suites import VERSION_1, Suite
+
+HEADER_LEN = 5
+MAX_PLAINTEXT = 16384
+TAG_LEN = 16
+MAX_CIPHERTEXT = MAX_PLAINTEXT + 256
+MAX_SEQ = 2**64 - 1
+_VERSION_BYTES = VERSION_1.to_bytes(2, "big")
+
+
+class ContentType(IntEnum):
+    ALERT = 21
+    HANDSHAKE = 22
+    APPLICATION_DATA = 23
+    KEY_UPDATE = 24
+
+
+_TYPES = {int(t) for t in ContentType}
+
+
+def header(ctype: int, length: int) -> bytes:
+    return bytes((ctype,)) + _VERSION_BYTES + length.to_bytes(2, "big")
+
+
+def plaintext_record(ctype: ContentType, payload: bytes) -> bytes:
+    return header(ctype, len(payload)) + payload
+
+
+def split_records(buf: bytearray) -> list[tuple[int, bytes, bytes]]:
+    """Take every complete record off the front of ``buf``: (type, header, payload)."""
+    out = []
+    pos = 0
+    n = len(buf)
+    while n - pos >= HEADER_LEN:
+        ctype = buf[pos]
+        length = (buf[pos + 3] << 8) | buf[pos + 4]
+        if ctype not in _TYPES:
+            raise ProtocolError(Reason.UNEXPECTED_MESSAGE, f"unknown record type {ctype}")
+        if buf[pos + 1:pos + 3] != _VERSION_BYTES:
+            raise ProtocolError(Reason.DECODE_ERROR,
+                                f"record version {bytes(buf[pos + 1:pos + 3]).hex()} is not 0100")
+        if length > MAX_CIPHERTEXT:
+            raise ProtocolError(Reason.RECORD_OVERFLOW,
+                                f"record of {length} bytes (limit {MAX_CIPHERTEXT})")
+        end = pos + HEADER_LEN + length
+        if end > n:
+            break
+        out.append((ctype, bytes(buf[pos:pos + HEADER_LEN]), bytes(buf[pos + HEADER_LEN:end])))
+        pos = end
+    if pos:
+        del buf[:pos]
+    return out
+
+
+class Protector:
+    """AEAD state for one direction: key, IV, sequence number, and key updates."""
+
+    def __init__(self, suite: Suite, secret: bytes, max_seq: int = MAX_SEQ) -> None:
+        self.suite = suite
+        self.max_seq = max_seq
+        self.generation = 0
+        self.records = 0          # under the current key
+        self.bytes = 0            # plaintext bytes under the current key
+        self._install(secret)
+
+    def _install(self, secret: bytes) -> None:
+        self.secret = secret
+        key, iv = traffic_keys(secret, self.suite.key_len)
+        self._aead = self.suite.aead_cls(key)
+        self._iv = int.from_bytes(iv, "big")
+        self.seq = 0
+
+    def update(self) -> None:
+        """Move to the next traffic secret (key update); sequence numbers restart."""
+        self._install(next_traffic_secret(self.secret))
+        self.generation += 1
+        self.records = 0
+        self.bytes = 0
+
+    def _nonce(self) -> bytes:
+        if self.seq >= self.max_seq:
+            raise ProtocolError(Reason.SEQUENCE_EXHAUSTED,
+                                f"sequence number {self.seq} reached the limit; the session must end")
+        return (self._iv ^ self.seq).to_bytes(12, "big")
+
+    def seal(self, ctype: int, plaintext: bytes) -> bytes:
+        hdr = header(ctype, len(plaintext) + TAG_LEN)
+        sealed = self._aead.encrypt(self._nonce(), plaintext, hdr)
+        self.seq += 1
+        self.records += 1
+        self.bytes += len(plaintext)
+        return hdr + sealed
+
+    def open(self, hdr: bytes, payload: bytes) -> bytes:
+        if len(payload) < TAG_LEN:
+            raise ProtocolError(Reason.DECRYPT_ERROR, f"record of {len(payload)} bytes has no room for a tag")
+        try:
+            plaintext = self._aead.decrypt(self._nonce(), payload, hdr)
+        except InvalidTag:
+            raise ProtocolError(Reason.DECRYPT_ERROR,
+                                f"record {self.seq} (key generation {self.generation}) failed authentication") from None
+        if len(plaintext) > MAX_PLAINTEXT:
+            raise ProtocolError(Reason.RECORD_OVERFLOW, f"plaintext of {len(plaintext)} bytes")
+        self.seq += 1
+        self.records += 1
+        self.bytes += len(plaintext)
+        return plaintext

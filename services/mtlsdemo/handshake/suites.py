@@ -1,0 +1,65 @@
+"""Protocol versions and cipher suites: a key exchange family with an AEAD, SHA-256 throughout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+VERSION_1 = 0x0100  # "MTD/1.0"; the only version this implementation speaks
+SUPPORTED_VERSIONS = (VERSION_1,)
+
+
+def version_name(v: int) -> str:
+    return f"MTD/{v >> 8}.{v & 0xFF}"
+
+
+class KeyExchange(StrEnum):
+    ECDHE_X25519 = "ECDHE-X25519"  # ephemeral: forward secrecy
+    RSA_OAEP = "RSA-OAEP"          # classic key transport under the server's RSA key
+
+
+@dataclass(frozen=True)
+class Suite:
+    code: int
+    name: str
+    kx: KeyExchange
+    aead: str
+    key_len: int
+    aead_cls: type
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _suite(code: int, kx: KeyExchange, aead: str, key_len: int, cls: type) -> Suite:
+    return Suite(code, f"{kx.value}-{aead}", kx, aead, key_len, cls)
+
+
+SUITES = (
+    _suite(0x0101, KeyExchange.ECDHE_X25519, "AES-256-GCM", 32, AESGCM),
+    _suite(0x0102, KeyExchange.ECDHE_X25519, "CHACHA20-POLY1305", 32, ChaCha20Poly1305),
+    _suite(0x0103, KeyExchange.ECDHE_X25519, "AES-128-GCM", 16, AESGCM),
+    _suite(0x0201, KeyExchange.RSA_OAEP, "AES-256-GCM", 32, AESGCM),
+    _suite(0x0202, KeyExchange.RSA_OAEP, "CHACHA20-POLY1305", 32, ChaCha20Poly1305),
+    _suite(0x0203, KeyExchange.RSA_OAEP, "AES-128-GCM", 16, AESGCM),
+)
+BY_CODE = {s.code: s for s in SUITES}
+BY_NAME = {s.name: s for s in SUITES}
+# Forward secrecy by default: RSA key transport must be asked for by name.
+DEFAULT_SUITES = tuple(s for s in SUITES if s.kx is KeyExchange.ECDHE_X25519)
+
+
+def parse_suites(names: str | list[str]) -> tuple[Suite, ...]:
+    items = names.split(",") if isinstance(names, str) else names
+    out = []
+    for n in (i.strip() for i in items):
+        if not n:
+            continue
+        if n not in BY_NAME:
+            raise ValueError(f"unknown suite {n!r} (known: {', '.join(BY_NAME)})")
+        out.append(BY_NAME[n])
+    if not out:
+        raise ValueError("no suites given")
+    return tuple(out)
