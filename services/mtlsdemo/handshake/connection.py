@@ -186,6 +186,11 @@ class Connection:
             e.events = events  # type: ignore[attr-defined]  # delivered before the failure
             self._failed(e)
             raise
+        except Exception as e:  # a bug, not the peer's fault: still fail closed, with a name
+            err = ProtocolError(Reason.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
+            err.events = events  # type: ignore[attr-defined]
+            self._failed(err)
+            raise err from e
         return events
 
     def send_data(self, data: bytes) -> None:
@@ -376,7 +381,7 @@ class Connection:
 
     def _check_certificate_verify(self, msg: m.CertificateVerify, sig_hash: bytes) -> None:
         assert self.peer is not None
-        verify(self.peer.leaf.public_key(), msg.scheme, msg.signature,
+        verify(self.peer.public_key, msg.scheme, msg.signature,
                signed_content(self.peer_role, sig_hash))
         self.peer.checks.append(f"CertificateVerify ({hex(msg.scheme)}) proves the {self.peer_role} "
                                 "holds the certificate's private key")
@@ -448,7 +453,7 @@ class Connection:
             cke = m.ClientKeyExchange(public)
         else:
             shared = kx.new_premaster()
-            cke = m.ClientKeyExchange(kx.rsa_oaep_encrypt(self.peer.leaf.public_key(), shared))
+            cke = m.ClientKeyExchange(kx.rsa_oaep_encrypt(self.peer.public_key, shared))  # type: ignore[arg-type]
         self._send_handshake([cert_msg, cke])
         self._ks = KeySchedule(shared, self._client_random, self._server_random)
         t0 = self._phase("key_exchange", t0)
@@ -582,7 +587,7 @@ def describe(msg: m.Message) -> dict[str, Any]:
             try:
                 c = x509.load_der_x509_certificate(der)
                 out.append(c.subject.rfc4514_string())
-            except ValueError:
+            except Exception:  # the trace must never fail on a malformed certificate
                 out.append("(unparsable)")
         return {"chain": out}
     if isinstance(msg, m.ServerKeyShare):

@@ -52,12 +52,17 @@ def rsa_oaep_decrypt(server_key: rsa.RSAPrivateKey, ciphertext: bytes) -> tuple[
     failure from any other (no padding oracle, cf. Bleichenbacher / Manger).
     """
     fallback = os.urandom(PREMASTER_LEN)
-    if len(ciphertext) != (server_key.key_size + 7) // 8:
-        return fallback, False
-    try:
-        premaster = server_key.decrypt(ciphertext, OAEP)
-    except ValueError:
-        return fallback, False
-    if len(premaster) != PREMASTER_LEN:
+    premaster = oaep_decrypt(server_key, ciphertext)
+    if premaster is None or len(premaster) != PREMASTER_LEN:
         return fallback, False
     return premaster, True
+
+
+def oaep_decrypt(key: rsa.RSAPrivateKey, ciphertext: bytes) -> bytes | None:
+    """RSA-OAEP-SHA256 (MGF1-SHA256, empty label) decryption; None on any failure."""
+    if len(ciphertext) != (key.key_size + 7) // 8:
+        return None
+    try:
+        return key.decrypt(ciphertext, OAEP)
+    except ValueError:
+        return None

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-from collections.abc import Sequence
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -42,6 +42,7 @@ class VerifiedChain:
 
     identity: str
     leaf: x509.Certificate
+    public_key: object
     chain: tuple[x509.Certificate, ...]
     dns_names: frozenset[str]
     checks: tuple[str, ...]
@@ -115,6 +116,7 @@ class PeerPolicy:
 class VerifiedPeer:
     identity: str                    # SPIFFE ID (or subject when there is none)
     leaf: x509.Certificate
+    public_key: object
     chain: list[x509.Certificate]
     checks: list[str] = field(default_factory=list)  # what passed, for the trace
 
@@ -180,15 +182,27 @@ def verify_peer(chain_der: Sequence[bytes], trust: TrustStore, peer_role: str,
             raise ProtocolError(Reason.IDENTITY_MISMATCH,
                                 f"server certificate does not name {policy.server_name}")
         checks.append(f"server DNS name {policy.server_name}")
-    return VerifiedPeer(identity, verified.leaf, list(verified.chain), checks)
+    return VerifiedPeer(identity, verified.leaf, verified.public_key, list(verified.chain), checks)
 
 
 def _verify_chain(chain_der: Sequence[bytes], trust: TrustStore, peer_role: str,
                   now: dt.datetime) -> VerifiedChain:
+    # cryptography parses some fields lazily, so a malformed certificate can
+    # surface at any field access, as ValueError, InvalidVersion, DuplicateExtension,
+    # UnsupportedAlgorithm...: whatever the parser throws at peer-supplied DER
+    # means the same thing here.
     try:
-        chain = [x509.load_der_x509_certificate(d) for d in chain_der]
-    except ValueError as e:
-        raise ProtocolError(Reason.BAD_CERTIFICATE, f"unparsable certificate: {e}") from None
+        return _verify_parsed(chain_der, trust, peer_role, now)
+    except ProtocolError:
+        raise
+    except Exception as e:
+        raise ProtocolError(Reason.BAD_CERTIFICATE,
+                            f"malformed certificate: {type(e).__name__}: {e}") from None
+
+
+def _verify_parsed(chain_der: Sequence[bytes], trust: TrustStore, peer_role: str,
+                   now: dt.datetime) -> VerifiedChain:
+    chain = [x509.load_der_x509_certificate(d) for d in chain_der]
     leaf = chain[0]
     subject = leaf.subject.rfc4514_string()
     checks = [f"parsed {len(chain)} certificate(s), leaf {subject}"]
@@ -237,7 +251,7 @@ def _verify_chain(chain_der: Sequence[bytes], trust: TrustStore, peer_role: str,
                             f"{subject} carries {len(ids)} SPIFFE IDs (an SVID has exactly one)")
     used = list(result.chain)
     return VerifiedChain(
-        identity=ids[0], leaf=leaf, chain=tuple(chain), dns_names=frozenset(
+        identity=ids[0], leaf=leaf, public_key=leaf.public_key(), chain=tuple(chain), dns_names=frozenset(
             san.get_values_for_type(x509.DNSName)), checks=tuple(checks),
         valid_from=max(c.not_valid_before_utc for c in used),
         valid_until=min(c.not_valid_after_utc for c in used))

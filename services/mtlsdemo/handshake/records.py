@@ -66,6 +66,18 @@ def split_records(buf: bytearray) -> list[tuple[int, bytes, bytes]]:
     return out
 
 
+def aead_seal(aead: object, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    return aead.encrypt(nonce, plaintext, aad)  # type: ignore[attr-defined]
+
+
+def aead_open(aead: object, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+    """Plaintext, or decrypt_error when the tag does not authenticate."""
+    try:
+        return aead.decrypt(nonce, sealed, aad)  # type: ignore[attr-defined]
+    except InvalidTag:
+        raise ProtocolError(Reason.DECRYPT_ERROR, "record failed authentication") from None
+
+
 class Protector:
     """AEAD state for one direction: key, IV, sequence number, and key updates."""
 
@@ -99,7 +111,7 @@ class Protector:
 
     def seal(self, ctype: int, plaintext: bytes) -> bytes:
         hdr = header(ctype, len(plaintext) + TAG_LEN)
-        sealed = self._aead.encrypt(self._nonce(), plaintext, hdr)
+        sealed = aead_seal(self._aead, self._nonce(), plaintext, hdr)
         self.seq += 1
         self.records += 1
         self.bytes += len(plaintext)
@@ -109,10 +121,11 @@ class Protector:
         if len(payload) < TAG_LEN:
             raise ProtocolError(Reason.DECRYPT_ERROR, f"record of {len(payload)} bytes has no room for a tag")
         try:
-            plaintext = self._aead.decrypt(self._nonce(), payload, hdr)
-        except InvalidTag:
-            raise ProtocolError(Reason.DECRYPT_ERROR,
-                                f"record {self.seq} (key generation {self.generation}) failed authentication") from None
+            plaintext = aead_open(self._aead, self._nonce(), payload, hdr)
+        except ProtocolError as e:
+            e.detail = f"record {self.seq} (key generation {self.generation}) failed authentication"
+            e.args = (f"{e.reason.value} (local): {e.detail}",)
+            raise
         if len(plaintext) > MAX_PLAINTEXT:
             raise ProtocolError(Reason.RECORD_OVERFLOW, f"plaintext of {len(plaintext)} bytes")
         self.seq += 1
