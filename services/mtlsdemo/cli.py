@@ -143,6 +143,40 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
               help="stop everything after the demo traffic (for scripts)")
 
 
+def _sidecar_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sidecar", help="the handshake sidecar: MTD/1 between services")
+    flags.add(p, "--identity-dir", default="certs/gateway",
+              help="directory with tls.crt, tls.key, ca.crt (re-read when they change)")
+    flags.add(p, "--inbound-listen", default=None,
+              help="accept peer sidecars on HOST:PORT (e.g. 0.0.0.0:8443)")
+    flags.add(p, "--inbound-target", default=None,
+              help="local plaintext app for inbound tunnels (127.0.0.1:PORT)")
+    flags.add(p, "--allow-id", multiple=True, default=[],
+              help="peer SPIFFE ID allowed inbound (repeat; '*' matches one path segment)",
+              metavar="SPIFFE_ID")
+    flags.add(p, "--route", multiple=True, default=[],
+              help="outbound LISTEN=REMOTE@SPIFFE_ID (repeat), e.g. "
+                   "127.0.0.1:15001=ledger:8443@spiffe://mtls-demo.local/ns/default/sa/ledger",
+              metavar="ROUTE")
+    flags.add(p, "--suites", default=None,
+              help="comma-separated suites to offer/accept, in preference order "
+                   "(default: the ECDHE-X25519 ones; RSA-OAEP-* must be named)")
+    flags.add(p, "--server-preference", boolean=True, default=False,
+              help="inbound: choose the suite by our order, not the client's")
+    flags.add(p, "--handshake-timeout", type=float, default=5.0, help="handshake deadline, seconds")
+    flags.add(p, "--key-update-records", type=int, default=0,
+              help="update traffic keys after this many records sent (0: never)")
+    flags.add(p, "--key-update-bytes", type=int, default=0,
+              help="update traffic keys after this many bytes sent (0: never)")
+    flags.add(p, "--admin-listen", default="127.0.0.1:9901",
+              help="admin HTTP (/metrics /healthz /readyz /status); 'off' to disable")
+    flags.add(p, "--reload-interval", type=float, default=1.0,
+              help="seconds between checks of the identity files")
+    flags.add(p, "--drain-timeout", type=float, default=10.0,
+              help="on SIGTERM, seconds to let tunnels finish before close_notify")
+    flags.add(p, "--name", default="sidecar", help="name in logs, metrics and /status")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtlsdemo", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"mtlsdemo {__version__}")
@@ -152,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parsers(sub)
     _run_parser(sub)
     _client_parsers(sub)
+    _sidecar_parser(sub)
     return parser
 
 
@@ -219,11 +254,41 @@ def _loadgen(args: argparse.Namespace) -> int:
     return 0 if result.errors == 0 else 1
 
 
+def sidecar_config(args: argparse.Namespace):  # noqa: ANN201
+    from mtlsdemo.handshake import DEFAULT_SUITES, parse_suites
+    from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError, split_hostport
+
+    try:
+        suites = parse_suites(args.suites) if args.suites else DEFAULT_SUITES
+    except ValueError as e:
+        raise SidecarConfigError(f"--suites: {e}") from None
+    return SidecarConfig(
+        identity_dir=Path(args.identity_dir),
+        inbound_listen=split_hostport(args.inbound_listen, "--inbound-listen") if args.inbound_listen else None,
+        inbound_target=split_hostport(args.inbound_target, "--inbound-target") if args.inbound_target else None,
+        allowed_ids=tuple(args.allow_id), routes=[Route.parse(r) for r in args.route],
+        suites=suites, server_preference=args.server_preference,
+        handshake_timeout=args.handshake_timeout, key_update_records=args.key_update_records,
+        key_update_bytes=args.key_update_bytes,
+        admin_listen=None if args.admin_listen in (None, "", "off")
+        else split_hostport(args.admin_listen, "--admin-listen"),
+        reload_interval=args.reload_interval, drain_timeout=args.drain_timeout, name=args.name)
+
+
+def _sidecar(args: argparse.Namespace) -> int:
+    from mtlsdemo.sidecar.server import run
+
+    cfg = sidecar_config(args)
+    cfg.validate()
+    return run(cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = flags.resolve_lists(build_parser().parse_args(argv))
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
     from mtlsdemo.rpc.server import ConfigError
+    from mtlsdemo.sidecar.config import SidecarConfigError
 
     try:
         if args.command == "certs":
@@ -240,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
             return client_run(args)
         if args.command == "loadgen":
             return _loadgen(args)
-    except (PkiError, ConfigError) as e:
+        if args.command == "sidecar":
+            return _sidecar(args)
+    except (PkiError, ConfigError, SidecarConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -6,9 +6,19 @@ Names follow Prometheus conventions: base units, ``_total`` for counters
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import (
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    start_http_server,
+)
 
 from mtlsdemo import __version__
+
+# The *_created series double every counter's output and no dashboard here uses them.
+disable_created_metrics()
 
 # Latency buckets from 0.1 ms: loopback gRPC calls take a few hundred microseconds.
 RPC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -45,6 +55,47 @@ CERT_EXPIRY = Gauge(
     "Unix time at which a loaded certificate expires.", ["identity", "kind"])
 CERT_RELOADS = Counter(
     "mtls_certificate_reloads", "Certificate reload attempts after files changed.", ["result"])
+
+
+def export_certificate_expiry(material: object) -> None:
+    """Set the expiry gauges from an IdentityMaterial (leaf by SPIFFE ID, CAs by subject)."""
+    CERT_EXPIRY.labels(material.identity, "leaf").set(  # type: ignore[attr-defined]
+        material.leaf.not_valid_after_utc.timestamp())  # type: ignore[attr-defined]
+    for ca in material.cas:  # type: ignore[attr-defined]
+        CERT_EXPIRY.labels(ca.subject.rfc4514_string(), "ca").set(ca.not_valid_after_utc.timestamp())
+
+
+# --- the custom handshake (sidecar) ---
+HANDSHAKE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.005, 0.01,
+                     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+HANDSHAKES = Counter(
+    "mtls_handshakes", "Custom handshakes finished, by outcome. On failure, reason names the "
+    "step that failed and origin says who rejected: local (this side) or remote (the peer's alert).",
+    ["role", "suite", "result", "reason", "origin"])
+HANDSHAKE_DURATION = Histogram(
+    "mtls_handshake_duration_seconds", "Handshake wall time from first byte to Finished.",
+    ["role", "suite"], buckets=HANDSHAKE_BUCKETS)
+HANDSHAKE_PHASE = Histogram(
+    "mtls_handshake_phase_duration_seconds",
+    "Processing time spent in each handshake step on this side.",
+    ["role", "phase"], buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+                                0.0025, 0.005, 0.01, 0.05))
+HANDSHAKES_IN_PROGRESS = Gauge(
+    "mtls_handshakes_in_progress", "Handshakes started and not yet finished.", ["role"])
+SESSIONS_ACTIVE = Gauge("mtls_sessions_active", "Established sessions (tunnels) open now.", ["role"])
+SESSION_DURATION = Histogram(
+    "mtls_session_duration_seconds", "Lifetime of established sessions.",
+    buckets=(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400))
+RECORD_BYTES = Counter(
+    "mtls_record_bytes", "Application bytes through the record layer, before (plaintext) and "
+    "after (ciphertext, with headers and tags) protection.", ["direction", "kind"])
+RECORDS = Counter("mtls_records", "Application data records sent or received.", ["direction"])
+RECORD_FAILURES = Counter(
+    "mtls_record_failures", "Established sessions ended by a record-layer failure.", ["reason"])
+KEY_UPDATES = Counter("mtls_key_updates", "Traffic key updates, sent or received.")
+PEER_AUTHORIZATIONS = Counter(
+    "mtls_peer_authorizations", "Peer identity decisions in handshakes.", ["peer", "decision"])
+
 
 # --- ledger business metrics ---
 LEDGER_TRANSFERS = Counter(

@@ -236,6 +236,23 @@ class Connection:
     def send_generation(self) -> int:
         return self._send.generation if self._send else 0
 
+    @property
+    def receive_generation(self) -> int:
+        return self._recv.generation if self._recv else 0
+
+    @property
+    def counters(self) -> tuple[int, int, int, int]:
+        """(records sent, plaintext bytes sent, records received, plaintext bytes received)."""
+        s, r = self._send, self._recv
+        return (s.total_records if s else 0, s.total_bytes if s else 0,
+                r.total_records if r else 0, r.total_bytes if r else 0)
+
+    @property
+    def peer_identity(self) -> str | None:
+        if self.peer is not None:
+            return self.peer.identity
+        return self.error.peer_identity if self.error else None
+
     # ------------------------------------------------------------------ internals
     def _failed(self, e: ProtocolError) -> None:
         if self.state is State.FAILED:

@@ -68,10 +68,13 @@ class ProtocolError(Exception):
     "remote" when the peer's alert said so.
     """
 
-    def __init__(self, reason: Reason, detail: str = "", origin: str = "local") -> None:
+    def __init__(self, reason: Reason, detail: str = "", origin: str = "local",
+                 peer_identity: str | None = None) -> None:
         self.reason = reason
         self.detail = detail
         self.origin = origin
+        # the peer's verified identity, when the failure came after verifying it
+        self.peer_identity = peer_identity
         who = "rejected by peer" if origin == "remote" else "local"
         super().__init__(f"{reason.value} ({who})" + (f": {detail}" if detail else ""))
 

@@ -175,12 +175,14 @@ def verify_peer(chain_der: Sequence[bytes], trust: TrustStore, peer_role: str,
     identity = verified.identity
     if not policy.allows(identity):
         raise ProtocolError(Reason.IDENTITY_MISMATCH,
-                            f"peer {identity} is not allowed (allowed: {', '.join(policy.allowed_ids)})")
+                            f"peer {identity} is not allowed (allowed: {', '.join(policy.allowed_ids)})",
+                            peer_identity=identity)
     checks.append(f"identity {identity} " + ("allowed" if policy.allowed_ids else "(any from CA)"))
     if peer_role == "server" and policy.server_name:
         if policy.server_name not in verified.dns_names:
             raise ProtocolError(Reason.IDENTITY_MISMATCH,
-                                f"server certificate does not name {policy.server_name}")
+                                f"server certificate does not name {policy.server_name}",
+                                peer_identity=identity)
         checks.append(f"server DNS name {policy.server_name}")
     return VerifiedPeer(identity, verified.leaf, verified.public_key, list(verified.chain), checks)
 

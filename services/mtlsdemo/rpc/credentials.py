@@ -8,68 +8,16 @@ are served without a restart, and live connections keep the old ones.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from cryptography import x509
 
 from mtlsdemo import telemetry
 from mtlsdemo.pki.errors import PkiError
-from mtlsdemo.pki.files import load_certs
-from mtlsdemo.pki.identity import spiffe_ids_of
-from mtlsdemo.pki.keys import load_private_key, public_key_der
+from mtlsdemo.pki.material import IdentityMaterial, files_stamp
 
 log = logging.getLogger(__name__)
-FILES = ("tls.crt", "tls.key", "ca.crt")
-
-
-@dataclass(frozen=True)
-class IdentityMaterial:
-    """One consistent snapshot of an identity directory, checked before use."""
-
-    cert_chain_pem: bytes
-    key_pem: bytes
-    ca_pem: bytes
-    leaf: x509.Certificate
-    cas: tuple[x509.Certificate, ...]
-
-    @property
-    def identity(self) -> str:
-        ids = spiffe_ids_of(self.leaf)
-        return ids[0] if ids else self.leaf.subject.rfc4514_string()
-
-    @classmethod
-    def load(cls, directory: Path) -> IdentityMaterial:
-        crt, key, ca = (directory / f for f in FILES)
-        chain = load_certs(crt)
-        cas = load_certs(ca)
-        priv = load_private_key(key)
-        if public_key_der(priv.public_key()) != public_key_der(chain[0].public_key()):
-            raise PkiError(f"{key}: does not match {crt}")
-        return cls(crt.read_bytes(), key.read_bytes(), ca.read_bytes(), chain[0], tuple(cas))
-
-    def export_expiry(self) -> None:
-        telemetry.CERT_EXPIRY.labels(self.identity, "leaf").set(
-            self.leaf.not_valid_after_utc.timestamp())
-        for ca in self.cas:
-            telemetry.CERT_EXPIRY.labels(ca.subject.rfc4514_string(), "ca").set(
-                ca.not_valid_after_utc.timestamp())
-
-
-def _stamp(directory: Path) -> tuple:
-    # stat() follows symlinks, so the ..data symlink swap of a Kubernetes Secret
-    # volume shows up as a new inode/mtime on the resolved files.
-    out = []
-    for f in FILES:
-        try:
-            st = os.stat(directory / f)
-            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
-        except OSError:
-            out.append(None)
-    return tuple(out)
 
 
 class ReloadingServerCredentials:
@@ -78,9 +26,9 @@ class ReloadingServerCredentials:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._lock = threading.Lock()
-        self._stamp = _stamp(directory)
+        self._stamp = files_stamp(directory)
         self.material = IdentityMaterial.load(directory)
-        self.material.export_expiry()
+        telemetry.export_certificate_expiry(self.material)
 
     def _config(self, m: IdentityMaterial) -> grpc.ServerCertificateConfiguration:
         return grpc.ssl_server_certificate_configuration(
@@ -88,7 +36,7 @@ class ReloadingServerCredentials:
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """Called by gRPC before each handshake; None means "keep the current one"."""
-        stamp = _stamp(self.directory)
+        stamp = files_stamp(self.directory)
         if stamp == self._stamp:
             return None
         with self._lock:
@@ -102,7 +50,7 @@ class ReloadingServerCredentials:
                 log.error("certificate reload rejected, keeping the previous one: %s", e)
                 return None
             self.material = material
-            material.export_expiry()
+            telemetry.export_certificate_expiry(material)
             telemetry.CERT_RELOADS.labels("success").inc()
             log.info("certificate reloaded: %s, serial %x, expires %s", material.identity,
                      material.leaf.serial_number, material.leaf.not_valid_after_utc)

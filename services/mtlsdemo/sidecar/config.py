@@ -1,0 +1,75 @@
+"""Sidecar configuration: identity, inbound listener, outbound routes, protocol knobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mtlsdemo.handshake import DEFAULT_SUITES, Suite
+
+
+class SidecarConfigError(ValueError):
+    """A flag that cannot work; the CLI prints it on one line and exits 2."""
+
+
+def split_hostport(text: str, flag: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SidecarConfigError(f"{flag}: {text!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Outbound: a local plaintext listener -> a remote sidecar that must present ``identity``."""
+
+    listen: tuple[str, int]
+    remote: tuple[str, int]
+    identity: str
+
+    @classmethod
+    def parse(cls, text: str) -> Route:
+        # LISTEN=REMOTE@SPIFFE_ID, e.g. 127.0.0.1:15001=ledger:8443@spiffe://td/ns/default/sa/ledger
+        listen, eq, rest = text.partition("=")
+        remote, at, identity = rest.partition("@")
+        if not eq or not at or not identity.startswith("spiffe://"):
+            raise SidecarConfigError(
+                f"--route: {text!r} is not LISTEN=REMOTE@SPIFFE_ID "
+                "(e.g. 127.0.0.1:15001=ledger:8443@spiffe://mtls-demo.local/ns/default/sa/ledger)")
+        route = cls(split_hostport(listen, "--route"), split_hostport(remote, "--route"), identity)
+        if route.listen[0] not in ("127.0.0.1", "localhost", "::1"):
+            raise SidecarConfigError(f"--route: local listener {listen} must be on 127.0.0.1: "
+                                     "it accepts plaintext from the app")
+        return route
+
+    def __str__(self) -> str:
+        return f"{self.listen[0]}:{self.listen[1]} -> {self.remote[0]}:{self.remote[1]} ({self.identity})"
+
+
+@dataclass
+class SidecarConfig:
+    identity_dir: Path
+    inbound_listen: tuple[str, int] | None = None
+    inbound_target: tuple[str, int] | None = None
+    allowed_ids: tuple[str, ...] = ()
+    routes: list[Route] = field(default_factory=list)
+    suites: tuple[Suite, ...] = DEFAULT_SUITES
+    server_preference: bool = False
+    handshake_timeout: float = 5.0
+    key_update_records: int = 0
+    key_update_bytes: int = 0
+    admin_listen: tuple[str, int] | None = ("127.0.0.1", 9901)
+    reload_interval: float = 1.0
+    drain_timeout: float = 10.0
+    name: str = "sidecar"
+
+    def validate(self) -> None:
+        if (self.inbound_listen is None) != (self.inbound_target is None):
+            raise SidecarConfigError("--inbound-listen and --inbound-target go together")
+        if self.inbound_target and self.inbound_target[0] not in ("127.0.0.1", "localhost", "::1"):
+            raise SidecarConfigError("--inbound-target must be on 127.0.0.1: the app behind the "
+                                     "sidecar listens on loopback only")
+        if self.inbound_listen is None and not self.routes:
+            raise SidecarConfigError("nothing to do: give --inbound-listen/--inbound-target, --route, or both")
+        if self.handshake_timeout <= 0:
+            raise SidecarConfigError("--handshake-timeout must be positive")

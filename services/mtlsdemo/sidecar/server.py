@@ -1,0 +1,200 @@
+"""The sidecar process: listeners, routes, reload loop, admin endpoint, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+import time
+from typing import Any
+
+from mtlsdemo import __version__, telemetry
+from mtlsdemo.handshake import HandshakeConfig
+from mtlsdemo.sidecar.admin import AdminServer, json_response
+from mtlsdemo.sidecar.config import Route, SidecarConfig
+from mtlsdemo.sidecar.identity import IdentityWatcher, client_config, server_config
+from mtlsdemo.sidecar.status import Status
+from mtlsdemo.sidecar.tunnel import AppSide, NetSide, Tunnel
+
+log = logging.getLogger(__name__)
+
+
+class Sidecar:
+    def __init__(self, config: SidecarConfig) -> None:
+        config.validate()
+        self.config = config
+        self.identity = IdentityWatcher(config.identity_dir)
+        self.status = Status()
+        self.tunnels: set[Tunnel] = set()
+        self.ports: dict[str, int] = {}
+        self.started_at = time.time()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._admin: AdminServer | None = None
+        self._reload_task: asyncio.Task | None = None
+        self._cfg_generation = -1
+        self._server_cfg: HandshakeConfig | None = None
+        self._client_cfgs: dict[str, HandshakeConfig] = {}
+
+    # --- configs follow the identity material (hot reload) ---
+    def _refresh(self) -> None:
+        cur = self.identity.current
+        if cur.generation != self._cfg_generation:
+            self._cfg_generation = cur.generation
+            self._server_cfg = server_config(cur, self.config)
+            self._client_cfgs = {r.identity: client_config(cur, self.config, r.identity)
+                                 for r in self.config.routes}
+
+    def server_config(self) -> HandshakeConfig:
+        self._refresh()
+        assert self._server_cfg is not None
+        return self._server_cfg
+
+    def client_config(self, route: Route) -> HandshakeConfig:
+        self._refresh()
+        return self._client_cfgs[route.identity]
+
+    # --- lifecycle ---
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        telemetry.BUILD_INFO.info({"version": __version__, "component": cfg.name})
+        if cfg.inbound_listen:
+            host, port = cfg.inbound_listen
+            srv = await loop.create_server(
+                lambda: NetSide(Tunnel(self, "server", self.server_config(), "inbound")),
+                host, port, reuse_address=True)
+            self._servers.append(srv)
+            self.ports["inbound"] = srv.sockets[0].getsockname()[1]
+            log.info("inbound %s:%d -> app %s:%d; peers allowed: %s", host, self.ports["inbound"],
+                     *cfg.inbound_target, ", ".join(cfg.allowed_ids) or "any from the CA")
+        for i, route in enumerate(cfg.routes):
+            srv = await loop.create_server(lambda r=route: self._outbound(r), *route.listen,
+                                           reuse_address=True)
+            self._servers.append(srv)
+            self.ports[f"route{i}"] = srv.sockets[0].getsockname()[1]
+            log.info("route %s", route)
+        if cfg.admin_listen:
+            self._admin = AdminServer({"/healthz": self._healthz, "/readyz": self._readyz,
+                                       "/status": self._status})
+            self.ports["admin"] = await self._admin.start(*cfg.admin_listen)
+            log.info("admin on http://%s:%d (/metrics /healthz /readyz /status)",
+                     cfg.admin_listen[0], self.ports["admin"])
+        self._reload_task = asyncio.create_task(self._reload_loop())
+        log.info("identity %s (serial %x, expires %s)", self.identity.current.material.identity,
+                 self.identity.current.material.leaf.serial_number,
+                 self.identity.current.material.leaf.not_valid_after_utc)
+
+    def _outbound(self, route: Route) -> AppSide:
+        tunnel = Tunnel(self, "client", self.client_config(route), f"route {route.listen[1]}")
+        asyncio.get_running_loop().create_task(self._dial(tunnel, route))
+        return AppSide(tunnel)
+
+    async def _dial(self, tunnel: Tunnel, route: Route) -> None:
+        try:
+            await asyncio.get_running_loop().create_connection(lambda: NetSide(tunnel), *route.remote)
+        except OSError as e:
+            log.error("route %s: remote sidecar unreachable: %s", route, e)
+            self.status.record("client", tunnel.local_identity, route.identity,
+                               f"{route.remote[0]}:{route.remote[1]}", "none", 0.0,
+                               "unreachable", "local")
+            tunnel.close(abort_app=True)
+
+    def connect_app(self, tunnel: Tunnel) -> None:
+        async def connect() -> None:
+            assert self.config.inbound_target
+            try:
+                transport, _ = await asyncio.get_running_loop().create_connection(
+                    lambda: AppSide(tunnel), *self.config.inbound_target)
+            except OSError as e:
+                tunnel.app_unavailable(e)
+                return
+            if tunnel.closed:
+                transport.close()
+        asyncio.get_running_loop().create_task(connect())
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reload_interval)
+            try:
+                self.identity.check()
+            except Exception:  # keep serving with what we have
+                log.exception("certificate reload check failed")
+
+    async def shutdown(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        deadline = time.monotonic() + self.config.drain_timeout
+        if self.tunnels:
+            log.info("draining %d tunnel(s) for up to %.0fs", len(self.tunnels),
+                     self.config.drain_timeout)
+        while self.tunnels and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for tunnel in list(self.tunnels):
+            tunnel.graceful_close()
+        await asyncio.sleep(0.05)  # let the transports flush close_notify
+        if self._reload_task:
+            self._reload_task.cancel()
+        if self._admin:
+            self._admin.close()
+
+    # --- admin ---
+    def _healthz(self) -> tuple[int, str, bytes]:
+        return 200, "text/plain", b"ok\n"
+
+    def _readyz(self) -> tuple[int, str, bytes]:
+        ok, why = self.identity.ready()
+        return (200 if ok else 503), "text/plain", (why + "\n").encode()
+
+    def status_dict(self) -> dict[str, Any]:
+        cur = self.identity.current
+        m = cur.material
+        now = dt.datetime.now(dt.UTC)
+        out: dict[str, Any] = {
+            "name": self.config.name,
+            "version": __version__,
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "identity": m.identity,
+            "certificate": {
+                "serial": f"{m.leaf.serial_number:x}",
+                "not_after": m.leaf.not_valid_after_utc.isoformat(),
+                "expires_in_seconds": int((m.leaf.not_valid_after_utc - now).total_seconds()),
+                "loaded_at": cur.loaded_at.isoformat(),
+                "reload_generation": cur.generation,
+                "last_reload_error": self.identity.last_error,
+            },
+            "ca_fingerprints_sha256": m.ca_fingerprints,
+            "inbound": None if not self.config.inbound_listen else {
+                "listen": f"{self.config.inbound_listen[0]}:{self.ports.get('inbound')}",
+                "target": "%s:%d" % self.config.inbound_target,  # type: ignore[str-format]
+                "allowed_ids": list(self.config.allowed_ids) or ["(any from the CA)"]},
+            "routes": [{"listen": f"{r.listen[0]}:{self.ports.get(f'route{i}')}",
+                        "remote": f"{r.remote[0]}:{r.remote[1]}", "identity": r.identity}
+                       for i, r in enumerate(self.config.routes)],
+            "suites": [s.name for s in self.config.suites],
+            "active_sessions": sum(1 for t in self.tunnels if t.established_at is not None),
+            "handshakes_in_progress": sum(1 for t in self.tunnels if t.established_at is None),
+            "verification_cache": {"hits": cur.trust.hits, "misses": cur.trust.misses},
+        }
+        out.update(self.status.as_dict())
+        return out
+
+    def _status(self) -> tuple[int, str, bytes]:
+        return json_response(200, self.status_dict())
+
+
+def run(config: SidecarConfig) -> int:
+    async def main() -> None:
+        sidecar = Sidecar(config)
+        await sidecar.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down: no new connections, draining")
+        await sidecar.shutdown()
+        log.info("%s stopped", config.name)
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,372 @@
+"""One tunnel per accepted TCP connection: the handshake, then bytes both ways in
+records, with half-close, backpressure, deadlines and metrics.
+
+Built on asyncio Protocols rather than streams: the hot path is one
+``data_received`` -> ``Connection`` -> ``transport.write`` with no extra copies
+or task switches (streams cost about 2.5x the throughput here).
+
+Two sides per tunnel: ``app`` (plaintext, 127.0.0.1) and ``net`` (MTD/1 to the
+peer sidecar). Inbound tunnels start from the net side and dial the app after
+the handshake; outbound tunnels start from the app side, hold its bytes (by not
+reading) until the handshake with the remote sidecar completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from mtlsdemo import telemetry as t
+from mtlsdemo.handshake import (
+    Connection,
+    DataReceived,
+    HandshakeComplete,
+    HandshakeConfig,
+    KeyUpdated,
+    PeerClosed,
+    ProtocolError,
+    Reason,
+)
+from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN
+
+if TYPE_CHECKING:
+    from mtlsdemo.sidecar.server import Sidecar
+
+log = logging.getLogger(__name__)
+WRITE_HIGH_WATER = 512 * 1024   # pause the other side's reads above this much unsent data
+RECORD_OVERHEAD = HEADER_LEN + TAG_LEN
+
+
+class Tunnel:
+    def __init__(self, sidecar: Sidecar, role: str, config: HandshakeConfig, label: str) -> None:
+        self.sidecar = sidecar
+        self.role = role                  # "server" (inbound) or "client" (outbound)
+        self.label = label                # route or listener, for logs
+        self.conn = Connection(role, config, now=dt.datetime.now(dt.UTC))
+        self.local_identity = sidecar.identity.current.material.identity
+        self.app: asyncio.Transport | None = None
+        self.net: asyncio.Transport | None = None
+        self.peer_address = "?"
+        self.established_at: float | None = None
+        self.started = time.perf_counter()
+        self.closed = False
+        self._pending_app: list[bytes] = []       # inbound: data decrypted before the app connected
+        self._app_eof = False                      # the app finished sending (close_notify sent)
+        self._peer_eof = False                     # the peer finished sending (close_notify seen)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._counted = (0, 0, 0, 0)
+        self._key_updates = 0
+        self._handshake_open = True
+        t.HANDSHAKES_IN_PROGRESS.labels(role).inc()
+        self._deadline = asyncio.get_running_loop().call_later(
+            sidecar.config.handshake_timeout, self._timeout)
+        sidecar.tunnels.add(self)
+
+    # ------------------------------------------------------------------ handshake
+    def _timeout(self) -> None:
+        if self.conn.handshake_done or self.closed:
+            return
+        err = self.conn.fail(Reason.HANDSHAKE_TIMEOUT,
+                             f"no progress in {self.sidecar.config.handshake_timeout:g}s while "
+                             f"waiting for {self.conn.waiting_for}")
+        self._flush_net()
+        self._handshake_failed(err)
+
+    def _handshake_done(self, result) -> None:  # noqa: ANN001
+        self._close_handshake()
+        self.established_at = time.perf_counter()
+        role, suite = self.role, result.suite
+        t.HANDSHAKES.labels(role, suite, "success", "none", "none").inc()
+        t.HANDSHAKE_DURATION.labels(role, suite).observe(result.duration)
+        for phase, seconds in result.phases.items():
+            t.HANDSHAKE_PHASE.labels(role, phase).observe(seconds)
+        t.PEER_AUTHORIZATIONS.labels(result.peer_identity, "allow").inc()
+        t.SESSIONS_ACTIVE.labels(role).inc()
+        self.sidecar.status.record(role, self.local_identity, result.peer_identity,
+                                   self.peer_address, suite, result.duration, "success", "none")
+        log.debug("handshake ok role=%s local=%s peer=%s suite=%s %.2fms", role,
+                  self.local_identity, result.peer_identity, suite, result.duration * 1e3)
+
+    def _handshake_failed(self, e: ProtocolError) -> None:
+        self._close_handshake()
+        suite = self.conn.suite.name if self.conn.suite else "none"
+        peer = self.conn.peer_identity or "unknown"
+        t.HANDSHAKES.labels(self.role, suite, "failure", e.reason.value, e.origin).inc()
+        if e.reason is Reason.IDENTITY_MISMATCH and e.origin == "local" and e.peer_identity:
+            t.PEER_AUTHORIZATIONS.labels(e.peer_identity, "deny").inc()
+        self.sidecar.status.record(self.role, self.local_identity, peer, self.peer_address, suite,
+                                   time.perf_counter() - self.started, e.reason.value, e.origin)
+        # Logged once, with both identities: who rejected whom, and why.
+        log.warning("handshake failed: %s role=%s local=%s peer=%s peer_addr=%s suite=%s "
+                    "reason=%s origin=%s: %s", self.label, self.role, self.local_identity, peer,
+                    self.peer_address, suite, e.reason.value, e.origin, e.detail)
+        self.close(abort_app=True)
+
+    def _close_handshake(self) -> None:
+        if self._handshake_open:
+            self._handshake_open = False
+            t.HANDSHAKES_IN_PROGRESS.labels(self.role).dec()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    # ------------------------------------------------------------------ net side
+    def net_connected(self, transport: asyncio.Transport) -> None:
+        self.net = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        peer = transport.get_extra_info("peername")
+        self.peer_address = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if self.role == "client":
+            self.conn.start()
+            self._flush_net()
+
+    def net_data(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            events = self.conn.receive_data(data)
+        except ProtocolError as e:
+            self._deliver(getattr(e, "events", []))
+            self._flush_net()  # the alert
+            self._session_failed(e)
+            return
+        self._flush_net()
+        self._deliver(events)
+
+    def _deliver(self, events: list) -> None:
+        chunks = []
+        for ev in events:
+            if type(ev) is DataReceived:
+                chunks.append(ev.data)
+            elif type(ev) is HandshakeComplete:
+                self._handshake_done(ev.result)
+                self._on_established()
+            elif type(ev) is PeerClosed:
+                self._peer_eof = True
+            elif type(ev) is KeyUpdated:
+                self._key_updates += 1
+                t.KEY_UPDATES.inc()
+        if chunks:
+            if self.app is None:
+                self._pending_app.extend(chunks)
+            else:
+                self.app.writelines(chunks)
+            self._count()
+        if self._peer_eof and self.app is not None:
+            self._half_close_app()
+
+    def net_eof(self) -> bool:
+        """TCP EOF from the peer. Clean only after its close_notify."""
+        if self.closed:
+            return False
+        try:
+            self.conn.receive_data(b"")
+        except ProtocolError as e:
+            self._session_failed(e)
+            return False
+        if self.app is not None:
+            self._half_close_app()
+        return True  # keep our sending half open: the app may still have bytes for the peer
+
+    def net_lost(self) -> None:
+        if not self.closed:
+            if not self.conn.handshake_done and self._handshake_open:
+                self._handshake_failed(self.conn.fail(Reason.TRUNCATED, "peer connection lost"))
+            else:
+                self.close(abort_app=not self._peer_eof)
+
+    def net_pause(self) -> None:
+        if self.app is not None:
+            self.app.pause_reading()
+
+    def net_resume(self) -> None:
+        if self.app is not None and self.conn.handshake_done:
+            self.app.resume_reading()
+
+    def _flush_net(self) -> None:
+        out = self.conn.data_to_send()
+        if out and self.net is not None and not self.net.is_closing():
+            self.net.write(out)
+
+    # ------------------------------------------------------------------ app side
+    def app_connected(self, transport: asyncio.Transport) -> None:
+        self.app = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if self.role == "client" and not self.conn.handshake_done:
+            transport.pause_reading()  # no plaintext leaves before the peer is verified
+        if self._pending_app:
+            transport.writelines(self._pending_app)
+            self._pending_app.clear()
+        if self._peer_eof:
+            self._half_close_app()
+        if self.net is not None and self.role == "server":
+            self.net.resume_reading()
+
+    def app_data(self, data: bytes) -> None:
+        if self.closed or self._app_eof:
+            return
+        try:
+            self.conn.send_data(data)
+        except ProtocolError as e:  # sequence exhausted
+            self._flush_net()
+            self._session_failed(e)
+            return
+        self._flush_net()
+        self._count()
+
+    def app_eof(self) -> bool:
+        """The app finished sending: close_notify to the peer, keep reading its replies."""
+        if self.closed:
+            return False
+        self._app_eof = True
+        self.conn.close()
+        self._flush_net()
+        if self._peer_eof:
+            self.close()
+            return False
+        return True
+
+    def app_lost(self) -> None:
+        if not self.closed:
+            if self.conn.handshake_done:
+                self.conn.close()
+                self._flush_net()
+            self.close()
+
+    def app_pause(self) -> None:
+        if self.net is not None:
+            self.net.pause_reading()
+
+    def app_resume(self) -> None:
+        if self.net is not None:
+            self.net.resume_reading()
+
+    def _half_close_app(self) -> None:
+        if self.app is not None and not self.app.is_closing():
+            if self._app_eof:
+                self.close()
+            elif self.app.can_write_eof():
+                self.app.write_eof()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _on_established(self) -> None:
+        if self.role == "client":
+            if self.app is not None:
+                self.app.resume_reading()
+        else:
+            assert self.net is not None
+            self.net.pause_reading()  # until the app connection exists
+            self.sidecar.connect_app(self)
+
+    def app_unavailable(self, error: Exception) -> None:
+        log.error("%s: local app %s unreachable (%s); closing session from %s", self.label,
+                  self.sidecar.config.inbound_target, error, self.conn.peer_identity)
+        self.conn.close()
+        self._flush_net()
+        self.close()
+
+    def _session_failed(self, e: ProtocolError) -> None:
+        if not self.conn.handshake_done or self.established_at is None:
+            self._handshake_failed(e)
+            return
+        t.RECORD_FAILURES.labels(e.reason.value).inc()
+        log.warning("session failed: %s role=%s local=%s peer=%s reason=%s origin=%s: %s",
+                    self.label, self.role, self.local_identity, self.conn.peer_identity,
+                    e.reason.value, e.origin, e.detail)
+        self.close(abort_app=True)
+
+    def _count(self) -> None:
+        now = self.conn.counters
+        rs, bs, rr, br = (a - b for a, b in zip(now, self._counted, strict=True))
+        self._counted = now
+        if rs:
+            t.RECORDS.labels("sent").inc(rs)
+            t.RECORD_BYTES.labels("sent", "plaintext").inc(bs)
+            t.RECORD_BYTES.labels("sent", "ciphertext").inc(bs + rs * RECORD_OVERHEAD)
+        if rr:
+            t.RECORDS.labels("received").inc(rr)
+            t.RECORD_BYTES.labels("received", "plaintext").inc(br)
+            t.RECORD_BYTES.labels("received", "ciphertext").inc(br + rr * RECORD_OVERHEAD)
+
+    def graceful_close(self) -> None:
+        """Shutdown: close_notify to the peer, then close both sides."""
+        if self.closed:
+            return
+        if self.conn.handshake_done:
+            self.conn.close()
+            self._flush_net()
+        elif self._handshake_open:
+            self._handshake_failed(self.conn.fail(Reason.INTERNAL_ERROR, "sidecar shutting down"))
+            return
+        self.close()
+
+    def close(self, abort_app: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._close_handshake()
+        self._count()
+        if self.established_at is not None:
+            t.SESSIONS_ACTIVE.labels(self.role).dec()
+            t.SESSION_DURATION.observe(time.perf_counter() - self.established_at)
+        if self.net is not None:
+            self.net.close()  # flushes what is queued (alert, close_notify) first
+        if self.app is not None:
+            if abort_app:
+                self.app.abort()  # a failed session must not look like a clean end to the app
+            else:
+                self.app.close()
+        self.sidecar.tunnels.discard(self)
+
+
+class NetSide(asyncio.Protocol):
+    """The encrypted side: inbound accepts, or outbound dials."""
+
+    def __init__(self, tunnel: Tunnel) -> None:
+        self.tunnel = tunnel
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.tunnel.net_connected(transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        self.tunnel.net_data(data)
+
+    def eof_received(self) -> bool:
+        return self.tunnel.net_eof()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.tunnel.net_lost()
+
+    def pause_writing(self) -> None:
+        self.tunnel.net_pause()
+
+    def resume_writing(self) -> None:
+        self.tunnel.net_resume()
+
+
+class AppSide(asyncio.Protocol):
+    """The plaintext side, on 127.0.0.1."""
+
+    def __init__(self, tunnel: Tunnel) -> None:
+        self.tunnel = tunnel
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.tunnel.app_connected(transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        self.tunnel.app_data(data)
+
+    def eof_received(self) -> bool:
+        return self.tunnel.app_eof()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.tunnel.app_lost()
+
+    def pause_writing(self) -> None:
+        self.tunnel.app_pause()
+
+    def resume_writing(self) -> None:
+        self.tunnel.app_resume()
