@@ -177,6 +177,33 @@ def _sidecar_parser(sub: argparse._SubParsersAction) -> None:
     flags.add(p, "--name", default="sidecar", help="name in logs, metrics and /status")
 
 
+def _handshake_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("handshake", help="run one MTD/1 handshake and show every step (--trace)")
+    p.add_argument("--trace", action="store_true", default=True,
+                   help="print the message ladder (the default and only mode)")
+    flags.add(p, "--connect", default=None, help="HOST:PORT of a running sidecar's inbound port")
+    flags.add(p, "--certs-dir", default="certs",
+              help="bootstrap output to use (made in a temp dir when missing)")
+    flags.add(p, "--client-dir", default=None, help="client identity dir (default CERTS/gateway)")
+    flags.add(p, "--server-dir", default=None, help="server identity dir (default CERTS/ledger)")
+    flags.add(p, "--suites", default=None, help="client's suites, comma-separated, in order")
+    flags.add(p, "--server-suites", default=None, help="server's suites (in-memory mode)")
+    flags.add(p, "--peer-id", multiple=True, default=[], help="SPIFFE ID the server must have")
+    flags.add(p, "--allow-id", multiple=True, default=[],
+              help="SPIFFE IDs the in-memory server allows (default: any from its CA)")
+    flags.add(p, "--days-ahead", type=float, default=0.0,
+              help="pretend it is N days later (try 40: expired certificates)")
+    flags.add(p, "--timeout", type=float, default=5.0, help="socket timeout for --connect")
+    flags.add(p, "--json", boolean=True, default=False, help="print JSON instead of the ladder")
+
+
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="speed as ratios against references measured in the same run")
+    p.add_argument("what", nargs="?", choices=["handshake", "sidecar", "all"], default="all")
+    flags.add(p, "--n", type=int, default=400, help="samples per measurement")
+    flags.add(p, "--json", boolean=True, default=False, help="one JSON object with every figure")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtlsdemo", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"mtlsdemo {__version__}")
@@ -187,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_parser(sub)
     _client_parsers(sub)
     _sidecar_parser(sub)
+    _handshake_parser(sub)
+    _bench_parser(sub)
     return parser
 
 
@@ -283,6 +312,27 @@ def _sidecar(args: argparse.Namespace) -> int:
     return run(cfg)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    out = {}
+    if args.what in ("handshake", "all"):
+        from mtlsdemo.bench import handshake
+
+        out["handshake"] = handshake.run(n=args.n)
+        if not args.json:
+            print(handshake.table(out["handshake"]), flush=True)
+    if args.what in ("sidecar", "all"):
+        from mtlsdemo.bench import sidecar
+
+        out["sidecar"] = sidecar.run(n=args.n)
+        if not args.json:
+            print(sidecar.table(out["sidecar"]), flush=True)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = flags.resolve_lists(build_parser().parse_args(argv))
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -307,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
             return _loadgen(args)
         if args.command == "sidecar":
             return _sidecar(args)
+        if args.command == "bench":
+            return _bench(args)
+        if args.command == "handshake":
+            from mtlsdemo.tracecmd import run as trace_run
+
+            return trace_run(args)
     except (PkiError, ConfigError, SidecarConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -166,7 +166,7 @@ class Sidecar:
             "ca_fingerprints_sha256": m.ca_fingerprints,
             "inbound": None if not self.config.inbound_listen else {
                 "listen": f"{self.config.inbound_listen[0]}:{self.ports.get('inbound')}",
-                "target": "%s:%d" % self.config.inbound_target,  # type: ignore[str-format]
+                "target": ":".join(map(str, self.config.inbound_target or ())),
                 "allowed_ids": list(self.config.allowed_ids) or ["(any from the CA)"]},
             "routes": [{"listen": f"{r.listen[0]}:{self.ports.get(f'route{i}')}",
                         "remote": f"{r.remote[0]}:{r.remote[1]}", "identity": r.identity}

@@ -1,0 +1,1 @@
+"""``mtlsdemo bench``: speed as ratios against references measured in the same run."""

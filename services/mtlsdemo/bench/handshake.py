@@ -1,0 +1,172 @@
+"""``mtlsdemo bench handshake``: full mutual handshakes per second and latency of
+(a) MTD/1 in memory, (b) MTD/1 over loopback TCP, (c) OpenSSL TLS 1.3 mutual auth
+through Python's ``ssl`` over loopback, for ECDSA P-256 and RSA-2048 certificates,
+all in one run on the same certificates."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mtlsdemo.bench.stats import ratio, summarize
+from mtlsdemo.handshake import (
+    Connection,
+    DataReceived,
+    HandshakeConfig,
+    KeyExchange,
+    parse_suites,
+)
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+
+
+def _cfg(d: Path, suites: str | None = None) -> HandshakeConfig:
+    kw = {"suites": parse_suites(suites)} if suites else {}
+    return HandshakeConfig.from_pem((d / "tls.crt").read_bytes(), (d / "tls.key").read_bytes(),
+                                    (d / "ca.crt").read_bytes(), **kw)
+
+
+def in_memory(client: HandshakeConfig, server: HandshakeConfig, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        c, s = Connection("client", client), Connection("server", server)
+        c.start()
+        s.receive_data(c.data_to_send())
+        c.receive_data(s.data_to_send())
+        s.receive_data(c.data_to_send())
+        s.send_data(b"x")
+        c.receive_data(s.data_to_send())
+        out.append(time.perf_counter() - t0)
+    assert c.handshake_done
+    return out
+
+
+def mtd_loopback(client: HandshakeConfig, port: int, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c = Connection("client", client)
+        c.start()
+        sock.sendall(c.data_to_send())
+        got = False
+        while not got:
+            data = sock.recv(65536)
+            if not data:
+                raise RuntimeError("server closed during the handshake")
+            for ev in c.receive_data(data):
+                got = got or isinstance(ev, DataReceived)
+            pending = c.data_to_send()
+            if pending:
+                sock.sendall(pending)
+        out.append(time.perf_counter() - t0)
+        sock.close()
+    return out
+
+
+def openssl_loopback(cert_dir: Path, port: int, n: int) -> list[float]:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(cert_dir / "ca.crt")
+    ctx.load_cert_chain(cert_dir / "tls.crt", cert_dir / "tls.key")
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with ctx.wrap_socket(sock, server_hostname="ledger") as tls:
+            if tls.recv(1) != b"x":  # the server verified our certificate and answered
+                raise RuntimeError("openssl server closed")
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+class ServerProcess:
+    def __init__(self, kind: str, cert_dir: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "mtlsdemo.bench.servers", kind,
+                                      str(cert_dir)], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout
+        self.port = int(self.proc.stdout.readline())
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def run(n: int = 400, warmup: int = 40) -> dict[str, Any]:
+    results: dict[str, Any] = {"n": n, "unit": "one full mutual handshake, client's view",
+                               "key_types": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key_type in ("ecdsa-p256", "rsa-2048"):
+            out = Path(tmp) / key_type
+            bootstrap(BootstrapRequest(out=out, services=("gateway", "ledger"), key_type=key_type))
+            client, server = _cfg(out / "gateway"), _cfg(out / "ledger",
+                                                         "ECDHE-X25519-AES-256-GCM,RSA-OAEP-AES-256-GCM")
+            figures: dict[str, Any] = {}
+            in_memory(client, server, warmup)
+            figures["mtd_in_memory"] = summarize(in_memory(client, server, n))
+            if key_type.startswith("rsa"):
+                rsa_client = _cfg(out / "gateway", "RSA-OAEP-AES-256-GCM")
+                in_memory(rsa_client, server, warmup)
+                figures["mtd_in_memory_rsa_oaep"] = summarize(in_memory(rsa_client, server, n))
+            # Without the chain-verification cache: every handshake verifies the
+            # whole chain, exactly as the OpenSSL reference does.
+            nocache = _cfg(out / "gateway")
+            nocache.trust.cache_size = 0
+            mtd = ServerProcess("mtd", out / "ledger")
+            mtd_nc = ServerProcess("mtd-nocache", out / "ledger")
+            ossl = ServerProcess("openssl", out / "ledger")
+            try:
+                mtd_loopback(client, mtd.port, warmup)
+                mtd_loopback(nocache, mtd_nc.port, warmup)
+                openssl_loopback(out / "gateway", ossl.port, warmup)
+                # interleave so drift in machine load hits every mode equally
+                a, b, c = [], [], []
+                for _ in range(4):
+                    a += mtd_loopback(client, mtd.port, n // 4)
+                    c += mtd_loopback(nocache, mtd_nc.port, n // 4)
+                    b += openssl_loopback(out / "gateway", ossl.port, n // 4)
+                figures["mtd_loopback"] = summarize(a)
+                figures["mtd_loopback_no_verify_cache"] = summarize(c)
+                figures["openssl_tls13_loopback"] = summarize(b)
+            finally:
+                for p in (mtd, mtd_nc, ossl):
+                    p.stop()
+            figures["ratios"] = {
+                "mtd_loopback_p50_vs_openssl": ratio(figures["mtd_loopback"]["p50_ms"],
+                                                     figures["openssl_tls13_loopback"]["p50_ms"]),
+                "mtd_loopback_p99_vs_openssl": ratio(figures["mtd_loopback"]["p99_ms"],
+                                                     figures["openssl_tls13_loopback"]["p99_ms"]),
+                "mtd_loopback_rate_vs_openssl": ratio(figures["mtd_loopback"]["per_second"],
+                                                      figures["openssl_tls13_loopback"]["per_second"]),
+                "mtd_loopback_no_cache_p50_vs_openssl": ratio(
+                    figures["mtd_loopback_no_verify_cache"]["p50_ms"],
+                    figures["openssl_tls13_loopback"]["p50_ms"]),
+                "mtd_in_memory_p50_vs_openssl_loopback": ratio(
+                    figures["mtd_in_memory"]["p50_ms"], figures["openssl_tls13_loopback"]["p50_ms"]),
+            }
+            results["key_types"][key_type] = figures
+    assert KeyExchange  # suites named above: ECDHE by default, RSA-OAEP where measured
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"full mutual handshakes, n={results['n']} each (client's view; loopback servers "
+             "in their own process)",
+             f"{'key type':<11} {'mode':<32} {'p50 ms':>8} {'p99 ms':>8} {'per s':>8}"]
+    for kt, figs in results["key_types"].items():
+        for mode, f in figs.items():
+            if mode == "ratios":
+                continue
+            lines.append(f"{kt:<11} {mode:<32} {f['p50_ms']:>8.3f} {f['p99_ms']:>8.3f} "
+                         f"{f['per_second']:>8.0f}")
+        for name, value in figs["ratios"].items():
+            lines.append(f"{kt:<11}   ratio {name:<36} {value:>6.2f}x")
+    return "\n".join(lines)

@@ -1,0 +1,244 @@
+"""``mtlsdemo handshake --trace``: one handshake, message by message, in the
+vocabulary of the four steps, then a few encrypted records.
+
+In-process between two in-memory peers by default; with ``--connect HOST:PORT``
+against a running sidecar's inbound port (then only our side is seen).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mtlsdemo.handshake import (
+    Connection,
+    DataReceived,
+    HandshakeComplete,
+    HandshakeConfig,
+    PeerPolicy,
+    ProtocolError,
+    parse_suites,
+)
+from mtlsdemo.handshake.records import HEADER_LEN
+from mtlsdemo.handshake.trace import TraceEntry
+
+STEPS = {"hello": "1 hello", "certificate_verify": "2 certs", "key_exchange": "3 key exch",
+         "finished": "4 finished", "alert": "alert", "data": "4 data"}
+NAMES = {"CLIENT_HELLO": "ClientHello", "SERVER_HELLO": "ServerHello", "CERTIFICATE": "Certificate",
+         "SERVER_KEY_SHARE": "ServerKeyShare", "CERTIFICATE_REQUEST": "CertificateRequest",
+         "CERTIFICATE_VERIFY": "CertificateVerify", "CLIENT_KEY_EXCHANGE": "ClientKeyExchange",
+         "FINISHED": "Finished"}
+DEMO_MESSAGES = [b"GET /balance/alice", b"transfer 12.50 alice->bob", b"close"]
+
+
+def _config(directory: Path, suites: str | None, peer_ids: tuple[str, ...] = (),
+            server_name: str | None = None) -> HandshakeConfig:
+    kw: dict[str, Any] = {"trace": True, "peer": PeerPolicy(peer_ids, server_name)}
+    if suites:
+        kw["suites"] = parse_suites(suites)
+    return HandshakeConfig.from_pem((directory / "tls.crt").read_bytes(),
+                                    (directory / "tls.key").read_bytes(),
+                                    (directory / "ca.crt").read_bytes(), **kw)
+
+
+def _ensure_certs(certs: Path) -> Path:
+    if (certs / "gateway" / "tls.crt").exists() and (certs / "ledger" / "tls.crt").exists():
+        return certs
+    from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+
+    tmp = Path(tempfile.mkdtemp(prefix="mtlsdemo-trace-"))
+    bootstrap(BootstrapRequest(out=tmp, services=("gateway", "ledger")))
+    return tmp
+
+
+def _field_text(e: TraceEntry) -> str:
+    f = e.fields
+    if e.kind == "alert":
+        return f"level {'fatal' if f.get('level') == 2 else 'warning'}"
+    n = e.name
+    if n == "CLIENT_HELLO":
+        return f"versions {', '.join(f['versions'])}; suites {', '.join(f['suites'])}; random {f['random'][:16]}…"
+    if n == "SERVER_HELLO":
+        return f"version {f['version']}; suite {f['suite']}; random {f['random'][:16]}…"
+    if n == "CERTIFICATE":
+        return "chain: " + (" <- ".join(f["chain"]) or "(empty)")
+    if n == "SERVER_KEY_SHARE":
+        return f"{f['group']} public key {f['public'][:16]}…"
+    if n == "CERTIFICATE_REQUEST":
+        return "accepts " + ", ".join(f["schemes"])
+    if n == "CERTIFICATE_VERIFY":
+        return f"scheme {f['scheme']}, {f['signature_len']}-byte signature over the transcript"
+    if n == "CLIENT_KEY_EXCHANGE":
+        extra = f"; server: decryption {f['decrypted']}" if "decrypted" in f else ""
+        return f"{f['data_len']} bytes ({f['data_head'][:16]}…){extra}"
+    if n == "FINISHED":
+        return f"HMAC {f['verify_data'][:16]}… over the whole transcript"
+    return json.dumps(f)
+
+
+def _ladder(entries: list[TraceEntry], both_sides: bool) -> list[str]:
+    lines = [f" {'step':<11} {'':<17}  {'message':<19}{'size':>7}  key fields"]
+    for e in entries:
+        if both_sides and e.direction == "recv":
+            continue  # every message appears once, as sent
+        sender = e.role if e.direction == "send" else ("server" if e.role == "client" else "client")
+        arrow = "client ──▶ server" if sender == "client" else "client ◀── server"
+        name = NAMES.get(e.name, e.name)
+        lines.append(f" {STEPS.get(e.step, e.step):<11} {arrow}  {name:<19}{e.size:>5} B  {_field_text(e)}")
+    return lines
+
+
+def _result_lines(conn: Connection) -> list[str]:
+    r = conn.result
+    if r is None:
+        return []
+    out = [f" {conn.role} verified {r.peer_identity} ({r.peer_subject}):"]
+    out += [f"   ✓ {c}" for c in r.checks]
+    phases = ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in r.phases.items())
+    out.append(f"   {conn.role} time per step: {phases}")
+    return out
+
+
+def run(args) -> int:  # noqa: ANN001
+    certs = _ensure_certs(Path(args.certs_dir))
+    client_dir = Path(args.client_dir) if args.client_dir else certs / "gateway"
+    server_dir = Path(args.server_dir) if args.server_dir else certs / "ledger"
+    peer_ids = tuple(args.peer_id or ())
+    ccfg = _config(client_dir, args.suites, peer_ids)
+    if args.connect:
+        return _run_connected(args, ccfg)
+    scfg = _config(server_dir, args.server_suites or "ECDHE-X25519-AES-256-GCM,"
+                   "ECDHE-X25519-CHACHA20-POLY1305,ECDHE-X25519-AES-128-GCM,RSA-OAEP-AES-256-GCM,"
+                   "RSA-OAEP-CHACHA20-POLY1305,RSA-OAEP-AES-128-GCM",
+                   tuple(args.allow_id or ()))
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(days=args.days_ahead)
+    c, s = Connection("client", ccfg, now=now), Connection("server", scfg, now=now)
+    error: ProtocolError | None = None
+    c.start()
+    try:
+        for _ in range(3):
+            for src, dst in ((c, s), (s, c)):
+                data = src.data_to_send()
+                if data:
+                    dst.receive_data(data)
+    except ProtocolError as e:
+        error = e
+        other = s if e is c.error else c
+        try:
+            other.receive_data((c if other is s else s).data_to_send())
+        except ProtocolError:
+            pass
+    records = [] if error else _demo_records(c, s)
+    entries = sorted(c.trace + s.trace, key=lambda e: e.at)
+    return _print(args, entries, [c, s], records, error, both_sides=True)
+
+
+def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:
+    out = []
+    for i, msg in enumerate(DEMO_MESSAGES):
+        src, dst = (c, s) if i % 2 == 0 else (s, c)
+        src.send_data(msg)
+        wire = src.data_to_send()
+        got = [e.data for e in dst.receive_data(wire) if isinstance(e, DataReceived)]
+        out.append({"from": src.role, "plaintext": msg.decode(), "record_bytes": len(wire),
+                    "header": wire[:HEADER_LEN].hex(), "ciphertext": wire[HEADER_LEN:].hex(),
+                    "decrypted_by_peer": b"".join(got).decode()})
+    return out
+
+
+def _run_connected(args, ccfg: HandshakeConfig) -> int:  # noqa: ANN001
+    host, _, port = args.connect.rpartition(":")
+    c = Connection("client", ccfg)
+    error: ProtocolError | None = None
+    records: list[dict[str, Any]] = []
+    with socket.create_connection((host or "127.0.0.1", int(port)), timeout=args.timeout) as sock:
+        c.start()
+        sock.sendall(c.data_to_send())
+        try:
+            while not c.handshake_done:
+                data = sock.recv(65536)
+                for ev in c.receive_data(data):
+                    if isinstance(ev, HandshakeComplete):
+                        break
+                out = c.data_to_send()
+                if out:
+                    sock.sendall(out)
+        except ProtocolError as e:
+            error = e
+            out = c.data_to_send()
+            if out:
+                sock.sendall(out)
+        if error is None:
+            # Real traffic: an HTTP/2 client preface; the app behind the sidecar
+            # (a gRPC server) answers with its SETTINGS frame, decrypted here.
+            preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")
+            c.send_data(preface)
+            wire = c.data_to_send()
+            sock.sendall(wire)
+            records.append({"from": "client", "plaintext": repr(preface), "record_bytes": len(wire),
+                            "header": wire[:HEADER_LEN].hex(), "ciphertext": wire[HEADER_LEN:].hex()})
+            sock.settimeout(args.timeout)
+            try:
+                data = sock.recv(65536)
+                evs = c.receive_data(data) if data else []
+                got = b"".join(e.data for e in evs if isinstance(e, DataReceived))
+                records.append({"from": "server", "plaintext": got[:64].hex() + (" …" if len(got) > 64 else ""),
+                                "record_bytes": len(data), "header": data[:HEADER_LEN].hex(),
+                                "ciphertext": data[HEADER_LEN:].hex()})
+            except (TimeoutError, ProtocolError) as e:
+                records.append({"from": "server", "plaintext": f"(no reply: {e})", "record_bytes": 0,
+                                "header": "", "ciphertext": ""})
+            c.close()
+            sock.sendall(c.data_to_send())
+    return _print(args, c.trace, [c], records, error, both_sides=False)
+
+
+def _print(args, entries: list[TraceEntry], conns: list[Connection], records: list[dict[str, Any]],
+           error: ProtocolError | None, both_sides: bool) -> int:  # noqa: ANN001
+    if args.json:
+        doc = {
+            "messages": [e.as_dict() for e in entries],
+            "results": [{**c.result.__dict__, "peer_not_after": c.result.peer_not_after.isoformat(),
+                         "checks": list(c.result.checks)} for c in conns if c.result],
+            "records": records,
+            "error": None if error is None else {"reason": error.reason.value, "origin": error.origin,
+                                                 "detail": error.detail},
+            "errors": [{"role": c.role, "reason": c.error.reason.value, "origin": c.error.origin,
+                        "detail": c.error.detail} for c in conns if c.error],
+        }
+        print(json.dumps(doc, indent=2, default=str))
+        return 0 if error is None else 1
+    first = conns[0]
+    title = f"MTD/1 handshake trace: client {first.config.credentials.leaf.subject.rfc4514_string()}"
+    print(title + (f"  <->  {args.connect}" if args.connect else ""))
+    print("\n".join(_ladder(entries, both_sides)))
+    for c in conns:
+        print("\n".join(_result_lines(c)))
+    if first.result:
+        r = first.result
+        kx = ("ephemeral X25519: both sides made a fresh key pair; the secret never crossed "
+              "the wire (forward secrecy)" if r.key_exchange == "ECDHE-X25519" else
+              "RSA-OAEP: the client encrypted a random 48-byte pre-master secret to the "
+              "server's certificate key (no forward secrecy)")
+        print(f" key exchange: {kx}")
+        print(f" session: {r.version}, {r.suite}, handshake {r.duration * 1e3:.2f} ms")
+    if error is not None:
+        for c in conns:
+            if c.error:
+                who = "found it" if c.error.origin == "local" else "was told by the peer's alert"
+                print(f" ✗ {c.role} {who}: {c.error.reason.value}"
+                      + (f" — {c.error.detail}" if c.error.origin == "local" else ""))
+    if records:
+        print(" step 4 data: encrypted records (header | ciphertext+tag), then what the peer decrypted")
+        for rec in records:
+            print(f"   {rec['from']:>6} sends: {rec['plaintext']!s}")
+            if rec["record_bytes"]:
+                print(f"           {rec['record_bytes']} B on the wire: {rec['header']} | "
+                      f"{rec['ciphertext'][:64]}…")
+            if "decrypted_by_peer" in rec:
+                print(f"           peer decrypts and authenticates: {rec['decrypted_by_peer']}")
+    return 0 if error is None else 1
