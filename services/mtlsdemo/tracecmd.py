@@ -7,6 +7,7 @@ against a running sidecar's inbound port (then only our side is seen).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import socket
@@ -128,10 +129,8 @@ def run(args) -> int:  # noqa: ANN001
     except ProtocolError as e:
         error = e
         other = s if e is c.error else c
-        try:
+        with contextlib.suppress(ProtocolError):  # the peer learns the reason from the alert
             other.receive_data((c if other is s else s).data_to_send())
-        except ProtocolError:
-            pass
     records = [] if error else _demo_records(c, s)
     entries = sorted(c.trace + s.trace, key=lambda e: e.at)
     return _print(args, entries, [c, s], records, error, both_sides=True)
