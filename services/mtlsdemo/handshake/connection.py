@@ -138,6 +138,8 @@ class Connection:
         self._recv: Protector | None = None
         self._pending_recv_secret = b""
         self._close_sent = False
+        # application data only (not alerts or key updates), across key updates
+        self._app = [0, 0, 0, 0]  # records sent, bytes sent, records received, bytes received
 
     # ------------------------------------------------------------------ public API
     def start(self) -> None:
@@ -202,6 +204,8 @@ class Connection:
         for i in range(0, len(view), MAX_PLAINTEXT):
             self._maybe_auto_update()
             self._out.append(self._seal(ContentType.APPLICATION_DATA, bytes(view[i:i + MAX_PLAINTEXT])))
+        self._app[0] += -(-len(data) // MAX_PLAINTEXT)
+        self._app[1] += len(data)
 
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
@@ -242,10 +246,8 @@ class Connection:
 
     @property
     def counters(self) -> tuple[int, int, int, int]:
-        """(records sent, plaintext bytes sent, records received, plaintext bytes received)."""
-        s, r = self._send, self._recv
-        return (s.total_records if s else 0, s.total_bytes if s else 0,
-                r.total_records if r else 0, r.total_bytes if r else 0)
+        """Application data: (records sent, bytes sent, records received, bytes received)."""
+        return tuple(self._app)  # type: ignore[return-value]
 
     @property
     def peer_identity(self) -> str | None:
@@ -303,6 +305,8 @@ class Connection:
             if ctype == ContentType.APPLICATION_DATA:
                 if not plaintext:
                     raise ProtocolError(Reason.DECODE_ERROR, "empty application data record")
+                self._app[2] += 1
+                self._app[3] += len(plaintext)
                 return [DataReceived(plaintext)]
             if ctype == ContentType.ALERT:
                 return self._alert(plaintext)

@@ -141,6 +141,28 @@ def can_receive_rsa_key_transport(cert: x509.Certificate) -> bool:
         return False
 
 
+def _aki(cert: x509.Certificate) -> str | None:
+    try:
+        kid = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        return None
+    return kid.hex() if kid else None
+
+
+def _ski(cert: x509.Certificate) -> str | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    if cert.issuer != ca.subject:
+        return False
+    aki, ski = _aki(cert), _ski(ca)
+    return aki is None or ski is None or aki == ski
+
+
 def _is_ca(cert: x509.Certificate) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
@@ -211,12 +233,15 @@ def _verify_parsed(chain_der: Sequence[bytes], trust: TrustStore, peer_role: str
     if _is_ca(leaf):
         raise ProtocolError(Reason.BAD_CERTIFICATE, f"{subject} is a CA certificate, not a leaf")
     _validity(leaf, now, "certificate")
-    # The roots our chain would end at: an expired root makes the whole chain expired.
+    # The roots our chain would end at, matched by key identifier (two CAs can
+    # share a name, e.g. after a re-bootstrap; only the key tells them apart).
+    # An expired root makes the whole chain expired.
     top = chain[-1]
-    anchors = [ca for ca in trust.cas if ca.subject == top.issuer or ca == top]
+    anchors = [ca for ca in trust.cas if _issued_by(top, ca) or ca == top]
     if not anchors:
         raise ProtocolError(Reason.UNKNOWN_CA,
-                            f"issuer {top.issuer.rfc4514_string()} is not in the trust store")
+                            f"issuer {top.issuer.rfc4514_string()} (key id {_aki(top) or 'none'}) "
+                            "is not in the trust store")
     for ca in anchors:
         _validity(ca, now, "CA")
     checks.append(f"validity at {now:%Y-%m-%dT%H:%M:%SZ}: leaf and CA")

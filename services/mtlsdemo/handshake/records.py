@@ -87,8 +87,6 @@ class Protector:
         self.generation = 0
         self.records = 0          # under the current key
         self.bytes = 0            # plaintext bytes under the current key
-        self.total_records = 0    # over the session, across key updates
-        self.total_bytes = 0
         self._install(secret)
 
     def _install(self, secret: bytes) -> None:
@@ -117,8 +115,6 @@ class Protector:
         self.seq += 1
         self.records += 1
         self.bytes += len(plaintext)
-        self.total_records += 1
-        self.total_bytes += len(plaintext)
         return hdr + sealed
 
     def open(self, hdr: bytes, payload: bytes) -> bytes:
@@ -135,6 +131,4 @@ class Protector:
         self.seq += 1
         self.records += 1
         self.bytes += len(plaintext)
-        self.total_records += 1
-        self.total_bytes += len(plaintext)
         return plaintext

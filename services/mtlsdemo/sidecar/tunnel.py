@@ -25,7 +25,6 @@ from mtlsdemo.handshake import (
     DataReceived,
     HandshakeComplete,
     HandshakeConfig,
-    KeyUpdated,
     PeerClosed,
     ProtocolError,
     Reason,
@@ -58,7 +57,7 @@ class Tunnel:
         self._peer_eof = False                     # the peer finished sending (close_notify seen)
         self._deadline: asyncio.TimerHandle | None = None
         self._counted = (0, 0, 0, 0)
-        self._key_updates = 0
+        self._key_updates = 0  # key generations counted so far (KeyUpdated events included)
         self._handshake_open = True
         t.HANDSHAKES_IN_PROGRESS.labels(role).inc()
         self._deadline = asyncio.get_running_loop().call_later(
@@ -146,9 +145,6 @@ class Tunnel:
                 self._on_established()
             elif type(ev) is PeerClosed:
                 self._peer_eof = True
-            elif type(ev) is KeyUpdated:
-                self._key_updates += 1
-                t.KEY_UPDATES.inc()
         if chunks:
             if self.app is None:
                 self._pending_app.extend(chunks)
@@ -269,7 +265,7 @@ class Tunnel:
         self.close()
 
     def _session_failed(self, e: ProtocolError) -> None:
-        if not self.conn.handshake_done or self.established_at is None:
+        if self.established_at is None:
             self._handshake_failed(e)
             return
         t.RECORD_FAILURES.labels(e.reason.value).inc()
@@ -279,6 +275,10 @@ class Tunnel:
         self.close(abort_app=True)
 
     def _count(self) -> None:
+        generations = self.conn.send_generation + self.conn.receive_generation
+        if generations != self._key_updates:
+            t.KEY_UPDATES.inc(generations - self._key_updates)
+            self._key_updates = generations
         now = self.conn.counters
         rs, bs, rr, br = (a - b for a, b in zip(now, self._counted, strict=True))
         self._counted = now

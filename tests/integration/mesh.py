@@ -1,0 +1,84 @@
+"""Two sidecars as real processes: a client-side one with an outbound route, a
+server-side one with an inbound listener in front of an app port."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from conftest import free_port
+from procs import Proc, mtlsdemo
+
+LEDGER_ID = "spiffe://mtls-demo.local/ns/default/sa/ledger"
+GATEWAY_ID = "spiffe://mtls-demo.local/ns/default/sa/gateway"
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_admin(port: int, proc: Proc, timeout: float = 20.0, path: str = "/readyz") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise AssertionError(f"{proc.name} exited:\n{proc.output()}")
+        try:
+            if http_get(port, path)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{proc.name} not ready:\n{proc.output()}")
+
+
+class SidecarProc:
+    def __init__(self, root: Path, name: str, identity_dir: Path, *args: str,
+                 ready: str = "/readyz") -> None:
+        self.admin = free_port()
+        self.proc = Proc(name, mtlsdemo("sidecar", "--name", name, "--identity-dir", str(identity_dir),
+                                        "--admin-listen", f"127.0.0.1:{self.admin}",
+                                        "--reload-interval", "0.2", *args),
+                         root / f"{name}.log").start()
+        wait_admin(self.admin, self.proc, path=ready)
+
+    def status(self) -> dict:
+        return json.loads(http_get(self.admin, "/status")[1])
+
+    def metrics(self) -> str:
+        return http_get(self.admin, "/metrics")[1].decode()
+
+    def stop(self) -> int:
+        return self.proc.stop()
+
+
+class Mesh:
+    """client app -> [route_port] client sidecar -> [inbound_port] server sidecar -> app_port"""
+
+    def __init__(self, root: Path, certs: Path, app_port: int, *, client_identity: str = "gateway",
+                 server_identity: str = "ledger", allow: str = GATEWAY_ID,
+                 expect: str = LEDGER_ID, client_dir: Path | None = None,
+                 server_dir: Path | None = None, server_args: tuple[str, ...] = (),
+                 client_args: tuple[str, ...] = (), remote_port: int | None = None,
+                 client_ready: str = "/readyz") -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.inbound = free_port()
+        self.route = free_port()
+        self.server = SidecarProc(root, "server-sidecar", server_dir or certs / server_identity,
+                                  "--inbound-listen", f"127.0.0.1:{self.inbound}",
+                                  "--inbound-target", f"127.0.0.1:{app_port}",
+                                  "--allow-id", allow, *server_args)
+        target = remote_port or self.inbound
+        self.client = SidecarProc(root, "client-sidecar", client_dir or certs / client_identity,
+                                  "--route", f"127.0.0.1:{self.route}=127.0.0.1:{target}@{expect}",
+                                  *client_args, ready=client_ready)
+
+    def stop(self) -> None:
+        self.client.stop()
+        self.server.stop()

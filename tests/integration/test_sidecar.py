@@ -1,0 +1,468 @@
+"""The sidecar as real processes on 127.0.0.1: traffic through two sidecars,
+rejections with matching reasons on both sides, tampering, deadlines, hot
+reload, shutdown, and every metric."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+
+import pytest
+from apps import EchoServer, FlipRelay, GrpcEcho, grpc_echo_stub
+from conftest import ca_of, make_identity_dir
+from mesh import GATEWAY_ID, LEDGER_ID, Mesh, SidecarProc, http_get
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from procs import metric_value
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> Path:
+    out = tmp_path / "certs"
+    bootstrap(BootstrapRequest(out=out, services=("gateway", "ledger", "cli")))
+    return out
+
+
+@pytest.fixture
+def echo():
+    server = EchoServer()
+    yield server
+    server.close()
+
+
+def roundtrip(port: int, payload: bytes, timeout: float = 10.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        while chunk := s.recv(65536):
+            got += chunk
+    return bytes(got)
+
+
+def wait_for(cond, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def handshakes(mesh_side, **labels) -> float:
+    try:
+        return metric_value(mesh_side.metrics(), "mtls_handshakes_total", **labels)
+    except KeyError:
+        return 0.0
+
+
+# ------------------------------------------------------------------ traffic
+def test_grpc_unary_and_streaming_and_large_messages_through_two_sidecars(tmp_path, certs) -> None:
+    app = GrpcEcho()
+    mesh = Mesh(tmp_path, certs, app.port)
+    try:
+        channel, echo_call, chunks = grpc_echo_stub(mesh.route)
+        assert echo_call(b"hello", timeout=10) == b"hello"
+        big = os.urandom(5 * 1024 * 1024)
+        assert echo_call(big, timeout=30) == big  # several MiB intact
+        got = list(chunks(b"40", timeout=30))
+        assert len(got) == 40 and all(c == bytes([i]) * 65536 for i, c in enumerate(got))
+        channel.close()
+        status = mesh.client.status()
+        assert status["edges"][0]["peer"] == LEDGER_ID and status["edges"][0]["ok"] >= 1
+        assert mesh.server.status()["edges"][0]["peer"] == GATEWAY_ID
+    finally:
+        mesh.stop()
+        app.stop()
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_many_concurrent_connections_complete_without_leaks(tmp_path, certs, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port)
+    try:
+        pids = [mesh.client.proc.proc.pid, mesh.server.proc.proc.pid]
+        roundtrip(mesh.route, b"warm")
+        before = [_fds(p) for p in pids]
+        payloads = [os.urandom(1000 + i) for i in range(200)]
+        with futures.ThreadPoolExecutor(200) as pool:
+            results = list(pool.map(lambda p: roundtrip(mesh.route, p, 30), payloads))
+        assert results == payloads
+        wait_for(lambda: mesh.client.status()["active_sessions"] == 0
+                 and mesh.server.status()["active_sessions"] == 0, what="sessions to close")
+        assert mesh.client.status()["handshakes_in_progress"] == 0
+        wait_for(lambda: [_fds(p) for p in pids] == before, what="file descriptors back to baseline")
+        assert handshakes(mesh.server, role="server", result="success") == 201
+        assert metric_value(mesh.server.metrics(), "mtls_sessions_active", role="server") == 0
+    finally:
+        mesh.stop()
+
+
+def test_half_close_passes_through(tmp_path, certs, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port)
+    try:
+        # roundtrip() shuts down its write side first: the echo server only ends
+        # after it saw EOF, so getting every byte back then EOF proves half-close.
+        data = os.urandom(300_000)
+        assert roundtrip(mesh.route, data) == data
+        text = mesh.server.metrics()
+        with pytest.raises(KeyError):
+            metric_value(text, "mtls_record_failures_total", reason="truncated")
+    finally:
+        mesh.stop()
+
+
+# ------------------------------------------------------------------ rejections
+def _assert_rejected(mesh: Mesh, echo: EchoServer, rejecting: str, reason: str) -> None:
+    with socket.create_connection(("127.0.0.1", mesh.route), timeout=10) as s:
+        s.sendall(b"must never reach the app")
+        with contextlib.suppress(ConnectionResetError):  # aborted is as good as closed
+            assert s.recv(100) == b""
+    local, remote = (mesh.server, mesh.client) if rejecting == "server" else (mesh.client, mesh.server)
+    wait_for(lambda: handshakes(local, result="failure", reason=reason, origin="local") == 1
+             and handshakes(remote, result="failure", reason=reason, origin="remote") == 1,
+             what=f"{reason} counted on both sides")
+    assert echo.connections == 0 and echo.bytes == 0  # the app never saw a byte
+
+
+def test_server_rejects_client_from_other_ca(tmp_path, certs, other_pki_dir, echo) -> None:
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for f in ("tls.crt", "tls.key"):
+        shutil.copy(other_pki_dir / "gateway" / f, mixed / f)
+    shutil.copy(certs / "ca" / "ca.crt", mixed / "ca.crt")  # trusts us, but we don't trust it
+    mesh = Mesh(tmp_path, certs, echo.port, client_dir=mixed)
+    try:
+        _assert_rejected(mesh, echo, "server", "unknown_ca")
+        assert "reason=unknown_ca origin=local" in mesh.server.proc.output()
+    finally:
+        mesh.stop()
+
+
+def test_client_rejects_server_from_other_ca(tmp_path, certs, other_pki_dir, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port, server_dir=other_pki_dir / "ledger")
+    try:
+        _assert_rejected(mesh, echo, "client", "unknown_ca")
+    finally:
+        mesh.stop()
+
+
+def test_server_rejects_expired_client_certificate(tmp_path, certs, echo) -> None:
+    expired = make_identity_dir(tmp_path / "expired", ca_of(certs), "gateway",
+                                at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40), days=30)
+    # The client sidecar knows its certificate is expired (/readyz says 503) but
+    # still tries, as a misconfigured peer would: the server must say why it refuses.
+    mesh = Mesh(tmp_path, certs, echo.port, client_dir=expired, client_ready="/healthz")
+    try:
+        assert http_get(mesh.client.admin, "/readyz")[0] == 503
+        _assert_rejected(mesh, echo, "server", "certificate_expired")
+    finally:
+        mesh.stop()
+
+
+def test_server_rejects_identity_not_on_allow_list(tmp_path, certs, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port, client_identity="cli")
+    try:
+        _assert_rejected(mesh, echo, "server", "identity_mismatch")
+        deny = metric_value(mesh.server.metrics(), "mtls_peer_authorizations_total",
+                            peer="spiffe://mtls-demo.local/ns/default/sa/cli", decision="deny")
+        assert deny == 1
+    finally:
+        mesh.stop()
+
+
+def test_client_rejects_server_with_unexpected_identity(tmp_path, certs, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port, server_identity="cli")
+    try:
+        _assert_rejected(mesh, echo, "client", "identity_mismatch")
+    finally:
+        mesh.stop()
+
+
+def test_bit_flip_by_man_in_the_middle_is_decrypt_error(tmp_path, certs, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port)
+    relay = FlipRelay(mesh.inbound)
+    mesh.client.stop()
+    mesh.client = SidecarProc(tmp_path, "client-sidecar2", certs / "gateway",
+                              "--route", f"127.0.0.1:{mesh.route}=127.0.0.1:{relay.port}@{LEDGER_ID}")
+    try:
+        with socket.create_connection(("127.0.0.1", mesh.route), timeout=10) as s:
+            s.sendall(b"A" * 100)
+            time.sleep(0.3)
+            try:
+                s.sendall(b"B" * 100)
+                tail = s.recv(1000)
+            except OSError:
+                tail = b""
+        assert relay.flipped == 1
+        assert tail == b""
+        wait_for(lambda: _record_failures(mesh.server, "decrypt_error") == 1, what="decrypt_error")
+        assert echo.bytes == 0  # nothing after (and including) the flipped record was delivered
+        assert "session failed" in mesh.server.proc.output()
+        assert "reason=decrypt_error origin=local" in mesh.server.proc.output()
+        # the client side was told: it counts the remote decrypt_error
+        wait_for(lambda: _record_failures(mesh.client, "decrypt_error") == 1, what="remote alert")
+    finally:
+        relay.close()
+        mesh.stop()
+
+
+def _record_failures(side, reason: str) -> float:
+    try:
+        return metric_value(side.metrics(), "mtls_record_failures_total", reason=reason)
+    except KeyError:
+        return 0.0
+
+
+def test_silent_client_is_cut_at_handshake_deadline(tmp_path, certs, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port, server_args=("--handshake-timeout", "0.5"))
+    try:
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", mesh.inbound), timeout=10) as s:
+            data = s.recv(100)   # the alert, then EOF
+            rest = s.recv(100)
+        elapsed = time.monotonic() - t0
+        assert 0.4 < elapsed < 5
+        assert data == bytes((21, 1, 0, 0, 2, 2, 75)) and rest == b""  # fatal handshake_timeout
+        wait_for(lambda: handshakes(mesh.server, reason="handshake_timeout", origin="local") == 1,
+                 what="handshake_timeout counted")
+        assert echo.connections == 0
+    finally:
+        mesh.stop()
+
+
+# ------------------------------------------------------------------ hot reload
+def _k8s_secret_dir(root: Path, source: Path) -> Path:
+    """Lay out an identity like a Kubernetes Secret volume: files are symlinks
+    through ..data to a timestamped directory that is swapped atomically."""
+    root.mkdir(parents=True)
+    _swap_secret(root, source)
+    for f in ("tls.crt", "tls.key", "ca.crt"):
+        (root / f).symlink_to(f"..data/{f}")
+    return root
+
+
+def _swap_secret(root: Path, source: Path) -> None:
+    stamp = root / f"..{time.time_ns()}"
+    stamp.mkdir()
+    for f in ("tls.crt", "tls.key", "ca.crt"):
+        shutil.copy(source / f, stamp / f)
+    tmp = root / "..data_tmp"
+    tmp.symlink_to(stamp.name)
+    os.replace(tmp, root / "..data")
+
+
+def test_symlink_swap_reload_new_handshakes_use_new_cert_live_tunnels_continue(tmp_path, certs, echo) -> None:
+    secret = _k8s_secret_dir(tmp_path / "secret", certs / "ledger")
+    mesh = Mesh(tmp_path, certs, echo.port, server_dir=secret)
+    try:
+        before = mesh.server.status()["certificate"]["serial"]
+        live = socket.create_connection(("127.0.0.1", mesh.route), timeout=10)
+        live.sendall(b"before")
+        assert live.recv(100) == b"before"
+        renewed = tmp_path / "renewed"
+        shutil.copytree(certs, renewed)
+        bootstrap(BootstrapRequest(out=renewed, services=("ledger",), force=True))
+        _swap_secret(secret, renewed / "ledger")
+        wait_for(lambda: mesh.server.status()["certificate"]["serial"] != before, what="reload")
+        live.sendall(b"after")
+        assert live.recv(100) == b"after"  # the live tunnel kept going
+        live.close()
+        assert roundtrip(mesh.route, b"new handshake") == b"new handshake"
+        recent = mesh.server.status()["recent_handshakes"]
+        assert recent[0]["outcome"] == "success"
+        assert metric_value(mesh.server.metrics(), "mtls_certificate_reloads_total",
+                            result="success") == 1
+    finally:
+        mesh.stop()
+
+
+def test_broken_or_mismatched_new_files_are_rejected_and_old_kept(tmp_path, certs, echo) -> None:
+    ident = tmp_path / "ident"
+    shutil.copytree(certs / "ledger", ident)
+    mesh = Mesh(tmp_path, certs, echo.port, server_dir=ident)
+    try:
+        serial = mesh.server.status()["certificate"]["serial"]
+        (ident / "tls.crt").write_text("-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
+        wait_for(lambda: mesh.server.status()["certificate"]["last_reload_error"], what="rejection")
+        assert roundtrip(mesh.route, b"still works") == b"still works"
+        shutil.copy(certs / "ledger" / "tls.crt", ident / "tls.crt")
+        shutil.copy(certs / "gateway" / "tls.key", ident / "tls.key")  # key of another cert
+        wait_for(lambda: "does not match" in (mesh.server.status()["certificate"]["last_reload_error"] or ""),
+                 what="mismatch rejection")
+        assert mesh.server.status()["certificate"]["serial"] == serial
+        assert roundtrip(mesh.route, b"still works") == b"still works"
+        assert metric_value(mesh.server.metrics(), "mtls_certificate_reloads_total",
+                            result="failure") == 2
+        assert "certificate reload rejected" in mesh.server.proc.output()
+    finally:
+        mesh.stop()
+
+
+# ------------------------------------------------------------------ shutdown, trace
+def test_sigterm_drains_then_closes_with_close_notify(tmp_path, certs, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port, server_args=("--drain-timeout", "0.5"))
+    try:
+        live = socket.create_connection(("127.0.0.1", mesh.route), timeout=10)
+        live.sendall(b"x")
+        assert live.recv(10) == b"x"
+        mesh.server.proc.proc.send_signal(signal.SIGTERM)
+        assert mesh.server.proc.proc.wait(10) == 0
+        assert live.recv(10) == b""  # a clean EOF: the close_notify came through
+        live.close()
+        assert "shutting down" in mesh.server.proc.output()
+        assert _record_failures(mesh.client, "truncated") == 0
+    finally:
+        mesh.stop()
+
+
+def test_handshake_trace_connects_to_a_running_sidecar(tmp_path, certs, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port)
+    try:
+        r = subprocess.run([sys.executable, "-m", "mtlsdemo", "handshake", "--trace", "--connect",
+                            f"127.0.0.1:{mesh.inbound}", "--client-dir", str(certs / "gateway"),
+                            "--peer-id", LEDGER_ID], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        for text in ("ClientHello", "ServerHello", "CertificateVerify", "Finished",
+                     "chain signature verified", LEDGER_ID, "encrypted records"):
+            assert text in r.stdout
+        assert echo.bytes > 0  # our HTTP/2 preface reached the app through the tunnel
+    finally:
+        mesh.stop()
+
+
+# ------------------------------------------------------------------ rotation under load
+def test_certificate_rotation_during_steady_traffic_has_zero_failed_calls(tmp_path, certs) -> None:
+    app = GrpcEcho()
+    mesh = Mesh(tmp_path, certs, app.port, server_dir=certs / "ledger", client_dir=certs / "gateway")
+    stop = threading.Event()
+    errors: list[Exception] = []
+    calls = [0]
+
+    def traffic() -> None:
+        while not stop.is_set():
+            channel, echo_call, _ = grpc_echo_stub(mesh.route)  # new connections: new handshakes
+            try:
+                for _ in range(5):
+                    assert echo_call(b"ping", timeout=10) == b"ping"
+                    calls[0] += 1
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+            finally:
+                channel.close()
+
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        serials = {mesh.server.status()["certificate"]["serial"]}
+        for _ in range(3):
+            time.sleep(0.5)
+            bootstrap(BootstrapRequest(out=certs, services=("gateway", "ledger"), force=True))
+            wait_for(lambda: mesh.server.status()["certificate"]["serial"] not in serials,
+                     what="server reload")
+            serials.add(mesh.server.status()["certificate"]["serial"])
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        try:
+            assert errors == [] and calls[0] > 50
+            for side in (mesh.server, mesh.client):
+                assert metric_value(side.metrics(), "mtls_certificate_reloads_total",
+                                    result="success") >= 3
+            assert handshakes(mesh.server, result="failure") == 0
+        finally:
+            mesh.stop()
+            app.stop()
+
+
+# ------------------------------------------------------------------ metrics
+def _forged_record_after_handshake(port: int, identity: Path) -> None:
+    from mtlsdemo.handshake import Connection, HandshakeConfig, ProtocolError
+
+    cfg = HandshakeConfig.from_pem(*((identity / f).read_bytes() for f in ("tls.crt", "tls.key", "ca.crt")))
+    conn = Connection("client", cfg)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        conn.start()
+        s.sendall(conn.data_to_send())
+        while not conn.handshake_done:
+            conn.receive_data(s.recv(65536))
+            s.sendall(conn.data_to_send())
+        s.sendall(bytes((23, 1, 0, 0, 20)) + os.urandom(20))  # not sealed with our key
+        with contextlib.suppress(ProtocolError):
+            conn.receive_data(s.recv(100))  # the server's decrypt_error alert
+
+
+SIDECAR_METRICS = [
+    "mtls_handshakes_total", "mtls_handshake_duration_seconds_bucket",
+    "mtls_handshake_phase_duration_seconds_bucket", "mtls_handshakes_in_progress",
+    "mtls_sessions_active", "mtls_session_duration_seconds_bucket", "mtls_record_bytes_total",
+    "mtls_records_total", "mtls_record_failures_total", "mtls_key_updates_total",
+    "mtls_certificate_expiry_timestamp_seconds", "mtls_certificate_reloads_total",
+    "mtls_peer_authorizations_total",
+]
+
+
+def test_every_metric_is_present_with_values_matching_the_run(tmp_path, certs, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port, client_args=("--key-update-records", "2"))
+    try:
+        payloads = [os.urandom(50_000) for _ in range(3)]  # 4 records each
+        for p in payloads:
+            assert roundtrip(mesh.route, p) == p
+        # one rejection, so failure series exist too
+        bad = Mesh(tmp_path / "bad", certs, echo.port, client_identity="cli")
+        with contextlib.suppress(OSError):
+            roundtrip(bad.route, b"x")
+        bad.stop()
+        # a malformed ClientHello: a handshake failure with a named reason
+        with socket.create_connection(("127.0.0.1", mesh.inbound)) as s:
+            s.sendall(bytes.fromhex("1601000005" "0100000100"))
+            assert s.recv(10) == bytes((21, 1, 0, 0, 2, 2, 50))  # fatal decode_error back
+        # an established session whose next record is forged: a record failure
+        _forged_record_after_handshake(mesh.inbound, certs / "gateway")
+        wait_for(lambda: mesh.client.status()["active_sessions"] == 0, what="sessions closed")
+        text_s, text_c = mesh.server.metrics(), mesh.client.metrics()
+        present = [n for n in SIDECAR_METRICS if n in text_s + text_c]
+        assert present == SIDECAR_METRICS, set(SIDECAR_METRICS) - set(present)
+        phases = {p: metric_value(text_s, "mtls_handshake_phase_duration_seconds_count",
+                                  role="server", phase=p)
+                  for p in ("hello", "certificate_verify", "key_exchange", "finished")}
+        assert phases == dict.fromkeys(phases, 4)
+        assert metric_value(text_s, "mtls_handshakes_total", role="server", result="success",
+                            suite="ECDHE-X25519-AES-256-GCM") == 4
+        assert metric_value(text_s, "mtls_handshakes_total", role="server", result="failure",
+                            reason="decode_error", origin="local") == 1
+        assert metric_value(text_c, "mtls_handshake_duration_seconds_count", role="client") == 3
+        assert metric_value(text_s, "mtls_record_failures_total", reason="decrypt_error") == 1
+        total = sum(len(p) for p in payloads)
+        assert metric_value(text_c, "mtls_record_bytes_total", direction="sent", kind="plaintext") == total
+        assert metric_value(text_s, "mtls_record_bytes_total", direction="received", kind="plaintext") == total
+        sent_records = metric_value(text_c, "mtls_records_total", direction="sent")
+        assert sent_records == 3 * 4  # 50,000 bytes = 4 records of at most 16 KiB, 3 times
+        assert metric_value(text_c, "mtls_record_bytes_total", direction="sent", kind="ciphertext") \
+            == total + 12 * 21  # 5-byte header + 16-byte tag per data record
+        assert metric_value(text_c, "mtls_key_updates_total") >= 3
+        assert metric_value(text_s, "mtls_key_updates_total") >= 3
+        assert metric_value(text_s, "mtls_session_duration_seconds_count") == 4
+        assert metric_value(text_s, "mtls_peer_authorizations_total", peer=GATEWAY_ID,
+                            decision="allow") == 4
+        assert metric_value(text_s, "mtls_handshakes_in_progress", role="server") == 0
+        assert metric_value(text_s, "mtls_certificate_expiry_timestamp_seconds", identity=LEDGER_ID,
+                            kind="leaf") > time.time()
+    finally:
+        mesh.stop()
