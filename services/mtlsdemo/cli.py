@@ -138,6 +138,14 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     flags.add(r, "--gateway-port", type=int, default=50052, help="gateway gRPC port")
     flags.add(r, "--ledger-metrics-port", type=int, default=9101, help="ledger /metrics port")
     flags.add(r, "--gateway-metrics-port", type=int, default=9102, help="gateway /metrics port")
+    flags.add(r, "--mode", default="sidecar", choices=["sidecar", "native"],
+              help="sidecar: gateway -> sidecars (MTD/1) -> ledger; native: direct gRPC mTLS")
+    flags.add(r, "--ledger-app-port", type=int, default=50061,
+              help="sidecar mode: the ledger's plaintext port on 127.0.0.1")
+    flags.add(r, "--route-port", type=int, default=15001,
+              help="sidecar mode: the gateway sidecar's local port for the ledger")
+    flags.add(r, "--gateway-admin-port", type=int, default=9901, help="gateway sidecar admin")
+    flags.add(r, "--ledger-admin-port", type=int, default=9902, help="ledger sidecar admin")
     flags.add(r, "--traffic-seconds", type=float, default=3.0, help="demo traffic after start")
     flags.add(r, "--exit-after-traffic", boolean=True, default=False,
               help="stop everything after the demo traffic (for scripts)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +30,8 @@ from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.identity import spiffe_id
 from mtlsdemo.rpc.credentials import secure_channel
 
-COLORS = {"ledger": "\033[36m", "gateway": "\033[35m"}
+COLORS = {"ledger": "\033[36m", "gateway": "\033[35m", "ledger-sidecar": "\033[34m",
+          "gateway-sidecar": "\033[33m"}
 
 
 @dataclass
@@ -107,12 +110,61 @@ def report_death(c: Child) -> None:
         print(f"   {c.name}| {line}", file=sys.stderr)
 
 
+def wait_plaintext_serving(address: str, deadline: float, children: list[Child]) -> None:
+    channel = grpc.insecure_channel(address)
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        while True:
+            _check_alive(children)
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                        health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{address} not SERVING in time")
+            time.sleep(0.1)
+    finally:
+        channel.close()
+
+
+def wait_ready(admin_port: int, deadline: float, children: list[Child]) -> None:
+    while True:
+        _check_alive(children)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sidecar admin 127.0.0.1:{admin_port} not ready in time")
+        time.sleep(0.1)
+
+
+def _check_alive(children: list[Child]) -> None:
+    for c in children:
+        if c.proc and c.proc.poll() is not None:
+            raise ChildDied(c)
+
+
+def fetch_status(admin_port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/status", timeout=2) as r:
+        return json.loads(r.read())
+
+
 def run(args) -> int:  # noqa: ANN001
     certs = Path(args.certs_dir)
     td, ns = args.trust_domain, args.namespace
+    sidecars = args.mode == "sidecar"
     ports = {"--ledger-port": args.ledger_port, "--gateway-port": args.gateway_port,
              "--ledger-metrics-port": args.ledger_metrics_port,
              "--gateway-metrics-port": args.gateway_metrics_port}
+    if sidecars:
+        ports |= {"--ledger-app-port": args.ledger_app_port, "--route-port": args.route_port,
+                  "--gateway-admin-port": args.gateway_admin_port,
+                  "--ledger-admin-port": args.ledger_admin_port}
     for flag, port in ports.items():
         if not port_free(port):
             print(f"error: {flag} {port}: 127.0.0.1:{port} is in use (another `mtlsdemo run`?)",
@@ -124,28 +176,51 @@ def run(args) -> int:  # noqa: ANN001
         print(f"   {change}")
     ledger_addr = f"127.0.0.1:{args.ledger_port}"
     gateway_addr = f"127.0.0.1:{args.gateway_port}"
+    gw_id, ledger_id, cli_id = (spiffe_id(td, ns, s) for s in ("gateway", "ledger", "cli"))
     py = [sys.executable, "-m", "mtlsdemo"]
-    children = [
-        Child("ledger", py + ["serve", "ledger", "--listen", ledger_addr,
-                              "--tls-dir", str(certs / "ledger"),
-                              "--allow-id", spiffe_id(td, ns, "gateway"),
-                              "--db", str(Path(args.data_dir) / "ledger.db"),
-                              "--metrics-listen", f"127.0.0.1:{args.ledger_metrics_port}"]),
-        Child("gateway", py + ["serve", "gateway", "--listen", gateway_addr,
-                               "--tls-dir", str(certs / "gateway"),
-                               "--allow-id", spiffe_id(td, ns, "cli"),
-                               "--ledger-addr", ledger_addr,
-                               "--metrics-listen", f"127.0.0.1:{args.gateway_metrics_port}"]),
-    ]
+    db = ["--db", str(Path(args.data_dir) / "ledger.db")]
+    ledger_metrics = ["--metrics-listen", f"127.0.0.1:{args.ledger_metrics_port}"]
+    gateway_common = ["serve", "gateway", "--listen", gateway_addr, "--tls-dir",
+                      str(certs / "gateway"), "--allow-id", cli_id,
+                      "--metrics-listen", f"127.0.0.1:{args.gateway_metrics_port}"]
+    if sidecars:
+        ledger_app = f"127.0.0.1:{args.ledger_app_port}"
+        route = f"127.0.0.1:{args.route_port}"
+        children = [
+            Child("ledger", py + ["serve", "ledger", "--plaintext", "--listen", ledger_app,
+                                  *db, *ledger_metrics]),
+            Child("ledger-sidecar", py + [
+                "sidecar", "--name", "ledger-sidecar", "--identity-dir", str(certs / "ledger"),
+                "--inbound-listen", ledger_addr, "--inbound-target", ledger_app,
+                "--allow-id", gw_id, "--admin-listen", f"127.0.0.1:{args.ledger_admin_port}"]),
+            Child("gateway-sidecar", py + [
+                "sidecar", "--name", "gateway-sidecar", "--identity-dir", str(certs / "gateway"),
+                "--route", f"{route}={ledger_addr}@{ledger_id}",
+                "--admin-listen", f"127.0.0.1:{args.gateway_admin_port}"]),
+            Child("gateway", py + gateway_common + ["--ledger-addr", route, "--ledger-plaintext"]),
+        ]
+    else:
+        children = [
+            Child("ledger", py + ["serve", "ledger", "--listen", ledger_addr, "--tls-dir",
+                                  str(certs / "ledger"), "--allow-id", gw_id, *db, *ledger_metrics]),
+            Child("gateway", py + gateway_common + ["--ledger-addr", ledger_addr]),
+        ]
     color = sys.stdout.isatty()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
-        print("== starting ledger and gateway")
+        print(f"== starting {', '.join(c.name for c in children)} ({args.mode} mode)")
+        deadline = time.monotonic() + 30
         for c in children:
             c.start(color)
-        deadline = time.monotonic() + 30
-        wait_serving(ledger_addr, certs / "cli", "ledger", deadline, children)
+            if c.name == "ledger":
+                if sidecars:
+                    wait_plaintext_serving(ledger_app, deadline, children)
+                else:
+                    wait_serving(ledger_addr, certs / "cli", "ledger", deadline, children)
+            elif c.name.endswith("sidecar"):
+                admin = args.ledger_admin_port if c.name.startswith("ledger") else args.gateway_admin_port
+                wait_ready(admin, deadline, children)
         wait_serving(gateway_addr, certs / "cli", "gateway", deadline, children)
         if args.traffic_seconds > 0:
             print(f"== traffic: {args.traffic_seconds:.0f}s of transfers through the gateway")
@@ -158,9 +233,7 @@ def run(args) -> int:  # noqa: ANN001
             return 0
         print("== running; Ctrl-C stops everything")
         while not stopping.is_set():
-            for c in children:
-                if c.proc and c.proc.poll() is not None:
-                    raise ChildDied(c)
+            _check_alive(children)
             stopping.wait(0.5)
         return 0
     except ChildDied as e:
@@ -175,19 +248,49 @@ def run(args) -> int:  # noqa: ANN001
 
 
 def print_summary(args, certs: Path, ledger_addr: str, gateway_addr: str) -> None:  # noqa: ANN001
+    td, ns = args.trust_domain, args.namespace
     cli = f"mtlsdemo client --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'}"
-    print(f"""== mtlsdemo is up ({dt.datetime.now(dt.UTC):%H:%M:%S}Z)
-   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {spiffe_id(args.trust_domain, args.namespace, 'cli')}
-   ledger   {ledger_addr}  gRPC mTLS, callers allowed: {spiffe_id(args.trust_domain, args.namespace, 'gateway')}
-   metrics  http://127.0.0.1:{args.gateway_metrics_port}/metrics (gateway)
-            http://127.0.0.1:{args.ledger_metrics_port}/metrics (ledger)
-   try (in another terminal; `. .venv/bin/activate` first):
-     {cli} open alice --id alice
-     {cli} deposit alice 100.00
-     {cli} open bob --id bob
-     {cli} transfer alice bob 12.50
-     {cli} balance bob
-     {cli} statement alice --follow
-     mtlsdemo loadgen --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'} --rps 50 --duration 10
-     mtlsdemo certs inspect {certs / 'gateway' / 'tls.crt'} --ca {certs / 'ca' / 'ca.crt'}""",
-          flush=True)
+    lines = [f"== mtlsdemo is up ({dt.datetime.now(dt.UTC):%H:%M:%S}Z, {args.mode} mode)",
+             f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {spiffe_id(td, ns, 'cli')}"]
+    if args.mode == "sidecar":
+        lines += [
+            f"   gateway -> 127.0.0.1:{args.route_port} (gateway-sidecar, plaintext on loopback)"
+            f" == MTD/1 ==> {ledger_addr} (ledger-sidecar) -> 127.0.0.1:{args.ledger_app_port} (ledger)",
+            f"   sidecar admin  http://127.0.0.1:{args.gateway_admin_port}/status (gateway-sidecar)",
+            f"                  http://127.0.0.1:{args.ledger_admin_port}/status (ledger-sidecar)",
+        ]
+    else:
+        lines.append(f"   ledger   {ledger_addr}  gRPC mTLS, callers allowed: {spiffe_id(td, ns, 'gateway')}")
+    lines += [f"   metrics  http://127.0.0.1:{args.gateway_metrics_port}/metrics (gateway)",
+              f"            http://127.0.0.1:{args.ledger_metrics_port}/metrics (ledger)"]
+    if args.mode == "sidecar":
+        lines.append("== mesh edges (from the sidecars' /status)")
+        lines.append(f"   {'seen by':<16} {'client':<47} {'server':<46} {'suite':<25} "
+                     f"{'ok':>4} {'failed':>6}")
+        for name, port in (("gateway-sidecar", args.gateway_admin_port),
+                           ("ledger-sidecar", args.ledger_admin_port)):
+            try:
+                status = fetch_status(port)
+            except OSError as e:
+                lines.append(f"   {name:<16} (status unavailable: {e})")
+                continue
+            for edge in status["edges"]:
+                client, server = ((edge["local"], edge["peer"]) if edge["role"] == "client"
+                                  else (edge["peer"], edge["local"]))
+                lines.append(f"   {name:<16} {client:<47} {server:<46} {edge['suite']:<25} "
+                             f"{edge['ok']:>4} {edge['failed']:>6}")
+    lines += ["   try (in another terminal; `. .venv/bin/activate` first):",
+              f"     {cli} open alice --id alice",
+              f"     {cli} deposit alice 100.00",
+              f"     {cli} open bob --id bob",
+              f"     {cli} transfer alice bob 12.50",
+              f"     {cli} balance bob",
+              f"     {cli} statement alice --follow",
+              f"     mtlsdemo loadgen --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'} --rps 50 --duration 10",
+              f"     mtlsdemo certs inspect {certs / 'gateway' / 'tls.crt'} --ca {certs / 'ca' / 'ca.crt'}"]
+    if args.mode == "sidecar":
+        lines.append(f"     mtlsdemo handshake --trace --connect {ledger_addr} --certs-dir {certs}")
+        lines.append(f"     curl -s http://127.0.0.1:{args.ledger_admin_port}/status")
+    else:
+        lines.append("     mtlsdemo handshake --trace")
+    print("\n".join(lines), flush=True)

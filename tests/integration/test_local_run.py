@@ -19,13 +19,17 @@ from procs import CLI_ID, GATEWAY_ID, Proc, mtlsdemo, wait_healthy
 pytestmark = pytest.mark.integration
 
 
-def test_run_starts_everything_sends_traffic_and_stops(tmp_path: Path) -> None:
-    ports = [free_port() for _ in range(4)]
+@pytest.mark.parametrize("mode", ["sidecar", "native"])
+def test_run_starts_everything_sends_traffic_and_stops(tmp_path: Path, mode: str) -> None:
+    ports = [free_port() for _ in range(8)]
     r = subprocess.run(
-        [sys.executable, "-m", "mtlsdemo", "run", "--certs-dir", str(tmp_path / "certs"),
+        [sys.executable, "-m", "mtlsdemo", "run", "--mode", mode,
+         "--certs-dir", str(tmp_path / "certs"),
          "--data-dir", str(tmp_path / "var"), "--ledger-port", str(ports[0]),
          "--gateway-port", str(ports[1]), "--ledger-metrics-port", str(ports[2]),
-         "--gateway-metrics-port", str(ports[3]), "--traffic-seconds", "1",
+         "--gateway-metrics-port", str(ports[3]), "--ledger-app-port", str(ports[4]),
+         "--route-port", str(ports[5]), "--gateway-admin-port", str(ports[6]),
+         "--ledger-admin-port", str(ports[7]), "--traffic-seconds", "1",
          "--exit-after-traffic"], capture_output=True, text=True, timeout=120, check=False)
     out = r.stdout
     assert r.returncode == 0, out + r.stderr
@@ -36,6 +40,16 @@ def test_run_starts_everything_sends_traffic_and_stops(tmp_path: Path) -> None:
     assert "mtlsdemo client" in out
     assert "gateway stopped" in out and "ledger stopped" in out  # clean SIGTERM shutdown
     assert (tmp_path / "var" / "ledger.db").exists()
+    if mode == "sidecar":
+        assert "[ledger-sidecar]" in out and "[gateway-sidecar]" in out
+        assert "ledger-sidecar stopped" in out and "gateway-sidecar stopped" in out
+        edges = [line for line in out.splitlines()
+                 if line.strip().startswith(("gateway-sidecar ", "ledger-sidecar "))
+                 and "spiffe://" in line]
+        assert len(edges) == 2, out  # the edge as seen from each end
+        for line in edges:
+            assert "sa/gateway" in line and "sa/ledger" in line and "ECDHE-X25519" in line
+            assert line.split()[-1] == "0"  # no failed handshakes
 
 
 def test_run_refuses_busy_port_with_clear_error(tmp_path: Path) -> None:
