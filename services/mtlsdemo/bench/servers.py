@@ -73,7 +73,78 @@ def serve_openssl(cert_dir: Path) -> None:
             sock.close()
 
 
+def _sink_conn(sock: socket.socket) -> None:
+    # 8-byte length, then that many bytes; answer how many arrived (no EOF games:
+    # TLS through Python's ssl has no half-close).
+    head = b""
+    while len(head) < 8:
+        more = sock.recv(8 - len(head))
+        if not more:
+            return
+        head += more
+    want, total = int.from_bytes(head, "big"), 0
+    while total < want and (data := sock.recv(1 << 20)):
+        total += len(data)
+    sock.sendall(str(total).encode())
+
+
+def serve_sink(cert_dir: Path, tls: bool = False) -> None:
+    """Count the bytes of a bulk transfer and answer the count."""
+    import threading
+
+    ctx = None
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_cert_chain(cert_dir / "tls.crt", cert_dir / "tls.key")
+        ctx.load_verify_locations(cert_dir / "ca.crt")
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.num_tickets = 0
+    srv = _listener()
+
+    def one(sock: socket.socket) -> None:
+        try:
+            if ctx is not None:
+                with ctx.wrap_socket(sock, server_side=True) as tls_sock:
+                    _sink_conn(tls_sock)
+            else:
+                with sock:
+                    _sink_conn(sock)
+        except (OSError, ssl.SSLError):
+            pass
+
+    while True:
+        sock, _ = srv.accept()
+        threading.Thread(target=one, args=(sock,), daemon=True).start()
+
+
+def serve_grpc_echo(cert_dir: Path) -> None:
+    """A gRPC echo on raw bytes, on a plaintext port and an mTLS port (printed in that order)."""
+    import threading
+    from concurrent import futures
+
+    import grpc
+
+    def echo(request: bytes, context: object) -> bytes:
+        return request
+
+    ident = lambda b: b  # noqa: E731
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo, ident, ident)})
+    server = grpc.server(futures.ThreadPoolExecutor(16), handlers=[handler])
+    plain = server.add_insecure_port("127.0.0.1:0")
+    creds = grpc.ssl_server_credentials(
+        [((cert_dir / "tls.key").read_bytes(), (cert_dir / "tls.crt").read_bytes())],
+        root_certificates=(cert_dir / "ca.crt").read_bytes(), require_client_auth=True)
+    secure = server.add_secure_port("127.0.0.1:0", creds)
+    server.start()
+    print(plain, flush=True)
+    print(secure, flush=True)
+    threading.Event().wait()
+
+
 if __name__ == "__main__":
     kinds = {"mtd": serve_mtd, "mtd-nocache": lambda d: serve_mtd(d, cache=False),
-             "openssl": serve_openssl}
+             "openssl": serve_openssl, "sink": serve_sink,
+             "sink-tls": lambda d: serve_sink(d, tls=True), "grpc-echo": serve_grpc_echo}
     kinds[sys.argv[1]](Path(sys.argv[2]))

@@ -1,0 +1,238 @@
+"""``mtlsdemo bench sidecar``: what the sidecar path costs, against references
+measured in the same run.
+
+- gRPC unary calls (100 B and 64 KiB), sequential and 8 concurrent callers, for
+  (a) plaintext gRPC, (b) direct gRPC mTLS, (c) through two sidecars (MTD/1);
+- bulk throughput through the tunnel, against a Python ``ssl`` TLS 1.3 socket
+  moving the same bytes.
+
+Servers (the gRPC echo, the byte sinks, both sidecars) run in their own
+processes; the callers run here.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from mtlsdemo.bench.stats import ratio, summarize
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+
+ident = lambda b: b  # noqa: E731
+LEDGER_ID = "spiffe://mtls-demo.local/ns/default/sa/ledger"
+GATEWAY_ID = "spiffe://mtls-demo.local/ns/default/sa/gateway"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    def __init__(self, argv: list[str], lines: int = 0) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout
+        self.lines = [self.proc.stdout.readline().strip() for _ in range(lines)]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _wait_ready(admin: int) -> None:
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("sidecar not ready")
+
+
+def _sidecars(certs: Path, target: int) -> tuple[list[Proc], int, int]:
+    inbound, route, a1, a2 = (_free_port() for _ in range(4))
+    py = [sys.executable, "-m", "mtlsdemo", "--log-level", "warning", "sidecar"]
+    server = Proc(py + ["--identity-dir", str(certs / "ledger"), "--inbound-listen",
+                        f"127.0.0.1:{inbound}", "--inbound-target", f"127.0.0.1:{target}",
+                        "--allow-id", GATEWAY_ID, "--admin-listen", f"127.0.0.1:{a1}"])
+    client = Proc(py + ["--identity-dir", str(certs / "gateway"), "--route",
+                        f"127.0.0.1:{route}=127.0.0.1:{inbound}@{LEDGER_ID}",
+                        "--admin-listen", f"127.0.0.1:{a2}"])
+    _wait_ready(a1)
+    _wait_ready(a2)
+    return [server, client], route, a2
+
+
+def _calls(call, payload: bytes, n: int, concurrency: int) -> list[float]:
+    def one(_: int) -> float:
+        t0 = time.perf_counter()
+        if call(payload, timeout=30) != payload:
+            raise RuntimeError("echo mismatch")
+        return time.perf_counter() - t0
+
+    if concurrency == 1:
+        return [one(0) for _ in range(n)]
+    with futures.ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def _throughput_calls(call, payload: bytes, n: int, concurrency: int) -> float:
+    t0 = time.perf_counter()
+    _calls(call, payload, n, concurrency)
+    return n / (time.perf_counter() - t0)
+
+
+def _bulk(send, total: int) -> float:
+    t0 = time.perf_counter()
+    got = send(total)
+    elapsed = time.perf_counter() - t0
+    if got != total:
+        raise RuntimeError(f"sink got {got} of {total} bytes")
+    return total / elapsed / 1e6
+
+
+def _send_plain(port: int):
+    def send(total: int) -> int:
+        chunk = b"\x5a" * (256 * 1024)
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(total.to_bytes(8, "big"))
+            left = total
+            while left:
+                n = min(left, len(chunk))
+                s.sendall(chunk[:n])
+                left -= n
+            return int(s.recv(64) or b"0")
+    return send
+
+
+def _send_tls(port: int, certs: Path):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(certs / "gateway" / "ca.crt")
+    ctx.load_cert_chain(certs / "gateway" / "tls.crt", certs / "gateway" / "tls.key")
+
+    def send(total: int) -> int:
+        chunk = b"\x5a" * (256 * 1024)
+        with socket.create_connection(("127.0.0.1", port)) as raw, \
+                ctx.wrap_socket(raw, server_hostname="ledger") as s:
+            s.sendall(total.to_bytes(8, "big"))
+            left = total
+            while left:
+                n = min(left, len(chunk))
+                s.sendall(chunk[:n])
+                left -= n
+            return int(s.recv(64) or b"0")
+    return send
+
+
+def run(n: int = 400) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": n, "unary": {}, "bulk": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        certs = Path(tmp)
+        bootstrap(BootstrapRequest(out=certs, services=("gateway", "ledger")))
+        py = [sys.executable, "-m", "mtlsdemo.bench.servers"]
+        echo = Proc(py + ["grpc-echo", str(certs / "ledger")], lines=2)
+        plain_port, tls_port = (int(x) for x in echo.lines)
+        procs, route, _admin = _sidecars(certs, plain_port)
+        channels = {
+            "plaintext_grpc": grpc.insecure_channel(f"127.0.0.1:{plain_port}"),
+            "direct_grpc_mtls": grpc.secure_channel(
+                f"127.0.0.1:{tls_port}", grpc.ssl_channel_credentials(
+                    (certs / "gateway" / "ca.crt").read_bytes(),
+                    (certs / "gateway" / "tls.key").read_bytes(),
+                    (certs / "gateway" / "tls.crt").read_bytes()),
+                options=[("grpc.ssl_target_name_override", "ledger")]),
+            "through_sidecars": grpc.insecure_channel(f"127.0.0.1:{route}"),
+        }
+        calls = {k: ch.unary_unary("/bench.Echo/Echo", request_serializer=ident,
+                                   response_deserializer=ident) for k, ch in channels.items()}
+        try:
+            for size_name, payload in (("100B", b"x" * 100), ("64KiB", b"y" * 65536)):
+                for conc in (1, 8):
+                    key = f"{size_name}_{'sequential' if conc == 1 else 'concurrency8'}"
+                    figs: dict[str, Any] = {}
+                    for mode, call in calls.items():
+                        _calls(call, payload, 50, conc)  # warm the connection
+                    samples: dict[str, list[float]] = {m: [] for m in calls}
+                    rates: dict[str, list[float]] = {m: [] for m in calls}
+                    for _ in range(4):  # interleave modes so load drift hits all equally
+                        for mode, call in calls.items():
+                            t0 = time.perf_counter()
+                            samples[mode] += _calls(call, payload, n // 4, conc)
+                            rates[mode].append((n // 4) / (time.perf_counter() - t0))
+                    for mode in calls:
+                        figs[mode] = summarize(samples[mode])
+                        figs[mode]["calls_per_second"] = sum(rates[mode]) / len(rates[mode])
+                    figs["sidecar_added_p50_ms_vs_direct_mtls"] = round(
+                        figs["through_sidecars"]["p50_ms"] - figs["direct_grpc_mtls"]["p50_ms"], 3)
+                    figs["ratio_p50_sidecars_vs_direct_mtls"] = ratio(
+                        figs["through_sidecars"]["p50_ms"], figs["direct_grpc_mtls"]["p50_ms"])
+                    figs["ratio_rate_sidecars_vs_direct_mtls"] = ratio(
+                        figs["through_sidecars"]["calls_per_second"],
+                        figs["direct_grpc_mtls"]["calls_per_second"])
+                    out["unary"][key] = figs
+        finally:
+            for ch in channels.values():
+                ch.close()
+            for p in procs:
+                p.stop()
+            echo.stop()
+
+        sink = Proc(py + ["sink", str(certs / "ledger")], lines=1)
+        sink_tls = Proc(py + ["sink-tls", str(certs / "ledger")], lines=1)
+        procs, route, admin = _sidecars(certs, int(sink.lines[0]))
+        try:
+            total = 256 * 1024 * 1024
+            tunnel, reference = _send_plain(route), _send_tls(int(sink_tls.lines[0]), certs)
+            _bulk(tunnel, 16 << 20)
+            _bulk(reference, 16 << 20)
+            t_rates, r_rates = [], []
+            for _ in range(3):
+                t_rates.append(_bulk(tunnel, total))
+                r_rates.append(_bulk(reference, total))
+            out["bulk"] = {
+                "bytes_per_run": total,
+                "tunnel_MBps": max(t_rates), "tunnel_MBps_runs": t_rates,
+                "python_ssl_tls13_MBps": max(r_rates), "python_ssl_tls13_MBps_runs": r_rates,
+                "ratio_tunnel_vs_ssl": ratio(max(t_rates), max(r_rates)),
+            }
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status") as r:
+                out["bulk"]["client_sidecar_handshakes"] = json.loads(r.read())["handshakes"]
+        finally:
+            for p in (*procs, sink, sink_tls):
+                p.stop()
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"gRPC unary echo, n={results['n']} per cell (callers here; servers and sidecars in "
+             "their own processes)",
+             f"{'case':<24} {'mode':<18} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9}"]
+    for case, figs in results["unary"].items():
+        for mode in ("plaintext_grpc", "direct_grpc_mtls", "through_sidecars"):
+            f = figs[mode]
+            lines.append(f"{case:<24} {mode:<18} {f['p50_ms']:>8.3f} {f['p99_ms']:>8.3f} "
+                         f"{f['calls_per_second']:>9.0f}")
+        lines.append(f"{case:<24}   sidecars add {figs['sidecar_added_p50_ms_vs_direct_mtls']:+.3f} ms "
+                     f"p50 vs direct mTLS; p50 ratio {figs['ratio_p50_sidecars_vs_direct_mtls']:.2f}x, "
+                     f"rate ratio {figs['ratio_rate_sidecars_vs_direct_mtls']:.2f}x")
+    b = results["bulk"]
+    lines.append(f"bulk {b['bytes_per_run'] >> 20} MiB: tunnel {b['tunnel_MBps']:.0f} MB/s, "
+                 f"Python ssl TLS 1.3 {b['python_ssl_tls13_MBps']:.0f} MB/s, "
+                 f"ratio {b['ratio_tunnel_vs_ssl']:.2f}x")
+    return "\n".join(lines)
