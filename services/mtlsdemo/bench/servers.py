@@ -143,8 +143,66 @@ def serve_grpc_echo(cert_dir: Path) -> None:
     threading.Event().wait()
 
 
+def serve_relay(_cert_dir: Path, target: int) -> None:
+    """A bare asyncio relay (Protocols, no crypto): the floor any Python proxy pays per hop."""
+    import asyncio
+
+    class Side(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.t: asyncio.Transport | None = None
+            self.peer: Side | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.t = transport  # type: ignore[assignment]
+            if self.peer is None or self.peer.t is None:
+                transport.pause_reading()  # type: ignore[attr-defined]
+            else:
+                self.peer.t.resume_reading()
+
+        def data_received(self, data: bytes) -> None:
+            assert self.peer is not None and self.peer.t is not None
+            self.peer.t.write(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.peer is not None and self.peer.t is not None:
+                self.peer.t.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def factory() -> Side:
+            a, b = Side(), Side()
+            a.peer, b.peer = b, a
+            loop.create_task(loop.create_connection(lambda: b, "127.0.0.1", target))
+            return a
+
+        srv = await loop.create_server(factory, "127.0.0.1", 0)
+        print(srv.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def serve_echo(_cert_dir: Path) -> None:
+    """A plain TCP echo (threads): the app for round-trip measurements."""
+    import threading
+
+    srv = _listener()
+
+    def one(sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with sock:
+            while data := sock.recv(65536):
+                sock.sendall(data)
+
+    while True:
+        sock, _ = srv.accept()
+        threading.Thread(target=one, args=(sock,), daemon=True).start()
+
+
 if __name__ == "__main__":
     kinds = {"mtd": serve_mtd, "mtd-nocache": lambda d: serve_mtd(d, cache=False),
              "openssl": serve_openssl, "sink": serve_sink,
-             "sink-tls": lambda d: serve_sink(d, tls=True), "grpc-echo": serve_grpc_echo}
+             "sink-tls": lambda d: serve_sink(d, tls=True), "grpc-echo": serve_grpc_echo,
+             "echo": serve_echo, "relay": lambda d: serve_relay(d, int(sys.argv[3]))}
     kinds[sys.argv[1]](Path(sys.argv[2]))

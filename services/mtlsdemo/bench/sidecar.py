@@ -140,6 +140,48 @@ def _send_tls(port: int, certs: Path):
     return send
 
 
+def _rtt(port: int, n: int) -> list[float]:
+    out = []
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            s.sendall(b"x" * 100)
+            got = 0
+            while got < 100:
+                got += len(s.recv(1000))
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def _round_trips(certs: Path, py: list[str], n: int) -> dict[str, Any]:
+    """100-byte TCP ping-pong: direct, through two bare asyncio relays (no crypto:
+    the floor of any Python proxy pair), and through the two sidecars."""
+    echo = Proc(py + ["echo", str(certs)], lines=1)
+    port = int(echo.lines[0])
+    r2 = Proc(py + ["relay", str(certs), str(port)], lines=1)
+    r1 = Proc(py + ["relay", str(certs), r2.lines[0]], lines=1)
+    procs, route, _admin = _sidecars(certs, port)
+    ports = {"direct": port, "bare_asyncio_relay_pair": int(r1.lines[0]), "through_sidecars": route}
+    try:
+        for p in ports.values():
+            _rtt(p, 100)
+        samples: dict[str, list[float]] = {k: [] for k in ports}
+        for _ in range(4):
+            for k, p in ports.items():
+                samples[k] += _rtt(p, n // 4)
+        out: dict[str, Any] = {k: summarize(v) for k, v in samples.items()}
+        out["sidecars_added_p50_ms"] = round(out["through_sidecars"]["p50_ms"] - out["direct"]["p50_ms"], 3)
+        out["bare_relays_added_p50_ms"] = round(
+            out["bare_asyncio_relay_pair"]["p50_ms"] - out["direct"]["p50_ms"], 3)
+        out["ratio_sidecars_vs_bare_relays_added"] = ratio(out["sidecars_added_p50_ms"],
+                                                           out["bare_relays_added_p50_ms"])
+        return out
+    finally:
+        for p in (*procs, r1, r2, echo):
+            p.stop()
+
+
 def run(n: int = 400) -> dict[str, Any]:
     out: dict[str, Any] = {"n": n, "unary": {}, "bulk": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,7 +208,7 @@ def run(n: int = 400) -> dict[str, Any]:
                 for conc in (1, 8):
                     key = f"{size_name}_{'sequential' if conc == 1 else 'concurrency8'}"
                     figs: dict[str, Any] = {}
-                    for mode, call in calls.items():
+                    for call in calls.values():
                         _calls(call, payload, 50, conc)  # warm the connection
                     samples: dict[str, list[float]] = {m: [] for m in calls}
                     rates: dict[str, list[float]] = {m: [] for m in calls}
@@ -192,6 +234,8 @@ def run(n: int = 400) -> dict[str, Any]:
             for p in procs:
                 p.stop()
             echo.stop()
+
+        out["tcp_round_trip"] = _round_trips(certs, py, n * 2)
 
         sink = Proc(py + ["sink", str(certs / "ledger")], lines=1)
         sink_tls = Proc(py + ["sink-tls", str(certs / "ledger")], lines=1)
@@ -231,6 +275,11 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"{case:<24}   sidecars add {figs['sidecar_added_p50_ms_vs_direct_mtls']:+.3f} ms "
                      f"p50 vs direct mTLS; p50 ratio {figs['ratio_p50_sidecars_vs_direct_mtls']:.2f}x, "
                      f"rate ratio {figs['ratio_rate_sidecars_vs_direct_mtls']:.2f}x")
+    rt = results["tcp_round_trip"]
+    lines.append(f"TCP 100 B ping-pong p50: direct {rt['direct']['p50_ms']:.3f} ms, bare asyncio "
+                 f"relay pair {rt['bare_asyncio_relay_pair']['p50_ms']:.3f} ms, sidecars "
+                 f"{rt['through_sidecars']['p50_ms']:.3f} ms; sidecars add {rt['sidecars_added_p50_ms']:.3f} ms "
+                 f"= {rt['ratio_sidecars_vs_bare_relays_added']:.2f}x what two crypto-free relays add")
     b = results["bulk"]
     lines.append(f"bulk {b['bytes_per_run'] >> 20} MiB: tunnel {b['tunnel_MBps']:.0f} MB/s, "
                  f"Python ssl TLS 1.3 {b['python_ssl_tls13_MBps']:.0f} MB/s, "

@@ -81,6 +81,7 @@ class Sidecar:
             log.info("admin on http://%s:%d (/metrics /healthz /readyz /status)",
                      cfg.admin_listen[0], self.ports["admin"])
         self._reload_task = asyncio.create_task(self._reload_loop())
+        self._count_task = asyncio.create_task(self._count_loop())
         log.info("identity %s (serial %x, expires %s)", self.identity.current.material.identity,
                  self.identity.current.material.leaf.serial_number,
                  self.identity.current.material.leaf.not_valid_after_utc)
@@ -113,6 +114,12 @@ class Sidecar:
                 transport.close()
         asyncio.get_running_loop().create_task(connect())
 
+    async def _count_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for tunnel in list(self.tunnels):
+                tunnel.count()
+
     async def _reload_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.reload_interval)
@@ -135,6 +142,7 @@ class Sidecar:
         await asyncio.sleep(0.05)  # let the transports flush close_notify
         if self._reload_task:
             self._reload_task.cancel()
+            self._count_task.cancel()
         if self._admin:
             self._admin.close()
 
@@ -196,5 +204,10 @@ def run(config: SidecarConfig) -> int:
         await sidecar.shutdown()
         log.info("%s stopped", config.name)
 
-    asyncio.run(main())
+    try:
+        import uvloop  # libuv event loop: about a third less per-hop latency than asyncio's own
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
     return 0

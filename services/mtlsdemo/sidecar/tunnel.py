@@ -53,6 +53,8 @@ class Tunnel:
         self.started = time.perf_counter()
         self.closed = False
         self._pending_app: list[bytes] = []       # inbound: data decrypted before the app connected
+        self._pending_net: list[bytes] = []       # outbound: app bytes read before the handshake ended
+        self._eof_held = False                     # ... and the app's EOF, if it came that early
         self._app_eof = False                      # the app finished sending (close_notify sent)
         self._peer_eof = False                     # the peer finished sending (close_notify seen)
         self._deadline: asyncio.TimerHandle | None = None
@@ -150,7 +152,6 @@ class Tunnel:
                 self._pending_app.extend(chunks)
             else:
                 self.app.writelines(chunks)
-            self._count()
         if self._peer_eof and self.app is not None:
             self._half_close_app()
 
@@ -204,6 +205,11 @@ class Tunnel:
     def app_data(self, data: bytes) -> None:
         if self.closed or self._app_eof:
             return
+        if self.established_at is None:
+            # Outbound, before the peer is verified: hold the bytes (the read was
+            # paused; some event loops still deliver what was already read).
+            self._pending_net.append(data)
+            return
         try:
             self.conn.send_data(data)
         except ProtocolError as e:  # sequence exhausted
@@ -211,12 +217,14 @@ class Tunnel:
             self._session_failed(e)
             return
         self._flush_net()
-        self._count()
 
     def app_eof(self) -> bool:
         """The app finished sending: close_notify to the peer, keep reading its replies."""
         if self.closed:
             return False
+        if self.established_at is None:
+            self._eof_held = True  # after the held bytes, once the handshake is done
+            return True
         self._app_eof = True
         self.conn.close()
         self._flush_net()
@@ -250,7 +258,12 @@ class Tunnel:
     # ------------------------------------------------------------------ lifecycle
     def _on_established(self) -> None:
         if self.role == "client":
-            if self.app is not None:
+            held, self._pending_net = self._pending_net, []
+            for data in held:
+                self.app_data(data)
+            if self._eof_held and not self.app_eof():
+                return
+            if self.app is not None and not self.closed:
                 self.app.resume_reading()
         else:
             assert self.net is not None
@@ -274,7 +287,10 @@ class Tunnel:
                     e.reason.value, e.origin, e.detail)
         self.close(abort_app=True)
 
-    def _count(self) -> None:
+    def count(self) -> None:
+        """Push this tunnel's record and key-update counts to the metrics. Called
+        once a second by the sidecar and at close, not per record: the counter
+        locks cost more than the AES-GCM of a small record."""
         generations = self.conn.send_generation + self.conn.receive_generation
         if generations != self._key_updates:
             t.KEY_UPDATES.inc(generations - self._key_updates)
@@ -308,7 +324,7 @@ class Tunnel:
             return
         self.closed = True
         self._close_handshake()
-        self._count()
+        self.count()
         if self.established_at is not None:
             t.SESSIONS_ACTIVE.labels(self.role).dec()
             t.SESSION_DURATION.observe(time.perf_counter() - self.established_at)
