@@ -20,6 +20,8 @@ from mtlsdemo.pki.identity import ServiceIdentity
 from mtlsdemo.pki.issue import issue_leaf
 from mtlsdemo.pki.keys import generate_key, private_key_pem
 
+pytest_plugins = ["dockerkit"]  # the containers tier's fixtures (docker, image)
+
 REQUIRED = {t.strip() for t in os.environ.get("MTLSDEMO_REQUIRE", "").split(",") if t.strip()}
 
 
@@ -78,3 +80,18 @@ def make_identity_dir(out: Path, ca: CertificateAuthority, service: str, *,
 
 def ca_of(pki: Path) -> CertificateAuthority:
     return load_ca(pki / "ca" / "ca.crt", pki / "ca" / "ca.key")
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total, found = 0.0, False
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+                found = True
+    if not found:
+        raise KeyError(f"no sample {name}{labels}")
+    return total

@@ -212,6 +212,15 @@ def _bench_parser(sub: argparse._SubParsersAction) -> None:
     flags.add(p, "--json", boolean=True, default=False, help="one JSON object with every figure")
 
 
+def _probe_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("probe", help="health check (for container HEALTHCHECK): exit 0 if healthy")
+    flags.add(p, "--probe-http", default=None, help="URL that must answer 2xx")
+    flags.add(p, "--probe-grpc", default=None, help="HOST:PORT whose gRPC health must be SERVING")
+    flags.add(p, "--probe-tls-dir", default=None, help="identity dir for an mTLS gRPC probe")
+    flags.add(p, "--probe-server-name", default="localhost", help="server name for the mTLS probe")
+    flags.add(p, "--probe-timeout", type=float, default=2.0, help="seconds")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtlsdemo", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"mtlsdemo {__version__}")
@@ -224,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sidecar_parser(sub)
     _handshake_parser(sub)
     _bench_parser(sub)
+    _probe_parser(sub)
     return parser
 
 
@@ -365,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
             return _loadgen(args)
         if args.command == "sidecar":
             return _sidecar(args)
+        if args.command == "probe":
+            from mtlsdemo.probe import run as probe_run
+
+            return probe_run(args)
         if args.command == "bench":
             return _bench(args)
         if args.command == "handshake":

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from conftest import metric_value  # noqa: F401  (re-exported for the tests here)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mtlsdemo.rpc.credentials import secure_channel
 
@@ -78,18 +79,3 @@ def wait_healthy(address: str, tls_dir: Path, server_name: str, proc: Proc,
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         return r.read().decode()
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    total, found = 0.0, False
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                total += s.value
-                found = True
-    if not found:
-        raise KeyError(f"no sample {name}{labels}")
-    return total

@@ -1,0 +1,61 @@
+"""The containers tier's fixtures: Docker via testcontainers and docker-compose.
+
+Loaded as a plugin by tests/conftest.py (a second conftest.py would shadow the root one).
+
+Skips with the reason when Docker is missing, unless MTLSDEMO_REQUIRE names
+"docker" (CI), then fails. The image is built once per session from the
+working tree; MTLSDEMO_BASE_IMAGE picks the base (CI: the debootstrap one).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import require_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = os.environ.get("MTLSDEMO_TEST_IMAGE", "mtlsdemo:test")
+BASE = os.environ.get("MTLSDEMO_BASE_IMAGE", "python:3.11-slim-bookworm")
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # no registry for the reaper image
+
+
+def docker_available() -> tuple[bool, str]:
+    if shutil.which("docker") is None:
+        return False, "the docker CLI is not installed"
+    r = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
+                       text=True, timeout=30, check=False)
+    if r.returncode != 0:
+        return False, f"no Docker engine answers ({r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'docker info failed'})"
+    return True, r.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def docker() -> str:
+    ok, why = docker_available()
+    require_tool("docker", ok, why)
+    return why
+
+
+@pytest.fixture(scope="session")
+def image(docker: str) -> str:
+    have_base = subprocess.run(["docker", "image", "inspect", BASE], capture_output=True,
+                               check=False).returncode == 0
+    if not have_base:
+        pull = subprocess.run(["docker", "pull", BASE], capture_output=True, text=True,
+                              timeout=300, check=False)
+        require_tool("docker", pull.returncode == 0,
+                     f"base image {BASE} is not present and cannot be pulled; build one with "
+                     "deploy/docker/build-base-image.sh and set MTLSDEMO_BASE_IMAGE")
+    r = subprocess.run(["docker", "build", "-q", "-f", "deploy/docker/Dockerfile",
+                        "--build-arg", f"BASE_IMAGE={BASE}", "-t", IMAGE, "."], cwd=ROOT,
+                       capture_output=True, text=True, timeout=1200, check=False)
+    assert r.returncode == 0, f"docker build failed:\n{r.stdout}\n{r.stderr}"
+    return IMAGE
+
+
+def docker_json(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
