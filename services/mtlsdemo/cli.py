@@ -44,6 +44,11 @@ def _certs_parsers(sub: argparse._SubParsersAction) -> None:
     flags.add(b, "--ca-days", type=float, default=3650.0, help="CA validity in days")
     flags.add(b, "--renew-before", default="10d", help="re-issue leaves expiring within this (30d, 12h)")
     flags.add(b, "--force", boolean=True, default=False, help="re-issue every leaf")
+    flags.add(b, "--sink", default="files", choices=["files", "kubernetes"],
+              help="files under --out, or Kubernetes Secrets mtlsdemo-ca and "
+                   "mtlsdemo-<service>-tls in --secret-namespace")
+    flags.add(b, "--secret-namespace", default=None,
+              help="namespace for --sink kubernetes (default: --namespace)")
 
     i = csub.add_parser("inspect", help="describe a certificate and check its chain")
     i.add_argument("path", help="PEM certificate (or chain)")
@@ -251,7 +256,12 @@ def _certs(args: argparse.Namespace) -> int:
             namespace=args.namespace, key_type=args.key_type, ca_key_type=args.ca_key_type,
             leaf_days=args.days, ca_days=args.ca_days,
             renew_before=parse_duration(args.renew_before, "--renew-before"), force=args.force)
-        changes = bs.bootstrap(req, now)
+        store = None
+        if args.sink == "kubernetes":
+            from mtlsdemo.pki.stores import SecretStore
+
+            store = SecretStore.connect(args.secret_namespace or args.namespace)
+        changes = bs.bootstrap(req, now, store)
         for c in changes:
             print(c)
         if all(c.action in ("reused", "unchanged") for c in changes):

@@ -1,11 +1,13 @@
-"""Idempotent certificate bootstrap into a directory (the file sink).
+"""Idempotent certificate bootstrap, into a directory or Kubernetes Secrets.
 
 Layout, matching the keys of a ``kubernetes.io/tls`` Secret:
-    OUT/ca/ca.crt, OUT/ca/ca.key              the root CA (the key stays here)
-    OUT/<service>/tls.crt, tls.key, ca.crt    one identity per service
+    ca/ca.crt, ca/ca.key                  the root CA (the key stays here)
+    <service>/tls.crt, tls.key, ca.crt    one identity per service
+(files under --out, or the Secrets ``mtlsdemo-ca`` and ``mtlsdemo-<service>-tls``).
 
 Everything is validated and planned in memory first, so bad input exits with
-nothing written; only then are files written, each atomically.
+nothing written; only then is the output written (each file atomically; each
+Secret in one replace).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from mtlsdemo.pki.ca import CertificateAuthority, create_root_ca, load_ca
+from mtlsdemo.pki.ca import CertificateAuthority, check_ca, create_root_ca
 from mtlsdemo.pki.durations import human
 from mtlsdemo.pki.errors import PkiError
-from mtlsdemo.pki.files import cert_pem, load_cert, write_atomic
+from mtlsdemo.pki.files import cert_pem, parse_certs
 from mtlsdemo.pki.identity import ServiceIdentity, san_summary
 from mtlsdemo.pki.issue import issue_leaf
 from mtlsdemo.pki.keys import (
@@ -28,10 +30,11 @@ from mtlsdemo.pki.keys import (
     check_key_type,
     generate_key,
     key_type_of,
-    load_private_key,
+    parse_private_key,
     private_key_pem,
     public_key_der,
 )
+from mtlsdemo.pki.stores import FileStore, Store
 
 CA_KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-3072")  # WebPKI verifiers refuse Ed25519 CAs
 KEY_MODE = 0o600
@@ -67,7 +70,7 @@ class Change:
 class _Plan:
     ca: CertificateAuthority
     ca_new: bool
-    writes: list[tuple[Path, bytes, int]] = field(default_factory=list)
+    writes: list[tuple[str, bytes, int]] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
 
 
@@ -89,14 +92,17 @@ def validate(req: BootstrapRequest) -> list[ServiceIdentity]:
     return [ServiceIdentity.checked(s, req.namespace, req.trust_domain) for s in req.services]
 
 
-def _load_or_create_ca(req: BootstrapRequest, now: dt.datetime) -> tuple[CertificateAuthority, bool]:
-    crt, key = req.out / "ca" / "ca.crt", req.out / "ca" / "ca.key"
-    if crt.exists() and key.exists():
-        return load_ca(crt, key), False
-    if crt.exists() != key.exists():
-        present, missing = (crt, key) if crt.exists() else (key, crt)
-        raise PkiError(f"{missing}: missing while {present} exists; restore it or remove both "
-                       "to create a new CA (every leaf will be re-issued)")
+def _load_or_create_ca(req: BootstrapRequest, store: Store,
+                       now: dt.datetime) -> tuple[CertificateAuthority, bool]:
+    crt, key = store.read("ca/ca.crt"), store.read("ca/ca.key")
+    if crt is not None and key is not None:
+        where_crt, where_key = store.where("ca/ca.crt"), store.where("ca/ca.key")
+        return check_ca(parse_certs(crt, where_crt)[0], parse_private_key(key, where_key),
+                        where_crt, where_key), False
+    if (crt is None) != (key is None):
+        present, missing = ("ca/ca.crt", "ca/ca.key") if crt is not None else ("ca/ca.key", "ca/ca.crt")
+        raise PkiError(f"{store.where(missing)}: missing while {store.where(present)} exists; "
+                       "restore it or remove both to create a new CA (every leaf will be re-issued)")
     return create_root_ca(req.ca_key_type, int(req.ca_days), req.trust_domain, now), True
 
 
@@ -111,21 +117,22 @@ def _signed_by(cert: x509.Certificate, ca: CertificateAuthority) -> bool:
 
 
 def _reissue_reason(req: BootstrapRequest, ident: ServiceIdentity, ca: CertificateAuthority,
-                    now: dt.datetime) -> str | None:
+                    store: Store, now: dt.datetime) -> str | None:
     """Why the service's leaf must be (re)issued, or None to keep it."""
-    d = req.out / ident.service
-    crt, key = d / "tls.crt", d / "tls.key"
+    crt_rel, key_rel = f"{ident.service}/tls.crt", f"{ident.service}/tls.key"
     if req.force:
         return "forced"
-    if not crt.exists() or not key.exists():
+    crt_data, key_data = store.read(crt_rel), store.read(key_rel)
+    if crt_data is None or key_data is None:
         return "missing"
     try:
-        cert = load_cert(crt)
-        priv: PrivateKey = load_private_key(key)
+        cert = parse_certs(crt_data, store.where(crt_rel))[0]
+        priv: PrivateKey = parse_private_key(key_data, store.where(key_rel))
     except PkiError as e:
         raise PkiError(f"{e} (use --force to replace it)") from None
     if public_key_der(priv.public_key()) != public_key_der(cert.public_key()):
-        raise PkiError(f"{key}: does not match {crt} (use --force to replace both)")
+        raise PkiError(f"{store.where(key_rel)}: does not match {store.where(crt_rel)} "
+                       "(use --force to replace both)")
     if key_type_of(priv) != req.key_type:
         return f"key type {key_type_of(priv)} -> {req.key_type}"
     want = ({ident.spiffe_id}, set(ident.dns_names), {str(i) for i in ident.ip_addresses})
@@ -139,42 +146,43 @@ def _reissue_reason(req: BootstrapRequest, ident: ServiceIdentity, ca: Certifica
     return None
 
 
-def plan(req: BootstrapRequest, now: dt.datetime) -> _Plan:
+def plan(req: BootstrapRequest, now: dt.datetime, store: Store | None = None) -> _Plan:
+    store = store or FileStore(req.out)
     identities = validate(req)
-    ca, ca_new = _load_or_create_ca(req, now)
+    ca, ca_new = _load_or_create_ca(req, store, now)
     p = _Plan(ca=ca, ca_new=ca_new)
     ca_pem = cert_pem(ca.cert)
     if ca_new:
-        p.writes += [(req.out / "ca" / "ca.key", private_key_pem(ca.key), KEY_MODE),
-                     (req.out / "ca" / "ca.crt", ca_pem, 0o644)]
+        p.writes += [("ca/ca.key", private_key_pem(ca.key), KEY_MODE),
+                     ("ca/ca.crt", ca_pem, 0o644)]
         p.changes.append(Change("ca", "created",
                                 f"{req.ca_key_type}, valid until {ca.cert.not_valid_after_utc:%Y-%m-%d}"))
     else:
-        p.changes.append(Change("ca", "reused", str(req.out / "ca" / "ca.crt")))
+        p.changes.append(Change("ca", "reused", store.where("ca/ca.crt")))
     for ident in identities:
-        d = req.out / ident.service
-        reason = _reissue_reason(req, ident, ca, now)
+        svc = ident.service
+        reason = _reissue_reason(req, ident, ca, store, now)
         if reason is not None:
             key = generate_key(req.key_type)
             cert = issue_leaf(ca, key.public_key(), ident, now, req.leaf_days)
-            p.writes += [(d / "tls.key", private_key_pem(key), KEY_MODE),
-                         (d / "tls.crt", cert_pem(cert), 0o644)]
-            p.changes.append(Change(ident.service, "issued",
+            p.writes += [(f"{svc}/tls.key", private_key_pem(key), KEY_MODE),
+                         (f"{svc}/tls.crt", cert_pem(cert), 0o644)]
+            p.changes.append(Change(svc, "issued",
                                     f"{reason}; {ident.spiffe_id}, {req.key_type}, "
                                     f"until {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z"))
-        ca_copy = d / "ca.crt"
-        if not ca_copy.exists() or ca_copy.read_bytes() != ca_pem:
-            p.writes.append((ca_copy, ca_pem, 0o644))
+        if store.read(f"{svc}/ca.crt") != ca_pem:
+            p.writes.append((f"{svc}/ca.crt", ca_pem, 0o644))
             if reason is None:
-                p.changes.append(Change(ident.service, "updated", "ca.crt refreshed"))
+                p.changes.append(Change(svc, "updated", "ca.crt refreshed"))
         elif reason is None:
-            p.changes.append(Change(ident.service, "unchanged"))
+            p.changes.append(Change(svc, "unchanged"))
     return p
 
 
-def bootstrap(req: BootstrapRequest, now: dt.datetime | None = None) -> list[Change]:
+def bootstrap(req: BootstrapRequest, now: dt.datetime | None = None,
+              store: Store | None = None) -> list[Change]:
     now = now or dt.datetime.now(dt.UTC)
-    p = plan(req, now)
-    for path, data, mode in p.writes:
-        write_atomic(path, data, mode)
+    store = store or FileStore(req.out)
+    p = plan(req, now, store)
+    store.commit(p.writes)
     return p.changes

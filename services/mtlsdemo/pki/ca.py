@@ -73,8 +73,11 @@ def create_root_ca(key_type: str, days: int, trust_domain: str,
 
 
 def load_ca(cert_path: Path, key_path: Path) -> CertificateAuthority:
-    cert = load_cert(cert_path)
-    key = load_private_key(key_path)
+    return check_ca(load_cert(cert_path), load_private_key(key_path), str(cert_path), str(key_path))
+
+
+def check_ca(cert: x509.Certificate, key: PrivateKey, cert_path: str,
+             key_path: str) -> CertificateAuthority:
     if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
         raise PkiError(f"{key_path}: private key does not match the CA certificate {cert_path}")
     try:

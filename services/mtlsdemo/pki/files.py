@@ -41,12 +41,16 @@ def load_certs(path: Path) -> list[x509.Certificate]:
         data = path.read_bytes()
     except OSError as e:
         raise PkiError(f"{path}: cannot read certificate: {e.strerror}") from None
+    return parse_certs(data, str(path))
+
+
+def parse_certs(data: bytes, source: str) -> list[x509.Certificate]:
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as e:
-        raise PkiError(f"{path}: not a valid PEM certificate ({e})") from None
+        raise PkiError(f"{source}: not a valid PEM certificate ({e})") from None
     if not certs:
-        raise PkiError(f"{path}: no certificate found")
+        raise PkiError(f"{source}: no certificate found")
     return certs
 
 

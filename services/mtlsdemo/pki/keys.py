@@ -67,11 +67,15 @@ def load_private_key(path: Path) -> PrivateKey:
         data = path.read_bytes()
     except OSError as e:
         raise PkiError(f"{path}: cannot read private key: {e.strerror}") from None
+    return parse_private_key(data, str(path))
+
+
+def parse_private_key(data: bytes, source: str) -> PrivateKey:
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:
         # The exception text never includes key material, only the parse failure.
-        raise PkiError(f"{path}: not a usable unencrypted PEM private key ({e})") from None
+        raise PkiError(f"{source}: not a usable unencrypted PEM private key ({e})") from None
     if not isinstance(key, PrivateKey):
-        raise PkiError(f"{path}: unsupported private key type {type(key).__name__}")
+        raise PkiError(f"{source}: unsupported private key type {type(key).__name__}")
     return key

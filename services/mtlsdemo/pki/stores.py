@@ -1,0 +1,129 @@
+"""Where the bootstrap keeps its output: a directory, or Kubernetes Secrets.
+
+Both speak in the same relative names ("ca/ca.key", "gateway/tls.crt"), so the
+bootstrap's decisions (reuse, renew, re-issue) are the same for both sinks.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.pki.files import write_atomic
+
+CA_SECRET = "mtlsdemo-ca"
+LABELS = {"app.kubernetes.io/part-of": "mtlsdemo", "app.kubernetes.io/managed-by": "mtlsdemo-certs"}
+
+
+class Store(Protocol):
+    def read(self, rel: str) -> bytes | None: ...
+    def where(self, rel: str) -> str: ...
+    def commit(self, writes: Iterable[tuple[str, bytes, int]]) -> None: ...
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, rel: str) -> bytes | None:
+        path = self.root / rel
+        if not path.exists():
+            return None
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise PkiError(f"{path}: cannot read: {e.strerror}") from None
+
+    def where(self, rel: str) -> str:
+        return str(self.root / rel)
+
+    def commit(self, writes: Iterable[tuple[str, bytes, int]]) -> None:
+        for rel, data, mode in writes:
+            write_atomic(self.root / rel, data, mode)
+
+
+def secret_name(service: str) -> str:
+    return CA_SECRET if service == "ca" else f"mtlsdemo-{service}-tls"
+
+
+class SecretStore:
+    """Kubernetes Secrets through the official client: the CA in ``mtlsdemo-ca``
+    (Opaque, read only by the bootstrap's ServiceAccount), each service's identity
+    in ``mtlsdemo-<service>-tls`` (type kubernetes.io/tls: tls.crt, tls.key, ca.crt).
+
+    ``api`` is a ``kubernetes.client.CoreV1Api`` (or anything with its three
+    secret methods), so the logic is testable without a cluster.
+    """
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        self._cache: dict[str, dict[str, bytes] | None] = {}
+
+    @classmethod
+    def connect(cls, namespace: str) -> SecretStore:
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            try:
+                config.load_kube_config()
+            except (config.ConfigException, OSError) as e:
+                raise PkiError(f"--sink kubernetes: no in-cluster config or kubeconfig ({e})") from None
+        return cls(client.CoreV1Api(), namespace)
+
+    def _secret(self, name: str) -> dict[str, bytes] | None:
+        if name not in self._cache:
+            from kubernetes.client.exceptions import ApiException
+
+            try:
+                obj = self.api.read_namespaced_secret(name, self.namespace)
+            except ApiException as e:
+                if e.status != 404:
+                    raise PkiError(f"secret {self.namespace}/{name}: {e.status} {e.reason}") from None
+                self._cache[name] = None
+            else:
+                self._cache[name] = {k: base64.b64decode(v) for k, v in (obj.data or {}).items()}
+        return self._cache[name]
+
+    def read(self, rel: str) -> bytes | None:
+        service, key = rel.split("/", 1)
+        data = self._secret(secret_name(service))
+        return None if data is None else data.get(key)
+
+    def where(self, rel: str) -> str:
+        service, key = rel.split("/", 1)
+        return f"secret {self.namespace}/{secret_name(service)} key {key}"
+
+    def build(self, name: str, data: dict[str, bytes]) -> Any:
+        from kubernetes import client
+
+        tls = name != CA_SECRET
+        return client.V1Secret(
+            api_version="v1", kind="Secret",
+            metadata=client.V1ObjectMeta(name=name, namespace=self.namespace, labels=dict(LABELS)),
+            type="kubernetes.io/tls" if tls else "Opaque",
+            data={k: base64.b64encode(v).decode() for k, v in sorted(data.items())})
+
+    def commit(self, writes: Iterable[tuple[str, bytes, int]]) -> None:
+        grouped: dict[str, dict[str, bytes]] = defaultdict(dict)
+        for rel, data, _mode in writes:
+            service, key = rel.split("/", 1)
+            grouped[secret_name(service)][key] = data
+        # The CA first: a leaf must never exist without the CA that signed it.
+        for name in sorted(grouped, key=lambda n: n != CA_SECRET):
+            existing = self._secret(name)
+            merged = {**(existing or {}), **grouped[name]}
+            body = self.build(name, merged)
+            if existing is None:
+                self.api.create_namespaced_secret(self.namespace, body)
+            else:
+                # replace is all-or-nothing per Secret: a mounted volume sees the
+                # old or the new identity, never a key from one and a cert from another.
+                self.api.replace_namespaced_secret(name, self.namespace, body)
+            self._cache[name] = merged

@@ -1,0 +1,125 @@
+"""The Kubernetes Secret sink without a cluster: the objects it builds, and the
+same idempotency decisions as the file sink, against a fake CoreV1Api."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.pki.stores import SecretStore
+
+
+class FakeCoreV1:
+    """The three Secret calls of CoreV1Api, in memory, recording every write."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[tuple[str, str], client.V1Secret] = {}
+        self.calls: list[tuple[str, str]] = []
+
+    def read_namespaced_secret(self, name: str, namespace: str) -> client.V1Secret:
+        if (namespace, name) not in self.secrets:
+            raise ApiException(status=404, reason="Not Found")
+        return self.secrets[(namespace, name)]
+
+    def create_namespaced_secret(self, namespace: str, body: client.V1Secret) -> None:
+        assert (namespace, body.metadata.name) not in self.secrets
+        self.calls.append(("create", body.metadata.name))
+        self.secrets[(namespace, body.metadata.name)] = body
+
+    def replace_namespaced_secret(self, name: str, namespace: str, body: client.V1Secret) -> None:
+        assert (namespace, name) in self.secrets
+        self.calls.append(("replace", name))
+        self.secrets[(namespace, name)] = body
+
+
+def req(**kw) -> BootstrapRequest:
+    from pathlib import Path
+
+    return BootstrapRequest(out=Path("/nonexistent"), services=("gateway", "ledger", "cli"),
+                            namespace="mtlsdemo", **kw)
+
+
+def decoded(secret: client.V1Secret) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in secret.data.items()}
+
+
+def test_secrets_built_like_kubernetes_tls_secrets() -> None:
+    api = FakeCoreV1()
+    bootstrap(req(), store=SecretStore(api, "mtlsdemo"))
+    assert [c for c in api.calls] == [("create", "mtlsdemo-ca"), ("create", "mtlsdemo-gateway-tls"),
+                                      ("create", "mtlsdemo-ledger-tls"), ("create", "mtlsdemo-cli-tls")]
+    ca = api.secrets[("mtlsdemo", "mtlsdemo-ca")]
+    assert ca.type == "Opaque" and set(ca.data) == {"ca.crt", "ca.key"}
+    gw = api.secrets[("mtlsdemo", "mtlsdemo-gateway-tls")]
+    assert gw.type == "kubernetes.io/tls" and set(gw.data) == {"ca.crt", "tls.crt", "tls.key"}
+    assert gw.metadata.labels["app.kubernetes.io/part-of"] == "mtlsdemo"
+    assert gw.metadata.namespace == "mtlsdemo"
+    data = decoded(gw)
+    assert b"PRIVATE KEY" not in decoded(api.secrets[("mtlsdemo", "mtlsdemo-ledger-tls")])["ca.crt"]
+    assert data["ca.crt"] == decoded(ca)["ca.crt"]
+    leaf = x509.load_pem_x509_certificate(data["tls.crt"])
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "spiffe://mtls-demo.local/ns/mtlsdemo/sa/gateway" in san.get_values_for_type(
+        x509.UniformResourceIdentifier)
+    assert "gateway.mtlsdemo.svc.cluster.local" in san.get_values_for_type(x509.DNSName)
+    # the V1Secret serializes to a valid API object
+    assert client.ApiClient().sanitize_for_serialization(gw)["kind"] == "Secret"
+
+
+def test_second_run_writes_nothing() -> None:
+    api = FakeCoreV1()
+    bootstrap(req(), store=SecretStore(api, "mtlsdemo"))
+    api.calls.clear()
+    changes = bootstrap(req(), store=SecretStore(api, "mtlsdemo"))
+    assert api.calls == []
+    assert [c.action for c in changes] == ["reused", "unchanged", "unchanged", "unchanged"]
+
+
+def test_renewal_replaces_only_the_leaf_secrets_in_window() -> None:
+    api = FakeCoreV1()
+    t0 = dt.datetime.now(dt.UTC)
+    bootstrap(req(), now=t0, store=SecretStore(api, "mtlsdemo"))
+    api.calls.clear()
+    changes = bootstrap(req(), now=t0 + dt.timedelta(days=25), store=SecretStore(api, "mtlsdemo"))
+    assert sorted(api.calls) == [("replace", "mtlsdemo-cli-tls"), ("replace", "mtlsdemo-gateway-tls"),
+                                 ("replace", "mtlsdemo-ledger-tls")]
+    assert changes[0].action == "reused"
+    assert all("within --renew-before" in c.reason for c in changes[1:])
+
+
+def test_adding_a_service_creates_only_its_secret() -> None:
+    api = FakeCoreV1()
+    bootstrap(req(), store=SecretStore(api, "mtlsdemo"))
+    api.calls.clear()
+    from pathlib import Path
+
+    more = BootstrapRequest(out=Path("/x"), services=("gateway", "ledger", "cli", "audit"),
+                            namespace="mtlsdemo")
+    bootstrap(more, store=SecretStore(api, "mtlsdemo"))
+    assert api.calls == [("create", "mtlsdemo-audit-tls")]
+
+
+def test_corrupt_ca_secret_is_named_and_nothing_written() -> None:
+    api = FakeCoreV1()
+    bootstrap(req(), store=SecretStore(api, "mtlsdemo"))
+    ca = api.secrets[("mtlsdemo", "mtlsdemo-ca")]
+    ca.data["ca.key"] = base64.b64encode(b"not a key").decode()
+    api.calls.clear()
+    with pytest.raises(PkiError, match="secret mtlsdemo/mtlsdemo-ca key ca.key"):
+        bootstrap(req(force=True), store=SecretStore(api, "mtlsdemo"))
+    assert api.calls == []
+
+
+def test_api_errors_other_than_404_are_reported() -> None:
+    class Forbidden(FakeCoreV1):
+        def read_namespaced_secret(self, name: str, namespace: str):
+            raise ApiException(status=403, reason="Forbidden")
+
+    with pytest.raises(PkiError, match="403 Forbidden"):
+        bootstrap(req(), store=SecretStore(Forbidden(), "mtlsdemo"))
