@@ -13,7 +13,8 @@ MTLSDEMO_IMAGE      ?= mtlsdemo:dev
 COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mtlsdemo
 
 .PHONY: run test test-unit test-integration test-containers lint protos bench clean \
-        base-image image compose-up compose-down
+        base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
+        k8s-wait test-deploy
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +33,9 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(PY) -m pytest tests/integration $(ARGS)
+
+test-deploy: $(STAMP)
+	$(PY) -m pytest tests/deploy $(ARGS)
 
 test-containers: $(STAMP)
 	$(PY) -m pytest tests/containers $(ARGS)
@@ -54,6 +58,39 @@ compose-up: image  ## the pods on docker-compose; waits for health, prints where
 
 compose-down:
 	$(COMPOSE) down -v
+
+# Kubernetes (needs kind or minikube, and kubectl; verified offline here, see README)
+KUBECTL ?= kubectl
+NS      := mtlsdemo
+
+kind-up: image  ## create a kind cluster, load the image, deploy, wait, print how to reach it
+	kind get clusters | grep -qx mtlsdemo || kind create cluster --config deploy/k8s/overlays/kind/kind-cluster.yaml
+	kind load docker-image $(MTLSDEMO_IMAGE) --name mtlsdemo
+	$(KUBECTL) apply -k deploy/k8s/overlays/kind
+	$(MAKE) --no-print-directory k8s-wait
+
+kind-down:
+	kind delete cluster --name mtlsdemo
+
+minikube-up: image  ## start minikube (Calico enforces NetworkPolicy), load the image, deploy, wait
+	minikube status >/dev/null 2>&1 || minikube start --cni=calico
+	minikube image load $(MTLSDEMO_IMAGE)
+	$(KUBECTL) apply -k deploy/k8s/overlays/minikube
+	$(MAKE) --no-print-directory k8s-wait
+
+minikube-down:
+	minikube delete
+
+k8s-wait:
+	$(KUBECTL) -n $(NS) wait --for=condition=complete job/cert-bootstrap --timeout=180s
+	$(KUBECTL) -n $(NS) rollout status statefulset/ledger --timeout=300s
+	$(KUBECTL) -n $(NS) rollout status deployment/gateway --timeout=300s
+	$(KUBECTL) -n $(NS) rollout status deployment/prometheus --timeout=300s
+	@echo "gateway:    $(KUBECTL) -n $(NS) port-forward svc/gateway 50052:50052"
+	@echo "cli cert:   mkdir -p certs/k8s-cli && for k in tls.crt tls.key ca.crt; do $(KUBECTL) -n $(NS) get secret mtlsdemo-cli-tls -o jsonpath=\"{.data.$${k//./\\.}}\" | base64 -d > certs/k8s-cli/$$k; done"
+	@echo "then:       mtlsdemo client --tls-dir certs/k8s-cli open alice"
+	@echo "prometheus: $(KUBECTL) -n $(NS) port-forward svc/prometheus 9090:9090   -> http://127.0.0.1:9090/alerts"
+	@echo "grafana:    $(KUBECTL) -n $(NS) port-forward svc/grafana 3000:3000     -> dashboard 'mtls handshakes'"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests tools
