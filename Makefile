@@ -14,7 +14,7 @@ COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mt
 
 .PHONY: run test test-unit test-integration test-containers lint protos bench clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
-        k8s-wait test-deploy
+        k8s-wait k8s-cli-cert test-deploy
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -87,10 +87,16 @@ k8s-wait:
 	$(KUBECTL) -n $(NS) rollout status deployment/gateway --timeout=300s
 	$(KUBECTL) -n $(NS) rollout status deployment/prometheus --timeout=300s
 	@echo "gateway:    $(KUBECTL) -n $(NS) port-forward svc/gateway 50052:50052"
-	@echo "cli cert:   mkdir -p certs/k8s-cli && for k in tls.crt tls.key ca.crt; do $(KUBECTL) -n $(NS) get secret mtlsdemo-cli-tls -o jsonpath=\"{.data.$${k//./\\.}}\" | base64 -d > certs/k8s-cli/$$k; done"
+	@echo "cli cert:   make k8s-cli-cert   (writes certs/k8s-cli from the Secret mtlsdemo-cli-tls)"
 	@echo "then:       mtlsdemo client --tls-dir certs/k8s-cli open alice"
 	@echo "prometheus: $(KUBECTL) -n $(NS) port-forward svc/prometheus 9090:9090   -> http://127.0.0.1:9090/alerts"
 	@echo "grafana:    $(KUBECTL) -n $(NS) port-forward svc/grafana 3000:3000     -> dashboard 'mtls handshakes'"
+
+k8s-cli-cert:
+	mkdir -p certs/k8s-cli
+	for k in tls.crt tls.key ca.crt; do \
+	  $(KUBECTL) -n $(NS) get secret mtlsdemo-cli-tls -o go-template="{{index .data \"$$k\" | base64decode}}" > certs/k8s-cli/$$k; done
+	chmod 600 certs/k8s-cli/tls.key
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests tools

@@ -1,0 +1,281 @@
+"""The observability pieces against a real Prometheus: promtool checks and rule
+unit tests, then a server scraping a local run, with every dashboard query and
+every alert expression executed through the HTTP API."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import free_port, require_binary
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+
+pytestmark = pytest.mark.deploy
+ROOT = Path(__file__).resolve().parents[2]
+PROM = ROOT / "deploy" / "prometheus"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "mtls-handshakes.json"
+
+
+def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([require_binary("promtool"), *args], capture_output=True, text=True,
+                          input=stdin, timeout=120, check=False)
+
+
+def test_rules_check_and_unit_tests_pass() -> None:
+    r = promtool("check", "rules", str(PROM / "rules" / "mtlsdemo.yml"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = promtool("test", "rules", str(PROM / "tests" / "mtlsdemo_test.yml"))
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+
+
+def test_every_alert_has_a_firing_unit_test() -> None:
+    rules = yaml.safe_load((PROM / "rules" / "mtlsdemo.yml").read_text())
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    tests = yaml.safe_load((PROM / "tests" / "mtlsdemo_test.yml").read_text())
+    fired = {t["alertname"] for case in tests["tests"] for t in case.get("alert_rule_test", [])
+             if t.get("exp_alerts")}
+    assert alerts == fired
+
+
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus-compose.yml", "prometheus-k8s.yml"])
+def test_scrape_configs_are_valid(config: str, tmp_path: Path) -> None:
+    # rule_files paths are relative to the deployed location: check the scrape part here
+    doc = yaml.safe_load((PROM / config).read_text())
+    doc.pop("rule_files", None)
+    for job in doc["scrape_configs"]:
+        sd = job.pop("kubernetes_sd_configs", None)
+        if sd is not None:
+            # Debian's Prometheus is built without Kubernetes discovery, so its
+            # promtool cannot parse it: check that block here, the rest below.
+            assert sd == [{"role": "pod", "namespaces": {"names": ["mtlsdemo"]}}]
+            keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+            assert {r["regex"] for r in keep} == {"mtlsdemo", "metrics|admin"}
+            job["static_configs"] = [{"targets": ["127.0.0.1:9101"]}]
+    f = tmp_path / config
+    f.write_text(yaml.safe_dump(doc))
+    r = promtool("check", "config", str(f))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    dash = json.loads(DASHBOARD.read_text())
+    return [(p["title"], t["expr"]) for p in dash["panels"] for t in p["targets"]]
+
+
+def alert_signals() -> list[tuple[str, str]]:
+    """Each alert expression with its comparisons turned into `bool` ones, so it
+    returns a sample whenever the series it watches exist, firing or not."""
+    rules = yaml.safe_load((PROM / "rules" / "mtlsdemo.yml").read_text())
+    out = []
+    for g in rules["groups"]:
+        for r in g["rules"]:
+            expr = re.sub(r"\s(==|>|<)\s", r" \1 bool ", " ".join(r["expr"].split()))
+            out.append((r["alert"], expr))
+    return out
+
+
+def test_dashboard_has_the_promised_panels() -> None:
+    titles = " | ".join(t for t, _ in dashboard_queries()).lower()
+    for want in ("handshake rate by result and reason", "p50 / p99", "per step", "suites",
+                 "active sessions", "bytes encrypted", "record failures", "expiry countdown",
+                 "grpc calls per method and code"):
+        assert want in titles
+
+
+# ---------------------------------------------------------------- a real Prometheus
+class Run:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ports = {k: free_port() for k in (
+            "ledger", "gateway", "ledger_metrics", "gateway_metrics", "ledger_app", "route",
+            "gateway_admin", "ledger_admin", "prometheus")}
+        self.certs = root / "certs"
+        p = self.ports
+        env = dict(os.environ, PYTHONUNBUFFERED="1",
+                   MTLSDEMO_KEY_UPDATE_RECORDS="20")  # the sidecars inherit it: key updates happen
+        self.log = (root / "run.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mtlsdemo", "run", "--certs-dir", str(self.certs),
+             "--data-dir", str(root / "var"), "--ledger-port", str(p["ledger"]),
+             "--gateway-port", str(p["gateway"]), "--ledger-metrics-port", str(p["ledger_metrics"]),
+             "--gateway-metrics-port", str(p["gateway_metrics"]),
+             "--ledger-app-port", str(p["ledger_app"]), "--route-port", str(p["route"]),
+             "--gateway-admin-port", str(p["gateway_admin"]),
+             "--ledger-admin-port", str(p["ledger_admin"]), "--traffic-seconds", "0"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.wait_log("== running")
+
+    def wait_log(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = (self.root / "run.log").read_text()
+            if text in out:
+                return
+            assert self.proc.poll() is None, out
+            time.sleep(0.2)
+        raise AssertionError((self.root / "run.log").read_text())
+
+    @property
+    def metrics_ports(self) -> list[int]:
+        p = self.ports
+        return [p["ledger_metrics"], p["gateway_metrics"], p["gateway_admin"], p["ledger_admin"]]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def api(port: int, path: str, **params: str) -> dict:
+    url = f"http://127.0.0.1:{port}/api/v1/{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    with urllib.request.urlopen(url, timeout=10) as r:
+        doc = json.loads(r.read())
+    assert doc["status"] == "success", doc
+    return doc["data"]
+
+
+def query(port: int, expr: str) -> list:
+    return api(port, "query", query=expr)["result"]
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    binary = require_binary("prometheus")
+    root = tmp_path_factory.mktemp("prom")
+    run = Run(root)
+    port = run.ports["prometheus"]
+    cfg = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(PROM / "rules" / "*.yml")],
+        "scrape_configs": [{"job_name": "mtlsdemo", "static_configs": [
+            {"targets": [f"127.0.0.1:{p}" for p in run.metrics_ports]}]}],
+    }
+    (root / "prometheus.yml").write_text(yaml.safe_dump(cfg))
+    log = (root / "prometheus.log").open("w")
+    proc = subprocess.Popen([binary, f"--config.file={root / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={root / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                targets = api(port, "targets")["activeTargets"]
+                if len(targets) == 4 and all(t["health"] == "up" for t in targets):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError((root / "prometheus.log").read_text()[-2000:])
+        # traffic for rates: a loadgen against the gateway while we watch
+        from mtlsdemo.loadgen import run_load
+
+        run_load(f"127.0.0.1:{run.ports['gateway']}", run.certs / "cli", "gateway", rps=40,
+                 duration=6, concurrency=2, progress=False)
+        time.sleep(3)
+        yield run, port
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+        run.stop()
+
+
+# Queries that are empty until a failure is provoked; everything else must have data now.
+EMPTY_UNTIL_FAILURE = {"Handshake failures by side and reason", "Record failures",
+                       "Certificate reloads", "MtlsCertificateReloadFailing", "MtlsRecordFailures",
+                       "MtlsHandshakeFailureRatioHigh", "MtlsHandshakesFailingForReason",
+                       "GrpcServerErrorRatioHigh"}
+
+
+def test_promtool_check_metrics_on_every_page(prometheus) -> None:
+    run, _ = prometheus
+    for port in run.metrics_ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        res = promtool("check", "metrics", stdin=text)
+        assert res.returncode == 0, (port, res.stdout + res.stderr)
+
+
+def test_every_query_and_alert_expression_returns_data(prometheus, record_property) -> None:
+    run, port = prometheus
+    rules = api(port, "rules")["groups"]
+    assert all(r["health"] == "ok" for g in rules for r in g["rules"]), rules
+    queries = dashboard_queries() + alert_signals()
+    empty_now = [name for name, expr in queries if not query(port, expr)]
+    assert set(empty_now) == EMPTY_UNTIL_FAILURE & {n for n, _ in queries}, empty_now
+    record_property("with_data_before_failures", len(queries) - len(empty_now))
+
+    # provoke: a client from another CA, a forged record, a broken certificate file
+    # (it trusts our CA, so the ledger's sidecar is the one that rejects, locally)
+    other = run.root / "other"
+    bootstrap(BootstrapRequest(out=other, services=("gateway",)))
+    (other / "gateway" / "ca.crt").write_bytes((run.certs / "ca" / "ca.crt").read_bytes())
+    r = subprocess.run([sys.executable, "-m", "mtlsdemo", "handshake", "--connect",
+                        f"127.0.0.1:{run.ports['ledger']}", "--client-dir", str(other / "gateway")],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 1 and "unknown_ca" in r.stdout
+    _forge_record(run.ports["ledger"], run.certs / "gateway")
+    _call_with_wrong_identity(run.ports["gateway"], run.certs / "ledger")
+    crt = run.certs / "ledger" / "tls.crt"
+    good = crt.read_bytes()
+    crt.write_text("garbage")
+    time.sleep(2.5)  # the sidecar checks its files every second
+    crt.write_bytes(good)
+    time.sleep(4)
+    still_empty = [name for name, expr in queries if not query(port, expr)]
+    assert still_empty == [], still_empty
+    failures = query(port, 'sum by (reason, origin) (mtls_handshakes_total{result="failure"})')
+    assert {(s["metric"]["reason"], s["metric"]["origin"]) for s in failures} >= {("unknown_ca", "local")}
+
+
+def _call_with_wrong_identity(port: int, identity: Path) -> None:
+    import grpc
+
+    from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
+    from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
+    from mtlsdemo.rpc.credentials import secure_channel
+
+    channel = secure_channel(f"127.0.0.1:{port}", identity, "gateway")
+    try:
+        pb_grpc.GatewayServiceStub(channel).GetBalance(pb.GetBalanceRequest(account_id="x"), timeout=5)
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+    else:
+        raise AssertionError("the ledger identity must not be allowed to call the gateway")
+    finally:
+        channel.close()
+
+
+def _forge_record(port: int, identity: Path) -> None:
+    from mtlsdemo.handshake import Connection, HandshakeConfig, ProtocolError
+
+    cfg = HandshakeConfig.from_pem(*((identity / f).read_bytes() for f in ("tls.crt", "tls.key", "ca.crt")))
+    conn = Connection("client", cfg)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        conn.start()
+        s.sendall(conn.data_to_send())
+        while not conn.handshake_done:
+            conn.receive_data(s.recv(65536))
+            s.sendall(conn.data_to_send())
+        s.sendall(bytes((23, 1, 0, 0, 20)) + os.urandom(20))
+        with contextlib.suppress(ProtocolError):
+            conn.receive_data(s.recv(100))
