@@ -249,7 +249,6 @@ def test_every_query_and_alert_expression_returns_data(prometheus, record_proper
 
 def _call_with_wrong_identity(port: int, identity: Path) -> None:
     import grpc
-
     from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
     from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
     from mtlsdemo.rpc.credentials import secure_channel
