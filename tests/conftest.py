@@ -95,3 +95,25 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     if not found:
         raise KeyError(f"no sample {name}{labels}")
     return total
+
+
+def forge_record_after_handshake(port: int, identity: Path) -> None:
+    """Complete a real MTD/1 handshake with a sidecar, then send a record not
+    sealed with the session key: the sidecar must end the session (decrypt_error)."""
+    import contextlib
+    import os
+
+    from mtlsdemo.handshake import Connection, HandshakeConfig, ProtocolError
+
+    cfg = HandshakeConfig.from_pem(*((identity / f).read_bytes() for f in ("tls.crt", "tls.key", "ca.crt")))
+    conn = Connection("client", cfg)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        conn.start()
+        s.sendall(conn.data_to_send())
+        while not conn.handshake_done:
+            conn.receive_data(s.recv(65536))
+            s.sendall(conn.data_to_send())
+        s.sendall(bytes((23, 1, 0, 0, 20)) + os.urandom(20))
+        with contextlib.suppress(ProtocolError):
+            conn.receive_data(s.recv(100))  # the sidecar's decrypt_error alert
+

@@ -75,18 +75,18 @@ def port_free(port: int) -> bool:
     return True
 
 
-def wait_serving(address: str, tls_dir: Path, server_name: str, deadline: float,
+def wait_serving(address: str, tls_dir: Path | None, server_name: str, deadline: float,
                  children: list[Child]) -> None:
-    channel = secure_channel(address, tls_dir, server_name)
+    """Poll gRPC health (mTLS with tls_dir, else plaintext) until SERVING."""
+    channel = (secure_channel(address, tls_dir, server_name) if tls_dir is not None
+               else grpc.insecure_channel(address))
     stub = health_pb2_grpc.HealthStub(channel)
     try:
         while True:
-            for c in children:
-                if c.proc and c.proc.poll() is not None:
-                    raise ChildDied(c)
+            _check_alive(children)
             try:
-                r = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                        health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
                 pass
@@ -108,25 +108,6 @@ def report_death(c: Child) -> None:
     print(f"\n!! {c.name} exited with status {code}; its last log lines:", file=sys.stderr)
     for line in c.tail:
         print(f"   {c.name}| {line}", file=sys.stderr)
-
-
-def wait_plaintext_serving(address: str, deadline: float, children: list[Child]) -> None:
-    channel = grpc.insecure_channel(address)
-    stub = health_pb2_grpc.HealthStub(channel)
-    try:
-        while True:
-            _check_alive(children)
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
-                        health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{address} not SERVING in time")
-            time.sleep(0.1)
-    finally:
-        channel.close()
 
 
 def wait_ready(admin_port: int, deadline: float, children: list[Child]) -> None:
@@ -215,7 +196,7 @@ def run(args) -> int:  # noqa: ANN001
             c.start(color)
             if c.name == "ledger":
                 if sidecars:
-                    wait_plaintext_serving(ledger_app, deadline, children)
+                    wait_serving(ledger_app, None, "ledger", deadline, children)
                 else:
                     wait_serving(ledger_addr, certs / "cli", "ledger", deadline, children)
             elif c.name.endswith("sidecar"):

@@ -4,12 +4,10 @@ every alert expression executed through the HTTP API."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import free_port, require_binary
+from conftest import forge_record_after_handshake, free_port, require_binary
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 
 pytestmark = pytest.mark.deploy
@@ -233,7 +231,7 @@ def test_every_query_and_alert_expression_returns_data(prometheus, record_proper
                         f"127.0.0.1:{run.ports['ledger']}", "--client-dir", str(other / "gateway")],
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 1 and "unknown_ca" in r.stdout
-    _forge_record(run.ports["ledger"], run.certs / "gateway")
+    forge_record_after_handshake(run.ports["ledger"], run.certs / "gateway")
     _call_with_wrong_identity(run.ports["gateway"], run.certs / "ledger")
     crt = run.certs / "ledger" / "tls.crt"
     good = crt.read_bytes()
@@ -264,17 +262,3 @@ def _call_with_wrong_identity(port: int, identity: Path) -> None:
         channel.close()
 
 
-def _forge_record(port: int, identity: Path) -> None:
-    from mtlsdemo.handshake import Connection, HandshakeConfig, ProtocolError
-
-    cfg = HandshakeConfig.from_pem(*((identity / f).read_bytes() for f in ("tls.crt", "tls.key", "ca.crt")))
-    conn = Connection("client", cfg)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        conn.start()
-        s.sendall(conn.data_to_send())
-        while not conn.handshake_done:
-            conn.receive_data(s.recv(65536))
-            s.sendall(conn.data_to_send())
-        s.sendall(bytes((23, 1, 0, 0, 20)) + os.urandom(20))
-        with contextlib.suppress(ProtocolError):
-            conn.receive_data(s.recv(100))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from apps import EchoServer, FlipRelay, GrpcEcho, grpc_echo_stub
-from conftest import ca_of, make_identity_dir
+from conftest import ca_of, forge_record_after_handshake, make_identity_dir
 from mesh import GATEWAY_ID, LEDGER_ID, Mesh, SidecarProc, http_get
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from procs import metric_value
@@ -392,22 +392,6 @@ def test_certificate_rotation_during_steady_traffic_has_zero_failed_calls(tmp_pa
 
 
 # ------------------------------------------------------------------ metrics
-def _forged_record_after_handshake(port: int, identity: Path) -> None:
-    from mtlsdemo.handshake import Connection, HandshakeConfig, ProtocolError
-
-    cfg = HandshakeConfig.from_pem(*((identity / f).read_bytes() for f in ("tls.crt", "tls.key", "ca.crt")))
-    conn = Connection("client", cfg)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        conn.start()
-        s.sendall(conn.data_to_send())
-        while not conn.handshake_done:
-            conn.receive_data(s.recv(65536))
-            s.sendall(conn.data_to_send())
-        s.sendall(bytes((23, 1, 0, 0, 20)) + os.urandom(20))  # not sealed with our key
-        with contextlib.suppress(ProtocolError):
-            conn.receive_data(s.recv(100))  # the server's decrypt_error alert
-
-
 SIDECAR_METRICS = [
     "mtls_handshakes_total", "mtls_handshake_duration_seconds_bucket",
     "mtls_handshake_phase_duration_seconds_bucket", "mtls_handshakes_in_progress",
@@ -434,7 +418,7 @@ def test_every_metric_is_present_with_values_matching_the_run(tmp_path, certs, e
             s.sendall(bytes.fromhex("1601000005" "0100000100"))
             assert s.recv(10) == bytes((21, 1, 0, 0, 2, 2, 50))  # fatal decode_error back
         # an established session whose next record is forged: a record failure
-        _forged_record_after_handshake(mesh.inbound, certs / "gateway")
+        forge_record_after_handshake(mesh.inbound, certs / "gateway")
         wait_for(lambda: mesh.client.status()["active_sessions"] == 0, what="sessions closed")
         text_s, text_c = mesh.server.metrics(), mesh.client.metrics()
         present = [n for n in SIDECAR_METRICS if n in text_s + text_c]

@@ -106,17 +106,22 @@ def _bulk(send, total: int) -> float:
     return total / elapsed / 1e6
 
 
+def _push(sock: socket.socket, total: int) -> int:
+    """The sink's protocol: an 8-byte length, the bytes, then it answers the count."""
+    chunk = b"\x5a" * (256 * 1024)
+    sock.sendall(total.to_bytes(8, "big"))
+    left = total
+    while left:
+        n = min(left, len(chunk))
+        sock.sendall(chunk[:n])
+        left -= n
+    return int(sock.recv(64) or b"0")
+
+
 def _send_plain(port: int):
     def send(total: int) -> int:
-        chunk = b"\x5a" * (256 * 1024)
         with socket.create_connection(("127.0.0.1", port)) as s:
-            s.sendall(total.to_bytes(8, "big"))
-            left = total
-            while left:
-                n = min(left, len(chunk))
-                s.sendall(chunk[:n])
-                left -= n
-            return int(s.recv(64) or b"0")
+            return _push(s, total)
     return send
 
 
@@ -127,16 +132,9 @@ def _send_tls(port: int, certs: Path):
     ctx.load_cert_chain(certs / "gateway" / "tls.crt", certs / "gateway" / "tls.key")
 
     def send(total: int) -> int:
-        chunk = b"\x5a" * (256 * 1024)
         with socket.create_connection(("127.0.0.1", port)) as raw, \
                 ctx.wrap_socket(raw, server_hostname="ledger") as s:
-            s.sendall(total.to_bytes(8, "big"))
-            left = total
-            while left:
-                n = min(left, len(chunk))
-                s.sendall(chunk[:n])
-                left -= n
-            return int(s.recv(64) or b"0")
+            return _push(s, total)
     return send
 
 
