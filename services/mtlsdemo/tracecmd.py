@@ -83,6 +83,12 @@ def _field_text(e: TraceEntry) -> str:
 
 def _ladder(entries: list[TraceEntry], both_sides: bool) -> list[str]:
     lines = [f" {'step':<11} {'':<17}  {'message':<19}{'size':>7}  key fields"]
+    if both_sides:
+        # what only the receiver learned (the server's OAEP outcome) joins the sent line
+        for r in (e for e in entries if e.direction == "recv" and "decrypted" in e.fields):
+            for e in entries:
+                if e.direction == "send" and e.name == r.name and e.role != r.role:
+                    e.fields["decrypted"] = r.fields["decrypted"]
     for e in entries:
         if both_sides and e.direction == "recv":
             continue  # every message appears once, as sent

@@ -99,3 +99,20 @@ def test_openssl_made_client_certificate_calls_the_gateway(tmp_path: Path) -> No
     finally:
         gateway.stop()
         ledger.stop()
+
+
+def test_run_reports_a_dead_child_with_its_last_log_lines(tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(8)]
+    blocker = tmp_path / "var"
+    blocker.write_text("a file where the ledger wants its data directory")
+    r = subprocess.run(
+        [sys.executable, "-m", "mtlsdemo", "run", "--certs-dir", str(tmp_path / "certs"),
+         "--data-dir", str(blocker), "--ledger-port", str(ports[0]),
+         "--gateway-port", str(ports[1]), "--ledger-metrics-port", str(ports[2]),
+         "--gateway-metrics-port", str(ports[3]), "--ledger-app-port", str(ports[4]),
+         "--route-port", str(ports[5]), "--gateway-admin-port", str(ports[6]),
+         "--ledger-admin-port", str(ports[7]), "--exit-after-traffic"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 1
+    assert "!! ledger exited with status" in r.stderr
+    assert "ledger|" in r.stderr  # its last log lines, prefixed
