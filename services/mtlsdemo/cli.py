@@ -156,6 +156,12 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
               help="stop everything after the demo traffic (for scripts)")
 
 
+def _default_loop() -> str:
+    import importlib.util
+
+    return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
 def _sidecar_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sidecar", help="the handshake sidecar: MTD/1 between services")
     flags.add(p, "--identity-dir", default="certs/gateway",
@@ -188,6 +194,8 @@ def _sidecar_parser(sub: argparse._SubParsersAction) -> None:
     flags.add(p, "--drain-timeout", type=float, default=10.0,
               help="on SIGTERM, seconds to let tunnels finish before close_notify")
     flags.add(p, "--name", default="sidecar", help="name in logs, metrics and /status")
+    flags.add(p, "--event-loop", default=_default_loop(), choices=["uvloop", "asyncio"],
+              help="uvloop (when installed) or the standard asyncio loop")
 
 
 def _handshake_parser(sub: argparse._SubParsersAction) -> None:
@@ -329,7 +337,8 @@ def sidecar_config(args: argparse.Namespace):  # noqa: ANN201
         key_update_bytes=args.key_update_bytes,
         admin_listen=None if args.admin_listen in (None, "", "off")
         else split_hostport(args.admin_listen, "--admin-listen"),
-        reload_interval=args.reload_interval, drain_timeout=args.drain_timeout, name=args.name)
+        reload_interval=args.reload_interval, drain_timeout=args.drain_timeout, name=args.name,
+        event_loop=args.event_loop)
 
 
 def _sidecar(args: argparse.Namespace) -> int:

@@ -450,3 +450,45 @@ def test_every_metric_is_present_with_values_matching_the_run(tmp_path, certs, e
                             kind="leaf") > time.time()
     finally:
         mesh.stop()
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_slow_app_backpressure_bounds_what_the_sidecars_buffer(tmp_path, certs, loop,
+                                                               monkeypatch) -> None:
+    """An app that stops reading: the sender must block after a bounded amount
+    (socket buffers plus each sidecar's write high-water mark), not after the
+    sidecars have swallowed everything. On both event loops (uvloop once lost a
+    pause made inside connection_made, and buffered without bound)."""
+    monkeypatch.setenv("MTLSDEMO_EVENT_LOOP", loop)
+    app = socket.socket()
+    app.bind(("127.0.0.1", 0))
+    app.listen(1)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(app.accept()[0]), daemon=True).start()
+    mesh = Mesh(tmp_path, certs, app.getsockname()[1])
+    try:
+        s = socket.create_connection(("127.0.0.1", mesh.route), timeout=10)
+        s.settimeout(2.0)
+        chunk = b"\0" * 65536
+        sent = 0
+        try:
+            while sent < 400 * 1024 * 1024:
+                sent += s.send(chunk)
+        except (TimeoutError, BlockingIOError):
+            pass
+        # blocked well before 400 MiB: kernel buffers (a few MiB per socket) plus
+        # 512 KiB per sidecar write buffer
+        assert 1024 * 1024 < sent < 64 * 1024 * 1024, sent
+        assert accepted, "the app connection was made"
+        # and the bytes are all there once the app reads again
+        got = 0
+        accepted[0].settimeout(10)
+        while got < sent:
+            got += len(accepted[0].recv(1 << 20))
+        assert got == sent
+        s.close()
+    finally:
+        for c in accepted:
+            c.close()
+        app.close()
+        mesh.stop()

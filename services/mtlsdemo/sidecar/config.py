@@ -62,6 +62,7 @@ class SidecarConfig:
     reload_interval: float = 1.0
     drain_timeout: float = 10.0
     name: str = "sidecar"
+    event_loop: str = "asyncio"
 
     def validate(self) -> None:
         if (self.inbound_listen is None) != (self.inbound_target is None):

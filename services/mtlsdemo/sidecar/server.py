@@ -204,10 +204,10 @@ def run(config: SidecarConfig) -> int:
         await sidecar.shutdown()
         log.info("%s stopped", config.name)
 
-    try:
-        import uvloop  # libuv event loop: about a third less per-hop latency than asyncio's own
-    except ImportError:
-        asyncio.run(main())
-    else:
+    if config.event_loop == "uvloop":
+        import uvloop  # libuv: less latency per relayed hop than asyncio's own loop
+
         uvloop.run(main())
+    else:
+        asyncio.run(main())
     return 0

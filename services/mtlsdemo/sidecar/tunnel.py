@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 WRITE_HIGH_WATER = 512 * 1024   # pause the other side's reads above this much unsent data
+MAX_HELD = 64 * 1024            # app bytes held while the handshake is still running
 RECORD_OVERHEAD = HEADER_LEN + TAG_LEN
 
 
@@ -176,10 +177,12 @@ class Tunnel:
                 self.close(abort_app=not self._peer_eof)
 
     def net_pause(self) -> None:
+        log.debug("%s: peer side full, pausing the app side", self.label)
         if self.app is not None:
             self.app.pause_reading()
 
     def net_resume(self) -> None:
+        log.debug("%s: peer side drained, resuming the app side", self.label)
         if self.app is not None and self.conn.handshake_done:
             self.app.resume_reading()
 
@@ -192,8 +195,9 @@ class Tunnel:
     def app_connected(self, transport: asyncio.Transport) -> None:
         self.app = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        if self.role == "client" and not self.conn.handshake_done:
-            transport.pause_reading()  # no plaintext leaves before the peer is verified
+        # Outbound: no plaintext leaves before the peer is verified; early bytes are
+        # held (bounded, see app_data). Not pause_reading() here: uvloop ignores a
+        # pause made inside connection_made and then loses track of later ones.
         if self._pending_app:
             transport.writelines(self._pending_app)
             self._pending_app.clear()
@@ -206,9 +210,11 @@ class Tunnel:
         if self.closed or self._app_eof:
             return
         if self.established_at is None:
-            # Outbound, before the peer is verified: hold the bytes (the read was
-            # paused; some event loops still deliver what was already read).
+            # Outbound, before the peer is verified: hold the bytes, and stop
+            # reading once a record's worth or more is waiting.
             self._pending_net.append(data)
+            if sum(map(len, self._pending_net)) > MAX_HELD and self.app is not None:
+                self.app.pause_reading()
             return
         try:
             self.conn.send_data(data)
