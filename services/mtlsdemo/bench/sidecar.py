@@ -189,6 +189,10 @@ def run(n: int = 400) -> dict[str, Any]:
         echo = Proc(py + ["grpc-echo", str(certs / "ledger")], lines=2)
         plain_port, tls_port = (int(x) for x in echo.lines)
         procs, route, _admin = _sidecars(certs, plain_port)
+        # the floor: the same two hops through crypto-free asyncio relays
+        r2 = Proc(py + ["relay", str(certs), str(plain_port)], lines=1)
+        r1 = Proc(py + ["relay", str(certs), r2.lines[0]], lines=1)
+        procs += [r1, r2]
         channels = {
             "plaintext_grpc": grpc.insecure_channel(f"127.0.0.1:{plain_port}"),
             "direct_grpc_mtls": grpc.secure_channel(
@@ -197,6 +201,7 @@ def run(n: int = 400) -> dict[str, Any]:
                     (certs / "gateway" / "tls.key").read_bytes(),
                     (certs / "gateway" / "tls.crt").read_bytes()),
                 options=[("grpc.ssl_target_name_override", "ledger")]),
+            "through_bare_relays": grpc.insecure_channel(f"127.0.0.1:{r1.lines[0]}"),
             "through_sidecars": grpc.insecure_channel(f"127.0.0.1:{route}"),
         }
         calls = {k: ch.unary_unary("/bench.Echo/Echo", request_serializer=ident,
@@ -218,6 +223,8 @@ def run(n: int = 400) -> dict[str, Any]:
                     for mode in calls:
                         figs[mode] = summarize(samples[mode])
                         figs[mode]["calls_per_second"] = sum(rates[mode]) / len(rates[mode])
+                    figs["bare_relays_added_p50_ms_vs_plaintext"] = round(
+                        figs["through_bare_relays"]["p50_ms"] - figs["plaintext_grpc"]["p50_ms"], 3)
                     figs["sidecar_added_p50_ms_vs_direct_mtls"] = round(
                         figs["through_sidecars"]["p50_ms"] - figs["direct_grpc_mtls"]["p50_ms"], 3)
                     figs["ratio_p50_sidecars_vs_direct_mtls"] = ratio(
@@ -264,15 +271,16 @@ def run(n: int = 400) -> dict[str, Any]:
 def table(results: dict[str, Any]) -> str:
     lines = [f"gRPC unary echo, n={results['n']} per cell (callers here; servers and sidecars in "
              "their own processes)",
-             f"{'case':<24} {'mode':<18} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9}"]
+             f"{'case':<24} {'mode':<20} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9}"]
     for case, figs in results["unary"].items():
-        for mode in ("plaintext_grpc", "direct_grpc_mtls", "through_sidecars"):
+        for mode in ("plaintext_grpc", "direct_grpc_mtls", "through_bare_relays", "through_sidecars"):
             f = figs[mode]
-            lines.append(f"{case:<24} {mode:<18} {f['p50_ms']:>8.3f} {f['p99_ms']:>8.3f} "
+            lines.append(f"{case:<24} {mode:<20} {f['p50_ms']:>8.3f} {f['p99_ms']:>8.3f} "
                          f"{f['calls_per_second']:>9.0f}")
         lines.append(f"{case:<24}   sidecars add {figs['sidecar_added_p50_ms_vs_direct_mtls']:+.3f} ms "
                      f"p50 vs direct mTLS; p50 ratio {figs['ratio_p50_sidecars_vs_direct_mtls']:.2f}x, "
-                     f"rate ratio {figs['ratio_rate_sidecars_vs_direct_mtls']:.2f}x")
+                     f"rate ratio {figs['ratio_rate_sidecars_vs_direct_mtls']:.2f}x; crypto-free relays "
+                     f"alone add {figs['bare_relays_added_p50_ms_vs_plaintext']:+.3f} ms")
     rt = results["tcp_round_trip"]
     lines.append(f"TCP 100 B ping-pong p50: direct {rt['direct']['p50_ms']:.3f} ms, bare asyncio "
                  f"relay pair {rt['bare_asyncio_relay_pair']['p50_ms']:.3f} ms, sidecars "
