@@ -131,7 +131,7 @@ def pump(client: Connection, server: Connection, tamper: Tamper | None = None,
             try:
                 evs = dst.receive_data(data)
             except ProtocolError as e:
-                evs = getattr(e, "events", [])
+                evs = e.events
                 if side == "server":
                     out.server_error = e
                 else:

@@ -185,12 +185,12 @@ class Connection:
                                     f"{len(self._in) + self._hs.pending} bytes buffered "
                                     f"(limit {self.config.limits.max_buffered})")
         except ProtocolError as e:
-            e.events = events  # type: ignore[attr-defined]  # delivered before the failure
+            e.events = events
             self._failed(e)
             raise
         except Exception as e:  # a bug, not the peer's fault: still fail closed, with a name
             err = ProtocolError(Reason.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
-            err.events = events  # type: ignore[attr-defined]
+            err.events = events
             self._failed(err)
             raise err from e
         return events

@@ -75,6 +75,9 @@ class ProtocolError(Exception):
         self.origin = origin
         # the peer's verified identity, when the failure came after verifying it
         self.peer_identity = peer_identity
+        # events the same receive_data call produced before the failure (data that
+        # authenticated before a later record did not): the caller may deliver them
+        self.events: list = []
         who = "rejected by peer" if origin == "remote" else "local"
         super().__init__(f"{reason.value} ({who})" + (f": {detail}" if detail else ""))
 

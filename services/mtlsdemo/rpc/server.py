@@ -49,7 +49,7 @@ class ServiceSpec:
     max_workers: int = 32
 
 
-def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int]:
+def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServicer]:
     if spec.tls_dir is None and not is_loopback(spec.listen):
         raise ConfigError(f"--listen {spec.listen}: plaintext is only allowed on 127.0.0.1 "
                           "(the sidecar in front of it is what the network sees)")
@@ -78,8 +78,7 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int]:
         raise ConfigError(f"--listen {spec.listen}: cannot bind ({e})") from None
     if port == 0:
         raise ConfigError(f"--listen {spec.listen}: cannot bind (address in use or invalid)")
-    server._mtlsdemo_health = health_servicer  # type: ignore[attr-defined]
-    return server, port
+    return server, port, health_servicer
 
 
 def run_forever(spec: ServiceSpec, grace_seconds: float = 5.0) -> None:
@@ -88,7 +87,7 @@ def run_forever(spec: ServiceSpec, grace_seconds: float = 5.0) -> None:
         log.info("metrics on http://%s:%d/metrics", spec.metrics_listen.rpartition(":")[0], mport)
     else:
         telemetry.BUILD_INFO.info({"version": __version__, "component": spec.component})
-    server, port = build_server(spec)
+    server, port, health_servicer = build_server(spec)
     server.start()
     mode = "mTLS" if spec.tls_dir else "plaintext (loopback only)"
     allowed = ", ".join(sorted(spec.allowed_ids)) if spec.allowed_ids else "any authenticated peer"
@@ -103,6 +102,6 @@ def run_forever(spec: ServiceSpec, grace_seconds: float = 5.0) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stop.wait()
-    server._mtlsdemo_health.enter_graceful_shutdown()  # type: ignore[attr-defined]
+    health_servicer.enter_graceful_shutdown()  # probes see NOT_SERVING while we drain
     server.stop(grace_seconds).wait()
     log.info("%s stopped", spec.component)

@@ -131,7 +131,7 @@ class Tunnel:
         try:
             events = self.conn.receive_data(data)
         except ProtocolError as e:
-            self._deliver(getattr(e, "events", []))
+            self._deliver(e.events)
             self._flush_net()  # the alert
             self._session_failed(e)
             return
