@@ -236,6 +236,21 @@ def test_renewed_certificate_is_served_without_restart(system: System) -> None:
     assert metric_value(text, "mtls_certificate_reloads_total", result="success") >= 1
 
 
+def test_gateway_client_channel_follows_renewed_certificate(system: System) -> None:
+    stub = system.stub()
+    stub.OpenAccount(pb.OpenAccountRequest(owner="A", account_id="a"), timeout=5)
+    bootstrap(BootstrapRequest(out=system.certs, services=("gateway",), force=True))
+    new_serial = f"{x509.load_pem_x509_certificate((system.certs / 'gateway' / 'tls.crt').read_bytes()).serial_number:x}"
+    deadline = time.monotonic() + 15
+    while "ledger channel now presents" not in system.gateway.output() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert f"serial {new_serial}" in system.gateway.output()
+    # calls made on the new channel (new client certificate) still reach the ledger
+    for i in range(3):
+        stub.Deposit(pb.DepositRequest(account_id="a", amount_cents=10 + i), timeout=5)
+    assert stub.GetBalance(pb.GetBalanceRequest(account_id="a"), timeout=5).balance_cents == 33
+
+
 def test_broken_renewal_keeps_serving_old_certificate(system: System) -> None:
     before = _served_serial(system.gateway_port, system.certs)
     (system.certs / "gateway" / "tls.crt").write_text("garbage")

@@ -1,13 +1,23 @@
-"""The gateway's channel to the ledger: mTLS by default, or plaintext to a local sidecar."""
+"""The gateway's channel to the ledger: mTLS by default, or plaintext to a local sidecar.
+
+With mTLS the channel follows the gateway's identity files: when they change
+(renewal, the Kubernetes Secret symlink swap), a new channel presenting the new
+certificate replaces the old one for new calls; calls in flight on the old
+channel get a grace period before it is closed.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from pathlib import Path
 
 import grpc
 
 from mtlsdemo._generated.ledger.v1 import ledger_pb2_grpc as pb_grpc
+from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.pki.material import IdentityMaterial, files_stamp
 from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.rpc.interceptors import ClientMetricsInterceptor
 from mtlsdemo.rpc.server import ConfigError, is_loopback
@@ -44,5 +54,43 @@ def ledger_channel(address: str, tls_dir: Path | None, server_name: str) -> grpc
     return grpc.intercept_channel(channel, ClientMetricsInterceptor())
 
 
-def ledger_stub(channel: grpc.Channel) -> pb_grpc.LedgerServiceStub:
-    return pb_grpc.LedgerServiceStub(channel)
+log = logging.getLogger(__name__)
+OLD_CHANNEL_GRACE_SECONDS = 30.0
+
+
+class LedgerConnection:
+    def __init__(self, address: str, tls_dir: Path | None, server_name: str,
+                 check_interval: float = 2.0) -> None:
+        self.address, self.tls_dir, self.server_name = address, tls_dir, server_name
+        self._channel = ledger_channel(address, tls_dir, server_name)
+        self.stub = pb_grpc.LedgerServiceStub(self._channel)
+        self._stop = threading.Event()
+        self._stamp = files_stamp(tls_dir) if tls_dir is not None else None
+        if tls_dir is not None:
+            threading.Thread(target=self._watch, args=(check_interval,), daemon=True,
+                             name="ledger-channel-reload").start()
+
+    def _watch(self, interval: float) -> None:
+        assert self.tls_dir is not None
+        while not self._stop.wait(interval):
+            stamp = files_stamp(self.tls_dir)
+            if stamp == self._stamp:
+                continue
+            self._stamp = stamp
+            try:
+                material = IdentityMaterial.load(self.tls_dir)  # refuse broken files
+                channel = ledger_channel(self.address, self.tls_dir, self.server_name)
+            except (PkiError, ValueError) as e:
+                log.error("ledger channel keeps its certificate: new identity files refused: %s", e)
+                continue
+            old, self._channel = self._channel, channel
+            self.stub = pb_grpc.LedgerServiceStub(channel)  # one assignment: atomic for callers
+            timer = threading.Timer(OLD_CHANNEL_GRACE_SECONDS, old.close)
+            timer.daemon = True
+            timer.start()
+            log.info("ledger channel now presents %s serial %x", material.identity,
+                     material.leaf.serial_number)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._channel.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from mtlsdemo.gateway.ledger_client import ledger_channel, ledger_stub
+from mtlsdemo.gateway.ledger_client import LedgerConnection
 from mtlsdemo.gateway.service import SERVICE_NAME, GatewayService
 from mtlsdemo.rpc.server import ServiceSpec, run_forever
 
@@ -13,8 +13,8 @@ from mtlsdemo.rpc.server import ServiceSpec, run_forever
 def serve(listen: str, tls_dir: Path | None, allowed_ids: frozenset[str] | None,
           ledger_addr: str, ledger_tls_dir: Path | None, ledger_server_name: str,
           metrics_listen: str | None) -> None:
-    channel = ledger_channel(ledger_addr, ledger_tls_dir, ledger_server_name)
-    service = GatewayService(ledger_stub(channel))
+    ledger = LedgerConnection(ledger_addr, ledger_tls_dir, ledger_server_name)
+    service = GatewayService(ledger)
     spec = ServiceSpec(
         component="gateway", listen=listen, tls_dir=tls_dir, allowed_ids=allowed_ids,
         metrics_listen=metrics_listen,
@@ -23,4 +23,4 @@ def serve(listen: str, tls_dir: Path | None, allowed_ids: frozenset[str] | None,
     try:
         run_forever(spec)
     finally:
-        channel.close()
+        ledger.close()

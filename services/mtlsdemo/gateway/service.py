@@ -13,6 +13,7 @@ from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from mtlsdemo._generated.ledger.v1 import ledger_pb2 as lpb
 from mtlsdemo._generated.ledger.v1 import ledger_pb2_grpc as lpb_grpc
+from mtlsdemo.gateway.ledger_client import LedgerConnection
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GatewayService"].full_name
 LEDGER_DEADLINE_SECONDS = 5.0
@@ -35,8 +36,13 @@ def _relay(context: grpc.ServicerContext, e: grpc.RpcError) -> NoReturn:
 
 
 class GatewayService(pb_grpc.GatewayServiceServicer):
-    def __init__(self, ledger: lpb_grpc.LedgerServiceStub) -> None:
-        self.ledger = ledger
+    def __init__(self, connection: LedgerConnection) -> None:
+        self.connection = connection
+
+    @property
+    def ledger(self) -> lpb_grpc.LedgerServiceStub:
+        # read per call: the connection swaps in a new stub when certificates change
+        return self.connection.stub
 
     def OpenAccount(self, request: pb.OpenAccountRequest, context: grpc.ServicerContext) -> pb.OpenAccountResponse:  # noqa: N802
         try:
