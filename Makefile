@@ -14,7 +14,7 @@ COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mt
 
 .PHONY: run test test-unit test-integration test-containers lint protos bench clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
-        k8s-wait k8s-cli-cert test-deploy
+        k8s-wait k8s-cli-cert test-deploy test-repeat
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(PY) -m pytest tests/integration $(ARGS)
+
+# flake hunt: N back-to-back runs of the unit and integration tiers, failures per test
+N ?= 20
+TIERS ?= tests/unit tests/integration
+test-repeat: $(STAMP)
+	$(PY) tools/test_repeat.py --runs $(N) $(TIERS)
 
 test-deploy: $(STAMP)
 	$(PY) -m pytest tests/deploy $(ARGS)

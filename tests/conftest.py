@@ -10,15 +10,18 @@ import datetime as dt
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from mtlsdemo.localports import free_port  # noqa: F401  (re-exported for every tier)
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.ca import CertificateAuthority, load_ca
 from mtlsdemo.pki.files import cert_pem, write_atomic
 from mtlsdemo.pki.identity import ServiceIdentity
 from mtlsdemo.pki.issue import issue_leaf
 from mtlsdemo.pki.keys import generate_key, private_key_pem
+from mtlsdemo.waiting import wait_until
 
 pytest_plugins = ["dockerkit"]  # the containers tier's fixtures (docker, image)
 
@@ -40,10 +43,12 @@ def require_binary(name: str) -> str:
     return str(path)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+             ignore: tuple[type[BaseException], ...] = (), check: Callable[[], None] | None = None,
+             describe: Callable[[], object] | None = None, interval: float = 0.05) -> object:
+    """Wait on the condition itself (never a fixed sleep); the timeout names it."""
+    return wait_until(cond, timeout=timeout, what=what, ignore=ignore, check=check,
+                      describe=describe, interval=interval)
 
 
 def now() -> dt.datetime:

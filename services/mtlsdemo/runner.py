@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,9 +25,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mtlsdemo.loadgen import run_load
+from mtlsdemo.localports import bindable
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.identity import spiffe_id
 from mtlsdemo.rpc.credentials import secure_channel
+from mtlsdemo.waiting import WaitTimeout, wait_until
 
 COLORS = {"ledger": "\033[36m", "gateway": "\033[35m", "ledger-sidecar": "\033[34m",
           "gateway-sidecar": "\033[33m"}
@@ -65,34 +66,17 @@ class Child:
                 self.proc.wait()
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def wait_serving(address: str, tls_dir: Path | None, server_name: str, deadline: float,
                  children: list[Child]) -> None:
     """Poll gRPC health (mTLS with tls_dir, else plaintext) until SERVING."""
     channel = (secure_channel(address, tls_dir, server_name) if tls_dir is not None
                else grpc.insecure_channel(address))
     stub = health_pb2_grpc.HealthStub(channel)
+    serving = health_pb2.HealthCheckResponse.SERVING
     try:
-        while True:
-            _check_alive(children)
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
-                        health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{server_name} at {address} not SERVING in time")
-            time.sleep(0.1)
+        wait_until(lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == serving,
+                   timeout=deadline - time.monotonic(), what=f"{server_name} at {address} SERVING",
+                   interval=0.1, ignore=(grpc.RpcError,), check=lambda: _check_alive(children))
     finally:
         channel.close()
 
@@ -111,17 +95,13 @@ def report_death(c: Child) -> None:
 
 
 def wait_ready(admin_port: int, deadline: float, children: list[Child]) -> None:
-    while True:
-        _check_alive(children)
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"sidecar admin 127.0.0.1:{admin_port} not ready in time")
-        time.sleep(0.1)
+    def ready() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as r:
+            return r.status == 200
+
+    wait_until(ready, timeout=deadline - time.monotonic(), interval=0.1, ignore=(OSError,),
+               what=f"sidecar admin 127.0.0.1:{admin_port} ready",
+               check=lambda: _check_alive(children))
 
 
 def _check_alive(children: list[Child]) -> None:
@@ -147,7 +127,7 @@ def run(args) -> int:  # noqa: ANN001
                   "--gateway-admin-port": args.gateway_admin_port,
                   "--ledger-admin-port": args.ledger_admin_port}
     for flag, port in ports.items():
-        if not port_free(port):
+        if not bindable(port):
             print(f"error: {flag} {port}: 127.0.0.1:{port} is in use (another `mtlsdemo run`?)",
                   file=sys.stderr)
             return 2
@@ -219,6 +199,9 @@ def run(args) -> int:  # noqa: ANN001
         return 0
     except ChildDied as e:
         report_death(e.child)
+        return 1
+    except WaitTimeout as e:
+        print(f"!! {e}; the children's logs are above", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\n== stopping")

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import free_port, metric_value, require_tool
+from conftest import free_port, metric_value, require_tool, wait_for
 
 pytestmark = pytest.mark.containers
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,14 +62,13 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose
     dc, project, ports = compose
     up = dc("up", "-d")
     assert up.returncode == 0, up.stderr
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         state = health(project)
-        if all(state.get(s) == "healthy" for s in SERVICES if s != "loadgen") and state.get("certs") == "exited":
-            break
-        time.sleep(1)
-    else:
-        raise AssertionError(f"not healthy: {health(project)}\n{dc('logs', check=False).stdout[-3000:]}")
+        return all(state.get(s) == "healthy" for s in SERVICES if s != "loadgen") \
+            and state.get("certs") == "exited"
+
+    wait_for(healthy, timeout=120, interval=1, what="every service healthy, certs exited",
+             describe=lambda: f"{health(project)}\n{dc('logs', check=False).stdout[-3000:]}")
     certs_exit = subprocess.run(
         ["docker", "inspect", "-f", "{{.State.ExitCode}}",
          f"{project}_certs_1"], capture_output=True, text=True, check=False).stdout.strip()
@@ -82,19 +80,26 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose
     assert "carol balance 42.00" in r.stdout, r.stdout + r.stderr
 
     # every /metrics page scrapes, and the mesh shows real handshakes and traffic
-    time.sleep(2)
-    pages = {name: scrape(port) for name, port in (
-        ("ledger", ports["MTLSDEMO_LEDGER_METRICS_PORT"]),
-        ("gateway", ports["MTLSDEMO_GATEWAY_METRICS_PORT"]),
-        ("gateway-sidecar", ports["MTLSDEMO_GATEWAY_ADMIN_PORT"]),
-        ("ledger-sidecar", ports["MTLSDEMO_LEDGER_ADMIN_PORT"]))}
-    assert metric_value(pages["ledger-sidecar"], "mtls_handshakes_total", role="server",
-                        result="success") >= 1
-    assert metric_value(pages["gateway-sidecar"], "mtls_records_total", direction="sent") >= 1
-    assert metric_value(pages["gateway"], "grpc_server_handled_total", grpc_method="Deposit",
-                        grpc_code="OK") >= 1
-    assert metric_value(pages["ledger"], "ledger_transfers_total", kind="deposit",
-                        result="applied") >= 1
+    # (the sidecars publish record counters once a second: wait for them, not for a time)
+    def pages() -> dict[str, str]:
+        return {name: scrape(port) for name, port in (
+            ("ledger", ports["MTLSDEMO_LEDGER_METRICS_PORT"]),
+            ("gateway", ports["MTLSDEMO_GATEWAY_METRICS_PORT"]),
+            ("gateway-sidecar", ports["MTLSDEMO_GATEWAY_ADMIN_PORT"]),
+            ("ledger-sidecar", ports["MTLSDEMO_LEDGER_ADMIN_PORT"]))}
+
+    def traffic_seen() -> bool:
+        p = pages()
+        return (metric_value(p["ledger-sidecar"], "mtls_handshakes_total", role="server",
+                             result="success") >= 1
+                and metric_value(p["gateway-sidecar"], "mtls_records_total", direction="sent") >= 1
+                and metric_value(p["gateway"], "grpc_server_handled_total", grpc_method="Deposit",
+                                 grpc_code="OK") >= 1
+                and metric_value(p["ledger"], "ledger_transfers_total", kind="deposit",
+                                 result="applied") >= 1)
+
+    wait_for(traffic_seen, timeout=30, ignore=(OSError, KeyError),
+             what="handshakes, records, the Deposit call and the applied deposit in the metrics")
 
     # only the certs container ever sees the CA key
     for svc in SERVICES:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import metric_value
+from conftest import metric_value, wait_for
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from mtlsdemo.rpc.credentials import secure_channel
@@ -42,15 +41,11 @@ def bootstrap_in_container(image: str, out: Path, *services: str) -> None:
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} not ready")
+    def ok() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+
+    wait_for(ok, timeout=timeout, interval=0.3, ignore=(OSError,), what=f"{url} to answer 200")
 
 
 def scrape(url: str) -> str:
@@ -191,13 +186,17 @@ def _expect(cond: bool) -> bool:
 
 
 def _retry(fn, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return fn()
-        except (grpc.RpcError, AssertionError, KeyError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    """fn's result once it stops raising (the mesh is still connecting): a wait, not a retry
+    of the assertion's meaning — the last error is re-raised at the deadline."""
+    box: list = []
 
+    def attempt() -> bool:
+        box[:] = [fn()]
+        return True
 
+    try:
+        wait_for(attempt, timeout=timeout, interval=0.5,
+                 ignore=(grpc.RpcError, AssertionError, KeyError, OSError), what=str(fn))
+    except TimeoutError:
+        return fn()  # raises the real error, with its message
+    return box[0]

@@ -10,14 +10,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import forge_record_after_handshake, free_port, require_binary
+from conftest import forge_record_after_handshake, free_port, metric_value, require_binary, wait_for
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 
 pytestmark = pytest.mark.deploy
@@ -116,14 +115,11 @@ class Run:
         self.wait_log("== running")
 
     def wait_log(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            out = (self.root / "run.log").read_text()
-            if text in out:
-                return
-            assert self.proc.poll() is None, out
-            time.sleep(0.2)
-        raise AssertionError((self.root / "run.log").read_text())
+        wait_for(lambda: text in (self.root / "run.log").read_text(), timeout=timeout,
+                 what=f"{text!r} in the run's log", check=self.assert_alive)
+
+    def assert_alive(self) -> None:
+        assert self.proc.poll() is None, (self.root / "run.log").read_text()
 
     @property
     def metrics_ports(self) -> list[int]:
@@ -172,23 +168,17 @@ def prometheus(tmp_path_factory):
                              f"--web.listen-address=127.0.0.1:{port}"],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                targets = api(port, "targets")["activeTargets"]
-                if len(targets) == 4 and all(t["health"] == "up" for t in targets):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError((root / "prometheus.log").read_text()[-2000:])
+        def all_up() -> bool:
+            assert proc.poll() is None, (root / "prometheus.log").read_text()[-2000:]
+            targets = api(port, "targets")["activeTargets"]
+            return len(targets) == 4 and all(t["health"] == "up" for t in targets)
+
+        wait_for(all_up, timeout=60, what="4 scrape targets up", ignore=(OSError,))
         # traffic for rates: a loadgen against the gateway while we watch
         from mtlsdemo.loadgen import run_load
 
         run_load(f"127.0.0.1:{run.ports['gateway']}", run.certs / "cli", "gateway", rps=40,
                  duration=6, concurrency=2, progress=False)
-        time.sleep(3)
         yield run, port
     finally:
         proc.terminate()
@@ -218,8 +208,17 @@ def test_every_query_and_alert_expression_returns_data(prometheus, record_proper
     rules = api(port, "rules")["groups"]
     assert all(r["health"] == "ok" for g in rules for r in g["rules"]), rules
     queries = dashboard_queries() + alert_signals()
-    empty_now = [name for name, expr in queries if not query(port, expr)]
-    assert set(empty_now) == EMPTY_UNTIL_FAILURE & {n for n, _ in queries}, empty_now
+    expected_empty = EMPTY_UNTIL_FAILURE & {n for n, _ in queries}
+
+    def empty() -> list[str]:
+        return [name for name, expr in queries if not query(port, expr)]
+
+    # rates need two scrapes after the traffic: wait until everything but the
+    # failure queries has data (or the deadline names what is still empty)
+    wait_for(lambda: set(empty()) <= expected_empty, timeout=60, describe=empty,
+             what="every query but the failure ones to have data")
+    empty_now = empty()
+    assert set(empty_now) == expected_empty, empty_now
     record_property("with_data_before_failures", len(queries) - len(empty_now))
 
     # provoke: a client from another CA, a forged record, a broken certificate file
@@ -236,13 +235,21 @@ def test_every_query_and_alert_expression_returns_data(prometheus, record_proper
     crt = run.certs / "ledger" / "tls.crt"
     good = crt.read_bytes()
     crt.write_text("garbage")
-    time.sleep(2.5)  # the sidecar checks its files every second
+    wait_for(lambda: _reload_failures(run.ports["ledger_admin"]) >= 1, timeout=30,
+             what="the ledger's sidecar to refuse the broken certificate file")
     crt.write_bytes(good)
-    time.sleep(4)
-    still_empty = [name for name, expr in queries if not query(port, expr)]
-    assert still_empty == [], still_empty
+    wait_for(lambda: not empty(), timeout=60, what="data in every query", describe=empty)
     failures = query(port, 'sum by (reason, origin) (mtls_handshakes_total{result="failure"})')
     assert {(s["metric"]["reason"], s["metric"]["origin"]) for s in failures} >= {("unknown_ca", "local")}
+
+
+def _reload_failures(admin_port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    try:
+        return metric_value(text, "mtls_certificate_reloads_total", result="failure")
+    except KeyError:
+        return 0.0
 
 
 def _call_with_wrong_identity(port: int, identity: Path) -> None:

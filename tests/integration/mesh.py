@@ -4,12 +4,12 @@ server-side one with an inbound listener in front of an app port."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from conftest import free_port
+from mtlsdemo.waiting import wait_until
 from procs import Proc, mtlsdemo
 
 LEDGER_ID = "spiffe://mtls-demo.local/ns/default/sa/ledger"
@@ -25,17 +25,8 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
 
 
 def wait_admin(port: int, proc: Proc, timeout: float = 20.0, path: str = "/readyz") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise AssertionError(f"{proc.name} exited:\n{proc.output()}")
-        try:
-            if http_get(port, path)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{proc.name} not ready:\n{proc.output()}")
+    wait_until(lambda: http_get(port, path)[0] == 200, timeout=timeout, ignore=(OSError,),
+               what=f"{proc.name} {path}", check=proc.assert_alive)
 
 
 class SidecarProc:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import grpc
 from conftest import metric_value  # noqa: F401  (re-exported for the tests here)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mtlsdemo.rpc.credentials import secure_channel
+from mtlsdemo.waiting import wait_until
 
 GATEWAY_ID = "spiffe://mtls-demo.local/ns/default/sa/gateway"
 CLI_ID = "spiffe://mtls-demo.local/ns/default/sa/cli"
@@ -51,6 +51,11 @@ class Proc:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def assert_alive(self) -> None:
+        """For wait_until's check: a dead process will never become ready."""
+        if not self.alive():
+            raise AssertionError(f"{self.name} exited early:\n{self.output()}")
+
 
 def mtlsdemo(*args: str) -> list[str]:
     return [sys.executable, "-m", "mtlsdemo", *args]
@@ -58,20 +63,13 @@ def mtlsdemo(*args: str) -> list[str]:
 
 def wait_healthy(address: str, tls_dir: Path, server_name: str, proc: Proc,
                  timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
     channel = secure_channel(address, tls_dir, server_name)
+    serving = health_pb2.HealthCheckResponse.SERVING
+    stub = health_pb2_grpc.HealthStub(channel)
     try:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if not proc.alive():
-                raise AssertionError(f"{proc.name} exited early:\n{proc.output()}")
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
-                        health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                time.sleep(0.1)
-        raise AssertionError(f"{proc.name} not healthy in {timeout}s:\n{proc.output()}")
+        wait_until(lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == serving,
+                   timeout=timeout, what=f"{proc.name} healthy", interval=0.1,
+                   ignore=(grpc.RpcError,), check=proc.assert_alive)
     finally:
         channel.close()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import ca_of, free_port, make_identity_dir
+from conftest import ca_of, free_port, make_identity_dir, wait_for
 from cryptography import x509
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
@@ -241,9 +241,8 @@ def test_gateway_client_channel_follows_renewed_certificate(system: System) -> N
     stub.OpenAccount(pb.OpenAccountRequest(owner="A", account_id="a"), timeout=5)
     bootstrap(BootstrapRequest(out=system.certs, services=("gateway",), force=True))
     new_serial = f"{x509.load_pem_x509_certificate((system.certs / 'gateway' / 'tls.crt').read_bytes()).serial_number:x}"
-    deadline = time.monotonic() + 15
-    while "ledger channel now presents" not in system.gateway.output() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: "ledger channel now presents" in system.gateway.output(), timeout=15,
+             what="the gateway's ledger channel to follow the renewal")
     assert f"serial {new_serial}" in system.gateway.output()
     # calls made on the new channel (new client certificate) still reach the ledger
     for i in range(3):

@@ -19,3 +19,13 @@ def test_ruff_clean() -> None:
     r = subprocess.run([ruff, "check", "services", "tests", "tools"], cwd=ROOT,
                        capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_no_fixed_sleep_decides_a_test_outcome() -> None:
+    """Tests wait on the condition itself (mtlsdemo.waiting.wait_until through
+    conftest.wait_for), never on a time.sleep whose length decides pass or fail."""
+    offenders = [f"{path.relative_to(ROOT)}:{n}"
+                 for path in sorted((ROOT / "tests").rglob("*.py"))
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if path.name != "test_lint.py" and ("time.sleep(" in line or "asyncio.sleep(" in line)]
+    assert offenders == [], "use wait_for(condition) instead of sleeping: " + ", ".join(offenders)

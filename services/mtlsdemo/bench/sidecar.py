@@ -27,17 +27,13 @@ from typing import Any
 import grpc
 
 from mtlsdemo.bench.stats import ratio, summarize
+from mtlsdemo.localports import free_port
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from mtlsdemo.waiting import wait_until
 
 ident = lambda b: b  # noqa: E731
 LEDGER_ID = "spiffe://mtls-demo.local/ns/default/sa/ledger"
 GATEWAY_ID = "spiffe://mtls-demo.local/ns/default/sa/gateway"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Proc:
@@ -55,17 +51,15 @@ class Proc:
 
 
 def _wait_ready(admin: int) -> None:
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("sidecar not ready")
+    def ready() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as r:
+            return r.status == 200
+
+    wait_until(ready, timeout=10, what=f"sidecar admin {admin} ready", ignore=(OSError,))
 
 
 def _sidecars(certs: Path, target: int) -> tuple[list[Proc], int, int]:
-    inbound, route, a1, a2 = (_free_port() for _ in range(4))
+    inbound, route, a1, a2 = (free_port() for _ in range(4))
     py = [sys.executable, "-m", "mtlsdemo", "--log-level", "warning", "sidecar"]
     server = Proc(py + ["--identity-dir", str(certs / "ledger"), "--inbound-listen",
                         f"127.0.0.1:{inbound}", "--inbound-target", f"127.0.0.1:{target}",

@@ -1,0 +1,59 @@
+"""Free TCP ports on 127.0.0.1 for local runs, benches and tests.
+
+A port found with ``bind(0)`` comes from the kernel's ephemeral range, the same
+range every outgoing ``connect()`` draws its source port from: between the moment
+it is picked and the moment a child process binds it, any connection on the
+machine can take it. So ports are picked *below* the ephemeral range, where the
+kernel never hands out source ports, and never twice in one process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from pathlib import Path
+
+_SPAN = 10_000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _candidates() -> itertools.cycle[int]:
+    high = _ephemeral_low()
+    low = max(1024, high - _SPAN)
+    ports = list(range(low, high))
+    # start where another process (a second pytest, a bench) is unlikely to be
+    start = (os.getpid() * 7919) % len(ports)
+    return itertools.cycle(ports[start:] + ports[:start])
+
+
+_next = _candidates()
+_given: set[int] = set()
+
+
+def bindable(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port nobody listens on, outside the ephemeral range, new to this process."""
+    for _ in range(_SPAN):
+        port = next(_next)
+        if port not in _given and bindable(port):
+            _given.add(port)
+            return port
+    with socket.socket() as s:  # everything below the range is taken: the old way
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
