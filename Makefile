@@ -12,9 +12,9 @@ MTLSDEMO_BASE_IMAGE ?= python:3.11-slim-bookworm
 MTLSDEMO_IMAGE      ?= mtlsdemo:dev
 COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mtlsdemo
 
-.PHONY: run test test-unit test-integration test-containers lint protos bench clean \
+.PHONY: run test test-unit test-integration test-containers lint protos prometheusrule bench clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
-        k8s-wait k8s-cli-cert test-deploy test-repeat
+        k8s-verify k8s-cli-cert test-deploy test-repeat
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,43 +65,33 @@ compose-up: image  ## the pods on docker-compose; waits for health, prints where
 compose-down:
 	$(COMPOSE) down -v
 
-# Kubernetes (needs kind or minikube, and kubectl; verified offline here, see README)
-KUBECTL ?= kubectl
-NS      := mtlsdemo
+# Kubernetes (needs kind or minikube, and kubectl; verified offline here, see README).
+# deploy/k8s/up.sh pins the cluster version, targets its own context, deploys the image
+# just built (content-addressed tag) and ends with a smoke call through the mesh.
+KUBECTL     ?= kubectl
+NS          := mtlsdemo
+# the cluster the k8s-* targets talk to; minikube: K8S_CONTEXT=mtlsdemo
+K8S_CONTEXT ?= kind-mtlsdemo
 
-kind-up: image  ## create a kind cluster, load the image, deploy, wait, print how to reach it
-	kind get clusters | grep -qx mtlsdemo || kind create cluster --config deploy/k8s/overlays/kind/kind-cluster.yaml
-	kind load docker-image $(MTLSDEMO_IMAGE) --name mtlsdemo
-	$(KUBECTL) apply -k deploy/k8s/overlays/kind
-	$(MAKE) --no-print-directory k8s-wait
+kind-up: image  ## kind cluster (pinned), image loaded, deployed, smoke call through the mesh
+	MTLSDEMO_IMAGE=$(MTLSDEMO_IMAGE) KUBECTL=$(KUBECTL) deploy/k8s/up.sh kind
 
 kind-down:
 	kind delete cluster --name mtlsdemo
 
-minikube-up: image  ## start minikube (Calico enforces NetworkPolicy), load the image, deploy, wait
-	minikube status >/dev/null 2>&1 || minikube start --cni=calico
-	minikube image load $(MTLSDEMO_IMAGE)
-	$(KUBECTL) apply -k deploy/k8s/overlays/minikube
-	$(MAKE) --no-print-directory k8s-wait
+minikube-up: image  ## the same on minikube (profile mtlsdemo, Calico enforces NetworkPolicy)
+	MTLSDEMO_IMAGE=$(MTLSDEMO_IMAGE) KUBECTL=$(KUBECTL) deploy/k8s/up.sh minikube
 
 minikube-down:
-	minikube delete
+	minikube delete -p mtlsdemo
 
-k8s-wait:
-	$(KUBECTL) -n $(NS) wait --for=condition=complete job/cert-bootstrap --timeout=180s
-	$(KUBECTL) -n $(NS) rollout status statefulset/ledger --timeout=300s
-	$(KUBECTL) -n $(NS) rollout status deployment/gateway --timeout=300s
-	$(KUBECTL) -n $(NS) rollout status deployment/prometheus --timeout=300s
-	@echo "gateway:    $(KUBECTL) -n $(NS) port-forward svc/gateway 50052:50052"
-	@echo "cli cert:   make k8s-cli-cert   (writes certs/k8s-cli from the Secret mtlsdemo-cli-tls)"
-	@echo "then:       mtlsdemo client --tls-dir certs/k8s-cli open alice"
-	@echo "prometheus: $(KUBECTL) -n $(NS) port-forward svc/prometheus 9090:9090   -> http://127.0.0.1:9090/alerts"
-	@echo "grafana:    $(KUBECTL) -n $(NS) port-forward svc/grafana 3000:3000     -> dashboard 'mtls handshakes'"
+k8s-verify:  ## the on-cluster checklist: a pass/fail table of what only a cluster can prove
+	KUBECTL=$(KUBECTL) deploy/k8s/verify-on-cluster.sh $(K8S_CONTEXT)
 
 k8s-cli-cert:
 	mkdir -p certs/k8s-cli
 	for k in tls.crt tls.key ca.crt; do \
-	  $(KUBECTL) -n $(NS) get secret mtlsdemo-cli-tls -o go-template="{{index .data \"$$k\" | base64decode}}" > certs/k8s-cli/$$k; done
+	  $(KUBECTL) --context $(K8S_CONTEXT) -n $(NS) get secret mtlsdemo-cli-tls -o go-template="{{index .data \"$$k\" | base64decode}}" > certs/k8s-cli/$$k; done
 	chmod 600 certs/k8s-cli/tls.key
 
 lint: $(STAMP)
@@ -109,6 +99,9 @@ lint: $(STAMP)
 
 protos: $(STAMP)  ## regenerate services/mtlsdemo/_generated from protos/
 	$(PY) tools/gen_protos.py
+
+prometheusrule: $(STAMP)  ## regenerate the operator's PrometheusRule from deploy/prometheus/rules
+	$(PY) tools/gen_prometheusrule.py
 
 bench: $(STAMP)  ## speed as ratios against references measured in the same run
 	$(VENV)/bin/mtlsdemo bench $(ARGS)

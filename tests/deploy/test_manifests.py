@@ -20,8 +20,23 @@ pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ["kind", "minikube"]
-K8S_VERSION = "1.30.0"  # native sidecars need >= 1.29
-CRD_KINDS = {"ServiceMonitor"}  # no schema offline; checked structurally below
+# The documented minimum (native sidecars are on by default from 1.29) and the version
+# the clusters are pinned to (kind's node image, minikube's --kubernetes-version).
+K8S_MIN = "1.29"
+K8S_PINNED = "1.35"
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}  # no schema offline; checked structurally below
+# Every feature the manifests use beyond the core, with the release from which it is
+# usable without feature gates (GA, or beta and on by default).
+FEATURES = {
+    "native sidecar (initContainers[].restartPolicy: Always)": "1.29",  # beta on 1.29, GA 1.33
+    "Pod Security Admission namespace labels": "1.25",
+    "Job ttlSecondsAfterFinished": "1.23",
+    "downward API env (fieldRef metadata.namespace / metadata.uid)": "1.0",
+}
+
+
+def version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
 
 
 def render(path: Path) -> list[dict]:
@@ -70,22 +85,66 @@ def all_containers(pod: dict) -> list[dict]:
     return [*pod.get("initContainers", []), *pod["containers"]]
 
 
-def test_every_object_validates_against_the_api_schema(objects: list[dict]) -> None:
+@pytest.mark.parametrize("k8s", [K8S_MIN, K8S_PINNED])
+def test_every_object_validates_against_the_api_schema(objects: list[dict], k8s: str) -> None:
     checked = 0
     for o in objects:
         if o["kind"] in CRD_KINDS:
             continue
-        kubernetes_validate.validate(o, K8S_VERSION, strict=True)
+        kubernetes_validate.validate(o, f"{k8s}.0", strict=True)
         checked += 1
     assert checked == len(objects) >= 25
+
+
+def features_used(objs: list[dict]) -> set[str]:
+    used = set()
+    for _name, pod in pod_specs(objs):
+        if any(c.get("restartPolicy") == "Always" for c in pod.get("initContainers", [])):
+            used.add("native sidecar (initContainers[].restartPolicy: Always)")
+        if any("fieldRef" in e.get("valueFrom", {}) for c in all_containers(pod) for e in c.get("env", [])):
+            used.add("downward API env (fieldRef metadata.namespace / metadata.uid)")
+    for o in objs:
+        if o["kind"] == "Namespace" and any(k.startswith("pod-security.kubernetes.io/")
+                                            for k in o["metadata"].get("labels", {})):
+            used.add("Pod Security Admission namespace labels")
+        if o["kind"] == "Job" and "ttlSecondsAfterFinished" in o["spec"]:
+            used.add("Job ttlSecondsAfterFinished")
+    return used
+
+
+def test_every_feature_used_is_on_by_default_at_the_minimum_version(objects: list[dict]) -> None:
+    used = features_used(objects + smoke_job())
+    assert "native sidecar (initContainers[].restartPolicy: Always)" in used
+    unknown = used - FEATURES.keys()
+    assert not unknown, f"add these to FEATURES with the release they are on by default: {unknown}"
+    for feature in used:
+        assert version(FEATURES[feature]) <= version(K8S_MIN), feature
+    assert version(K8S_MIN) <= version(K8S_PINNED)
+
+
+def test_clusters_are_pinned_to_the_tested_version() -> None:
+    kind = yaml.safe_load((K8S / "overlays" / "kind" / "kind-cluster.yaml").read_text())
+    (node,) = kind["nodes"]
+    image, _, digest = node["image"].partition("@")
+    assert image.startswith(f"kindest/node:v{K8S_PINNED}."), image
+    assert digest.startswith("sha256:") and len(digest) == 71, "pin the node image by digest too"
+    up = (K8S / "up.sh").read_text()
+    assert f"MINIKUBE_K8S_VERSION=v{image.split(':v')[1]}" in up  # minikube runs the same release
+    assert "--kubernetes-version=" in up and "--context" in up
 
 
 def test_operator_component_validates_and_selects_metrics_services(with_operator) -> None:
     for o in with_operator:
         if o["kind"] not in CRD_KINDS:
-            kubernetes_validate.validate(o, K8S_VERSION, strict=True)
+            kubernetes_validate.validate(o, f"{K8S_PINNED}.0", strict=True)
     (sm,) = by_kind(with_operator, "ServiceMonitor")
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"  # kube-prometheus-stack's selector
+    assert check_service_ports(with_operator) >= 7  # the metrics Services' admin ports are numbers
+    (rule,) = by_kind(with_operator, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    rules_file = yaml.safe_load((ROOT / "deploy" / "prometheus" / "rules" / "mtlsdemo.yml").read_text())
+    assert rule["spec"]["groups"] == rules_file["groups"], "stale: run `make prometheusrule`"
     selected = [s for s in by_kind(with_operator, "Service")
                 if all(s["metadata"].get("labels", {}).get(k) == v
                        for k, v in sm["spec"]["selector"]["matchLabels"].items())]
@@ -135,25 +194,104 @@ def test_references_resolve(objects: list[dict]) -> None:
             assert ("ServiceAccount", subj["name"]) in names
 
 
+def workload_pods(objs: list[dict]) -> list[tuple[dict, dict]]:
+    """(pod template labels, pod spec) of every long-running workload."""
+    return [(o["spec"]["template"]["metadata"]["labels"], o["spec"]["template"]["spec"])
+            for o in objs if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+def selected(objs: list[dict], selector: dict) -> list[dict]:
+    return [pod for labels, pod in workload_pods(objs)
+            if all(labels.get(k) == v for k, v in selector.items())]
+
+
+def assert_port_resolves(port: int | str, pods: list[dict], where: str) -> None:
+    """The rule real clusters apply, not the API's: a *named* port in a Service
+    targetPort or a NetworkPolicy is looked up in spec.containers only (EndpointSlices
+    before 1.33, kube-network-policies, Calico before 2024), so it must be there on
+    every selected pod; a number must be a port some container of the pod opens."""
+    assert pods, f"{where}: selects no pod"
+    for pod in pods:
+        if isinstance(port, str):
+            regular = {p["name"] for c in pod["containers"] for p in c.get("ports", [])}
+            init = {p["name"] for c in pod.get("initContainers", []) for p in c.get("ports", [])}
+            assert port in regular, (f"{where}: named port {port!r} is not on a regular container"
+                                     + (" (it is on an init container: use its number)"
+                                        if port in init else ""))
+        else:
+            numbers = {p["containerPort"] for c in all_containers(pod) for p in c.get("ports", [])}
+            assert port in numbers, f"{where}: no container opens port {port}"
+
+
+def check_service_ports(objs: list[dict]) -> int:
+    n = 0
+    for svc in by_kind(objs, "Service"):
+        pods = selected(objs, svc["spec"]["selector"])
+        for p in svc["spec"]["ports"]:
+            assert_port_resolves(p["targetPort"], pods, f"Service {svc['metadata']['name']}")
+            n += 1
+    return n
+
+
 def test_probe_and_service_ports_exist(objects: list[dict]) -> None:
-    pods_by_label = {}
     for name, pod in pod_specs(objects):
-        ports = {p["name"] for c in all_containers(pod) for p in c.get("ports", [])}
         for c in all_containers(pod):
+            # the kubelet resolves a probe's named port in the probe's own container
+            ports = {p["name"] for p in c.get("ports", [])}
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 p = c.get(probe)
                 if p and "httpGet" in p:
                     assert p["httpGet"]["port"] in ports, (name, c["name"], probe)
-        for o in objects:
-            if o["metadata"]["name"] == name and o["kind"] in ("Deployment", "StatefulSet"):
-                pods_by_label[tuple(sorted(o["spec"]["selector"]["matchLabels"].items()))] = ports
-    for svc in by_kind(objects, "Service"):
-        sel = tuple(sorted(svc["spec"]["selector"].items()))
-        assert sel in pods_by_label, svc["metadata"]["name"]
-        for p in svc["spec"]["ports"]:
-            assert p["targetPort"] in pods_by_label[sel], (svc["metadata"]["name"], p)
+    assert check_service_ports(objects) >= 4
     (ledger_svc,) = [s for s in by_kind(objects, "Service") if s["metadata"]["name"] == "ledger"]
-    assert [p["name"] for p in ledger_svc["spec"]["ports"]] == ["mtd"]  # only the sidecar port
+    assert [(p["name"], p["targetPort"]) for p in ledger_svc["spec"]["ports"]] == [("mtd", 8443)]
+
+
+def test_networkpolicy_ports_resolve_on_the_pods_they_select(objects: list[dict]) -> None:
+    n = 0
+    for pol in by_kind(objects, "NetworkPolicy"):
+        sel = pol["spec"]["podSelector"].get("matchLabels", {})
+        pods = selected(objects, sel)
+        for rule in pol["spec"].get("ingress", []):
+            for p in rule.get("ports", []):
+                # every selected pod must open the port, except for the shared metrics
+                # policy, whose ports each belong to one of the pods it selects
+                if pol["metadata"]["name"] == "metrics-from-prometheus":
+                    assert any(assert_port_resolves(p["port"], [pod], "x") is None
+                               for pod in pods if _opens(pod, p["port"])), p
+                    assert isinstance(p["port"], int)
+                else:
+                    assert_port_resolves(p["port"], pods, f"NetworkPolicy {pol['metadata']['name']}")
+                n += 1
+    assert n >= 6
+
+
+def _opens(pod: dict, port: int | str) -> bool:
+    return any(p.get("containerPort") == port or p.get("name") == port
+               for c in all_containers(pod) for p in c.get("ports", []))
+
+
+def test_yesterdays_named_ports_would_be_caught() -> None:
+    """The rule above fails on the manifests as they were (targetPort: mtd on the
+    native sidecar), so it can tell a working mesh from one that serves nothing."""
+    pod = {"initContainers": [{"name": "sidecar", "ports": [{"name": "mtd", "containerPort": 8443}]}],
+           "containers": [{"name": "ledger", "ports": [{"name": "metrics", "containerPort": 9101}]}]}
+    with pytest.raises(AssertionError, match="init container: use its number"):
+        assert_port_resolves("mtd", [pod], "Service ledger")
+    assert_port_resolves(8443, [pod], "Service ledger")
+    assert_port_resolves("metrics", [pod], "Service ledger-metrics")
+
+
+def env_twins(argv: list[str]) -> set[str]:
+    """The MTLSDEMO_* twins of every flag of the command and of the parsers above it
+    (`client --tls-dir` applies to `client open`)."""
+    parser, out = build_parser(), set()
+    while True:
+        out |= {env_name(s) for a in parser._actions for s in a.option_strings if s.startswith("--")}
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or not argv or argv[0] not in subs[0].choices:
+            return out
+        parser, argv = subs[0].choices[argv[0]], argv[1:]
 
 
 def _subparser(argv: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
@@ -179,8 +317,9 @@ def test_every_command_is_a_real_subcommand_and_every_env_var_a_flag_twin(object
             parser, _path = _subparser(args)
             twins = {env_name(s) for a in parser._actions for s in a.option_strings
                      if s.startswith("--")}
-            envs = {e["name"] for e in c.get("env", [])}
+            envs = {e["name"] for e in c.get("env", [])} - set(DOWNWARD_API)
             assert envs <= twins, (name, c["name"], envs - twins)
+            assert_env_references_resolve(c, f"{name}/{c['name']}")
             for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
                 cmd = (c.get(probe) or {}).get("exec", {}).get("command")
                 if cmd:
@@ -190,6 +329,105 @@ def test_every_command_is_a_real_subcommand_and_every_env_var_a_flag_twin(object
     assert seen >= 6  # job, cronjob, ledger + sidecar, gateway + sidecar
 
 
+# Helper variables the kubelet fills from the pod itself (not mtlsdemo flags): the
+# SPIFFE IDs are built from them so they follow whatever namespace kustomize sets.
+DOWNWARD_API = {"POD_NAMESPACE": "metadata.namespace", "POD_UID": "metadata.uid"}
+
+
+def assert_env_references_resolve(c: dict, where: str) -> None:
+    """$(VAR) in env values and args expands only from variables defined earlier in
+    the same container (else the kubelet leaves the text as it is)."""
+    import re
+
+    defined: set[str] = set()
+    for e in c.get("env", []):
+        for ref in re.findall(r"\$\((\w+)\)", e.get("value", "")):
+            assert ref in defined, f"{where}: {e['name']} uses $({ref}) before it is defined"
+        if e["name"] in DOWNWARD_API:
+            assert e["valueFrom"]["fieldRef"]["fieldPath"] == DOWNWARD_API[e["name"]], where
+        defined.add(e["name"])
+    for arg in c.get("args", []):
+        for ref in re.findall(r"\$\((\w+)\)", arg):
+            assert ref in defined, f"{where}: args use $({ref}), not defined in env"
+
+
+def test_namespace_flows_from_one_place_into_spiffe_ids_and_scrape_config(tmp_path) -> None:
+    """Deploy into another namespace with kustomize alone: the Job issues
+    ns/<it>/sa/... (from its pod), and the allow-lists and routes must expect the same."""
+    d = tmp_path / "k8s"
+    shutil.copytree(K8S, d)
+    shutil.copytree(ROOT / "deploy" / "prometheus", tmp_path / "prometheus")
+    shutil.copytree(ROOT / "deploy" / "grafana", tmp_path / "grafana")
+    (d / "shop").mkdir()
+    (d / "shop" / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "namespace: shop\nresources: [../overlays/kind]\n")
+    objs = render(d / "shop")
+    text = yaml.safe_dump_all(objs)
+    assert "ns/mtlsdemo" not in text and "names: [mtlsdemo]" not in text
+    assert all(o["metadata"].get("namespace") == "shop" for o in objs if o["kind"] != "Namespace")
+    (job,) = by_kind(objs, "Job")
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "MTLSDEMO_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in env
+
+
+def smoke_job() -> list[dict]:
+    return [d for d in yaml.safe_load_all((K8S / "smoke" / "smoke-job.yaml").read_text()) if d]
+
+
+def test_smoke_job_calls_through_the_mesh_with_the_cli_identity(objects: list[dict]) -> None:
+    (job,) = smoke_job()
+    kubernetes_validate.validate(job, f"{K8S_MIN}.0", strict=True)
+    pod = job["spec"]["template"]["spec"]
+    steps = [c["args"][:2] for c in all_containers(pod)]
+    assert steps == [["client", "open"], ["client", "open"], ["client", "deposit"],
+                     ["client", "transfer"], ["client", "balance"]]
+    assert job["spec"]["backoffLimit"] == 0  # a failed call fails the Job, loudly
+    assert pod["volumes"] == [{"name": "identity", "secret": {"secretName": "mtlsdemo-cli-tls",
+                                                              "defaultMode": 0o440}}]
+    assert "cli" in job_services(objects)  # the Secret is one the bootstrap writes
+    for c in all_containers(pod):
+        build_parser().parse_args(c["args"])
+        assert {e["name"] for e in c["env"]} - set(DOWNWARD_API) <= env_twins(c["args"])
+        assert_env_references_resolve(c, c["name"])
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    # the gateway's public policy admits the smoke pod: no podSelector on its port
+    (pol,) = [p for p in by_kind(objects, "NetworkPolicy") if p["metadata"]["name"] == "gateway-public-api"]
+    assert "from" not in pol["spec"]["ingress"][0]
+
+
+def test_render_script_deploys_exactly_the_image_it_is_given() -> None:
+    require_binary("kubectl")
+    r = subprocess.run([str(K8S / "render.sh"), "kind", "mtlsdemo:sha-0123456789ab"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    objs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    images = {c["image"] for _n, pod in pod_specs(objs) for c in all_containers(pod)
+              if c["image"].startswith("mtlsdemo")}
+    assert images == {"mtlsdemo:sha-0123456789ab"}
+    assert not list(K8S.glob(".render.*")), "render.sh left its wrapper behind"
+    bad = subprocess.run([str(K8S / "render.sh"), "nosuch", "mtlsdemo:x"], capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: no overlay 'nosuch'")
+
+
+def test_verify_script_names_objects_that_exist(objects: list[dict]) -> None:
+    script = (K8S / "verify-on-cluster.sh").read_text()
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    for kind, name in (("Job", "cert-bootstrap"), ("CronJob", "cert-renew"), ("StatefulSet", "ledger"),
+                       ("Deployment", "gateway"), ("Deployment", "prometheus"), ("Service", "ledger")):
+        assert (kind, name) in names
+    pods = dict(pod_specs(objects))
+    assert pods["ledger"]["initContainers"][0]["name"] == "sidecar"  # `exec ledger-0 -c sidecar`
+    assert pods["gateway"]["containers"][0]["name"] == "gateway"     # `exec deploy/gateway -c gateway`
+    for needle in ("ledger-0 sidecar 9902", "-c gateway", "cronjob cert-renew", "job/cert-bootstrap",
+                   "deploy/prometheus", "8443", "9902", "MTLSDEMO_FORCE"):
+        assert needle in script, needle
+    (cron,) = by_kind(objects, "CronJob")
+    env = {e["name"] for e in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "MTLSDEMO_SERVICE" in env
+
+
 def test_only_the_bootstrap_touches_the_ca(objects: list[dict]) -> None:
     for name, pod in pod_specs(objects):
         for v in pod.get("volumes", []):
@@ -197,7 +435,7 @@ def test_only_the_bootstrap_touches_the_ca(objects: list[dict]) -> None:
     (role,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"] == "cert-bootstrap"]
     named = [r for r in role["rules"] if "resourceNames" in r]
     assert "mtlsdemo-ca" in named[0]["resourceNames"]
-    assert set(named[0]["verbs"]) == {"get", "update", "patch"}
+    assert set(named[0]["verbs"]) == {"get", "update"}  # what the Secret sink calls, nothing more
     unnamed = [r for r in role["rules"] if "resourceNames" not in r]
     assert [set(r["verbs"]) for r in unnamed] == [{"create"}]
     for rb in by_kind(objects, "RoleBinding"):
@@ -237,11 +475,11 @@ def test_sidecars_are_native_and_apps_bind_loopback_behind_them(objects: list[di
     assert ledger_env["MTLSDEMO_LISTEN"].startswith("127.0.0.1:")
     sidecar_env = {e["name"]: e.get("value") for e in pods["ledger"]["initContainers"][0]["env"]}
     assert sidecar_env["MTLSDEMO_INBOUND_TARGET"] == ledger_env["MTLSDEMO_LISTEN"]
-    assert sidecar_env["MTLSDEMO_ALLOW_ID"] == "spiffe://mtls-demo.local/ns/mtlsdemo/sa/gateway"
+    assert sidecar_env["MTLSDEMO_ALLOW_ID"] == "spiffe://mtls-demo.local/ns/$(POD_NAMESPACE)/sa/gateway"
     gw_env = {e["name"]: e.get("value") for e in pods["gateway"]["containers"][0]["env"]}
     route = {e["name"]: e.get("value") for e in pods["gateway"]["initContainers"][0]["env"]}["MTLSDEMO_ROUTE"]
     assert route.startswith(gw_env["MTLSDEMO_LEDGER_ADDR"] + "=ledger:8443@")
-    assert route.endswith("/ns/mtlsdemo/sa/ledger")
+    assert route.endswith("/ns/$(POD_NAMESPACE)/sa/ledger")
 
 
 def test_only_gateway_pods_reach_the_ledger_sidecar(objects: list[dict]) -> None:
@@ -253,10 +491,12 @@ def test_only_gateway_pods_reach_the_ledger_sidecar(objects: list[dict]) -> None
     assert len(ledger_rules) == 1
     (rule,) = ledger_rules[0]["ingress"]
     assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}]
-    assert rule["ports"] == [{"protocol": "TCP", "port": "mtd"}]
-    # the metrics policy opens only metrics/admin ports, never mtd
-    metrics = pols["metrics-from-prometheus"]["spec"]["ingress"][0]["ports"]
-    assert {p["port"] for p in metrics} == {"metrics", "admin"}
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8443}]
+    # the metrics policy opens only metrics/admin ports, never the sidecar's 8443
+    ingress = pols["metrics-from-prometheus"]["spec"]["ingress"][0]
+    assert {p["port"] for p in ingress["ports"]} == {9101, 9102, 9901, 9902}
+    # Prometheus in this namespace, or an operator's in a namespace its owner labelled
+    assert {"namespaceSelector": {"matchLabels": {"mtlsdemo/scrape": "true"}}} in ingress["from"]
 
 
 def test_scrape_annotations_point_at_admin_ports(objects: list[dict]) -> None:

@@ -56,7 +56,7 @@ def test_scrape_configs_are_valid(config: str, tmp_path: Path) -> None:
         if sd is not None:
             # Debian's Prometheus is built without Kubernetes discovery, so its
             # promtool cannot parse it: check that block here, the rest below.
-            assert sd == [{"role": "pod", "namespaces": {"names": ["mtlsdemo"]}}]
+            assert sd == [{"role": "pod", "namespaces": {"own_namespace": True}}]  # no hard-coded namespace
             keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
             assert {r["regex"] for r in keep} == {"mtlsdemo", "metrics|admin"}
             job["static_configs"] = [{"targets": ["127.0.0.1:9101"]}]

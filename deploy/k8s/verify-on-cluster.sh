@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# What only a real cluster can prove, as a pass/fail table. Run it after
+# `make kind-up` (or minikube-up) on a machine with the cluster:
+#   deploy/k8s/verify-on-cluster.sh [CONTEXT]      (default kind-mtlsdemo)
+# Each check says what it proves; the script exits 1 if any check fails.
+# It changes the cluster only by: re-running the smoke Job, one short-lived
+# probe pod, and one forced renewal of the ledger's certificate.
+set -uo pipefail
+ctx=${1:-kind-mtlsdemo}
+NS=mtlsdemo
+here=$(cd "$(dirname "$0")" && pwd)
+KUBECTL=${KUBECTL:-kubectl}
+k() { "$KUBECTL" --context "$ctx" -n "$NS" "$@"; }
+command -v python3 >/dev/null || { echo "error: python3 is needed to read the API's JSON" >&2; exit 2; }
+k get ns "$NS" >/dev/null 2>&1 || { echo "error: no namespace $NS on context $ctx: run make kind-up first" >&2; exit 2; }
+
+results=()
+record() {  # name, pass|FAIL, detail
+    results+=("$(printf '%-44s %-5s %s' "$1" "$2" "$3")")
+    printf '%-44s %-5s %s\n' "$1" "$2" "$3" >&2
+}
+check() {  # name, detail-on-pass, command...
+    local name=$1 detail=$2; shift 2
+    local out
+    if out=$("$@" 2>&1); then record "$name" pass "$detail"; else record "$name" FAIL "$(echo "$out" | tail -n 3 | tr '\n' ' ')"; fi
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
+sidecar_metrics() {  # pod container port: the admin endpoint, from inside the pod (no NetworkPolicy on loopback)
+    k exec "$1" -c "$2" -- python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:$3/$4').read().decode())"
+}
+image=$(k get statefulset ledger -o jsonpath='{.spec.template.spec.containers[0].image}')
+
+# 1. the bootstrap ran and every pod (native sidecars included) is ready
+check "bootstrap Job complete" "Secrets written" \
+    k wait --for=condition=complete job/cert-bootstrap --timeout=60s
+check "ledger and gateway pods ready" "app + native sidecar ready" \
+    k wait --for=condition=Ready pod -l 'app.kubernetes.io/name in (ledger,gateway)' --timeout=120s
+
+# 2. the ledger Service has an endpoint on the sidecar port (the named-port trap)
+slice_has_port() {
+    k get endpointslices -l kubernetes.io/service-name=ledger -o json | json '
+s = d["items"]
+port = any(p.get("port") == 8443 for i in s for p in (i.get("ports") or []))
+ready = any(e.get("conditions", {}).get("ready") for i in s for e in (i.get("endpoints") or []))
+sys.exit(0 if port and ready else 1)'
+}
+check "ledger EndpointSlice has port 8443" "kube-proxy can route ledger:8443" slice_has_port
+
+# 3. real calls through gateway -> sidecar -> MTD/1 -> sidecar -> ledger
+smoke() {
+    k delete job mtlsdemo-smoke --ignore-not-found >/dev/null &&
+    sed "s|image: mtlsdemo$|image: $image|" "$here/smoke/smoke-job.yaml" | k apply -f - >/dev/null &&
+    k wait --for=condition=complete job/mtlsdemo-smoke --timeout=180s
+}
+check "smoke calls through the sidecars" "open, deposit, transfer, balance" smoke
+counted() { sidecar_metrics ledger-0 sidecar 9902 metrics | grep -q '^mtls_handshakes_total{.*result="success".*} [1-9]'; }
+check "ledger sidecar counted the gateway's handshakes" "mtls_handshakes_total{result=success}" counted
+
+# 4. a certificate from another CA is refused by the ledger's sidecar, and it says so
+foreign() {
+    # our CA's ca.crt, another CA's leaf: the ledger's sidecar is the one that refuses
+    # shellcheck disable=SC2016  # expanded by the pod's shell, not here
+    local script='mtlsdemo certs bootstrap --out /tmp/evil --service gateway >/dev/null &&
+        cp /identity/ca.crt /tmp/evil/gateway/ca.crt &&
+        mtlsdemo handshake --connect ledger:8443 --client-dir /tmp/evil/gateway; s=$?; rm -rf /tmp/evil; exit $s'
+    local out
+    if out=$(k exec deploy/gateway -c gateway -- sh -c "$script" 2>&1); then return 1; fi
+    grep -q unknown_ca <<<"$out"
+}
+check "foreign-CA client refused (unknown_ca)" "the ledger sidecar rejects, the client is told" foreign
+
+# 5. NetworkPolicy: a pod that is not the gateway cannot reach the ledger's sidecar at all,
+#    while the gateway pod can (so the block is the policy, not a broken Service)
+probe_pod() {
+    k run np-probe --rm -i --restart=Never --quiet --image="$image" --labels=app.kubernetes.io/name=np-probe \
+        --overrides='{"spec":{"securityContext":{"runAsNonRoot":true,"runAsUser":10001,"seccompProfile":{"type":"RuntimeDefault"}},
+          "containers":[{"name":"np-probe","image":"'"$image"'","command":["python3","-c","import socket; socket.create_connection((\"ledger\",8443),timeout=5)"],
+          "securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}' >/dev/null 2>&1
+}
+blocked() { ! probe_pod; }
+allowed() { k exec deploy/gateway -c gateway -- python3 -c "import socket; socket.create_connection(('ledger',8443),timeout=5)"; }
+check "gateway pod reaches ledger:8443" "the policy admits the gateway" allowed
+check "other pods cannot reach ledger:8443" "NetworkPolicy enforced by the CNI" blocked
+
+# 6. the bundled Prometheus scrapes every app and sidecar
+targets() {
+    k exec deploy/prometheus -- wget -qO- http://127.0.0.1:9090/api/v1/targets |
+        json 'a=d["data"]["activeTargets"]; up=[t for t in a if t["health"]=="up"]; print(len(up), "of", len(a), "up"); sys.exit(0 if a and len(up)==len(a) and len(a)>=4 else 1)'
+}
+if out=$(targets 2>&1); then record "Prometheus targets up" pass "$out"; else record "Prometheus targets up" FAIL "$out"; fi
+
+# 7. a renewal by the CronJob's template reaches the running sidecar without a restart
+renewal() {
+    local before after restarts_before restarts_after
+    before=$(sidecar_metrics ledger-0 sidecar 9902 status | json 'print(d["certificate"]["serial"])') || return 1
+    restarts_before=$(k get pod ledger-0 -o jsonpath='{.status.initContainerStatuses[0].restartCount}/{.status.containerStatuses[0].restartCount}')
+    k delete job renew-now --ignore-not-found >/dev/null
+    k get cronjob cert-renew -o json | json '
+t=d["spec"]["jobTemplate"]; c=t["spec"]["template"]["spec"]["containers"][0]
+c["env"]=[e for e in c["env"] if e["name"]!="MTLSDEMO_SERVICE"]+[{"name":"MTLSDEMO_SERVICE","value":"ledger"},{"name":"MTLSDEMO_FORCE","value":"true"}]
+print(json.dumps({"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"renew-now"},"spec":t["spec"]}))' |
+        k apply -f - >/dev/null || return 1
+    k wait --for=condition=complete job/renew-now --timeout=120s >/dev/null || return 1
+    for _ in $(seq 1 60); do   # the kubelet refreshes Secret volumes within about a minute
+        after=$(sidecar_metrics ledger-0 sidecar 9902 status | json 'print(d["certificate"]["serial"])')
+        [ "$after" != "$before" ] && break
+        sleep 3
+    done
+    restarts_after=$(k get pod ledger-0 -o jsonpath='{.status.initContainerStatuses[0].restartCount}/{.status.containerStatuses[0].restartCount}')
+    k delete job renew-now --ignore-not-found >/dev/null
+    echo "serial $before -> $after, restarts $restarts_before -> $restarts_after"
+    [ "$after" != "$before" ] && [ "$restarts_before" = "$restarts_after" ]
+}
+if out=$(renewal 2>&1); then record "renewal hot-reloaded, no restart" pass "$out"; else record "renewal hot-reloaded, no restart" FAIL "$out"; fi
+check "smoke calls after the renewal" "new ledger certificate serves" smoke
+
+echo
+printf '%-44s %-5s %s\n' "check" "" "detail"
+printf '%s\n' "${results[@]}"
+failed=$(printf '%s\n' "${results[@]}" | grep -c ' FAIL ' || true)
+echo "$(( ${#results[@]} - failed )) passed, $failed failed (context $ctx, image $image)"
+[ "$failed" -eq 0 ]
