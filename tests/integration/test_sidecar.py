@@ -398,14 +398,19 @@ def test_certificate_rotation_during_steady_traffic_has_zero_failed_calls(tmp_pa
     try:
         for t in threads:
             t.start()
-        serials = {mesh.server.status()["certificate"]["serial"]}
+        def serial(side) -> str:
+            return side.status()["certificate"]["serial"]
+
+        seen = {serial(mesh.server), serial(mesh.client)}
         for _ in range(3):
             at = calls[0]  # each rotation happens with traffic flowing, and is followed by more
             wait_for(lambda at=at: calls[0] >= at + 20 or errors, what="calls before rotating")
             bootstrap(BootstrapRequest(out=certs, services=("gateway", "ledger"), force=True))
-            wait_for(lambda: mesh.server.status()["certificate"]["serial"] not in serials,
-                     what="server reload")
-            serials.add(mesh.server.status()["certificate"]["serial"])
+            # both sides pick up this rotation before the next one (else two rotations
+            # within one reload interval would be seen as one)
+            wait_for(lambda: serial(mesh.server) not in seen and serial(mesh.client) not in seen,
+                     what="both sidecars to reload")
+            seen.update((serial(mesh.server), serial(mesh.client)))
         at = calls[0]
         wait_for(lambda: calls[0] >= at + 20 or errors, what="calls after the last rotation")
     finally:
