@@ -295,7 +295,9 @@ def _certs(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    allowed = frozenset(args.allow_id) if args.allow_id else None
+    from mtlsdemo.trust import IdentityPolicy
+
+    allowed = IdentityPolicy.parse(args.allow_id) if args.allow_id else None
     tls_dir = None if args.plaintext else Path(args.tls_dir)
     if args.component == "ledger":
         from mtlsdemo.ledger.server import serve
@@ -322,11 +324,13 @@ def _loadgen(args: argparse.Namespace) -> int:
 def sidecar_config(args: argparse.Namespace):  # noqa: ANN201
     from mtlsdemo.handshake import DEFAULT_SUITES, parse_suites
     from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError, split_hostport
+    from mtlsdemo.trust import IdentityPolicy
 
     try:
         suites = parse_suites(args.suites) if args.suites else DEFAULT_SUITES
     except ValueError as e:
         raise SidecarConfigError(f"--suites: {e}") from None
+    IdentityPolicy.parse(args.allow_id)  # a bad pattern is refused here, at startup
     return SidecarConfig(
         identity_dir=Path(args.identity_dir),
         inbound_listen=split_hostport(args.inbound_listen, "--inbound-listen") if args.inbound_listen else None,
@@ -376,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
     from mtlsdemo.rpc.server import ConfigError
     from mtlsdemo.sidecar.config import SidecarConfigError
+    from mtlsdemo.trust import PolicyError
 
     try:
         if args.command == "certs":
@@ -404,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             from mtlsdemo.tracecmd import run as trace_run
 
             return trace_run(args)
-    except (PkiError, ConfigError, SidecarConfigError) as e:
+    except (PkiError, ConfigError, SidecarConfigError, PolicyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -145,11 +145,12 @@ def test_inspect_reports_chain_and_expiry(tmp_path: Path, capsys, other_pki_dir:
                             "--ca", str(out / "ca" / "ca.crt"))
     assert code == 0
     assert "spiffe://mtls-demo.local/ns/default/sa/gateway" in text
-    assert "chain (client auth): OK" in text and "chain (server auth): OK" in text
+    assert "chain (client auth): OK (spiffe://mtls-demo.local/ns/default/sa/gateway)" in text
+    assert "chain (server auth): OK (spiffe://mtls-demo.local/ns/default/sa/gateway)" in text
     assert "valid, expires in 29d" in text
     code, text, _ = run_cli(capsys, "certs", "inspect", str(out / "gateway" / "tls.crt"),
                             "--ca", str(other_pki_dir / "ca" / "ca.crt"))
-    assert code == 0 and "chain (client auth): FAILED" in text
+    assert code == 0 and "chain (client auth): FAILED: unknown_ca" in text
 
 
 def test_inspect_corrupt_file_is_one_line_error(tmp_path: Path, capsys) -> None:

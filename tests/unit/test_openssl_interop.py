@@ -11,8 +11,8 @@ from conftest import require_binary
 from mtlsdemo.cli import main
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.files import load_cert
-from mtlsdemo.pki.identity import spiffe_ids_of
 from mtlsdemo.pki.keys import KEY_TYPES
+from mtlsdemo.trust import svid_identity
 
 
 def openssl(*args: str) -> subprocess.CompletedProcess:
@@ -47,7 +47,7 @@ def test_openssl_made_csr_is_signed_and_verifies(tmp_path: Path, capsys) -> None
     crt = tmp_path / "seed.crt"
     assert main(["certs", "sign", str(csr), "--ca-dir", str(tmp_path / "ca"),
                  "--out", str(crt)]) == 0
-    assert spiffe_ids_of(load_cert(crt)) == ["spiffe://mtls-demo.local/ns/default/sa/ledger"]
+    assert str(svid_identity(load_cert(crt))) == "spiffe://mtls-demo.local/ns/default/sa/ledger"
     for purpose in ("sslserver", "sslclient"):
         r = openssl("verify", "-CAfile", str(tmp_path / "ca" / "ca.crt"), "-purpose", purpose,
                     str(crt))

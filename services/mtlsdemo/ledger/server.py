@@ -8,14 +8,15 @@ from mtlsdemo._generated.ledger.v1 import ledger_pb2_grpc as pb_grpc
 from mtlsdemo.ledger.service import SERVICE_NAME, LedgerService
 from mtlsdemo.ledger.store import LedgerStore
 from mtlsdemo.rpc.server import ServiceSpec, run_forever
+from mtlsdemo.trust import IdentityPolicy
 
 
-def serve(listen: str, tls_dir: Path | None, allowed_ids: frozenset[str] | None,
+def serve(listen: str, tls_dir: Path | None, policy: IdentityPolicy | None,
           db_path: Path, metrics_listen: str | None) -> None:
     store = LedgerStore(db_path)
     service = LedgerService(store)
     spec = ServiceSpec(
-        component="ledger", listen=listen, tls_dir=tls_dir, allowed_ids=allowed_ids,
+        component="ledger", listen=listen, tls_dir=tls_dir, policy=policy,
         metrics_listen=metrics_listen,
         register=lambda server: pb_grpc.add_LedgerServiceServicer_to_server(service, server),
         service_names=[SERVICE_NAME])

@@ -77,14 +77,6 @@ def san_of(cert: x509.Certificate) -> x509.SubjectAlternativeName | None:
         return None
 
 
-def spiffe_ids_of(cert: x509.Certificate) -> list[str]:
-    san = san_of(cert)
-    if san is None:
-        return []
-    return [u for u in san.get_values_for_type(x509.UniformResourceIdentifier)
-            if u.startswith("spiffe://")]
-
-
 def san_summary(cert: x509.Certificate) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """(URIs, DNS names, IPs) of a certificate, for comparing against a request."""
     san = san_of(cert)

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes
 
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import load_certs
-from mtlsdemo.pki.identity import spiffe_ids_of
 from mtlsdemo.pki.keys import load_private_key, public_key_der
+from mtlsdemo.trust.spiffe import display_identity
 
 FILES = ("tls.crt", "tls.key", "ca.crt")
 
@@ -44,8 +44,7 @@ class IdentityMaterial:
 
     @property
     def identity(self) -> str:
-        ids = spiffe_ids_of(self.leaf)
-        return ids[0] if ids else self.leaf.subject.rfc4514_string()
+        return display_identity(self.leaf)
 
     @property
     def ca_fingerprints(self) -> list[str]:

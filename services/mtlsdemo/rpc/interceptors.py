@@ -11,6 +11,7 @@ import grpc
 
 from mtlsdemo import telemetry
 from mtlsdemo.rpc.identity import peer_spiffe_id
+from mtlsdemo.trust import IdentityPolicy
 
 log = logging.getLogger(__name__)
 
@@ -35,26 +36,27 @@ def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode:
 
 
 class ServerInterceptor(grpc.ServerInterceptor):
-    """Counts every RPC and, when ``allowed_ids`` is set, rejects callers whose
-    certificate's SPIFFE ID is not on the list with PERMISSION_DENIED."""
+    """Counts every RPC and, when ``policy`` is set, rejects callers whose SPIFFE
+    ID it does not allow with PERMISSION_DENIED (the same identity policy as the
+    sidecars': exact IDs, or ``*`` for one whole path segment)."""
 
-    def __init__(self, allowed_ids: frozenset[str] | None) -> None:
-        self.allowed_ids = allowed_ids
+    def __init__(self, policy: IdentityPolicy | None) -> None:
+        self.policy = policy
 
     def _authorize(self, service: str, context: grpc.ServicerContext) -> None:
-        if self.allowed_ids is None or service in EXEMPT_SERVICES:
+        if self.policy is None or service in EXEMPT_SERVICES:
             return
         peer = peer_spiffe_id(context)
-        if peer in self.allowed_ids:
-            telemetry.GRPC_AUTHORIZATIONS.labels(peer, "allow").inc()
+        if peer is not None and self.policy.allows(peer):
+            telemetry.GRPC_AUTHORIZATIONS.labels(str(peer), "allow").inc()
             return
-        shown = peer or "(no SPIFFE ID)"
+        shown = str(peer) if peer is not None else "(no SPIFFE ID)"
         # The peer label is bounded by what our own CA issued, so cardinality stays low.
         telemetry.GRPC_AUTHORIZATIONS.labels(shown, "deny").inc()
         log.warning("denied %s: caller %s is not in the allow-list", service, shown)
         context.abort(grpc.StatusCode.PERMISSION_DENIED,
                       f"caller identity {shown} is not allowed to call {service} "
-                      f"(allowed: {', '.join(sorted(self.allowed_ids))})")
+                      f"(allowed: {', '.join(self.policy.texts)})")
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)

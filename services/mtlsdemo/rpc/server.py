@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from mtlsdemo import __version__, telemetry
 from mtlsdemo.rpc.credentials import ReloadingServerCredentials
 from mtlsdemo.rpc.interceptors import ServerInterceptor
+from mtlsdemo.trust import IdentityPolicy
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class ServiceSpec:
     component: str                      # "ledger" or "gateway"
     listen: str                         # HOST:PORT
     tls_dir: Path | None                # None: plaintext, loopback only
-    allowed_ids: frozenset[str] | None  # None: any authenticated caller
+    policy: IdentityPolicy | None       # None: any authenticated caller
     metrics_listen: str | None
     register: Callable[[grpc.Server], None]
     service_names: Sequence[str]
@@ -56,7 +57,7 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=spec.max_workers,
                                    thread_name_prefix=spec.component),
-        interceptors=[ServerInterceptor(spec.allowed_ids if spec.tls_dir else None)],
+        interceptors=[ServerInterceptor(spec.policy if spec.tls_dir else None)],
         options=[("grpc.max_receive_message_length", 16 * 1024 * 1024),
                  ("grpc.max_send_message_length", 16 * 1024 * 1024)],
     )
@@ -90,7 +91,7 @@ def run_forever(spec: ServiceSpec, grace_seconds: float = 5.0) -> None:
     server, port, health_servicer = build_server(spec)
     server.start()
     mode = "mTLS" if spec.tls_dir else "plaintext (loopback only)"
-    allowed = ", ".join(sorted(spec.allowed_ids)) if spec.allowed_ids else "any authenticated peer"
+    allowed = ", ".join(spec.policy.texts) if spec.policy else "any authenticated peer"
     log.info("%s serving on %s port %d, %s; callers allowed: %s", spec.component,
              spec.listen.rpartition(":")[0], port, mode, allowed if spec.tls_dir else "n/a")
     stop = threading.Event()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtlsdemo.handshake import DEFAULT_SUITES, Suite
+from mtlsdemo.trust import IdentityPolicy, PolicyError
 
 
 class SidecarConfigError(ValueError):
@@ -36,6 +37,10 @@ class Route:
             raise SidecarConfigError(
                 f"--route: {text!r} is not LISTEN=REMOTE@SPIFFE_ID "
                 "(e.g. 127.0.0.1:15001=ledger:8443@spiffe://mtls-demo.local/ns/default/sa/ledger)")
+        try:
+            IdentityPolicy.parse([identity])  # exact, or `*` for one whole segment, as --allow-id
+        except PolicyError as e:
+            raise SidecarConfigError(f"--route {text!r}: {str(e).split(': ', 1)[-1]}") from None
         route = cls(split_hostport(listen, "--route"), split_hostport(remote, "--route"), identity)
         if route.listen[0] not in ("127.0.0.1", "localhost", "::1"):
             raise SidecarConfigError(f"--route: local listener {listen} must be on 127.0.0.1: "

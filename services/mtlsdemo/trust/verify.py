@@ -1,0 +1,274 @@
+"""The one chain verifier: path validation with ``cryptography.x509.verification``
+against a bundle of trusted roots, with the EKU of the peer's role checked on the
+leaf and on every intermediate, a depth limit, and the SVID rules on top.
+
+Path building uses every certificate the peer sent (leaf first, the rest in any
+order, extra unrelated ones ignored) and every root in the bundle (several during
+a CA rollover). Each signature is checked locally with the issuer's public key:
+nothing is asked of a CA online. A failure names one reason from ``Failure``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from mtlsdemo.trust.spiffe import SpiffeId, SpiffeIdError, svid_identity
+
+DEFAULT_MAX_DEPTH = 4  # leaf + up to 3 CAs: our PKI uses 1 (root, pathlen 0)
+EKU_FOR_ROLE = {"server": ExtendedKeyUsageOID.SERVER_AUTH, "client": ExtendedKeyUsageOID.CLIENT_AUTH}
+
+
+class Failure(enum.Enum):
+    """Why a chain is refused. Values are the handshake's alert names."""
+
+    CERTIFICATE_REQUIRED = "certificate_required"
+    BAD_CERTIFICATE = "bad_certificate"
+    UNKNOWN_CA = "unknown_ca"
+    CERTIFICATE_EXPIRED = "certificate_expired"
+    CERTIFICATE_NOT_YET_VALID = "certificate_not_yet_valid"
+
+
+class VerificationFailed(Exception):
+    def __init__(self, failure: Failure, detail: str) -> None:
+        super().__init__(f"{failure.value}: {detail}")
+        self.failure = failure
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class VerifiedChain:
+    """A chain verified for one peer role; valid while ``now`` lies inside
+    ``valid_from .. valid_until`` (every certificate of the path, root included)."""
+
+    identity: SpiffeId
+    leaf: x509.Certificate
+    public_key: Any
+    path: tuple[x509.Certificate, ...]    # leaf .. trusted root, as built
+    dns_names: frozenset[str]
+    checks: tuple[str, ...]               # what passed, in order, for the trace
+    valid_from: dt.datetime
+    valid_until: dt.datetime
+
+
+def _eku_validator(role: str, required: bool):  # noqa: ANN202  (cryptography's callback type)
+    wanted = EKU_FOR_ROLE[role]
+
+    def check(_policy: object, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
+        if eku is None:
+            if required:
+                raise ValueError(f"{cert.subject.rfc4514_string()} lacks the {wanted._name} "
+                                 f"extended key usage a {role} needs")
+            return
+        if wanted not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
+            what = "CA" if _is_ca(cert) else ""
+            raise ValueError(f"{what + ' ' if what else ''}{cert.subject.rfc4514_string()} lacks the "
+                             f"{wanted._name} extended key usage a {role} needs")
+
+    return check
+
+
+def _policies(role: str) -> tuple[ExtensionPolicy, ExtensionPolicy]:
+    # cryptography's client verifier demands clientAuth of every certificate; we
+    # replace that with the EKU of the peer's actual role: required on the leaf,
+    # and, where an intermediate restricts its EKUs, present there too.
+    ca = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _eku_validator(role, required=False))
+    # (may_be_present: the validator is called even when the extension is absent,
+    # so a missing EKU gets the same plain message as a wrong one)
+    ee = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _eku_validator(role, required=True))
+    return ca, ee
+
+
+_POLICIES = {role: _policies(role) for role in EKU_FOR_ROLE}
+
+
+def _validity(cert: x509.Certificate, now: dt.datetime, what: str) -> None:
+    if now < cert.not_valid_before_utc:
+        raise VerificationFailed(Failure.CERTIFICATE_NOT_YET_VALID,
+                                 f"{what} {cert.subject.rfc4514_string()} valid from "
+                                 f"{cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}")
+    if now > cert.not_valid_after_utc:
+        raise VerificationFailed(Failure.CERTIFICATE_EXPIRED,
+                                 f"{what} {cert.subject.rfc4514_string()} expired "
+                                 f"{cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
+
+
+def _key_id(cert: x509.Certificate, cls: type) -> bytes | None:
+    try:
+        value = cert.extensions.get_extension_for_class(cls).value
+    except x509.ExtensionNotFound:
+        return None
+    return value.key_identifier if cls is x509.AuthorityKeyIdentifier else value.digest
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Name and key identifier match (two CAs can share a name after a re-bootstrap)."""
+    if cert.issuer != ca.subject:
+        return False
+    aki, ski = _key_id(cert, x509.AuthorityKeyIdentifier), _key_id(ca, x509.SubjectKeyIdentifier)
+    return aki is None or ski is None or aki == ski
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+class TrustStore:
+    """The trusted roots (a bundle: several during a CA rollover), the rules a peer
+    must satisfy, and a bounded cache of chains verified against them.
+
+    The cache saves the chain-building and signature work when the same peer
+    chain comes back; only the chain result is cached, and it is used only while
+    ``now`` is inside every certificate's window. Proof of key possession and the
+    identity policy are the caller's, on every connection.
+    """
+
+    def __init__(self, cas: Sequence[x509.Certificate], *, trust_domain: str | None = None,
+                 max_depth: int = DEFAULT_MAX_DEPTH, cache_size: int = 256) -> None:
+        if not cas:
+            raise ValueError("a trust store needs at least one CA certificate")
+        self.cas = tuple(cas)
+        self.trust_domain = trust_domain
+        self.max_depth = max_depth
+        self.store = Store(list(self.cas))
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, tuple[bytes, ...]], VerifiedChain] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    # ------------------------------------------------------------------ cache
+    def _cached(self, key: tuple[str, tuple[bytes, ...]], now: dt.datetime) -> VerifiedChain | None:
+        hit = self._cache.get(key)
+        if hit is None or not hit.valid_from <= now <= hit.valid_until:
+            self.misses += 1
+            return None
+        self._cache.move_to_end(key)
+        self.hits += 1
+        return hit
+
+    def _remember(self, key: tuple[str, tuple[bytes, ...]], value: VerifiedChain) -> None:
+        if self.cache_size <= 0:
+            return
+        self._cache[key] = value
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    # ------------------------------------------------------------------ verify
+    def verify(self, chain_der: Sequence[bytes], role: str, now: dt.datetime) -> tuple[VerifiedChain, bool]:
+        """Verify a peer's chain (DER, leaf first) for ``role`` ("client" or
+        "server") at ``now``. Returns the result and whether it came from the cache."""
+        if not chain_der:
+            raise VerificationFailed(Failure.CERTIFICATE_REQUIRED, f"the {role} sent no certificate")
+        key = (role, tuple(chain_der))
+        hit = self._cached(key, now)
+        if hit is not None:
+            return hit, True
+        try:
+            certs = [x509.load_der_x509_certificate(d) for d in chain_der]
+            result = self.verify_certificates(certs, role, now)
+        except VerificationFailed:
+            raise
+        except Exception as e:  # noqa: BLE001
+            # cryptography parses some fields lazily: a malformed certificate can
+            # surface at any field access, with whatever the parser raises.
+            raise VerificationFailed(Failure.BAD_CERTIFICATE,
+                                     f"malformed certificate: {type(e).__name__}: {e}") from None
+        self._remember(key, result)
+        return result, False
+
+    def verify_certificates(self, certs: Sequence[x509.Certificate], role: str,
+                            now: dt.datetime) -> VerifiedChain:
+        """The same verification on parsed certificates (``certs inspect``)."""
+        if not certs:
+            raise VerificationFailed(Failure.CERTIFICATE_REQUIRED, f"the {role} sent no certificate")
+        leaf, others = certs[0], list(certs[1:])
+        subject = leaf.subject.rfc4514_string()
+        checks = [f"parsed {len(certs)} certificate(s), leaf {subject}"]
+        if _is_ca(leaf):
+            raise VerificationFailed(Failure.BAD_CERTIFICATE, f"{subject} is a CA certificate, not a leaf")
+        _validity(leaf, now, "certificate")
+        if len(certs) > self.max_depth:
+            raise VerificationFailed(Failure.BAD_CERTIFICATE,
+                                     f"{len(certs)} certificates sent, more than the limit of {self.max_depth}")
+        ca_policy, ee_policy = _POLICIES[role]
+        verifier = (PolicyBuilder().store(self.store).time(now).max_chain_depth(self.max_depth - 1)
+                    .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+                    .build_client_verifier())
+        try:
+            built = verifier.verify(leaf, others)
+        except VerificationError as e:
+            raise self._explain(leaf, others, role, now, str(e)) from None
+        path = tuple(built.chain)
+        root = path[-1]
+        checks.append(f"validity at {now:%Y-%m-%dT%H:%M:%SZ}: every certificate of the path")
+        checks.append(f"extended key usage {EKU_FOR_ROLE[role]._name} (leaf and intermediates)")
+        checks.append(f"chain signature verified up to trusted root {root.subject.rfc4514_string()} "
+                      "(locally, with the CA public key from the trust store)")
+        try:
+            identity = svid_identity(leaf)
+        except SpiffeIdError as e:
+            raise VerificationFailed(Failure.BAD_CERTIFICATE, f"{subject}: {e}") from None
+        if self.trust_domain is not None and identity.trust_domain != self.trust_domain:
+            raise VerificationFailed(Failure.BAD_CERTIFICATE,
+                                     f"{identity} is outside trust domain {self.trust_domain}")
+        checks.append(f"one SPIFFE ID, well formed: {identity}")
+        try:
+            san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            dns = frozenset(san.get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            dns = frozenset()
+        return VerifiedChain(identity=identity, leaf=leaf, public_key=leaf.public_key(), path=path,
+                             dns_names=dns, checks=tuple(checks),
+                             valid_from=max(c.not_valid_before_utc for c in path),
+                             valid_until=min(c.not_valid_after_utc for c in path))
+
+    def _explain(self, leaf: x509.Certificate, others: list[x509.Certificate], role: str,
+                 now: dt.datetime, text: str) -> VerificationFailed:
+        """The most specific reason for a path that does not build."""
+        subject = leaf.subject.rfc4514_string()
+        # Walk up from the leaf through what the peer sent, by issuer name and key id,
+        # until a trusted root issued the current certificate (or the walk stops).
+        walked, current, anchor = [leaf], leaf, None
+        while anchor is None:
+            anchor = next((ca for ca in self.cas if _issued_by(current, ca) or current == ca), None)
+            if anchor is not None:
+                break
+            parent = next((c for c in others if c not in walked and _issued_by(current, c)), None)
+            if parent is None:
+                break
+            walked.append(parent)
+            current = parent
+        if anchor is None:
+            aki = _key_id(current, x509.AuthorityKeyIdentifier)
+            return VerificationFailed(Failure.UNKNOWN_CA,
+                                      f"issuer {current.issuer.rfc4514_string()} (key id "
+                                      f"{aki.hex() if aki else 'none'}) is not in the trust store")
+        # the path exists: say which certificate on it is out of its window
+        for cert in [anchor, *walked[1:]]:
+            try:
+                _validity(cert, now, "CA" if _is_ca(cert) else "certificate")
+            except VerificationFailed as e:
+                return e
+        if "extension validator failed" in text:  # ours: say it plainly
+            said = text.split("ValueError: ", 1)[-1].split(" (encountered processing", 1)[0]
+            return VerificationFailed(Failure.BAD_CERTIFICATE, said)
+        return VerificationFailed(Failure.BAD_CERTIFICATE, f"chain of {subject} does not verify: {text}")
