@@ -28,18 +28,20 @@ class IdPattern:
 
     @classmethod
     def parse(cls, text: str) -> IdPattern:
-        if "*" in text.partition("://")[2].partition("/")[0]:
+        head, sep, rest = text.partition("://")
+        domain, slash, path = rest.partition("/")
+        if sep and "*" in domain:
             raise PolicyError(f"--allow-id {text!r}: no wildcard in the trust domain")
-        path = text.partition("://")[2].partition("/")[2]
-        segments = path.split("/") if path else []
+        segments = path.split("/") if slash else []
         for seg in segments:
             if WILDCARD in seg and seg != WILDCARD:
                 raise PolicyError(f"--allow-id {text!r}: '*' must be a whole path segment "
                                   f"(in {seg!r}); it matches exactly one segment")
-        probe = text.partition("://")[0] + "://" + text.partition("://")[2].partition("/")[0]
-        probe += "".join("/" + (_PLACEHOLDER if s == WILDCARD else s) for s in segments)
+        # the rest must be a SPIFFE ID once each "*" stands for a legal segment
+        probe = f"{head}{sep}{domain}" + "".join(
+            "/" + (_PLACEHOLDER if s == WILDCARD else s) for s in segments)
         try:
-            parsed = SpiffeId.parse(probe if "://" in text else text)
+            parsed = SpiffeId.parse(probe)
         except SpiffeIdError as e:
             raise PolicyError(f"--allow-id {text!r}: {str(e).split(': ', 1)[-1]}") from None
         return cls(text, parsed.trust_domain, tuple(segments))

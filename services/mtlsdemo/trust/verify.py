@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -271,4 +272,10 @@ class TrustStore:
         if "extension validator failed" in text:  # ours: say it plainly
             said = text.split("ValueError: ", 1)[-1].split(" (encountered processing", 1)[0]
             return VerificationFailed(Failure.BAD_CERTIFICATE, said)
+        missing = re.search(r"([0-9.]+): Certificate is missing required extension", text)
+        if missing:
+            ext = x509.ObjectIdentifier(missing.group(1))._name
+            return VerificationFailed(Failure.BAD_CERTIFICATE, f"{subject} has no {ext} extension"
+                                      + (" (an SVID carries exactly one URI SAN, its SPIFFE ID)"
+                                         if ext == "subjectAltName" else ""))
         return VerificationFailed(Failure.BAD_CERTIFICATE, f"chain of {subject} does not verify: {text}")
