@@ -16,8 +16,7 @@ from pathlib import Path
 import grpc
 
 from mtlsdemo._generated.ledger.v1 import ledger_pb2_grpc as pb_grpc
-from mtlsdemo.pki.errors import PkiError
-from mtlsdemo.pki.material import IdentityMaterial, files_stamp
+from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
 from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.rpc.interceptors import ClientMetricsInterceptor
 from mtlsdemo.rpc.server import ConfigError, is_loopback
@@ -38,19 +37,19 @@ SERVICE_CONFIG = json.dumps({
 })
 
 
-def ledger_channel(address: str, tls_dir: Path | None, server_name: str) -> grpc.Channel:
+def ledger_channel(address: str, identity: IdentityMaterial | None, server_name: str) -> grpc.Channel:
     options: list[tuple[str, object]] = [
         ("grpc.service_config", SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ]
-    if tls_dir is None:
+    if identity is None:
         if not is_loopback(address):
             raise ConfigError(f"--ledger-addr {address}: plaintext is only allowed to a "
                               "loopback address (a local sidecar)")
         channel = grpc.insecure_channel(address, options=options)
     else:
-        channel = secure_channel(address, tls_dir, server_name, options)
+        channel = secure_channel(address, identity, server_name, options)
     return grpc.intercept_channel(channel, ClientMetricsInterceptor())
 
 
@@ -61,28 +60,23 @@ OLD_CHANNEL_GRACE_SECONDS = 30.0
 class LedgerConnection:
     def __init__(self, address: str, tls_dir: Path | None, server_name: str,
                  check_interval: float = 2.0) -> None:
-        self.address, self.tls_dir, self.server_name = address, tls_dir, server_name
-        self._channel = ledger_channel(address, tls_dir, server_name)
+        self.address, self.server_name = address, server_name
+        self.source = IdentitySource(tls_dir) if tls_dir is not None else None
+        self._channel = ledger_channel(address, self.source.current if self.source else None,
+                                       server_name)
         self.stub = pb_grpc.LedgerServiceStub(self._channel)
         self._stop = threading.Event()
-        self._stamp = files_stamp(tls_dir) if tls_dir is not None else None
-        if tls_dir is not None:
+        if self.source is not None:
             threading.Thread(target=self._watch, args=(check_interval,), daemon=True,
                              name="ledger-channel-reload").start()
 
     def _watch(self, interval: float) -> None:
-        assert self.tls_dir is not None
+        assert self.source is not None
         while not self._stop.wait(interval):
-            stamp = files_stamp(self.tls_dir)
-            if stamp == self._stamp:
+            material = self.source.check()  # broken files are refused (and counted) there
+            if material is None:
                 continue
-            self._stamp = stamp
-            try:
-                material = IdentityMaterial.load(self.tls_dir)  # refuse broken files
-                channel = ledger_channel(self.address, self.tls_dir, self.server_name)
-            except (PkiError, ValueError) as e:
-                log.error("ledger channel keeps its certificate: new identity files refused: %s", e)
-                continue
+            channel = ledger_channel(self.address, material, self.server_name)
             old, self._channel = self._channel, channel
             self.stub = pb_grpc.LedgerServiceStub(channel)  # one assignment: atomic for callers
             timer = threading.Timer(OLD_CHANNEL_GRACE_SECONDS, old.close)

@@ -30,8 +30,12 @@ class Credentials:
     @classmethod
     def from_pem(cls, cert_pem: bytes, key_pem: bytes) -> Credentials:
         chain = tuple(x509.load_pem_x509_certificates(cert_pem))
-        key = load_pem_private_key(key_pem, password=None)
-        mine = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return cls.from_parts(chain, load_pem_private_key(key_pem, password=None))
+
+    @classmethod
+    def from_parts(cls, chain: tuple[x509.Certificate, ...], key: object) -> Credentials:
+        """From already parsed and checked objects (the identity source's)."""
+        mine = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined]
         theirs = chain[0].public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         if mine != theirs:
             raise ValueError("private key does not match the certificate")

@@ -1,28 +1,41 @@
-"""An identity directory (tls.crt, tls.key, ca.crt: a mounted kubernetes.io/tls
-Secret or the bootstrap's output), loaded as one checked snapshot, and a cheap
-way to tell when its files changed."""
+"""The one identity loader: an identity directory (tls.crt, tls.key, ca.crt: a
+mounted kubernetes.io/tls Secret or the bootstrap's output) read once per change,
+validated, and handed on as exactly the bytes that were validated.
+
+Every reloader uses ``IdentitySource``: the sidecar, the native gRPC servers and
+the gateway's channel to the ledger.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import os
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from mtlsdemo import telemetry
 from mtlsdemo.pki.errors import PkiError
-from mtlsdemo.pki.files import load_certs
-from mtlsdemo.pki.keys import load_private_key, public_key_der
+from mtlsdemo.pki.files import parse_certs
+from mtlsdemo.pki.keys import parse_private_key, public_key_der
+from mtlsdemo.trust import TrustStore, VerificationFailed
 from mtlsdemo.trust.spiffe import display_identity
 
 FILES = ("tls.crt", "tls.key", "ca.crt")
+SNAPSHOT_ATTEMPTS = 5  # re-reads when the files change while being read
+log = logging.getLogger(__name__)
 
 
-def files_stamp(directory: Path) -> tuple:
+def files_stamp(directory: Path) -> tuple[Any, ...]:
     """(inode, mtime, size) of each identity file, following symlinks, so the
     ``..data`` symlink swap of a Kubernetes Secret volume shows up as a change."""
-    out = []
+    out: list[Any] = []
     for f in FILES:
         try:
             st = os.stat(directory / f)
@@ -34,13 +47,19 @@ def files_stamp(directory: Path) -> tuple:
 
 @dataclass(frozen=True)
 class IdentityMaterial:
-    """One consistent snapshot of an identity directory, checked before use."""
+    """One consistent snapshot of an identity directory, parsed and checked."""
 
     cert_chain_pem: bytes
     key_pem: bytes
     ca_pem: bytes
-    leaf: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    key: Any
     cas: tuple[x509.Certificate, ...]
+    problems: tuple[str, ...] = field(default=())  # chain or time checks that failed
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.chain[0]
 
     @property
     def identity(self) -> str:
@@ -51,13 +70,99 @@ class IdentityMaterial:
         return [c.fingerprint(hashes.SHA256()).hex() for c in self.cas]
 
     @classmethod
-    def load(cls, directory: Path) -> IdentityMaterial:
-        crt, key, ca = (directory / f for f in FILES)
-        chain = load_certs(crt)
-        cas = load_certs(ca)
-        priv = load_private_key(key)
+    def from_bytes(cls, crt: bytes, key: bytes, ca: bytes, where: Path,
+                   now: dt.datetime) -> IdentityMaterial:
+        """Parse and check exactly these bytes. Unparsable files or a key that is
+        not the certificate's raise PkiError; a chain that does not verify against
+        the bundle at ``now`` is recorded in ``problems`` (the caller decides)."""
+        chain = tuple(parse_certs(crt, str(where / "tls.crt")))
+        cas = tuple(parse_certs(ca, str(where / "ca.crt")))
+        priv = parse_private_key(key, str(where / "tls.key"))
         if public_key_der(priv.public_key()) != public_key_der(chain[0].public_key()):
-            raise PkiError(f"{key}: does not match {crt}")
-        # Read the bytes once more only after every check passed: what we hand
-        # on is exactly what we checked (the files may change under us).
-        return cls(crt.read_bytes(), key.read_bytes(), ca.read_bytes(), chain[0], tuple(cas))
+            raise PkiError(f"{where / 'tls.key'}: does not match {where / 'tls.crt'}")
+        problems: list[str] = []
+        store = TrustStore(cas, cache_size=0)
+        for role in ("server", "client"):  # our leaf serves both; one role is enough
+            try:
+                store.verify_certificates(chain, role, now)
+                problems = []
+                break
+            except VerificationFailed as e:
+                problems = [f"{e.failure.value}: {e.detail}"]
+        return cls(crt, key, ca, chain, priv, cas, tuple(problems))
+
+
+def read_snapshot(directory: Path) -> tuple[bytes, bytes, bytes, Path]:
+    """The three files as one snapshot. In a Kubernetes Secret volume they are
+    symlinks through ``..data`` to a timestamped directory that the kubelet swaps
+    atomically: resolve ``..data`` once and read all three from that directory,
+    so the key and the certificate always come from the same version."""
+    base = directory
+    data = directory / "..data"
+    if data.is_symlink():
+        base = data.resolve()
+    try:
+        crt, key, ca = ((base / f).read_bytes() for f in FILES)
+    except OSError as e:
+        raise PkiError(f"{directory}: cannot read identity files: {e.strerror} ({e.filename})") from None
+    return crt, key, ca, base
+
+
+class IdentitySource:
+    """An identity directory that follows its files: ``current`` is always a
+    checked snapshot; ``check()`` takes a changed one or refuses it (counted in
+    ``mtls_certificate_reloads_total`` and kept in ``last_error``)."""
+
+    def __init__(self, directory: Path, clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.directory = directory
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._lock = threading.Lock()
+        self._stamp, self.current = self._snapshot()
+        for problem in self.current.problems:  # start anyway: /readyz and the peers will say so
+            log.warning("%s: identity loaded with a problem: %s", directory, problem)
+        self.generation = 0
+        self.reloads = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.loaded_at = self.clock()
+        telemetry.export_certificate_expiry(self.current)
+
+    def _snapshot(self) -> tuple[tuple[Any, ...], IdentityMaterial]:
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            before = files_stamp(self.directory)
+            crt, key, ca, base = read_snapshot(self.directory)
+            if files_stamp(self.directory) == before:
+                return before, IdentityMaterial.from_bytes(crt, key, ca, base, self.clock())
+        raise PkiError(f"{self.directory}: the identity files kept changing while being read")
+
+    def check(self) -> IdentityMaterial | None:
+        """Take new files if they changed and are good; the new material, else None."""
+        if files_stamp(self.directory) == self._stamp:
+            return None
+        with self._lock:
+            if files_stamp(self.directory) == self._stamp:
+                return None
+            old = self.current
+            try:
+                stamp, fresh = self._snapshot()
+                if fresh.problems:
+                    raise PkiError(f"{self.directory}: {fresh.problems[0]}")
+            except PkiError as e:
+                # remember these files as seen: refused once, not again every tick
+                self._stamp = files_stamp(self.directory)
+                self.failures += 1
+                self.last_error = str(e)
+                telemetry.CERT_RELOADS.labels("failure").inc()
+                log.error("certificate reload rejected, keeping %s (serial %x): %s",
+                          old.identity, old.leaf.serial_number, e)
+                return None
+            self._stamp, self.current = stamp, fresh
+            self.generation += 1
+            self.reloads += 1
+            self.last_error = None
+            self.loaded_at = self.clock()
+            telemetry.CERT_RELOADS.labels("success").inc()
+            telemetry.export_certificate_expiry(fresh)
+            log.info("certificate reloaded: %s serial %x, expires %s", fresh.identity,
+                     fresh.leaf.serial_number, fresh.leaf.not_valid_after_utc)
+            return fresh

@@ -8,19 +8,15 @@ previous material stays in use.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtlsdemo import telemetry
 from mtlsdemo.handshake import HandshakeConfig, PeerPolicy
 from mtlsdemo.handshake.config import Credentials
-from mtlsdemo.handshake.peer import TrustStore
 from mtlsdemo.pki.errors import PkiError
-from mtlsdemo.pki.material import IdentityMaterial, files_stamp
+from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
 from mtlsdemo.sidecar.config import SidecarConfig
-
-log = logging.getLogger(__name__)
+from mtlsdemo.trust import TrustStore
 
 
 @dataclass(frozen=True)
@@ -33,41 +29,34 @@ class Loaded:
 
 
 class IdentityWatcher:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._stamp = files_stamp(directory)
-        self.current = self._load(0)
-        self.last_error: str | None = None
+    """The handshake's view of the one identity source: credentials and a trust
+    store (with its verification cache) built once per generation of the files."""
 
-    def _load(self, generation: int) -> Loaded:
-        m = IdentityMaterial.load(self.directory)
+    def __init__(self, directory: Path) -> None:
+        self.source = IdentitySource(directory)
+        self.current = self._build(self.source.current)
+
+    def _build(self, m: IdentityMaterial) -> Loaded:
         try:
-            cred = Credentials.from_pem(m.cert_chain_pem, m.key_pem)
-            trust = TrustStore(m.cas)
+            cred = Credentials.from_parts(m.chain, m.key)
+            # peers must come from our own trust domain (no federation)
+            domain = m.identity.removeprefix("spiffe://").partition("/")[0] \
+                if m.identity.startswith("spiffe://") else None
+            trust = TrustStore(m.cas, trust_domain=domain)
         except (ValueError, TypeError) as e:
-            raise PkiError(f"{self.directory}: unusable identity ({e})") from None
-        telemetry.export_certificate_expiry(m)
-        return Loaded(m, cred, trust, generation, dt.datetime.now(dt.UTC))
+            raise PkiError(f"{self.source.directory}: unusable identity ({e})") from None
+        return Loaded(m, cred, trust, self.source.generation, self.source.loaded_at)
+
+    @property
+    def last_error(self) -> str | None:
+        return self.source.last_error
 
     def check(self) -> bool:
         """Reload if the files changed; True when new material was taken."""
-        stamp = files_stamp(self.directory)
-        if stamp == self._stamp:
+        fresh = self.source.check()
+        if fresh is None:
             return False
-        self._stamp = stamp
-        try:
-            fresh = self._load(self.current.generation + 1)
-        except PkiError as e:
-            telemetry.CERT_RELOADS.labels("failure").inc()
-            self.last_error = str(e)
-            log.error("certificate reload rejected, keeping %s (serial %x): %s",
-                      self.current.material.identity, self.current.material.leaf.serial_number, e)
-            return False
-        self.current = fresh
-        self.last_error = None
-        telemetry.CERT_RELOADS.labels("success").inc()
-        log.info("certificate reloaded: %s serial %x, expires %s", fresh.material.identity,
-                 fresh.material.leaf.serial_number, fresh.material.leaf.not_valid_after_utc)
+        self.current = self._build(fresh)
         return True
 
     def ready(self, now: dt.datetime | None = None) -> tuple[bool, str]:

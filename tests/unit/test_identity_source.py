@@ -1,0 +1,120 @@
+"""The one identity loader: reads the files once per change, validates exactly
+those bytes, hands on exactly those bytes; refuses and counts bad renewals;
+never mixes a key from one version with a certificate from another."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ca_of, make_identity_dir
+from cryptography import x509
+from mtlsdemo.pki import material as material_mod
+from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.pki.keys import public_key_der
+from mtlsdemo.pki.material import IdentitySource
+
+
+def consistent(m) -> bool:
+    return public_key_der(m.key.public_key()) == public_key_der(m.leaf.public_key()) and \
+        x509.load_pem_x509_certificate(m.cert_chain_pem) == m.leaf
+
+
+def version(tmp: Path, pki_dir: Path, name: str, **kw) -> Path:
+    """A fresh identity directory (new key, new serial) from the session's CA."""
+    d = tmp / name
+    d.mkdir()
+    return make_identity_dir(d, ca_of(pki_dir), "gateway", **kw)
+
+
+def copy_into(src: Path, dst: Path) -> None:
+    for f in ("tls.crt", "tls.key", "ca.crt"):
+        shutil.copyfile(src / f, dst / f)
+
+
+def test_a_swap_in_the_middle_of_a_read_is_read_again(tmp_path: Path, pki_dir: Path, monkeypatch) -> None:
+    v1, v2 = version(tmp_path, pki_dir, "v1"), version(tmp_path, pki_dir, "v2")
+    live = tmp_path / "live"
+    live.mkdir()
+    copy_into(v1, live)
+    source = IdentitySource(live)
+    real = Path.read_bytes
+    swapped = []
+
+    def read_bytes(self: Path) -> bytes:
+        data = real(self)
+        if self == live / "tls.crt" and not swapped:  # the renewal lands right after tls.crt was read
+            swapped.append(1)
+            copy_into(v2, live)
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    (live / "tls.crt").write_bytes(real(v1 / "tls.crt") + b"\n")  # a change to pick up
+    fresh = source.check()
+    assert swapped and fresh is not None and consistent(fresh)
+    assert fresh.leaf == x509.load_pem_x509_certificate((v2 / "tls.crt").read_bytes())
+
+
+def test_kubernetes_data_symlink_is_resolved_once(tmp_path: Path, pki_dir: Path, monkeypatch) -> None:
+    v1, v2 = version(tmp_path, pki_dir, "v1"), version(tmp_path, pki_dir, "v2")
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    shutil.copytree(v1, vol / "..2026_1")
+    shutil.copytree(v2, vol / "..2026_2")
+    (vol / "..data").symlink_to("..2026_1")
+    for f in ("tls.crt", "tls.key", "ca.crt"):
+        (vol / f).symlink_to(f"..data/{f}")
+    real = Path.read_bytes
+    flipped = []
+
+    def read_bytes(self: Path) -> bytes:
+        data = real(self)
+        if self.name == "tls.crt" and not flipped:  # the kubelet swaps ..data mid-read
+            flipped.append(1)
+            (vol / "..tmp").symlink_to("..2026_2")
+            (vol / "..tmp").replace(vol / "..data")
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    m = IdentitySource(vol).current
+    assert flipped and consistent(m)
+
+
+def test_bad_renewals_are_refused_counted_and_the_old_identity_kept(tmp_path: Path, pki_dir: Path,
+                                                                    other_pki_dir: Path) -> None:
+    live = version(tmp_path, pki_dir, "live")
+    source = IdentitySource(live)
+    first = source.current
+    # a key that is not the certificate's
+    other = version(tmp_path, pki_dir, "other")
+    (live / "tls.key").write_bytes((other / "tls.key").read_bytes())
+    assert source.check() is None and source.failures == 1 and "does not match" in source.last_error
+    assert source.current is first
+    assert source.check() is None and source.failures == 1  # the same bad files: not retried
+    # an expired certificate
+    make_identity_dir(live, ca_of(pki_dir), "gateway", at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40))
+    assert source.check() is None and source.failures == 2 and "certificate_expired" in source.last_error
+    # a certificate from a CA the bundle does not hold
+    make_identity_dir(live, ca_of(other_pki_dir), "gateway")
+    (live / "ca.crt").write_bytes((pki_dir / "ca" / "ca.crt").read_bytes())
+    assert source.check() is None and source.failures == 3 and "unknown_ca" in source.last_error
+    # then a good one
+    copy_into(other, live)
+    fresh = source.check()
+    assert fresh is not None and consistent(fresh) and source.reloads == 1 and source.last_error is None
+    assert source.generation == 1
+
+
+def test_unreadable_start_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(PkiError, match="cannot read identity files"):
+        IdentitySource(tmp_path)
+
+
+def test_files_that_never_settle_are_refused(tmp_path: Path, pki_dir: Path, monkeypatch) -> None:
+    live = version(tmp_path, pki_dir, "live")
+    stamps = iter(range(1000))
+    monkeypatch.setattr(material_mod, "files_stamp", lambda d: next(stamps))
+    with pytest.raises(PkiError, match="kept changing"):
+        IdentitySource(live)
