@@ -183,6 +183,9 @@ def _sidecar_parser(sub: argparse._SubParsersAction) -> None:
     flags.add(p, "--server-preference", boolean=True, default=False,
               help="inbound: choose the suite by our order, not the client's")
     flags.add(p, "--handshake-timeout", type=float, default=5.0, help="handshake deadline, seconds")
+    flags.add(p, "--max-pending-handshakes", type=int, default=512,
+              help="connections in the handshake at once; more are refused at once with an "
+                   "'overloaded' alert (each may hold up to ~200 KiB: see docs/operations.md)")
     flags.add(p, "--key-update-records", type=int, default=0,
               help="update traffic keys after this many records sent (0: never)")
     flags.add(p, "--key-update-bytes", type=int, default=0,
@@ -338,6 +341,7 @@ def sidecar_config(args: argparse.Namespace):  # noqa: ANN201
         allowed_ids=tuple(args.allow_id), routes=[Route.parse(r) for r in args.route],
         suites=suites, server_preference=args.server_preference,
         handshake_timeout=args.handshake_timeout, key_update_records=args.key_update_records,
+        max_pending_handshakes=args.max_pending_handshakes,
         key_update_bytes=args.key_update_bytes,
         admin_listen=None if args.admin_listen in (None, "", "off")
         else split_hostport(args.admin_listen, "--admin-listen"),

@@ -529,3 +529,45 @@ def test_slow_app_backpressure_bounds_what_the_sidecars_buffer(tmp_path, certs, 
             c.close()
         app.close()
         mesh.stop()
+
+
+# ------------------------------------------------------------------ limits
+def test_a_flood_beyond_the_pending_cap_is_refused_at_once_and_counted(tmp_path, certs, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port,
+                server_args=("--max-pending-handshakes", "3", "--handshake-timeout", "30"))
+    silent = []
+    try:
+        for _ in range(3):  # three connections that never say hello: the cap is full
+            silent.append(socket.create_connection(("127.0.0.1", mesh.inbound), timeout=10))
+        wait_for(lambda: mesh.server.status()["handshakes_in_progress"] == 3, what="3 pending")
+        refused = []
+        for _ in range(20):  # the flood: each one turned away before any handshake work
+            with socket.create_connection(("127.0.0.1", mesh.inbound), timeout=10) as s:
+                refused.append(s.recv(100) + s.recv(100))
+        assert set(refused) == {bytes((21, 1, 0, 0, 2, 2, 82))}  # fatal alert "overloaded", then EOF
+        assert handshakes(mesh.server, reason="overloaded", origin="local") == 20
+        # the log says so once per interval, with a count of the rest, not 20 lines
+        wait_for(lambda: "reason=overloaded" in mesh.server.proc.output(), what="the overloaded line")
+        assert mesh.server.proc.output().count("reason=overloaded") == 1
+        # the pending ones were not disturbed, and once they go, traffic flows again
+        for s in silent:
+            s.close()
+        wait_for(lambda: mesh.server.status()["handshakes_in_progress"] == 0, what="pending to drain")
+        assert roundtrip(mesh.route, b"after the flood") == b"after the flood"
+    finally:
+        for s in silent:
+            s.close()
+        mesh.stop()
+
+
+def test_a_client_sidecar_refused_for_overload_counts_it_as_remote(tmp_path, certs, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port,
+                server_args=("--max-pending-handshakes", "1", "--handshake-timeout", "30"))
+    try:
+        with socket.create_connection(("127.0.0.1", mesh.inbound), timeout=10):
+            wait_for(lambda: mesh.server.status()["handshakes_in_progress"] == 1, what="1 pending")
+            assert roundtrip(mesh.route, b"x") == b""  # refused: the app sees EOF, no data
+            wait_for(lambda: handshakes(mesh.client, reason="overloaded", origin="remote") == 1,
+                     what="the client sidecar to count the server's overloaded alert")
+    finally:
+        mesh.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hskit import config, handshake
-from mtlsdemo.handshake import DataReceived, KeyUpdated, PeerClosed, ProtocolError, Reason
+from mtlsdemo.handshake import DataReceived, KeyUpdated, PeerClosed, ProtocolError, Reason, State
 from mtlsdemo.handshake.config import Limits
 from mtlsdemo.handshake.records import MAX_PLAINTEXT, TAG_LEN, ContentType, Protector, header
 
@@ -164,12 +164,27 @@ def test_automatic_key_update_after_bytes() -> None:
 
 
 def test_sequence_exhaustion_closes_the_session() -> None:
-    c, s = connected(limits=Limits(max_seq=3))
+    c, s = connected(limits=Limits(max_seq=4))
     for i in range(3):
         c.send_data(bytes([i]))
     with pytest.raises(ProtocolError) as e:
         c.send_data(b"one too many")
-    assert e.value.reason is Reason.SEQUENCE_EXHAUSTED
+    assert e.value.reason is Reason.SEQUENCE_EXHAUSTED and c.state is State.FAILED
+
+
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_send_side_sequence_exhaustion_alerts_the_peer(side: str) -> None:
+    """The sender keeps its last sequence number for the alert: the peer learns why."""
+    c, s = connected(limits=Limits(max_seq=4))
+    sender, receiver = (c, s) if side == "client" else (s, c)
+    for i in range(3):
+        sender.send_data(bytes([i]))
+    with pytest.raises(ProtocolError):
+        sender.send_data(b"one too many")
+    with pytest.raises(ProtocolError) as told:
+        receiver.receive_data(sender.data_to_send())
+    assert told.value.reason is Reason.SEQUENCE_EXHAUSTED and told.value.origin == "remote"
+    assert told.value.events and sum(len(e.data) for e in told.value.events) == 3  # the data before it
 
 
 def test_no_nonce_repeats_across_many_records_and_key_updates() -> None:

@@ -203,7 +203,11 @@ class Connection:
         view = memoryview(data)
         for i in range(0, len(view), MAX_PLAINTEXT):
             self._maybe_auto_update()
-            self._out.append(self._seal(ContentType.APPLICATION_DATA, bytes(view[i:i + MAX_PLAINTEXT])))
+            try:
+                self._out.append(self._seal(ContentType.APPLICATION_DATA, bytes(view[i:i + MAX_PLAINTEXT])))
+            except ProtocolError as e:  # sequence exhausted: end the session, and say why
+                self._failed(e)
+                raise
         self._app[0] += -(-len(data) // MAX_PLAINTEXT)
         self._app[1] += len(data)
 

@@ -32,6 +32,8 @@ class Reason(StrEnum):
     HANDSHAKE_TIMEOUT = "handshake_timeout"      # raised by the caller's deadline
     SEQUENCE_EXHAUSTED = "sequence_exhausted"    # 2^64 records under one key
     TRUNCATED = "truncated"                      # EOF without close_notify (never sent)
+    OVERLOADED = "overloaded"                    # refused before the handshake: too many pending
+    UNREACHABLE = "unreachable"                  # the peer could not be dialled (never sent)
     INTERNAL_ERROR = "internal_error"
 
 
@@ -56,6 +58,7 @@ ALERT_CODES: dict[Reason, int] = {
     Reason.HANDSHAKE_TIMEOUT: 75,
     Reason.INTERNAL_ERROR: 80,
     Reason.SEQUENCE_EXHAUSTED: 81,
+    Reason.OVERLOADED: 82,
     Reason.CERTIFICATE_REQUIRED: 116,
 }
 REASON_BY_CODE = {code: reason for reason, code in ALERT_CODES.items()}

@@ -103,15 +103,18 @@ class Protector:
         self.records = 0
         self.bytes = 0
 
-    def _nonce(self) -> bytes:
-        if self.seq >= self.max_seq:
+    def _nonce(self, limit: int | None = None) -> bytes:
+        if self.seq >= (self.max_seq if limit is None else limit):
             raise ProtocolError(Reason.SEQUENCE_EXHAUSTED,
                                 f"sequence number {self.seq} reached the limit; the session must end")
         return (self._iv ^ self.seq).to_bytes(12, "big")
 
     def seal(self, ctype: int, plaintext: bytes) -> bytes:
         hdr = header(ctype, len(plaintext) + TAG_LEN)
-        sealed = aead_seal(self._aead, self._nonce(), plaintext, hdr)
+        # The last sequence number is kept for an alert: a sender that runs out can
+        # still tell its peer why the session ends (sequence_exhausted).
+        limit = self.max_seq if ctype == ContentType.ALERT else self.max_seq - 1
+        sealed = aead_seal(self._aead, self._nonce(limit), plaintext, hdr)
         self.seq += 1
         self.records += 1
         self.bytes += len(plaintext)

@@ -61,6 +61,7 @@ class SidecarConfig:
     suites: tuple[Suite, ...] = DEFAULT_SUITES
     server_preference: bool = False
     handshake_timeout: float = 5.0
+    max_pending_handshakes: int = 512
     key_update_records: int = 0
     key_update_bytes: int = 0
     admin_listen: tuple[str, int] | None = ("127.0.0.1", 9901)
@@ -77,5 +78,7 @@ class SidecarConfig:
                                      "sidecar listens on loopback only")
         if self.inbound_listen is None and not self.routes:
             raise SidecarConfigError("nothing to do: give --inbound-listen/--inbound-target, --route, or both")
+        if self.max_pending_handshakes < 1:
+            raise SidecarConfigError("--max-pending-handshakes must be at least 1")
         if self.handshake_timeout <= 0:
             raise SidecarConfigError("--handshake-timeout must be positive")

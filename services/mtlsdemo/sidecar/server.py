@@ -10,12 +10,13 @@ import time
 from typing import Any
 
 from mtlsdemo import __version__, telemetry
-from mtlsdemo.handshake import HandshakeConfig
+from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason
 from mtlsdemo.sidecar.admin import AdminServer, json_response
 from mtlsdemo.sidecar.config import Route, SidecarConfig
 from mtlsdemo.sidecar.identity import IdentityWatcher, client_config, server_config
+from mtlsdemo.sidecar.observer import HandshakeOutcome, Observer
 from mtlsdemo.sidecar.status import Status
-from mtlsdemo.sidecar.tunnel import AppSide, NetSide, Tunnel
+from mtlsdemo.sidecar.tunnel import AppSide, NetSide, Refuse, Tunnel
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class Sidecar:
         self.config = config
         self.identity = IdentityWatcher(config.identity_dir)
         self.status = Status()
+        self.observer = Observer(self.status)
         self.tunnels: set[Tunnel] = set()
         self.ports: dict[str, int] = {}
         self.started_at = time.time()
@@ -61,9 +63,7 @@ class Sidecar:
         telemetry.BUILD_INFO.info({"version": __version__, "component": cfg.name})
         if cfg.inbound_listen:
             host, port = cfg.inbound_listen
-            srv = await loop.create_server(
-                lambda: NetSide(Tunnel(self, "server", self.server_config(), "inbound")),
-                host, port, reuse_address=True)
+            srv = await loop.create_server(self._inbound, host, port, reuse_address=True)
             self._servers.append(srv)
             self.ports["inbound"] = srv.sockets[0].getsockname()[1]
             log.info("inbound %s:%d -> app %s:%d; peers allowed: %s", host, self.ports["inbound"],
@@ -86,8 +86,31 @@ class Sidecar:
                  self.identity.current.material.leaf.serial_number,
                  self.identity.current.material.leaf.not_valid_after_utc)
 
-    def _outbound(self, route: Route) -> AppSide:
-        tunnel = Tunnel(self, "client", self.client_config(route), f"route {route.listen[1]}")
+    # --- admission: a bounded number of handshakes at once ---
+    def _pending(self) -> int:
+        return sum(1 for t in self.tunnels if t.established_at is None and not t.closed)
+
+    def _overloaded(self, role: str, label: str) -> bool:
+        pending = self._pending()
+        if pending < self.config.max_pending_handshakes:
+            return False
+        self.observer.overloaded(role, label, self.local_identity, "?", pending)
+        return True
+
+    @property
+    def local_identity(self) -> str:
+        return self.identity.current.material.identity
+
+    def _inbound(self) -> asyncio.Protocol:
+        if self._overloaded("server", "inbound"):
+            return Refuse(Reason.OVERLOADED)
+        return NetSide(Tunnel(self, "server", self.server_config(), "inbound", self.local_identity))
+
+    def _outbound(self, route: Route) -> asyncio.Protocol:
+        label = f"route {route.listen[1]}"
+        if self._overloaded("client", label):
+            return Refuse(None)  # the local app: just close
+        tunnel = Tunnel(self, "client", self.client_config(route), label, self.local_identity)
         asyncio.get_running_loop().create_task(self._dial(tunnel, route))
         return AppSide(tunnel)
 
@@ -96,9 +119,10 @@ class Sidecar:
             await asyncio.get_running_loop().create_connection(lambda: NetSide(tunnel), *route.remote)
         except OSError as e:
             log.error("route %s: remote sidecar unreachable: %s", route, e)
-            self.status.record("client", tunnel.local_identity, route.identity,
-                               f"{route.remote[0]}:{route.remote[1]}", "none", 0.0,
-                               "unreachable", "local")
+            self.status.record(HandshakeOutcome(
+                "client", f"route {route.listen[1]}", tunnel.local_identity, route.identity,
+                f"{route.remote[0]}:{route.remote[1]}", "none", 0.0,
+                ProtocolError(Reason.UNREACHABLE, str(e))))
             tunnel.close(abort_app=True)
 
     def connect_app(self, tunnel: Tunnel) -> None:
@@ -117,6 +141,7 @@ class Sidecar:
     async def _count_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            self.observer.flush()
             for tunnel in list(self.tunnels):
                 tunnel.count()
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import collections
 import datetime as dt
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mtlsdemo.sidecar.observer import HandshakeOutcome
 
 
 @dataclass
@@ -38,15 +41,15 @@ class Status:
         self.edges: dict[tuple[str, str, str], Edge] = {}
         self.totals = collections.Counter()
 
-    def record(self, role: str, local: str, peer: str, peer_address: str, suite: str,
-               duration: float, outcome: str, origin: str) -> None:
+    def record(self, o: HandshakeOutcome) -> None:
+        outcome, origin = o.outcome, o.origin
         self.recent.append(HandshakeRecord(
-            dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), role, peer, peer_address,
-            suite, round(duration * 1000, 3), outcome, origin))
-        key = (role, peer, suite)
+            dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), o.role, o.peer,
+            o.peer_address, o.suite, round(o.duration * 1000, 3), outcome, origin))
+        key = (o.role, o.peer, o.suite)
         edge = self.edges.get(key)
         if edge is None:
-            edge = self.edges[key] = Edge(role, local, peer, suite)
+            edge = self.edges[key] = Edge(o.role, o.local, o.peer, o.suite)
         if outcome == "success":
             edge.ok += 1
         else:

@@ -17,9 +17,8 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from mtlsdemo import telemetry as t
 from mtlsdemo.handshake import (
     Connection,
     DataReceived,
@@ -29,10 +28,11 @@ from mtlsdemo.handshake import (
     ProtocolError,
     Reason,
 )
-from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN
-
-if TYPE_CHECKING:
-    from mtlsdemo.sidecar.server import Sidecar
+from mtlsdemo.handshake.connection import ALERT_FATAL
+from mtlsdemo.handshake.errors import ALERT_CODES
+from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN, ContentType, plaintext_record
+from mtlsdemo.sidecar.config import SidecarConfig
+from mtlsdemo.sidecar.observer import HandshakeOutcome, Observer
 
 log = logging.getLogger(__name__)
 WRITE_HIGH_WATER = 512 * 1024   # pause the other side's reads above this much unsent data
@@ -40,13 +40,25 @@ MAX_HELD = 64 * 1024            # app bytes held while the handshake is still ru
 RECORD_OVERHEAD = HEADER_LEN + TAG_LEN
 
 
+class TunnelHost(Protocol):
+    """What a tunnel needs from the sidecar that runs it (and nothing more)."""
+
+    config: SidecarConfig
+    observer: Observer
+    tunnels: set[Tunnel]
+
+    def connect_app(self, tunnel: Tunnel) -> None: ...
+
+
 class Tunnel:
-    def __init__(self, sidecar: Sidecar, role: str, config: HandshakeConfig, label: str) -> None:
+    def __init__(self, sidecar: TunnelHost, role: str, config: HandshakeConfig, label: str,
+                 local_identity: str) -> None:
         self.sidecar = sidecar
+        self.observer = sidecar.observer
         self.role = role                  # "server" (inbound) or "client" (outbound)
         self.label = label                # route or listener, for logs
         self.conn = Connection(role, config, now=dt.datetime.now(dt.UTC))
-        self.local_identity = sidecar.identity.current.material.identity
+        self.local_identity = local_identity
         self.app: asyncio.Transport | None = None
         self.net: asyncio.Transport | None = None
         self.peer_address = "?"
@@ -62,7 +74,7 @@ class Tunnel:
         self._counted = (0, 0, 0, 0)
         self._key_updates = 0  # key generations counted so far (KeyUpdated events included)
         self._handshake_open = True
-        t.HANDSHAKES_IN_PROGRESS.labels(role).inc()
+        self.observer.handshake_started(role)
         self._deadline = asyncio.get_running_loop().call_later(
             sidecar.config.handshake_timeout, self._timeout)
         sidecar.tunnels.add(self)
@@ -77,40 +89,25 @@ class Tunnel:
         self._flush_net()
         self._handshake_failed(err)
 
-    def _handshake_done(self, result) -> None:  # noqa: ANN001
+    def _handshake_done(self, result: HandshakeComplete) -> None:
         self._close_handshake()
         self.established_at = time.perf_counter()
-        role, suite = self.role, result.suite
-        t.HANDSHAKES.labels(role, suite, "success", "none", "none").inc()
-        t.HANDSHAKE_DURATION.labels(role, suite).observe(result.duration)
-        for phase, seconds in result.phases.items():
-            t.HANDSHAKE_PHASE.labels(role, phase).observe(seconds)
-        t.PEER_AUTHORIZATIONS.labels(result.peer_identity, "allow").inc()
-        t.SESSIONS_ACTIVE.labels(role).inc()
-        self.sidecar.status.record(role, self.local_identity, result.peer_identity,
-                                   self.peer_address, suite, result.duration, "success", "none")
-        log.debug("handshake ok role=%s local=%s peer=%s suite=%s %.2fms", role,
-                  self.local_identity, result.peer_identity, suite, result.duration * 1e3)
+        self.observer.handshake(HandshakeOutcome(
+            self.role, self.label, self.local_identity, result.peer_identity, self.peer_address,
+            result.suite, result.duration, phases=dict(result.phases)))
 
     def _handshake_failed(self, e: ProtocolError) -> None:
         self._close_handshake()
-        suite = self.conn.suite.name if self.conn.suite else "none"
-        peer = self.conn.peer_identity or "unknown"
-        t.HANDSHAKES.labels(self.role, suite, "failure", e.reason.value, e.origin).inc()
-        if e.reason is Reason.IDENTITY_MISMATCH and e.origin == "local" and e.peer_identity:
-            t.PEER_AUTHORIZATIONS.labels(e.peer_identity, "deny").inc()
-        self.sidecar.status.record(self.role, self.local_identity, peer, self.peer_address, suite,
-                                   time.perf_counter() - self.started, e.reason.value, e.origin)
-        # Logged once, with both identities: who rejected whom, and why.
-        log.warning("handshake failed: %s role=%s local=%s peer=%s peer_addr=%s suite=%s "
-                    "reason=%s origin=%s: %s", self.label, self.role, self.local_identity, peer,
-                    self.peer_address, suite, e.reason.value, e.origin, e.detail)
+        self.observer.handshake(HandshakeOutcome(
+            self.role, self.label, self.local_identity, self.conn.peer_identity or "unknown",
+            self.peer_address, self.conn.suite.name if self.conn.suite else "none",
+            time.perf_counter() - self.started, e))
         self.close(abort_app=True)
 
     def _close_handshake(self) -> None:
         if self._handshake_open:
             self._handshake_open = False
-            t.HANDSHAKES_IN_PROGRESS.labels(self.role).dec()
+            self.observer.handshake_ended(self.role)
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -287,31 +284,20 @@ class Tunnel:
         if self.established_at is None:
             self._handshake_failed(e)
             return
-        t.RECORD_FAILURES.labels(e.reason.value).inc()
-        log.warning("session failed: %s role=%s local=%s peer=%s reason=%s origin=%s: %s",
-                    self.label, self.role, self.local_identity, self.conn.peer_identity,
-                    e.reason.value, e.origin, e.detail)
+        self.observer.session_failed(self.label, self.role, self.local_identity,
+                                     self.conn.peer_identity, e)
         self.close(abort_app=True)
 
     def count(self) -> None:
-        """Push this tunnel's record and key-update counts to the metrics. Called
-        once a second by the sidecar and at close, not per record: the counter
-        locks cost more than the AES-GCM of a small record."""
+        """Hand this tunnel's record and key-update counts since the last call to
+        the observer (once a second and at close)."""
         generations = self.conn.send_generation + self.conn.receive_generation
-        if generations != self._key_updates:
-            t.KEY_UPDATES.inc(generations - self._key_updates)
-            self._key_updates = generations
         now = self.conn.counters
         rs, bs, rr, br = (a - b for a, b in zip(now, self._counted, strict=True))
+        if rs or rr or generations != self._key_updates:
+            self.observer.traffic(rs, bs, rr, br, generations - self._key_updates, RECORD_OVERHEAD)
         self._counted = now
-        if rs:
-            t.RECORDS.labels("sent").inc(rs)
-            t.RECORD_BYTES.labels("sent", "plaintext").inc(bs)
-            t.RECORD_BYTES.labels("sent", "ciphertext").inc(bs + rs * RECORD_OVERHEAD)
-        if rr:
-            t.RECORDS.labels("received").inc(rr)
-            t.RECORD_BYTES.labels("received", "plaintext").inc(br)
-            t.RECORD_BYTES.labels("received", "ciphertext").inc(br + rr * RECORD_OVERHEAD)
+        self._key_updates = generations
 
     def graceful_close(self) -> None:
         """Shutdown: close_notify to the peer, then close both sides."""
@@ -332,8 +318,7 @@ class Tunnel:
         self._close_handshake()
         self.count()
         if self.established_at is not None:
-            t.SESSIONS_ACTIVE.labels(self.role).dec()
-            t.SESSION_DURATION.observe(time.perf_counter() - self.established_at)
+            self.observer.session_closed(self.role, time.perf_counter() - self.established_at)
         if self.net is not None:
             self.net.close()  # flushes what is queued (alert, close_notify) first
         if self.app is not None:
@@ -392,3 +377,18 @@ class AppSide(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.tunnel.app_resume()
+
+
+class Refuse(asyncio.Protocol):
+    """A connection turned away before any handshake work (over the pending cap):
+    the peer sidecar gets a fatal alert naming the reason, a local app just a close."""
+
+    def __init__(self, reason: Reason | None) -> None:
+        self.reason = reason
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (uvloop's transports are not asyncio.Transport subclasses: no isinstance here)
+        if self.reason is not None:
+            transport.write(  # type: ignore[attr-defined]
+                plaintext_record(ContentType.ALERT, bytes((ALERT_FATAL, ALERT_CODES[self.reason]))))
+        transport.close()
