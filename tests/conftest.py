@@ -108,10 +108,11 @@ def forge_record_after_handshake(port: int, identity: Path) -> None:
     import contextlib
     import os
 
-    from mtlsdemo.handshake import Connection, HandshakeConfig, ProtocolError
+    from mtlsdemo import system
+    from mtlsdemo.handshake import HandshakeConfig, ProtocolError
 
     cfg = HandshakeConfig.from_pem(*((identity / f).read_bytes() for f in ("tls.crt", "tls.key", "ca.crt")))
-    conn = Connection("client", cfg)
+    conn = system.connection("client", cfg)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         conn.start()
         s.sendall(conn.data_to_send())

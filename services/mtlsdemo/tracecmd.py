@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mtlsdemo import system
 from mtlsdemo.handshake import (
     Connection,
     DataReceived,
@@ -123,7 +124,7 @@ def run(args) -> int:  # noqa: ANN001
                    "RSA-OAEP-CHACHA20-POLY1305,RSA-OAEP-AES-128-GCM",
                    tuple(args.allow_id or ()))
     now = dt.datetime.now(dt.UTC) + dt.timedelta(days=args.days_ahead)
-    c, s = Connection("client", ccfg, now=now), Connection("server", scfg, now=now)
+    c, s = system.connection("client", ccfg, now), system.connection("server", scfg, now)
     error: ProtocolError | None = None
     c.start()
     try:
@@ -157,7 +158,7 @@ def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:
 
 def _run_connected(args, ccfg: HandshakeConfig) -> int:  # noqa: ANN001
     host, _, port = args.connect.rpartition(":")
-    c = Connection("client", ccfg)
+    c = system.connection("client", ccfg)
     error: ProtocolError | None = None
     records: list[dict[str, Any]] = []
     with socket.create_connection((host or "127.0.0.1", int(port)), timeout=args.timeout) as sock:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +29,44 @@ from mtlsdemo.pki.issue import issue_leaf
 from mtlsdemo.pki.keys import generate_key, signing_hash
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+class SeededEntropy:
+    """Replayable randomness: SHA-256 of (seed, counter). Same seed, same bytes."""
+
+    def __init__(self, seed: bytes) -> None:
+        self.seed, self.counter = seed, 0
+
+    def __call__(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            out += hashlib.sha256(self.seed + self.counter.to_bytes(8, "big")).digest()
+            self.counter += 1
+        return out[:n]
+
+
+class TickClock:
+    """A monotonic clock that advances 1 ms per reading."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += 0.001
+        return self.t
+
+
+_sessions = itertools.count()
+
+
+def new(role: str, cfg: HandshakeConfig, now: dt.datetime | None = None,
+        seed: bytes | None = None) -> Connection:
+    """A connection on a test clock and seeded randomness. Without a seed, each
+    connection gets its own (two sessions never share randoms, as in real life);
+    with one, the same seed replays the same bytes."""
+    if seed is None:
+        seed = f"{role}-{next(_sessions)}".encode()
+    return Connection(role, cfg, now=now or NOW, clock=TickClock(), entropy=SeededEntropy(seed))
 
 
 # CAs by name; some are made to break rules.
@@ -149,8 +189,8 @@ def pump(client: Connection, server: Connection, tamper: Tamper | None = None,
 def handshake(ccfg: HandshakeConfig, scfg: HandshakeConfig, tamper: Tamper | None = None,
               client_now: dt.datetime | None = None, server_now: dt.datetime | None = None,
               client_data: bytes = b"") -> tuple[Connection, Connection, Outcome]:
-    c = Connection("client", ccfg, now=client_now or NOW)
-    s = Connection("server", scfg, now=server_now or NOW)
+    c = new("client", ccfg, now=client_now)
+    s = new("server", scfg, now=server_now)
     return c, s, pump(c, s, tamper, client_data)
 
 

@@ -20,11 +20,12 @@ from hskit import (
     handshake,
     join_messages,
     leaf,
+    new,
     pump,
     rewrite,
     split_messages,
 )
-from mtlsdemo.handshake import SUITES, Connection, KeyExchange, PeerPolicy, ProtocolError, Reason
+from mtlsdemo.handshake import SUITES, KeyExchange, PeerPolicy, ProtocolError, Reason
 from mtlsdemo.handshake import messages as m
 from mtlsdemo.handshake.codec import u16, u24
 from mtlsdemo.handshake.config import Limits
@@ -226,7 +227,7 @@ def test_unknown_message_type_is_unexpected() -> None:
 
 
 def test_application_data_before_handshake_is_unexpected() -> None:
-    s = Connection("server", config("ledger"), now=NOW)
+    s = new("server", config("ledger"))
     with pytest.raises(ProtocolError) as e:
         s.receive_data(bytes((23, 1, 0, 0, 4)) + b"data")
     assert e.value.reason is Reason.UNEXPECTED_MESSAGE
@@ -318,7 +319,7 @@ def test_signature_bytes_flipped_is_bad_signature() -> None:
 
 
 def test_reflected_client_hello_is_unexpected_message() -> None:
-    c = Connection("client", config("gateway"), now=NOW)
+    c = new("client", config("gateway"))
     c.start()
     hello = c.data_to_send()
     with pytest.raises(ProtocolError) as e:
@@ -371,12 +372,12 @@ def test_bad_client_key_share_is_illegal_parameter(public: bytes) -> None:
     # so every signature is honest and the server's own check must stop it.
     import mtlsdemo.handshake.connection as conn_mod
 
-    c = Connection("client", config("gateway"), now=NOW)
-    s = Connection("server", config("ledger"), now=NOW)
+    c = new("client", config("gateway"))
+    s = new("server", config("ledger"))
     c.start()
     s.receive_data(c.data_to_send())
     real = conn_mod.kx.x25519_keypair
-    conn_mod.kx.x25519_keypair = lambda: (real()[0], public)
+    conn_mod.kx.x25519_keypair = lambda entropy: (real(entropy)[0], public)
     try:
         c.receive_data(s.data_to_send())
     finally:
@@ -394,10 +395,10 @@ def test_low_order_server_share_detected_before_any_key_use() -> None:
     import mtlsdemo.handshake.connection as conn_mod
 
     real = conn_mod.kx.x25519_keypair
-    conn_mod.kx.x25519_keypair = lambda: (real()[0], bytes(32))
+    conn_mod.kx.x25519_keypair = lambda entropy: (real(entropy)[0], bytes(32))
     try:
-        c = Connection("client", config("gateway"), now=NOW)
-        s = Connection("server", config("ledger"), now=NOW)
+        c = new("client", config("gateway"))
+        s = new("server", config("ledger"))
         c.start()
         s.receive_data(c.data_to_send())
     finally:
@@ -481,8 +482,8 @@ def test_two_sessions_with_same_inputs_have_different_keys() -> None:
 
 # ---------------------------------------------------------------- limits and deadlines
 def test_too_many_buffered_bytes_is_record_overflow() -> None:
-    s = Connection("server", config("ledger", limits=Limits(max_handshake_message=200_000,
-                                                            max_buffered=20_000)), now=NOW)
+    s = new("server", config("ledger", limits=Limits(max_handshake_message=200_000,
+                                                     max_buffered=20_000)))
     partial = bytes((1,)) + u24(100_000) + os.urandom(16_000)
     with pytest.raises(ProtocolError) as e:
         s.receive_data(bytes((22, 1, 0)) + len(partial).to_bytes(2, "big") + partial)
@@ -491,8 +492,8 @@ def test_too_many_buffered_bytes_is_record_overflow() -> None:
 
 
 def test_handshake_timeout_is_sent_as_alert() -> None:
-    c = Connection("client", config("gateway"), now=NOW)
-    s = Connection("server", config("ledger"), now=NOW)
+    c = new("client", config("gateway"))
+    s = new("server", config("ledger"))
     c.start()
     s.receive_data(c.data_to_send())
     # the client stalls; the server's caller hits its deadline
@@ -504,7 +505,7 @@ def test_handshake_timeout_is_sent_as_alert() -> None:
 
 
 def test_eof_during_handshake_is_truncated() -> None:
-    c = Connection("client", config("gateway"), now=NOW)
+    c = new("client", config("gateway"))
     c.start()
     with pytest.raises(ProtocolError) as e:
         c.receive_data(b"")
@@ -512,7 +513,7 @@ def test_eof_during_handshake_is_truncated() -> None:
 
 
 def test_peer_closing_during_handshake_is_reported() -> None:
-    c = Connection("client", config("gateway"), now=NOW)
+    c = new("client", config("gateway"))
     c.start()
     with pytest.raises(ProtocolError) as e:
         c.receive_data(bytes((21, 1, 0, 0, 2, 1, 0)))
@@ -528,7 +529,7 @@ def test_peer_closing_during_handshake_is_reported() -> None:
     bytes((21, 1, 0, 0, 2, 2, 200)),       # unknown alert code
 ])
 def test_malformed_records_before_keys(record: bytes) -> None:
-    s = Connection("server", config("ledger"), now=NOW)
+    s = new("server", config("ledger"))
     with pytest.raises(ProtocolError) as e:
         s.receive_data(record)
     assert e.value.reason in (Reason.UNEXPECTED_MESSAGE, Reason.DECODE_ERROR,
@@ -539,14 +540,14 @@ def test_malformed_records_before_keys(record: bytes) -> None:
 
 def test_version_constant_in_records() -> None:
     assert VERSION_1 == 0x0100
-    c = Connection("client", config("gateway"), now=NOW)
+    c = new("client", config("gateway"))
     c.start()
     assert c.data_to_send()[:3] == bytes((22, 1, 0))
 
 
 def test_the_helpers_see_flights() -> None:
-    c = Connection("client", config("gateway"), now=NOW)
-    s = Connection("server", config("ledger"), now=NOW)
+    c = new("client", config("gateway"))
+    s = new("server", config("ledger"))
     out = pump(c, s)
     assert out.client_error is None and out.server_error is None
     assert serialization  # imported for readers extending these tests

@@ -5,10 +5,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hskit import NOW, config, handshake, pump
+from hskit import config, handshake, new, pump
 from mtlsdemo.handshake import (
     SUITES,
-    Connection,
     DataReceived,
     HandshakeComplete,
     KeyExchange,
@@ -103,8 +102,8 @@ def test_server_name_checked_by_client() -> None:
 
 def test_byte_by_byte_delivery_completes() -> None:
     """The core accepts any fragmentation: feed every flight one byte at a time."""
-    c = Connection("client", config("gateway"), now=NOW)
-    s = Connection("server", config("ledger"), now=NOW)
+    c = new("client", config("gateway"))
+    s = new("server", config("ledger"))
     c.start()
     done = {"client": False, "server": False}
     for _ in range(4):
@@ -122,8 +121,8 @@ def test_byte_by_byte_delivery_completes() -> None:
 
 
 def test_waiting_for_tells_what_is_awaited() -> None:
-    c = Connection("client", config("gateway"), now=NOW)
-    s = Connection("server", config("ledger"), now=NOW)
+    c = new("client", config("gateway"))
+    s = new("server", config("ledger"))
     assert s.waiting_for == "CLIENT_HELLO from the client"
     c.start()
     assert c.waiting_for == "SERVER_HELLO from the server"

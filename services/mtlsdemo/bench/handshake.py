@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mtlsdemo import system
 from mtlsdemo.bench.stats import ratio, summarize
 from mtlsdemo.handshake import (
-    Connection,
     DataReceived,
     HandshakeConfig,
     parse_suites,
@@ -34,7 +34,7 @@ def in_memory(client: HandshakeConfig, server: HandshakeConfig, n: int) -> list[
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        c, s = Connection("client", client), Connection("server", server)
+        c, s = system.connection("client", client), system.connection("server", server)
         c.start()
         s.receive_data(c.data_to_send())
         c.receive_data(s.data_to_send())
@@ -52,7 +52,7 @@ def mtd_loopback(client: HandshakeConfig, port: int, n: int) -> list[float]:
         t0 = time.perf_counter()
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        c = Connection("client", client)
+        c = system.connection("client", client)
         c.start()
         sock.sendall(c.data_to_send())
         got = False

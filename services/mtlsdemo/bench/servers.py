@@ -13,7 +13,8 @@ import ssl
 import sys
 from pathlib import Path
 
-from mtlsdemo.handshake import SUITES, Connection, HandshakeComplete, HandshakeConfig, ProtocolError
+from mtlsdemo import system
+from mtlsdemo.handshake import SUITES, HandshakeComplete, HandshakeConfig, ProtocolError
 
 
 def _listener() -> socket.socket:
@@ -35,7 +36,7 @@ def serve_mtd(cert_dir: Path, cache: bool = True) -> None:
     while True:
         sock, _ = srv.accept()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = Connection("server", cfg)
+        conn = system.connection("server", cfg)
         try:
             done = False
             while not done:

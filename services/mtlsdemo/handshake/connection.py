@@ -26,8 +26,6 @@ Flow (see docs/protocol.md):
 from __future__ import annotations
 
 import datetime as dt
-import os
-import time
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
@@ -103,16 +101,20 @@ STEP_OF = {
 
 
 class Connection:
-    def __init__(self, role: str, config: HandshakeConfig, now: dt.datetime | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, role: str, config: HandshakeConfig, *, now: dt.datetime,
+                 clock: Callable[[], float], entropy: kx.Entropy) -> None:
+        """``now``: wall time for certificate validity; ``clock``: monotonic seconds
+        for step timings; ``entropy``: n -> n random bytes (randoms, key shares,
+        pre-master secrets). All three are the caller's: the core reads no clock
+        and no randomness of its own (``mtlsdemo.system`` has the real ones)."""
         if role not in ("client", "server"):
             raise ValueError(f"role must be client or server, not {role!r}")
         self.role = role
         self.peer_role = "server" if role == "client" else "client"
         self.config = config
-        # Wall time for validity checks: the caller's, so tests can travel in time.
-        self.now = now or dt.datetime.now(dt.UTC)
+        self.now = now
         self.clock = clock
+        self.entropy = entropy
         self.state = State.START if role == "client" else State.WAIT_CLIENT_HELLO
         self.trace: list[TraceEntry] = []
         self.result: HandshakeResult | None = None
@@ -124,7 +126,7 @@ class Connection:
         self._hs = m.MessageBuffer(config.limits.max_handshake_message)
         self._transcript = hashes.Hash(hashes.SHA256())      # every handshake message
         self._sig_transcript = hashes.Hash(hashes.SHA256())  # client random + from ServerHello on
-        self._random = os.urandom(m.RANDOM_LEN)
+        self._random = entropy(m.RANDOM_LEN)
         self._client_random = self._random if role == "client" else b""
         self._server_random = self._random if role == "server" else b""
         self._offered: tuple[int, ...] = ()
@@ -371,8 +373,8 @@ class Connection:
         self._transcript.update(raw)
         if msg_type != T.CLIENT_HELLO:
             self._sig_transcript.update(raw)
-        handler = getattr(self, f"_on_{self.role}_{T(msg_type).name.lower()}")
-        return handler(msg, th_before, sig_before) or []
+        handler = HANDLERS[(self.role, T(msg_type))]
+        return handler(self, msg, th_before, sig_before) or []
 
     def _send_handshake(self, msgs: list[m.Message]) -> None:
         chunk = bytearray()
@@ -473,11 +475,11 @@ class Connection:
         flight_start = len(self._out)
         cert_msg = m.Certificate(self.config.credentials.chain_der)
         if self.suite.kx is KeyExchange.ECDHE_X25519:
-            priv, public = kx.x25519_keypair()
+            priv, public = kx.x25519_keypair(self.entropy)
             shared = kx.x25519_shared(priv, self._peer_share)
             cke = m.ClientKeyExchange(public)
         else:
-            shared = kx.new_premaster()
+            shared = kx.new_premaster(self.entropy)
             cke = m.ClientKeyExchange(kx.rsa_oaep_encrypt(self.peer.public_key, shared))  # type: ignore[arg-type]
         self._send_handshake([cert_msg, cke])
         self._ks = KeySchedule(shared, self._client_random, self._server_random)
@@ -536,7 +538,7 @@ class Connection:
         t0 = self._phase("hello", t0)
         flight: list[m.Message] = [m.Certificate(cred.chain_der)]
         if chosen.kx is KeyExchange.ECDHE_X25519:
-            self._x25519, public = kx.x25519_keypair()
+            self._x25519, public = kx.x25519_keypair(self.entropy)
             flight.append(m.ServerKeyShare(m.X25519_GROUP, public))
         flight.append(m.CertificateRequest(tuple(int(s) for s in SUPPORTED_SCHEMES)))
         self._send_handshake(flight)
@@ -567,7 +569,7 @@ class Connection:
             shared = kx.x25519_shared(self._x25519, msg.data)
             self._x25519 = None  # ephemeral: forget it as soon as it has served
         else:
-            shared, ok = kx.rsa_oaep_decrypt(self.config.credentials.key, msg.data)  # type: ignore[arg-type]
+            shared, ok = kx.rsa_oaep_decrypt(self.config.credentials.key, msg.data, self.entropy)  # type: ignore[arg-type]
             # Deliberately no error here: a bad ciphertext surfaces as bad_finished.
             if self.config.trace:
                 self.trace[-1].fields["decrypted"] = "ok" if ok else "failed; continuing with a random secret"
@@ -625,3 +627,20 @@ def describe(msg: m.Message) -> dict[str, Any]:
     if isinstance(msg, m.ClientKeyExchange):
         return {"data_len": len(msg.data), "data_head": msg.data[:16].hex()}
     return {"verify_data": msg.verify_data.hex()}
+
+
+# Which method handles which message for which role: the whole dispatch, explicit.
+# (The state machine lets through only the message EXPECTED in the current state.)
+HANDLERS: dict[tuple[str, T], Callable[..., list[Event] | None]] = {
+    ("client", T.SERVER_HELLO): Connection._on_client_server_hello,
+    ("client", T.CERTIFICATE): Connection._on_client_certificate,
+    ("client", T.SERVER_KEY_SHARE): Connection._on_client_server_key_share,
+    ("client", T.CERTIFICATE_REQUEST): Connection._on_client_certificate_request,
+    ("client", T.CERTIFICATE_VERIFY): Connection._on_client_certificate_verify,
+    ("client", T.FINISHED): Connection._on_client_finished,
+    ("server", T.CLIENT_HELLO): Connection._on_server_client_hello,
+    ("server", T.CERTIFICATE): Connection._on_server_certificate,
+    ("server", T.CLIENT_KEY_EXCHANGE): Connection._on_server_client_key_exchange,
+    ("server", T.CERTIFICATE_VERIFY): Connection._on_server_certificate_verify,
+    ("server", T.FINISHED): Connection._on_server_finished,
+}

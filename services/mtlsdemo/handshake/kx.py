@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, x25519
@@ -13,10 +13,12 @@ from mtlsdemo.handshake.errors import ProtocolError, Reason
 X25519_LEN = 32
 PREMASTER_LEN = 48
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+Entropy = Callable[[int], bytes]  # n -> n random bytes: the caller's (os.urandom, or a seeded one in tests)
 
 
-def x25519_keypair() -> tuple[x25519.X25519PrivateKey, bytes]:
-    priv = x25519.X25519PrivateKey.generate()
+def x25519_keypair(entropy: Entropy) -> tuple[x25519.X25519PrivateKey, bytes]:
+    # from the caller's randomness (RFC 7748 clamps any 32 bytes into a valid scalar)
+    priv = x25519.X25519PrivateKey.from_private_bytes(entropy(X25519_LEN))
     return priv, priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
@@ -35,15 +37,16 @@ def x25519_shared(priv: x25519.X25519PrivateKey, peer_public: bytes) -> bytes:
     return shared
 
 
-def new_premaster() -> bytes:
-    return os.urandom(PREMASTER_LEN)
+def new_premaster(entropy: Entropy) -> bytes:
+    return entropy(PREMASTER_LEN)
 
 
 def rsa_oaep_encrypt(server_key: rsa.RSAPublicKey, premaster: bytes) -> bytes:
     return server_key.encrypt(premaster, OAEP)
 
 
-def rsa_oaep_decrypt(server_key: rsa.RSAPrivateKey, ciphertext: bytes) -> tuple[bytes, bool]:
+def rsa_oaep_decrypt(server_key: rsa.RSAPrivateKey, ciphertext: bytes,
+                     entropy: Entropy) -> tuple[bytes, bool]:
     """The pre-master secret, and whether decryption succeeded.
 
     On any failure (wrong length, padding, size of the result) a random secret is
@@ -51,7 +54,7 @@ def rsa_oaep_decrypt(server_key: rsa.RSAPrivateKey, ciphertext: bytes) -> tuple[
     to verify, exactly as with a wrong key, so the peer cannot tell an OAEP
     failure from any other (no padding oracle, cf. Bleichenbacher / Manger).
     """
-    fallback = os.urandom(PREMASTER_LEN)
+    fallback = entropy(PREMASTER_LEN)
     premaster = oaep_decrypt(server_key, ciphertext)
     if premaster is None or len(premaster) != PREMASTER_LEN:
         return fallback, False

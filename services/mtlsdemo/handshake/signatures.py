@@ -47,7 +47,9 @@ def scheme_for(key: object) -> Scheme:
 
 def sign(key: object, scheme: Scheme, content: bytes) -> bytes:
     if scheme is Scheme.ECDSA_SECP256R1_SHA256:
-        return key.sign(content, ec.ECDSA(hashes.SHA256()))  # type: ignore[attr-defined]
+        # RFC 6979 nonces: no dependence on an RNG at signing time, and the same
+        # transcript gives the same signature (replayable handshakes for the fuzzer)
+        return key.sign(content, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))  # type: ignore[attr-defined]
     if scheme is Scheme.ED25519:
         return key.sign(content)  # type: ignore[attr-defined]
     return key.sign(content, _PSS, hashes.SHA256())  # type: ignore[attr-defined]

@@ -14,13 +14,12 @@ reading) until the handshake with the remote sidecar completes.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 from typing import Protocol
 
+from mtlsdemo import system
 from mtlsdemo.handshake import (
-    Connection,
     DataReceived,
     HandshakeComplete,
     HandshakeConfig,
@@ -57,7 +56,7 @@ class Tunnel:
         self.observer = sidecar.observer
         self.role = role                  # "server" (inbound) or "client" (outbound)
         self.label = label                # route or listener, for logs
-        self.conn = Connection(role, config, now=dt.datetime.now(dt.UTC))
+        self.conn = system.connection(role, config)
         self.local_identity = local_identity
         self.app: asyncio.Transport | None = None
         self.net: asyncio.Transport | None = None
