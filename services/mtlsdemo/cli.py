@@ -303,14 +303,14 @@ def _serve(args: argparse.Namespace) -> int:
     allowed = IdentityPolicy.parse(args.allow_id) if args.allow_id else None
     tls_dir = None if args.plaintext else Path(args.tls_dir)
     if args.component == "ledger":
-        from mtlsdemo.ledger.server import serve
+        from mtlsdemo.ledger.server import serve as serve_ledger
 
-        serve(args.listen, tls_dir, allowed, Path(args.db), args.metrics_listen)
+        serve_ledger(args.listen, tls_dir, allowed, Path(args.db), args.metrics_listen)
     else:
-        from mtlsdemo.gateway.server import serve
+        from mtlsdemo.gateway.server import serve as serve_gateway
 
         ledger_tls = None if args.ledger_plaintext else Path(args.tls_dir)
-        serve(args.listen, tls_dir, allowed, args.ledger_addr, ledger_tls,
+        serve_gateway(args.listen, tls_dir, allowed, args.ledger_addr, ledger_tls,
               args.ledger_server_name, args.metrics_listen)
     return 0
 
@@ -324,7 +324,7 @@ def _loadgen(args: argparse.Namespace) -> int:
     return 0 if result.errors == 0 else 1
 
 
-def sidecar_config(args: argparse.Namespace):  # noqa: ANN201
+def sidecar_config(args: argparse.Namespace):
     from mtlsdemo.handshake import DEFAULT_SUITES, parse_suites
     from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError, split_hostport
     from mtlsdemo.trust import IdentityPolicy

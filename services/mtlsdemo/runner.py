@@ -115,7 +115,7 @@ def fetch_status(admin_port: int) -> dict:
         return json.loads(r.read())
 
 
-def run(args) -> int:  # noqa: ANN001
+def run(args) -> int:
     certs = Path(args.certs_dir)
     td, ns = args.trust_domain, args.namespace
     sidecars = args.mode == "sidecar"
@@ -211,7 +211,7 @@ def run(args) -> int:  # noqa: ANN001
             c.stop()
 
 
-def print_summary(args, certs: Path, ledger_addr: str, gateway_addr: str) -> None:  # noqa: ANN001
+def print_summary(args, certs: Path, ledger_addr: str, gateway_addr: str) -> None:
     td, ns = args.trust_domain, args.namespace
     cli = f"mtlsdemo client --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'}"
     lines = [f"== mtlsdemo is up ({dt.datetime.now(dt.UTC):%H:%M:%S}Z, {args.mode} mode)",

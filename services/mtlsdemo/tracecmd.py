@@ -111,7 +111,7 @@ def _result_lines(conn: Connection) -> list[str]:
     return out
 
 
-def run(args) -> int:  # noqa: ANN001
+def run(args) -> int:
     certs = _ensure_certs(Path(args.certs_dir))
     client_dir = Path(args.client_dir) if args.client_dir else certs / "gateway"
     server_dir = Path(args.server_dir) if args.server_dir else certs / "ledger"
@@ -156,7 +156,7 @@ def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:
     return out
 
 
-def _run_connected(args, ccfg: HandshakeConfig) -> int:  # noqa: ANN001
+def _run_connected(args, ccfg: HandshakeConfig) -> int:
     host, _, port = args.connect.rpartition(":")
     c = system.connection("client", ccfg)
     error: ProtocolError | None = None
@@ -204,7 +204,7 @@ def _run_connected(args, ccfg: HandshakeConfig) -> int:  # noqa: ANN001
 
 
 def _print(args, entries: list[TraceEntry], conns: list[Connection], records: list[dict[str, Any]],
-           error: ProtocolError | None, both_sides: bool) -> int:  # noqa: ANN001
+           error: ProtocolError | None, both_sides: bool) -> int:
     if args.json:
         doc = {
             "messages": [e.as_dict() for e in entries],

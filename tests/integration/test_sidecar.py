@@ -389,7 +389,7 @@ def test_certificate_rotation_during_steady_traffic_has_zero_failed_calls(tmp_pa
                 for _ in range(5):
                     assert echo_call(b"ping", timeout=10) == b"ping"
                     calls[0] += 1
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 errors.append(e)
             finally:
                 channel.close()

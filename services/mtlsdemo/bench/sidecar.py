@@ -156,12 +156,12 @@ def _round_trips(certs: Path, py: list[str], n: int) -> dict[str, Any]:
     procs, route, _admin = _sidecars(certs, port)
     ports = {"direct": port, "bare_asyncio_relay_pair": int(r1.lines[0]), "through_sidecars": route}
     try:
-        for p in ports.values():
-            _rtt(p, 100)
+        for port_ in ports.values():
+            _rtt(port_, 100)
         samples: dict[str, list[float]] = {k: [] for k in ports}
         for _ in range(4):
-            for k, p in ports.items():
-                samples[k] += _rtt(p, n // 4)
+            for k, port_ in ports.items():
+                samples[k] += _rtt(port_, n // 4)
         out: dict[str, Any] = {k: summarize(v) for k, v in samples.items()}
         out["sidecars_added_p50_ms"] = round(out["through_sidecars"]["p50_ms"] - out["direct"]["p50_ms"], 3)
         out["bare_relays_added_p50_ms"] = round(

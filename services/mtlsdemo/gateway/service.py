@@ -44,7 +44,7 @@ class GatewayService(pb_grpc.GatewayServiceServicer):
         # read per call: the connection swaps in a new stub when certificates change
         return self.connection.stub
 
-    def OpenAccount(self, request: pb.OpenAccountRequest, context: grpc.ServicerContext) -> pb.OpenAccountResponse:  # noqa: N802
+    def OpenAccount(self, request: pb.OpenAccountRequest, context: grpc.ServicerContext) -> pb.OpenAccountResponse:
         try:
             a = self.ledger.CreateAccount(
                 lpb.CreateAccountRequest(account_id=request.account_id, owner=request.owner),
@@ -53,7 +53,7 @@ class GatewayService(pb_grpc.GatewayServiceServicer):
             _relay(context, e)
         return pb.OpenAccountResponse(account_id=a.account_id, owner=a.owner)
 
-    def Deposit(self, request: pb.DepositRequest, context: grpc.ServicerContext) -> pb.MoneyMovement:  # noqa: N802
+    def Deposit(self, request: pb.DepositRequest, context: grpc.ServicerContext) -> pb.MoneyMovement:
         key = request.idempotency_key or f"dep-{uuid.uuid4()}"
         try:
             r = self.ledger.Deposit(
@@ -67,7 +67,7 @@ class GatewayService(pb_grpc.GatewayServiceServicer):
         return pb.MoneyMovement(transfer_id=r.transfer.transfer_id, idempotency_key=key,
                                 replayed=r.replayed, to_balance_cents=to.balance_cents)
 
-    def Transfer(self, request: pb.TransferRequest, context: grpc.ServicerContext) -> pb.MoneyMovement:  # noqa: N802
+    def Transfer(self, request: pb.TransferRequest, context: grpc.ServicerContext) -> pb.MoneyMovement:
         key = request.idempotency_key or f"xfr-{uuid.uuid4()}"
         try:
             r = self.ledger.Transfer(
@@ -85,7 +85,7 @@ class GatewayService(pb_grpc.GatewayServiceServicer):
                                 replayed=r.replayed, from_balance_cents=src.balance_cents,
                                 to_balance_cents=dst.balance_cents)
 
-    def GetBalance(self, request: pb.GetBalanceRequest, context: grpc.ServicerContext) -> pb.Balance:  # noqa: N802
+    def GetBalance(self, request: pb.GetBalanceRequest, context: grpc.ServicerContext) -> pb.Balance:
         try:
             a = self.ledger.GetAccount(lpb.GetAccountRequest(account_id=request.account_id),
                                        timeout=LEDGER_DEADLINE_SECONDS)
@@ -93,7 +93,7 @@ class GatewayService(pb_grpc.GatewayServiceServicer):
             _relay(context, e)
         return pb.Balance(account_id=a.account_id, owner=a.owner, balance_cents=a.balance_cents)
 
-    def Statement(self, request: pb.StatementRequest, context: grpc.ServicerContext) -> Iterator[pb.StatementEntry]:  # noqa: N802
+    def Statement(self, request: pb.StatementRequest, context: grpc.ServicerContext) -> Iterator[pb.StatementEntry]:
         account = request.account_id
         try:
             self.ledger.GetAccount(lpb.GetAccountRequest(account_id=account),

@@ -480,7 +480,7 @@ class Connection:
             cke = m.ClientKeyExchange(public)
         else:
             shared = kx.new_premaster(self.entropy)
-            cke = m.ClientKeyExchange(kx.rsa_oaep_encrypt(self.peer.public_key, shared))  # type: ignore[arg-type]
+            cke = m.ClientKeyExchange(kx.rsa_oaep_encrypt(self.peer.public_key, shared))
         self._send_handshake([cert_msg, cke])
         self._ks = KeySchedule(shared, self._client_random, self._server_random)
         t0 = self._phase("key_exchange", t0)

@@ -10,6 +10,10 @@ who rejected whom.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mtlsdemo.handshake.events import Event
 
 
 class Reason(StrEnum):
@@ -80,7 +84,7 @@ class ProtocolError(Exception):
         self.peer_identity = peer_identity
         # events the same receive_data call produced before the failure (data that
         # authenticated before a later record did not): the caller may deliver them
-        self.events: list = []
+        self.events: list[Event] = []
         who = "rejected by peer" if origin == "remote" else "local"
         super().__init__(f"{reason.value} ({who})" + (f": {detail}" if detail else ""))
 

@@ -159,7 +159,7 @@ class Finished:
 
 Message = (ClientHello | ServerHello | Certificate | ServerKeyShare | CertificateRequest
            | CertificateVerify | ClientKeyExchange | Finished)
-PARSERS: dict[int, type] = {
+PARSERS: dict[int, type[Message]] = {
     HandshakeType.CLIENT_HELLO: ClientHello,
     HandshakeType.SERVER_HELLO: ServerHello,
     HandshakeType.CERTIFICATE: Certificate,
@@ -187,7 +187,7 @@ def decode(msg_type: int, body: bytes) -> Message:
     if cls is None:
         raise ProtocolError(Reason.UNEXPECTED_MESSAGE, f"unknown handshake message type {msg_type}")
     r = Reader(body, cls.__name__)
-    msg = cls.parse(r)
+    msg: Message = cls.parse(r)
     r.end()
     return msg
 

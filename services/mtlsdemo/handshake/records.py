@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from mtlsdemo.handshake.errors import ProtocolError, Reason
 from mtlsdemo.handshake.keyschedule import next_traffic_secret, traffic_keys
@@ -66,14 +67,17 @@ def split_records(buf: bytearray) -> list[tuple[int, bytes, bytes]]:
     return out
 
 
-def aead_seal(aead: object, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    return aead.encrypt(nonce, plaintext, aad)  # type: ignore[attr-defined]
+AEAD = AESGCM | ChaCha20Poly1305
 
 
-def aead_open(aead: object, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+def aead_seal(aead: AEAD, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    return aead.encrypt(nonce, plaintext, aad)
+
+
+def aead_open(aead: AEAD, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
     """Plaintext, or decrypt_error when the tag does not authenticate."""
     try:
-        return aead.decrypt(nonce, sealed, aad)  # type: ignore[attr-defined]
+        return aead.decrypt(nonce, sealed, aad)
     except InvalidTag:
         raise ProtocolError(Reason.DECRYPT_ERROR, "record failed authentication") from None
 

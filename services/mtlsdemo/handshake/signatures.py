@@ -46,13 +46,15 @@ def scheme_for(key: object) -> Scheme:
 
 
 def sign(key: object, scheme: Scheme, content: bytes) -> bytes:
-    if scheme is Scheme.ECDSA_SECP256R1_SHA256:
+    if scheme is Scheme.ECDSA_SECP256R1_SHA256 and isinstance(key, ec.EllipticCurvePrivateKey):
         # RFC 6979 nonces: no dependence on an RNG at signing time, and the same
         # transcript gives the same signature (replayable handshakes for the fuzzer)
-        return key.sign(content, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))  # type: ignore[attr-defined]
-    if scheme is Scheme.ED25519:
-        return key.sign(content)  # type: ignore[attr-defined]
-    return key.sign(content, _PSS, hashes.SHA256())  # type: ignore[attr-defined]
+        return key.sign(content, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    if scheme is Scheme.ED25519 and isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(content)
+    if scheme is Scheme.RSA_PSS_RSAE_SHA256 and isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(content, _PSS, hashes.SHA256())
+    raise ProtocolError(Reason.INTERNAL_ERROR, f"scheme {scheme.name} does not fit a {type(key).__name__}")
 
 
 def verify(public_key: object, scheme: int, signature: bytes, content: bytes) -> None:

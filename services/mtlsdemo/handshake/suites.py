@@ -27,7 +27,7 @@ class Suite:
     kx: KeyExchange
     aead: str
     key_len: int
-    aead_cls: type
+    aead_cls: type[AESGCM] | type[ChaCha20Poly1305]
 
     def __str__(self) -> str:
         return self.name

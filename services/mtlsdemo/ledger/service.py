@@ -53,7 +53,7 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         self.watch_poll_seconds = watch_poll_seconds
         telemetry.LEDGER_ACCOUNTS.set(store.count_accounts())
 
-    def CreateAccount(self, request: pb.CreateAccountRequest, context: grpc.ServicerContext) -> pb.Account:  # noqa: N802
+    def CreateAccount(self, request: pb.CreateAccountRequest, context: grpc.ServicerContext) -> pb.Account:
         try:
             account = self.store.create_account(request.account_id, request.owner)
         except LedgerError as e:
@@ -61,13 +61,13 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         telemetry.LEDGER_ACCOUNTS.inc()
         return account_pb(account)
 
-    def GetAccount(self, request: pb.GetAccountRequest, context: grpc.ServicerContext) -> pb.Account:  # noqa: N802
+    def GetAccount(self, request: pb.GetAccountRequest, context: grpc.ServicerContext) -> pb.Account:
         try:
             return account_pb(self.store.get_account(request.account_id))
         except LedgerError as e:
             _abort(context, e)
 
-    def _movement(self, kind: str, context: grpc.ServicerContext, fn, *args) -> pb.TransferResult:  # noqa: ANN001
+    def _movement(self, kind: str, context: grpc.ServicerContext, fn, *args) -> pb.TransferResult:
         try:
             transfer, replayed = fn(*args)
         except LedgerError as e:
@@ -80,23 +80,23 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
             telemetry.LEDGER_MOVED.labels(kind).inc(transfer.amount_cents)
         return pb.TransferResult(transfer=transfer_pb(transfer), replayed=replayed)
 
-    def Deposit(self, request: pb.DepositRequest, context: grpc.ServicerContext) -> pb.TransferResult:  # noqa: N802
+    def Deposit(self, request: pb.DepositRequest, context: grpc.ServicerContext) -> pb.TransferResult:
         return self._movement("deposit", context, self.store.deposit, request.account_id,
                               request.amount_cents, request.idempotency_key)
 
-    def Transfer(self, request: pb.TransferRequest, context: grpc.ServicerContext) -> pb.TransferResult:  # noqa: N802
+    def Transfer(self, request: pb.TransferRequest, context: grpc.ServicerContext) -> pb.TransferResult:
         return self._movement("transfer", context, self.store.transfer, request.from_account_id,
                               request.to_account_id, request.amount_cents,
                               request.idempotency_key)
 
-    def ListTransfers(self, request: pb.ListTransfersRequest, context: grpc.ServicerContext) -> pb.ListTransfersResponse:  # noqa: N802
+    def ListTransfers(self, request: pb.ListTransfersRequest, context: grpc.ServicerContext) -> pb.ListTransfersResponse:
         try:
             found = self.store.list_transfers(request.account_id, request.after_id, request.limit)
         except LedgerError as e:
             _abort(context, e)
         return pb.ListTransfersResponse(transfers=[transfer_pb(t) for t in found])
 
-    def WatchTransfers(self, request: pb.WatchTransfersRequest, context: grpc.ServicerContext) -> Iterator[pb.TransferRecord]:  # noqa: N802
+    def WatchTransfers(self, request: pb.WatchTransfersRequest, context: grpc.ServicerContext) -> Iterator[pb.TransferRecord]:
         after = request.after_id
         try:
             if request.account_id:

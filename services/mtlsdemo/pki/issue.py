@@ -11,10 +11,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from mtlsdemo.pki.ca import CertificateAuthority, random_serial
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.identity import ServiceIdentity
-from mtlsdemo.pki.keys import PublicKey, signing_hash
+from mtlsdemo.pki.keys import AnyPublicKey, PublicKey, signing_hash
 
 
-def issue_leaf(ca: CertificateAuthority, public_key: PublicKey, identity: ServiceIdentity,
+def issue_leaf(ca: CertificateAuthority, public_key: AnyPublicKey, identity: ServiceIdentity,
                now: dt.datetime, days: float,
                not_before: dt.datetime | None = None) -> x509.Certificate:
     """A leaf for both TLS roles: each service is a server to some peers and a

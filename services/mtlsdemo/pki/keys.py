@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from mtlsdemo.pki.errors import PkiError
 
@@ -14,6 +15,7 @@ DEFAULT_KEY_TYPE = "ecdsa-p256"
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+AnyPublicKey = CertificatePublicKeyTypes  # what a certificate or CSR may carry (checked where used)
 
 
 def check_key_type(key_type: str, flag: str = "--key-type") -> str:
@@ -32,7 +34,7 @@ def generate_key(key_type: str) -> PrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
-def key_type_of(key: PrivateKey | PublicKey) -> str:
+def key_type_of(key: PrivateKey | AnyPublicKey) -> str:
     """The KEY_TYPES name of a key (private or public), or a descriptive name."""
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
         return "ecdsa-p256" if key.curve.name == "secp256r1" else f"ecdsa-{key.curve.name}"
@@ -43,7 +45,7 @@ def key_type_of(key: PrivateKey | PublicKey) -> str:
     return type(key).__name__
 
 
-def signing_hash(key: PrivateKey) -> hashes.HashAlgorithm | None:
+def signing_hash(key: PrivateKey) -> hashes.SHA256 | None:
     """Hash to pass to ``CertificateBuilder.sign`` (Ed25519 takes none)."""
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
@@ -56,7 +58,7 @@ def private_key_pem(key: PrivateKey) -> bytes:
     )
 
 
-def public_key_der(key: PublicKey) -> bytes:
+def public_key_der(key: AnyPublicKey) -> bytes:
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import signal
 import time
@@ -61,7 +62,7 @@ class Sidecar:
         loop = asyncio.get_running_loop()
         cfg = self.config
         telemetry.BUILD_INFO.info({"version": __version__, "component": cfg.name})
-        if cfg.inbound_listen:
+        if cfg.inbound_listen and cfg.inbound_target:
             host, port = cfg.inbound_listen
             srv = await loop.create_server(self._inbound, host, port, reuse_address=True)
             self._servers.append(srv)
@@ -69,7 +70,7 @@ class Sidecar:
             log.info("inbound %s:%d -> app %s:%d; peers allowed: %s", host, self.ports["inbound"],
                      *cfg.inbound_target, ", ".join(cfg.allowed_ids) or "any from the CA")
         for i, route in enumerate(cfg.routes):
-            srv = await loop.create_server(lambda r=route: self._outbound(r), *route.listen,
+            srv = await loop.create_server(functools.partial(self._outbound, route), *route.listen,
                                            reuse_address=True)
             self._servers.append(srv)
             self.ports[f"route{i}"] = srv.sockets[0].getsockname()[1]

@@ -39,7 +39,7 @@ class Status:
     def __init__(self, keep: int = 50) -> None:
         self.recent: collections.deque[HandshakeRecord] = collections.deque(maxlen=keep)
         self.edges: dict[tuple[str, str, str], Edge] = {}
-        self.totals = collections.Counter()
+        self.totals: collections.Counter[str] = collections.Counter()
 
     def record(self, o: HandshakeOutcome) -> None:
         outcome, origin = o.outcome, o.origin

@@ -23,6 +23,7 @@ from mtlsdemo.handshake import (
     DataReceived,
     HandshakeComplete,
     HandshakeConfig,
+    HandshakeResult,
     PeerClosed,
     ProtocolError,
     Reason,
@@ -88,7 +89,7 @@ class Tunnel:
         self._flush_net()
         self._handshake_failed(err)
 
-    def _handshake_done(self, result: HandshakeComplete) -> None:
+    def _handshake_done(self, result: HandshakeResult) -> None:
         self._close_handshake()
         self.established_at = time.perf_counter()
         self.observer.handshake(HandshakeOutcome(

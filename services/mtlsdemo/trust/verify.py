@@ -14,7 +14,7 @@ import datetime as dt
 import enum
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +66,10 @@ class VerifiedChain:
     valid_until: dt.datetime
 
 
-def _eku_validator(role: str, required: bool):  # noqa: ANN202  (cryptography's callback type)
+EkuCheck = Callable[[object, x509.Certificate, "x509.ExtendedKeyUsage | None"], None]
+
+
+def _eku_validator(role: str, required: bool) -> EkuCheck:
     wanted = EKU_FOR_ROLE[role]
 
     def check(_policy: object, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
@@ -110,12 +113,15 @@ def _validity(cert: x509.Certificate, now: dt.datetime, what: str) -> None:
                                  f"{cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
 
 
-def _key_id(cert: x509.Certificate, cls: type) -> bytes | None:
+def _key_id(cert: x509.Certificate, cls: type[x509.AuthorityKeyIdentifier | x509.SubjectKeyIdentifier]
+            ) -> bytes | None:
     try:
         value = cert.extensions.get_extension_for_class(cls).value
     except x509.ExtensionNotFound:
         return None
-    return value.key_identifier if cls is x509.AuthorityKeyIdentifier else value.digest
+    if isinstance(value, x509.AuthorityKeyIdentifier):
+        return value.key_identifier
+    return value.digest
 
 
 def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
@@ -188,7 +194,7 @@ class TrustStore:
             result = self.verify_certificates(certs, role, now)
         except VerificationFailed:
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             # cryptography parses some fields lazily: a malformed certificate can
             # surface at any field access, with whatever the parser raises.
             raise VerificationFailed(Failure.BAD_CERTIFICATE,
