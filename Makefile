@@ -12,7 +12,7 @@ MTLSDEMO_BASE_IMAGE ?= python:3.11-slim-bookworm
 MTLSDEMO_IMAGE      ?= mtlsdemo:dev
 COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mtlsdemo
 
-.PHONY: run test test-unit test-integration test-containers lint protos prometheusrule bench clean \
+.PHONY: run test test-unit test-integration test-containers lint typecheck protos prometheusrule bench clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
         k8s-verify k8s-cli-cert test-deploy test-repeat
 
@@ -96,6 +96,11 @@ k8s-cli-cert:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests tools
+	$(VENV)/bin/ruff format --check services tests tools
+
+typecheck: $(STAMP)  ## mypy --strict on the handshake core and the verifier, plain mypy on the rest
+	$(VENV)/bin/mypy --strict -p mtlsdemo.handshake -p mtlsdemo.trust
+	$(VENV)/bin/mypy -p mtlsdemo
 
 protos: $(STAMP)  ## regenerate services/mtlsdemo/_generated from protos/
 	$(PY) tools/gen_protos.py

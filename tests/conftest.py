@@ -43,12 +43,25 @@ def require_binary(name: str) -> str:
     return str(path)
 
 
-def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",
-             ignore: tuple[type[BaseException], ...] = (), check: Callable[[], None] | None = None,
-             describe: Callable[[], object] | None = None, interval: float = 0.05) -> object:
+def wait_for(
+    cond: Callable[[], object],
+    timeout: float = 10.0,
+    what: str = "condition",
+    ignore: tuple[type[BaseException], ...] = (),
+    check: Callable[[], None] | None = None,
+    describe: Callable[[], object] | None = None,
+    interval: float = 0.05,
+) -> object:
     """Wait on the condition itself (never a fixed sleep); the timeout names it."""
-    return wait_until(cond, timeout=timeout, what=what, ignore=ignore, check=check,
-                      describe=describe, interval=interval)
+    return wait_until(
+        cond,
+        timeout=timeout,
+        what=what,
+        ignore=ignore,
+        check=check,
+        describe=describe,
+        interval=interval,
+    )
 
 
 def now() -> dt.datetime:
@@ -71,9 +84,15 @@ def other_pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def make_identity_dir(out: Path, ca: CertificateAuthority, service: str, *,
-                      at: dt.datetime | None = None, days: float = 30,
-                      key_type: str = "ecdsa-p256") -> Path:
+def make_identity_dir(
+    out: Path,
+    ca: CertificateAuthority,
+    service: str,
+    *,
+    at: dt.datetime | None = None,
+    days: float = 30,
+    key_type: str = "ecdsa-p256",
+) -> Path:
     """An identity directory with a leaf issued as if ``at`` were now (past: expired)."""
     key = generate_key(key_type)
     cert = issue_leaf(ca, key.public_key(), ServiceIdentity(service), at or now(), days)
@@ -111,7 +130,9 @@ def forge_record_after_handshake(port: int, identity: Path) -> None:
     from mtlsdemo import system
     from mtlsdemo.handshake import HandshakeConfig, ProtocolError
 
-    cfg = HandshakeConfig.from_pem(*((identity / f).read_bytes() for f in ("tls.crt", "tls.key", "ca.crt")))
+    cfg = HandshakeConfig.from_pem(
+        *((identity / f).read_bytes() for f in ("tls.crt", "tls.key", "ca.crt"))
+    )
     conn = system.connection("client", cfg)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         conn.start()
@@ -122,4 +143,3 @@ def forge_record_after_handshake(port: int, identity: Path) -> None:
         s.sendall(bytes((23, 1, 0, 0, 20)) + os.urandom(20))
         with contextlib.suppress(ProtocolError):
             conn.receive_data(s.recv(100))  # the sidecar's decrypt_error alert
-

@@ -26,10 +26,18 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # no registry for
 def docker_available() -> tuple[bool, str]:
     if shutil.which("docker") is None:
         return False, "the docker CLI is not installed"
-    r = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
-                       text=True, timeout=30, check=False)
+    r = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     if r.returncode != 0:
-        return False, f"no Docker engine answers ({r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'docker info failed'})"
+        return (
+            False,
+            f"no Docker engine answers ({r.stderr.strip().splitlines()[-1] if r.stderr.strip() else 'docker info failed'})",
+        )
     return True, r.stdout.strip()
 
 
@@ -42,17 +50,41 @@ def docker() -> str:
 
 @pytest.fixture(scope="session")
 def image(docker: str) -> str:
-    have_base = subprocess.run(["docker", "image", "inspect", BASE], capture_output=True,
-                               check=False).returncode == 0
+    have_base = (
+        subprocess.run(
+            ["docker", "image", "inspect", BASE], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
     if not have_base:
-        pull = subprocess.run(["docker", "pull", BASE], capture_output=True, text=True,
-                              timeout=300, check=False)
-        require_tool("docker", pull.returncode == 0,
-                     f"base image {BASE} is not present and cannot be pulled; build one with "
-                     "deploy/docker/build-base-image.sh and set MTLSDEMO_BASE_IMAGE")
-    r = subprocess.run(["docker", "build", "-q", "-f", "deploy/docker/Dockerfile",
-                        "--build-arg", f"BASE_IMAGE={BASE}", "-t", IMAGE, "."], cwd=ROOT,
-                       capture_output=True, text=True, timeout=1200, check=False)
+        pull = subprocess.run(
+            ["docker", "pull", BASE], capture_output=True, text=True, timeout=300, check=False
+        )
+        require_tool(
+            "docker",
+            pull.returncode == 0,
+            f"base image {BASE} is not present and cannot be pulled; build one with "
+            "deploy/docker/build-base-image.sh and set MTLSDEMO_BASE_IMAGE",
+        )
+    r = subprocess.run(
+        [
+            "docker",
+            "build",
+            "-q",
+            "-f",
+            "deploy/docker/Dockerfile",
+            "--build-arg",
+            f"BASE_IMAGE={BASE}",
+            "-t",
+            IMAGE,
+            ".",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert r.returncode == 0, f"docker build failed:\n{r.stdout}\n{r.stderr}"
     return IMAGE
 

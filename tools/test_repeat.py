@@ -45,17 +45,33 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(1, args.runs + 1):
             junit = Path(tmp) / f"run-{i}.xml"
             t0 = time.monotonic()
-            r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                f"--junitxml={junit}", *args.paths],
-                               capture_output=True, text=True, check=False)
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    f"--junitxml={junit}",
+                    *args.paths,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             ran, bad = failures(junit)
             counts.update(bad)
             failed_runs += r.returncode != 0
             verdict = "ok" if r.returncode == 0 else f"FAILED ({', '.join(bad) or r.returncode})"
-            print(f"run {i:>3}/{args.runs}: {ran} tests in {time.monotonic() - t0:6.1f}s  {verdict}",
-                  flush=True)
+            print(
+                f"run {i:>3}/{args.runs}: {ran} tests in {time.monotonic() - t0:6.1f}s  {verdict}",
+                flush=True,
+            )
             if r.returncode != 0:
-                print("\n".join("    | " + line for line in r.stdout.splitlines()[-25:]), flush=True)
+                print(
+                    "\n".join("    | " + line for line in r.stdout.splitlines()[-25:]), flush=True
+                )
     print(f"\n{'test':<100} failed runs")
     for test, n in counts.most_common():
         print(f"{test:<100} {n:>3}/{args.runs}")

@@ -36,19 +36,40 @@ def _certs_parsers(sub: argparse._SubParsersAction) -> None:
     flags.add(b, "--out", default="certs", help="output directory")
     flags.add(b, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
     flags.add(b, "--namespace", default="default", help="Kubernetes namespace in IDs and DNS names")
-    flags.add(b, "--service", multiple=True, default=["gateway", "ledger", "cli"],
-              help="a service to issue for (repeat)", metavar="NAME")
-    flags.add(b, "--key-type", default=DEFAULT_KEY_TYPE, help=f"leaf key type: {', '.join(KEY_TYPES)}")
-    flags.add(b, "--ca-key-type", default="ecdsa-p256", help="CA key type: ecdsa-p256, rsa-2048, rsa-3072")
+    flags.add(
+        b,
+        "--service",
+        multiple=True,
+        default=["gateway", "ledger", "cli"],
+        help="a service to issue for (repeat)",
+        metavar="NAME",
+    )
+    flags.add(
+        b, "--key-type", default=DEFAULT_KEY_TYPE, help=f"leaf key type: {', '.join(KEY_TYPES)}"
+    )
+    flags.add(
+        b, "--ca-key-type", default="ecdsa-p256", help="CA key type: ecdsa-p256, rsa-2048, rsa-3072"
+    )
     flags.add(b, "--days", type=float, default=30.0, help="leaf validity in days")
     flags.add(b, "--ca-days", type=float, default=3650.0, help="CA validity in days")
-    flags.add(b, "--renew-before", default="10d", help="re-issue leaves expiring within this (30d, 12h)")
+    flags.add(
+        b, "--renew-before", default="10d", help="re-issue leaves expiring within this (30d, 12h)"
+    )
     flags.add(b, "--force", boolean=True, default=False, help="re-issue every leaf")
-    flags.add(b, "--sink", default="files", choices=["files", "kubernetes"],
-              help="files under --out, or Kubernetes Secrets mtlsdemo-ca and "
-                   "mtlsdemo-<service>-tls in --secret-namespace")
-    flags.add(b, "--secret-namespace", default=None,
-              help="namespace for --sink kubernetes (default: --namespace)")
+    flags.add(
+        b,
+        "--sink",
+        default="files",
+        choices=["files", "kubernetes"],
+        help="files under --out, or Kubernetes Secrets mtlsdemo-ca and "
+        "mtlsdemo-<service>-tls in --secret-namespace",
+    )
+    flags.add(
+        b,
+        "--secret-namespace",
+        default=None,
+        help="namespace for --sink kubernetes (default: --namespace)",
+    )
 
     i = csub.add_parser("inspect", help="describe a certificate and check its chain")
     i.add_argument("path", help="PEM certificate (or chain)")
@@ -79,22 +100,45 @@ def _serve_parsers(sub: argparse._SubParsersAction) -> None:
     for name, port, allow in (("ledger", 50051, "gateway"), ("gateway", 50052, "cli")):
         p = ssub.add_parser(name, help=f"the {name} service")
         flags.add(p, "--listen", default=f"127.0.0.1:{port}", help="gRPC listen address HOST:PORT")
-        flags.add(p, "--tls-dir", default=f"certs/{name}",
-                  help="identity directory with tls.crt, tls.key, ca.crt")
-        flags.add(p, "--plaintext", boolean=True, default=False,
-                  help="serve without TLS (127.0.0.1 only; for use behind a sidecar)")
-        flags.add(p, "--allow-id", multiple=True,
-                  default=[f"spiffe://mtls-demo.local/ns/default/sa/{allow}"],
-                  help="SPIFFE ID allowed to call (repeat)", metavar="SPIFFE_ID")
+        flags.add(
+            p,
+            "--tls-dir",
+            default=f"certs/{name}",
+            help="identity directory with tls.crt, tls.key, ca.crt",
+        )
+        flags.add(
+            p,
+            "--plaintext",
+            boolean=True,
+            default=False,
+            help="serve without TLS (127.0.0.1 only; for use behind a sidecar)",
+        )
+        flags.add(
+            p,
+            "--allow-id",
+            multiple=True,
+            default=[f"spiffe://mtls-demo.local/ns/default/sa/{allow}"],
+            help="SPIFFE ID allowed to call (repeat)",
+            metavar="SPIFFE_ID",
+        )
         flags.add(p, "--metrics-listen", default=None, help="serve /metrics on HOST:PORT")
         if name == "ledger":
             flags.add(p, "--db", default="var/ledger.db", help="SQLite database path")
         else:
             flags.add(p, "--ledger-addr", default="127.0.0.1:50051", help="ledger address")
-            flags.add(p, "--ledger-server-name", default="ledger",
-                      help="DNS name the ledger's certificate must carry")
-            flags.add(p, "--ledger-plaintext", boolean=True, default=False,
-                      help="call the ledger in plaintext (a local sidecar port on 127.0.0.1)")
+            flags.add(
+                p,
+                "--ledger-server-name",
+                default="ledger",
+                help="DNS name the ledger's certificate must carry",
+            )
+            flags.add(
+                p,
+                "--ledger-plaintext",
+                boolean=True,
+                default=False,
+                help="call the ledger in plaintext (a local sidecar port on 127.0.0.1)",
+            )
 
 
 def _client_flags(p: argparse.ArgumentParser) -> None:
@@ -143,17 +187,37 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     flags.add(r, "--gateway-port", type=int, default=50052, help="gateway gRPC port")
     flags.add(r, "--ledger-metrics-port", type=int, default=9101, help="ledger /metrics port")
     flags.add(r, "--gateway-metrics-port", type=int, default=9102, help="gateway /metrics port")
-    flags.add(r, "--mode", default="sidecar", choices=["sidecar", "native"],
-              help="sidecar: gateway -> sidecars (MTD/1) -> ledger; native: direct gRPC mTLS")
-    flags.add(r, "--ledger-app-port", type=int, default=50061,
-              help="sidecar mode: the ledger's plaintext port on 127.0.0.1")
-    flags.add(r, "--route-port", type=int, default=15001,
-              help="sidecar mode: the gateway sidecar's local port for the ledger")
+    flags.add(
+        r,
+        "--mode",
+        default="sidecar",
+        choices=["sidecar", "native"],
+        help="sidecar: gateway -> sidecars (MTD/1) -> ledger; native: direct gRPC mTLS",
+    )
+    flags.add(
+        r,
+        "--ledger-app-port",
+        type=int,
+        default=50061,
+        help="sidecar mode: the ledger's plaintext port on 127.0.0.1",
+    )
+    flags.add(
+        r,
+        "--route-port",
+        type=int,
+        default=15001,
+        help="sidecar mode: the gateway sidecar's local port for the ledger",
+    )
     flags.add(r, "--gateway-admin-port", type=int, default=9901, help="gateway sidecar admin")
     flags.add(r, "--ledger-admin-port", type=int, default=9902, help="ledger sidecar admin")
     flags.add(r, "--traffic-seconds", type=float, default=3.0, help="demo traffic after start")
-    flags.add(r, "--exit-after-traffic", boolean=True, default=False,
-              help="stop everything after the demo traffic (for scripts)")
+    flags.add(
+        r,
+        "--exit-after-traffic",
+        boolean=True,
+        default=False,
+        help="stop everything after the demo traffic (for scripts)",
+    )
 
 
 def _default_loop() -> str:
@@ -164,59 +228,142 @@ def _default_loop() -> str:
 
 def _sidecar_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sidecar", help="the handshake sidecar: MTD/1 between services")
-    flags.add(p, "--identity-dir", default="certs/gateway",
-              help="directory with tls.crt, tls.key, ca.crt (re-read when they change)")
-    flags.add(p, "--inbound-listen", default=None,
-              help="accept peer sidecars on HOST:PORT (e.g. 0.0.0.0:8443)")
-    flags.add(p, "--inbound-target", default=None,
-              help="local plaintext app for inbound tunnels (127.0.0.1:PORT)")
-    flags.add(p, "--allow-id", multiple=True, default=[],
-              help="peer SPIFFE ID allowed inbound (repeat; '*' matches one path segment)",
-              metavar="SPIFFE_ID")
-    flags.add(p, "--route", multiple=True, default=[],
-              help="outbound LISTEN=REMOTE@SPIFFE_ID (repeat), e.g. "
-                   "127.0.0.1:15001=ledger:8443@spiffe://mtls-demo.local/ns/default/sa/ledger",
-              metavar="ROUTE")
-    flags.add(p, "--suites", default=None,
-              help="comma-separated suites to offer/accept, in preference order "
-                   "(default: the ECDHE-X25519 ones; RSA-OAEP-* must be named)")
-    flags.add(p, "--server-preference", boolean=True, default=False,
-              help="inbound: choose the suite by our order, not the client's")
+    flags.add(
+        p,
+        "--identity-dir",
+        default="certs/gateway",
+        help="directory with tls.crt, tls.key, ca.crt (re-read when they change)",
+    )
+    flags.add(
+        p,
+        "--inbound-listen",
+        default=None,
+        help="accept peer sidecars on HOST:PORT (e.g. 0.0.0.0:8443)",
+    )
+    flags.add(
+        p,
+        "--inbound-target",
+        default=None,
+        help="local plaintext app for inbound tunnels (127.0.0.1:PORT)",
+    )
+    flags.add(
+        p,
+        "--allow-id",
+        multiple=True,
+        default=[],
+        help="peer SPIFFE ID allowed inbound (repeat; '*' matches one path segment)",
+        metavar="SPIFFE_ID",
+    )
+    flags.add(
+        p,
+        "--route",
+        multiple=True,
+        default=[],
+        help="outbound LISTEN=REMOTE@SPIFFE_ID (repeat), e.g. "
+        "127.0.0.1:15001=ledger:8443@spiffe://mtls-demo.local/ns/default/sa/ledger",
+        metavar="ROUTE",
+    )
+    flags.add(
+        p,
+        "--suites",
+        default=None,
+        help="comma-separated suites to offer/accept, in preference order "
+        "(default: the ECDHE-X25519 ones; RSA-OAEP-* must be named)",
+    )
+    flags.add(
+        p,
+        "--server-preference",
+        boolean=True,
+        default=False,
+        help="inbound: choose the suite by our order, not the client's",
+    )
     flags.add(p, "--handshake-timeout", type=float, default=5.0, help="handshake deadline, seconds")
-    flags.add(p, "--max-pending-handshakes", type=int, default=512,
-              help="connections in the handshake at once; more are refused at once with an "
-                   "'overloaded' alert (each may hold up to ~200 KiB: see docs/operations.md)")
-    flags.add(p, "--key-update-records", type=int, default=0,
-              help="update traffic keys after this many records sent (0: never)")
-    flags.add(p, "--key-update-bytes", type=int, default=0,
-              help="update traffic keys after this many bytes sent (0: never)")
-    flags.add(p, "--admin-listen", default="127.0.0.1:9901",
-              help="admin HTTP (/metrics /healthz /readyz /status); 'off' to disable")
-    flags.add(p, "--reload-interval", type=float, default=1.0,
-              help="seconds between checks of the identity files")
-    flags.add(p, "--drain-timeout", type=float, default=10.0,
-              help="on SIGTERM, seconds to let tunnels finish before close_notify")
+    flags.add(
+        p,
+        "--max-pending-handshakes",
+        type=int,
+        default=512,
+        help="connections in the handshake at once; more are refused at once with an "
+        "'overloaded' alert (each may hold up to ~200 KiB: see docs/operations.md)",
+    )
+    flags.add(
+        p,
+        "--key-update-records",
+        type=int,
+        default=0,
+        help="update traffic keys after this many records sent (0: never)",
+    )
+    flags.add(
+        p,
+        "--key-update-bytes",
+        type=int,
+        default=0,
+        help="update traffic keys after this many bytes sent (0: never)",
+    )
+    flags.add(
+        p,
+        "--admin-listen",
+        default="127.0.0.1:9901",
+        help="admin HTTP (/metrics /healthz /readyz /status); 'off' to disable",
+    )
+    flags.add(
+        p,
+        "--reload-interval",
+        type=float,
+        default=1.0,
+        help="seconds between checks of the identity files",
+    )
+    flags.add(
+        p,
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="on SIGTERM, seconds to let tunnels finish before close_notify",
+    )
     flags.add(p, "--name", default="sidecar", help="name in logs, metrics and /status")
-    flags.add(p, "--event-loop", default=_default_loop(), choices=["uvloop", "asyncio"],
-              help="uvloop (when installed) or the standard asyncio loop")
+    flags.add(
+        p,
+        "--event-loop",
+        default=_default_loop(),
+        choices=["uvloop", "asyncio"],
+        help="uvloop (when installed) or the standard asyncio loop",
+    )
 
 
 def _handshake_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("handshake", help="run one MTD/1 handshake and show every step (--trace)")
-    p.add_argument("--trace", action="store_true", default=True,
-                   help="print the message ladder (the default and only mode)")
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        default=True,
+        help="print the message ladder (the default and only mode)",
+    )
     flags.add(p, "--connect", default=None, help="HOST:PORT of a running sidecar's inbound port")
-    flags.add(p, "--certs-dir", default="certs",
-              help="bootstrap output to use (made in a temp dir when missing)")
+    flags.add(
+        p,
+        "--certs-dir",
+        default="certs",
+        help="bootstrap output to use (made in a temp dir when missing)",
+    )
     flags.add(p, "--client-dir", default=None, help="client identity dir (default CERTS/gateway)")
     flags.add(p, "--server-dir", default=None, help="server identity dir (default CERTS/ledger)")
     flags.add(p, "--suites", default=None, help="client's suites, comma-separated, in order")
     flags.add(p, "--server-suites", default=None, help="server's suites (in-memory mode)")
     flags.add(p, "--peer-id", multiple=True, default=[], help="SPIFFE ID the server must have")
-    flags.add(p, "--allow-id", multiple=True, default=[],
-              help="SPIFFE IDs the in-memory server allows (default: any from its CA)")
-    flags.add(p, "--days-ahead", type=float, default=0.0,
-              help="pretend it is N days later (try 40: expired certificates)")
+    flags.add(
+        p,
+        "--allow-id",
+        multiple=True,
+        default=[],
+        help="SPIFFE IDs the in-memory server allows (default: any from its CA)",
+    )
+    flags.add(
+        p,
+        "--days-ahead",
+        type=float,
+        default=0.0,
+        help="pretend it is N days later (try 40: expired certificates)",
+    )
     flags.add(p, "--timeout", type=float, default=5.0, help="socket timeout for --connect")
     flags.add(p, "--json", boolean=True, default=False, help="print JSON instead of the ladder")
 
@@ -263,10 +410,17 @@ def _certs(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
     if args.certs_cmd == "bootstrap":
         req = bs.BootstrapRequest(
-            out=Path(args.out), services=tuple(args.service), trust_domain=args.trust_domain,
-            namespace=args.namespace, key_type=args.key_type, ca_key_type=args.ca_key_type,
-            leaf_days=args.days, ca_days=args.ca_days,
-            renew_before=parse_duration(args.renew_before, "--renew-before"), force=args.force)
+            out=Path(args.out),
+            services=tuple(args.service),
+            trust_domain=args.trust_domain,
+            namespace=args.namespace,
+            key_type=args.key_type,
+            ca_key_type=args.ca_key_type,
+            leaf_days=args.days,
+            ca_days=args.ca_days,
+            renew_before=parse_duration(args.renew_before, "--renew-before"),
+            force=args.force,
+        )
         store = None
         if args.sink == "kubernetes":
             from mtlsdemo.pki.stores import SecretStore
@@ -291,8 +445,16 @@ def _certs(args: argparse.Namespace) -> int:
     elif args.certs_cmd == "sign":
         csr_path = Path(args.csr)
         out = Path(args.out) if args.out else csr_path.with_suffix(".crt")
-        ident = sign_request(csr_path, Path(args.ca_dir), out, args.service, args.namespace,
-                             args.trust_domain, args.days, now)
+        ident = sign_request(
+            csr_path,
+            Path(args.ca_dir),
+            out,
+            args.service,
+            args.namespace,
+            args.trust_domain,
+            args.days,
+            now,
+        )
         print(f"wrote {out} for {ident.spiffe_id}")
     return 0
 
@@ -310,16 +472,30 @@ def _serve(args: argparse.Namespace) -> int:
         from mtlsdemo.gateway.server import serve as serve_gateway
 
         ledger_tls = None if args.ledger_plaintext else Path(args.tls_dir)
-        serve_gateway(args.listen, tls_dir, allowed, args.ledger_addr, ledger_tls,
-              args.ledger_server_name, args.metrics_listen)
+        serve_gateway(
+            args.listen,
+            tls_dir,
+            allowed,
+            args.ledger_addr,
+            ledger_tls,
+            args.ledger_server_name,
+            args.metrics_listen,
+        )
     return 0
 
 
 def _loadgen(args: argparse.Namespace) -> int:
     from mtlsdemo.loadgen import run_load
 
-    result = run_load(args.gateway_addr, Path(args.tls_dir), args.server_name, args.rps,
-                      args.duration, args.concurrency, progress=sys.stderr.isatty())
+    result = run_load(
+        args.gateway_addr,
+        Path(args.tls_dir),
+        args.server_name,
+        args.rps,
+        args.duration,
+        args.concurrency,
+        progress=sys.stderr.isatty(),
+    )
     print(result.summary())
     return 0 if result.errors == 0 else 1
 
@@ -336,17 +512,28 @@ def sidecar_config(args: argparse.Namespace):
     IdentityPolicy.parse(args.allow_id)  # a bad pattern is refused here, at startup
     return SidecarConfig(
         identity_dir=Path(args.identity_dir),
-        inbound_listen=split_hostport(args.inbound_listen, "--inbound-listen") if args.inbound_listen else None,
-        inbound_target=split_hostport(args.inbound_target, "--inbound-target") if args.inbound_target else None,
-        allowed_ids=tuple(args.allow_id), routes=[Route.parse(r) for r in args.route],
-        suites=suites, server_preference=args.server_preference,
-        handshake_timeout=args.handshake_timeout, key_update_records=args.key_update_records,
+        inbound_listen=split_hostport(args.inbound_listen, "--inbound-listen")
+        if args.inbound_listen
+        else None,
+        inbound_target=split_hostport(args.inbound_target, "--inbound-target")
+        if args.inbound_target
+        else None,
+        allowed_ids=tuple(args.allow_id),
+        routes=[Route.parse(r) for r in args.route],
+        suites=suites,
+        server_preference=args.server_preference,
+        handshake_timeout=args.handshake_timeout,
+        key_update_records=args.key_update_records,
         max_pending_handshakes=args.max_pending_handshakes,
         key_update_bytes=args.key_update_bytes,
-        admin_listen=None if args.admin_listen in (None, "", "off")
+        admin_listen=None
+        if args.admin_listen in (None, "", "off")
         else split_hostport(args.admin_listen, "--admin-listen"),
-        reload_interval=args.reload_interval, drain_timeout=args.drain_timeout, name=args.name,
-        event_loop=args.event_loop)
+        reload_interval=args.reload_interval,
+        drain_timeout=args.drain_timeout,
+        name=args.name,
+        event_loop=args.event_loop,
+    )
 
 
 def _sidecar(args: argparse.Namespace) -> int:
@@ -380,8 +567,11 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = flags.resolve_lists(build_parser().parse_args(argv))
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+    )
     from mtlsdemo.rpc.server import ConfigError
     from mtlsdemo.sidecar.config import SidecarConfigError
     from mtlsdemo.trust import PolicyError

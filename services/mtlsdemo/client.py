@@ -25,34 +25,53 @@ def run(args: argparse.Namespace) -> int:
     t = args.timeout
     try:
         if args.action == "open":
-            r = stub.OpenAccount(pb.OpenAccountRequest(owner=args.owner, account_id=args.id or ""),
-                                 timeout=t)
+            r = stub.OpenAccount(
+                pb.OpenAccountRequest(owner=args.owner, account_id=args.id or ""), timeout=t
+            )
             print(f"opened {r.account_id} for {r.owner}")
         elif args.action == "deposit":
-            r = stub.Deposit(pb.DepositRequest(account_id=args.account, amount_cents=args.amount,
-                                               idempotency_key=args.key or ""), timeout=t)
-            print(f"deposit #{r.transfer_id}{' (replayed)' if r.replayed else ''}: "
-                  f"{args.account} balance {format_cents(r.to_balance_cents)}  key={r.idempotency_key}")
+            r = stub.Deposit(
+                pb.DepositRequest(
+                    account_id=args.account,
+                    amount_cents=args.amount,
+                    idempotency_key=args.key or "",
+                ),
+                timeout=t,
+            )
+            print(
+                f"deposit #{r.transfer_id}{' (replayed)' if r.replayed else ''}: "
+                f"{args.account} balance {format_cents(r.to_balance_cents)}  key={r.idempotency_key}"
+            )
         elif args.action == "transfer":
-            r = stub.Transfer(pb.TransferRequest(from_account_id=args.source,
-                                                 to_account_id=args.destination,
-                                                 amount_cents=args.amount,
-                                                 idempotency_key=args.key or ""), timeout=t)
-            print(f"transfer #{r.transfer_id}{' (replayed)' if r.replayed else ''}: "
-                  f"{args.source} {format_cents(r.from_balance_cents)} -> "
-                  f"{args.destination} {format_cents(r.to_balance_cents)}  key={r.idempotency_key}")
+            r = stub.Transfer(
+                pb.TransferRequest(
+                    from_account_id=args.source,
+                    to_account_id=args.destination,
+                    amount_cents=args.amount,
+                    idempotency_key=args.key or "",
+                ),
+                timeout=t,
+            )
+            print(
+                f"transfer #{r.transfer_id}{' (replayed)' if r.replayed else ''}: "
+                f"{args.source} {format_cents(r.from_balance_cents)} -> "
+                f"{args.destination} {format_cents(r.to_balance_cents)}  key={r.idempotency_key}"
+            )
         elif args.action == "balance":
             r = stub.GetBalance(pb.GetBalanceRequest(account_id=args.account), timeout=t)
             print(f"{r.account_id} ({r.owner}): {format_cents(r.balance_cents)}")
         elif args.action == "statement":
-            stream = stub.Statement(pb.StatementRequest(account_id=args.account,
-                                                        follow=args.follow),
-                                    timeout=None if args.follow else t)
+            stream = stub.Statement(
+                pb.StatementRequest(account_id=args.account, follow=args.follow),
+                timeout=None if args.follow else t,
+            )
             for e in stream:
                 when = dt.datetime.fromtimestamp(e.created_unix_ms / 1000, dt.UTC)
-                print(f"#{e.transfer_id:<6} {when:%Y-%m-%d %H:%M:%S}Z {e.kind:<12} "
-                      f"{format_cents(e.amount_cents):>12} {e.counterparty_account_id}",
-                      flush=True)
+                print(
+                    f"#{e.transfer_id:<6} {when:%Y-%m-%d %H:%M:%S}Z {e.kind:<12} "
+                    f"{format_cents(e.amount_cents):>12} {e.counterparty_account_id}",
+                    flush=True,
+                )
     except grpc.RpcError as e:
         print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
         return 1

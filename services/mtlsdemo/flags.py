@@ -19,27 +19,50 @@ def env_name(flag: str) -> str:
     return PREFIX + flag.lstrip("-").upper().replace("-", "_")
 
 
-def add(parser: argparse.ArgumentParser, flag: str, *, help: str, default: Any = None,
-        type: Any = str, multiple: bool = False, boolean: bool = False,
-        choices: Any = None, metavar: str | None = None) -> None:
+def add(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    *,
+    help: str,
+    default: Any = None,
+    type: Any = str,
+    multiple: bool = False,
+    boolean: bool = False,
+    choices: Any = None,
+    metavar: str | None = None,
+) -> None:
     name = env_name(flag)
     raw = os.environ.get(name)
     text = f"{help} [env {name}]"
     if boolean:
         value = default if raw is None else raw.strip().lower() in _TRUE
-        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=bool(value),
-                            help=text)
+        parser.add_argument(
+            flag, action=argparse.BooleanOptionalAction, default=bool(value), help=text
+        )
         return
     if multiple:
         env_values = [type(v.strip()) for v in raw.split(",") if v.strip()] if raw else None
-        parser.add_argument(flag, action="append", type=type, default=None, metavar=metavar,
-                            choices=choices, help=text)
+        parser.add_argument(
+            flag,
+            action="append",
+            type=type,
+            default=None,
+            metavar=metavar,
+            choices=choices,
+            help=text,
+        )
         parser.set_defaults(**{_dest(flag) + "__env": env_values or list(default or [])})
         return
     if raw is not None:
         default = type(raw)
-    parser.add_argument(flag, type=type, default=default, choices=choices, metavar=metavar,
-                        help=text + (f" (default: {default})" if default not in (None, "") else ""))
+    parser.add_argument(
+        flag,
+        type=type,
+        default=default,
+        choices=choices,
+        metavar=metavar,
+        help=text + (f" (default: {default})" if default not in (None, "") else ""),
+    )
 
 
 def _dest(flag: str) -> str:

@@ -42,26 +42,44 @@ class LoadResult:
     def summary(self) -> str:
         rate = self.requests / self.seconds if self.seconds else 0.0
         codes = ", ".join(f"{c}={n}" for c, n in sorted(self.codes.items()))
-        return (f"requests {self.requests} in {self.seconds:.1f}s ({rate:.1f}/s); "
-                f"codes: {codes or 'none'}; latency ms p50 {self.percentile(50) * 1e3:.2f} "
-                f"p90 {self.percentile(90) * 1e3:.2f} p99 {self.percentile(99) * 1e3:.2f}")
+        return (
+            f"requests {self.requests} in {self.seconds:.1f}s ({rate:.1f}/s); "
+            f"codes: {codes or 'none'}; latency ms p50 {self.percentile(50) * 1e3:.2f} "
+            f"p90 {self.percentile(90) * 1e3:.2f} p99 {self.percentile(99) * 1e3:.2f}"
+        )
 
 
 def _one_call(stub: pb_grpc.GatewayServiceStub, accounts: list[str], rng: random.Random) -> None:
     op = rng.random()
     if op < 0.6:
         a, b = rng.sample(accounts, 2)
-        stub.Transfer(pb.TransferRequest(from_account_id=a, to_account_id=b,
-                                         amount_cents=rng.randint(1, 500)), timeout=5)
+        stub.Transfer(
+            pb.TransferRequest(
+                from_account_id=a, to_account_id=b, amount_cents=rng.randint(1, 500)
+            ),
+            timeout=5,
+        )
     elif op < 0.7:
-        stub.Deposit(pb.DepositRequest(account_id=rng.choice(accounts),
-                                       amount_cents=rng.randint(100, 10_000)), timeout=5)
+        stub.Deposit(
+            pb.DepositRequest(
+                account_id=rng.choice(accounts), amount_cents=rng.randint(100, 10_000)
+            ),
+            timeout=5,
+        )
     else:
         stub.GetBalance(pb.GetBalanceRequest(account_id=rng.choice(accounts)), timeout=5)
 
 
-def run_load(address: str, tls_dir: Path, server_name: str, rps: float, duration: float,
-             concurrency: int = 4, accounts: int = 4, progress: bool = True) -> LoadResult:
+def run_load(
+    address: str,
+    tls_dir: Path,
+    server_name: str,
+    rps: float,
+    duration: float,
+    concurrency: int = 4,
+    accounts: int = 4,
+    progress: bool = True,
+) -> LoadResult:
     channel = gateway_channel(address, tls_dir, server_name)
     stub = pb_grpc.GatewayServiceStub(channel)
     ids = []
@@ -100,8 +118,10 @@ def run_load(address: str, tls_dir: Path, server_name: str, rps: float, duration
             if progress and now - last_draw >= 0.25:
                 last_draw = now
                 done = int(30 * now / duration)
-                sys.stderr.write(f"\r[{'#' * done}{'.' * (30 - done)}] {now:4.1f}s "
-                                 f"{result.requests} requests, {result.errors} errors")
+                sys.stderr.write(
+                    f"\r[{'#' * done}{'.' * (30 - done)}] {now:4.1f}s "
+                    f"{result.requests} requests, {result.errors} errors"
+                )
                 sys.stderr.flush()
             next_at = n * interval
             if next_at > now:
@@ -109,7 +129,9 @@ def run_load(address: str, tls_dir: Path, server_name: str, rps: float, duration
         futures.wait(pending)
     result.seconds = time.perf_counter() - start
     if progress:
-        sys.stderr.write(f"\r[{'#' * 30}] {result.seconds:4.1f}s {result.requests} requests, "
-                         f"{result.errors} errors\n")
+        sys.stderr.write(
+            f"\r[{'#' * 30}] {result.seconds:4.1f}s {result.requests} requests, "
+            f"{result.errors} errors\n"
+        )
     channel.close()
     return result

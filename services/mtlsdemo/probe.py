@@ -31,18 +31,26 @@ def run(args: argparse.Namespace) -> int:
 
         from mtlsdemo.rpc.credentials import secure_channel
 
-        channel = (secure_channel(args.probe_grpc, Path(args.probe_tls_dir), args.probe_server_name)
-                   if args.probe_tls_dir else grpc.insecure_channel(args.probe_grpc))
+        channel = (
+            secure_channel(args.probe_grpc, Path(args.probe_tls_dir), args.probe_server_name)
+            if args.probe_tls_dir
+            else grpc.insecure_channel(args.probe_grpc)
+        )
         try:
-            status = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=args.probe_timeout).status
+            status = (
+                health_pb2_grpc.HealthStub(channel)
+                .Check(health_pb2.HealthCheckRequest(), timeout=args.probe_timeout)
+                .status
+            )
         except grpc.RpcError as e:
             print(f"unhealthy: {args.probe_grpc}: {e.code().name}: {e.details()}", file=sys.stderr)
             return 1
         finally:
             channel.close()
         if status != health_pb2.HealthCheckResponse.SERVING:
-            print(f"unhealthy: {args.probe_grpc} is {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}",
-                  file=sys.stderr)
+            print(
+                f"unhealthy: {args.probe_grpc} is {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}",
+                file=sys.stderr,
+            )
             return 1
     return 0

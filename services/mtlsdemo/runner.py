@@ -31,8 +31,12 @@ from mtlsdemo.pki.identity import spiffe_id
 from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
-COLORS = {"ledger": "\033[36m", "gateway": "\033[35m", "ledger-sidecar": "\033[34m",
-          "gateway-sidecar": "\033[33m"}
+COLORS = {
+    "ledger": "\033[36m",
+    "gateway": "\033[35m",
+    "ledger-sidecar": "\033[34m",
+    "gateway-sidecar": "\033[33m",
+}
 
 
 @dataclass
@@ -44,8 +48,15 @@ class Child:
 
     def start(self, color: bool) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=env, text=True, bufsize=1, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
         prefix = f"{COLORS.get(self.name, '')}[{self.name}]\033[0m " if color else f"[{self.name}] "
         threading.Thread(target=self._pump, args=(prefix,), daemon=True).start()
 
@@ -66,17 +77,26 @@ class Child:
                 self.proc.wait()
 
 
-def wait_serving(address: str, tls_dir: Path | None, server_name: str, deadline: float,
-                 children: list[Child]) -> None:
+def wait_serving(
+    address: str, tls_dir: Path | None, server_name: str, deadline: float, children: list[Child]
+) -> None:
     """Poll gRPC health (mTLS with tls_dir, else plaintext) until SERVING."""
-    channel = (secure_channel(address, tls_dir, server_name) if tls_dir is not None
-               else grpc.insecure_channel(address))
+    channel = (
+        secure_channel(address, tls_dir, server_name)
+        if tls_dir is not None
+        else grpc.insecure_channel(address)
+    )
     stub = health_pb2_grpc.HealthStub(channel)
     serving = health_pb2.HealthCheckResponse.SERVING
     try:
-        wait_until(lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == serving,
-                   timeout=deadline - time.monotonic(), what=f"{server_name} at {address} SERVING",
-                   interval=0.1, ignore=(grpc.RpcError,), check=lambda: _check_alive(children))
+        wait_until(
+            lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == serving,
+            timeout=deadline - time.monotonic(),
+            what=f"{server_name} at {address} SERVING",
+            interval=0.1,
+            ignore=(grpc.RpcError,),
+            check=lambda: _check_alive(children),
+        )
     finally:
         channel.close()
 
@@ -99,9 +119,14 @@ def wait_ready(admin_port: int, deadline: float, children: list[Child]) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as r:
             return r.status == 200
 
-    wait_until(ready, timeout=deadline - time.monotonic(), interval=0.1, ignore=(OSError,),
-               what=f"sidecar admin 127.0.0.1:{admin_port} ready",
-               check=lambda: _check_alive(children))
+    wait_until(
+        ready,
+        timeout=deadline - time.monotonic(),
+        interval=0.1,
+        ignore=(OSError,),
+        what=f"sidecar admin 127.0.0.1:{admin_port} ready",
+        check=lambda: _check_alive(children),
+    )
 
 
 def _check_alive(children: list[Child]) -> None:
@@ -119,21 +144,32 @@ def run(args) -> int:
     certs = Path(args.certs_dir)
     td, ns = args.trust_domain, args.namespace
     sidecars = args.mode == "sidecar"
-    ports = {"--ledger-port": args.ledger_port, "--gateway-port": args.gateway_port,
-             "--ledger-metrics-port": args.ledger_metrics_port,
-             "--gateway-metrics-port": args.gateway_metrics_port}
+    ports = {
+        "--ledger-port": args.ledger_port,
+        "--gateway-port": args.gateway_port,
+        "--ledger-metrics-port": args.ledger_metrics_port,
+        "--gateway-metrics-port": args.gateway_metrics_port,
+    }
     if sidecars:
-        ports |= {"--ledger-app-port": args.ledger_app_port, "--route-port": args.route_port,
-                  "--gateway-admin-port": args.gateway_admin_port,
-                  "--ledger-admin-port": args.ledger_admin_port}
+        ports |= {
+            "--ledger-app-port": args.ledger_app_port,
+            "--route-port": args.route_port,
+            "--gateway-admin-port": args.gateway_admin_port,
+            "--ledger-admin-port": args.ledger_admin_port,
+        }
     for flag, port in ports.items():
         if not bindable(port):
-            print(f"error: {flag} {port}: 127.0.0.1:{port} is in use (another `mtlsdemo run`?)",
-                  file=sys.stderr)
+            print(
+                f"error: {flag} {port}: 127.0.0.1:{port} is in use (another `mtlsdemo run`?)",
+                file=sys.stderr,
+            )
             return 2
     print(f"== certificates ({certs}/)")
-    for change in bootstrap(BootstrapRequest(out=certs, services=("ledger", "gateway", "cli"),
-                                             trust_domain=td, namespace=ns)):
+    for change in bootstrap(
+        BootstrapRequest(
+            out=certs, services=("ledger", "gateway", "cli"), trust_domain=td, namespace=ns
+        )
+    ):
         print(f"   {change}")
     ledger_addr = f"127.0.0.1:{args.ledger_port}"
     gateway_addr = f"127.0.0.1:{args.gateway_port}"
@@ -141,29 +177,81 @@ def run(args) -> int:
     py = [sys.executable, "-m", "mtlsdemo"]
     db = ["--db", str(Path(args.data_dir) / "ledger.db")]
     ledger_metrics = ["--metrics-listen", f"127.0.0.1:{args.ledger_metrics_port}"]
-    gateway_common = ["serve", "gateway", "--listen", gateway_addr, "--tls-dir",
-                      str(certs / "gateway"), "--allow-id", cli_id,
-                      "--metrics-listen", f"127.0.0.1:{args.gateway_metrics_port}"]
+    gateway_common = [
+        "serve",
+        "gateway",
+        "--listen",
+        gateway_addr,
+        "--tls-dir",
+        str(certs / "gateway"),
+        "--allow-id",
+        cli_id,
+        "--metrics-listen",
+        f"127.0.0.1:{args.gateway_metrics_port}",
+    ]
     if sidecars:
         ledger_app = f"127.0.0.1:{args.ledger_app_port}"
         route = f"127.0.0.1:{args.route_port}"
         children = [
-            Child("ledger", py + ["serve", "ledger", "--plaintext", "--listen", ledger_app,
-                                  *db, *ledger_metrics]),
-            Child("ledger-sidecar", py + [
-                "sidecar", "--name", "ledger-sidecar", "--identity-dir", str(certs / "ledger"),
-                "--inbound-listen", ledger_addr, "--inbound-target", ledger_app,
-                "--allow-id", gw_id, "--admin-listen", f"127.0.0.1:{args.ledger_admin_port}"]),
-            Child("gateway-sidecar", py + [
-                "sidecar", "--name", "gateway-sidecar", "--identity-dir", str(certs / "gateway"),
-                "--route", f"{route}={ledger_addr}@{ledger_id}",
-                "--admin-listen", f"127.0.0.1:{args.gateway_admin_port}"]),
+            Child(
+                "ledger",
+                py
+                + ["serve", "ledger", "--plaintext", "--listen", ledger_app, *db, *ledger_metrics],
+            ),
+            Child(
+                "ledger-sidecar",
+                py
+                + [
+                    "sidecar",
+                    "--name",
+                    "ledger-sidecar",
+                    "--identity-dir",
+                    str(certs / "ledger"),
+                    "--inbound-listen",
+                    ledger_addr,
+                    "--inbound-target",
+                    ledger_app,
+                    "--allow-id",
+                    gw_id,
+                    "--admin-listen",
+                    f"127.0.0.1:{args.ledger_admin_port}",
+                ],
+            ),
+            Child(
+                "gateway-sidecar",
+                py
+                + [
+                    "sidecar",
+                    "--name",
+                    "gateway-sidecar",
+                    "--identity-dir",
+                    str(certs / "gateway"),
+                    "--route",
+                    f"{route}={ledger_addr}@{ledger_id}",
+                    "--admin-listen",
+                    f"127.0.0.1:{args.gateway_admin_port}",
+                ],
+            ),
             Child("gateway", py + gateway_common + ["--ledger-addr", route, "--ledger-plaintext"]),
         ]
     else:
         children = [
-            Child("ledger", py + ["serve", "ledger", "--listen", ledger_addr, "--tls-dir",
-                                  str(certs / "ledger"), "--allow-id", gw_id, *db, *ledger_metrics]),
+            Child(
+                "ledger",
+                py
+                + [
+                    "serve",
+                    "ledger",
+                    "--listen",
+                    ledger_addr,
+                    "--tls-dir",
+                    str(certs / "ledger"),
+                    "--allow-id",
+                    gw_id,
+                    *db,
+                    *ledger_metrics,
+                ],
+            ),
             Child("gateway", py + gateway_common + ["--ledger-addr", ledger_addr]),
         ]
     color = sys.stdout.isatty()
@@ -180,14 +268,24 @@ def run(args) -> int:
                 else:
                     wait_serving(ledger_addr, certs / "cli", "ledger", deadline, children)
             elif c.name.endswith("sidecar"):
-                admin = args.ledger_admin_port if c.name.startswith("ledger") else args.gateway_admin_port
+                admin = (
+                    args.ledger_admin_port
+                    if c.name.startswith("ledger")
+                    else args.gateway_admin_port
+                )
                 wait_ready(admin, deadline, children)
         wait_serving(gateway_addr, certs / "cli", "gateway", deadline, children)
         if args.traffic_seconds > 0:
             print(f"== traffic: {args.traffic_seconds:.0f}s of transfers through the gateway")
-            result = run_load(gateway_addr, certs / "cli", "gateway", rps=20,
-                              duration=args.traffic_seconds, concurrency=2,
-                              progress=sys.stderr.isatty())
+            result = run_load(
+                gateway_addr,
+                certs / "cli",
+                "gateway",
+                rps=20,
+                duration=args.traffic_seconds,
+                concurrency=2,
+                progress=sys.stderr.isatty(),
+            )
             print(f"   {result.summary()}")
         print_summary(args, certs, ledger_addr, gateway_addr)
         if args.exit_after_traffic:
@@ -214,8 +312,10 @@ def run(args) -> int:
 def print_summary(args, certs: Path, ledger_addr: str, gateway_addr: str) -> None:
     td, ns = args.trust_domain, args.namespace
     cli = f"mtlsdemo client --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'}"
-    lines = [f"== mtlsdemo is up ({dt.datetime.now(dt.UTC):%H:%M:%S}Z, {args.mode} mode)",
-             f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {spiffe_id(td, ns, 'cli')}"]
+    lines = [
+        f"== mtlsdemo is up ({dt.datetime.now(dt.UTC):%H:%M:%S}Z, {args.mode} mode)",
+        f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {spiffe_id(td, ns, 'cli')}",
+    ]
     if args.mode == "sidecar":
         lines += [
             f"   gateway -> 127.0.0.1:{args.route_port} (gateway-sidecar, plaintext on loopback)"
@@ -224,34 +324,49 @@ def print_summary(args, certs: Path, ledger_addr: str, gateway_addr: str) -> Non
             f"                  http://127.0.0.1:{args.ledger_admin_port}/status (ledger-sidecar)",
         ]
     else:
-        lines.append(f"   ledger   {ledger_addr}  gRPC mTLS, callers allowed: {spiffe_id(td, ns, 'gateway')}")
-    lines += [f"   metrics  http://127.0.0.1:{args.gateway_metrics_port}/metrics (gateway)",
-              f"            http://127.0.0.1:{args.ledger_metrics_port}/metrics (ledger)"]
+        lines.append(
+            f"   ledger   {ledger_addr}  gRPC mTLS, callers allowed: {spiffe_id(td, ns, 'gateway')}"
+        )
+    lines += [
+        f"   metrics  http://127.0.0.1:{args.gateway_metrics_port}/metrics (gateway)",
+        f"            http://127.0.0.1:{args.ledger_metrics_port}/metrics (ledger)",
+    ]
     if args.mode == "sidecar":
         lines.append("== mesh edges (from the sidecars' /status)")
-        lines.append(f"   {'seen by':<16} {'client':<47} {'server':<46} {'suite':<25} "
-                     f"{'ok':>4} {'failed':>6}")
-        for name, port in (("gateway-sidecar", args.gateway_admin_port),
-                           ("ledger-sidecar", args.ledger_admin_port)):
+        lines.append(
+            f"   {'seen by':<16} {'client':<47} {'server':<46} {'suite':<25} "
+            f"{'ok':>4} {'failed':>6}"
+        )
+        for name, port in (
+            ("gateway-sidecar", args.gateway_admin_port),
+            ("ledger-sidecar", args.ledger_admin_port),
+        ):
             try:
                 status = fetch_status(port)
             except OSError as e:
                 lines.append(f"   {name:<16} (status unavailable: {e})")
                 continue
             for edge in status["edges"]:
-                client, server = ((edge["local"], edge["peer"]) if edge["role"] == "client"
-                                  else (edge["peer"], edge["local"]))
-                lines.append(f"   {name:<16} {client:<47} {server:<46} {edge['suite']:<25} "
-                             f"{edge['ok']:>4} {edge['failed']:>6}")
-    lines += ["   try (in another terminal; `. .venv/bin/activate` first):",
-              f"     {cli} open alice --id alice",
-              f"     {cli} deposit alice 100.00",
-              f"     {cli} open bob --id bob",
-              f"     {cli} transfer alice bob 12.50",
-              f"     {cli} balance bob",
-              f"     {cli} statement alice --follow",
-              f"     mtlsdemo loadgen --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'} --rps 50 --duration 10",
-              f"     mtlsdemo certs inspect {certs / 'gateway' / 'tls.crt'} --ca {certs / 'ca' / 'ca.crt'}"]
+                client, server = (
+                    (edge["local"], edge["peer"])
+                    if edge["role"] == "client"
+                    else (edge["peer"], edge["local"])
+                )
+                lines.append(
+                    f"   {name:<16} {client:<47} {server:<46} {edge['suite']:<25} "
+                    f"{edge['ok']:>4} {edge['failed']:>6}"
+                )
+    lines += [
+        "   try (in another terminal; `. .venv/bin/activate` first):",
+        f"     {cli} open alice --id alice",
+        f"     {cli} deposit alice 100.00",
+        f"     {cli} open bob --id bob",
+        f"     {cli} transfer alice bob 12.50",
+        f"     {cli} balance bob",
+        f"     {cli} statement alice --follow",
+        f"     mtlsdemo loadgen --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'} --rps 50 --duration 10",
+        f"     mtlsdemo certs inspect {certs / 'gateway' / 'tls.crt'} --ca {certs / 'ca' / 'ca.crt'}",
+    ]
     if args.mode == "sidecar":
         lines.append(f"     mtlsdemo handshake --trace --connect {ledger_addr} --certs-dir {certs}")
         lines.append(f"     curl -s http://127.0.0.1:{args.ledger_admin_port}/status")

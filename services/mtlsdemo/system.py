@@ -15,5 +15,10 @@ from mtlsdemo.handshake import Connection, HandshakeConfig
 def connection(role: str, config: HandshakeConfig, now: dt.datetime | None = None) -> Connection:
     """A Connection on the system's clocks and randomness (``now`` overrides the
     wall time, e.g. for `handshake --days-ahead`)."""
-    return Connection(role, config, now=now or dt.datetime.now(dt.UTC), clock=time.perf_counter,
-                      entropy=os.urandom)
+    return Connection(
+        role,
+        config,
+        now=now or dt.datetime.now(dt.UTC),
+        clock=time.perf_counter,
+        entropy=os.urandom,
+    )

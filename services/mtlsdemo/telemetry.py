@@ -6,6 +6,9 @@ Names follow Prometheus conventions: base units, ``_total`` for counters
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from cryptography import x509
 from prometheus_client import (
     Counter,
     Gauge,
@@ -21,87 +24,166 @@ from mtlsdemo import __version__
 disable_created_metrics()
 
 # Latency buckets from 0.1 ms: loopback gRPC calls take a few hundred microseconds.
-RPC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-               0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+RPC_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 BUILD_INFO = Info("mtlsdemo_build", "Version and component of this process.")
 
 # --- gRPC, server side (names as in go-grpc-prometheus, so stock dashboards work) ---
 GRPC_SERVER_STARTED = Counter(
-    "grpc_server_started", "RPCs started on the server.", ["grpc_service", "grpc_method", "grpc_type"])
+    "grpc_server_started",
+    "RPCs started on the server.",
+    ["grpc_service", "grpc_method", "grpc_type"],
+)
 GRPC_SERVER_HANDLED = Counter(
-    "grpc_server_handled", "RPCs completed on the server, by status code.",
-    ["grpc_service", "grpc_method", "grpc_code"])
+    "grpc_server_handled",
+    "RPCs completed on the server, by status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
 GRPC_SERVER_HANDLING = Histogram(
-    "grpc_server_handling_seconds", "Time from RPC start to completion on the server.",
-    ["grpc_service", "grpc_method"], buckets=RPC_BUCKETS)
+    "grpc_server_handling_seconds",
+    "Time from RPC start to completion on the server.",
+    ["grpc_service", "grpc_method"],
+    buckets=RPC_BUCKETS,
+)
 
 # --- gRPC, client side (the gateway calling the ledger) ---
 GRPC_CLIENT_HANDLED = Counter(
-    "grpc_client_handled", "RPCs completed by the client, by status code.",
-    ["grpc_service", "grpc_method", "grpc_code"])
+    "grpc_client_handled",
+    "RPCs completed by the client, by status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
 GRPC_CLIENT_HANDLING = Histogram(
-    "grpc_client_handling_seconds", "Time from RPC start to response on the client.",
-    ["grpc_service", "grpc_method"], buckets=RPC_BUCKETS)
+    "grpc_client_handling_seconds",
+    "Time from RPC start to response on the client.",
+    ["grpc_service", "grpc_method"],
+    buckets=RPC_BUCKETS,
+)
 
 # --- authorization of callers by SPIFFE ID ---
 GRPC_AUTHORIZATIONS = Counter(
-    "mtls_grpc_authorizations", "Caller identity checks on gRPC servers.",
-    ["peer", "decision"])
+    "mtls_grpc_authorizations", "Caller identity checks on gRPC servers.", ["peer", "decision"]
+)
 
 # --- certificates ---
 CERT_EXPIRY = Gauge(
     "mtls_certificate_expiry_timestamp_seconds",
-    "Unix time at which a loaded certificate expires.", ["identity", "kind"])
+    "Unix time at which a loaded certificate expires.",
+    ["identity", "kind"],
+)
 CERT_RELOADS = Counter(
-    "mtls_certificate_reloads", "Certificate reload attempts after files changed.", ["result"])
+    "mtls_certificate_reloads", "Certificate reload attempts after files changed.", ["result"]
+)
 
 
-def export_certificate_expiry(material: object) -> None:
+class _Loaded(Protocol):
+    """What the expiry gauges read of an IdentityMaterial (no import of pki here)."""
+
+    @property
+    def identity(self) -> str: ...
+    @property
+    def leaf(self) -> x509.Certificate: ...
+    @property
+    def cas(self) -> tuple[x509.Certificate, ...]: ...
+
+
+def export_certificate_expiry(material: _Loaded) -> None:
     """Set the expiry gauges from an IdentityMaterial (leaf by SPIFFE ID, CAs by subject)."""
-    CERT_EXPIRY.labels(material.identity, "leaf").set(  # type: ignore[attr-defined]
-        material.leaf.not_valid_after_utc.timestamp())  # type: ignore[attr-defined]
-    for ca in material.cas:  # type: ignore[attr-defined]
-        CERT_EXPIRY.labels(ca.subject.rfc4514_string(), "ca").set(ca.not_valid_after_utc.timestamp())
+    CERT_EXPIRY.labels(material.identity, "leaf").set(material.leaf.not_valid_after_utc.timestamp())
+    for ca in material.cas:
+        CERT_EXPIRY.labels(ca.subject.rfc4514_string(), "ca").set(
+            ca.not_valid_after_utc.timestamp()
+        )
 
 
 # --- the custom handshake (sidecar) ---
-HANDSHAKE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.005, 0.01,
-                     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+HANDSHAKE_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
 HANDSHAKES = Counter(
-    "mtls_handshakes", "Custom handshakes finished, by outcome. On failure, reason names the "
+    "mtls_handshakes",
+    "Custom handshakes finished, by outcome. On failure, reason names the "
     "step that failed and origin says who rejected: local (this side) or remote (the peer's alert).",
-    ["role", "suite", "result", "reason", "origin"])
+    ["role", "suite", "result", "reason", "origin"],
+)
 HANDSHAKE_DURATION = Histogram(
-    "mtls_handshake_duration_seconds", "Handshake wall time from first byte to Finished.",
-    ["role", "suite"], buckets=HANDSHAKE_BUCKETS)
+    "mtls_handshake_duration_seconds",
+    "Handshake wall time from first byte to Finished.",
+    ["role", "suite"],
+    buckets=HANDSHAKE_BUCKETS,
+)
 HANDSHAKE_PHASE = Histogram(
     "mtls_handshake_phase_duration_seconds",
     "Processing time spent in each handshake step on this side.",
-    ["role", "phase"], buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
-                                0.0025, 0.005, 0.01, 0.05))
+    ["role", "phase"],
+    buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+)
 HANDSHAKES_IN_PROGRESS = Gauge(
-    "mtls_handshakes_in_progress", "Handshakes started and not yet finished.", ["role"])
-SESSIONS_ACTIVE = Gauge("mtls_sessions_active", "Established sessions (tunnels) open now.", ["role"])
+    "mtls_handshakes_in_progress", "Handshakes started and not yet finished.", ["role"]
+)
+SESSIONS_ACTIVE = Gauge(
+    "mtls_sessions_active", "Established sessions (tunnels) open now.", ["role"]
+)
 SESSION_DURATION = Histogram(
-    "mtls_session_duration_seconds", "Lifetime of established sessions.",
-    buckets=(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400))
+    "mtls_session_duration_seconds",
+    "Lifetime of established sessions.",
+    buckets=(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400),
+)
 RECORD_BYTES = Counter(
-    "mtls_record_bytes", "Application bytes through the record layer, before (plaintext) and "
-    "after (ciphertext, with headers and tags) protection.", ["direction", "kind"])
+    "mtls_record_bytes",
+    "Application bytes through the record layer, before (plaintext) and "
+    "after (ciphertext, with headers and tags) protection.",
+    ["direction", "kind"],
+)
 RECORDS = Counter("mtls_records", "Application data records sent or received.", ["direction"])
 RECORD_FAILURES = Counter(
-    "mtls_record_failures", "Established sessions ended by a record-layer failure.", ["reason"])
+    "mtls_record_failures", "Established sessions ended by a record-layer failure.", ["reason"]
+)
 KEY_UPDATES = Counter("mtls_key_updates", "Traffic key updates, sent or received.")
 PEER_AUTHORIZATIONS = Counter(
-    "mtls_peer_authorizations", "Peer identity decisions in handshakes.", ["peer", "decision"])
+    "mtls_peer_authorizations", "Peer identity decisions in handshakes.", ["peer", "decision"]
+)
 
 
 # --- ledger business metrics ---
 LEDGER_TRANSFERS = Counter(
-    "ledger_transfers", "Money movements applied by the ledger.", ["kind", "result"])
+    "ledger_transfers", "Money movements applied by the ledger.", ["kind", "result"]
+)
 LEDGER_MOVED = Counter(
-    "ledger_moved_cents", "Amount moved by applied money movements, in cents.", ["kind"])
+    "ledger_moved_cents", "Amount moved by applied money movements, in cents.", ["kind"]
+)
 LEDGER_ACCOUNTS = Gauge("ledger_accounts", "Accounts in the ledger.")
 
 

@@ -28,23 +28,42 @@ from mtlsdemo.handshake import (
 from mtlsdemo.handshake.records import HEADER_LEN
 from mtlsdemo.handshake.trace import TraceEntry
 
-STEPS = {"hello": "1 hello", "certificate_verify": "2 certs", "key_exchange": "3 key exch",
-         "finished": "4 finished", "alert": "alert", "data": "4 data"}
-NAMES = {"CLIENT_HELLO": "ClientHello", "SERVER_HELLO": "ServerHello", "CERTIFICATE": "Certificate",
-         "SERVER_KEY_SHARE": "ServerKeyShare", "CERTIFICATE_REQUEST": "CertificateRequest",
-         "CERTIFICATE_VERIFY": "CertificateVerify", "CLIENT_KEY_EXCHANGE": "ClientKeyExchange",
-         "FINISHED": "Finished"}
+STEPS = {
+    "hello": "1 hello",
+    "certificate_verify": "2 certs",
+    "key_exchange": "3 key exch",
+    "finished": "4 finished",
+    "alert": "alert",
+    "data": "4 data",
+}
+NAMES = {
+    "CLIENT_HELLO": "ClientHello",
+    "SERVER_HELLO": "ServerHello",
+    "CERTIFICATE": "Certificate",
+    "SERVER_KEY_SHARE": "ServerKeyShare",
+    "CERTIFICATE_REQUEST": "CertificateRequest",
+    "CERTIFICATE_VERIFY": "CertificateVerify",
+    "CLIENT_KEY_EXCHANGE": "ClientKeyExchange",
+    "FINISHED": "Finished",
+}
 DEMO_MESSAGES = [b"GET /balance/alice", b"transfer 12.50 alice->bob", b"close"]
 
 
-def _config(directory: Path, suites: str | None, peer_ids: tuple[str, ...] = (),
-            server_name: str | None = None) -> HandshakeConfig:
+def _config(
+    directory: Path,
+    suites: str | None,
+    peer_ids: tuple[str, ...] = (),
+    server_name: str | None = None,
+) -> HandshakeConfig:
     kw: dict[str, Any] = {"trace": True, "peer": PeerPolicy(peer_ids, server_name)}
     if suites:
         kw["suites"] = parse_suites(suites)
-    return HandshakeConfig.from_pem((directory / "tls.crt").read_bytes(),
-                                    (directory / "tls.key").read_bytes(),
-                                    (directory / "ca.crt").read_bytes(), **kw)
+    return HandshakeConfig.from_pem(
+        (directory / "tls.crt").read_bytes(),
+        (directory / "tls.key").read_bytes(),
+        (directory / "ca.crt").read_bytes(),
+        **kw,
+    )
 
 
 def _ensure_certs(certs: Path) -> Path:
@@ -96,7 +115,9 @@ def _ladder(entries: list[TraceEntry], both_sides: bool) -> list[str]:
         sender = e.role if e.direction == "send" else ("server" if e.role == "client" else "client")
         arrow = "client ──▶ server" if sender == "client" else "client ◀── server"
         name = NAMES.get(e.name, e.name)
-        lines.append(f" {STEPS.get(e.step, e.step):<11} {arrow}  {name:<19}{e.size:>5} B  {_field_text(e)}")
+        lines.append(
+            f" {STEPS.get(e.step, e.step):<11} {arrow}  {name:<19}{e.size:>5} B  {_field_text(e)}"
+        )
     return lines
 
 
@@ -119,10 +140,14 @@ def run(args) -> int:
     ccfg = _config(client_dir, args.suites, peer_ids)
     if args.connect:
         return _run_connected(args, ccfg)
-    scfg = _config(server_dir, args.server_suites or "ECDHE-X25519-AES-256-GCM,"
-                   "ECDHE-X25519-CHACHA20-POLY1305,ECDHE-X25519-AES-128-GCM,RSA-OAEP-AES-256-GCM,"
-                   "RSA-OAEP-CHACHA20-POLY1305,RSA-OAEP-AES-128-GCM",
-                   tuple(args.allow_id or ()))
+    scfg = _config(
+        server_dir,
+        args.server_suites
+        or "ECDHE-X25519-AES-256-GCM,"
+        "ECDHE-X25519-CHACHA20-POLY1305,ECDHE-X25519-AES-128-GCM,RSA-OAEP-AES-256-GCM,"
+        "RSA-OAEP-CHACHA20-POLY1305,RSA-OAEP-AES-128-GCM",
+        tuple(args.allow_id or ()),
+    )
     now = dt.datetime.now(dt.UTC) + dt.timedelta(days=args.days_ahead)
     c, s = system.connection("client", ccfg, now), system.connection("server", scfg, now)
     error: ProtocolError | None = None
@@ -150,9 +175,16 @@ def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:
         src.send_data(msg)
         wire = src.data_to_send()
         got = [e.data for e in dst.receive_data(wire) if isinstance(e, DataReceived)]
-        out.append({"from": src.role, "plaintext": msg.decode(), "record_bytes": len(wire),
-                    "header": wire[:HEADER_LEN].hex(), "ciphertext": wire[HEADER_LEN:].hex(),
-                    "decrypted_by_peer": b"".join(got).decode()})
+        out.append(
+            {
+                "from": src.role,
+                "plaintext": msg.decode(),
+                "record_bytes": len(wire),
+                "header": wire[:HEADER_LEN].hex(),
+                "ciphertext": wire[HEADER_LEN:].hex(),
+                "decrypted_by_peer": b"".join(got).decode(),
+            }
+        )
     return out
 
 
@@ -185,66 +217,119 @@ def _run_connected(args, ccfg: HandshakeConfig) -> int:
             c.send_data(preface)
             wire = c.data_to_send()
             sock.sendall(wire)
-            records.append({"from": "client", "plaintext": repr(preface), "record_bytes": len(wire),
-                            "header": wire[:HEADER_LEN].hex(), "ciphertext": wire[HEADER_LEN:].hex()})
+            records.append(
+                {
+                    "from": "client",
+                    "plaintext": repr(preface),
+                    "record_bytes": len(wire),
+                    "header": wire[:HEADER_LEN].hex(),
+                    "ciphertext": wire[HEADER_LEN:].hex(),
+                }
+            )
             sock.settimeout(args.timeout)
             try:
                 data = sock.recv(65536)
                 evs = c.receive_data(data) if data else []
                 got = b"".join(e.data for e in evs if isinstance(e, DataReceived))
-                records.append({"from": "server", "plaintext": got[:64].hex() + (" …" if len(got) > 64 else ""),
-                                "record_bytes": len(data), "header": data[:HEADER_LEN].hex(),
-                                "ciphertext": data[HEADER_LEN:].hex()})
+                records.append(
+                    {
+                        "from": "server",
+                        "plaintext": got[:64].hex() + (" …" if len(got) > 64 else ""),
+                        "record_bytes": len(data),
+                        "header": data[:HEADER_LEN].hex(),
+                        "ciphertext": data[HEADER_LEN:].hex(),
+                    }
+                )
             except (TimeoutError, ProtocolError) as e:
-                records.append({"from": "server", "plaintext": f"(no reply: {e})", "record_bytes": 0,
-                                "header": "", "ciphertext": ""})
+                records.append(
+                    {
+                        "from": "server",
+                        "plaintext": f"(no reply: {e})",
+                        "record_bytes": 0,
+                        "header": "",
+                        "ciphertext": "",
+                    }
+                )
             c.close()
             sock.sendall(c.data_to_send())
     return _print(args, c.trace, [c], records, error, both_sides=False)
 
 
-def _print(args, entries: list[TraceEntry], conns: list[Connection], records: list[dict[str, Any]],
-           error: ProtocolError | None, both_sides: bool) -> int:
+def _print(
+    args,
+    entries: list[TraceEntry],
+    conns: list[Connection],
+    records: list[dict[str, Any]],
+    error: ProtocolError | None,
+    both_sides: bool,
+) -> int:
     if args.json:
         doc = {
             "messages": [e.as_dict() for e in entries],
-            "results": [{**c.result.__dict__, "peer_not_after": c.result.peer_not_after.isoformat(),
-                         "checks": list(c.result.checks)} for c in conns if c.result],
+            "results": [
+                {
+                    **c.result.__dict__,
+                    "peer_not_after": c.result.peer_not_after.isoformat(),
+                    "checks": list(c.result.checks),
+                }
+                for c in conns
+                if c.result
+            ],
             "records": records,
-            "error": None if error is None else {"reason": error.reason.value, "origin": error.origin,
-                                                 "detail": error.detail},
-            "errors": [{"role": c.role, "reason": c.error.reason.value, "origin": c.error.origin,
-                        "detail": c.error.detail} for c in conns if c.error],
+            "error": None
+            if error is None
+            else {"reason": error.reason.value, "origin": error.origin, "detail": error.detail},
+            "errors": [
+                {
+                    "role": c.role,
+                    "reason": c.error.reason.value,
+                    "origin": c.error.origin,
+                    "detail": c.error.detail,
+                }
+                for c in conns
+                if c.error
+            ],
         }
         print(json.dumps(doc, indent=2, default=str))
         return 0 if error is None else 1
     first = conns[0]
-    title = f"MTD/1 handshake trace: client {first.config.credentials.leaf.subject.rfc4514_string()}"
+    title = (
+        f"MTD/1 handshake trace: client {first.config.credentials.leaf.subject.rfc4514_string()}"
+    )
     print(title + (f"  <->  {args.connect}" if args.connect else ""))
     print("\n".join(_ladder(entries, both_sides)))
     for c in conns:
         print("\n".join(_result_lines(c)))
     if first.result:
         r = first.result
-        kx = ("ephemeral X25519: both sides made a fresh key pair; the secret never crossed "
-              "the wire (forward secrecy)" if r.key_exchange == "ECDHE-X25519" else
-              "RSA-OAEP: the client encrypted a random 48-byte pre-master secret to the "
-              "server's certificate key (no forward secrecy)")
+        kx = (
+            "ephemeral X25519: both sides made a fresh key pair; the secret never crossed "
+            "the wire (forward secrecy)"
+            if r.key_exchange == "ECDHE-X25519"
+            else "RSA-OAEP: the client encrypted a random 48-byte pre-master secret to the "
+            "server's certificate key (no forward secrecy)"
+        )
         print(f" key exchange: {kx}")
         print(f" session: {r.version}, {r.suite}, handshake {r.duration * 1e3:.2f} ms")
     if error is not None:
         for c in conns:
             if c.error:
                 who = "found it" if c.error.origin == "local" else "was told by the peer's alert"
-                print(f" ✗ {c.role} {who}: {c.error.reason.value}"
-                      + (f" — {c.error.detail}" if c.error.origin == "local" else ""))
+                print(
+                    f" ✗ {c.role} {who}: {c.error.reason.value}"
+                    + (f" — {c.error.detail}" if c.error.origin == "local" else "")
+                )
     if records:
-        print(" step 4 data: encrypted records (header | ciphertext+tag), then what the peer decrypted")
+        print(
+            " step 4 data: encrypted records (header | ciphertext+tag), then what the peer decrypted"
+        )
         for rec in records:
             print(f"   {rec['from']:>6} sends: {rec['plaintext']!s}")
             if rec["record_bytes"]:
-                print(f"           {rec['record_bytes']} B on the wire: {rec['header']} | "
-                      f"{rec['ciphertext'][:64]}…")
+                print(
+                    f"           {rec['record_bytes']} B on the wire: {rec['header']} | "
+                    f"{rec['ciphertext'][:64]}…"
+                )
             if "decrypted_by_peer" in rec:
                 print(f"           peer decrypts and authenticates: {rec['decrypted_by_peer']}")
     return 0 if error is None else 1

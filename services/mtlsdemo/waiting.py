@@ -18,10 +18,16 @@ class WaitTimeout(TimeoutError):
     """The condition did not hold before the deadline."""
 
 
-def wait_until(probe: Callable[[], T], *, timeout: float, what: str, interval: float = 0.05,
-               ignore: tuple[type[BaseException], ...] = (),
-               check: Callable[[], None] | None = None,
-               describe: Callable[[], object] | None = None) -> T:
+def wait_until(
+    probe: Callable[[], T],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    ignore: tuple[type[BaseException], ...] = (),
+    check: Callable[[], None] | None = None,
+    describe: Callable[[], object] | None = None,
+) -> T:
     """Call ``probe`` until it returns something truthy and return that.
 
     ``ignore``: exceptions that mean "not yet" (a port not listening yet).

@@ -25,27 +25,50 @@ def compose(image: str):
     if binary is None:
         require_tool("docker", False, "docker-compose is not installed")
     project = f"mtlsdemo-test-{uuid.uuid4().hex[:8]}"
-    ports = {name: free_port() for name in (
-        "MTLSDEMO_GATEWAY_PORT", "MTLSDEMO_GATEWAY_METRICS_PORT", "MTLSDEMO_GATEWAY_ADMIN_PORT",
-        "MTLSDEMO_LEDGER_METRICS_PORT", "MTLSDEMO_LEDGER_ADMIN_PORT")}
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "MTLSDEMO_IMAGE": image,
-           **{k: str(v) for k, v in ports.items()}}
+    ports = {
+        name: free_port()
+        for name in (
+            "MTLSDEMO_GATEWAY_PORT",
+            "MTLSDEMO_GATEWAY_METRICS_PORT",
+            "MTLSDEMO_GATEWAY_ADMIN_PORT",
+            "MTLSDEMO_LEDGER_METRICS_PORT",
+            "MTLSDEMO_LEDGER_ADMIN_PORT",
+        )
+    }
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "MTLSDEMO_IMAGE": image,
+        **{k: str(v) for k, v in ports.items()},
+    }
 
     def dc(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([binary, "-f", str(COMPOSE_FILE), "-p", project, *args], env=env,
-                              capture_output=True, text=True, timeout=timeout, check=check)
+        return subprocess.run(
+            [binary, "-f", str(COMPOSE_FILE), "-p", project, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
 
     yield dc, project, ports
     dc("down", "-v", "--remove-orphans", check=False)
 
 
 def health(project: str) -> dict[str, str]:
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     out = {}
     for cid in ids:
-        info = json.loads(subprocess.run(["docker", "inspect", cid], capture_output=True, text=True,
-                                         check=True).stdout)[0]
+        info = json.loads(
+            subprocess.run(
+                ["docker", "inspect", cid], capture_output=True, text=True, check=True
+            ).stdout
+        )[0]
         svc = info["Config"]["Labels"]["com.docker.compose.service"]
         st = info["State"]
         running = st["Status"] == "running"
@@ -62,16 +85,27 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose
     dc, project, ports = compose
     up = dc("up", "-d")
     assert up.returncode == 0, up.stderr
+
     def healthy() -> bool:
         state = health(project)
-        return all(state.get(s) == "healthy" for s in SERVICES if s != "loadgen") \
+        return (
+            all(state.get(s) == "healthy" for s in SERVICES if s != "loadgen")
             and state.get("certs") == "exited"
+        )
 
-    wait_for(healthy, timeout=120, interval=1, what="every service healthy, certs exited",
-             describe=lambda: f"{health(project)}\n{dc('logs', check=False).stdout[-3000:]}")
+    wait_for(
+        healthy,
+        timeout=120,
+        interval=1,
+        what="every service healthy, certs exited",
+        describe=lambda: f"{health(project)}\n{dc('logs', check=False).stdout[-3000:]}",
+    )
     certs_exit = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.ExitCode}}",
-         f"{project}_certs_1"], capture_output=True, text=True, check=False).stdout.strip()
+        ["docker", "inspect", "-f", "{{.State.ExitCode}}", f"{project}_certs_1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     assert certs_exit == "0"
 
     r = dc("run", "--rm", "client", "open", "compose-user", "--id", "carol", check=False)
@@ -82,41 +116,80 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose
     # every /metrics page scrapes, and the mesh shows real handshakes and traffic
     # (the sidecars publish record counters once a second: wait for them, not for a time)
     def pages() -> dict[str, str]:
-        return {name: scrape(port) for name, port in (
-            ("ledger", ports["MTLSDEMO_LEDGER_METRICS_PORT"]),
-            ("gateway", ports["MTLSDEMO_GATEWAY_METRICS_PORT"]),
-            ("gateway-sidecar", ports["MTLSDEMO_GATEWAY_ADMIN_PORT"]),
-            ("ledger-sidecar", ports["MTLSDEMO_LEDGER_ADMIN_PORT"]))}
+        return {
+            name: scrape(port)
+            for name, port in (
+                ("ledger", ports["MTLSDEMO_LEDGER_METRICS_PORT"]),
+                ("gateway", ports["MTLSDEMO_GATEWAY_METRICS_PORT"]),
+                ("gateway-sidecar", ports["MTLSDEMO_GATEWAY_ADMIN_PORT"]),
+                ("ledger-sidecar", ports["MTLSDEMO_LEDGER_ADMIN_PORT"]),
+            )
+        }
 
     def traffic_seen() -> bool:
         p = pages()
-        return (metric_value(p["ledger-sidecar"], "mtls_handshakes_total", role="server",
-                             result="success") >= 1
-                and metric_value(p["gateway-sidecar"], "mtls_records_total", direction="sent") >= 1
-                and metric_value(p["gateway"], "grpc_server_handled_total", grpc_method="Deposit",
-                                 grpc_code="OK") >= 1
-                and metric_value(p["ledger"], "ledger_transfers_total", kind="deposit",
-                                 result="applied") >= 1)
+        return (
+            metric_value(
+                p["ledger-sidecar"], "mtls_handshakes_total", role="server", result="success"
+            )
+            >= 1
+            and metric_value(p["gateway-sidecar"], "mtls_records_total", direction="sent") >= 1
+            and metric_value(
+                p["gateway"], "grpc_server_handled_total", grpc_method="Deposit", grpc_code="OK"
+            )
+            >= 1
+            and metric_value(
+                p["ledger"], "ledger_transfers_total", kind="deposit", result="applied"
+            )
+            >= 1
+        )
 
-    wait_for(traffic_seen, timeout=30, ignore=(OSError, KeyError),
-             what="handshakes, records, the Deposit call and the applied deposit in the metrics")
+    wait_for(
+        traffic_seen,
+        timeout=30,
+        ignore=(OSError, KeyError),
+        what="handshakes, records, the Deposit call and the applied deposit in the metrics",
+    )
 
     # only the certs container ever sees the CA key
     for svc in SERVICES:
         cid = f"{project}_{svc}_1"
-        mounts = json.loads(subprocess.run(["docker", "inspect", "-f", "{{json .Mounts}}", cid],
-                                           capture_output=True, text=True, check=True).stdout)
+        mounts = json.loads(
+            subprocess.run(
+                ["docker", "inspect", "-f", "{{json .Mounts}}", cid],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         assert not any(m.get("Name", "").endswith("_ca") for m in mounts), (svc, mounts)
         assert all(not m["RW"] for m in mounts if m["Destination"] == "/identity")
 
     down = dc("down", "-v")
     assert down.returncode == 0
-    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
-                          capture_output=True, text=True, check=True).stdout.split()
-    vols = subprocess.run(["docker", "volume", "ls", "-q", "--filter",
-                           f"label=com.docker.compose.project={project}"],
-                          capture_output=True, text=True, check=True).stdout.split()
-    nets = subprocess.run(["docker", "network", "ls", "-q", "--filter",
-                           f"label=com.docker.compose.project={project}"],
-                          capture_output=True, text=True, check=True).stdout.split()
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    vols = subprocess.run(
+        ["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    nets = subprocess.run(
+        [
+            "docker",
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={project}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert (left, vols, nets) == ([], [], [])

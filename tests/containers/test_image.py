@@ -20,29 +20,42 @@ def run(image: str, *args: str, entrypoint: str | None = None) -> subprocess.Com
     cmd = ["docker", "run", "--rm"]
     if entrypoint:
         cmd += ["--entrypoint", entrypoint]
-    return subprocess.run([*cmd, image, *args], capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [*cmd, image, *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_image_runs_as_fixed_non_root_user(image: str) -> None:
     r = run(image, entrypoint="id")
     assert r.stdout.startswith("uid=10001(mtlsdemo) gid=10001(mtlsdemo)"), r.stdout + r.stderr
-    user = subprocess.run(["docker", "image", "inspect", "-f", "{{.Config.User}}", image],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    user = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Config.User}}", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert user == "10001:10001"
 
 
 def test_every_role_is_a_command_of_the_one_image(image: str) -> None:
-    for role in (["certs", "bootstrap", "--help"], ["serve", "ledger", "--help"],
-                 ["serve", "gateway", "--help"], ["sidecar", "--help"], ["client", "--help"],
-                 ["loadgen", "--help"], ["handshake", "--help"], ["probe", "--help"]):
+    for role in (
+        ["certs", "bootstrap", "--help"],
+        ["serve", "ledger", "--help"],
+        ["serve", "gateway", "--help"],
+        ["sidecar", "--help"],
+        ["client", "--help"],
+        ["loadgen", "--help"],
+        ["handshake", "--help"],
+        ["probe", "--help"],
+    ):
         r = run(image, *role)
         assert r.returncode == 0, (role, r.stderr)
 
 
 def test_no_private_key_and_no_compiler_in_the_image(image: str) -> None:
-    cid = subprocess.run(["docker", "create", image], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    cid = subprocess.run(
+        ["docker", "create", image], capture_output=True, text=True, check=True
+    ).stdout.strip()
     try:
         raw = subprocess.run(["docker", "export", cid], capture_output=True, check=True).stdout
     finally:
@@ -56,7 +69,11 @@ def test_no_private_key_and_no_compiler_in_the_image(image: str) -> None:
                 compilers.append(name)
             if "/.cache/pip" in f"/{name}" or name.startswith("root/.cache"):
                 caches.append(name)
-            if member.isfile() and member.size < 1_000_000 and not name.startswith(("proc/", "sys/")):
+            if (
+                member.isfile()
+                and member.size < 1_000_000
+                and not name.startswith(("proc/", "sys/"))
+            ):
                 f = tar.extractfile(member)
                 if f is not None and PEM_KEY.search(f.read()):
                     keys.append(name)
@@ -66,8 +83,14 @@ def test_no_private_key_and_no_compiler_in_the_image(image: str) -> None:
 
 
 def test_image_size_is_reported(image: str, record_property) -> None:
-    size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
-                              capture_output=True, text=True, check=True).stdout)
+    size = int(
+        subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Size}}", image],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     record_property("image_size_mb", round(size / 1e6))
     print(f"\nimage {image}: {size / 1e6:.0f} MB")
     assert size < 600e6  # the base is ~200 MB; the app and its wheels ~75 MB

@@ -56,8 +56,9 @@ def scrape(url: str) -> str:
 class Pod:
     """An app container that owns the network namespace, and a sidecar joined to it."""
 
-    def __init__(self, app: DockerContainer, sidecar_args: list[str], image: str,
-                 identity: Path) -> None:
+    def __init__(
+        self, app: DockerContainer, sidecar_args: list[str], image: str, identity: Path
+    ) -> None:
         self.app = app
         self.image, self.sidecar_args, self.identity = image, sidecar_args, identity
         self.sidecar: DockerContainer | None = None
@@ -69,9 +70,12 @@ class Pod:
 
     def start_sidecar(self) -> None:
         ns = f"container:{self.app.get_wrapped_container().id}"
-        self.sidecar = (DockerContainer(self.image).with_command(["sidecar", *self.sidecar_args])
-                        .with_volume_mapping(str(self.identity), "/identity", "ro")
-                        .with_kwargs(network_mode=ns))
+        self.sidecar = (
+            DockerContainer(self.image)
+            .with_command(["sidecar", *self.sidecar_args])
+            .with_volume_mapping(str(self.identity), "/identity", "ro")
+            .with_kwargs(network_mode=ns)
+        )
         self.sidecar.start()
 
     def stop(self) -> None:
@@ -88,29 +92,74 @@ def pki(image: str, tmp_path: Path) -> Path:
     return certs
 
 
-def test_transfer_metrics_persistence_and_foreign_ca_in_container_pods(image: str, pki: Path,
-                                                                       tmp_path: Path) -> None:
+def test_transfer_metrics_persistence_and_foreign_ca_in_container_pods(
+    image: str, pki: Path, tmp_path: Path
+) -> None:
     data = world_writable(tmp_path / "data")
     with Network() as net:
         ledger = Pod(
-            DockerContainer(image).with_command(
-                ["serve", "ledger", "--plaintext", "--listen", "127.0.0.1:50061", "--db",
-                 "/data/ledger.db"])
+            DockerContainer(image)
+            .with_command(
+                [
+                    "serve",
+                    "ledger",
+                    "--plaintext",
+                    "--listen",
+                    "127.0.0.1:50061",
+                    "--db",
+                    "/data/ledger.db",
+                ]
+            )
             .with_volume_mapping(str(data), "/data", "rw")
-            .with_network(net).with_network_aliases("ledger").with_exposed_ports(9902),
-            ["--identity-dir", "/identity", "--inbound-listen", "0.0.0.0:8443",
-             "--inbound-target", "127.0.0.1:50061", "--allow-id", f"{TD}/gateway",
-             "--admin-listen", "0.0.0.0:9902"], image, pki / "ledger")
+            .with_network(net)
+            .with_network_aliases("ledger")
+            .with_exposed_ports(9902),
+            [
+                "--identity-dir",
+                "/identity",
+                "--inbound-listen",
+                "0.0.0.0:8443",
+                "--inbound-target",
+                "127.0.0.1:50061",
+                "--allow-id",
+                f"{TD}/gateway",
+                "--admin-listen",
+                "0.0.0.0:9902",
+            ],
+            image,
+            pki / "ledger",
+        )
         gateway = Pod(
-            DockerContainer(image).with_command(
-                ["serve", "gateway", "--listen", "0.0.0.0:50052", "--tls-dir", "/identity",
-                 "--allow-id", f"{TD}/cli", "--ledger-addr", "127.0.0.1:15001",
-                 "--ledger-plaintext"])
+            DockerContainer(image)
+            .with_command(
+                [
+                    "serve",
+                    "gateway",
+                    "--listen",
+                    "0.0.0.0:50052",
+                    "--tls-dir",
+                    "/identity",
+                    "--allow-id",
+                    f"{TD}/cli",
+                    "--ledger-addr",
+                    "127.0.0.1:15001",
+                    "--ledger-plaintext",
+                ]
+            )
             .with_volume_mapping(str(pki / "gateway"), "/identity", "ro")
-            .with_network(net).with_exposed_ports(50052, 9901),
-            ["--identity-dir", "/identity", "--route",
-             f"127.0.0.1:15001=ledger:8443@{TD}/ledger", "--admin-listen", "0.0.0.0:9901"],
-            image, pki / "gateway")
+            .with_network(net)
+            .with_exposed_ports(50052, 9901),
+            [
+                "--identity-dir",
+                "/identity",
+                "--route",
+                f"127.0.0.1:15001=ledger:8443@{TD}/ledger",
+                "--admin-listen",
+                "0.0.0.0:9901",
+            ],
+            image,
+            pki / "gateway",
+        )
         pods = [ledger.start(), gateway.start()]
         try:
             host = gateway.app.get_container_host_ip()
@@ -120,18 +169,30 @@ def test_transfer_metrics_persistence_and_foreign_ca_in_container_pods(image: st
             wait_http(gateway_admin + "/readyz")
             target = f"{host}:{gateway.app.get_exposed_port(50052)}"
             stub = _stub(target, pki / "cli")
-            _retry(lambda: stub.OpenAccount(pb.OpenAccountRequest(owner="A", account_id="a"), timeout=5))
+            _retry(
+                lambda: stub.OpenAccount(
+                    pb.OpenAccountRequest(owner="A", account_id="a"), timeout=5
+                )
+            )
             stub.OpenAccount(pb.OpenAccountRequest(owner="B", account_id="b"), timeout=5)
             stub.Deposit(pb.DepositRequest(account_id="a", amount_cents=5000), timeout=5)
-            m = stub.Transfer(pb.TransferRequest(from_account_id="a", to_account_id="b",
-                                                 amount_cents=1234, idempotency_key="k1"), timeout=5)
+            m = stub.Transfer(
+                pb.TransferRequest(
+                    from_account_id="a", to_account_id="b", amount_cents=1234, idempotency_key="k1"
+                ),
+                timeout=5,
+            )
             assert (m.from_balance_cents, m.to_balance_cents) == (3766, 1234)
 
             led, gw = scrape(ledger_admin + "/metrics"), scrape(gateway_admin + "/metrics")
             assert metric_value(led, "mtls_handshakes_total", role="server", result="success") >= 1
             assert metric_value(gw, "mtls_handshakes_total", role="client", result="success") >= 1
-            assert metric_value(led, "mtls_peer_authorizations_total", peer=f"{TD}/gateway",
-                                decision="allow") >= 1
+            assert (
+                metric_value(
+                    led, "mtls_peer_authorizations_total", peer=f"{TD}/gateway", decision="allow"
+                )
+                >= 1
+            )
 
             # the ledger pod restarts (app and sidecar): nothing committed is lost
             ledger.sidecar.stop()
@@ -147,29 +208,63 @@ def test_transfer_metrics_persistence_and_foreign_ca_in_container_pods(image: st
             evil = world_writable(tmp_path / "evil")
             bootstrap_in_container(image, evil, "gateway")
             mixed = world_writable(tmp_path / "mixed")
-            for name, src in (("tls.crt", evil / "gateway" / "tls.crt"),
-                              ("tls.key", evil / "gateway" / "tls.key"),
-                              ("ca.crt", pki / "ca" / "ca.crt")):
+            for name, src in (
+                ("tls.crt", evil / "gateway" / "tls.crt"),
+                ("tls.key", evil / "gateway" / "tls.key"),
+                ("ca.crt", pki / "ca" / "ca.crt"),
+            ):
                 (mixed / name).write_bytes(src.read_bytes())
                 os.chown(mixed / name, 10001, 10001)
-            rogue = (DockerContainer(image)
-                     .with_command(["sidecar", "--identity-dir", "/identity", "--route",
-                                    f"127.0.0.1:15001=ledger:8443@{TD}/ledger",
-                                    "--admin-listen", "0.0.0.0:9903"])
-                     .with_volume_mapping(str(mixed), "/identity", "ro")
-                     .with_network(net).with_exposed_ports(9903))
+            rogue = (
+                DockerContainer(image)
+                .with_command(
+                    [
+                        "sidecar",
+                        "--identity-dir",
+                        "/identity",
+                        "--route",
+                        f"127.0.0.1:15001=ledger:8443@{TD}/ledger",
+                        "--admin-listen",
+                        "0.0.0.0:9903",
+                    ]
+                )
+                .with_volume_mapping(str(mixed), "/identity", "ro")
+                .with_network(net)
+                .with_exposed_ports(9903)
+            )
             rogue.start()
             pods.append(Pod(rogue, [], image, evil))
             rogue_admin = f"http://{host}:{rogue.get_exposed_port(9903)}"
             wait_http(rogue_admin + "/healthz")
-            code, out = rogue.exec(["python3", "-c",
-                                    "import socket; s=socket.create_connection(('127.0.0.1',15001));"
-                                    "s.sendall(b'hello'); print(s.recv(10))"])
+            code, out = rogue.exec(
+                [
+                    "python3",
+                    "-c",
+                    "import socket; s=socket.create_connection(('127.0.0.1',15001));"
+                    "s.sendall(b'hello'); print(s.recv(10))",
+                ]
+            )
             assert code == 0 and b"b''" in out
-            _retry(lambda: _expect(metric_value(scrape(ledger_admin + "/metrics"), "mtls_handshakes_total",
-                                                reason="unknown_ca", origin="local") >= 1))
-            assert metric_value(scrape(rogue_admin + "/metrics"), "mtls_handshakes_total",
-                                reason="unknown_ca", origin="remote") >= 1
+            _retry(
+                lambda: _expect(
+                    metric_value(
+                        scrape(ledger_admin + "/metrics"),
+                        "mtls_handshakes_total",
+                        reason="unknown_ca",
+                        origin="local",
+                    )
+                    >= 1
+                )
+            )
+            assert (
+                metric_value(
+                    scrape(rogue_admin + "/metrics"),
+                    "mtls_handshakes_total",
+                    reason="unknown_ca",
+                    origin="remote",
+                )
+                >= 1
+            )
         finally:
             for p in reversed(pods):
                 p.stop()
@@ -195,8 +290,13 @@ def _retry(fn, timeout: float = 60):
         return True
 
     try:
-        wait_for(attempt, timeout=timeout, interval=0.5,
-                 ignore=(grpc.RpcError, AssertionError, KeyError, OSError), what=str(fn))
+        wait_for(
+            attempt,
+            timeout=timeout,
+            interval=0.5,
+            ignore=(grpc.RpcError, AssertionError, KeyError, OSError),
+            what=str(fn),
+        )
     except TimeoutError:
         return fn()  # raises the real error, with its message
     return box[0]

@@ -41,8 +41,9 @@ def version(v: str) -> tuple[int, ...]:
 
 def render(path: Path) -> list[dict]:
     kubectl = require_binary("kubectl")
-    r = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True,
-                       timeout=120, check=False)
+    r = subprocess.run(
+        [kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert r.returncode == 0, r.stderr
     return [d for d in yaml.safe_load_all(r.stdout) if d]
 
@@ -62,7 +63,8 @@ def with_operator(tmp_path_factory) -> list[dict]:
     (d / "k8s" / "check").mkdir()
     (d / "k8s" / "check" / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        "resources: [../base]\ncomponents: [../components/prometheus-operator]\n")
+        "resources: [../base]\ncomponents: [../components/prometheus-operator]\n"
+    )
     return render(d / "k8s" / "check")
 
 
@@ -101,11 +103,16 @@ def features_used(objs: list[dict]) -> set[str]:
     for _name, pod in pod_specs(objs):
         if any(c.get("restartPolicy") == "Always" for c in pod.get("initContainers", [])):
             used.add("native sidecar (initContainers[].restartPolicy: Always)")
-        if any("fieldRef" in e.get("valueFrom", {}) for c in all_containers(pod) for e in c.get("env", [])):
+        if any(
+            "fieldRef" in e.get("valueFrom", {})
+            for c in all_containers(pod)
+            for e in c.get("env", [])
+        ):
             used.add("downward API env (fieldRef metadata.namespace / metadata.uid)")
     for o in objs:
-        if o["kind"] == "Namespace" and any(k.startswith("pod-security.kubernetes.io/")
-                                            for k in o["metadata"].get("labels", {})):
+        if o["kind"] == "Namespace" and any(
+            k.startswith("pod-security.kubernetes.io/") for k in o["metadata"].get("labels", {})
+        ):
             used.add("Pod Security Admission namespace labels")
         if o["kind"] == "Job" and "ttlSecondsAfterFinished" in o["spec"]:
             used.add("Job ttlSecondsAfterFinished")
@@ -139,15 +146,24 @@ def test_operator_component_validates_and_selects_metrics_services(with_operator
             kubernetes_validate.validate(o, f"{K8S_PINNED}.0", strict=True)
     (sm,) = by_kind(with_operator, "ServiceMonitor")
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
-    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"  # kube-prometheus-stack's selector
+    assert (
+        sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    )  # kube-prometheus-stack's selector
     assert check_service_ports(with_operator) >= 7  # the metrics Services' admin ports are numbers
     (rule,) = by_kind(with_operator, "PrometheusRule")
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    rules_file = yaml.safe_load((ROOT / "deploy" / "prometheus" / "rules" / "mtlsdemo.yml").read_text())
+    rules_file = yaml.safe_load(
+        (ROOT / "deploy" / "prometheus" / "rules" / "mtlsdemo.yml").read_text()
+    )
     assert rule["spec"]["groups"] == rules_file["groups"], "stale: run `make prometheusrule`"
-    selected = [s for s in by_kind(with_operator, "Service")
-                if all(s["metadata"].get("labels", {}).get(k) == v
-                       for k, v in sm["spec"]["selector"]["matchLabels"].items())]
+    selected = [
+        s
+        for s in by_kind(with_operator, "Service")
+        if all(
+            s["metadata"].get("labels", {}).get(k) == v
+            for k, v in sm["spec"]["selector"]["matchLabels"].items()
+        )
+    ]
     assert {s["metadata"]["name"] for s in selected} == {"ledger-metrics", "gateway-metrics"}
     for svc in selected:
         names = {p["name"] for p in svc["spec"]["ports"]}
@@ -162,7 +178,9 @@ def test_everything_lands_in_the_mtlsdemo_namespace(objects: list[dict]) -> None
 
 def job_services(objs: list[dict]) -> set[str]:
     (job,) = by_kind(objs, "Job")
-    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     return set(env["MTLSDEMO_SERVICE"].split(","))
 
 
@@ -186,7 +204,9 @@ def test_references_resolve(objects: list[dict]) -> None:
         templates = set()
         for o in objects:
             if o["metadata"]["name"] == name and o["kind"] == "StatefulSet":
-                templates = {t["metadata"]["name"] for t in o["spec"].get("volumeClaimTemplates", [])}
+                templates = {
+                    t["metadata"]["name"] for t in o["spec"].get("volumeClaimTemplates", [])
+                }
         assert mounts <= declared | templates, (name, mounts - declared - templates)
     for rb in by_kind(objects, "RoleBinding"):
         assert ("Role", rb["roleRef"]["name"]) in names
@@ -196,13 +216,19 @@ def test_references_resolve(objects: list[dict]) -> None:
 
 def workload_pods(objs: list[dict]) -> list[tuple[dict, dict]]:
     """(pod template labels, pod spec) of every long-running workload."""
-    return [(o["spec"]["template"]["metadata"]["labels"], o["spec"]["template"]["spec"])
-            for o in objs if o["kind"] in ("Deployment", "StatefulSet")]
+    return [
+        (o["spec"]["template"]["metadata"]["labels"], o["spec"]["template"]["spec"])
+        for o in objs
+        if o["kind"] in ("Deployment", "StatefulSet")
+    ]
 
 
 def selected(objs: list[dict], selector: dict) -> list[dict]:
-    return [pod for labels, pod in workload_pods(objs)
-            if all(labels.get(k) == v for k, v in selector.items())]
+    return [
+        pod
+        for labels, pod in workload_pods(objs)
+        if all(labels.get(k) == v for k, v in selector.items())
+    ]
 
 
 def assert_port_resolves(port: int | str, pods: list[dict], where: str) -> None:
@@ -215,9 +241,10 @@ def assert_port_resolves(port: int | str, pods: list[dict], where: str) -> None:
         if isinstance(port, str):
             regular = {p["name"] for c in pod["containers"] for p in c.get("ports", [])}
             init = {p["name"] for c in pod.get("initContainers", []) for p in c.get("ports", [])}
-            assert port in regular, (f"{where}: named port {port!r} is not on a regular container"
-                                     + (" (it is on an init container: use its number)"
-                                        if port in init else ""))
+            assert port in regular, (
+                f"{where}: named port {port!r} is not on a regular container"
+                + (" (it is on an init container: use its number)" if port in init else "")
+            )
         else:
             numbers = {p["containerPort"] for c in all_containers(pod) for p in c.get("ports", [])}
             assert port in numbers, f"{where}: no container opens port {port}"
@@ -257,25 +284,35 @@ def test_networkpolicy_ports_resolve_on_the_pods_they_select(objects: list[dict]
                 # every selected pod must open the port, except for the shared metrics
                 # policy, whose ports each belong to one of the pods it selects
                 if pol["metadata"]["name"] == "metrics-from-prometheus":
-                    assert any(assert_port_resolves(p["port"], [pod], "x") is None
-                               for pod in pods if _opens(pod, p["port"])), p
+                    assert any(
+                        assert_port_resolves(p["port"], [pod], "x") is None
+                        for pod in pods
+                        if _opens(pod, p["port"])
+                    ), p
                     assert isinstance(p["port"], int)
                 else:
-                    assert_port_resolves(p["port"], pods, f"NetworkPolicy {pol['metadata']['name']}")
+                    assert_port_resolves(
+                        p["port"], pods, f"NetworkPolicy {pol['metadata']['name']}"
+                    )
                 n += 1
     assert n >= 6
 
 
 def _opens(pod: dict, port: int | str) -> bool:
-    return any(p.get("containerPort") == port or p.get("name") == port
-               for c in all_containers(pod) for p in c.get("ports", []))
+    return any(
+        p.get("containerPort") == port or p.get("name") == port
+        for c in all_containers(pod)
+        for p in c.get("ports", [])
+    )
 
 
 def test_yesterdays_named_ports_would_be_caught() -> None:
     """The rule above fails on the manifests as they were (targetPort: mtd on the
     native sidecar), so it can tell a working mesh from one that serves nothing."""
-    pod = {"initContainers": [{"name": "sidecar", "ports": [{"name": "mtd", "containerPort": 8443}]}],
-           "containers": [{"name": "ledger", "ports": [{"name": "metrics", "containerPort": 9101}]}]}
+    pod = {
+        "initContainers": [{"name": "sidecar", "ports": [{"name": "mtd", "containerPort": 8443}]}],
+        "containers": [{"name": "ledger", "ports": [{"name": "metrics", "containerPort": 9101}]}],
+    }
     with pytest.raises(AssertionError, match="init container: use its number"):
         assert_port_resolves("mtd", [pod], "Service ledger")
     assert_port_resolves(8443, [pod], "Service ledger")
@@ -287,7 +324,9 @@ def env_twins(argv: list[str]) -> set[str]:
     (`client --tls-dir` applies to `client open`)."""
     parser, out = build_parser(), set()
     while True:
-        out |= {env_name(s) for a in parser._actions for s in a.option_strings if s.startswith("--")}
+        out |= {
+            env_name(s) for a in parser._actions for s in a.option_strings if s.startswith("--")
+        }
         subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         if not subs or not argv or argv[0] not in subs[0].choices:
             return out
@@ -306,7 +345,9 @@ def _subparser(argv: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
         argv = argv[1:]
 
 
-def test_every_command_is_a_real_subcommand_and_every_env_var_a_flag_twin(objects: list[dict]) -> None:
+def test_every_command_is_a_real_subcommand_and_every_env_var_a_flag_twin(
+    objects: list[dict],
+) -> None:
     seen = 0
     for name, pod in pod_specs(objects):
         for c in all_containers(pod):
@@ -315,8 +356,9 @@ def test_every_command_is_a_real_subcommand_and_every_env_var_a_flag_twin(object
             args = c.get("args", [])
             build_parser().parse_args(args)  # SystemExit if not a real command line
             parser, _path = _subparser(args)
-            twins = {env_name(s) for a in parser._actions for s in a.option_strings
-                     if s.startswith("--")}
+            twins = {
+                env_name(s) for a in parser._actions for s in a.option_strings if s.startswith("--")
+            }
             envs = {e["name"] for e in c.get("env", [])} - set(DOWNWARD_API)
             assert envs <= twins, (name, c["name"], envs - twins)
             assert_env_references_resolve(c, f"{name}/{c['name']}")
@@ -361,14 +403,18 @@ def test_namespace_flows_from_one_place_into_spiffe_ids_and_scrape_config(tmp_pa
     (d / "shop").mkdir()
     (d / "shop" / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        "namespace: shop\nresources: [../overlays/kind]\n")
+        "namespace: shop\nresources: [../overlays/kind]\n"
+    )
     objs = render(d / "shop")
     text = yaml.safe_dump_all(objs)
     assert "ns/mtlsdemo" not in text and "names: [mtlsdemo]" not in text
     assert all(o["metadata"].get("namespace") == "shop" for o in objs if o["kind"] != "Namespace")
     (job,) = by_kind(objs, "Job")
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert {"name": "MTLSDEMO_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in env
+    assert {
+        "name": "MTLSDEMO_NAMESPACE",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    } in env
 
 
 def smoke_job() -> list[dict]:
@@ -380,11 +426,17 @@ def test_smoke_job_calls_through_the_mesh_with_the_cli_identity(objects: list[di
     kubernetes_validate.validate(job, f"{K8S_MIN}.0", strict=True)
     pod = job["spec"]["template"]["spec"]
     steps = [c["args"][:2] for c in all_containers(pod)]
-    assert steps == [["client", "open"], ["client", "open"], ["client", "deposit"],
-                     ["client", "transfer"], ["client", "balance"]]
+    assert steps == [
+        ["client", "open"],
+        ["client", "open"],
+        ["client", "deposit"],
+        ["client", "transfer"],
+        ["client", "balance"],
+    ]
     assert job["spec"]["backoffLimit"] == 0  # a failed call fails the Job, loudly
-    assert pod["volumes"] == [{"name": "identity", "secret": {"secretName": "mtlsdemo-cli-tls",
-                                                              "defaultMode": 0o440}}]
+    assert pod["volumes"] == [
+        {"name": "identity", "secret": {"secretName": "mtlsdemo-cli-tls", "defaultMode": 0o440}}
+    ]
     assert "cli" in job_services(objects)  # the Secret is one the bootstrap writes
     for c in all_containers(pod):
         build_parser().parse_args(c["args"])
@@ -392,39 +444,74 @@ def test_smoke_job_calls_through_the_mesh_with_the_cli_identity(objects: list[di
         assert_env_references_resolve(c, c["name"])
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
     # the gateway's public policy admits the smoke pod: no podSelector on its port
-    (pol,) = [p for p in by_kind(objects, "NetworkPolicy") if p["metadata"]["name"] == "gateway-public-api"]
+    (pol,) = [
+        p
+        for p in by_kind(objects, "NetworkPolicy")
+        if p["metadata"]["name"] == "gateway-public-api"
+    ]
     assert "from" not in pol["spec"]["ingress"][0]
 
 
 def test_render_script_deploys_exactly_the_image_it_is_given() -> None:
     require_binary("kubectl")
-    r = subprocess.run([str(K8S / "render.sh"), "kind", "mtlsdemo:sha-0123456789ab"],
-                       capture_output=True, text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [str(K8S / "render.sh"), "kind", "mtlsdemo:sha-0123456789ab"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     objs = [d for d in yaml.safe_load_all(r.stdout) if d]
-    images = {c["image"] for _n, pod in pod_specs(objs) for c in all_containers(pod)
-              if c["image"].startswith("mtlsdemo")}
+    images = {
+        c["image"]
+        for _n, pod in pod_specs(objs)
+        for c in all_containers(pod)
+        if c["image"].startswith("mtlsdemo")
+    }
     assert images == {"mtlsdemo:sha-0123456789ab"}
     assert not list(K8S.glob(".render.*")), "render.sh left its wrapper behind"
-    bad = subprocess.run([str(K8S / "render.sh"), "nosuch", "mtlsdemo:x"], capture_output=True,
-                         text=True, timeout=60, check=False)
+    bad = subprocess.run(
+        [str(K8S / "render.sh"), "nosuch", "mtlsdemo:x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: no overlay 'nosuch'")
 
 
 def test_verify_script_names_objects_that_exist(objects: list[dict]) -> None:
     script = (K8S / "verify-on-cluster.sh").read_text()
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
-    for kind, name in (("Job", "cert-bootstrap"), ("CronJob", "cert-renew"), ("StatefulSet", "ledger"),
-                       ("Deployment", "gateway"), ("Deployment", "prometheus"), ("Service", "ledger")):
+    for kind, name in (
+        ("Job", "cert-bootstrap"),
+        ("CronJob", "cert-renew"),
+        ("StatefulSet", "ledger"),
+        ("Deployment", "gateway"),
+        ("Deployment", "prometheus"),
+        ("Service", "ledger"),
+    ):
         assert (kind, name) in names
     pods = dict(pod_specs(objects))
     assert pods["ledger"]["initContainers"][0]["name"] == "sidecar"  # `exec ledger-0 -c sidecar`
-    assert pods["gateway"]["containers"][0]["name"] == "gateway"     # `exec deploy/gateway -c gateway`
-    for needle in ("ledger-0 sidecar 9902", "-c gateway", "cronjob cert-renew", "job/cert-bootstrap",
-                   "deploy/prometheus", "8443", "9902", "MTLSDEMO_FORCE"):
+    assert pods["gateway"]["containers"][0]["name"] == "gateway"  # `exec deploy/gateway -c gateway`
+    for needle in (
+        "ledger-0 sidecar 9902",
+        "-c gateway",
+        "cronjob cert-renew",
+        "job/cert-bootstrap",
+        "deploy/prometheus",
+        "8443",
+        "9902",
+        "MTLSDEMO_FORCE",
+    ):
         assert needle in script, needle
     (cron,) = by_kind(objects, "CronJob")
-    env = {e["name"] for e in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]
+        for e in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert "MTLSDEMO_SERVICE" in env
 
 
@@ -456,7 +543,9 @@ def test_each_pod_mounts_only_its_own_identity(objects: list[dict]) -> None:
 def test_security_context_is_restricted(objects: list[dict]) -> None:
     for name, pod in pod_specs(objects):
         psc = pod["securityContext"]
-        assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault", (
+            name
+        )
         for c in all_containers(pod):
             sc = c["securityContext"]
             assert sc["allowPrivilegeEscalation"] is False, (name, c["name"])
@@ -475,9 +564,14 @@ def test_sidecars_are_native_and_apps_bind_loopback_behind_them(objects: list[di
     assert ledger_env["MTLSDEMO_LISTEN"].startswith("127.0.0.1:")
     sidecar_env = {e["name"]: e.get("value") for e in pods["ledger"]["initContainers"][0]["env"]}
     assert sidecar_env["MTLSDEMO_INBOUND_TARGET"] == ledger_env["MTLSDEMO_LISTEN"]
-    assert sidecar_env["MTLSDEMO_ALLOW_ID"] == "spiffe://mtls-demo.local/ns/$(POD_NAMESPACE)/sa/gateway"
+    assert (
+        sidecar_env["MTLSDEMO_ALLOW_ID"]
+        == "spiffe://mtls-demo.local/ns/$(POD_NAMESPACE)/sa/gateway"
+    )
     gw_env = {e["name"]: e.get("value") for e in pods["gateway"]["containers"][0]["env"]}
-    route = {e["name"]: e.get("value") for e in pods["gateway"]["initContainers"][0]["env"]}["MTLSDEMO_ROUTE"]
+    route = {e["name"]: e.get("value") for e in pods["gateway"]["initContainers"][0]["env"]}[
+        "MTLSDEMO_ROUTE"
+    ]
     assert route.startswith(gw_env["MTLSDEMO_LEDGER_ADDR"] + "=ledger:8443@")
     assert route.endswith("/ns/$(POD_NAMESPACE)/sa/ledger")
 
@@ -485,9 +579,14 @@ def test_sidecars_are_native_and_apps_bind_loopback_behind_them(objects: list[di
 def test_only_gateway_pods_reach_the_ledger_sidecar(objects: list[dict]) -> None:
     pols = {p["metadata"]["name"]: p for p in by_kind(objects, "NetworkPolicy")}
     deny = pols["default-deny-ingress"]["spec"]
-    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
-    ledger_rules = [p["spec"] for p in pols.values()
-                    if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "ledger"]
+    assert (
+        deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
+    )
+    ledger_rules = [
+        p["spec"]
+        for p in pols.values()
+        if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "ledger"
+    ]
     assert len(ledger_rules) == 1
     (rule,) = ledger_rules[0]["ingress"]
     assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}]
@@ -501,10 +600,15 @@ def test_only_gateway_pods_reach_the_ledger_sidecar(objects: list[dict]) -> None
 
 def test_scrape_annotations_point_at_admin_ports(objects: list[dict]) -> None:
     for o in objects:
-        if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] in ("ledger", "gateway"):
+        if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] in (
+            "ledger",
+            "gateway",
+        ):
             tmpl = o["spec"]["template"]
             port = int(tmpl["metadata"]["annotations"]["prometheus.io/port"])
-            ports = {p["containerPort"] for c in all_containers(tmpl["spec"]) for p in c.get("ports", [])}
+            ports = {
+                p["containerPort"] for c in all_containers(tmpl["spec"]) for p in c.get("ports", [])
+            }
             assert port in ports
 
 
@@ -512,15 +616,30 @@ def test_prometheus_and_grafana_get_the_repo_config(objects: list[dict]) -> None
     cms = {c["metadata"]["name"].rsplit("-", 1)[0]: c for c in by_kind(objects, "ConfigMap")}
     prom = yaml.safe_load(cms["prometheus-config"]["data"]["prometheus.yml"])
     assert prom == yaml.safe_load((ROOT / "deploy/prometheus/prometheus-k8s.yml").read_text())
-    assert cms["prometheus-rules"]["data"]["mtlsdemo.yml"] == \
-        (ROOT / "deploy/prometheus/rules/mtlsdemo.yml").read_text()
-    assert cms["grafana-dashboards"]["data"]["mtls-handshakes.json"] == \
-        (ROOT / "deploy/grafana/dashboards/mtls-handshakes.json").read_text()
+    assert (
+        cms["prometheus-rules"]["data"]["mtlsdemo.yml"]
+        == (ROOT / "deploy/prometheus/rules/mtlsdemo.yml").read_text()
+    )
+    assert (
+        cms["grafana-dashboards"]["data"]["mtls-handshakes.json"]
+        == (ROOT / "deploy/grafana/dashboards/mtls-handshakes.json").read_text()
+    )
 
 
 def test_rendered_object_counts(objects: list[dict], record_property) -> None:
     record_property("objects", len(objects))
     print(f"\n{len(objects)} objects rendered")
     kinds = {o["kind"] for o in objects}
-    assert {"Job", "CronJob", "StatefulSet", "Deployment", "NetworkPolicy", "Role",
-            "RoleBinding", "ServiceAccount", "Service", "ConfigMap", "Namespace"} <= kinds
+    assert {
+        "Job",
+        "CronJob",
+        "StatefulSet",
+        "Deployment",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+        "Service",
+        "ConfigMap",
+        "Namespace",
+    } <= kinds

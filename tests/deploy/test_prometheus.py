@@ -26,8 +26,14 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "mtls-handshakes.json"
 
 
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([require_binary("promtool"), *args], capture_output=True, text=True,
-                          input=stdin, timeout=120, check=False)
+    return subprocess.run(
+        [require_binary("promtool"), *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_rules_check_and_unit_tests_pass() -> None:
@@ -41,12 +47,18 @@ def test_every_alert_has_a_firing_unit_test() -> None:
     rules = yaml.safe_load((PROM / "rules" / "mtlsdemo.yml").read_text())
     alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
     tests = yaml.safe_load((PROM / "tests" / "mtlsdemo_test.yml").read_text())
-    fired = {t["alertname"] for case in tests["tests"] for t in case.get("alert_rule_test", [])
-             if t.get("exp_alerts")}
+    fired = {
+        t["alertname"]
+        for case in tests["tests"]
+        for t in case.get("alert_rule_test", [])
+        if t.get("exp_alerts")
+    }
     assert alerts == fired
 
 
-@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus-compose.yml", "prometheus-k8s.yml"])
+@pytest.mark.parametrize(
+    "config", ["prometheus.yml", "prometheus-compose.yml", "prometheus-k8s.yml"]
+)
 def test_scrape_configs_are_valid(config: str, tmp_path: Path) -> None:
     # rule_files paths are relative to the deployed location: check the scrape part here
     doc = yaml.safe_load((PROM / config).read_text())
@@ -56,7 +68,9 @@ def test_scrape_configs_are_valid(config: str, tmp_path: Path) -> None:
         if sd is not None:
             # Debian's Prometheus is built without Kubernetes discovery, so its
             # promtool cannot parse it: check that block here, the rest below.
-            assert sd == [{"role": "pod", "namespaces": {"own_namespace": True}}]  # no hard-coded namespace
+            assert sd == [
+                {"role": "pod", "namespaces": {"own_namespace": True}}
+            ]  # no hard-coded namespace
             keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
             assert {r["regex"] for r in keep} == {"mtlsdemo", "metrics|admin"}
             job["static_configs"] = [{"targets": ["127.0.0.1:9101"]}]
@@ -85,9 +99,17 @@ def alert_signals() -> list[tuple[str, str]]:
 
 def test_dashboard_has_the_promised_panels() -> None:
     titles = " | ".join(t for t, _ in dashboard_queries()).lower()
-    for want in ("handshake rate by result and reason", "p50 / p99", "per step", "suites",
-                 "active sessions", "bytes encrypted", "record failures", "expiry countdown",
-                 "grpc calls per method and code"):
+    for want in (
+        "handshake rate by result and reason",
+        "p50 / p99",
+        "per step",
+        "suites",
+        "active sessions",
+        "bytes encrypted",
+        "record failures",
+        "expiry countdown",
+        "grpc calls per method and code",
+    ):
         assert want in titles
 
 
@@ -95,28 +117,68 @@ def test_dashboard_has_the_promised_panels() -> None:
 class Run:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.ports = {k: free_port() for k in (
-            "ledger", "gateway", "ledger_metrics", "gateway_metrics", "ledger_app", "route",
-            "gateway_admin", "ledger_admin", "prometheus")}
+        self.ports = {
+            k: free_port()
+            for k in (
+                "ledger",
+                "gateway",
+                "ledger_metrics",
+                "gateway_metrics",
+                "ledger_app",
+                "route",
+                "gateway_admin",
+                "ledger_admin",
+                "prometheus",
+            )
+        }
         self.certs = root / "certs"
         p = self.ports
-        env = dict(os.environ, PYTHONUNBUFFERED="1",
-                   MTLSDEMO_KEY_UPDATE_RECORDS="20")  # the sidecars inherit it: key updates happen
+        env = dict(
+            os.environ, PYTHONUNBUFFERED="1", MTLSDEMO_KEY_UPDATE_RECORDS="20"
+        )  # the sidecars inherit it: key updates happen
         self.log = (root / "run.log").open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mtlsdemo", "run", "--certs-dir", str(self.certs),
-             "--data-dir", str(root / "var"), "--ledger-port", str(p["ledger"]),
-             "--gateway-port", str(p["gateway"]), "--ledger-metrics-port", str(p["ledger_metrics"]),
-             "--gateway-metrics-port", str(p["gateway_metrics"]),
-             "--ledger-app-port", str(p["ledger_app"]), "--route-port", str(p["route"]),
-             "--gateway-admin-port", str(p["gateway_admin"]),
-             "--ledger-admin-port", str(p["ledger_admin"]), "--traffic-seconds", "0"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "mtlsdemo",
+                "run",
+                "--certs-dir",
+                str(self.certs),
+                "--data-dir",
+                str(root / "var"),
+                "--ledger-port",
+                str(p["ledger"]),
+                "--gateway-port",
+                str(p["gateway"]),
+                "--ledger-metrics-port",
+                str(p["ledger_metrics"]),
+                "--gateway-metrics-port",
+                str(p["gateway_metrics"]),
+                "--ledger-app-port",
+                str(p["ledger_app"]),
+                "--route-port",
+                str(p["route"]),
+                "--gateway-admin-port",
+                str(p["gateway_admin"]),
+                "--ledger-admin-port",
+                str(p["ledger_admin"]),
+                "--traffic-seconds",
+                "0",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         self.wait_log("== running")
 
     def wait_log(self, text: str, timeout: float = 60) -> None:
-        wait_for(lambda: text in (self.root / "run.log").read_text(), timeout=timeout,
-                 what=f"{text!r} in the run's log", check=self.assert_alive)
+        wait_for(
+            lambda: text in (self.root / "run.log").read_text(),
+            timeout=timeout,
+            what=f"{text!r} in the run's log",
+            check=self.assert_alive,
+        )
 
     def assert_alive(self) -> None:
         assert self.proc.poll() is None, (self.root / "run.log").read_text()
@@ -158,16 +220,27 @@ def prometheus(tmp_path_factory):
     cfg = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(PROM / "rules" / "*.yml")],
-        "scrape_configs": [{"job_name": "mtlsdemo", "static_configs": [
-            {"targets": [f"127.0.0.1:{p}" for p in run.metrics_ports]}]}],
+        "scrape_configs": [
+            {
+                "job_name": "mtlsdemo",
+                "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in run.metrics_ports]}],
+            }
+        ],
     }
     (root / "prometheus.yml").write_text(yaml.safe_dump(cfg))
     log = (root / "prometheus.log").open("w")
-    proc = subprocess.Popen([binary, f"--config.file={root / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={root / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={root / 'prometheus.yml'}",
+            f"--storage.tsdb.path={root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
+
         def all_up() -> bool:
             assert proc.poll() is None, (root / "prometheus.log").read_text()[-2000:]
             targets = api(port, "targets")["activeTargets"]
@@ -177,8 +250,15 @@ def prometheus(tmp_path_factory):
         # traffic for rates: a loadgen against the gateway while we watch
         from mtlsdemo.loadgen import run_load
 
-        run_load(f"127.0.0.1:{run.ports['gateway']}", run.certs / "cli", "gateway", rps=40,
-                 duration=6, concurrency=2, progress=False)
+        run_load(
+            f"127.0.0.1:{run.ports['gateway']}",
+            run.certs / "cli",
+            "gateway",
+            rps=40,
+            duration=6,
+            concurrency=2,
+            progress=False,
+        )
         yield run, port
     finally:
         proc.terminate()
@@ -188,10 +268,16 @@ def prometheus(tmp_path_factory):
 
 
 # Queries that are empty until a failure is provoked; everything else must have data now.
-EMPTY_UNTIL_FAILURE = {"Handshake failures by side and reason", "Record failures",
-                       "Certificate reloads", "MtlsCertificateReloadFailing", "MtlsRecordFailures",
-                       "MtlsHandshakeFailureRatioHigh", "MtlsHandshakesFailingForReason",
-                       "GrpcServerErrorRatioHigh"}
+EMPTY_UNTIL_FAILURE = {
+    "Handshake failures by side and reason",
+    "Record failures",
+    "Certificate reloads",
+    "MtlsCertificateReloadFailing",
+    "MtlsRecordFailures",
+    "MtlsHandshakeFailureRatioHigh",
+    "MtlsHandshakesFailingForReason",
+    "GrpcServerErrorRatioHigh",
+}
 
 
 def test_promtool_check_metrics_on_every_page(prometheus) -> None:
@@ -215,8 +301,12 @@ def test_every_query_and_alert_expression_returns_data(prometheus, record_proper
 
     # rates need two scrapes after the traffic: wait until everything but the
     # failure queries has data (or the deadline names what is still empty)
-    wait_for(lambda: set(empty()) <= expected_empty, timeout=60, describe=empty,
-             what="every query but the failure ones to have data")
+    wait_for(
+        lambda: set(empty()) <= expected_empty,
+        timeout=60,
+        describe=empty,
+        what="every query but the failure ones to have data",
+    )
     empty_now = empty()
     assert set(empty_now) == expected_empty, empty_now
     record_property("with_data_before_failures", len(queries) - len(empty_now))
@@ -226,21 +316,39 @@ def test_every_query_and_alert_expression_returns_data(prometheus, record_proper
     other = run.root / "other"
     bootstrap(BootstrapRequest(out=other, services=("gateway",)))
     (other / "gateway" / "ca.crt").write_bytes((run.certs / "ca" / "ca.crt").read_bytes())
-    r = subprocess.run([sys.executable, "-m", "mtlsdemo", "handshake", "--connect",
-                        f"127.0.0.1:{run.ports['ledger']}", "--client-dir", str(other / "gateway")],
-                       capture_output=True, text=True, timeout=60, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mtlsdemo",
+            "handshake",
+            "--connect",
+            f"127.0.0.1:{run.ports['ledger']}",
+            "--client-dir",
+            str(other / "gateway"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 1 and "unknown_ca" in r.stdout
     forge_record_after_handshake(run.ports["ledger"], run.certs / "gateway")
     _call_with_wrong_identity(run.ports["gateway"], run.certs / "ledger")
     crt = run.certs / "ledger" / "tls.crt"
     good = crt.read_bytes()
     crt.write_text("garbage")
-    wait_for(lambda: _reload_failures(run.ports["ledger_admin"]) >= 1, timeout=30,
-             what="the ledger's sidecar to refuse the broken certificate file")
+    wait_for(
+        lambda: _reload_failures(run.ports["ledger_admin"]) >= 1,
+        timeout=30,
+        what="the ledger's sidecar to refuse the broken certificate file",
+    )
     crt.write_bytes(good)
     wait_for(lambda: not empty(), timeout=60, what="data in every query", describe=empty)
     failures = query(port, 'sum by (reason, origin) (mtls_handshakes_total{result="failure"})')
-    assert {(s["metric"]["reason"], s["metric"]["origin"]) for s in failures} >= {("unknown_ca", "local")}
+    assert {(s["metric"]["reason"], s["metric"]["origin"]) for s in failures} >= {
+        ("unknown_ca", "local")
+    }
 
 
 def _reload_failures(admin_port: int) -> float:
@@ -260,12 +368,12 @@ def _call_with_wrong_identity(port: int, identity: Path) -> None:
 
     channel = secure_channel(f"127.0.0.1:{port}", identity, "gateway")
     try:
-        pb_grpc.GatewayServiceStub(channel).GetBalance(pb.GetBalanceRequest(account_id="x"), timeout=5)
+        pb_grpc.GatewayServiceStub(channel).GetBalance(
+            pb.GetBalanceRequest(account_id="x"), timeout=5
+        )
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.PERMISSION_DENIED
     else:
         raise AssertionError("the ledger identity must not be allowed to call the gateway")
     finally:
         channel.close()
-
-

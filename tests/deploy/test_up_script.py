@@ -20,7 +20,7 @@ UP = ROOT / "deploy" / "k8s" / "up.sh"
 IMAGE_ID = "sha256:" + "0123456789ab" + "f" * 52
 TAG = "mtlsdemo:sha-0123456789ab"
 
-FAKE = r'''#!/usr/bin/env bash
+FAKE = r"""#!/usr/bin/env bash
 # records "<tool> <args>" then answers like the real tool would in the case tested
 log="$FAKE_DIR/calls"
 tool=$(basename "$0")
@@ -39,20 +39,34 @@ case "$tool $*" in
   *" logs job/mtlsdemo-smoke "*) echo "[pod/mtlsdemo-smoke/balance] smoke-b balance 2.50" ;;
 esac
 exit 0
-'''
+"""
 
 
-def run_up(tmp_path: Path, cluster: str = "kind", **env: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+def run_up(
+    tmp_path: Path, cluster: str = "kind", **env: str
+) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
     real = require_binary("kubectl")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("docker", "kind", "kubectl", "minikube"):
         (bin_dir / tool).write_text(FAKE)
         (bin_dir / tool).chmod(0o755)
-    r = subprocess.run(["bash", str(UP), cluster], capture_output=True, text=True, timeout=120,
-                       check=False, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-                                         "FAKE_DIR": str(tmp_path), "REAL_KUBECTL": real,
-                                         "FAKE_IMAGE_ID": IMAGE_ID, "KUBECTL": "kubectl", **env})
+    r = subprocess.run(
+        ["bash", str(UP), cluster],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "FAKE_DIR": str(tmp_path),
+            "REAL_KUBECTL": real,
+            "FAKE_IMAGE_ID": IMAGE_ID,
+            "KUBECTL": "kubectl",
+            **env,
+        },
+    )
     calls = [shlex.split(line) for line in (tmp_path / "calls").read_text().splitlines()]
     return r, calls
 
@@ -64,13 +78,20 @@ def applied(tmp_path: Path) -> list[dict]:
     return docs
 
 
-def test_kind_up_uses_its_own_context_the_pinned_cluster_and_the_built_image(tmp_path: Path) -> None:
+def test_kind_up_uses_its_own_context_the_pinned_cluster_and_the_built_image(
+    tmp_path: Path,
+) -> None:
     r, calls = run_up(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     kubectl = [c for c in calls if c[0] == "kubectl" and c[1] != "kustomize"]
     assert kubectl and all(c[1:3] == ["--context", "kind-mtlsdemo"] for c in kubectl), kubectl
-    assert ["kind", "create", "cluster", "--config",
-            str(ROOT / "deploy/k8s/overlays/kind/kind-cluster.yaml")] in calls
+    assert [
+        "kind",
+        "create",
+        "cluster",
+        "--config",
+        str(ROOT / "deploy/k8s/overlays/kind/kind-cluster.yaml"),
+    ] in calls
     # docker's containerd image store breaks `kind load docker-image`: the archive path is taken
     assert ["docker", "tag", "mtlsdemo:dev", TAG] in calls
     assert any(c[:2] == ["docker", "save"] and TAG in c for c in calls)
@@ -79,9 +100,14 @@ def test_kind_up_uses_its_own_context_the_pinned_cluster_and_the_built_image(tmp
     delete = calls.index(next(c for c in calls if "delete" in c and "cert-bootstrap" in c))
     first_apply = calls.index(next(c for c in calls if "apply" in c))
     assert delete < first_apply
-    images = {c["image"] for d in applied(tmp_path) if d["kind"] in ("Job", "StatefulSet", "Deployment", "CronJob")
-              for spec in [d["spec"].get("jobTemplate", d)["spec"]["template"]["spec"]]
-              for c in spec.get("initContainers", []) + spec["containers"] if "mtlsdemo" in c["image"]}
+    images = {
+        c["image"]
+        for d in applied(tmp_path)
+        if d["kind"] in ("Job", "StatefulSet", "Deployment", "CronJob")
+        for spec in [d["spec"].get("jobTemplate", d)["spec"]["template"]["spec"]]
+        for c in spec.get("initContainers", []) + spec["containers"]
+        if "mtlsdemo" in c["image"]
+    }
     assert images == {TAG}
     assert "== mtlsdemo serves on kind-mtlsdemo (image mtlsdemo:sha-0123456789ab)" in r.stdout
     assert "smoke-b balance 2.50" in r.stdout
@@ -112,7 +138,13 @@ def test_missing_image_is_one_clear_line(tmp_path: Path) -> None:
     (bin_dir / "docker").chmod(0o755)
     (bin_dir / "kubectl").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "kubectl").chmod(0o755)
-    r = subprocess.run(["bash", str(UP), "kind"], capture_output=True, text=True, timeout=60, check=False,
-                       env={**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "KUBECTL": "kubectl"})
+    r = subprocess.run(
+        ["bash", str(UP), "kind"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "KUBECTL": "kubectl"},
+    )
     assert r.returncode == 1
     assert r.stderr.strip() == "error: image mtlsdemo:dev not found: run `make image` first"

@@ -68,11 +68,17 @@ class GrpcEcho:
             for i in range(n):
                 yield bytes([i % 256]) * 65536
 
-        handler = grpc.method_handlers_generic_handler("test.Echo", {
-            "Echo": grpc.unary_unary_rpc_method_handler(echo, _identity, _identity),
-            "Chunks": grpc.unary_stream_rpc_method_handler(chunks, _identity, _identity),
-        })
-        opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+        handler = grpc.method_handlers_generic_handler(
+            "test.Echo",
+            {
+                "Echo": grpc.unary_unary_rpc_method_handler(echo, _identity, _identity),
+                "Chunks": grpc.unary_stream_rpc_method_handler(chunks, _identity, _identity),
+            },
+        )
+        opts = [
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 64 << 20),
+        ]
         self.server = grpc.server(futures.ThreadPoolExecutor(8), handlers=[handler], options=opts)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
@@ -82,12 +88,17 @@ class GrpcEcho:
 
 
 def grpc_echo_stub(port: int):
-    opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+    opts = [
+        ("grpc.max_receive_message_length", 64 << 20),
+        ("grpc.max_send_message_length", 64 << 20),
+    ]
     channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=opts)
-    echo = channel.unary_unary("/test.Echo/Echo", request_serializer=_identity,
-                               response_deserializer=_identity)
-    chunks = channel.unary_stream("/test.Echo/Chunks", request_serializer=_identity,
-                                  response_deserializer=_identity)
+    echo = channel.unary_unary(
+        "/test.Echo/Echo", request_serializer=_identity, response_deserializer=_identity
+    )
+    chunks = channel.unary_stream(
+        "/test.Echo/Chunks", request_serializer=_identity, response_deserializer=_identity
+    )
     return channel, echo, chunks
 
 

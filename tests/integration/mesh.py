@@ -25,18 +25,36 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
 
 
 def wait_admin(port: int, proc: Proc, timeout: float = 20.0, path: str = "/readyz") -> None:
-    wait_until(lambda: http_get(port, path)[0] == 200, timeout=timeout, ignore=(OSError,),
-               what=f"{proc.name} {path}", check=proc.assert_alive)
+    wait_until(
+        lambda: http_get(port, path)[0] == 200,
+        timeout=timeout,
+        ignore=(OSError,),
+        what=f"{proc.name} {path}",
+        check=proc.assert_alive,
+    )
 
 
 class SidecarProc:
-    def __init__(self, root: Path, name: str, identity_dir: Path, *args: str,
-                 ready: str = "/readyz") -> None:
+    def __init__(
+        self, root: Path, name: str, identity_dir: Path, *args: str, ready: str = "/readyz"
+    ) -> None:
         self.admin = free_port()
-        self.proc = Proc(name, mtlsdemo("sidecar", "--name", name, "--identity-dir", str(identity_dir),
-                                        "--admin-listen", f"127.0.0.1:{self.admin}",
-                                        "--reload-interval", "0.2", *args),
-                         root / f"{name}.log").start()
+        self.proc = Proc(
+            name,
+            mtlsdemo(
+                "sidecar",
+                "--name",
+                name,
+                "--identity-dir",
+                str(identity_dir),
+                "--admin-listen",
+                f"127.0.0.1:{self.admin}",
+                "--reload-interval",
+                "0.2",
+                *args,
+            ),
+            root / f"{name}.log",
+        ).start()
         wait_admin(self.admin, self.proc, path=ready)
 
     def status(self) -> dict:
@@ -52,23 +70,48 @@ class SidecarProc:
 class Mesh:
     """client app -> [route_port] client sidecar -> [inbound_port] server sidecar -> app_port"""
 
-    def __init__(self, root: Path, certs: Path, app_port: int, *, client_identity: str = "gateway",
-                 server_identity: str = "ledger", allow: str = GATEWAY_ID,
-                 expect: str = LEDGER_ID, client_dir: Path | None = None,
-                 server_dir: Path | None = None, server_args: tuple[str, ...] = (),
-                 client_args: tuple[str, ...] = (), remote_port: int | None = None,
-                 client_ready: str = "/readyz") -> None:
+    def __init__(
+        self,
+        root: Path,
+        certs: Path,
+        app_port: int,
+        *,
+        client_identity: str = "gateway",
+        server_identity: str = "ledger",
+        allow: str = GATEWAY_ID,
+        expect: str = LEDGER_ID,
+        client_dir: Path | None = None,
+        server_dir: Path | None = None,
+        server_args: tuple[str, ...] = (),
+        client_args: tuple[str, ...] = (),
+        remote_port: int | None = None,
+        client_ready: str = "/readyz",
+    ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.inbound = free_port()
         self.route = free_port()
-        self.server = SidecarProc(root, "server-sidecar", server_dir or certs / server_identity,
-                                  "--inbound-listen", f"127.0.0.1:{self.inbound}",
-                                  "--inbound-target", f"127.0.0.1:{app_port}",
-                                  "--allow-id", allow, *server_args)
+        self.server = SidecarProc(
+            root,
+            "server-sidecar",
+            server_dir or certs / server_identity,
+            "--inbound-listen",
+            f"127.0.0.1:{self.inbound}",
+            "--inbound-target",
+            f"127.0.0.1:{app_port}",
+            "--allow-id",
+            allow,
+            *server_args,
+        )
         target = remote_port or self.inbound
-        self.client = SidecarProc(root, "client-sidecar", client_dir or certs / client_identity,
-                                  "--route", f"127.0.0.1:{self.route}=127.0.0.1:{target}@{expect}",
-                                  *client_args, ready=client_ready)
+        self.client = SidecarProc(
+            root,
+            "client-sidecar",
+            client_dir or certs / client_identity,
+            "--route",
+            f"127.0.0.1:{self.route}=127.0.0.1:{target}@{expect}",
+            *client_args,
+            ready=client_ready,
+        )
 
     def stop(self) -> None:
         self.client.stop()

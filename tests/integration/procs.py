@@ -30,8 +30,12 @@ class Proc:
 
     def start(self) -> Proc:
         f = self.log.open("ab")
-        self.proc = subprocess.Popen(self.argv, stdout=f, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env))
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env),
+        )
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
@@ -61,15 +65,21 @@ def mtlsdemo(*args: str) -> list[str]:
     return [sys.executable, "-m", "mtlsdemo", *args]
 
 
-def wait_healthy(address: str, tls_dir: Path, server_name: str, proc: Proc,
-                 timeout: float = 30.0) -> None:
+def wait_healthy(
+    address: str, tls_dir: Path, server_name: str, proc: Proc, timeout: float = 30.0
+) -> None:
     channel = secure_channel(address, tls_dir, server_name)
     serving = health_pb2.HealthCheckResponse.SERVING
     stub = health_pb2_grpc.HealthStub(channel)
     try:
-        wait_until(lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == serving,
-                   timeout=timeout, what=f"{proc.name} healthy", interval=0.1,
-                   ignore=(grpc.RpcError,), check=proc.assert_alive)
+        wait_until(
+            lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == serving,
+            timeout=timeout,
+            what=f"{proc.name} healthy",
+            interval=0.1,
+            ignore=(grpc.RpcError,),
+            check=proc.assert_alive,
+        )
     finally:
         channel.close()
 

@@ -23,14 +23,42 @@ pytestmark = pytest.mark.integration
 def test_run_starts_everything_sends_traffic_and_stops(tmp_path: Path, mode: str) -> None:
     ports = [free_port() for _ in range(8)]
     r = subprocess.run(
-        [sys.executable, "-m", "mtlsdemo", "run", "--mode", mode,
-         "--certs-dir", str(tmp_path / "certs"),
-         "--data-dir", str(tmp_path / "var"), "--ledger-port", str(ports[0]),
-         "--gateway-port", str(ports[1]), "--ledger-metrics-port", str(ports[2]),
-         "--gateway-metrics-port", str(ports[3]), "--ledger-app-port", str(ports[4]),
-         "--route-port", str(ports[5]), "--gateway-admin-port", str(ports[6]),
-         "--ledger-admin-port", str(ports[7]), "--traffic-seconds", "1",
-         "--exit-after-traffic"], capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "mtlsdemo",
+            "run",
+            "--mode",
+            mode,
+            "--certs-dir",
+            str(tmp_path / "certs"),
+            "--data-dir",
+            str(tmp_path / "var"),
+            "--ledger-port",
+            str(ports[0]),
+            "--gateway-port",
+            str(ports[1]),
+            "--ledger-metrics-port",
+            str(ports[2]),
+            "--gateway-metrics-port",
+            str(ports[3]),
+            "--ledger-app-port",
+            str(ports[4]),
+            "--route-port",
+            str(ports[5]),
+            "--gateway-admin-port",
+            str(ports[6]),
+            "--ledger-admin-port",
+            str(ports[7]),
+            "--traffic-seconds",
+            "1",
+            "--exit-after-traffic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     out = r.stdout
     assert r.returncode == 0, out + r.stderr
     assert "ca         created" in out
@@ -43,9 +71,12 @@ def test_run_starts_everything_sends_traffic_and_stops(tmp_path: Path, mode: str
     if mode == "sidecar":
         assert "[ledger-sidecar]" in out and "[gateway-sidecar]" in out
         assert "ledger-sidecar stopped" in out and "gateway-sidecar stopped" in out
-        edges = [line for line in out.splitlines()
-                 if line.strip().startswith(("gateway-sidecar ", "ledger-sidecar "))
-                 and "spiffe://" in line]
+        edges = [
+            line
+            for line in out.splitlines()
+            if line.strip().startswith(("gateway-sidecar ", "ledger-sidecar "))
+            and "spiffe://" in line
+        ]
         assert len(edges) == 2, out  # the edge as seen from each end
         for line in edges:
             assert "sa/gateway" in line and "sa/ledger" in line and "ECDHE-X25519" in line
@@ -59,9 +90,13 @@ def test_run_refuses_busy_port_with_clear_error(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         busy = s.getsockname()[1]
-        r = subprocess.run(mtlsdemo("run", "--certs-dir", str(tmp_path / "c"),
-                                    "--gateway-port", str(busy)),
-                           capture_output=True, text=True, timeout=60, check=False)
+        r = subprocess.run(
+            mtlsdemo("run", "--certs-dir", str(tmp_path / "c"), "--gateway-port", str(busy)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert r.returncode == 2
     assert f"--gateway-port {busy}" in r.stderr
 
@@ -72,26 +107,77 @@ def test_openssl_made_client_certificate_calls_the_gateway(tmp_path: Path) -> No
     bootstrap(BootstrapRequest(out=certs, services=("gateway", "ledger")))
     me = tmp_path / "me"
     me.mkdir()
-    subprocess.run([openssl, "genrsa", "-out", str(me / "tls.key"), "2048"], check=True,
-                   capture_output=True)
-    subprocess.run([openssl, "req", "-new", "-key", str(me / "tls.key"), "-out",
-                    str(me / "req.csr"), "-subj", "/CN=cli"], check=True, capture_output=True)
-    subprocess.run(mtlsdemo("certs", "sign", str(me / "req.csr"), "--ca-dir", str(certs / "ca"),
-                            "--out", str(me / "tls.crt")), check=True, capture_output=True)
+    subprocess.run(
+        [openssl, "genrsa", "-out", str(me / "tls.key"), "2048"], check=True, capture_output=True
+    )
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-new",
+            "-key",
+            str(me / "tls.key"),
+            "-out",
+            str(me / "req.csr"),
+            "-subj",
+            "/CN=cli",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        mtlsdemo(
+            "certs",
+            "sign",
+            str(me / "req.csr"),
+            "--ca-dir",
+            str(certs / "ca"),
+            "--out",
+            str(me / "tls.crt"),
+        ),
+        check=True,
+        capture_output=True,
+    )
     (me / "ca.crt").write_bytes((certs / "ca" / "ca.crt").read_bytes())
     lp, gp = free_port(), free_port()
-    ledger = Proc("ledger", mtlsdemo("serve", "ledger", "--listen", f"127.0.0.1:{lp}",
-                                     "--tls-dir", str(certs / "ledger"), "--allow-id", GATEWAY_ID,
-                                     "--db", str(tmp_path / "l.db")), tmp_path / "l.log").start()
-    gateway = Proc("gateway", mtlsdemo("serve", "gateway", "--listen", f"127.0.0.1:{gp}",
-                                       "--tls-dir", str(certs / "gateway"), "--allow-id", CLI_ID,
-                                       "--ledger-addr", f"127.0.0.1:{lp}"),
-                   tmp_path / "g.log").start()
+    ledger = Proc(
+        "ledger",
+        mtlsdemo(
+            "serve",
+            "ledger",
+            "--listen",
+            f"127.0.0.1:{lp}",
+            "--tls-dir",
+            str(certs / "ledger"),
+            "--allow-id",
+            GATEWAY_ID,
+            "--db",
+            str(tmp_path / "l.db"),
+        ),
+        tmp_path / "l.log",
+    ).start()
+    gateway = Proc(
+        "gateway",
+        mtlsdemo(
+            "serve",
+            "gateway",
+            "--listen",
+            f"127.0.0.1:{gp}",
+            "--tls-dir",
+            str(certs / "gateway"),
+            "--allow-id",
+            CLI_ID,
+            "--ledger-addr",
+            f"127.0.0.1:{lp}",
+        ),
+        tmp_path / "g.log",
+    ).start()
     try:
         wait_healthy(f"127.0.0.1:{gp}", me, "gateway", gateway)
         channel = secure_channel(f"127.0.0.1:{gp}", me, "gateway")
         r = pb_grpc.GatewayServiceStub(channel).OpenAccount(
-            pb.OpenAccountRequest(owner="openssl user"), timeout=10)
+            pb.OpenAccountRequest(owner="openssl user"), timeout=10
+        )
         assert r.owner == "openssl user"
         channel.close()
     except grpc.RpcError as e:
@@ -106,13 +192,38 @@ def test_run_reports_a_dead_child_with_its_last_log_lines(tmp_path: Path) -> Non
     blocker = tmp_path / "var"
     blocker.write_text("a file where the ledger wants its data directory")
     r = subprocess.run(
-        [sys.executable, "-m", "mtlsdemo", "run", "--certs-dir", str(tmp_path / "certs"),
-         "--data-dir", str(blocker), "--ledger-port", str(ports[0]),
-         "--gateway-port", str(ports[1]), "--ledger-metrics-port", str(ports[2]),
-         "--gateway-metrics-port", str(ports[3]), "--ledger-app-port", str(ports[4]),
-         "--route-port", str(ports[5]), "--gateway-admin-port", str(ports[6]),
-         "--ledger-admin-port", str(ports[7]), "--exit-after-traffic"],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "mtlsdemo",
+            "run",
+            "--certs-dir",
+            str(tmp_path / "certs"),
+            "--data-dir",
+            str(blocker),
+            "--ledger-port",
+            str(ports[0]),
+            "--gateway-port",
+            str(ports[1]),
+            "--ledger-metrics-port",
+            str(ports[2]),
+            "--gateway-metrics-port",
+            str(ports[3]),
+            "--ledger-app-port",
+            str(ports[4]),
+            "--route-port",
+            str(ports[5]),
+            "--gateway-admin-port",
+            str(ports[6]),
+            "--ledger-admin-port",
+            str(ports[7]),
+            "--exit-after-traffic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 1
     assert "!! ledger exited with status" in r.stderr
     assert "ledger|" in r.stderr  # its last log lines, prefixed

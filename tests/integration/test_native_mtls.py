@@ -47,18 +47,45 @@ class System:
         return f"127.0.0.1:{self.ledger_port}"
 
     def start_ledger(self) -> None:
-        self.ledger = Proc("ledger", mtlsdemo(
-            "serve", "ledger", "--listen", self.ledger_addr, "--tls-dir", str(self.certs / "ledger"),
-            "--allow-id", GATEWAY_ID, "--db", str(self.db),
-            "--metrics-listen", f"127.0.0.1:{self.ledger_metrics}"), self.root / "ledger.log").start()
+        self.ledger = Proc(
+            "ledger",
+            mtlsdemo(
+                "serve",
+                "ledger",
+                "--listen",
+                self.ledger_addr,
+                "--tls-dir",
+                str(self.certs / "ledger"),
+                "--allow-id",
+                GATEWAY_ID,
+                "--db",
+                str(self.db),
+                "--metrics-listen",
+                f"127.0.0.1:{self.ledger_metrics}",
+            ),
+            self.root / "ledger.log",
+        ).start()
         wait_healthy(self.ledger_addr, self.certs / "cli", "ledger", self.ledger)
 
     def start_gateway(self) -> None:
-        self.gateway = Proc("gateway", mtlsdemo(
-            "serve", "gateway", "--listen", self.gateway_addr,
-            "--tls-dir", str(self.certs / "gateway"), "--allow-id", CLI_ID,
-            "--ledger-addr", self.ledger_addr,
-            "--metrics-listen", f"127.0.0.1:{self.gateway_metrics}"), self.root / "gateway.log").start()
+        self.gateway = Proc(
+            "gateway",
+            mtlsdemo(
+                "serve",
+                "gateway",
+                "--listen",
+                self.gateway_addr,
+                "--tls-dir",
+                str(self.certs / "gateway"),
+                "--allow-id",
+                CLI_ID,
+                "--ledger-addr",
+                self.ledger_addr,
+                "--metrics-listen",
+                f"127.0.0.1:{self.gateway_metrics}",
+            ),
+            self.root / "gateway.log",
+        ).start()
         wait_healthy(self.gateway_addr, self.certs / "cli", "gateway", self.gateway)
 
     def stub(self, tls_dir: Path | None = None, server_name: str = "gateway"):
@@ -91,16 +118,28 @@ def test_transfer_succeeds_end_to_end(system: System) -> None:
     stub.OpenAccount(pb.OpenAccountRequest(owner="Bob", account_id="bob"), timeout=5)
     assert a.account_id == "alice"
     stub.Deposit(pb.DepositRequest(account_id="alice", amount_cents=10_000), timeout=5)
-    m = stub.Transfer(pb.TransferRequest(from_account_id="alice", to_account_id="bob",
-                                         amount_cents=1_250, idempotency_key="t-1"), timeout=5)
+    m = stub.Transfer(
+        pb.TransferRequest(
+            from_account_id="alice", to_account_id="bob", amount_cents=1_250, idempotency_key="t-1"
+        ),
+        timeout=5,
+    )
     assert (m.from_balance_cents, m.to_balance_cents, m.replayed) == (8_750, 1_250, False)
-    again = stub.Transfer(pb.TransferRequest(from_account_id="alice", to_account_id="bob",
-                                             amount_cents=1_250, idempotency_key="t-1"), timeout=5)
+    again = stub.Transfer(
+        pb.TransferRequest(
+            from_account_id="alice", to_account_id="bob", amount_cents=1_250, idempotency_key="t-1"
+        ),
+        timeout=5,
+    )
     assert again.replayed and again.transfer_id == m.transfer_id
-    assert stub.GetBalance(pb.GetBalanceRequest(account_id="alice"), timeout=5).balance_cents == 8_750
+    assert (
+        stub.GetBalance(pb.GetBalanceRequest(account_id="alice"), timeout=5).balance_cents == 8_750
+    )
     entries = list(stub.Statement(pb.StatementRequest(account_id="alice"), timeout=5))
-    assert [(e.kind, e.amount_cents) for e in entries] == [("deposit", 10_000),
-                                                           ("transfer_out", -1_250)]
+    assert [(e.kind, e.amount_cents) for e in entries] == [
+        ("deposit", 10_000),
+        ("transfer_out", -1_250),
+    ]
 
 
 def test_validation_errors_map_to_status_codes(system: System) -> None:
@@ -108,15 +147,29 @@ def test_validation_errors_map_to_status_codes(system: System) -> None:
     stub.OpenAccount(pb.OpenAccountRequest(owner="A", account_id="a"), timeout=5)
     stub.OpenAccount(pb.OpenAccountRequest(owner="B", account_id="b"), timeout=5)
     cases = [
-        (lambda: stub.Deposit(pb.DepositRequest(account_id="a", amount_cents=-1), timeout=5),
-         grpc.StatusCode.INVALID_ARGUMENT, "amount_cents must be positive"),
-        (lambda: stub.Transfer(pb.TransferRequest(from_account_id="a", to_account_id="b",
-                                                  amount_cents=5), timeout=5),
-         grpc.StatusCode.FAILED_PRECONDITION, "insufficient funds"),
-        (lambda: stub.GetBalance(pb.GetBalanceRequest(account_id="zed"), timeout=5),
-         grpc.StatusCode.NOT_FOUND, "account zed not found"),
-        (lambda: stub.OpenAccount(pb.OpenAccountRequest(owner="A2", account_id="a"), timeout=5),
-         grpc.StatusCode.ALREADY_EXISTS, "already exists"),
+        (
+            lambda: stub.Deposit(pb.DepositRequest(account_id="a", amount_cents=-1), timeout=5),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "amount_cents must be positive",
+        ),
+        (
+            lambda: stub.Transfer(
+                pb.TransferRequest(from_account_id="a", to_account_id="b", amount_cents=5),
+                timeout=5,
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "insufficient funds",
+        ),
+        (
+            lambda: stub.GetBalance(pb.GetBalanceRequest(account_id="zed"), timeout=5),
+            grpc.StatusCode.NOT_FOUND,
+            "account zed not found",
+        ),
+        (
+            lambda: stub.OpenAccount(pb.OpenAccountRequest(owner="A2", account_id="a"), timeout=5),
+            grpc.StatusCode.ALREADY_EXISTS,
+            "already exists",
+        ),
     ]
     for call, code, text in cases:
         with pytest.raises(grpc.RpcError) as e:
@@ -164,8 +217,10 @@ def test_client_with_other_ca_is_rejected_at_handshake(system: System, other_pki
     ctx.set_alpn_protocols(["h2"])
     # TLS 1.3: the server checks our certificate after its Finished, so the refusal
     # arrives on our first read as an alert (or a closed socket), never as HTTP/2 data.
-    with socket.create_connection(("127.0.0.1", system.gateway_port)) as raw, \
-            ctx.wrap_socket(raw, server_hostname="gateway") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", system.gateway_port)) as raw,
+        ctx.wrap_socket(raw, server_hostname="gateway") as tls,
+    ):
         tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         try:
             data, error = tls.recv(1024), ""
@@ -178,33 +233,49 @@ def test_client_with_other_ca_is_rejected_at_handshake(system: System, other_pki
 def test_valid_certificate_with_wrong_identity_gets_permission_denied(system: System) -> None:
     # The ledger's certificate is valid, but the gateway allows only the cli identity.
     with pytest.raises(grpc.RpcError) as e:
-        system.stub(system.certs / "ledger").GetBalance(pb.GetBalanceRequest(account_id="x"),
-                                                        timeout=5)
+        system.stub(system.certs / "ledger").GetBalance(
+            pb.GetBalanceRequest(account_id="x"), timeout=5
+        )
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "spiffe://mtls-demo.local/ns/default/sa/ledger" in e.value.details()
     # And the cli may not skip the gateway to call the ledger directly.
     channel = secure_channel(system.ledger_addr, system.certs / "cli", "ledger")
     with pytest.raises(grpc.RpcError) as e:
-        lpb_grpc.LedgerServiceStub(channel).GetAccount(lpb.GetAccountRequest(account_id="x"),
-                                                       timeout=5)
+        lpb_grpc.LedgerServiceStub(channel).GetAccount(
+            lpb.GetAccountRequest(account_id="x"), timeout=5
+        )
     channel.close()
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert CLI_ID in e.value.details()
     text = scrape(system.gateway_metrics)
-    assert metric_value(text, "mtls_grpc_authorizations_total",
-                        peer="spiffe://mtls-demo.local/ns/default/sa/ledger", decision="deny") >= 1
+    assert (
+        metric_value(
+            text,
+            "mtls_grpc_authorizations_total",
+            peer="spiffe://mtls-demo.local/ns/default/sa/ledger",
+            decision="deny",
+        )
+        >= 1
+    )
 
 
 def test_client_verifies_server_identity(system: System) -> None:
     # The gateway's certificate does not name "ledger": a client expecting the ledger refuses it.
     with pytest.raises(grpc.RpcError) as e:
-        system.stub(server_name="ledger").GetBalance(pb.GetBalanceRequest(account_id="x"), timeout=5)
+        system.stub(server_name="ledger").GetBalance(
+            pb.GetBalanceRequest(account_id="x"), timeout=5
+        )
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_expired_client_certificate_is_rejected(system: System) -> None:
-    expired = make_identity_dir(system.root / "expired", ca_of(system.certs), "cli",
-                                at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40), days=30)
+    expired = make_identity_dir(
+        system.root / "expired",
+        ca_of(system.certs),
+        "cli",
+        at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40),
+        days=30,
+    )
     with pytest.raises(grpc.RpcError) as e:
         system.stub(expired).GetBalance(pb.GetBalanceRequest(account_id="x"), timeout=5)
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -215,8 +286,10 @@ def _served_serial(port: int, certs: Path) -> int:
     ctx.load_verify_locations(certs / "ca" / "ca.crt")
     ctx.load_cert_chain(certs / "cli" / "tls.crt", certs / "cli" / "tls.key")
     ctx.set_alpn_protocols(["h2"])
-    with socket.create_connection(("127.0.0.1", port)) as raw, \
-            ctx.wrap_socket(raw, server_hostname="gateway") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        ctx.wrap_socket(raw, server_hostname="gateway") as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     return x509.load_der_x509_certificate(der).serial_number
 
@@ -241,8 +314,11 @@ def test_gateway_client_channel_follows_renewed_certificate(system: System) -> N
     stub.OpenAccount(pb.OpenAccountRequest(owner="A", account_id="a"), timeout=5)
     bootstrap(BootstrapRequest(out=system.certs, services=("gateway",), force=True))
     new_serial = f"{x509.load_pem_x509_certificate((system.certs / 'gateway' / 'tls.crt').read_bytes()).serial_number:x}"
-    wait_for(lambda: "ledger channel now presents" in system.gateway.output(), timeout=15,
-             what="the gateway's ledger channel to follow the renewal")
+    wait_for(
+        lambda: "ledger channel now presents" in system.gateway.output(),
+        timeout=15,
+        what="the gateway's ledger channel to follow the renewal",
+    )
     assert f"serial {new_serial}" in system.gateway.output()
     # calls made on the new channel (new client certificate) still reach the ledger
     for i in range(3):
@@ -266,9 +342,17 @@ def test_ledger_restart_loses_no_committed_transfer(system: System) -> None:
     stub.Deposit(pb.DepositRequest(account_id="a", amount_cents=100_000), timeout=5)
     done = []
     for i in range(20):
-        done.append(stub.Transfer(pb.TransferRequest(from_account_id="a", to_account_id="b",
-                                                     amount_cents=100, idempotency_key=f"t{i}"),
-                                  timeout=5).transfer_id)
+        done.append(
+            stub.Transfer(
+                pb.TransferRequest(
+                    from_account_id="a",
+                    to_account_id="b",
+                    amount_cents=100,
+                    idempotency_key=f"t{i}",
+                ),
+                timeout=5,
+            ).transfer_id
+        )
     assert system.ledger
     system.ledger.stop(signal_kill := 9)  # SIGKILL: no graceful anything
     del signal_kill
@@ -278,8 +362,12 @@ def test_ledger_restart_loses_no_committed_transfer(system: System) -> None:
     entries = list(stub.Statement(pb.StatementRequest(account_id="b"), timeout=5))
     assert [e.transfer_id for e in entries] == done
     # replaying a transfer after the restart still moves nothing
-    r = stub.Transfer(pb.TransferRequest(from_account_id="a", to_account_id="b", amount_cents=100,
-                                         idempotency_key="t0"), timeout=5)
+    r = stub.Transfer(
+        pb.TransferRequest(
+            from_account_id="a", to_account_id="b", amount_cents=100, idempotency_key="t0"
+        ),
+        timeout=5,
+    )
     assert r.replayed and r.to_balance_cents == 2_000
 
 
@@ -292,16 +380,41 @@ def test_metrics_reflect_calls(system: System) -> None:
         stub.GetBalance(pb.GetBalanceRequest(account_id="nope"), timeout=5)
     g = scrape(system.gateway_metrics)
     svc = "mtlsdemo.gateway.v1.GatewayService"
-    assert metric_value(g, "grpc_server_handled_total", grpc_service=svc, grpc_method="Deposit",
-                        grpc_code="OK") == 3
-    assert metric_value(g, "grpc_server_handled_total", grpc_service=svc,
-                        grpc_method="GetBalance", grpc_code="NOT_FOUND") == 1
-    assert metric_value(g, "grpc_server_handling_seconds_count", grpc_service=svc,
-                        grpc_method="Deposit") == 3
-    assert metric_value(g, "grpc_client_handled_total", grpc_service="mtlsdemo.ledger.v1.LedgerService",
-                        grpc_method="Deposit", grpc_code="OK") == 3
-    expiry = metric_value(g, "mtls_certificate_expiry_timestamp_seconds", identity=GATEWAY_ID,
-                          kind="leaf")
+    assert (
+        metric_value(
+            g, "grpc_server_handled_total", grpc_service=svc, grpc_method="Deposit", grpc_code="OK"
+        )
+        == 3
+    )
+    assert (
+        metric_value(
+            g,
+            "grpc_server_handled_total",
+            grpc_service=svc,
+            grpc_method="GetBalance",
+            grpc_code="NOT_FOUND",
+        )
+        == 1
+    )
+    assert (
+        metric_value(
+            g, "grpc_server_handling_seconds_count", grpc_service=svc, grpc_method="Deposit"
+        )
+        == 3
+    )
+    assert (
+        metric_value(
+            g,
+            "grpc_client_handled_total",
+            grpc_service="mtlsdemo.ledger.v1.LedgerService",
+            grpc_method="Deposit",
+            grpc_code="OK",
+        )
+        == 3
+    )
+    expiry = metric_value(
+        g, "mtls_certificate_expiry_timestamp_seconds", identity=GATEWAY_ID, kind="leaf"
+    )
     assert 29 * 86400 < expiry - time.time() < 31 * 86400
     led = scrape(system.ledger_metrics)
     assert metric_value(led, "ledger_transfers_total", kind="deposit", result="applied") == 3

@@ -83,7 +83,10 @@ def _socket_states(pid: int) -> dict[int, tuple[int, str]]:
     """inode -> (local port, TCP state) for every TCP socket on the machine (/proc/net/tcp*)."""
     out = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/net/{table.rsplit('/', 1)[1]}") as f:
+        with (
+            contextlib.suppress(FileNotFoundError),
+            open(f"/proc/{pid}/net/{table.rsplit('/', 1)[1]}") as f,
+        ):
             for line in list(f)[1:]:
                 cols = line.split()
                 out[int(cols[9])] = (int(cols[1].rsplit(":", 1)[1], 16), cols[3])
@@ -116,7 +119,10 @@ def _open_fds(pid: int, admin_port: int) -> tuple[collections.Counter, int]:
 def test_many_concurrent_connections_complete_without_leaks(tmp_path, certs, echo) -> None:
     mesh = Mesh(tmp_path, certs, echo.port)
     try:
-        sides = [(mesh.client.proc.proc.pid, mesh.client.admin), (mesh.server.proc.proc.pid, mesh.server.admin)]
+        sides = [
+            (mesh.client.proc.proc.pid, mesh.client.admin),
+            (mesh.server.proc.proc.pid, mesh.server.admin),
+        ]
 
         def settled() -> list:
             fds = [_open_fds(pid, admin) for pid, admin in sides]
@@ -130,10 +136,17 @@ def test_many_concurrent_connections_complete_without_leaks(tmp_path, certs, ech
             with futures.ThreadPoolExecutor(100) as pool:
                 results = list(pool.map(lambda p: roundtrip(mesh.route, p, 30), payloads))
             assert results == payloads, f"burst {burst}"
-            wait_for(lambda: mesh.client.status()["active_sessions"] == 0
-                     and mesh.server.status()["active_sessions"] == 0, what="sessions to close")
+            wait_for(
+                lambda: (
+                    mesh.client.status()["active_sessions"] == 0
+                    and mesh.server.status()["active_sessions"] == 0
+                ),
+                what="sessions to close",
+            )
             assert mesh.client.status()["handshakes_in_progress"] == 0
-            after = [kinds for kinds, _ in wait_for(settled, what=f"burst {burst}'s sockets to close")]
+            after = [
+                kinds for kinds, _ in wait_for(settled, what=f"burst {burst}'s sockets to close")
+            ]
             assert after == baseline, f"non-socket descriptors changed in burst {burst}"
         assert handshakes(mesh.server, role="server", result="success") == 301
         assert metric_value(mesh.server.metrics(), "mtls_sessions_active", role="server") == 0
@@ -161,10 +174,16 @@ def _assert_rejected(mesh: Mesh, echo: EchoServer, rejecting: str, reason: str) 
         s.sendall(b"must never reach the app")
         with contextlib.suppress(ConnectionResetError):  # aborted is as good as closed
             assert s.recv(100) == b""
-    local, remote = (mesh.server, mesh.client) if rejecting == "server" else (mesh.client, mesh.server)
-    wait_for(lambda: handshakes(local, result="failure", reason=reason, origin="local") == 1
-             and handshakes(remote, result="failure", reason=reason, origin="remote") == 1,
-             what=f"{reason} counted on both sides")
+    local, remote = (
+        (mesh.server, mesh.client) if rejecting == "server" else (mesh.client, mesh.server)
+    )
+    wait_for(
+        lambda: (
+            handshakes(local, result="failure", reason=reason, origin="local") == 1
+            and handshakes(remote, result="failure", reason=reason, origin="remote") == 1
+        ),
+        what=f"{reason} counted on both sides",
+    )
     assert echo.connections == 0 and echo.bytes == 0  # the app never saw a byte
 
 
@@ -191,8 +210,13 @@ def test_client_rejects_server_from_other_ca(tmp_path, certs, other_pki_dir, ech
 
 
 def test_server_rejects_expired_client_certificate(tmp_path, certs, echo) -> None:
-    expired = make_identity_dir(tmp_path / "expired", ca_of(certs), "gateway",
-                                at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40), days=30)
+    expired = make_identity_dir(
+        tmp_path / "expired",
+        ca_of(certs),
+        "gateway",
+        at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40),
+        days=30,
+    )
     # The client sidecar knows its certificate is expired (/readyz says 503) but
     # still tries, as a misconfigured peer would: the server must say why it refuses.
     mesh = Mesh(tmp_path, certs, echo.port, client_dir=expired, client_ready="/healthz")
@@ -207,8 +231,12 @@ def test_server_rejects_identity_not_on_allow_list(tmp_path, certs, echo) -> Non
     mesh = Mesh(tmp_path, certs, echo.port, client_identity="cli")
     try:
         _assert_rejected(mesh, echo, "server", "identity_mismatch")
-        deny = metric_value(mesh.server.metrics(), "mtls_peer_authorizations_total",
-                            peer="spiffe://mtls-demo.local/ns/default/sa/cli", decision="deny")
+        deny = metric_value(
+            mesh.server.metrics(),
+            "mtls_peer_authorizations_total",
+            peer="spiffe://mtls-demo.local/ns/default/sa/cli",
+            decision="deny",
+        )
         assert deny == 1
     finally:
         mesh.stop()
@@ -226,14 +254,21 @@ def test_bit_flip_by_man_in_the_middle_is_decrypt_error(tmp_path, certs, echo) -
     mesh = Mesh(tmp_path, certs, echo.port)
     relay = FlipRelay(mesh.inbound)
     mesh.client.stop()
-    mesh.client = SidecarProc(tmp_path, "client-sidecar2", certs / "gateway",
-                              "--route", f"127.0.0.1:{mesh.route}=127.0.0.1:{relay.port}@{LEDGER_ID}")
+    mesh.client = SidecarProc(
+        tmp_path,
+        "client-sidecar2",
+        certs / "gateway",
+        "--route",
+        f"127.0.0.1:{mesh.route}=127.0.0.1:{relay.port}@{LEDGER_ID}",
+    )
     try:
         with socket.create_connection(("127.0.0.1", mesh.route), timeout=10) as s:
             s.sendall(b"A" * 100)  # the first application_data record: the relay flips a bit in it
             wait_for(lambda: relay.flipped == 1, what="the relay to flip the first data record")
             try:
-                tail = s.recv(1000)  # the client sidecar, told by the alert, ends the app's connection
+                tail = s.recv(
+                    1000
+                )  # the client sidecar, told by the alert, ends the app's connection
             except OSError:
                 tail = b""
         assert relay.flipped == 1
@@ -262,13 +297,18 @@ def test_silent_client_is_cut_at_handshake_deadline(tmp_path, certs, echo) -> No
         # The bound is the test's own: the socket would raise TimeoutError after 10 s,
         # twenty deadlines; the sidecar's cut must come first and say why.
         with socket.create_connection(("127.0.0.1", mesh.inbound), timeout=10) as s:
-            data = s.recv(100)   # the alert, then EOF
+            data = s.recv(100)  # the alert, then EOF
             rest = s.recv(100)
         assert data == bytes((21, 1, 0, 0, 2, 2, 75)) and rest == b""  # fatal handshake_timeout
         # and it was the deadline timer that cut it, as the sidecar itself reports
-        wait_for(lambda: "no progress in 0.5s" in mesh.server.proc.output(), what="the deadline's log line")
-        wait_for(lambda: handshakes(mesh.server, reason="handshake_timeout", origin="local") == 1,
-                 what="handshake_timeout counted")
+        wait_for(
+            lambda: "no progress in 0.5s" in mesh.server.proc.output(),
+            what="the deadline's log line",
+        )
+        wait_for(
+            lambda: handshakes(mesh.server, reason="handshake_timeout", origin="local") == 1,
+            what="handshake_timeout counted",
+        )
         assert echo.connections == 0
     finally:
         mesh.stop()
@@ -295,7 +335,9 @@ def _swap_secret(root: Path, source: Path) -> None:
     os.replace(tmp, root / "..data")
 
 
-def test_symlink_swap_reload_new_handshakes_use_new_cert_live_tunnels_continue(tmp_path, certs, echo) -> None:
+def test_symlink_swap_reload_new_handshakes_use_new_cert_live_tunnels_continue(
+    tmp_path, certs, echo
+) -> None:
     secret = _k8s_secret_dir(tmp_path / "secret", certs / "ledger")
     mesh = Mesh(tmp_path, certs, echo.port, server_dir=secret)
     try:
@@ -314,8 +356,10 @@ def test_symlink_swap_reload_new_handshakes_use_new_cert_live_tunnels_continue(t
         assert roundtrip(mesh.route, b"new handshake") == b"new handshake"
         recent = mesh.server.status()["recent_handshakes"]
         assert recent[0]["outcome"] == "success"
-        assert metric_value(mesh.server.metrics(), "mtls_certificate_reloads_total",
-                            result="success") == 1
+        assert (
+            metric_value(mesh.server.metrics(), "mtls_certificate_reloads_total", result="success")
+            == 1
+        )
     finally:
         mesh.stop()
 
@@ -326,17 +370,25 @@ def test_broken_or_mismatched_new_files_are_rejected_and_old_kept(tmp_path, cert
     mesh = Mesh(tmp_path, certs, echo.port, server_dir=ident)
     try:
         serial = mesh.server.status()["certificate"]["serial"]
-        (ident / "tls.crt").write_text("-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
+        (ident / "tls.crt").write_text(
+            "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n"
+        )
         wait_for(lambda: mesh.server.status()["certificate"]["last_reload_error"], what="rejection")
         assert roundtrip(mesh.route, b"still works") == b"still works"
         shutil.copy(certs / "ledger" / "tls.crt", ident / "tls.crt")
         shutil.copy(certs / "gateway" / "tls.key", ident / "tls.key")  # key of another cert
-        wait_for(lambda: "does not match" in (mesh.server.status()["certificate"]["last_reload_error"] or ""),
-                 what="mismatch rejection")
+        wait_for(
+            lambda: (
+                "does not match" in (mesh.server.status()["certificate"]["last_reload_error"] or "")
+            ),
+            what="mismatch rejection",
+        )
         assert mesh.server.status()["certificate"]["serial"] == serial
         assert roundtrip(mesh.route, b"still works") == b"still works"
-        assert metric_value(mesh.server.metrics(), "mtls_certificate_reloads_total",
-                            result="failure") == 2
+        assert (
+            metric_value(mesh.server.metrics(), "mtls_certificate_reloads_total", result="failure")
+            == 2
+        )
         assert "certificate reload rejected" in mesh.server.proc.output()
     finally:
         mesh.stop()
@@ -362,12 +414,34 @@ def test_sigterm_drains_then_closes_with_close_notify(tmp_path, certs, echo) -> 
 def test_handshake_trace_connects_to_a_running_sidecar(tmp_path, certs, echo) -> None:
     mesh = Mesh(tmp_path, certs, echo.port)
     try:
-        r = subprocess.run([sys.executable, "-m", "mtlsdemo", "handshake", "--trace", "--connect",
-                            f"127.0.0.1:{mesh.inbound}", "--client-dir", str(certs / "gateway"),
-                            "--peer-id", LEDGER_ID], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mtlsdemo",
+                "handshake",
+                "--trace",
+                "--connect",
+                f"127.0.0.1:{mesh.inbound}",
+                "--client-dir",
+                str(certs / "gateway"),
+                "--peer-id",
+                LEDGER_ID,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
-        for text in ("ClientHello", "ServerHello", "CertificateVerify", "Finished",
-                     "chain signature verified", LEDGER_ID, "encrypted records"):
+        for text in (
+            "ClientHello",
+            "ServerHello",
+            "CertificateVerify",
+            "Finished",
+            "chain signature verified",
+            LEDGER_ID,
+            "encrypted records",
+        ):
             assert text in r.stdout
         assert echo.bytes > 0  # our HTTP/2 preface reached the app through the tunnel
     finally:
@@ -377,7 +451,9 @@ def test_handshake_trace_connects_to_a_running_sidecar(tmp_path, certs, echo) ->
 # ------------------------------------------------------------------ rotation under load
 def test_certificate_rotation_during_steady_traffic_has_zero_failed_calls(tmp_path, certs) -> None:
     app = GrpcEcho()
-    mesh = Mesh(tmp_path, certs, app.port, server_dir=certs / "ledger", client_dir=certs / "gateway")
+    mesh = Mesh(
+        tmp_path, certs, app.port, server_dir=certs / "ledger", client_dir=certs / "gateway"
+    )
     stop = threading.Event()
     errors: list[Exception] = []
     calls = [0]
@@ -398,6 +474,7 @@ def test_certificate_rotation_during_steady_traffic_has_zero_failed_calls(tmp_pa
     try:
         for t in threads:
             t.start()
+
         def serial(side) -> str:
             return side.status()["certificate"]["serial"]
 
@@ -408,8 +485,10 @@ def test_certificate_rotation_during_steady_traffic_has_zero_failed_calls(tmp_pa
             bootstrap(BootstrapRequest(out=certs, services=("gateway", "ledger"), force=True))
             # both sides pick up this rotation before the next one (else two rotations
             # within one reload interval would be seen as one)
-            wait_for(lambda: serial(mesh.server) not in seen and serial(mesh.client) not in seen,
-                     what="both sidecars to reload")
+            wait_for(
+                lambda: serial(mesh.server) not in seen and serial(mesh.client) not in seen,
+                what="both sidecars to reload",
+            )
             seen.update((serial(mesh.server), serial(mesh.client)))
         at = calls[0]
         wait_for(lambda: calls[0] >= at + 20 or errors, what="calls after the last rotation")
@@ -420,8 +499,10 @@ def test_certificate_rotation_during_steady_traffic_has_zero_failed_calls(tmp_pa
         try:
             assert errors == [] and calls[0] > 50
             for side in (mesh.server, mesh.client):
-                assert metric_value(side.metrics(), "mtls_certificate_reloads_total",
-                                    result="success") >= 3
+                assert (
+                    metric_value(side.metrics(), "mtls_certificate_reloads_total", result="success")
+                    >= 3
+                )
             assert handshakes(mesh.server, result="failure") == 0
         finally:
             mesh.stop()
@@ -430,11 +511,18 @@ def test_certificate_rotation_during_steady_traffic_has_zero_failed_calls(tmp_pa
 
 # ------------------------------------------------------------------ metrics
 SIDECAR_METRICS = [
-    "mtls_handshakes_total", "mtls_handshake_duration_seconds_bucket",
-    "mtls_handshake_phase_duration_seconds_bucket", "mtls_handshakes_in_progress",
-    "mtls_sessions_active", "mtls_session_duration_seconds_bucket", "mtls_record_bytes_total",
-    "mtls_records_total", "mtls_record_failures_total", "mtls_key_updates_total",
-    "mtls_certificate_expiry_timestamp_seconds", "mtls_certificate_reloads_total",
+    "mtls_handshakes_total",
+    "mtls_handshake_duration_seconds_bucket",
+    "mtls_handshake_phase_duration_seconds_bucket",
+    "mtls_handshakes_in_progress",
+    "mtls_sessions_active",
+    "mtls_session_duration_seconds_bucket",
+    "mtls_record_bytes_total",
+    "mtls_records_total",
+    "mtls_record_failures_total",
+    "mtls_key_updates_total",
+    "mtls_certificate_expiry_timestamp_seconds",
+    "mtls_certificate_reloads_total",
     "mtls_peer_authorizations_total",
 ]
 
@@ -452,7 +540,7 @@ def test_every_metric_is_present_with_values_matching_the_run(tmp_path, certs, e
         bad.stop()
         # a malformed ClientHello: a handshake failure with a named reason
         with socket.create_connection(("127.0.0.1", mesh.inbound)) as s:
-            s.sendall(bytes.fromhex("1601000005" "0100000100"))
+            s.sendall(bytes.fromhex("16010000050100000100"))
             assert s.recv(10) == bytes((21, 1, 0, 0, 2, 2, 50))  # fatal decode_error back
         # an established session whose next record is forged: a record failure
         forge_record_after_handshake(mesh.inbound, certs / "gateway")
@@ -460,38 +548,75 @@ def test_every_metric_is_present_with_values_matching_the_run(tmp_path, certs, e
         text_s, text_c = mesh.server.metrics(), mesh.client.metrics()
         present = [n for n in SIDECAR_METRICS if n in text_s + text_c]
         assert present == SIDECAR_METRICS, set(SIDECAR_METRICS) - set(present)
-        phases = {p: metric_value(text_s, "mtls_handshake_phase_duration_seconds_count",
-                                  role="server", phase=p)
-                  for p in ("hello", "certificate_verify", "key_exchange", "finished")}
+        phases = {
+            p: metric_value(
+                text_s, "mtls_handshake_phase_duration_seconds_count", role="server", phase=p
+            )
+            for p in ("hello", "certificate_verify", "key_exchange", "finished")
+        }
         assert phases == dict.fromkeys(phases, 4)
-        assert metric_value(text_s, "mtls_handshakes_total", role="server", result="success",
-                            suite="ECDHE-X25519-AES-256-GCM") == 4
-        assert metric_value(text_s, "mtls_handshakes_total", role="server", result="failure",
-                            reason="decode_error", origin="local") == 1
+        assert (
+            metric_value(
+                text_s,
+                "mtls_handshakes_total",
+                role="server",
+                result="success",
+                suite="ECDHE-X25519-AES-256-GCM",
+            )
+            == 4
+        )
+        assert (
+            metric_value(
+                text_s,
+                "mtls_handshakes_total",
+                role="server",
+                result="failure",
+                reason="decode_error",
+                origin="local",
+            )
+            == 1
+        )
         assert metric_value(text_c, "mtls_handshake_duration_seconds_count", role="client") == 3
         assert metric_value(text_s, "mtls_record_failures_total", reason="decrypt_error") == 1
         total = sum(len(p) for p in payloads)
-        assert metric_value(text_c, "mtls_record_bytes_total", direction="sent", kind="plaintext") == total
-        assert metric_value(text_s, "mtls_record_bytes_total", direction="received", kind="plaintext") == total
+        assert (
+            metric_value(text_c, "mtls_record_bytes_total", direction="sent", kind="plaintext")
+            == total
+        )
+        assert (
+            metric_value(text_s, "mtls_record_bytes_total", direction="received", kind="plaintext")
+            == total
+        )
         sent_records = metric_value(text_c, "mtls_records_total", direction="sent")
         assert sent_records == 3 * 4  # 50,000 bytes = 4 records of at most 16 KiB, 3 times
-        assert metric_value(text_c, "mtls_record_bytes_total", direction="sent", kind="ciphertext") \
-            == total + 12 * 21  # 5-byte header + 16-byte tag per data record
+        assert (
+            metric_value(text_c, "mtls_record_bytes_total", direction="sent", kind="ciphertext")
+            == total + 12 * 21
+        )  # 5-byte header + 16-byte tag per data record
         assert metric_value(text_c, "mtls_key_updates_total") >= 3
         assert metric_value(text_s, "mtls_key_updates_total") >= 3
         assert metric_value(text_s, "mtls_session_duration_seconds_count") == 4
-        assert metric_value(text_s, "mtls_peer_authorizations_total", peer=GATEWAY_ID,
-                            decision="allow") == 4
+        assert (
+            metric_value(
+                text_s, "mtls_peer_authorizations_total", peer=GATEWAY_ID, decision="allow"
+            )
+            == 4
+        )
         assert metric_value(text_s, "mtls_handshakes_in_progress", role="server") == 0
-        assert metric_value(text_s, "mtls_certificate_expiry_timestamp_seconds", identity=LEDGER_ID,
-                            kind="leaf") > time.time()
+        assert (
+            metric_value(
+                text_s, "mtls_certificate_expiry_timestamp_seconds", identity=LEDGER_ID, kind="leaf"
+            )
+            > time.time()
+        )
     finally:
         mesh.stop()
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
-def test_slow_app_backpressure_bounds_what_the_sidecars_buffer(tmp_path, certs, loop,
-                                                               monkeypatch) -> None:
+def test_slow_app_backpressure_bounds_what_the_sidecars_buffer(
+    tmp_path, certs, loop, monkeypatch
+) -> None:
     """An app that stops reading: the sender must block after a bounded amount
     (socket buffers plus each sidecar's write high-water mark), not after the
     sidecars have swallowed everything. On both event loops (uvloop once lost a
@@ -532,9 +657,15 @@ def test_slow_app_backpressure_bounds_what_the_sidecars_buffer(tmp_path, certs, 
 
 
 # ------------------------------------------------------------------ limits
-def test_a_flood_beyond_the_pending_cap_is_refused_at_once_and_counted(tmp_path, certs, echo) -> None:
-    mesh = Mesh(tmp_path, certs, echo.port,
-                server_args=("--max-pending-handshakes", "3", "--handshake-timeout", "30"))
+def test_a_flood_beyond_the_pending_cap_is_refused_at_once_and_counted(
+    tmp_path, certs, echo
+) -> None:
+    mesh = Mesh(
+        tmp_path,
+        certs,
+        echo.port,
+        server_args=("--max-pending-handshakes", "3", "--handshake-timeout", "30"),
+    )
     silent = []
     try:
         for _ in range(3):  # three connections that never say hello: the cap is full
@@ -544,15 +675,21 @@ def test_a_flood_beyond_the_pending_cap_is_refused_at_once_and_counted(tmp_path,
         for _ in range(20):  # the flood: each one turned away before any handshake work
             with socket.create_connection(("127.0.0.1", mesh.inbound), timeout=10) as s:
                 refused.append(s.recv(100) + s.recv(100))
-        assert set(refused) == {bytes((21, 1, 0, 0, 2, 2, 82))}  # fatal alert "overloaded", then EOF
+        assert set(refused) == {
+            bytes((21, 1, 0, 0, 2, 2, 82))
+        }  # fatal alert "overloaded", then EOF
         assert handshakes(mesh.server, reason="overloaded", origin="local") == 20
         # the log says so once per interval, with a count of the rest, not 20 lines
-        wait_for(lambda: "reason=overloaded" in mesh.server.proc.output(), what="the overloaded line")
+        wait_for(
+            lambda: "reason=overloaded" in mesh.server.proc.output(), what="the overloaded line"
+        )
         assert mesh.server.proc.output().count("reason=overloaded") == 1
         # the pending ones were not disturbed, and once they go, traffic flows again
         for s in silent:
             s.close()
-        wait_for(lambda: mesh.server.status()["handshakes_in_progress"] == 0, what="pending to drain")
+        wait_for(
+            lambda: mesh.server.status()["handshakes_in_progress"] == 0, what="pending to drain"
+        )
         assert roundtrip(mesh.route, b"after the flood") == b"after the flood"
     finally:
         for s in silent:
@@ -561,13 +698,19 @@ def test_a_flood_beyond_the_pending_cap_is_refused_at_once_and_counted(tmp_path,
 
 
 def test_a_client_sidecar_refused_for_overload_counts_it_as_remote(tmp_path, certs, echo) -> None:
-    mesh = Mesh(tmp_path, certs, echo.port,
-                server_args=("--max-pending-handshakes", "1", "--handshake-timeout", "30"))
+    mesh = Mesh(
+        tmp_path,
+        certs,
+        echo.port,
+        server_args=("--max-pending-handshakes", "1", "--handshake-timeout", "30"),
+    )
     try:
         with socket.create_connection(("127.0.0.1", mesh.inbound), timeout=10):
             wait_for(lambda: mesh.server.status()["handshakes_in_progress"] == 1, what="1 pending")
             assert roundtrip(mesh.route, b"x") == b""  # refused: the app sees EOF, no data
-            wait_for(lambda: handshakes(mesh.client, reason="overloaded", origin="remote") == 1,
-                     what="the client sidecar to count the server's overloaded alert")
+            wait_for(
+                lambda: handshakes(mesh.client, reason="overloaded", origin="remote") == 1,
+                what="the client sidecar to count the server's overloaded alert",
+            )
     finally:
         mesh.stop()

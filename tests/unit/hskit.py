@@ -59,8 +59,9 @@ class TickClock:
 _sessions = itertools.count()
 
 
-def new(role: str, cfg: HandshakeConfig, now: dt.datetime | None = None,
-        seed: bytes | None = None) -> Connection:
+def new(
+    role: str, cfg: HandshakeConfig, now: dt.datetime | None = None, seed: bytes | None = None
+) -> Connection:
     """A connection on a test clock and seeded randomness. Without a seed, each
     connection gets its own (two sessions never share randoms, as in real life);
     with one, the same seed replays the same bytes."""
@@ -71,21 +72,25 @@ def new(role: str, cfg: HandshakeConfig, now: dt.datetime | None = None,
 
 # CAs by name; some are made to break rules.
 CA_SPECS: dict[str, dict] = {
-    "short": {"days": 1},                                  # expires tomorrow
-    "future": {"at": NOW + dt.timedelta(days=1)},          # not valid until tomorrow
+    "short": {"days": 1},  # expires tomorrow
+    "future": {"at": NOW + dt.timedelta(days=1)},  # not valid until tomorrow
 }
 
 
 @functools.cache
 def ca(name: str = "main") -> CertificateAuthority:
     spec = CA_SPECS.get(name, {})
-    return create_root_ca("ecdsa-p256", spec.get("days", 3650), f"{name}.test",
-                          spec.get("at", NOW))
+    return create_root_ca("ecdsa-p256", spec.get("days", 3650), f"{name}.test", spec.get("at", NOW))
 
 
 @functools.cache
-def leaf(service: str, key_type: str = "ecdsa-p256", issuer: str = "main",
-         at: dt.datetime = NOW, days: float = 30) -> tuple[x509.Certificate, object]:
+def leaf(
+    service: str,
+    key_type: str = "ecdsa-p256",
+    issuer: str = "main",
+    at: dt.datetime = NOW,
+    days: float = 30,
+) -> tuple[x509.Certificate, object]:
     key = generate_key(key_type)
     return issue_leaf(ca(issuer), key.public_key(), ServiceIdentity(service), at, days), key
 
@@ -97,29 +102,41 @@ def creds(cert: x509.Certificate, key: object, chain: tuple = ()) -> Credentials
     return Credentials((cert, *chain), key, der, scheme_for(key))
 
 
-def config(service: str, key_type: str = "ecdsa-p256", issuer: str = "main",
-           trust: tuple[CertificateAuthority, ...] | None = None,
-           credentials: Credentials | None = None, **kw) -> HandshakeConfig:
+def config(
+    service: str,
+    key_type: str = "ecdsa-p256",
+    issuer: str = "main",
+    trust: tuple[CertificateAuthority, ...] | None = None,
+    credentials: Credentials | None = None,
+    **kw,
+) -> HandshakeConfig:
     cred = credentials or creds(*leaf(service, key_type, issuer))
     anchors = trust if trust is not None else (ca(issuer),)
     return HandshakeConfig(cred, TrustStore([a.cert for a in anchors]), **kw)
 
 
-def custom_leaf(service: str, ekus: list | None, is_ca: bool = False,
-                issuer: str = "main") -> tuple[x509.Certificate, object]:
+def custom_leaf(
+    service: str, ekus: list | None, is_ca: bool = False, issuer: str = "main"
+) -> tuple[x509.Certificate, object]:
     """A leaf with chosen EKUs (None: no EKU extension) or a CA flag, to break rules."""
     authority = ca(issuer)
     key = generate_key("ecdsa-p256")
-    b = (x509.CertificateBuilder()
-         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, service)]))
-         .issuer_name(authority.cert.subject).public_key(key.public_key())
-         .serial_number(random_serial())
-         .not_valid_before(NOW - dt.timedelta(hours=1)).not_valid_after(NOW + dt.timedelta(days=1))
-         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-         .add_extension(ServiceIdentity(service).san(), critical=False)
-         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-             authority.cert.public_key()), critical=False)
-         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, service)]))
+        .issuer_name(authority.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(random_serial())
+        .not_valid_before(NOW - dt.timedelta(hours=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        .add_extension(ServiceIdentity(service).san(), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.cert.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
     if ekus is not None:
         b = b.add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
     return b.sign(authority.key, signing_hash(authority.key)), key
@@ -148,8 +165,13 @@ class Outcome:
 Tamper = Callable[[str, bytes], bytes]  # (direction "c2s"/"s2c", bytes) -> bytes
 
 
-def pump(client: Connection, server: Connection, tamper: Tamper | None = None,
-         client_data: bytes = b"", max_rounds: int = 10) -> Outcome:
+def pump(
+    client: Connection,
+    server: Connection,
+    tamper: Tamper | None = None,
+    client_data: bytes = b"",
+    max_rounds: int = 10,
+) -> Outcome:
     """Run both sides until quiet or failed, passing every flight through ``tamper``.
     A failing side's alert is still delivered to the other side."""
     out = Outcome()
@@ -186,9 +208,14 @@ def pump(client: Connection, server: Connection, tamper: Tamper | None = None,
     return out
 
 
-def handshake(ccfg: HandshakeConfig, scfg: HandshakeConfig, tamper: Tamper | None = None,
-              client_now: dt.datetime | None = None, server_now: dt.datetime | None = None,
-              client_data: bytes = b"") -> tuple[Connection, Connection, Outcome]:
+def handshake(
+    ccfg: HandshakeConfig,
+    scfg: HandshakeConfig,
+    tamper: Tamper | None = None,
+    client_now: dt.datetime | None = None,
+    server_now: dt.datetime | None = None,
+    client_data: bytes = b"",
+) -> tuple[Connection, Connection, Outcome]:
     c = new("client", ccfg, now=client_now)
     s = new("server", scfg, now=server_now)
     return c, s, pump(c, s, tamper, client_data)
@@ -214,8 +241,8 @@ def split_messages(data: bytes) -> list[tuple[int, bytes]]:
     pos = 0
     hs = b""
     while pos < len(data):
-        ctype, length = data[pos], int.from_bytes(data[pos + 3:pos + 5], "big")
-        payload = data[pos + 5:pos + 5 + length]
+        ctype, length = data[pos], int.from_bytes(data[pos + 3 : pos + 5], "big")
+        payload = data[pos + 5 : pos + 5 + length]
         pos += 5 + length
         if ctype != 22:
             out.append((ctype, payload))

@@ -12,7 +12,9 @@ from mtlsdemo.pki.files import load_cert
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
@@ -37,8 +39,17 @@ def test_existing_ca_is_reused_and_new_service_added(tmp_path: Path, capsys) -> 
     run_cli(capsys, "certs", "bootstrap", "--out", str(out), "--service", "gateway")
     ca_before = (out / "ca" / "ca.crt").read_bytes()
     gw_before = (out / "gateway" / "tls.crt").read_bytes()
-    code, text, _ = run_cli(capsys, "certs", "bootstrap", "--out", str(out),
-                            "--service", "gateway", "--service", "ledger")
+    code, text, _ = run_cli(
+        capsys,
+        "certs",
+        "bootstrap",
+        "--out",
+        str(out),
+        "--service",
+        "gateway",
+        "--service",
+        "ledger",
+    )
     assert code == 0
     assert (out / "ca" / "ca.crt").read_bytes() == ca_before
     assert (out / "gateway" / "tls.crt").read_bytes() == gw_before
@@ -51,12 +62,14 @@ def test_leaf_inside_renew_window_is_reissued(tmp_path: Path) -> None:
     bootstrap(BootstrapRequest(out=out, services=("gateway",)), now=t0)
     first = load_cert(out / "gateway" / "tls.crt")
     # 19 days later: 11 days left, outside the 10-day window -> kept
-    changes = bootstrap(BootstrapRequest(out=out, services=("gateway",)),
-                        now=t0 + dt.timedelta(days=19))
+    changes = bootstrap(
+        BootstrapRequest(out=out, services=("gateway",)), now=t0 + dt.timedelta(days=19)
+    )
     assert [c.action for c in changes] == ["reused", "unchanged"]
     # 21 days later: 9 days left -> re-issued with a new key
-    changes = bootstrap(BootstrapRequest(out=out, services=("gateway",)),
-                        now=t0 + dt.timedelta(days=21))
+    changes = bootstrap(
+        BootstrapRequest(out=out, services=("gateway",)), now=t0 + dt.timedelta(days=21)
+    )
     assert changes[1].action == "issued" and "within --renew-before" in changes[1].reason
     second = load_cert(out / "gateway" / "tls.crt")
     assert second.serial_number != first.serial_number
@@ -68,8 +81,9 @@ def test_force_and_key_type_change_reissue(tmp_path: Path) -> None:
     bootstrap(BootstrapRequest(out=out, services=("gateway",)))
     changes = bootstrap(BootstrapRequest(out=out, services=("gateway",), key_type="rsa-2048"))
     assert changes[1].action == "issued" and "ecdsa-p256 -> rsa-2048" in changes[1].reason
-    changes = bootstrap(BootstrapRequest(out=out, services=("gateway",), key_type="rsa-2048",
-                                         force=True))
+    changes = bootstrap(
+        BootstrapRequest(out=out, services=("gateway",), key_type="rsa-2048", force=True)
+    )
     assert changes[1].reason.startswith("forced")
 
 
@@ -91,15 +105,18 @@ def test_replaced_ca_reissues_every_leaf(tmp_path: Path) -> None:
     assert (out / "gateway" / "ca.crt").read_bytes() == (out / "ca" / "ca.crt").read_bytes()
 
 
-@pytest.mark.parametrize(("argv", "names"), [
-    (["--key-type", "dsa-1024"], "--key-type"),
-    (["--service", "Bad_Name"], "--service"),
-    (["--service=-gateway"], "--service"),
-    (["--namespace", "a" * 64], "--namespace"),
-    (["--days", "0"], "--days"),
-    (["--renew-before", "soon"], "--renew-before"),
-    (["--ca-key-type", "ed25519"], "--ca-key-type"),
-])
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--key-type", "dsa-1024"], "--key-type"),
+        (["--service", "Bad_Name"], "--service"),
+        (["--service=-gateway"], "--service"),
+        (["--namespace", "a" * 64], "--namespace"),
+        (["--days", "0"], "--days"),
+        (["--renew-before", "soon"], "--renew-before"),
+        (["--ca-key-type", "ed25519"], "--ca-key-type"),
+    ],
+)
 def test_bad_flag_exits_2_and_writes_nothing(tmp_path: Path, capsys, argv, names) -> None:
     out = tmp_path / "certs"
     code, _, err = run_cli(capsys, "certs", "bootstrap", "--out", str(out), *argv)
@@ -108,10 +125,13 @@ def test_bad_flag_exits_2_and_writes_nothing(tmp_path: Path, capsys, argv, names
     assert not out.exists()
 
 
-@pytest.mark.parametrize("damage", ["corrupt-ca-cert", "corrupt-ca-key", "mismatched-ca-key",
-                                    "missing-ca-key", "corrupt-leaf"])
-def test_bad_existing_file_exits_2_names_it_and_changes_nothing(tmp_path: Path, capsys,
-                                                                 damage: str) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    ["corrupt-ca-cert", "corrupt-ca-key", "mismatched-ca-key", "missing-ca-key", "corrupt-leaf"],
+)
+def test_bad_existing_file_exits_2_names_it_and_changes_nothing(
+    tmp_path: Path, capsys, damage: str
+) -> None:
     out = tmp_path / "certs"
     other = tmp_path / "other"
     bootstrap(BootstrapRequest(out=out, services=("gateway", "ledger")))
@@ -130,8 +150,19 @@ def test_bad_existing_file_exits_2_names_it_and_changes_nothing(tmp_path: Path, 
     else:
         target.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n")
     before = snapshot(out)
-    code, _, err = run_cli(capsys, "certs", "bootstrap", "--out", str(out),
-                           "--service", "gateway", "--service", "ledger", "--service", "cli")
+    code, _, err = run_cli(
+        capsys,
+        "certs",
+        "bootstrap",
+        "--out",
+        str(out),
+        "--service",
+        "gateway",
+        "--service",
+        "ledger",
+        "--service",
+        "cli",
+    )
     assert code == 2
     assert str(target) in err and err.count("\n") == 1
     assert snapshot(out) == before  # not even the new cli identity was written
@@ -141,15 +172,27 @@ def test_bad_existing_file_exits_2_names_it_and_changes_nothing(tmp_path: Path, 
 def test_inspect_reports_chain_and_expiry(tmp_path: Path, capsys, other_pki_dir: Path) -> None:
     out = tmp_path / "certs"
     bootstrap(BootstrapRequest(out=out, services=("gateway",)))
-    code, text, _ = run_cli(capsys, "certs", "inspect", str(out / "gateway" / "tls.crt"),
-                            "--ca", str(out / "ca" / "ca.crt"))
+    code, text, _ = run_cli(
+        capsys,
+        "certs",
+        "inspect",
+        str(out / "gateway" / "tls.crt"),
+        "--ca",
+        str(out / "ca" / "ca.crt"),
+    )
     assert code == 0
     assert "spiffe://mtls-demo.local/ns/default/sa/gateway" in text
     assert "chain (client auth): OK (spiffe://mtls-demo.local/ns/default/sa/gateway)" in text
     assert "chain (server auth): OK (spiffe://mtls-demo.local/ns/default/sa/gateway)" in text
     assert "valid, expires in 29d" in text
-    code, text, _ = run_cli(capsys, "certs", "inspect", str(out / "gateway" / "tls.crt"),
-                            "--ca", str(other_pki_dir / "ca" / "ca.crt"))
+    code, text, _ = run_cli(
+        capsys,
+        "certs",
+        "inspect",
+        str(out / "gateway" / "tls.crt"),
+        "--ca",
+        str(other_pki_dir / "ca" / "ca.crt"),
+    )
     assert code == 0 and "chain (client auth): FAILED: unknown_ca" in text
 
 

@@ -34,6 +34,11 @@ def test_help_names_each_twin(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "gateway", "--help"])
     text = capsys.readouterr().out
-    for twin in ("MTLSDEMO_LISTEN", "MTLSDEMO_TLS_DIR", "MTLSDEMO_LEDGER_ADDR",
-                 "MTLSDEMO_ALLOW_ID", "MTLSDEMO_METRICS_LISTEN"):
+    for twin in (
+        "MTLSDEMO_LISTEN",
+        "MTLSDEMO_TLS_DIR",
+        "MTLSDEMO_LEDGER_ADDR",
+        "MTLSDEMO_ALLOW_ID",
+        "MTLSDEMO_METRICS_LISTEN",
+    ):
         assert twin in text

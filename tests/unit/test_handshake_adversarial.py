@@ -37,6 +37,7 @@ DATA = b"secret application data"
 
 def edit(direction: str, flight: int, msg_index: int, fn) -> object:
     """Replace message ``msg_index`` of a flight with fn(message bytes) (None: drop it)."""
+
     def change(data: bytes) -> bytes:
         parts = split_messages(data)
         new = fn(parts[msg_index][1])
@@ -45,14 +46,17 @@ def edit(direction: str, flight: int, msg_index: int, fn) -> object:
         else:
             parts[msg_index] = (22, new)
         return join_messages(parts)
+
     return rewrite(direction, flight, change)
 
 
 def body_edit(fn):
     """Apply fn to a message body and fix up the length header."""
+
     def inner(raw: bytes) -> bytes:
         body = fn(raw[4:])
         return raw[:1] + u24(len(body)) + body
+
     return inner
 
 
@@ -134,8 +138,10 @@ def test_ca_certificate_used_as_leaf_is_bad_certificate() -> None:
     assert "CA certificate" in out.client_error.detail
 
 
-@pytest.mark.parametrize(("side", "ekus"), [
-    ("server", [CLIENT_AUTH]), ("server", None), ("client", [SERVER_AUTH]), ("client", None)])
+@pytest.mark.parametrize(
+    ("side", "ekus"),
+    [("server", [CLIENT_AUTH]), ("server", None), ("client", [SERVER_AUTH]), ("client", None)],
+)
 def test_missing_eku_for_role_is_bad_certificate(side: str, ekus) -> None:
     broken = creds(*custom_leaf("gateway" if side == "client" else "ledger", ekus))
     if side == "client":
@@ -170,34 +176,45 @@ def test_overlong_chain_is_bad_certificate() -> None:
 
 
 # ---------------------------------------------------------------- framing and order
-@pytest.mark.parametrize("fn", [
-    lambda b: b[:-5],                 # truncated body (length header fixed up)
-    lambda b: b + b"\x00",            # trailing byte
-    lambda b: b"\x09" + b[1:],        # versions vector claims 9 bytes
-    lambda b: b[:1] + b"",            # nearly empty
-], ids=["truncated", "trailing", "overlong-field", "empty"])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda b: b[:-5],  # truncated body (length header fixed up)
+        lambda b: b + b"\x00",  # trailing byte
+        lambda b: b"\x09" + b[1:],  # versions vector claims 9 bytes
+        lambda b: b[:1] + b"",  # nearly empty
+    ],
+    ids=["truncated", "trailing", "overlong-field", "empty"],
+)
 def test_malformed_client_hello_is_decode_error(fn) -> None:
-    _, _, out = handshake(config("gateway"), config("ledger"),
-                          tamper=edit("c2s", 0, 0, body_edit(fn)))
+    _, _, out = handshake(
+        config("gateway"), config("ledger"), tamper=edit("c2s", 0, 0, body_edit(fn))
+    )
     assert_rejected(out, "server", Reason.DECODE_ERROR)
 
 
 def test_message_length_over_limit_is_record_overflow() -> None:
     def huge(raw: bytes) -> bytes:
         return raw[:1] + u24(10_000_000) + raw[4:]
+
     _, _, out = handshake(config("gateway"), config("ledger"), tamper=edit("c2s", 0, 0, huge))
     assert_rejected(out, "server", Reason.RECORD_OVERFLOW)
 
 
 def test_trailing_bytes_in_finished_are_decode_error() -> None:
-    _, _, out = handshake(config("gateway"), config("ledger"),
-                          tamper=edit("c2s", 1, 3, body_edit(lambda b: b + b"\x00")))
+    _, _, out = handshake(
+        config("gateway"),
+        config("ledger"),
+        tamper=edit("c2s", 1, 3, body_edit(lambda b: b + b"\x00")),
+    )
     assert_rejected(out, "server", Reason.DECODE_ERROR)
 
 
 def test_skipped_message_is_unexpected() -> None:
     # drop ServerKeyShare: the client gets CertificateRequest while waiting for it
-    _, _, out = handshake(config("gateway"), config("ledger"), tamper=edit("s2c", 0, 2, lambda b: None))
+    _, _, out = handshake(
+        config("gateway"), config("ledger"), tamper=edit("s2c", 0, 2, lambda b: None)
+    )
     assert_rejected(out, "client", Reason.UNEXPECTED_MESSAGE)
     assert "SERVER_KEY_SHARE" in out.client_error.detail
 
@@ -207,6 +224,7 @@ def test_duplicated_message_is_unexpected() -> None:
         parts = split_messages(data)
         parts.insert(1, parts[1])
         return join_messages(parts)
+
     _, _, out = handshake(config("gateway"), config("ledger"), tamper=rewrite("s2c", 0, dup))
     assert_rejected(out, "client", Reason.UNEXPECTED_MESSAGE)
 
@@ -216,13 +234,15 @@ def test_reordered_messages_are_unexpected() -> None:
         parts = split_messages(data)
         parts[1], parts[3] = parts[3], parts[1]
         return join_messages(parts)
+
     _, _, out = handshake(config("gateway"), config("ledger"), tamper=rewrite("c2s", 1, swap))
     assert_rejected(out, "server", Reason.UNEXPECTED_MESSAGE)
 
 
 def test_unknown_message_type_is_unexpected() -> None:
-    _, _, out = handshake(config("gateway"), config("ledger"),
-                          tamper=edit("c2s", 0, 0, lambda b: b"\x63" + b[1:]))
+    _, _, out = handshake(
+        config("gateway"), config("ledger"), tamper=edit("c2s", 0, 0, lambda b: b"\x63" + b[1:])
+    )
     assert_rejected(out, "server", Reason.UNEXPECTED_MESSAGE)
 
 
@@ -237,7 +257,9 @@ def test_application_data_before_handshake_is_unexpected() -> None:
 # ---------------------------------------------------------------- negotiation
 def test_no_common_suite() -> None:
     ecdhe = [s for s in SUITES if s.kx is KeyExchange.ECDHE_X25519]
-    _, _, out = handshake(config("gateway", suites=(ecdhe[0],)), config("ledger", suites=(ecdhe[1],)))
+    _, _, out = handshake(
+        config("gateway", suites=(ecdhe[0],)), config("ledger", suites=(ecdhe[1],))
+    )
     assert_rejected(out, "server", Reason.NO_COMMON_SUITE)
 
 
@@ -249,40 +271,58 @@ def test_no_common_version() -> None:
 def test_server_choosing_unoffered_suite_is_illegal_parameter() -> None:
     def other_suite(body: bytes) -> bytes:
         return body[:-2] + u16(0x0103)
-    _, _, out = handshake(config("gateway", suites=(SUITES[0],)), config("ledger"),
-                          tamper=edit("s2c", 0, 0, body_edit(other_suite)))
+
+    _, _, out = handshake(
+        config("gateway", suites=(SUITES[0],)),
+        config("ledger"),
+        tamper=edit("s2c", 0, 0, body_edit(other_suite)),
+    )
     assert_rejected(out, "client", Reason.ILLEGAL_PARAMETER)
 
 
 def test_server_choosing_unoffered_version_is_unsupported_version() -> None:
-    _, _, out = handshake(config("gateway"), config("ledger"),
-                          tamper=edit("s2c", 0, 0, body_edit(lambda b: u16(0x0200) + b[2:])))
+    _, _, out = handshake(
+        config("gateway"),
+        config("ledger"),
+        tamper=edit("s2c", 0, 0, body_edit(lambda b: u16(0x0200) + b[2:])),
+    )
     assert_rejected(out, "client", Reason.UNSUPPORTED_VERSION)
 
 
 def test_downgrade_of_offered_suites_is_bad_finished() -> None:
     """An attacker strips the client's preferred suite so the server picks a
     weaker one. Nothing fails until Finished, which covers the original offer."""
+
     def strip_first(body: bytes) -> bytes:
-        versions = body[:1 + body[0]]
-        rest = body[len(versions):]
+        versions = body[: 1 + body[0]]
+        rest = body[len(versions) :]
         random, suites = rest[:32], rest[32:]
         return versions + random + bytes((suites[0] - 2,)) + suites[3:]
-    c, s, out = handshake(config("gateway"), config("ledger"),
-                          tamper=edit("c2s", 0, 0, body_edit(strip_first)), client_data=DATA)
+
+    c, s, out = handshake(
+        config("gateway"),
+        config("ledger"),
+        tamper=edit("c2s", 0, 0, body_edit(strip_first)),
+        client_data=DATA,
+    )
     assert_rejected(out, "server", Reason.BAD_FINISHED)
 
 
 # ---------------------------------------------------------------- signatures and Finished
 def test_finished_with_one_bit_flipped_is_bad_finished() -> None:
-    _, _, out = handshake(config("gateway"), config("ledger"),
-                          tamper=edit("c2s", 1, 3, lambda b: flip(b)), client_data=DATA)
+    _, _, out = handshake(
+        config("gateway"),
+        config("ledger"),
+        tamper=edit("c2s", 1, 3, lambda b: flip(b)),
+        client_data=DATA,
+    )
     assert_rejected(out, "server", Reason.BAD_FINISHED)
 
 
 def test_server_finished_flipped_is_bad_finished_at_client() -> None:
-    _, _, out = handshake(config("gateway"), config("ledger"),
-                          tamper=edit("s2c", 1, 0, lambda b: flip(b)))
+    _, _, out = handshake(
+        config("gateway"), config("ledger"), tamper=edit("s2c", 1, 0, lambda b: flip(b))
+    )
     assert_rejected(out, "client", Reason.BAD_FINISHED)
 
 
@@ -293,10 +333,12 @@ def test_finished_from_another_session_is_bad_finished() -> None:
         if direction == "c2s" and len(split_messages(data)) == 4:
             captured["fin"] = split_messages(data)[3][1]
         return data
+
     handshake(config("gateway"), config("ledger"), tamper=grab)
     assert "fin" in captured
-    _, _, out = handshake(config("gateway"), config("ledger"),
-                          tamper=edit("c2s", 1, 3, lambda b: captured["fin"]))
+    _, _, out = handshake(
+        config("gateway"), config("ledger"), tamper=edit("c2s", 1, 3, lambda b: captured["fin"])
+    )
     assert_rejected(out, "server", Reason.BAD_FINISHED)
 
 
@@ -307,14 +349,17 @@ def test_certificate_verify_over_wrong_transcript_is_bad_signature() -> None:
     def forge(raw: bytes) -> bytes:
         sig = sign(cred.key, cred.scheme, signed_content("client", os.urandom(32)))
         return m.encode(m.CertificateVerify(cred.scheme, sig))
-    _, _, out = handshake(config("gateway", credentials=cred), config("ledger"),
-                          tamper=edit("c2s", 1, 2, forge))
+
+    _, _, out = handshake(
+        config("gateway", credentials=cred), config("ledger"), tamper=edit("c2s", 1, 2, forge)
+    )
     assert_rejected(out, "server", Reason.BAD_SIGNATURE)
 
 
 def test_signature_bytes_flipped_is_bad_signature() -> None:
-    _, _, out = handshake(config("gateway", "ed25519"), config("ledger"),
-                          tamper=edit("s2c", 0, 4, lambda b: flip(b)))
+    _, _, out = handshake(
+        config("gateway", "ed25519"), config("ledger"), tamper=edit("s2c", 0, 4, lambda b: flip(b))
+    )
     assert_rejected(out, "client", Reason.BAD_SIGNATURE)
 
 
@@ -341,32 +386,44 @@ def test_reflected_certificate_verify_fails_even_with_same_key() -> None:
             parts[2] = (22, captured["cv"])
             return join_messages(parts)
         return data
-    _, _, out = handshake(config("gateway", credentials=shared),
-                          config("gateway", credentials=shared), tamper=reflect)
+
+    _, _, out = handshake(
+        config("gateway", credentials=shared), config("gateway", credentials=shared), tamper=reflect
+    )
     assert_rejected(out, "server", Reason.BAD_SIGNATURE)
 
 
 def test_certificate_verify_scheme_not_matching_key_is_illegal_parameter() -> None:
-    _, _, out = handshake(config("gateway"), config("ledger"),
-                          tamper=edit("s2c", 0, 4, body_edit(lambda b: u16(0x0807) + b[2:])))
+    _, _, out = handshake(
+        config("gateway"),
+        config("ledger"),
+        tamper=edit("s2c", 0, 4, body_edit(lambda b: u16(0x0807) + b[2:])),
+    )
     assert_rejected(out, "client", Reason.ILLEGAL_PARAMETER)
 
 
 # ---------------------------------------------------------------- key exchange
-@pytest.mark.parametrize("public", [bytes(32), (1).to_bytes(32, "little"), bytes(31), bytes(33)],
-                         ids=["all-zero", "order-1", "short", "long"])
+@pytest.mark.parametrize(
+    "public",
+    [bytes(32), (1).to_bytes(32, "little"), bytes(31), bytes(33)],
+    ids=["all-zero", "order-1", "short", "long"],
+)
 def test_bad_server_key_share_is_illegal_parameter(public: bytes) -> None:
     share = m.encode(m.ServerKeyShare(m.X25519_GROUP, public))
-    _, _, out = handshake(config("gateway"), config("ledger"),
-                          tamper=edit("s2c", 0, 2, lambda b: share))
+    _, _, out = handshake(
+        config("gateway"), config("ledger"), tamper=edit("s2c", 0, 2, lambda b: share)
+    )
     # the server signed its real key share: the forged one breaks the signature
     # first unless the key share itself is unusable, which is checked at use.
     assert out.client_error is not None
     assert out.client_error.reason in (Reason.BAD_SIGNATURE, Reason.ILLEGAL_PARAMETER)
 
 
-@pytest.mark.parametrize("public", [bytes(32), (1).to_bytes(32, "little"), bytes(16)],
-                         ids=["all-zero", "order-1", "short"])
+@pytest.mark.parametrize(
+    "public",
+    [bytes(32), (1).to_bytes(32, "little"), bytes(16)],
+    ids=["all-zero", "order-1", "short"],
+)
 def test_bad_client_key_share_is_illegal_parameter(public: bytes) -> None:
     # A malicious client sends (and signs) a low-order or malformed key share,
     # so every signature is honest and the server's own check must stop it.
@@ -409,13 +466,17 @@ def test_low_order_server_share_detected_before_any_key_use() -> None:
     assert c.data_to_send()[-1] == 47  # the alert carries illegal_parameter
 
 
-@pytest.mark.parametrize("mangle", [
-    lambda ct: flip(ct, 10),                 # corrupted ciphertext
-    lambda ct: os.urandom(len(ct)),          # random bytes of the right length
-    lambda ct: ct[:-1],                      # wrong length
-    lambda ct: b"",                          # empty
-    "short-secret",                          # valid OAEP, but of a 16-byte secret
-], ids=["flipped", "random", "short", "empty", "wrong-secret-length"])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda ct: flip(ct, 10),  # corrupted ciphertext
+        lambda ct: os.urandom(len(ct)),  # random bytes of the right length
+        lambda ct: ct[:-1],  # wrong length
+        lambda ct: b"",  # empty
+        "short-secret",  # valid OAEP, but of a 16-byte secret
+    ],
+    ids=["flipped", "random", "short", "empty", "wrong-secret-length"],
+)
 def test_malformed_oaep_ciphertext_looks_like_any_bad_key(mangle) -> None:
     scfg = config("ledger", "rsa-2048", suites=tuple(SUITES))
     server_key = scfg.credentials.key.public_key()
@@ -424,12 +485,15 @@ def test_malformed_oaep_ciphertext_looks_like_any_bad_key(mangle) -> None:
         ct = m.decode(raw[0], raw[4:]).data
         if mangle == "short-secret":
             from mtlsdemo.handshake.kx import rsa_oaep_encrypt
+
             new = rsa_oaep_encrypt(server_key, os.urandom(16))
         else:
             new = mangle(ct)
         return m.encode(m.ClientKeyExchange(new))
-    _, _, out = handshake(config("gateway", suites=(RSA[0],)), scfg,
-                          tamper=edit("c2s", 1, 1, tamper_cke))
+
+    _, _, out = handshake(
+        config("gateway", suites=(RSA[0],)), scfg, tamper=edit("c2s", 1, 1, tamper_cke)
+    )
     # The client's CertificateVerify covered the original ciphertext, so the
     # signature check fails first... unless the attacker is the client itself.
     assert out.server_error is not None
@@ -482,8 +546,10 @@ def test_two_sessions_with_same_inputs_have_different_keys() -> None:
 
 # ---------------------------------------------------------------- limits and deadlines
 def test_too_many_buffered_bytes_is_record_overflow() -> None:
-    s = new("server", config("ledger", limits=Limits(max_handshake_message=200_000,
-                                                     max_buffered=20_000)))
+    s = new(
+        "server",
+        config("ledger", limits=Limits(max_handshake_message=200_000, max_buffered=20_000)),
+    )
     partial = bytes((1,)) + u24(100_000) + os.urandom(16_000)
     with pytest.raises(ProtocolError) as e:
         s.receive_data(bytes((22, 1, 0)) + len(partial).to_bytes(2, "big") + partial)
@@ -520,20 +586,26 @@ def test_peer_closing_during_handshake_is_reported() -> None:
     assert (e.value.reason, e.value.origin) == (Reason.CLOSE_NOTIFY, "remote")
 
 
-@pytest.mark.parametrize("record", [
-    bytes((99, 1, 0, 0, 1, 0)),            # unknown record type
-    bytes((22, 3, 3, 0, 1, 0)),            # wrong record version
-    bytes((22, 1, 0, 0x48, 0x01)) + bytes(0x4801),  # oversized record
-    bytes((22, 1, 0, 0, 0)),               # empty handshake record
-    bytes((21, 1, 0, 0, 3, 2, 40, 0)),     # alert of 3 bytes
-    bytes((21, 1, 0, 0, 2, 2, 200)),       # unknown alert code
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        bytes((99, 1, 0, 0, 1, 0)),  # unknown record type
+        bytes((22, 3, 3, 0, 1, 0)),  # wrong record version
+        bytes((22, 1, 0, 0x48, 0x01)) + bytes(0x4801),  # oversized record
+        bytes((22, 1, 0, 0, 0)),  # empty handshake record
+        bytes((21, 1, 0, 0, 3, 2, 40, 0)),  # alert of 3 bytes
+        bytes((21, 1, 0, 0, 2, 2, 200)),  # unknown alert code
+    ],
+)
 def test_malformed_records_before_keys(record: bytes) -> None:
     s = new("server", config("ledger"))
     with pytest.raises(ProtocolError) as e:
         s.receive_data(record)
-    assert e.value.reason in (Reason.UNEXPECTED_MESSAGE, Reason.DECODE_ERROR,
-                              Reason.RECORD_OVERFLOW)
+    assert e.value.reason in (
+        Reason.UNEXPECTED_MESSAGE,
+        Reason.DECODE_ERROR,
+        Reason.RECORD_OVERFLOW,
+    )
     assert e.value.origin == "local"
     assert s.data_to_send()[:1] == b"\x15"  # and an alert goes back
 

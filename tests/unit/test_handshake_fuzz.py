@@ -10,7 +10,11 @@ from mtlsdemo.handshake import Connection, ProtocolError
 
 CLIENT_CFG = config("gateway")
 SERVER_CFG = config("ledger")
-FUZZ = settings(max_examples=int(__import__("os").environ.get("MTLSDEMO_FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=int(__import__("os").environ.get("MTLSDEMO_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 SEEDS = {"client": b"fuzz-client", "server": b"fuzz-server"}
@@ -18,8 +22,10 @@ SEEDS = {"client": b"fuzz-client", "server": b"fuzz-server"}
 
 def pair() -> tuple[Connection, Connection]:
     """A client and a server whose randomness replays byte for byte."""
-    return (new("client", CLIENT_CFG, seed=SEEDS["client"]),
-            new("server", SERVER_CFG, seed=SEEDS["server"]))
+    return (
+        new("client", CLIENT_CFG, seed=SEEDS["client"]),
+        new("server", SERVER_CFG, seed=SEEDS["server"]),
+    )
 
 
 def _transcript() -> list[tuple[str, bytes]]:
@@ -90,7 +96,7 @@ def mutated(draw: st.DrawFn, data: bytes) -> bytes:
         elif op == "insert":
             b[pos:pos] = draw(st.binary(min_size=1, max_size=8))
         elif op == "delete" and b:
-            del b[pos:pos + draw(st.integers(1, 8))]
+            del b[pos : pos + draw(st.integers(1, 8))]
         elif op == "truncate":
             del b[pos:]
     return bytes(b)
@@ -131,11 +137,16 @@ def test_the_recorded_transcript_replays_to_the_end() -> None:
         got += (s if receiver == "server" else c).receive_data(flight)
     assert c.handshake_done and s.handshake_done
     assert [e.data for e in got if hasattr(e, "data") and isinstance(e.data, bytes)] == [
-        b"application bytes", b"after a key update", b"the server answers"]
+        b"application bytes",
+        b"after a key update",
+        b"the server answers",
+    ]
     assert s.state.value == "closed"
 
 
-def test_mutations_of_every_flight_reach_every_handler_and_end_in_a_named_reason(monkeypatch) -> None:
+def test_mutations_of_every_flight_reach_every_handler_and_end_in_a_named_reason(
+    monkeypatch,
+) -> None:
     """Seeded mutations of each flight of the replayable transcript: every message
     handler of both roles runs on mutated input, and every run ends in success or a
     ProtocolError with a named reason other than internal_error."""
@@ -152,6 +163,7 @@ def test_mutations_of_every_flight_reach_every_handler_and_end_in_a_named_reason
             if mutating[0]:
                 reached.add((key[0], key[1].name))
             return handler(self, *args)
+
         return run
 
     monkeypatch.setattr(conn_mod, "HANDLERS", {k: recording(k, h) for k, h in original.items()})
@@ -163,7 +175,11 @@ def test_mutations_of_every_flight_reach_every_handler_and_end_in_a_named_reason
             op = rng.choice(["flip", "flip", "set", "insert", "delete", "truncate"])
             # half the time aim at the tail, where each flight's last message (often
             # Finished) lives, so the last handler of a flight gets mutated input too
-            pos = rng.randrange(len(b)) if rng.random() < 0.5 else max(0, len(b) - 1 - rng.randrange(64))
+            pos = (
+                rng.randrange(len(b))
+                if rng.random() < 0.5
+                else max(0, len(b) - 1 - rng.randrange(64))
+            )
             if op == "flip":
                 b[pos] ^= 1 << rng.randrange(8)
             elif op == "set":
@@ -171,7 +187,7 @@ def test_mutations_of_every_flight_reach_every_handler_and_end_in_a_named_reason
             elif op == "insert":
                 b[pos:pos] = rng.randbytes(rng.randint(1, 8))
             elif op == "delete":
-                del b[pos:pos + rng.randint(1, 8)]
+                del b[pos : pos + rng.randint(1, 8)]
             else:
                 del b[pos:]
             c, s = pair()
@@ -190,4 +206,6 @@ def test_mutations_of_every_flight_reach_every_handler_and_end_in_a_named_reason
             reasons[outcome] = reasons.get(outcome, 0) + 1
     assert reached == {(role, t.name) for role, t in original}, sorted(reached)
     # the deep reasons, not only decode errors at the first flight
-    assert {"bad_finished", "bad_signature", "decrypt_error", "decode_error"} <= reasons.keys(), reasons
+    assert {"bad_finished", "bad_signature", "decrypt_error", "decode_error"} <= reasons.keys(), (
+        reasons
+    )

@@ -18,8 +18,8 @@ def connected(**kw):
 def records(data: bytes) -> list[bytes]:
     out, pos = [], 0
     while pos < len(data):
-        n = 5 + int.from_bytes(data[pos + 3:pos + 5], "big")
-        out.append(data[pos:pos + n])
+        n = 5 + int.from_bytes(data[pos + 3 : pos + 5], "big")
+        out.append(data[pos : pos + n])
         pos += n
     return out
 
@@ -73,8 +73,11 @@ def test_reordered_records_are_decrypt_error() -> None:
 
 def test_oversized_record_is_record_overflow() -> None:
     c, s = connected()
-    expect_failure(s, header(ContentType.APPLICATION_DATA, MAX_PLAINTEXT + 257) + bytes(10),
-                   Reason.RECORD_OVERFLOW)
+    expect_failure(
+        s,
+        header(ContentType.APPLICATION_DATA, MAX_PLAINTEXT + 257) + bytes(10),
+        Reason.RECORD_OVERFLOW,
+    )
 
 
 def test_zero_length_record_is_decrypt_error() -> None:
@@ -84,14 +87,16 @@ def test_zero_length_record_is_decrypt_error() -> None:
 
 def test_plaintext_after_keys_is_decrypt_error() -> None:
     c, s = connected()
-    expect_failure(s, header(ContentType.APPLICATION_DATA, 20) + b"plaintext sneaking in",
-                   Reason.DECRYPT_ERROR)
+    expect_failure(
+        s, header(ContentType.APPLICATION_DATA, 20) + b"plaintext sneaking in", Reason.DECRYPT_ERROR
+    )
 
 
 def test_handshake_record_after_keys_is_unexpected() -> None:
     c, s = connected()
-    expect_failure(s, header(ContentType.HANDSHAKE, 4) + b"\x01\x00\x00\x00",
-                   Reason.UNEXPECTED_MESSAGE)
+    expect_failure(
+        s, header(ContentType.HANDSHAKE, 4) + b"\x01\x00\x00\x00", Reason.UNEXPECTED_MESSAGE
+    )
 
 
 def test_empty_encrypted_application_record_is_decode_error() -> None:
@@ -135,8 +140,12 @@ def test_key_update_on_demand_both_ways() -> None:
     c.update_keys(request_peer=True)
     c.send_data(b"after")
     events = s.receive_data(c.data_to_send())
-    assert events == [DataReceived(b"before"), KeyUpdated("receive", 1), KeyUpdated("send", 1),
-                      DataReceived(b"after")]
+    assert events == [
+        DataReceived(b"before"),
+        KeyUpdated("receive", 1),
+        KeyUpdated("send", 1),
+        DataReceived(b"after"),
+    ]
     assert c._send.secret != old
     # the server's answering KeyUpdate moves the client's receive keys
     s.send_data(b"reply")
@@ -184,7 +193,9 @@ def test_send_side_sequence_exhaustion_alerts_the_peer(side: str) -> None:
     with pytest.raises(ProtocolError) as told:
         receiver.receive_data(sender.data_to_send())
     assert told.value.reason is Reason.SEQUENCE_EXHAUSTED and told.value.origin == "remote"
-    assert told.value.events and sum(len(e.data) for e in told.value.events) == 3  # the data before it
+    assert (
+        told.value.events and sum(len(e.data) for e in told.value.events) == 3
+    )  # the data before it
 
 
 def test_no_nonce_repeats_across_many_records_and_key_updates() -> None:

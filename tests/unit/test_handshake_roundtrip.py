@@ -35,9 +35,14 @@ def test_round_trip(suite, client_key: str, server_key: str) -> None:
     ccfg = config("gateway", client_key, suites=(suite,), trace=True)
     scfg = config("ledger", server_key, suites=tuple(SUITES))
     c, s, out = handshake(ccfg, scfg)
-    assert out.client_error is None and out.server_error is None, (out.client_error, out.server_error)
-    for conn, peer in ((c, "spiffe://mtls-demo.local/ns/default/sa/ledger"),
-                       (s, "spiffe://mtls-demo.local/ns/default/sa/gateway")):
+    assert out.client_error is None and out.server_error is None, (
+        out.client_error,
+        out.server_error,
+    )
+    for conn, peer in (
+        (c, "spiffe://mtls-demo.local/ns/default/sa/ledger"),
+        (s, "spiffe://mtls-demo.local/ns/default/sa/gateway"),
+    ):
         assert conn.state is State.CONNECTED
         assert conn.result is not None
         assert conn.result.suite == suite.name and conn.result.peer_identity == peer
@@ -69,18 +74,23 @@ def test_server_picks_first_supported_in_client_order() -> None:
 
 
 def test_server_preference_order_when_configured() -> None:
-    c, s, out = handshake(config("gateway", suites=(ECDHE[2], ECDHE[0])),
-                          config("ledger", suites=(ECDHE[0], ECDHE[2]), server_preference=True))
+    c, s, out = handshake(
+        config("gateway", suites=(ECDHE[2], ECDHE[0])),
+        config("ledger", suites=(ECDHE[0], ECDHE[2]), server_preference=True),
+    )
     assert c.result and c.result.suite == ECDHE[0].name
 
 
 def test_rsa_oaep_is_skipped_when_server_key_cannot_decrypt() -> None:
     # client offers RSA first, but an ECDSA server cannot do key transport: ECDHE wins
-    c, s, out = handshake(config("gateway", suites=(RSA[0], ECDHE[0])),
-                          config("ledger", "ecdsa-p256", suites=tuple(SUITES)))
+    c, s, out = handshake(
+        config("gateway", suites=(RSA[0], ECDHE[0])),
+        config("ledger", "ecdsa-p256", suites=tuple(SUITES)),
+    )
     assert c.result and c.result.key_exchange == "ECDHE-X25519"
-    c, s, out = handshake(config("gateway", suites=(RSA[0],)),
-                          config("ledger", "ecdsa-p256", suites=tuple(SUITES)))
+    c, s, out = handshake(
+        config("gateway", suites=(RSA[0],)), config("ledger", "ecdsa-p256", suites=tuple(SUITES))
+    )
     assert out.server_error and out.server_error.reason is Reason.NO_COMMON_SUITE
 
 
@@ -95,8 +105,9 @@ def test_identity_allow_list_with_pattern() -> None:
 
 
 def test_server_name_checked_by_client() -> None:
-    c, s, out = handshake(config("gateway", peer=PeerPolicy(server_name="ledger.default.svc")),
-                          config("ledger"))
+    c, s, out = handshake(
+        config("gateway", peer=PeerPolicy(server_name="ledger.default.svc")), config("ledger")
+    )
     assert c.result is not None
 
 
@@ -133,11 +144,19 @@ def test_waiting_for_tells_what_is_awaited() -> None:
 def test_trace_records_every_message_and_step() -> None:
     c, s, out = handshake(config("gateway", trace=True), config("ledger", trace=True))
     names = [(e.direction, e.name) for e in c.trace]
-    assert names == [("send", "CLIENT_HELLO"), ("recv", "SERVER_HELLO"), ("recv", "CERTIFICATE"),
-                     ("recv", "SERVER_KEY_SHARE"), ("recv", "CERTIFICATE_REQUEST"),
-                     ("recv", "CERTIFICATE_VERIFY"), ("send", "CERTIFICATE"),
-                     ("send", "CLIENT_KEY_EXCHANGE"), ("send", "CERTIFICATE_VERIFY"),
-                     ("send", "FINISHED"), ("recv", "FINISHED")]
+    assert names == [
+        ("send", "CLIENT_HELLO"),
+        ("recv", "SERVER_HELLO"),
+        ("recv", "CERTIFICATE"),
+        ("recv", "SERVER_KEY_SHARE"),
+        ("recv", "CERTIFICATE_REQUEST"),
+        ("recv", "CERTIFICATE_VERIFY"),
+        ("send", "CERTIFICATE"),
+        ("send", "CLIENT_KEY_EXCHANGE"),
+        ("send", "CERTIFICATE_VERIFY"),
+        ("send", "FINISHED"),
+        ("recv", "FINISHED"),
+    ]
     assert {e.step for e in c.trace} == {"hello", "certificate_verify", "key_exchange", "finished"}
     hello = c.trace[0].fields
     assert hello["suites"][0] == "ECDHE-X25519-AES-256-GCM" and len(hello["random"]) == 64

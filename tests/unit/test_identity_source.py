@@ -18,8 +18,10 @@ from mtlsdemo.pki.material import IdentitySource
 
 
 def consistent(m) -> bool:
-    return public_key_der(m.key.public_key()) == public_key_der(m.leaf.public_key()) and \
-        x509.load_pem_x509_certificate(m.cert_chain_pem) == m.leaf
+    return (
+        public_key_der(m.key.public_key()) == public_key_der(m.leaf.public_key())
+        and x509.load_pem_x509_certificate(m.cert_chain_pem) == m.leaf
+    )
 
 
 def version(tmp: Path, pki_dir: Path, name: str, **kw) -> Path:
@@ -34,7 +36,9 @@ def copy_into(src: Path, dst: Path) -> None:
         shutil.copyfile(src / f, dst / f)
 
 
-def test_a_swap_in_the_middle_of_a_read_is_read_again(tmp_path: Path, pki_dir: Path, monkeypatch) -> None:
+def test_a_swap_in_the_middle_of_a_read_is_read_again(
+    tmp_path: Path, pki_dir: Path, monkeypatch
+) -> None:
     v1, v2 = version(tmp_path, pki_dir, "v1"), version(tmp_path, pki_dir, "v2")
     live = tmp_path / "live"
     live.mkdir()
@@ -45,7 +49,9 @@ def test_a_swap_in_the_middle_of_a_read_is_read_again(tmp_path: Path, pki_dir: P
 
     def read_bytes(self: Path) -> bytes:
         data = real(self)
-        if self == live / "tls.crt" and not swapped:  # the renewal lands right after tls.crt was read
+        if (
+            self == live / "tls.crt" and not swapped
+        ):  # the renewal lands right after tls.crt was read
             swapped.append(1)
             copy_into(v2, live)
         return data
@@ -57,7 +63,9 @@ def test_a_swap_in_the_middle_of_a_read_is_read_again(tmp_path: Path, pki_dir: P
     assert fresh.leaf == x509.load_pem_x509_certificate((v2 / "tls.crt").read_bytes())
 
 
-def test_kubernetes_data_symlink_is_resolved_once(tmp_path: Path, pki_dir: Path, monkeypatch) -> None:
+def test_kubernetes_data_symlink_is_resolved_once(
+    tmp_path: Path, pki_dir: Path, monkeypatch
+) -> None:
     v1, v2 = version(tmp_path, pki_dir, "v1"), version(tmp_path, pki_dir, "v2")
     vol = tmp_path / "vol"
     vol.mkdir()
@@ -82,8 +90,9 @@ def test_kubernetes_data_symlink_is_resolved_once(tmp_path: Path, pki_dir: Path,
     assert flipped and consistent(m)
 
 
-def test_bad_renewals_are_refused_counted_and_the_old_identity_kept(tmp_path: Path, pki_dir: Path,
-                                                                    other_pki_dir: Path) -> None:
+def test_bad_renewals_are_refused_counted_and_the_old_identity_kept(
+    tmp_path: Path, pki_dir: Path, other_pki_dir: Path
+) -> None:
     live = version(tmp_path, pki_dir, "live")
     source = IdentitySource(live)
     first = source.current
@@ -94,8 +103,14 @@ def test_bad_renewals_are_refused_counted_and_the_old_identity_kept(tmp_path: Pa
     assert source.current is first
     assert source.check() is None and source.failures == 1  # the same bad files: not retried
     # an expired certificate
-    make_identity_dir(live, ca_of(pki_dir), "gateway", at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40))
-    assert source.check() is None and source.failures == 2 and "certificate_expired" in source.last_error
+    make_identity_dir(
+        live, ca_of(pki_dir), "gateway", at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
+    )
+    assert (
+        source.check() is None
+        and source.failures == 2
+        and "certificate_expired" in source.last_error
+    )
     # a certificate from a CA the bundle does not hold
     make_identity_dir(live, ca_of(other_pki_dir), "gateway")
     (live / "ca.crt").write_bytes((pki_dir / "ca" / "ca.crt").read_bytes())
@@ -103,7 +118,12 @@ def test_bad_renewals_are_refused_counted_and_the_old_identity_kept(tmp_path: Pa
     # then a good one
     copy_into(other, live)
     fresh = source.check()
-    assert fresh is not None and consistent(fresh) and source.reloads == 1 and source.last_error is None
+    assert (
+        fresh is not None
+        and consistent(fresh)
+        and source.reloads == 1
+        and source.last_error is None
+    )
     assert source.generation == 1
 
 

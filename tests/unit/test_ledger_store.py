@@ -53,14 +53,20 @@ class LedgerMachine(RuleBasedStateMachine):
         self.model[dst] += amount
         assert result.amount_cents == amount
 
-    @rule(account=st.sampled_from(ACCOUNTS), amount=st.integers(-5, 1000),
-          key=st.sampled_from(KEYS))
+    @rule(
+        account=st.sampled_from(ACCOUNTS), amount=st.integers(-5, 1000), key=st.sampled_from(KEYS)
+    )
     def deposit(self, account: str, amount: int, key: str) -> None:
-        self._apply(key, ("deposit", "", account, amount),
-                    lambda: self.store.deposit(account, amount, key))
+        self._apply(
+            key, ("deposit", "", account, amount), lambda: self.store.deposit(account, amount, key)
+        )
 
-    @rule(src=st.sampled_from(ACCOUNTS), dst=st.sampled_from(ACCOUNTS),
-          amount=st.integers(-5, 1500), key=st.sampled_from(KEYS))
+    @rule(
+        src=st.sampled_from(ACCOUNTS),
+        dst=st.sampled_from(ACCOUNTS),
+        amount=st.integers(-5, 1500),
+        key=st.sampled_from(KEYS),
+    )
     def transfer(self, src: str, dst: str, amount: int, key: str) -> None:
         if src == dst:
             with pytest.raises(InvalidArgument):
@@ -70,8 +76,9 @@ class LedgerMachine(RuleBasedStateMachine):
             with pytest.raises(FailedPrecondition, match="insufficient funds"):
                 self.store.transfer(src, dst, amount, key)
             return
-        self._apply(key, ("transfer", src, dst, amount),
-                    lambda: self.store.transfer(src, dst, amount, key))
+        self._apply(
+            key, ("transfer", src, dst, amount), lambda: self.store.transfer(src, dst, amount, key)
+        )
 
     @invariant()
     def balances_match_model_and_never_negative(self) -> None:
@@ -86,9 +93,12 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 TestLedgerInvariants = LedgerMachine.TestCase
-TestLedgerInvariants.settings = settings(max_examples=60, stateful_step_count=30,
-                                         suppress_health_check=[HealthCheck.too_slow],
-                                         deadline=None)
+TestLedgerInvariants.settings = settings(
+    max_examples=60,
+    stateful_step_count=30,
+    suppress_health_check=[HealthCheck.too_slow],
+    deadline=None,
+)
 
 
 def test_replay_returns_first_result_and_moves_money_once() -> None:
@@ -105,18 +115,21 @@ def test_replay_returns_first_result_and_moves_money_once() -> None:
         s.transfer("a", "b", 301, "t1")
 
 
-@pytest.mark.parametrize(("call", "error"), [
-    (lambda s: s.create_account("bad id!", "x"), InvalidArgument),
-    (lambda s: s.create_account("a", "dup"), AlreadyExists),
-    (lambda s: s.create_account("z", "   "), InvalidArgument),
-    (lambda s: s.get_account("nobody"), NotFound),
-    (lambda s: s.deposit("a", 0, "k"), InvalidArgument),
-    (lambda s: s.deposit("a", 10**14, "k"), InvalidArgument),
-    (lambda s: s.deposit("nobody", 5, "k"), NotFound),
-    (lambda s: s.deposit("a", 5, ""), InvalidArgument),
-    (lambda s: s.transfer("a", "a", 5, "k"), InvalidArgument),
-    (lambda s: s.transfer("a", "nobody", 5, "k"), NotFound),
-])
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda s: s.create_account("bad id!", "x"), InvalidArgument),
+        (lambda s: s.create_account("a", "dup"), AlreadyExists),
+        (lambda s: s.create_account("z", "   "), InvalidArgument),
+        (lambda s: s.get_account("nobody"), NotFound),
+        (lambda s: s.deposit("a", 0, "k"), InvalidArgument),
+        (lambda s: s.deposit("a", 10**14, "k"), InvalidArgument),
+        (lambda s: s.deposit("nobody", 5, "k"), NotFound),
+        (lambda s: s.deposit("a", 5, ""), InvalidArgument),
+        (lambda s: s.transfer("a", "a", 5, "k"), InvalidArgument),
+        (lambda s: s.transfer("a", "nobody", 5, "k"), NotFound),
+    ],
+)
 def test_bad_requests_are_refused_and_change_nothing(call, error: type[LedgerError]) -> None:
     s = LedgerStore(":memory:")
     s.create_account("a", "A")

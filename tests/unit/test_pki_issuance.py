@@ -24,8 +24,15 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dirs = {}
     for kt in KEY_TYPES:
         out = tmp_path_factory.mktemp(kt)
-        bootstrap(BootstrapRequest(out=out, services=("gateway", "ledger", "cli"), key_type=kt,
-                                   namespace="payments", trust_domain="example.test"))
+        bootstrap(
+            BootstrapRequest(
+                out=out,
+                services=("gateway", "ledger", "cli"),
+                key_type=kt,
+                namespace="payments",
+                trust_domain="example.test",
+            )
+        )
         dirs[kt] = out
     return dirs
 
@@ -51,10 +58,15 @@ def test_leaf_extensions(issued: dict[str, Path], key_type: str) -> None:
         cert = load_cert(out / service / "tls.crt")
         san = ext(cert, x509.SubjectAlternativeName).value
         assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
-            f"spiffe://example.test/ns/payments/sa/{service}"]
+            f"spiffe://example.test/ns/payments/sa/{service}"
+        ]
         assert san.get_values_for_type(x509.DNSName) == [
-            service, f"{service}.payments", f"{service}.payments.svc",
-            f"{service}.payments.svc.cluster.local", "localhost"]
+            service,
+            f"{service}.payments",
+            f"{service}.payments.svc",
+            f"{service}.payments.svc.cluster.local",
+            "localhost",
+        ]
         assert san.get_values_for_type(x509.IPAddress) == [ipaddress.IPv4Address("127.0.0.1")]
         eku = ext(cert, x509.ExtendedKeyUsage).value
         assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
@@ -66,8 +78,10 @@ def test_leaf_extensions(issued: dict[str, Path], key_type: str) -> None:
         assert bc.critical and bc.value.ca is False
         aki = ext(cert, x509.AuthorityKeyIdentifier).value
         assert aki.key_identifier == ext(ca, x509.SubjectKeyIdentifier).value.digest
-        assert ext(cert, x509.SubjectKeyIdentifier).value.digest == \
-            x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+        assert (
+            ext(cert, x509.SubjectKeyIdentifier).value.digest
+            == x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+        )
         assert cert.serial_number.bit_length() == 159
         cert.verify_directly_issued_by(ca)
         lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
@@ -75,8 +89,12 @@ def test_leaf_extensions(issued: dict[str, Path], key_type: str) -> None:
 
 
 def test_key_types_are_what_was_asked(issued: dict[str, Path]) -> None:
-    kinds = {"ecdsa-p256": ec.EllipticCurvePublicKey, "ed25519": ed25519.Ed25519PublicKey,
-             "rsa-2048": rsa.RSAPublicKey, "rsa-3072": rsa.RSAPublicKey}
+    kinds = {
+        "ecdsa-p256": ec.EllipticCurvePublicKey,
+        "ed25519": ed25519.Ed25519PublicKey,
+        "rsa-2048": rsa.RSAPublicKey,
+        "rsa-3072": rsa.RSAPublicKey,
+    }
     for kt, cls in kinds.items():
         key = load_cert(issued[kt] / "gateway" / "tls.crt").public_key()
         assert isinstance(key, cls)
@@ -85,14 +103,20 @@ def test_key_types_are_what_was_asked(issued: dict[str, Path]) -> None:
 
 
 def test_serials_are_unique(issued: dict[str, Path]) -> None:
-    serials = {load_cert(d / s / "tls.crt").serial_number
-               for d in issued.values() for s in ("gateway", "ledger", "cli")}
+    serials = {
+        load_cert(d / s / "tls.crt").serial_number
+        for d in issued.values()
+        for s in ("gateway", "ledger", "cli")
+    }
     assert len(serials) == 3 * len(issued)
 
 
 def test_private_keys_are_0600_and_load(issued: dict[str, Path]) -> None:
     out = issued["ecdsa-p256"]
-    for key in [out / "ca" / "ca.key", *(out / s / "tls.key" for s in ("gateway", "ledger", "cli"))]:
+    for key in [
+        out / "ca" / "ca.key",
+        *(out / s / "tls.key" for s in ("gateway", "ledger", "cli")),
+    ]:
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
         load_private_key(key)
     for crt in out.rglob("*.crt"):

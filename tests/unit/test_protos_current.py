@@ -20,8 +20,11 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
     committed = ROOT / "services" / "mtlsdemo" / "_generated"
 
     def files(root: Path) -> dict[str, bytes]:
-        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-                if p.is_file() and "__pycache__" not in p.parts}
+        return {
+            str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        }
 
     stale = files(fresh) != files(committed)
     assert not stale, "services/mtlsdemo/_generated is stale: run `make protos` and commit"

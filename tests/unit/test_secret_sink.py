@@ -53,8 +53,9 @@ class FakeCoreV1:
 def req(**kw) -> BootstrapRequest:
     from pathlib import Path
 
-    return BootstrapRequest(out=Path("/nonexistent"), services=("gateway", "ledger", "cli"),
-                            namespace="mtlsdemo", **kw)
+    return BootstrapRequest(
+        out=Path("/nonexistent"), services=("gateway", "ledger", "cli"), namespace="mtlsdemo", **kw
+    )
 
 
 def decoded(secret: client.V1Secret) -> dict[str, bytes]:
@@ -64,8 +65,12 @@ def decoded(secret: client.V1Secret) -> dict[str, bytes]:
 def test_secrets_built_like_kubernetes_tls_secrets() -> None:
     api = FakeCoreV1()
     bootstrap(req(), store=SecretStore(api, "mtlsdemo"))
-    assert [c for c in api.calls] == [("create", "mtlsdemo-ca"), ("create", "mtlsdemo-gateway-tls"),
-                                      ("create", "mtlsdemo-ledger-tls"), ("create", "mtlsdemo-cli-tls")]
+    assert [c for c in api.calls] == [
+        ("create", "mtlsdemo-ca"),
+        ("create", "mtlsdemo-gateway-tls"),
+        ("create", "mtlsdemo-ledger-tls"),
+        ("create", "mtlsdemo-cli-tls"),
+    ]
     ca = api.secrets[("mtlsdemo", "mtlsdemo-ca")]
     assert ca.type == "Opaque" and set(ca.data) == {"ca.crt", "ca.key"}
     gw = api.secrets[("mtlsdemo", "mtlsdemo-gateway-tls")]
@@ -78,7 +83,8 @@ def test_secrets_built_like_kubernetes_tls_secrets() -> None:
     leaf = x509.load_pem_x509_certificate(data["tls.crt"])
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "spiffe://mtls-demo.local/ns/mtlsdemo/sa/gateway" in san.get_values_for_type(
-        x509.UniformResourceIdentifier)
+        x509.UniformResourceIdentifier
+    )
     assert "gateway.mtlsdemo.svc.cluster.local" in san.get_values_for_type(x509.DNSName)
     # the V1Secret serializes to a valid API object
     assert client.ApiClient().sanitize_for_serialization(gw)["kind"] == "Secret"
@@ -99,8 +105,11 @@ def test_renewal_replaces_only_the_leaf_secrets_in_window() -> None:
     bootstrap(req(), now=t0, store=SecretStore(api, "mtlsdemo"))
     api.calls.clear()
     changes = bootstrap(req(), now=t0 + dt.timedelta(days=25), store=SecretStore(api, "mtlsdemo"))
-    assert sorted(api.calls) == [("replace", "mtlsdemo-cli-tls"), ("replace", "mtlsdemo-gateway-tls"),
-                                 ("replace", "mtlsdemo-ledger-tls")]
+    assert sorted(api.calls) == [
+        ("replace", "mtlsdemo-cli-tls"),
+        ("replace", "mtlsdemo-gateway-tls"),
+        ("replace", "mtlsdemo-ledger-tls"),
+    ]
     assert changes[0].action == "reused"
     assert all("within --renew-before" in c.reason for c in changes[1:])
 
@@ -111,8 +120,9 @@ def test_adding_a_service_creates_only_its_secret() -> None:
     api.calls.clear()
     from pathlib import Path
 
-    more = BootstrapRequest(out=Path("/x"), services=("gateway", "ledger", "cli", "audit"),
-                            namespace="mtlsdemo")
+    more = BootstrapRequest(
+        out=Path("/x"), services=("gateway", "ledger", "cli", "audit"), namespace="mtlsdemo"
+    )
     bootstrap(more, store=SecretStore(api, "mtlsdemo"))
     assert api.calls == [("create", "mtlsdemo-audit-tls")]
 

@@ -22,8 +22,11 @@ def test_one_line_per_key_per_interval_and_the_rest_counted(caplog) -> None:
         now[0] = 5.5
         assert limited(key, logging.WARNING, "failed %d", 2001)
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["failed 1", "other reason",
-                     "failed 2001 (+1999 more handshake failures decode_error in the last 5s, not logged)"]
+    assert lines == [
+        "failed 1",
+        "other reason",
+        "failed 2001 (+1999 more handshake failures decode_error in the last 5s, not logged)",
+    ]
 
 
 def test_flush_reports_a_flood_that_stopped(caplog) -> None:
@@ -39,4 +42,6 @@ def test_flush_reports_a_flood_that_stopped(caplog) -> None:
         limited.flush()
         limited.flush()  # reported once
     assert [r.getMessage() for r in caplog.records] == [
-        "first", "7 more session failures decrypt_error in the last 5s, not logged one by one"]
+        "first",
+        "7 more session failures decrypt_error in the last 5s, not logged one by one",
+    ]

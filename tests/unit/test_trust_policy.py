@@ -15,19 +15,39 @@ GW = "spiffe://mtls-demo.local/ns/default/sa/gateway"
 
 
 # ---------------------------------------------------------------- SPIFFE IDs
-@pytest.mark.parametrize("text", [
-    GW, "spiffe://td", "spiffe://a.b-c_d/x", "spiffe://td/Upper/Case.ok_-",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        GW,
+        "spiffe://td",
+        "spiffe://a.b-c_d/x",
+        "spiffe://td/Upper/Case.ok_-",
+    ],
+)
 def test_valid_ids_round_trip(text: str) -> None:
     assert str(SpiffeId.parse(text)) == text
 
 
-@pytest.mark.parametrize("text", [
-    "SPIFFE://td/x", "https://td/x", "spiffe://", "spiffe:///x", "spiffe://TD/x",
-    "spiffe://td:8443/x", "spiffe://user@td/x", "spiffe://td/x/", "spiffe://td//x",
-    "spiffe://td/./x", "spiffe://td/../x", "spiffe://td/x?y", "spiffe://td/x#y",
-    "spiffe://td/%41", "spiffe://td/a b",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SPIFFE://td/x",
+        "https://td/x",
+        "spiffe://",
+        "spiffe:///x",
+        "spiffe://TD/x",
+        "spiffe://td:8443/x",
+        "spiffe://user@td/x",
+        "spiffe://td/x/",
+        "spiffe://td//x",
+        "spiffe://td/./x",
+        "spiffe://td/../x",
+        "spiffe://td/x?y",
+        "spiffe://td/x#y",
+        "spiffe://td/%41",
+        "spiffe://td/a b",
+    ],
+)
 def test_invalid_ids_are_refused(text: str) -> None:
     with pytest.raises(SpiffeIdError):
         SpiffeId.parse(text)
@@ -38,22 +58,29 @@ def test_star_matches_exactly_one_whole_nonempty_segment() -> None:
     p = IdentityPolicy.parse(["spiffe://mtls-demo.local/ns/*/sa/gateway"])
     assert p.allows(GW)
     assert p.allows("spiffe://mtls-demo.local/ns/shop/sa/gateway")
-    for no in ("spiffe://mtls-demo.local/ns//sa/gateway", "spiffe://mtls-demo.local/ns/../sa/gateway",
-               "spiffe://mtls-demo.local/ns/./sa/gateway", "spiffe://mtls-demo.local/ns/a/b/sa/gateway",
-               "spiffe://mtls-demo.local/ns/default/sa/gateway-admin",
-               "spiffe://other.local/ns/default/sa/gateway"):
+    for no in (
+        "spiffe://mtls-demo.local/ns//sa/gateway",
+        "spiffe://mtls-demo.local/ns/../sa/gateway",
+        "spiffe://mtls-demo.local/ns/./sa/gateway",
+        "spiffe://mtls-demo.local/ns/a/b/sa/gateway",
+        "spiffe://mtls-demo.local/ns/default/sa/gateway-admin",
+        "spiffe://other.local/ns/default/sa/gateway",
+    ):
         assert not p.allows(no), no
 
 
-@pytest.mark.parametrize("pattern,why", [
-    ("spiffe://mtls-demo.local/ns/default/sa/gate*", "whole path segment"),
-    ("spiffe://mtls-demo.local/ns/default/sa/gate?ay", "no query"),
-    ("spiffe://mtls-demo.local/ns/default/sa/[gw]ateway", "may hold only"),
-    ("spiffe://*.local/ns/default/sa/gateway", "no wildcard in the trust domain"),
-    ("spiffe://mtls-demo.local/ns/**/sa/gateway", "whole path segment"),
-    ("gateway", "starts with 'spiffe://'"),
-    ("spiffe://mtls-demo.local/ns//sa/gateway", "empty path segment"),
-])
+@pytest.mark.parametrize(
+    "pattern,why",
+    [
+        ("spiffe://mtls-demo.local/ns/default/sa/gate*", "whole path segment"),
+        ("spiffe://mtls-demo.local/ns/default/sa/gate?ay", "no query"),
+        ("spiffe://mtls-demo.local/ns/default/sa/[gw]ateway", "may hold only"),
+        ("spiffe://*.local/ns/default/sa/gateway", "no wildcard in the trust domain"),
+        ("spiffe://mtls-demo.local/ns/**/sa/gateway", "whole path segment"),
+        ("gateway", "starts with 'spiffe://'"),
+        ("spiffe://mtls-demo.local/ns//sa/gateway", "empty path segment"),
+    ],
+)
 def test_invalid_patterns_are_refused_at_startup(pattern: str, why: str) -> None:
     with pytest.raises(PolicyError, match=re.escape(why)):
         IdentityPolicy.parse([pattern])
@@ -96,18 +123,30 @@ def ref_matches(pattern: str, text: str) -> bool:
     p_dom, _, p_path = pattern[9:].partition("/")
     t_dom, _, t_path = text[9:].partition("/")
     ps, ts = p_path.split("/") if p_path else [], t_path.split("/") if t_path else []
-    return p_dom == t_dom and len(ps) == len(ts) and all(p in ("*", t) for p, t in zip(ps, ts, strict=True))
+    return (
+        p_dom == t_dom
+        and len(ps) == len(ts)
+        and all(p in ("*", t) for p, t in zip(ps, ts, strict=True))
+    )
 
 
-@settings(max_examples=int(__import__("os").environ.get("MTLSDEMO_FUZZ_EXAMPLES", "400")), deadline=None)
-@given(domain=st.sampled_from(["td", "mtls-demo.local", "TD"]),
-       pat=st.lists(segments, min_size=0, max_size=4), ident=st.lists(segments, min_size=0, max_size=4))
-def test_policy_agrees_with_the_reference_model(domain: str, pat: list[str], ident: list[str]) -> None:
+@settings(
+    max_examples=int(__import__("os").environ.get("MTLSDEMO_FUZZ_EXAMPLES", "400")), deadline=None
+)
+@given(
+    domain=st.sampled_from(["td", "mtls-demo.local", "TD"]),
+    pat=st.lists(segments, min_size=0, max_size=4),
+    ident=st.lists(segments, min_size=0, max_size=4),
+)
+def test_policy_agrees_with_the_reference_model(
+    domain: str, pat: list[str], ident: list[str]
+) -> None:
     pattern = f"spiffe://{domain}" + "".join("/" + s for s in pat)
     text = f"spiffe://{domain}" + "".join("/" + s for s in ident)
     # a valid pattern: "*" only as a whole segment, and a SPIFFE ID once each "*" is a legal segment
     pattern_ok = all("*" not in s or s == "*" for s in pat) and ref_valid(
-        "spiffe://" + domain + "".join("/" + ("x" if s == "*" else s) for s in pat))
+        "spiffe://" + domain + "".join("/" + ("x" if s == "*" else s) for s in pat)
+    )
     try:
         policy = IdentityPolicy.parse([pattern])
     except PolicyError:
@@ -118,8 +157,10 @@ def test_policy_agrees_with_the_reference_model(domain: str, pat: list[str], ide
 
 
 @settings(max_examples=200, deadline=None)
-@given(ident=st.lists(st.text(alphabet="ab9-", min_size=1, max_size=3), min_size=1, max_size=4),
-       star=st.integers(min_value=0, max_value=3))
+@given(
+    ident=st.lists(st.text(alphabet="ab9-", min_size=1, max_size=3), min_size=1, max_size=4),
+    star=st.integers(min_value=0, max_value=3),
+)
 def test_a_star_in_any_segment_matches_every_legal_value_there(ident: list[str], star: int) -> None:
     star %= len(ident)
     pattern = "spiffe://td" + "".join("/" + ("*" if i == star else s) for i, s in enumerate(ident))

@@ -43,7 +43,12 @@ def test_intermediates_in_any_order_and_with_extras_build_a_path() -> None:
     unrelated = intermediate("other", root("elsewhere"))
     for chain in ([lf, i2, i1], [lf, i1, i2], [lf, unrelated, i1, i2]):
         v = verify(chain, [r])
-        assert [c.subject for c in v.path] == [lf.cert.subject, i2.cert.subject, i1.cert.subject, r.cert.subject]
+        assert [c.subject for c in v.path] == [
+            lf.cert.subject,
+            i2.cert.subject,
+            i1.cert.subject,
+            r.cert.subject,
+        ]
 
 
 def test_an_alternate_valid_path_through_a_second_trusted_root() -> None:
@@ -110,8 +115,14 @@ def test_chain_depth_is_limited() -> None:
 
 def test_expired_and_not_yet_valid_name_the_certificate() -> None:
     r = root()
-    assert refused([leaf(r)], [r], now=NOW + dt.timedelta(days=40)).failure is Failure.CERTIFICATE_EXPIRED
-    assert refused([leaf(r)], [r], now=NOW - dt.timedelta(days=2)).failure is Failure.CERTIFICATE_NOT_YET_VALID
+    assert (
+        refused([leaf(r)], [r], now=NOW + dt.timedelta(days=40)).failure
+        is Failure.CERTIFICATE_EXPIRED
+    )
+    assert (
+        refused([leaf(r)], [r], now=NOW - dt.timedelta(days=2)).failure
+        is Failure.CERTIFICATE_NOT_YET_VALID
+    )
     old_root = root("old", start=NOW - dt.timedelta(days=60), days=59.5)
     lf = leaf(old_root, start=NOW - dt.timedelta(days=1), days=30)
     e = refused([lf], [old_root])
@@ -129,17 +140,20 @@ def test_no_certificate_and_garbage() -> None:
 
 
 # ---------------------------------------------------------------- SVID rules
-@pytest.mark.parametrize("uris,why", [
-    ([ID, "https://example.com/x"], "exactly one URI SAN"),
-    ([ID, ID.replace("gateway", "ledger")], "exactly one URI SAN"),
-    (["SPIFFE://mtls-demo.local/ns/default/sa/gateway"], "starts with 'spiffe://'"),
-    (["spiffe://MTLS-demo.local/ns/default/sa/gateway"], "trust domain"),
-    (["spiffe://mtls-demo.local/ns//sa/gateway"], "empty path segment"),
-    (["spiffe://mtls-demo.local/ns/../sa/gateway"], "'..' is not allowed"),
-    (["spiffe://mtls-demo.local/ns/default/sa/gateway?x=1"], "no query"),
-    (["spiffe://mtls-demo.local/ns/default/sa/gate%41way"], "percent-escape"),
-    ([], "has no subjectAltName extension (an SVID carries exactly one URI SAN"),
-])
+@pytest.mark.parametrize(
+    "uris,why",
+    [
+        ([ID, "https://example.com/x"], "exactly one URI SAN"),
+        ([ID, ID.replace("gateway", "ledger")], "exactly one URI SAN"),
+        (["SPIFFE://mtls-demo.local/ns/default/sa/gateway"], "starts with 'spiffe://'"),
+        (["spiffe://MTLS-demo.local/ns/default/sa/gateway"], "trust domain"),
+        (["spiffe://mtls-demo.local/ns//sa/gateway"], "empty path segment"),
+        (["spiffe://mtls-demo.local/ns/../sa/gateway"], "'..' is not allowed"),
+        (["spiffe://mtls-demo.local/ns/default/sa/gateway?x=1"], "no query"),
+        (["spiffe://mtls-demo.local/ns/default/sa/gate%41way"], "percent-escape"),
+        ([], "has no subjectAltName extension (an SVID carries exactly one URI SAN"),
+    ],
+)
 def test_svid_rules(uris: list[str], why: str) -> None:
     r = root()
     e = refused([leaf(r, uris=uris)], [r])
@@ -158,7 +172,10 @@ def test_trust_domain_must_be_the_configured_one() -> None:
 def corpus():
     r = root()
     other = root("other")
-    srv_i, cli_i = intermediate("servers", r, eku=[SERVER]), intermediate("clients", r, eku=[CLIENT])
+    srv_i, cli_i = (
+        intermediate("servers", r, eku=[SERVER]),
+        intermediate("clients", r, eku=[CLIENT]),
+    )
     return r, {
         "plain": [leaf(r)],
         "extra": [leaf(r), other],
@@ -179,7 +196,9 @@ def test_certs_inspect_and_the_handshake_agree_on_every_chain(role: str) -> None
     for name, chain in chains.items():
         said = verdicts([c.cert for c in chain], [r.cert], NOW)[role]
         try:
-            peer = verify_peer([c.der for c in chain], TrustStore([r.cert]), role, PeerPolicy(), NOW)
+            peer = verify_peer(
+                [c.der for c in chain], TrustStore([r.cert]), role, PeerPolicy(), NOW
+            )
             sidecar = f"OK ({peer.identity})"
         except ProtocolError as e:
             sidecar = f"FAILED: {e.reason.value}: {e.detail}"

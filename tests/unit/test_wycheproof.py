@@ -37,8 +37,10 @@ def _aead_ok(g: dict, t: dict) -> bool:
     return g["ivSize"] == 96 and g["tagSize"] == 128 and g["keySize"] in (128, 256)
 
 
-@pytest.mark.parametrize(("cls", "name"), [(AESGCM, "aes_gcm_test.json"),
-                                            (ChaCha20Poly1305, "chacha20_poly1305_test.json")])
+@pytest.mark.parametrize(
+    ("cls", "name"),
+    [(AESGCM, "aes_gcm_test.json"), (ChaCha20Poly1305, "chacha20_poly1305_test.json")],
+)
 def test_record_aead(cls: type, name: str) -> None:
     checked = 0
     for g, t in load(name):
@@ -106,11 +108,14 @@ def _verify_outcome(public_key: object, scheme: Scheme, sig: bytes, msg: bytes) 
     return True
 
 
-@pytest.mark.parametrize(("name", "scheme"), [
-    ("ecdsa_secp256r1_sha256_test.json", Scheme.ECDSA_SECP256R1_SHA256),
-    ("ed25519_test.json", Scheme.ED25519),
-    ("rsa_pss_2048_sha256_mgf1_32_test.json", Scheme.RSA_PSS_RSAE_SHA256),
-])
+@pytest.mark.parametrize(
+    ("name", "scheme"),
+    [
+        ("ecdsa_secp256r1_sha256_test.json", Scheme.ECDSA_SECP256R1_SHA256),
+        ("ed25519_test.json", Scheme.ED25519),
+        ("rsa_pss_2048_sha256_mgf1_32_test.json", Scheme.RSA_PSS_RSAE_SHA256),
+    ],
+)
 def test_certificate_verify_signatures(name: str, scheme: Scheme) -> None:
     checked = 0
     for g, t in load(name):

@@ -26,8 +26,12 @@ from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 
 def _cfg(d: Path, suites: str | None = None) -> HandshakeConfig:
     kw = {"suites": parse_suites(suites)} if suites else {}
-    return HandshakeConfig.from_pem((d / "tls.crt").read_bytes(), (d / "tls.key").read_bytes(),
-                                    (d / "ca.crt").read_bytes(), **kw)
+    return HandshakeConfig.from_pem(
+        (d / "tls.crt").read_bytes(),
+        (d / "tls.key").read_bytes(),
+        (d / "ca.crt").read_bytes(),
+        **kw,
+    )
 
 
 def in_memory(client: HandshakeConfig, server: HandshakeConfig, n: int) -> list[float]:
@@ -89,8 +93,11 @@ def openssl_loopback(cert_dir: Path, port: int, n: int) -> list[float]:
 
 class ServerProcess:
     def __init__(self, kind: str, cert_dir: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "mtlsdemo.bench.servers", kind,
-                                      str(cert_dir)], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mtlsdemo.bench.servers", kind, str(cert_dir)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout
         self.port = int(self.proc.stdout.readline())
 
@@ -100,14 +107,19 @@ class ServerProcess:
 
 
 def run(n: int = 400, warmup: int = 40) -> dict[str, Any]:
-    results: dict[str, Any] = {"n": n, "unit": "one full mutual handshake, client's view",
-                               "key_types": {}}
+    results: dict[str, Any] = {
+        "n": n,
+        "unit": "one full mutual handshake, client's view",
+        "key_types": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for key_type in ("ecdsa-p256", "rsa-2048"):
             out = Path(tmp) / key_type
             bootstrap(BootstrapRequest(out=out, services=("gateway", "ledger"), key_type=key_type))
-            client, server = _cfg(out / "gateway"), _cfg(out / "ledger",
-                                                         "ECDHE-X25519-AES-256-GCM,RSA-OAEP-AES-256-GCM")
+            client, server = (
+                _cfg(out / "gateway"),
+                _cfg(out / "ledger", "ECDHE-X25519-AES-256-GCM,RSA-OAEP-AES-256-GCM"),
+            )
             figures: dict[str, Any] = {}
             in_memory(client, server, warmup)
             figures["mtd_in_memory"] = summarize(in_memory(client, server, n))
@@ -139,32 +151,42 @@ def run(n: int = 400, warmup: int = 40) -> dict[str, Any]:
                 for p in (mtd, mtd_nc, ossl):
                     p.stop()
             figures["ratios"] = {
-                "mtd_loopback_p50_vs_openssl": ratio(figures["mtd_loopback"]["p50_ms"],
-                                                     figures["openssl_tls13_loopback"]["p50_ms"]),
-                "mtd_loopback_p99_vs_openssl": ratio(figures["mtd_loopback"]["p99_ms"],
-                                                     figures["openssl_tls13_loopback"]["p99_ms"]),
-                "mtd_loopback_rate_vs_openssl": ratio(figures["mtd_loopback"]["per_second"],
-                                                      figures["openssl_tls13_loopback"]["per_second"]),
+                "mtd_loopback_p50_vs_openssl": ratio(
+                    figures["mtd_loopback"]["p50_ms"], figures["openssl_tls13_loopback"]["p50_ms"]
+                ),
+                "mtd_loopback_p99_vs_openssl": ratio(
+                    figures["mtd_loopback"]["p99_ms"], figures["openssl_tls13_loopback"]["p99_ms"]
+                ),
+                "mtd_loopback_rate_vs_openssl": ratio(
+                    figures["mtd_loopback"]["per_second"],
+                    figures["openssl_tls13_loopback"]["per_second"],
+                ),
                 "mtd_loopback_no_cache_p50_vs_openssl": ratio(
                     figures["mtd_loopback_no_verify_cache"]["p50_ms"],
-                    figures["openssl_tls13_loopback"]["p50_ms"]),
+                    figures["openssl_tls13_loopback"]["p50_ms"],
+                ),
                 "mtd_in_memory_p50_vs_openssl_loopback": ratio(
-                    figures["mtd_in_memory"]["p50_ms"], figures["openssl_tls13_loopback"]["p50_ms"]),
+                    figures["mtd_in_memory"]["p50_ms"], figures["openssl_tls13_loopback"]["p50_ms"]
+                ),
             }
             results["key_types"][key_type] = figures
     return results
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"full mutual handshakes, n={results['n']} each (client's view; loopback servers "
-             "in their own process)",
-             f"{'key type':<11} {'mode':<32} {'p50 ms':>8} {'p99 ms':>8} {'per s':>8}"]
+    lines = [
+        f"full mutual handshakes, n={results['n']} each (client's view; loopback servers "
+        "in their own process)",
+        f"{'key type':<11} {'mode':<32} {'p50 ms':>8} {'p99 ms':>8} {'per s':>8}",
+    ]
     for kt, figs in results["key_types"].items():
         for mode, f in figs.items():
             if mode == "ratios":
                 continue
-            lines.append(f"{kt:<11} {mode:<32} {f['p50_ms']:>8.3f} {f['p99_ms']:>8.3f} "
-                         f"{f['per_second']:>8.0f}")
+            lines.append(
+                f"{kt:<11} {mode:<32} {f['p50_ms']:>8.3f} {f['p99_ms']:>8.3f} "
+                f"{f['per_second']:>8.0f}"
+            )
         for name, value in figs["ratios"].items():
             lines.append(f"{kt:<11}   ratio {name:<36} {value:>6.2f}x")
     return "\n".join(lines)

@@ -27,9 +27,12 @@ def _listener() -> socket.socket:
 
 
 def serve_mtd(cert_dir: Path, cache: bool = True) -> None:
-    cfg = HandshakeConfig.from_pem((cert_dir / "tls.crt").read_bytes(),
-                                   (cert_dir / "tls.key").read_bytes(),
-                                   (cert_dir / "ca.crt").read_bytes(), suites=SUITES)
+    cfg = HandshakeConfig.from_pem(
+        (cert_dir / "tls.crt").read_bytes(),
+        (cert_dir / "tls.key").read_bytes(),
+        (cert_dir / "ca.crt").read_bytes(),
+        suites=SUITES,
+    )
     if not cache:
         cfg.trust.cache_size = 0
     srv = _listener()
@@ -131,12 +134,15 @@ def serve_grpc_echo(cert_dir: Path) -> None:
 
     ident = lambda b: b  # noqa: E731
     handler = grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo, ident, ident)})
+        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo, ident, ident)}
+    )
     server = grpc.server(futures.ThreadPoolExecutor(16), handlers=[handler])
     plain = server.add_insecure_port("127.0.0.1:0")
     creds = grpc.ssl_server_credentials(
         [((cert_dir / "tls.key").read_bytes(), (cert_dir / "tls.crt").read_bytes())],
-        root_certificates=(cert_dir / "ca.crt").read_bytes(), require_client_auth=True)
+        root_certificates=(cert_dir / "ca.crt").read_bytes(),
+        require_client_auth=True,
+    )
     secure = server.add_secure_port("127.0.0.1:0", creds)
     server.start()
     print(plain, flush=True)
@@ -202,8 +208,14 @@ def serve_echo(_cert_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    kinds = {"mtd": serve_mtd, "mtd-nocache": lambda d: serve_mtd(d, cache=False),
-             "openssl": serve_openssl, "sink": serve_sink,
-             "sink-tls": lambda d: serve_sink(d, tls=True), "grpc-echo": serve_grpc_echo,
-             "echo": serve_echo, "relay": lambda d: serve_relay(d, int(sys.argv[3]))}
+    kinds = {
+        "mtd": serve_mtd,
+        "mtd-nocache": lambda d: serve_mtd(d, cache=False),
+        "openssl": serve_openssl,
+        "sink": serve_sink,
+        "sink-tls": lambda d: serve_sink(d, tls=True),
+        "grpc-echo": serve_grpc_echo,
+        "echo": serve_echo,
+        "relay": lambda d: serve_relay(d, int(sys.argv[3])),
+    }
     kinds[sys.argv[1]](Path(sys.argv[2]))

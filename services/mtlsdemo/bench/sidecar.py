@@ -38,7 +38,9 @@ GATEWAY_ID = "spiffe://mtls-demo.local/ns/default/sa/gateway"
 
 class Proc:
     def __init__(self, argv: list[str], lines: int = 0) -> None:
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
         assert self.proc.stdout
         self.lines = [self.proc.stdout.readline().strip() for _ in range(lines)]
 
@@ -61,12 +63,32 @@ def _wait_ready(admin: int) -> None:
 def _sidecars(certs: Path, target: int) -> tuple[list[Proc], int, int]:
     inbound, route, a1, a2 = (free_port() for _ in range(4))
     py = [sys.executable, "-m", "mtlsdemo", "--log-level", "warning", "sidecar"]
-    server = Proc(py + ["--identity-dir", str(certs / "ledger"), "--inbound-listen",
-                        f"127.0.0.1:{inbound}", "--inbound-target", f"127.0.0.1:{target}",
-                        "--allow-id", GATEWAY_ID, "--admin-listen", f"127.0.0.1:{a1}"])
-    client = Proc(py + ["--identity-dir", str(certs / "gateway"), "--route",
-                        f"127.0.0.1:{route}=127.0.0.1:{inbound}@{LEDGER_ID}",
-                        "--admin-listen", f"127.0.0.1:{a2}"])
+    server = Proc(
+        py
+        + [
+            "--identity-dir",
+            str(certs / "ledger"),
+            "--inbound-listen",
+            f"127.0.0.1:{inbound}",
+            "--inbound-target",
+            f"127.0.0.1:{target}",
+            "--allow-id",
+            GATEWAY_ID,
+            "--admin-listen",
+            f"127.0.0.1:{a1}",
+        ]
+    )
+    client = Proc(
+        py
+        + [
+            "--identity-dir",
+            str(certs / "gateway"),
+            "--route",
+            f"127.0.0.1:{route}=127.0.0.1:{inbound}@{LEDGER_ID}",
+            "--admin-listen",
+            f"127.0.0.1:{a2}",
+        ]
+    )
     _wait_ready(a1)
     _wait_ready(a2)
     return [server, client], route, a2
@@ -116,6 +138,7 @@ def _send_plain(port: int):
     def send(total: int) -> int:
         with socket.create_connection(("127.0.0.1", port)) as s:
             return _push(s, total)
+
     return send
 
 
@@ -126,9 +149,12 @@ def _send_tls(port: int, certs: Path):
     ctx.load_cert_chain(certs / "gateway" / "tls.crt", certs / "gateway" / "tls.key")
 
     def send(total: int) -> int:
-        with socket.create_connection(("127.0.0.1", port)) as raw, \
-                ctx.wrap_socket(raw, server_hostname="ledger") as s:
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            ctx.wrap_socket(raw, server_hostname="ledger") as s,
+        ):
             return _push(s, total)
+
     return send
 
 
@@ -163,11 +189,15 @@ def _round_trips(certs: Path, py: list[str], n: int) -> dict[str, Any]:
             for k, port_ in ports.items():
                 samples[k] += _rtt(port_, n // 4)
         out: dict[str, Any] = {k: summarize(v) for k, v in samples.items()}
-        out["sidecars_added_p50_ms"] = round(out["through_sidecars"]["p50_ms"] - out["direct"]["p50_ms"], 3)
+        out["sidecars_added_p50_ms"] = round(
+            out["through_sidecars"]["p50_ms"] - out["direct"]["p50_ms"], 3
+        )
         out["bare_relays_added_p50_ms"] = round(
-            out["bare_asyncio_relay_pair"]["p50_ms"] - out["direct"]["p50_ms"], 3)
-        out["ratio_sidecars_vs_bare_relays_added"] = ratio(out["sidecars_added_p50_ms"],
-                                                           out["bare_relays_added_p50_ms"])
+            out["bare_asyncio_relay_pair"]["p50_ms"] - out["direct"]["p50_ms"], 3
+        )
+        out["ratio_sidecars_vs_bare_relays_added"] = ratio(
+            out["sidecars_added_p50_ms"], out["bare_relays_added_p50_ms"]
+        )
         return out
     finally:
         for p in (*procs, r1, r2, echo):
@@ -190,16 +220,23 @@ def run(n: int = 400) -> dict[str, Any]:
         channels = {
             "plaintext_grpc": grpc.insecure_channel(f"127.0.0.1:{plain_port}"),
             "direct_grpc_mtls": grpc.secure_channel(
-                f"127.0.0.1:{tls_port}", grpc.ssl_channel_credentials(
+                f"127.0.0.1:{tls_port}",
+                grpc.ssl_channel_credentials(
                     (certs / "gateway" / "ca.crt").read_bytes(),
                     (certs / "gateway" / "tls.key").read_bytes(),
-                    (certs / "gateway" / "tls.crt").read_bytes()),
-                options=[("grpc.ssl_target_name_override", "ledger")]),
+                    (certs / "gateway" / "tls.crt").read_bytes(),
+                ),
+                options=[("grpc.ssl_target_name_override", "ledger")],
+            ),
             "through_bare_relays": grpc.insecure_channel(f"127.0.0.1:{r1.lines[0]}"),
             "through_sidecars": grpc.insecure_channel(f"127.0.0.1:{route}"),
         }
-        calls = {k: ch.unary_unary("/bench.Echo/Echo", request_serializer=ident,
-                                   response_deserializer=ident) for k, ch in channels.items()}
+        calls = {
+            k: ch.unary_unary(
+                "/bench.Echo/Echo", request_serializer=ident, response_deserializer=ident
+            )
+            for k, ch in channels.items()
+        }
         try:
             for size_name, payload in (("100B", b"x" * 100), ("64KiB", b"y" * 65536)):
                 for conc in (1, 8):
@@ -218,14 +255,18 @@ def run(n: int = 400) -> dict[str, Any]:
                         figs[mode] = summarize(samples[mode])
                         figs[mode]["calls_per_second"] = sum(rates[mode]) / len(rates[mode])
                     figs["bare_relays_added_p50_ms_vs_plaintext"] = round(
-                        figs["through_bare_relays"]["p50_ms"] - figs["plaintext_grpc"]["p50_ms"], 3)
+                        figs["through_bare_relays"]["p50_ms"] - figs["plaintext_grpc"]["p50_ms"], 3
+                    )
                     figs["sidecar_added_p50_ms_vs_direct_mtls"] = round(
-                        figs["through_sidecars"]["p50_ms"] - figs["direct_grpc_mtls"]["p50_ms"], 3)
+                        figs["through_sidecars"]["p50_ms"] - figs["direct_grpc_mtls"]["p50_ms"], 3
+                    )
                     figs["ratio_p50_sidecars_vs_direct_mtls"] = ratio(
-                        figs["through_sidecars"]["p50_ms"], figs["direct_grpc_mtls"]["p50_ms"])
+                        figs["through_sidecars"]["p50_ms"], figs["direct_grpc_mtls"]["p50_ms"]
+                    )
                     figs["ratio_rate_sidecars_vs_direct_mtls"] = ratio(
                         figs["through_sidecars"]["calls_per_second"],
-                        figs["direct_grpc_mtls"]["calls_per_second"])
+                        figs["direct_grpc_mtls"]["calls_per_second"],
+                    )
                     out["unary"][key] = figs
         finally:
             for ch in channels.values():
@@ -250,8 +291,10 @@ def run(n: int = 400) -> dict[str, Any]:
                 r_rates.append(_bulk(reference, total))
             out["bulk"] = {
                 "bytes_per_run": total,
-                "tunnel_MBps": max(t_rates), "tunnel_MBps_runs": t_rates,
-                "python_ssl_tls13_MBps": max(r_rates), "python_ssl_tls13_MBps_runs": r_rates,
+                "tunnel_MBps": max(t_rates),
+                "tunnel_MBps_runs": t_rates,
+                "python_ssl_tls13_MBps": max(r_rates),
+                "python_ssl_tls13_MBps_runs": r_rates,
                 "ratio_tunnel_vs_ssl": ratio(max(t_rates), max(r_rates)),
             }
             with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status") as r:
@@ -263,25 +306,40 @@ def run(n: int = 400) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"gRPC unary echo, n={results['n']} per cell (callers here; servers and sidecars in "
-             "their own processes)",
-             f"{'case':<24} {'mode':<20} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9}"]
+    lines = [
+        f"gRPC unary echo, n={results['n']} per cell (callers here; servers and sidecars in "
+        "their own processes)",
+        f"{'case':<24} {'mode':<20} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9}",
+    ]
     for case, figs in results["unary"].items():
-        for mode in ("plaintext_grpc", "direct_grpc_mtls", "through_bare_relays", "through_sidecars"):
+        for mode in (
+            "plaintext_grpc",
+            "direct_grpc_mtls",
+            "through_bare_relays",
+            "through_sidecars",
+        ):
             f = figs[mode]
-            lines.append(f"{case:<24} {mode:<20} {f['p50_ms']:>8.3f} {f['p99_ms']:>8.3f} "
-                         f"{f['calls_per_second']:>9.0f}")
-        lines.append(f"{case:<24}   sidecars add {figs['sidecar_added_p50_ms_vs_direct_mtls']:+.3f} ms "
-                     f"p50 vs direct mTLS; p50 ratio {figs['ratio_p50_sidecars_vs_direct_mtls']:.2f}x, "
-                     f"rate ratio {figs['ratio_rate_sidecars_vs_direct_mtls']:.2f}x; crypto-free relays "
-                     f"alone add {figs['bare_relays_added_p50_ms_vs_plaintext']:+.3f} ms")
+            lines.append(
+                f"{case:<24} {mode:<20} {f['p50_ms']:>8.3f} {f['p99_ms']:>8.3f} "
+                f"{f['calls_per_second']:>9.0f}"
+            )
+        lines.append(
+            f"{case:<24}   sidecars add {figs['sidecar_added_p50_ms_vs_direct_mtls']:+.3f} ms "
+            f"p50 vs direct mTLS; p50 ratio {figs['ratio_p50_sidecars_vs_direct_mtls']:.2f}x, "
+            f"rate ratio {figs['ratio_rate_sidecars_vs_direct_mtls']:.2f}x; crypto-free relays "
+            f"alone add {figs['bare_relays_added_p50_ms_vs_plaintext']:+.3f} ms"
+        )
     rt = results["tcp_round_trip"]
-    lines.append(f"TCP 100 B ping-pong p50: direct {rt['direct']['p50_ms']:.3f} ms, bare asyncio "
-                 f"relay pair {rt['bare_asyncio_relay_pair']['p50_ms']:.3f} ms, sidecars "
-                 f"{rt['through_sidecars']['p50_ms']:.3f} ms; sidecars add {rt['sidecars_added_p50_ms']:.3f} ms "
-                 f"= {rt['ratio_sidecars_vs_bare_relays_added']:.2f}x what two crypto-free relays add")
+    lines.append(
+        f"TCP 100 B ping-pong p50: direct {rt['direct']['p50_ms']:.3f} ms, bare asyncio "
+        f"relay pair {rt['bare_asyncio_relay_pair']['p50_ms']:.3f} ms, sidecars "
+        f"{rt['through_sidecars']['p50_ms']:.3f} ms; sidecars add {rt['sidecars_added_p50_ms']:.3f} ms "
+        f"= {rt['ratio_sidecars_vs_bare_relays_added']:.2f}x what two crypto-free relays add"
+    )
     b = results["bulk"]
-    lines.append(f"bulk {b['bytes_per_run'] >> 20} MiB: tunnel {b['tunnel_MBps']:.0f} MB/s, "
-                 f"Python ssl TLS 1.3 {b['python_ssl_tls13_MBps']:.0f} MB/s, "
-                 f"ratio {b['ratio_tunnel_vs_ssl']:.2f}x")
+    lines.append(
+        f"bulk {b['bytes_per_run'] >> 20} MiB: tunnel {b['tunnel_MBps']:.0f} MB/s, "
+        f"Python ssl TLS 1.3 {b['python_ssl_tls13_MBps']:.0f} MB/s, "
+        f"ratio {b['ratio_tunnel_vs_ssl']:.2f}x"
+    )
     return "\n".join(lines)

@@ -13,8 +13,13 @@ def summarize(samples: list[float]) -> dict[str, float]:
         return s[min(n - 1, int(p / 100 * n))]
 
     total = sum(s)
-    return {"n": n, "p50_ms": pct(50) * 1e3, "p99_ms": pct(99) * 1e3,
-            "mean_ms": statistics.fmean(s) * 1e3, "per_second": n / total if total else 0.0}
+    return {
+        "n": n,
+        "p50_ms": pct(50) * 1e3,
+        "p99_ms": pct(99) * 1e3,
+        "mean_ms": statistics.fmean(s) * 1e3,
+        "per_second": n / total if total else 0.0,
+    }
 
 
 def ratio(a: float, b: float) -> float:

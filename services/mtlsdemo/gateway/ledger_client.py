@@ -23,21 +23,27 @@ from mtlsdemo.rpc.server import ConfigError, is_loopback
 
 # Every ledger write carries an idempotency key, so retrying UNAVAILABLE (the
 # ledger restarting, a connection reset) can never move money twice.
-SERVICE_CONFIG = json.dumps({
-    "methodConfig": [{
-        "name": [{"service": "mtlsdemo.ledger.v1.LedgerService"}],
-        "retryPolicy": {
-            "maxAttempts": 5,
-            "initialBackoff": "0.1s",
-            "maxBackoff": "1s",
-            "backoffMultiplier": 2,
-            "retryableStatusCodes": ["UNAVAILABLE"],
-        },
-    }],
-})
+SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "mtlsdemo.ledger.v1.LedgerService"}],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
 
 
-def ledger_channel(address: str, identity: IdentityMaterial | None, server_name: str) -> grpc.Channel:
+def ledger_channel(
+    address: str, identity: IdentityMaterial | None, server_name: str
+) -> grpc.Channel:
     options: list[tuple[str, object]] = [
         ("grpc.service_config", SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
@@ -45,8 +51,10 @@ def ledger_channel(address: str, identity: IdentityMaterial | None, server_name:
     ]
     if identity is None:
         if not is_loopback(address):
-            raise ConfigError(f"--ledger-addr {address}: plaintext is only allowed to a "
-                              "loopback address (a local sidecar)")
+            raise ConfigError(
+                f"--ledger-addr {address}: plaintext is only allowed to a "
+                "loopback address (a local sidecar)"
+            )
         channel = grpc.insecure_channel(address, options=options)
     else:
         channel = secure_channel(address, identity, server_name, options)
@@ -58,17 +66,23 @@ OLD_CHANNEL_GRACE_SECONDS = 30.0
 
 
 class LedgerConnection:
-    def __init__(self, address: str, tls_dir: Path | None, server_name: str,
-                 check_interval: float = 2.0) -> None:
+    def __init__(
+        self, address: str, tls_dir: Path | None, server_name: str, check_interval: float = 2.0
+    ) -> None:
         self.address, self.server_name = address, server_name
         self.source = IdentitySource(tls_dir) if tls_dir is not None else None
-        self._channel = ledger_channel(address, self.source.current if self.source else None,
-                                       server_name)
+        self._channel = ledger_channel(
+            address, self.source.current if self.source else None, server_name
+        )
         self.stub = pb_grpc.LedgerServiceStub(self._channel)
         self._stop = threading.Event()
         if self.source is not None:
-            threading.Thread(target=self._watch, args=(check_interval,), daemon=True,
-                             name="ledger-channel-reload").start()
+            threading.Thread(
+                target=self._watch,
+                args=(check_interval,),
+                daemon=True,
+                name="ledger-channel-reload",
+            ).start()
 
     def _watch(self, interval: float) -> None:
         assert self.source is not None
@@ -82,8 +96,11 @@ class LedgerConnection:
             timer = threading.Timer(OLD_CHANNEL_GRACE_SECONDS, old.close)
             timer.daemon = True
             timer.start()
-            log.info("ledger channel now presents %s serial %x", material.identity,
-                     material.leaf.serial_number)
+            log.info(
+                "ledger channel now presents %s serial %x",
+                material.identity,
+                material.leaf.serial_number,
+            )
 
     def close(self) -> None:
         self._stop.set()

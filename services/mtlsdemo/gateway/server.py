@@ -11,16 +11,26 @@ from mtlsdemo.rpc.server import ServiceSpec, run_forever
 from mtlsdemo.trust import IdentityPolicy
 
 
-def serve(listen: str, tls_dir: Path | None, policy: IdentityPolicy | None,
-          ledger_addr: str, ledger_tls_dir: Path | None, ledger_server_name: str,
-          metrics_listen: str | None) -> None:
+def serve(
+    listen: str,
+    tls_dir: Path | None,
+    policy: IdentityPolicy | None,
+    ledger_addr: str,
+    ledger_tls_dir: Path | None,
+    ledger_server_name: str,
+    metrics_listen: str | None,
+) -> None:
     ledger = LedgerConnection(ledger_addr, ledger_tls_dir, ledger_server_name)
     service = GatewayService(ledger)
     spec = ServiceSpec(
-        component="gateway", listen=listen, tls_dir=tls_dir, policy=policy,
+        component="gateway",
+        listen=listen,
+        tls_dir=tls_dir,
+        policy=policy,
         metrics_listen=metrics_listen,
         register=lambda server: pb_grpc.add_GatewayServiceServicer_to_server(service, server),
-        service_names=[SERVICE_NAME])
+        service_names=[SERVICE_NAME],
+    )
     try:
         run_forever(spec)
     finally:

@@ -19,8 +19,12 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GatewayService"].full_name
 LEDGER_DEADLINE_SECONDS = 5.0
 # The caller's mistakes pass through with the ledger's message; anything else
 # means the ledger itself is in trouble.
-_PASS_THROUGH = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
-                 grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.FAILED_PRECONDITION}
+_PASS_THROUGH = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
 
 
 def _relay(context: grpc.ServicerContext, e: grpc.RpcError) -> NoReturn:
@@ -44,63 +48,100 @@ class GatewayService(pb_grpc.GatewayServiceServicer):
         # read per call: the connection swaps in a new stub when certificates change
         return self.connection.stub
 
-    def OpenAccount(self, request: pb.OpenAccountRequest, context: grpc.ServicerContext) -> pb.OpenAccountResponse:
+    def OpenAccount(
+        self, request: pb.OpenAccountRequest, context: grpc.ServicerContext
+    ) -> pb.OpenAccountResponse:
         try:
             a = self.ledger.CreateAccount(
                 lpb.CreateAccountRequest(account_id=request.account_id, owner=request.owner),
-                timeout=LEDGER_DEADLINE_SECONDS)
+                timeout=LEDGER_DEADLINE_SECONDS,
+            )
         except grpc.RpcError as e:
             _relay(context, e)
         return pb.OpenAccountResponse(account_id=a.account_id, owner=a.owner)
 
-    def Deposit(self, request: pb.DepositRequest, context: grpc.ServicerContext) -> pb.MoneyMovement:
+    def Deposit(
+        self, request: pb.DepositRequest, context: grpc.ServicerContext
+    ) -> pb.MoneyMovement:
         key = request.idempotency_key or f"dep-{uuid.uuid4()}"
         try:
             r = self.ledger.Deposit(
-                lpb.DepositRequest(account_id=request.account_id,
-                                   amount_cents=request.amount_cents, idempotency_key=key),
-                timeout=LEDGER_DEADLINE_SECONDS)
-            to = self.ledger.GetAccount(lpb.GetAccountRequest(account_id=request.account_id),
-                                        timeout=LEDGER_DEADLINE_SECONDS)
+                lpb.DepositRequest(
+                    account_id=request.account_id,
+                    amount_cents=request.amount_cents,
+                    idempotency_key=key,
+                ),
+                timeout=LEDGER_DEADLINE_SECONDS,
+            )
+            to = self.ledger.GetAccount(
+                lpb.GetAccountRequest(account_id=request.account_id),
+                timeout=LEDGER_DEADLINE_SECONDS,
+            )
         except grpc.RpcError as e:
             _relay(context, e)
-        return pb.MoneyMovement(transfer_id=r.transfer.transfer_id, idempotency_key=key,
-                                replayed=r.replayed, to_balance_cents=to.balance_cents)
+        return pb.MoneyMovement(
+            transfer_id=r.transfer.transfer_id,
+            idempotency_key=key,
+            replayed=r.replayed,
+            to_balance_cents=to.balance_cents,
+        )
 
-    def Transfer(self, request: pb.TransferRequest, context: grpc.ServicerContext) -> pb.MoneyMovement:
+    def Transfer(
+        self, request: pb.TransferRequest, context: grpc.ServicerContext
+    ) -> pb.MoneyMovement:
         key = request.idempotency_key or f"xfr-{uuid.uuid4()}"
         try:
             r = self.ledger.Transfer(
-                lpb.TransferRequest(from_account_id=request.from_account_id,
-                                    to_account_id=request.to_account_id,
-                                    amount_cents=request.amount_cents, idempotency_key=key),
-                timeout=LEDGER_DEADLINE_SECONDS)
-            src = self.ledger.GetAccount(lpb.GetAccountRequest(account_id=request.from_account_id),
-                                         timeout=LEDGER_DEADLINE_SECONDS)
-            dst = self.ledger.GetAccount(lpb.GetAccountRequest(account_id=request.to_account_id),
-                                         timeout=LEDGER_DEADLINE_SECONDS)
+                lpb.TransferRequest(
+                    from_account_id=request.from_account_id,
+                    to_account_id=request.to_account_id,
+                    amount_cents=request.amount_cents,
+                    idempotency_key=key,
+                ),
+                timeout=LEDGER_DEADLINE_SECONDS,
+            )
+            src = self.ledger.GetAccount(
+                lpb.GetAccountRequest(account_id=request.from_account_id),
+                timeout=LEDGER_DEADLINE_SECONDS,
+            )
+            dst = self.ledger.GetAccount(
+                lpb.GetAccountRequest(account_id=request.to_account_id),
+                timeout=LEDGER_DEADLINE_SECONDS,
+            )
         except grpc.RpcError as e:
             _relay(context, e)
-        return pb.MoneyMovement(transfer_id=r.transfer.transfer_id, idempotency_key=key,
-                                replayed=r.replayed, from_balance_cents=src.balance_cents,
-                                to_balance_cents=dst.balance_cents)
+        return pb.MoneyMovement(
+            transfer_id=r.transfer.transfer_id,
+            idempotency_key=key,
+            replayed=r.replayed,
+            from_balance_cents=src.balance_cents,
+            to_balance_cents=dst.balance_cents,
+        )
 
-    def GetBalance(self, request: pb.GetBalanceRequest, context: grpc.ServicerContext) -> pb.Balance:
+    def GetBalance(
+        self, request: pb.GetBalanceRequest, context: grpc.ServicerContext
+    ) -> pb.Balance:
         try:
-            a = self.ledger.GetAccount(lpb.GetAccountRequest(account_id=request.account_id),
-                                       timeout=LEDGER_DEADLINE_SECONDS)
+            a = self.ledger.GetAccount(
+                lpb.GetAccountRequest(account_id=request.account_id),
+                timeout=LEDGER_DEADLINE_SECONDS,
+            )
         except grpc.RpcError as e:
             _relay(context, e)
         return pb.Balance(account_id=a.account_id, owner=a.owner, balance_cents=a.balance_cents)
 
-    def Statement(self, request: pb.StatementRequest, context: grpc.ServicerContext) -> Iterator[pb.StatementEntry]:
+    def Statement(
+        self, request: pb.StatementRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.StatementEntry]:
         account = request.account_id
         try:
-            self.ledger.GetAccount(lpb.GetAccountRequest(account_id=account),
-                                   timeout=LEDGER_DEADLINE_SECONDS)
+            self.ledger.GetAccount(
+                lpb.GetAccountRequest(account_id=account), timeout=LEDGER_DEADLINE_SECONDS
+            )
             if request.follow:
                 call = self.ledger.WatchTransfers(
-                    lpb.WatchTransfersRequest(account_id=account, after_id=0))
+                    lpb.WatchTransfersRequest(account_id=account, after_id=0)
+                )
                 context.add_callback(call.cancel)  # our caller left: stop the upstream stream
                 for t in call:
                     yield entry_for(account, t)
@@ -109,7 +150,8 @@ class GatewayService(pb_grpc.GatewayServiceServicer):
             while True:
                 page = self.ledger.ListTransfers(
                     lpb.ListTransfersRequest(account_id=account, after_id=after, limit=500),
-                    timeout=LEDGER_DEADLINE_SECONDS)
+                    timeout=LEDGER_DEADLINE_SECONDS,
+                )
                 if not page.transfers:
                     return
                 for t in page.transfers:
@@ -128,5 +170,10 @@ def entry_for(account: str, t: lpb.TransferRecord) -> pb.StatementEntry:
         kind, other, amount = "transfer_in", t.from_account_id, t.amount_cents
     else:
         kind, other, amount = "transfer_out", t.to_account_id, -t.amount_cents
-    return pb.StatementEntry(transfer_id=t.transfer_id, kind=kind, counterparty_account_id=other,
-                             amount_cents=amount, created_unix_ms=t.created_unix_ms)
+    return pb.StatementEntry(
+        transfer_id=t.transfer_id,
+        kind=kind,
+        counterparty_account_id=other,
+        amount_cents=amount,
+        created_unix_ms=t.created_unix_ms,
+    )

@@ -24,8 +24,24 @@ from mtlsdemo.handshake.peer import PeerPolicy, TrustStore
 from mtlsdemo.handshake.suites import DEFAULT_SUITES, SUITES, KeyExchange, Suite, parse_suites
 
 __all__ = [
-    "DEFAULT_SUITES", "SUITES", "Connection", "Credentials", "DataReceived", "Event",
-    "HandshakeComplete", "HandshakeConfig", "HandshakeResult", "KeyExchange", "KeyUpdated",
-    "Limits", "PeerClosed", "PeerPolicy", "ProtocolError", "Reason", "State", "Suite",
-    "TrustStore", "parse_suites",
+    "DEFAULT_SUITES",
+    "SUITES",
+    "Connection",
+    "Credentials",
+    "DataReceived",
+    "Event",
+    "HandshakeComplete",
+    "HandshakeConfig",
+    "HandshakeResult",
+    "KeyExchange",
+    "KeyUpdated",
+    "Limits",
+    "PeerClosed",
+    "PeerPolicy",
+    "ProtocolError",
+    "Reason",
+    "State",
+    "Suite",
+    "TrustStore",
+    "parse_suites",
 ]

@@ -18,9 +18,10 @@ class Reader:
     def _take(self, n: int) -> bytes:
         end = self.pos + n
         if end > len(self.data):
-            raise ProtocolError(Reason.DECODE_ERROR,
-                                f"{self.what}: needs {end - len(self.data)} more bytes")
-        out = self.data[self.pos:end]
+            raise ProtocolError(
+                Reason.DECODE_ERROR, f"{self.what}: needs {end - len(self.data)} more bytes"
+            )
+        out = self.data[self.pos : end]
         self.pos = end
         return out
 
@@ -47,8 +48,9 @@ class Reader:
 
     def end(self) -> None:
         if self.pos != len(self.data):
-            raise ProtocolError(Reason.DECODE_ERROR,
-                                f"{self.what}: {len(self.data) - self.pos} trailing bytes")
+            raise ProtocolError(
+                Reason.DECODE_ERROR, f"{self.what}: {len(self.data) - self.pos} trailing bytes"
+            )
 
 
 def u8(v: int) -> bytes:

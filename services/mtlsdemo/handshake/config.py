@@ -55,8 +55,8 @@ class Credentials:
 @dataclass(frozen=True)
 class Limits:
     max_handshake_message: int = 32 * 1024
-    max_buffered: int = 64 * 1024      # unparsed bytes held at once (partial record + message)
-    max_seq: int = 2**64 - 1           # records under one key before the session must end
+    max_buffered: int = 64 * 1024  # unparsed bytes held at once (partial record + message)
+    max_seq: int = 2**64 - 1  # records under one key before the session must end
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,15 @@ class HandshakeConfig:
     peer: PeerPolicy = field(default_factory=PeerPolicy)
     suites: tuple[Suite, ...] = DEFAULT_SUITES
     versions: tuple[int, ...] = SUPPORTED_VERSIONS
-    server_preference: bool = False    # server picks by its own order, not the client's
+    server_preference: bool = False  # server picks by its own order, not the client's
     limits: Limits = field(default_factory=Limits)
-    key_update_records: int = 0        # auto key update after this many records sent (0: never)
-    key_update_bytes: int = 0          # ... or this many plaintext bytes sent (0: never)
-    trace: bool = False                # record every message for `mtlsdemo handshake --trace`
+    key_update_records: int = 0  # auto key update after this many records sent (0: never)
+    key_update_bytes: int = 0  # ... or this many plaintext bytes sent (0: never)
+    trace: bool = False  # record every message for `mtlsdemo handshake --trace`
 
     @classmethod
-    def from_pem(cls, cert_pem: bytes, key_pem: bytes, ca_pem: bytes, **kw: object) -> HandshakeConfig:
+    def from_pem(
+        cls, cert_pem: bytes, key_pem: bytes, ca_pem: bytes, **kw: object
+    ) -> HandshakeConfig:
         trust = TrustStore(x509.load_pem_x509_certificates(ca_pem))
         return cls(Credentials.from_pem(cert_pem, key_pem), trust, **kw)  # type: ignore[arg-type]

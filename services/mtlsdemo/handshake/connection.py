@@ -78,7 +78,7 @@ class State(StrEnum):
     WAIT_CLIENT_KEY_EXCHANGE = "wait_client_key_exchange"
     WAIT_FINISHED = "wait_finished"
     CONNECTED = "connected"
-    CLOSED = "closed"     # peer sent close_notify (we may still send until we close)
+    CLOSED = "closed"  # peer sent close_notify (we may still send until we close)
     FAILED = "failed"
 
 
@@ -93,16 +93,27 @@ EXPECTED = {
     State.WAIT_FINISHED: T.FINISHED,
 }
 STEP_OF = {
-    T.CLIENT_HELLO: "hello", T.SERVER_HELLO: "hello", T.CERTIFICATE: "certificate_verify",
-    T.CERTIFICATE_REQUEST: "certificate_verify", T.CERTIFICATE_VERIFY: "certificate_verify",
-    T.SERVER_KEY_SHARE: "key_exchange", T.CLIENT_KEY_EXCHANGE: "key_exchange",
+    T.CLIENT_HELLO: "hello",
+    T.SERVER_HELLO: "hello",
+    T.CERTIFICATE: "certificate_verify",
+    T.CERTIFICATE_REQUEST: "certificate_verify",
+    T.CERTIFICATE_VERIFY: "certificate_verify",
+    T.SERVER_KEY_SHARE: "key_exchange",
+    T.CLIENT_KEY_EXCHANGE: "key_exchange",
     T.FINISHED: "finished",
 }
 
 
 class Connection:
-    def __init__(self, role: str, config: HandshakeConfig, *, now: dt.datetime,
-                 clock: Callable[[], float], entropy: kx.Entropy) -> None:
+    def __init__(
+        self,
+        role: str,
+        config: HandshakeConfig,
+        *,
+        now: dt.datetime,
+        clock: Callable[[], float],
+        entropy: kx.Entropy,
+    ) -> None:
         """``now``: wall time for certificate validity; ``clock``: monotonic seconds
         for step timings; ``entropy``: n -> n random bytes (randoms, key shares,
         pre-master secrets). All three are the caller's: the core reads no clock
@@ -124,7 +135,7 @@ class Connection:
         self._in = bytearray()
         self._out: list[bytes] = []
         self._hs = m.MessageBuffer(config.limits.max_handshake_message)
-        self._transcript = hashes.Hash(hashes.SHA256())      # every handshake message
+        self._transcript = hashes.Hash(hashes.SHA256())  # every handshake message
         self._sig_transcript = hashes.Hash(hashes.SHA256())  # client random + from ServerHello on
         self._random = entropy(m.RANDOM_LEN)
         self._client_random = self._random if role == "client" else b""
@@ -163,8 +174,12 @@ class Connection:
         exp = EXPECTED.get(self.state)
         if exp is not None:
             return f"{exp.name} from the {self.peer_role}"
-        return {State.START: "start()", State.CONNECTED: "application data",
-                State.CLOSED: "nothing (peer closed)", State.FAILED: "nothing (failed)"}[self.state]
+        return {
+            State.START: "start()",
+            State.CONNECTED: "application data",
+            State.CLOSED: "nothing (peer closed)",
+            State.FAILED: "nothing (failed)",
+        }[self.state]
 
     @property
     def handshake_done(self) -> bool:
@@ -183,9 +198,11 @@ class Connection:
             for ctype, hdr, payload in split_records(self._in):
                 events.extend(self._record(ctype, hdr, payload))
             if len(self._in) + self._hs.pending > self.config.limits.max_buffered:
-                raise ProtocolError(Reason.RECORD_OVERFLOW,
-                                    f"{len(self._in) + self._hs.pending} bytes buffered "
-                                    f"(limit {self.config.limits.max_buffered})")
+                raise ProtocolError(
+                    Reason.RECORD_OVERFLOW,
+                    f"{len(self._in) + self._hs.pending} bytes buffered "
+                    f"(limit {self.config.limits.max_buffered})",
+                )
         except ProtocolError as e:
             e.events = events
             self._failed(e)
@@ -206,7 +223,9 @@ class Connection:
         for i in range(0, len(view), MAX_PLAINTEXT):
             self._maybe_auto_update()
             try:
-                self._out.append(self._seal(ContentType.APPLICATION_DATA, bytes(view[i:i + MAX_PLAINTEXT])))
+                self._out.append(
+                    self._seal(ContentType.APPLICATION_DATA, bytes(view[i : i + MAX_PLAINTEXT]))
+                )
             except ProtocolError as e:  # sequence exhausted: end the session, and say why
                 self._failed(e)
                 raise
@@ -230,10 +249,18 @@ class Connection:
         peer to move its sending keys too."""
         if self._send is None or self._close_sent:
             raise RuntimeError("no session keys to update")
-        self._out.append(self._send.seal(ContentType.KEY_UPDATE, bytes((1 if request_peer else 0,))))
+        self._out.append(
+            self._send.seal(ContentType.KEY_UPDATE, bytes((1 if request_peer else 0,)))
+        )
         self._send.update()
-        self._trace("send", "record", "KeyUpdate", 1, "data",
-                    {"request_peer": request_peer, "generation": self._send.generation})
+        self._trace(
+            "send",
+            "record",
+            "KeyUpdate",
+            1,
+            "data",
+            {"request_peer": request_peer, "generation": self._send.generation},
+        )
 
     def fail(self, reason: Reason, detail: str = "") -> ProtocolError:
         """A failure found by the caller (e.g. handshake deadline): queue the alert
@@ -284,8 +311,9 @@ class Connection:
     def _eof(self) -> list[Event]:
         if self.state is State.CLOSED:
             return []
-        e = ProtocolError(Reason.TRUNCATED,
-                          f"connection closed without close_notify while {self.state.value}")
+        e = ProtocolError(
+            Reason.TRUNCATED, f"connection closed without close_notify while {self.state.value}"
+        )
         self._failed(e)
         raise e
 
@@ -297,8 +325,9 @@ class Connection:
         s = self._send
         assert s is not None
         cfg = self.config
-        if (cfg.key_update_records and s.records >= cfg.key_update_records) or \
-                (cfg.key_update_bytes and s.bytes >= cfg.key_update_bytes):
+        if (cfg.key_update_records and s.records >= cfg.key_update_records) or (
+            cfg.key_update_bytes and s.bytes >= cfg.key_update_bytes
+        ):
             self.update_keys()
 
     def _record(self, ctype: int, hdr: bytes, payload: bytes) -> list[Event]:
@@ -306,7 +335,9 @@ class Connection:
             raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "record after close_notify")
         if self._recv is not None:
             if ctype == ContentType.HANDSHAKE:
-                raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "handshake record after the handshake")
+                raise ProtocolError(
+                    Reason.UNEXPECTED_MESSAGE, "handshake record after the handshake"
+                )
             plaintext = self._recv.open(hdr, payload)
             if ctype == ContentType.APPLICATION_DATA:
                 if not plaintext:
@@ -320,8 +351,14 @@ class Connection:
             if len(plaintext) != 1 or plaintext[0] > 1:
                 raise ProtocolError(Reason.DECODE_ERROR, "malformed KeyUpdate")
             self._recv.update()
-            self._trace("recv", "record", "KeyUpdate", 1, "data",
-                        {"request_peer": bool(plaintext[0]), "generation": self._recv.generation})
+            self._trace(
+                "recv",
+                "record",
+                "KeyUpdate",
+                1,
+                "data",
+                {"request_peer": bool(plaintext[0]), "generation": self._recv.generation},
+            )
             events: list[Event] = [KeyUpdated("receive", self._recv.generation)]
             if plaintext[0] and not self._close_sent:
                 self.update_keys(request_peer=False)
@@ -330,10 +367,14 @@ class Connection:
         if ctype == ContentType.ALERT:
             return self._alert(payload)
         if ctype != ContentType.HANDSHAKE:
-            raise ProtocolError(Reason.UNEXPECTED_MESSAGE,
-                                f"{ContentType(ctype).name} record before the handshake completed")
+            raise ProtocolError(
+                Reason.UNEXPECTED_MESSAGE,
+                f"{ContentType(ctype).name} record before the handshake completed",
+            )
         if self.state not in EXPECTED:
-            raise ProtocolError(Reason.UNEXPECTED_MESSAGE, f"handshake record in state {self.state}")
+            raise ProtocolError(
+                Reason.UNEXPECTED_MESSAGE, f"handshake record in state {self.state}"
+            )
         if not payload:
             raise ProtocolError(Reason.DECODE_ERROR, "empty handshake record")
         out: list[Event] = []
@@ -351,23 +392,28 @@ class Connection:
         self._trace("recv", "alert", reason.value, 2, "alert", {"level": level})
         if reason is Reason.CLOSE_NOTIFY:
             if not self.handshake_done:
-                raise ProtocolError(Reason.CLOSE_NOTIFY, "peer closed during the handshake",
-                                    origin="remote")
+                raise ProtocolError(
+                    Reason.CLOSE_NOTIFY, "peer closed during the handshake", origin="remote"
+                )
             self.state = State.CLOSED
             return [PeerClosed()]
-        raise ProtocolError(reason, f"the {self.peer_role} rejected the connection", origin="remote")
+        raise ProtocolError(
+            reason, f"the {self.peer_role} rejected the connection", origin="remote"
+        )
 
     # --- handshake messages ---
     def _handshake(self, msg_type: int, raw: bytes) -> list[Event]:
         expected = EXPECTED.get(self.state)
         if msg_type != expected:
             got = T(msg_type).name if msg_type in T._value2member_map_ else f"type {msg_type}"
-            raise ProtocolError(Reason.UNEXPECTED_MESSAGE,
-                                f"got {got} while waiting for {self.waiting_for}")
+            raise ProtocolError(
+                Reason.UNEXPECTED_MESSAGE, f"got {got} while waiting for {self.waiting_for}"
+            )
         msg = m.decode(msg_type, raw[4:])
         if self.config.trace:
-            self._trace("recv", "handshake", T(msg_type).name, len(raw), STEP_OF[T(msg_type)],
-                        describe(msg))
+            self._trace(
+                "recv", "handshake", T(msg_type).name, len(raw), STEP_OF[T(msg_type)], describe(msg)
+            )
         th_before = self._transcript.copy().finalize()
         sig_before = self._sig_transcript.copy().finalize()
         self._transcript.update(raw)
@@ -384,57 +430,80 @@ class Connection:
             if msg.type != T.CLIENT_HELLO:
                 self._sig_transcript.update(raw)
             if self.config.trace:
-                self._trace("send", "handshake", msg.type.name, len(raw), STEP_OF[msg.type],
-                            describe(msg))
+                self._trace(
+                    "send", "handshake", msg.type.name, len(raw), STEP_OF[msg.type], describe(msg)
+                )
             chunk += raw
         # One flight, as few records as the size limit allows: one TCP write, one RTT.
         for i in range(0, len(chunk), MAX_PLAINTEXT):
-            self._out.append(plaintext_record(ContentType.HANDSHAKE, bytes(chunk[i:i + MAX_PLAINTEXT])))
+            self._out.append(
+                plaintext_record(ContentType.HANDSHAKE, bytes(chunk[i : i + MAX_PLAINTEXT]))
+            )
 
     def _phase(self, name: str, t0: float) -> float:
         t1 = self.clock()
         self.phases[name] += t1 - t0
         return t1
 
-    def _trace(self, direction: str, kind: str, name: str, size: int, step: str,
-               fields: dict[str, Any]) -> None:
+    def _trace(
+        self, direction: str, kind: str, name: str, size: int, step: str, fields: dict[str, Any]
+    ) -> None:
         if self.config.trace:
-            self.trace.append(TraceEntry(self.role, direction, kind, name, size, step, fields,
-                                         self.clock()))
+            self.trace.append(
+                TraceEntry(self.role, direction, kind, name, size, step, fields, self.clock())
+            )
 
     def _certificate_verify(self, signer: str, sig_hash: bytes) -> m.CertificateVerify:
         cred = self.config.credentials
-        return m.CertificateVerify(cred.scheme, sign(cred.key, cred.scheme, signed_content(signer, sig_hash)))
+        return m.CertificateVerify(
+            cred.scheme, sign(cred.key, cred.scheme, signed_content(signer, sig_hash))
+        )
 
     def _check_certificate_verify(self, msg: m.CertificateVerify, sig_hash: bytes) -> None:
         assert self.peer is not None
-        verify(self.peer.public_key, msg.scheme, msg.signature,
-               signed_content(self.peer_role, sig_hash))
-        self.peer.checks.append(f"CertificateVerify ({hex(msg.scheme)}) proves the {self.peer_role} "
-                                "holds the certificate's private key")
+        verify(
+            self.peer.public_key,
+            msg.scheme,
+            msg.signature,
+            signed_content(self.peer_role, sig_hash),
+        )
+        self.peer.checks.append(
+            f"CertificateVerify ({hex(msg.scheme)}) proves the {self.peer_role} "
+            "holds the certificate's private key"
+        )
 
     def _complete(self) -> list[Event]:
         assert self.suite and self.peer and self.started_at is not None
         self.state = State.CONNECTED
         cred = self.config.credentials
         self.result = HandshakeResult(
-            role=self.role, version=version_name(self.version), suite=self.suite.name,
+            role=self.role,
+            version=version_name(self.version),
+            suite=self.suite.name,
             key_exchange=self.suite.kx.value,
-            local_identity=spiffe_id_of(cred.leaf), peer_identity=self.peer.identity,
+            local_identity=spiffe_id_of(cred.leaf),
+            peer_identity=self.peer.identity,
             peer_subject=self.peer.leaf.subject.rfc4514_string(),
-            peer_not_after=self.peer.leaf.not_valid_after_utc, checks=tuple(self.peer.checks),
-            phases=dict(self.phases), duration=self.clock() - self.started_at)
+            peer_not_after=self.peer.leaf.not_valid_after_utc,
+            checks=tuple(self.peer.checks),
+            phases=dict(self.phases),
+            duration=self.clock() - self.started_at,
+        )
         return [HandshakeComplete(self.result)]
 
     # --- client side ---
     def _on_client_server_hello(self, msg: m.ServerHello, _th: bytes, _sig: bytes) -> None:
         t0 = self.clock()
         if msg.version not in self.config.versions:
-            raise ProtocolError(Reason.UNSUPPORTED_VERSION,
-                                f"server chose version 0x{msg.version:04x}, which was not offered")
+            raise ProtocolError(
+                Reason.UNSUPPORTED_VERSION,
+                f"server chose version 0x{msg.version:04x}, which was not offered",
+            )
         if msg.suite not in self._offered:
-            raise ProtocolError(Reason.ILLEGAL_PARAMETER,
-                                f"server chose suite 0x{msg.suite:04x}, which was not offered")
+            raise ProtocolError(
+                Reason.ILLEGAL_PARAMETER,
+                f"server chose suite 0x{msg.suite:04x}, which was not offered",
+            )
         self.version, self.suite = msg.version, BY_CODE[msg.suite]
         self._server_random = msg.random
         self._phase("hello", t0)
@@ -446,9 +515,11 @@ class Connection:
         assert self.suite is not None
         if self.suite.kx is KeyExchange.RSA_OAEP:
             if not can_receive_rsa_key_transport(self.peer.leaf):
-                raise ProtocolError(Reason.ILLEGAL_PARAMETER,
-                                    "RSA-OAEP suite chosen but the server key cannot encrypt "
-                                    "(needs RSA with keyEncipherment)")
+                raise ProtocolError(
+                    Reason.ILLEGAL_PARAMETER,
+                    "RSA-OAEP suite chosen but the server key cannot encrypt "
+                    "(needs RSA with keyEncipherment)",
+                )
             self.state = State.WAIT_CERTIFICATE_REQUEST
         else:
             self.state = State.WAIT_SERVER_KEY_SHARE
@@ -456,17 +527,25 @@ class Connection:
 
     def _on_client_server_key_share(self, msg: m.ServerKeyShare, _th: bytes, _sig: bytes) -> None:
         if msg.group != m.X25519_GROUP:
-            raise ProtocolError(Reason.ILLEGAL_PARAMETER, f"key share group 0x{msg.group:04x} is not X25519")
+            raise ProtocolError(
+                Reason.ILLEGAL_PARAMETER, f"key share group 0x{msg.group:04x} is not X25519"
+            )
         self._peer_share = msg.public
         self.state = State.WAIT_CERTIFICATE_REQUEST
 
-    def _on_client_certificate_request(self, msg: m.CertificateRequest, _th: bytes, _sig: bytes) -> None:
+    def _on_client_certificate_request(
+        self, msg: m.CertificateRequest, _th: bytes, _sig: bytes
+    ) -> None:
         if self.config.credentials.scheme not in msg.schemes:
-            raise ProtocolError(Reason.NO_COMMON_SUITE,
-                                f"server accepts none of our signature scheme {self.config.credentials.scheme.name}")
+            raise ProtocolError(
+                Reason.NO_COMMON_SUITE,
+                f"server accepts none of our signature scheme {self.config.credentials.scheme.name}",
+            )
         self.state = State.WAIT_CERTIFICATE_VERIFY
 
-    def _on_client_certificate_verify(self, msg: m.CertificateVerify, _th: bytes, sig: bytes) -> None:
+    def _on_client_certificate_verify(
+        self, msg: m.CertificateVerify, _th: bytes, sig: bytes
+    ) -> None:
         t0 = self.clock()
         self._check_certificate_verify(msg, sig)
         t0 = self._phase("certificate_verify", t0)
@@ -490,8 +569,9 @@ class Connection:
         fin = m.Finished(self._ks.finished_mac("client", self._transcript.copy().finalize()))
         self._send_handshake([fin])
         th_cf = self._transcript.copy().finalize()
-        self._send = Protector(self.suite, self._ks.traffic_secret("client", th_cf),
-                               self.config.limits.max_seq)
+        self._send = Protector(
+            self.suite, self._ks.traffic_secret("client", th_cf), self.config.limits.max_seq
+        )
         self._pending_recv_secret = self._ks.traffic_secret("server", th_cf)
         self._merge_handshake_records(flight_start)
         self._phase("finished", t0)
@@ -501,7 +581,9 @@ class Connection:
         t0 = self.clock()
         assert self._ks is not None and self.suite is not None
         if not self._ks.check_finished("server", th, msg.verify_data):
-            raise ProtocolError(Reason.BAD_FINISHED, "server Finished does not match our transcript")
+            raise ProtocolError(
+                Reason.BAD_FINISHED, "server Finished does not match our transcript"
+            )
         self._recv = Protector(self.suite, self._pending_recv_secret, self.config.limits.max_seq)
         if self._hs.pending:
             raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "handshake bytes after Finished")
@@ -516,9 +598,10 @@ class Connection:
         self._sig_transcript.update(msg.random)
         common = [v for v in self.config.versions if v in msg.versions]
         if not common:
-            raise ProtocolError(Reason.UNSUPPORTED_VERSION,
-                                "no common version: client offers "
-                                + ", ".join(f"0x{v:04x}" for v in msg.versions))
+            raise ProtocolError(
+                Reason.UNSUPPORTED_VERSION,
+                "no common version: client offers " + ", ".join(f"0x{v:04x}" for v in msg.versions),
+            )
         self.version = max(common)
         cred = self.config.credentials
         ours = [s for s in self.config.suites if cred.supports(s)]
@@ -528,10 +611,12 @@ class Connection:
         else:
             chosen = next((s for s in offered if s in ours), None)
         if chosen is None:
-            raise ProtocolError(Reason.NO_COMMON_SUITE,
-                                "none of the client's suites is enabled here "
-                                f"(client: {', '.join(f'0x{c:04x}' for c in msg.suites)}; "
-                                f"server: {', '.join(s.name for s in ours)})")
+            raise ProtocolError(
+                Reason.NO_COMMON_SUITE,
+                "none of the client's suites is enabled here "
+                f"(client: {', '.join(f'0x{c:04x}' for c in msg.suites)}; "
+                f"server: {', '.join(s.name for s in ours)})",
+            )
         self.suite = chosen
         hello = m.ServerHello(self.version, self._random, chosen.code)
         self._send_handshake([hello])
@@ -543,7 +628,9 @@ class Connection:
         flight.append(m.CertificateRequest(tuple(int(s) for s in SUPPORTED_SCHEMES)))
         self._send_handshake(flight)
         t0 = self._phase("key_exchange", t0)
-        self._send_handshake([self._certificate_verify("server", self._sig_transcript.copy().finalize())])
+        self._send_handshake(
+            [self._certificate_verify("server", self._sig_transcript.copy().finalize())]
+        )
         self._phase("certificate_verify", t0)
         self._merge_handshake_records(flight_start)
         self.state = State.WAIT_CERTIFICATE
@@ -553,8 +640,10 @@ class Connection:
         it); merge its plaintext handshake records into as few as fit, so the
         flight leaves in one write."""
         payload = b"".join(r[5:] for r in self._out[start:])
-        self._out[start:] = [plaintext_record(ContentType.HANDSHAKE, payload[i:i + MAX_PLAINTEXT])
-                             for i in range(0, len(payload), MAX_PLAINTEXT)]
+        self._out[start:] = [
+            plaintext_record(ContentType.HANDSHAKE, payload[i : i + MAX_PLAINTEXT])
+            for i in range(0, len(payload), MAX_PLAINTEXT)
+        ]
 
     def _on_server_certificate(self, msg: m.Certificate, _th: bytes, _sig: bytes) -> None:
         t0 = self.clock()
@@ -562,7 +651,9 @@ class Connection:
         self._phase("certificate_verify", t0)
         self.state = State.WAIT_CLIENT_KEY_EXCHANGE
 
-    def _on_server_client_key_exchange(self, msg: m.ClientKeyExchange, _th: bytes, _sig: bytes) -> None:
+    def _on_server_client_key_exchange(
+        self, msg: m.ClientKeyExchange, _th: bytes, _sig: bytes
+    ) -> None:
         t0 = self.clock()
         assert self.suite is not None
         if self.suite.kx is KeyExchange.ECDHE_X25519:
@@ -572,12 +663,16 @@ class Connection:
             shared, ok = kx.rsa_oaep_decrypt(self.config.credentials.key, msg.data, self.entropy)  # type: ignore[arg-type]
             # Deliberately no error here: a bad ciphertext surfaces as bad_finished.
             if self.config.trace:
-                self.trace[-1].fields["decrypted"] = "ok" if ok else "failed; continuing with a random secret"
+                self.trace[-1].fields["decrypted"] = (
+                    "ok" if ok else "failed; continuing with a random secret"
+                )
         self._ks = KeySchedule(shared, self._client_random, self._server_random)
         self._phase("key_exchange", t0)
         self.state = State.WAIT_CERTIFICATE_VERIFY
 
-    def _on_server_certificate_verify(self, msg: m.CertificateVerify, _th: bytes, sig: bytes) -> None:
+    def _on_server_certificate_verify(
+        self, msg: m.CertificateVerify, _th: bytes, sig: bytes
+    ) -> None:
         t0 = self.clock()
         self._check_certificate_verify(msg, sig)
         self._phase("certificate_verify", t0)
@@ -587,13 +682,19 @@ class Connection:
         t0 = self.clock()
         assert self._ks is not None and self.suite is not None
         if not self._ks.check_finished("client", th, msg.verify_data):
-            raise ProtocolError(Reason.BAD_FINISHED, "client Finished does not match our transcript")
+            raise ProtocolError(
+                Reason.BAD_FINISHED, "client Finished does not match our transcript"
+            )
         if self._hs.pending:
             raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "handshake bytes after Finished")
         th_cf = self._transcript.copy().finalize()
         self._send_handshake([m.Finished(self._ks.finished_mac("server", th_cf))])
-        self._send = Protector(self.suite, self._ks.traffic_secret("server", th_cf), self.config.limits.max_seq)
-        self._recv = Protector(self.suite, self._ks.traffic_secret("client", th_cf), self.config.limits.max_seq)
+        self._send = Protector(
+            self.suite, self._ks.traffic_secret("server", th_cf), self.config.limits.max_seq
+        )
+        self._recv = Protector(
+            self.suite, self._ks.traffic_secret("client", th_cf), self.config.limits.max_seq
+        )
         self._phase("finished", t0)
         return self._complete()
 
@@ -601,11 +702,17 @@ class Connection:
 def describe(msg: m.Message) -> dict[str, Any]:
     """The key fields of a message, for the trace."""
     if isinstance(msg, m.ClientHello):
-        return {"versions": [version_name(v) for v in msg.versions], "random": msg.random.hex(),
-                "suites": [BY_CODE[c].name if c in BY_CODE else f"0x{c:04x}" for c in msg.suites]}
+        return {
+            "versions": [version_name(v) for v in msg.versions],
+            "random": msg.random.hex(),
+            "suites": [BY_CODE[c].name if c in BY_CODE else f"0x{c:04x}" for c in msg.suites],
+        }
     if isinstance(msg, m.ServerHello):
-        return {"version": version_name(msg.version), "random": msg.random.hex(),
-                "suite": BY_CODE[msg.suite].name if msg.suite in BY_CODE else f"0x{msg.suite:04x}"}
+        return {
+            "version": version_name(msg.version),
+            "random": msg.random.hex(),
+            "suite": BY_CODE[msg.suite].name if msg.suite in BY_CODE else f"0x{msg.suite:04x}",
+        }
     if isinstance(msg, m.Certificate):
         from cryptography import x509
 
@@ -618,8 +725,10 @@ def describe(msg: m.Message) -> dict[str, Any]:
                 out.append("(unparsable)")
         return {"chain": out}
     if isinstance(msg, m.ServerKeyShare):
-        return {"group": "X25519" if msg.group == m.X25519_GROUP else hex(msg.group),
-                "public": msg.public.hex()}
+        return {
+            "group": "X25519" if msg.group == m.X25519_GROUP else hex(msg.group),
+            "public": msg.public.hex(),
+        }
     if isinstance(msg, m.CertificateRequest):
         return {"schemes": [hex(s) for s in msg.schemes]}
     if isinstance(msg, m.CertificateVerify):

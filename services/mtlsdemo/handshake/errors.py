@@ -17,27 +17,27 @@ if TYPE_CHECKING:
 
 
 class Reason(StrEnum):
-    CLOSE_NOTIFY = "close_notify"                # not a failure: orderly close
-    UNEXPECTED_MESSAGE = "unexpected_message"    # wrong message or record type for the state
-    DECRYPT_ERROR = "decrypt_error"              # a record failed AEAD authentication
-    RECORD_OVERFLOW = "record_overflow"          # a record or message exceeds a limit
+    CLOSE_NOTIFY = "close_notify"  # not a failure: orderly close
+    UNEXPECTED_MESSAGE = "unexpected_message"  # wrong message or record type for the state
+    DECRYPT_ERROR = "decrypt_error"  # a record failed AEAD authentication
+    RECORD_OVERFLOW = "record_overflow"  # a record or message exceeds a limit
     NO_COMMON_SUITE = "no_common_suite"
-    BAD_CERTIFICATE = "bad_certificate"          # unparsable, CA as leaf, wrong EKU, bad chain
+    BAD_CERTIFICATE = "bad_certificate"  # unparsable, CA as leaf, wrong EKU, bad chain
     CERTIFICATE_REQUIRED = "certificate_required"  # empty chain
     CERTIFICATE_EXPIRED = "certificate_expired"
     CERTIFICATE_NOT_YET_VALID = "certificate_not_yet_valid"
-    UNKNOWN_CA = "unknown_ca"                    # chain does not lead to a trusted root
-    IDENTITY_MISMATCH = "identity_mismatch"      # valid certificate, wrong (or unlisted) identity
-    ILLEGAL_PARAMETER = "illegal_parameter"      # bad key share, scheme/key mismatch, bad field
-    DECODE_ERROR = "decode_error"                # malformed bytes, lengths, trailing data
-    BAD_SIGNATURE = "bad_signature"              # CertificateVerify does not verify
-    BAD_FINISHED = "bad_finished"                # Finished MAC mismatch (tampering, wrong key)
+    UNKNOWN_CA = "unknown_ca"  # chain does not lead to a trusted root
+    IDENTITY_MISMATCH = "identity_mismatch"  # valid certificate, wrong (or unlisted) identity
+    ILLEGAL_PARAMETER = "illegal_parameter"  # bad key share, scheme/key mismatch, bad field
+    DECODE_ERROR = "decode_error"  # malformed bytes, lengths, trailing data
+    BAD_SIGNATURE = "bad_signature"  # CertificateVerify does not verify
+    BAD_FINISHED = "bad_finished"  # Finished MAC mismatch (tampering, wrong key)
     UNSUPPORTED_VERSION = "unsupported_version"
-    HANDSHAKE_TIMEOUT = "handshake_timeout"      # raised by the caller's deadline
-    SEQUENCE_EXHAUSTED = "sequence_exhausted"    # 2^64 records under one key
-    TRUNCATED = "truncated"                      # EOF without close_notify (never sent)
-    OVERLOADED = "overloaded"                    # refused before the handshake: too many pending
-    UNREACHABLE = "unreachable"                  # the peer could not be dialled (never sent)
+    HANDSHAKE_TIMEOUT = "handshake_timeout"  # raised by the caller's deadline
+    SEQUENCE_EXHAUSTED = "sequence_exhausted"  # 2^64 records under one key
+    TRUNCATED = "truncated"  # EOF without close_notify (never sent)
+    OVERLOADED = "overloaded"  # refused before the handshake: too many pending
+    UNREACHABLE = "unreachable"  # the peer could not be dialled (never sent)
     INTERNAL_ERROR = "internal_error"
 
 
@@ -75,8 +75,13 @@ class ProtocolError(Exception):
     "remote" when the peer's alert said so.
     """
 
-    def __init__(self, reason: Reason, detail: str = "", origin: str = "local",
-                 peer_identity: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: Reason,
+        detail: str = "",
+        origin: str = "local",
+        peer_identity: str | None = None,
+    ) -> None:
         self.reason = reason
         self.detail = detail
         self.origin = origin

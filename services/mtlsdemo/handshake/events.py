@@ -35,7 +35,7 @@ class DataReceived:
 
 @dataclass(frozen=True)
 class KeyUpdated:
-    direction: str   # "send" or "receive"
+    direction: str  # "send" or "receive"
     generation: int
 
 

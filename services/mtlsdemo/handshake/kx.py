@@ -13,7 +13,9 @@ from mtlsdemo.handshake.errors import ProtocolError, Reason
 X25519_LEN = 32
 PREMASTER_LEN = 48
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
-Entropy = Callable[[int], bytes]  # n -> n random bytes: the caller's (os.urandom, or a seeded one in tests)
+Entropy = Callable[
+    [int], bytes
+]  # n -> n random bytes: the caller's (os.urandom, or a seeded one in tests)
 
 
 def x25519_keypair(entropy: Entropy) -> tuple[x25519.X25519PrivateKey, bytes]:
@@ -24,14 +26,16 @@ def x25519_keypair(entropy: Entropy) -> tuple[x25519.X25519PrivateKey, bytes]:
 
 def x25519_shared(priv: x25519.X25519PrivateKey, peer_public: bytes) -> bytes:
     if len(peer_public) != X25519_LEN:
-        raise ProtocolError(Reason.ILLEGAL_PARAMETER,
-                            f"X25519 key share of {len(peer_public)} bytes (must be 32)")
+        raise ProtocolError(
+            Reason.ILLEGAL_PARAMETER, f"X25519 key share of {len(peer_public)} bytes (must be 32)"
+        )
     try:
         shared = priv.exchange(x25519.X25519PublicKey.from_public_bytes(peer_public))
     except ValueError:
         # cryptography refuses an all-zero result: the peer sent a low-order point.
-        raise ProtocolError(Reason.ILLEGAL_PARAMETER,
-                            "X25519 shared secret is all zeros (low-order key share)") from None
+        raise ProtocolError(
+            Reason.ILLEGAL_PARAMETER, "X25519 shared secret is all zeros (low-order key share)"
+        ) from None
     if shared == bytes(X25519_LEN):  # belt and braces: never key a session with zeros
         raise ProtocolError(Reason.ILLEGAL_PARAMETER, "X25519 shared secret is all zeros")
     return shared
@@ -45,8 +49,9 @@ def rsa_oaep_encrypt(server_key: rsa.RSAPublicKey, premaster: bytes) -> bytes:
     return server_key.encrypt(premaster, OAEP)
 
 
-def rsa_oaep_decrypt(server_key: rsa.RSAPrivateKey, ciphertext: bytes,
-                     entropy: Entropy) -> tuple[bytes, bool]:
+def rsa_oaep_decrypt(
+    server_key: rsa.RSAPrivateKey, ciphertext: bytes, entropy: Entropy
+) -> tuple[bytes, bool]:
     """The pre-master secret, and whether decryption succeeded.
 
     On any failure (wrong length, padding, size of the result) a random secret is

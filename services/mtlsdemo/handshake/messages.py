@@ -12,8 +12,8 @@ from mtlsdemo.handshake.codec import Reader, u8, u16, u24, vec8, vec16, vec24
 from mtlsdemo.handshake.errors import ProtocolError, Reason
 
 RANDOM_LEN = 32
-MAX_CHAIN = 4            # leaf + up to 3 issuers
-MAX_CERT_BYTES = 8192    # one DER certificate
+MAX_CHAIN = 4  # leaf + up to 3 issuers
+MAX_CERT_BYTES = 8192  # one DER certificate
 X25519_GROUP = 0x001D
 
 
@@ -36,8 +36,11 @@ class ClientHello:
     type = HandshakeType.CLIENT_HELLO
 
     def body(self) -> bytes:
-        return (vec8(b"".join(u16(v) for v in self.versions)) + self.random
-                + vec8(b"".join(u16(s) for s in self.suites)))
+        return (
+            vec8(b"".join(u16(v) for v in self.versions))
+            + self.random
+            + vec8(b"".join(u16(s) for s in self.suites))
+        )
 
     @classmethod
     def parse(cls, r: Reader) -> ClientHello:
@@ -76,13 +79,17 @@ class Certificate:
     def parse(cls, r: Reader) -> Certificate:
         n = r.u8()
         if n > MAX_CHAIN:
-            raise ProtocolError(Reason.BAD_CERTIFICATE, f"chain of {n} certificates exceeds {MAX_CHAIN}")
+            raise ProtocolError(
+                Reason.BAD_CERTIFICATE, f"chain of {n} certificates exceeds {MAX_CHAIN}"
+            )
         chain = []
         for _ in range(n):
             der = r.vec24()
             if not der or len(der) > MAX_CERT_BYTES:
-                raise ProtocolError(Reason.BAD_CERTIFICATE,
-                                    f"certificate of {len(der)} bytes (limit {MAX_CERT_BYTES})")
+                raise ProtocolError(
+                    Reason.BAD_CERTIFICATE,
+                    f"certificate of {len(der)} bytes (limit {MAX_CERT_BYTES})",
+                )
             chain.append(der)
         return cls(tuple(chain))
 
@@ -157,8 +164,16 @@ class Finished:
         return cls(r.fixed(32))
 
 
-Message = (ClientHello | ServerHello | Certificate | ServerKeyShare | CertificateRequest
-           | CertificateVerify | ClientKeyExchange | Finished)
+Message = (
+    ClientHello
+    | ServerHello
+    | Certificate
+    | ServerKeyShare
+    | CertificateRequest
+    | CertificateVerify
+    | ClientKeyExchange
+    | Finished
+)
 PARSERS: dict[int, type[Message]] = {
     HandshakeType.CLIENT_HELLO: ClientHello,
     HandshakeType.SERVER_HELLO: ServerHello,
@@ -174,7 +189,7 @@ PARSERS: dict[int, type[Message]] = {
 def _u16_list(raw: bytes, what: str) -> tuple[int, ...]:
     if len(raw) % 2:
         raise ProtocolError(Reason.DECODE_ERROR, f"{what}: odd length {len(raw)}")
-    return tuple(int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2))
+    return tuple(int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2))
 
 
 def encode(msg: Message) -> bytes:
@@ -206,12 +221,14 @@ class MessageBuffer:
         while len(self.buf) >= 4:
             length = int.from_bytes(self.buf[1:4], "big")
             if length > self.max_message:
-                raise ProtocolError(Reason.RECORD_OVERFLOW,
-                                    f"handshake message of {length} bytes (limit {self.max_message})")
+                raise ProtocolError(
+                    Reason.RECORD_OVERFLOW,
+                    f"handshake message of {length} bytes (limit {self.max_message})",
+                )
             if len(self.buf) < 4 + length:
                 break
-            raw = bytes(self.buf[:4 + length])
-            del self.buf[:4 + length]
+            raw = bytes(self.buf[: 4 + length])
+            del self.buf[: 4 + length]
             out.append((raw[0], raw))
         return out
 

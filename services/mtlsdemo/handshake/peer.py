@@ -20,8 +20,14 @@ from mtlsdemo.handshake.errors import ProtocolError, Reason
 from mtlsdemo.trust import IdentityPolicy, TrustStore, VerificationFailed
 from mtlsdemo.trust.spiffe import display_identity
 
-__all__ = ["PeerPolicy", "TrustStore", "VerifiedPeer", "can_receive_rsa_key_transport",
-           "spiffe_id_of", "verify_peer"]
+__all__ = [
+    "PeerPolicy",
+    "TrustStore",
+    "VerifiedPeer",
+    "can_receive_rsa_key_transport",
+    "spiffe_id_of",
+    "verify_peer",
+]
 
 spiffe_id_of = display_identity  # our own leaf's name in events and logs
 
@@ -49,10 +55,10 @@ class PeerPolicy:
 
 @dataclass
 class VerifiedPeer:
-    identity: str                    # the SPIFFE ID
+    identity: str  # the SPIFFE ID
     leaf: x509.Certificate
     public_key: Any
-    chain: list[x509.Certificate]    # the path as built, leaf to trusted root
+    chain: list[x509.Certificate]  # the path as built, leaf to trusted root
     checks: list[str] = field(default_factory=list)  # what passed, for the trace
 
 
@@ -66,25 +72,36 @@ def can_receive_rsa_key_transport(cert: x509.Certificate) -> bool:
         return False
 
 
-def verify_peer(chain_der: Sequence[bytes], trust: TrustStore, peer_role: str,
-                policy: PeerPolicy, now: dt.datetime) -> VerifiedPeer:
+def verify_peer(
+    chain_der: Sequence[bytes],
+    trust: TrustStore,
+    peer_role: str,
+    policy: PeerPolicy,
+    now: dt.datetime,
+) -> VerifiedPeer:
     try:
         verified, cached = trust.verify(chain_der, peer_role, now)
     except VerificationFailed as e:
         raise ProtocolError(Reason(e.failure.value), e.detail) from None
     checks = list(verified.checks)
     if cached:
-        checks.append("(chain result reused from the verification cache; validity window re-checked)")
+        checks.append(
+            "(chain result reused from the verification cache; validity window re-checked)"
+        )
     identity = str(verified.identity)
     if not policy.policy.allows(verified.identity):
-        raise ProtocolError(Reason.IDENTITY_MISMATCH,
-                            f"peer {identity} is not allowed (allowed: {', '.join(policy.allowed_ids)})",
-                            peer_identity=identity)
+        raise ProtocolError(
+            Reason.IDENTITY_MISMATCH,
+            f"peer {identity} is not allowed (allowed: {', '.join(policy.allowed_ids)})",
+            peer_identity=identity,
+        )
     checks.append(f"identity {identity} " + ("allowed" if policy.allowed_ids else "(any from CA)"))
     if peer_role == "server" and policy.server_name:
         if policy.server_name not in verified.dns_names:
-            raise ProtocolError(Reason.IDENTITY_MISMATCH,
-                                f"server certificate does not name {policy.server_name}",
-                                peer_identity=identity)
+            raise ProtocolError(
+                Reason.IDENTITY_MISMATCH,
+                f"server certificate does not name {policy.server_name}",
+                peer_identity=identity,
+            )
         checks.append(f"server DNS name {policy.server_name}")
     return VerifiedPeer(identity, verified.leaf, verified.public_key, list(verified.path), checks)

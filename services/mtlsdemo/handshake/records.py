@@ -51,16 +51,19 @@ def split_records(buf: bytearray) -> list[tuple[int, bytes, bytes]]:
         length = (buf[pos + 3] << 8) | buf[pos + 4]
         if ctype not in _TYPES:
             raise ProtocolError(Reason.UNEXPECTED_MESSAGE, f"unknown record type {ctype}")
-        if buf[pos + 1:pos + 3] != _VERSION_BYTES:
-            raise ProtocolError(Reason.DECODE_ERROR,
-                                f"record version {bytes(buf[pos + 1:pos + 3]).hex()} is not 0100")
+        if buf[pos + 1 : pos + 3] != _VERSION_BYTES:
+            raise ProtocolError(
+                Reason.DECODE_ERROR,
+                f"record version {bytes(buf[pos + 1 : pos + 3]).hex()} is not 0100",
+            )
         if length > MAX_CIPHERTEXT:
-            raise ProtocolError(Reason.RECORD_OVERFLOW,
-                                f"record of {length} bytes (limit {MAX_CIPHERTEXT})")
+            raise ProtocolError(
+                Reason.RECORD_OVERFLOW, f"record of {length} bytes (limit {MAX_CIPHERTEXT})"
+            )
         end = pos + HEADER_LEN + length
         if end > n:
             break
-        out.append((ctype, bytes(buf[pos:pos + HEADER_LEN]), bytes(buf[pos + HEADER_LEN:end])))
+        out.append((ctype, bytes(buf[pos : pos + HEADER_LEN]), bytes(buf[pos + HEADER_LEN : end])))
         pos = end
     if pos:
         del buf[:pos]
@@ -89,8 +92,8 @@ class Protector:
         self.suite = suite
         self.max_seq = max_seq
         self.generation = 0
-        self.records = 0          # under the current key
-        self.bytes = 0            # plaintext bytes under the current key
+        self.records = 0  # under the current key
+        self.bytes = 0  # plaintext bytes under the current key
         self._install(secret)
 
     def _install(self, secret: bytes) -> None:
@@ -109,8 +112,10 @@ class Protector:
 
     def _nonce(self, limit: int | None = None) -> bytes:
         if self.seq >= (self.max_seq if limit is None else limit):
-            raise ProtocolError(Reason.SEQUENCE_EXHAUSTED,
-                                f"sequence number {self.seq} reached the limit; the session must end")
+            raise ProtocolError(
+                Reason.SEQUENCE_EXHAUSTED,
+                f"sequence number {self.seq} reached the limit; the session must end",
+            )
         return (self._iv ^ self.seq).to_bytes(12, "big")
 
     def seal(self, ctype: int, plaintext: bytes) -> bytes:
@@ -126,7 +131,9 @@ class Protector:
 
     def open(self, hdr: bytes, payload: bytes) -> bytes:
         if len(payload) < TAG_LEN:
-            raise ProtocolError(Reason.DECRYPT_ERROR, f"record of {len(payload)} bytes has no room for a tag")
+            raise ProtocolError(
+                Reason.DECRYPT_ERROR, f"record of {len(payload)} bytes has no room for a tag"
+            )
         try:
             plaintext = aead_open(self._aead, self._nonce(), payload, hdr)
         except ProtocolError as e:

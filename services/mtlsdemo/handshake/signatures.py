@@ -35,8 +35,10 @@ def signed_content(signer_role: str, transcript_hash: bytes) -> bytes:
 
 
 def scheme_for(key: object) -> Scheme:
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) \
-            and key.curve.name == "secp256r1":
+    if (
+        isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey)
+        and key.curve.name == "secp256r1"
+    ):
         return Scheme.ECDSA_SECP256R1_SHA256
     if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
         return Scheme.ED25519
@@ -54,7 +56,9 @@ def sign(key: object, scheme: Scheme, content: bytes) -> bytes:
         return key.sign(content)
     if scheme is Scheme.RSA_PSS_RSAE_SHA256 and isinstance(key, rsa.RSAPrivateKey):
         return key.sign(content, _PSS, hashes.SHA256())
-    raise ProtocolError(Reason.INTERNAL_ERROR, f"scheme {scheme.name} does not fit a {type(key).__name__}")
+    raise ProtocolError(
+        Reason.INTERNAL_ERROR, f"scheme {scheme.name} does not fit a {type(key).__name__}"
+    )
 
 
 def verify(public_key: object, scheme: int, signature: bytes, content: bytes) -> None:
@@ -63,9 +67,11 @@ def verify(public_key: object, scheme: int, signature: bytes, content: bytes) ->
     except ProtocolError:
         raise
     if scheme != expected:
-        raise ProtocolError(Reason.ILLEGAL_PARAMETER,
-                            f"signature scheme 0x{scheme:04x} does not fit the certificate's "
-                            f"key (expected {expected.name})")
+        raise ProtocolError(
+            Reason.ILLEGAL_PARAMETER,
+            f"signature scheme 0x{scheme:04x} does not fit the certificate's "
+            f"key (expected {expected.name})",
+        )
     try:
         if expected is Scheme.ECDSA_SECP256R1_SHA256:
             public_key.verify(signature, content, ec.ECDSA(hashes.SHA256()))  # type: ignore[attr-defined]
@@ -74,5 +80,6 @@ def verify(public_key: object, scheme: int, signature: bytes, content: bytes) ->
         else:
             public_key.verify(signature, content, _PSS, hashes.SHA256())  # type: ignore[attr-defined]
     except InvalidSignature:
-        raise ProtocolError(Reason.BAD_SIGNATURE,
-                            "CertificateVerify signature does not verify with the peer's key") from None
+        raise ProtocolError(
+            Reason.BAD_SIGNATURE, "CertificateVerify signature does not verify with the peer's key"
+        ) from None

@@ -17,7 +17,7 @@ def version_name(v: int) -> str:
 
 class KeyExchange(StrEnum):
     ECDHE_X25519 = "ECDHE-X25519"  # ephemeral: forward secrecy
-    RSA_OAEP = "RSA-OAEP"          # classic key transport under the server's RSA key
+    RSA_OAEP = "RSA-OAEP"  # classic key transport under the server's RSA key
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,24 @@ from mtlsdemo.rpc.server import ServiceSpec, run_forever
 from mtlsdemo.trust import IdentityPolicy
 
 
-def serve(listen: str, tls_dir: Path | None, policy: IdentityPolicy | None,
-          db_path: Path, metrics_listen: str | None) -> None:
+def serve(
+    listen: str,
+    tls_dir: Path | None,
+    policy: IdentityPolicy | None,
+    db_path: Path,
+    metrics_listen: str | None,
+) -> None:
     store = LedgerStore(db_path)
     service = LedgerService(store)
     spec = ServiceSpec(
-        component="ledger", listen=listen, tls_dir=tls_dir, policy=policy,
+        component="ledger",
+        listen=listen,
+        tls_dir=tls_dir,
+        policy=policy,
         metrics_listen=metrics_listen,
         register=lambda server: pb_grpc.add_LedgerServiceServicer_to_server(service, server),
-        service_names=[SERVICE_NAME])
+        service_names=[SERVICE_NAME],
+    )
     try:
         run_forever(spec)
     finally:

@@ -36,15 +36,24 @@ def _abort(context: grpc.ServicerContext, e: LedgerError) -> NoReturn:
 
 
 def account_pb(a: Account) -> pb.Account:
-    return pb.Account(account_id=a.account_id, owner=a.owner, balance_cents=a.balance_cents,
-                      created_unix_ms=a.created_unix_ms)
+    return pb.Account(
+        account_id=a.account_id,
+        owner=a.owner,
+        balance_cents=a.balance_cents,
+        created_unix_ms=a.created_unix_ms,
+    )
 
 
 def transfer_pb(t: Transfer) -> pb.TransferRecord:
     return pb.TransferRecord(
-        transfer_id=t.transfer_id, kind=t.kind, from_account_id=t.from_account_id,
-        to_account_id=t.to_account_id, amount_cents=t.amount_cents,
-        idempotency_key=t.idempotency_key, created_unix_ms=t.created_unix_ms)
+        transfer_id=t.transfer_id,
+        kind=t.kind,
+        from_account_id=t.from_account_id,
+        to_account_id=t.to_account_id,
+        amount_cents=t.amount_cents,
+        idempotency_key=t.idempotency_key,
+        created_unix_ms=t.created_unix_ms,
+    )
 
 
 class LedgerService(pb_grpc.LedgerServiceServicer):
@@ -53,7 +62,9 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         self.watch_poll_seconds = watch_poll_seconds
         telemetry.LEDGER_ACCOUNTS.set(store.count_accounts())
 
-    def CreateAccount(self, request: pb.CreateAccountRequest, context: grpc.ServicerContext) -> pb.Account:
+    def CreateAccount(
+        self, request: pb.CreateAccountRequest, context: grpc.ServicerContext
+    ) -> pb.Account:
         try:
             account = self.store.create_account(request.account_id, request.owner)
         except LedgerError as e:
@@ -61,7 +72,9 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         telemetry.LEDGER_ACCOUNTS.inc()
         return account_pb(account)
 
-    def GetAccount(self, request: pb.GetAccountRequest, context: grpc.ServicerContext) -> pb.Account:
+    def GetAccount(
+        self, request: pb.GetAccountRequest, context: grpc.ServicerContext
+    ) -> pb.Account:
         try:
             return account_pb(self.store.get_account(request.account_id))
         except LedgerError as e:
@@ -80,30 +93,51 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
             telemetry.LEDGER_MOVED.labels(kind).inc(transfer.amount_cents)
         return pb.TransferResult(transfer=transfer_pb(transfer), replayed=replayed)
 
-    def Deposit(self, request: pb.DepositRequest, context: grpc.ServicerContext) -> pb.TransferResult:
-        return self._movement("deposit", context, self.store.deposit, request.account_id,
-                              request.amount_cents, request.idempotency_key)
+    def Deposit(
+        self, request: pb.DepositRequest, context: grpc.ServicerContext
+    ) -> pb.TransferResult:
+        return self._movement(
+            "deposit",
+            context,
+            self.store.deposit,
+            request.account_id,
+            request.amount_cents,
+            request.idempotency_key,
+        )
 
-    def Transfer(self, request: pb.TransferRequest, context: grpc.ServicerContext) -> pb.TransferResult:
-        return self._movement("transfer", context, self.store.transfer, request.from_account_id,
-                              request.to_account_id, request.amount_cents,
-                              request.idempotency_key)
+    def Transfer(
+        self, request: pb.TransferRequest, context: grpc.ServicerContext
+    ) -> pb.TransferResult:
+        return self._movement(
+            "transfer",
+            context,
+            self.store.transfer,
+            request.from_account_id,
+            request.to_account_id,
+            request.amount_cents,
+            request.idempotency_key,
+        )
 
-    def ListTransfers(self, request: pb.ListTransfersRequest, context: grpc.ServicerContext) -> pb.ListTransfersResponse:
+    def ListTransfers(
+        self, request: pb.ListTransfersRequest, context: grpc.ServicerContext
+    ) -> pb.ListTransfersResponse:
         try:
             found = self.store.list_transfers(request.account_id, request.after_id, request.limit)
         except LedgerError as e:
             _abort(context, e)
         return pb.ListTransfersResponse(transfers=[transfer_pb(t) for t in found])
 
-    def WatchTransfers(self, request: pb.WatchTransfersRequest, context: grpc.ServicerContext) -> Iterator[pb.TransferRecord]:
+    def WatchTransfers(
+        self, request: pb.WatchTransfersRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.TransferRecord]:
         after = request.after_id
         try:
             if request.account_id:
                 self.store.get_account(request.account_id)
             while context.is_active():
-                for t in self.store.wait_for_transfers(request.account_id, after,
-                                                       self.watch_poll_seconds):
+                for t in self.store.wait_for_transfers(
+                    request.account_id, after, self.watch_poll_seconds
+                ):
                     after = t.transfer_id
                     yield transfer_pb(t)
         except LedgerError as e:

@@ -136,7 +136,8 @@ class LedgerStore:
             try:
                 self._db.execute(
                     "INSERT INTO accounts (account_id, owner, created_unix_ms) VALUES (?, ?, ?)",
-                    (account_id, owner, _now_ms()))
+                    (account_id, owner, _now_ms()),
+                )
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"account {account_id} already exists") from None
             return self._account(account_id)
@@ -147,8 +148,9 @@ class LedgerStore:
             return self._account(account_id)
 
     def _account(self, account_id: str) -> Account:
-        row = self._db.execute("SELECT * FROM accounts WHERE account_id = ?",
-                               (account_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT * FROM accounts WHERE account_id = ?", (account_id,)
+        ).fetchone()
         if row is None:
             raise NotFound(f"account {account_id} not found")
         return Account(**dict(row))
@@ -159,28 +161,40 @@ class LedgerStore:
 
     # --- money movements ---
     def deposit(self, account_id: str, amount_cents: int, key: str) -> tuple[Transfer, bool]:
-        return self._move("deposit", "", _check_id(account_id, "account_id"),
-                          _check_amount(amount_cents), _check_key(key))
+        return self._move(
+            "deposit",
+            "",
+            _check_id(account_id, "account_id"),
+            _check_amount(amount_cents),
+            _check_key(key),
+        )
 
-    def transfer(self, from_id: str, to_id: str, amount_cents: int,
-                 key: str) -> tuple[Transfer, bool]:
+    def transfer(
+        self, from_id: str, to_id: str, amount_cents: int, key: str
+    ) -> tuple[Transfer, bool]:
         _check_id(from_id, "from_account_id")
         _check_id(to_id, "to_account_id")
         if from_id == to_id:
             raise InvalidArgument("from_account_id and to_account_id must differ")
         return self._move("transfer", from_id, to_id, _check_amount(amount_cents), _check_key(key))
 
-    def _move(self, kind: str, from_id: str, to_id: str, amount: int,
-              key: str) -> tuple[Transfer, bool]:
+    def _move(
+        self, kind: str, from_id: str, to_id: str, amount: int, key: str
+    ) -> tuple[Transfer, bool]:
         with self._lock:
             earlier = self._by_key(key)
             if earlier is not None:
-                same = (earlier.kind, earlier.from_account_id, earlier.to_account_id,
-                        earlier.amount_cents) == (kind, from_id, to_id, amount)
+                same = (
+                    earlier.kind,
+                    earlier.from_account_id,
+                    earlier.to_account_id,
+                    earlier.amount_cents,
+                ) == (kind, from_id, to_id, amount)
                 if not same:
                     raise FailedPrecondition(
                         f"idempotency_key {key!r} was already used for a different movement "
-                        f"(transfer {earlier.transfer_id})")
+                        f"(transfer {earlier.transfer_id})"
+                    )
                 return earlier, True
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -190,27 +204,36 @@ class LedgerStore:
                     if from_acc.balance_cents < amount:
                         raise FailedPrecondition(
                             f"insufficient funds in {from_id}: balance {from_acc.balance_cents}"
-                            f" cents, transfer {amount} cents")
-                    self._db.execute("UPDATE accounts SET balance_cents = balance_cents - ? "
-                                     "WHERE account_id = ?", (amount, from_id))
-                self._db.execute("UPDATE accounts SET balance_cents = balance_cents + ? "
-                                 "WHERE account_id = ?", (amount, to_acc.account_id))
+                            f" cents, transfer {amount} cents"
+                        )
+                    self._db.execute(
+                        "UPDATE accounts SET balance_cents = balance_cents - ? "
+                        "WHERE account_id = ?",
+                        (amount, from_id),
+                    )
+                self._db.execute(
+                    "UPDATE accounts SET balance_cents = balance_cents + ? WHERE account_id = ?",
+                    (amount, to_acc.account_id),
+                )
                 cur = self._db.execute(
                     "INSERT INTO transfers (kind, from_account_id, to_account_id, amount_cents,"
                     " idempotency_key, created_unix_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                    (kind, from_id or None, to_id, amount, key, _now_ms()))
+                    (kind, from_id or None, to_id, amount, key, _now_ms()),
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._changed.notify_all()
-            row = self._db.execute("SELECT * FROM transfers WHERE transfer_id = ?",
-                                   (cur.lastrowid,)).fetchone()
+            row = self._db.execute(
+                "SELECT * FROM transfers WHERE transfer_id = ?", (cur.lastrowid,)
+            ).fetchone()
             return self._transfer(row), False
 
     def _by_key(self, key: str) -> Transfer | None:
-        row = self._db.execute("SELECT * FROM transfers WHERE idempotency_key = ?",
-                               (key,)).fetchone()
+        row = self._db.execute(
+            "SELECT * FROM transfers WHERE idempotency_key = ?", (key,)
+        ).fetchone()
         return None if row is None else self._transfer(row)
 
     @staticmethod
@@ -220,8 +243,9 @@ class LedgerStore:
         return Transfer(**d)
 
     # --- reading the journal ---
-    def list_transfers(self, account_id: str = "", after_id: int = 0,
-                       limit: int = 100) -> list[Transfer]:
+    def list_transfers(
+        self, account_id: str = "", after_id: int = 0, limit: int = 100
+    ) -> list[Transfer]:
         if limit <= 0:
             limit = 100
         limit = min(limit, 1000)
@@ -234,11 +258,13 @@ class LedgerStore:
             rows = self._db.execute(
                 "SELECT * FROM transfers WHERE transfer_id > ? AND "
                 "(from_account_id = ? OR to_account_id = ?) ORDER BY transfer_id LIMIT ?",
-                (after_id, account_id, account_id, limit))
+                (after_id, account_id, account_id, limit),
+            )
         else:
             rows = self._db.execute(
                 "SELECT * FROM transfers WHERE transfer_id > ? ORDER BY transfer_id LIMIT ?",
-                (after_id, limit))
+                (after_id, limit),
+            )
         return [self._transfer(r) for r in rows.fetchall()]
 
     def wait_for_transfers(self, account_id: str, after_id: int, timeout: float) -> list[Transfer]:
@@ -254,6 +280,7 @@ class LedgerStore:
         """(sum of balances, sum of deposits): equal when the ledger is consistent."""
         with self._lock:
             balances = self._db.execute("SELECT COALESCE(SUM(balance_cents), 0) FROM accounts")
-            deposits = self._db.execute("SELECT COALESCE(SUM(amount_cents), 0) FROM transfers "
-                                        "WHERE kind = 'deposit'")
+            deposits = self._db.execute(
+                "SELECT COALESCE(SUM(amount_cents), 0) FROM transfers WHERE kind = 'deposit'"
+            )
             return int(balances.fetchone()[0]), int(deposits.fetchone()[0])

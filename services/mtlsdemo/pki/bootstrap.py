@@ -78,8 +78,10 @@ class _Plan:
 def validate(req: BootstrapRequest) -> list[ServiceIdentity]:
     check_key_type(req.key_type, "--key-type")
     if req.ca_key_type not in CA_KEY_TYPES:
-        raise PkiError(f"--ca-key-type: {req.ca_key_type!r} is not allowed for a CA "
-                       f"(choose from {', '.join(CA_KEY_TYPES)})")
+        raise PkiError(
+            f"--ca-key-type: {req.ca_key_type!r} is not allowed for a CA "
+            f"(choose from {', '.join(CA_KEY_TYPES)})"
+        )
     if req.leaf_days <= 0:
         raise PkiError(f"--days: must be positive, got {req.leaf_days}")
     if req.ca_days <= 0:
@@ -93,17 +95,23 @@ def validate(req: BootstrapRequest) -> list[ServiceIdentity]:
     return [ServiceIdentity.checked(s, req.namespace, req.trust_domain) for s in req.services]
 
 
-def _load_or_create_ca(req: BootstrapRequest, store: Store,
-                       now: dt.datetime) -> tuple[CertificateAuthority, bool]:
+def _load_or_create_ca(
+    req: BootstrapRequest, store: Store, now: dt.datetime
+) -> tuple[CertificateAuthority, bool]:
     crt, key = store.read("ca/ca.crt"), store.read("ca/ca.key")
     if crt is not None and key is not None:
         where_crt, where_key = store.where("ca/ca.crt"), store.where("ca/ca.key")
-        return check_ca(parse_certs(crt, where_crt)[0], parse_private_key(key, where_key),
-                        where_crt, where_key), False
+        return check_ca(
+            parse_certs(crt, where_crt)[0], parse_private_key(key, where_key), where_crt, where_key
+        ), False
     if (crt is None) != (key is None):
-        present, missing = ("ca/ca.crt", "ca/ca.key") if crt is not None else ("ca/ca.key", "ca/ca.crt")
-        raise PkiError(f"{store.where(missing)}: missing while {store.where(present)} exists; "
-                       "restore it or remove both to create a new CA (every leaf will be re-issued)")
+        present, missing = (
+            ("ca/ca.crt", "ca/ca.key") if crt is not None else ("ca/ca.key", "ca/ca.crt")
+        )
+        raise PkiError(
+            f"{store.where(missing)}: missing while {store.where(present)} exists; "
+            "restore it or remove both to create a new CA (every leaf will be re-issued)"
+        )
     return create_root_ca(req.ca_key_type, int(req.ca_days), req.trust_domain, now), True
 
 
@@ -117,8 +125,13 @@ def _signed_by(cert: x509.Certificate, ca: CertificateAuthority) -> bool:
     return True
 
 
-def _reissue_reason(req: BootstrapRequest, ident: ServiceIdentity, ca: CertificateAuthority,
-                    store: Store, now: dt.datetime) -> str | None:
+def _reissue_reason(
+    req: BootstrapRequest,
+    ident: ServiceIdentity,
+    ca: CertificateAuthority,
+    store: Store,
+    now: dt.datetime,
+) -> str | None:
     """Why the service's leaf must be (re)issued, or None to keep it."""
     crt_rel, key_rel = f"{ident.service}/tls.crt", f"{ident.service}/tls.key"
     if req.force:
@@ -132,8 +145,10 @@ def _reissue_reason(req: BootstrapRequest, ident: ServiceIdentity, ca: Certifica
     except PkiError as e:
         raise PkiError(f"{e} (use --force to replace it)") from None
     if public_key_der(priv.public_key()) != public_key_der(cert.public_key()):
-        raise PkiError(f"{store.where(key_rel)}: does not match {store.where(crt_rel)} "
-                       "(use --force to replace both)")
+        raise PkiError(
+            f"{store.where(key_rel)}: does not match {store.where(crt_rel)} "
+            "(use --force to replace both)"
+        )
     if key_type_of(priv) != req.key_type:
         return f"key type {key_type_of(priv)} -> {req.key_type}"
     want = ({ident.spiffe_id}, set(ident.dns_names), {str(i) for i in ident.ip_addresses})
@@ -154,10 +169,14 @@ def plan(req: BootstrapRequest, now: dt.datetime, store: Store | None = None) ->
     p = _Plan(ca=ca, ca_new=ca_new)
     ca_pem = cert_pem(ca.cert)
     if ca_new:
-        p.writes += [("ca/ca.key", private_key_pem(ca.key), KEY_MODE),
-                     ("ca/ca.crt", ca_pem, 0o644)]
-        p.changes.append(Change("ca", "created",
-                                f"{req.ca_key_type}, valid until {ca.cert.not_valid_after_utc:%Y-%m-%d}"))
+        p.writes += [("ca/ca.key", private_key_pem(ca.key), KEY_MODE), ("ca/ca.crt", ca_pem, 0o644)]
+        p.changes.append(
+            Change(
+                "ca",
+                "created",
+                f"{req.ca_key_type}, valid until {ca.cert.not_valid_after_utc:%Y-%m-%d}",
+            )
+        )
     else:
         p.changes.append(Change("ca", "reused", store.where("ca/ca.crt")))
     for ident in identities:
@@ -166,11 +185,18 @@ def plan(req: BootstrapRequest, now: dt.datetime, store: Store | None = None) ->
         if reason is not None:
             key = generate_key(req.key_type)
             cert = issue_leaf(ca, key.public_key(), ident, now, req.leaf_days)
-            p.writes += [(f"{svc}/tls.key", private_key_pem(key), KEY_MODE),
-                         (f"{svc}/tls.crt", cert_pem(cert), 0o644)]
-            p.changes.append(Change(svc, "issued",
-                                    f"{reason}; {ident.spiffe_id}, {req.key_type}, "
-                                    f"until {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z"))
+            p.writes += [
+                (f"{svc}/tls.key", private_key_pem(key), KEY_MODE),
+                (f"{svc}/tls.crt", cert_pem(cert), 0o644),
+            ]
+            p.changes.append(
+                Change(
+                    svc,
+                    "issued",
+                    f"{reason}; {ident.spiffe_id}, {req.key_type}, "
+                    f"until {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z",
+                )
+            )
         if store.read(f"{svc}/ca.crt") != ca_pem:
             p.writes.append((f"{svc}/ca.crt", ca_pem, 0o644))
             if reason is None:
@@ -180,8 +206,9 @@ def plan(req: BootstrapRequest, now: dt.datetime, store: Store | None = None) ->
     return p
 
 
-def bootstrap(req: BootstrapRequest, now: dt.datetime | None = None,
-              store: Store | None = None) -> list[Change]:
+def bootstrap(
+    req: BootstrapRequest, now: dt.datetime | None = None, store: Store | None = None
+) -> list[Change]:
     now = now or dt.datetime.now(dt.UTC)
     store = store or FileStore(req.out)
     for _ in range(CONFLICT_ATTEMPTS):
@@ -195,5 +222,7 @@ def bootstrap(req: BootstrapRequest, now: dt.datetime | None = None,
             store.forget()
             continue
         return p.changes
-    raise PkiError(f"{last}: changed by someone else {CONFLICT_ATTEMPTS} times in a row while "
-                   "writing; is another cert-bootstrap running? Run it again when it is done")
+    raise PkiError(
+        f"{last}: changed by someone else {CONFLICT_ATTEMPTS} times in a row while "
+        "writing; is another cert-bootstrap running? Run it again when it is done"
+    )

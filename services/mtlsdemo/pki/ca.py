@@ -37,13 +37,16 @@ class CertificateAuthority:
         return self.cert.subject
 
 
-def create_root_ca(key_type: str, days: int, trust_domain: str,
-                   now: dt.datetime) -> CertificateAuthority:
+def create_root_ca(
+    key_type: str, days: int, trust_domain: str, now: dt.datetime
+) -> CertificateAuthority:
     key = generate_key(key_type)
-    name = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mtlsdemo"),
-        x509.NameAttribute(NameOID.COMMON_NAME, f"mtlsdemo root CA ({trust_domain})"),
-    ])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mtlsdemo"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"mtlsdemo root CA ({trust_domain})"),
+        ]
+    )
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
         x509.CertificateBuilder()
@@ -58,15 +61,22 @@ def create_root_ca(key_type: str, days: int, trust_domain: str,
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
         .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
         .sign(key, signing_hash(key))
     )
     return CertificateAuthority(cert, key)
@@ -76,8 +86,9 @@ def load_ca(cert_path: Path, key_path: Path) -> CertificateAuthority:
     return check_ca(load_cert(cert_path), load_private_key(key_path), str(cert_path), str(key_path))
 
 
-def check_ca(cert: x509.Certificate, key: PrivateKey, cert_path: str,
-             key_path: str) -> CertificateAuthority:
+def check_ca(
+    cert: x509.Certificate, key: PrivateKey, cert_path: str, key_path: str
+) -> CertificateAuthority:
     if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
         raise PkiError(f"{key_path}: private key does not match the CA certificate {cert_path}")
     try:

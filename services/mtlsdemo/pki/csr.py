@@ -30,8 +30,16 @@ def make_csr(identity: ServiceIdentity, key_type: str, key_out: Path, csr_out: P
     write_atomic(csr_out, csr.public_bytes(serialization.Encoding.PEM))
 
 
-def sign_request(csr_path: Path, ca_dir: Path, out: Path, service: str | None, namespace: str,
-                 trust_domain: str, days: float, now: dt.datetime) -> ServiceIdentity:
+def sign_request(
+    csr_path: Path,
+    ca_dir: Path,
+    out: Path,
+    service: str | None,
+    namespace: str,
+    trust_domain: str,
+    days: float,
+    now: dt.datetime,
+) -> ServiceIdentity:
     csr = load_csr(csr_path)
     name = service or csr_common_name(csr)
     if not name:

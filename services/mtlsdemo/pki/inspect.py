@@ -30,7 +30,9 @@ def _ext(cert: x509.Certificate, cls: type) -> object | None:
 def describe(path: Path, ca_path: Path | None, now: dt.datetime) -> str:
     certs = load_certs(path)
     cert = certs[0]
-    lines = [f"file:         {path}" + (f" (+{len(certs) - 1} more in chain)" if len(certs) > 1 else "")]
+    lines = [
+        f"file:         {path}" + (f" (+{len(certs) - 1} more in chain)" if len(certs) > 1 else "")
+    ]
     lines.append(f"subject:      {cert.subject.rfc4514_string()}")
     lines.append(f"issuer:       {cert.issuer.rfc4514_string()}")
     lines.append(f"serial:       {cert.serial_number:x}")
@@ -38,7 +40,9 @@ def describe(path: Path, ca_path: Path | None, now: dt.datetime) -> str:
     lines.append(f"uri names:    {', '.join(uris) if uris else '(none)'}")
     san = san_of(cert)
     if san is not None:
-        lines.append(f"dns names:    {', '.join(san.get_values_for_type(x509.DNSName)) or '(none)'}")
+        lines.append(
+            f"dns names:    {', '.join(san.get_values_for_type(x509.DNSName)) or '(none)'}"
+        )
         ips = [str(i) for i in san.get_values_for_type(x509.IPAddress)]
         lines.append(f"ip addresses: {', '.join(ips) or '(none)'}")
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
@@ -52,11 +56,16 @@ def describe(path: Path, ca_path: Path | None, now: dt.datetime) -> str:
     lines.append(f"key:          {key_type_of(cert.public_key())}")
     bc = _ext(cert, x509.BasicConstraints)
     if isinstance(bc, x509.BasicConstraints):
-        lines.append(f"ca:           {bc.ca}" + (f" (path length {bc.path_length})" if bc.ca else ""))
+        lines.append(
+            f"ca:           {bc.ca}" + (f" (path length {bc.path_length})" if bc.ca else "")
+        )
     ku = _ext(cert, x509.KeyUsage)
     if isinstance(ku, x509.KeyUsage):
-        uses = [n for n in ("digital_signature", "key_encipherment", "key_cert_sign", "crl_sign")
-                if getattr(ku, n)]
+        uses = [
+            n
+            for n in ("digital_signature", "key_encipherment", "key_cert_sign", "crl_sign")
+            if getattr(ku, n)
+        ]
         lines.append(f"key usage:    {', '.join(uses)}")
     eku = _ext(cert, x509.ExtendedKeyUsage)
     if isinstance(eku, x509.ExtendedKeyUsage):
@@ -66,14 +75,17 @@ def describe(path: Path, ca_path: Path | None, now: dt.datetime) -> str:
         cas = load_certs(ca_path)
         if bc is not None and isinstance(bc, x509.BasicConstraints) and bc.ca:
             trusted = any(c == cert for c in cas)
-            lines.append(f"chain:        {'is a trusted root in ' if trusted else 'CA not in '}{ca_path}")
+            lines.append(
+                f"chain:        {'is a trusted root in ' if trusted else 'CA not in '}{ca_path}"
+            )
         else:
             lines += [f"chain ({role} auth): {v}" for role, v in verdicts(certs, cas, now).items()]
     return "\n".join(lines)
 
 
-def verdicts(certs: list[x509.Certificate], cas: list[x509.Certificate],
-             now: dt.datetime) -> dict[str, str]:
+def verdicts(
+    certs: list[x509.Certificate], cas: list[x509.Certificate], now: dt.datetime
+) -> dict[str, str]:
     """What a sidecar would say of this chain as a client and as a server peer:
     the same verifier, so `certs inspect` and the handshake never disagree."""
     store = TrustStore(cas, cache_size=0)

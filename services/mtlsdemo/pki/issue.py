@@ -14,9 +14,14 @@ from mtlsdemo.pki.identity import ServiceIdentity
 from mtlsdemo.pki.keys import AnyPublicKey, PublicKey, signing_hash
 
 
-def issue_leaf(ca: CertificateAuthority, public_key: AnyPublicKey, identity: ServiceIdentity,
-               now: dt.datetime, days: float,
-               not_before: dt.datetime | None = None) -> x509.Certificate:
+def issue_leaf(
+    ca: CertificateAuthority,
+    public_key: AnyPublicKey,
+    identity: ServiceIdentity,
+    now: dt.datetime,
+    days: float,
+    not_before: dt.datetime | None = None,
+) -> x509.Certificate:
     """A leaf for both TLS roles: each service is a server to some peers and a
     client to others, so it carries serverAuth and clientAuth."""
     if not isinstance(public_key, PublicKey):
@@ -26,11 +31,15 @@ def issue_leaf(ca: CertificateAuthority, public_key: AnyPublicKey, identity: Ser
     ca_ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mtlsdemo"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, identity.namespace),
-            x509.NameAttribute(NameOID.COMMON_NAME, identity.service),
-        ]))
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mtlsdemo"),
+                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, identity.namespace),
+                    x509.NameAttribute(NameOID.COMMON_NAME, identity.service),
+                ]
+            )
+        )
         .issuer_name(ca.name)
         .public_key(public_key)
         .serial_number(random_serial())
@@ -39,30 +48,43 @@ def issue_leaf(ca: CertificateAuthority, public_key: AnyPublicKey, identity: Ser
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False,
+                digital_signature=True,
+                content_commitment=False,
                 # RSA keys may also carry a pre-master secret (RSA key transport).
-                key_encipherment=rsa_key, data_encipherment=False, key_agreement=False,
-                key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+                key_encipherment=rsa_key,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         # SPIFFE X.509-SVID: the URI SAN is the identity; subject is informational.
         .add_extension(identity.san(), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
     )
     return builder.sign(ca.key, signing_hash(ca.key))
 
 
-def sign_csr(ca: CertificateAuthority, csr: x509.CertificateSigningRequest,
-             identity: ServiceIdentity, now: dt.datetime, days: float,
-             source: str = "CSR") -> x509.Certificate:
+def sign_csr(
+    ca: CertificateAuthority,
+    csr: x509.CertificateSigningRequest,
+    identity: ServiceIdentity,
+    now: dt.datetime,
+    days: float,
+    source: str = "CSR",
+) -> x509.Certificate:
     """Sign a CSR. The CA, not the requester, decides the names: only the CSR's
     public key is used, after its self-signature proves possession of the key."""
     if not csr.is_signature_valid:

@@ -20,7 +20,9 @@ AnyPublicKey = CertificatePublicKeyTypes  # what a certificate or CSR may carry 
 
 def check_key_type(key_type: str, flag: str = "--key-type") -> str:
     if key_type not in KEY_TYPES:
-        raise PkiError(f"{flag}: unknown key type {key_type!r} (choose from {', '.join(KEY_TYPES)})")
+        raise PkiError(
+            f"{flag}: unknown key type {key_type!r} (choose from {', '.join(KEY_TYPES)})"
+        )
     return key_type
 
 

@@ -70,8 +70,9 @@ class IdentityMaterial:
         return [c.fingerprint(hashes.SHA256()).hex() for c in self.cas]
 
     @classmethod
-    def from_bytes(cls, crt: bytes, key: bytes, ca: bytes, where: Path,
-                   now: dt.datetime) -> IdentityMaterial:
+    def from_bytes(
+        cls, crt: bytes, key: bytes, ca: bytes, where: Path, now: dt.datetime
+    ) -> IdentityMaterial:
         """Parse and check exactly these bytes. Unparsable files or a key that is
         not the certificate's raise PkiError; a chain that does not verify against
         the bundle at ``now`` is recorded in ``problems`` (the caller decides)."""
@@ -104,7 +105,9 @@ def read_snapshot(directory: Path) -> tuple[bytes, bytes, bytes, Path]:
     try:
         crt, key, ca = ((base / f).read_bytes() for f in FILES)
     except OSError as e:
-        raise PkiError(f"{directory}: cannot read identity files: {e.strerror} ({e.filename})") from None
+        raise PkiError(
+            f"{directory}: cannot read identity files: {e.strerror} ({e.filename})"
+        ) from None
     return crt, key, ca, base
 
 
@@ -153,8 +156,12 @@ class IdentitySource:
                 self.failures += 1
                 self.last_error = str(e)
                 telemetry.CERT_RELOADS.labels("failure").inc()
-                log.error("certificate reload rejected, keeping %s (serial %x): %s",
-                          old.identity, old.leaf.serial_number, e)
+                log.error(
+                    "certificate reload rejected, keeping %s (serial %x): %s",
+                    old.identity,
+                    old.leaf.serial_number,
+                    e,
+                )
                 return None
             self._stamp, self.current = stamp, fresh
             self.generation += 1
@@ -163,6 +170,10 @@ class IdentitySource:
             self.loaded_at = self.clock()
             telemetry.CERT_RELOADS.labels("success").inc()
             telemetry.export_certificate_expiry(fresh)
-            log.info("certificate reloaded: %s serial %x, expires %s", fresh.identity,
-                     fresh.leaf.serial_number, fresh.leaf.not_valid_after_utc)
+            log.info(
+                "certificate reloaded: %s serial %x, expires %s",
+                fresh.identity,
+                fresh.leaf.serial_number,
+                fresh.leaf.not_valid_after_utc,
+            )
             return fresh

@@ -84,7 +84,9 @@ class SecretStore:
             try:
                 config.load_kube_config()
             except (config.ConfigException, OSError) as e:
-                raise PkiError(f"--sink kubernetes: no in-cluster config or kubeconfig ({e})") from None
+                raise PkiError(
+                    f"--sink kubernetes: no in-cluster config or kubeconfig ({e})"
+                ) from None
         return cls(client.CoreV1Api(), namespace)
 
     def _secret(self, name: str) -> dict[str, bytes] | None:
@@ -95,7 +97,9 @@ class SecretStore:
                 obj = self.api.read_namespaced_secret(name, self.namespace)
             except ApiException as e:
                 if e.status != 404:
-                    raise PkiError(f"secret {self.namespace}/{name}: {e.status} {e.reason}") from None
+                    raise PkiError(
+                        f"secret {self.namespace}/{name}: {e.status} {e.reason}"
+                    ) from None
                 self._cache[name] = None
             else:
                 self._cache[name] = {k: base64.b64decode(v) for k, v in (obj.data or {}).items()}
@@ -120,11 +124,17 @@ class SecretStore:
 
         tls = name != CA_SECRET
         return client.V1Secret(
-            api_version="v1", kind="Secret",
-            metadata=client.V1ObjectMeta(name=name, namespace=self.namespace, labels=dict(LABELS),
-                                         resource_version=self._versions.get(name)),
+            api_version="v1",
+            kind="Secret",
+            metadata=client.V1ObjectMeta(
+                name=name,
+                namespace=self.namespace,
+                labels=dict(LABELS),
+                resource_version=self._versions.get(name),
+            ),
             type="kubernetes.io/tls" if tls else "Opaque",
-            data={k: base64.b64encode(v).decode() for k, v in sorted(data.items())})
+            data={k: base64.b64encode(v).decode() for k, v in sorted(data.items())},
+        )
 
     def commit(self, writes: Iterable[tuple[str, bytes, int]]) -> None:
         grouped: dict[str, dict[str, bytes]] = defaultdict(dict)

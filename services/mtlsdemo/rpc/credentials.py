@@ -27,7 +27,8 @@ class ReloadingServerCredentials:
     @staticmethod
     def _config(m: IdentityMaterial) -> grpc.ServerCertificateConfiguration:
         return grpc.ssl_server_certificate_configuration(
-            [(m.key_pem, m.cert_chain_pem)], root_certificates=m.ca_pem)
+            [(m.key_pem, m.cert_chain_pem)], root_certificates=m.ca_pem
+        )
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """Called by gRPC before each handshake; None means "keep the current one"."""
@@ -36,16 +37,24 @@ class ReloadingServerCredentials:
 
     def credentials(self) -> grpc.ServerCredentials:
         return grpc.dynamic_ssl_server_credentials(
-            self._config(self.material), self.fetch, require_client_authentication=True)
+            self._config(self.material), self.fetch, require_client_authentication=True
+        )
 
 
 def channel_credentials(material: IdentityMaterial) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials(root_certificates=material.ca_pem, private_key=material.key_pem,
-                                        certificate_chain=material.cert_chain_pem)
+    return grpc.ssl_channel_credentials(
+        root_certificates=material.ca_pem,
+        private_key=material.key_pem,
+        certificate_chain=material.cert_chain_pem,
+    )
 
 
-def secure_channel(target: str, identity: Path | IdentityMaterial, server_name: str,
-                   options: list[tuple[str, object]] | None = None) -> grpc.Channel:
+def secure_channel(
+    target: str,
+    identity: Path | IdentityMaterial,
+    server_name: str,
+    options: list[tuple[str, object]] | None = None,
+) -> grpc.Channel:
     """A channel that presents our certificate and verifies the server's against
     our CA *and* that it is ``server_name`` (a DNS SAN of the server's certificate).
     ``identity``: a directory (read once, checked) or a snapshot already checked."""

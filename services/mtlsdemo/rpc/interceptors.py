@@ -18,11 +18,13 @@ log = logging.getLogger(__name__)
 # Infrastructure services any certificate from our CA may call (probes, grpcurl):
 # the TLS handshake still demands a valid client certificate; only the
 # identity allow-list is waived for them.
-EXEMPT_SERVICES = frozenset({
-    "grpc.health.v1.Health",
-    "grpc.reflection.v1alpha.ServerReflection",
-    "grpc.reflection.v1.ServerReflection",
-})
+EXEMPT_SERVICES = frozenset(
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }
+)
 
 
 def split_method(full: str) -> tuple[str, str]:
@@ -54,18 +56,22 @@ class ServerInterceptor(grpc.ServerInterceptor):
         # The peer label is bounded by what our own CA issued, so cardinality stays low.
         telemetry.GRPC_AUTHORIZATIONS.labels(shown, "deny").inc()
         log.warning("denied %s: caller %s is not in the allow-list", service, shown)
-        context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                      f"caller identity {shown} is not allowed to call {service} "
-                      f"(allowed: {', '.join(self.policy.texts)})")
+        context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"caller identity {shown} is not allowed to call {service} "
+            f"(allowed: {', '.join(self.policy.texts)})",
+        )
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
         if handler is None:
             return None
         service, method = split_method(details.method)
-        kind = ("server_stream" if handler.response_streaming else "unary") \
-            if not handler.request_streaming else \
-            ("bidi_stream" if handler.response_streaming else "client_stream")
+        kind = (
+            ("server_stream" if handler.response_streaming else "unary")
+            if not handler.request_streaming
+            else ("bidi_stream" if handler.response_streaming else "client_stream")
+        )
         started = telemetry.GRPC_SERVER_STARTED.labels(service, method, kind)
 
         def handled(code: grpc.StatusCode) -> None:
@@ -88,6 +94,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
                 handled(_code_of(context))
                 seconds.observe(time.perf_counter() - t0)
                 return response
+
             return run
 
         def streaming(behavior: Callable) -> Callable:
@@ -109,10 +116,13 @@ class ServerInterceptor(grpc.ServerInterceptor):
                 finally:
                     handled(code)
                     seconds.observe(time.perf_counter() - t0)
+
             return run
 
-        common = {"request_deserializer": handler.request_deserializer,
-                  "response_serializer": handler.response_serializer}
+        common = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **common)
         if handler.unary_stream:

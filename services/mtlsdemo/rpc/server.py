@@ -40,10 +40,10 @@ def is_loopback(address: str) -> bool:
 
 @dataclass
 class ServiceSpec:
-    component: str                      # "ledger" or "gateway"
-    listen: str                         # HOST:PORT
-    tls_dir: Path | None                # None: plaintext, loopback only
-    policy: IdentityPolicy | None       # None: any authenticated caller
+    component: str  # "ledger" or "gateway"
+    listen: str  # HOST:PORT
+    tls_dir: Path | None  # None: plaintext, loopback only
+    policy: IdentityPolicy | None  # None: any authenticated caller
     metrics_listen: str | None
     register: Callable[[grpc.Server], None]
     service_names: Sequence[str]
@@ -52,14 +52,17 @@ class ServiceSpec:
 
 def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServicer]:
     if spec.tls_dir is None and not is_loopback(spec.listen):
-        raise ConfigError(f"--listen {spec.listen}: plaintext is only allowed on 127.0.0.1 "
-                          "(the sidecar in front of it is what the network sees)")
+        raise ConfigError(
+            f"--listen {spec.listen}: plaintext is only allowed on 127.0.0.1 "
+            "(the sidecar in front of it is what the network sees)"
+        )
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=spec.max_workers,
-                                   thread_name_prefix=spec.component),
+        futures.ThreadPoolExecutor(max_workers=spec.max_workers, thread_name_prefix=spec.component),
         interceptors=[ServerInterceptor(spec.policy if spec.tls_dir else None)],
-        options=[("grpc.max_receive_message_length", 16 * 1024 * 1024),
-                 ("grpc.max_send_message_length", 16 * 1024 * 1024)],
+        options=[
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ("grpc.max_send_message_length", 16 * 1024 * 1024),
+        ],
     )
     spec.register(server)
     health_servicer = health.HealthServicer()
@@ -67,7 +70,8 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
     for name in ("", *spec.service_names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        (*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        (*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
     try:
         if spec.tls_dir is None:
             port = server.add_insecure_port(spec.listen)
@@ -92,12 +96,20 @@ def run_forever(spec: ServiceSpec, grace_seconds: float = 5.0) -> None:
     server.start()
     mode = "mTLS" if spec.tls_dir else "plaintext (loopback only)"
     allowed = ", ".join(spec.policy.texts) if spec.policy else "any authenticated peer"
-    log.info("%s serving on %s port %d, %s; callers allowed: %s", spec.component,
-             spec.listen.rpartition(":")[0], port, mode, allowed if spec.tls_dir else "n/a")
+    log.info(
+        "%s serving on %s port %d, %s; callers allowed: %s",
+        spec.component,
+        spec.listen.rpartition(":")[0],
+        port,
+        mode,
+        allowed if spec.tls_dir else "n/a",
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s, draining for up to %.0fs", signal.Signals(signum).name, grace_seconds)
+        log.info(
+            "received %s, draining for up to %.0fs", signal.Signals(signum).name, grace_seconds
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -15,8 +15,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger(__name__)
 Handler = Callable[[], tuple[int, str, bytes]]
-REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable",
-           400: "Bad Request"}
+REASONS = {
+    200: "OK",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+    400: "Bad Request",
+}
 
 
 def json_response(code: int, payload: object) -> tuple[int, str, bytes]:
@@ -42,15 +47,25 @@ class AdminServer:
             elif path in self.routes:
                 code, ctype, body = self.routes[path]()
             else:
-                code, ctype, body = 404, "text/plain", (
-                    "try " + ", ".join(sorted(self.routes)) + "\n").encode()
-            writer.write(f"HTTP/1.1 {code} {REASONS.get(code, '')}\r\nContent-Type: {ctype}\r\n"
-                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+                code, ctype, body = (
+                    404,
+                    "text/plain",
+                    ("try " + ", ".join(sorted(self.routes)) + "\n").encode(),
+                )
+            writer.write(
+                f"HTTP/1.1 {code} {REASONS.get(code, '')}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            )
             if method == "GET":
                 writer.write(body)
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError,
-                ConnectionError):
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+            ValueError,
+            ConnectionError,
+        ):
             pass
         except Exception:  # never let a bad request take the admin port down
             log.exception("admin request failed")

@@ -36,15 +36,18 @@ class Route:
         if not eq or not at or not identity.startswith("spiffe://"):
             raise SidecarConfigError(
                 f"--route: {text!r} is not LISTEN=REMOTE@SPIFFE_ID "
-                "(e.g. 127.0.0.1:15001=ledger:8443@spiffe://mtls-demo.local/ns/default/sa/ledger)")
+                "(e.g. 127.0.0.1:15001=ledger:8443@spiffe://mtls-demo.local/ns/default/sa/ledger)"
+            )
         try:
             IdentityPolicy.parse([identity])  # exact, or `*` for one whole segment, as --allow-id
         except PolicyError as e:
             raise SidecarConfigError(f"--route {text!r}: {str(e).split(': ', 1)[-1]}") from None
         route = cls(split_hostport(listen, "--route"), split_hostport(remote, "--route"), identity)
         if route.listen[0] not in ("127.0.0.1", "localhost", "::1"):
-            raise SidecarConfigError(f"--route: local listener {listen} must be on 127.0.0.1: "
-                                     "it accepts plaintext from the app")
+            raise SidecarConfigError(
+                f"--route: local listener {listen} must be on 127.0.0.1: "
+                "it accepts plaintext from the app"
+            )
         return route
 
     def __str__(self) -> str:
@@ -74,10 +77,14 @@ class SidecarConfig:
         if (self.inbound_listen is None) != (self.inbound_target is None):
             raise SidecarConfigError("--inbound-listen and --inbound-target go together")
         if self.inbound_target and self.inbound_target[0] not in ("127.0.0.1", "localhost", "::1"):
-            raise SidecarConfigError("--inbound-target must be on 127.0.0.1: the app behind the "
-                                     "sidecar listens on loopback only")
+            raise SidecarConfigError(
+                "--inbound-target must be on 127.0.0.1: the app behind the "
+                "sidecar listens on loopback only"
+            )
         if self.inbound_listen is None and not self.routes:
-            raise SidecarConfigError("nothing to do: give --inbound-listen/--inbound-target, --route, or both")
+            raise SidecarConfigError(
+                "nothing to do: give --inbound-listen/--inbound-target, --route, or both"
+            )
         if self.max_pending_handshakes < 1:
             raise SidecarConfigError("--max-pending-handshakes must be at least 1")
         if self.handshake_timeout <= 0:

@@ -40,8 +40,11 @@ class IdentityWatcher:
         try:
             cred = Credentials.from_parts(m.chain, m.key)
             # peers must come from our own trust domain (no federation)
-            domain = m.identity.removeprefix("spiffe://").partition("/")[0] \
-                if m.identity.startswith("spiffe://") else None
+            domain = (
+                m.identity.removeprefix("spiffe://").partition("/")[0]
+                if m.identity.startswith("spiffe://")
+                else None
+            )
             trust = TrustStore(m.cas, trust_domain=domain)
         except (ValueError, TypeError) as e:
             raise PkiError(f"{self.source.directory}: unusable identity ({e})") from None
@@ -63,7 +66,10 @@ class IdentityWatcher:
         now = now or dt.datetime.now(dt.UTC)
         leaf = self.current.material.leaf
         if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
-            return False, f"certificate not valid now (valid {leaf.not_valid_before_utc} .. {leaf.not_valid_after_utc})"
+            return (
+                False,
+                f"certificate not valid now (valid {leaf.not_valid_before_utc} .. {leaf.not_valid_after_utc})",
+            )
         for ca in self.current.material.cas:
             if not ca.not_valid_before_utc <= now <= ca.not_valid_after_utc:
                 return False, f"CA {ca.subject.rfc4514_string()} not valid now"
@@ -72,13 +78,22 @@ class IdentityWatcher:
 
 def server_config(loaded: Loaded, cfg: SidecarConfig) -> HandshakeConfig:
     return HandshakeConfig(
-        loaded.credentials, loaded.trust, PeerPolicy(allowed_ids=cfg.allowed_ids),
-        suites=cfg.suites, server_preference=cfg.server_preference,
-        key_update_records=cfg.key_update_records, key_update_bytes=cfg.key_update_bytes)
+        loaded.credentials,
+        loaded.trust,
+        PeerPolicy(allowed_ids=cfg.allowed_ids),
+        suites=cfg.suites,
+        server_preference=cfg.server_preference,
+        key_update_records=cfg.key_update_records,
+        key_update_bytes=cfg.key_update_bytes,
+    )
 
 
 def client_config(loaded: Loaded, cfg: SidecarConfig, peer_identity: str) -> HandshakeConfig:
     return HandshakeConfig(
-        loaded.credentials, loaded.trust, PeerPolicy(allowed_ids=(peer_identity,)),
-        suites=cfg.suites, key_update_records=cfg.key_update_records,
-        key_update_bytes=cfg.key_update_bytes)
+        loaded.credentials,
+        loaded.trust,
+        PeerPolicy(allowed_ids=(peer_identity,)),
+        suites=cfg.suites,
+        key_update_records=cfg.key_update_records,
+        key_update_bytes=cfg.key_update_bytes,
+    )

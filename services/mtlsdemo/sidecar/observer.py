@@ -27,14 +27,14 @@ LOG_INTERVAL = 5.0  # seconds: at most one failure line per (kind, reason) per i
 class HandshakeOutcome:
     """One finished handshake, as both /status and the metrics see it."""
 
-    role: str              # "server" (inbound) or "client" (outbound)
-    label: str             # the listener or route, for the log
-    local: str             # our SPIFFE ID
-    peer: str              # theirs, or "unknown" before it was verified
+    role: str  # "server" (inbound) or "client" (outbound)
+    label: str  # the listener or route, for the log
+    local: str  # our SPIFFE ID
+    peer: str  # theirs, or "unknown" before it was verified
     peer_address: str
     suite: str
-    duration: float        # seconds
-    error: ProtocolError | None = None   # None: success
+    duration: float  # seconds
+    error: ProtocolError | None = None  # None: success
     phases: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -49,9 +49,13 @@ class HandshakeOutcome:
 class RateLimitedLog:
     """One line per key per interval; the suppressed rest summed up in the next line."""
 
-    def __init__(self, interval: float = LOG_INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, interval: float = LOG_INTERVAL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.interval, self.clock = interval, clock
-        self._window: dict[tuple[str, str], tuple[float, int]] = {}  # key -> (window start, suppressed)
+        self._window: dict[
+            tuple[str, str], tuple[float, int]
+        ] = {}  # key -> (window start, suppressed)
 
     def __call__(self, key: tuple[str, str], level: int, msg: str, *args: object) -> bool:
         now = self.clock()
@@ -70,8 +74,13 @@ class RateLimitedLog:
         now = self.clock()
         for key, (start, suppressed) in list(self._window.items()):
             if suppressed and now - start >= self.interval:
-                log.warning("%d more %s %s in the last %gs, not logged one by one", suppressed,
-                            key[0], key[1], self.interval)
+                log.warning(
+                    "%d more %s %s in the last %gs, not logged one by one",
+                    suppressed,
+                    key[0],
+                    key[1],
+                    self.interval,
+                )
                 self._window[key] = (now, 0)
 
 
@@ -96,36 +105,76 @@ class Observer:
                 t.HANDSHAKE_PHASE.labels(o.role, phase).observe(seconds)
             t.PEER_AUTHORIZATIONS.labels(o.peer, "allow").inc()
             t.SESSIONS_ACTIVE.labels(o.role).inc()
-            log.debug("handshake ok role=%s local=%s peer=%s suite=%s %.2fms", o.role, o.local,
-                      o.peer, o.suite, o.duration * 1e3)
+            log.debug(
+                "handshake ok role=%s local=%s peer=%s suite=%s %.2fms",
+                o.role,
+                o.local,
+                o.peer,
+                o.suite,
+                o.duration * 1e3,
+            )
             return
         t.HANDSHAKES.labels(o.role, o.suite, "failure", e.reason.value, e.origin).inc()
         if e.reason is Reason.IDENTITY_MISMATCH and e.origin == "local" and e.peer_identity:
             t.PEER_AUTHORIZATIONS.labels(e.peer_identity, "deny").inc()
-        self.limited(("handshake failures", e.reason.value), logging.WARNING,
-                     "handshake failed: %s role=%s local=%s peer=%s peer_addr=%s suite=%s "
-                     "reason=%s origin=%s: %s", o.label, o.role, o.local, o.peer, o.peer_address,
-                     o.suite, e.reason.value, e.origin, e.detail)
+        self.limited(
+            ("handshake failures", e.reason.value),
+            logging.WARNING,
+            "handshake failed: %s role=%s local=%s peer=%s peer_addr=%s suite=%s "
+            "reason=%s origin=%s: %s",
+            o.label,
+            o.role,
+            o.local,
+            o.peer,
+            o.peer_address,
+            o.suite,
+            e.reason.value,
+            e.origin,
+            e.detail,
+        )
 
-    def session_failed(self, label: str, role: str, local: str, peer: str | None,
-                       e: ProtocolError) -> None:
+    def session_failed(
+        self, label: str, role: str, local: str, peer: str | None, e: ProtocolError
+    ) -> None:
         t.RECORD_FAILURES.labels(e.reason.value).inc()
-        self.limited(("session failures", e.reason.value), logging.WARNING,
-                     "session failed: %s role=%s local=%s peer=%s reason=%s origin=%s: %s",
-                     label, role, local, peer, e.reason.value, e.origin, e.detail)
+        self.limited(
+            ("session failures", e.reason.value),
+            logging.WARNING,
+            "session failed: %s role=%s local=%s peer=%s reason=%s origin=%s: %s",
+            label,
+            role,
+            local,
+            peer,
+            e.reason.value,
+            e.origin,
+            e.detail,
+        )
 
     def session_closed(self, role: str, seconds: float) -> None:
         t.SESSIONS_ACTIVE.labels(role).dec()
         t.SESSION_DURATION.observe(seconds)
 
-    def overloaded(self, role: str, label: str, local: str, peer_address: str, pending: int) -> None:
+    def overloaded(
+        self, role: str, label: str, local: str, peer_address: str, pending: int
+    ) -> None:
         """A connection refused at once: ``pending`` handshakes already running."""
-        e = ProtocolError(Reason.OVERLOADED, f"{pending} handshakes already in progress "
-                          "(--max-pending-handshakes)")
-        self.handshake(HandshakeOutcome(role, label, local, "unknown", peer_address, "none", 0.0, e))
+        e = ProtocolError(
+            Reason.OVERLOADED,
+            f"{pending} handshakes already in progress (--max-pending-handshakes)",
+        )
+        self.handshake(
+            HandshakeOutcome(role, label, local, "unknown", peer_address, "none", 0.0, e)
+        )
 
-    def traffic(self, records_sent: int, bytes_sent: int, records_received: int,
-                bytes_received: int, key_updates: int, overhead: int) -> None:
+    def traffic(
+        self,
+        records_sent: int,
+        bytes_sent: int,
+        records_received: int,
+        bytes_received: int,
+        key_updates: int,
+        overhead: int,
+    ) -> None:
         """Record-layer counts since the last call (pushed once a second, not per record:
         the counter locks cost more than the AES-GCM of a small record)."""
         if key_updates:
@@ -137,7 +186,9 @@ class Observer:
         if records_received:
             t.RECORDS.labels("received").inc(records_received)
             t.RECORD_BYTES.labels("received", "plaintext").inc(bytes_received)
-            t.RECORD_BYTES.labels("received", "ciphertext").inc(bytes_received + records_received * overhead)
+            t.RECORD_BYTES.labels("received", "ciphertext").inc(
+                bytes_received + records_received * overhead
+            )
 
     def flush(self) -> None:
         self.limited.flush()

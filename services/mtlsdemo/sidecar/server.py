@@ -45,8 +45,9 @@ class Sidecar:
         if cur.generation != self._cfg_generation:
             self._cfg_generation = cur.generation
             self._server_cfg = server_config(cur, self.config)
-            self._client_cfgs = {r.identity: client_config(cur, self.config, r.identity)
-                                 for r in self.config.routes}
+            self._client_cfgs = {
+                r.identity: client_config(cur, self.config, r.identity) for r in self.config.routes
+            }
 
     def server_config(self) -> HandshakeConfig:
         self._refresh()
@@ -67,25 +68,38 @@ class Sidecar:
             srv = await loop.create_server(self._inbound, host, port, reuse_address=True)
             self._servers.append(srv)
             self.ports["inbound"] = srv.sockets[0].getsockname()[1]
-            log.info("inbound %s:%d -> app %s:%d; peers allowed: %s", host, self.ports["inbound"],
-                     *cfg.inbound_target, ", ".join(cfg.allowed_ids) or "any from the CA")
+            log.info(
+                "inbound %s:%d -> app %s:%d; peers allowed: %s",
+                host,
+                self.ports["inbound"],
+                *cfg.inbound_target,
+                ", ".join(cfg.allowed_ids) or "any from the CA",
+            )
         for i, route in enumerate(cfg.routes):
-            srv = await loop.create_server(functools.partial(self._outbound, route), *route.listen,
-                                           reuse_address=True)
+            srv = await loop.create_server(
+                functools.partial(self._outbound, route), *route.listen, reuse_address=True
+            )
             self._servers.append(srv)
             self.ports[f"route{i}"] = srv.sockets[0].getsockname()[1]
             log.info("route %s", route)
         if cfg.admin_listen:
-            self._admin = AdminServer({"/healthz": self._healthz, "/readyz": self._readyz,
-                                       "/status": self._status})
+            self._admin = AdminServer(
+                {"/healthz": self._healthz, "/readyz": self._readyz, "/status": self._status}
+            )
             self.ports["admin"] = await self._admin.start(*cfg.admin_listen)
-            log.info("admin on http://%s:%d (/metrics /healthz /readyz /status)",
-                     cfg.admin_listen[0], self.ports["admin"])
+            log.info(
+                "admin on http://%s:%d (/metrics /healthz /readyz /status)",
+                cfg.admin_listen[0],
+                self.ports["admin"],
+            )
         self._reload_task = asyncio.create_task(self._reload_loop())
         self._count_task = asyncio.create_task(self._count_loop())
-        log.info("identity %s (serial %x, expires %s)", self.identity.current.material.identity,
-                 self.identity.current.material.leaf.serial_number,
-                 self.identity.current.material.leaf.not_valid_after_utc)
+        log.info(
+            "identity %s (serial %x, expires %s)",
+            self.identity.current.material.identity,
+            self.identity.current.material.leaf.serial_number,
+            self.identity.current.material.leaf.not_valid_after_utc,
+        )
 
     # --- admission: a bounded number of handshakes at once ---
     def _pending(self) -> int:
@@ -117,13 +131,23 @@ class Sidecar:
 
     async def _dial(self, tunnel: Tunnel, route: Route) -> None:
         try:
-            await asyncio.get_running_loop().create_connection(lambda: NetSide(tunnel), *route.remote)
+            await asyncio.get_running_loop().create_connection(
+                lambda: NetSide(tunnel), *route.remote
+            )
         except OSError as e:
             log.error("route %s: remote sidecar unreachable: %s", route, e)
-            self.status.record(HandshakeOutcome(
-                "client", f"route {route.listen[1]}", tunnel.local_identity, route.identity,
-                f"{route.remote[0]}:{route.remote[1]}", "none", 0.0,
-                ProtocolError(Reason.UNREACHABLE, str(e))))
+            self.status.record(
+                HandshakeOutcome(
+                    "client",
+                    f"route {route.listen[1]}",
+                    tunnel.local_identity,
+                    route.identity,
+                    f"{route.remote[0]}:{route.remote[1]}",
+                    "none",
+                    0.0,
+                    ProtocolError(Reason.UNREACHABLE, str(e)),
+                )
+            )
             tunnel.close(abort_app=True)
 
     def connect_app(self, tunnel: Tunnel) -> None:
@@ -131,12 +155,14 @@ class Sidecar:
             assert self.config.inbound_target
             try:
                 transport, _ = await asyncio.get_running_loop().create_connection(
-                    lambda: AppSide(tunnel), *self.config.inbound_target)
+                    lambda: AppSide(tunnel), *self.config.inbound_target
+                )
             except OSError as e:
                 tunnel.app_unavailable(e)
                 return
             if tunnel.closed:
                 transport.close()
+
         asyncio.get_running_loop().create_task(connect())
 
     async def _count_loop(self) -> None:
@@ -159,8 +185,11 @@ class Sidecar:
             srv.close()
         deadline = time.monotonic() + self.config.drain_timeout
         if self.tunnels:
-            log.info("draining %d tunnel(s) for up to %.0fs", len(self.tunnels),
-                     self.config.drain_timeout)
+            log.info(
+                "draining %d tunnel(s) for up to %.0fs",
+                len(self.tunnels),
+                self.config.drain_timeout,
+            )
         while self.tunnels and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for tunnel in list(self.tunnels):
@@ -198,13 +227,21 @@ class Sidecar:
                 "last_reload_error": self.identity.last_error,
             },
             "ca_fingerprints_sha256": m.ca_fingerprints,
-            "inbound": None if not self.config.inbound_listen else {
+            "inbound": None
+            if not self.config.inbound_listen
+            else {
                 "listen": f"{self.config.inbound_listen[0]}:{self.ports.get('inbound')}",
                 "target": ":".join(map(str, self.config.inbound_target or ())),
-                "allowed_ids": list(self.config.allowed_ids) or ["(any from the CA)"]},
-            "routes": [{"listen": f"{r.listen[0]}:{self.ports.get(f'route{i}')}",
-                        "remote": f"{r.remote[0]}:{r.remote[1]}", "identity": r.identity}
-                       for i, r in enumerate(self.config.routes)],
+                "allowed_ids": list(self.config.allowed_ids) or ["(any from the CA)"],
+            },
+            "routes": [
+                {
+                    "listen": f"{r.listen[0]}:{self.ports.get(f'route{i}')}",
+                    "remote": f"{r.remote[0]}:{r.remote[1]}",
+                    "identity": r.identity,
+                }
+                for i, r in enumerate(self.config.routes)
+            ],
             "suites": [s.name for s in self.config.suites],
             "active_sessions": sum(1 for t in self.tunnels if t.established_at is not None),
             "handshakes_in_progress": sum(1 for t in self.tunnels if t.established_at is None),

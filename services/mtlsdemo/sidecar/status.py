@@ -20,8 +20,8 @@ class HandshakeRecord:
     peer_address: str
     suite: str
     duration_ms: float
-    outcome: str          # success, or the failure reason
-    origin: str           # none, local, remote
+    outcome: str  # success, or the failure reason
+    origin: str  # none, local, remote
 
 
 @dataclass
@@ -43,9 +43,18 @@ class Status:
 
     def record(self, o: HandshakeOutcome) -> None:
         outcome, origin = o.outcome, o.origin
-        self.recent.append(HandshakeRecord(
-            dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), o.role, o.peer,
-            o.peer_address, o.suite, round(o.duration * 1000, 3), outcome, origin))
+        self.recent.append(
+            HandshakeRecord(
+                dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                o.role,
+                o.peer,
+                o.peer_address,
+                o.suite,
+                round(o.duration * 1000, 3),
+                outcome,
+                origin,
+            )
+        )
         key = (o.role, o.peer, o.suite)
         edge = self.edges.get(key)
         if edge is None:
@@ -58,6 +67,8 @@ class Status:
         self.totals[outcome] += 1
 
     def as_dict(self) -> dict[str, Any]:
-        return {"handshakes": dict(self.totals),
-                "edges": [asdict(e) for e in self.edges.values()],
-                "recent_handshakes": [asdict(r) for r in reversed(self.recent)]}
+        return {
+            "handshakes": dict(self.totals),
+            "edges": [asdict(e) for e in self.edges.values()],
+            "recent_handshakes": [asdict(r) for r in reversed(self.recent)],
+        }

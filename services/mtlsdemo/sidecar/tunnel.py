@@ -35,8 +35,8 @@ from mtlsdemo.sidecar.config import SidecarConfig
 from mtlsdemo.sidecar.observer import HandshakeOutcome, Observer
 
 log = logging.getLogger(__name__)
-WRITE_HIGH_WATER = 512 * 1024   # pause the other side's reads above this much unsent data
-MAX_HELD = 64 * 1024            # app bytes held while the handshake is still running
+WRITE_HIGH_WATER = 512 * 1024  # pause the other side's reads above this much unsent data
+MAX_HELD = 64 * 1024  # app bytes held while the handshake is still running
 RECORD_OVERHEAD = HEADER_LEN + TAG_LEN
 
 
@@ -51,12 +51,18 @@ class TunnelHost(Protocol):
 
 
 class Tunnel:
-    def __init__(self, sidecar: TunnelHost, role: str, config: HandshakeConfig, label: str,
-                 local_identity: str) -> None:
+    def __init__(
+        self,
+        sidecar: TunnelHost,
+        role: str,
+        config: HandshakeConfig,
+        label: str,
+        local_identity: str,
+    ) -> None:
         self.sidecar = sidecar
         self.observer = sidecar.observer
-        self.role = role                  # "server" (inbound) or "client" (outbound)
-        self.label = label                # route or listener, for logs
+        self.role = role  # "server" (inbound) or "client" (outbound)
+        self.label = label  # route or listener, for logs
         self.conn = system.connection(role, config)
         self.local_identity = local_identity
         self.app: asyncio.Transport | None = None
@@ -65,43 +71,63 @@ class Tunnel:
         self.established_at: float | None = None
         self.started = time.perf_counter()
         self.closed = False
-        self._pending_app: list[bytes] = []       # inbound: data decrypted before the app connected
-        self._pending_net: list[bytes] = []       # outbound: app bytes read before the handshake ended
-        self._eof_held = False                     # ... and the app's EOF, if it came that early
-        self._app_eof = False                      # the app finished sending (close_notify sent)
-        self._peer_eof = False                     # the peer finished sending (close_notify seen)
+        self._pending_app: list[bytes] = []  # inbound: data decrypted before the app connected
+        self._pending_net: list[bytes] = []  # outbound: app bytes read before the handshake ended
+        self._eof_held = False  # ... and the app's EOF, if it came that early
+        self._app_eof = False  # the app finished sending (close_notify sent)
+        self._peer_eof = False  # the peer finished sending (close_notify seen)
         self._deadline: asyncio.TimerHandle | None = None
         self._counted = (0, 0, 0, 0)
         self._key_updates = 0  # key generations counted so far (KeyUpdated events included)
         self._handshake_open = True
         self.observer.handshake_started(role)
         self._deadline = asyncio.get_running_loop().call_later(
-            sidecar.config.handshake_timeout, self._timeout)
+            sidecar.config.handshake_timeout, self._timeout
+        )
         sidecar.tunnels.add(self)
 
     # ------------------------------------------------------------------ handshake
     def _timeout(self) -> None:
         if self.conn.handshake_done or self.closed:
             return
-        err = self.conn.fail(Reason.HANDSHAKE_TIMEOUT,
-                             f"no progress in {self.sidecar.config.handshake_timeout:g}s while "
-                             f"waiting for {self.conn.waiting_for}")
+        err = self.conn.fail(
+            Reason.HANDSHAKE_TIMEOUT,
+            f"no progress in {self.sidecar.config.handshake_timeout:g}s while "
+            f"waiting for {self.conn.waiting_for}",
+        )
         self._flush_net()
         self._handshake_failed(err)
 
     def _handshake_done(self, result: HandshakeResult) -> None:
         self._close_handshake()
         self.established_at = time.perf_counter()
-        self.observer.handshake(HandshakeOutcome(
-            self.role, self.label, self.local_identity, result.peer_identity, self.peer_address,
-            result.suite, result.duration, phases=dict(result.phases)))
+        self.observer.handshake(
+            HandshakeOutcome(
+                self.role,
+                self.label,
+                self.local_identity,
+                result.peer_identity,
+                self.peer_address,
+                result.suite,
+                result.duration,
+                phases=dict(result.phases),
+            )
+        )
 
     def _handshake_failed(self, e: ProtocolError) -> None:
         self._close_handshake()
-        self.observer.handshake(HandshakeOutcome(
-            self.role, self.label, self.local_identity, self.conn.peer_identity or "unknown",
-            self.peer_address, self.conn.suite.name if self.conn.suite else "none",
-            time.perf_counter() - self.started, e))
+        self.observer.handshake(
+            HandshakeOutcome(
+                self.role,
+                self.label,
+                self.local_identity,
+                self.conn.peer_identity or "unknown",
+                self.peer_address,
+                self.conn.suite.name if self.conn.suite else "none",
+                time.perf_counter() - self.started,
+                e,
+            )
+        )
         self.close(abort_app=True)
 
     def _close_handshake(self) -> None:
@@ -274,8 +300,13 @@ class Tunnel:
             self.sidecar.connect_app(self)
 
     def app_unavailable(self, error: Exception) -> None:
-        log.error("%s: local app %s unreachable (%s); closing session from %s", self.label,
-                  self.sidecar.config.inbound_target, error, self.conn.peer_identity)
+        log.error(
+            "%s: local app %s unreachable (%s); closing session from %s",
+            self.label,
+            self.sidecar.config.inbound_target,
+            error,
+            self.conn.peer_identity,
+        )
         self.conn.close()
         self._flush_net()
         self.close()
@@ -284,8 +315,9 @@ class Tunnel:
         if self.established_at is None:
             self._handshake_failed(e)
             return
-        self.observer.session_failed(self.label, self.role, self.local_identity,
-                                     self.conn.peer_identity, e)
+        self.observer.session_failed(
+            self.label, self.role, self.local_identity, self.conn.peer_identity, e
+        )
         self.close(abort_app=True)
 
     def count(self) -> None:
@@ -390,5 +422,6 @@ class Refuse(asyncio.Protocol):
         # (uvloop's transports are not asyncio.Transport subclasses: no isinstance here)
         if self.reason is not None:
             transport.write(  # type: ignore[attr-defined]
-                plaintext_record(ContentType.ALERT, bytes((ALERT_FATAL, ALERT_CODES[self.reason]))))
+                plaintext_record(ContentType.ALERT, bytes((ALERT_FATAL, ALERT_CODES[self.reason])))
+            )
         transport.close()

@@ -10,5 +10,14 @@ from mtlsdemo.trust.policy import IdentityPolicy, PolicyError
 from mtlsdemo.trust.spiffe import SpiffeId, SpiffeIdError, svid_identity
 from mtlsdemo.trust.verify import Failure, TrustStore, VerificationFailed, VerifiedChain
 
-__all__ = ["Failure", "IdentityPolicy", "PolicyError", "SpiffeId", "SpiffeIdError", "TrustStore",
-           "VerificationFailed", "VerifiedChain", "svid_identity"]
+__all__ = [
+    "Failure",
+    "IdentityPolicy",
+    "PolicyError",
+    "SpiffeId",
+    "SpiffeIdError",
+    "TrustStore",
+    "VerificationFailed",
+    "VerifiedChain",
+    "svid_identity",
+]

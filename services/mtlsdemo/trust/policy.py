@@ -24,7 +24,7 @@ class PolicyError(ValueError):
 class IdPattern:
     text: str
     trust_domain: str
-    segments: tuple[str, ...]   # "*" where any one segment matches
+    segments: tuple[str, ...]  # "*" where any one segment matches
 
     @classmethod
     def parse(cls, text: str) -> IdPattern:
@@ -35,11 +35,14 @@ class IdPattern:
         segments = path.split("/") if slash else []
         for seg in segments:
             if WILDCARD in seg and seg != WILDCARD:
-                raise PolicyError(f"--allow-id {text!r}: '*' must be a whole path segment "
-                                  f"(in {seg!r}); it matches exactly one segment")
+                raise PolicyError(
+                    f"--allow-id {text!r}: '*' must be a whole path segment "
+                    f"(in {seg!r}); it matches exactly one segment"
+                )
         # the rest must be a SPIFFE ID once each "*" stands for a legal segment
         probe = f"{head}{sep}{domain}" + "".join(
-            "/" + (_PLACEHOLDER if s == WILDCARD else s) for s in segments)
+            "/" + (_PLACEHOLDER if s == WILDCARD else s) for s in segments
+        )
         try:
             parsed = SpiffeId.parse(probe)
         except SpiffeIdError as e:
@@ -47,9 +50,11 @@ class IdPattern:
         return cls(text, parsed.trust_domain, tuple(segments))
 
     def matches(self, identity: SpiffeId) -> bool:
-        return (identity.trust_domain == self.trust_domain
-                and len(identity.path) == len(self.segments)
-                and all(p in (WILDCARD, s) for p, s in zip(self.segments, identity.path, strict=True)))
+        return (
+            identity.trust_domain == self.trust_domain
+            and len(identity.path) == len(self.segments)
+            and all(p in (WILDCARD, s) for p, s in zip(self.segments, identity.path, strict=True))
+        )
 
 
 @dataclass(frozen=True)

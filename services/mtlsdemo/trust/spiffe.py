@@ -32,13 +32,15 @@ class SpiffeId:
     def parse(cls, text: str) -> SpiffeId:
         if not text.startswith(PREFIX):
             raise SpiffeIdError(f"{text!r}: a SPIFFE ID starts with {PREFIX!r} (lowercase)")
-        rest = text[len(PREFIX):]
+        rest = text[len(PREFIX) :]
         domain, slash, path = rest.partition("/")
         if not domain:
             raise SpiffeIdError(f"{text!r}: the trust domain is empty")
         if not _TRUST_DOMAIN.match(domain):
-            raise SpiffeIdError(f"{text!r}: trust domain {domain!r} may hold only lowercase letters, "
-                                "digits, '.', '-' and '_' (no port, userinfo or uppercase)")
+            raise SpiffeIdError(
+                f"{text!r}: trust domain {domain!r} may hold only lowercase letters, "
+                "digits, '.', '-' and '_' (no port, userinfo or uppercase)"
+            )
         if not slash:
             return cls(domain, ())
         segments = tuple(path.split("/"))
@@ -48,8 +50,10 @@ class SpiffeId:
             if seg in (".", ".."):
                 raise SpiffeIdError(f"{text!r}: path segment {seg!r} is not allowed")
             if not _SEGMENT.match(seg):
-                raise SpiffeIdError(f"{text!r}: path segment {seg!r} may hold only letters, digits, "
-                                    "'.', '-' and '_' (no query, fragment or percent-escape)")
+                raise SpiffeIdError(
+                    f"{text!r}: path segment {seg!r} may hold only letters, digits, "
+                    "'.', '-' and '_' (no query, fragment or percent-escape)"
+                )
         return cls(domain, segments)
 
     def __str__(self) -> str:
@@ -71,7 +75,9 @@ def svid_identity(cert: x509.Certificate) -> SpiffeId:
     uris = uri_sans(cert)
     if len(uris) != 1:
         shown = ", ".join(uris) if uris else "none"
-        raise SpiffeIdError(f"an SVID carries exactly one URI SAN, this one has {len(uris)} ({shown})")
+        raise SpiffeIdError(
+            f"an SVID carries exactly one URI SAN, this one has {len(uris)} ({shown})"
+        )
     return SpiffeId.parse(uris[0])
 
 

@@ -31,7 +31,10 @@ from cryptography.x509.verification import (
 from mtlsdemo.trust.spiffe import SpiffeId, SpiffeIdError, svid_identity
 
 DEFAULT_MAX_DEPTH = 4  # leaf + up to 3 CAs: our PKI uses 1 (root, pathlen 0)
-EKU_FOR_ROLE = {"server": ExtendedKeyUsageOID.SERVER_AUTH, "client": ExtendedKeyUsageOID.CLIENT_AUTH}
+EKU_FOR_ROLE = {
+    "server": ExtendedKeyUsageOID.SERVER_AUTH,
+    "client": ExtendedKeyUsageOID.CLIENT_AUTH,
+}
 
 
 class Failure(enum.Enum):
@@ -59,9 +62,9 @@ class VerifiedChain:
     identity: SpiffeId
     leaf: x509.Certificate
     public_key: Any
-    path: tuple[x509.Certificate, ...]    # leaf .. trusted root, as built
+    path: tuple[x509.Certificate, ...]  # leaf .. trusted root, as built
     dns_names: frozenset[str]
-    checks: tuple[str, ...]               # what passed, in order, for the trace
+    checks: tuple[str, ...]  # what passed, in order, for the trace
     valid_from: dt.datetime
     valid_until: dt.datetime
 
@@ -75,13 +78,17 @@ def _eku_validator(role: str, required: bool) -> EkuCheck:
     def check(_policy: object, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
         if eku is None:
             if required:
-                raise ValueError(f"{cert.subject.rfc4514_string()} lacks the {wanted._name} "
-                                 f"extended key usage a {role} needs")
+                raise ValueError(
+                    f"{cert.subject.rfc4514_string()} lacks the {wanted._name} "
+                    f"extended key usage a {role} needs"
+                )
             return
         if wanted not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
             what = "CA" if _is_ca(cert) else ""
-            raise ValueError(f"{what + ' ' if what else ''}{cert.subject.rfc4514_string()} lacks the "
-                             f"{wanted._name} extended key usage a {role} needs")
+            raise ValueError(
+                f"{what + ' ' if what else ''}{cert.subject.rfc4514_string()} lacks the "
+                f"{wanted._name} extended key usage a {role} needs"
+            )
 
     return check
 
@@ -91,11 +98,13 @@ def _policies(role: str) -> tuple[ExtensionPolicy, ExtensionPolicy]:
     # replace that with the EKU of the peer's actual role: required on the leaf,
     # and, where an intermediate restricts its EKUs, present there too.
     ca = ExtensionPolicy.webpki_defaults_ca().may_be_present(
-        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _eku_validator(role, required=False))
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _eku_validator(role, required=False)
+    )
     # (may_be_present: the validator is called even when the extension is absent,
     # so a missing EKU gets the same plain message as a wrong one)
     ee = ExtensionPolicy.webpki_defaults_ee().may_be_present(
-        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _eku_validator(role, required=True))
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _eku_validator(role, required=True)
+    )
     return ca, ee
 
 
@@ -104,17 +113,22 @@ _POLICIES = {role: _policies(role) for role in EKU_FOR_ROLE}
 
 def _validity(cert: x509.Certificate, now: dt.datetime, what: str) -> None:
     if now < cert.not_valid_before_utc:
-        raise VerificationFailed(Failure.CERTIFICATE_NOT_YET_VALID,
-                                 f"{what} {cert.subject.rfc4514_string()} valid from "
-                                 f"{cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}")
+        raise VerificationFailed(
+            Failure.CERTIFICATE_NOT_YET_VALID,
+            f"{what} {cert.subject.rfc4514_string()} valid from "
+            f"{cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}",
+        )
     if now > cert.not_valid_after_utc:
-        raise VerificationFailed(Failure.CERTIFICATE_EXPIRED,
-                                 f"{what} {cert.subject.rfc4514_string()} expired "
-                                 f"{cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
+        raise VerificationFailed(
+            Failure.CERTIFICATE_EXPIRED,
+            f"{what} {cert.subject.rfc4514_string()} expired "
+            f"{cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}",
+        )
 
 
-def _key_id(cert: x509.Certificate, cls: type[x509.AuthorityKeyIdentifier | x509.SubjectKeyIdentifier]
-            ) -> bytes | None:
+def _key_id(
+    cert: x509.Certificate, cls: type[x509.AuthorityKeyIdentifier | x509.SubjectKeyIdentifier]
+) -> bytes | None:
     try:
         value = cert.extensions.get_extension_for_class(cls).value
     except x509.ExtensionNotFound:
@@ -149,8 +163,14 @@ class TrustStore:
     identity policy are the caller's, on every connection.
     """
 
-    def __init__(self, cas: Sequence[x509.Certificate], *, trust_domain: str | None = None,
-                 max_depth: int = DEFAULT_MAX_DEPTH, cache_size: int = 256) -> None:
+    def __init__(
+        self,
+        cas: Sequence[x509.Certificate],
+        *,
+        trust_domain: str | None = None,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        cache_size: int = 256,
+    ) -> None:
         if not cas:
             raise ValueError("a trust store needs at least one CA certificate")
         self.cas = tuple(cas)
@@ -180,11 +200,15 @@ class TrustStore:
             self._cache.popitem(last=False)
 
     # ------------------------------------------------------------------ verify
-    def verify(self, chain_der: Sequence[bytes], role: str, now: dt.datetime) -> tuple[VerifiedChain, bool]:
+    def verify(
+        self, chain_der: Sequence[bytes], role: str, now: dt.datetime
+    ) -> tuple[VerifiedChain, bool]:
         """Verify a peer's chain (DER, leaf first) for ``role`` ("client" or
         "server") at ``now``. Returns the result and whether it came from the cache."""
         if not chain_der:
-            raise VerificationFailed(Failure.CERTIFICATE_REQUIRED, f"the {role} sent no certificate")
+            raise VerificationFailed(
+                Failure.CERTIFICATE_REQUIRED, f"the {role} sent no certificate"
+            )
         key = (role, tuple(chain_der))
         hit = self._cached(key, now)
         if hit is not None:
@@ -197,29 +221,42 @@ class TrustStore:
         except Exception as e:
             # cryptography parses some fields lazily: a malformed certificate can
             # surface at any field access, with whatever the parser raises.
-            raise VerificationFailed(Failure.BAD_CERTIFICATE,
-                                     f"malformed certificate: {type(e).__name__}: {e}") from None
+            raise VerificationFailed(
+                Failure.BAD_CERTIFICATE, f"malformed certificate: {type(e).__name__}: {e}"
+            ) from None
         self._remember(key, result)
         return result, False
 
-    def verify_certificates(self, certs: Sequence[x509.Certificate], role: str,
-                            now: dt.datetime) -> VerifiedChain:
+    def verify_certificates(
+        self, certs: Sequence[x509.Certificate], role: str, now: dt.datetime
+    ) -> VerifiedChain:
         """The same verification on parsed certificates (``certs inspect``)."""
         if not certs:
-            raise VerificationFailed(Failure.CERTIFICATE_REQUIRED, f"the {role} sent no certificate")
+            raise VerificationFailed(
+                Failure.CERTIFICATE_REQUIRED, f"the {role} sent no certificate"
+            )
         leaf, others = certs[0], list(certs[1:])
         subject = leaf.subject.rfc4514_string()
         checks = [f"parsed {len(certs)} certificate(s), leaf {subject}"]
         if _is_ca(leaf):
-            raise VerificationFailed(Failure.BAD_CERTIFICATE, f"{subject} is a CA certificate, not a leaf")
+            raise VerificationFailed(
+                Failure.BAD_CERTIFICATE, f"{subject} is a CA certificate, not a leaf"
+            )
         _validity(leaf, now, "certificate")
         if len(certs) > self.max_depth:
-            raise VerificationFailed(Failure.BAD_CERTIFICATE,
-                                     f"{len(certs)} certificates sent, more than the limit of {self.max_depth}")
+            raise VerificationFailed(
+                Failure.BAD_CERTIFICATE,
+                f"{len(certs)} certificates sent, more than the limit of {self.max_depth}",
+            )
         ca_policy, ee_policy = _POLICIES[role]
-        verifier = (PolicyBuilder().store(self.store).time(now).max_chain_depth(self.max_depth - 1)
-                    .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
-                    .build_client_verifier())
+        verifier = (
+            PolicyBuilder()
+            .store(self.store)
+            .time(now)
+            .max_chain_depth(self.max_depth - 1)
+            .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+            .build_client_verifier()
+        )
         try:
             built = verifier.verify(leaf, others)
         except VerificationError as e:
@@ -228,28 +265,43 @@ class TrustStore:
         root = path[-1]
         checks.append(f"validity at {now:%Y-%m-%dT%H:%M:%SZ}: every certificate of the path")
         checks.append(f"extended key usage {EKU_FOR_ROLE[role]._name} (leaf and intermediates)")
-        checks.append(f"chain signature verified up to trusted root {root.subject.rfc4514_string()} "
-                      "(locally, with the CA public key from the trust store)")
+        checks.append(
+            f"chain signature verified up to trusted root {root.subject.rfc4514_string()} "
+            "(locally, with the CA public key from the trust store)"
+        )
         try:
             identity = svid_identity(leaf)
         except SpiffeIdError as e:
             raise VerificationFailed(Failure.BAD_CERTIFICATE, f"{subject}: {e}") from None
         if self.trust_domain is not None and identity.trust_domain != self.trust_domain:
-            raise VerificationFailed(Failure.BAD_CERTIFICATE,
-                                     f"{identity} is outside trust domain {self.trust_domain}")
+            raise VerificationFailed(
+                Failure.BAD_CERTIFICATE, f"{identity} is outside trust domain {self.trust_domain}"
+            )
         checks.append(f"one SPIFFE ID, well formed: {identity}")
         try:
             san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             dns = frozenset(san.get_values_for_type(x509.DNSName))
         except x509.ExtensionNotFound:
             dns = frozenset()
-        return VerifiedChain(identity=identity, leaf=leaf, public_key=leaf.public_key(), path=path,
-                             dns_names=dns, checks=tuple(checks),
-                             valid_from=max(c.not_valid_before_utc for c in path),
-                             valid_until=min(c.not_valid_after_utc for c in path))
+        return VerifiedChain(
+            identity=identity,
+            leaf=leaf,
+            public_key=leaf.public_key(),
+            path=path,
+            dns_names=dns,
+            checks=tuple(checks),
+            valid_from=max(c.not_valid_before_utc for c in path),
+            valid_until=min(c.not_valid_after_utc for c in path),
+        )
 
-    def _explain(self, leaf: x509.Certificate, others: list[x509.Certificate], role: str,
-                 now: dt.datetime, text: str) -> VerificationFailed:
+    def _explain(
+        self,
+        leaf: x509.Certificate,
+        others: list[x509.Certificate],
+        role: str,
+        now: dt.datetime,
+        text: str,
+    ) -> VerificationFailed:
         """The most specific reason for a path that does not build."""
         subject = leaf.subject.rfc4514_string()
         # Walk up from the leaf through what the peer sent, by issuer name and key id,
@@ -266,9 +318,11 @@ class TrustStore:
             current = parent
         if anchor is None:
             aki = _key_id(current, x509.AuthorityKeyIdentifier)
-            return VerificationFailed(Failure.UNKNOWN_CA,
-                                      f"issuer {current.issuer.rfc4514_string()} (key id "
-                                      f"{aki.hex() if aki else 'none'}) is not in the trust store")
+            return VerificationFailed(
+                Failure.UNKNOWN_CA,
+                f"issuer {current.issuer.rfc4514_string()} (key id "
+                f"{aki.hex() if aki else 'none'}) is not in the trust store",
+            )
         # the path exists: say which certificate on it is out of its window
         for cert in [anchor, *walked[1:]]:
             try:
@@ -281,7 +335,15 @@ class TrustStore:
         missing = re.search(r"([0-9.]+): Certificate is missing required extension", text)
         if missing:
             ext = x509.ObjectIdentifier(missing.group(1))._name
-            return VerificationFailed(Failure.BAD_CERTIFICATE, f"{subject} has no {ext} extension"
-                                      + (" (an SVID carries exactly one URI SAN, its SPIFFE ID)"
-                                         if ext == "subjectAltName" else ""))
-        return VerificationFailed(Failure.BAD_CERTIFICATE, f"chain of {subject} does not verify: {text}")
+            return VerificationFailed(
+                Failure.BAD_CERTIFICATE,
+                f"{subject} has no {ext} extension"
+                + (
+                    " (an SVID carries exactly one URI SAN, its SPIFFE ID)"
+                    if ext == "subjectAltName"
+                    else ""
+                ),
+            )
+        return VerificationFailed(
+            Failure.BAD_CERTIFICATE, f"chain of {subject} does not verify: {text}"
+        )
