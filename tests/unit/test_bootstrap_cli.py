@@ -201,3 +201,32 @@ def test_inspect_corrupt_file_is_one_line_error(tmp_path: Path, capsys) -> None:
     bad.write_text("hello")
     code, _, err = run_cli(capsys, "certs", "inspect", str(bad))
     assert code == 2 and str(bad) in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "ledger", "--listen", "127.0.0.1:0", "--plaintext"],
+        ["serve", "gateway", "--listen", "127.0.0.1:0", "--plaintext", "--ledger-plaintext"],
+        ["sidecar", "--inbound-listen", "127.0.0.1:0", "--inbound-target", "127.0.0.1:1"],
+        ["handshake"],
+    ],
+    ids=["ledger", "gateway", "sidecar", "trace"],
+)
+def test_one_identity_policy_refuses_a_bad_pattern_everywhere_at_startup(
+    argv: list[str], capsys, tmp_path: Path
+) -> None:
+    """`--allow-id` is parsed by the one policy on every path: a partial-segment
+    wildcard is one clear line and exit 2, before anything listens."""
+    code, _, err = run_cli(
+        capsys,
+        *argv,
+        "--allow-id",
+        "spiffe://mtls-demo.local/ns/default/sa/gate*",
+        *(["--certs-dir", str(tmp_path)] if argv == ["handshake"] else []),
+    )
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: --allow-id 'spiffe://mtls-demo.local/ns/default/sa/gate*': '*' must be a whole "
+        "path segment (in 'gate*'); it matches exactly one segment"
+    ]

@@ -17,7 +17,12 @@ ALLOWED = {
     "waiting": set(),
     "localports": set(),
 }
-FORBIDDEN = {"sidecar": {"mtlsdemo.rpc", "mtlsdemo.gateway", "mtlsdemo.ledger", "mtlsdemo.cli"}}
+FORBIDDEN = {
+    "sidecar": {"mtlsdemo.rpc", "mtlsdemo.gateway", "mtlsdemo.ledger", "mtlsdemo.cli"},
+    # the relay talks to its host through TunnelHost: no server <-> tunnel cycle
+    "sidecar/tunnel": {"mtlsdemo.sidecar.server"},
+    "sidecar/observer": {"mtlsdemo.sidecar.server", "mtlsdemo.sidecar.tunnel"},
+}
 
 
 def imports(path: Path) -> set[str]:
