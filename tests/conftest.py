@@ -10,11 +10,12 @@ import datetime as dt
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mtlsdemo.localports import free_port  # noqa: F401  (re-exported for every tier)
+from mtlsdemo.localports import free_port
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.ca import CertificateAuthority, load_ca
 from mtlsdemo.pki.files import cert_pem, write_atomic
@@ -62,6 +63,39 @@ def wait_for(
         describe=describe,
         interval=interval,
     )
+
+
+RUN_PORTS = (
+    "ledger",
+    "gateway",
+    "ledger_metrics",
+    "gateway_metrics",
+    "ledger_app",
+    "route",
+    "gateway_admin",
+    "ledger_admin",
+)
+
+
+def run_command(
+    root: Path, *extra: str, data_dir: Path | None = None
+) -> tuple[list[str], dict[str, int]]:
+    """`mtlsdemo run` with every port its own free one (never the fixed defaults,
+    which an earlier test's processes or sockets may still hold) and the ports."""
+    ports = {name: free_port() for name in RUN_PORTS}
+    argv = [
+        sys.executable,
+        "-m",
+        "mtlsdemo",
+        "run",
+        "--certs-dir",
+        str(root / "certs"),
+        "--data-dir",
+        str(data_dir or root / "var"),
+    ]
+    for name, port in ports.items():
+        argv += [f"--{name.replace('_', '-')}-port", str(port)]
+    return argv + list(extra), ports
 
 
 def now() -> dt.datetime:

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import forge_record_after_handshake, free_port, metric_value, require_binary, wait_for
+from conftest import (
+    forge_record_after_handshake,
+    free_port,
+    metric_value,
+    require_binary,
+    run_command,
+    wait_for,
+)
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 
 pytestmark = pytest.mark.deploy
@@ -117,55 +124,15 @@ def test_dashboard_has_the_promised_panels() -> None:
 class Run:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.ports = {
-            k: free_port()
-            for k in (
-                "ledger",
-                "gateway",
-                "ledger_metrics",
-                "gateway_metrics",
-                "ledger_app",
-                "route",
-                "gateway_admin",
-                "ledger_admin",
-                "prometheus",
-            )
-        }
+        argv, self.ports = run_command(root, "--traffic-seconds", "0")
+        self.ports["prometheus"] = free_port()
         self.certs = root / "certs"
-        p = self.ports
         env = dict(
             os.environ, PYTHONUNBUFFERED="1", MTLSDEMO_KEY_UPDATE_RECORDS="20"
         )  # the sidecars inherit it: key updates happen
         self.log = (root / "run.log").open("w")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mtlsdemo",
-                "run",
-                "--certs-dir",
-                str(self.certs),
-                "--data-dir",
-                str(root / "var"),
-                "--ledger-port",
-                str(p["ledger"]),
-                "--gateway-port",
-                str(p["gateway"]),
-                "--ledger-metrics-port",
-                str(p["ledger_metrics"]),
-                "--gateway-metrics-port",
-                str(p["gateway_metrics"]),
-                "--ledger-app-port",
-                str(p["ledger_app"]),
-                "--route-port",
-                str(p["route"]),
-                "--gateway-admin-port",
-                str(p["gateway_admin"]),
-                "--ledger-admin-port",
-                str(p["ledger_admin"]),
-                "--traffic-seconds",
-                "0",
-            ],
+            argv,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -4,12 +4,11 @@ made with the seed's openssl steps used for real."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port, require_binary
+from conftest import free_port, require_binary, run_command
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
@@ -21,39 +20,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize("mode", ["sidecar", "native"])
 def test_run_starts_everything_sends_traffic_and_stops(tmp_path: Path, mode: str) -> None:
-    ports = [free_port() for _ in range(8)]
+    argv, ports = run_command(
+        tmp_path, "--mode", mode, "--traffic-seconds", "1", "--exit-after-traffic"
+    )
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mtlsdemo",
-            "run",
-            "--mode",
-            mode,
-            "--certs-dir",
-            str(tmp_path / "certs"),
-            "--data-dir",
-            str(tmp_path / "var"),
-            "--ledger-port",
-            str(ports[0]),
-            "--gateway-port",
-            str(ports[1]),
-            "--ledger-metrics-port",
-            str(ports[2]),
-            "--gateway-metrics-port",
-            str(ports[3]),
-            "--ledger-app-port",
-            str(ports[4]),
-            "--route-port",
-            str(ports[5]),
-            "--gateway-admin-port",
-            str(ports[6]),
-            "--ledger-admin-port",
-            str(ports[7]),
-            "--traffic-seconds",
-            "1",
-            "--exit-after-traffic",
-        ],
+        argv,
         capture_output=True,
         text=True,
         timeout=120,
@@ -64,7 +35,7 @@ def test_run_starts_everything_sends_traffic_and_stops(tmp_path: Path, mode: str
     assert "ca         created" in out
     assert "[ledger]" in out and "[gateway]" in out  # children's logs, prefixed
     assert "codes: OK=" in out and "UNAVAILABLE" not in out
-    assert f"http://127.0.0.1:{ports[3]}/metrics" in out
+    assert f"http://127.0.0.1:{ports['gateway_metrics']}/metrics" in out
     assert "mtlsdemo client" in out
     assert "gateway stopped" in out and "ledger stopped" in out  # clean SIGTERM shutdown
     assert (tmp_path / "var" / "ledger.db").exists()
@@ -188,37 +159,11 @@ def test_openssl_made_client_certificate_calls_the_gateway(tmp_path: Path) -> No
 
 
 def test_run_reports_a_dead_child_with_its_last_log_lines(tmp_path: Path) -> None:
-    ports = [free_port() for _ in range(8)]
     blocker = tmp_path / "var"
     blocker.write_text("a file where the ledger wants its data directory")
+    argv, _ports = run_command(tmp_path, "--exit-after-traffic", data_dir=blocker)
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mtlsdemo",
-            "run",
-            "--certs-dir",
-            str(tmp_path / "certs"),
-            "--data-dir",
-            str(blocker),
-            "--ledger-port",
-            str(ports[0]),
-            "--gateway-port",
-            str(ports[1]),
-            "--ledger-metrics-port",
-            str(ports[2]),
-            "--gateway-metrics-port",
-            str(ports[3]),
-            "--ledger-app-port",
-            str(ports[4]),
-            "--route-port",
-            str(ports[5]),
-            "--gateway-admin-port",
-            str(ports[6]),
-            "--ledger-admin-port",
-            str(ports[7]),
-            "--exit-after-traffic",
-        ],
+        argv,
         capture_output=True,
         text=True,
         timeout=120,
