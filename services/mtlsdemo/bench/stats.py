@@ -24,3 +24,13 @@ def summarize(samples: list[float]) -> dict[str, float]:
 
 def ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else float("nan")
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median of repeated runs, with min and max: never the best run alone."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
+    }
