@@ -12,7 +12,7 @@ MTLSDEMO_BASE_IMAGE ?= python:3.11-slim-bookworm
 MTLSDEMO_IMAGE      ?= mtlsdemo:dev
 COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mtlsdemo
 
-.PHONY: run test test-unit test-integration test-containers lint typecheck protos prometheusrule bench clean \
+.PHONY: run test test-unit test-integration test-containers lint typecheck protos prometheusrule bench perf-doc clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
         k8s-verify k8s-cli-cert test-deploy test-repeat
 
@@ -110,6 +110,10 @@ prometheusrule: $(STAMP)  ## regenerate the operator's PrometheusRule from deplo
 
 bench: $(STAMP)  ## speed as ratios against references measured in the same run
 	$(VENV)/bin/mtlsdemo bench $(ARGS)
+
+perf-doc: $(STAMP)  ## run the whole bench and render docs/performance.md from its JSON
+	$(VENV)/bin/mtlsdemo bench --json > docs/bench.json.new && mv docs/bench.json.new docs/bench.json
+	$(PY) tools/perf_doc.py docs/bench.json
 
 clean:
 	rm -rf $(VENV) var certs/ca certs/*/ .pytest_cache .ruff_cache .hypothesis

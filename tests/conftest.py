@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from mtlsdemo.localports import free_port
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.ca import CertificateAuthority, load_ca
@@ -25,6 +26,14 @@ from mtlsdemo.pki.keys import generate_key, private_key_pem
 from mtlsdemo.waiting import wait_until
 
 pytest_plugins = ["dockerkit"]  # the containers tier's fixtures (docker, image)
+
+# Property tests are part of the gate, so they are deterministic by default: the
+# same examples every run (derived from each test's name), no example database
+# carried between runs. MTLSDEMO_HYPOTHESIS=explore searches at random instead
+# (with MTLSDEMO_FUZZ_EXAMPLES=20000, say) to hunt for new counterexamples.
+settings.register_profile("gate", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("MTLSDEMO_HYPOTHESIS", "gate"))
 
 REQUIRED = {t.strip() for t in os.environ.get("MTLSDEMO_REQUIRE", "").split(",") if t.strip()}
 

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from mtlsdemo import __version__, flags
 from mtlsdemo.pki.errors import PkiError
@@ -545,9 +546,20 @@ def _sidecar(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    import datetime as dt
     import json
+    import os
+    import platform
+    from importlib.metadata import version
 
-    out = {}
+    out: dict[str, Any] = {
+        "meta": {
+            "date": f"{dt.datetime.now(dt.UTC):%Y-%m-%d}",
+            "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}",
+            "python": platform.python_version(),
+            **{name: version(name) for name in ("cryptography", "grpcio", "uvloop")},
+        }
+    }
     if args.what in ("handshake", "all"):
         from mtlsdemo.bench import handshake
 
