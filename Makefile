@@ -116,4 +116,4 @@ perf-doc: $(STAMP)  ## run the whole bench and render docs/performance.md from i
 	$(PY) tools/perf_doc.py docs/bench.json
 
 clean:
-	rm -rf $(VENV) var certs/ca certs/*/ .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var certs/ca certs/*/ .pytest_cache .ruff_cache .hypothesis .mypy_cache
