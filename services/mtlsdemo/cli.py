@@ -20,13 +20,28 @@ from mtlsdemo.pki.keys import DEFAULT_KEY_TYPE, KEY_TYPES
 EXIT_USAGE = 2
 
 
-def _amount(text: str) -> int:
+def _parse_amount(text: str) -> int:
     from mtlsdemo.money import parse_amount
 
-    try:
-        return parse_amount(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    return parse_amount(text)
+
+
+def _parse_suites(text: str) -> tuple[Any, ...]:  # tuple[Suite, ...]
+    from mtlsdemo.handshake import parse_suites  # lazily: most commands never need it
+
+    return parse_suites(text)
+
+
+def _parse_connect(text: str) -> tuple[str, int]:
+    from mtlsdemo.sidecar.config import parse_hostport
+
+    return parse_hostport(text, default_host="127.0.0.1")
+
+
+# Flag types that turn a bad value into argparse's one line and exit 2.
+_amount = flags.checked(_parse_amount, "amount")
+SUITE_LIST = flags.checked(_parse_suites, "suite list")
+HOST_PORT = flags.checked(_parse_connect, "HOST:PORT")
 
 
 def _certs_parsers(sub: argparse._SubParsersAction) -> None:
@@ -173,9 +188,11 @@ def _client_parsers(sub: argparse._SubParsersAction) -> None:
 
     lg = sub.add_parser("loadgen", help="steady traffic against the gateway with a summary")
     _client_flags(lg)
-    flags.add(lg, "--rps", type=float, default=50.0, help="requests per second")
-    flags.add(lg, "--duration", type=float, default=10.0, help="seconds to run")
-    flags.add(lg, "--concurrency", type=int, default=4, help="concurrent callers")
+    flags.add(lg, "--rps", type=flags.at_least(0.001), default=50.0, help="requests per second")
+    flags.add(lg, "--duration", type=flags.at_least(0), default=10.0, help="seconds to run")
+    flags.add(
+        lg, "--concurrency", type=flags.at_least(1, int), default=4, help="concurrent callers"
+    )
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -211,7 +228,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     )
     flags.add(r, "--gateway-admin-port", type=int, default=9901, help="gateway sidecar admin")
     flags.add(r, "--ledger-admin-port", type=int, default=9902, help="ledger sidecar admin")
-    flags.add(r, "--traffic-seconds", type=float, default=3.0, help="demo traffic after start")
+    flags.add(
+        r, "--traffic-seconds", type=flags.at_least(0), default=3.0, help="demo traffic after start"
+    )
     flags.add(
         r,
         "--exit-after-traffic",
@@ -267,6 +286,7 @@ def _sidecar_parser(sub: argparse._SubParsersAction) -> None:
     flags.add(
         p,
         "--suites",
+        type=SUITE_LIST,
         default=None,
         help="comma-separated suites to offer/accept, in preference order "
         "(default: the ECDHE-X25519 ones; RSA-OAEP-* must be named)",
@@ -339,7 +359,13 @@ def _handshake_parser(sub: argparse._SubParsersAction) -> None:
         default=True,
         help="print the message ladder (the default and only mode)",
     )
-    flags.add(p, "--connect", default=None, help="HOST:PORT of a running sidecar's inbound port")
+    flags.add(
+        p,
+        "--connect",
+        type=HOST_PORT,
+        default=None,
+        help="HOST:PORT of a running sidecar's inbound port",
+    )
     flags.add(
         p,
         "--certs-dir",
@@ -348,8 +374,16 @@ def _handshake_parser(sub: argparse._SubParsersAction) -> None:
     )
     flags.add(p, "--client-dir", default=None, help="client identity dir (default CERTS/gateway)")
     flags.add(p, "--server-dir", default=None, help="server identity dir (default CERTS/ledger)")
-    flags.add(p, "--suites", default=None, help="client's suites, comma-separated, in order")
-    flags.add(p, "--server-suites", default=None, help="server's suites (in-memory mode)")
+    flags.add(
+        p,
+        "--suites",
+        type=SUITE_LIST,
+        default=None,
+        help="client's suites, comma-separated, in order",
+    )
+    flags.add(
+        p, "--server-suites", type=SUITE_LIST, default=None, help="server's suites (in-memory mode)"
+    )
     flags.add(p, "--peer-id", multiple=True, default=[], help="SPIFFE ID the server must have")
     flags.add(
         p,
@@ -372,7 +406,7 @@ def _handshake_parser(sub: argparse._SubParsersAction) -> None:
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="speed as ratios against references measured in the same run")
     p.add_argument("what", nargs="?", choices=["handshake", "sidecar", "all"], default="all")
-    flags.add(p, "--n", type=int, default=400, help="samples per measurement")
+    flags.add(p, "--n", type=flags.at_least(4, int), default=400, help="samples per measurement")
     flags.add(p, "--json", boolean=True, default=False, help="one JSON object with every figure")
 
 
@@ -502,14 +536,11 @@ def _loadgen(args: argparse.Namespace) -> int:
 
 
 def sidecar_config(args: argparse.Namespace):
-    from mtlsdemo.handshake import DEFAULT_SUITES, parse_suites
-    from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError, split_hostport
+    from mtlsdemo.handshake import DEFAULT_SUITES
+    from mtlsdemo.sidecar.config import Route, SidecarConfig, split_hostport
     from mtlsdemo.trust import IdentityPolicy
 
-    try:
-        suites = parse_suites(args.suites) if args.suites else DEFAULT_SUITES
-    except ValueError as e:
-        raise SidecarConfigError(f"--suites: {e}") from None
+    suites = args.suites or DEFAULT_SUITES  # parsed at the edge (SUITE_LIST)
     IdentityPolicy.parse(args.allow_id)  # a bad pattern is refused here, at startup
     return SidecarConfig(
         identity_dir=Path(args.identity_dir),
@@ -578,7 +609,12 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = flags.resolve_lists(build_parser().parse_args(argv))
+    try:
+        parser = build_parser()
+    except flags.FlagError as e:  # a bad MTLSDEMO_* value: the flag's twin, named
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    args = flags.resolve_lists(parser.parse_args(argv))
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,

@@ -9,10 +9,49 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from typing import Any
 
 PREFIX = "MTLSDEMO_"
 _TRUE = {"1", "true", "yes", "on"}
+
+
+class FlagError(ValueError):
+    """An environment twin whose value the flag's type refuses (the command line's
+    own bad values are argparse's to report)."""
+
+
+def checked(convert: Callable[[str], Any], what: str | None = None) -> Callable[[str], Any]:
+    """A flag type from a parser that raises ValueError: argparse then prints its
+    message ("argument --suites: unknown suite 'FOO' …", exit 2) instead of a traceback."""
+
+    def parse(text: str) -> Any:
+        try:
+            return convert(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = what or str(getattr(convert, "__name__", "value"))
+    return parse
+
+
+def at_least(minimum: float, kind: Callable[[str], Any] = float) -> Callable[[str], Any]:
+    """A number flag that refuses values below ``minimum``."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum:g}, got {text}")
+        return value
+
+    return checked(parse, kind.__name__)
+
+
+def _from_env(name: str, flag: str, convert: Callable[[str], Any], raw: str) -> Any:
+    try:
+        return convert(raw)
+    except (ValueError, argparse.ArgumentTypeError) as e:
+        raise FlagError(f"{name}={raw!r}: {e} (the environment twin of {flag})") from None
 
 
 def env_name(flag: str) -> str:
@@ -41,7 +80,11 @@ def add(
         )
         return
     if multiple:
-        env_values = [type(v.strip()) for v in raw.split(",") if v.strip()] if raw else None
+        env_values = (
+            [_from_env(name, flag, type, v.strip()) for v in raw.split(",") if v.strip()]
+            if raw
+            else None
+        )
         parser.add_argument(
             flag,
             action="append",
@@ -54,7 +97,7 @@ def add(
         parser.set_defaults(**{_dest(flag) + "__env": env_values or list(default or [])})
         return
     if raw is not None:
-        default = type(raw)
+        default = _from_env(name, flag, type, raw)
     parser.add_argument(
         flag,
         type=type,

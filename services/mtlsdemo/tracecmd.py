@@ -17,13 +17,14 @@ from typing import Any
 
 from mtlsdemo import system
 from mtlsdemo.handshake import (
+    SUITES,
     Connection,
     DataReceived,
     HandshakeComplete,
     HandshakeConfig,
     PeerPolicy,
     ProtocolError,
-    parse_suites,
+    Suite,
 )
 from mtlsdemo.handshake.records import HEADER_LEN
 from mtlsdemo.handshake.trace import TraceEntry
@@ -51,13 +52,13 @@ DEMO_MESSAGES = [b"GET /balance/alice", b"transfer 12.50 alice->bob", b"close"]
 
 def _config(
     directory: Path,
-    suites: str | None,
+    suites: tuple[Suite, ...] | None,
     peer_ids: tuple[str, ...] = (),
     server_name: str | None = None,
 ) -> HandshakeConfig:
     kw: dict[str, Any] = {"trace": True, "peer": PeerPolicy(peer_ids, server_name)}
     if suites:
-        kw["suites"] = parse_suites(suites)
+        kw["suites"] = suites
     return HandshakeConfig.from_pem(
         (directory / "tls.crt").read_bytes(),
         (directory / "tls.key").read_bytes(),
@@ -142,10 +143,7 @@ def run(args) -> int:
         return _run_connected(args, ccfg)
     scfg = _config(
         server_dir,
-        args.server_suites
-        or "ECDHE-X25519-AES-256-GCM,"
-        "ECDHE-X25519-CHACHA20-POLY1305,ECDHE-X25519-AES-128-GCM,RSA-OAEP-AES-256-GCM,"
-        "RSA-OAEP-CHACHA20-POLY1305,RSA-OAEP-AES-128-GCM",
+        args.server_suites or SUITES,  # the in-memory server accepts every suite
         tuple(args.allow_id or ()),
     )
     now = dt.datetime.now(dt.UTC) + dt.timedelta(days=args.days_ahead)
@@ -189,11 +187,11 @@ def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:
 
 
 def _run_connected(args, ccfg: HandshakeConfig) -> int:
-    host, _, port = args.connect.rpartition(":")
+    host, port = args.connect  # (host, port), parsed at the edge
     c = system.connection("client", ccfg)
     error: ProtocolError | None = None
     records: list[dict[str, Any]] = []
-    with socket.create_connection((host or "127.0.0.1", int(port)), timeout=args.timeout) as sock:
+    with socket.create_connection((host, port), timeout=args.timeout) as sock:
         c.start()
         sock.sendall(c.data_to_send())
         try:
@@ -296,7 +294,7 @@ def _print(
     title = (
         f"MTD/1 handshake trace: client {first.config.credentials.leaf.subject.rfc4514_string()}"
     )
-    print(title + (f"  <->  {args.connect}" if args.connect else ""))
+    print(title + (f"  <->  {args.connect[0]}:{args.connect[1]}" if args.connect else ""))
     print("\n".join(_ladder(entries, both_sides)))
     for c in conns:
         print("\n".join(_result_lines(c)))

@@ -230,3 +230,37 @@ def test_one_identity_policy_refuses_a_bad_pattern_everywhere_at_startup(
         "error: --allow-id 'spiffe://mtls-demo.local/ns/default/sa/gate*': '*' must be a whole "
         "path segment (in 'gate*'); it matches exactly one segment"
     ]
+
+
+def _exit_code_and_stderr(capsys, argv: list[str]) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse reports its own usage errors this way
+        code = int(e.code or 0)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv,env,says",
+    [
+        (["handshake", "--suites", "FOO"], {}, "argument --suites: unknown suite 'FOO'"),
+        (["handshake", "--server-suites", "BAR"], {}, "argument --server-suites: unknown suite"),
+        (["handshake", "--connect", "nohost"], {}, "argument --connect: 'nohost' is not HOST:PORT"),
+        (["sidecar", "--suites", "FOO"], {}, "argument --suites: unknown suite 'FOO'"),
+        (["bench", "--n", "0"], {}, "argument --n: must be at least 4, got 0"),
+        (["loadgen", "--rps", "-1"], {}, "argument --rps: must be at least 0.001"),
+        (["run", "--traffic-seconds", "-1"], {}, "argument --traffic-seconds: must be at least 0"),
+        (["handshake"], {"MTLSDEMO_TIMEOUT": "abc"}, "MTLSDEMO_TIMEOUT='abc'"),
+        (["handshake"], {"MTLSDEMO_SUITES": "FOO"}, "the environment twin of --suites"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_never_a_traceback(
+    argv: list[str], env: dict[str, str], says: str, capsys, monkeypatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, err = _exit_code_and_stderr(capsys, argv)
+    assert code == 2
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]  # argparse puts its usage above the one line
+    assert says in last and last.startswith(("error:", "mtlsdemo "))

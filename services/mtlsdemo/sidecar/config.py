@@ -13,11 +13,19 @@ class SidecarConfigError(ValueError):
     """A flag that cannot work; the CLI prints it on one line and exits 2."""
 
 
-def split_hostport(text: str, flag: str) -> tuple[str, int]:
+def parse_hostport(text: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
+    """HOST:PORT (or :PORT, host defaulted); ValueError naming the text otherwise."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise SidecarConfigError(f"{flag}: {text!r} is not HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]") or default_host, int(port)
+
+
+def split_hostport(text: str, flag: str) -> tuple[str, int]:
+    try:
+        return parse_hostport(text)
+    except ValueError as e:
+        raise SidecarConfigError(f"{flag}: {e}") from None
 
 
 @dataclass(frozen=True)
