@@ -333,18 +333,6 @@ def env_twins(argv: list[str]) -> set[str]:
         parser, argv = subs[0].choices[argv[0]], argv[1:]
 
 
-def _subparser(argv: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
-    parser = build_parser()
-    path = []
-    while True:
-        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subs or not argv or argv[0] not in subs[0].choices:
-            return parser, path
-        path.append(argv[0])
-        parser = subs[0].choices[argv[0]]
-        argv = argv[1:]
-
-
 def test_every_command_is_a_real_subcommand_and_every_env_var_a_flag_twin(
     objects: list[dict],
 ) -> None:
@@ -355,10 +343,7 @@ def test_every_command_is_a_real_subcommand_and_every_env_var_a_flag_twin(
                 continue
             args = c.get("args", [])
             build_parser().parse_args(args)  # SystemExit if not a real command line
-            parser, _path = _subparser(args)
-            twins = {
-                env_name(s) for a in parser._actions for s in a.option_strings if s.startswith("--")
-            }
+            twins = env_twins(args)
             envs = {e["name"] for e in c.get("env", [])} - set(DOWNWARD_API)
             assert envs <= twins, (name, c["name"], envs - twins)
             assert_env_references_resolve(c, f"{name}/{c['name']}")

@@ -16,7 +16,7 @@ from mtlsdemo.handshake.config import Credentials
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
 from mtlsdemo.sidecar.config import SidecarConfig
-from mtlsdemo.trust import TrustStore
+from mtlsdemo.trust import SpiffeIdError, TrustStore, svid_identity
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,15 @@ class Loaded:
     trust: TrustStore
     generation: int
     loaded_at: dt.datetime
+
+
+def _own_trust_domain(m: IdentityMaterial) -> str | None:
+    """Peers must come from our own trust domain (no federation); None when our own
+    certificate is not an SVID (then any well-formed domain is accepted)."""
+    try:
+        return svid_identity(m.leaf).trust_domain
+    except SpiffeIdError:
+        return None
 
 
 class IdentityWatcher:
@@ -39,13 +48,7 @@ class IdentityWatcher:
     def _build(self, m: IdentityMaterial) -> Loaded:
         try:
             cred = Credentials.from_parts(m.chain, m.key)
-            # peers must come from our own trust domain (no federation)
-            domain = (
-                m.identity.removeprefix("spiffe://").partition("/")[0]
-                if m.identity.startswith("spiffe://")
-                else None
-            )
-            trust = TrustStore(m.cas, trust_domain=domain)
+            trust = TrustStore(m.cas, trust_domain=_own_trust_domain(m))
         except (ValueError, TypeError) as e:
             raise PkiError(f"{self.source.directory}: unusable identity ({e})") from None
         return Loaded(m, cred, trust, self.source.generation, self.source.loaded_at)

@@ -88,11 +88,14 @@ class Observer:
     def __init__(self, status: Status, rate_limit: RateLimitedLog | None = None) -> None:
         self.status = status
         self.limited = rate_limit or RateLimitedLog()
+        self.pending = 0  # handshakes started and not ended, both roles (admission control)
 
     def handshake_started(self, role: str) -> None:
+        self.pending += 1
         t.HANDSHAKES_IN_PROGRESS.labels(role).inc()
 
     def handshake_ended(self, role: str) -> None:
+        self.pending -= 1
         t.HANDSHAKES_IN_PROGRESS.labels(role).dec()
 
     def handshake(self, o: HandshakeOutcome) -> None:

@@ -102,11 +102,8 @@ class Sidecar:
         )
 
     # --- admission: a bounded number of handshakes at once ---
-    def _pending(self) -> int:
-        return sum(1 for t in self.tunnels if t.established_at is None and not t.closed)
-
     def _overloaded(self, role: str, label: str) -> bool:
-        pending = self._pending()
+        pending = self.observer.pending  # a counter: no walk over every tunnel per accept
         if pending < self.config.max_pending_handshakes:
             return False
         self.observer.overloaded(role, label, self.local_identity, "?", pending)
@@ -244,7 +241,7 @@ class Sidecar:
             ],
             "suites": [s.name for s in self.config.suites],
             "active_sessions": sum(1 for t in self.tunnels if t.established_at is not None),
-            "handshakes_in_progress": sum(1 for t in self.tunnels if t.established_at is None),
+            "handshakes_in_progress": self.observer.pending,
             "verification_cache": {"hits": cur.trust.hits, "misses": cur.trust.misses},
         }
         out.update(self.status.as_dict())
