@@ -61,8 +61,11 @@ def test_run_refuses_busy_port_with_clear_error(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         busy = s.getsockname()[1]
+        # every other port free and our own (a user's `make run` may hold the defaults);
+        # the later --gateway-port wins over the one run_command chose
+        argv, _ports = run_command(tmp_path, "--gateway-port", str(busy))
         r = subprocess.run(
-            mtlsdemo("run", "--certs-dir", str(tmp_path / "c"), "--gateway-port", str(busy)),
+            argv,
             capture_output=True,
             text=True,
             timeout=60,
