@@ -7,6 +7,7 @@ compose files and Kubernetes manifests can configure by env alone.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 from mtlsdemo import __version__, flags
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.keys import DEFAULT_KEY_TYPE, KEY_TYPES
+from mtlsdemo.pki.revocation import REASONS as REVOCATION_REASONS
 
 EXIT_USAGE = 2
 
@@ -44,48 +46,101 @@ SUITE_LIST = flags.checked(_parse_suites, "suite list")
 HOST_PORT = flags.checked(_parse_connect, "HOST:PORT")
 
 
+def _ca_state_flags(p: argparse.ArgumentParser) -> None:
+    """Where the CA and the identities live, and which identities: every command
+    that reads or changes the CA's state takes the same flags."""
+    flags.add(p, "--out", default="certs", help="output directory")
+    flags.add(p, "--namespace", default="default", help="Kubernetes namespace in IDs and DNS names")
+    flags.add(
+        p,
+        "--service",
+        multiple=True,
+        default=["gateway", "ledger", "cli"],
+        help="a service identity (repeat)",
+        metavar="NAME",
+    )
+    flags.add(
+        p,
+        "--status-window",
+        default="1h",
+        help="how long a stapled status and the CRL stay valid (nextUpdate - thisUpdate)",
+    )
+    flags.add(
+        p,
+        "--sink",
+        default="files",
+        choices=["files", "kubernetes"],
+        help="files under --out, or Kubernetes Secrets mtlsdemo-ca, mtlsdemo-crl and "
+        "mtlsdemo-<service>-tls in --secret-namespace",
+    )
+    flags.add(
+        p,
+        "--secret-namespace",
+        default=None,
+        help="namespace for --sink kubernetes (default: --namespace)",
+    )
+
+
+def _issuing_flags(p: argparse.ArgumentParser) -> None:
+    flags.add(p, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
+    flags.add(
+        p, "--key-type", default=DEFAULT_KEY_TYPE, help=f"leaf key type: {', '.join(KEY_TYPES)}"
+    )
+    flags.add(
+        p, "--ca-key-type", default="ecdsa-p256", help="CA key type: ecdsa-p256, rsa-2048, rsa-3072"
+    )
+    flags.add(p, "--days", type=float, default=30.0, help="leaf validity in days")
+    flags.add(p, "--ca-days", type=float, default=3650.0, help="CA validity in days")
+
+
 def _certs_parsers(sub: argparse._SubParsersAction) -> None:
     certs = sub.add_parser("certs", help="cert-bootstrap: CA, leaves, CSRs, inspection")
     csub = certs.add_subparsers(dest="certs_cmd", required=True)
 
     b = csub.add_parser("bootstrap", help="create/reuse the root CA and issue one leaf per service")
-    flags.add(b, "--out", default="certs", help="output directory")
-    flags.add(b, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
-    flags.add(b, "--namespace", default="default", help="Kubernetes namespace in IDs and DNS names")
-    flags.add(
-        b,
-        "--service",
-        multiple=True,
-        default=["gateway", "ledger", "cli"],
-        help="a service to issue for (repeat)",
-        metavar="NAME",
-    )
-    flags.add(
-        b, "--key-type", default=DEFAULT_KEY_TYPE, help=f"leaf key type: {', '.join(KEY_TYPES)}"
-    )
-    flags.add(
-        b, "--ca-key-type", default="ecdsa-p256", help="CA key type: ecdsa-p256, rsa-2048, rsa-3072"
-    )
-    flags.add(b, "--days", type=float, default=30.0, help="leaf validity in days")
-    flags.add(b, "--ca-days", type=float, default=3650.0, help="CA validity in days")
+    _ca_state_flags(b)
+    _issuing_flags(b)
     flags.add(
         b, "--renew-before", default="10d", help="re-issue leaves expiring within this (30d, 12h)"
     )
     flags.add(b, "--force", boolean=True, default=False, help="re-issue every leaf")
     flags.add(
         b,
-        "--sink",
-        default="files",
-        choices=["files", "kubernetes"],
-        help="files under --out, or Kubernetes Secrets mtlsdemo-ca and "
-        "mtlsdemo-<service>-tls in --secret-namespace",
+        "--ca-renew-before",
+        default="30d",
+        help="refuse to keep issuing under a CA expiring within this (rotate it instead)",
     )
     flags.add(
         b,
-        "--secret-namespace",
-        default=None,
-        help="namespace for --sink kubernetes (default: --namespace)",
+        "--rotate-ca",
+        boolean=True,
+        default=False,
+        help="when the CA is (nearly) expired, rotate it (prepare + switch) instead of refusing",
     )
+
+    r = csub.add_parser("revoke", help="revoke a service's certificate (or --serial): CRL + status")
+    _ca_state_flags(r)
+    r.add_argument("target", nargs="?", default=None, metavar="SERVICE", help="whose leaf")
+    flags.add(r, "--serial", default=None, help="revoke any serial the CA issued (hex)")
+    flags.add(
+        r,
+        "--reason",
+        default="unspecified",
+        choices=list(REVOCATION_REASONS),
+        help="RFC 5280 reason code",
+    )
+
+    f = csub.add_parser(
+        "refresh-status", help="re-sign every identity's stapled status (tls.ocsp) and the CRL"
+    )
+    _ca_state_flags(f)
+
+    o = csub.add_parser(
+        "rotate-ca", help="CA rollover in stages: plan, prepare, switch, finish (zero downtime)"
+    )
+    o.add_argument("stage", choices=["plan", "prepare", "switch", "finish"])
+    _ca_state_flags(o)
+    _issuing_flags(o)
 
     i = csub.add_parser("inspect", help="describe a certificate and check its chain")
     i.add_argument("path", help="PEM certificate (or chain)")
@@ -309,6 +364,14 @@ def _sidecar_parser(sub: argparse._SubParsersAction) -> None:
     )
     flags.add(
         p,
+        "--require-status",
+        default="hard",
+        choices=["hard", "soft", "off"],
+        help="the peer's stapled CA-signed status: hard = refuse without a good one, "
+        "soft = accept and count (mtls_status_soft_failures_total), off = do not check",
+    )
+    flags.add(
+        p,
         "--key-update-records",
         type=int,
         default=0,
@@ -399,6 +462,13 @@ def _handshake_parser(sub: argparse._SubParsersAction) -> None:
         default=0.0,
         help="pretend it is N days later (try 40: expired certificates)",
     )
+    flags.add(
+        p,
+        "--require-status",
+        default="hard",
+        choices=["hard", "soft", "off"],
+        help="the peer's stapled status: hard = refuse without a good one, soft, off",
+    )
     flags.add(p, "--timeout", type=float, default=5.0, help="socket timeout for --connect")
     flags.add(p, "--json", boolean=True, default=False, help="print JSON instead of the ladder")
 
@@ -436,37 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _certs(args: argparse.Namespace) -> int:
-    from mtlsdemo.pki import bootstrap as bs
     from mtlsdemo.pki.csr import make_csr, sign_request
-    from mtlsdemo.pki.durations import parse_duration
     from mtlsdemo.pki.identity import ServiceIdentity
     from mtlsdemo.pki.inspect import describe
 
     now = dt.datetime.now(dt.UTC)
-    if args.certs_cmd == "bootstrap":
-        req = bs.BootstrapRequest(
-            out=Path(args.out),
-            services=tuple(args.service),
-            trust_domain=args.trust_domain,
-            namespace=args.namespace,
-            key_type=args.key_type,
-            ca_key_type=args.ca_key_type,
-            leaf_days=args.days,
-            ca_days=args.ca_days,
-            renew_before=parse_duration(args.renew_before, "--renew-before"),
-            force=args.force,
-        )
-        store = None
-        if args.sink == "kubernetes":
-            from mtlsdemo.pki.stores import SecretStore
-
-            store = SecretStore.connect(args.secret_namespace or args.namespace)
-        changes = bs.bootstrap(req, now, store)
-        for c in changes:
-            print(c)
-        if all(c.action in ("reused", "unchanged") for c in changes):
-            print("nothing to do: every certificate is current")
-    elif args.certs_cmd == "inspect":
+    if args.certs_cmd in ("bootstrap", "revoke", "refresh-status", "rotate-ca"):
+        return _certs_lifecycle(args, now)
+    if args.certs_cmd == "inspect":
         print(describe(Path(args.path), Path(args.ca) if args.ca else None, now))
     elif args.certs_cmd == "csr":
         if not args.service:
@@ -491,6 +538,67 @@ def _certs(args: argparse.Namespace) -> int:
             now,
         )
         print(f"wrote {out} for {ident.spiffe_id}")
+    return 0
+
+
+def _certs_lifecycle(args: argparse.Namespace, now: dt.datetime) -> int:
+    """bootstrap, revoke, refresh-status, rotate-ca: flags to typed values, then pki."""
+    from mtlsdemo.pki import bootstrap as bs
+    from mtlsdemo.pki import lifecycle
+    from mtlsdemo.pki.durations import parse_duration
+    from mtlsdemo.pki.stores import FileStore, SecretStore
+
+    out = Path(args.out)
+    store = (
+        SecretStore.connect(args.secret_namespace or args.namespace)
+        if args.sink == "kubernetes"
+        else FileStore(out)
+    )
+    window = parse_duration(args.status_window, "--status-window")
+    services = tuple(args.service)
+    cmd = args.certs_cmd
+    if cmd == "revoke":
+        changes = lifecycle.revoke(
+            store,
+            services,
+            now,
+            service=args.target,
+            serial=args.serial,
+            reason=args.reason,
+            window=window,
+        )
+    elif cmd == "refresh-status":
+        changes = lifecycle.refresh_status(store, services, now, window)
+    elif cmd == "rotate-ca" and args.stage == "plan":
+        print(lifecycle.rollover_plan(store))
+        return 0
+    else:
+        req = bs.BootstrapRequest(
+            out=out,
+            services=services,
+            trust_domain=args.trust_domain,
+            namespace=args.namespace,
+            key_type=args.key_type,
+            ca_key_type=args.ca_key_type,
+            leaf_days=args.days,
+            ca_days=args.ca_days,
+            status_window=window,
+        )
+        if cmd == "rotate-ca":
+            changes = lifecycle.rotate_ca(req, args.stage, store, now)
+        else:
+            req = dataclasses.replace(
+                req,
+                renew_before=parse_duration(args.renew_before, "--renew-before"),
+                force=args.force,
+                ca_renew_before=parse_duration(args.ca_renew_before, "--ca-renew-before"),
+                rotate_ca=args.rotate_ca,
+            )
+            changes = bs.bootstrap(req, now, store)
+    for c in changes:
+        print(c)
+    if cmd == "bootstrap" and all(c.action in ("reused", "unchanged") for c in changes):
+        print("nothing to do: every certificate is current")
     return 0
 
 
@@ -557,6 +665,7 @@ def sidecar_config(args: argparse.Namespace):
         handshake_timeout=args.handshake_timeout,
         key_update_records=args.key_update_records,
         max_pending_handshakes=args.max_pending_handshakes,
+        require_status=args.require_status,
         key_update_bytes=args.key_update_bytes,
         admin_listen=None
         if args.admin_listen in (None, "", "off")

@@ -90,6 +90,25 @@ CERT_EXPIRY = Gauge(
 CERT_RELOADS = Counter(
     "mtls_certificate_reloads", "Certificate reload attempts after files changed.", ["result"]
 )
+STATUS_EXPIRY = Gauge(
+    "mtls_certificate_status_expiry_timestamp_seconds",
+    "Unix time at which the loaded stapled status (OCSP nextUpdate) of an identity expires.",
+    ["identity"],
+)
+CRL_THIS_UPDATE = Gauge(
+    "mtls_crl_this_update_timestamp_seconds", "thisUpdate of the oldest CRL loaded."
+)
+CRL_NEXT_UPDATE = Gauge(
+    "mtls_crl_next_update_timestamp_seconds", "nextUpdate of the CRL loaded (earliest)."
+)
+CRL_REVOKED = Gauge("mtls_crl_revoked_serials", "Serial numbers listed in the CRLs loaded.")
+CRL_RELOADS = Counter("mtls_crl_reloads", "CRL reload attempts after its file changed.", ["result"])
+STATUS_SOFT_FAILURES = Counter(
+    "mtls_status_soft_failures",
+    "Peers accepted under --require-status soft although their stapled status failed.",
+    ["reason"],
+)
+_ca_labels: set[str] = set()
 
 
 class _Loaded(Protocol):
@@ -101,15 +120,30 @@ class _Loaded(Protocol):
     def leaf(self) -> x509.Certificate: ...
     @property
     def cas(self) -> tuple[x509.Certificate, ...]: ...
+    @property
+    def status_next_update(self) -> float | None: ...
 
 
 def export_certificate_expiry(material: _Loaded) -> None:
     """Set the expiry gauges from an IdentityMaterial (leaf by SPIFFE ID, CAs by subject)."""
     CERT_EXPIRY.labels(material.identity, "leaf").set(material.leaf.not_valid_after_utc.timestamp())
+    # two CAs share a name during a rollover: the key id tells them apart
+    labels = {}
     for ca in material.cas:
-        CERT_EXPIRY.labels(ca.subject.rfc4514_string(), "ca").set(
-            ca.not_valid_after_utc.timestamp()
-        )
+        try:
+            kid = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+            label = f"{ca.subject.rfc4514_string()} (key id {kid.hex()[:8]})"
+        except x509.ExtensionNotFound:
+            label = ca.subject.rfc4514_string()
+        labels[label] = ca.not_valid_after_utc.timestamp()
+    for gone in _ca_labels - set(labels):  # a retired CA: no stale series
+        CERT_EXPIRY.remove(gone, "ca")
+    _ca_labels.clear()
+    for label, when in labels.items():
+        CERT_EXPIRY.labels(label, "ca").set(when)
+        _ca_labels.add(label)
+    if material.status_next_update is not None:
+        STATUS_EXPIRY.labels(material.identity).set(material.status_next_update)
 
 
 # --- the custom handshake (sidecar) ---

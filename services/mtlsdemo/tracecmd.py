@@ -26,8 +26,12 @@ from mtlsdemo.handshake import (
     ProtocolError,
     Suite,
 )
+from mtlsdemo.handshake.config import Credentials
 from mtlsdemo.handshake.records import HEADER_LEN
 from mtlsdemo.handshake.trace import TraceEntry
+from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.pki.material import IdentitySource
+from mtlsdemo.trust import TrustStore
 
 STEPS = {
     "hello": "1 hello",
@@ -55,16 +59,23 @@ def _config(
     suites: tuple[Suite, ...] | None,
     peer_ids: tuple[str, ...] = (),
     server_name: str | None = None,
+    require_status: str = "hard",
 ) -> HandshakeConfig:
-    kw: dict[str, Any] = {"trace": True, "peer": PeerPolicy(peer_ids, server_name)}
+    """An identity directory through the one loader (tls.ocsp included: the
+    certs dir's current revocation state is what gets stapled)."""
+    m = IdentitySource(directory).current
+    kw: dict[str, Any] = {
+        "trace": True,
+        "peer": PeerPolicy(peer_ids, server_name),
+        "require_status": require_status,
+    }
     if suites:
         kw["suites"] = suites
-    return HandshakeConfig.from_pem(
-        (directory / "tls.crt").read_bytes(),
-        (directory / "tls.key").read_bytes(),
-        (directory / "ca.crt").read_bytes(),
-        **kw,
-    )
+    try:
+        cred = Credentials.from_parts(m.chain, m.key, m.status)
+    except (ValueError, TypeError) as e:
+        raise PkiError(f"{directory}: unusable identity ({e})") from None
+    return HandshakeConfig(cred, TrustStore(m.cas), **kw)
 
 
 def _ensure_certs(certs: Path) -> Path:
@@ -87,7 +98,12 @@ def _field_text(e: TraceEntry) -> str:
     if n == "SERVER_HELLO":
         return f"version {f['version']}; suite {f['suite']}; random {f['random'][:16]}…"
     if n == "CERTIFICATE":
-        return "chain: " + (" <- ".join(f["chain"]) or "(empty)")
+        staple = f.get("stapled_status_bytes", 0)
+        return (
+            "chain: "
+            + (" <- ".join(f["chain"]) or "(empty)")
+            + (f" + CA-signed status ({staple} B)" if staple else " (no stapled status)")
+        )
     if n == "SERVER_KEY_SHARE":
         return f"{f['group']} public key {f['public'][:16]}…"
     if n == "CERTIFICATE_REQUEST":
@@ -138,13 +154,14 @@ def run(args) -> int:
     client_dir = Path(args.client_dir) if args.client_dir else certs / "gateway"
     server_dir = Path(args.server_dir) if args.server_dir else certs / "ledger"
     peer_ids = tuple(args.peer_id or ())
-    ccfg = _config(client_dir, args.suites, peer_ids)
+    ccfg = _config(client_dir, args.suites, peer_ids, require_status=args.require_status)
     if args.connect:
         return _run_connected(args, ccfg)
     scfg = _config(
         server_dir,
         args.server_suites or SUITES,  # the in-memory server accepts every suite
         tuple(args.allow_id or ()),
+        require_status=args.require_status,
     )
     now = dt.datetime.now(dt.UTC) + dt.timedelta(days=args.days_ahead)
     c, s = system.connection("client", ccfg, now), system.connection("server", scfg, now)

@@ -26,6 +26,7 @@ class Credentials:
     key: object
     chain_der: tuple[bytes, ...] = ()
     scheme: Scheme = Scheme.ECDSA_SECP256R1_SHA256
+    status: bytes = b""  # the CA-signed OCSP response for our leaf, stapled to Certificate
 
     @classmethod
     def from_pem(cls, cert_pem: bytes, key_pem: bytes) -> Credentials:
@@ -33,13 +34,16 @@ class Credentials:
         return cls.from_parts(chain, load_pem_private_key(key_pem, password=None))
 
     @classmethod
-    def from_parts(cls, chain: tuple[x509.Certificate, ...], key: object) -> Credentials:
+    def from_parts(
+        cls, chain: tuple[x509.Certificate, ...], key: object, status: bytes = b""
+    ) -> Credentials:
         """From already parsed and checked objects (the identity source's)."""
         mine = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined]
         theirs = chain[0].public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         if mine != theirs:
             raise ValueError("private key does not match the certificate")
-        return cls(chain, key, tuple(c.public_bytes(Encoding.DER) for c in chain), scheme_for(key))
+        ders = tuple(c.public_bytes(Encoding.DER) for c in chain)
+        return cls(chain, key, ders, scheme_for(key), status)
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -71,6 +75,9 @@ class HandshakeConfig:
     key_update_records: int = 0  # auto key update after this many records sent (0: never)
     key_update_bytes: int = 0  # ... or this many plaintext bytes sent (0: never)
     trace: bool = False  # record every message for `mtlsdemo handshake --trace`
+    # the peer's stapled status: "hard" refuses without a good one, "soft" accepts
+    # and reports (VerifiedPeer.status_problem), "off" does not look
+    require_status: str = "hard"
 
     @classmethod
     def from_pem(

@@ -488,6 +488,9 @@ class Connection:
             checks=tuple(self.peer.checks),
             phases=dict(self.phases),
             duration=self.clock() - self.started_at,
+            status_problem=(
+                self.peer.status_problem.reason.value if self.peer.status_problem else None
+            ),
         )
         return [HandshakeComplete(self.result)]
 
@@ -511,7 +514,15 @@ class Connection:
 
     def _on_client_certificate(self, msg: m.Certificate, _th: bytes, _sig: bytes) -> None:
         t0 = self.clock()
-        self.peer = verify_peer(msg.chain, self.config.trust, "server", self.config.peer, self.now)
+        self.peer = verify_peer(
+            msg.chain,
+            self.config.trust,
+            "server",
+            self.config.peer,
+            self.now,
+            status=msg.status,
+            require_status=self.config.require_status,
+        )
         assert self.suite is not None
         if self.suite.kx is KeyExchange.RSA_OAEP:
             if not can_receive_rsa_key_transport(self.peer.leaf):
@@ -552,7 +563,7 @@ class Connection:
         # Our flight: Certificate, ClientKeyExchange, CertificateVerify, Finished.
         assert self.suite is not None and self.peer is not None
         flight_start = len(self._out)
-        cert_msg = m.Certificate(self.config.credentials.chain_der)
+        cert_msg = m.Certificate(self.config.credentials.chain_der, self.config.credentials.status)
         if self.suite.kx is KeyExchange.ECDHE_X25519:
             priv, public = kx.x25519_keypair(self.entropy)
             shared = kx.x25519_shared(priv, self._peer_share)
@@ -621,7 +632,7 @@ class Connection:
         hello = m.ServerHello(self.version, self._random, chosen.code)
         self._send_handshake([hello])
         t0 = self._phase("hello", t0)
-        flight: list[m.Message] = [m.Certificate(cred.chain_der)]
+        flight: list[m.Message] = [m.Certificate(cred.chain_der, cred.status)]
         if chosen.kx is KeyExchange.ECDHE_X25519:
             self._x25519, public = kx.x25519_keypair(self.entropy)
             flight.append(m.ServerKeyShare(m.X25519_GROUP, public))
@@ -647,7 +658,15 @@ class Connection:
 
     def _on_server_certificate(self, msg: m.Certificate, _th: bytes, _sig: bytes) -> None:
         t0 = self.clock()
-        self.peer = verify_peer(msg.chain, self.config.trust, "client", self.config.peer, self.now)
+        self.peer = verify_peer(
+            msg.chain,
+            self.config.trust,
+            "client",
+            self.config.peer,
+            self.now,
+            status=msg.status,
+            require_status=self.config.require_status,
+        )
         self._phase("certificate_verify", t0)
         self.state = State.WAIT_CLIENT_KEY_EXCHANGE
 
@@ -723,7 +742,7 @@ def describe(msg: m.Message) -> dict[str, Any]:
                 out.append(c.subject.rfc4514_string())
             except Exception:  # the trace must never fail on a malformed certificate
                 out.append("(unparsable)")
-        return {"chain": out}
+        return {"chain": out, "stapled_status_bytes": len(msg.status)}
     if isinstance(msg, m.ServerKeyShare):
         return {
             "group": "X25519" if msg.group == m.X25519_GROUP else hex(msg.group),

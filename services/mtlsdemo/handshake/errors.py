@@ -27,6 +27,10 @@ class Reason(StrEnum):
     CERTIFICATE_EXPIRED = "certificate_expired"
     CERTIFICATE_NOT_YET_VALID = "certificate_not_yet_valid"
     UNKNOWN_CA = "unknown_ca"  # chain does not lead to a trusted root
+    CERTIFICATE_REVOKED = "certificate_revoked"  # the CA's stapled status says revoked
+    STATUS_MISSING = "status_missing"  # no stapled status, and the policy requires one
+    STATUS_STALE = "status_stale"  # stapled status past its nextUpdate
+    STATUS_INVALID = "status_invalid"  # unparsable, wrong signer, other certificate
     IDENTITY_MISMATCH = "identity_mismatch"  # valid certificate, wrong (or unlisted) identity
     ILLEGAL_PARAMETER = "illegal_parameter"  # bad key share, scheme/key mismatch, bad field
     DECODE_ERROR = "decode_error"  # malformed bytes, lengths, trailing data
@@ -50,6 +54,7 @@ ALERT_CODES: dict[Reason, int] = {
     Reason.RECORD_OVERFLOW: 22,
     Reason.NO_COMMON_SUITE: 40,
     Reason.BAD_CERTIFICATE: 42,
+    Reason.CERTIFICATE_REVOKED: 44,
     Reason.CERTIFICATE_EXPIRED: 45,
     Reason.CERTIFICATE_NOT_YET_VALID: 46,
     Reason.ILLEGAL_PARAMETER: 47,
@@ -63,6 +68,9 @@ ALERT_CODES: dict[Reason, int] = {
     Reason.INTERNAL_ERROR: 80,
     Reason.SEQUENCE_EXHAUSTED: 81,
     Reason.OVERLOADED: 82,
+    Reason.STATUS_MISSING: 83,
+    Reason.STATUS_STALE: 84,
+    Reason.STATUS_INVALID: 113,  # TLS bad_certificate_status_response
     Reason.CERTIFICATE_REQUIRED: 116,
 }
 REASON_BY_CODE = {code: reason for reason, code in ALERT_CODES.items()}

@@ -21,6 +21,8 @@ class HandshakeResult:
     phases: dict[str, float] = field(default_factory=dict)
     # from start (client: ClientHello; server: first byte) to Finished, in seconds
     duration: float = 0.0
+    # the peer's stapled status failed but --require-status soft let it through
+    status_problem: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from mtlsdemo.handshake.errors import ProtocolError, Reason
 RANDOM_LEN = 32
 MAX_CHAIN = 4  # leaf + up to 3 issuers
 MAX_CERT_BYTES = 8192  # one DER certificate
+MAX_STATUS_BYTES = 4096  # one stapled OCSP response (ours are ~300 bytes)
 X25519_GROUP = 0x001D
 
 
@@ -70,10 +71,11 @@ class ServerHello:
 @dataclass(frozen=True)
 class Certificate:
     chain: tuple[bytes, ...]  # DER, leaf first
+    status: bytes = b""  # the leaf's stapled OCSP response (DER); empty: none
     type = HandshakeType.CERTIFICATE
 
     def body(self) -> bytes:
-        return u8(len(self.chain)) + b"".join(vec24(c) for c in self.chain)
+        return u8(len(self.chain)) + b"".join(vec24(c) for c in self.chain) + vec24(self.status)
 
     @classmethod
     def parse(cls, r: Reader) -> Certificate:
@@ -91,7 +93,13 @@ class Certificate:
                     f"certificate of {len(der)} bytes (limit {MAX_CERT_BYTES})",
                 )
             chain.append(der)
-        return cls(tuple(chain))
+        status = r.vec24()
+        if len(status) > MAX_STATUS_BYTES:
+            raise ProtocolError(
+                Reason.STATUS_INVALID,
+                f"stapled status of {len(status)} bytes (limit {MAX_STATUS_BYTES})",
+            )
+        return cls(tuple(chain), status)
 
 
 @dataclass(frozen=True)

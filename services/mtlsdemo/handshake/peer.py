@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from mtlsdemo.handshake.errors import ProtocolError, Reason
 from mtlsdemo.trust import IdentityPolicy, TrustStore, VerificationFailed
 from mtlsdemo.trust.spiffe import display_identity
+from mtlsdemo.trust.status import STATUS_POLICIES, check_status
 
 __all__ = [
     "PeerPolicy",
@@ -60,6 +61,8 @@ class VerifiedPeer:
     public_key: Any
     chain: list[x509.Certificate]  # the path as built, leaf to trusted root
     checks: list[str] = field(default_factory=list)  # what passed, for the trace
+    # a status failure accepted under --require-status soft (counted by the caller)
+    status_problem: ProtocolError | None = None
 
 
 def can_receive_rsa_key_transport(cert: x509.Certificate) -> bool:
@@ -78,7 +81,11 @@ def verify_peer(
     peer_role: str,
     policy: PeerPolicy,
     now: dt.datetime,
+    status: bytes = b"",
+    require_status: str = "hard",
 ) -> VerifiedPeer:
+    if require_status not in STATUS_POLICIES:
+        raise ValueError(f"require_status must be one of {STATUS_POLICIES}, not {require_status!r}")
     try:
         verified, cached = trust.verify(chain_der, peer_role, now)
     except VerificationFailed as e:
@@ -89,6 +96,20 @@ def verify_peer(
             "(chain result reused from the verification cache; validity window re-checked)"
         )
     identity = str(verified.identity)
+    status_problem = None
+    if require_status == "off":
+        checks.append("stapled status: not checked (--require-status off)")
+    else:
+        # the issuer is the CA the chain was just verified to: only it may speak for the leaf
+        issuer = verified.path[1] if len(verified.path) > 1 else verified.path[0]
+        try:
+            checks.append(check_status(status, verified.leaf, issuer, now).describe())
+        except VerificationFailed as e:
+            problem = ProtocolError(Reason(e.failure.value), e.detail, peer_identity=identity)
+            if require_status == "hard":
+                raise problem from None
+            status_problem = problem
+            checks.append(f"stapled status: {e.failure.value}: {e.detail} (accepted: soft)")
     if not policy.policy.allows(verified.identity):
         raise ProtocolError(
             Reason.IDENTITY_MISMATCH,
@@ -104,4 +125,11 @@ def verify_peer(
                 peer_identity=identity,
             )
         checks.append(f"server DNS name {policy.server_name}")
-    return VerifiedPeer(identity, verified.leaf, verified.public_key, list(verified.path), checks)
+    return VerifiedPeer(
+        identity,
+        verified.leaf,
+        verified.public_key,
+        list(verified.path),
+        checks,
+        status_problem,
+    )

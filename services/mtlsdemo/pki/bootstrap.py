@@ -2,8 +2,12 @@
 
 Layout, matching the keys of a ``kubernetes.io/tls`` Secret:
     ca/ca.crt, ca/ca.key                  the root CA (the key stays here)
+    ca/issued.json, ca/revoked.json       what it issued and revoked
+    ca/crl.pem                            its CRL (Kubernetes: Secret mtlsdemo-crl)
     <service>/tls.crt, tls.key, ca.crt    one identity per service
+    <service>/tls.ocsp                    its CA-signed status, for stapling
 (files under --out, or the Secrets ``mtlsdemo-ca`` and ``mtlsdemo-<service>-tls``).
+During a CA rollover (``authorities.py``) ca.crt is a bundle of both CAs.
 
 Everything is validated and planned in memory first, so bad input exits with
 nothing written; only then is the output written (each file atomically; each
@@ -13,13 +17,16 @@ Secret in one replace).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from mtlsdemo.pki.ca import CertificateAuthority, check_ca, create_root_ca
+from mtlsdemo.pki import revocation as rv
+from mtlsdemo.pki.authorities import Authorities, stage_bytes
+from mtlsdemo.pki.ca import CertificateAuthority, create_root_ca
 from mtlsdemo.pki.durations import human
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import cert_pem, parse_certs
@@ -53,6 +60,9 @@ class BootstrapRequest:
     ca_days: float = 3650.0
     renew_before: dt.timedelta = dt.timedelta(days=10)
     force: bool = False
+    ca_renew_before: dt.timedelta = dt.timedelta(days=30)  # refuse a CA this close to expiry
+    rotate_ca: bool = False  # ... or rotate it (prepare + switch) instead of refusing
+    status_window: dt.timedelta = rv.DEFAULT_WINDOW  # thisUpdate .. nextUpdate of statuses
 
 
 @dataclass
@@ -68,11 +78,14 @@ class Change:
 
 
 @dataclass
-class _Plan:
-    ca: CertificateAuthority
-    ca_new: bool
-    writes: list[tuple[str, bytes, int]] = field(default_factory=list)
+class Plan:
+    cas: Authorities
+    writes: list[tuple[str, bytes | None, int]] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        return self.cas.current
 
 
 def validate(req: BootstrapRequest) -> list[ServiceIdentity]:
@@ -86,6 +99,8 @@ def validate(req: BootstrapRequest) -> list[ServiceIdentity]:
         raise PkiError(f"--days: must be positive, got {req.leaf_days}")
     if req.ca_days <= 0:
         raise PkiError(f"--ca-days: must be positive, got {req.ca_days}")
+    if req.status_window <= dt.timedelta(0):
+        raise PkiError("--status-window: must be positive")
     if not req.services:
         raise PkiError("--service: give at least one service")
     if len(set(req.services)) != len(req.services):
@@ -95,24 +110,66 @@ def validate(req: BootstrapRequest) -> list[ServiceIdentity]:
     return [ServiceIdentity.checked(s, req.namespace, req.trust_domain) for s in req.services]
 
 
-def _load_or_create_ca(
-    req: BootstrapRequest, store: Store, now: dt.datetime
-) -> tuple[CertificateAuthority, bool]:
-    crt, key = store.read("ca/ca.crt"), store.read("ca/ca.key")
-    if crt is not None and key is not None:
-        where_crt, where_key = store.where("ca/ca.crt"), store.where("ca/ca.key")
-        return check_ca(
-            parse_certs(crt, where_crt)[0], parse_private_key(key, where_key), where_crt, where_key
-        ), False
-    if (crt is None) != (key is None):
-        present, missing = (
-            ("ca/ca.crt", "ca/ca.key") if crt is not None else ("ca/ca.key", "ca/ca.crt")
+def rotated(cas: Authorities, req: BootstrapRequest, now: dt.datetime) -> Authorities:
+    """prepare + switch in one step: a new CA issues from now on, the old one stays
+    trusted (``previous``) until ``rotate-ca finish``."""
+    new = create_root_ca(req.ca_key_type, req.ca_days, req.trust_domain, now)
+    return Authorities(new, "switched", None, cas.current)
+
+
+def ca_writes(cas: Authorities) -> list[tuple[str, bytes | None, int]]:
+    """The CA files and the stage, exactly as ``cas`` says (absent ones deleted)."""
+    out: list[tuple[str, bytes | None, int]] = []
+    for stem, ca in (("ca", cas.current), ("next", cas.next), ("previous", cas.previous)):
+        out.append((f"ca/{stem}.key", private_key_pem(ca.key) if ca else None, KEY_MODE))
+        out.append((f"ca/{stem}.crt", cert_pem(ca.cert) if ca else None, 0o644))
+    out.append(("ca/rollover.json", stage_bytes(cas.stage), 0o644))
+    return out
+
+
+def _authorities(
+    req: BootstrapRequest, store: Store, now: dt.datetime, p_changes: list[Change]
+) -> tuple[Authorities, bool]:
+    """The CAs to use, and whether their files must be (re)written."""
+    cas = Authorities.read(store)
+    if cas is None:
+        ca = create_root_ca(req.ca_key_type, req.ca_days, req.trust_domain, now)
+        p_changes.append(
+            Change(
+                "ca",
+                "created",
+                f"{req.ca_key_type}, valid until {ca.cert.not_valid_after_utc:%Y-%m-%d}",
+            )
         )
-        raise PkiError(
-            f"{store.where(missing)}: missing while {store.where(present)} exists; "
-            "restore it or remove both to create a new CA (every leaf will be re-issued)"
+        return Authorities(ca), True
+    left = cas.current.cert.not_valid_after_utc - now
+    if left <= req.ca_renew_before and cas.stage == "none":
+        what = "expired" if left <= dt.timedelta(0) else f"expires in {human(left)}"
+        if not req.rotate_ca:
+            raise PkiError(
+                f"{store.where('ca/ca.crt')}: the CA {what} (within --ca-renew-before "
+                f"{human(req.ca_renew_before)}); nothing issued. Rotate it: "
+                "`mtlsdemo certs rotate-ca prepare`, then `switch`, then `finish` "
+                "(or pass --rotate-ca to prepare and switch now)"
+            )
+        cas = rotated(cas, req, now)
+        p_changes.append(
+            Change(
+                "ca",
+                "rotated",
+                f"old CA {what}; new {req.ca_key_type} CA until "
+                f"{cas.current.cert.not_valid_after_utc:%Y-%m-%d}, old one still trusted: "
+                "run `mtlsdemo certs rotate-ca finish` once every workload has reloaded",
+            )
         )
-    return create_root_ca(req.ca_key_type, int(req.ca_days), req.trust_domain, now), True
+        return cas, True
+    stage = "" if cas.stage == "none" else f", rollover stage {cas.stage}"
+    p_changes.append(Change("ca", "reused", f"{store.where('ca/ca.crt')}, CA {_left(left)}{stage}"))
+    return cas, False
+
+
+def _left(left: dt.timedelta) -> str:
+    return "expired" if left <= dt.timedelta(0) else f"{human(left)} left"
 
 
 def _signed_by(cert: x509.Certificate, ca: CertificateAuthority) -> bool:
@@ -131,6 +188,7 @@ def _reissue_reason(
     ca: CertificateAuthority,
     store: Store,
     now: dt.datetime,
+    revoked: list[rv.Revocation],
 ) -> str | None:
     """Why the service's leaf must be (re)issued, or None to keep it."""
     crt_rel, key_rel = f"{ident.service}/tls.crt", f"{ident.service}/tls.key"
@@ -156,35 +214,47 @@ def _reissue_reason(
         return "SANs differ from the requested identity"
     if not _signed_by(cert, ca):
         return "not issued by the current CA"
+    gone = rv.revocation_of(revoked, cert)
+    if gone is not None:
+        return f"serial {gone.serial} revoked ({gone.reason})"
     left = cert.not_valid_after_utc - now
     if left <= req.renew_before:
         return f"expires in {human(left)}, within --renew-before {human(req.renew_before)}"
     return None
 
 
-def plan(req: BootstrapRequest, now: dt.datetime, store: Store | None = None) -> _Plan:
+def plan(
+    req: BootstrapRequest,
+    now: dt.datetime,
+    store: Store | None = None,
+    authorities: tuple[Authorities, list[Change]] | None = None,
+) -> Plan:
+    """Everything to write, decided in memory. ``authorities``: CAs decided by the
+    caller (a rollover stage) with the lines that say so, instead of the store's."""
     store = store or FileStore(req.out)
     identities = validate(req)
-    ca, ca_new = _load_or_create_ca(req, store, now)
-    p = _Plan(ca=ca, ca_new=ca_new)
-    ca_pem = cert_pem(ca.cert)
-    if ca_new:
-        p.writes += [("ca/ca.key", private_key_pem(ca.key), KEY_MODE), ("ca/ca.crt", ca_pem, 0o644)]
-        p.changes.append(
-            Change(
-                "ca",
-                "created",
-                f"{req.ca_key_type}, valid until {ca.cert.not_valid_after_utc:%Y-%m-%d}",
-            )
-        )
+    changes: list[Change] = []
+    if authorities is None:
+        cas, write_cas = _authorities(req, store, now, changes)
     else:
-        p.changes.append(Change("ca", "reused", store.where("ca/ca.crt")))
+        (cas, changes), write_cas = authorities, True
+    p = Plan(cas=cas, changes=changes)
+    ca = cas.current
+    if write_cas:
+        p.writes += ca_writes(cas)
+    issued = rv.load_issued(store.read(rv.ISSUED), store.where(rv.ISSUED))
+    revoked = rv.load_revoked(store.read(rv.REVOKED), store.where(rv.REVOKED))
+    n_issued = len(issued)
+    bundle = cas.bundle_pem
     for ident in identities:
         svc = ident.service
-        reason = _reissue_reason(req, ident, ca, store, now)
+        reason = _reissue_reason(req, ident, ca, store, now, revoked)
         if reason is not None:
             key = generate_key(req.key_type)
             cert = issue_leaf(ca, key.public_key(), ident, now, req.leaf_days)
+            issued.append(rv.issued_entry(cert, svc))
+            ca_end = ca.cert.not_valid_after_utc
+            clipped = now + dt.timedelta(days=req.leaf_days) > ca_end
             p.writes += [
                 (f"{svc}/tls.key", private_key_pem(key), KEY_MODE),
                 (f"{svc}/tls.crt", cert_pem(cert), 0o644),
@@ -194,25 +264,62 @@ def plan(req: BootstrapRequest, now: dt.datetime, store: Store | None = None) ->
                     svc,
                     "issued",
                     f"{reason}; {ident.spiffe_id}, {req.key_type}, "
-                    f"until {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z",
+                    f"until {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z"
+                    + (" (clipped to the CA's notAfter)" if clipped else ""),
                 )
             )
-        if store.read(f"{svc}/ca.crt") != ca_pem:
-            p.writes.append((f"{svc}/ca.crt", ca_pem, 0o644))
-            if reason is None:
-                p.changes.append(Change(svc, "updated", "ca.crt refreshed"))
-        elif reason is None:
-            p.changes.append(Change(svc, "unchanged"))
+        else:
+            cert = parse_certs(store.read(f"{svc}/tls.crt") or b"", store.where(f"{svc}/tls.crt"))[
+                0
+            ]
+        notes = []
+        if reason is not None or rv.status_needs_refresh(
+            store.read(f"{svc}/tls.ocsp"), cert, revoked, now
+        ):
+            status = rv.build_status(ca, cert, revoked, now, req.status_window)
+            p.writes.append((f"{svc}/tls.ocsp", status, 0o644))
+            notes.append("status re-signed")
+        if store.read(f"{svc}/ca.crt") != bundle:
+            p.writes.append((f"{svc}/ca.crt", bundle, 0o644))
+            notes.append("ca.crt refreshed")
+        if reason is None:
+            if notes:
+                p.changes.append(Change(svc, "updated", ", ".join(notes)))
+            else:
+                p.changes.append(Change(svc, "unchanged"))
+    if len(issued) != n_issued:
+        p.writes.append((rv.ISSUED, rv.dump_issued(issued), 0o644))
+    p.writes += crl_writes(cas, revoked, store, now, req.status_window, force=write_cas)
     return p
+
+
+def crl_writes(
+    cas: Authorities,
+    revoked: list[rv.Revocation],
+    store: Store,
+    now: dt.datetime,
+    window: dt.timedelta,
+    force: bool = False,
+) -> list[tuple[str, bytes | None, int]]:
+    """The CRL of every CA in force (one PEM block each), when due."""
+    if not force and not rv.crl_needs_refresh(store.read(rv.CRL), len(cas.all), now):
+        return []
+    pem = b"".join(rv.build_crl(ca, revoked, now, window) for ca in cas.all)
+    return [(rv.CRL, pem, 0o644)]
 
 
 def bootstrap(
     req: BootstrapRequest, now: dt.datetime | None = None, store: Store | None = None
 ) -> list[Change]:
     now = now or dt.datetime.now(dt.UTC)
-    store = store or FileStore(req.out)
+    return commit_planned(lambda st: plan(req, now, st), store or FileStore(req.out))
+
+
+def commit_planned(make: Callable[[Store], Plan], store: Store) -> list[Change]:
+    """Plan from what the store holds, write it; plan again if someone else wrote
+    in between (the install Job and the renewal CronJob racing)."""
     for _ in range(CONFLICT_ATTEMPTS):
-        p = plan(req, now, store)
+        p = make(store)
         try:
             store.commit(p.writes)
         except StoreConflict as e:

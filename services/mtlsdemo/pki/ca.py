@@ -38,7 +38,7 @@ class CertificateAuthority:
 
 
 def create_root_ca(
-    key_type: str, days: int, trust_domain: str, now: dt.datetime
+    key_type: str, days: float, trust_domain: str, now: dt.datetime
 ) -> CertificateAuthority:
     key = generate_key(key_type)
     name = x509.Name(

@@ -23,7 +23,8 @@ def issue_leaf(
     not_before: dt.datetime | None = None,
 ) -> x509.Certificate:
     """A leaf for both TLS roles: each service is a server to some peers and a
-    client to others, so it carries serverAuth and clientAuth."""
+    client to others, so it carries serverAuth and clientAuth. Its notAfter never
+    passes the CA's: a leaf that outlived its issuer would fail anyway."""
     if not isinstance(public_key, PublicKey):
         raise PkiError(f"unsupported public key type {type(public_key).__name__}")
     start = not_before if not_before is not None else now - dt.timedelta(minutes=5)
@@ -44,7 +45,7 @@ def issue_leaf(
         .public_key(public_key)
         .serial_number(random_serial())
         .not_valid_before(start)
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_after(min(now + dt.timedelta(days=days), ca.cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(

@@ -19,15 +19,18 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.x509 import ocsp
 
 from mtlsdemo import telemetry
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import parse_certs
 from mtlsdemo.pki.keys import parse_private_key, public_key_der
-from mtlsdemo.trust import TrustStore, VerificationFailed
+from mtlsdemo.trust import Failure, TrustStore, VerificationFailed
 from mtlsdemo.trust.spiffe import display_identity
+from mtlsdemo.trust.status import check_status
 
 FILES = ("tls.crt", "tls.key", "ca.crt")
+STATUS_FILE = "tls.ocsp"  # the CA-signed status to staple; optional (older bootstraps)
 SNAPSHOT_ATTEMPTS = 5  # re-reads when the files change while being read
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ def files_stamp(directory: Path) -> tuple[Any, ...]:
     """(inode, mtime, size) of each identity file, following symlinks, so the
     ``..data`` symlink swap of a Kubernetes Secret volume shows up as a change."""
     out: list[Any] = []
-    for f in FILES:
+    for f in (*FILES, STATUS_FILE):
         try:
             st = os.stat(directory / f)
             out.append((st.st_ino, st.st_mtime_ns, st.st_size))
@@ -56,6 +59,8 @@ class IdentityMaterial:
     key: Any
     cas: tuple[x509.Certificate, ...]
     problems: tuple[str, ...] = field(default=())  # chain or time checks that failed
+    status: bytes = b""  # tls.ocsp: staple it as it is (revoked and stale included)
+    status_next_update: float | None = None
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -71,11 +76,18 @@ class IdentityMaterial:
 
     @classmethod
     def from_bytes(
-        cls, crt: bytes, key: bytes, ca: bytes, where: Path, now: dt.datetime
+        cls,
+        crt: bytes,
+        key: bytes,
+        ca: bytes,
+        where: Path,
+        now: dt.datetime,
+        status: bytes = b"",
     ) -> IdentityMaterial:
         """Parse and check exactly these bytes. Unparsable files or a key that is
         not the certificate's raise PkiError; a chain that does not verify against
-        the bundle at ``now`` is recorded in ``problems`` (the caller decides)."""
+        the bundle at ``now``, or a status that is not this certificate's, is
+        recorded in ``problems`` (the caller decides)."""
         chain = tuple(parse_certs(crt, str(where / "tls.crt")))
         cas = tuple(parse_certs(ca, str(where / "ca.crt")))
         priv = parse_private_key(key, str(where / "tls.key"))
@@ -90,10 +102,30 @@ class IdentityMaterial:
                 break
             except VerificationFailed as e:
                 problems = [f"{e.failure.value}: {e.detail}"]
-        return cls(crt, key, ca, chain, priv, cas, tuple(problems))
+        next_update = None
+        if status:
+            issuer = next((c for c in cas if c.subject == chain[0].issuer), cas[0])
+            try:
+                verdict = check_status(status, chain[0], issuer, now)
+                next_update = verdict.next_update.timestamp()
+            except VerificationFailed as e:
+                # revoked or stale is the truth to staple; another certificate's is not
+                if e.failure is Failure.STATUS_INVALID:
+                    problems.append(f"{where / STATUS_FILE}: {e.detail}")
+                else:
+                    next_update = _next_update(status)
+        return cls(crt, key, ca, chain, priv, cas, tuple(problems), status, next_update)
 
 
-def read_snapshot(directory: Path) -> tuple[bytes, bytes, bytes, Path]:
+def _next_update(status: bytes) -> float | None:
+    try:
+        nxt = ocsp.load_der_ocsp_response(status).next_update_utc
+    except Exception:  # only a gauge: an unreadable status has none
+        return None
+    return nxt.timestamp() if nxt else None
+
+
+def read_snapshot(directory: Path) -> tuple[bytes, bytes, bytes, bytes, Path]:
     """The three files as one snapshot. In a Kubernetes Secret volume they are
     symlinks through ``..data`` to a timestamped directory that the kubelet swaps
     atomically: resolve ``..data`` once and read all three from that directory,
@@ -108,7 +140,13 @@ def read_snapshot(directory: Path) -> tuple[bytes, bytes, bytes, Path]:
         raise PkiError(
             f"{directory}: cannot read identity files: {e.strerror} ({e.filename})"
         ) from None
-    return crt, key, ca, base
+    try:
+        status = (base / STATUS_FILE).read_bytes()
+    except FileNotFoundError:
+        status = b""
+    except OSError as e:
+        raise PkiError(f"{base / STATUS_FILE}: cannot read: {e.strerror}") from None
+    return crt, key, ca, status, base
 
 
 class IdentitySource:
@@ -133,9 +171,9 @@ class IdentitySource:
     def _snapshot(self) -> tuple[tuple[Any, ...], IdentityMaterial]:
         for _ in range(SNAPSHOT_ATTEMPTS):
             before = files_stamp(self.directory)
-            crt, key, ca, base = read_snapshot(self.directory)
+            crt, key, ca, status, base = read_snapshot(self.directory)
             if files_stamp(self.directory) == before:
-                return before, IdentityMaterial.from_bytes(crt, key, ca, base, self.clock())
+                return before, IdentityMaterial.from_bytes(crt, key, ca, base, self.clock(), status)
         raise PkiError(f"{self.directory}: the identity files kept changing while being read")
 
     def check(self) -> IdentityMaterial | None:

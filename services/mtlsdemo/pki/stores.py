@@ -16,13 +16,14 @@ from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import write_atomic
 
 CA_SECRET = "mtlsdemo-ca"
+CRL_SECRET = "mtlsdemo-crl"  # the CRL: readable by every pod, unlike the CA's Secret
 LABELS = {"app.kubernetes.io/part-of": "mtlsdemo", "app.kubernetes.io/managed-by": "mtlsdemo-certs"}
 
 
 class Store(Protocol):
     def read(self, rel: str) -> bytes | None: ...
     def where(self, rel: str) -> str: ...
-    def commit(self, writes: Iterable[tuple[str, bytes, int]]) -> None: ...
+    def commit(self, writes: Iterable[tuple[str, bytes | None, int]]) -> None: ...
     def forget(self) -> None: ...
 
 
@@ -47,9 +48,13 @@ class FileStore:
     def where(self, rel: str) -> str:
         return str(self.root / rel)
 
-    def commit(self, writes: Iterable[tuple[str, bytes, int]]) -> None:
+    def commit(self, writes: Iterable[tuple[str, bytes | None, int]]) -> None:
+        """Write (or, for data None, delete) each file, in order."""
         for rel, data, mode in writes:
-            write_atomic(self.root / rel, data, mode)
+            if data is None:
+                (self.root / rel).unlink(missing_ok=True)
+            else:
+                write_atomic(self.root / rel, data, mode)
 
     def forget(self) -> None:
         """Nothing cached: every read goes to the files."""
@@ -57,6 +62,14 @@ class FileStore:
 
 def secret_name(service: str) -> str:
     return CA_SECRET if service == "ca" else f"mtlsdemo-{service}-tls"
+
+
+def locate(rel: str) -> tuple[str, str]:
+    """(Secret name, key) of a relative name."""
+    if rel == "ca/crl.pem":
+        return CRL_SECRET, "crl.pem"
+    service, key = rel.split("/", 1)
+    return secret_name(service), key.replace("/", "-")  # Secret keys hold no '/'
 
 
 class SecretStore:
@@ -111,18 +124,18 @@ class SecretStore:
         self._versions.clear()
 
     def read(self, rel: str) -> bytes | None:
-        service, key = rel.split("/", 1)
-        data = self._secret(secret_name(service))
+        name, key = locate(rel)
+        data = self._secret(name)
         return None if data is None else data.get(key)
 
     def where(self, rel: str) -> str:
-        service, key = rel.split("/", 1)
-        return f"secret {self.namespace}/{secret_name(service)} key {key}"
+        name, key = locate(rel)
+        return f"secret {self.namespace}/{name} key {key}"
 
     def build(self, name: str, data: dict[str, bytes]) -> Any:
         from kubernetes import client
 
-        tls = name != CA_SECRET
+        tls = name not in (CA_SECRET, CRL_SECRET)
         return client.V1Secret(
             api_version="v1",
             kind="Secret",
@@ -136,15 +149,17 @@ class SecretStore:
             data={k: base64.b64encode(v).decode() for k, v in sorted(data.items())},
         )
 
-    def commit(self, writes: Iterable[tuple[str, bytes, int]]) -> None:
-        grouped: dict[str, dict[str, bytes]] = defaultdict(dict)
+    def commit(self, writes: Iterable[tuple[str, bytes | None, int]]) -> None:
+        grouped: dict[str, dict[str, bytes | None]] = defaultdict(dict)
         for rel, data, _mode in writes:
-            service, key = rel.split("/", 1)
-            grouped[secret_name(service)][key] = data
+            name, key = locate(rel)
+            grouped[name][key] = data  # None: remove the key
         # The CA first: a leaf must never exist without the CA that signed it.
         for name in sorted(grouped, key=lambda n: n != CA_SECRET):
             existing = self._secret(name)
-            merged = {**(existing or {}), **grouped[name]}
+            merged = {
+                k: v for k, v in {**(existing or {}), **grouped[name]}.items() if v is not None
+            }
             body = self.build(name, merged)
             from kubernetes.client.exceptions import ApiException
 

@@ -73,6 +73,7 @@ class SidecarConfig:
     server_preference: bool = False
     handshake_timeout: float = 5.0
     max_pending_handshakes: int = 512
+    require_status: str = "hard"  # the peer's stapled status: hard, soft or off
     key_update_records: int = 0
     key_update_bytes: int = 0
     admin_listen: tuple[str, int] | None = ("127.0.0.1", 9901)

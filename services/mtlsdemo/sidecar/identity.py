@@ -47,7 +47,7 @@ class IdentityWatcher:
 
     def _build(self, m: IdentityMaterial) -> Loaded:
         try:
-            cred = Credentials.from_parts(m.chain, m.key)
+            cred = Credentials.from_parts(m.chain, m.key, m.status)
             trust = TrustStore(m.cas, trust_domain=_own_trust_domain(m))
         except (ValueError, TypeError) as e:
             raise PkiError(f"{self.source.directory}: unusable identity ({e})") from None
@@ -88,6 +88,7 @@ def server_config(loaded: Loaded, cfg: SidecarConfig) -> HandshakeConfig:
         server_preference=cfg.server_preference,
         key_update_records=cfg.key_update_records,
         key_update_bytes=cfg.key_update_bytes,
+        require_status=cfg.require_status,
     )
 
 
@@ -99,4 +100,5 @@ def client_config(loaded: Loaded, cfg: SidecarConfig, peer_identity: str) -> Han
         suites=cfg.suites,
         key_update_records=cfg.key_update_records,
         key_update_bytes=cfg.key_update_bytes,
+        require_status=cfg.require_status,
     )

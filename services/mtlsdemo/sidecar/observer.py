@@ -36,6 +36,7 @@ class HandshakeOutcome:
     duration: float  # seconds
     error: ProtocolError | None = None  # None: success
     phases: dict[str, float] = field(default_factory=dict)
+    status_problem: str | None = None  # accepted under --require-status soft
 
     @property
     def outcome(self) -> str:
@@ -108,6 +109,15 @@ class Observer:
                 t.HANDSHAKE_PHASE.labels(o.role, phase).observe(seconds)
             t.PEER_AUTHORIZATIONS.labels(o.peer, "allow").inc()
             t.SESSIONS_ACTIVE.labels(o.role).inc()
+            if o.status_problem is not None:
+                t.STATUS_SOFT_FAILURES.labels(o.status_problem).inc()
+                self.limited(
+                    ("status soft failures", o.status_problem),
+                    logging.WARNING,
+                    "accepted %s although its stapled status failed: %s (--require-status soft)",
+                    o.peer,
+                    o.status_problem,
+                )
             log.debug(
                 "handshake ok role=%s local=%s peer=%s suite=%s %.2fms",
                 o.role,

@@ -111,6 +111,7 @@ class Tunnel:
                 result.suite,
                 result.duration,
                 phases=dict(result.phases),
+                status_problem=result.status_problem,
             )
         )
 

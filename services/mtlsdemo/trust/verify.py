@@ -45,6 +45,11 @@ class Failure(enum.Enum):
     UNKNOWN_CA = "unknown_ca"
     CERTIFICATE_EXPIRED = "certificate_expired"
     CERTIFICATE_NOT_YET_VALID = "certificate_not_yet_valid"
+    # the CA's signed opinion about the certificate (trust/status.py)
+    CERTIFICATE_REVOKED = "certificate_revoked"
+    STATUS_MISSING = "status_missing"
+    STATUS_STALE = "status_stale"
+    STATUS_INVALID = "status_invalid"
 
 
 class VerificationFailed(Exception):

@@ -1,0 +1,228 @@
+"""Revocation, checked locally: a stapled OCSP response (RFC 6960) and a CRL
+(RFC 5280), both signed by the CA that issued the certificate.
+
+Step 2 of the classic explanation has the client "ask the CA" about the server's
+certificate. Nothing here asks anyone: the CA's current opinion arrives signed
+(stapled to the handshake by the peer itself, or as a CRL file the service
+reloads), and is checked with the CA's public key from the trust store, like the
+chain. A stapled "good" stays acceptable until its ``nextUpdate`` (plus the
+skew): that window is the revocation latency of the stapled path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509 import ocsp
+
+from mtlsdemo.trust.verify import Failure, VerificationFailed
+
+DEFAULT_SKEW = dt.timedelta(minutes=5)  # the same slack the CA gives notBefore
+STATUS_POLICIES = ("hard", "soft", "off")  # refuse / accept and count / do not look
+_CRL_PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
+
+
+def _z(t: dt.datetime) -> str:
+    return f"{t:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _signed_by(key: object, signature: bytes, data: bytes, algo: hashes.HashAlgorithm) -> bool:
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(algo))
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), algo)
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _cn(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string()
+
+
+@dataclass(frozen=True)
+class StatusVerdict:
+    """A stapled response that checked out: what the trace shows in step 2."""
+
+    serial: int
+    signer: str
+    this_update: dt.datetime
+    next_update: dt.datetime
+
+    def describe(self) -> str:
+        return (
+            f"stapled status: good for serial {self.serial:x}, signed by {self.signer} "
+            f"(checked locally with its public key), valid {_z(self.this_update)} .. "
+            f"{_z(self.next_update)}"
+        )
+
+
+def check_status(
+    der: bytes,
+    leaf: x509.Certificate,
+    issuer: x509.Certificate,
+    now: dt.datetime,
+    skew: dt.timedelta = DEFAULT_SKEW,
+) -> StatusVerdict:
+    """Check a stapled OCSP response for ``leaf`` issued by ``issuer`` (the CA the
+    chain was verified to). Raises VerificationFailed with one of the status
+    failures; returns the verdict when the status is good and current."""
+    serial = f"{leaf.serial_number:x}"
+    if not der:
+        raise VerificationFailed(
+            Failure.STATUS_MISSING, f"no stapled status for certificate serial {serial}"
+        )
+    try:
+        resp = ocsp.load_der_ocsp_response(der)
+        if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+            raise VerificationFailed(
+                Failure.STATUS_INVALID,
+                f"stapled status is an OCSP error response ({resp.response_status.name})",
+            )
+        algo = resp.signature_hash_algorithm
+        tbs, signature = resp.tbs_response_bytes, resp.signature
+        resp_serial, cert_status = resp.serial_number, resp.certificate_status
+        this_update, next_update = resp.this_update_utc, resp.next_update_utc
+        cert_id = (resp.hash_algorithm, resp.issuer_name_hash, resp.issuer_key_hash)
+    except VerificationFailed:
+        raise
+    except Exception as e:  # lazily parsed fields fail at first access, with anything
+        raise VerificationFailed(
+            Failure.STATUS_INVALID, f"stapled status is not an OCSP response ({e})"
+        ) from None
+    if algo is None or not _signed_by(issuer.public_key(), signature, tbs, algo):
+        raise VerificationFailed(
+            Failure.STATUS_INVALID,
+            f"stapled status for serial {serial} is not signed by its issuer {_cn(issuer)}",
+        )
+    want = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, cert_id[0]).build()
+    if resp_serial != leaf.serial_number or (want.issuer_name_hash, want.issuer_key_hash) != (
+        cert_id[1],
+        cert_id[2],
+    ):
+        raise VerificationFailed(
+            Failure.STATUS_INVALID,
+            f"stapled status is for serial {resp_serial:x}"
+            + (" of another issuer" if resp_serial == leaf.serial_number else "")
+            + f", not this certificate (serial {serial}, issuer {_cn(issuer)})",
+        )
+    if cert_status is ocsp.OCSPCertStatus.REVOKED:
+        when = resp.revocation_time_utc
+        why = resp.revocation_reason
+        raise VerificationFailed(
+            Failure.CERTIFICATE_REVOKED,
+            f"certificate serial {serial} was revoked at {_z(when) if when else '?'}"
+            f" ({why.name if why else 'unspecified'}), says {_cn(issuer)}",
+        )
+    if cert_status is not ocsp.OCSPCertStatus.GOOD:
+        raise VerificationFailed(
+            Failure.STATUS_INVALID, f"stapled status for serial {serial} is {cert_status.name}"
+        )
+    if next_update is None:
+        raise VerificationFailed(
+            Failure.STATUS_INVALID, f"stapled status for serial {serial} has no nextUpdate"
+        )
+    if this_update > now + skew:
+        raise VerificationFailed(
+            Failure.STATUS_INVALID,
+            f"stapled status for serial {serial} is from the future (thisUpdate "
+            f"{_z(this_update)}, now {_z(now)})",
+        )
+    if now > next_update + skew:
+        raise VerificationFailed(
+            Failure.STATUS_STALE,
+            f"stapled status for serial {serial} expired at {_z(next_update)} "
+            f"(now {_z(now)}); the holder has not refreshed it",
+        )
+    return StatusVerdict(leaf.serial_number, _cn(issuer), this_update, next_update)
+
+
+@dataclass(frozen=True)
+class Revoked:
+    serial: int
+    when: dt.datetime
+    reason: str
+    issuer: str
+
+    def describe(self) -> str:
+        return (
+            f"certificate serial {self.serial:x} was revoked at {_z(self.when)} "
+            f"({self.reason}) by {self.issuer}"
+        )
+
+
+class RevocationLists:
+    """The CRLs in force (one per CA of the bundle), each verified against the CA
+    that signed it; a CRL with a trusted name and a bad signature is refused, one
+    from a CA we do not trust is ignored."""
+
+    def __init__(self, crls: Sequence[x509.CertificateRevocationList]) -> None:
+        self.crls = tuple(crls)
+
+    @classmethod
+    def parse(
+        cls, pem: bytes, cas: Iterable[x509.Certificate], source: str = "CRL"
+    ) -> RevocationLists:
+        blocks = _CRL_PEM.findall(pem)
+        if not blocks:
+            raise ValueError(f"{source}: no PEM CRL found")
+        crls, anchors = [], list(cas)
+        for block in blocks:
+            try:
+                crl = x509.load_pem_x509_crl(block)
+            except ValueError as e:
+                raise ValueError(f"{source}: not a valid CRL ({e})") from None
+            named = [ca for ca in anchors if ca.subject == crl.issuer]
+            if not named:
+                # a CRL from a CA we do not trust cannot revoke anything we accept
+                # (during a rollover the file may name a CA our bundle lacks yet)
+                continue
+            if not any(crl.is_signature_valid(ca.public_key()) for ca in named):  # type: ignore[arg-type]
+                raise ValueError(
+                    f"{source}: CRL from {crl.issuer.rfc4514_string()} does not verify with "
+                    "the trusted CA's key"
+                )
+            crls.append(crl)
+        return cls(crls)
+
+    def lookup(self, cert: x509.Certificate) -> Revoked | None:
+        for crl in self.crls:
+            if crl.issuer != cert.issuer:
+                continue
+            entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if entry is None:
+                continue
+            reason = "unspecified"
+            with contextlib.suppress(x509.ExtensionNotFound):
+                reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.name
+            return Revoked(
+                cert.serial_number,
+                entry.revocation_date_utc,
+                reason,
+                crl.issuer.rfc4514_string(),
+            )
+        return None
+
+    @property
+    def revoked_count(self) -> int:
+        return sum(len(crl) for crl in self.crls)
+
+    @property
+    def oldest_this_update(self) -> dt.datetime:
+        return min(crl.last_update_utc for crl in self.crls)
+
+    @property
+    def earliest_next_update(self) -> dt.datetime | None:
+        nexts = [crl.next_update_utc for crl in self.crls if crl.next_update_utc is not None]
+        return min(nexts) if nexts else None
