@@ -77,10 +77,28 @@ CA_SPECS: dict[str, dict] = {
 }
 
 
+_CAS: dict[str, CertificateAuthority] = {}
+
+
 @functools.cache
 def ca(name: str = "main") -> CertificateAuthority:
     spec = CA_SPECS.get(name, {})
-    return create_root_ca("ecdsa-p256", spec.get("days", 3650), f"{name}.test", spec.get("at", NOW))
+    _CAS[name] = create_root_ca(
+        "ecdsa-p256", spec.get("days", 3650), f"{name}.test", spec.get("at", NOW)
+    )
+    return _CAS[name]
+
+
+def status(cert: x509.Certificate, revoked: list | None = None, at: dt.datetime = NOW) -> bytes:
+    """The good (or revoked) OCSP response its hskit CA signs for ``cert``, valid
+    from ``at`` for an hour; b"" for a certificate no hskit CA issued."""
+    from mtlsdemo.pki.revocation import authority_key_id, build_status, key_id
+
+    aki = authority_key_id(cert)
+    for authority in _CAS.values():
+        if authority.cert.subject == cert.issuer and key_id(authority.cert) == aki:
+            return build_status(authority, cert, revoked or [], at)
+    return b""
 
 
 @functools.cache
@@ -95,11 +113,17 @@ def leaf(
     return issue_leaf(ca(issuer), key.public_key(), ServiceIdentity(service), at, days), key
 
 
-def creds(cert: x509.Certificate, key: object, chain: tuple = ()) -> Credentials:
+def creds(
+    cert: x509.Certificate, key: object, chain: tuple = (), staple: bytes | None = None
+) -> Credentials:
+    """Credentials that staple their CA's good status (as the bootstrap writes it)
+    unless ``staple`` says otherwise (b"": none)."""
     der = tuple(c.public_bytes(serialization.Encoding.DER) for c in (cert, *chain))
     from mtlsdemo.handshake.signatures import scheme_for
 
-    return Credentials((cert, *chain), key, der, scheme_for(key))
+    return Credentials(
+        (cert, *chain), key, der, scheme_for(key), status(cert) if staple is None else staple
+    )
 
 
 def config(
@@ -116,7 +140,11 @@ def config(
 
 
 def custom_leaf(
-    service: str, ekus: list | None, is_ca: bool = False, issuer: str = "main"
+    service: str,
+    ekus: list | None,
+    is_ca: bool = False,
+    issuer: str = "main",
+    days: float = 1,
 ) -> tuple[x509.Certificate, object]:
     """A leaf with chosen EKUs (None: no EKU extension) or a CA flag, to break rules."""
     authority = ca(issuer)
@@ -128,7 +156,7 @@ def custom_leaf(
         .public_key(key.public_key())
         .serial_number(random_serial())
         .not_valid_before(NOW - dt.timedelta(hours=1))
-        .not_valid_after(NOW + dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
         .add_extension(ServiceIdentity(service).san(), critical=False)
         .add_extension(

@@ -61,11 +61,14 @@ def test_leaf_inside_renew_window_is_reissued(tmp_path: Path) -> None:
     t0 = dt.datetime.now(dt.UTC)
     bootstrap(BootstrapRequest(out=out, services=("gateway",)), now=t0)
     first = load_cert(out / "gateway" / "tls.crt")
-    # 19 days later: 11 days left, outside the 10-day window -> kept
+    # 19 days later: 11 days left, outside the 10-day window -> kept (its stapled
+    # status, an hour's worth, is re-signed)
     changes = bootstrap(
         BootstrapRequest(out=out, services=("gateway",)), now=t0 + dt.timedelta(days=19)
     )
-    assert [c.action for c in changes] == ["reused", "unchanged"]
+    assert [c.action for c in changes] == ["reused", "updated"]
+    assert changes[1].reason == "status re-signed"
+    assert load_cert(out / "gateway" / "tls.crt").serial_number == first.serial_number
     # 21 days later: 9 days left -> re-issued with a new key
     changes = bootstrap(
         BootstrapRequest(out=out, services=("gateway",)), now=t0 + dt.timedelta(days=21)

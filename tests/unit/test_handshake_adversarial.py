@@ -91,13 +91,26 @@ def test_not_yet_valid_leaf_is_rejected() -> None:
 
 
 def test_expired_ca_is_rejected() -> None:
-    # The CA lived one day; the leaf claims 30. Two days later the chain is expired.
+    # The CA lived one day; the leaf asked for 30 and was clipped to the CA's end.
+    # Two days later the chain is expired.
     short = ca("short")
     later = NOW + dt.timedelta(days=2)
     ccfg = config("gateway", issuer="short")
     scfg = config("ledger", issuer="short")
     assert short.cert.not_valid_after_utc < later
+    assert scfg.credentials.leaf.not_valid_after_utc == short.cert.not_valid_after_utc
     _, _, out = handshake(ccfg, scfg, client_now=later, server_now=later)
+    assert_rejected(out, "client", Reason.CERTIFICATE_EXPIRED)
+
+
+def test_expired_ca_under_a_valid_leaf_is_named() -> None:
+    # A leaf that outlives its CA (another CA's making: ours clips) is refused for the CA.
+    later = NOW + dt.timedelta(days=2)
+    cert, key = custom_leaf("ledger", [SERVER_AUTH, CLIENT_AUTH], issuer="short", days=30)
+    scfg = config("ledger", issuer="short", credentials=creds(cert, key))
+    _, _, out = handshake(
+        config("gateway", issuer="short"), scfg, client_now=later, server_now=later
+    )
     assert_rejected(out, "client", Reason.CERTIFICATE_EXPIRED)
     assert "CA" in out.client_error.detail
 

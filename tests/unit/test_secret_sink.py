@@ -70,11 +70,21 @@ def test_secrets_built_like_kubernetes_tls_secrets() -> None:
         ("create", "mtlsdemo-gateway-tls"),
         ("create", "mtlsdemo-ledger-tls"),
         ("create", "mtlsdemo-cli-tls"),
+        ("create", "mtlsdemo-crl"),
     ]
     ca = api.secrets[("mtlsdemo", "mtlsdemo-ca")]
-    assert ca.type == "Opaque" and set(ca.data) == {"ca.crt", "ca.key"}
+    assert ca.type == "Opaque" and set(ca.data) == {"ca.crt", "ca.key", "issued.json"}
+    # the CRL in its own Secret, readable by every pod (the CA's is the bootstrap's only)
+    crl = api.secrets[("mtlsdemo", "mtlsdemo-crl")]
+    assert crl.type == "Opaque" and set(crl.data) == {"crl.pem"}
+    assert b"PRIVATE KEY" not in decoded(crl)["crl.pem"]
     gw = api.secrets[("mtlsdemo", "mtlsdemo-gateway-tls")]
-    assert gw.type == "kubernetes.io/tls" and set(gw.data) == {"ca.crt", "tls.crt", "tls.key"}
+    assert gw.type == "kubernetes.io/tls" and set(gw.data) == {
+        "ca.crt",
+        "tls.crt",
+        "tls.key",
+        "tls.ocsp",
+    }
     assert gw.metadata.labels["app.kubernetes.io/part-of"] == "mtlsdemo"
     assert gw.metadata.namespace == "mtlsdemo"
     data = decoded(gw)
@@ -106,7 +116,9 @@ def test_renewal_replaces_only_the_leaf_secrets_in_window() -> None:
     api.calls.clear()
     changes = bootstrap(req(), now=t0 + dt.timedelta(days=25), store=SecretStore(api, "mtlsdemo"))
     assert sorted(api.calls) == [
+        ("replace", "mtlsdemo-ca"),  # issued.json: the new serials are on record
         ("replace", "mtlsdemo-cli-tls"),
+        ("replace", "mtlsdemo-crl"),  # due: past half its window
         ("replace", "mtlsdemo-gateway-tls"),
         ("replace", "mtlsdemo-ledger-tls"),
     ]
@@ -124,7 +136,7 @@ def test_adding_a_service_creates_only_its_secret() -> None:
         out=Path("/x"), services=("gateway", "ledger", "cli", "audit"), namespace="mtlsdemo"
     )
     bootstrap(more, store=SecretStore(api, "mtlsdemo"))
-    assert api.calls == [("create", "mtlsdemo-audit-tls")]
+    assert api.calls == [("replace", "mtlsdemo-ca"), ("create", "mtlsdemo-audit-tls")]
 
 
 def test_corrupt_ca_secret_is_named_and_nothing_written() -> None:
