@@ -193,6 +193,12 @@ def _serve_parsers(sub: argparse._SubParsersAction) -> None:
             metavar="SPIFFE_ID",
         )
         flags.add(p, "--metrics-listen", default=None, help="serve /metrics on HOST:PORT")
+        flags.add(
+            p,
+            "--crl",
+            default=None,
+            help="CRL file (certs/ca/crl.pem) to check callers against; re-read when it changes",
+        )
         if name == "ledger":
             flags.add(p, "--db", default="var/ledger.db", help="SQLite database path")
         else:
@@ -607,10 +613,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     allowed = IdentityPolicy.parse(args.allow_id) if args.allow_id else None
     tls_dir = None if args.plaintext else Path(args.tls_dir)
+    crl = Path(args.crl) if args.crl else None
     if args.component == "ledger":
         from mtlsdemo.ledger.server import serve as serve_ledger
 
-        serve_ledger(args.listen, tls_dir, allowed, Path(args.db), args.metrics_listen)
+        serve_ledger(args.listen, tls_dir, allowed, Path(args.db), args.metrics_listen, crl)
     else:
         from mtlsdemo.gateway.server import serve as serve_gateway
 
@@ -623,6 +630,7 @@ def _serve(args: argparse.Namespace) -> int:
             ledger_tls,
             args.ledger_server_name,
             args.metrics_listen,
+            crl,
         )
     return 0
 

@@ -19,6 +19,7 @@ def serve(
     ledger_tls_dir: Path | None,
     ledger_server_name: str,
     metrics_listen: str | None,
+    crl: Path | None = None,
 ) -> None:
     ledger = LedgerConnection(ledger_addr, ledger_tls_dir, ledger_server_name)
     service = GatewayService(ledger)
@@ -30,6 +31,7 @@ def serve(
         metrics_listen=metrics_listen,
         register=lambda server: pb_grpc.add_GatewayServiceServicer_to_server(service, server),
         service_names=[SERVICE_NAME],
+        crl=crl,
     )
     try:
         run_forever(spec)

@@ -17,6 +17,7 @@ def serve(
     policy: IdentityPolicy | None,
     db_path: Path,
     metrics_listen: str | None,
+    crl: Path | None = None,
 ) -> None:
     store = LedgerStore(db_path)
     service = LedgerService(store)
@@ -28,6 +29,7 @@ def serve(
         metrics_listen=metrics_listen,
         register=lambda server: pb_grpc.add_LedgerServiceServicer_to_server(service, server),
         service_names=[SERVICE_NAME],
+        crl=crl,
     )
     try:
         run_forever(spec)

@@ -10,7 +10,8 @@ from typing import Any
 import grpc
 
 from mtlsdemo import telemetry
-from mtlsdemo.rpc.identity import peer_spiffe_id
+from mtlsdemo.pki.crlfile import CrlFile
+from mtlsdemo.rpc.identity import peer_certificate, peer_spiffe_id
 from mtlsdemo.trust import IdentityPolicy
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,32 @@ class ServerInterceptor(grpc.ServerInterceptor):
     ID it does not allow with PERMISSION_DENIED (the same identity policy as the
     sidecars': exact IDs, or ``*`` for one whole path segment)."""
 
-    def __init__(self, policy: IdentityPolicy | None) -> None:
+    def __init__(self, policy: IdentityPolicy | None, crl: CrlFile | None = None) -> None:
         self.policy = policy
+        self.crl = crl
+
+    def _check_revocation(self, service: str, context: grpc.ServicerContext) -> None:
+        """The caller's certificate against the current CRL, for every service: a
+        revoked key calls nothing, not even health."""
+        if self.crl is None:
+            return
+        cert = peer_certificate(context)
+        if cert is None:
+            return
+        gone = self.crl.lookup(cert)
+        if gone is None:
+            return
+        shown = str(peer_spiffe_id(context) or "(no SPIFFE ID)")
+        telemetry.GRPC_AUTHORIZATIONS.labels(shown, "revoked").inc()
+        log.warning("denied %s: caller %s: %s", service, shown, gone.describe())
+        context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"caller {shown}: {gone.describe()} (CRL {self.crl.path}); rejected by the "
+            f"{service} server",
+        )
 
     def _authorize(self, service: str, context: grpc.ServicerContext) -> None:
+        self._check_revocation(service, context)
         if self.policy is None or service in EXEMPT_SERVICES:
             return
         peer = peer_spiffe_id(context)

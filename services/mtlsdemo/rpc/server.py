@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mtlsdemo import __version__, telemetry
+from mtlsdemo.pki.crlfile import CrlFile
 from mtlsdemo.rpc.credentials import ReloadingServerCredentials
 from mtlsdemo.rpc.interceptors import ServerInterceptor
 from mtlsdemo.trust import IdentityPolicy
@@ -48,6 +49,7 @@ class ServiceSpec:
     register: Callable[[grpc.Server], None]
     service_names: Sequence[str]
     max_workers: int = 32
+    crl: Path | None = None  # callers' certificates are checked against this CRL file
 
 
 def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServicer]:
@@ -56,9 +58,14 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
             f"--listen {spec.listen}: plaintext is only allowed on 127.0.0.1 "
             "(the sidecar in front of it is what the network sees)"
         )
+    creds = ReloadingServerCredentials(spec.tls_dir) if spec.tls_dir is not None else None
+    crl = None
+    if spec.crl is not None and creds is not None:
+        source = creds.source
+        crl = CrlFile(spec.crl, lambda: source.current.cas)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=spec.max_workers, thread_name_prefix=spec.component),
-        interceptors=[ServerInterceptor(spec.policy if spec.tls_dir else None)],
+        interceptors=[ServerInterceptor(spec.policy if spec.tls_dir else None, crl)],
         options=[
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.max_send_message_length", 16 * 1024 * 1024),
@@ -73,10 +80,9 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
         (*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
-        if spec.tls_dir is None:
+        if creds is None:
             port = server.add_insecure_port(spec.listen)
         else:
-            creds = ReloadingServerCredentials(spec.tls_dir)
             log.info("identity %s from %s", creds.material.identity, spec.tls_dir)
             port = server.add_secure_port(spec.listen, creds.credentials())
     except RuntimeError as e:
