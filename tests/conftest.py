@@ -23,6 +23,7 @@ from mtlsdemo.pki.files import cert_pem, write_atomic
 from mtlsdemo.pki.identity import ServiceIdentity
 from mtlsdemo.pki.issue import issue_leaf
 from mtlsdemo.pki.keys import generate_key, private_key_pem
+from mtlsdemo.pki.revocation import build_status
 from mtlsdemo.waiting import wait_until
 
 pytest_plugins = ["dockerkit"]  # the containers tier's fixtures (docker, image)
@@ -136,12 +137,15 @@ def make_identity_dir(
     days: float = 30,
     key_type: str = "ecdsa-p256",
 ) -> Path:
-    """An identity directory with a leaf issued as if ``at`` were now (past: expired)."""
+    """An identity directory with a leaf issued as if ``at`` were now (past: expired),
+    and its stapled status."""
     key = generate_key(key_type)
     cert = issue_leaf(ca, key.public_key(), ServiceIdentity(service), at or now(), days)
     write_atomic(out / "tls.key", private_key_pem(key), 0o600)
     write_atomic(out / "tls.crt", cert_pem(cert))
     write_atomic(out / "ca.crt", cert_pem(ca.cert))
+    # the CA's good status for it, signed now, as the bootstrap writes it
+    write_atomic(out / "tls.ocsp", build_status(ca, cert, [], now()))
     return out
 
 
@@ -171,11 +175,10 @@ def forge_record_after_handshake(port: int, identity: Path) -> None:
     import os
 
     from mtlsdemo import system
-    from mtlsdemo.handshake import HandshakeConfig, ProtocolError
+    from mtlsdemo.handshake import ProtocolError
+    from mtlsdemo.tracecmd import identity_config
 
-    cfg = HandshakeConfig.from_pem(
-        *((identity / f).read_bytes() for f in ("tls.crt", "tls.key", "ca.crt"))
-    )
+    cfg = identity_config(identity)
     conn = system.connection("client", cfg)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         conn.start()

@@ -27,10 +27,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mtlsdemo.loadgen import run_load
 from mtlsdemo.localports import bindable
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from mtlsdemo.pki.durations import human
+from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.pki.files import load_cert
 from mtlsdemo.pki.identity import spiffe_id
+from mtlsdemo.pki.lifecycle import refresh_status
+from mtlsdemo.pki.revocation import DEFAULT_WINDOW as STATUS_WINDOW
+from mtlsdemo.pki.stores import FileStore
 from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
+SERVICES = ("ledger", "gateway", "cli")
+STATUS_REFRESH = dt.timedelta(minutes=15)  # a quarter of the window: three misses still fine
 COLORS = {
     "ledger": "\033[36m",
     "gateway": "\033[35m",
@@ -166,9 +174,7 @@ def run(args) -> int:
             return 2
     print(f"== certificates ({certs}/)")
     for change in bootstrap(
-        BootstrapRequest(
-            out=certs, services=("ledger", "gateway", "cli"), trust_domain=td, namespace=ns
-        )
+        BootstrapRequest(out=certs, services=SERVICES, trust_domain=td, namespace=ns)
     ):
         print(f"   {change}")
     ledger_addr = f"127.0.0.1:{args.ledger_port}"
@@ -188,6 +194,8 @@ def run(args) -> int:
         cli_id,
         "--metrics-listen",
         f"127.0.0.1:{args.gateway_metrics_port}",
+        "--crl",
+        str(certs / "ca" / "crl.pem"),
     ]
     if sidecars:
         ledger_app = f"127.0.0.1:{args.ledger_app_port}"
@@ -248,6 +256,8 @@ def run(args) -> int:
                     str(certs / "ledger"),
                     "--allow-id",
                     gw_id,
+                    "--crl",
+                    str(certs / "ca" / "crl.pem"),
                     *db,
                     *ledger_metrics,
                 ],
@@ -257,6 +267,9 @@ def run(args) -> int:
     color = sys.stdout.isatty()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    threading.Thread(
+        target=keep_statuses_fresh, args=(certs, stopping), daemon=True, name="refresh-status"
+    ).start()
     try:
         print(f"== starting {', '.join(c.name for c in children)} ({args.mode} mode)")
         deadline = time.monotonic() + 30
@@ -309,11 +322,37 @@ def run(args) -> int:
             c.stop()
 
 
+def keep_statuses_fresh(certs: Path, stopping: threading.Event) -> None:
+    """What the compose loop and the Kubernetes CronJob do: re-sign every stapled
+    status and the CRL every STATUS_REFRESH, well inside their window."""
+    while not stopping.wait(STATUS_REFRESH.total_seconds()):
+        try:
+            refresh_status(FileStore(certs), SERVICES, dt.datetime.now(dt.UTC), STATUS_WINDOW)
+        except PkiError as e:
+            print(f"!! refresh-status: {e}", file=sys.stderr, flush=True)
+
+
+def lifetimes(certs: Path, now: dt.datetime) -> list[str]:
+    """The remaining time of the CA(s) and of every identity, for the summary."""
+    out = []
+    for label, path in [("CA", certs / "ca" / "ca.crt"), ("next CA", certs / "ca" / "next.crt")] + [
+        (s, certs / s / "tls.crt") for s in SERVICES
+    ]:
+        if path.exists():
+            cert = load_cert(path)
+            left = cert.not_valid_after_utc - now
+            out.append(f"{label} {human(left)}" if left.total_seconds() > 0 else f"{label} EXPIRED")
+    return out
+
+
 def print_summary(args, certs: Path, ledger_addr: str, gateway_addr: str) -> None:
     td, ns = args.trust_domain, args.namespace
     cli = f"mtlsdemo client --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'}"
+    now = dt.datetime.now(dt.UTC)
     lines = [
-        f"== mtlsdemo is up ({dt.datetime.now(dt.UTC):%H:%M:%S}Z, {args.mode} mode)",
+        f"== mtlsdemo is up ({now:%H:%M:%S}Z, {args.mode} mode)",
+        f"   certificates left: {', '.join(lifetimes(certs, now))}; stapled statuses "
+        f"re-signed every {human(STATUS_REFRESH)} (valid {human(STATUS_WINDOW)})",
         f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {spiffe_id(td, ns, 'cli')}",
     ]
     if args.mode == "sidecar":
@@ -366,6 +405,8 @@ def print_summary(args, certs: Path, ledger_addr: str, gateway_addr: str) -> Non
         f"     {cli} statement alice --follow",
         f"     mtlsdemo loadgen --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'} --rps 50 --duration 10",
         f"     mtlsdemo certs inspect {certs / 'gateway' / 'tls.crt'} --ca {certs / 'ca' / 'ca.crt'}",
+        f"     mtlsdemo certs rotate-ca plan --out {certs}      (then prepare, switch, finish)",
+        f"     mtlsdemo certs revoke gateway --out {certs}      (then `certs bootstrap` re-issues)",
     ]
     if args.mode == "sidecar":
         lines.append(f"     mtlsdemo handshake --trace --connect {ledger_addr} --certs-dir {certs}")

@@ -54,18 +54,19 @@ NAMES = {
 DEMO_MESSAGES = [b"GET /balance/alice", b"transfer 12.50 alice->bob", b"close"]
 
 
-def _config(
+def identity_config(
     directory: Path,
-    suites: tuple[Suite, ...] | None,
+    suites: tuple[Suite, ...] | None = None,
     peer_ids: tuple[str, ...] = (),
     server_name: str | None = None,
     require_status: str = "hard",
+    trace: bool = True,
 ) -> HandshakeConfig:
     """An identity directory through the one loader (tls.ocsp included: the
     certs dir's current revocation state is what gets stapled)."""
     m = IdentitySource(directory).current
     kw: dict[str, Any] = {
-        "trace": True,
+        "trace": trace,
         "peer": PeerPolicy(peer_ids, server_name),
         "require_status": require_status,
     }
@@ -154,10 +155,10 @@ def run(args) -> int:
     client_dir = Path(args.client_dir) if args.client_dir else certs / "gateway"
     server_dir = Path(args.server_dir) if args.server_dir else certs / "ledger"
     peer_ids = tuple(args.peer_id or ())
-    ccfg = _config(client_dir, args.suites, peer_ids, require_status=args.require_status)
+    ccfg = identity_config(client_dir, args.suites, peer_ids, require_status=args.require_status)
     if args.connect:
         return _run_connected(args, ccfg)
-    scfg = _config(
+    scfg = identity_config(
         server_dir,
         args.server_suites or SUITES,  # the in-memory server accepts every suite
         tuple(args.allow_id or ()),

@@ -46,12 +46,16 @@ class System:
     def ledger_addr(self) -> str:
         return f"127.0.0.1:{self.ledger_port}"
 
-    def start_ledger(self) -> None:
+    def crl_flags(self, crl: bool) -> tuple[str, ...]:
+        return ("--crl", str(self.certs / "ca" / "crl.pem")) if crl else ()
+
+    def start_ledger(self, crl: bool = False) -> None:
         self.ledger = Proc(
             "ledger",
             mtlsdemo(
                 "serve",
                 "ledger",
+                *self.crl_flags(crl),
                 "--listen",
                 self.ledger_addr,
                 "--tls-dir",
@@ -67,12 +71,13 @@ class System:
         ).start()
         wait_healthy(self.ledger_addr, self.certs / "cli", "ledger", self.ledger)
 
-    def start_gateway(self) -> None:
+    def start_gateway(self, crl: bool = False) -> None:
         self.gateway = Proc(
             "gateway",
             mtlsdemo(
                 "serve",
                 "gateway",
+                *self.crl_flags(crl),
                 "--listen",
                 self.gateway_addr,
                 "--tls-dir",

@@ -320,7 +320,7 @@ def _k8s_secret_dir(root: Path, source: Path) -> Path:
     through ..data to a timestamped directory that is swapped atomically."""
     root.mkdir(parents=True)
     _swap_secret(root, source)
-    for f in ("tls.crt", "tls.key", "ca.crt"):
+    for f in ("tls.crt", "tls.key", "ca.crt", "tls.ocsp"):
         (root / f).symlink_to(f"..data/{f}")
     return root
 
@@ -328,7 +328,7 @@ def _k8s_secret_dir(root: Path, source: Path) -> Path:
 def _swap_secret(root: Path, source: Path) -> None:
     stamp = root / f"..{time.time_ns()}"
     stamp.mkdir()
-    for f in ("tls.crt", "tls.key", "ca.crt"):
+    for f in ("tls.crt", "tls.key", "ca.crt", "tls.ocsp"):
         shutil.copy(source / f, stamp / f)
     tmp = root / "..data_tmp"
     tmp.symlink_to(stamp.name)

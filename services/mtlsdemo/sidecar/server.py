@@ -222,7 +222,14 @@ class Sidecar:
                 "loaded_at": cur.loaded_at.isoformat(),
                 "reload_generation": cur.generation,
                 "last_reload_error": self.identity.last_error,
+                "stapled_status": {
+                    "bytes": len(m.status),
+                    "next_update": None
+                    if m.status_next_update is None
+                    else dt.datetime.fromtimestamp(m.status_next_update, dt.UTC).isoformat(),
+                },
             },
+            "require_status": self.config.require_status,
             "ca_fingerprints_sha256": m.ca_fingerprints,
             "inbound": None
             if not self.config.inbound_listen
