@@ -80,8 +80,13 @@ CA_SPECS: dict[str, dict] = {
 _CAS: dict[str, CertificateAuthority] = {}
 
 
-@functools.cache
 def ca(name: str = "main") -> CertificateAuthority:
+    # one cache key per name: functools.cache would tell ca() from ca("main")
+    return _ca(name)
+
+
+@functools.cache
+def _ca(name: str) -> CertificateAuthority:
     spec = CA_SPECS.get(name, {})
     _CAS[name] = create_root_ca(
         "ecdsa-p256", spec.get("days", 3650), f"{name}.test", spec.get("at", NOW)
