@@ -13,6 +13,7 @@ from conftest import ca_of, make_identity_dir
 from cryptography import x509
 from mtlsdemo.pki import material as material_mod
 from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.pki.files import load_cert
 from mtlsdemo.pki.keys import public_key_der
 from mtlsdemo.pki.material import IdentitySource
 
@@ -32,7 +33,7 @@ def version(tmp: Path, pki_dir: Path, name: str, **kw) -> Path:
 
 
 def copy_into(src: Path, dst: Path) -> None:
-    for f in ("tls.crt", "tls.key", "ca.crt"):
+    for f in ("tls.crt", "tls.key", "ca.crt", "tls.ocsp"):
         shutil.copyfile(src / f, dst / f)
 
 
@@ -125,6 +126,26 @@ def test_bad_renewals_are_refused_counted_and_the_old_identity_kept(
         and source.last_error is None
     )
     assert source.generation == 1
+
+
+def test_a_status_for_another_certificate_is_refused_until_its_own_arrives(
+    tmp_path: Path, pki_dir: Path
+) -> None:
+    """The order a rollover writes in (key, certificate, then status): the new
+    certificate with the old status is not taken; the status completing it is."""
+    live = version(tmp_path, pki_dir, "live")
+    source = IdentitySource(live)
+    nxt = version(tmp_path, pki_dir, "next")
+    for f in ("tls.key", "tls.crt"):
+        shutil.copyfile(nxt / f, live / f)
+    assert source.check() is None and "not this certificate" in source.last_error
+    assert source.current.leaf.serial_number != load_cert(nxt / "tls.crt").serial_number
+    shutil.copyfile(nxt / "tls.ocsp", live / "tls.ocsp")
+    fresh = source.check()
+    assert (
+        fresh is not None and fresh.leaf.serial_number == load_cert(nxt / "tls.crt").serial_number
+    )
+    assert fresh.status == (nxt / "tls.ocsp").read_bytes() and fresh.status_next_update
 
 
 def test_unreadable_start_is_one_clear_error(tmp_path: Path) -> None:
