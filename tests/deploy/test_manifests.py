@@ -187,7 +187,7 @@ def job_services(objs: list[dict]) -> set[str]:
 def test_references_resolve(objects: list[dict]) -> None:
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
     # Secrets are written by the Job at run time: they must be ones it issues.
-    job_secrets = {f"mtlsdemo-{s}-tls" for s in job_services(objects)}
+    job_secrets = {f"mtlsdemo-{s}-tls" for s in job_services(objects)} | {"mtlsdemo-crl"}
     for name, pod in pod_specs(objects):
         sa = pod.get("serviceAccountName")
         if sa:
@@ -492,7 +492,7 @@ def test_verify_script_names_objects_that_exist(objects: list[dict]) -> None:
         "MTLSDEMO_FORCE",
     ):
         assert needle in script, needle
-    (cron,) = by_kind(objects, "CronJob")
+    (cron,) = [c for c in by_kind(objects, "CronJob") if c["metadata"]["name"] == "cert-renew"]
     env = {
         e["name"]
         for e in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -518,7 +518,14 @@ def test_only_the_bootstrap_touches_the_ca(objects: list[dict]) -> None:
 def test_each_pod_mounts_only_its_own_identity(objects: list[dict]) -> None:
     for name, pod in pod_specs(objects):
         secrets = [v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v]
-        if name in ("ledger", "gateway"):
+        if name == "gateway":  # a native mTLS server: it also reads the CA's published CRL
+            assert secrets == ["mtlsdemo-gateway-tls", "mtlsdemo-crl"]
+            assert pod["serviceAccountName"] == name
+            (gw,) = [c for c in pod["containers"] if c["name"] == "gateway"]
+            env = {e["name"]: e.get("value") for e in gw["env"]}
+            mounts = {m["name"]: m["mountPath"] for m in gw["volumeMounts"]}
+            assert env["MTLSDEMO_CRL"] == mounts["crl"] + "/crl.pem"
+        elif name == "ledger":
             assert secrets == [f"mtlsdemo-{name}-tls"]
             assert pod["serviceAccountName"] == name  # the SPIFFE ID's sa/<name>
         else:
