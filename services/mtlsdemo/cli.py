@@ -134,6 +134,12 @@ def _certs_parsers(sub: argparse._SubParsersAction) -> None:
         "refresh-status", help="re-sign every identity's stapled status (tls.ocsp) and the CRL"
     )
     _ca_state_flags(f)
+    flags.add(
+        f,
+        "--every",
+        default=None,
+        help="keep running: refresh again after this long (15m), until SIGTERM",
+    )
 
     o = csub.add_parser(
         "rotate-ca", help="CA rollover in stages: plan, prepare, switch, finish (zero downtime)"
@@ -573,6 +579,12 @@ def _certs_lifecycle(args: argparse.Namespace, now: dt.datetime) -> int:
             reason=args.reason,
             window=window,
         )
+    elif cmd == "refresh-status" and args.every:
+        return _refresh_forever(
+            lambda: lifecycle.refresh_status(store, services, dt.datetime.now(dt.UTC), window),
+            parse_duration(args.every, "--every"),
+            window,
+        )
     elif cmd == "refresh-status":
         changes = lifecycle.refresh_status(store, services, now, window)
     elif cmd == "rotate-ca" and args.stage == "plan":
@@ -605,6 +617,30 @@ def _certs_lifecycle(args: argparse.Namespace, now: dt.datetime) -> int:
         print(c)
     if cmd == "bootstrap" and all(c.action in ("reused", "unchanged") for c in changes):
         print("nothing to do: every certificate is current")
+    return 0
+
+
+def _refresh_forever(refresh: Any, every: dt.timedelta, window: dt.timedelta) -> int:
+    """The compose loop: refresh, then wait ``every``; SIGTERM ends it cleanly."""
+    import signal
+    import threading
+
+    from mtlsdemo.pki.durations import human
+
+    if every >= window:
+        raise PkiError(
+            f"--every {human(every)}: must be shorter than --status-window {human(window)} "
+            "(statuses would expire between two refreshes)"
+        )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.is_set():
+        try:
+            for c in refresh():
+                print(c, flush=True)
+        except PkiError as e:  # keep trying: the next run may find the files back
+            print(f"error: {e}", file=sys.stderr, flush=True)
+        stop.wait(every.total_seconds())
     return 0
 
 

@@ -91,6 +91,7 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose
         return (
             all(state.get(s) == "healthy" for s in SERVICES if s != "loadgen")
             and state.get("certs") == "exited"
+            and state.get("certs-refresh") == "running"  # the stapled statuses' loop
         )
 
     wait_for(
