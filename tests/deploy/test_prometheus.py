@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,11 +21,14 @@ from conftest import (
     forge_record_after_handshake,
     free_port,
     metric_value,
+    now,
     require_binary,
     run_command,
     wait_for,
 )
+from mtlsdemo.pki import lifecycle
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from mtlsdemo.pki.stores import FileStore
 
 pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,6 +119,9 @@ def test_dashboard_has_the_promised_panels() -> None:
         "bytes encrypted",
         "record failures",
         "expiry countdown",
+        "stapled status and crl time left",
+        "revoked serials",
+        "refused for revocation",
         "grpc calls per method and code",
     ):
         assert want in titles
@@ -244,6 +251,8 @@ EMPTY_UNTIL_FAILURE = {
     "MtlsHandshakeFailureRatioHigh",
     "MtlsHandshakesFailingForReason",
     "GrpcServerErrorRatioHigh",
+    "Handshakes refused for revocation or status",
+    "MtlsRevokedCertificateInUse",
 }
 
 
@@ -300,6 +309,28 @@ def test_every_query_and_alert_expression_returns_data(prometheus, record_proper
         check=False,
     )
     assert r.returncode == 1 and "unknown_ca" in r.stdout
+    # a revoked gateway identity (same CA, revoked in a copy of the CA's state):
+    # the ledger's sidecar refuses it with certificate_revoked
+    revoked = run.root / "revoked"
+    shutil.copytree(run.certs, revoked)
+    lifecycle.revoke(FileStore(revoked), ("gateway",), now(), service="gateway")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mtlsdemo",
+            "handshake",
+            "--connect",
+            f"127.0.0.1:{run.ports['ledger']}",
+            "--client-dir",
+            str(revoked / "gateway"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 1 and "certificate_revoked" in r.stdout, r.stdout + r.stderr
     forge_record_after_handshake(run.ports["ledger"], run.certs / "gateway")
     _call_with_wrong_identity(run.ports["gateway"], run.certs / "ledger")
     crt = run.certs / "ledger" / "tls.crt"
@@ -314,7 +345,8 @@ def test_every_query_and_alert_expression_returns_data(prometheus, record_proper
     wait_for(lambda: not empty(), timeout=60, what="data in every query", describe=empty)
     failures = query(port, 'sum by (reason, origin) (mtls_handshakes_total{result="failure"})')
     assert {(s["metric"]["reason"], s["metric"]["origin"]) for s in failures} >= {
-        ("unknown_ca", "local")
+        ("unknown_ca", "local"),
+        ("certificate_revoked", "local"),
     }
 
 
