@@ -1,6 +1,7 @@
 """The README's "Break it on purpose" recipes, run as written, each checked against
 what its comment promises: `# <reason>: the <side> refuses` (that side found that
-reason, the other was told), `# ok`, or `# says "<text>"` (printed)."""
+reason, the other was told), `# ok`, `# says "<text>"` (printed, exit 0) or
+`# fails, says "<text>"` (printed, non-zero exit)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_command, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +41,8 @@ def commands(lines: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def run(cmd: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+def run(cmd: str, cwd: Path, **env_extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", **env_extra)
     # /tmp/evil in the README: a directory of this test's own
     cmd = cmd.replace("/tmp/evil", str(cwd / "evil"))
     return subprocess.run(
@@ -77,6 +79,50 @@ def test_the_recipes_do_what_their_comments_say(tmp_path: Path) -> None:
         c for _, c in commands(first) if REFUSES.search(c) or SAYS.search(c) or c.startswith("# ok")
     ]
     assert checked == len(promises) >= 14  # every promise checked, none silently skipped
+
+
+def test_the_mesh_recipes_against_a_running_mesh(tmp_path: Path) -> None:
+    """The second block against `mtlsdemo run` (what `make run` starts), on its own
+    free ports: the client reaches it through MTLSDEMO_GATEWAY_ADDR, curl through
+    the ledger sidecar's admin port."""
+    argv, ports = run_command(tmp_path, "--traffic-seconds", "0")
+    log = (tmp_path / "run.log").open("w")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        wait_for(
+            lambda: "== running" in (tmp_path / "run.log").read_text(),
+            timeout=60,
+            what="mtlsdemo run to be up",
+            check=lambda: proc.poll() is None or pytest.fail((tmp_path / "run.log").read_text()),
+        )
+        gateway = f"127.0.0.1:{ports['gateway']}"
+        assert (
+            run(
+                "mtlsdemo client open alice --id alice", tmp_path, MTLSDEMO_GATEWAY_ADDR=gateway
+            ).returncode
+            == 0
+        )
+        checked = 0
+        for cmd, comment in commands(blocks()[1]):
+            cmd = cmd.replace("127.0.0.1:9902", f"127.0.0.1:{ports['ledger_admin']}")
+            r = run(cmd, tmp_path, MTLSDEMO_GATEWAY_ADDR=gateway)
+            says = SAYS.search(comment)
+            if says:
+                assert says.group(1) in r.stdout + r.stderr, (cmd, r.stdout, r.stderr)
+                assert (r.returncode != 0) == (
+                    "error" in says.group(1)
+                    or "DENIED" in says.group(1)
+                    or "failed" in says.group(1)
+                    or "revoked" in says.group(1)
+                ), (cmd, r.returncode)
+                checked += 1
+            else:
+                assert r.returncode == 0, (cmd, r.stdout, r.stderr)
+        assert checked == 6
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
 
 
 def test_every_command_in_the_section_is_a_real_one() -> None:
