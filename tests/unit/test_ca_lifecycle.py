@@ -226,3 +226,15 @@ def test_rotate_ca_and_revoke_on_kubernetes_secrets() -> None:
     crl = secret("mtlsdemo-crl")["crl.pem"]
     lists = RevocationLists.parse(crl, [x509.load_pem_x509_certificate(ca_secret["ca.crt"])])
     assert lists.lookup(x509.load_pem_x509_certificate(gw["tls.crt"])) is not None
+
+
+def test_certs_inspect_shows_the_stapled_status_as_a_sidecar_would(tmp_path: Path) -> None:
+    from mtlsdemo.pki.inspect import describe
+
+    bootstrap(req(tmp_path), T0)
+    crt, ca = tmp_path / "ledger" / "tls.crt", tmp_path / "ca" / "ca.crt"
+    assert "stapled status (tls.ocsp): OK (good until" in describe(crt, ca, T0)
+    revoke(FileStore(tmp_path), SERVICES, T0, service="ledger")
+    assert "stapled status (tls.ocsp): FAILED: certificate_revoked" in describe(crt, ca, T0)
+    later = T0 + dt.timedelta(hours=2)
+    assert "FAILED: status_stale" in describe(tmp_path / "gateway" / "tls.crt", ca, later)

@@ -14,6 +14,7 @@ from mtlsdemo.pki.identity import san_of
 from mtlsdemo.pki.keys import key_type_of
 from mtlsdemo.trust import TrustStore, VerificationFailed
 from mtlsdemo.trust.spiffe import uri_sans
+from mtlsdemo.trust.status import check_status
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -80,7 +81,28 @@ def describe(path: Path, ca_path: Path | None, now: dt.datetime) -> str:
             )
         else:
             lines += [f"chain ({role} auth): {v}" for role, v in verdicts(certs, cas, now).items()]
+            staple = path.with_suffix(".ocsp")
+            if staple.exists():
+                lines.append(
+                    f"stapled status ({staple.name}): {status_verdict(staple, cert, cas, now)}"
+                )
     return "\n".join(lines)
+
+
+def status_verdict(
+    staple: Path, cert: x509.Certificate, cas: list[x509.Certificate], now: dt.datetime
+) -> str:
+    """What a sidecar would say of the status this identity staples."""
+    issuer = next((c for c in cas if c.subject == cert.issuer), None)
+    if issuer is None:
+        return "FAILED: unknown_ca: its issuer is not in the bundle"
+    try:
+        v = check_status(staple.read_bytes(), cert, issuer, now)
+    except VerificationFailed as e:
+        return f"FAILED: {e.failure.value}: {e.detail}"
+    except OSError as e:
+        return f"FAILED: cannot read: {e.strerror}"
+    return f"OK (good until {v.next_update:%Y-%m-%d %H:%M:%S}Z, {human(v.next_update - now)} left)"
 
 
 def verdicts(
