@@ -9,6 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from mtlsdemo.pki import revocation as rv
 from mtlsdemo.pki.ca import load_ca
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import cert_pem, load_csr, write_atomic
@@ -49,5 +50,14 @@ def sign_request(
         raise PkiError(f"--days: must be positive, got {days}")
     ca = load_ca(ca_dir / "ca.crt", ca_dir / "ca.key")
     cert = sign_csr(ca, csr, ident, now, days, source=str(csr_path))
+    # on the CA's record (so `certs revoke --serial` knows it), then the certificate
+    # and its good status for stapling (`<out>.ocsp`; `certs refresh-status` only
+    # refreshes the bootstrap's identity directories)
+    issued_path = ca_dir / "issued.json"
+    issued = rv.load_issued(
+        issued_path.read_bytes() if issued_path.exists() else None, str(issued_path)
+    )
+    write_atomic(issued_path, rv.dump_issued([*issued, rv.issued_entry(cert, ident.service)]))
     write_atomic(out, cert_pem(cert))
+    write_atomic(out.with_suffix(".ocsp"), rv.build_status(ca, cert, [], now))
     return ident
