@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ from mtlsdemo.pki.keys import DEFAULT_KEY_TYPE, KEY_TYPES
 from mtlsdemo.pki.revocation import REASONS as REVOCATION_REASONS
 
 EXIT_USAGE = 2
+# gRPC's C core logs its own lines (I1127 ... ssl_transport_security.cc) to stderr;
+# every failure is explained by us instead. Before grpc is first imported; a user's
+# GRPC_VERBOSITY=debug still wins.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
 def _parse_amount(text: str) -> int:
@@ -526,7 +531,10 @@ def _certs(args: argparse.Namespace) -> int:
     if args.certs_cmd in ("bootstrap", "revoke", "refresh-status", "rotate-ca"):
         return _certs_lifecycle(args, now)
     if args.certs_cmd == "inspect":
-        print(describe(Path(args.path), Path(args.ca) if args.ca else None, now))
+        text = describe(Path(args.path), Path(args.ca) if args.ca else None, now)
+        print(text)
+        if "FAILED:" in text:  # the check asked for failed: exit 1, as a failed handshake does
+            return 1
     elif args.certs_cmd == "csr":
         if not args.service:
             raise PkiError("--service: required")
@@ -539,6 +547,8 @@ def _certs(args: argparse.Namespace) -> int:
     elif args.certs_cmd == "sign":
         csr_path = Path(args.csr)
         out = Path(args.out) if args.out else csr_path.with_suffix(".crt")
+        if out.is_dir():  # --out (MTLSDEMO_OUT) naming a directory: the file goes inside
+            out = out / csr_path.with_suffix(".crt").name
         ident = sign_request(
             csr_path,
             Path(args.ca_dir),
@@ -812,4 +822,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, and keep Python from
+        # complaining again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return EXIT_USAGE

@@ -209,7 +209,15 @@ def _run_connected(args, ccfg: HandshakeConfig) -> int:
     c = system.connection("client", ccfg)
     error: ProtocolError | None = None
     records: list[dict[str, Any]] = []
-    with socket.create_connection((host, port), timeout=args.timeout) as sock:
+    try:
+        sock = socket.create_connection((host, port), timeout=args.timeout)
+    except OSError as e:  # refused, unknown host, timeout: the user's to fix, not a crash
+        why = e.strerror or str(e) or type(e).__name__
+        raise PkiError(
+            f"--connect {host}:{port}: cannot connect ({why}); is a sidecar listening "
+            "there? (`make run` prints the ledger sidecar's address)"
+        ) from None
+    with sock:
         c.start()
         sock.sendall(c.data_to_send())
         try:

@@ -196,7 +196,7 @@ def test_inspect_reports_chain_and_expiry(tmp_path: Path, capsys, other_pki_dir:
         "--ca",
         str(other_pki_dir / "ca" / "ca.crt"),
     )
-    assert code == 0 and "chain (client auth): FAILED: unknown_ca" in text
+    assert code == 1 and "chain (client auth): FAILED: unknown_ca" in text  # the check failed
 
 
 def test_inspect_corrupt_file_is_one_line_error(tmp_path: Path, capsys) -> None:

@@ -34,7 +34,7 @@ def version(tmp: Path, pki_dir: Path, name: str, **kw) -> Path:
 
 def copy_into(src: Path, dst: Path) -> None:
     for f in ("tls.crt", "tls.key", "ca.crt", "tls.ocsp"):
-        shutil.copyfile(src / f, dst / f)
+        shutil.copy(src / f, dst / f)  # with its mode: keys stay 0600
 
 
 def test_a_swap_in_the_middle_of_a_read_is_read_again(

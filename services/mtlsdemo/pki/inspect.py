@@ -15,6 +15,7 @@ from mtlsdemo.pki.keys import key_type_of
 from mtlsdemo.trust import TrustStore, VerificationFailed
 from mtlsdemo.trust.spiffe import uri_sans
 from mtlsdemo.trust.status import check_status
+from mtlsdemo.trust.verify import issued_by
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -93,7 +94,7 @@ def status_verdict(
     staple: Path, cert: x509.Certificate, cas: list[x509.Certificate], now: dt.datetime
 ) -> str:
     """What a sidecar would say of the status this identity staples."""
-    issuer = next((c for c in cas if c.subject == cert.issuer), None)
+    issuer = next((c for c in cas if issued_by(cert, c)), None)
     if issuer is None:
         return "FAILED: unknown_ca: its issuer is not in the bundle"
     try:

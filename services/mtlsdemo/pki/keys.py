@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -66,7 +67,22 @@ def public_key_der(key: AnyPublicKey) -> bytes:
     )
 
 
+def check_key_mode(path: Path) -> None:
+    """Refuse a private key any user may read (ssh does the same). Group read is
+    allowed: a Kubernetes Secret volume hands keys to the pod's fsGroup (0440)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # the read that follows reports it
+    if mode & stat.S_IROTH:
+        raise PkiError(
+            f"{path}: private key readable by every user (mode {stat.S_IMODE(mode):04o}); "
+            f"`chmod 600 {path}` and run again"
+        )
+
+
 def load_private_key(path: Path) -> PrivateKey:
+    check_key_mode(path)
     try:
         data = path.read_bytes()
     except OSError as e:

@@ -24,10 +24,11 @@ from cryptography.x509 import ocsp
 from mtlsdemo import telemetry
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import parse_certs
-from mtlsdemo.pki.keys import parse_private_key, public_key_der
+from mtlsdemo.pki.keys import check_key_mode, parse_private_key, public_key_der
 from mtlsdemo.trust import Failure, TrustStore, VerificationFailed
 from mtlsdemo.trust.spiffe import display_identity
 from mtlsdemo.trust.status import check_status
+from mtlsdemo.trust.verify import issued_by
 
 FILES = ("tls.crt", "tls.key", "ca.crt")
 STATUS_FILE = "tls.ocsp"  # the CA-signed status to staple; optional (older bootstraps)
@@ -104,7 +105,7 @@ class IdentityMaterial:
                 problems = [f"{e.failure.value}: {e.detail}"]
         next_update = None
         if status:
-            issuer = next((c for c in cas if c.subject == chain[0].issuer), cas[0])
+            issuer = next((c for c in cas if issued_by(chain[0], c)), cas[0])
             try:
                 verdict = check_status(status, chain[0], issuer, now)
                 next_update = verdict.next_update.timestamp()
@@ -134,6 +135,7 @@ def read_snapshot(directory: Path) -> tuple[bytes, bytes, bytes, bytes, Path]:
     data = directory / "..data"
     if data.is_symlink():
         base = data.resolve()
+    check_key_mode(base / "tls.key")
     try:
         crt, key, ca = ((base / f).read_bytes() for f in FILES)
     except OSError as e:

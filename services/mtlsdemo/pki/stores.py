@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import write_atomic
+from mtlsdemo.pki.keys import check_key_mode
 
 CA_SECRET = "mtlsdemo-ca"
 CRL_SECRET = "mtlsdemo-crl"  # the CRL: readable by every pod, unlike the CA's Secret
@@ -40,6 +41,8 @@ class FileStore:
         path = self.root / rel
         if not path.exists():
             return None
+        if rel.endswith(".key"):
+            check_key_mode(path)
         try:
             return path.read_bytes()
         except OSError as e:

@@ -67,6 +67,9 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
         futures.ThreadPoolExecutor(max_workers=spec.max_workers, thread_name_prefix=spec.component),
         interceptors=[ServerInterceptor(spec.policy if spec.tls_dir else None, crl)],
         options=[
+            # off: gRPC would otherwise let a second server bind the same port and
+            # split the traffic (two ledgers, two databases) instead of refusing
+            ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.max_send_message_length", 16 * 1024 * 1024),
         ],
@@ -85,10 +88,13 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
         else:
             log.info("identity %s from %s", creds.material.identity, spec.tls_dir)
             port = server.add_secure_port(spec.listen, creds.credentials())
-    except RuntimeError as e:
-        raise ConfigError(f"--listen {spec.listen}: cannot bind ({e})") from None
+    except RuntimeError:
+        port = 0  # grpcio raises or returns 0 depending on the version: one message
     if port == 0:
-        raise ConfigError(f"--listen {spec.listen}: cannot bind (address in use or invalid)")
+        raise ConfigError(
+            f"--listen {spec.listen}: cannot bind: the address is in use (another "
+            f"{spec.component}?) or not local; pick another port"
+        )
     return server, port, health_servicer
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import functools
 import logging
 import signal
@@ -13,7 +14,7 @@ from typing import Any
 from mtlsdemo import __version__, telemetry
 from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason
 from mtlsdemo.sidecar.admin import AdminServer, json_response
-from mtlsdemo.sidecar.config import Route, SidecarConfig
+from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError
 from mtlsdemo.sidecar.identity import IdentityWatcher, client_config, server_config
 from mtlsdemo.sidecar.observer import HandshakeOutcome, Observer
 from mtlsdemo.sidecar.status import Status
@@ -59,13 +60,21 @@ class Sidecar:
         return self._client_cfgs[route.identity]
 
     # --- lifecycle ---
+    async def _listen(self, factory: Any, host: str, port: int, flag: str) -> asyncio.Server:
+        try:
+            return await asyncio.get_running_loop().create_server(
+                factory, host, port, reuse_address=True
+            )
+        except OSError as e:
+            why = "in use (another sidecar?)" if e.errno == errno.EADDRINUSE else e.strerror
+            raise SidecarConfigError(f"{flag} {host}:{port}: cannot listen: {why}") from None
+
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         cfg = self.config
         telemetry.BUILD_INFO.info({"version": __version__, "component": cfg.name})
         if cfg.inbound_listen and cfg.inbound_target:
             host, port = cfg.inbound_listen
-            srv = await loop.create_server(self._inbound, host, port, reuse_address=True)
+            srv = await self._listen(self._inbound, host, port, "--inbound-listen")
             self._servers.append(srv)
             self.ports["inbound"] = srv.sockets[0].getsockname()[1]
             log.info(
@@ -76,8 +85,8 @@ class Sidecar:
                 ", ".join(cfg.allowed_ids) or "any from the CA",
             )
         for i, route in enumerate(cfg.routes):
-            srv = await loop.create_server(
-                functools.partial(self._outbound, route), *route.listen, reuse_address=True
+            srv = await self._listen(
+                functools.partial(self._outbound, route), *route.listen, "--route"
             )
             self._servers.append(srv)
             self.ports[f"route{i}"] = srv.sockets[0].getsockname()[1]
@@ -86,7 +95,13 @@ class Sidecar:
             self._admin = AdminServer(
                 {"/healthz": self._healthz, "/readyz": self._readyz, "/status": self._status}
             )
-            self.ports["admin"] = await self._admin.start(*cfg.admin_listen)
+            try:
+                self.ports["admin"] = await self._admin.start(*cfg.admin_listen)
+            except OSError as e:
+                host, port = cfg.admin_listen
+                raise SidecarConfigError(
+                    f"--admin-listen {host}:{port}: cannot listen: {e.strerror}"
+                ) from None
             log.info(
                 "admin on http://%s:%d (/metrics /healthz /readyz /status)",
                 cfg.admin_listen[0],

@@ -143,7 +143,7 @@ def _key_id(
     return value.digest
 
 
-def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     """Name and key identifier match (two CAs can share a name after a re-bootstrap)."""
     if cert.issuer != ca.subject:
         return False
@@ -313,10 +313,10 @@ class TrustStore:
         # until a trusted root issued the current certificate (or the walk stops).
         walked, current, anchor = [leaf], leaf, None
         while anchor is None:
-            anchor = next((ca for ca in self.cas if _issued_by(current, ca) or current == ca), None)
+            anchor = next((ca for ca in self.cas if issued_by(current, ca) or current == ca), None)
             if anchor is not None:
                 break
-            parent = next((c for c in others if c not in walked and _issued_by(current, c)), None)
+            parent = next((c for c in others if c not in walked and issued_by(current, c)), None)
             if parent is None:
                 break
             walked.append(parent)
