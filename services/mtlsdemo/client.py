@@ -12,15 +12,40 @@ import grpc
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from mtlsdemo.money import format_cents
+from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
 from mtlsdemo.rpc.credentials import secure_channel
+from mtlsdemo.rpc.diagnose import diagnose, is_transport_failure
 
 
-def gateway_channel(address: str, tls_dir: Path, server_name: str) -> grpc.Channel:
-    return secure_channel(address, tls_dir, server_name)
+def gateway_channel(address: str, material: IdentityMaterial, server_name: str) -> grpc.Channel:
+    return secure_channel(address, material, server_name)
+
+
+def explain(e: grpc.RpcError, args: argparse.Namespace, material: IdentityMaterial) -> str:
+    """gRPC's status, or for a failed TLS handshake, who refused whom and why."""
+    said = f"{e.code().name}: {e.details()}"
+    if e.code() != grpc.StatusCode.UNAVAILABLE or not is_transport_failure(e.details()):
+        return said
+    from mtlsdemo.sidecar.config import parse_hostport
+
+    host, port = parse_hostport(args.gateway_addr, default_host="127.0.0.1")
+    tls_dir = Path(args.tls_dir)
+    found = diagnose(
+        host,
+        port,
+        IdentitySource(tls_dir).current,
+        args.server_name,
+        dt.datetime.now(dt.UTC),
+        identity_dir=tls_dir,
+    )
+    if found is None:
+        return said
+    return f"{found.sentence('gateway')} (gRPC said {e.code().name})"
 
 
 def run(args: argparse.Namespace) -> int:
-    channel = gateway_channel(args.gateway_addr, Path(args.tls_dir), args.server_name)
+    material = IdentitySource(Path(args.tls_dir)).current  # read once: the call and the diagnosis
+    channel = gateway_channel(args.gateway_addr, material, args.server_name)
     stub = pb_grpc.GatewayServiceStub(channel)
     t = args.timeout
     try:
@@ -73,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                     flush=True,
                 )
     except grpc.RpcError as e:
-        print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)
+        print(f"error: {explain(e, args, material)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

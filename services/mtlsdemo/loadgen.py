@@ -20,6 +20,7 @@ import grpc
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from mtlsdemo.client import gateway_channel
+from mtlsdemo.pki.material import IdentitySource
 
 
 @dataclass
@@ -80,7 +81,7 @@ def run_load(
     accounts: int = 4,
     progress: bool = True,
 ) -> LoadResult:
-    channel = gateway_channel(address, tls_dir, server_name)
+    channel = gateway_channel(address, IdentitySource(tls_dir).current, server_name)
     stub = pb_grpc.GatewayServiceStub(channel)
     ids = []
     for i in range(accounts):

@@ -1,0 +1,195 @@
+"""Why a native gRPC mTLS connection failed, in MTD/1's words and with who
+refused whom.
+
+gRPC reports a failed TLS handshake as UNAVAILABLE with BoringSSL's text ("unable
+to get local issuer certificate", "Socket closed"). To explain it, the client
+does the handshake again itself with Python's ``ssl`` (a real TLS library; we
+only drive it) and the same identity, then:
+
+1. judges the server's certificate with the one verifier (``trust.TrustStore``,
+   the sidecar's) and the server name: a refusal here is ours (origin local);
+2. if that passes, sends an HTTP/2 preface and reads: in TLS 1.3 a server that
+   refuses our certificate says so with an alert *after* the handshake, which
+   ``ssl`` raises here (origin remote), e.g. ``TLSV1_ALERT_UNKNOWN_CA``.
+
+A gRPC server cannot report a handshake it refused: it never sees a call, so the
+caller is the only one who can name it (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import socket
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from mtlsdemo.pki.material import IdentityMaterial
+from mtlsdemo.trust import TrustStore, VerificationFailed
+from mtlsdemo.trust.verify import issued_by
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")
+_ALERT = re.compile(r"ALERT_([A-Z_]+)")
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    reason: str  # an MTD/1 reason name (docs/protocol.md §6), or "unreachable"
+    origin: str  # "local": we refused the server; "remote": the server refused us
+    detail: str
+
+    def sentence(self, server: str) -> str:
+        if self.reason == "unreachable":
+            return f"cannot reach the {server}: {self.detail}"
+        if self.origin == "local":
+            return f"you refused the {server}: {self.reason}: {self.detail}"
+        return f"the {server} refused your certificate: {self.reason}: {self.detail}"
+
+
+def _temp_identity(m: IdentityMaterial) -> tuple[tempfile.TemporaryDirectory, str, str]:
+    d = tempfile.TemporaryDirectory(prefix="mtlsdemo-diagnose-")
+    crt, key = os.path.join(d.name, "tls.crt"), os.path.join(d.name, "tls.key")
+    for path, data in ((crt, m.cert_chain_pem), (key, m.key_pem)):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    return d, crt, key
+
+
+def _names(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return san.get_values_for_type(x509.DNSName) + [
+        str(i) for i in san.get_values_for_type(x509.IPAddress)
+    ]
+
+
+def _inferred(
+    material: IdentityMaterial,
+    server_leaf: x509.Certificate,
+    now: dt.datetime,
+    identity_dir: Path | None,
+) -> Diagnosis:
+    their_cas = [c for c in material.cas if issued_by(server_leaf, c)]
+    note = "it closed the connection after the handshake without a reason on the wire"
+    try:
+        TrustStore(their_cas or material.cas, cache_size=0).verify_certificates(
+            list(material.chain), "client", now
+        )
+    except VerificationFailed as e:
+        return Diagnosis(
+            e.failure.value,
+            "remote",
+            f"{note}; judged as it would, with the CA that issued its certificate: "
+            f"{e.detail} — {_what_to_do(e.failure.value, identity_dir)}",
+        )
+    return Diagnosis(
+        "bad_certificate",
+        "remote",
+        f"{note}; your certificate verifies against its CA, so ask its log (allow-list, "
+        "revocation are answered as gRPC errors, not here)",
+    )
+
+
+def _their_alert(e: ssl.SSLError) -> str:
+    m = _ALERT.search(e.reason or str(e))
+    return m.group(1).lower() if m else "handshake_failure"
+
+
+def _what_to_do(reason: str, identity_dir: Path | None) -> str:
+    where = f" ({identity_dir})" if identity_dir else ""
+    return {
+        "unknown_ca": f"it does not trust the CA that issued your certificate{where}; "
+        "use an identity from the mesh's CA",
+        "certificate_expired": f"your certificate{where} has expired; renew it "
+        "(`mtlsdemo certs bootstrap`)",
+        "certificate_required": "it requires a client certificate and got none",
+        "bad_certificate": f"it could not use your certificate{where} (wrong key usage?)",
+        "certificate_revoked": f"your certificate{where} was revoked; re-issue it",
+    }.get(reason, "see the server's log")
+
+
+def diagnose(
+    host: str,
+    port: int,
+    material: IdentityMaterial,
+    server_name: str,
+    now: dt.datetime,
+    identity_dir: Path | None = None,
+    timeout: float = 3.0,
+) -> Diagnosis | None:
+    """What failed in the TLS handshake with host:port, or None if it succeeds
+    both ways (the failure was not the handshake's)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # we judge their certificate ourselves, below
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["h2"])
+    tmp, crt, key = _temp_identity(material)
+    try:
+        ctx.load_cert_chain(crt, key)
+        try:
+            raw = socket.create_connection((host, port), timeout=timeout)
+        except OSError as e:
+            return Diagnosis(
+                "unreachable", "local", f"cannot connect to {host}:{port}: {e.strerror or e}"
+            )
+        with raw, ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+            leaf_der = tls.getpeercert(binary_form=True)
+            if leaf_der is None:
+                return Diagnosis("certificate_required", "local", "the server sent no certificate")
+            leaf = x509.load_der_x509_certificate(leaf_der)
+            try:
+                TrustStore(material.cas, cache_size=0).verify_certificates([leaf], "server", now)
+            except VerificationFailed as e:
+                bundle = f" (your bundle: {identity_dir / 'ca.crt'})" if identity_dir else ""
+                return Diagnosis(e.failure.value, "local", e.detail + bundle)
+            names = _names(leaf)
+            if server_name not in names:
+                return Diagnosis(
+                    "identity_mismatch",
+                    "local",
+                    f"its certificate names {', '.join(names) or 'nothing'} — not "
+                    f"{server_name!r} (--server-name)",
+                )
+            tls.sendall(H2_PREFACE)
+            data = tls.recv(1024)
+            if data:
+                return None
+            # gRPC's server (BoringSSL under its TSI layer) closes without flushing the
+            # TLS alert: the reason is not on the wire. Infer it the way the server
+            # judges us: our chain against the CA that issued the server's certificate.
+            return _inferred(material, leaf, now, identity_dir)
+    except ssl.SSLError as e:
+        reason = _their_alert(e)
+        return Diagnosis(reason, "remote", f"its TLS alert; {_what_to_do(reason, identity_dir)}")
+    except OSError as e:  # reset or timeout while reading: the server hung up on us
+        return Diagnosis("bad_certificate", "remote", f"it ended the connection ({e})")
+    finally:
+        tmp.cleanup()
+
+
+def is_transport_failure(details: str | None) -> bool:
+    """An UNAVAILABLE that came from the connection, not from the application."""
+    text = details or ""
+    return any(
+        s in text
+        for s in (
+            "failed to connect",
+            "Socket closed",
+            "handshake",
+            "Handshake",
+            "Hostname",
+            "ssl",
+            "SSL",
+            "TSI_",
+            "Connection reset",
+        )
+    )
