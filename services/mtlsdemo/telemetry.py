@@ -77,6 +77,12 @@ GRPC_CLIENT_HANDLING = Histogram(
 )
 
 # --- authorization of callers by SPIFFE ID ---
+NATIVE_HANDSHAKE_FAILURES = Counter(
+    "mtls_native_handshake_failures",
+    "TLS handshakes of native gRPC calls that failed, diagnosed by the caller "
+    "(a gRPC server cannot see the handshakes it refuses).",
+    ["peer", "reason", "origin"],
+)
 GRPC_AUTHORIZATIONS = Counter(
     "mtls_grpc_authorizations", "Caller identity checks on gRPC servers.", ["peer", "decision"]
 )

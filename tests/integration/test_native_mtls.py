@@ -25,6 +25,11 @@ from procs import CLI_ID, GATEWAY_ID, Proc, metric_value, mtlsdemo, scrape, wait
 pytestmark = pytest.mark.integration
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 class System:
     """ledger + gateway processes with their own certificates and database."""
 
@@ -49,7 +54,7 @@ class System:
     def crl_flags(self, crl: bool) -> tuple[str, ...]:
         return ("--crl", str(self.certs / "ca" / "crl.pem")) if crl else ()
 
-    def start_ledger(self, crl: bool = False) -> None:
+    def start_ledger(self, crl: bool = False, wait: bool = True) -> None:
         self.ledger = Proc(
             "ledger",
             mtlsdemo(
@@ -69,7 +74,10 @@ class System:
             ),
             self.root / "ledger.log",
         ).start()
-        wait_healthy(self.ledger_addr, self.certs / "cli", "ledger", self.ledger)
+        if wait:
+            wait_healthy(self.ledger_addr, self.certs / "cli", "ledger", self.ledger)
+        else:  # a ledger our cli would refuse: wait for its port instead
+            wait_for(lambda: _listening(self.ledger_port), what="the ledger's port")
 
     def start_gateway(self, crl: bool = False) -> None:
         self.gateway = Proc(

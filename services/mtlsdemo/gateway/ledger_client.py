@@ -8,18 +8,23 @@ channel get a grace period before it is closed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 
 import grpc
 
+from mtlsdemo import telemetry
 from mtlsdemo._generated.ledger.v1 import ledger_pb2_grpc as pb_grpc
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
 from mtlsdemo.rpc.credentials import secure_channel
+from mtlsdemo.rpc.diagnose import diagnose, is_transport_failure
 from mtlsdemo.rpc.interceptors import ClientMetricsInterceptor
 from mtlsdemo.rpc.server import ConfigError, is_loopback
+from mtlsdemo.sidecar.config import parse_hostport
 
 # Every ledger write carries an idempotency key, so retrying UNAVAILABLE (the
 # ledger restarting, a connection reset) can never move money twice.
@@ -63,6 +68,7 @@ def ledger_channel(
 
 log = logging.getLogger(__name__)
 OLD_CHANNEL_GRACE_SECONDS = 30.0
+DIAGNOSE_EVERY = 5.0  # seconds between two diagnoses while calls keep failing
 
 
 class LedgerConnection:
@@ -76,6 +82,8 @@ class LedgerConnection:
         )
         self.stub = pb_grpc.LedgerServiceStub(self._channel)
         self._stop = threading.Event()
+        self._diag_lock = threading.Lock()
+        self._diagnosis: tuple[float, str | None] | None = None
         if self.source is not None:
             threading.Thread(
                 target=self._watch,
@@ -101,6 +109,43 @@ class LedgerConnection:
                 material.identity,
                 material.leaf.serial_number,
             )
+
+    def explain(self, e: grpc.RpcError) -> str | None:
+        """For a call that failed in the TLS handshake with the ledger: who refused
+        whom and why (redone with Python's ssl, at most every DIAGNOSE_EVERY
+        seconds), counted in mtls_native_handshake_failures_total."""
+        if (
+            self.source is None
+            or e.code() != grpc.StatusCode.UNAVAILABLE
+            or not is_transport_failure(e.details())
+        ):
+            return None
+        now = time.monotonic()
+        with self._diag_lock:
+            if self._diagnosis is not None and now - self._diagnosis[0] < DIAGNOSE_EVERY:
+                return self._diagnosis[1]
+            host, port = parse_hostport(self.address, default_host="127.0.0.1")
+            found = diagnose(
+                host,
+                port,
+                self.source.current,
+                self.server_name,
+                dt.datetime.now(dt.UTC),
+                identity_dir=self.source.directory,
+            )
+            text = None
+            if found is not None:
+                telemetry.NATIVE_HANDSHAKE_FAILURES.labels(
+                    "ledger", found.reason, found.origin
+                ).inc()
+                text = (
+                    found.sentence("ledger")
+                    .replace("your certificate", "the gateway's certificate")
+                    .replace("you refused", "the gateway refused")
+                )
+                log.warning("calls to the ledger fail: %s", text)
+            self._diagnosis = (now, text)
+            return text
 
     def close(self) -> None:
         self._stop.set()

@@ -27,8 +27,10 @@ _PASS_THROUGH = {
 }
 
 
-def _relay(context: grpc.ServicerContext, e: grpc.RpcError) -> NoReturn:
+def _relay(context: grpc.ServicerContext, e: grpc.RpcError, why: str | None = None) -> NoReturn:
     code = e.code()
+    if code == grpc.StatusCode.UNAVAILABLE and why:
+        context.abort(code, f"ledger unavailable: {why}")
     if code in _PASS_THROUGH:
         context.abort(code, e.details())
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -57,7 +59,7 @@ class GatewayService(pb_grpc.GatewayServiceServicer):
                 timeout=LEDGER_DEADLINE_SECONDS,
             )
         except grpc.RpcError as e:
-            _relay(context, e)
+            _relay(context, e, self.connection.explain(e))
         return pb.OpenAccountResponse(account_id=a.account_id, owner=a.owner)
 
     def Deposit(
@@ -78,7 +80,7 @@ class GatewayService(pb_grpc.GatewayServiceServicer):
                 timeout=LEDGER_DEADLINE_SECONDS,
             )
         except grpc.RpcError as e:
-            _relay(context, e)
+            _relay(context, e, self.connection.explain(e))
         return pb.MoneyMovement(
             transfer_id=r.transfer.transfer_id,
             idempotency_key=key,
@@ -109,7 +111,7 @@ class GatewayService(pb_grpc.GatewayServiceServicer):
                 timeout=LEDGER_DEADLINE_SECONDS,
             )
         except grpc.RpcError as e:
-            _relay(context, e)
+            _relay(context, e, self.connection.explain(e))
         return pb.MoneyMovement(
             transfer_id=r.transfer.transfer_id,
             idempotency_key=key,
@@ -127,7 +129,7 @@ class GatewayService(pb_grpc.GatewayServiceServicer):
                 timeout=LEDGER_DEADLINE_SECONDS,
             )
         except grpc.RpcError as e:
-            _relay(context, e)
+            _relay(context, e, self.connection.explain(e))
         return pb.Balance(account_id=a.account_id, owner=a.owner, balance_cents=a.balance_cents)
 
     def Statement(
@@ -160,7 +162,7 @@ class GatewayService(pb_grpc.GatewayServiceServicer):
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.CANCELLED and not context.is_active():
                 return
-            _relay(context, e)
+            _relay(context, e, self.connection.explain(e))
 
 
 def entry_for(account: str, t: lpb.TransferRecord) -> pb.StatementEntry:

@@ -1,0 +1,129 @@
+"""Native gRPC mTLS failures explained on the caller's side, in MTD/1's words:
+who refused whom, the reason, and what to do; the gateway counts its failed
+handshakes with the ledger (a gRPC server never sees the ones it refuses)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import grpc
+import pytest
+from conftest import free_port, metric_value, wait_for
+from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from procs import mtlsdemo, scrape
+from test_native_mtls import System
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def system(tmp_path: Path):
+    s = System(tmp_path)
+    s.start_ledger()
+    s.start_gateway()
+    yield s
+    s.stop()
+
+
+def client(system: System, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MTLSDEMO_GATEWAY_ADDR=system.gateway_addr)
+    return subprocess.run(
+        mtlsdemo("client", *args, "balance", "alice"),
+        cwd=system.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def one_error(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 1, r.stdout + r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in r.stderr and ".cc:" not in r.stderr, r.stderr
+    return errors[0]
+
+
+def test_client_refusing_the_gateway_says_so_with_the_reason(system: System) -> None:
+    foreign = system.root / "foreign"
+    bootstrap(BootstrapRequest(out=foreign, services=("cli",)))
+    said = one_error(client(system, "--tls-dir", str(foreign / "cli")))
+    assert said.startswith("error: you refused the gateway: unknown_ca: issuer ")
+    assert "your bundle: " in said and "gRPC said UNAVAILABLE" in said
+
+
+def test_wrong_server_name_names_what_the_certificate_does_name(system: System) -> None:
+    said = one_error(
+        client(system, "--tls-dir", str(system.certs / "cli"), "--server-name", "ledger")
+    )
+    assert "you refused the gateway: identity_mismatch" in said
+    assert "its certificate names gateway, " in said and "not 'ledger'" in said
+
+
+def test_gateway_refusing_the_client_is_named_on_the_client(system: System) -> None:
+    # our bundle trusts the mesh's CA, our certificate comes from another one
+    mixed = system.root / "mixed"
+    foreign = system.root / "foreign2"
+    bootstrap(BootstrapRequest(out=foreign, services=("cli",)))
+    shutil.copytree(foreign / "cli", mixed)
+    shutil.copy(system.certs / "cli" / "ca.crt", mixed / "ca.crt")
+    said = one_error(client(system, "--tls-dir", str(mixed)))
+    assert said.startswith("error: the gateway refused your certificate: unknown_ca")
+    assert "does not trust the CA that issued your certificate" in said
+
+
+def test_unreachable_gateway_is_one_line(system: System) -> None:
+    r = subprocess.run(
+        mtlsdemo(
+            "client",
+            "--gateway-addr",
+            f"127.0.0.1:{free_port()}",
+            "--tls-dir",
+            str(system.certs / "cli"),
+            "balance",
+            "alice",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "cannot reach the gateway: cannot connect to" in one_error(r)
+
+
+def test_gateway_explains_and_counts_a_ledger_it_refuses(tmp_path: Path) -> None:
+    s = System(tmp_path)
+    # the ledger presents a certificate from another CA (its bundle still trusts ours)
+    other = tmp_path / "other"
+    bootstrap(BootstrapRequest(out=other, services=("ledger",)))
+    for f in ("tls.crt", "tls.key", "tls.ocsp"):
+        shutil.copy(other / "ledger" / f, s.certs / "ledger" / f)
+    s.start_ledger(wait=False)
+    s.start_gateway()
+    try:
+        stub = s.stub()
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetBalance(pb.GetBalanceRequest(account_id="a"), timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert err.value.details().startswith(
+            "ledger unavailable: the gateway refused the ledger: unknown_ca"
+        ), err.value.details()
+        wait_for(
+            lambda: (
+                metric_value(
+                    scrape(s.gateway_metrics),
+                    "mtls_native_handshake_failures_total",
+                    peer="ledger",
+                    reason="unknown_ca",
+                    origin="local",
+                )
+                >= 1
+            ),
+            ignore=(KeyError,),
+            what="the gateway to count the refused ledger",
+        )
+    finally:
+        s.stop()
