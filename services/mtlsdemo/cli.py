@@ -507,10 +507,17 @@ def _probe_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtlsdemo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mtlsdemo",
+        description="mutual TLS, step by step: a CA and its certificates (certs), the "
+        "services (serve, run), a client and load (client, loadgen), the MTD/1 "
+        "sidecar and one traced handshake (sidecar, handshake), failures on purpose "
+        "(break), speed (bench) and a health probe (probe). Every flag has an "
+        "MTLSDEMO_* environment twin.",
+    )
     parser.add_argument("--version", action="version", version=f"mtlsdemo {__version__}")
     flags.add(parser, "--log-level", default="info", help="debug, info, warning, error")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _certs_parsers(sub)
     _serve_parsers(sub)
     _run_parser(sub)
@@ -519,7 +526,24 @@ def build_parser() -> argparse.ArgumentParser:
     _handshake_parser(sub)
     _bench_parser(sub)
     _probe_parser(sub)
+    _global_flags_everywhere(parser)
     return parser
+
+
+def _global_flags_everywhere(parser: argparse.ArgumentParser) -> None:
+    """`mtlsdemo certs bootstrap --log-level debug` works as well as before the
+    command: every subcommand accepts the global flags, without overriding a value
+    given before it (default SUPPRESS)."""
+    todo = [parser]
+    while todo:
+        p = todo.pop()
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    child.add_argument(
+                        "--log-level", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+                    )
+                    todo.append(child)
 
 
 def _certs(args: argparse.Namespace) -> int:

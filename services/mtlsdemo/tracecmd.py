@@ -10,17 +10,15 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from mtlsdemo import system
+from mtlsdemo import dialer, system
 from mtlsdemo.handshake import (
     SUITES,
     Connection,
     DataReceived,
-    HandshakeComplete,
     HandshakeConfig,
     PeerPolicy,
     ProtocolError,
@@ -150,7 +148,23 @@ def _result_lines(conn: Connection) -> list[str]:
     return out
 
 
+IN_MEMORY_ONLY = {
+    "days_ahead": "--days-ahead",
+    "allow_id": "--allow-id",
+    "server_dir": "--server-dir",
+    "server_suites": "--server-suites",
+}
+
+
 def run(args) -> int:
+    if args.connect:
+        given = [flag for attr, flag in IN_MEMORY_ONLY.items() if getattr(args, attr)]
+        if given:
+            raise PkiError(
+                f"{', '.join(given)}: only for the in-memory handshake; with --connect the "
+                "server is the running sidecar, with its own clock, allow-list and suites "
+                "(drop them, or drop --connect)"
+            )
     certs = _ensure_certs(Path(args.certs_dir))
     client_dir = Path(args.client_dir) if args.client_dir else certs / "gateway"
     server_dir = Path(args.server_dir) if args.server_dir else certs / "ledger"
@@ -206,34 +220,10 @@ def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:
 
 def _run_connected(args, ccfg: HandshakeConfig) -> int:
     host, port = args.connect  # (host, port), parsed at the edge
-    c = system.connection("client", ccfg)
-    error: ProtocolError | None = None
+    attempt = dialer.handshake(host, port, ccfg, timeout=args.timeout)
+    c, error, sock = attempt.conn, attempt.error, attempt.sock
     records: list[dict[str, Any]] = []
-    try:
-        sock = socket.create_connection((host, port), timeout=args.timeout)
-    except OSError as e:  # refused, unknown host, timeout: the user's to fix, not a crash
-        why = e.strerror or str(e) or type(e).__name__
-        raise PkiError(
-            f"--connect {host}:{port}: cannot connect ({why}); is a sidecar listening "
-            "there? (`make run` prints the ledger sidecar's address)"
-        ) from None
     with sock:
-        c.start()
-        sock.sendall(c.data_to_send())
-        try:
-            while not c.handshake_done:
-                data = sock.recv(65536)
-                for ev in c.receive_data(data):
-                    if isinstance(ev, HandshakeComplete):
-                        break
-                out = c.data_to_send()
-                if out:
-                    sock.sendall(out)
-        except ProtocolError as e:
-            error = e
-            out = c.data_to_send()
-            if out:
-                sock.sendall(out)
         if error is None:
             # Real traffic: an HTTP/2 client preface; the app behind the sidecar
             # (a gRPC server) answers with its SETTINGS frame, decrypted here.

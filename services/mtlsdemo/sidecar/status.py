@@ -22,6 +22,7 @@ class HandshakeRecord:
     duration_ms: float
     outcome: str  # success, or the failure reason
     origin: str  # none, local, remote
+    detail: str = ""  # for a failure: what exactly (the same text as the log line)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Status:
                 round(o.duration * 1000, 3),
                 outcome,
                 origin,
+                o.error.detail if o.error is not None else "",
             )
         )
         key = (o.role, o.peer, o.suite)
