@@ -526,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     _handshake_parser(sub)
     _bench_parser(sub)
     _probe_parser(sub)
+    from mtlsdemo.breaking.command import add_parser as _break_parser
+
+    _break_parser(sub)
     _global_flags_everywhere(parser)
     return parser
 
@@ -841,6 +844,10 @@ def main(argv: list[str] | None = None) -> int:
             from mtlsdemo.tracecmd import run as trace_run
 
             return trace_run(args)
+        if args.command == "break":
+            from mtlsdemo.breaking.command import run as break_run
+
+            return break_run(args)
     except (PkiError, ConfigError, SidecarConfigError, PolicyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

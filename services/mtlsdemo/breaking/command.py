@@ -1,0 +1,138 @@
+"""`mtlsdemo break`: flags to a MeshConfig at the edge, then the scenarios."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mtlsdemo import flags
+from mtlsdemo.breaking.catalog import SCENARIOS
+from mtlsdemo.pki.errors import PkiError
+
+if TYPE_CHECKING:
+    from mtlsdemo.breaking.mesh import MeshConfig
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    from mtlsdemo.sidecar.config import parse_hostport
+
+    return parse_hostport(text, default_host="127.0.0.1")
+
+
+HOST_PORT = flags.checked(_hostport, "HOST:PORT")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "break",
+        help="break the running local mesh on purpose, see who refused whom, then heal it",
+        description="Scenarios: " + "; ".join(f"{n}: {s}" for n, s in SCENARIOS.items()),
+    )
+    p.add_argument("scenario", nargs="*", metavar="SCENARIO", help="one or more; see --list")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--all", action="store_true", help="run every scenario")
+    p.add_argument(
+        "--restore",
+        action="store_true",
+        help="safety net: re-issue and re-sign whatever an interrupted scenario changed",
+    )
+    flags.add(p, "--certs-dir", default="certs", help="the certs dir `make run` uses")
+    flags.add(
+        p,
+        "--ledger-addr",
+        type=HOST_PORT,
+        default="127.0.0.1:50051",
+        help="the ledger sidecar's MTD/1 port",
+    )
+    flags.add(
+        p,
+        "--gateway-addr",
+        type=HOST_PORT,
+        default="127.0.0.1:50052",
+        help="the gateway's gRPC mTLS port",
+    )
+    flags.add(
+        p,
+        "--gateway-admin",
+        type=HOST_PORT,
+        default="127.0.0.1:9901",
+        help="the gateway sidecar's admin port",
+    )
+    flags.add(
+        p,
+        "--ledger-admin",
+        type=HOST_PORT,
+        default="127.0.0.1:9902",
+        help="the ledger sidecar's admin port",
+    )
+    flags.add(
+        p,
+        "--route",
+        type=HOST_PORT,
+        default="127.0.0.1:15001",
+        help="the gateway sidecar's route to the ledger",
+    )
+    flags.add(p, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
+    flags.add(p, "--namespace", default="default", help="namespace in identities")
+
+
+def config(args: argparse.Namespace) -> MeshConfig:
+    from mtlsdemo.breaking.mesh import MeshConfig
+
+    return MeshConfig(
+        certs_dir=Path(args.certs_dir),
+        ledger=args.ledger_addr,
+        gateway=args.gateway_addr,
+        gateway_admin=args.gateway_admin,
+        ledger_admin=args.ledger_admin,
+        route=args.route,
+        trust_domain=args.trust_domain,
+        namespace=args.namespace,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from mtlsdemo.breaking.scenarios import restore, run_scenario
+
+    if args.list:
+        for name, summary in SCENARIOS.items():
+            print(f"{name:<18} {summary}")
+        return 0
+    import logging
+
+    from mtlsdemo.breaking.mesh import LocalMesh, reachable
+
+    # the identities made here are broken on purpose: no "loaded with a problem" noise
+    logging.getLogger("mtlsdemo.pki.material").setLevel(logging.ERROR)
+
+    mesh = LocalMesh(config(args))
+    if args.restore:
+        changed = restore(mesh)
+        print(
+            "restored: "
+            + ("; ".join(changed) if changed else "nothing to re-issue")
+            + "; every stapled status re-signed"
+        )
+        return 0
+    names = list(SCENARIOS) if args.all else args.scenario
+    if not names:
+        raise PkiError("break: name a scenario (see `mtlsdemo break --list`), or --all")
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise PkiError(f"break: unknown scenario {unknown[0]!r} (see `mtlsdemo break --list`)")
+    c = mesh.config
+    if not (reachable(c.ledger_admin) and reachable(c.gateway_admin)):
+        raise PkiError(
+            f"break: no sidecar mesh at {c.ledger_admin[0]}:{c.ledger_admin[1]} / "
+            f"{c.gateway_admin[0]}:{c.gateway_admin[1]}; start `make run` (sidecar mode) first"
+        )
+    failed = 0
+    for name in names:
+        print(f"== break {name}", flush=True)
+        report = run_scenario(mesh, name)
+        print("\n".join(report.lines), flush=True)
+        verdict = "as described; the mesh is healthy again" if report.ok else "NOT as described"
+        print(f"== {name}: {verdict}\n", flush=True)
+        failed += not report.ok
+    return 1 if failed else 0

@@ -1,0 +1,136 @@
+"""The running local mesh as `mtlsdemo break` sees it: where things listen, what
+the sidecars counted, and one call through the gateway."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from mtlsdemo.pki.identity import spiffe_id
+from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
+
+HandshakeKey = tuple[str, str, str]  # (role, reason, origin)
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Where `make run` (`mtlsdemo run`) puts everything; the same defaults."""
+
+    certs_dir: Path = Path("certs")
+    ledger: tuple[str, int] = ("127.0.0.1", 50051)  # the ledger sidecar's MTD/1 port
+    gateway: tuple[str, int] = ("127.0.0.1", 50052)  # the gateway's native gRPC mTLS port
+    gateway_admin: tuple[str, int] = ("127.0.0.1", 9901)
+    ledger_admin: tuple[str, int] = ("127.0.0.1", 9902)
+    route: tuple[str, int] = ("127.0.0.1", 15001)  # the gateway sidecar's route to the ledger
+    trust_domain: str = "mtls-demo.local"
+    namespace: str = "default"
+    timeout: float = 5.0
+
+    def id(self, service: str) -> str:
+        return spiffe_id(self.trust_domain, self.namespace, service)
+
+
+def _get(addr: tuple[str, int], path: str, timeout: float = 3.0) -> bytes:
+    with urllib.request.urlopen(f"http://{addr[0]}:{addr[1]}{path}", timeout=timeout) as r:
+        return bytes(r.read())
+
+
+class LocalMesh:
+    def __init__(self, config: MeshConfig) -> None:
+        self.config = config
+
+    def sidecars_up(self) -> bool:
+        try:
+            _get(self.config.ledger_admin, "/healthz")
+            _get(self.config.gateway_admin, "/healthz")
+        except OSError:
+            return False
+        return True
+
+    def status(self, admin: tuple[str, int]) -> dict:
+        return dict(json.loads(_get(admin, "/status")))
+
+    def handshakes(self, admin: tuple[str, int]) -> Counter[HandshakeKey]:
+        """mtls_handshakes_total failures of one sidecar, by (role, reason, origin)."""
+        out: Counter[HandshakeKey] = Counter()
+        try:
+            text = _get(admin, "/metrics").decode()
+        except OSError:
+            return out
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name == "mtls_handshakes_total" and s.labels.get("result") == "failure":
+                    out[(s.labels["role"], s.labels["reason"], s.labels["origin"])] += s.value
+        return out
+
+    def serial(self, admin: tuple[str, int]) -> str:
+        return str(self.status(admin)["certificate"]["serial"])
+
+    def status_bytes(self, admin: tuple[str, int]) -> int:
+        return int(self.status(admin)["certificate"]["stapled_status"]["bytes"])
+
+    def identity(self, service: str) -> IdentityMaterial:
+        return IdentitySource(self.config.certs_dir / service).current
+
+    def call_gateway(
+        self, material: IdentityMaterial | None = None, server_name: str = "gateway"
+    ) -> str | None:
+        """One GetBalance through the gateway (native mTLS, the cli identity by
+        default): None when it answered (any application answer), else the
+        failure in words (the client's explanation of a failed handshake)."""
+        from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
+        from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
+        from mtlsdemo.rpc.credentials import secure_channel
+        from mtlsdemo.rpc.diagnose import diagnose, is_transport_failure
+
+        m = material or self.identity("cli")
+        host, port = self.config.gateway
+        with secure_channel(f"{host}:{port}", m, server_name) as channel:
+            try:
+                pb_grpc.GatewayServiceStub(channel).GetBalance(
+                    pb.GetBalanceRequest(account_id="break-probe"), timeout=self.config.timeout
+                )
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND:  # the gateway and the ledger answered
+                    return None
+                if e.code() == grpc.StatusCode.UNAVAILABLE and is_transport_failure(e.details()):
+                    found = diagnose(host, port, m, server_name, dt.datetime.now(dt.UTC))
+                    if found is not None:
+                        return found.sentence("gateway")
+                return f"{e.code().name}: {e.details()}"
+        return None
+
+
+def through_route(route: tuple[str, int], timeout: float) -> str:
+    """A new connection into the gateway sidecar's route: a new tunnel, so a new
+    MTD/1 handshake with the ledger's sidecar (a live gRPC connection would reuse
+    its tunnel: revocation, like TLS, applies to new handshakes)."""
+    import socket
+
+    with socket.create_connection(route, timeout=timeout) as s:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+        try:
+            data = s.recv(100)
+        except OSError as e:
+            return f"connection ended ({e})"
+    return "the ledger answered" if data else "connection closed by the gateway's sidecar"
+
+
+def delta(before: Counter[HandshakeKey], after: Counter[HandshakeKey]) -> dict[HandshakeKey, int]:
+    return {k: int(after[k] - before[k]) for k in after if after[k] > before[k]}
+
+
+def reachable(addr: tuple[str, int]) -> bool:
+    try:
+        _get(addr, "/healthz", timeout=1.0)
+    except (OSError, urllib.error.URLError):
+        return False
+    return True

@@ -1,0 +1,531 @@
+"""The scenarios of `mtlsdemo break`. Each sets itself up, triggers the failure on
+the sidecar path (and, where it applies, the native gRPC path), reports who
+refused whom with which reason and alert and what each side counted, then undoes
+what it changed and proves the mesh healthy again.
+
+What a scenario changes in the certs directory is undone by the bootstrap's own
+idempotent commands (`certs bootstrap`, `certs refresh-status`): `break --restore`
+runs the same, so an interrupted scenario never leaves the mesh broken.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mtlsdemo.breaking.catalog import SCENARIOS
+from mtlsdemo.breaking.mesh import LocalMesh, delta, through_route
+from mtlsdemo.breaking.relay import Relay, flip_first_data_record, strip_suites
+from mtlsdemo.dialer import Attempt, handshake
+from mtlsdemo.handshake import HandshakeConfig, PeerPolicy, ProtocolError, Reason
+from mtlsdemo.handshake.config import Credentials
+from mtlsdemo.handshake.errors import ALERT_CODES, REASON_BY_CODE
+from mtlsdemo.pki.authorities import Authorities
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from mtlsdemo.pki.ca import create_root_ca
+from mtlsdemo.pki.files import cert_pem, write_atomic
+from mtlsdemo.pki.identity import ServiceIdentity
+from mtlsdemo.pki.issue import issue_leaf
+from mtlsdemo.pki.keys import generate_key, private_key_pem
+from mtlsdemo.pki.lifecycle import refresh_status, revoke
+from mtlsdemo.pki.material import IdentitySource
+from mtlsdemo.pki.revocation import build_status
+from mtlsdemo.pki.stores import FileStore
+from mtlsdemo.trust import TrustStore
+from mtlsdemo.waiting import WaitTimeout, wait_until
+
+SERVICES = ("ledger", "gateway", "cli")
+
+
+@dataclass
+class Report:
+    name: str
+    lines: list[str] = field(default_factory=list)
+    ok: bool = True  # the failure happened as described and the mesh came back
+
+    def add(self, label: str, text: str) -> None:
+        self.lines.append(f"   {label:<9} {text}")
+
+    def fail(self, text: str) -> None:
+        self.ok = False
+        self.add("!!", text)
+
+
+# ------------------------------------------------------------------ helpers
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _authorities(mesh: LocalMesh) -> Authorities:
+    cas = Authorities.read(FileStore(mesh.config.certs_dir))
+    if cas is None:
+        from mtlsdemo.pki.errors import PkiError
+
+        raise PkiError(f"{mesh.config.certs_dir}/ca: no CA; is `make run` using this certs dir?")
+    return cas
+
+
+def crafted(
+    mesh: LocalMesh,
+    work: Path,
+    service: str,
+    *,
+    at: dt.datetime | None = None,
+    not_before: dt.datetime | None = None,
+    days: float = 30,
+    foreign: bool = False,
+) -> Path:
+    """An identity directory made for the scenario, in a temp dir (never in certs):
+    issued by the mesh's CA (or a foreign one), trusting the mesh's bundle, with
+    its CA's good status to staple."""
+    cas = _authorities(mesh)
+    ca = (
+        create_root_ca("ecdsa-p256", 30, mesh.config.trust_domain, _now())
+        if foreign
+        else cas.current
+    )
+    key = generate_key("ecdsa-p256")
+    ident = ServiceIdentity(service, mesh.config.namespace, mesh.config.trust_domain)
+    cert = issue_leaf(ca, key.public_key(), ident, at or _now(), days, not_before=not_before)
+    out = work / f"{service}-{'foreign' if foreign else 'crafted'}"
+    write_atomic(out / "tls.key", private_key_pem(key), 0o600)
+    write_atomic(out / "tls.crt", cert_pem(cert))
+    write_atomic(out / "ca.crt", cas.bundle_pem)
+    write_atomic(out / "tls.ocsp", build_status(ca, cert, [], _now()))
+    return out
+
+
+def client_config(directory: Path, expect: str, require_status: str = "hard") -> HandshakeConfig:
+    m = IdentitySource(directory).current
+    return HandshakeConfig(
+        Credentials.from_parts(m.chain, m.key, m.status),
+        TrustStore(m.cas),
+        PeerPolicy(allowed_ids=(expect,)),
+        require_status=require_status,
+    )
+
+
+def _alert(reason: Reason) -> str:
+    code = ALERT_CODES.get(reason)
+    return f"alert {code} ({reason.value})" if code is not None else "no alert (local only)"
+
+
+def _side(role: str) -> str:
+    return {"client": "the client", "server": "the server"}[role]
+
+
+def report_attempt(r: Report, attempt: Attempt, me: str, them: str) -> ProtocolError | None:
+    e = attempt.error
+    attempt.close()
+    if e is None:
+        r.fail(f"the handshake succeeded: {me} and {them} agreed")
+        return None
+    if e.origin == "local":
+        r.add("result", f"{me} refused {them}: {e.reason.value} — {e.detail}")
+        r.add("", f"{me} sent {_alert(e.reason)}; {them} was told")
+    else:
+        r.add(
+            "result",
+            f"{them} refused {me}: {e.reason.value} ({_alert(e.reason)}, received by {me})",
+        )
+    return e
+
+
+def report_metrics(
+    r: Report, mesh: LocalMesh, before: dict[str, object], expect: list[tuple[str, str, str, str]]
+) -> None:
+    """Wait for the expected counter increases ((sidecar, role, reason, origin)),
+    then print every delta seen."""
+    admins = {
+        "ledger-sidecar": mesh.config.ledger_admin,
+        "gateway-sidecar": mesh.config.gateway_admin,
+    }
+
+    def deltas() -> dict[str, dict]:
+        return {n: delta(before[n], mesh.handshakes(a)) for n, a in admins.items()}  # type: ignore[arg-type]
+
+    def seen() -> bool:
+        d = deltas()
+        return all(d[s].get((role, reason, origin), 0) >= 1 for s, role, reason, origin in expect)
+
+    try:
+        wait_until(
+            seen, timeout=mesh.config.timeout + 10, what="the sidecars to count it", interval=0.2
+        )
+    except WaitTimeout:
+        r.fail(f"expected counts not seen: {expect}")
+    for name, d in deltas().items():
+        for (role, reason, origin), n in sorted(d.items()):
+            r.add(
+                "metrics",
+                f'{name}: mtls_handshakes_total{{role="{role}",reason="{reason}",origin="{origin}"}} +{n}',
+            )
+
+
+def snapshot(mesh: LocalMesh) -> dict[str, object]:
+    return {
+        "ledger-sidecar": mesh.handshakes(mesh.config.ledger_admin),
+        "gateway-sidecar": mesh.handshakes(mesh.config.gateway_admin),
+    }
+
+
+def native(r: Report, mesh: LocalMesh, what: str, identity: Path | None = None, **kw: str) -> None:
+    """The same failure on the native gRPC path: a call to the gateway."""
+    m = IdentitySource(identity).current if identity is not None else None
+    said = mesh.call_gateway(m, **kw)
+    if said is None:
+        r.fail(f"native: {what}: the gateway answered (expected a refusal)")
+    else:
+        r.add("native", f"{what}: {said}")
+
+
+def prove_healthy(r: Report, mesh: LocalMesh) -> None:
+    def fine() -> bool:
+        return mesh.call_gateway() is None
+
+    try:
+        wait_until(fine, timeout=60, what="a call through the gateway to succeed", interval=0.5)
+    except WaitTimeout as e:
+        r.fail(f"the mesh did not come back: {e}")
+        return
+    ledger = mesh.config.ledger
+    attempt = handshake(
+        *ledger,
+        client_config(mesh.config.certs_dir / "gateway", mesh.config.id("ledger")),
+        timeout=mesh.config.timeout,
+    )
+    attempt.close()
+    if attempt.error is not None:
+        r.fail(f"the ledger sidecar still refuses the gateway: {attempt.error}")
+        return
+    r.add(
+        "healthy",
+        "a call through gateway -> ledger answered; a fresh handshake with the ledger sidecar succeeded",
+    )
+
+
+def restore(mesh: LocalMesh) -> list[str]:
+    """Undo whatever a scenario changed in the certs dir: re-issue what is revoked
+    or missing, re-sign every status. Idempotent: `break --restore`."""
+    c = mesh.config
+    req = BootstrapRequest(
+        out=c.certs_dir, services=SERVICES, trust_domain=c.trust_domain, namespace=c.namespace
+    )
+    changed = [str(x) for x in bootstrap(req) if x.action not in ("reused", "unchanged")]
+    refresh_status(FileStore(c.certs_dir), SERVICES, _now())
+    return changed
+
+
+def _wait_reload(
+    mesh: LocalMesh, admin: tuple[str, int], changed: Callable[[], bool], what: str
+) -> None:
+    wait_until(changed, timeout=90, what=what, interval=0.3, ignore=(OSError,))
+
+
+# ------------------------------------------------------------------ scenarios
+def _impostor(mesh: LocalMesh, r: Report, work: Path, ident: Path, who: str, expect: str) -> None:
+    before = snapshot(mesh)
+    r.add(
+        "trigger",
+        f"{who} connects to the ledger's sidecar at {mesh.config.ledger[0]}:{mesh.config.ledger[1]}",
+    )
+    attempt = handshake(
+        *mesh.config.ledger,
+        client_config(ident, mesh.config.id("ledger")),
+        timeout=mesh.config.timeout,
+    )
+    e = report_attempt(r, attempt, who, "the ledger's sidecar")
+    if e is not None and e.reason.value != expect:
+        r.fail(f"expected {expect}, got {e.reason.value}")
+    report_metrics(r, mesh, before, [("ledger-sidecar", "server", expect, "local")])
+    said = [
+        h["detail"]
+        for h in mesh.status(mesh.config.ledger_admin)["recent_handshakes"]
+        if h["outcome"] == expect and h["origin"] == "local"
+    ]
+    if said:
+        r.add("why", f"the ledger's sidecar says: {said[0]}")
+
+
+def foreign_ca(mesh: LocalMesh, r: Report, work: Path) -> None:
+    ident = crafted(mesh, work, "gateway", foreign=True)
+    r.add(
+        "setup",
+        f"a 'gateway' certificate from another CA (it trusts ours; we do not trust it): {ident}",
+    )
+    _impostor(mesh, r, work, ident, "the impostor", "unknown_ca")
+    native(r, mesh, "a cli certificate from that CA", crafted(mesh, work, "cli", foreign=True))
+
+
+def expired(mesh: LocalMesh, r: Report, work: Path) -> None:
+    ident = crafted(mesh, work, "gateway", at=_now() - dt.timedelta(days=40), days=30)
+    r.add("setup", "a gateway certificate from our CA that expired 10 days ago")
+    _impostor(mesh, r, work, ident, "the old gateway", "certificate_expired")
+    native(
+        r,
+        mesh,
+        "an expired cli certificate",
+        crafted(mesh, work, "cli", at=_now() - dt.timedelta(days=40), days=30),
+    )
+
+
+def not_yet_valid(mesh: LocalMesh, r: Report, work: Path) -> None:
+    start = _now() + dt.timedelta(days=1)
+    ident = crafted(mesh, work, "gateway", at=start, not_before=start)
+    r.add("setup", "a gateway certificate from our CA valid only from tomorrow")
+    _impostor(mesh, r, work, ident, "the early gateway", "certificate_not_yet_valid")
+
+
+def wrong_identity(mesh: LocalMesh, r: Report, work: Path) -> None:
+    ident = crafted(mesh, work, "intruder")
+    r.add(
+        "setup",
+        f"a valid certificate from our CA for {mesh.config.id('intruder')}, "
+        "not on the ledger's allow-list",
+    )
+    _impostor(mesh, r, work, ident, "the intruder", "identity_mismatch")
+    native(
+        r,
+        mesh,
+        "the ledger's own certificate calling the gateway",
+        mesh.config.certs_dir / "ledger",
+    )
+
+
+def wrong_server_name(mesh: LocalMesh, r: Report, work: Path) -> None:
+    r.add(
+        "setup",
+        f"the gateway's identity, expecting the ledger's sidecar to be {mesh.config.id('cli')}",
+    )
+    before = snapshot(mesh)
+    attempt = handshake(
+        *mesh.config.ledger,
+        client_config(mesh.config.certs_dir / "gateway", mesh.config.id("cli")),
+        timeout=mesh.config.timeout,
+    )
+    report_attempt(r, attempt, "the gateway", "the ledger's sidecar")
+    report_metrics(r, mesh, before, [("ledger-sidecar", "server", "identity_mismatch", "remote")])
+    native(r, mesh, "calling the gateway expecting the name 'ledger'", server_name="ledger")
+
+
+def clock_skew(mesh: LocalMesh, r: Report, work: Path) -> None:
+    skew = dt.timedelta(days=40)
+    r.add("setup", "a client whose clock runs 40 days ahead (each side judges by its own clock)")
+    before = snapshot(mesh)
+    attempt = handshake(
+        *mesh.config.ledger,
+        client_config(mesh.config.certs_dir / "gateway", mesh.config.id("ledger")),
+        now=_now() + skew,
+        timeout=mesh.config.timeout,
+    )
+    report_attempt(r, attempt, "the skewed gateway", "the ledger's sidecar")
+    report_metrics(r, mesh, before, [("ledger-sidecar", "server", "certificate_expired", "remote")])
+
+
+def slow_handshake(mesh: LocalMesh, r: Report, work: Path) -> None:
+    import socket
+
+    r.add("setup", "a client that connects and never says hello")
+    before = snapshot(mesh)
+    with socket.create_connection(mesh.config.ledger, timeout=60) as s:
+        r.add("trigger", "waiting for the ledger sidecar's --handshake-timeout")
+        ended = s.recv(100)
+    said = "closed the connection"
+    if len(ended) >= 7 and ended[0] == 21:  # a plaintext alert record: level, code
+        code = ended[6]
+        said = f"sent alert {code} ({REASON_BY_CODE.get(code, '?')}) and closed"
+    r.add("result", f"the ledger's sidecar gave up on the silent client: it {said}")
+    report_metrics(r, mesh, before, [("ledger-sidecar", "server", "handshake_timeout", "local")])
+
+
+def _through(mesh: LocalMesh, r: Report, transform: object, what: str, expect: str) -> None:
+    relay = Relay(mesh.config.ledger, transform)  # type: ignore[arg-type]
+    r.add("setup", f"a man in the middle at 127.0.0.1:{relay.port}: {what}")
+    before = snapshot(mesh)
+    try:
+        attempt = handshake(
+            "127.0.0.1",
+            relay.port,
+            client_config(mesh.config.certs_dir / "gateway", mesh.config.id("ledger")),
+            timeout=mesh.config.timeout,
+        )
+        if attempt.error is None:  # the handshake survived: tampering shows in the first record
+            attempt.conn.send_data(b"GET /balance/alice")
+            attempt.sock.sendall(attempt.conn.data_to_send())
+            try:
+                data = attempt.sock.recv(65536)
+                attempt.conn.receive_data(data)
+            except ProtocolError as e:
+                attempt.error = e
+            except OSError as e:
+                attempt.error = ProtocolError(Reason.TRUNCATED, str(e), origin="remote")
+        report_attempt(r, attempt, "the gateway", "the ledger's sidecar")
+    finally:
+        relay.close()
+    sidecar_reason = {"tamper": "decrypt_error"}.get(expect, expect)
+    if expect == "tamper":
+        r.add("", "the record failed authentication at the ledger's sidecar (AEAD tag)")
+        report_records(r, mesh)
+    else:
+        report_metrics(r, mesh, before, [("ledger-sidecar", "server", sidecar_reason, "local")])
+
+
+def report_records(r: Report, mesh: LocalMesh) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from mtlsdemo.breaking.mesh import _get
+
+    def count() -> float:
+        text = _get(mesh.config.ledger_admin, "/metrics").decode()
+        return sum(
+            s.value
+            for fam in text_string_to_metric_families(text)
+            for s in fam.samples
+            if s.name == "mtls_record_failures_total" and s.labels.get("reason") == "decrypt_error"
+        )
+
+    try:
+        wait_until(lambda: count() >= 1, timeout=15, what="the record failure to be counted")
+        r.add(
+            "metrics",
+            f'ledger-sidecar: mtls_record_failures_total{{reason="decrypt_error"}} = {count():g}',
+        )
+    except WaitTimeout:
+        r.fail("no decrypt_error counted by the ledger's sidecar")
+
+
+def tamper(mesh: LocalMesh, r: Report, work: Path) -> None:
+    _through(
+        mesh, r, flip_first_data_record(), "flips one bit of the first encrypted record", "tamper"
+    )
+
+
+def downgrade(mesh: LocalMesh, r: Report, work: Path) -> None:
+    _through(
+        mesh,
+        r,
+        strip_suites(1),
+        "cuts the ClientHello's suite list to its last suite",
+        "bad_finished",
+    )
+
+
+@contextmanager
+def _changed(mesh: LocalMesh, r: Report) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        changed = restore(mesh)
+        r.add("restore", "; ".join(changed) or "statuses re-signed")
+
+
+def _through_the_mesh(mesh: LocalMesh, r: Report, reason: str) -> None:
+    before = snapshot(mesh)
+    said = through_route(mesh.config.route, mesh.config.timeout)
+    r.add(
+        "trigger",
+        "a new connection into the gateway sidecar's route "
+        f"{mesh.config.route[0]}:{mesh.config.route[1]} (a new handshake with the ledger's)",
+    )
+    r.add("result", said)
+    if said == "the ledger answered":
+        r.fail("expected the ledger's sidecar to refuse the gateway's")
+    recent = [
+        h
+        for h in mesh.status(mesh.config.ledger_admin)["recent_handshakes"]
+        if h["outcome"] == reason
+    ]
+    if recent:
+        r.add("", f"the ledger's sidecar refused the gateway's: {reason} — {recent[0]['detail']}")
+    report_metrics(
+        r,
+        mesh,
+        before,
+        [
+            ("ledger-sidecar", "server", reason, "local"),
+            ("gateway-sidecar", "client", reason, "remote"),
+        ],
+    )
+
+
+def revoked(mesh: LocalMesh, r: Report, work: Path) -> None:
+    c = mesh.config
+    with _changed(mesh, r):
+        changes = revoke(
+            FileStore(c.certs_dir), SERVICES, _now(), service="gateway", reason="key_compromise"
+        )
+        r.add("setup", f"certs revoke gateway: {changes[0]}")
+        gen = mesh.status(c.gateway_admin)["certificate"]["reload_generation"]
+        _wait_reload(
+            mesh,
+            c.gateway_admin,
+            lambda: mesh.status(c.gateway_admin)["certificate"]["reload_generation"] > gen,
+            "the gateway's sidecar to reload its (revoked) status",
+        )
+        _through_the_mesh(mesh, r, "certificate_revoked")
+        native(
+            r,
+            mesh,
+            "a revoked cli certificate calling the gateway",
+            _revoked_cli(mesh, work),
+        )
+
+
+def _revoked_cli(mesh: LocalMesh, work: Path) -> Path:
+    """A copy of the certs dir's cli identity, revoked in the real CA state (the
+    gateway's CRL is the certs dir's); restore re-issues the real one."""
+    copy = work / "cli-revoked"
+    shutil.copytree(mesh.config.certs_dir / "cli", copy)
+    revoke(FileStore(mesh.config.certs_dir), SERVICES, _now(), service="cli")
+    return copy
+
+
+def stale_status(mesh: LocalMesh, r: Report, work: Path) -> None:
+    c = mesh.config
+    with _changed(mesh, r):
+        cas = _authorities(mesh)
+        m = mesh.identity("gateway")
+        old = build_status(cas.current, m.leaf, [], _now() - dt.timedelta(hours=3))
+        gen = mesh.status(c.gateway_admin)["certificate"]["reload_generation"]
+        write_atomic(c.certs_dir / "gateway" / "tls.ocsp", old)
+        r.add(
+            "setup",
+            "the gateway's stapled status replaced by one that expired 2 h ago "
+            "(as if refresh-status had stopped)",
+        )
+        _wait_reload(
+            mesh,
+            c.gateway_admin,
+            lambda: mesh.status(c.gateway_admin)["certificate"]["reload_generation"] > gen,
+            "the gateway's sidecar to reload its stale status",
+        )
+        _through_the_mesh(mesh, r, "status_stale")
+
+
+RUNS: dict[str, Callable[[LocalMesh, Report, Path], None]] = {
+    "foreign-ca": foreign_ca,
+    "expired": expired,
+    "not-yet-valid": not_yet_valid,
+    "wrong-identity": wrong_identity,
+    "wrong-server-name": wrong_server_name,
+    "tamper": tamper,
+    "downgrade": downgrade,
+    "clock-skew": clock_skew,
+    "slow-handshake": slow_handshake,
+    "revoked": revoked,
+    "stale-status": stale_status,
+}
+
+
+def run_scenario(mesh: LocalMesh, name: str) -> Report:
+    r = Report(name)
+    r.add("what", SCENARIOS[name])
+    with tempfile.TemporaryDirectory(prefix=f"mtlsdemo-break-{name}-") as tmp:
+        RUNS[name](mesh, r, Path(tmp))
+    prove_healthy(r, mesh)
+    return r

@@ -1,0 +1,130 @@
+"""`mtlsdemo break` against a real `mtlsdemo run`: every scenario happens as its
+summary says (who refused whom, the reason, the counts on both sides) and the
+mesh is healthy afterwards; `--restore` heals what an interrupted one left."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import run_command, wait_for
+from procs import mtlsdemo
+
+pytestmark = pytest.mark.integration
+
+EXPECT = {
+    "foreign-ca": [
+        "the ledger's sidecar refused the impostor: unknown_ca",
+        'reason="unknown_ca",origin="local"} +1',
+        "native    a cli certificate from that CA: the gateway refused your certificate: unknown_ca",
+    ],
+    "expired": [
+        "refused the old gateway: certificate_expired",
+        "native    an expired cli certificate: the gateway refused your certificate: certificate_expired",
+    ],
+    "not-yet-valid": ["refused the early gateway: certificate_not_yet_valid"],
+    "wrong-identity": [
+        "refused the intruder: identity_mismatch",
+        "native    the ledger's own certificate calling the gateway: PERMISSION_DENIED",
+    ],
+    "wrong-server-name": [
+        "the gateway refused the ledger's sidecar: identity_mismatch",
+        'reason="identity_mismatch",origin="remote"} +1',
+        "you refused the gateway: identity_mismatch",
+    ],
+    "tamper": ["decrypt_error", 'mtls_record_failures_total{reason="decrypt_error"}'],
+    "downgrade": ["refused the gateway: bad_finished", 'reason="bad_finished",origin="local"} +1'],
+    "clock-skew": ["the skewed gateway refused the ledger's sidecar: certificate_expired"],
+    "slow-handshake": ["it sent alert 75 (handshake_timeout) and closed"],
+    "revoked": [
+        "the ledger's sidecar refused the gateway's: certificate_revoked",
+        'gateway-sidecar: mtls_handshakes_total{role="client",reason="certificate_revoked",origin="remote"} +1',
+        "native    a revoked cli certificate calling the gateway: PERMISSION_DENIED",
+        "restore   gateway    issued",
+    ],
+    "stale-status": [
+        "the ledger's sidecar refused the gateway's: status_stale",
+        'reason="status_stale",origin="remote"} +1',
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory):
+    root = tmp_path_factory.mktemp("break")
+    argv, ports = run_command(root, "--traffic-seconds", "0")
+    log = (root / "run.log").open("w")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    wait_for(
+        lambda: "== running" in (root / "run.log").read_text(),
+        timeout=60,
+        what="mtlsdemo run to be up",
+        check=lambda: proc.poll() is None or pytest.fail((root / "run.log").read_text()),
+    )
+    flags = [
+        "--certs-dir",
+        str(root / "certs"),
+        "--ledger-addr",
+        f"127.0.0.1:{ports['ledger']}",
+        "--gateway-addr",
+        f"127.0.0.1:{ports['gateway']}",
+        "--gateway-admin",
+        f"127.0.0.1:{ports['gateway_admin']}",
+        "--ledger-admin",
+        f"127.0.0.1:{ports['ledger_admin']}",
+        "--route",
+        f"127.0.0.1:{ports['route']}",
+    ]
+    yield root, flags
+    proc.terminate()
+    proc.wait(30)
+    log.close()
+
+
+def brk(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(mtlsdemo("break", *args), capture_output=True, text=True, timeout=300)
+
+
+def test_every_scenario_happens_as_described_and_heals(mesh) -> None:
+    _root, flags = mesh
+    r = brk("--all", *flags)
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert "Traceback" not in r.stderr and "WARNING" not in r.stderr, r.stderr
+    for name, needles in EXPECT.items():
+        section = out.split(f"== break {name}\n", 1)[1].split("== break ", 1)[0]
+        assert f"== {name}: as described; the mesh is healthy again" in section, section
+        assert "   healthy   a call through gateway -> ledger answered" in section
+        for needle in needles:
+            assert needle in section, (name, needle, section)
+
+
+def test_restore_heals_what_an_interrupted_scenario_left(mesh) -> None:
+    root, flags = mesh
+    certs = root / "certs"
+    r = subprocess.run(
+        mtlsdemo("certs", "revoke", "gateway", "--out", str(certs)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    r = brk("--restore", *flags)
+    assert r.returncode == 0 and "restored: gateway    issued" in r.stdout, r.stdout + r.stderr
+    r = brk("foreign-ca", *flags)  # and the mesh works: the scenario ends "healthy"
+    assert r.returncode == 0 and "foreign-ca: as described" in r.stdout, r.stdout + r.stderr
+
+
+def test_break_without_a_mesh_or_with_an_unknown_scenario_is_one_line(tmp_path: Path) -> None:
+    for args, said in (
+        (
+            ["tamper", "--ledger-admin", "127.0.0.1:1", "--gateway-admin", "127.0.0.1:1"],
+            "no sidecar mesh at",
+        ),
+        (["nosuch"], "unknown scenario 'nosuch'"),
+        ([], "name a scenario"),
+    ):
+        r = brk(*args)
+        assert r.returncode == 2 and said in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
