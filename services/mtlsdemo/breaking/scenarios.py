@@ -357,9 +357,11 @@ def _through(mesh: LocalMesh, r: Report, transform: object, what: str, expect: s
         if attempt.error is None:  # the handshake survived: tampering shows in the first record
             attempt.conn.send_data(b"GET /balance/alice")
             attempt.sock.sendall(attempt.conn.data_to_send())
+            # the app behind the sidecar may speak first (gRPC's SETTINGS): read on
+            # until the sidecar's verdict on our tampered record arrives
             try:
-                data = attempt.sock.recv(65536)
-                attempt.conn.receive_data(data)
+                while True:
+                    attempt.conn.receive_data(attempt.sock.recv(65536))
             except ProtocolError as e:
                 attempt.error = e
             except OSError as e:
