@@ -68,7 +68,7 @@ class LocalMesh:
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
                 if s.name == "mtls_handshakes_total" and s.labels.get("result") == "failure":
-                    out[(s.labels["role"], s.labels["reason"], s.labels["origin"])] += s.value
+                    out[(s.labels["role"], s.labels["reason"], s.labels["origin"])] += int(s.value)
         return out
 
     def serial(self, admin: tuple[str, int]) -> str:

@@ -36,7 +36,7 @@ class Records:
 
 def flip_first_data_record() -> Records:
     """One bit of the first encrypted application record flipped (in its tag)."""
-    done = []
+    done: list[int] = []
 
     def change(ctype: int, record: bytes) -> bytes:
         if ctype == APPLICATION_DATA and not done:
@@ -50,7 +50,7 @@ def flip_first_data_record() -> Records:
 def strip_suites(keep_last: int = 1) -> Records:
     """The ClientHello's suite list cut to its last (weakest-preferred) entries, as
     a downgrade attacker would; every length fixed up so it still parses."""
-    done = []
+    done: list[int] = []
 
     def change(ctype: int, record: bytes) -> bytes:
         if ctype != HANDSHAKE or done or record[HEADER_LEN] != 1:  # 1: ClientHello
