@@ -298,6 +298,21 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
         default=15001,
         help="sidecar mode: the gateway sidecar's local port for the ledger",
     )
+    flags.add(
+        r,
+        "--key-type",
+        default=None,
+        help=f"leaf key type ({', '.join(KEY_TYPES)}); default: keep the existing leaves' "
+        "(ecdsa-p256 for new ones); a change re-issues, and says so",
+    )
+    flags.add(
+        r,
+        "--suites",
+        type=SUITE_LIST,
+        default=None,
+        help="sidecar mode: the suites both sidecars offer/accept, e.g. RSA-OAEP-AES-256-GCM "
+        "(RSA key transport, the classic four steps; needs --key-type rsa-2048)",
+    )
     flags.add(r, "--gateway-admin-port", type=int, default=9901, help="gateway sidecar admin")
     flags.add(r, "--ledger-admin-port", type=int, default=9902, help="ledger sidecar admin")
     flags.add(

@@ -31,6 +31,7 @@ from mtlsdemo.pki.durations import human
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import load_cert
 from mtlsdemo.pki.identity import spiffe_id
+from mtlsdemo.pki.keys import DEFAULT_KEY_TYPE, key_type_of
 from mtlsdemo.pki.lifecycle import refresh_status
 from mtlsdemo.pki.revocation import DEFAULT_WINDOW as STATUS_WINDOW
 from mtlsdemo.pki.stores import FileStore
@@ -172,9 +173,26 @@ def run(args) -> int:
                 file=sys.stderr,
             )
             return 2
+    key_type = args.key_type or existing_key_type(certs) or DEFAULT_KEY_TYPE
+    suites = args.suites
+    if suites and not sidecars:
+        print(
+            "error: --suites: only the sidecars (--mode sidecar) speak MTD/1's suites",
+            file=sys.stderr,
+        )
+        return 2
+    if suites and any(s.kx.value == "RSA-OAEP" for s in suites) and not key_type.startswith("rsa"):
+        print(
+            f"error: --suites {','.join(s.name for s in suites)}: RSA key transport needs RSA "
+            f"leaves (the leaves are {key_type}); add --key-type rsa-2048",
+            file=sys.stderr,
+        )
+        return 2
     print(f"== certificates ({certs}/)")
     for change in bootstrap(
-        BootstrapRequest(out=certs, services=SERVICES, trust_domain=td, namespace=ns)
+        BootstrapRequest(
+            out=certs, services=SERVICES, trust_domain=td, namespace=ns, key_type=key_type
+        )
     ):
         print(f"   {change}")
     ledger_addr = f"127.0.0.1:{args.ledger_port}"
@@ -197,6 +215,7 @@ def run(args) -> int:
         "--crl",
         str(certs / "ca" / "crl.pem"),
     ]
+    suite_flags = ["--suites", ",".join(s.name for s in suites)] if suites else []
     if sidecars:
         ledger_app = f"127.0.0.1:{args.ledger_app_port}"
         route = f"127.0.0.1:{args.route_port}"
@@ -223,6 +242,7 @@ def run(args) -> int:
                     gw_id,
                     "--admin-listen",
                     f"127.0.0.1:{args.ledger_admin_port}",
+                    *suite_flags,
                 ],
             ),
             Child(
@@ -238,6 +258,7 @@ def run(args) -> int:
                     f"{route}={ledger_addr}@{ledger_id}",
                     "--admin-listen",
                     f"127.0.0.1:{args.gateway_admin_port}",
+                    *suite_flags,
                 ],
             ),
             Child("gateway", py + gateway_common + ["--ledger-addr", route, "--ledger-plaintext"]),
@@ -320,6 +341,18 @@ def run(args) -> int:
     finally:
         for c in reversed(children):
             c.stop()
+
+
+def existing_key_type(certs: Path) -> str | None:
+    """The key type of the leaves already there: `run` never re-keys a user's
+    certificates unless --key-type asks for it (and then the bootstrap says so)."""
+    path = certs / "gateway" / "tls.crt"
+    if not path.exists():
+        return None
+    try:
+        return key_type_of(load_cert(path).public_key())
+    except (PkiError, ValueError):
+        return None  # the bootstrap will report the broken file
 
 
 def keep_statuses_fresh(certs: Path, stopping: threading.Event) -> None:

@@ -175,3 +175,35 @@ def test_run_reports_a_dead_child_with_its_last_log_lines(tmp_path: Path) -> Non
     assert r.returncode == 1
     assert "!! ledger exited with status" in r.stderr
     assert "ledger|" in r.stderr  # its last log lines, prefixed
+
+
+def test_run_on_rsa_key_transport_end_to_end_and_never_rekeys_silently(tmp_path: Path) -> None:
+    """The seed's own key exchange: RSA leaves and RSA-OAEP suites on both sidecars;
+    a later plain `run` keeps the RSA leaves instead of re-keying them."""
+    argv, _ = run_command(
+        tmp_path,
+        "--key-type",
+        "rsa-2048",
+        "--suites",
+        "RSA-OAEP-AES-256-GCM",
+        "--traffic-seconds",
+        "1",
+        "--exit-after-traffic",
+    )
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "codes: OK=" in r.stdout and "UNAVAILABLE" not in r.stdout
+    edges = [line for line in r.stdout.splitlines() if "sidecar " in line and "spiffe://" in line]
+    assert len(edges) == 2 and all("RSA-OAEP-AES-256-GCM" in e for e in edges), r.stdout
+    assert "rsa-2048" in r.stdout
+    argv, _ = run_command(tmp_path, "--traffic-seconds", "0", "--exit-after-traffic")
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "gateway    unchanged" in again.stdout and "issued" not in again.stdout
+
+
+def test_run_refuses_rsa_key_transport_on_ecdsa_leaves(tmp_path: Path) -> None:
+    argv, _ = run_command(tmp_path, "--suites", "RSA-OAEP-AES-256-GCM")
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2 and "add --key-type rsa-2048" in r.stderr, r.stderr
+    assert not (tmp_path / "certs").exists()  # refused before anything was written
