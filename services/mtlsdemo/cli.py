@@ -502,6 +502,14 @@ def _handshake_parser(sub: argparse._SubParsersAction) -> None:
         help="the peer's stapled status: hard = refuse without a good one, soft, off",
     )
     flags.add(p, "--timeout", type=float, default=5.0, help="socket timeout for --connect")
+    flags.add(
+        p,
+        "--show-secrets",
+        boolean=True,
+        default=False,
+        help="teaching option: print the derived secrets themselves, not only fingerprints "
+        "(never do this with keys that protect anything)",
+    )
     flags.add(p, "--json", boolean=True, default=False, help="print JSON instead of the ladder")
 
 

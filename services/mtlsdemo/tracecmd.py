@@ -59,12 +59,14 @@ def identity_config(
     server_name: str | None = None,
     require_status: str = "hard",
     trace: bool = True,
+    show_secrets: bool = False,
 ) -> HandshakeConfig:
     """An identity directory through the one loader (tls.ocsp included: the
     certs dir's current revocation state is what gets stapled)."""
     m = IdentitySource(directory).current
     kw: dict[str, Any] = {
         "trace": trace,
+        "trace_secrets": show_secrets,
         "peer": PeerPolicy(peer_ids, server_name),
         "require_status": require_status,
     }
@@ -97,44 +99,120 @@ def _field_text(e: TraceEntry) -> str:
     if n == "SERVER_HELLO":
         return f"version {f['version']}; suite {f['suite']}; random {f['random'][:16]}…"
     if n == "CERTIFICATE":
+        certs = f.get("certificates") or []
+        text = "; ".join(
+            f"{c['subject']} ({c['key']}), issued by {c['issuer']}, names "
+            f"{', '.join(c['names'][:2])}{'…' if len(c['names']) > 2 else ''}"
+            for c in certs
+        ) or ("(empty)" if not f["chain"] else ", ".join(f["chain"]))
         staple = f.get("stapled_status_bytes", 0)
-        return (
-            "chain: "
-            + (" <- ".join(f["chain"]) or "(empty)")
-            + (f" + CA-signed status ({staple} B)" if staple else " (no stapled status)")
-        )
+        return text + (f" + CA-signed status ({staple} B)" if staple else " (no stapled status)")
     if n == "SERVER_KEY_SHARE":
-        return f"{f['group']} public key {f['public'][:16]}…"
+        return f"{f['group']} public key {f['public'][:16]}…: {f['carries']}"
     if n == "CERTIFICATE_REQUEST":
-        return "accepts " + ", ".join(f["schemes"])
+        return "send your certificate; signatures accepted: " + ", ".join(f["schemes"])
     if n == "CERTIFICATE_VERIFY":
-        return f"scheme {f['scheme']}, {f['signature_len']}-byte signature over the transcript"
+        return (
+            f"{f['scheme']}, {f['signature_len']}-byte signature over the transcript "
+            "(proves the private key)"
+        )
     if n == "CLIENT_KEY_EXCHANGE":
         extra = f"; server: decryption {f['decrypted']}" if "decrypted" in f else ""
-        return f"{f['data_len']} bytes ({f['data_head'][:16]}…){extra}"
+        return f"{f['data_len']} bytes ({f['data_head'][:16]}…): {f.get('carries', '')}{extra}"
     if n == "FINISHED":
         return f"HMAC {f['verify_data'][:16]}… over the whole transcript"
     return json.dumps(f)
 
 
+# The four steps of the classic explanation, each shown as one block.
+STEP_TITLES = {
+    "hello": "step 1 — hello: agree on a version and a cipher suite",
+    "certificate_verify": "step 2 — certificate verification: who are you, and who says so?",
+    "key_exchange": "step 3 — key exchange: a secret only these two can compute",
+    "finished": "step 4 — finished, then data under the session keys",
+}
+STEP_NOTES = {
+    "certificate_verify": "(in time, steps 2 and 3 interleave: each side sends its messages of "
+    "both as one flight, one round trip; shown here by step)",
+}
+ON_THE_WIRE = {  # what an eavesdropper sees of each message (MTD/1 sends them unencrypted)
+    "CERTIFICATE": "clear: certificates are public",
+    "SERVER_KEY_SHARE": "clear: a public key",
+    "CLIENT_KEY_EXCHANGE": "clear, useless without a private key",
+    "CERTIFICATE_VERIFY": "clear: a signature",
+    "FINISHED": "clear: a MAC",
+}
+
+
 def _ladder(entries: list[TraceEntry], both_sides: bool) -> list[str]:
-    lines = [f" {'step':<11} {'':<17}  {'message':<19}{'size':>7}  key fields"]
     if both_sides:
         # what only the receiver learned (the server's OAEP outcome) joins the sent line
         for r in (e for e in entries if e.direction == "recv" and "decrypted" in e.fields):
             for e in entries:
                 if e.direction == "send" and e.name == r.name and e.role != r.role:
                     e.fields["decrypted"] = r.fields["decrypted"]
-    for e in entries:
-        if both_sides and e.direction == "recv":
-            continue  # every message appears once, as sent
-        sender = e.role if e.direction == "send" else ("server" if e.role == "client" else "client")
-        arrow = "client ──▶ server" if sender == "client" else "client ◀── server"
-        name = NAMES.get(e.name, e.name)
-        lines.append(
-            f" {STEPS.get(e.step, e.step):<11} {arrow}  {name:<19}{e.size:>5} B  {_field_text(e)}"
-        )
+    shown = [
+        e
+        for e in entries
+        if e.kind != "keys" and not (both_sides and e.direction == "recv")  # each message once
+    ]
+    order = list(STEP_TITLES) + ["alert"]
+    lines: list[str] = []
+    for step in order:
+        block = [e for e in shown if (e.step if e.kind != "alert" else "alert") == step]
+        keys = [e for e in entries if e.kind == "keys" and step == "key_exchange"]
+        if not block and not keys:
+            continue
+        lines.append(f" {STEP_TITLES.get(step, 'alerts: the failure, told to the other side')}")
+        if step in STEP_NOTES and len(block) > 2:
+            lines.append(f"   {STEP_NOTES[step]}")
+        for e in block:
+            sender = (
+                e.role if e.direction == "send" else ("server" if e.role == "client" else "client")
+            )
+            arrow = "client ──▶ server" if sender == "client" else "client ◀── server"
+            name = NAMES.get(e.name, e.name)
+            lines.append(
+                f"   {arrow}  {name:<19}{e.size:>5} B  {_field_text(e)}  "
+                f"[on the wire: {ON_THE_WIRE.get(e.name, 'clear')}]"
+            )
+        if keys:
+            lines += _key_lines(keys[0], both_sides and len(keys) > 1, keys)
     return lines
+
+
+def _key_lines(first: TraceEntry, compare: bool, all_keys: list[TraceEntry]) -> list[str]:
+    f = first.fields
+    same = compare and all(k.fields["fingerprints"] == f["fingerprints"] for k in all_keys)
+    out = [
+        "   key schedule (HKDF-SHA256, labels as in docs/protocol.md §4; SHA-256 fingerprints, "
+        "never the secrets" + (": identical on both sides" if same else "") + ")",
+        f"     transcript hash through the client's Finished  {f['transcript_hash'][:16]}…",
+    ]
+    out += [f"     {label:<76} fp {fp}" for label, fp in f["fingerprints"].items()]
+    for label, value in (f.get("secrets") or {}).items():
+        out.append(f"     SECRET (--show-secrets) {label}: {value}")
+    return out
+
+
+# For a failure: what to do about each reason, in one line.
+ADVICE = {
+    "unknown_ca": "the certificate comes from a CA this side does not trust: use an identity "
+    "from the mesh's CA (`mtlsdemo certs bootstrap`), or add its CA to ca.crt",
+    "certificate_expired": "renew it (`mtlsdemo certs bootstrap`); check both clocks",
+    "certificate_not_yet_valid": "its notBefore is in the future: check the clocks",
+    "identity_mismatch": "the certificate is valid but not the identity expected: "
+    "--allow-id / --peer-id, or the route's @SPIFFE_ID",
+    "no_common_suite": "no suite both accept: --suites on each side (RSA-OAEP needs RSA keys)",
+    "certificate_revoked": "the CA revoked it: `mtlsdemo certs bootstrap` issues a new leaf",
+    "status_stale": "the stapled status expired: `mtlsdemo certs refresh-status`",
+    "status_missing": "no stapled status: `mtlsdemo certs refresh-status` writes tls.ocsp",
+    "status_invalid": "the stapled status is not this certificate's CA's: re-run "
+    "`mtlsdemo certs refresh-status`",
+    "bad_finished": "the transcripts differ: something changed the handshake in flight",
+    "bad_signature": "the CertificateVerify does not verify: the key is not the certificate's",
+    "decrypt_error": "a record failed authentication: tampering, or the keys differ",
+}
 
 
 def _result_lines(conn: Connection) -> list[str]:
@@ -145,6 +223,24 @@ def _result_lines(conn: Connection) -> list[str]:
     out += [f"   ✓ {c}" for c in r.checks]
     phases = ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in r.phases.items())
     out.append(f"   {conn.role} time per step: {phases}")
+    return out
+
+
+def _failure_lines(conns: list[Connection]) -> list[str]:
+    out = []
+    for c in conns:
+        e = c.error
+        if e is None:
+            continue
+        peer = "server" if c.role == "client" else "client"
+        if e.origin == "local":
+            out.append(f" ✗ the {c.role} refused the {peer}: {e.reason.value} — {e.detail}")
+            out.append(
+                f"   it sent the alert {e.reason.value}; what to do: "
+                f"{ADVICE.get(e.reason.value, 'see docs/operations.md')}"
+            )
+        else:
+            out.append(f" ✗ the {c.role} was told by the {peer}'s alert: {e.reason.value}")
     return out
 
 
@@ -169,7 +265,13 @@ def run(args) -> int:
     client_dir = Path(args.client_dir) if args.client_dir else certs / "gateway"
     server_dir = Path(args.server_dir) if args.server_dir else certs / "ledger"
     peer_ids = tuple(args.peer_id or ())
-    ccfg = identity_config(client_dir, args.suites, peer_ids, require_status=args.require_status)
+    ccfg = identity_config(
+        client_dir,
+        args.suites,
+        peer_ids,
+        require_status=args.require_status,
+        show_secrets=args.show_secrets,
+    )
     if args.connect:
         return _run_connected(args, ccfg)
     scfg = identity_config(
@@ -234,7 +336,7 @@ def _run_connected(args, ccfg: HandshakeConfig) -> int:
             records.append(
                 {
                     "from": "client",
-                    "plaintext": repr(preface),
+                    "plaintext": f"the HTTP/2 client preface and a SETTINGS frame ({len(preface)} bytes)",
                     "record_bytes": len(wire),
                     "header": wire[:HEADER_LEN].hex(),
                     "ciphertext": wire[HEADER_LEN:].hex(),
@@ -248,7 +350,9 @@ def _run_connected(args, ccfg: HandshakeConfig) -> int:
                 records.append(
                     {
                         "from": "server",
-                        "plaintext": got[:64].hex() + (" …" if len(got) > 64 else ""),
+                        "plaintext": f"the app's HTTP/2 frames ({len(got)} bytes): "
+                        + got[:32].hex()
+                        + (" …" if len(got) > 32 else ""),
                         "record_bytes": len(data),
                         "header": data[:HEADER_LEN].hex(),
                         "ciphertext": data[HEADER_LEN:].hex(),
@@ -299,6 +403,9 @@ def _print(
                     "reason": c.error.reason.value,
                     "origin": c.error.origin,
                     "detail": c.error.detail,
+                    "what_to_do": ADVICE.get(c.error.reason.value, "see docs/operations.md")
+                    if c.error.origin == "local"
+                    else "",
                 }
                 for c in conns
                 if c.error
@@ -326,13 +433,7 @@ def _print(
         print(f" key exchange: {kx}")
         print(f" session: {r.version}, {r.suite}, handshake {r.duration * 1e3:.2f} ms")
     if error is not None:
-        for c in conns:
-            if c.error:
-                who = "found it" if c.error.origin == "local" else "was told by the peer's alert"
-                print(
-                    f" ✗ {c.role} {who}: {c.error.reason.value}"
-                    + (f" — {c.error.detail}" if c.error.origin == "local" else "")
-                )
+        print("\n".join(_failure_lines(conns)))
     if records:
         print(
             " step 4 data: encrypted records (header | ciphertext+tag), then what the peer decrypted"

@@ -155,9 +155,30 @@ def test_trace_records_every_message_and_step() -> None:
         ("send", "CLIENT_KEY_EXCHANGE"),
         ("send", "CERTIFICATE_VERIFY"),
         ("send", "FINISHED"),
+        ("derive", "KEY_SCHEDULE"),
         ("recv", "FINISHED"),
     ]
     assert {e.step for e in c.trace} == {"hello", "certificate_verify", "key_exchange", "finished"}
+    # both sides derived the same keys: the fingerprints agree, the secrets are not shown
+    (ck,) = [e.fields for e in c.trace if e.kind == "keys"]
+    (sk,) = [e.fields for e in s.trace if e.kind == "keys"]
+    assert ck["fingerprints"] == sk["fingerprints"] and len(ck["fingerprints"]) == 4
+    assert ck["transcript_hash"] == sk["transcript_hash"] and "secrets" not in ck
+    cert = c.trace[2].fields["certificates"][0]
+    assert (
+        cert["key"] == "EC secp256r1"
+        and "spiffe://mtls-demo.local/ns/default/sa/ledger" in cert["names"]
+    )
+    assert c.trace[4].fields["schemes"][0] == "ECDSA_SECP256R1_SHA256"
+
+
+def test_trace_secrets_only_when_asked() -> None:
+    c, _s, _out = handshake(
+        config("gateway", trace=True, trace_secrets=True), config("ledger", trace=True)
+    )
+    (keys,) = [e.fields for e in c.trace if e.kind == "keys"]
+    assert set(keys["secrets"]) == set(keys["fingerprints"])
+    assert all(len(v) == 64 for v in keys["secrets"].values())
     hello = c.trace[0].fields
     assert hello["suites"][0] == "ECDHE-X25519-AES-256-GCM" and len(hello["random"]) == 64
     assert "CN=ledger" in c.trace[2].fields["chain"][0]

@@ -20,11 +20,22 @@ def certs(tmp_path: Path) -> Path:
 def test_ladder_shows_the_four_steps_and_records(certs: Path, capsys) -> None:
     assert main(["handshake", "--trace", "--certs-dir", str(certs)]) == 0
     out = capsys.readouterr().out
+    # the four steps as four contiguous blocks, in order, each message in its own
+    lines = out.splitlines()
+    heads = [i for i, line in enumerate(lines) if line.startswith(" step ")]
+    assert [lines[i].split("—")[0].strip() for i in heads[:4]] == [
+        "step 1",
+        "step 2",
+        "step 3",
+        "step 4",
+    ]
+    block = {n: "\n".join(lines[heads[n - 1] : heads[n]]) for n in (1, 2, 3)}
+    assert "ClientHello" in block[1] and "ServerHello" in block[1]
+    assert "Certificate " in block[2] and "CertificateVerify" in block[2]
+    assert "ServerKeyShare" in block[3] and "ClientKeyExchange" in block[3]
+    assert "key schedule" in block[3] and "identical on both sides" in block[3]
+    assert "ECDSA_SECP256R1_SHA256" in block[2] and "0x403" not in out  # names, not hex
     for text in (
-        "1 hello",
-        "2 certs",
-        "3 key exch",
-        "4 finished",
         "ClientHello",
         "ServerKeyShare",
         "ClientKeyExchange",
@@ -81,3 +92,15 @@ def test_rsa_key_transport_trace(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "RSA-OAEP" in out and "no forward secrecy" in out and "ServerKeyShare" not in out
     assert "decryption ok" in out
+
+
+def test_show_secrets_is_explicit_and_a_failure_says_what_to_do(certs: Path, capsys) -> None:
+    assert main(["handshake", "--certs-dir", str(certs)]) == 0
+    assert "SECRET (--show-secrets)" not in capsys.readouterr().out
+    assert main(["handshake", "--certs-dir", str(certs), "--show-secrets"]) == 0
+    assert capsys.readouterr().out.count("SECRET (--show-secrets)") == 4
+    assert main(["handshake", "--certs-dir", str(certs), "--days-ahead", "40", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    refusing = [e for e in doc["errors"] if e["origin"] == "local"]
+    assert refusing[0]["reason"] == "certificate_expired"
+    assert "renew it" in refusing[0]["what_to_do"]

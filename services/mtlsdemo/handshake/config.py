@@ -75,6 +75,7 @@ class HandshakeConfig:
     key_update_records: int = 0  # auto key update after this many records sent (0: never)
     key_update_bytes: int = 0  # ... or this many plaintext bytes sent (0: never)
     trace: bool = False  # record every message for `mtlsdemo handshake --trace`
+    trace_secrets: bool = False  # ... and the derived secrets themselves (--show-secrets)
     # the peer's stapled status: "hard" refuses without a good one, "soft" accepts
     # and reports (VerifiedPeer.status_problem), "off" does not look
     require_status: str = "hard"

@@ -44,7 +44,7 @@ from mtlsdemo.handshake.events import (
     KeyUpdated,
     PeerClosed,
 )
-from mtlsdemo.handshake.keyschedule import KeySchedule
+from mtlsdemo.handshake.keyschedule import KeySchedule, sha256
 from mtlsdemo.handshake.peer import (
     VerifiedPeer,
     can_receive_rsa_key_transport,
@@ -58,7 +58,7 @@ from mtlsdemo.handshake.records import (
     plaintext_record,
     split_records,
 )
-from mtlsdemo.handshake.signatures import SUPPORTED_SCHEMES, sign, signed_content, verify
+from mtlsdemo.handshake.signatures import SUPPORTED_SCHEMES, Scheme, sign, signed_content, verify
 from mtlsdemo.handshake.suites import BY_CODE, KeyExchange, Suite, version_name
 from mtlsdemo.handshake.trace import TraceEntry
 
@@ -150,6 +150,7 @@ class Connection:
         self._send: Protector | None = None
         self._recv: Protector | None = None
         self._pending_recv_secret = b""
+        self._shared_for_trace = b""
         self._close_sent = False
         # application data only (not alerts or key updates), across key updates
         self._app = [0, 0, 0, 0]  # records sent, bytes sent, records received, bytes received
@@ -412,7 +413,12 @@ class Connection:
         msg = m.decode(msg_type, raw[4:])
         if self.config.trace:
             self._trace(
-                "recv", "handshake", T(msg_type).name, len(raw), STEP_OF[T(msg_type)], describe(msg)
+                "recv",
+                "handshake",
+                T(msg_type).name,
+                len(raw),
+                STEP_OF[T(msg_type)],
+                self._fields(msg),
             )
         th_before = self._transcript.copy().finalize()
         sig_before = self._sig_transcript.copy().finalize()
@@ -431,7 +437,12 @@ class Connection:
                 self._sig_transcript.update(raw)
             if self.config.trace:
                 self._trace(
-                    "send", "handshake", msg.type.name, len(raw), STEP_OF[msg.type], describe(msg)
+                    "send",
+                    "handshake",
+                    msg.type.name,
+                    len(raw),
+                    STEP_OF[msg.type],
+                    self._fields(msg),
                 )
             chunk += raw
         # One flight, as few records as the size limit allows: one TCP write, one RTT.
@@ -439,6 +450,40 @@ class Connection:
             self._out.append(
                 plaintext_record(ContentType.HANDSHAKE, bytes(chunk[i : i + MAX_PLAINTEXT]))
             )
+
+    def _fields(self, msg: m.Message) -> dict[str, Any]:
+        """describe(msg), plus what only the connection knows (the suite's key exchange)."""
+        fields = describe(msg)
+        if isinstance(msg, m.ClientKeyExchange) and self.suite is not None:
+            fields["carries"] = (
+                "the client's ephemeral X25519 public key (the secret never travels)"
+                if self.suite.kx is KeyExchange.ECDHE_X25519
+                else "a random 48-byte pre-master secret, RSA-OAEP-encrypted to the server's "
+                "certificate key (only its private key opens it)"
+            )
+        return fields
+
+    def _trace_keys(self, shared: bytes, th_cf: bytes) -> None:
+        """Step 3's result for the trace: the key schedule's labels with short
+        fingerprints (SHA-256, 8 bytes) of what each derives; the values themselves
+        only with ``trace_secrets`` (a teaching option)."""
+        if not self.config.trace or self._ks is None:
+            return
+        c_ap = self._ks.traffic_secret("client", th_cf)
+        s_ap = self._ks.traffic_secret("server", th_cf)
+        values = {
+            "shared secret (ECDHE output or pre-master)": shared,
+            "master = HKDF-Extract(client_random || server_random, shared)": self._ks.master,
+            'client traffic = Expand-Label(master, "c ap traffic", H(..client Finished))': c_ap,
+            'server traffic = Expand-Label(master, "s ap traffic", H(..client Finished))': s_ap,
+        }
+        fields: dict[str, Any] = {
+            "transcript_hash": th_cf.hex(),
+            "fingerprints": {k: fingerprint(v) for k, v in values.items()},
+        }
+        if self.config.trace_secrets:
+            fields["secrets"] = {k: v.hex() for k, v in values.items()}
+        self._trace("derive", "keys", "KEY_SCHEDULE", 0, "key_exchange", fields)
 
     def _phase(self, name: str, t0: float) -> float:
         t1 = self.clock()
@@ -468,7 +513,7 @@ class Connection:
             signed_content(self.peer_role, sig_hash),
         )
         self.peer.checks.append(
-            f"CertificateVerify ({hex(msg.scheme)}) proves the {self.peer_role} "
+            f"CertificateVerify ({_scheme_name(msg.scheme)}) proves the {self.peer_role} "
             "holds the certificate's private key"
         )
 
@@ -584,6 +629,7 @@ class Connection:
             self.suite, self._ks.traffic_secret("client", th_cf), self.config.limits.max_seq
         )
         self._pending_recv_secret = self._ks.traffic_secret("server", th_cf)
+        self._trace_keys(shared, th_cf)
         self._merge_handshake_records(flight_start)
         self._phase("finished", t0)
         self.state = State.WAIT_FINISHED
@@ -622,11 +668,18 @@ class Connection:
         else:
             chosen = next((s for s in offered if s in ours), None)
         if chosen is None:
+            unusable = [s.name for s in offered if s in self.config.suites and s not in ours]
+            why = (
+                f"; {', '.join(unusable)} needs an RSA key with keyEncipherment and this "
+                f"server's key is {cred.scheme.name.split('_')[0]}"
+                if unusable
+                else ""
+            )
+            names = [BY_CODE[c].name if c in BY_CODE else f"0x{c:04x}" for c in msg.suites]
             raise ProtocolError(
                 Reason.NO_COMMON_SUITE,
-                "none of the client's suites is enabled here "
-                f"(client: {', '.join(f'0x{c:04x}' for c in msg.suites)}; "
-                f"server: {', '.join(s.name for s in ours)})",
+                f"none of the client's suites is enabled here (client: {', '.join(names)}; "
+                f"server: {', '.join(s.name for s in ours)}){why}",
             )
         self.suite = chosen
         hello = m.ServerHello(self.version, self._random, chosen.code)
@@ -686,6 +739,8 @@ class Connection:
                     "ok" if ok else "failed; continuing with a random secret"
                 )
         self._ks = KeySchedule(shared, self._client_random, self._server_random)
+        if self.config.trace:  # kept only for the trace's key-schedule entry
+            self._shared_for_trace = shared
         self._phase("key_exchange", t0)
         self.state = State.WAIT_CERTIFICATE_VERIFY
 
@@ -714,12 +769,54 @@ class Connection:
         self._recv = Protector(
             self.suite, self._ks.traffic_secret("client", th_cf), self.config.limits.max_seq
         )
+        self._trace_keys(self._shared_for_trace, th_cf)
+        self._shared_for_trace = b""
         self._phase("finished", t0)
         return self._complete()
 
 
+def fingerprint(secret: bytes) -> str:
+    """8 bytes of SHA-256: enough to see two sides derived the same value, useless
+    to an attacker."""
+    return sha256(secret)[:8].hex()
+
+
+def _scheme_name(code: int) -> str:
+    return Scheme(code).name if code in Scheme._value2member_map_ else f"0x{code:04x}"
+
+
+def _certificate_fields(der: bytes) -> dict[str, Any]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    c = x509.load_der_x509_certificate(der)
+    key = c.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        key_type = f"RSA {key.key_size}"
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        key_type = f"EC {key.curve.name}"
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        key_type = "Ed25519"
+    else:
+        key_type = type(key).__name__
+    try:
+        san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = san.get_values_for_type(x509.UniformResourceIdentifier) + san.get_values_for_type(
+            x509.DNSName
+        )
+    except x509.ExtensionNotFound:
+        names = []
+    return {
+        "subject": c.subject.rfc4514_string(),
+        "issuer": c.issuer.rfc4514_string(),
+        "names": names,
+        "key": key_type,
+        "not_after": c.not_valid_after_utc.isoformat(),
+    }
+
+
 def describe(msg: m.Message) -> dict[str, Any]:
-    """The key fields of a message, for the trace."""
+    """The key fields of a message, for the trace: names, not codes."""
     if isinstance(msg, m.ClientHello):
         return {
             "versions": [version_name(v) for v in msg.versions],
@@ -733,25 +830,27 @@ def describe(msg: m.Message) -> dict[str, Any]:
             "suite": BY_CODE[msg.suite].name if msg.suite in BY_CODE else f"0x{msg.suite:04x}",
         }
     if isinstance(msg, m.Certificate):
-        from cryptography import x509
-
-        out = []
+        out: list[str] = []
+        certs: list[dict[str, Any]] = []
         for der in msg.chain:
             try:
-                c = x509.load_der_x509_certificate(der)
-                out.append(c.subject.rfc4514_string())
+                f = _certificate_fields(der)
             except Exception:  # the trace must never fail on a malformed certificate
                 out.append("(unparsable)")
-        return {"chain": out, "stapled_status_bytes": len(msg.status)}
+                continue
+            out.append(f["subject"])
+            certs.append(f)
+        return {"chain": out, "certificates": certs, "stapled_status_bytes": len(msg.status)}
     if isinstance(msg, m.ServerKeyShare):
         return {
             "group": "X25519" if msg.group == m.X25519_GROUP else hex(msg.group),
             "public": msg.public.hex(),
+            "carries": "the server's ephemeral X25519 public key, signed by its CertificateVerify",
         }
     if isinstance(msg, m.CertificateRequest):
-        return {"schemes": [hex(s) for s in msg.schemes]}
+        return {"schemes": [_scheme_name(x) for x in msg.schemes]}
     if isinstance(msg, m.CertificateVerify):
-        return {"scheme": hex(msg.scheme), "signature_len": len(msg.signature)}
+        return {"scheme": _scheme_name(msg.scheme), "signature_len": len(msg.signature)}
     if isinstance(msg, m.ClientKeyExchange):
         return {"data_len": len(msg.data), "data_head": msg.data[:16].hex()}
     return {"verify_data": msg.verify_data.hex()}
