@@ -830,7 +830,11 @@ def main(argv: list[str] | None = None) -> int:
     except flags.FlagError as e:  # a bad MTLSDEMO_* value: the flag's twin, named
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    args = flags.resolve_lists(parser.parse_args(argv))
+    try:
+        args = flags.resolve_lists(parser.parse_args(argv))
+    except flags.FlagError as e:  # a bad MTLSDEMO_* value for this command's flag
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,

@@ -47,11 +47,23 @@ def at_least(minimum: float, kind: Callable[[str], Any] = float) -> Callable[[st
     return checked(parse, kind.__name__)
 
 
+class BadEnv:
+    """An environment twin the flag's type refused, kept as the default and
+    reported only if the command that owns the flag runs: the same variable may be
+    meant for another command (compose sets one environment per container)."""
+
+    def __init__(self, error: FlagError) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"<{self.error}>"
+
+
 def _from_env(name: str, flag: str, convert: Callable[[str], Any], raw: str) -> Any:
     try:
         return convert(raw)
     except (ValueError, argparse.ArgumentTypeError) as e:
-        raise FlagError(f"{name}={raw!r}: {e} (the environment twin of {flag})") from None
+        return BadEnv(FlagError(f"{name}={raw!r}: {e} (the environment twin of {flag})"))
 
 
 def env_name(flag: str) -> str:
@@ -80,11 +92,14 @@ def add(
         )
         return
     if multiple:
-        env_values = (
+        env_values: Any = (
             [_from_env(name, flag, type, v.strip()) for v in raw.split(",") if v.strip()]
             if raw
             else None
         )
+        bad = [v for v in env_values or [] if isinstance(v, BadEnv)]
+        if bad:
+            env_values = bad[0]
         parser.add_argument(
             flag,
             action="append",
@@ -104,7 +119,12 @@ def add(
         default=default,
         choices=choices,
         metavar=metavar,
-        help=text + (f" (default: {default})" if default not in (None, "") else ""),
+        help=text
+        + (
+            f" (default: {default})"
+            if default not in (None, "") and not isinstance(default, BadEnv)
+            else ""
+        ),
     )
 
 
@@ -113,10 +133,15 @@ def _dest(flag: str) -> str:
 
 
 def resolve_lists(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill multi-value flags not given on the command line from their env/default."""
+    """Fill multi-value flags not given on the command line from their env/default;
+    then raise FlagError for an environment twin of *this* command that its type
+    refused (other commands' flags never reach this namespace)."""
     for key in [k for k in vars(args) if k.endswith("__env")]:
         dest = key[: -len("__env")]
         if getattr(args, dest, None) is None:
             setattr(args, dest, getattr(args, key))
         delattr(args, key)
+    for value in vars(args).values():
+        if isinstance(value, BadEnv):
+            raise value.error
     return args

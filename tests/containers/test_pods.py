@@ -211,10 +211,12 @@ def test_transfer_metrics_persistence_and_foreign_ca_in_container_pods(
             for name, src in (
                 ("tls.crt", evil / "gateway" / "tls.crt"),
                 ("tls.key", evil / "gateway" / "tls.key"),
+                ("tls.ocsp", evil / "gateway" / "tls.ocsp"),
                 ("ca.crt", pki / "ca" / "ca.crt"),
             ):
                 (mixed / name).write_bytes(src.read_bytes())
                 os.chown(mixed / name, 10001, 10001)
+            (mixed / "tls.key").chmod(0o600)  # a key readable by all is refused
             rogue = (
                 DockerContainer(image)
                 .with_command(

@@ -65,7 +65,7 @@ def mesh(tmp_path_factory):
     flags = [
         "--certs-dir",
         str(root / "certs"),
-        "--ledger-addr",
+        "--ledger-sidecar",
         f"127.0.0.1:{ports['ledger']}",
         "--gateway-addr",
         f"127.0.0.1:{ports['gateway']}",
@@ -73,7 +73,7 @@ def mesh(tmp_path_factory):
         f"127.0.0.1:{ports['gateway_admin']}",
         "--ledger-admin",
         f"127.0.0.1:{ports['ledger_admin']}",
-        "--route",
+        "--gateway-route",
         f"127.0.0.1:{ports['route']}",
     ]
     yield root, flags

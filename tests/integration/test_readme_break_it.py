@@ -105,10 +105,10 @@ def test_the_mesh_recipes_against_a_running_mesh(tmp_path: Path) -> None:
         checked = 0
         env = {  # `mtlsdemo break` finds this run's mesh through the flags' env twins
             "MTLSDEMO_GATEWAY_ADDR": gateway,
-            "MTLSDEMO_LEDGER_ADDR": f"127.0.0.1:{ports['ledger']}",
+            "MTLSDEMO_LEDGER_SIDECAR": f"127.0.0.1:{ports['ledger']}",
             "MTLSDEMO_GATEWAY_ADMIN": f"127.0.0.1:{ports['gateway_admin']}",
             "MTLSDEMO_LEDGER_ADMIN": f"127.0.0.1:{ports['ledger_admin']}",
-            "MTLSDEMO_ROUTE": f"127.0.0.1:{ports['route']}",
+            "MTLSDEMO_GATEWAY_ROUTE": f"127.0.0.1:{ports['route']}",
         }
         for cmd, comment in commands(blocks()[1]):
             cmd = cmd.replace("127.0.0.1:9902", f"127.0.0.1:{ports['ledger_admin']}")

@@ -42,3 +42,38 @@ def test_help_names_each_twin(capsys: pytest.CaptureFixture) -> None:
         "MTLSDEMO_METRICS_LISTEN",
     ):
         assert twin in text
+
+
+def _walk(parser, path=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _walk(child, (*path, name))
+        elif action.option_strings and "[env MTLSDEMO_" in (action.help or ""):
+            env = action.help.split("[env ", 1)[1].split("]", 1)[0]
+            yield env, " ".join(path), action
+
+
+def test_one_environment_twin_has_one_meaning_across_commands() -> None:
+    """Compose and Kubernetes set one environment per container, and every command
+    sees it: a twin shared by two commands must take the same kind of value (a
+    HOST:PORT for one and a route for another broke the compose sidecar once)."""
+    seen: dict[str, tuple[str, object, str]] = {}
+    for env, where, action in _walk(build_parser()):
+        kind = (getattr(action.type, "__name__", str(action.type)), action.choices)
+        if env in seen:
+            assert seen[env][:2] == kind, (env, seen[env][2], where, kind)
+        else:
+            seen[env] = (*kind, where)
+    assert len(seen) > 40
+
+
+def test_a_bad_twin_only_stops_the_command_that_owns_it(monkeypatch, capsys) -> None:
+    from mtlsdemo.cli import main
+
+    monkeypatch.setenv("MTLSDEMO_RPS", "abc")  # loadgen's
+    assert main(["break", "--list"]) == 0  # another command is not bothered
+    assert main(["loadgen", "--duration", "1"]) == 2
+    assert "MTLSDEMO_RPS='abc'" in capsys.readouterr().err

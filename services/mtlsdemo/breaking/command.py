@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     flags.add(p, "--certs-dir", default="certs", help="the certs dir `make run` uses")
     flags.add(
         p,
-        "--ledger-addr",
+        "--ledger-sidecar",
         type=HOST_PORT,
         default="127.0.0.1:50051",
         help="the ledger sidecar's MTD/1 port",
@@ -48,9 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     flags.add(
         p,
         "--gateway-addr",
-        type=HOST_PORT,
         default="127.0.0.1:50052",
-        help="the gateway's gRPC mTLS port",
+        help="the gateway's gRPC mTLS port (HOST:PORT, as for `mtlsdemo client`)",
     )
     flags.add(
         p,
@@ -68,13 +67,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     flags.add(
         p,
-        "--route",
+        "--gateway-route",
         type=HOST_PORT,
         default="127.0.0.1:15001",
-        help="the gateway sidecar's route to the ledger",
+        help="the gateway sidecar's local route to the ledger",
     )
     flags.add(p, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
     flags.add(p, "--namespace", default="default", help="namespace in identities")
+
+
+def _gateway(text: str) -> tuple[str, int]:
+    try:
+        return _hostport(text)
+    except ValueError as e:
+        raise PkiError(f"--gateway-addr: {e}") from None
 
 
 def config(args: argparse.Namespace) -> MeshConfig:
@@ -82,11 +88,11 @@ def config(args: argparse.Namespace) -> MeshConfig:
 
     return MeshConfig(
         certs_dir=Path(args.certs_dir),
-        ledger=args.ledger_addr,
-        gateway=args.gateway_addr,
+        ledger=args.ledger_sidecar,
+        gateway=_gateway(args.gateway_addr),
         gateway_admin=args.gateway_admin,
         ledger_admin=args.ledger_admin,
-        route=args.route,
+        route=args.gateway_route,
         trust_domain=args.trust_domain,
         namespace=args.namespace,
     )
