@@ -501,7 +501,15 @@ def _handshake_parser(sub: argparse._SubParsersAction) -> None:
         choices=["hard", "soft", "off"],
         help="the peer's stapled status: hard = refuse without a good one, soft, off",
     )
-    flags.add(p, "--timeout", type=float, default=5.0, help="socket timeout for --connect")
+    flags.add(p, "--connect-timeout", type=float, default=5.0, help="socket timeout for --connect")
+    # the old name, for one release (MTLSDEMO_TIMEOUT is the client's per-call deadline)
+    p.add_argument(
+        "--timeout",
+        dest="connect_timeout",
+        type=float,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )
     flags.add(
         p,
         "--show-secrets",

@@ -288,6 +288,9 @@ def run(args) -> int:
     color = sys.stdout.isatty()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # a script's `mtlsdemo run &` inherits SIGINT ignored (POSIX shells do that to
+    # background jobs): take it back, so Ctrl-C / kill -INT stop the mesh there too
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(
         target=keep_statuses_fresh, args=(certs, stopping), daemon=True, name="refresh-status"
     ).start()
@@ -378,10 +381,29 @@ def lifetimes(certs: Path, now: dt.datetime) -> list[str]:
     return out
 
 
+def accounts_present(gateway_addr: str, cli_dir: Path, names: tuple[str, ...]) -> set[str]:
+    """Which of the demo accounts an earlier run already opened: the "try" lines
+    then skip `open` (it would fail with ALREADY_EXISTS)."""
+    from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
+    from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
+
+    found = set()
+    with secure_channel(gateway_addr, cli_dir, "gateway") as channel:
+        stub = pb_grpc.GatewayServiceStub(channel)
+        for name in names:
+            try:
+                stub.GetBalance(pb.GetBalanceRequest(account_id=name), timeout=5)
+                found.add(name)
+            except grpc.RpcError:
+                pass
+    return found
+
+
 def print_summary(args, certs: Path, ledger_addr: str, gateway_addr: str) -> None:
     td, ns = args.trust_domain, args.namespace
     cli = f"mtlsdemo client --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'}"
     now = dt.datetime.now(dt.UTC)
+    existing = accounts_present(gateway_addr, certs / "cli", ("alice", "bob"))
     lines = [
         f"== mtlsdemo is up ({now:%H:%M:%S}Z, {args.mode} mode)",
         f"   certificates left: {', '.join(lifetimes(certs, now))}; stapled statuses "
@@ -430,9 +452,12 @@ def print_summary(args, certs: Path, ledger_addr: str, gateway_addr: str) -> Non
                 )
     lines += [
         "   try (in another terminal; `. .venv/bin/activate` first):",
-        f"     {cli} open alice --id alice",
+        *[
+            f"     {cli} open {name} --id {name}"
+            for name in ("alice", "bob")
+            if name not in existing
+        ],
         f"     {cli} deposit alice 100.00",
-        f"     {cli} open bob --id bob",
         f"     {cli} transfer alice bob 12.50",
         f"     {cli} balance bob",
         f"     {cli} statement alice --follow",

@@ -322,7 +322,7 @@ def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:
 
 def _run_connected(args, ccfg: HandshakeConfig) -> int:
     host, port = args.connect  # (host, port), parsed at the edge
-    attempt = dialer.handshake(host, port, ccfg, timeout=args.timeout)
+    attempt = dialer.handshake(host, port, ccfg, timeout=args.connect_timeout)
     c, error, sock = attempt.conn, attempt.error, attempt.sock
     records: list[dict[str, Any]] = []
     with sock:
@@ -342,7 +342,7 @@ def _run_connected(args, ccfg: HandshakeConfig) -> int:
                     "ciphertext": wire[HEADER_LEN:].hex(),
                 }
             )
-            sock.settimeout(args.timeout)
+            sock.settimeout(args.connect_timeout)
             try:
                 data = sock.recv(65536)
                 evs = c.receive_data(data) if data else []

@@ -163,7 +163,7 @@ def test_validation_errors_map_to_status_codes(system: System) -> None:
         (
             lambda: stub.Deposit(pb.DepositRequest(account_id="a", amount_cents=-1), timeout=5),
             grpc.StatusCode.INVALID_ARGUMENT,
-            "amount_cents must be positive",
+            "the amount must be positive, got -0.01",
         ),
         (
             lambda: stub.Transfer(
@@ -171,7 +171,7 @@ def test_validation_errors_map_to_status_codes(system: System) -> None:
                 timeout=5,
             ),
             grpc.StatusCode.FAILED_PRECONDITION,
-            "insufficient funds",
+            "insufficient funds in a: balance 0.00, transfer 0.05",
         ),
         (
             lambda: stub.GetBalance(pb.GetBalanceRequest(account_id="zed"), timeout=5),

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtlsdemo.money import format_cents
+
 MAX_AMOUNT_CENTS = 10**13  # one hundred billion: rejects typos and overflow games
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -92,16 +94,19 @@ def _check_id(value: str, what: str) -> str:
 
 
 def _check_amount(amount: int) -> int:
+    # messages in money, not in the protocol's cents or field names: users read them
     if amount <= 0:
-        raise InvalidArgument(f"amount_cents must be positive, got {amount}")
+        raise InvalidArgument(f"the amount must be positive, got {format_cents(amount)}")
     if amount > MAX_AMOUNT_CENTS:
-        raise InvalidArgument(f"amount_cents {amount} exceeds the limit {MAX_AMOUNT_CENTS}")
+        raise InvalidArgument(
+            f"the amount {format_cents(amount)} exceeds the limit {format_cents(MAX_AMOUNT_CENTS)}"
+        )
     return amount
 
 
 def _check_key(key: str) -> str:
     if not 1 <= len(key) <= 128 or not key.isprintable():
-        raise InvalidArgument("idempotency_key must be 1-128 printable characters")
+        raise InvalidArgument("the idempotency key must be 1-128 printable characters")
     return key
 
 
@@ -131,7 +136,7 @@ class LedgerStore:
         owner = owner.strip()
         if not owner or len(owner) > 200:
             raise InvalidArgument("owner must be 1-200 characters")
-        account_id = _check_id(account_id or f"acc_{secrets.token_hex(6)}", "account_id")
+        account_id = _check_id(account_id or f"acc_{secrets.token_hex(6)}", "account id")
         with self._lock:
             try:
                 self._db.execute(
@@ -143,7 +148,7 @@ class LedgerStore:
             return self._account(account_id)
 
     def get_account(self, account_id: str) -> Account:
-        _check_id(account_id, "account_id")
+        _check_id(account_id, "account id")
         with self._lock:
             return self._account(account_id)
 
@@ -164,7 +169,7 @@ class LedgerStore:
         return self._move(
             "deposit",
             "",
-            _check_id(account_id, "account_id"),
+            _check_id(account_id, "account id"),
             _check_amount(amount_cents),
             _check_key(key),
         )
@@ -172,10 +177,10 @@ class LedgerStore:
     def transfer(
         self, from_id: str, to_id: str, amount_cents: int, key: str
     ) -> tuple[Transfer, bool]:
-        _check_id(from_id, "from_account_id")
-        _check_id(to_id, "to_account_id")
+        _check_id(from_id, "source account")
+        _check_id(to_id, "destination account")
         if from_id == to_id:
-            raise InvalidArgument("from_account_id and to_account_id must differ")
+            raise InvalidArgument("the source and destination accounts must differ")
         return self._move("transfer", from_id, to_id, _check_amount(amount_cents), _check_key(key))
 
     def _move(
@@ -203,8 +208,8 @@ class LedgerStore:
                     from_acc = self._account(from_id)
                     if from_acc.balance_cents < amount:
                         raise FailedPrecondition(
-                            f"insufficient funds in {from_id}: balance {from_acc.balance_cents}"
-                            f" cents, transfer {amount} cents"
+                            f"insufficient funds in {from_id}: balance "
+                            f"{format_cents(from_acc.balance_cents)}, transfer {format_cents(amount)}"
                         )
                     self._db.execute(
                         "UPDATE accounts SET balance_cents = balance_cents - ? "
@@ -254,7 +259,7 @@ class LedgerStore:
 
     def _list(self, account_id: str, after_id: int, limit: int) -> list[Transfer]:
         if account_id:
-            _check_id(account_id, "account_id")
+            _check_id(account_id, "account id")
             rows = self._db.execute(
                 "SELECT * FROM transfers WHERE transfer_id > ? AND "
                 "(from_account_id = ? OR to_account_id = ?) ORDER BY transfer_id LIMIT ?",
