@@ -253,7 +253,8 @@ def _exit_code_and_stderr(capsys, argv: list[str]) -> tuple[int, str]:
         (["bench", "--n", "0"], {}, "argument --n: must be at least 4, got 0"),
         (["loadgen", "--rps", "-1"], {}, "argument --rps: must be at least 0.001"),
         (["run", "--traffic-seconds", "-1"], {}, "argument --traffic-seconds: must be at least 0"),
-        (["handshake"], {"MTLSDEMO_TIMEOUT": "abc"}, "MTLSDEMO_TIMEOUT='abc'"),
+        (["client", "balance", "x"], {"MTLSDEMO_TIMEOUT": "abc"}, "MTLSDEMO_TIMEOUT='abc'"),
+        (["handshake"], {"MTLSDEMO_CONNECT_TIMEOUT": "abc"}, "MTLSDEMO_CONNECT_TIMEOUT='abc'"),
         (["handshake"], {"MTLSDEMO_SUITES": "FOO"}, "the environment twin of --suites"),
     ],
 )
