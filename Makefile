@@ -12,7 +12,7 @@ MTLSDEMO_BASE_IMAGE ?= python:3.11-slim-bookworm
 MTLSDEMO_IMAGE      ?= mtlsdemo:dev
 COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mtlsdemo
 
-.PHONY: run test test-unit test-integration test-containers lint typecheck protos prometheusrule bench perf-doc clean \
+.PHONY: run test test-unit test-integration test-containers lint typecheck protos prometheusrule bench perf-doc walkthrough clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
         k8s-verify k8s-cli-cert test-deploy test-repeat
 
@@ -114,6 +114,9 @@ bench: $(STAMP)  ## speed as ratios against references measured in the same run
 perf-doc: $(STAMP)  ## run the whole bench and render docs/performance.md from its JSON
 	$(VENV)/bin/mtlsdemo bench --json > docs/bench.json.new && mv docs/bench.json.new docs/bench.json
 	$(PY) tools/perf_doc.py docs/bench.json
+
+walkthrough: $(STAMP)  ## regenerate docs/tls-walkthrough.md from `mtlsdemo tour` against a real run
+	$(PY) tools/gen_walkthrough.py
 
 clean:
 	rm -rf $(VENV) var certs/ca certs/*/ .pytest_cache .ruff_cache .hypothesis .mypy_cache

@@ -557,9 +557,20 @@ def build_parser() -> argparse.ArgumentParser:
     _handshake_parser(sub)
     _bench_parser(sub)
     _probe_parser(sub)
+    from mtlsdemo.breaking.command import add_mesh_flags
     from mtlsdemo.breaking.command import add_parser as _break_parser
 
     _break_parser(sub)
+    t = sub.add_parser(
+        "tour",
+        help="the four steps of TLS, walked through on the running mesh, then openssl's "
+        "self-signed example for real",
+    )
+    t.add_argument(
+        "--non-interactive", action="store_true", help="print everything at once (no pauses)"
+    )
+    t.add_argument("--markdown", action="store_true", help="write it as a Markdown document")
+    add_mesh_flags(t)
     _global_flags_everywhere(parser)
     return parser
 
@@ -712,6 +723,29 @@ def _refresh_forever(refresh: Any, every: dt.timedelta, window: dt.timedelta) ->
         except PkiError as e:  # keep trying: the next run may find the files back
             print(f"error: {e}", file=sys.stderr, flush=True)
         stop.wait(every.total_seconds())
+    return 0
+
+
+def _tour(args: argparse.Namespace) -> int:
+    import logging
+
+    from mtlsdemo.breaking.command import config
+    from mtlsdemo.breaking.mesh import LocalMesh, reachable
+    from mtlsdemo.tour import openssl_binary, render, run_tour
+
+    mesh = LocalMesh(config(args))
+    c = mesh.config
+    if not reachable(c.ledger_admin):
+        raise PkiError(
+            f"tour: no mesh at {c.ledger_admin[0]}:{c.ledger_admin[1]}; start `make run` "
+            "in another terminal first"
+        )
+    logging.getLogger("mtlsdemo.pki.material").setLevel(logging.ERROR)  # the self-signed one
+    interactive = not args.non_interactive and sys.stdin.isatty()
+    pause = (lambda: input("   (Enter for the next step) ")) if interactive else None
+    text = render(run_tour(mesh, openssl_binary()), args.markdown, pause)
+    if text:
+        print(text)
     return 0
 
 
@@ -879,6 +913,8 @@ def main(argv: list[str] | None = None) -> int:
             from mtlsdemo.tracecmd import run as trace_run
 
             return trace_run(args)
+        if args.command == "tour":
+            return _tour(args)
         if args.command == "break":
             from mtlsdemo.breaking.command import run as break_run
 

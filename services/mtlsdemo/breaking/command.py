@@ -37,6 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="safety net: re-issue and re-sign whatever an interrupted scenario changed",
     )
+    add_mesh_flags(p)
+
+
+def add_mesh_flags(p: argparse.ArgumentParser) -> None:
+    """Where the running local mesh is (the defaults of `mtlsdemo run`)."""
     flags.add(p, "--certs-dir", default="certs", help="the certs dir `make run` uses")
     flags.add(
         p,

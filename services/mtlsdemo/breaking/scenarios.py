@@ -79,6 +79,7 @@ def crafted(
     not_before: dt.datetime | None = None,
     days: float = 30,
     foreign: bool = False,
+    key_type: str = "ecdsa-p256",
 ) -> Path:
     """An identity directory made for the scenario, in a temp dir (never in certs):
     issued by the mesh's CA (or a foreign one), trusting the mesh's bundle, with
@@ -89,10 +90,10 @@ def crafted(
         if foreign
         else cas.current
     )
-    key = generate_key("ecdsa-p256")
+    key = generate_key(key_type)
     ident = ServiceIdentity(service, mesh.config.namespace, mesh.config.trust_domain)
     cert = issue_leaf(ca, key.public_key(), ident, at or _now(), days, not_before=not_before)
-    out = work / f"{service}-{'foreign' if foreign else 'crafted'}"
+    out = work / f"{service}-{'foreign' if foreign else 'crafted'}-{key_type}"
     write_atomic(out / "tls.key", private_key_pem(key), 0o600)
     write_atomic(out / "tls.crt", cert_pem(cert))
     write_atomic(out / "ca.crt", cas.bundle_pem)

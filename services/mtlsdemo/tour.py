@@ -1,0 +1,419 @@
+"""`mtlsdemo tour`: the classic four-step explanation of TLS, walked through on
+the running local mesh, then the classic openssl self-signed example run for real.
+
+Each section: a plain paragraph, the live command and the relevant part of its
+real output, and "what really happens" where the usual explanation is wrong or
+simplified; then where to watch the same thing over time. `--markdown` writes
+the same as a document (docs/tls-walkthrough.md is generated from it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from mtlsdemo import system
+from mtlsdemo.breaking.mesh import LocalMesh
+from mtlsdemo.breaking.scenarios import client_config, crafted
+from mtlsdemo.dialer import handshake
+from mtlsdemo.handshake import DataReceived, HandshakeConfig, PeerPolicy, ProtocolError
+from mtlsdemo.handshake.config import Credentials
+from mtlsdemo.handshake.records import HEADER_LEN
+from mtlsdemo.handshake.suites import BY_NAME
+from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.pki.material import IdentitySource
+from mtlsdemo.trust import TrustStore
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)  # plain explanation
+    command: str = ""
+    output: list[str] = field(default_factory=list)  # the real output, trimmed
+    really: list[str] = field(default_factory=list)  # what the usual explanation gets wrong
+    watch: str = ""  # the metric / panel showing it over time
+    facts: dict[str, str] = field(default_factory=dict)  # for tests and --json
+
+
+def _sha(data: bytes) -> str:
+    h = hashes.Hash(hashes.SHA256())
+    h.update(data)
+    return h.finalize().hex()
+
+
+def _trace_fields(conn, name: str, direction: str | None = None) -> dict:
+    for e in conn.trace:
+        if e.name == name and (direction is None or e.direction == direction):
+            return dict(e.fields)
+    return {}
+
+
+# ------------------------------------------------------------------ sections
+def hello(mesh: LocalMesh) -> tuple[Section, object]:
+    c = mesh.config
+    cfg = client_config(c.certs_dir / "gateway", c.id("ledger"))
+    cfg = dataclasses.replace(cfg, trace=True)
+    attempt = handshake(*c.ledger, cfg, timeout=c.timeout)
+    attempt.close()
+    if attempt.error is not None:
+        raise PkiError(f"tour: the ledger's sidecar refused the gateway: {attempt.error}")
+    conn = attempt.conn
+    ch, sh = _trace_fields(conn, "CLIENT_HELLO", "send"), _trace_fields(conn, "SERVER_HELLO")
+    s = Section("1. Hello: agree on how to talk")
+    s.text = [
+        "The client opens a TCP connection and says hello: the protocol versions it speaks, "
+        "a 32-byte random number, and the cipher suites it can use, best first. A cipher "
+        "suite names a key exchange (how the two sides get a shared secret) and a cipher "
+        "(how data is then encrypted).",
+        "The server answers with its own random number and the one version and suite it "
+        "picked from the client's list.",
+    ]
+    s.command = f"mtlsdemo handshake --connect {c.ledger[0]}:{c.ledger[1]}   (as the gateway)"
+    s.output = [
+        f"client offers: versions {', '.join(ch['versions'])}; suites {', '.join(ch['suites'])}",
+        f"server picks:  {sh['version']}, {sh['suite']}",
+        f"randoms:       client {ch['random'][:16]}…, server {sh['random'][:16]}…",
+    ]
+    s.really = [
+        "The hello is not where the server proves anything: everything here is in the clear "
+        "and could be forged. It only fixes the rules; steps 2 to 4 check them (the Finished "
+        "MAC of step 4 covers this hello, so a man in the middle who strips suites is caught: "
+        "try `mtlsdemo break downgrade`).",
+    ]
+    s.watch = 'metric mtls_handshakes_total{suite=…}; dashboard panel "Suites in use"'
+    s.facts = {"suite": sh["suite"], "version": sh["version"]}
+    return s, conn
+
+
+def certificate_verification(mesh: LocalMesh, conn) -> Section:
+    c = mesh.config
+    peer = conn.peer
+    leaf: x509.Certificate = peer.leaf
+    ca: x509.Certificate = peer.chain[-1]
+    algo = leaf.signature_hash_algorithm
+    ca_key = ca.public_key()
+    spki = ca_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    try:
+        leaf.verify_directly_issued_by(ca)
+        verdict = "valid: the CA's key made this signature"
+    except Exception as e:  # shown, not raised: this is the lesson
+        verdict = f"INVALID ({e})"
+    s = Section("2. Certificate verification: who are you, and who says so?")
+    s.text = [
+        "The server sends its certificate: its public key and its name, signed by a "
+        "certificate authority (CA). It also asks for the client's certificate: this is "
+        "mutual TLS, both sides prove who they are.",
+        "Each side checks the other's certificate against the CA certificate it already "
+        "holds (its trust store, `ca.crt`): the CA's signature, the validity dates, the name "
+        "(here a SPIFFE ID), and a status the CA signed recently. Then each side signs the "
+        "handshake so far with its private key (CertificateVerify): a certificate is public, "
+        "only that signature proves the peer holds the matching key.",
+    ]
+    s.command = "(the same handshake: the client's view of the ledger's certificate)"
+    s.output = [
+        f"certificate:   {leaf.subject.rfc4514_string()}, serial {leaf.serial_number:x}",
+        f"issued by:     {ca.subject.rfc4514_string()}",
+        f"hash of the signed part (SHA-256 of tbsCertificate): {_sha(leaf.tbs_certificate_bytes)[:32]}…",
+        f"signature ({algo.name if algo else '?'}): {leaf.signature.hex()[:32]}… "
+        f"({len(leaf.signature)} bytes)",
+        f"CA public key from the local trust store {c.certs_dir / 'gateway' / 'ca.crt'}: "
+        f"SHA-256 {_sha(spki)[:32]}…",
+        f"verify(signature, hash, CA public key): {verdict}",
+        *[f"✓ {check}" for check in peer.checks if "stapled status" in check or "SPIFFE" in check],
+        f"✓ valid {leaf.not_valid_before_utc:%Y-%m-%d} .. {leaf.not_valid_after_utc:%Y-%m-%d}",
+    ]
+    s.really = [
+        'The client does not send the certificate to the CA, and the CA does not "approve" '
+        "it during the handshake: nobody is contacted. The client checks the CA's signature "
+        "itself, with the CA's public key it already has. A signature is not encryption: the "
+        'CA\'s private key did not "encrypt" anything; it made a value that anyone with the '
+        "public key can check and nobody without the private key can make.",
+        'The CA\'s *current* opinion ("this certificate is not revoked") does exist, but it '
+        "arrives inside the handshake, stapled by the server and signed by the CA an hour "
+        "ago at most — checked locally like the certificate (`mtlsdemo break revoked`).",
+    ]
+    s.watch = (
+        'metric mtls_handshakes_total{reason="unknown_ca"|"certificate_expired"|…}; '
+        'mtls_certificate_expiry_timestamp_seconds; dashboard panel "Certificate expiry countdown"'
+    )
+    s.facts = {"peer": peer.identity, "signature": verdict}
+    return s
+
+
+def _in_memory(client_dir: Path, server_dir: Path, suite: str, expect: str):
+    ccfg = client_config(client_dir, expect)
+    scfg_m = IdentitySource(server_dir).current
+    suites = (BY_NAME[suite],)
+    ccfg = dataclasses.replace(ccfg, trace=True, suites=suites)
+    scfg = HandshakeConfig(
+        Credentials.from_parts(scfg_m.chain, scfg_m.key, scfg_m.status),
+        TrustStore(scfg_m.cas),
+        PeerPolicy(),
+        suites=suites,
+        trace=True,
+    )
+    c, s = system.connection("client", ccfg), system.connection("server", scfg)
+    c.start()
+    for _ in range(3):
+        for src, dst in ((c, s), (s, c)):
+            data = src.data_to_send()
+            if data:
+                dst.receive_data(data)
+    return c, s
+
+
+def key_exchange(mesh: LocalMesh, work: Path, conn) -> Section:
+    c = mesh.config
+    rsa_client = crafted(mesh, work, "gateway", key_type="rsa-2048")
+    rsa_server = crafted(mesh, work, "ledger", key_type="rsa-2048")
+    cl, sv = _in_memory(rsa_client, rsa_server, "RSA-OAEP-AES-256-GCM", c.id("ledger"))
+    cke = _trace_fields(cl, "CLIENT_KEY_EXCHANGE", "send")
+    got = _trace_fields(sv, "CLIENT_KEY_EXCHANGE", "recv")
+    keys = _trace_fields(cl, "KEY_SCHEDULE")
+    skeys = _trace_fields(sv, "KEY_SCHEDULE")
+    x_keys = _trace_fields(conn, "KEY_SCHEDULE")
+    s = Section("3. Key exchange: a secret only these two can compute")
+    s.text = [
+        "First exactly the classic explanation, RSA key transport: the client makes a random "
+        "48-byte pre-master secret, encrypts it with the public key from the server's "
+        "certificate, and sends it; only the server's private key can decrypt it.",
+        "Then what the mesh really uses, ephemeral Diffie-Hellman (ECDHE, X25519): each side "
+        "makes a fresh key pair for this connection only and sends the public half; each "
+        "combines its private half with the other's public half and both get the same "
+        "secret, which never crosses the wire.",
+    ]
+    s.command = (
+        "mtlsdemo handshake --suites RSA-OAEP-AES-256-GCM   (in memory, with two RSA "
+        "identities the mesh's CA issued for the tour)"
+    )
+    s.output = [
+        f"RSA-OAEP: ClientKeyExchange carries {cke.get('data_len')} bytes: {cke.get('carries')}",
+        f"          the server decrypted it: {got.get('decrypted', '?')}",
+        "          both sides' key schedules agree: "
+        + ("yes" if keys.get("fingerprints") == skeys.get("fingerprints") else "NO"),
+        "ECDHE (the handshake of step 1): key schedule fingerprints "
+        + ", ".join(f"{k.split(' =')[0]} {v}" for k, v in list(x_keys["fingerprints"].items())[:2]),
+        "labels: master = HKDF-Extract(client_random || server_random, shared); "
+        'traffic keys = HKDF-Expand-Label(master, "c ap traffic" / "s ap traffic", transcript hash)',
+    ]
+    s.really = [
+        "The pre-master secret is not the session key: both sides feed it (or the ECDHE "
+        "output), both randoms and the transcript into HKDF and derive separate keys for "
+        "each direction. And RSA key transport gives up forward secrecy: whoever records "
+        "the traffic and later steals the server's private key decrypts the pre-master and "
+        "everything after it. With ECDHE the key pairs are thrown away after the handshake, "
+        "so a stolen certificate key opens nothing recorded before.",
+    ]
+    s.watch = (
+        'dashboard panel "Handshake time per step" (key_exchange); mtls_handshake_phase_duration_seconds'
+    )
+    s.facts = {"rsa_kx": cke.get("carries", ""), "rsa_decrypted": got.get("decrypted", "")}
+    return s
+
+
+def data(mesh: LocalMesh, work: Path) -> Section:
+    c = mesh.config
+    cl, sv = _in_memory(
+        c.certs_dir / "gateway", c.certs_dir / "ledger", "ECDHE-X25519-AES-256-GCM", c.id("ledger")
+    )
+    message = b"transfer 12.50 alice->bob"
+    cl.send_data(message)
+    wire = cl.data_to_send()
+    got = b"".join(e.data for e in sv.receive_data(wire) if isinstance(e, DataReceived))
+    cl.send_data(message)
+    wire2 = cl.data_to_send()
+    tampered = wire2[:-1] + bytes((wire2[-1] ^ 0x01,))
+    try:
+        sv.receive_data(tampered)
+        outcome = "accepted (!)"
+        reason = "none"
+    except ProtocolError as e:
+        outcome, reason = f"refused: {e.reason.value} — {e.detail}", e.reason.value
+    s = Section("4. Data: encrypted under the session keys")
+    s.text = [
+        "Both sides send Finished, a MAC over the whole handshake under the new keys: if "
+        "anything was changed in flight, the MACs differ and the connection ends. From then "
+        "on, data travels in records sealed with AES-256-GCM: encrypted, and authenticated "
+        "so that a changed byte is detected.",
+    ]
+    s.command = "(in memory: the gateway sends a record to the ledger)"
+    s.output = [
+        f"plaintext:            {message.decode()}",
+        f"on the wire ({len(wire)} B): header {wire[:HEADER_LEN].hex()} | "
+        f"ciphertext+tag {wire[HEADER_LEN:].hex()[:48]}…",
+        "an eavesdropper sees: the record type and length, random-looking bytes",
+        f"the ledger decrypts:  {got.decode()}",
+        f"one bit flipped:      {outcome}",
+    ]
+    s.really = [
+        '"Encrypted" is not enough: without the authentication tag, a flipped bit would '
+        "silently change the amount. AEAD ciphers check every record; a failure ends the "
+        "connection (`mtlsdemo break tamper` does it between two real sidecars).",
+    ]
+    s.watch = 'mtls_record_bytes_total; mtls_record_failures_total; panel "Record failures"'
+    s.facts = {"decrypted": got.decode(), "tampered": reason}
+    return s
+
+
+def openssl_example(mesh: LocalMesh, work: Path, openssl: str) -> Section:
+    c = mesh.config
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=work, check=True, capture_output=True, timeout=60)
+
+    run("genrsa", "-out", "server.key", "2048")
+    run("req", "-new", "-key", "server.key", "-out", "server.csr", "-subj", "/CN=gateway")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-signkey",
+        "server.key",
+        "-out",
+        "server.crt",
+        "-days",
+        "365",
+    )
+    selfsigned = work / "self-signed"
+    selfsigned.mkdir()
+    for f, name in (("server.crt", "tls.crt"), ("server.key", "tls.key")):
+        shutil.copy(work / f, selfsigned / name)
+    (selfsigned / "tls.key").chmod(0o600)
+    shutil.copy(c.certs_dir / "gateway" / "ca.crt", selfsigned / "ca.crt")
+    refused = handshake(*c.ledger, client_config(selfsigned, c.id("ledger")), timeout=c.timeout)
+    refused.close()
+    first = refused.error
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mtlsdemo",
+            "certs",
+            "sign",
+            "server.csr",
+            "--ca-dir",
+            str(c.certs_dir.resolve() / "ca"),
+            "--service",
+            "gateway",
+            "--out",
+            "signed.crt",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if r.returncode != 0:
+        raise PkiError(f"tour: certs sign failed: {r.stderr.strip()}")
+    signed = work / "ca-signed"
+    signed.mkdir()
+    shutil.copy(work / "signed.crt", signed / "tls.crt")
+    shutil.copy(work / "signed.ocsp", signed / "tls.ocsp")
+    shutil.copy(work / "server.key", signed / "tls.key")
+    (signed / "tls.key").chmod(0o600)
+    shutil.copy(c.certs_dir / "gateway" / "ca.crt", signed / "ca.crt")
+    accepted = handshake(*c.ledger, client_config(signed, c.id("ledger")), timeout=c.timeout)
+    accepted.close()
+    second = accepted.error
+    s = Section("5. The classic openssl example, for real")
+    s.text = [
+        "The three openssl commands everyone learns make a key, a certificate signing "
+        "request (CSR) and a certificate signed by that same key — self-signed. Presented to "
+        "the mesh, it is refused: nobody's trust store holds its issuer. Signed by the "
+        "mesh's CA instead (same key, same CSR), it is accepted.",
+    ]
+    s.command = (
+        "openssl genrsa -out server.key 2048; openssl req -new -key server.key -out server.csr "
+        "-subj /CN=gateway; openssl x509 -req -in server.csr -signkey server.key -out "
+        "server.crt -days 365; then mtlsdemo certs sign server.csr --ca-dir certs/ca "
+        "--service gateway"
+    )
+    who = "the ledger's sidecar" if first is not None and first.origin == "remote" else "?"
+    s.output = [
+        "self-signed server.crt presented to the ledger's sidecar: "
+        + (f"refused by {who}: {first.reason.value}" if first else "ACCEPTED (!)"),
+        "the same CSR signed by the mesh's CA: "
+        + ("accepted: the handshake completed" if second is None else f"refused: {second}"),
+    ]
+    s.really = [
+        'Self-signed does not mean "less encrypted": the keys and ciphers are the same. It '
+        "means nobody vouches for the name: a self-signed certificate for any name can be "
+        "made by anyone, so a verifier accepts it only if it was put in its trust store by "
+        "hand. A CA-signed one is accepted by everyone who trusts that CA.",
+    ]
+    s.watch = 'mtls_handshakes_total{reason="unknown_ca",origin="local"} on the ledger sidecar'
+    s.facts = {
+        "self_signed": first.reason.value if first else "accepted",
+        "self_signed_refused_by": who,
+        "ca_signed": "accepted" if second is None else second.reason.value,
+    }
+    return s
+
+
+SECTIONS: list[str] = ["hello", "certificate verification", "key exchange", "data", "openssl"]
+
+
+def run_tour(mesh: LocalMesh, openssl: str | None) -> list[Section]:
+    with tempfile.TemporaryDirectory(prefix="mtlsdemo-tour-") as tmp:
+        work = Path(tmp)
+        first, conn = hello(mesh)
+        out = [first, certificate_verification(mesh, conn), key_exchange(mesh, work, conn)]
+        out.append(data(mesh, work))
+        if openssl is not None:
+            out.append(openssl_example(mesh, work, openssl))
+        else:
+            out.append(Section("5. The classic openssl example", ["(skipped: no `openssl` here)"]))
+    return out
+
+
+def render(sections: list[Section], markdown: bool, pause: Callable[[], None] | None) -> str:
+    lines: list[str] = []
+    if markdown:
+        lines += [
+            "# TLS, the four steps, on the running mesh",
+            "",
+            "Generated by `mtlsdemo tour --non-interactive --markdown` against `make run` "
+            f"({dt.datetime.now(dt.UTC):%Y-%m-%d}); regenerate with `make walkthrough`. "
+            "Every output below is real.",
+            "",
+        ]
+    for s in sections:
+        if markdown:
+            lines += [f"## {s.title}", "", *[f"{t}\n" for t in s.text]]
+            if s.command:
+                lines += ["```", f"$ {s.command}", *s.output, "```", ""]
+            for r in s.really:
+                lines += [f"**What really happens.** {r}", ""]
+            if s.watch:
+                lines += [f"*Watch it over time:* {s.watch}", ""]
+        else:
+            lines += [f"== {s.title}", *[f"   {t}" for t in s.text]]
+            if s.command:
+                lines += [f"   $ {s.command}", *[f"     {o}" for o in s.output]]
+            lines += [f"   what really happens: {r}" for r in s.really]
+            if s.watch:
+                lines.append(f"   watch it over time: {s.watch}")
+            lines.append("")
+        if pause is not None:
+            print("\n".join(lines), flush=True)
+            lines = []
+            pause()
+    return "\n".join(lines)
+
+
+def openssl_binary() -> str | None:
+    return shutil.which("openssl")
