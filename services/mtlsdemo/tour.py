@@ -217,9 +217,7 @@ def key_exchange(mesh: LocalMesh, work: Path, conn) -> Section:
         "everything after it. With ECDHE the key pairs are thrown away after the handshake, "
         "so a stolen certificate key opens nothing recorded before.",
     ]
-    s.watch = (
-        'dashboard panel "Handshake time per step" (key_exchange); mtls_handshake_phase_duration_seconds'
-    )
+    s.watch = 'dashboard panel "Handshake time per step" (key_exchange); mtls_handshake_phase_duration_seconds'
     s.facts = {"rsa_kx": cke.get("carries", ""), "rsa_decrypted": got.get("decrypted", "")}
     return s
 
@@ -380,7 +378,7 @@ def run_tour(mesh: LocalMesh, openssl: str | None) -> list[Section]:
     return out
 
 
-def render(sections: list[Section], markdown: bool, pause: Callable[[], None] | None) -> str:
+def render(sections: list[Section], markdown: bool, pause: Callable[[], object] | None) -> str:
     lines: list[str] = []
     if markdown:
         lines += [
