@@ -244,8 +244,8 @@ def data(mesh: LocalMesh, work: Path) -> Section:
     s.text = [
         "Both sides send Finished, a MAC over the whole handshake under the new keys: if "
         "anything was changed in flight, the MACs differ and the connection ends. From then "
-        "on, data travels in records sealed with AES-256-GCM: encrypted, and authenticated "
-        "so that a changed byte is detected.",
+        "on, data travels in records sealed with AES-256-GCM, an authenticated cipher "
+        "(AEAD: it encrypts, and adds a tag that detects any changed byte).",
     ]
     s.command = "(in memory: the gateway sends a record to the ledger)"
     s.output = [
