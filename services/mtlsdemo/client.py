@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -17,24 +17,50 @@ from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.rpc.diagnose import diagnose, is_transport_failure
 
 
+@dataclass(frozen=True)
+class ClientCall:
+    """What to ask the gateway (the fields each action uses)."""
+
+    action: str
+    owner: str = ""
+    id: str | None = None
+    account: str = ""
+    amount: int = 0  # cents, parsed at the edge
+    key: str | None = None
+    source: str = ""
+    destination: str = ""
+    follow: bool = False
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """`mtlsdemo client`, typed (built from the flags in commands/client.py)."""
+
+    call: ClientCall
+    gateway_addr: str = "127.0.0.1:50052"
+    tls_dir: Path = Path("certs/cli")
+    server_name: str = "gateway"
+    timeout: float = 10.0
+
+
 def gateway_channel(address: str, material: IdentityMaterial, server_name: str) -> grpc.Channel:
     return secure_channel(address, material, server_name)
 
 
-def explain(e: grpc.RpcError, args: argparse.Namespace, material: IdentityMaterial) -> str:
+def explain(e: grpc.RpcError, cfg: ClientConfig, material: IdentityMaterial) -> str:
     """gRPC's status, or for a failed TLS handshake, who refused whom and why."""
     said = f"{e.code().name}: {e.details()}"
     if e.code() != grpc.StatusCode.UNAVAILABLE or not is_transport_failure(e.details()):
         return said
     from mtlsdemo.sidecar.config import parse_hostport
 
-    host, port = parse_hostport(args.gateway_addr, default_host="127.0.0.1")
-    tls_dir = Path(args.tls_dir)
+    host, port = parse_hostport(cfg.gateway_addr, default_host="127.0.0.1")
+    tls_dir = Path(cfg.tls_dir)
     found = diagnose(
         host,
         port,
         IdentitySource(tls_dir).current,
-        args.server_name,
+        cfg.server_name,
         dt.datetime.now(dt.UTC),
         identity_dir=tls_dir,
     )
@@ -43,52 +69,52 @@ def explain(e: grpc.RpcError, args: argparse.Namespace, material: IdentityMateri
     return f"{found.sentence('gateway')} (gRPC said {e.code().name})"
 
 
-def run(args: argparse.Namespace) -> int:
-    material = IdentitySource(Path(args.tls_dir)).current  # read once: the call and the diagnosis
-    channel = gateway_channel(args.gateway_addr, material, args.server_name)
+def run(cfg: ClientConfig) -> int:
+    material = IdentitySource(Path(cfg.tls_dir)).current  # read once: the call and the diagnosis
+    channel = gateway_channel(cfg.gateway_addr, material, cfg.server_name)
     stub = pb_grpc.GatewayServiceStub(channel)
-    t = args.timeout
+    t = cfg.timeout
     try:
-        if args.action == "open":
+        if cfg.call.action == "open":
             r = stub.OpenAccount(
-                pb.OpenAccountRequest(owner=args.owner, account_id=args.id or ""), timeout=t
+                pb.OpenAccountRequest(owner=cfg.call.owner, account_id=cfg.call.id or ""), timeout=t
             )
             print(f"opened {r.account_id} for {r.owner}")
-        elif args.action == "deposit":
+        elif cfg.call.action == "deposit":
             r = stub.Deposit(
                 pb.DepositRequest(
-                    account_id=args.account,
-                    amount_cents=args.amount,
-                    idempotency_key=args.key or "",
+                    account_id=cfg.call.account,
+                    amount_cents=cfg.call.amount,
+                    idempotency_key=cfg.call.key or "",
                 ),
                 timeout=t,
             )
             print(
                 f"deposit #{r.transfer_id}{' (replayed)' if r.replayed else ''}: "
-                f"{args.account} balance {format_cents(r.to_balance_cents)}  key={r.idempotency_key}"
+                f"{cfg.call.account} balance {format_cents(r.to_balance_cents)}  key={r.idempotency_key}"
             )
-        elif args.action == "transfer":
+        elif cfg.call.action == "transfer":
             r = stub.Transfer(
                 pb.TransferRequest(
-                    from_account_id=args.source,
-                    to_account_id=args.destination,
-                    amount_cents=args.amount,
-                    idempotency_key=args.key or "",
+                    from_account_id=cfg.call.source,
+                    to_account_id=cfg.call.destination,
+                    amount_cents=cfg.call.amount,
+                    idempotency_key=cfg.call.key or "",
                 ),
                 timeout=t,
             )
             print(
                 f"transfer #{r.transfer_id}{' (replayed)' if r.replayed else ''}: "
-                f"{args.source} {format_cents(r.from_balance_cents)} -> "
-                f"{args.destination} {format_cents(r.to_balance_cents)}  key={r.idempotency_key}"
+                f"{cfg.call.source} {format_cents(r.from_balance_cents)} -> "
+                f"{cfg.call.destination} {format_cents(r.to_balance_cents)}  key={r.idempotency_key}"
             )
-        elif args.action == "balance":
-            r = stub.GetBalance(pb.GetBalanceRequest(account_id=args.account), timeout=t)
+        elif cfg.call.action == "balance":
+            r = stub.GetBalance(pb.GetBalanceRequest(account_id=cfg.call.account), timeout=t)
             print(f"{r.account_id} ({r.owner}): {format_cents(r.balance_cents)}")
-        elif args.action == "statement":
+        elif cfg.call.action == "statement":
             stream = stub.Statement(
-                pb.StatementRequest(account_id=args.account, follow=args.follow),
-                timeout=None if args.follow else t,
+                pb.StatementRequest(account_id=cfg.call.account, follow=cfg.call.follow),
+                timeout=None if cfg.call.follow else t,
             )
             for e in stream:
                 when = dt.datetime.fromtimestamp(e.created_unix_ms / 1000, dt.UTC)
@@ -98,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                     flush=True,
                 )
     except grpc.RpcError as e:
-        print(f"error: {explain(e, args, material)}", file=sys.stderr)
+        print(f"error: {explain(e, cfg, material)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -6,50 +6,61 @@ SERVING (mTLS with --probe-tls-dir, else plaintext). Exit 0 healthy, 1 not.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def run(args: argparse.Namespace) -> int:
-    if not args.probe_http and not args.probe_grpc:
+@dataclass(frozen=True)
+class ProbeConfig:
+    """`mtlsdemo probe`, typed (built from the flags in commands/probe.py)."""
+
+    probe_http: str | None = None
+    probe_grpc: str | None = None
+    probe_tls_dir: str | None = None
+    probe_server_name: str = "localhost"
+    probe_timeout: float = 2.0
+
+
+def run(cfg: ProbeConfig) -> int:
+    if not cfg.probe_http and not cfg.probe_grpc:
         return 0  # nothing configured for this role: the process being alive is enough
-    if args.probe_http:
+    if cfg.probe_http:
         try:
-            with urllib.request.urlopen(args.probe_http, timeout=args.probe_timeout) as r:
+            with urllib.request.urlopen(cfg.probe_http, timeout=cfg.probe_timeout) as r:
                 if not 200 <= r.status < 300:
-                    print(f"unhealthy: {args.probe_http} answered {r.status}", file=sys.stderr)
+                    print(f"unhealthy: {cfg.probe_http} answered {r.status}", file=sys.stderr)
                     return 1
         except (urllib.error.URLError, OSError) as e:
-            print(f"unhealthy: {args.probe_http}: {e}", file=sys.stderr)
+            print(f"unhealthy: {cfg.probe_http}: {e}", file=sys.stderr)
             return 1
-    if args.probe_grpc:
+    if cfg.probe_grpc:
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         from mtlsdemo.rpc.credentials import secure_channel
 
         channel = (
-            secure_channel(args.probe_grpc, Path(args.probe_tls_dir), args.probe_server_name)
-            if args.probe_tls_dir
-            else grpc.insecure_channel(args.probe_grpc)
+            secure_channel(cfg.probe_grpc, Path(cfg.probe_tls_dir), cfg.probe_server_name)
+            if cfg.probe_tls_dir
+            else grpc.insecure_channel(cfg.probe_grpc)
         )
         try:
             status = (
                 health_pb2_grpc.HealthStub(channel)
-                .Check(health_pb2.HealthCheckRequest(), timeout=args.probe_timeout)
+                .Check(health_pb2.HealthCheckRequest(), timeout=cfg.probe_timeout)
                 .status
             )
         except grpc.RpcError as e:
-            print(f"unhealthy: {args.probe_grpc}: {e.code().name}: {e.details()}", file=sys.stderr)
+            print(f"unhealthy: {cfg.probe_grpc}: {e.code().name}: {e.details()}", file=sys.stderr)
             return 1
         finally:
             channel.close()
         if status != health_pb2.HealthCheckResponse.SERVING:
             print(
-                f"unhealthy: {args.probe_grpc} is {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}",
+                f"unhealthy: {cfg.probe_grpc} is {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}",
                 file=sys.stderr,
             )
             return 1

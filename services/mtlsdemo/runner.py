@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mtlsdemo.handshake.suites import Suite
 from mtlsdemo.loadgen import run_load
 from mtlsdemo.localports import bindable
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
@@ -39,6 +40,31 @@ from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
 SERVICES = ("ledger", "gateway", "cli")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """`mtlsdemo run`, typed (built from the flags in commands/run.py)."""
+
+    certs_dir: Path = Path("certs")
+    data_dir: Path = Path("var")
+    trust_domain: str = "mtls-demo.local"
+    namespace: str = "default"
+    mode: str = "sidecar"
+    ledger_port: int = 50051
+    gateway_port: int = 50052
+    ledger_metrics_port: int = 9101
+    gateway_metrics_port: int = 9102
+    ledger_app_port: int = 50061
+    route_port: int = 15001
+    gateway_admin_port: int = 9901
+    ledger_admin_port: int = 9902
+    traffic_seconds: float = 3.0
+    exit_after_traffic: bool = False
+    key_type: str | None = None  # None: keep the existing leaves' type
+    suites: tuple[Suite, ...] | None = None
+
+
 STATUS_REFRESH = dt.timedelta(minutes=15)  # a quarter of the window: three misses still fine
 COLORS = {
     "ledger": "\033[36m",
@@ -149,22 +175,22 @@ def fetch_status(admin_port: int) -> dict:
         return json.loads(r.read())
 
 
-def run(args) -> int:
-    certs = Path(args.certs_dir)
-    td, ns = args.trust_domain, args.namespace
-    sidecars = args.mode == "sidecar"
+def run(cfg: RunConfig) -> int:
+    certs = Path(cfg.certs_dir)
+    td, ns = cfg.trust_domain, cfg.namespace
+    sidecars = cfg.mode == "sidecar"
     ports = {
-        "--ledger-port": args.ledger_port,
-        "--gateway-port": args.gateway_port,
-        "--ledger-metrics-port": args.ledger_metrics_port,
-        "--gateway-metrics-port": args.gateway_metrics_port,
+        "--ledger-port": cfg.ledger_port,
+        "--gateway-port": cfg.gateway_port,
+        "--ledger-metrics-port": cfg.ledger_metrics_port,
+        "--gateway-metrics-port": cfg.gateway_metrics_port,
     }
     if sidecars:
         ports |= {
-            "--ledger-app-port": args.ledger_app_port,
-            "--route-port": args.route_port,
-            "--gateway-admin-port": args.gateway_admin_port,
-            "--ledger-admin-port": args.ledger_admin_port,
+            "--ledger-app-port": cfg.ledger_app_port,
+            "--route-port": cfg.route_port,
+            "--gateway-admin-port": cfg.gateway_admin_port,
+            "--ledger-admin-port": cfg.ledger_admin_port,
         }
     for flag, port in ports.items():
         if not bindable(port):
@@ -173,8 +199,8 @@ def run(args) -> int:
                 file=sys.stderr,
             )
             return 2
-    key_type = args.key_type or existing_key_type(certs) or DEFAULT_KEY_TYPE
-    suites = args.suites
+    key_type = cfg.key_type or existing_key_type(certs) or DEFAULT_KEY_TYPE
+    suites = cfg.suites
     if suites and not sidecars:
         print(
             "error: --suites: only the sidecars (--mode sidecar) speak MTD/1's suites",
@@ -195,12 +221,12 @@ def run(args) -> int:
         )
     ):
         print(f"   {change}")
-    ledger_addr = f"127.0.0.1:{args.ledger_port}"
-    gateway_addr = f"127.0.0.1:{args.gateway_port}"
+    ledger_addr = f"127.0.0.1:{cfg.ledger_port}"
+    gateway_addr = f"127.0.0.1:{cfg.gateway_port}"
     gw_id, ledger_id, cli_id = (spiffe_id(td, ns, s) for s in ("gateway", "ledger", "cli"))
     py = [sys.executable, "-m", "mtlsdemo"]
-    db = ["--db", str(Path(args.data_dir) / "ledger.db")]
-    ledger_metrics = ["--metrics-listen", f"127.0.0.1:{args.ledger_metrics_port}"]
+    db = ["--db", str(Path(cfg.data_dir) / "ledger.db")]
+    ledger_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.ledger_metrics_port}"]
     gateway_common = [
         "serve",
         "gateway",
@@ -211,14 +237,14 @@ def run(args) -> int:
         "--allow-id",
         cli_id,
         "--metrics-listen",
-        f"127.0.0.1:{args.gateway_metrics_port}",
+        f"127.0.0.1:{cfg.gateway_metrics_port}",
         "--crl",
         str(certs / "ca" / "crl.pem"),
     ]
     suite_flags = ["--suites", ",".join(s.name for s in suites)] if suites else []
     if sidecars:
-        ledger_app = f"127.0.0.1:{args.ledger_app_port}"
-        route = f"127.0.0.1:{args.route_port}"
+        ledger_app = f"127.0.0.1:{cfg.ledger_app_port}"
+        route = f"127.0.0.1:{cfg.route_port}"
         children = [
             Child(
                 "ledger",
@@ -241,7 +267,7 @@ def run(args) -> int:
                     "--allow-id",
                     gw_id,
                     "--admin-listen",
-                    f"127.0.0.1:{args.ledger_admin_port}",
+                    f"127.0.0.1:{cfg.ledger_admin_port}",
                     *suite_flags,
                 ],
             ),
@@ -257,7 +283,7 @@ def run(args) -> int:
                     "--route",
                     f"{route}={ledger_addr}@{ledger_id}",
                     "--admin-listen",
-                    f"127.0.0.1:{args.gateway_admin_port}",
+                    f"127.0.0.1:{cfg.gateway_admin_port}",
                     *suite_flags,
                 ],
             ),
@@ -295,7 +321,7 @@ def run(args) -> int:
         target=keep_statuses_fresh, args=(certs, stopping), daemon=True, name="refresh-status"
     ).start()
     try:
-        print(f"== starting {', '.join(c.name for c in children)} ({args.mode} mode)")
+        print(f"== starting {', '.join(c.name for c in children)} ({cfg.mode} mode)")
         deadline = time.monotonic() + 30
         for c in children:
             c.start(color)
@@ -306,26 +332,24 @@ def run(args) -> int:
                     wait_serving(ledger_addr, certs / "cli", "ledger", deadline, children)
             elif c.name.endswith("sidecar"):
                 admin = (
-                    args.ledger_admin_port
-                    if c.name.startswith("ledger")
-                    else args.gateway_admin_port
+                    cfg.ledger_admin_port if c.name.startswith("ledger") else cfg.gateway_admin_port
                 )
                 wait_ready(admin, deadline, children)
         wait_serving(gateway_addr, certs / "cli", "gateway", deadline, children)
-        if args.traffic_seconds > 0:
-            print(f"== traffic: {args.traffic_seconds:.0f}s of transfers through the gateway")
+        if cfg.traffic_seconds > 0:
+            print(f"== traffic: {cfg.traffic_seconds:.0f}s of transfers through the gateway")
             result = run_load(
                 gateway_addr,
                 certs / "cli",
                 "gateway",
                 rps=20,
-                duration=args.traffic_seconds,
+                duration=cfg.traffic_seconds,
                 concurrency=2,
                 progress=sys.stderr.isatty(),
             )
             print(f"   {result.summary()}")
-        print_summary(args, certs, ledger_addr, gateway_addr)
-        if args.exit_after_traffic:
+        print_summary(cfg, certs, ledger_addr, gateway_addr)
+        if cfg.exit_after_traffic:
             return 0
         print("== running; Ctrl-C stops everything")
         while not stopping.is_set():
@@ -399,41 +423,41 @@ def accounts_present(gateway_addr: str, cli_dir: Path, names: tuple[str, ...]) -
     return found
 
 
-def print_summary(args, certs: Path, ledger_addr: str, gateway_addr: str) -> None:
-    td, ns = args.trust_domain, args.namespace
+def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: str) -> None:
+    td, ns = cfg.trust_domain, cfg.namespace
     cli = f"mtlsdemo client --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'}"
     now = dt.datetime.now(dt.UTC)
     existing = accounts_present(gateway_addr, certs / "cli", ("alice", "bob"))
     lines = [
-        f"== mtlsdemo is up ({now:%H:%M:%S}Z, {args.mode} mode)",
+        f"== mtlsdemo is up ({now:%H:%M:%S}Z, {cfg.mode} mode)",
         f"   certificates left: {', '.join(lifetimes(certs, now))}; stapled statuses "
         f"re-signed every {human(STATUS_REFRESH)} (valid {human(STATUS_WINDOW)})",
         f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {spiffe_id(td, ns, 'cli')}",
     ]
-    if args.mode == "sidecar":
+    if cfg.mode == "sidecar":
         lines += [
-            f"   gateway -> 127.0.0.1:{args.route_port} (gateway-sidecar, plaintext on loopback)"
-            f" == MTD/1 ==> {ledger_addr} (ledger-sidecar) -> 127.0.0.1:{args.ledger_app_port} (ledger)",
-            f"   sidecar admin  http://127.0.0.1:{args.gateway_admin_port}/status (gateway-sidecar)",
-            f"                  http://127.0.0.1:{args.ledger_admin_port}/status (ledger-sidecar)",
+            f"   gateway -> 127.0.0.1:{cfg.route_port} (gateway-sidecar, plaintext on loopback)"
+            f" == MTD/1 ==> {ledger_addr} (ledger-sidecar) -> 127.0.0.1:{cfg.ledger_app_port} (ledger)",
+            f"   sidecar admin  http://127.0.0.1:{cfg.gateway_admin_port}/status (gateway-sidecar)",
+            f"                  http://127.0.0.1:{cfg.ledger_admin_port}/status (ledger-sidecar)",
         ]
     else:
         lines.append(
             f"   ledger   {ledger_addr}  gRPC mTLS, callers allowed: {spiffe_id(td, ns, 'gateway')}"
         )
     lines += [
-        f"   metrics  http://127.0.0.1:{args.gateway_metrics_port}/metrics (gateway)",
-        f"            http://127.0.0.1:{args.ledger_metrics_port}/metrics (ledger)",
+        f"   metrics  http://127.0.0.1:{cfg.gateway_metrics_port}/metrics (gateway)",
+        f"            http://127.0.0.1:{cfg.ledger_metrics_port}/metrics (ledger)",
     ]
-    if args.mode == "sidecar":
+    if cfg.mode == "sidecar":
         lines.append("== mesh edges (from the sidecars' /status)")
         lines.append(
             f"   {'seen by':<16} {'client':<47} {'server':<46} {'suite':<25} "
             f"{'ok':>4} {'failed':>6}"
         )
         for name, port in (
-            ("gateway-sidecar", args.gateway_admin_port),
-            ("ledger-sidecar", args.ledger_admin_port),
+            ("gateway-sidecar", cfg.gateway_admin_port),
+            ("ledger-sidecar", cfg.ledger_admin_port),
         ):
             try:
                 status = fetch_status(port)
@@ -466,9 +490,9 @@ def print_summary(args, certs: Path, ledger_addr: str, gateway_addr: str) -> Non
         f"     mtlsdemo certs rotate-ca plan --out {certs}      (then prepare, switch, finish)",
         f"     mtlsdemo certs revoke gateway --out {certs}      (then `certs bootstrap` re-issues)",
     ]
-    if args.mode == "sidecar":
+    if cfg.mode == "sidecar":
         lines.append(f"     mtlsdemo handshake --trace --connect {ledger_addr} --certs-dir {certs}")
-        lines.append(f"     curl -s http://127.0.0.1:{args.ledger_admin_port}/status")
+        lines.append(f"     curl -s http://127.0.0.1:{cfg.ledger_admin_port}/status")
     else:
         lines.append("     mtlsdemo handshake --trace")
     print("\n".join(lines), flush=True)

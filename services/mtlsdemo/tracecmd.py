@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +245,25 @@ def _failure_lines(conns: list[Connection]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class TraceConfig:
+    """`mtlsdemo handshake`, typed (built from the flags in commands/handshake.py)."""
+
+    certs_dir: Path = Path("certs")
+    client_dir: Path | None = None
+    server_dir: Path | None = None
+    peer_id: tuple[str, ...] = ()
+    allow_id: tuple[str, ...] = ()
+    suites: tuple[Suite, ...] | None = None
+    server_suites: tuple[Suite, ...] | None = None
+    require_status: str = "hard"
+    show_secrets: bool = False
+    connect: tuple[str, int] | None = None
+    connect_timeout: float = 5.0
+    days_ahead: float = 0.0
+    json: bool = False
+
+
 IN_MEMORY_ONLY = {
     "days_ahead": "--days-ahead",
     "allow_id": "--allow-id",
@@ -252,35 +272,35 @@ IN_MEMORY_ONLY = {
 }
 
 
-def run(args) -> int:
-    if args.connect:
-        given = [flag for attr, flag in IN_MEMORY_ONLY.items() if getattr(args, attr)]
+def run(cfg: TraceConfig) -> int:
+    if cfg.connect:
+        given = [flag for attr, flag in IN_MEMORY_ONLY.items() if getattr(cfg, attr)]
         if given:
             raise PkiError(
                 f"{', '.join(given)}: only for the in-memory handshake; with --connect the "
                 "server is the running sidecar, with its own clock, allow-list and suites "
                 "(drop them, or drop --connect)"
             )
-    certs = _ensure_certs(Path(args.certs_dir))
-    client_dir = Path(args.client_dir) if args.client_dir else certs / "gateway"
-    server_dir = Path(args.server_dir) if args.server_dir else certs / "ledger"
-    peer_ids = tuple(args.peer_id or ())
+    certs = _ensure_certs(Path(cfg.certs_dir))
+    client_dir = Path(cfg.client_dir) if cfg.client_dir else certs / "gateway"
+    server_dir = Path(cfg.server_dir) if cfg.server_dir else certs / "ledger"
+    peer_ids = tuple(cfg.peer_id or ())
     ccfg = identity_config(
         client_dir,
-        args.suites,
+        cfg.suites,
         peer_ids,
-        require_status=args.require_status,
-        show_secrets=args.show_secrets,
+        require_status=cfg.require_status,
+        show_secrets=cfg.show_secrets,
     )
-    if args.connect:
-        return _run_connected(args, ccfg)
+    if cfg.connect:
+        return _run_connected(cfg, ccfg)
     scfg = identity_config(
         server_dir,
-        args.server_suites or SUITES,  # the in-memory server accepts every suite
-        tuple(args.allow_id or ()),
-        require_status=args.require_status,
+        cfg.server_suites or SUITES,  # the in-memory server accepts every suite
+        tuple(cfg.allow_id or ()),
+        require_status=cfg.require_status,
     )
-    now = dt.datetime.now(dt.UTC) + dt.timedelta(days=args.days_ahead)
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(days=cfg.days_ahead)
     c, s = system.connection("client", ccfg, now), system.connection("server", scfg, now)
     error: ProtocolError | None = None
     c.start()
@@ -297,7 +317,7 @@ def run(args) -> int:
             other.receive_data((c if other is s else s).data_to_send())
     records = [] if error else _demo_records(c, s)
     entries = sorted(c.trace + s.trace, key=lambda e: e.at)
-    return _print(args, entries, [c, s], records, error, both_sides=True)
+    return _print(cfg, entries, [c, s], records, error, both_sides=True)
 
 
 def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:
@@ -320,9 +340,10 @@ def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:
     return out
 
 
-def _run_connected(args, ccfg: HandshakeConfig) -> int:
-    host, port = args.connect  # (host, port), parsed at the edge
-    attempt = dialer.handshake(host, port, ccfg, timeout=args.connect_timeout)
+def _run_connected(cfg: TraceConfig, ccfg: HandshakeConfig) -> int:
+    assert cfg.connect is not None  # run() calls this only with --connect
+    host, port = cfg.connect  # (host, port), parsed at the edge
+    attempt = dialer.handshake(host, port, ccfg, timeout=cfg.connect_timeout)
     c, error, sock = attempt.conn, attempt.error, attempt.sock
     records: list[dict[str, Any]] = []
     with sock:
@@ -342,7 +363,7 @@ def _run_connected(args, ccfg: HandshakeConfig) -> int:
                     "ciphertext": wire[HEADER_LEN:].hex(),
                 }
             )
-            sock.settimeout(args.connect_timeout)
+            sock.settimeout(cfg.connect_timeout)
             try:
                 data = sock.recv(65536)
                 evs = c.receive_data(data) if data else []
@@ -370,18 +391,18 @@ def _run_connected(args, ccfg: HandshakeConfig) -> int:
                 )
             c.close()
             sock.sendall(c.data_to_send())
-    return _print(args, c.trace, [c], records, error, both_sides=False)
+    return _print(cfg, c.trace, [c], records, error, both_sides=False)
 
 
 def _print(
-    args,
+    cfg: TraceConfig,
     entries: list[TraceEntry],
     conns: list[Connection],
     records: list[dict[str, Any]],
     error: ProtocolError | None,
     both_sides: bool,
 ) -> int:
-    if args.json:
+    if cfg.json:
         doc = {
             "messages": [e.as_dict() for e in entries],
             "results": [
@@ -417,7 +438,7 @@ def _print(
     title = (
         f"MTD/1 handshake trace: client {first.config.credentials.leaf.subject.rfc4514_string()}"
     )
-    print(title + (f"  <->  {args.connect[0]}:{args.connect[1]}" if args.connect else ""))
+    print(title + (f"  <->  {cfg.connect[0]}:{cfg.connect[1]}" if cfg.connect else ""))
     print("\n".join(_ladder(entries, both_sides)))
     for c in conns:
         print("\n".join(_result_lines(c)))

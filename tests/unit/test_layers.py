@@ -82,3 +82,19 @@ def test_the_handshake_core_reads_no_clock_and_no_randomness() -> None:
                     "monotonic",
                     "time",
                 ), f"{f.relative_to(PKG)}:{node.lineno} calls .{node.func.attr}()"
+
+
+def test_nothing_below_the_commands_sees_argparse() -> None:
+    """Commands turn flags into typed configs at the edge (commands/*, via
+    commands.common.typed); below them no module imports argparse or takes a
+    Namespace."""
+    root = Path(__file__).resolve().parents[2] / "services" / "mtlsdemo"
+    allowed = {root / "cli.py", root / "flags.py"}
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path in allowed or "commands" in path.relative_to(root).parts:
+            continue
+        text = path.read_text()
+        if "import argparse" in text or "Namespace" in text:
+            offenders.append(str(path.relative_to(root)))
+    assert offenders == []

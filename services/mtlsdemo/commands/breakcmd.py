@@ -23,12 +23,13 @@ def _hostport(text: str) -> tuple[str, int]:
 HOST_PORT = flags.checked(_hostport, "HOST:PORT")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "break",
         help="break the running local mesh on purpose, see who refused whom, then heal it",
         description="Scenarios: " + "; ".join(f"{n}: {s}" for n, s in SCENARIOS.items()),
     )
+    p.set_defaults(handler=main)
     p.add_argument("scenario", nargs="*", metavar="SCENARIO", help="one or more; see --list")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.add_argument("--all", action="store_true", help="run every scenario")
@@ -103,7 +104,7 @@ def config(args: argparse.Namespace) -> MeshConfig:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from mtlsdemo.breaking.scenarios import restore, run_scenario
 
     if args.list:

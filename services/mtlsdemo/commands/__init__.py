@@ -1,0 +1,20 @@
+"""The commands: one module each, registering its parser and turning the parsed
+flags into a typed config at the edge (``commands.common.typed``). Below these
+modules nothing sees an ``argparse.Namespace``; ``cli.py`` only assembles the
+parser and is the one error boundary."""
+
+from mtlsdemo.commands import (
+    bench,
+    breakcmd,
+    certs,
+    client,
+    handshake,
+    probe,
+    run,
+    serve,
+    sidecar,
+    tour,
+)
+
+# the order of `mtlsdemo --help`
+MODULES = (certs, serve, run, client, sidecar, handshake, breakcmd, tour, bench, probe)

@@ -1,0 +1,48 @@
+"""`mtlsdemo bench`: speed as ratios against references."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mtlsdemo import flags
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="speed as ratios against references measured in the same run")
+    p.set_defaults(handler=main)
+    p.add_argument("what", nargs="?", choices=["handshake", "sidecar", "all"], default="all")
+    flags.add(p, "--n", type=flags.at_least(4, int), default=400, help="samples per measurement")
+    flags.add(p, "--json", boolean=True, default=False, help="one JSON object with every figure")
+
+
+def main(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import json
+    import os
+    import platform
+    from importlib.metadata import version
+
+    out: dict[str, Any] = {
+        "meta": {
+            "date": f"{dt.datetime.now(dt.UTC):%Y-%m-%d}",
+            "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}",
+            "python": platform.python_version(),
+            **{name: version(name) for name in ("cryptography", "grpcio", "uvloop")},
+        }
+    }
+    if args.what in ("handshake", "all"):
+        from mtlsdemo.bench import handshake
+
+        out["handshake"] = handshake.run(n=args.n)
+        if not args.json:
+            print(handshake.table(out["handshake"]), flush=True)
+    if args.what in ("sidecar", "all"):
+        from mtlsdemo.bench import sidecar
+
+        out["sidecar"] = sidecar.run(n=args.n)
+        if not args.json:
+            print(sidecar.table(out["sidecar"]), flush=True)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return 0

@@ -1,0 +1,73 @@
+"""`mtlsdemo client` and `mtlsdemo loadgen`: calls to the gateway."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mtlsdemo import flags
+from mtlsdemo.commands.common import AMOUNT, typed
+
+
+def _client_flags(p: argparse.ArgumentParser) -> None:
+    flags.add(p, "--gateway-addr", default="127.0.0.1:50052", help="gateway address")
+    flags.add(p, "--tls-dir", default="certs/cli", help="client identity directory")
+    flags.add(p, "--server-name", default="gateway", help="DNS name the gateway must present")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("client", help="call the gateway with the cli certificate")
+    c.set_defaults(handler=main)
+    _client_flags(c)
+    flags.add(c, "--timeout", type=float, default=10.0, help="per-call deadline in seconds")
+    a = c.add_subparsers(dest="action", required=True)
+    o = a.add_parser("open", help="open an account")
+    o.add_argument("owner")
+    o.add_argument("--id", help="account id (default: generated)")
+    d = a.add_parser("deposit", help="deposit money")
+    d.add_argument("account")
+    d.add_argument("amount", type=AMOUNT, help="e.g. 100 or 12.50")
+    d.add_argument("--key", help="idempotency key (default: generated)")
+    t = a.add_parser("transfer", help="move money between accounts")
+    t.add_argument("source")
+    t.add_argument("destination")
+    t.add_argument("amount", type=AMOUNT)
+    t.add_argument("--key", help="idempotency key (default: generated)")
+    b = a.add_parser("balance", help="show an account's balance")
+    b.add_argument("account")
+    s = a.add_parser("statement", help="list an account's entries")
+    s.add_argument("account")
+    s.add_argument("--follow", action="store_true", help="keep streaming new entries")
+
+    lg = sub.add_parser("loadgen", help="steady traffic against the gateway with a summary")
+    lg.set_defaults(handler=_loadgen)
+    _client_flags(lg)
+    flags.add(lg, "--rps", type=flags.at_least(0.001), default=50.0, help="requests per second")
+    flags.add(lg, "--duration", type=flags.at_least(0), default=10.0, help="seconds to run")
+    flags.add(
+        lg, "--concurrency", type=flags.at_least(1, int), default=4, help="concurrent callers"
+    )
+
+
+def _loadgen(args: argparse.Namespace) -> int:
+    from mtlsdemo.loadgen import run_load
+
+    result = run_load(
+        args.gateway_addr,
+        Path(args.tls_dir),
+        args.server_name,
+        args.rps,
+        args.duration,
+        args.concurrency,
+        progress=sys.stderr.isatty(),
+    )
+    print(result.summary())
+    return 0 if result.errors == 0 else 1
+
+
+def main(args: argparse.Namespace) -> int:
+    from mtlsdemo.client import ClientCall, ClientConfig, run
+
+    call = typed(ClientCall, args, amount=getattr(args, "amount", 0))
+    return run(typed(ClientConfig, args, tls_dir=Path(args.tls_dir), call=call))

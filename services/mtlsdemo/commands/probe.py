@@ -1,0 +1,24 @@
+"""`mtlsdemo probe`: the container health check."""
+
+from __future__ import annotations
+
+import argparse
+
+from mtlsdemo import flags
+from mtlsdemo.commands.common import typed
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("probe", help="health check (for container HEALTHCHECK): exit 0 if healthy")
+    p.set_defaults(handler=main)
+    flags.add(p, "--probe-http", default=None, help="URL that must answer 2xx")
+    flags.add(p, "--probe-grpc", default=None, help="HOST:PORT whose gRPC health must be SERVING")
+    flags.add(p, "--probe-tls-dir", default=None, help="identity dir for an mTLS gRPC probe")
+    flags.add(p, "--probe-server-name", default="localhost", help="server name for the mTLS probe")
+    flags.add(p, "--probe-timeout", type=float, default=2.0, help="seconds")
+
+
+def main(args: argparse.Namespace) -> int:
+    from mtlsdemo.probe import ProbeConfig, run
+
+    return run(typed(ProbeConfig, args))

@@ -1,0 +1,78 @@
+"""`mtlsdemo run`: the whole system as local processes."""
+
+from __future__ import annotations
+
+import argparse
+
+from mtlsdemo import flags
+from mtlsdemo.commands.common import SUITE_LIST, typed
+from mtlsdemo.pki.keys import KEY_TYPES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("run", help="the whole system as local processes on 127.0.0.1")
+    r.set_defaults(handler=main)
+    flags.add(r, "--certs-dir", default="certs", help="where cert-bootstrap writes")
+    flags.add(r, "--data-dir", default="var", help="ledger database directory")
+    flags.add(r, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
+    flags.add(r, "--namespace", default="default", help="namespace in identities")
+    flags.add(r, "--ledger-port", type=int, default=50051, help="ledger gRPC port")
+    flags.add(r, "--gateway-port", type=int, default=50052, help="gateway gRPC port")
+    flags.add(r, "--ledger-metrics-port", type=int, default=9101, help="ledger /metrics port")
+    flags.add(r, "--gateway-metrics-port", type=int, default=9102, help="gateway /metrics port")
+    flags.add(
+        r,
+        "--mode",
+        default="sidecar",
+        choices=["sidecar", "native"],
+        help="sidecar: gateway -> sidecars (MTD/1) -> ledger; native: direct gRPC mTLS",
+    )
+    flags.add(
+        r,
+        "--ledger-app-port",
+        type=int,
+        default=50061,
+        help="sidecar mode: the ledger's plaintext port on 127.0.0.1",
+    )
+    flags.add(
+        r,
+        "--route-port",
+        type=int,
+        default=15001,
+        help="sidecar mode: the gateway sidecar's local port for the ledger",
+    )
+    flags.add(
+        r,
+        "--key-type",
+        default=None,
+        help=f"leaf key type ({', '.join(KEY_TYPES)}); default: keep the existing leaves' "
+        "(ecdsa-p256 for new ones); a change re-issues, and says so",
+    )
+    flags.add(
+        r,
+        "--suites",
+        type=SUITE_LIST,
+        default=None,
+        help="sidecar mode: the suites both sidecars offer/accept, e.g. RSA-OAEP-AES-256-GCM "
+        "(RSA key transport, the classic four steps; needs --key-type rsa-2048)",
+    )
+    flags.add(r, "--gateway-admin-port", type=int, default=9901, help="gateway sidecar admin")
+    flags.add(r, "--ledger-admin-port", type=int, default=9902, help="ledger sidecar admin")
+    flags.add(
+        r, "--traffic-seconds", type=flags.at_least(0), default=3.0, help="demo traffic after start"
+    )
+    flags.add(
+        r,
+        "--exit-after-traffic",
+        boolean=True,
+        default=False,
+        help="stop everything after the demo traffic (for scripts)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mtlsdemo.runner import RunConfig, run
+
+    return run(typed(RunConfig, args, certs_dir=Path(args.certs_dir), data_dir=Path(args.data_dir)))

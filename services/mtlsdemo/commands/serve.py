@@ -1,0 +1,89 @@
+"""`mtlsdemo serve ledger|gateway`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mtlsdemo import flags
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="run one gRPC service")
+    serve.set_defaults(handler=main)
+    ssub = serve.add_subparsers(dest="component", required=True)
+    for name, port, allow in (("ledger", 50051, "gateway"), ("gateway", 50052, "cli")):
+        p = ssub.add_parser(name, help=f"the {name} service")
+        flags.add(p, "--listen", default=f"127.0.0.1:{port}", help="gRPC listen address HOST:PORT")
+        flags.add(
+            p,
+            "--tls-dir",
+            default=f"certs/{name}",
+            help="identity directory with tls.crt, tls.key, ca.crt",
+        )
+        flags.add(
+            p,
+            "--plaintext",
+            boolean=True,
+            default=False,
+            help="serve without TLS (127.0.0.1 only; for use behind a sidecar)",
+        )
+        flags.add(
+            p,
+            "--allow-id",
+            multiple=True,
+            default=[f"spiffe://mtls-demo.local/ns/default/sa/{allow}"],
+            help="SPIFFE ID allowed to call (repeat)",
+            metavar="SPIFFE_ID",
+        )
+        flags.add(p, "--metrics-listen", default=None, help="serve /metrics on HOST:PORT")
+        flags.add(
+            p,
+            "--crl",
+            default=None,
+            help="CRL file (certs/ca/crl.pem) to check callers against; re-read when it changes",
+        )
+        if name == "ledger":
+            flags.add(p, "--db", default="var/ledger.db", help="SQLite database path")
+        else:
+            flags.add(p, "--ledger-addr", default="127.0.0.1:50051", help="ledger address")
+            flags.add(
+                p,
+                "--ledger-server-name",
+                default="ledger",
+                help="DNS name the ledger's certificate must carry",
+            )
+            flags.add(
+                p,
+                "--ledger-plaintext",
+                boolean=True,
+                default=False,
+                help="call the ledger in plaintext (a local sidecar port on 127.0.0.1)",
+            )
+
+
+def main(args: argparse.Namespace) -> int:
+    from mtlsdemo.trust import IdentityPolicy
+
+    allowed = IdentityPolicy.parse(args.allow_id) if args.allow_id else None
+    tls_dir = None if args.plaintext else Path(args.tls_dir)
+    crl = Path(args.crl) if args.crl else None
+    if args.component == "ledger":
+        from mtlsdemo.ledger.server import serve as serve_ledger
+
+        serve_ledger(args.listen, tls_dir, allowed, Path(args.db), args.metrics_listen, crl)
+    else:
+        from mtlsdemo.gateway.server import serve as serve_gateway
+
+        ledger_tls = None if args.ledger_plaintext else Path(args.tls_dir)
+        serve_gateway(
+            args.listen,
+            tls_dir,
+            allowed,
+            args.ledger_addr,
+            ledger_tls,
+            args.ledger_server_name,
+            args.metrics_listen,
+            crl,
+        )
+    return 0

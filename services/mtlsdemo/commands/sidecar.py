@@ -1,0 +1,172 @@
+"""`mtlsdemo sidecar`: the MTD/1 handshake sidecar."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mtlsdemo import flags
+from mtlsdemo.commands.common import SUITE_LIST
+from mtlsdemo.sidecar.config import SidecarConfig
+
+
+def _default_loop() -> str:
+    import importlib.util
+
+    return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sidecar", help="the handshake sidecar: MTD/1 between services")
+    p.set_defaults(handler=main)
+    flags.add(
+        p,
+        "--identity-dir",
+        default="certs/gateway",
+        help="directory with tls.crt, tls.key, ca.crt (re-read when they change)",
+    )
+    flags.add(
+        p,
+        "--inbound-listen",
+        default=None,
+        help="accept peer sidecars on HOST:PORT (e.g. 0.0.0.0:8443)",
+    )
+    flags.add(
+        p,
+        "--inbound-target",
+        default=None,
+        help="local plaintext app for inbound tunnels (127.0.0.1:PORT)",
+    )
+    flags.add(
+        p,
+        "--allow-id",
+        multiple=True,
+        default=[],
+        help="peer SPIFFE ID allowed inbound (repeat; '*' matches one path segment)",
+        metavar="SPIFFE_ID",
+    )
+    flags.add(
+        p,
+        "--route",
+        multiple=True,
+        default=[],
+        help="outbound LISTEN=REMOTE@SPIFFE_ID (repeat), e.g. "
+        "127.0.0.1:15001=ledger:8443@spiffe://mtls-demo.local/ns/default/sa/ledger",
+        metavar="ROUTE",
+    )
+    flags.add(
+        p,
+        "--suites",
+        type=SUITE_LIST,
+        default=None,
+        help="comma-separated suites to offer/accept, in preference order "
+        "(default: the ECDHE-X25519 ones; RSA-OAEP-* must be named)",
+    )
+    flags.add(
+        p,
+        "--server-preference",
+        boolean=True,
+        default=False,
+        help="inbound: choose the suite by our order, not the client's",
+    )
+    flags.add(p, "--handshake-timeout", type=float, default=5.0, help="handshake deadline, seconds")
+    flags.add(
+        p,
+        "--max-pending-handshakes",
+        type=int,
+        default=512,
+        help="connections in the handshake at once; more are refused at once with an "
+        "'overloaded' alert (each may hold up to ~200 KiB: see docs/operations.md)",
+    )
+    flags.add(
+        p,
+        "--require-status",
+        default="hard",
+        choices=["hard", "soft", "off"],
+        help="the peer's stapled CA-signed status: hard = refuse without a good one, "
+        "soft = accept and count (mtls_status_soft_failures_total), off = do not check",
+    )
+    flags.add(
+        p,
+        "--key-update-records",
+        type=int,
+        default=0,
+        help="update traffic keys after this many records sent (0: never)",
+    )
+    flags.add(
+        p,
+        "--key-update-bytes",
+        type=int,
+        default=0,
+        help="update traffic keys after this many bytes sent (0: never)",
+    )
+    flags.add(
+        p,
+        "--admin-listen",
+        default="127.0.0.1:9901",
+        help="admin HTTP (/metrics /healthz /readyz /status); 'off' to disable",
+    )
+    flags.add(
+        p,
+        "--reload-interval",
+        type=float,
+        default=1.0,
+        help="seconds between checks of the identity files",
+    )
+    flags.add(
+        p,
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="on SIGTERM, seconds to let tunnels finish before close_notify",
+    )
+    flags.add(p, "--name", default="sidecar", help="name in logs, metrics and /status")
+    flags.add(
+        p,
+        "--event-loop",
+        default=_default_loop(),
+        choices=["uvloop", "asyncio"],
+        help="uvloop (when installed) or the standard asyncio loop",
+    )
+
+
+def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
+    from mtlsdemo.handshake import DEFAULT_SUITES
+    from mtlsdemo.sidecar.config import Route, SidecarConfig, split_hostport
+    from mtlsdemo.trust import IdentityPolicy
+
+    suites = args.suites or DEFAULT_SUITES  # parsed at the edge (SUITE_LIST)
+    IdentityPolicy.parse(args.allow_id)  # a bad pattern is refused here, at startup
+    return SidecarConfig(
+        identity_dir=Path(args.identity_dir),
+        inbound_listen=split_hostport(args.inbound_listen, "--inbound-listen")
+        if args.inbound_listen
+        else None,
+        inbound_target=split_hostport(args.inbound_target, "--inbound-target")
+        if args.inbound_target
+        else None,
+        allowed_ids=tuple(args.allow_id),
+        routes=[Route.parse(r) for r in args.route],
+        suites=suites,
+        server_preference=args.server_preference,
+        handshake_timeout=args.handshake_timeout,
+        key_update_records=args.key_update_records,
+        max_pending_handshakes=args.max_pending_handshakes,
+        require_status=args.require_status,
+        key_update_bytes=args.key_update_bytes,
+        admin_listen=None
+        if args.admin_listen in (None, "", "off")
+        else split_hostport(args.admin_listen, "--admin-listen"),
+        reload_interval=args.reload_interval,
+        drain_timeout=args.drain_timeout,
+        name=args.name,
+        event_loop=args.event_loop,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from mtlsdemo.sidecar.server import run
+
+    cfg = sidecar_config(args)
+    cfg.validate()
+    return run(cfg)

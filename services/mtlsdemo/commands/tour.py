@@ -1,0 +1,47 @@
+"""`mtlsdemo tour`: the four steps of TLS on the running mesh."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mtlsdemo.pki.errors import PkiError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from mtlsdemo.commands.breakcmd import add_mesh_flags
+
+    t = sub.add_parser(
+        "tour",
+        help="the four steps of TLS, walked through on the running mesh, then openssl's "
+        "self-signed example for real",
+    )
+    t.set_defaults(handler=main)
+    t.add_argument(
+        "--non-interactive", action="store_true", help="print everything at once (no pauses)"
+    )
+    t.add_argument("--markdown", action="store_true", help="write it as a Markdown document")
+    add_mesh_flags(t)
+
+
+def main(args: argparse.Namespace) -> int:
+    import logging
+
+    from mtlsdemo.breaking.mesh import LocalMesh, reachable
+    from mtlsdemo.commands.breakcmd import config
+    from mtlsdemo.tour import openssl_binary, render, run_tour
+
+    mesh = LocalMesh(config(args))
+    c = mesh.config
+    if not reachable(c.ledger_admin):
+        raise PkiError(
+            f"tour: no mesh at {c.ledger_admin[0]}:{c.ledger_admin[1]}; start `make run` "
+            "in another terminal first"
+        )
+    logging.getLogger("mtlsdemo.pki.material").setLevel(logging.ERROR)  # the self-signed one
+    interactive = not args.non_interactive and sys.stdin.isatty()
+    pause = (lambda: input("   (Enter for the next step) ")) if interactive else None
+    text = render(run_tour(mesh, openssl_binary()), args.markdown, pause)
+    if text:
+        print(text)
+    return 0
