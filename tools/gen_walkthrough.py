@@ -31,6 +31,7 @@ def normalize(text: str) -> str:
     text = re.sub(r"[0-9a-f]{8,}", "<hex>", text)
     text = re.sub(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}Z)?", "<time>", text)
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
+    text = re.sub(r"\(\d+ bytes\)", "(<n> bytes)", text)  # DER ECDSA signatures: 70-72 bytes
     return text
 
 

@@ -78,12 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     from mtlsdemo.rpc.server import ConfigError
     from mtlsdemo.sidecar.config import SidecarConfigError
     from mtlsdemo.trust import PolicyError
+    from mtlsdemo.waiting import WaitTimeout
 
     try:
         return int(args.handler(args))
     except (PkiError, ConfigError, SidecarConfigError, PolicyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except WaitTimeout as e:  # something asked for never came: the check failed
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
