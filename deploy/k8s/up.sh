@@ -91,7 +91,7 @@ say "mtlsdemo serves on $ctx (image $tag)"
 cat <<TXT
 gateway:    $KUBECTL --context $ctx -n $NS port-forward svc/gateway 50052:50052
 cli cert:   make k8s-cli-cert   (writes certs/k8s-cli from the Secret mtlsdemo-cli-tls)
-then:       mtlsdemo client --tls-dir certs/k8s-cli open alice
+then:       mtlsdemo client --identity-dir certs/k8s-cli open alice
 prometheus: $KUBECTL --context $ctx -n $NS port-forward svc/prometheus 9090:9090   -> http://127.0.0.1:9090/alerts
 grafana:    $KUBECTL --context $ctx -n $NS port-forward svc/grafana 3000:3000     -> dashboard 'mtls handshakes'
 prove more: deploy/k8s/verify-on-cluster.sh $ctx

@@ -81,9 +81,18 @@ def add(
     boolean: bool = False,
     choices: Any = None,
     metavar: str | None = None,
+    old: str | None = None,
 ) -> None:
+    """``old``: the flag's former name, still accepted (hidden) for one release,
+    its environment twin too."""
     name = env_name(flag)
     raw = os.environ.get(name)
+    if old is not None:
+        if raw is None:
+            raw = os.environ.get(env_name(old))
+        parser.add_argument(
+            old, dest=_dest(flag), type=type, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     text = f"{help} [env {name}]"
     if boolean:
         value = default if raw is None else raw.strip().lower() in _TRUE

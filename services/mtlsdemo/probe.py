@@ -1,7 +1,7 @@
 """``mtlsdemo probe``: a health check for container HEALTHCHECKs and scripts.
 
 HTTP: GET the URL, healthy on 2xx. gRPC: the standard health service, healthy on
-SERVING (mTLS with --probe-tls-dir, else plaintext). Exit 0 healthy, 1 not.
+SERVING (mTLS with --probe-identity-dir, else plaintext). Exit 0 healthy, 1 not.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ class ProbeConfig:
 
     probe_http: str | None = None
     probe_grpc: str | None = None
-    probe_tls_dir: str | None = None
+    probe_identity_dir: str | None = None
     probe_server_name: str = "localhost"
     probe_timeout: float = 2.0
 
@@ -43,8 +43,8 @@ def run(cfg: ProbeConfig) -> int:
         from mtlsdemo.rpc.credentials import secure_channel
 
         channel = (
-            secure_channel(cfg.probe_grpc, Path(cfg.probe_tls_dir), cfg.probe_server_name)
-            if cfg.probe_tls_dir
+            secure_channel(cfg.probe_grpc, Path(cfg.probe_identity_dir), cfg.probe_server_name)
+            if cfg.probe_identity_dir
             else grpc.insecure_channel(cfg.probe_grpc)
         )
         try:

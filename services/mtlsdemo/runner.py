@@ -232,7 +232,7 @@ def run(cfg: RunConfig) -> int:
         "gateway",
         "--listen",
         gateway_addr,
-        "--tls-dir",
+        "--identity-dir",
         str(certs / "gateway"),
         "--allow-id",
         cli_id,
@@ -299,7 +299,7 @@ def run(cfg: RunConfig) -> int:
                     "ledger",
                     "--listen",
                     ledger_addr,
-                    "--tls-dir",
+                    "--identity-dir",
                     str(certs / "ledger"),
                     "--allow-id",
                     gw_id,
@@ -425,7 +425,7 @@ def accounts_present(gateway_addr: str, cli_dir: Path, names: tuple[str, ...]) -
 
 def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: str) -> None:
     td, ns = cfg.trust_domain, cfg.namespace
-    cli = f"mtlsdemo client --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'}"
+    cli = f"mtlsdemo client --gateway-addr {gateway_addr} --identity-dir {certs / 'cli'}"
     now = dt.datetime.now(dt.UTC)
     existing = accounts_present(gateway_addr, certs / "cli", ("alice", "bob"))
     lines = [
@@ -485,7 +485,7 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
         f"     {cli} transfer alice bob 12.50",
         f"     {cli} balance bob",
         f"     {cli} statement alice --follow",
-        f"     mtlsdemo loadgen --gateway-addr {gateway_addr} --tls-dir {certs / 'cli'} --rps 50 --duration 10",
+        f"     mtlsdemo loadgen --gateway-addr {gateway_addr} --identity-dir {certs / 'cli'} --rps 50 --duration 10",
         f"     mtlsdemo certs inspect {certs / 'gateway' / 'tls.crt'} --ca {certs / 'ca' / 'ca.crt'}",
         f"     mtlsdemo certs rotate-ca plan --out {certs}      (then prepare, switch, finish)",
         f"     mtlsdemo certs revoke gateway --out {certs}      (then `certs bootstrap` re-issues)",

@@ -137,7 +137,7 @@ def test_transfer_metrics_persistence_and_foreign_ca_in_container_pods(
                     "gateway",
                     "--listen",
                     "0.0.0.0:50052",
-                    "--tls-dir",
+                    "--identity-dir",
                     "/identity",
                     "--allow-id",
                     f"{TD}/cli",

@@ -321,7 +321,7 @@ def test_yesterdays_named_ports_would_be_caught() -> None:
 
 def env_twins(argv: list[str]) -> set[str]:
     """The MTLSDEMO_* twins of every flag of the command and of the parsers above it
-    (`client --tls-dir` applies to `client open`)."""
+    (`client --identity-dir` applies to `client open`)."""
     parser, out = build_parser(), set()
     while True:
         out |= {

@@ -134,7 +134,7 @@ def test_a_second_ledger_on_the_same_port_is_refused_not_sharing_it(
             "ledger",
             "--listen",
             f"127.0.0.1:{port}",
-            "--tls-dir",
+            "--identity-dir",
             str(home / "certs" / "ledger"),
             "--db",
             str(tmp_path / "1.db"),
@@ -156,7 +156,7 @@ def test_no_grpc_core_log_lines_by_default(home: Path) -> None:
     r = cli(
         home,
         "client",
-        "--tls-dir",
+        "--identity-dir",
         "evil/cli",
         "--gateway-addr",
         f"127.0.0.1:{free_port()}",

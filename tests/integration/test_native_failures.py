@@ -51,14 +51,14 @@ def one_error(r: subprocess.CompletedProcess) -> str:
 def test_client_refusing_the_gateway_says_so_with_the_reason(system: System) -> None:
     foreign = system.root / "foreign"
     bootstrap(BootstrapRequest(out=foreign, services=("cli",)))
-    said = one_error(client(system, "--tls-dir", str(foreign / "cli")))
+    said = one_error(client(system, "--identity-dir", str(foreign / "cli")))
     assert said.startswith("error: you refused the gateway: unknown_ca: issuer ")
     assert "your bundle: " in said and "gRPC said UNAVAILABLE" in said
 
 
 def test_wrong_server_name_names_what_the_certificate_does_name(system: System) -> None:
     said = one_error(
-        client(system, "--tls-dir", str(system.certs / "cli"), "--server-name", "ledger")
+        client(system, "--identity-dir", str(system.certs / "cli"), "--server-name", "ledger")
     )
     assert "you refused the gateway: identity_mismatch" in said
     assert "its certificate names gateway, " in said and "not 'ledger'" in said
@@ -71,7 +71,7 @@ def test_gateway_refusing_the_client_is_named_on_the_client(system: System) -> N
     bootstrap(BootstrapRequest(out=foreign, services=("cli",)))
     shutil.copytree(foreign / "cli", mixed)
     shutil.copy(system.certs / "cli" / "ca.crt", mixed / "ca.crt")
-    said = one_error(client(system, "--tls-dir", str(mixed)))
+    said = one_error(client(system, "--identity-dir", str(mixed)))
     assert said.startswith("error: the gateway refused your certificate: unknown_ca")
     assert "does not trust the CA that issued your certificate" in said
 
@@ -82,7 +82,7 @@ def test_unreachable_gateway_is_one_line(system: System) -> None:
             "client",
             "--gateway-addr",
             f"127.0.0.1:{free_port()}",
-            "--tls-dir",
+            "--identity-dir",
             str(system.certs / "cli"),
             "balance",
             "alice",

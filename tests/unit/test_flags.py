@@ -36,7 +36,7 @@ def test_help_names_each_twin(capsys: pytest.CaptureFixture) -> None:
     text = capsys.readouterr().out
     for twin in (
         "MTLSDEMO_LISTEN",
-        "MTLSDEMO_TLS_DIR",
+        "MTLSDEMO_IDENTITY_DIR",
         "MTLSDEMO_LEDGER_ADDR",
         "MTLSDEMO_ALLOW_ID",
         "MTLSDEMO_METRICS_LISTEN",
@@ -77,3 +77,12 @@ def test_a_bad_twin_only_stops_the_command_that_owns_it(monkeypatch, capsys) -> 
     assert main(["break", "--list"]) == 0  # another command is not bothered
     assert main(["loadgen", "--duration", "1"]) == 2
     assert "MTLSDEMO_RPS='abc'" in capsys.readouterr().err
+
+
+def test_a_renamed_flag_keeps_its_old_name_and_twin_for_a_release(monkeypatch) -> None:
+    args = parse(["client", "--tls-dir", "old/cli", "balance", "a"])
+    assert args.identity_dir == "old/cli"
+    monkeypatch.setenv("MTLSDEMO_TLS_DIR", "from/env")
+    assert parse(["client", "balance", "a"]).identity_dir == "from/env"
+    monkeypatch.setenv("MTLSDEMO_IDENTITY_DIR", "new/env")  # the new twin wins
+    assert parse(["client", "balance", "a"]).identity_dir == "new/env"

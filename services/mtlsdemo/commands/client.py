@@ -12,7 +12,9 @@ from mtlsdemo.commands.common import AMOUNT, typed
 
 def _client_flags(p: argparse.ArgumentParser) -> None:
     flags.add(p, "--gateway-addr", default="127.0.0.1:50052", help="gateway address")
-    flags.add(p, "--tls-dir", default="certs/cli", help="client identity directory")
+    flags.add(
+        p, "--identity-dir", default="certs/cli", help="client identity directory", old="--tls-dir"
+    )
     flags.add(p, "--server-name", default="gateway", help="DNS name the gateway must present")
 
 
@@ -55,7 +57,7 @@ def _loadgen(args: argparse.Namespace) -> int:
 
     result = run_load(
         args.gateway_addr,
-        Path(args.tls_dir),
+        Path(args.identity_dir),
         args.server_name,
         args.rps,
         args.duration,
@@ -70,4 +72,4 @@ def main(args: argparse.Namespace) -> int:
     from mtlsdemo.client import ClientCall, ClientConfig, run
 
     call = typed(ClientCall, args, amount=getattr(args, "amount", 0))
-    return run(typed(ClientConfig, args, tls_dir=Path(args.tls_dir), call=call))
+    return run(typed(ClientConfig, args, tls_dir=Path(args.identity_dir), call=call))

@@ -13,7 +13,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=main)
     flags.add(p, "--probe-http", default=None, help="URL that must answer 2xx")
     flags.add(p, "--probe-grpc", default=None, help="HOST:PORT whose gRPC health must be SERVING")
-    flags.add(p, "--probe-tls-dir", default=None, help="identity dir for an mTLS gRPC probe")
+    flags.add(
+        p,
+        "--probe-identity-dir",
+        default=None,
+        help="identity dir for an mTLS gRPC probe",
+        old="--probe-tls-dir",
+    )
     flags.add(p, "--probe-server-name", default="localhost", help="server name for the mTLS probe")
     flags.add(p, "--probe-timeout", type=float, default=2.0, help="seconds")
 

@@ -17,9 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         flags.add(p, "--listen", default=f"127.0.0.1:{port}", help="gRPC listen address HOST:PORT")
         flags.add(
             p,
-            "--tls-dir",
+            "--identity-dir",
             default=f"certs/{name}",
-            help="identity directory with tls.crt, tls.key, ca.crt",
+            help="identity directory with tls.crt, tls.key, ca.crt (tls.ocsp)",
+            old="--tls-dir",
         )
         flags.add(
             p,
@@ -66,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
     from mtlsdemo.trust import IdentityPolicy
 
     allowed = IdentityPolicy.parse(args.allow_id) if args.allow_id else None
-    tls_dir = None if args.plaintext else Path(args.tls_dir)
+    tls_dir = None if args.plaintext else Path(args.identity_dir)
     crl = Path(args.crl) if args.crl else None
     if args.component == "ledger":
         from mtlsdemo.ledger.server import serve as serve_ledger
@@ -75,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         from mtlsdemo.gateway.server import serve as serve_gateway
 
-        ledger_tls = None if args.ledger_plaintext else Path(args.tls_dir)
+        ledger_tls = None if args.ledger_plaintext else Path(args.identity_dir)
         serve_gateway(
             args.listen,
             tls_dir,
