@@ -262,6 +262,7 @@ class TraceConfig:
     connect_timeout: float = 5.0
     days_ahead: float = 0.0
     json: bool = False
+    tls13: bool = False  # with --connect to a native gRPC port: the real TLS 1.3 handshake
 
 
 IN_MEMORY_ONLY = {
@@ -273,6 +274,8 @@ IN_MEMORY_ONLY = {
 
 
 def run(cfg: TraceConfig) -> int:
+    if cfg.tls13:
+        return _run_tls13(cfg)
     if cfg.connect:
         given = [flag for attr, flag in IN_MEMORY_ONLY.items() if getattr(cfg, attr)]
         if given:
@@ -338,6 +341,26 @@ def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _run_tls13(cfg: TraceConfig) -> int:
+    from mtlsdemo.tls13 import handshake_messages, table
+
+    if cfg.connect is None:
+        raise PkiError("--tls13: needs --connect HOST:PORT of a native gRPC mTLS port")
+    host, port = cfg.connect
+    material = IdentitySource(cfg.client_dir or cfg.certs_dir / "gateway").current
+    messages, version, cipher = handshake_messages(host, port, material, host, cfg.connect_timeout)
+    if cfg.json:
+        print(
+            json.dumps(
+                {"version": version, "cipher": cipher, "messages": [m.__dict__ for m in messages]},
+                indent=2,
+            )
+        )
+    else:
+        print("\n".join(table(messages, version, cipher)))
+    return 0
 
 
 def _run_connected(cfg: TraceConfig, ccfg: HandshakeConfig) -> int:

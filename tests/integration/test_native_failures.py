@@ -127,3 +127,32 @@ def test_gateway_explains_and_counts_a_ledger_it_refuses(tmp_path: Path) -> None
         )
     finally:
         s.stop()
+
+
+def test_tls13_trace_shows_the_real_handshake_next_to_mtd1(system: System) -> None:
+    import json
+
+    r = subprocess.run(
+        mtlsdemo(
+            "handshake",
+            "--tls13",
+            "--connect",
+            system.gateway_addr,
+            "--certs-dir",
+            str(system.certs),
+            "--json",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["version"] == "TLSv1.3"
+    seen = {(m["sender"], m["name"]): m["encrypted"] for m in doc["messages"]}
+    assert seen[("client", "ClientHello")] is False and seen[("server", "ServerHello")] is False
+    # what TLS 1.3 does differently from MTD/1: the certificates travel encrypted
+    assert seen[("server", "Certificate")] is True and seen[("client", "Certificate")] is True
+    assert seen[("server", "Finished")] is True
+    r = subprocess.run(mtlsdemo("handshake", "--tls13"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "needs --connect" in r.stderr

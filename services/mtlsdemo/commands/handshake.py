@@ -81,6 +81,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="teaching option: print the derived secrets themselves, not only fingerprints "
         "(never do this with keys that protect anything)",
     )
+    flags.add(
+        p,
+        "--tls13",
+        boolean=True,
+        default=False,
+        help="with --connect to a native gRPC mTLS port (the gateway's): the real TLS 1.3 "
+        "handshake, message by message, next to MTD/1's steps",
+    )
     flags.add(p, "--json", boolean=True, default=False, help="print JSON instead of the ladder")
 
 
