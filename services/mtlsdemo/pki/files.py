@@ -6,9 +6,10 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from mtlsdemo.pki.errors import PkiError
 
@@ -29,6 +30,26 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """The one fingerprint format everywhere (inspect, /status, logs): SHA-256,
+    uppercase, colon-separated, as `openssl x509 -fingerprint -sha256` prints it."""
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def key_ids(cert: x509.Certificate) -> tuple[str | None, str | None]:
+    """(subject key id, authority key id) in the same format, or None when absent."""
+
+    def get(cls: type) -> str | None:
+        try:
+            value: Any = cert.extensions.get_extension_for_class(cls).value
+        except x509.ExtensionNotFound:
+            return None
+        raw = value.digest if isinstance(value, x509.SubjectKeyIdentifier) else value.key_identifier
+        return raw.hex(":").upper() if raw else None
+
+    return get(x509.SubjectKeyIdentifier), get(x509.AuthorityKeyIdentifier)
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:

@@ -6,20 +6,15 @@ import datetime as dt
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from mtlsdemo.pki.durations import human
-from mtlsdemo.pki.files import load_certs
+from mtlsdemo.pki.files import fingerprint, key_ids, load_certs
 from mtlsdemo.pki.identity import san_of
 from mtlsdemo.pki.keys import key_type_of
 from mtlsdemo.trust import TrustStore, VerificationFailed
 from mtlsdemo.trust.spiffe import uri_sans
 from mtlsdemo.trust.status import check_status
 from mtlsdemo.trust.verify import issued_by
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 def _ext(cert: x509.Certificate, cls: type) -> object | None:
@@ -73,6 +68,9 @@ def describe(path: Path, ca_path: Path | None, now: dt.datetime) -> str:
     if isinstance(eku, x509.ExtendedKeyUsage):
         lines.append(f"ext key use:  {', '.join(o._name for o in eku)}")
     lines.append(f"sha256:       {fingerprint(cert)}")
+    ski, aki = key_ids(cert)
+    lines.append(f"key id:       {ski or '(none)'}")
+    lines.append(f"issuer key id: {aki or '(none)'}  (what unknown_ca errors cite)")
     if ca_path is not None:
         cas = load_certs(ca_path)
         if bc is not None and isinstance(bc, x509.BasicConstraints) and bc.ca:

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
 
 from mtlsdemo import telemetry
 from mtlsdemo.pki.errors import PkiError
-from mtlsdemo.pki.files import parse_certs
+from mtlsdemo.pki.files import fingerprint, parse_certs
 from mtlsdemo.pki.keys import check_key_mode, parse_private_key, public_key_der
 from mtlsdemo.trust import Failure, TrustStore, VerificationFailed
 from mtlsdemo.trust.spiffe import display_identity
@@ -73,7 +72,7 @@ class IdentityMaterial:
 
     @property
     def ca_fingerprints(self) -> list[str]:
-        return [c.fingerprint(hashes.SHA256()).hex() for c in self.cas]
+        return [fingerprint(c) for c in self.cas]
 
     @classmethod
     def from_bytes(

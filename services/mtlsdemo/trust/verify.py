@@ -326,7 +326,7 @@ class TrustStore:
             return VerificationFailed(
                 Failure.UNKNOWN_CA,
                 f"issuer {current.issuer.rfc4514_string()} (key id "
-                f"{aki.hex() if aki else 'none'}) is not in the trust store",
+                f"{aki.hex(':').upper() if aki else 'none'}) is not in the trust store",
             )
         # the path exists: say which certificate on it is out of its window
         for cert in [anchor, *walked[1:]]:
