@@ -20,7 +20,13 @@ from pathlib import Path
 
 import pytest
 from apps import EchoServer, FlipRelay, GrpcEcho, grpc_echo_stub
-from conftest import ca_of, forge_record_after_handshake, make_identity_dir, wait_for
+from conftest import (
+    ca_of,
+    forge_record_after_handshake,
+    make_identity_dir,
+    require_binary,
+    wait_for,
+)
 from mesh import GATEWAY_ID, LEDGER_ID, Mesh, SidecarProc, http_get
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from procs import metric_value
@@ -712,5 +718,25 @@ def test_a_client_sidecar_refused_for_overload_counts_it_as_remote(tmp_path, cer
                 lambda: handshakes(mesh.client, reason="overloaded", origin="remote") == 1,
                 what="the client sidecar to count the server's overloaded alert",
             )
+    finally:
+        mesh.stop()
+
+
+def test_listeners_take_the_configured_backlog_and_the_fd_limit_is_raised(
+    tmp_path, certs, echo
+) -> None:
+    """A burst of connects beyond asyncio's default backlog of 100 would wait for
+    SYN retries; the sidecar listens with --listen-backlog and raises its own
+    open-files limit (both said in its log)."""
+    ss = require_binary("ss")
+    mesh = Mesh(tmp_path, certs, echo.port, server_args=("--listen-backlog", "1234"))
+    try:
+        out = subprocess.run([ss, "-ltn"], capture_output=True, text=True, check=True).stdout
+        rows = [line.split() for line in out.splitlines() if f":{mesh.inbound} " in line + " "]
+        assert rows and rows[0][2] == "1234", out  # Send-Q of a listener: its backlog
+        route = [line.split() for line in out.splitlines() if f":{mesh.route} " in line + " "]
+        assert route and route[0][2] == "4096", out  # the default
+        assert "listen backlog 1234" in mesh.server.proc.output()
+        assert "open-files limit" in mesh.server.proc.output()
     finally:
         mesh.stop()

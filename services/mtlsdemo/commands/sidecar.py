@@ -80,6 +80,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     flags.add(
         p,
+        "--listen-backlog",
+        type=flags.at_least(1, int),
+        default=4096,
+        help="accept queue of each listener (bursts of connects beyond it wait for SYN "
+        "retries; the kernel caps it at net.core.somaxconn)",
+    )
+    flags.add(
+        p,
         "--require-status",
         default="hard",
         choices=["hard", "soft", "off"],
@@ -153,6 +161,7 @@ def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
         key_update_records=args.key_update_records,
         max_pending_handshakes=args.max_pending_handshakes,
         require_status=args.require_status,
+        listen_backlog=args.listen_backlog,
         key_update_bytes=args.key_update_bytes,
         admin_listen=None
         if args.admin_listen in (None, "", "off")

@@ -74,6 +74,9 @@ class SidecarConfig:
     handshake_timeout: float = 5.0
     max_pending_handshakes: int = 512
     require_status: str = "hard"  # the peer's stapled status: hard, soft or off
+    # accept queue of every listener: asyncio's default 100 overflows on a burst of
+    # connects and the kernel makes clients wait for SYN retries (1 s, 3 s, 7 s)
+    listen_backlog: int = 4096
     key_update_records: int = 0
     key_update_bytes: int = 0
     admin_listen: tuple[str, int] | None = ("127.0.0.1", 9901)
@@ -96,5 +99,7 @@ class SidecarConfig:
             )
         if self.max_pending_handshakes < 1:
             raise SidecarConfigError("--max-pending-handshakes must be at least 1")
+        if self.listen_backlog < 1:
+            raise SidecarConfigError("--listen-backlog must be at least 1")
         if self.handshake_timeout <= 0:
             raise SidecarConfigError("--handshake-timeout must be positive")

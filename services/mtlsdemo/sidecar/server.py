@@ -63,7 +63,7 @@ class Sidecar:
     async def _listen(self, factory: Any, host: str, port: int, flag: str) -> asyncio.Server:
         try:
             return await asyncio.get_running_loop().create_server(
-                factory, host, port, reuse_address=True
+                factory, host, port, reuse_address=True, backlog=self.config.listen_backlog
             )
         except OSError as e:
             why = "in use (another sidecar?)" if e.errno == errno.EADDRINUSE else e.strerror
@@ -273,7 +273,31 @@ class Sidecar:
         return json_response(200, self.status_dict())
 
 
+def raise_fd_limit() -> tuple[int, int]:
+    """Each tunnel holds two sockets: take the soft file-descriptor limit up to the
+    hard one (a distribution's default soft 1024 caps a sidecar near 500 tunnels)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the open-files limit from %d: %s", soft, e)
+    return soft, hard
+
+
 def run(config: SidecarConfig) -> int:
+    soft, _hard = raise_fd_limit()
+    log.info(
+        "open-files limit %d (about %d tunnels); listen backlog %d",
+        soft,
+        soft // 2,
+        config.listen_backlog,
+    )
+
     async def main() -> None:
         sidecar = Sidecar(config)
         await sidecar.start()
