@@ -6,24 +6,28 @@ in MTLSDEMO_REQUIRE (comma-separated, e.g. "docker,prometheus"): then it fails.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
-import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from mtlsdemo.localports import free_port
+from mtlsdemo.localports import (
+    free_port,  # noqa: F401  (the tests import it from here)
+    mesh_env,
+    run_port_flags,
+    run_ports,
+)
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.ca import CertificateAuthority, load_ca
-from mtlsdemo.pki.files import cert_pem, write_atomic
+from mtlsdemo.pki.files import cert_pem
 from mtlsdemo.pki.identity import ServiceIdentity
-from mtlsdemo.pki.issue import issue_leaf
-from mtlsdemo.pki.keys import generate_key, private_key_pem
-from mtlsdemo.pki.revocation import build_status
+from mtlsdemo.pki.issue import write_identity_dir
 from mtlsdemo.waiting import wait_until
 
 pytest_plugins = ["dockerkit"]  # the containers tier's fixtures (docker, image)
@@ -75,24 +79,12 @@ def wait_for(
     )
 
 
-RUN_PORTS = (
-    "ledger",
-    "gateway",
-    "ledger_metrics",
-    "gateway_metrics",
-    "ledger_app",
-    "route",
-    "gateway_admin",
-    "ledger_admin",
-)
-
-
 def run_command(
     root: Path, *extra: str, data_dir: Path | None = None
 ) -> tuple[list[str], dict[str, int]]:
     """`mtlsdemo run` with every port its own free one (never the fixed defaults,
     which an earlier test's processes or sockets may still hold) and the ports."""
-    ports = {name: free_port() for name in RUN_PORTS}
+    ports = run_ports()
     argv = [
         sys.executable,
         "-m",
@@ -103,9 +95,28 @@ def run_command(
         "--data-dir",
         str(data_dir or root / "var"),
     ]
-    for name, port in ports.items():
-        argv += [f"--{name.replace('_', '-')}-port", str(port)]
-    return argv + list(extra), ports
+    return argv + run_port_flags(ports) + list(extra), ports
+
+
+@contextlib.contextmanager
+def running_mesh(root: Path, *extra: str):
+    """`mtlsdemo run` on free ports, up (its "== running" line seen); yields the
+    ports and the environment with which `break`/`tour` find it; stops it after."""
+    argv, ports = run_command(root, "--traffic-seconds", "0", *extra)
+    log_path = root / "run.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(
+                lambda: "== running" in log_path.read_text(),
+                timeout=60,
+                what="mtlsdemo run to be up",
+                check=lambda: proc.poll() is None or pytest.fail(log_path.read_text()),
+            )
+            yield ports, {**os.environ, **mesh_env(ports)}
+        finally:
+            proc.terminate()
+            proc.wait(30)
 
 
 def now() -> dt.datetime:
@@ -139,14 +150,17 @@ def make_identity_dir(
 ) -> Path:
     """An identity directory with a leaf issued as if ``at`` were now (past: expired),
     and its stapled status."""
-    key = generate_key(key_type)
-    cert = issue_leaf(ca, key.public_key(), ServiceIdentity(service), at or now(), days)
-    write_atomic(out / "tls.key", private_key_pem(key), 0o600)
-    write_atomic(out / "tls.crt", cert_pem(cert))
-    write_atomic(out / "ca.crt", cert_pem(ca.cert))
     # the CA's good status for it, signed now, as the bootstrap writes it
-    write_atomic(out / "tls.ocsp", build_status(ca, cert, [], now()))
-    return out
+    return write_identity_dir(
+        out,
+        ca,
+        ServiceIdentity(service),
+        bundle_pem=cert_pem(ca.cert),
+        at=at or now(),
+        days=days,
+        key_type=key_type,
+        status_at=now(),
+    )
 
 
 def ca_of(pki: Path) -> CertificateAuthority:
@@ -174,18 +188,13 @@ def forge_record_after_handshake(port: int, identity: Path) -> None:
     import contextlib
     import os
 
-    from mtlsdemo import system
+    from mtlsdemo import dialer
     from mtlsdemo.handshake import ProtocolError
     from mtlsdemo.tracecmd import identity_config
 
-    cfg = identity_config(identity)
-    conn = system.connection("client", cfg)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        conn.start()
-        s.sendall(conn.data_to_send())
-        while not conn.handshake_done:
-            conn.receive_data(s.recv(65536))
-            s.sendall(conn.data_to_send())
+    attempt = dialer.handshake("127.0.0.1", port, identity_config(identity), timeout=10)
+    assert attempt.error is None, attempt.error
+    with attempt.sock as s:
         s.sendall(bytes((23, 1, 0, 0, 20)) + os.urandom(20))
         with contextlib.suppress(ProtocolError):
-            conn.receive_data(s.recv(100))  # the sidecar's decrypt_error alert
+            attempt.conn.receive_data(s.recv(100))  # the sidecar's decrypt_error alert

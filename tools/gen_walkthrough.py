@@ -14,16 +14,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "tls-walkthrough.md"
-PORTS = (
-    "ledger",
-    "gateway",
-    "ledger_metrics",
-    "gateway_metrics",
-    "ledger_app",
-    "route",
-    "gateway_admin",
-    "ledger_admin",
-)
 
 
 def normalize(text: str) -> str:
@@ -37,23 +27,13 @@ def normalize(text: str) -> str:
 
 def tour_markdown(work: Path) -> str:
     sys.path.insert(0, str(ROOT / "services"))
-    from mtlsdemo.localports import free_port
+    from mtlsdemo.localports import mesh_env, run_port_flags, run_ports
 
-    ports = {name: free_port() for name in PORTS}
+    ports = run_ports()
     argv = [
-        sys.executable,
-        "-m",
-        "mtlsdemo",
-        "run",
-        "--traffic-seconds",
-        "0",
-        "--certs-dir",
-        "certs",
-        "--data-dir",
-        "var",
-    ]
-    for name, port in ports.items():
-        argv += [f"--{name.replace('_', '-')}-port", str(port)]
+        sys.executable, "-m", "mtlsdemo", "run", "--traffic-seconds", "0",
+        "--certs-dir", "certs", "--data-dir", "var", *run_port_flags(ports),
+    ]  # fmt: skip
     log = (work / "run.log").open("w")
     proc = subprocess.Popen(argv, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -69,14 +49,7 @@ def tour_markdown(work: Path) -> str:
             what="mtlsdemo run to be up",
             check=alive,
         )
-        env = dict(
-            os.environ,
-            MTLSDEMO_LEDGER_SIDECAR=f"127.0.0.1:{ports['ledger']}",
-            MTLSDEMO_GATEWAY_ADDR=f"127.0.0.1:{ports['gateway']}",
-            MTLSDEMO_GATEWAY_ADMIN=f"127.0.0.1:{ports['gateway_admin']}",
-            MTLSDEMO_LEDGER_ADMIN=f"127.0.0.1:{ports['ledger_admin']}",
-            MTLSDEMO_GATEWAY_ROUTE=f"127.0.0.1:{ports['route']}",
-        )
+        env = {**os.environ, **mesh_env(ports)}
         r = subprocess.run(
             [sys.executable, "-m", "mtlsdemo", "tour", "--non-interactive", "--markdown"],
             cwd=work,

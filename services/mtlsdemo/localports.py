@@ -57,3 +57,39 @@ def free_port() -> int:
     with socket.socket() as s:  # everything below the range is taken: the old way
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# Every port `mtlsdemo run` listens on, by its flag (--<name>-port).
+RUN_PORTS = (
+    "ledger",
+    "gateway",
+    "ledger_metrics",
+    "gateway_metrics",
+    "ledger_app",
+    "route",
+    "gateway_admin",
+    "ledger_admin",
+)
+
+
+def run_ports() -> dict[str, int]:
+    """A free port for each of `mtlsdemo run`'s listeners (tests and tools run a
+    mesh beside a user's `make run`, which holds the defaults)."""
+    return {name: free_port() for name in RUN_PORTS}
+
+
+def run_port_flags(ports: dict[str, int]) -> list[str]:
+    return [
+        f for name, port in ports.items() for f in (f"--{name.replace('_', '-')}-port", str(port))
+    ]
+
+
+def mesh_env(ports: dict[str, int]) -> dict[str, str]:
+    """The environment twins with which `break` and `tour` find a run on these ports."""
+    return {
+        "MTLSDEMO_LEDGER_SIDECAR": f"127.0.0.1:{ports['ledger']}",
+        "MTLSDEMO_GATEWAY_ADDR": f"127.0.0.1:{ports['gateway']}",
+        "MTLSDEMO_GATEWAY_ADMIN": f"127.0.0.1:{ports['gateway_admin']}",
+        "MTLSDEMO_LEDGER_ADMIN": f"127.0.0.1:{ports['ledger_admin']}",
+        "MTLSDEMO_GATEWAY_ROUTE": f"127.0.0.1:{ports['route']}",
+    }

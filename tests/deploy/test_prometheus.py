@@ -292,44 +292,14 @@ def test_every_query_and_alert_expression_returns_data(prometheus, record_proper
     other = run.root / "other"
     bootstrap(BootstrapRequest(out=other, services=("gateway",)))
     (other / "gateway" / "ca.crt").write_bytes((run.certs / "ca" / "ca.crt").read_bytes())
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mtlsdemo",
-            "handshake",
-            "--connect",
-            f"127.0.0.1:{run.ports['ledger']}",
-            "--client-dir",
-            str(other / "gateway"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    r = _handshake_as(run.ports["ledger"], other / "gateway")
     assert r.returncode == 1 and "unknown_ca" in r.stdout
     # a revoked gateway identity (same CA, revoked in a copy of the CA's state):
     # the ledger's sidecar refuses it with certificate_revoked
     revoked = run.root / "revoked"
     shutil.copytree(run.certs, revoked)
     lifecycle.revoke(FileStore(revoked), ("gateway",), now(), service="gateway")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mtlsdemo",
-            "handshake",
-            "--connect",
-            f"127.0.0.1:{run.ports['ledger']}",
-            "--client-dir",
-            str(revoked / "gateway"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    r = _handshake_as(run.ports["ledger"], revoked / "gateway")
     assert r.returncode == 1 and "certificate_revoked" in r.stdout, r.stdout + r.stderr
     forge_record_after_handshake(run.ports["ledger"], run.certs / "gateway")
     _call_with_wrong_identity(run.ports["gateway"], run.certs / "ledger")
@@ -348,6 +318,18 @@ def test_every_query_and_alert_expression_returns_data(prometheus, record_proper
         ("unknown_ca", "local"),
         ("certificate_revoked", "local"),
     }
+
+
+def _handshake_as(port: int, identity: Path) -> subprocess.CompletedProcess:
+    """`mtlsdemo handshake --connect` to a sidecar with another identity directory."""
+    argv = [sys.executable, "-m", "mtlsdemo", "handshake", "--connect", f"127.0.0.1:{port}"]
+    return subprocess.run(
+        [*argv, "--client-dir", str(identity)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _reload_failures(admin_port: int) -> float:

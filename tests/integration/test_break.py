@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_command, wait_for
+from conftest import running_mesh
 from procs import mtlsdemo
 
 pytestmark = pytest.mark.integration
@@ -53,33 +53,15 @@ EXPECT = {
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
     root = tmp_path_factory.mktemp("break")
-    argv, ports = run_command(root, "--traffic-seconds", "0")
-    log = (root / "run.log").open("w")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    wait_for(
-        lambda: "== running" in (root / "run.log").read_text(),
-        timeout=60,
-        what="mtlsdemo run to be up",
-        check=lambda: proc.poll() is None or pytest.fail((root / "run.log").read_text()),
-    )
-    flags = [
-        "--certs-dir",
-        str(root / "certs"),
-        "--ledger-sidecar",
-        f"127.0.0.1:{ports['ledger']}",
-        "--gateway-addr",
-        f"127.0.0.1:{ports['gateway']}",
-        "--gateway-admin",
-        f"127.0.0.1:{ports['gateway_admin']}",
-        "--ledger-admin",
-        f"127.0.0.1:{ports['ledger_admin']}",
-        "--gateway-route",
-        f"127.0.0.1:{ports['route']}",
-    ]
-    yield root, flags
-    proc.terminate()
-    proc.wait(30)
-    log.close()
+    with running_mesh(root) as (ports, _env):
+        yield root, [
+            "--certs-dir", str(root / "certs"),
+            "--ledger-sidecar", f"127.0.0.1:{ports['ledger']}",
+            "--gateway-addr", f"127.0.0.1:{ports['gateway']}",
+            "--gateway-admin", f"127.0.0.1:{ports['gateway_admin']}",
+            "--ledger-admin", f"127.0.0.1:{ports['ledger_admin']}",
+            "--gateway-route", f"127.0.0.1:{ports['route']}",
+        ]  # fmt: skip
 
 
 def brk(*args: str) -> subprocess.CompletedProcess:

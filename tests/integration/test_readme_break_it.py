@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_command, wait_for
+from conftest import running_mesh
+from mtlsdemo.localports import mesh_env
 
 pytestmark = pytest.mark.integration
 
@@ -85,31 +86,10 @@ def test_the_mesh_recipes_against_a_running_mesh(tmp_path: Path) -> None:
     """The second block against `mtlsdemo run` (what `make run` starts), on its own
     free ports: the client reaches it through MTLSDEMO_GATEWAY_ADDR, curl through
     the ledger sidecar's admin port."""
-    argv, ports = run_command(tmp_path, "--traffic-seconds", "0")
-    log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    try:
-        wait_for(
-            lambda: "== running" in (tmp_path / "run.log").read_text(),
-            timeout=60,
-            what="mtlsdemo run to be up",
-            check=lambda: proc.poll() is None or pytest.fail((tmp_path / "run.log").read_text()),
-        )
-        gateway = f"127.0.0.1:{ports['gateway']}"
-        assert (
-            run(
-                "mtlsdemo client open alice --id alice", tmp_path, MTLSDEMO_GATEWAY_ADDR=gateway
-            ).returncode
-            == 0
-        )
+    with running_mesh(tmp_path) as (ports, _env):
+        env = mesh_env(ports)  # `break` finds this run through the flags' env twins
+        assert run("mtlsdemo client open alice --id alice", tmp_path, **env).returncode == 0
         checked = 0
-        env = {  # `mtlsdemo break` finds this run's mesh through the flags' env twins
-            "MTLSDEMO_GATEWAY_ADDR": gateway,
-            "MTLSDEMO_LEDGER_SIDECAR": f"127.0.0.1:{ports['ledger']}",
-            "MTLSDEMO_GATEWAY_ADMIN": f"127.0.0.1:{ports['gateway_admin']}",
-            "MTLSDEMO_LEDGER_ADMIN": f"127.0.0.1:{ports['ledger_admin']}",
-            "MTLSDEMO_GATEWAY_ROUTE": f"127.0.0.1:{ports['route']}",
-        }
         for cmd, comment in commands(blocks()[1]):
             cmd = cmd.replace("127.0.0.1:9902", f"127.0.0.1:{ports['ledger_admin']}")
             r = run(cmd, tmp_path, **env)
@@ -122,10 +102,6 @@ def test_the_mesh_recipes_against_a_running_mesh(tmp_path: Path) -> None:
             else:
                 assert r.returncode == 0, (cmd, r.stdout, r.stderr)
         assert checked == 10
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
 
 
 def test_every_command_in_the_section_is_a_real_one() -> None:

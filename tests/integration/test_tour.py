@@ -4,14 +4,13 @@ ones, and docs/tls-walkthrough.md is what the tour prints today."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import require_binary, run_command, wait_for
+from conftest import require_binary, running_mesh
 from procs import mtlsdemo
 
 pytestmark = pytest.mark.integration
@@ -21,28 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
     root = tmp_path_factory.mktemp("tour")
-    argv, ports = run_command(root, "--traffic-seconds", "0")
-    log = (root / "run.log").open("w")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    wait_for(
-        lambda: "== running" in (root / "run.log").read_text(),
-        timeout=60,
-        what="mtlsdemo run to be up",
-        check=lambda: proc.poll() is None or pytest.fail((root / "run.log").read_text()),
-    )
-    env = dict(
-        os.environ,
-        MTLSDEMO_CERTS_DIR=str(root / "certs"),
-        MTLSDEMO_LEDGER_SIDECAR=f"127.0.0.1:{ports['ledger']}",
-        MTLSDEMO_GATEWAY_ADDR=f"127.0.0.1:{ports['gateway']}",
-        MTLSDEMO_GATEWAY_ADMIN=f"127.0.0.1:{ports['gateway_admin']}",
-        MTLSDEMO_LEDGER_ADMIN=f"127.0.0.1:{ports['ledger_admin']}",
-        MTLSDEMO_GATEWAY_ROUTE=f"127.0.0.1:{ports['route']}",
-    )
-    yield root, ports, env
-    proc.terminate()
-    proc.wait(30)
-    log.close()
+    with running_mesh(root) as (ports, env):
+        yield root, ports, {**env, "MTLSDEMO_CERTS_DIR": str(root / "certs")}
 
 
 def test_each_section_shows_what_really_happened(mesh) -> None:

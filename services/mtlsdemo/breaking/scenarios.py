@@ -28,10 +28,9 @@ from mtlsdemo.handshake.errors import ALERT_CODES, REASON_BY_CODE
 from mtlsdemo.pki.authorities import Authorities
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.ca import create_root_ca
-from mtlsdemo.pki.files import cert_pem, write_atomic
+from mtlsdemo.pki.files import write_atomic
 from mtlsdemo.pki.identity import ServiceIdentity
-from mtlsdemo.pki.issue import issue_leaf
-from mtlsdemo.pki.keys import generate_key, private_key_pem
+from mtlsdemo.pki.issue import write_identity_dir
 from mtlsdemo.pki.lifecycle import refresh_status, revoke
 from mtlsdemo.pki.material import IdentitySource
 from mtlsdemo.pki.revocation import build_status
@@ -90,15 +89,18 @@ def crafted(
         if foreign
         else cas.current
     )
-    key = generate_key(key_type)
     ident = ServiceIdentity(service, mesh.config.namespace, mesh.config.trust_domain)
-    cert = issue_leaf(ca, key.public_key(), ident, at or _now(), days, not_before=not_before)
-    out = work / f"{service}-{'foreign' if foreign else 'crafted'}-{key_type}"
-    write_atomic(out / "tls.key", private_key_pem(key), 0o600)
-    write_atomic(out / "tls.crt", cert_pem(cert))
-    write_atomic(out / "ca.crt", cas.bundle_pem)
-    write_atomic(out / "tls.ocsp", build_status(ca, cert, [], _now()))
-    return out
+    return write_identity_dir(
+        work / f"{service}-{'foreign' if foreign else 'crafted'}-{key_type}",
+        ca,
+        ident,
+        bundle_pem=cas.bundle_pem,
+        at=at or _now(),
+        days=days,
+        not_before=not_before,
+        key_type=key_type,
+        status_at=_now(),
+    )
 
 
 def client_config(directory: Path, expect: str, require_status: str = "hard") -> HandshakeConfig:

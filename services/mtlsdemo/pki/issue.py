@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -96,3 +97,31 @@ def sign_csr(
 def csr_common_name(csr: x509.CertificateSigningRequest) -> str | None:
     cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(cns[0].value) if cns else None
+
+
+def write_identity_dir(
+    out: Path,
+    ca: CertificateAuthority,
+    identity: ServiceIdentity,
+    *,
+    bundle_pem: bytes,
+    at: dt.datetime,
+    days: float = 30,
+    not_before: dt.datetime | None = None,
+    key_type: str = "ecdsa-p256",
+    status_at: dt.datetime | None = None,
+) -> Path:
+    """An identity directory outside the bootstrap (a test's, a `break` scenario's):
+    a new key, a leaf issued as if ``at`` were now, the bundle to trust and the CA's
+    good status for the leaf (signed at ``status_at``, default ``at``)."""
+    from mtlsdemo.pki.files import cert_pem, write_atomic
+    from mtlsdemo.pki.keys import generate_key, private_key_pem
+    from mtlsdemo.pki.revocation import build_status
+
+    key = generate_key(key_type)
+    cert = issue_leaf(ca, key.public_key(), identity, at, days, not_before=not_before)
+    write_atomic(out / "tls.key", private_key_pem(key), 0o600)
+    write_atomic(out / "tls.crt", cert_pem(cert))
+    write_atomic(out / "ca.crt", bundle_pem)
+    write_atomic(out / "tls.ocsp", build_status(ca, cert, [], status_at or at))
+    return out
