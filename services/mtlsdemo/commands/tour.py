@@ -35,8 +35,8 @@ def main(args: argparse.Namespace) -> int:
     c = mesh.config
     if not reachable(c.ledger_admin):
         raise PkiError(
-            f"tour: no mesh at {c.ledger_admin[0]}:{c.ledger_admin[1]}; start `make run` "
-            "in another terminal first"
+            f"tour: no mesh at {c.ledger_admin[0]}:{c.ledger_admin[1]} (the ledger sidecar's "
+            "admin); start `make run` (sidecar mode, the default) in another terminal first"
         )
     logging.getLogger("mtlsdemo.pki.material").setLevel(logging.ERROR)  # the self-signed one
     interactive = not args.non_interactive and sys.stdin.isatty()
