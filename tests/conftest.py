@@ -190,7 +190,7 @@ def forge_record_after_handshake(port: int, identity: Path) -> None:
 
     from mtlsdemo import dialer
     from mtlsdemo.handshake import ProtocolError
-    from mtlsdemo.tracecmd import identity_config
+    from mtlsdemo.identityconfig import identity_config
 
     attempt = dialer.handshake("127.0.0.1", port, identity_config(identity), timeout=10)
     assert attempt.error is None, attempt.error

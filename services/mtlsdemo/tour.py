@@ -26,13 +26,11 @@ from mtlsdemo import system
 from mtlsdemo.breaking.mesh import LocalMesh
 from mtlsdemo.breaking.scenarios import client_config, crafted
 from mtlsdemo.dialer import handshake
-from mtlsdemo.handshake import DataReceived, HandshakeConfig, PeerPolicy, ProtocolError
-from mtlsdemo.handshake.config import Credentials
+from mtlsdemo.handshake import DataReceived, ProtocolError
 from mtlsdemo.handshake.records import HEADER_LEN
 from mtlsdemo.handshake.suites import BY_NAME
+from mtlsdemo.identityconfig import identity_config
 from mtlsdemo.pki.errors import PkiError
-from mtlsdemo.pki.material import IdentitySource
-from mtlsdemo.trust import TrustStore
 
 
 @dataclass
@@ -154,17 +152,9 @@ def certificate_verification(mesh: LocalMesh, conn) -> Section:
 
 
 def _in_memory(client_dir: Path, server_dir: Path, suite: str, expect: str):
-    ccfg = client_config(client_dir, expect)
-    scfg_m = IdentitySource(server_dir).current
     suites = (BY_NAME[suite],)
-    ccfg = dataclasses.replace(ccfg, trace=True, suites=suites)
-    scfg = HandshakeConfig(
-        Credentials.from_parts(scfg_m.chain, scfg_m.key, scfg_m.status),
-        TrustStore(scfg_m.cas),
-        PeerPolicy(),
-        suites=suites,
-        trace=True,
-    )
+    ccfg = identity_config(client_dir, suites, peer_ids=(expect,), trace=True)
+    scfg = identity_config(server_dir, suites, trace=True)
     c, s = system.connection("client", ccfg), system.connection("server", scfg)
     c.start()
     for _ in range(3):

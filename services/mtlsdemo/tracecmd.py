@@ -21,16 +21,14 @@ from mtlsdemo.handshake import (
     Connection,
     DataReceived,
     HandshakeConfig,
-    PeerPolicy,
     ProtocolError,
     Suite,
 )
-from mtlsdemo.handshake.config import Credentials
 from mtlsdemo.handshake.records import HEADER_LEN
 from mtlsdemo.handshake.trace import TraceEntry
+from mtlsdemo.identityconfig import identity_config
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.material import IdentitySource
-from mtlsdemo.trust import TrustStore
 
 STEPS = {
     "hello": "1 hello",
@@ -51,33 +49,6 @@ NAMES = {
     "FINISHED": "Finished",
 }
 DEMO_MESSAGES = [b"GET /balance/alice", b"transfer 12.50 alice->bob", b"close"]
-
-
-def identity_config(
-    directory: Path,
-    suites: tuple[Suite, ...] | None = None,
-    peer_ids: tuple[str, ...] = (),
-    server_name: str | None = None,
-    require_status: str = "hard",
-    trace: bool = True,
-    show_secrets: bool = False,
-) -> HandshakeConfig:
-    """An identity directory through the one loader (tls.ocsp included: the
-    certs dir's current revocation state is what gets stapled)."""
-    m = IdentitySource(directory).current
-    kw: dict[str, Any] = {
-        "trace": trace,
-        "trace_secrets": show_secrets,
-        "peer": PeerPolicy(peer_ids, server_name),
-        "require_status": require_status,
-    }
-    if suites:
-        kw["suites"] = suites
-    try:
-        cred = Credentials.from_parts(m.chain, m.key, m.status)
-    except (ValueError, TypeError) as e:
-        raise PkiError(f"{directory}: unusable identity ({e})") from None
-    return HandshakeConfig(cred, TrustStore(m.cas), **kw)
 
 
 def _ensure_certs(certs: Path) -> Path:
@@ -293,6 +264,7 @@ def run(cfg: TraceConfig) -> int:
         cfg.suites,
         peer_ids,
         require_status=cfg.require_status,
+        trace=True,
         show_secrets=cfg.show_secrets,
     )
     if cfg.connect:
@@ -302,6 +274,7 @@ def run(cfg: TraceConfig) -> int:
         cfg.server_suites or SUITES,  # the in-memory server accepts every suite
         tuple(cfg.allow_id or ()),
         require_status=cfg.require_status,
+        trace=True,
     )
     now = dt.datetime.now(dt.UTC) + dt.timedelta(days=cfg.days_ahead)
     c, s = system.connection("client", ccfg, now), system.connection("server", scfg, now)

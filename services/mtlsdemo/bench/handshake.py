@@ -21,17 +21,13 @@ from mtlsdemo.handshake import (
     HandshakeConfig,
     parse_suites,
 )
+from mtlsdemo.identityconfig import identity_config
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 
 
 def _cfg(d: Path, suites: str | None = None) -> HandshakeConfig:
-    kw = {"suites": parse_suites(suites)} if suites else {}
-    return HandshakeConfig.from_pem(
-        (d / "tls.crt").read_bytes(),
-        (d / "tls.key").read_bytes(),
-        (d / "ca.crt").read_bytes(),
-        **kw,
-    )
+    # the sidecar's own checks, stapled status included: the figure is what a peer pays
+    return identity_config(d, parse_suites(suites) if suites else None)
 
 
 def in_memory(client: HandshakeConfig, server: HandshakeConfig, n: int) -> list[float]:

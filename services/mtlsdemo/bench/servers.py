@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from mtlsdemo import system
-from mtlsdemo.handshake import SUITES, HandshakeComplete, HandshakeConfig, ProtocolError
+from mtlsdemo.handshake import SUITES, HandshakeComplete, ProtocolError
 
 
 def _listener() -> socket.socket:
@@ -27,12 +27,9 @@ def _listener() -> socket.socket:
 
 
 def serve_mtd(cert_dir: Path, cache: bool = True) -> None:
-    cfg = HandshakeConfig.from_pem(
-        (cert_dir / "tls.crt").read_bytes(),
-        (cert_dir / "tls.key").read_bytes(),
-        (cert_dir / "ca.crt").read_bytes(),
-        suites=SUITES,
-    )
+    from mtlsdemo.identityconfig import identity_config
+
+    cfg = identity_config(cert_dir, SUITES)
     if not cache:
         cfg.trust.cache_size = 0
     srv = _listener()

@@ -22,9 +22,9 @@ from mtlsdemo.breaking.catalog import SCENARIOS
 from mtlsdemo.breaking.mesh import LocalMesh, delta, through_route
 from mtlsdemo.breaking.relay import Relay, flip_first_data_record, strip_suites
 from mtlsdemo.dialer import Attempt, handshake
-from mtlsdemo.handshake import HandshakeConfig, PeerPolicy, ProtocolError, Reason
-from mtlsdemo.handshake.config import Credentials
+from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason
 from mtlsdemo.handshake.errors import ALERT_CODES, REASON_BY_CODE
+from mtlsdemo.identityconfig import identity_config
 from mtlsdemo.pki.authorities import Authorities
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.ca import create_root_ca
@@ -35,7 +35,6 @@ from mtlsdemo.pki.lifecycle import refresh_status, revoke
 from mtlsdemo.pki.material import IdentitySource
 from mtlsdemo.pki.revocation import build_status
 from mtlsdemo.pki.stores import FileStore
-from mtlsdemo.trust import TrustStore
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
 SERVICES = ("ledger", "gateway", "cli")
@@ -104,13 +103,7 @@ def crafted(
 
 
 def client_config(directory: Path, expect: str, require_status: str = "hard") -> HandshakeConfig:
-    m = IdentitySource(directory).current
-    return HandshakeConfig(
-        Credentials.from_parts(m.chain, m.key, m.status),
-        TrustStore(m.cas),
-        PeerPolicy(allowed_ids=(expect,)),
-        require_status=require_status,
-    )
+    return identity_config(directory, peer_ids=(expect,), require_status=require_status)
 
 
 def _alert(reason: Reason) -> str:

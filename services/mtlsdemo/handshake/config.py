@@ -79,10 +79,3 @@ class HandshakeConfig:
     # the peer's stapled status: "hard" refuses without a good one, "soft" accepts
     # and reports (VerifiedPeer.status_problem), "off" does not look
     require_status: str = "hard"
-
-    @classmethod
-    def from_pem(
-        cls, cert_pem: bytes, key_pem: bytes, ca_pem: bytes, **kw: object
-    ) -> HandshakeConfig:
-        trust = TrustStore(x509.load_pem_x509_certificates(ca_pem))
-        return cls(Credentials.from_pem(cert_pem, key_pem), trust, **kw)  # type: ignore[arg-type]
