@@ -161,17 +161,25 @@ def serve_relay(_cert_dir: Path, target: int) -> None:
         def __init__(self) -> None:
             self.t: asyncio.Transport | None = None
             self.peer: Side | None = None
+            self.early: list[bytes] = []  # received before the other side connected
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self.t = transport  # type: ignore[assignment]
-            if self.peer is None or self.peer.t is None:
-                transport.pause_reading()  # type: ignore[attr-defined]
-            else:
-                self.peer.t.resume_reading()
+            peer = self.peer
+            if peer is not None and peer.t is not None:
+                # the other side spoke first (gRPC's preface): hand on what it said.
+                # (Buffering, not pause_reading() in connection_made: uvloop may
+                # deliver data before a pause requested there takes effect.)
+                for chunk in peer.early:
+                    transport.write(chunk)  # type: ignore[attr-defined]
+                peer.early.clear()
 
         def data_received(self, data: bytes) -> None:
-            assert self.peer is not None and self.peer.t is not None
-            self.peer.t.write(data)
+            assert self.peer is not None
+            if self.peer.t is None:
+                self.early.append(data)
+            else:
+                self.peer.t.write(data)
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self.peer is not None and self.peer.t is not None:
@@ -190,7 +198,14 @@ def serve_relay(_cert_dir: Path, target: int) -> None:
         print(srv.sockets[0].getsockname()[1], flush=True)
         await asyncio.Event().wait()
 
-    asyncio.run(main())
+    # the floor runs on the sidecars' own default loop (uvloop when installed), so
+    # "what the sidecars add beyond bare relays" compares like with like
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
 
 
 def serve_echo(_cert_dir: Path) -> None:

@@ -12,6 +12,7 @@ processes; the callers run here.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 import ssl
@@ -194,6 +195,7 @@ def _round_trips(certs: Path, py: list[str], n: int) -> dict[str, Any]:
             for k, port_ in ports.items():
                 samples[k] += _rtt(port_, n // 4)
         out: dict[str, Any] = {k: summarize(v) for k, v in samples.items()}
+        out["relay_loop"] = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
         out["sidecars_added_p50_ms"] = round(
             out["through_sidecars"]["p50_ms"] - out["direct"]["p50_ms"], 3
         )
@@ -344,8 +346,9 @@ def table(results: dict[str, Any]) -> str:
         )
     rt = results["tcp_round_trip"]
     lines.append(
-        f"TCP 100 B ping-pong p50: direct {rt['direct']['p50_ms']:.3f} ms, bare asyncio "
-        f"relay pair {rt['bare_asyncio_relay_pair']['p50_ms']:.3f} ms, sidecars "
+        f"TCP 100 B ping-pong p50: direct {rt['direct']['p50_ms']:.3f} ms, bare "
+        f"{rt.get('relay_loop', 'asyncio')} relay pair "
+        f"{rt['bare_asyncio_relay_pair']['p50_ms']:.3f} ms, sidecars "
         f"{rt['through_sidecars']['p50_ms']:.3f} ms; sidecars add {rt['sidecars_added_p50_ms']:.3f} ms "
         f"= {rt['ratio_sidecars_vs_bare_relays_added']:.2f}x what two crypto-free relays add"
     )
