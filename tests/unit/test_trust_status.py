@@ -203,3 +203,27 @@ def test_crl_from_an_untrusted_ca_is_ignored() -> None:
     cert, _ = leaf("ledger")
     pem = build_crl(ca("other"), [revoked_entry(cert)], NOW)
     assert RevocationLists.parse(pem, [ca().cert]).lookup(cert) is None
+
+
+def test_status_cache_reuses_good_verdicts_inside_their_window_only() -> None:
+    from mtlsdemo.trust.status import StatusCache
+
+    cert, _ = leaf("ledger")
+    cache = StatusCache(8)
+    good = build_status(ca(), cert, [], NOW)
+    assert cache.check(good, cert, ca().cert, NOW)[1] is False
+    assert cache.check(good, cert, ca().cert, NOW + dt.timedelta(minutes=30))[1] is True
+    with pytest.raises(VerificationFailed) as e:  # past the window: re-judged, stale
+        cache.check(good, cert, ca().cert, NOW + 2 * HOUR)
+    assert e.value.failure is Failure.STATUS_STALE
+    other, _ = leaf("gateway")  # the same response for another certificate: not a hit
+    with pytest.raises(VerificationFailed):
+        cache.check(good, other, ca().cert, NOW)
+    revoked = build_status(ca(), cert, [revoked_entry(cert)], NOW)
+    for _ in range(2):  # failures are never cached
+        with pytest.raises(VerificationFailed):
+            cache.check(revoked, cert, ca().cert, NOW)
+    assert cache.hits == 1
+    off = StatusCache(0)
+    off.check(good, cert, ca().cert, NOW)
+    assert off.check(good, cert, ca().cert, NOW)[1] is False

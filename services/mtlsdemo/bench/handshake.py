@@ -127,6 +127,7 @@ def run(n: int = 400, warmup: int = 40) -> dict[str, Any]:
             # whole chain, exactly as the OpenSSL reference does.
             nocache = _cfg(out / "gateway")
             nocache.trust.cache_size = 0
+            nocache.trust.statuses.size = 0  # the status verdicts too: like for like
             mtd = ServerProcess("mtd", out / "ledger")
             mtd_nc = ServerProcess("mtd-nocache", out / "ledger")
             ossl = ServerProcess("openssl", out / "ledger")

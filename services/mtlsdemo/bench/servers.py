@@ -32,6 +32,7 @@ def serve_mtd(cert_dir: Path, cache: bool = True) -> None:
     cfg = identity_config(cert_dir, SUITES)
     if not cache:
         cfg.trust.cache_size = 0
+        cfg.trust.statuses.size = 0
     srv = _listener()
     while True:
         sock, _ = srv.accept()

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from mtlsdemo.handshake.errors import ProtocolError, Reason
 from mtlsdemo.trust import IdentityPolicy, TrustStore, VerificationFailed
 from mtlsdemo.trust.spiffe import display_identity
-from mtlsdemo.trust.status import STATUS_POLICIES, check_status
+from mtlsdemo.trust.status import STATUS_POLICIES
 
 __all__ = [
     "PeerPolicy",
@@ -103,7 +103,15 @@ def verify_peer(
         # the issuer is the CA the chain was just verified to: only it may speak for the leaf
         issuer = verified.path[1] if len(verified.path) > 1 else verified.path[0]
         try:
-            checks.append(check_status(status, verified.leaf, issuer, now).describe())
+            verdict, status_cached = trust.statuses.check(status, verified.leaf, issuer, now)
+            checks.append(
+                verdict.describe()
+                + (
+                    " (verdict reused from the status cache; window re-checked)"
+                    if status_cached
+                    else ""
+                )
+            )
         except VerificationFailed as e:
             problem = ProtocolError(Reason(e.failure.value), e.detail, peer_identity=identity)
             if require_status == "hard":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -146,6 +147,40 @@ def check_status(
             f"(now {_z(now)}); the holder has not refreshed it",
         )
     return StatusVerdict(leaf.serial_number, _cn(issuer), this_update, next_update)
+
+
+class StatusCache:
+    """Good verdicts, reused while ``now`` stays inside their window: a peer staples
+    the same response to every handshake for up to an hour, and checking it costs a
+    signature verification. Failures are never cached (they are re-judged, and a
+    revocation arrives as a new response, hence a new key)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._verdicts: OrderedDict[tuple[bytes, int, bytes], StatusVerdict] = OrderedDict()
+        self.hits = 0
+
+    def check(
+        self,
+        der: bytes,
+        leaf: x509.Certificate,
+        issuer: x509.Certificate,
+        now: dt.datetime,
+        skew: dt.timedelta = DEFAULT_SKEW,
+    ) -> tuple[StatusVerdict, bool]:
+        """The verdict of check_status, and whether it came from the cache."""
+        key = (der, leaf.serial_number, issuer.fingerprint(hashes.SHA256()))
+        hit = self._verdicts.get(key) if self.size > 0 else None
+        if hit is not None and hit.this_update - skew <= now <= hit.next_update + skew:
+            self._verdicts.move_to_end(key)
+            self.hits += 1
+            return hit, True
+        verdict = check_status(der, leaf, issuer, now, skew)
+        if self.size > 0:
+            self._verdicts[key] = verdict
+            if len(self._verdicts) > self.size:
+                self._verdicts.popitem(last=False)
+        return verdict, False
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,11 @@ class TrustStore:
         self.max_depth = max_depth
         self.store = Store(list(self.cas))
         self.cache_size = cache_size
+        # stapled statuses checked against these roots (trust/status.py; imported
+        # here, not at the top: status.py builds on this module)
+        from mtlsdemo.trust.status import StatusCache
+
+        self.statuses = StatusCache(cache_size)
         self._cache: OrderedDict[tuple[str, tuple[bytes, ...]], VerifiedChain] = OrderedDict()
         self.hits = 0
         self.misses = 0
