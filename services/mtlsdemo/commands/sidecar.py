@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mtlsdemo import flags
 from mtlsdemo.commands.common import SUITE_LIST
-from mtlsdemo.sidecar.config import SidecarConfig
+
+if TYPE_CHECKING:  # the sidecar's modules load only when the sidecar runs
+    from mtlsdemo.sidecar.config import SidecarConfig
 
 
 def _default_loop() -> str:

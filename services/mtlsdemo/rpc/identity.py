@@ -19,12 +19,8 @@ def peer_certificate(context: grpc.ServicerContext) -> x509.Certificate | None:
         return None
 
 
-def peer_spiffe_id(context: grpc.ServicerContext) -> SpiffeId | None:
-    """The caller's SPIFFE ID, read from the peer certificate that gRPC verified
-    against our CA and put in the auth context, by the same SVID rules as every
-    other path (exactly one URI SAN, well formed); None for a plaintext call or a
-    certificate that is not an SVID."""
-    cert = peer_certificate(context)
+def svid_of(cert: x509.Certificate | None) -> SpiffeId | None:
+    """The SPIFFE ID of an already parsed peer certificate, or None."""
     if cert is None:
         return None
     try:

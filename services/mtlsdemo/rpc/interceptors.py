@@ -8,11 +8,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+from cryptography import x509
 
 from mtlsdemo import telemetry
 from mtlsdemo.pki.crlfile import CrlFile
-from mtlsdemo.rpc.identity import peer_certificate, peer_spiffe_id
-from mtlsdemo.trust import IdentityPolicy
+from mtlsdemo.rpc.identity import peer_certificate, svid_of
+from mtlsdemo.trust import IdentityPolicy, SpiffeId
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +48,21 @@ class ServerInterceptor(grpc.ServerInterceptor):
         self.policy = policy
         self.crl = crl
 
-    def _check_revocation(self, service: str, context: grpc.ServicerContext) -> None:
+    def _check_revocation(
+        self,
+        service: str,
+        context: grpc.ServicerContext,
+        cert: x509.Certificate | None,
+        peer: SpiffeId | None,
+    ) -> None:
         """The caller's certificate against the current CRL, for every service: a
         revoked key calls nothing, not even health."""
-        if self.crl is None:
-            return
-        cert = peer_certificate(context)
-        if cert is None:
+        if self.crl is None or cert is None:
             return
         gone = self.crl.lookup(cert)
         if gone is None:
             return
-        shown = str(peer_spiffe_id(context) or "(no SPIFFE ID)")
+        shown = str(peer or "(no SPIFFE ID)")
         telemetry.GRPC_AUTHORIZATIONS.labels(shown, "revoked").inc()
         log.warning("denied %s: caller %s: %s", service, shown, gone.describe())
         context.abort(
@@ -68,10 +72,15 @@ class ServerInterceptor(grpc.ServerInterceptor):
         )
 
     def _authorize(self, service: str, context: grpc.ServicerContext) -> None:
-        self._check_revocation(service, context)
-        if self.policy is None or service in EXEMPT_SERVICES:
+        checks_policy = self.policy is not None and service not in EXEMPT_SERVICES
+        if self.crl is None and not checks_policy:
             return
-        peer = peer_spiffe_id(context)
+        cert = peer_certificate(context)  # parsed once per call, for both checks
+        peer = svid_of(cert)
+        self._check_revocation(service, context, cert, peer)
+        if not checks_policy:
+            return
+        assert self.policy is not None
         if peer is not None and self.policy.allows(peer):
             telemetry.GRPC_AUTHORIZATIONS.labels(str(peer), "allow").inc()
             return
