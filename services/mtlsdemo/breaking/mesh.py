@@ -58,17 +58,21 @@ class LocalMesh:
     def status(self, admin: tuple[str, int]) -> dict:
         return dict(json.loads(_get(admin, "/status")))
 
-    def handshakes(self, admin: tuple[str, int]) -> Counter[HandshakeKey]:
-        """mtls_handshakes_total failures of one sidecar, by (role, reason, origin)."""
-        out: Counter[HandshakeKey] = Counter()
+    def samples(self, admin: tuple[str, int], name: str) -> list:
+        """The samples of one metric on a sidecar's /metrics (none if it is down)."""
         try:
             text = _get(admin, "/metrics").decode()
         except OSError:
-            return out
-        for fam in text_string_to_metric_families(text):
-            for s in fam.samples:
-                if s.name == "mtls_handshakes_total" and s.labels.get("result") == "failure":
-                    out[(s.labels["role"], s.labels["reason"], s.labels["origin"])] += int(s.value)
+            return []
+        return [s for fam in text_string_to_metric_families(text) for s in fam.samples
+                if s.name == name]  # fmt: skip
+
+    def handshakes(self, admin: tuple[str, int]) -> Counter[HandshakeKey]:
+        """mtls_handshakes_total failures of one sidecar, by (role, reason, origin)."""
+        out: Counter[HandshakeKey] = Counter()
+        for s in self.samples(admin, "mtls_handshakes_total"):
+            if s.labels.get("result") == "failure":
+                out[(s.labels["role"], s.labels["reason"], s.labels["origin"])] += int(s.value)
         return out
 
     def serial(self, admin: tuple[str, int]) -> str:

@@ -217,10 +217,19 @@ def restore(mesh: LocalMesh) -> list[str]:
     return changed
 
 
-def _wait_reload(
-    mesh: LocalMesh, admin: tuple[str, int], changed: Callable[[], bool], what: str
-) -> None:
-    wait_until(changed, timeout=90, what=what, interval=0.3, ignore=(OSError,))
+def _gateway_takes(mesh: LocalMesh, change: Callable[[], object], what: str) -> None:
+    """Change the gateway's identity files, then wait until its sidecar reloaded
+    them (the generation is read first: the sidecar may reload before we look)."""
+    admin = mesh.config.gateway_admin
+
+    def generation() -> int:
+        return int(mesh.status(admin)["certificate"]["reload_generation"])
+
+    before = generation()
+    change()
+    wait_until(
+        lambda: generation() > before, timeout=90, what=what, interval=0.3, ignore=(OSError,)
+    )
 
 
 # ------------------------------------------------------------------ scenarios
@@ -374,18 +383,9 @@ def _through(mesh: LocalMesh, r: Report, transform: object, what: str, expect: s
 
 
 def report_records(r: Report, mesh: LocalMesh) -> None:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    from mtlsdemo.breaking.mesh import _get
-
     def count() -> float:
-        text = _get(mesh.config.ledger_admin, "/metrics").decode()
-        return sum(
-            s.value
-            for fam in text_string_to_metric_families(text)
-            for s in fam.samples
-            if s.name == "mtls_record_failures_total" and s.labels.get("reason") == "decrypt_error"
-        )
+        found = mesh.samples(mesh.config.ledger_admin, "mtls_record_failures_total")
+        return sum(s.value for s in found if s.labels.get("reason") == "decrypt_error")
 
     try:
         wait_until(lambda: count() >= 1, timeout=15, what="the record failure to be counted")
@@ -454,18 +454,18 @@ def _through_the_mesh(mesh: LocalMesh, r: Report, reason: str) -> None:
 def revoked(mesh: LocalMesh, r: Report, work: Path) -> None:
     c = mesh.config
     with _changed(mesh, r):
-        # the generation before the change: the sidecar may reload before we look again
-        gen = mesh.status(c.gateway_admin)["certificate"]["reload_generation"]
-        changes = revoke(
-            FileStore(c.certs_dir), SERVICES, _now(), service="gateway", reason="key_compromise"
-        )
+        changes: list = []
+
+        def revoke_gateway() -> None:
+            changes.extend(
+                revoke(
+                    FileStore(c.certs_dir), SERVICES, _now(), service="gateway",
+                    reason="key_compromise",
+                )
+            )  # fmt: skip
+
+        _gateway_takes(mesh, revoke_gateway, "the gateway's sidecar to reload its revoked status")
         r.add("setup", f"certs revoke gateway: {changes[0]}")
-        _wait_reload(
-            mesh,
-            c.gateway_admin,
-            lambda: mesh.status(c.gateway_admin)["certificate"]["reload_generation"] > gen,
-            "the gateway's sidecar to reload its (revoked) status",
-        )
         _through_the_mesh(mesh, r, "certificate_revoked")
         native(
             r,
@@ -490,18 +490,15 @@ def stale_status(mesh: LocalMesh, r: Report, work: Path) -> None:
         cas = _authorities(mesh)
         m = mesh.identity("gateway")
         old = build_status(cas.current, m.leaf, [], _now() - dt.timedelta(hours=3))
-        gen = mesh.status(c.gateway_admin)["certificate"]["reload_generation"]
-        write_atomic(c.certs_dir / "gateway" / "tls.ocsp", old)
+        _gateway_takes(
+            mesh,
+            lambda: write_atomic(c.certs_dir / "gateway" / "tls.ocsp", old),
+            "the gateway's sidecar to reload its stale status",
+        )
         r.add(
             "setup",
             "the gateway's stapled status replaced by one that expired 2 h ago "
             "(as if refresh-status had stopped)",
-        )
-        _wait_reload(
-            mesh,
-            c.gateway_admin,
-            lambda: mesh.status(c.gateway_admin)["certificate"]["reload_generation"] > gen,
-            "the gateway's sidecar to reload its stale status",
         )
         _through_the_mesh(mesh, r, "status_stale")
 
