@@ -97,11 +97,11 @@ def _ca(name: str) -> CertificateAuthority:
 def status(cert: x509.Certificate, revoked: list | None = None, at: dt.datetime = NOW) -> bytes:
     """The good (or revoked) OCSP response its hskit CA signs for ``cert``, valid
     from ``at`` for an hour; b"" for a certificate no hskit CA issued."""
-    from mtlsdemo.pki.revocation import authority_key_id, build_status, key_id
+    from mtlsdemo.pki.revocation import build_status
+    from mtlsdemo.trust.verify import issued_by
 
-    aki = authority_key_id(cert)
     for authority in _CAS.values():
-        if authority.cert.subject == cert.issuer and key_id(authority.cert) == aki:
+        if issued_by(cert, authority.cert):
             return build_status(authority, cert, revoked or [], at)
     return b""
 

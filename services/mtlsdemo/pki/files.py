@@ -6,12 +6,12 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.trust.verify import key_identifier
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -40,16 +40,12 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 def key_ids(cert: x509.Certificate) -> tuple[str | None, str | None]:
     """(subject key id, authority key id) in the same format, or None when absent."""
-
-    def get(cls: type) -> str | None:
-        try:
-            value: Any = cert.extensions.get_extension_for_class(cls).value
-        except x509.ExtensionNotFound:
-            return None
-        raw = value.digest if isinstance(value, x509.SubjectKeyIdentifier) else value.key_identifier
-        return raw.hex(":").upper() if raw else None
-
-    return get(x509.SubjectKeyIdentifier), get(x509.AuthorityKeyIdentifier)
+    ski = key_identifier(cert, x509.SubjectKeyIdentifier)
+    aki = key_identifier(cert, x509.AuthorityKeyIdentifier)
+    return (
+        ski.hex(":").upper() if ski else None,
+        aki.hex(":").upper() if aki else None,
+    )
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:

@@ -25,6 +25,7 @@ from mtlsdemo.pki.ca import CertificateAuthority, create_root_ca
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import cert_pem, parse_certs
 from mtlsdemo.pki.stores import Store
+from mtlsdemo.trust.verify import issued_by
 
 ROTATE_STAGES = ("plan", "prepare", "switch", "finish")
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -40,11 +41,7 @@ def _authorities(store: Store) -> Authorities:
 
 
 def _issuer_of(cas: Authorities, cert: x509.Certificate) -> CertificateAuthority | None:
-    aki = rv.authority_key_id(cert)
-    return next(
-        (ca for ca in cas.all if aki == rv.key_id(ca.cert) and cert.issuer == ca.cert.subject),
-        None,
-    )
+    return next((ca for ca in cas.all if issued_by(cert, ca.cert)), None)
 
 
 def _normal_serial(text: str) -> str:

@@ -20,6 +20,7 @@ from cryptography.x509 import ocsp
 from mtlsdemo.pki.ca import CertificateAuthority
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.keys import signing_hash
+from mtlsdemo.trust.verify import key_identifier
 
 ISSUED = "ca/issued.json"
 REVOKED = "ca/revoked.json"
@@ -30,15 +31,14 @@ REASONS = tuple(f.name for f in x509.ReasonFlags if f.name != "remove_from_crl")
 
 
 def key_id(cert: x509.Certificate) -> str:
-    return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
+    """A CA's key id as the CA's state files record it (hex)."""
+    raw = key_identifier(cert, x509.SubjectKeyIdentifier)
+    return raw.hex() if raw else ""
 
 
 def authority_key_id(cert: x509.Certificate) -> str | None:
-    try:
-        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return None
-    return aki.key_identifier.hex() if aki.key_identifier else None
+    raw = key_identifier(cert, x509.AuthorityKeyIdentifier)
+    return raw.hex() if raw else None
 
 
 @dataclass(frozen=True)

@@ -131,9 +131,10 @@ def _validity(cert: x509.Certificate, now: dt.datetime, what: str) -> None:
         )
 
 
-def _key_id(
+def key_identifier(
     cert: x509.Certificate, cls: type[x509.AuthorityKeyIdentifier | x509.SubjectKeyIdentifier]
 ) -> bytes | None:
+    """The certificate's own (subject) or its issuer's (authority) key id."""
     try:
         value = cert.extensions.get_extension_for_class(cls).value
     except x509.ExtensionNotFound:
@@ -147,7 +148,10 @@ def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     """Name and key identifier match (two CAs can share a name after a re-bootstrap)."""
     if cert.issuer != ca.subject:
         return False
-    aki, ski = _key_id(cert, x509.AuthorityKeyIdentifier), _key_id(ca, x509.SubjectKeyIdentifier)
+    aki, ski = (
+        key_identifier(cert, x509.AuthorityKeyIdentifier),
+        key_identifier(ca, x509.SubjectKeyIdentifier),
+    )
     return aki is None or ski is None or aki == ski
 
 
@@ -327,7 +331,7 @@ class TrustStore:
             walked.append(parent)
             current = parent
         if anchor is None:
-            aki = _key_id(current, x509.AuthorityKeyIdentifier)
+            aki = key_identifier(current, x509.AuthorityKeyIdentifier)
             return VerificationFailed(
                 Failure.UNKNOWN_CA,
                 f"issuer {current.issuer.rfc4514_string()} (key id "
