@@ -277,8 +277,19 @@ def run(cfg: TraceConfig) -> int:
         trace=True,
     )
     now = dt.datetime.now(dt.UTC) + dt.timedelta(days=cfg.days_ahead)
+    c, s, error = handshake_in_memory(ccfg, scfg, now)
+    records = [] if error else _demo_records(c, s)
+    entries = sorted(c.trace + s.trace, key=lambda e: e.at)
+    return _print(cfg, entries, [c, s], records, error, both_sides=True)
+
+
+def handshake_in_memory(
+    ccfg: HandshakeConfig, scfg: HandshakeConfig, now: dt.datetime
+) -> tuple[Connection, Connection, ProtocolError | None]:
+    """Client and server in one process, bytes handed across until both are done
+    or one fails (the other then reads its alert): the trace's and the console's
+    in-memory handshake."""
     c, s = system.connection("client", ccfg, now), system.connection("server", scfg, now)
-    error: ProtocolError | None = None
     c.start()
     try:
         for _ in range(3):
@@ -287,13 +298,11 @@ def run(cfg: TraceConfig) -> int:
                 if data:
                     dst.receive_data(data)
     except ProtocolError as e:
-        error = e
         other = s if e is c.error else c
         with contextlib.suppress(ProtocolError):  # the peer learns the reason from the alert
             other.receive_data((c if other is s else s).data_to_send())
-    records = [] if error else _demo_records(c, s)
-    entries = sorted(c.trace + s.trace, key=lambda e: e.at)
-    return _print(cfg, entries, [c, s], records, error, both_sides=True)
+        return c, s, e
+    return c, s, None
 
 
 def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from mtlsdemo.commands import (
     breakcmd,
     certs,
     client,
+    console,
     handshake,
     probe,
     run,
@@ -17,4 +18,16 @@ from mtlsdemo.commands import (
 )
 
 # the order of `mtlsdemo --help`
-MODULES = (certs, serve, run, client, sidecar, handshake, breakcmd, tour, bench, probe)
+MODULES = (
+    certs,
+    serve,
+    run,
+    client,
+    sidecar,
+    handshake,
+    breakcmd,
+    tour,
+    console,
+    bench,
+    probe,
+)

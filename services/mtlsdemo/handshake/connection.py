@@ -30,6 +30,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from mtlsdemo.handshake import kx
@@ -61,6 +62,7 @@ from mtlsdemo.handshake.records import (
 from mtlsdemo.handshake.signatures import SUPPORTED_SCHEMES, Scheme, sign, signed_content, verify
 from mtlsdemo.handshake.suites import BY_CODE, KeyExchange, Suite, version_name
 from mtlsdemo.handshake.trace import TraceEntry
+from mtlsdemo.trust.certinfo import certificate_facts
 
 T = m.HandshakeType
 ALERT_WARNING, ALERT_FATAL = 1, 2
@@ -128,6 +130,12 @@ class Connection:
         self.entropy = entropy
         self.state = State.START if role == "client" else State.WAIT_CLIENT_HELLO
         self.trace: list[TraceEntry] = []
+        # Always on, unlike the trace: the handshake's messages as (direction, name,
+        # wire bytes, step, clock) for the console's ladders; a tuple per message,
+        # nothing after the handshake.
+        self.ladder: list[tuple[str, str, int, str, float]] = []
+        self.failed_step = ""  # the step a failure stopped the handshake in
+        self.peer_certificate: m.Certificate | None = None  # as received, verified or not
         self.result: HandshakeResult | None = None
         self.error: ProtocolError | None = None
         self.phases = dict.fromkeys(PHASES, 0.0)
@@ -293,6 +301,10 @@ class Connection:
     def _failed(self, e: ProtocolError) -> None:
         if self.state is State.FAILED:
             return
+        waiting = EXPECTED.get(self.state)
+        self.failed_step = (
+            "data" if self.result is not None else STEP_OF[waiting] if waiting else "hello"
+        )
         self.state = State.FAILED
         self.error = e
         if e.origin == "local" and e.reason is not Reason.TRUNCATED:
@@ -307,6 +319,8 @@ class Connection:
                 return
         else:
             self._out.append(plaintext_record(ContentType.ALERT, body))
+        if self.result is None:
+            self.ladder.append(("send", reason.value, 2, "alert", self.clock()))
         self._trace("send", "alert", reason.value, 2, "alert", {"level": level})
 
     def _eof(self) -> list[Event]:
@@ -390,6 +404,8 @@ class Connection:
         reason = REASON_BY_CODE.get(code)
         if reason is None:
             raise ProtocolError(Reason.DECODE_ERROR, f"unknown alert code {code}")
+        if self.result is None:
+            self.ladder.append(("recv", reason.value, 2, "alert", self.clock()))
         self._trace("recv", "alert", reason.value, 2, "alert", {"level": level})
         if reason is Reason.CLOSE_NOTIFY:
             if not self.handshake_done:
@@ -407,10 +423,17 @@ class Connection:
         expected = EXPECTED.get(self.state)
         if msg_type != expected:
             got = T(msg_type).name if msg_type in T._value2member_map_ else f"type {msg_type}"
+            step = (
+                STEP_OF.get(T(msg_type), "hello") if msg_type in T._value2member_map_ else "hello"
+            )
+            self.ladder.append(("recv", got, len(raw), step, self.clock()))
             raise ProtocolError(
                 Reason.UNEXPECTED_MESSAGE, f"got {got} while waiting for {self.waiting_for}"
             )
+        self.ladder.append(("recv", T(msg_type).name, len(raw), STEP_OF[T(msg_type)], self.clock()))
         msg = m.decode(msg_type, raw[4:])
+        if type(msg) is m.Certificate:
+            self.peer_certificate = msg
         if self.config.trace:
             self._trace(
                 "recv",
@@ -435,6 +458,7 @@ class Connection:
             self._transcript.update(raw)
             if msg.type != T.CLIENT_HELLO:
                 self._sig_transcript.update(raw)
+            self.ladder.append(("send", msg.type.name, len(raw), STEP_OF[msg.type], self.clock()))
             if self.config.trace:
                 self._trace(
                     "send",
@@ -786,33 +810,8 @@ def _scheme_name(code: int) -> str:
 
 
 def _certificate_fields(der: bytes) -> dict[str, Any]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
-    c = x509.load_der_x509_certificate(der)
-    key = c.public_key()
-    if isinstance(key, rsa.RSAPublicKey):
-        key_type = f"RSA {key.key_size}"
-    elif isinstance(key, ec.EllipticCurvePublicKey):
-        key_type = f"EC {key.curve.name}"
-    elif isinstance(key, ed25519.Ed25519PublicKey):
-        key_type = "Ed25519"
-    else:
-        key_type = type(key).__name__
-    try:
-        san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = san.get_values_for_type(x509.UniformResourceIdentifier) + san.get_values_for_type(
-            x509.DNSName
-        )
-    except x509.ExtensionNotFound:
-        names = []
-    return {
-        "subject": c.subject.rfc4514_string(),
-        "issuer": c.issuer.rfc4514_string(),
-        "names": names,
-        "key": key_type,
-        "not_after": c.not_valid_after_utc.isoformat(),
-    }
+    facts = certificate_facts(x509.load_der_x509_certificate(der))
+    return {k: facts[k] for k in ("subject", "issuer", "names", "key", "not_after")}
 
 
 def describe(msg: m.Message) -> dict[str, Any]:

@@ -8,10 +8,13 @@ import tempfile
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
 from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.trust.certinfo import fingerprint
 from mtlsdemo.trust.verify import key_identifier
+
+__all__ = ["fingerprint"]  # the one format lives in trust.certinfo; pki re-exports it
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -30,12 +33,6 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    """The one fingerprint format everywhere (inspect, /status, logs): SHA-256,
-    uppercase, colon-separated, as `openssl x509 -fingerprint -sha256` prints it."""
-    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 def key_ids(cert: x509.Certificate) -> tuple[str | None, str | None]:

@@ -1,77 +1,132 @@
-"""Admin HTTP endpoint, like ghostunnel's: /metrics, /healthz, /readyz, /status.
+"""Admin HTTP endpoint, like ghostunnel's: /metrics, /healthz, /readyz, /status,
+plus what the console reads: /certificates, /handshakes and the live /events.
 
-A deliberately tiny HTTP/1.1 server on asyncio (GET only, one request per
-connection): enough for Prometheus, kubelet probes and curl, and no dependency.
+aiohttp's server (a kept library; it runs on the sidecar's own asyncio/uvloop
+loop, so the admin port costs no thread) replaces the hand-written HTTP/1.1 of
+the first wave: keep-alive, HEAD, server-sent events and query strings for free.
+The probes' and scrapes' paths and answers are unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger(__name__)
 Handler = Callable[[], tuple[int, str, bytes]]
-REASONS = {
-    200: "OK",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    503: "Service Unavailable",
-    400: "Bad Request",
-}
+# A live stream: yields (event name, JSON-able data); a heartbeat keeps proxies
+# and dead-peer detection honest while nothing happens.
+Stream = Callable[[web.Request], AsyncIterator[tuple[str, Any]]]
+HEARTBEAT = 15.0
 
 
 def json_response(code: int, payload: object) -> tuple[int, str, bytes]:
     return code, "application/json", (json.dumps(payload, indent=2, default=str) + "\n").encode()
 
 
+def _metrics() -> tuple[int, str, bytes]:
+    return 200, CONTENT_TYPE_LATEST, generate_latest()
+
+
+def sse(event: str, data: object) -> bytes:
+    """One server-sent event (the data on one line: JSON has no raw newlines)."""
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+
+
+async def stream_events(
+    request: web.Request, events: AsyncIterator[tuple[str, Any]]
+) -> web.StreamResponse:
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await resp.prepare(request)
+    it = aiter(events)
+    nxt: asyncio.Task | None = None
+    try:
+        while True:
+            nxt = nxt or asyncio.ensure_future(anext(it))
+            done, _ = await asyncio.wait({nxt}, timeout=HEARTBEAT)
+            if not done:
+                await resp.write(b": heartbeat\n\n")
+                continue
+            event, data = nxt.result()
+            nxt = None
+            await resp.write(sse(event, data))
+    except (StopAsyncIteration, ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        if nxt is not None:
+            nxt.cancel()
+        with contextlib.suppress(Exception):
+            await it.aclose()  # type: ignore[attr-defined]
+    return resp
+
+
 class AdminServer:
-    def __init__(self, routes: dict[str, Handler]) -> None:
-        self.routes = {"/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest()), **routes}
-        self.server: asyncio.AbstractServer | None = None
+    def __init__(
+        self,
+        routes: dict[str, Handler],
+        queries: dict[str, Callable[[web.Request], tuple[int, str, bytes]]] | None = None,
+        streams: dict[str, Stream] | None = None,
+    ) -> None:
+        self.routes: dict[str, Handler] = {"/metrics": _metrics, **routes}
+        self.queries = queries or {}
+        self.streams = streams or {}
+        self.runner: web.AppRunner | None = None
+
+    def _paths(self) -> list[str]:
+        return sorted([*self.routes, *self.queries, *self.streams])
 
     async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._handle, host, port)
-        return int(self.server.sockets[0].getsockname()[1])
+        app = web.Application()
+        for path, handler in self.routes.items():
+            app.router.add_get(path, self._plain(handler))
+        for path, query in self.queries.items():
+            app.router.add_get(path, self._query(query))
+        for path, stream in self.streams.items():
+            app.router.add_get(path, self._stream(stream))
+        app.router.add_get("/", self._index)
+        # access_log off: Prometheus and the probes would write a line every few seconds
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port, reuse_address=True)
+        await site.start()
+        return int(self.runner.addresses[0][1])
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
-            method, path, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            path = path.split("?", 1)[0]
-            if method not in ("GET", "HEAD"):
-                code, ctype, body = 405, "text/plain", b"GET only\n"
-            elif path in self.routes:
-                code, ctype, body = self.routes[path]()
-            else:
-                code, ctype, body = (
-                    404,
-                    "text/plain",
-                    ("try " + ", ".join(sorted(self.routes)) + "\n").encode(),
-                )
-            writer.write(
-                f"HTTP/1.1 {code} {REASONS.get(code, '')}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-            )
-            if method == "GET":
-                writer.write(body)
-            await writer.drain()
-        except (
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            TimeoutError,
-            ValueError,
-            ConnectionError,
-        ):
-            pass
-        except Exception:  # never let a bad request take the admin port down
-            log.exception("admin request failed")
-        finally:
-            writer.close()
+    @staticmethod
+    def _respond(code: int, ctype: str, body: bytes) -> web.Response:
+        mime, _, params = ctype.partition(";")
+        charset = params.split("charset=")[-1].strip() if "charset=" in params else None
+        return web.Response(status=code, body=body, content_type=mime.strip(), charset=charset)
 
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
+    def _plain(self, handler: Handler) -> Callable[[web.Request], Any]:
+        async def handle(_request: web.Request) -> web.Response:
+            return self._respond(*handler())
+
+        return handle
+
+    def _query(self, handler: Callable[[web.Request], tuple[int, str, bytes]]) -> Any:
+        async def handle(request: web.Request) -> web.Response:
+            return self._respond(*handler(request))
+
+        return handle
+
+    def _stream(self, stream: Stream) -> Any:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await stream_events(request, stream(request))
+
+        return handle
+
+    async def _index(self, _request: web.Request) -> web.Response:
+        return self._respond(*json_response(200, {"endpoints": self._paths()}))
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mtlsdemo import telemetry as t
-from mtlsdemo.handshake import ProtocolError, Reason
+from mtlsdemo.handshake import Connection, ProtocolError, Reason
+from mtlsdemo.sidecar.journal import HandshakeJournal
 from mtlsdemo.sidecar.status import Status
 
 log = logging.getLogger("mtlsdemo.sidecar.tunnel")
@@ -37,6 +38,12 @@ class HandshakeOutcome:
     error: ProtocolError | None = None  # None: success
     phases: dict[str, float] = field(default_factory=dict)
     status_problem: str | None = None  # accepted under --require-status soft
+    # for the ladder (/handshakes): (direction, name, bytes, step, clock) per message
+    ladder: tuple[tuple[str, str, int, str, float], ...] = ()
+    failed_step: str = ""  # the step a failure stopped the handshake in
+    peer_chain: tuple[bytes, ...] = ()  # the peer's certificates as received (DER)
+    peer_status: bytes = b""  # and its stapled status
+    checks: tuple[str, ...] = ()  # what the verification checked, in order
 
     @property
     def outcome(self) -> str:
@@ -45,6 +52,38 @@ class HandshakeOutcome:
     @property
     def origin(self) -> str:
         return "none" if self.error is None else self.error.origin
+
+
+def outcome_of(
+    conn: Connection,
+    label: str,
+    local: str,
+    peer_address: str,
+    duration: float,
+    error: ProtocolError | None = None,
+) -> HandshakeOutcome:
+    """A finished (or failed) connection's handshake, as the sidecar's tunnels and
+    the console's in-memory handshakes report it (references, no copies)."""
+    r, cert = conn.result, conn.peer_certificate
+    suite = r.suite if r else conn.suite.name if conn.suite else "none"
+    checks = r.checks if r else tuple(conn.peer.checks) if conn.peer else ()
+    return HandshakeOutcome(
+        conn.role,
+        label,
+        local,
+        r.peer_identity if r else conn.peer_identity or "unknown",
+        peer_address,
+        suite,
+        duration,
+        error,
+        phases=dict(conn.phases),
+        status_problem=r.status_problem if r else None,
+        ladder=tuple(conn.ladder),
+        failed_step=conn.failed_step,
+        peer_chain=cert.chain if cert else (),
+        peer_status=cert.status if cert else b"",
+        checks=checks,
+    )
 
 
 class RateLimitedLog:
@@ -86,8 +125,14 @@ class RateLimitedLog:
 
 
 class Observer:
-    def __init__(self, status: Status, rate_limit: RateLimitedLog | None = None) -> None:
+    def __init__(
+        self,
+        status: Status,
+        rate_limit: RateLimitedLog | None = None,
+        journal: HandshakeJournal | None = None,
+    ) -> None:
         self.status = status
+        self.journal = journal
         self.limited = rate_limit or RateLimitedLog()
         self.pending = 0  # handshakes started and not ended, both roles (admission control)
 
@@ -101,6 +146,8 @@ class Observer:
 
     def handshake(self, o: HandshakeOutcome) -> None:
         self.status.record(o)
+        if self.journal is not None:
+            self.journal.add(o)
         e = o.error
         if e is None:
             t.HANDSHAKES.labels(o.role, o.suite, "success", "none", "none").inc()

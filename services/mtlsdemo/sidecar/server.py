@@ -9,13 +9,19 @@ import functools
 import logging
 import signal
 import time
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
+
+from aiohttp import web
 
 from mtlsdemo import __version__, telemetry
 from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason
 from mtlsdemo.sidecar.admin import AdminServer, json_response
+from mtlsdemo.sidecar.certview import certificates_view
 from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError
 from mtlsdemo.sidecar.identity import IdentityWatcher, client_config, server_config
+from mtlsdemo.sidecar.journal import KEEP, HandshakeJournal
 from mtlsdemo.sidecar.observer import HandshakeOutcome, Observer
 from mtlsdemo.sidecar.status import Status
 from mtlsdemo.sidecar.tunnel import AppSide, NetSide, Refuse, Tunnel
@@ -29,7 +35,9 @@ class Sidecar:
         self.config = config
         self.identity = IdentityWatcher(config.identity_dir)
         self.status = Status()
-        self.observer = Observer(self.status)
+        self.journal = HandshakeJournal(config.name)
+        self.observer = Observer(self.status, journal=self.journal)
+        self.instance = uuid.uuid4().hex[:12]  # tells a watcher this process restarted
         self.tunnels: set[Tunnel] = set()
         self.ports: dict[str, int] = {}
         self.started_at = time.time()
@@ -93,7 +101,14 @@ class Sidecar:
             log.info("route %s", route)
         if cfg.admin_listen:
             self._admin = AdminServer(
-                {"/healthz": self._healthz, "/readyz": self._readyz, "/status": self._status}
+                {
+                    "/healthz": self._healthz,
+                    "/readyz": self._readyz,
+                    "/status": self._status,
+                    "/certificates": self._certificates,
+                },
+                queries={"/handshakes": self._handshakes},
+                streams={"/events": self._events},
             )
             try:
                 self.ports["admin"] = await self._admin.start(*cfg.admin_listen)
@@ -103,7 +118,8 @@ class Sidecar:
                     f"--admin-listen {host}:{port}: cannot listen: {e.strerror}"
                 ) from None
             log.info(
-                "admin on http://%s:%d (/metrics /healthz /readyz /status)",
+                "admin on http://%s:%d (/metrics /healthz /readyz /status /certificates "
+                "/handshakes /events)",
                 cfg.admin_listen[0],
                 self.ports["admin"],
             )
@@ -148,18 +164,19 @@ class Sidecar:
             )
         except OSError as e:
             log.error("route %s: remote sidecar unreachable: %s", route, e)
-            self.status.record(
-                HandshakeOutcome(
-                    "client",
-                    f"route {route.listen[1]}",
-                    tunnel.local_identity,
-                    route.identity,
-                    f"{route.remote[0]}:{route.remote[1]}",
-                    "none",
-                    0.0,
-                    ProtocolError(Reason.UNREACHABLE, str(e)),
-                )
+            outcome = HandshakeOutcome(
+                "client",
+                f"route {route.listen[1]}",
+                tunnel.local_identity,
+                route.identity,
+                f"{route.remote[0]}:{route.remote[1]}",
+                "none",
+                0.0,
+                ProtocolError(Reason.UNREACHABLE, str(e)),
+                failed_step="hello",
             )
+            self.status.record(outcome)
+            self.journal.add(outcome)
             tunnel.close(abort_app=True)
 
     def connect_app(self, tunnel: Tunnel) -> None:
@@ -211,7 +228,7 @@ class Sidecar:
             self._reload_task.cancel()
             self._count_task.cancel()
         if self._admin:
-            self._admin.close()
+            await self._admin.close()
 
     # --- admin ---
     def _healthz(self) -> tuple[int, str, bytes]:
@@ -271,6 +288,62 @@ class Sidecar:
 
     def _status(self) -> tuple[int, str, bytes]:
         return json_response(200, self.status_dict())
+
+    def _certificates(self) -> tuple[int, str, bytes]:
+        cur = self.identity.current
+        return json_response(
+            200,
+            {
+                "name": self.config.name,
+                "instance": self.instance,
+                **certificates_view(cur.material, cur.generation, cur.loaded_at),
+            },
+        )
+
+    def _handshakes(self, request: web.Request) -> tuple[int, str, bytes]:
+        q = request.query
+        try:
+            since, limit = int(q.get("since", "0")), int(q.get("limit", str(KEEP)))
+        except ValueError:
+            return 400, "text/plain", b"since and limit are integers\n"
+        return json_response(
+            200,
+            {
+                "name": self.config.name,
+                "instance": self.instance,
+                "handshakes": self.journal.recent(
+                    since, limit, failures_only=q.get("failures") in ("1", "true")
+                ),
+            },
+        )
+
+    async def _events(self, request: web.Request) -> AsyncIterator[tuple[str, Any]]:
+        """``hello`` (who and which process), then the handshakes after ``?since=``
+        oldest first, then each new one as it ends."""
+        queue = self.journal.subscribe()
+        try:
+            yield (
+                "hello",
+                {
+                    "name": self.config.name,
+                    "instance": self.instance,
+                    "identity": self.local_identity,
+                },
+            )
+            try:
+                since = int(request.query.get("since", "0"))
+            except ValueError:
+                since = 0
+            backlog = list(reversed(self.journal.recent(since)))
+            last = backlog[-1]["id"] if backlog else since
+            for doc in backlog:
+                yield "handshake", doc
+            while True:
+                doc = await queue.get()
+                if doc["id"] > last:
+                    yield "handshake", doc
+        finally:
+            self.journal.unsubscribe(queue)
 
 
 def raise_fd_limit() -> tuple[int, int]:

@@ -32,7 +32,7 @@ from mtlsdemo.handshake.connection import ALERT_FATAL
 from mtlsdemo.handshake.errors import ALERT_CODES
 from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN, ContentType, plaintext_record
 from mtlsdemo.sidecar.config import SidecarConfig
-from mtlsdemo.sidecar.observer import HandshakeOutcome, Observer
+from mtlsdemo.sidecar.observer import Observer, outcome_of
 
 log = logging.getLogger(__name__)
 WRITE_HIGH_WATER = 512 * 1024  # pause the other side's reads above this much unsent data
@@ -102,32 +102,16 @@ class Tunnel:
         self._close_handshake()
         self.established_at = time.perf_counter()
         self.observer.handshake(
-            HandshakeOutcome(
-                self.role,
-                self.label,
-                self.local_identity,
-                result.peer_identity,
-                self.peer_address,
-                result.suite,
-                result.duration,
-                phases=dict(result.phases),
-                status_problem=result.status_problem,
+            outcome_of(
+                self.conn, self.label, self.local_identity, self.peer_address, result.duration
             )
         )
 
     def _handshake_failed(self, e: ProtocolError) -> None:
         self._close_handshake()
+        duration = time.perf_counter() - self.started
         self.observer.handshake(
-            HandshakeOutcome(
-                self.role,
-                self.label,
-                self.local_identity,
-                self.conn.peer_identity or "unknown",
-                self.peer_address,
-                self.conn.suite.name if self.conn.suite else "none",
-                time.perf_counter() - self.started,
-                e,
-            )
+            outcome_of(self.conn, self.label, self.local_identity, self.peer_address, duration, e)
         )
         self.close(abort_app=True)
 

@@ -89,7 +89,7 @@ def _eku_validator(role: str, required: bool) -> EkuCheck:
                 )
             return
         if wanted not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
-            what = "CA" if _is_ca(cert) else ""
+            what = "CA" if is_ca(cert) else ""
             raise ValueError(
                 f"{what + ' ' if what else ''}{cert.subject.rfc4514_string()} lacks the "
                 f"{wanted._name} extended key usage a {role} needs"
@@ -155,7 +155,7 @@ def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     return aki is None or ski is None or aki == ski
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
+def is_ca(cert: x509.Certificate) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
@@ -252,7 +252,7 @@ class TrustStore:
         leaf, others = certs[0], list(certs[1:])
         subject = leaf.subject.rfc4514_string()
         checks = [f"parsed {len(certs)} certificate(s), leaf {subject}"]
-        if _is_ca(leaf):
+        if is_ca(leaf):
             raise VerificationFailed(
                 Failure.BAD_CERTIFICATE, f"{subject} is a CA certificate, not a leaf"
             )
@@ -340,7 +340,7 @@ class TrustStore:
         # the path exists: say which certificate on it is out of its window
         for cert in [anchor, *walked[1:]]:
             try:
-                _validity(cert, now, "CA" if _is_ca(cert) else "certificate")
+                _validity(cert, now, "CA" if is_ca(cert) else "certificate")
             except VerificationFailed as e:
                 return e
         if "extension validator failed" in text:  # ours: say it plainly

@@ -1,0 +1,108 @@
+"""`mtlsdemo console`: the live web page of the mesh."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+
+from mtlsdemo import flags
+from mtlsdemo.commands.common import HOST_PORT
+from mtlsdemo.pki.errors import PkiError
+
+
+def _admin(text: str) -> str:
+    from mtlsdemo.console.config import admin_url
+
+    return admin_url(text)
+
+
+def _metrics(text: str) -> str:
+    from mtlsdemo.console.config import metrics_url
+
+    return metrics_url(text)
+
+
+ADMIN_URL = flags.checked(_admin, "URL")
+METRICS_URL = flags.checked(_metrics, "URL")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from mtlsdemo.commands.breakcmd import add_mesh_flags
+
+    p = sub.add_parser(
+        "console",
+        help="the live web page: the mesh, every handshake as a ladder, certificates, "
+        "failures, break buttons",
+    )
+    p.set_defaults(handler=main)
+    flags.add(p, "--listen", type=HOST_PORT, default="127.0.0.1:8080", help="HOST:PORT to serve on")
+    flags.add(
+        p,
+        "--sidecar-admin",
+        type=ADMIN_URL,
+        multiple=True,
+        default=[],
+        metavar="URL",
+        help="a sidecar's admin endpoint to watch (repeat; HOST:PORT or URL; default: the "
+        "local run's two, --gateway-admin and --ledger-admin)",
+    )
+    flags.add(
+        p,
+        "--metrics",
+        type=METRICS_URL,
+        multiple=True,
+        default=["127.0.0.1:9102", "127.0.0.1:9101"],
+        metavar="URL",
+        help="a service's /metrics to read native gRPC failures and CRLs from (repeat)",
+    )
+    flags.add(
+        p,
+        "--poll-interval",
+        type=flags.at_least(0.1),
+        default=1.0,
+        help="seconds between reads of /status and /metrics",
+    )
+    flags.add(
+        p,
+        "--allow-break",
+        boolean=True,
+        default=False,
+        help="show the break buttons (runs `mtlsdemo break` scenarios against the local "
+        "run: loopback --listen only)",
+    )
+    add_mesh_flags(p)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(args: argparse.Namespace) -> int:
+    from mtlsdemo.commands.breakcmd import config as mesh_config
+    from mtlsdemo.console.app import run
+    from mtlsdemo.console.config import ConsoleConfig, admin_url, metrics_url
+
+    mesh = mesh_config(args)
+    host, _port = args.listen
+    if args.allow_break and not _loopback(host):
+        raise PkiError(
+            f"console: --allow-break with --listen {host}: the break buttons change the "
+            "mesh's certificates, so they are served on loopback only (use 127.0.0.1)"
+        )
+    admins = args.sidecar_admin or [
+        admin_url(f"{h}:{p}") for h, p in (mesh.gateway_admin, mesh.ledger_admin)
+    ]
+    cfg = ConsoleConfig(
+        listen=args.listen,
+        sidecar_admins=tuple(admins),
+        metrics=tuple(metrics_url(m) for m in args.metrics),
+        poll_interval=args.poll_interval,
+        allow_break=args.allow_break,
+        mesh=mesh if args.allow_break else None,
+    )
+    return run(cfg)

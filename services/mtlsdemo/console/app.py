@@ -1,0 +1,203 @@
+"""The console's web server (aiohttp, the same kept library as the sidecar admin):
+the static page, a JSON API, and one server-sent-event stream to the browsers.
+
+    GET  /                   the page (static HTML/CSS/JS, SVG drawn in the browser)
+    GET  /api/mesh           nodes, edges, failures, certificates, sources
+    GET  /api/handshakes     ?client=&server= recent handshakes of an edge (ladders)
+    GET  /api/events         live: `mesh` (at most 4/s), `handshake`, `break`
+    GET  /api/options        key types, suites, failures to provoke, break scenarios
+    POST /api/try            one in-memory handshake {key_type, suite, provoke}
+    POST /api/break/{name}   an `mtlsdemo break` scenario (only with --allow-break)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from mtlsdemo.breaking.catalog import SCENARIOS
+from mtlsdemo.console.config import ConsoleConfig
+from mtlsdemo.console.model import handshakes_for, mesh_view
+from mtlsdemo.console.sources import Watcher
+from mtlsdemo.console.tryout import PROVOKE, Tryout, TryoutError, TryRequest
+from mtlsdemo.handshake import SUITES
+from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.pki.keys import KEY_TYPES
+from mtlsdemo.sidecar.admin import stream_events
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+PUSH_INTERVAL = 0.25  # mesh snapshots to browsers at most this often
+
+
+class Console:
+    def __init__(self, cfg: ConsoleConfig, workdir: Path) -> None:
+        self.cfg = cfg
+        self.watcher = Watcher(cfg.sidecar_admins, cfg.metrics, cfg.poll_interval, self._changed)
+        self.tryout = Tryout(workdir)
+        self.clients: set[asyncio.Queue[tuple[str, Any]]] = set()
+        self._dirty = asyncio.Event()
+        self._breaking = asyncio.Lock()
+        self._pusher: asyncio.Task | None = None
+
+    # --- live updates ---
+    def _changed(self, kind: str, doc: dict[str, Any] | None) -> None:
+        self._dirty.set()
+        if kind == "handshake" and doc is not None:
+            self._broadcast("handshake", doc)
+
+    def _broadcast(self, event: str, data: Any) -> None:
+        for q in self.clients:
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait((event, data))
+
+    def snapshot(self) -> dict[str, Any]:
+        return mesh_view(self.watcher.sidecars, self.watcher.metrics, dt.datetime.now(dt.UTC))
+
+    async def _push_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if self.clients:
+                self._broadcast("mesh", self.snapshot())
+            await asyncio.sleep(PUSH_INTERVAL)
+
+    # --- handlers ---
+    async def index(self, _r: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def mesh(self, _r: web.Request) -> web.Response:
+        return web.json_response(self.snapshot())
+
+    async def handshakes(self, r: web.Request) -> web.Response:
+        docs = handshakes_for(self.watcher.sidecars, r.query.get("client"), r.query.get("server"))
+        return web.json_response({"handshakes": docs})
+
+    async def options(self, _r: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "key_types": list(KEY_TYPES),
+                "suites": [s.name for s in SUITES],
+                "provoke": PROVOKE,
+                "break": {"allowed": self.cfg.allow_break, "scenarios": SCENARIOS},
+            }
+        )
+
+    async def events(self, r: web.Request) -> web.StreamResponse:
+        async def feed() -> AsyncIterator[tuple[str, Any]]:
+            q: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(512)
+            self.clients.add(q)
+            try:
+                yield "mesh", self.snapshot()
+                while True:
+                    yield await q.get()
+            finally:
+                self.clients.discard(q)
+
+        return await stream_events(r, feed())
+
+    async def try_handshake(self, r: web.Request) -> web.Response:
+        try:
+            body = await r.json()
+            req = TryRequest(
+                key_type=str(body.get("key_type", "ecdsa-p256")),
+                suite=str(body.get("suite", SUITES[0].name)),
+                provoke=str(body.get("provoke", "none")),
+            )
+            result = await asyncio.get_running_loop().run_in_executor(None, self.tryout.run, req)
+        except (json.JSONDecodeError, AttributeError):
+            return _error(400, "send a JSON object {key_type, suite, provoke}")
+        except (TryoutError, PkiError) as e:
+            return _error(400, str(e))
+        return web.json_response(result)
+
+    async def run_break(self, r: web.Request) -> web.Response:
+        name = r.match_info["name"]
+        if not self.cfg.allow_break or self.cfg.mesh is None:
+            return _error(
+                403,
+                "break buttons are off: start the console with --allow-break "
+                "(`mtlsdemo run` does, on loopback)",
+            )
+        if name not in SCENARIOS:
+            return _error(404, f"unknown scenario {name!r}; one of {', '.join(SCENARIOS)}")
+        if self._breaking.locked():
+            return _error(409, "another scenario is running; wait for its report")
+        async with self._breaking:
+            self._broadcast("break", {"name": name, "state": "running"})
+            report = await asyncio.get_running_loop().run_in_executor(None, self._scenario, name)
+        self._broadcast("break", report)
+        return web.json_response(report)
+
+    def _scenario(self, name: str) -> dict[str, Any]:
+        from mtlsdemo.breaking.mesh import LocalMesh
+        from mtlsdemo.breaking.scenarios import run_scenario
+
+        assert self.cfg.mesh is not None
+        # the identities a scenario makes are broken on purpose: no reload warnings
+        logging.getLogger("mtlsdemo.pki.material").setLevel(logging.ERROR)
+        try:
+            report = run_scenario(LocalMesh(self.cfg.mesh), name)
+        except PkiError as e:
+            return {"name": name, "state": "done", "ok": False, "lines": [f"   !! {e}"]}
+        return {"name": name, "state": "done", "ok": report.ok, "lines": report.lines}
+
+    # --- lifecycle ---
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self.index)
+        app.router.add_static("/static/", STATIC)
+        app.router.add_get("/api/mesh", self.mesh)
+        app.router.add_get("/api/handshakes", self.handshakes)
+        app.router.add_get("/api/options", self.options)
+        app.router.add_get("/api/events", self.events)
+        app.router.add_post("/api/try", self.try_handshake)
+        app.router.add_post("/api/break/{name}", self.run_break)
+        app.on_startup.append(self._start)
+        app.on_cleanup.append(self._stop)
+        return app
+
+    async def _start(self, _app: web.Application) -> None:
+        await self.watcher.start()
+        self._pusher = asyncio.create_task(self._push_loop())
+
+    async def _stop(self, _app: web.Application) -> None:
+        if self._pusher is not None:
+            self._pusher.cancel()
+        await self.watcher.close()
+
+
+def _error(code: int, text: str) -> web.Response:
+    return web.json_response({"error": text}, status=code)
+
+
+def run(cfg: ConsoleConfig) -> int:
+    host, port = cfg.listen
+    with tempfile.TemporaryDirectory(prefix="mtlsdemo-console-") as tmp:
+        console = Console(cfg, Path(tmp))
+        print(
+            f"console on http://{host}:{port}/ watching "
+            f"{', '.join(cfg.sidecar_admins) or 'no sidecar'}"
+            + (f" and {', '.join(cfg.metrics)}" if cfg.metrics else "")
+            + ("; break buttons on" if cfg.allow_break else ""),
+            flush=True,
+        )
+        web.run_app(
+            console.app(),
+            host=host,
+            port=port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=1.0,
+            handle_signals=True,
+        )
+    return 0

@@ -1,0 +1,39 @@
+"""`mtlsdemo console`, typed (built from the flags in commands/console.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mtlsdemo.breaking.mesh import MeshConfig
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    sidecar_admins: tuple[str, ...] = ("http://127.0.0.1:9901", "http://127.0.0.1:9902")
+    metrics: tuple[str, ...] = ("http://127.0.0.1:9102/metrics", "http://127.0.0.1:9101/metrics")
+    poll_interval: float = 1.0  # seconds between /status and /metrics reads
+    # the break buttons: only for a local run (`mtlsdemo run` passes it), on loopback
+    allow_break: bool = False
+    mesh: MeshConfig | None = None
+
+
+def admin_url(text: str) -> str:
+    """HOST:PORT or a URL -> the admin's base URL (no trailing slash)."""
+    text = text.strip().rstrip("/")
+    if not text:
+        raise ValueError("empty address")
+    if "://" not in text:
+        text = "http://" + text
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(f"{text!r}: only http(s) URLs")
+    return text
+
+
+def metrics_url(text: str) -> str:
+    """HOST:PORT or a URL; a bare HOST:PORT means its /metrics."""
+    url = admin_url(text)
+    host_part = url.split("://", 1)[1]
+    return url if "/" in host_part else url + "/metrics"

@@ -1,0 +1,289 @@
+"""The console's picture of the mesh, built from what the watchers saw: nodes
+(workloads), edges (client -> server identity pairs), the failures feed (who
+rejected whom) and the certificates. Pure: state and time in, JSON-able out.
+
+Each sidecar sees its side of an edge; an edge's counts are the larger of the
+two views (a handshake is counted by both ends, a connection refused before the
+hello by one), and the panel shows each view."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from mtlsdemo.console.sources import MetricsState, SidecarState
+
+RECENT = dt.timedelta(seconds=60)  # the window of rates and "degraded"
+UNKNOWN = "unknown"
+
+
+def short_name(identity: str) -> str:
+    """spiffe://td/ns/default/sa/ledger -> ledger (the SPIFFE ID is always shown too)."""
+    if identity.startswith("spiffe://"):
+        return identity.rstrip("/").rsplit("/", 1)[-1]
+    return identity or UNKNOWN
+
+
+def _parse(at: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(at)
+
+
+def _node(identity: str) -> dict[str, Any]:
+    return {
+        "id": identity,
+        "name": short_name(identity) if identity != UNKNOWN else "unverified peer",
+        "external": True,  # no sidecar of ours speaks for it
+        "sidecars": [],
+        "certificate": None,
+    }
+
+
+def nodes_and_edges(
+    sidecars: list[SidecarState], metrics: list[MetricsState], now: dt.datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def node(identity: str) -> dict[str, Any]:
+        return nodes.setdefault(identity, _node(identity))
+
+    def edge(client: str, server: str, path: str) -> dict[str, Any]:
+        node(client), node(server)
+        return edges.setdefault(
+            (client, server, path),
+            {
+                "id": f"{client} -> {server} ({path})",
+                "client": client,
+                "server": server,
+                "path": path,
+                "suites": [],
+                "ok": 0,
+                "failed": 0,
+                "seen_by": [],
+                "recent_ok": 0,
+                "recent_failed": 0,
+                "last": None,
+            },
+        )
+
+    for sc in sidecars:
+        st = sc.status
+        if st is None:
+            continue
+        me = node(st["identity"])
+        me["external"] = False
+        me["sidecars"].append({"name": st.get("name", sc.url), "url": sc.url, "up": sc.up})
+        cert = st.get("certificate", {})
+        me["certificate"] = {
+            "serial": cert.get("serial"),
+            "not_after": cert.get("not_after"),
+            "expires_in_seconds": _seconds_left(cert.get("not_after"), now),
+            "reload_generation": cert.get("reload_generation"),
+            "status_next_update": (cert.get("stapled_status") or {}).get("next_update"),
+        }
+        by_pair: dict[tuple[str, str], dict[str, Any]] = {}
+        for e in st.get("edges", []):
+            client, server = (
+                (e["local"], e["peer"]) if e["role"] == "client" else (e["peer"], e["local"])
+            )
+            view = by_pair.setdefault(
+                (client, server), {"sidecar": st.get("name"), "ok": 0, "failed": 0}
+            )
+            view["ok"] += e["ok"]
+            view["failed"] += e["failed"]
+            ed = edge(client, server, "MTD/1")
+            if e["suite"] != "none" and e["suite"] not in ed["suites"]:
+                ed["suites"].append(e["suite"])
+        for (client, server), view in by_pair.items():
+            ed = edge(client, server, "MTD/1")
+            ed["seen_by"].append(view)
+            ed["ok"], ed["failed"] = max(ed["ok"], view["ok"]), max(ed["failed"], view["failed"])
+    # recent handshakes: rates, health and the last outcome, per edge
+    for doc in _all_handshakes(sidecars):
+        seen = edges.get((doc["client"], doc["server"], "MTD/1"))
+        if seen is None:
+            continue
+        if now - _parse(doc["at"]) <= RECENT:
+            seen["recent_ok" if doc["outcome"] == "success" else "recent_failed"] += 1
+        if seen["last"] is None or doc["at"] > seen["last"]["at"]:
+            seen["last"] = {k: doc[k] for k in ("at", "outcome", "origin", "rejected_by", "key")}
+    # native gRPC mTLS, from the services' metrics: who called, allowed or denied
+    for ms in metrics:
+        if not ms.up or not ms.component:
+            continue
+        server = next(
+            (n["id"] for n in nodes.values() if n["name"] == ms.component and not n["external"]),
+            ms.component,
+        )
+        for labels, value in ms.values("mtls_grpc_authorizations_total"):
+            ed = edge(labels.get("peer", UNKNOWN), server, "native gRPC")
+            key = "ok" if labels.get("decision") == "allow" else "failed"
+            ed[key] += int(value)
+            ed["suites"] = ["TLS 1.3"]
+        node(server)
+    out_edges = []
+    for ed in edges.values():
+        ed["health"], ed["health_text"] = _health(ed)
+        ed["rate_per_minute"] = ed["recent_ok"] + ed["recent_failed"]
+        out_edges.append(ed)
+    return list(nodes.values()), out_edges
+
+
+def _health(ed: dict[str, Any]) -> tuple[str, str]:
+    last = ed["last"]
+    if last is not None and last["outcome"] != "success":
+        who = short_name(last["rejected_by"]) if last["rejected_by"] else "?"
+        return "failing", f"failing: last handshake {last['outcome']} (rejected by {who})"
+    if ed["recent_failed"]:
+        return "degraded", f"degraded: {ed['recent_failed']} failed in the last minute"
+    if ed["ok"] or ed["recent_ok"]:
+        return "healthy", "healthy: handshakes succeed"
+    if ed["failed"]:
+        return "failing", f"failing: {ed['failed']} failed, none succeeded"
+    return "idle", "idle: no handshake yet"
+
+
+def _seconds_left(at: str | None, now: dt.datetime) -> int | None:
+    return None if not at else int((_parse(at) - now).total_seconds())
+
+
+def _all_handshakes(sidecars: Iterable[SidecarState]) -> list[dict[str, Any]]:
+    return [doc for sc in sidecars for doc in sc.handshakes.values()]
+
+
+def failures(sidecars: list[SidecarState], metrics: list[MetricsState]) -> list[dict[str, Any]]:
+    """Who rejected whom, why, at which step; counted over the handshakes seen."""
+    feed: dict[tuple[str, ...], dict[str, Any]] = {}
+    for doc in _all_handshakes(sidecars):
+        if doc["outcome"] == "success":
+            continue
+        rejected_by = doc["rejected_by"] or doc["local"]
+        rejected = doc["peer"] if rejected_by == doc["local"] else doc["local"]
+        key = ("MTD/1", rejected_by, rejected, doc["outcome"], doc["sidecar"])
+        item = feed.get(key)
+        if item is None:
+            item = feed[key] = {
+                "path": "MTD/1",
+                "rejected_by": rejected_by,
+                "rejected": rejected,
+                "reason": doc["outcome"],
+                "origin": doc["origin"],
+                "seen_by": doc["sidecar"],
+                "step": doc.get("step", ""),
+                "count": 0,
+                "last_seen": doc["at"],
+                "detail": doc["detail"],
+                "handshake": doc["key"],
+            }
+        item["count"] += 1
+        if doc["at"] >= item["last_seen"]:
+            item.update(
+                last_seen=doc["at"],
+                detail=doc["detail"],
+                handshake=doc["key"],
+                origin=doc["origin"],
+            )
+    for ms in metrics:
+        if not ms.up:
+            continue
+        who = ms.component or ms.url
+        for labels, value in ms.values("mtls_grpc_authorizations_total"):
+            if labels.get("decision") == "deny" and value > 0:
+                feed[("native-deny", who, labels.get("peer", ""))] = _native(
+                    who, labels.get("peer", UNKNOWN), "identity_not_allowed", "local", value, who
+                )
+        for labels, value in ms.values("mtls_native_handshake_failures_total"):
+            if value > 0:
+                # diagnosed by the caller (this service): the peer is the server it called
+                origin = labels.get("origin", "")
+                peer = labels.get("peer", UNKNOWN)
+                by, rejected = (who, peer) if origin == "local" else (peer, who)
+                feed[("native", who, peer, labels.get("reason", ""), origin)] = _native(
+                    by, rejected, labels.get("reason", "?"), origin, value, who
+                )
+    return sorted(feed.values(), key=lambda f: f.get("last_seen") or "", reverse=True)
+
+
+def _native(
+    by: str, rejected: str, reason: str, origin: str, count: float, seen_by: str
+) -> dict[str, Any]:
+    return {
+        "path": "native gRPC",
+        "rejected_by": by,
+        "rejected": rejected,
+        "reason": reason,
+        "origin": origin,
+        "seen_by": seen_by,
+        "step": "certificate_verify",
+        "count": int(count),
+        "last_seen": None,
+        "detail": "counted by the service's /metrics (a gRPC server cannot see "
+        "each handshake it refuses)",
+        "handshake": None,
+    }
+
+
+def certificates(sidecars: list[SidecarState], metrics: list[MetricsState]) -> dict[str, Any]:
+    identities = [
+        {"sidecar": sc.certificates.get("name", sc.url), **sc.certificates}
+        for sc in sidecars
+        if sc.certificates is not None
+    ]
+    cas: dict[str, dict[str, Any]] = {}
+    for ident in identities:
+        for ca in ident.get("trust_bundle", []):
+            cas.setdefault(ca["fingerprint_sha256"], ca)
+    crl = [
+        {"service": ms.component or ms.url, "revoked_serials": int(v)}
+        for ms in metrics
+        if ms.up
+        for _labels, v in ms.values("mtls_crl_revoked_serials")
+    ]
+    return {"identities": identities, "cas": list(cas.values()), "crl": crl}
+
+
+def mesh_view(
+    sidecars: list[SidecarState], metrics: list[MetricsState], now: dt.datetime
+) -> dict[str, Any]:
+    nodes, edges = nodes_and_edges(sidecars, metrics, now)
+    return {
+        "generated_at": now.isoformat(timespec="milliseconds"),
+        "sources": [
+            {
+                "kind": "sidecar admin",
+                "url": sc.url,
+                "name": sc.name,
+                "up": sc.up,
+                "live": sc.live,
+                "error": sc.error,
+            }
+            for sc in sidecars
+        ]
+        + [
+            {
+                "kind": "metrics",
+                "url": ms.url,
+                "name": ms.component,
+                "up": ms.up,
+                "live": False,
+                "error": ms.error,
+            }
+            for ms in metrics
+        ],
+        "nodes": nodes,
+        "edges": edges,
+        "failures": failures(sidecars, metrics),
+        "certificates": certificates(sidecars, metrics),
+    }
+
+
+def handshakes_for(
+    sidecars: list[SidecarState], client: str | None, server: str | None, limit: int = 50
+) -> list[dict[str, Any]]:
+    docs = [
+        d
+        for d in _all_handshakes(sidecars)
+        if (client is None or d["client"] == client) and (server is None or d["server"] == server)
+    ]
+    return sorted(docs, key=lambda d: d["at"], reverse=True)[:limit]

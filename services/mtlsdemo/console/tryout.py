@@ -1,0 +1,105 @@
+"""The page's "run a handshake" panel: one MTD/1 handshake in memory, between
+throwaway identities made for it (never the mesh's keys), with a failure to
+provoke on request; both sides' views, drawn like the sidecars' ladders."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtlsdemo.handshake import SUITES, parse_suites
+from mtlsdemo.identityconfig import identity_config
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from mtlsdemo.pki.identity import spiffe_id
+from mtlsdemo.pki.keys import KEY_TYPES
+from mtlsdemo.sidecar.journal import Entry
+from mtlsdemo.sidecar.observer import outcome_of
+from mtlsdemo.tracecmd import handshake_in_memory
+
+PROVOKE = {
+    "none": "nothing: a clean handshake",
+    "foreign-ca": "the server's certificate comes from another CA (the client refuses it)",
+    "expired": "40 days later: the certificates have expired",
+    "wrong-identity": "the server allows another client identity only",
+    "wrong-server-name": "the client expects another server identity",
+    "no-common-suite": "client and server enable no suite in common",
+}
+
+
+class TryoutError(ValueError):
+    """A request the panel cannot run (unknown key type, suite or failure)."""
+
+
+@dataclass(frozen=True)
+class TryRequest:
+    key_type: str = "ecdsa-p256"
+    suite: str = "ECDHE-X25519-AES-256-GCM"
+    provoke: str = "none"
+
+    def check(self) -> None:
+        if self.key_type not in KEY_TYPES:
+            raise TryoutError(f"key type {self.key_type!r}: one of {', '.join(KEY_TYPES)}")
+        if self.provoke not in PROVOKE:
+            raise TryoutError(f"failure {self.provoke!r}: one of {', '.join(PROVOKE)}")
+        try:
+            parse_suites(self.suite)
+        except ValueError as e:
+            raise TryoutError(str(e)) from None
+
+
+class Tryout:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self._lock = threading.Lock()  # one bootstrap per directory at a time
+
+    def _pki(self, key_type: str, which: str) -> Path:
+        out = self.workdir / f"{which}-{key_type}"
+        with self._lock:
+            if not (out / "ledger" / "tls.crt").exists():
+                logging.getLogger("mtlsdemo.pki").setLevel(logging.WARNING)
+                bootstrap(
+                    BootstrapRequest(out=out, services=("gateway", "ledger"), key_type=key_type)
+                )
+        return out
+
+    def run(self, req: TryRequest) -> dict[str, Any]:
+        req.check()
+        pki = self._pki(req.key_type, "main")
+        server_pki = self._pki(req.key_type, "other") if req.provoke == "foreign-ca" else pki
+        suites = parse_suites(req.suite)
+        others = tuple(s for s in SUITES if s not in suites)
+        server_suites = others if req.provoke == "no-common-suite" else SUITES
+        ledger, gateway = (
+            spiffe_id("mtls-demo.local", "default", "ledger"),
+            spiffe_id("mtls-demo.local", "default", "gateway"),
+        )
+        expect = (
+            spiffe_id("mtls-demo.local", "default", "not-the-ledger")
+            if req.provoke == "wrong-server-name"
+            else ledger
+        )
+        allowed = (
+            spiffe_id("mtls-demo.local", "default", "someone-else")
+            if req.provoke == "wrong-identity"
+            else gateway
+        )
+        ccfg = identity_config(pki / "gateway", suites, (expect,))
+        scfg = identity_config(server_pki / "ledger", server_suites, (allowed,))
+        now = dt.datetime.now(dt.UTC) + dt.timedelta(days=40 if req.provoke == "expired" else 0)
+        c, s, error = handshake_in_memory(ccfg, scfg, now)
+        views = []
+        for conn, local in ((c, gateway), (s, ledger)):
+            duration = conn.result.duration if conn.result else 0.0
+            outcome = outcome_of(conn, "in memory", local, "in memory", duration, conn.error)
+            doc = Entry(0, dt.datetime.now(dt.UTC), f"in-memory {conn.role}", outcome).as_dict()
+            views.append({**doc, "key": f"try-{conn.role}"})
+        return {
+            "request": req.__dict__,
+            "what": PROVOKE[req.provoke],
+            "outcome": "success" if error is None else error.reason.value,
+            "handshakes": views,
+        }

@@ -1,0 +1,113 @@
+"""The sidecar's recent handshakes, whole: a bounded ring of traces for
+``/handshakes`` and a live feed for ``/events`` (the console draws each one as a
+ladder). What it keeps is public: message names, sizes and timings, the peer's
+certificate chain and stapled status as received, the checks that passed and the
+one that failed. Never a key, a secret or a byte of application data.
+
+Certificates are turned into facts only when someone asks (the facts are cached
+per certificate), so a sidecar nobody watches pays a deque append per handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mtlsdemo.trust.certinfo import der_facts, staple_facts
+
+if TYPE_CHECKING:
+    from mtlsdemo.sidecar.observer import HandshakeOutcome
+
+KEEP = 200  # handshakes in the ring (about 1-2 KiB each with the peer's chain)
+QUEUE = 256  # events queued per live subscriber before it starts missing some
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    at: dt.datetime
+    sidecar: str
+    outcome: HandshakeOutcome
+
+    def as_dict(self) -> dict[str, Any]:
+        o = self.outcome
+        e = o.error
+        t0 = o.ladder[0][4] if o.ladder else 0.0
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(timespec="milliseconds"),
+            "sidecar": self.sidecar,
+            "role": o.role,
+            "label": o.label,
+            "local": o.local,
+            "peer": o.peer,
+            "peer_address": o.peer_address,
+            "client": o.local if o.role == "client" else o.peer,
+            "server": o.peer if o.role == "client" else o.local,
+            "suite": o.suite,
+            "duration_ms": round(o.duration * 1e3, 3),
+            "outcome": o.outcome,
+            "origin": o.origin,
+            # who raised the failure, in people's words: this side, or the peer
+            "rejected_by": "" if e is None else (o.local if e.origin == "local" else o.peer),
+            "detail": "" if e is None else e.detail,
+            "step": o.failed_step,
+            "phases_ms": {k: round(v * 1e3, 3) for k, v in o.phases.items()},
+            "messages": [
+                {
+                    "direction": d,
+                    "name": name,
+                    "size": size,
+                    "step": step,
+                    "at_ms": round((at - t0) * 1e3, 3),
+                }
+                for d, name, size, step, at in o.ladder
+            ],
+            "checks": list(o.checks),
+            "status_problem": o.status_problem,
+            "peer_certificates": [der_facts(der) for der in o.peer_chain],
+            "peer_status": staple_facts(o.peer_status) if o.peer_chain else None,
+        }
+
+
+class HandshakeJournal:
+    def __init__(self, name: str, keep: int = KEEP) -> None:
+        self.name = name
+        self.ring: collections.deque[Entry] = collections.deque(maxlen=keep)
+        self._ids = itertools.count(1)
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    def add(self, o: HandshakeOutcome) -> None:
+        entry = Entry(next(self._ids), dt.datetime.now(dt.UTC), self.name, o)
+        self.ring.append(entry)
+        if self._subscribers:
+            doc = entry.as_dict()
+            for q in self._subscribers:
+                with contextlib.suppress(asyncio.QueueFull):  # a slow reader misses some
+                    q.put_nowait(doc)
+
+    def recent(
+        self, since: int = 0, limit: int = KEEP, failures_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Newest first; only ids above ``since``."""
+        out: list[dict[str, Any]] = []
+        for entry in reversed(self.ring):
+            if entry.id <= since or len(out) >= limit:
+                break
+            if failures_only and entry.outcome.error is None:
+                continue
+            out.append(entry.as_dict())
+        return out
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
+        self._subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        self._subscribers.discard(q)
