@@ -69,6 +69,7 @@ RUN_PORTS = (
     "route",
     "gateway_admin",
     "ledger_admin",
+    "console",
 )
 
 

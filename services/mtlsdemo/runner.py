@@ -59,6 +59,7 @@ class RunConfig:
     route_port: int = 15001
     gateway_admin_port: int = 9901
     ledger_admin_port: int = 9902
+    console_port: int = 8080  # 0: no console
     traffic_seconds: float = 3.0
     exit_after_traffic: bool = False
     key_type: str | None = None  # None: keep the existing leaves' type
@@ -71,6 +72,7 @@ COLORS = {
     "gateway": "\033[35m",
     "ledger-sidecar": "\033[34m",
     "gateway-sidecar": "\033[33m",
+    "console": "\033[32m",
 }
 
 
@@ -150,8 +152,12 @@ def report_death(c: Child) -> None:
 
 
 def wait_ready(admin_port: int, deadline: float, children: list[Child]) -> None:
+    wait_http(f"http://127.0.0.1:{admin_port}/readyz", deadline, children)
+
+
+def wait_http(url: str, deadline: float, children: list[Child]) -> None:
     def ready() -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as r:
+        with urllib.request.urlopen(url, timeout=1) as r:
             return r.status == 200
 
     wait_until(
@@ -159,9 +165,40 @@ def wait_ready(admin_port: int, deadline: float, children: list[Child]) -> None:
         timeout=deadline - time.monotonic(),
         interval=0.1,
         ignore=(OSError,),
-        what=f"sidecar admin 127.0.0.1:{admin_port} ready",
+        what=f"{url} to answer 200",
         check=lambda: _check_alive(children),
     )
+
+
+def console_argv(cfg: RunConfig, certs: Path) -> list[str]:
+    """The console for this run: watching both sidecars and both services, with the
+    break buttons (on loopback: they re-issue this run's certificates)."""
+    return [
+        "console",
+        "--listen",
+        f"127.0.0.1:{cfg.console_port}",
+        "--allow-break",
+        "--certs-dir",
+        str(certs),
+        "--ledger-sidecar",
+        f"127.0.0.1:{cfg.ledger_port}",
+        "--gateway-addr",
+        f"127.0.0.1:{cfg.gateway_port}",
+        "--gateway-admin",
+        f"127.0.0.1:{cfg.gateway_admin_port}",
+        "--ledger-admin",
+        f"127.0.0.1:{cfg.ledger_admin_port}",
+        "--gateway-route",
+        f"127.0.0.1:{cfg.route_port}",
+        "--trust-domain",
+        cfg.trust_domain,
+        "--namespace",
+        cfg.namespace,
+        "--metrics",
+        f"127.0.0.1:{cfg.gateway_metrics_port}",
+        "--metrics",
+        f"127.0.0.1:{cfg.ledger_metrics_port}",
+    ]
 
 
 def _check_alive(children: list[Child]) -> None:
@@ -192,6 +229,8 @@ def run(cfg: RunConfig) -> int:
             "--gateway-admin-port": cfg.gateway_admin_port,
             "--ledger-admin-port": cfg.ledger_admin_port,
         }
+        if cfg.console_port:
+            ports["--console-port"] = cfg.console_port
     for flag, port in ports.items():
         if not bindable(port):
             print(
@@ -289,6 +328,8 @@ def run(cfg: RunConfig) -> int:
             ),
             Child("gateway", py + gateway_common + ["--ledger-addr", route, "--ledger-plaintext"]),
         ]
+        if cfg.console_port:
+            children.append(Child("console", py + console_argv(cfg, certs)))
     else:
         children = [
             Child(
@@ -330,6 +371,8 @@ def run(cfg: RunConfig) -> int:
                     wait_serving(ledger_app, None, "ledger", deadline, children)
                 else:
                     wait_serving(ledger_addr, certs / "cli", "ledger", deadline, children)
+            elif c.name == "console":
+                wait_http(f"http://127.0.0.1:{cfg.console_port}/api/options", deadline, children)
             elif c.name.endswith("sidecar"):
                 admin = (
                     cfg.ledger_admin_port if c.name.startswith("ledger") else cfg.gateway_admin_port
@@ -438,6 +481,14 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
         lines += [
             f"   gateway -> 127.0.0.1:{cfg.route_port} (gateway-sidecar, plaintext on loopback)"
             f" == MTD/1 ==> {ledger_addr} (ledger-sidecar) -> 127.0.0.1:{cfg.ledger_app_port} (ledger)",
+            *(
+                [
+                    f"   console  http://127.0.0.1:{cfg.console_port}/  (the mesh, handshake ladders, "
+                    "certificates, failures, break buttons)"
+                ]
+                if cfg.console_port
+                else []
+            ),
             f"   sidecar admin  http://127.0.0.1:{cfg.gateway_admin_port}/status (gateway-sidecar)",
             f"                  http://127.0.0.1:{cfg.ledger_admin_port}/status (ledger-sidecar)",
         ]

@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags.add(r, "--gateway-admin-port", type=int, default=9901, help="gateway sidecar admin")
     flags.add(r, "--ledger-admin-port", type=int, default=9902, help="ledger sidecar admin")
     flags.add(
+        r,
+        "--console-port",
+        type=int,
+        default=8080,
+        help="sidecar mode: the web console on 127.0.0.1 (0: none)",
+    )
+    flags.add(
         r, "--traffic-seconds", type=flags.at_least(0), default=3.0, help="demo traffic after start"
     )
     flags.add(

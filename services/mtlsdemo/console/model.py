@@ -106,6 +106,8 @@ def nodes_and_edges(
             continue
         if now - _parse(doc["at"]) <= RECENT:
             seen["recent_ok" if doc["outcome"] == "success" else "recent_failed"] += 1
+        if doc.get("kind") == "session":
+            continue  # a bad record: "degraded" above, never the edge's handshake verdict
         if seen["last"] is None or doc["at"] > seen["last"]["at"]:
             seen["last"] = {k: doc[k] for k in ("at", "outcome", "origin", "rejected_by", "key")}
     # native gRPC mTLS, from the services' metrics: who called, allowed or denied
@@ -136,7 +138,7 @@ def _health(ed: dict[str, Any]) -> tuple[str, str]:
         who = short_name(last["rejected_by"]) if last["rejected_by"] else "?"
         return "failing", f"failing: last handshake {last['outcome']} (rejected by {who})"
     if ed["recent_failed"]:
-        return "degraded", f"degraded: {ed['recent_failed']} failed in the last minute"
+        return "degraded", f"degraded: {ed['recent_failed']} failures in the last minute"
     if ed["ok"] or ed["recent_ok"]:
         return "healthy", "healthy: handshakes succeed"
     if ed["failed"]:

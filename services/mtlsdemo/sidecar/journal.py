@@ -40,6 +40,8 @@ class Entry:
         t0 = o.ladder[0][4] if o.ladder else 0.0
         return {
             "id": self.id,
+            # a session that failed after its handshake succeeded (a bad record), or a handshake
+            "kind": "session" if o.failed_step == "data" else "handshake",
             "at": self.at.isoformat(timespec="milliseconds"),
             "sidecar": self.sidecar,
             "role": o.role,

@@ -193,18 +193,22 @@ class Observer:
             e.detail,
         )
 
-    def session_failed(
-        self, label: str, role: str, local: str, peer: str | None, e: ProtocolError
-    ) -> None:
+    def session_failed(self, o: HandshakeOutcome) -> None:
+        """An established session ended by a record-layer failure (its handshake had
+        succeeded: the journal shows the whole ladder, then the failed record)."""
+        e = o.error
+        assert e is not None
         t.RECORD_FAILURES.labels(e.reason.value).inc()
+        if self.journal is not None:
+            self.journal.add(o)
         self.limited(
             ("session failures", e.reason.value),
             logging.WARNING,
             "session failed: %s role=%s local=%s peer=%s reason=%s origin=%s: %s",
-            label,
-            role,
-            local,
-            peer,
+            o.label,
+            o.role,
+            o.local,
+            o.peer,
             e.reason.value,
             e.origin,
             e.detail,

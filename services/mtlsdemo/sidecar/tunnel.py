@@ -300,8 +300,9 @@ class Tunnel:
         if self.established_at is None:
             self._handshake_failed(e)
             return
+        seconds = time.perf_counter() - self.established_at
         self.observer.session_failed(
-            self.label, self.role, self.local_identity, self.conn.peer_identity, e
+            outcome_of(self.conn, self.label, self.local_identity, self.peer_address, seconds, e)
         )
         self.close(abort_app=True)
 

@@ -1,0 +1,440 @@
+// mtlsdemo console: plain JavaScript, no build step, no library. The server
+// sends the whole mesh as JSON (SSE `mesh`), each finished handshake (SSE
+// `handshake`) and break reports (SSE `break`); everything is drawn here as SVG.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const STEPS = {
+  hello: { n: 1, text: "hello" },
+  certificate_verify: { n: 2, text: "certificate verification" },
+  key_exchange: { n: 3, text: "key exchange" },
+  finished: { n: 4, text: "finished → encrypted data" },
+  data: { n: 4, text: "encrypted data" },
+  alert: { n: 0, text: "alert" },
+};
+const NAMES = {
+  CLIENT_HELLO: "ClientHello", SERVER_HELLO: "ServerHello", CERTIFICATE: "Certificate",
+  SERVER_KEY_SHARE: "ServerKeyShare", CERTIFICATE_REQUEST: "CertificateRequest",
+  CERTIFICATE_VERIFY: "CertificateVerify", CLIENT_KEY_EXCHANGE: "ClientKeyExchange",
+  FINISHED: "Finished",
+};
+const state = { mesh: null, edge: null, list: [], selected: null, options: null };
+
+// ---------------------------------------------------------------- helpers
+function h(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "text") e.textContent = v;
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const kid of kids.flat()) if (kid !== null && kid !== undefined) e.append(kid);
+  return e;
+}
+function s(tag, attrs, ...kids) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "text") e.textContent = v;
+    else e.setAttribute(k, v);
+  }
+  for (const kid of kids.flat()) if (kid) e.append(kid);
+  return e;
+}
+const short = (id) => (!id ? "?" : id === "unknown" ? "unverified peer" : id.startsWith("spiffe://") ? id.replace(/\/+$/, "").split("/").pop() : id);
+const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "—");
+function left(seconds) {
+  if (seconds === null || seconds === undefined) return "?";
+  if (seconds <= 0) return "EXPIRED";
+  const d = Math.floor(seconds / 86400), hr = Math.floor((seconds % 86400) / 3600), m = Math.floor((seconds % 3600) / 60);
+  return d ? `${d}d ${hr}h` : hr ? `${hr}h ${m}m` : `${m}m ${Math.floor(seconds % 60)}s`;
+}
+async function api(path, init) {
+  const r = await fetch(path, init);
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.error || r.statusText);
+  return body;
+}
+
+// ---------------------------------------------------------------- live feed
+function connect() {
+  const live = document.getElementById("live");
+  const es = new EventSource("/api/events");
+  es.addEventListener("open", () => { live.className = "live on"; live.textContent = "live"; });
+  es.addEventListener("error", () => { live.className = "live off"; live.textContent = "reconnecting…"; });
+  es.addEventListener("mesh", (ev) => { state.mesh = JSON.parse(ev.data); render(); });
+  es.addEventListener("handshake", (ev) => onHandshake(JSON.parse(ev.data)));
+  es.addEventListener("break", (ev) => onBreak(JSON.parse(ev.data)));
+}
+
+function render() {
+  const m = state.mesh;
+  if (!m) return;
+  renderSources(m.sources);
+  renderMesh(m);
+  renderEdges(m.edges);
+  renderFailures(m.failures);
+  renderCertificates(m.certificates);
+}
+
+function renderSources(sources) {
+  const nav = document.getElementById("sources");
+  nav.replaceChildren(...sources.map((src) => h("span", {
+    class: "src " + (src.up ? "up" : "down"), "data-testid": "source", "data-up": String(src.up),
+    title: src.error || "",
+  }, `${src.up ? "✓" : "✗"} ${src.kind} ${src.name || ""} ${src.url}${src.up ? (src.live ? " (live)" : "") : " — " + src.error}`)));
+}
+
+// ---------------------------------------------------------------- mesh graph
+function layout(nodes, edges) {
+  const depth = Object.fromEntries(nodes.map((n) => [n.id, 0]));
+  for (let i = 0; i < nodes.length; i++)
+    for (const e of edges) if (e.client !== e.server) depth[e.server] = Math.min(nodes.length, Math.max(depth[e.server], depth[e.client] + 1));
+  const cols = {};
+  for (const n of [...nodes].sort((a, b) => a.name.localeCompare(b.name))) (cols[depth[n.id]] ||= []).push(n);
+  const pos = {};
+  const keys = Object.keys(cols).map(Number).sort((a, b) => a - b);
+  keys.forEach((c, ci) => cols[c].forEach((n, ri) => { pos[n.id] = { x: 110 + ci * 400, y: 80 + ri * 150 }; }));
+  const rows = Math.max(1, ...Object.values(cols).map((c) => c.length));
+  return { pos, width: 220 + Math.max(0, keys.length - 1) * 400, height: 30 + rows * 150 };
+}
+
+function renderMesh(m) {
+  const box = document.getElementById("mesh");
+  if (!m.nodes.length) { box.replaceChildren(h("p", { class: "note", text: "no workload seen yet: are the sidecars' admin endpoints reachable? (see the sources above)" })); return; }
+  const { pos, width, height } = layout(m.nodes, m.edges);
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "the mesh: workloads and edges" });
+  svg.append(s("defs", {}, ["healthy", "degraded", "failing", "idle"].map((k) =>
+    s("marker", { id: "arrow-" + k, viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
+      s("path", { d: "M0,0 L10,5 L0,10 z", fill: getComputedStyle(document.documentElement).getPropertyValue(k === "healthy" ? "--ok" : k === "degraded" ? "--warn" : k === "failing" ? "--bad" : "--idle") })))));
+  const pairCount = {};
+  const edgeGroups = [];
+  for (const e of m.edges) {
+    const a = pos[e.client], b = pos[e.server];
+    if (!a || !b) continue;
+    const k = [e.client, e.server].sort().join("|");
+    const nth = (pairCount[k] = (pairCount[k] || 0) + 1) - 1;
+    const bend = (nth % 2 ? -1 : 1) * (20 + 40 * Math.floor(nth / 2)) * (e.path === "MTD/1" && nth === 0 ? 0.4 : 1);
+    const x1 = a.x + 95 * Math.sign(b.x - a.x || 1), x2 = b.x - 95 * Math.sign(b.x - a.x || 1);
+    const y1 = a.y, y2 = b.y;
+    const mx = (x1 + x2) / 2, my = (y1 + y2) / 2 - bend;
+    const native = e.path !== "MTD/1";
+    const lines = [
+      `${e.path}: ${e.health}`,
+      native ? `${e.ok} calls allowed · ${e.failed} denied` : `ok ${e.ok} · failed ${e.failed} · ${e.rate_per_minute}/min`,
+    ];
+    const wide = Math.max(...lines.map((l) => l.length)) * 6.4 + 12;
+    const sel = state.edge && state.edge.id === e.id;
+    const g = s("g", {
+      class: `edge ${e.health}${e.path !== "MTD/1" ? " native" : ""}${sel ? " selected" : ""}`, "data-testid": "mesh-edge",
+      "data-client": e.client, "data-server": e.server, "data-health": e.health, tabindex: 0, onclick: () => selectEdge(e),
+    },
+      s("title", { text: `${e.client} → ${e.server}\n${e.health_text}` }),
+      s("path", { d: `M${x1},${y1} Q${mx},${my} ${x2},${y2}`, "marker-end": `url(#arrow-${e.health})` }),
+      s("rect", { class: "label", x: mx - wide / 2, y: my - 44, width: wide, height: 34, rx: 4 }),
+      s("text", { x: mx, y: my - 31, "text-anchor": "middle", text: lines[0] }),
+      s("text", { x: mx, y: my - 16, "text-anchor": "middle", text: lines[1] }));
+    edgeGroups.push(g);
+  }
+  for (const n of m.nodes) {
+    const p = pos[n.id];
+    if (!p) continue;
+    const c = n.certificate;
+    const sub = n.external ? "no sidecar of ours" : `cert ${left(c && c.expires_in_seconds)} left · reload #${c ? c.reload_generation : "?"}`;
+    svg.append(s("g", { class: "node" + (n.external ? " external" : ""), "data-testid": "mesh-node", "data-id": n.id },
+      s("title", { text: n.id }),
+      s("rect", { x: p.x - 95, y: p.y - 34, width: 190, height: 68, rx: 10 }),
+      s("text", { class: "name", x: p.x, y: p.y - 12, "text-anchor": "middle", text: n.name }),
+      s("text", { class: "sub", x: p.x, y: p.y + 5, "text-anchor": "middle", text: n.id.length > 34 ? "…" + n.id.slice(-33) : n.id }),
+      s("text", { class: "sub", x: p.x, y: p.y + 21, "text-anchor": "middle", text: sub })));
+  }
+  svg.append(...edgeGroups);  // labels above the nodes
+  box.replaceChildren(svg);
+}
+
+function renderEdges(edges) {
+  const body = document.querySelector("#edges tbody");
+  body.replaceChildren(...edges.map((e) => h("tr", {
+    class: "clickable" + (state.edge && state.edge.id === e.id ? " selected" : ""), "data-testid": "edge-row",
+    "data-client": e.client, "data-server": e.server, "data-path": e.path, onclick: () => selectEdge(e),
+  },
+    h("td", {}, h("b", { text: short(e.client) }), h("div", { class: "id", text: e.client })),
+    h("td", {}, h("b", { text: short(e.server) }), h("div", { class: "id", text: e.server })),
+    h("td", { text: e.path }),
+    h("td", { text: e.suites.join(", ") || "—" }),
+    h("td", { text: e.ok, "data-testid": "edge-ok" }),
+    h("td", { text: e.failed, "data-testid": "edge-failed" }),
+    h("td", { text: `${e.recent_ok} ok, ${e.recent_failed} failed` }),
+    h("td", {}, h("span", { class: "health " + e.health, text: e.health_text, "data-testid": "edge-health" }),
+      e.seen_by.length ? h("div", { class: "note", text: "seen by " + e.seen_by.map((v) => `${v.sidecar}: ${v.ok} ok / ${v.failed} failed`).join("; ") }) : null))));
+}
+
+// ---------------------------------------------------------------- handshakes
+async function selectEdge(e) {
+  state.edge = e;
+  document.getElementById("hs-edge").textContent = `${short(e.client)} → ${short(e.server)} (${e.path})`;
+  if (e.path !== "MTD/1") {
+    state.list = [];
+    renderList();
+    document.getElementById("ladder").replaceChildren(h("p", { class: "note", text: "native gRPC mTLS (TLS 1.3, inside grpcio): counted from the service's /metrics; its messages are not observable one by one here — try `mtlsdemo handshake --tls13 --connect` for that ladder." }));
+    render();
+    return;
+  }
+  const q = new URLSearchParams({ client: e.client, server: e.server });
+  state.list = (await api("/api/handshakes?" + q)).handshakes;
+  renderList();
+  if (state.list.length) showLadder(state.list[0]);
+  render();
+}
+
+function onHandshake(doc) {
+  const e = state.edge;
+  if (!e || e.path !== "MTD/1" || doc.client !== e.client || doc.server !== e.server) return;
+  state.list.unshift(doc);
+  state.list = state.list.slice(0, 50);
+  renderList(doc.key);
+}
+
+function renderList(fresh) {
+  const ol = document.getElementById("hs-list");
+  ol.replaceChildren(...state.list.map((d) => h("li", {
+    class: (state.selected && state.selected.key === d.key ? "selected" : "") + (d.key === fresh ? " new" : ""),
+    "data-testid": "handshake-item", "data-outcome": d.outcome, onclick: () => showLadder(d),
+  },
+    h("span", { class: d.outcome === "success" ? "ok" : "bad", text: d.outcome === "success" ? "✓ ok" : "✗ " + d.outcome }),
+    ` ${time(d.at)} · seen by ${d.sidecar} (${d.role}) · ${d.duration_ms.toFixed(2)} ms`)));
+}
+
+function ladderSvg(d) {
+  const client = d.client, server = d.server;
+  const xs = { client: 150, server: 520 };
+  const other = d.role === "client" ? "server" : "client";
+  const rowH = 34, top = 64;
+  const rows = d.messages.map((m) => ({ ...m, from: m.direction === "send" ? d.role : other }));
+  if (d.outcome === "success" || d.kind === "session") rows.push({ name: "application data ⇄ encrypted records", step: "data", from: "both", size: null, at_ms: null });
+  if (d.kind === "session") {
+    // the record that failed came from the peer (we refused it) or ours was refused
+    const from = d.origin === "local" ? other : d.role;
+    rows.push({ name: `a record refused: ${d.outcome}`, step: "alert", from, size: null, at_ms: null });
+  }
+  const height = top + rows.length * rowH + 40;
+  const svg = s("svg", { viewBox: `0 0 830 ${height}`, class: "ladder", role: "img", "data-testid": "ladder", "data-outcome": d.outcome, "aria-label": `handshake ladder, ${d.outcome}` });
+  // step bands: contiguous runs of one step
+  let i = 0;
+  const labelled = new Set();
+  while (i < rows.length) {
+    let j = i;
+    while (j + 1 < rows.length && rows[j + 1].step === rows[i].step) j++;
+    const st = STEPS[rows[i].step] || { n: 0, text: rows[i].step };
+    const first = !labelled.has(rows[i].step);
+    labelled.add(rows[i].step);
+    const ms = first && d.phases_ms ? d.phases_ms[rows[i].step] : undefined;
+    svg.append(s("g", { "data-testid": "ladder-step", "data-step": rows[i].step },
+      s("rect", { class: "band " + rows[i].step, x: 40, y: top + i * rowH - 6, width: 780, height: (j - i + 1) * rowH }),
+      s("text", { class: "band-label", x: 540, y: top + i * rowH + 14, text: (st.n ? `${st.n} ` : "") + st.text + (ms !== undefined && rows[i].step !== "data" ? ` · ${ms.toFixed(2)} ms here` : "") })));
+    i = j + 1;
+  }
+  // lanes
+  for (const side of ["client", "server"]) {
+    const id = side === "client" ? client : server;
+    svg.append(s("text", { class: "lane-title", x: xs[side], y: 20, "text-anchor": "middle", text: `${side}: ${short(id)}` }),
+      s("text", { class: "time", x: xs[side], y: 36, "text-anchor": "middle", text: id.length > 60 ? "…" + id.slice(-59) : id }),
+      s("line", { class: "lane", x1: xs[side], y1: 44, x2: xs[side], y2: height - 10 }));
+  }
+  rows.forEach((m, k) => {
+    const y = top + k * rowH + 12;
+    const alert = m.step === "alert";
+    const name = NAMES[m.name] || m.name;
+    const g = s("g", { class: "msg" + (alert ? " alert" : ""), "data-testid": "ladder-message", "data-name": m.name, "data-step": m.step });
+    if (m.from === "both") {
+      g.append(s("line", { x1: xs.client + 8, y1: y, x2: xs.server - 8, y2: y, "marker-end": "url(#hd)", "marker-start": "url(#hd)" }));
+    } else {
+      const to = m.from === "client" ? "server" : "client";
+      const x1 = xs[m.from], x2 = xs[to] + (to === "server" ? -6 : 6);
+      g.append(s("line", { x1, y1: y, x2, y2: y, "marker-end": alert ? "url(#ha)" : "url(#hd)" }));
+    }
+    g.append(s("text", { x: (xs.client + xs.server) / 2, y: y - 5, "text-anchor": "middle", text: (alert ? "alert: " : "") + name + (m.size ? ` (${m.size} B)` : "") }));
+    if (m.at_ms !== null && m.at_ms !== undefined) g.append(s("text", { class: "time", x: 44, y: y + 4, text: `+${m.at_ms.toFixed(2)} ms` }));
+    svg.append(g);
+  });
+  svg.prepend(s("defs", {},
+    s("marker", { id: "hd", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#1f2328" })),
+    s("marker", { id: "ha", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#cf222e" }))));
+  if (d.outcome !== "success") {
+    // the side that raised the failure: this one (local) or the peer (remote)
+    const raiser = d.origin === "remote" ? other : d.role;
+    const k = Math.max(0, rows.findIndex((r) => r.step === "alert"));
+    svg.append(s("text", { class: "cross", x: xs[raiser] + (raiser === "client" ? -34 : 14), y: top + k * rowH + 20, "data-testid": "ladder-cross", "data-side": raiser, text: "✗" }));
+  }
+  return svg;
+}
+
+function verdict(d) {
+  const st = STEPS[d.step] || { n: "?", text: d.step || "?" };
+  if (d.outcome === "success")
+    return h("div", { class: "verdict ok", "data-testid": "ladder-verdict" }, `✓ ${d.suite}: both sides verified each other; ${d.duration_ms.toFixed(2)} ms as seen by ${d.sidecar} (${d.role}).`);
+  const sideOf = (id) => (id === d.client ? "client" : id === d.server ? "server" : "?");
+  return h("div", { class: "verdict bad", "data-testid": "ladder-verdict", "data-reason": d.outcome, "data-origin": d.origin },
+    h("b", { text: `✗ ${d.outcome}` }),
+    d.kind === "session"
+      ? ` — the handshake succeeded, then ${short(d.rejected_by)} (the ${sideOf(d.rejected_by)}) refused an encrypted record and ended the session (step 4); seen by ${d.sidecar} (${d.role}, origin ${d.origin}).`
+      : ` — rejected by ${short(d.rejected_by)} (the ${sideOf(d.rejected_by)}) in step ${st.n} ${st.text}; seen by ${d.sidecar} (${d.role}, origin ${d.origin}).`,
+    d.detail ? h("div", { text: d.detail }) : null);
+}
+
+function certFacts(c, st) {
+  if (!c) return null;
+  if (c.error) return h("p", { class: "note", text: c.error });
+  const rows = [["identity", c.identity], ["names (SAN)", c.names.join(", ")], ["key", c.key], ["serial", c.serial],
+    ["valid", `${c.not_before} .. ${c.not_after}`], ["issuer", c.issuer], ["sha-256", c.fingerprint_sha256]];
+  if (st) rows.push(["stapled status", st.status === "none" ? "none stapled" : `${st.status}${st.revoked_at ? " since " + st.revoked_at : ""} (valid ${st.this_update || "?"} .. ${st.next_update || "?"})`]);
+  return h("dl", { class: "facts", "data-testid": "peer-certificate" }, rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]));
+}
+
+function showLadder(d, panel) {
+  state.selected = d;
+  const box = panel || document.getElementById("ladder");
+  const phases = Object.entries(d.phases_ms || {}).map(([k, v]) => `${(STEPS[k] || { n: "" }).n} ${STEPS[k] ? STEPS[k].text : k} ${v.toFixed(2)} ms`).join(" · ");
+  box.replaceChildren(
+    h("div", { class: "note", text: `seen by ${d.sidecar} as the ${d.role} · ${time(d.at)} · peer address ${d.peer_address} · processing: ${phases}` }),
+    ladderSvg(d), verdict(d),
+    d.peer_certificates.length ? h("div", {}, h("b", { text: `certificate the ${d.role === "client" ? "server" : "client"} presented` }), certFacts(d.peer_certificates[0], d.peer_status)) : h("p", { class: "note", text: "no certificate was received before the handshake ended" }),
+    d.checks.length ? h("ol", { class: "checks", "data-testid": "checks" }, d.checks.map((c) => h("li", { text: c }))) : null);
+  if (!panel) renderList();
+}
+
+// ---------------------------------------------------------------- failures
+function renderFailures(items) {
+  const body = document.querySelector("#failures tbody");
+  if (!items.length) { body.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "note", text: "no failure seen — break something (buttons below, or `mtlsdemo break`)" }))); return; }
+  body.replaceChildren(...items.map((f) => h("tr", {
+    class: f.handshake ? "clickable" : "", "data-testid": "failure-row", "data-reason": f.reason, "data-origin": f.origin,
+    "data-rejected-by": f.rejected_by, onclick: () => f.handshake && showFailure(f),
+  },
+    h("td", { text: f.last_seen ? time(f.last_seen) : "—" }),
+    h("td", {}, h("b", { text: short(f.rejected_by) }), h("div", { class: "id", text: f.rejected_by })),
+    h("td", {}, h("b", { text: short(f.rejected) }), h("div", { class: "id", text: f.rejected })),
+    h("td", { class: "bad", text: f.reason }),
+    h("td", { text: STEPS[f.step] ? `${STEPS[f.step].n} ${STEPS[f.step].text}` : f.step || "—" }),
+    h("td", { text: f.path }),
+    h("td", { text: f.count }),
+    h("td", { class: "note", text: `${f.detail} (seen by ${f.seen_by}, origin ${f.origin})` }))));
+}
+
+function showFailure(f) {
+  for (const sc of state.mesh.edges) if (sc.path === "MTD/1" && [sc.client, sc.server].includes(f.rejected) && [sc.client, sc.server].includes(f.rejected_by)) state.edge = sc;
+  const all = state.list.find((d) => d.key === f.handshake);
+  if (all) return showLadder(all);
+  api("/api/handshakes?" + new URLSearchParams(state.edge ? { client: state.edge.client, server: state.edge.server } : {})).then((r) => {
+    state.list = r.handshakes;
+    const d = state.list.find((x) => x.key === f.handshake) || state.list[0];
+    document.getElementById("hs-edge").textContent = state.edge ? `${short(state.edge.client)} → ${short(state.edge.server)} (MTD/1)` : "all";
+    if (d) showLadder(d);
+    render();
+  });
+}
+
+// ---------------------------------------------------------------- certificates
+function renderCertificates(c) {
+  const box = document.getElementById("timeline");
+  const now = Date.now(), day = 86400e3;
+  const rows = [];
+  for (const ca of c.cas) rows.push({ kind: "ca", label: `CA ${ca.subject}`, from: Date.parse(ca.not_before), to: Date.parse(ca.not_after), text: `key id ${(ca.subject_key_id || "").slice(0, 11)}…` });
+  for (const id of c.identities) {
+    const leaf = id.chain[0];
+    rows.push({ kind: "leaf", label: `${short(id.identity)} (${id.sidecar})`, from: Date.parse(leaf.not_before), to: Date.parse(leaf.not_after), text: `serial ${leaf.serial.slice(0, 12)} · ${leaf.key}` });
+    const st = id.stapled_status;
+    if (st && st.this_update) rows.push({ kind: "status", revoked: st.status === "revoked", label: `  stapled status: ${st.status}`, from: Date.parse(st.this_update), to: Date.parse(st.next_update), text: `next update ${time(st.next_update)}` });
+  }
+  const lo = Math.min(now - 3 * day, ...rows.filter((r) => r.kind !== "ca").map((r) => r.from));
+  const hi = Math.max(now + 7 * day, ...rows.filter((r) => r.kind !== "ca").map((r) => r.to)) + day;
+  const W = 1100, X0 = 300, X1 = 780, rowH = 24;
+  const x = (t) => X0 + ((Math.min(Math.max(t, lo), hi) - lo) / (hi - lo)) * (X1 - X0);
+  const svg = s("svg", { class: "tl", viewBox: `0 0 ${W} ${rows.length * rowH + 50}`, role: "img", "aria-label": "certificates on a timeline" });
+  rows.forEach((r, k) => {
+    const y = 30 + k * rowH;
+    const expired = r.kind !== "status" && r.to < now;
+    const w = Math.max(3, x(r.to) - x(r.from));
+    svg.append(s("g", { "data-testid": "timeline-row", "data-kind": r.kind },
+      s("text", { x: 4, y: y + 12, text: r.label.length > 46 ? r.label.slice(0, 45) + "…" : r.label }),
+      s("rect", { class: `bar ${r.kind}${expired ? " expired" : ""}${r.revoked ? " revoked" : ""}`, x: x(r.from), y: y, width: w, height: 14, rx: 3 }),
+      s("text", { x: X1 + 10, y: y + 12, text: (r.to > hi ? "→ " : "") + r.text + (r.kind !== "status" ? ` · ${expired ? "expired" : "ends " + new Date(r.to).toISOString().slice(0, 10)}` : "") })));
+  });
+  svg.append(s("line", { class: "now", x1: x(now), y1: 18, x2: x(now), y2: rows.length * rowH + 36 }),
+    s("text", { x: x(now) + 3, y: 14, text: "now" }),
+    s("text", { x: X0, y: rows.length * rowH + 48, class: "note", text: new Date(lo).toISOString().slice(0, 10) }),
+    s("text", { x: X1, y: rows.length * rowH + 48, "text-anchor": "end", text: new Date(hi).toISOString().slice(0, 10) }));
+  box.replaceChildren(svg);
+  const cards = c.identities.map((id) => h("div", { class: "card", "data-testid": "identity-card", "data-identity": id.identity },
+    h("h3", { text: `${short(id.identity)} — ${id.sidecar}` }),
+    h("div", {}, h("span", { class: "pill", text: `rollover: ${id.rollover.stage}` }), " ", id.rollover.text),
+    h("div", { text: `reload #${id.reload_generation}, loaded ${time(id.loaded_at)}` + (id.problems.length ? ` — problems: ${id.problems.join("; ")}` : "") }),
+    certFacts(id.chain[0], id.stapled_status),
+    h("div", { class: "note", text: "chain: " + id.chain.map((x) => x.subject).join(" ← ") + " · trusts: " + id.trust_bundle.map((x) => `${x.subject} (${(x.subject_key_id || "").slice(0, 11)}…)`).join(", ") })));
+  const crl = c.crl.map((r) => h("div", { class: "note", "data-testid": "crl", text: `${r.service}: CRL lists ${r.revoked_serials} revoked serial(s)` }));
+  document.getElementById("certs").replaceChildren(h("div", { class: "cards" }, cards), ...crl);
+}
+
+// ---------------------------------------------------------------- try / break
+async function setupForms() {
+  const o = (state.options = await api("/api/options"));
+  const f = document.getElementById("try");
+  const fill = (name, items) => f.elements[name].replaceChildren(...items.map(([v, t]) => h("option", { value: v, text: t })));
+  fill("key_type", o.key_types.map((k) => [k, k]));
+  fill("suite", o.suites.map((k) => [k, k]));
+  fill("provoke", Object.entries(o.provoke).map(([k, t]) => [k, `${k}: ${t}`]));
+  f.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const out = document.getElementById("try-result");
+    const button = f.querySelector("button");
+    button.disabled = true;
+    out.textContent = "running…";
+    try {
+      const r = await api("/api/try", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(Object.fromEntries(new FormData(f))) });
+      out.textContent = `${r.outcome === "success" ? "✓ success" : "✗ " + r.outcome} — ${r.what}`;
+      state.edge = null;
+      state.list = r.handshakes;
+      document.getElementById("hs-edge").textContent = `in memory: ${r.request.key_type}, ${r.request.suite}, provoke ${r.request.provoke} (both sides' views)`;
+      renderList();
+      const failed = r.handshakes.find((d) => d.origin === "local") || r.handshakes[0];
+      showLadder(failed);
+      document.getElementById("handshakes-section").scrollIntoView({ block: "start" });
+    } catch (e) {
+      out.textContent = "error: " + e.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  if (o.break.allowed) {
+    document.getElementById("break-section").hidden = false;
+    document.getElementById("break-buttons").replaceChildren(...Object.entries(o.break.scenarios).map(([name, what]) =>
+      h("button", { type: "button", title: what, "data-testid": "break-button", "data-scenario": name, onclick: () => runBreak(name) }, name)));
+  }
+}
+
+async function runBreak(name) {
+  const buttons = document.querySelectorAll("#break-buttons button");
+  buttons.forEach((b) => (b.disabled = true));
+  try {
+    await api("/api/break/" + encodeURIComponent(name), { method: "POST" });
+  } catch (e) {
+    onBreak({ name, state: "done", ok: false, lines: ["   !! " + e.message] });
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+  }
+}
+
+function onBreak(r) {
+  const pre = document.getElementById("break-report");
+  pre.dataset.scenario = r.name;
+  pre.dataset.state = r.state;
+  if (r.state === "running") { pre.className = "report"; pre.textContent = `== break ${r.name}: running…`; return; }
+  pre.dataset.ok = String(r.ok);
+  pre.className = "report " + (r.ok ? "ok" : "bad");
+  pre.textContent = `== break ${r.name}\n${r.lines.join("\n")}\n== ${r.name}: ${r.ok ? "as described; the mesh is healthy again" : "NOT as described"}`;
+}
+
+setupForms().catch((e) => { document.getElementById("try-result").textContent = "options unavailable: " + e.message; });
+connect();
