@@ -144,7 +144,7 @@ class Watcher:
             try:
                 async with self.session.get(
                     sc.url + "/events",
-                    params={"since": str(last_id)},
+                    params={"since": str(last_id), "instance": sc.instance},
                     timeout=aiohttp.ClientTimeout(total=None, sock_read=60),
                 ) as r:
                     r.raise_for_status()

@@ -319,7 +319,8 @@ class Sidecar:
 
     async def _events(self, request: web.Request) -> AsyncIterator[tuple[str, Any]]:
         """``hello`` (who and which process), then the handshakes after ``?since=``
-        oldest first, then each new one as it ends."""
+        (of ``?instance=``, when given: this process's ids only) oldest first, then
+        each new one as it ends."""
         queue = self.journal.subscribe()
         try:
             yield (
@@ -334,6 +335,8 @@ class Sidecar:
                 since = int(request.query.get("since", "0"))
             except ValueError:
                 since = 0
+            if request.query.get("instance", self.instance) != self.instance:
+                since = 0  # ids counted by a process since gone: this one's are all new
             backlog = list(reversed(self.journal.recent(since)))
             last = backlog[-1]["id"] if backlog else since
             for doc in backlog:

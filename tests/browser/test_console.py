@@ -1,0 +1,242 @@
+"""The mesh console in a real browser (Playwright driving Debian's Chromium)
+against a real `mtlsdemo run`: the live mesh, ladders, a failure provoked from
+outside, the in-memory handshake, every break button, and a sidecar restart.
+
+Screenshots land in $MTLSDEMO_SCREENSHOTS (`make screenshots`: docs/screenshots)
+or in the test's temp dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import free_port, require_binary, running_mesh, wait_for
+from mtlsdemo.breaking.mesh import LocalMesh, MeshConfig
+from mtlsdemo.breaking.scenarios import crafted
+from mtlsdemo.dialer import handshake
+from mtlsdemo.identityconfig import identity_config
+from mtlsdemo.pki.errors import PkiError
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+GATEWAY = "spiffe://mtls-demo.local/ns/default/sa/gateway"
+LEDGER = "spiffe://mtls-demo.local/ns/default/sa/ledger"
+# each break button: the reason its report must name
+BREAK_REASONS = {
+    "foreign-ca": "unknown_ca",
+    "expired": "certificate_expired",
+    "not-yet-valid": "certificate_not_yet_valid",
+    "wrong-identity": "identity_mismatch",
+    "wrong-server-name": "identity_mismatch",
+    "tamper": "decrypt_error",
+    "downgrade": "bad_finished",
+    "clock-skew": "certificate_expired",
+    "slow-handshake": "handshake_timeout",
+    "revoked": "certificate_revoked",
+    "stale-status": "status_stale",
+}
+WAIT = 15_000  # ms: Playwright waits on the condition, up to this
+expect.set_options(timeout=WAIT)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    """Debian's chromium: Playwright's own browser download cannot work offline."""
+    return {
+        **browser_type_launch_args,
+        "executable_path": require_binary("chromium"),
+        "args": ["--no-sandbox", "--disable-gpu"],
+    }
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict) -> dict:
+    return {**browser_context_args, "viewport": {"width": 1360, "height": 900}}
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = os.environ.get("MTLSDEMO_SCREENSHOTS")
+    path = Path(out) if out else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, int]]]:
+    require_binary("chromium")
+    root = tmp_path_factory.mktemp("console")
+    with running_mesh(root) as (ports, _env):
+        yield root, ports
+
+
+@pytest.fixture
+def console(page, mesh):
+    """The page, loaded and live; fails the test on any error the page logs."""
+    _root, ports = mesh
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_default_timeout(WAIT)
+    page.goto(f"http://127.0.0.1:{ports['console']}/")
+    expect(page.get_by_test_id("live")).to_have_text("live")
+    yield page
+    assert errors == [], errors
+
+
+def edge_row(page, client: str, server: str):
+    return page.locator(
+        f"[data-testid=edge-row][data-client='{client}'][data-server='{server}'][data-path='MTD/1']"
+    )
+
+
+def test_the_page_shows_the_live_mesh_with_identities_and_suite(console, shots: Path) -> None:
+    page = console
+    row = edge_row(page, GATEWAY, LEDGER)
+    expect(row).to_contain_text("ECDHE-X25519-AES-256-GCM")
+    expect(row.get_by_test_id("edge-health")).to_contain_text("healthy")
+    for identity in (GATEWAY, LEDGER):
+        expect(page.locator(f"[data-testid=mesh-node][data-id='{identity}']")).to_be_visible()
+    expect(
+        page.locator(f"[data-testid=mesh-edge][data-client='{GATEWAY}'][data-server='{LEDGER}']")
+    ).to_have_attribute("data-health", "healthy")
+    expect(page.locator("[data-testid=source][data-up=false]")).to_have_count(0)
+    page.locator("#mesh-section").screenshot(path=shots / "mesh.png")
+
+
+def test_a_ladder_shows_the_four_steps_in_order(console, shots: Path) -> None:
+    page = console
+    edge_row(page, GATEWAY, LEDGER).click()
+    ladder = page.get_by_test_id("ladder").first
+    expect(ladder).to_have_attribute("data-outcome", "success")
+    steps = ladder.get_by_test_id("ladder-step").evaluate_all("els => els.map(e => e.dataset.step)")
+    first_seen = list(dict.fromkeys(steps))
+    assert first_seen == ["hello", "certificate_verify", "key_exchange", "finished", "data"], steps
+    names = ladder.get_by_test_id("ladder-message").evaluate_all(
+        "els => els.map(e => e.dataset.name)"
+    )
+    assert names[0] == "CLIENT_HELLO" and names.count("FINISHED") == 2, names
+    expect(page.get_by_test_id("ladder-verdict")).to_contain_text("both sides verified each other")
+    panel = page.get_by_test_id("ladder-panel")
+    expect(panel.get_by_test_id("peer-certificate")).to_contain_text("stapled status")
+    page.locator("#handshakes-section").screenshot(path=shots / "ladder.png")
+    page.locator("#certs-section").screenshot(path=shots / "certificates.png")
+
+
+def test_a_foreign_ca_from_outside_appears_as_a_failed_ladder(console, mesh, shots: Path) -> None:
+    page = console
+    root, ports = mesh
+    local = LocalMesh(MeshConfig(certs_dir=root / "certs", ledger=("127.0.0.1", ports["ledger"])))
+    foreign = crafted(local, root / "impostor", "gateway", foreign=True)
+    attempt = handshake("127.0.0.1", ports["ledger"], identity_config(foreign, peer_ids=(LEDGER,)))
+    attempt.close()
+    assert attempt.error is not None and attempt.error.reason.value == "unknown_ca"
+    row = page.locator(
+        f"[data-testid=failure-row][data-reason=unknown_ca][data-rejected-by='{LEDGER}']"
+    )
+    expect(row).to_have_attribute("data-origin", "local")
+    expect(row).to_contain_text("2 certificate verification")
+    row.click()
+    verdict = page.get_by_test_id("ladder-verdict")
+    expect(verdict).to_have_attribute("data-reason", "unknown_ca")
+    expect(verdict).to_contain_text("rejected by ledger (the server) in step 2")
+    expect(page.get_by_test_id("ladder-cross")).to_have_attribute("data-side", "server")
+    page.locator("#handshakes-section").screenshot(path=shots / "ladder-failed.png")
+
+
+def test_the_in_memory_handshake_provokes_the_chosen_failure(console) -> None:
+    page = console
+    page.get_by_test_id("try-key-type").select_option("rsa-2048")
+    page.get_by_test_id("try-suite").select_option("RSA-OAEP-AES-256-GCM")
+    page.get_by_test_id("try-provoke").select_option("wrong-identity")
+    page.get_by_test_id("try-run").click()
+    expect(page.get_by_test_id("try-result")).to_contain_text("identity_mismatch")
+    verdict = page.get_by_test_id("ladder-verdict")
+    expect(verdict).to_have_attribute("data-reason", "identity_mismatch")
+    expect(verdict).to_contain_text("rejected by ledger (the server)")
+    expect(page.get_by_test_id("handshake-item")).to_have_count(2)  # both sides' views
+
+
+def test_each_break_button_produces_its_reason(console, shots: Path) -> None:
+    page = console
+    report = page.get_by_test_id("break-report")
+    for name, reason in BREAK_REASONS.items():
+        page.locator(f"[data-testid=break-button][data-scenario='{name}']").click()
+        expect(report).to_have_attribute("data-scenario", name)
+        expect(report).to_have_attribute("data-state", "done", timeout=120_000)
+        expect(report).to_have_attribute("data-ok", "true")
+        expect(report).to_contain_text(reason)
+    for reason in ("certificate_revoked", "status_stale", "bad_finished", "decrypt_error"):
+        expect(
+            page.locator(f"[data-testid=failure-row][data-reason={reason}]").first
+        ).to_be_visible()
+    page.locator("#failures-section").screenshot(path=shots / "failures.png")
+
+
+def _sidecar(identity: Path, inbound: int, admin: int, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mtlsdemo", "sidecar", "--name", "ledger-sidecar",
+         "--identity-dir", str(identity), "--inbound-listen", f"127.0.0.1:{inbound}",
+         "--inbound-target", f"127.0.0.1:{free_port()}", "--allow-id", GATEWAY,
+         "--admin-listen", f"127.0.0.1:{admin}"],
+        stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def test_the_page_keeps_working_when_a_sidecar_restarts(
+    page, pki_dir: Path, tmp_path: Path
+) -> None:
+    require_binary("chromium")
+    inbound, admin, port = free_port(), free_port(), free_port()
+    log = tmp_path / "processes.log"
+    sidecar = _sidecar(pki_dir / "ledger", inbound, admin, log)
+    console = subprocess.Popen(
+        [sys.executable, "-m", "mtlsdemo", "console", "--listen", f"127.0.0.1:{port}",
+         "--sidecar-admin", f"127.0.0.1:{admin}", "--metrics", f"127.0.0.1:{free_port()}"],
+        stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    gateway = identity_config(pki_dir / "gateway", peer_ids=(LEDGER,))
+
+    def one_handshake() -> None:
+        def ok() -> bool:
+            attempt = handshake("127.0.0.1", inbound, gateway, timeout=2)
+            attempt.close()
+            return attempt.error is None
+
+        # refused until the (re)started sidecar listens: the dialer says so as a PkiError
+        wait_for(ok, timeout=20, what="a handshake with the sidecar", ignore=(OSError, PkiError))
+
+    try:
+        page.set_default_timeout(WAIT)
+        wait_for(
+            lambda: page.goto(f"http://127.0.0.1:{port}/"),
+            timeout=20,
+            what="the console to answer",
+            ignore=(PlaywrightError,),
+            check=lambda: console.poll() is None or pytest.fail(log.read_text()),
+        )
+        one_handshake()
+        row = edge_row(page, GATEWAY, LEDGER)
+        expect(row.get_by_test_id("edge-ok")).to_have_text("1")
+        sidecar.send_signal(signal.SIGKILL)
+        sidecar.wait(10)
+        expect(page.locator("[data-testid=source][data-up=false]")).to_have_count(2)  # + metrics
+        sidecar = _sidecar(pki_dir / "ledger", inbound, admin, log)
+        one_handshake()
+        one_handshake()
+        expect(row.get_by_test_id("edge-ok")).to_have_text("2")  # the new process's count
+        row.click()
+        # the restarted sidecar's handshakes and the one from before it died
+        expect(page.get_by_test_id("handshake-item")).to_have_count(3)
+        expect(page.get_by_test_id("live")).to_have_text("live")
+    finally:
+        for proc in (console, sidecar):
+            proc.terminate()
+            proc.wait(15)
