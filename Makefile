@@ -12,7 +12,7 @@ MTLSDEMO_BASE_IMAGE ?= python:3.11-slim-bookworm
 MTLSDEMO_IMAGE      ?= mtlsdemo:dev
 COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mtlsdemo
 
-.PHONY: run test test-unit test-integration test-containers lint typecheck protos prometheusrule bench perf-doc walkthrough clean \
+.PHONY: run test test-unit test-integration test-containers test-browser screenshots console lint typecheck protos prometheusrule bench perf-doc walkthrough clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
         k8s-verify k8s-cli-cert test-deploy test-repeat
 
@@ -45,6 +45,15 @@ test-deploy: $(STAMP)
 
 test-containers: $(STAMP)
 	$(PY) -m pytest tests/containers $(ARGS)
+
+test-browser: $(STAMP)  ## the web console in Debian's chromium (apt-get install chromium)
+	$(PY) -m pytest tests/browser $(ARGS)
+
+screenshots: $(STAMP)  ## the README's console screenshots, from the browser tests against a real run
+	MTLSDEMO_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser -q $(ARGS)
+
+console: $(STAMP)  ## the console alone, for a mesh started elsewhere (`make run` starts its own)
+	$(VENV)/bin/mtlsdemo console $(ARGS)
 
 base-image:  ## Debian bookworm + python3 via debootstrap + docker import (no registry needed)
 	deploy/docker/build-base-image.sh mtlsdemo-base:bookworm

@@ -66,6 +66,15 @@ def home(tmp_path_factory) -> Path:
         (["client", "deposit", "alice", "inf"], {}, 2, ["not an amount"]),
         (["loadgen", "--duration", "1"], {"MTLSDEMO_RPS": "abc"}, 2, ["MTLSDEMO_RPS", "--rps"]),
         (["certs", "inspect", "certs/gateway/tls.crt", "--ca", "other/ca/ca.crt"], {}, 1, []),
+        (["console", "--listen", "nope"], {}, 2, ["--listen", "not HOST:PORT"]),
+        (["console", "--sidecar-admin", "ftp://x"], {}, 2, ["--sidecar-admin", "only http"]),
+        (["console"], {"MTLSDEMO_METRICS": "ftp://a"}, 2, ["MTLSDEMO_METRICS", "--metrics"]),
+        (
+            ["console", "--listen", "0.0.0.0:{closed}", "--allow-break"],
+            {},
+            2,
+            ["--allow-break", "loopback only"],
+        ),
     ],
 )
 def test_bad_input_is_one_line(home: Path, args, env, code, words) -> None:
@@ -119,6 +128,9 @@ def test_servers_refuse_a_port_already_taken(home: Path, tmp_path: Path) -> None
             "off",
         )
         assert_one_line(r, 2, "--inbound-listen", "in use")
+        r = cli(home, "console", "--listen", f"127.0.0.1:{port}")
+        assert_one_line(r, 2, "--listen", "in use")
+        assert "console on" not in r.stdout  # said only once the port is bound
 
 
 def test_a_second_ledger_on_the_same_port_is_refused_not_sharing_it(

@@ -6,7 +6,6 @@ import argparse
 import ipaddress
 
 from mtlsdemo import flags
-from mtlsdemo.commands.common import HOST_PORT
 from mtlsdemo.pki.errors import PkiError
 
 
@@ -35,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "failures, break buttons",
     )
     p.set_defaults(handler=main)
-    flags.add(p, "--listen", type=HOST_PORT, default="127.0.0.1:8080", help="HOST:PORT to serve on")
+    flags.add(p, "--listen", default="127.0.0.1:8080", help="HOST:PORT to serve the page on")
     flags.add(
         p,
         "--sidecar-admin",
@@ -86,9 +85,14 @@ def main(args: argparse.Namespace) -> int:
     from mtlsdemo.commands.breakcmd import config as mesh_config
     from mtlsdemo.console.app import run
     from mtlsdemo.console.config import ConsoleConfig, admin_url, metrics_url
+    from mtlsdemo.sidecar.config import parse_hostport
 
     mesh = mesh_config(args)
-    host, _port = args.listen
+    try:  # a str flag, as `serve --listen` (one type per environment twin)
+        listen = parse_hostport(args.listen, default_host="127.0.0.1")
+    except ValueError as e:
+        raise PkiError(f"console: --listen {args.listen!r}: {e}") from None
+    host = listen[0]
     if args.allow_break and not _loopback(host):
         raise PkiError(
             f"console: --allow-break with --listen {host}: the break buttons change the "
@@ -98,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
         admin_url(f"{h}:{p}") for h, p in (mesh.gateway_admin, mesh.ledger_admin)
     ]
     cfg = ConsoleConfig(
-        listen=args.listen,
+        listen=listen,
         sidecar_admins=tuple(admins),
         metrics=tuple(metrics_url(m) for m in args.metrics),
         poll_interval=args.poll_interval,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import json
 import logging
 import tempfile
@@ -184,20 +185,28 @@ def run(cfg: ConsoleConfig) -> int:
     host, port = cfg.listen
     with tempfile.TemporaryDirectory(prefix="mtlsdemo-console-") as tmp:
         console = Console(cfg, Path(tmp))
-        print(
+        ready = (
             f"console on http://{host}:{port}/ watching "
             f"{', '.join(cfg.sidecar_admins) or 'no sidecar'}"
             + (f" and {', '.join(cfg.metrics)}" if cfg.metrics else "")
-            + ("; break buttons on" if cfg.allow_break else ""),
-            flush=True,
+            + ("; break buttons on" if cfg.allow_break else "")
         )
-        web.run_app(
-            console.app(),
-            host=host,
-            port=port,
-            print=None,
-            access_log=None,
-            shutdown_timeout=1.0,
-            handle_signals=True,
-        )
+        try:
+            web.run_app(
+                console.app(),
+                host=host,
+                port=port,
+                # aiohttp calls this once the port is bound: only then say where
+                print=lambda _banner: print(ready, flush=True),
+                access_log=None,
+                shutdown_timeout=1.0,
+                handle_signals=True,
+            )
+        except OSError as e:
+            why = (
+                "in use (another console, or `make run`'s?)"
+                if e.errno == errno.EADDRINUSE
+                else e.strerror
+            )
+            raise PkiError(f"console: --listen {host}:{port}: cannot listen: {why}") from None
     return 0

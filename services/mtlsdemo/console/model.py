@@ -155,14 +155,16 @@ def _all_handshakes(sidecars: Iterable[SidecarState]) -> list[dict[str, Any]]:
 
 
 def failures(sidecars: list[SidecarState], metrics: list[MetricsState]) -> list[dict[str, Any]]:
-    """Who rejected whom, why, at which step; counted over the handshakes seen."""
+    """Who rejected whom, why, at which step. Both ends usually report one refusal
+    (the rejecter as local, the other from the alert): one item, counted as the
+    larger view, with the step the rejecter stopped in."""
     feed: dict[tuple[str, ...], dict[str, Any]] = {}
     for doc in _all_handshakes(sidecars):
         if doc["outcome"] == "success":
             continue
         rejected_by = doc["rejected_by"] or doc["local"]
         rejected = doc["peer"] if rejected_by == doc["local"] else doc["local"]
-        key = ("MTD/1", rejected_by, rejected, doc["outcome"], doc["sidecar"])
+        key = ("MTD/1", rejected_by, rejected, doc["outcome"], doc.get("kind", "handshake"))
         item = feed.get(key)
         if item is None:
             item = feed[key] = {
@@ -171,29 +173,43 @@ def failures(sidecars: list[SidecarState], metrics: list[MetricsState]) -> list[
                 "rejected": rejected,
                 "reason": doc["outcome"],
                 "origin": doc["origin"],
-                "seen_by": doc["sidecar"],
                 "step": doc.get("step", ""),
-                "count": 0,
+                "views": {},
                 "last_seen": doc["at"],
                 "detail": doc["detail"],
                 "handshake": doc["key"],
             }
-        item["count"] += 1
-        if doc["at"] >= item["last_seen"]:
-            item.update(
-                last_seen=doc["at"],
-                detail=doc["detail"],
-                handshake=doc["key"],
-                origin=doc["origin"],
-            )
+        views = item["views"]
+        views[doc["sidecar"]] = views.get(doc["sidecar"], 0) + 1
+        local = doc["origin"] == "local"
+        # the rejecter's own record says best what failed: prefer it
+        if local or item["origin"] != "local":
+            item.update(step=doc.get("step", ""), detail=doc["detail"], origin=doc["origin"])
+            if local or doc["at"] >= item["last_seen"]:
+                item["handshake"] = doc["key"]
+        item["last_seen"] = max(item["last_seen"], doc["at"])
+    out = []
+    for item in feed.values():
+        views = item.pop("views")
+        item["count"] = max(views.values())
+        item["seen_by"] = ", ".join(sorted(views))
+        out.append(item)
     for ms in metrics:
         if not ms.up:
             continue
         who = ms.component or ms.url
         for labels, value in ms.values("mtls_grpc_authorizations_total"):
             if labels.get("decision") == "deny" and value > 0:
-                feed[("native-deny", who, labels.get("peer", ""))] = _native(
-                    who, labels.get("peer", UNKNOWN), "identity_not_allowed", "local", value, who
+                out.append(
+                    _native(
+                        who,
+                        labels.get("peer", UNKNOWN),
+                        "identity_not_allowed",
+                        "local",
+                        value,
+                        who,
+                        step="authorization",
+                    )
                 )
         for labels, value in ms.values("mtls_native_handshake_failures_total"):
             if value > 0:
@@ -201,14 +217,18 @@ def failures(sidecars: list[SidecarState], metrics: list[MetricsState]) -> list[
                 origin = labels.get("origin", "")
                 peer = labels.get("peer", UNKNOWN)
                 by, rejected = (who, peer) if origin == "local" else (peer, who)
-                feed[("native", who, peer, labels.get("reason", ""), origin)] = _native(
-                    by, rejected, labels.get("reason", "?"), origin, value, who
-                )
-    return sorted(feed.values(), key=lambda f: f.get("last_seen") or "", reverse=True)
+                out.append(_native(by, rejected, labels.get("reason", "?"), origin, value, who))
+    return sorted(out, key=lambda f: f.get("last_seen") or "", reverse=True)
 
 
 def _native(
-    by: str, rejected: str, reason: str, origin: str, count: float, seen_by: str
+    by: str,
+    rejected: str,
+    reason: str,
+    origin: str,
+    count: float,
+    seen_by: str,
+    step: str = "certificate_verify",
 ) -> dict[str, Any]:
     return {
         "path": "native gRPC",
@@ -217,7 +237,7 @@ def _native(
         "reason": reason,
         "origin": origin,
         "seen_by": seen_by,
-        "step": "certificate_verify",
+        "step": step,  # authorization: after a good TLS handshake, the caller's identity
         "count": int(count),
         "last_seen": None,
         "detail": "counted by the service's /metrics (a gRPC server cannot see "

@@ -36,7 +36,13 @@ from cryptography.hazmat.primitives import hashes
 from mtlsdemo.handshake import kx
 from mtlsdemo.handshake import messages as m
 from mtlsdemo.handshake.config import HandshakeConfig
-from mtlsdemo.handshake.errors import ALERT_CODES, REASON_BY_CODE, ProtocolError, Reason
+from mtlsdemo.handshake.errors import (
+    ALERT_CODES,
+    REASON_BY_CODE,
+    STEP_OF_REASON,
+    ProtocolError,
+    Reason,
+)
 from mtlsdemo.handshake.events import (
     DataReceived,
     Event,
@@ -302,9 +308,12 @@ class Connection:
         if self.state is State.FAILED:
             return
         waiting = EXPECTED.get(self.state)
-        self.failed_step = (
-            "data" if self.result is not None else STEP_OF[waiting] if waiting else "hello"
-        )
+        if self.result is not None:
+            self.failed_step = "data"
+        elif e.origin == "remote" and e.reason in STEP_OF_REASON:
+            self.failed_step = STEP_OF_REASON[e.reason]  # where the peer stopped, not us
+        else:
+            self.failed_step = STEP_OF[waiting] if waiting else "hello"
         self.state = State.FAILED
         self.error = e
         if e.origin == "local" and e.reason is not Reason.TRUNCATED:

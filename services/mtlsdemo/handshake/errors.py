@@ -75,6 +75,31 @@ ALERT_CODES: dict[Reason, int] = {
 }
 REASON_BY_CODE = {code: reason for reason, code in ALERT_CODES.items()}
 
+# The step a reason belongs to whoever finds it: how the side that only received
+# the alert knows where its peer stopped (it was itself waiting further on).
+STEP_OF_REASON: dict[Reason, str] = {
+    Reason.NO_COMMON_SUITE: "hello",
+    Reason.UNSUPPORTED_VERSION: "hello",
+    Reason.OVERLOADED: "hello",
+    **dict.fromkeys(
+        (
+            Reason.BAD_CERTIFICATE,
+            Reason.CERTIFICATE_REQUIRED,
+            Reason.CERTIFICATE_EXPIRED,
+            Reason.CERTIFICATE_NOT_YET_VALID,
+            Reason.UNKNOWN_CA,
+            Reason.CERTIFICATE_REVOKED,
+            Reason.STATUS_MISSING,
+            Reason.STATUS_STALE,
+            Reason.STATUS_INVALID,
+            Reason.IDENTITY_MISMATCH,
+            Reason.BAD_SIGNATURE,
+        ),
+        "certificate_verify",
+    ),
+    Reason.BAD_FINISHED: "finished",
+}
+
 
 class ProtocolError(Exception):
     """The handshake or session failed for ``reason``.

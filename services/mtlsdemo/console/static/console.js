@@ -237,9 +237,12 @@ function ladderSvg(d) {
     i = j + 1;
   }
   // lanes
+  // a peer refused before it was verified: say who its certificate claims to be
+  const claimed = d.peer === "unknown" && d.peer_certificates.length && d.peer_certificates[0].identity;
   for (const side of ["client", "server"]) {
     const id = side === "client" ? client : server;
-    svg.append(s("text", { class: "lane-title", x: xs[side], y: 20, "text-anchor": "middle", text: `${side}: ${short(id)}` }),
+    const title = id === "unknown" && claimed ? `unverified (claims ${short(claimed)})` : short(id);
+    svg.append(s("text", { class: "lane-title", x: xs[side], y: 20, "text-anchor": "middle", text: `${side}: ${title}` }),
       s("text", { class: "time", x: xs[side], y: 36, "text-anchor": "middle", text: id.length > 60 ? "…" + id.slice(-59) : id }),
       s("line", { class: "lane", x1: xs[side], y1: 44, x2: xs[side], y2: height - 10 }));
   }
@@ -266,7 +269,7 @@ function ladderSvg(d) {
     // the side that raised the failure: this one (local) or the peer (remote)
     const raiser = d.origin === "remote" ? other : d.role;
     const k = Math.max(0, rows.findIndex((r) => r.step === "alert"));
-    svg.append(s("text", { class: "cross", x: xs[raiser] + (raiser === "client" ? -34 : 14), y: top + k * rowH + 20, "data-testid": "ladder-cross", "data-side": raiser, text: "✗" }));
+    svg.append(s("text", { class: "cross", x: xs[raiser] + (raiser === "client" ? 10 : -30), y: top + k * rowH + 20, "data-testid": "ladder-cross", "data-side": raiser, text: "✗" }));
   }
   return svg;
 }
@@ -301,7 +304,7 @@ function showLadder(d, panel) {
     h("div", { class: "note", text: `seen by ${d.sidecar} as the ${d.role} · ${time(d.at)} · peer address ${d.peer_address} · processing: ${phases}` }),
     ladderSvg(d), verdict(d),
     d.peer_certificates.length ? h("div", {}, h("b", { text: `certificate the ${d.role === "client" ? "server" : "client"} presented` }), certFacts(d.peer_certificates[0], d.peer_status)) : h("p", { class: "note", text: "no certificate was received before the handshake ended" }),
-    d.checks.length ? h("ol", { class: "checks", "data-testid": "checks" }, d.checks.map((c) => h("li", { text: c }))) : null);
+    ...(d.checks.length ? [h("ol", { class: "checks", "data-testid": "checks" }, d.checks.map((c) => h("li", { text: c })))] : []));
   if (!panel) renderList();
 }
 

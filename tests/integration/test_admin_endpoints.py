@@ -1,0 +1,119 @@
+"""The sidecar's admin port on aiohttp: the probes' and scrapes' endpoints answer
+as before, and what the console reads — /certificates, /handshakes and the live
+/events — carries the whole ladder, failures included, and no secret."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+from apps import EchoServer
+from conftest import wait_for
+from mesh import GATEWAY_ID, LEDGER_ID, Mesh, http_get
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def mesh(tmp_path: Path):
+    certs = tmp_path / "certs"
+    bootstrap(BootstrapRequest(out=certs, services=("gateway", "ledger", "cli")))
+    echo = EchoServer()
+    m = Mesh(tmp_path, certs, echo.port)
+    yield m, certs
+    m.stop()
+    echo.close()
+
+
+def call(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"ping")
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(16) == b"ping"
+
+
+def test_probe_and_scrape_endpoints_answer_as_before(mesh) -> None:
+    m, _ = mesh
+    port = m.server.admin
+    assert http_get(port, "/healthz") == (200, b"ok\n")
+    code, body = http_get(port, "/readyz")
+    assert code == 200 and body.endswith(b"\n")
+    code, body = http_get(port, "/metrics")
+    assert code == 200 and b"mtls_handshakes_total" in body
+    status = json.loads(http_get(port, "/status")[1])
+    assert status["identity"] == LEDGER_ID and "recent_handshakes" in status
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/status", method="HEAD")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200 and r.read() == b""
+    assert http_get(port, "/nosuch")[0] == 404
+    assert "/handshakes" in json.loads(http_get(port, "/")[1])["endpoints"]
+
+
+def test_handshakes_carry_the_ladder_and_the_peer_certificate(mesh, other_pki_dir: Path) -> None:
+    m, _ = mesh
+    call(m.route)
+    docs = wait_for(
+        lambda: json.loads(http_get(m.server.admin, "/handshakes")[1])["handshakes"],
+        what="a handshake in the ledger side's ring",
+    )
+    (d,) = docs
+    assert (d["client"], d["server"], d["outcome"], d["kind"]) == (
+        GATEWAY_ID,
+        LEDGER_ID,
+        "success",
+        "handshake",
+    )
+    assert [x["name"] for x in d["messages"]][:2] == ["CLIENT_HELLO", "SERVER_HELLO"]
+    assert d["messages"][-1] == {**d["messages"][-1], "direction": "send", "name": "FINISHED"}
+    assert set(d["phases_ms"]) == {"hello", "certificate_verify", "key_exchange", "finished"}
+    assert d["peer_certificates"][0]["identity"] == GATEWAY_ID
+    assert d["peer_status"]["status"] == "good"
+    assert any("stapled status: good" in c for c in d["checks"])
+    text = json.dumps(d)
+    assert "PRIVATE" not in text and "secret" not in text.lower()
+    certs = json.loads(http_get(m.server.admin, "/certificates")[1])
+    assert certs["identity"] == LEDGER_ID and certs["rollover"]["stage"] == "steady"
+    assert (
+        certs["chain"][0]["key"] == "EC secp256r1" and certs["stapled_status"]["status"] == "good"
+    )
+    assert len(certs["trust_bundle"]) == 1 and certs["trust_bundle"][0]["is_ca"]
+    failures = json.loads(http_get(m.server.admin, "/handshakes?failures=1")[1])["handshakes"]
+    assert failures == []
+    assert http_get(m.server.admin, "/handshakes?since=x")[0] == 400
+
+
+def test_events_stream_each_handshake_as_it_ends(mesh) -> None:
+    m, _ = mesh
+    got: list[dict] = []
+
+    def follow() -> None:
+        url = f"http://127.0.0.1:{m.server.admin}/events"
+        with urllib.request.urlopen(url, timeout=20) as r:
+            event = ""
+            for raw in r:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    got.append({"event": event, **json.loads(line[5:])})
+                    if event == "handshake":
+                        return
+
+    t = threading.Thread(target=follow, daemon=True)
+    t.start()
+    wait_for(lambda: got, what="the hello event")
+    assert got[0]["event"] == "hello" and got[0]["identity"] == LEDGER_ID
+    call(m.route)
+    t.join(20)
+    assert got[-1]["event"] == "handshake" and got[-1]["outcome"] == "success"
+    # resuming with ?since= the last id seen (of this instance) skips what was seen
+    instance = got[0]["instance"]
+    since = got[-1]["id"]
+    url = f"/handshakes?since={since}"
+    assert json.loads(http_get(m.server.admin, url)[1])["handshakes"] == []
+    assert json.loads(http_get(m.server.admin, "/certificates")[1])["instance"] == instance

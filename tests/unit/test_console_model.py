@@ -1,0 +1,171 @@
+"""The console's picture, from what the watchers saw (pure: no network): edges
+merged across the two sidecars' views, health in words, one failure per refusal
+with the rejecter's step, native gRPC from /metrics, certificates by CA."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from mtlsdemo.console.config import admin_url, metrics_url
+from mtlsdemo.console.model import mesh_view, short_name
+from mtlsdemo.console.sources import MetricsState, SidecarState, parse_metrics
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+GW = "spiffe://mtls-demo.local/ns/default/sa/gateway"
+LEDGER = "spiffe://mtls-demo.local/ns/default/sa/ledger"
+CLI = "spiffe://mtls-demo.local/ns/default/sa/cli"
+
+
+def status(name: str, identity: str, edges: list[dict]) -> dict:
+    return {
+        "name": name,
+        "identity": identity,
+        "certificate": {
+            "serial": "ab",
+            "not_after": (NOW + dt.timedelta(days=2)).isoformat(),
+            "reload_generation": 3,
+            "stapled_status": {"next_update": NOW.isoformat()},
+        },
+        "edges": edges,
+    }
+
+
+def doc(sidecar: str, role: str, local: str, peer: str, outcome: str, origin: str, **kw) -> dict:
+    client, server = (local, peer) if role == "client" else (peer, local)
+    rejected_by = "" if outcome == "success" else (local if origin == "local" else peer)
+    return {
+        "id": kw.pop("id", 1),
+        "kind": kw.pop("kind", "handshake"),
+        "at": kw.pop("at", (NOW - dt.timedelta(seconds=5)).isoformat()),
+        "sidecar": sidecar,
+        "role": role,
+        "local": local,
+        "peer": peer,
+        "client": client,
+        "server": server,
+        "outcome": outcome,
+        "origin": origin,
+        "rejected_by": rejected_by,
+        "detail": kw.pop("detail", ""),
+        "step": kw.pop("step", ""),
+        **kw,
+    }
+
+
+def sidecars() -> list[SidecarState]:
+    gw = SidecarState("http://127.0.0.1:9901", up=True, instance="a")
+    gw.status = status(
+        "gateway-sidecar",
+        GW,
+        [{"role": "client", "local": GW, "peer": LEDGER, "suite": "S1", "ok": 10, "failed": 1}],
+    )
+    ledger = SidecarState("http://127.0.0.1:9902", up=True, instance="b")
+    ledger.status = status(
+        "ledger-sidecar",
+        LEDGER,
+        [
+            {"role": "server", "local": LEDGER, "peer": GW, "suite": "S1", "ok": 9, "failed": 1},
+            {"role": "server", "local": LEDGER, "peer": "unknown", "suite": "none", "ok": 0, "failed": 2},
+        ],
+    )  # fmt: skip
+    # one refusal seen from both ends: the ledger refused (local, step 2), the gateway
+    # was told (remote, and itself waiting further on)
+    ledger.add_handshake(
+        doc("ledger-sidecar", "server", LEDGER, GW, "certificate_revoked", "local",
+            step="certificate_verify", detail="serial ab revoked", id=7)
+    )  # fmt: skip
+    gw.add_handshake(
+        doc("gateway-sidecar", "client", GW, LEDGER, "certificate_revoked", "remote",
+            step="finished", detail="the server rejected the connection", id=3)
+    )  # fmt: skip
+    for i in (8, 9):
+        ledger.add_handshake(
+            doc("ledger-sidecar", "server", LEDGER, "unknown", "unknown_ca", "local",
+                step="certificate_verify", id=i)
+        )  # fmt: skip
+    return [gw, ledger]
+
+
+def test_edges_merge_both_views_and_say_their_health_in_words() -> None:
+    view = mesh_view(sidecars(), [], NOW)
+    edge = next(e for e in view["edges"] if (e["client"], e["server"]) == (GW, LEDGER))
+    assert (edge["ok"], edge["failed"], edge["suites"]) == (10, 1, ["S1"])
+    assert {v["sidecar"] for v in edge["seen_by"]} == {"gateway-sidecar", "ledger-sidecar"}
+    assert edge["health"] == "failing" and "certificate_revoked" in edge["health_text"]
+    assert "rejected by ledger" in edge["health_text"]
+    stranger = next(e for e in view["edges"] if e["client"] == "unknown")
+    assert stranger["suites"] == [] and stranger["recent_failed"] == 2
+    names = {n["id"]: n for n in view["nodes"]}
+    assert names["unknown"]["external"] and not names[LEDGER]["external"]
+    assert names[LEDGER]["certificate"]["expires_in_seconds"] == 2 * 86400
+
+
+def test_a_refusal_seen_from_both_ends_is_one_failure_with_the_rejecters_step() -> None:
+    feed = mesh_view(sidecars(), [], NOW)["failures"]
+    revoked = [f for f in feed if f["reason"] == "certificate_revoked"]
+    assert len(revoked) == 1, revoked
+    (f,) = revoked
+    assert (f["rejected_by"], f["rejected"], f["origin"]) == (LEDGER, GW, "local")
+    assert f["step"] == "certificate_verify" and f["detail"] == "serial ab revoked"
+    assert f["count"] == 1 and f["seen_by"] == "gateway-sidecar, ledger-sidecar"
+    (ca,) = [f for f in feed if f["reason"] == "unknown_ca"]
+    assert ca["count"] == 2 and ca["rejected"] == "unknown"
+
+
+def test_an_old_success_is_healthy_and_a_recent_bad_record_only_degrades() -> None:
+    scs = sidecars()
+    for sc in scs:
+        sc.handshakes.clear()
+    scs[1].add_handshake(
+        doc("ledger-sidecar", "server", LEDGER, GW, "success", "none", id=20,
+            at=(NOW - dt.timedelta(minutes=5)).isoformat())
+    )  # fmt: skip
+    scs[1].add_handshake(
+        doc("ledger-sidecar", "server", LEDGER, GW, "decrypt_error", "local", id=21,
+            kind="session", step="data")
+    )  # fmt: skip
+    edge = next(e for e in mesh_view(scs, [], NOW)["edges"] if e["client"] == GW)
+    assert edge["health"] == "degraded" and edge["recent_ok"] == 0
+
+
+def test_the_same_handshake_twice_is_kept_once_and_a_new_instance_is_new() -> None:
+    sc = SidecarState("http://x", instance="one")
+    assert sc.add_handshake({"id": 1}) is not None
+    assert sc.add_handshake({"id": 1}) is None
+    sc.instance = "two"  # the sidecar restarted: its ids start again
+    assert sc.add_handshake({"id": 1}) is not None and len(sc.handshakes) == 2
+
+
+METRICS = """\
+# HELP mtlsdemo_build_info Version and component of this process.
+# TYPE mtlsdemo_build_info gauge
+mtlsdemo_build_info{component="gateway",version="0.1.0"} 1.0
+# HELP mtls_grpc_authorizations_total Caller identity checks on gRPC servers.
+# TYPE mtls_grpc_authorizations_total counter
+mtls_grpc_authorizations_total{decision="allow",peer="spiffe://mtls-demo.local/ns/default/sa/cli"} 70.0
+mtls_grpc_authorizations_total{decision="deny",peer="spiffe://mtls-demo.local/ns/default/sa/ledger"} 2.0
+# HELP mtls_crl_revoked_serials Serial numbers listed in the CRLs loaded.
+# TYPE mtls_crl_revoked_serials gauge
+mtls_crl_revoked_serials 1.0
+"""
+
+
+def test_native_grpc_calls_and_denials_come_from_metrics() -> None:
+    component, samples = parse_metrics(METRICS)
+    ms = MetricsState(
+        "http://127.0.0.1:9102/metrics", up=True, component=component, samples=samples
+    )
+    view = mesh_view(sidecars(), [ms], NOW)
+    native = next(e for e in view["edges"] if e["path"] == "native gRPC" and e["client"] == CLI)
+    assert native["server"] == GW and native["ok"] == 70 and native["health"] == "healthy"
+    (deny,) = [f for f in view["failures"] if f["path"] == "native gRPC"]
+    assert (deny["rejected_by"], deny["rejected"], deny["count"]) == ("gateway", LEDGER, 2)
+    assert deny["step"] == "authorization"
+    assert view["certificates"]["crl"] == [{"service": "gateway", "revoked_serials": 1}]
+
+
+def test_addresses_and_names() -> None:
+    assert admin_url("127.0.0.1:9901") == "http://127.0.0.1:9901"
+    assert metrics_url("127.0.0.1:9102") == "http://127.0.0.1:9102/metrics"
+    assert metrics_url("http://h:1/custom") == "http://h:1/custom"
+    assert short_name(LEDGER) == "ledger" and short_name("") == "unknown"
