@@ -65,9 +65,10 @@ image:  ## the one image for every role
 compose-up: image  ## the pods on docker-compose; waits for health, prints where things are
 	MTLSDEMO_IMAGE=$(MTLSDEMO_IMAGE) $(COMPOSE) up -d
 	@for i in $$(seq 1 60); do \
-	  n=$$($(COMPOSE) ps | grep -c '(healthy)'); [ "$$n" -ge 5 ] && break; sleep 2; done
+	  n=$$($(COMPOSE) ps | grep -c '(healthy)'); [ "$$n" -ge 6 ] && break; sleep 2; done
 	@$(COMPOSE) ps
 	@echo "gateway:  127.0.0.1:50052 (gRPC mTLS; docker-compose -f deploy/compose/docker-compose.yml -p mtlsdemo run --rm client balance ACCOUNT)"
+	@echo "console:  http://127.0.0.1:8080/ (the mesh, handshake ladders, certificates, failures)"
 	@echo "metrics:  http://127.0.0.1:9102/metrics (gateway)  http://127.0.0.1:9101/metrics (ledger)"
 	@echo "sidecars: http://127.0.0.1:9901/status (gateway-sidecar)  http://127.0.0.1:9902/status (ledger-sidecar)"
 

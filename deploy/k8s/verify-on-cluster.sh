@@ -114,6 +114,25 @@ print(json.dumps({"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"renew
 if out=$(renewal 2>&1); then record "renewal hot-reloaded, no restart" pass "$out"; else record "renewal hot-reloaded, no restart" FAIL "$out"; fi
 check "smoke calls after the renewal" "new ledger certificate serves" smoke
 
+# 8. the console found every pod's sidecar through the headless Services (DNS, one
+#    record per pod) and reached them through its egress policy; it sees the edge
+console_sees_mesh() {
+    k wait --for=condition=Available deploy/console --timeout=120s >/dev/null || return 1
+    k exec deploy/console -- python3 -c '
+import json, sys, time, urllib.request
+want = 3  # two gateway replicas and the ledger: one sidecar admin each
+for _ in range(40):
+    m = json.load(urllib.request.urlopen("http://127.0.0.1:8080/api/mesh"))
+    admins = [s for s in m["sources"] if s["kind"] == "sidecar admin" and s["up"]]
+    edge = [e for e in m["edges"] if e["path"] == "MTD/1" and e["client"].endswith("/sa/gateway") and e["server"].endswith("/sa/ledger") and e["ok"]]
+    if len(admins) >= want and edge:
+        print(len(admins), "sidecar admins up; gateway -> ledger", edge[0]["health"])
+        sys.exit(0)
+    time.sleep(3)
+print("sources:", [(s["url"], s["up"], s["error"]) for s in m["sources"]]); sys.exit(1)'
+}
+if out=$(console_sees_mesh 2>&1); then record "console sees every sidecar and the edge" pass "$out"; else record "console sees every sidecar and the edge" FAIL "$out"; fi
+
 echo
 printf '%-44s %-5s %s\n' "check" "" "detail"
 printf '%s\n' "${results[@]}"

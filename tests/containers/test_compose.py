@@ -16,7 +16,7 @@ from conftest import free_port, metric_value, require_tool, wait_for
 pytestmark = pytest.mark.containers
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "deploy" / "compose" / "docker-compose.yml"
-SERVICES = ("ledger", "ledger-sidecar", "gateway", "gateway-sidecar", "loadgen")
+SERVICES = ("ledger", "ledger-sidecar", "gateway", "gateway-sidecar", "loadgen", "console")
 
 
 @pytest.fixture
@@ -33,6 +33,7 @@ def compose(image: str):
             "MTLSDEMO_GATEWAY_ADMIN_PORT",
             "MTLSDEMO_LEDGER_METRICS_PORT",
             "MTLSDEMO_LEDGER_ADMIN_PORT",
+            "MTLSDEMO_CONSOLE_PORT",
         )
     }
     env = {
@@ -151,6 +152,26 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose
         ignore=(OSError, KeyError),
         what="handshakes, records, the Deposit call and the applied deposit in the metrics",
     )
+
+    # the console found both sidecars over the compose network and shows the edge
+    def console_edge() -> list[dict]:
+        url = f"http://127.0.0.1:{ports['MTLSDEMO_CONSOLE_PORT']}/api/mesh"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            mesh = json.load(r)
+        assert all(src["up"] for src in mesh["sources"]), mesh["sources"]
+        return [
+            e
+            for e in mesh["edges"]
+            if e["path"] == "MTD/1" and e["server"].endswith("/sa/ledger") and e["ok"] >= 1
+        ]
+
+    (edge,) = wait_for(
+        console_edge,
+        timeout=30,
+        ignore=(OSError, AssertionError),
+        what="the console showing gateway -> ledger with every source up",
+    )
+    assert edge["client"].endswith("/sa/gateway") and edge["health"] == "healthy"
 
     # only the certs container ever sees the CA key
     for svc in SERVICES:

@@ -575,19 +575,77 @@ def test_only_gateway_pods_reach_the_ledger_sidecar(objects: list[dict]) -> None
         deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
     )
     ledger_rules = [
-        p["spec"]
+        rule
         for p in pols.values()
         if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "ledger"
+        for rule in p["spec"]["ingress"]
     ]
-    assert len(ledger_rules) == 1
-    (rule,) = ledger_rules[0]["ingress"]
+    # the console's rule (observability) opens the ledger's admin ports, never 8443
+    opening_8443 = [r for r in ledger_rules if {"protocol": "TCP", "port": 8443} in r["ports"]]
+    assert len(opening_8443) == 1
+    (rule,) = opening_8443
     assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8443}]
+    assert all(
+        {p["port"] for p in r["ports"]} <= {9101, 9102, 9901, 9902}
+        for r in ledger_rules
+        if r is not rule
+    )
     # the metrics policy opens only metrics/admin ports, never the sidecar's 8443
     ingress = pols["metrics-from-prometheus"]["spec"]["ingress"][0]
     assert {p["port"] for p in ingress["ports"]} == {9101, 9102, 9901, 9902}
     # Prometheus in this namespace, or an operator's in a namespace its owner labelled
     assert {"namespaceSelector": {"matchLabels": {"mtlsdemo/scrape": "true"}}} in ingress["from"]
+
+
+def test_the_console_reaches_the_admin_and_metrics_ports_of_every_pod_and_nothing_else(
+    objects: list[dict],
+) -> None:
+    """Egress: each rule's ports are opened by the pods it names, plus cluster DNS;
+    ingress on those pods admits the console on the same ports; the headless
+    Services (one A record per pod) name ports the pods open."""
+    pols = {p["metadata"]["name"]: p["spec"] for p in by_kind(objects, "NetworkPolicy")}
+    egress = pols["console-egress"]
+    assert egress["policyTypes"] == ["Egress"]
+    allowed: dict[str, set[int]] = {}
+    for rule in egress["egress"]:
+        (to,) = rule["to"]
+        ports = {p["port"] for p in rule["ports"]}
+        if "namespaceSelector" in to:
+            assert to == {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                },
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+            assert ports == {53} and {p["protocol"] for p in rule["ports"]} == {"UDP", "TCP"}
+            continue
+        name = to["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+        pods = selected(objects, {"app.kubernetes.io/name": name})
+        assert pods and all(_opens(pod, port) for pod in pods for port in ports), (name, ports)
+        allowed[name] = ports
+    assert allowed == {"gateway": {9901, 9102}, "ledger": {9902, 9101}}
+    for name, ports in allowed.items():
+        (rule,) = pols[f"{name}-admin-from-console"]["ingress"]
+        assert rule["from"] == [
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "console"}}}
+        ]
+        assert {p["port"] for p in rule["ports"]} == ports
+    services = {s["metadata"]["name"]: s["spec"] for s in by_kind(objects, "Service")}
+    for name, ports in allowed.items():
+        svc = services[f"{name}-pods"]
+        assert svc["clusterIP"] == "None" and svc["publishNotReadyAddresses"] is True
+        assert {p["targetPort"] for p in svc["ports"]} == ports
+    (console,) = [o for o in by_kind(objects, "Deployment") if o["metadata"]["name"] == "console"]
+    env = {
+        e["name"]: e["value"] for e in console["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    discovered = {
+        tuple(x.split(":"))
+        for k in ("MTLSDEMO_DISCOVER_SIDECAR_ADMIN", "MTLSDEMO_DISCOVER_METRICS")
+        for x in env[k].split(",")
+    }
+    assert discovered == {(f"{n}-pods", str(p)) for n, ports in allowed.items() for p in ports}
 
 
 def test_scrape_annotations_point_at_admin_ports(objects: list[dict]) -> None:

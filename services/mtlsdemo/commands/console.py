@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 
 from mtlsdemo import flags
+from mtlsdemo.commands.common import HOST_PORT
 from mtlsdemo.pki.errors import PkiError
 
 
@@ -50,9 +51,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--metrics",
         type=METRICS_URL,
         multiple=True,
-        default=["127.0.0.1:9102", "127.0.0.1:9101"],
+        default=[],
         metavar="URL",
-        help="a service's /metrics to read native gRPC failures and CRLs from (repeat)",
+        help="a service's /metrics to read native gRPC failures and CRLs from (repeat; "
+        "default, without --discover-*: the local run's 127.0.0.1:9102 and :9101)",
+    )
+    flags.add(
+        p,
+        "--discover-sidecar-admin",
+        type=HOST_PORT,
+        multiple=True,
+        default=[],
+        metavar="HOST:PORT",
+        help="a name to look up every 5 s, watching the sidecar admin on every address "
+        "(repeat; Kubernetes: a headless Service, e.g. gateway-pods:9901)",
+    )
+    flags.add(
+        p,
+        "--discover-metrics",
+        type=HOST_PORT,
+        multiple=True,
+        default=[],
+        metavar="HOST:PORT",
+        help="the same for services' /metrics (e.g. gateway-pods:9102)",
     )
     flags.add(
         p,
@@ -98,13 +119,20 @@ def main(args: argparse.Namespace) -> int:
             f"console: --allow-break with --listen {host}: the break buttons change the "
             "mesh's certificates, so they are served on loopback only (use 127.0.0.1)"
         )
-    admins = args.sidecar_admin or [
-        admin_url(f"{h}:{p}") for h, p in (mesh.gateway_admin, mesh.ledger_admin)
-    ]
+    discovering = bool(args.discover_sidecar_admin or args.discover_metrics)
+    # without any address at all: the local run's (`mtlsdemo run`'s defaults)
+    admins = args.sidecar_admin or (
+        []
+        if discovering
+        else [admin_url(f"{h}:{p}") for h, p in (mesh.gateway_admin, mesh.ledger_admin)]
+    )
+    metrics = args.metrics or ([] if discovering else ["127.0.0.1:9102", "127.0.0.1:9101"])
     cfg = ConsoleConfig(
         listen=listen,
         sidecar_admins=tuple(admins),
-        metrics=tuple(metrics_url(m) for m in args.metrics),
+        metrics=tuple(metrics_url(m) for m in metrics),
+        discover_sidecar_admins=tuple(args.discover_sidecar_admin),
+        discover_metrics=tuple(args.discover_metrics),
         poll_interval=args.poll_interval,
         allow_break=args.allow_break,
         mesh=mesh if args.allow_break else None,

@@ -43,7 +43,14 @@ PUSH_INTERVAL = 0.25  # mesh snapshots to browsers at most this often
 class Console:
     def __init__(self, cfg: ConsoleConfig, workdir: Path) -> None:
         self.cfg = cfg
-        self.watcher = Watcher(cfg.sidecar_admins, cfg.metrics, cfg.poll_interval, self._changed)
+        self.watcher = Watcher(
+            cfg.sidecar_admins,
+            cfg.metrics,
+            cfg.poll_interval,
+            self._changed,
+            discover_sidecars=cfg.discover_sidecar_admins,
+            discover_metrics=cfg.discover_metrics,
+        )
         self.tryout = Tryout(workdir)
         self.clients: set[asyncio.Queue[tuple[str, Any]]] = set()
         self._dirty = asyncio.Event()
@@ -185,11 +192,14 @@ def run(cfg: ConsoleConfig) -> int:
     host, port = cfg.listen
     with tempfile.TemporaryDirectory(prefix="mtlsdemo-console-") as tmp:
         console = Console(cfg, Path(tmp))
-        ready = (
-            f"console on http://{host}:{port}/ watching "
-            f"{', '.join(cfg.sidecar_admins) or 'no sidecar'}"
-            + (f" and {', '.join(cfg.metrics)}" if cfg.metrics else "")
-            + ("; break buttons on" if cfg.allow_break else "")
+        watched = [
+            *cfg.sidecar_admins,
+            *cfg.metrics,
+            *(f"every address of {h}:{p}" for h, p in cfg.discover_sidecar_admins),
+            *(f"every address of {h}:{p} (metrics)" for h, p in cfg.discover_metrics),
+        ]
+        ready = f"console on http://{host}:{port}/ watching {', '.join(watched) or 'nothing'}" + (
+            "; break buttons on" if cfg.allow_break else ""
         )
         try:
             web.run_app(

@@ -14,6 +14,10 @@ class ConsoleConfig:
     listen: tuple[str, int] = ("127.0.0.1", 8080)
     sidecar_admins: tuple[str, ...] = ("http://127.0.0.1:9901", "http://127.0.0.1:9902")
     metrics: tuple[str, ...] = ("http://127.0.0.1:9102/metrics", "http://127.0.0.1:9101/metrics")
+    # HOST:PORT names to look up again and again, one watch per address (Kubernetes:
+    # a headless Service per workload; every pod's sidecar admin and /metrics)
+    discover_sidecar_admins: tuple[tuple[str, int], ...] = ()
+    discover_metrics: tuple[tuple[str, int], ...] = ()
     poll_interval: float = 1.0  # seconds between /status and /metrics reads
     # the break buttons: only for a local run (`mtlsdemo run` passes it), on loopback
     allow_break: bool = False

@@ -9,7 +9,8 @@ import asyncio
 import collections
 import json
 import logging
-from collections.abc import Callable
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,8 +81,25 @@ def parse_metrics(text: str) -> tuple[str, list[tuple[str, dict[str, str], float
     return component, out
 
 
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+DISCOVER_EVERY = 5.0  # seconds between DNS lookups of a discovered name
+
+
+async def resolve_all(host: str, port: int) -> list[str]:
+    """Every address a name has now: a Kubernetes headless Service answers with one
+    A record per pod (publishNotReadyAddresses: the not-ready ones too)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _url(address: str, port: int) -> str:
+    return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
+
+
 class Watcher:
-    """All the watches, and one ``changed`` callback for the console's hub."""
+    """All the watches, and one ``changed`` callback for the console's hub.
+    Fixed URLs are watched for ever; discovered names (HOST:PORT) are looked up
+    every few seconds, one watch per address, dropped when the address goes."""
 
     def __init__(
         self,
@@ -89,29 +107,82 @@ class Watcher:
         metrics: tuple[str, ...],
         interval: float,
         on_change: Callable[[str, dict[str, Any] | None], None],
+        discover_sidecars: tuple[tuple[str, int], ...] = (),
+        discover_metrics: tuple[tuple[str, int], ...] = (),
+        resolve: Resolver = resolve_all,
     ) -> None:
-        self.sidecars = [SidecarState(u) for u in sidecars]
-        self.metrics = [MetricsState(u) for u in metrics]
+        self.sidecars: list[SidecarState] = []
+        self.metrics: list[MetricsState] = []
+        self._fixed = (sidecars, metrics)
+        self._discover = (discover_sidecars, discover_metrics)
         self.interval = interval
         self.on_change = on_change
-        self.tasks: list[asyncio.Task] = []
+        self.resolve = resolve
+        self.tasks: dict[str, list[asyncio.Task]] = {}  # per watched URL
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         # a short total timeout for the polls; the event stream sets its own (none)
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3))
-        for sc in self.sidecars:
-            self.tasks += [
-                asyncio.create_task(self._poll_sidecar(sc)),
-                asyncio.create_task(self._follow(sc)),
+        for url in self._fixed[0]:
+            self._watch_sidecar(url)
+        for url in self._fixed[1]:
+            self._watch_metrics(url)
+        for host, port in self._discover[0]:
+            self.tasks[f"dns:{host}:{port}"] = [
+                asyncio.create_task(self._discover_loop(host, port, sidecar=True))
             ]
-        for ms in self.metrics:
-            self.tasks.append(asyncio.create_task(self._poll_metrics(ms)))
+        for host, port in self._discover[1]:
+            self.tasks[f"dns-metrics:{host}:{port}"] = [
+                asyncio.create_task(self._discover_loop(host, port, sidecar=False))
+            ]
+
+    def _watch_sidecar(self, url: str) -> None:
+        sc = SidecarState(url)
+        self.sidecars.append(sc)
+        self.tasks[url] = [
+            asyncio.create_task(self._poll_sidecar(sc)),
+            asyncio.create_task(self._follow(sc)),
+        ]
+
+    def _watch_metrics(self, url: str) -> None:
+        ms = MetricsState(url)
+        self.metrics.append(ms)
+        self.tasks[url] = [asyncio.create_task(self._poll_metrics(ms))]
+
+    def _unwatch(self, url: str) -> None:
+        for t in self.tasks.pop(url, []):
+            t.cancel()
+        self.sidecars = [s for s in self.sidecars if s.url != url]
+        self.metrics = [m for m in self.metrics if m.url != url]
+
+    async def discover_once(self, host: str, port: int, sidecar: bool, known: set[str]) -> None:
+        try:
+            addresses = await self.resolve(host, port)
+        except (OSError, ValueError) as e:  # a name not (yet) in DNS: keep what we have
+            log.debug("discovering %s:%d: %s", host, port, e)
+            return
+        urls = {_url(a, port) + ("" if sidecar else "/metrics") for a in addresses}
+        for url in urls - known:
+            (self._watch_sidecar if sidecar else self._watch_metrics)(url)
+        for url in known - urls:
+            self._unwatch(url)  # the pod is gone (or not resolvable any more)
+        if urls != known:
+            known.clear()
+            known.update(urls)
+            self.on_change("mesh", None)
+
+    async def _discover_loop(self, host: str, port: int, sidecar: bool) -> None:
+        known: set[str] = set()
+        while True:
+            await self.discover_once(host, port, sidecar, known)
+            await asyncio.sleep(DISCOVER_EVERY)
 
     async def close(self) -> None:
-        for t in self.tasks:
+        tasks = [t for ts in self.tasks.values() for t in ts]
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
 
