@@ -94,5 +94,6 @@ cli cert:   make k8s-cli-cert   (writes certs/k8s-cli from the Secret mtlsdemo-c
 then:       mtlsdemo client --identity-dir certs/k8s-cli open alice
 prometheus: $KUBECTL --context $ctx -n $NS port-forward svc/prometheus 9090:9090   -> http://127.0.0.1:9090/alerts
 grafana:    $KUBECTL --context $ctx -n $NS port-forward svc/grafana 3000:3000     -> dashboard 'mtls handshakes'
+console:    $KUBECTL --context $ctx -n $NS port-forward svc/console 8080:8080     -> http://127.0.0.1:8080/
 prove more: deploy/k8s/verify-on-cluster.sh $ctx
 TXT
