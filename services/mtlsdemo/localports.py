@@ -9,6 +9,7 @@ kernel never hands out source ports, and never twice in one process.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 import socket
@@ -45,6 +46,16 @@ def bindable(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def free_port() -> int:

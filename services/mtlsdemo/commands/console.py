@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 
 from mtlsdemo import flags
 from mtlsdemo.commands.common import HOST_PORT
+from mtlsdemo.localports import is_loopback_host
 from mtlsdemo.pki.errors import PkiError
 
 
@@ -93,15 +93,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_mesh_flags(p)
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def main(args: argparse.Namespace) -> int:
     from mtlsdemo.commands.breakcmd import config as mesh_config
     from mtlsdemo.console.app import run
@@ -114,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise PkiError(f"console: --listen {args.listen!r}: {e}") from None
     host = listen[0]
-    if args.allow_break and not _loopback(host):
+    if args.allow_break and not is_loopback_host(host):
         raise PkiError(
             f"console: --allow-break with --listen {host}: the break buttons change the "
             "mesh's certificates, so they are served on loopback only (use 127.0.0.1)"

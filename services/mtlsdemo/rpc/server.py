@@ -3,7 +3,6 @@ metrics, authorization, and a clean stop on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import threading
@@ -17,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mtlsdemo import __version__, telemetry
+from mtlsdemo.localports import is_loopback_host
 from mtlsdemo.pki.crlfile import CrlFile
 from mtlsdemo.rpc.credentials import ReloadingServerCredentials
 from mtlsdemo.rpc.interceptors import ServerInterceptor
@@ -30,13 +30,8 @@ class ConfigError(Exception):
 
 
 def is_loopback(address: str) -> bool:
-    host = address.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """HOST:PORT on a loopback address."""
+    return is_loopback_host(address.rpartition(":")[0].strip("[]"))
 
 
 @dataclass
