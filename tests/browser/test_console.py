@@ -7,6 +7,7 @@ or in the test's temp dir."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -69,6 +70,14 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def shot(locator, path: Path) -> None:
+    """A screenshot as a 256-colour PNG: UI pixels quantize without visible loss."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(locator.screenshot()))
+    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
+
+
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, int]]]:
     require_binary("chromium")
@@ -108,7 +117,7 @@ def test_the_page_shows_the_live_mesh_with_identities_and_suite(console, shots: 
         page.locator(f"[data-testid=mesh-edge][data-client='{GATEWAY}'][data-server='{LEDGER}']")
     ).to_have_attribute("data-health", "healthy")
     expect(page.locator("[data-testid=source][data-up=false]")).to_have_count(0)
-    page.locator("#mesh-section").screenshot(path=shots / "mesh.png")
+    shot(page.locator("#mesh-section"), shots / "mesh.png")
 
 
 def test_a_ladder_shows_the_four_steps_in_order(console, shots: Path) -> None:
@@ -126,8 +135,8 @@ def test_a_ladder_shows_the_four_steps_in_order(console, shots: Path) -> None:
     expect(page.get_by_test_id("ladder-verdict")).to_contain_text("both sides verified each other")
     panel = page.get_by_test_id("ladder-panel")
     expect(panel.get_by_test_id("peer-certificate")).to_contain_text("stapled status")
-    page.locator("#handshakes-section").screenshot(path=shots / "ladder.png")
-    page.locator("#certs-section").screenshot(path=shots / "certificates.png")
+    shot(page.locator("#handshakes-section"), shots / "ladder.png")
+    shot(page.locator("#certs-section"), shots / "certificates.png")
 
 
 def test_a_foreign_ca_from_outside_appears_as_a_failed_ladder(console, mesh, shots: Path) -> None:
@@ -147,8 +156,9 @@ def test_a_foreign_ca_from_outside_appears_as_a_failed_ladder(console, mesh, sho
     verdict = page.get_by_test_id("ladder-verdict")
     expect(verdict).to_have_attribute("data-reason", "unknown_ca")
     expect(verdict).to_contain_text("rejected by ledger (the server) in step 2")
+    expect(page.get_by_test_id("selected-edge")).to_have_text("unverified peer → ledger (MTD/1)")
     expect(page.get_by_test_id("ladder-cross")).to_have_attribute("data-side", "server")
-    page.locator("#handshakes-section").screenshot(path=shots / "ladder-failed.png")
+    shot(page.locator("#handshakes-section"), shots / "ladder-failed.png")
 
 
 def test_the_in_memory_handshake_provokes_the_chosen_failure(console) -> None:
@@ -177,7 +187,7 @@ def test_each_break_button_produces_its_reason(console, shots: Path) -> None:
         expect(
             page.locator(f"[data-testid=failure-row][data-reason={reason}]").first
         ).to_be_visible()
-    page.locator("#failures-section").screenshot(path=shots / "failures.png")
+    shot(page.locator("#failures-section"), shots / "failures.png")
 
 
 def _sidecar(identity: Path, inbound: int, admin: int, log: Path) -> subprocess.Popen:

@@ -87,7 +87,13 @@ class Console:
         return web.json_response(self.snapshot())
 
     async def handshakes(self, r: web.Request) -> web.Response:
-        docs = handshakes_for(self.watcher.sidecars, r.query.get("client"), r.query.get("server"))
+        try:
+            limit = min(int(r.query.get("limit", "50")), 1000)
+        except ValueError:
+            return _error(400, "limit is an integer")
+        docs = handshakes_for(
+            self.watcher.sidecars, r.query.get("client"), r.query.get("server"), limit
+        )
         return web.json_response({"handshakes": docs})
 
     async def options(self, _r: web.Request) -> web.Response:

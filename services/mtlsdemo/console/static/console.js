@@ -326,17 +326,18 @@ function renderFailures(items) {
     h("td", { class: "note", text: `${f.detail} (seen by ${f.seen_by}, origin ${f.origin})` }))));
 }
 
-function showFailure(f) {
-  for (const sc of state.mesh.edges) if (sc.path === "MTD/1" && [sc.client, sc.server].includes(f.rejected) && [sc.client, sc.server].includes(f.rejected_by)) state.edge = sc;
-  const all = state.list.find((d) => d.key === f.handshake);
-  if (all) return showLadder(all);
-  api("/api/handshakes?" + new URLSearchParams(state.edge ? { client: state.edge.client, server: state.edge.server } : {})).then((r) => {
-    state.list = r.handshakes;
-    const d = state.list.find((x) => x.key === f.handshake) || state.list[0];
-    document.getElementById("hs-edge").textContent = state.edge ? `${short(state.edge.client)} → ${short(state.edge.server)} (MTD/1)` : "all";
-    if (d) showLadder(d);
-    render();
-  });
+async function showFailure(f) {
+  // the failure's own handshake, then the others of its pair (the edge may not be
+  // drawn yet: edges come from the sidecars' /status, failures from their events)
+  const all = (await api("/api/handshakes?limit=500")).handshakes;
+  const d = all.find((x) => x.key === f.handshake);
+  if (!d) return;
+  state.edge = state.mesh.edges.find((e) => e.path === "MTD/1" && e.client === d.client && e.server === d.server)
+    || { id: null, client: d.client, server: d.server, path: "MTD/1" };
+  state.list = all.filter((x) => x.client === d.client && x.server === d.server).slice(0, 50);
+  document.getElementById("hs-edge").textContent = `${short(d.client)} → ${short(d.server)} (MTD/1)`;
+  showLadder(d);
+  render();
 }
 
 // ---------------------------------------------------------------- certificates
