@@ -22,8 +22,8 @@ from mtlsdemo.breaking.scenarios import crafted
 from mtlsdemo.dialer import handshake
 from mtlsdemo.identityconfig import identity_config
 from mtlsdemo.pki.errors import PkiError
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -47,19 +47,24 @@ WAIT = 15_000  # ms: Playwright waits on the condition, up to this
 expect.set_options(timeout=WAIT)
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
-    """Debian's chromium: Playwright's own browser download cannot work offline."""
-    return {
-        **browser_type_launch_args,
-        "executable_path": require_binary("chromium"),
-        "args": ["--no-sandbox", "--disable-gpu"],
-    }
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium (Playwright's own browser download cannot work offline),
+    started and stopped by this module: pytest-playwright's session-wide fixtures
+    would leave Playwright's event loop running in the main thread for every later
+    test, and `asyncio.run` there refuses to start."""
+    executable = require_binary("chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
 
 
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict) -> dict:
-    return {**browser_context_args, "viewport": {"width": 1360, "height": 900}}
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture(scope="session")
