@@ -20,6 +20,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -82,6 +83,7 @@ class Child:
     argv: list[str]
     proc: subprocess.Popen | None = None
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
+    out: TextIO | None = None  # where its lines go (None: our stdout)
 
     def start(self, color: bool) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -99,10 +101,18 @@ class Child:
 
     def _pump(self, prefix: str) -> None:
         assert self.proc and self.proc.stdout
+        out = self.out or sys.stdout
         for line in self.proc.stdout:
             self.tail.append(line.rstrip())
-            sys.stdout.write(prefix + line)
-            sys.stdout.flush()
+            out.write(prefix + line)
+            out.flush()
+
+    def signal(self, sig: int) -> None:
+        """SIGKILL, SIGSTOP, SIGCONT… to a running child (`mtlsdemo chaos`)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            if sig == signal.SIGKILL:
+                self.proc.wait(10)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc and self.proc.poll() is None:
@@ -262,96 +272,8 @@ def run(cfg: RunConfig) -> int:
         print(f"   {change}")
     ledger_addr = f"127.0.0.1:{cfg.ledger_port}"
     gateway_addr = f"127.0.0.1:{cfg.gateway_port}"
-    gw_id, ledger_id, cli_id = (spiffe_id(td, ns, s) for s in ("gateway", "ledger", "cli"))
-    py = [sys.executable, "-m", "mtlsdemo"]
-    db = ["--db", str(Path(cfg.data_dir) / "ledger.db")]
-    ledger_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.ledger_metrics_port}"]
-    gateway_common = [
-        "serve",
-        "gateway",
-        "--listen",
-        gateway_addr,
-        "--identity-dir",
-        str(certs / "gateway"),
-        "--allow-id",
-        cli_id,
-        "--metrics-listen",
-        f"127.0.0.1:{cfg.gateway_metrics_port}",
-        "--crl",
-        str(certs / "ca" / "crl.pem"),
-    ]
-    suite_flags = ["--suites", ",".join(s.name for s in suites)] if suites else []
-    if sidecars:
-        ledger_app = f"127.0.0.1:{cfg.ledger_app_port}"
-        route = f"127.0.0.1:{cfg.route_port}"
-        children = [
-            Child(
-                "ledger",
-                py
-                + ["serve", "ledger", "--plaintext", "--listen", ledger_app, *db, *ledger_metrics],
-            ),
-            Child(
-                "ledger-sidecar",
-                py
-                + [
-                    "sidecar",
-                    "--name",
-                    "ledger-sidecar",
-                    "--identity-dir",
-                    str(certs / "ledger"),
-                    "--inbound-listen",
-                    ledger_addr,
-                    "--inbound-target",
-                    ledger_app,
-                    "--allow-id",
-                    gw_id,
-                    "--admin-listen",
-                    f"127.0.0.1:{cfg.ledger_admin_port}",
-                    *suite_flags,
-                ],
-            ),
-            Child(
-                "gateway-sidecar",
-                py
-                + [
-                    "sidecar",
-                    "--name",
-                    "gateway-sidecar",
-                    "--identity-dir",
-                    str(certs / "gateway"),
-                    "--route",
-                    f"{route}={ledger_addr}@{ledger_id}",
-                    "--admin-listen",
-                    f"127.0.0.1:{cfg.gateway_admin_port}",
-                    *suite_flags,
-                ],
-            ),
-            Child("gateway", py + gateway_common + ["--ledger-addr", route, "--ledger-plaintext"]),
-        ]
-        if cfg.console_port:
-            children.append(Child("console", py + console_argv(cfg, certs)))
-    else:
-        children = [
-            Child(
-                "ledger",
-                py
-                + [
-                    "serve",
-                    "ledger",
-                    "--listen",
-                    ledger_addr,
-                    "--identity-dir",
-                    str(certs / "ledger"),
-                    "--allow-id",
-                    gw_id,
-                    "--crl",
-                    str(certs / "ca" / "crl.pem"),
-                    *db,
-                    *ledger_metrics,
-                ],
-            ),
-            Child("gateway", py + gateway_common + ["--ledger-addr", ledger_addr]),
-        ]
+    ledger_app = f"127.0.0.1:{cfg.ledger_app_port}"
+    children = mesh_children(cfg, certs)
     color = sys.stdout.isatty()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -411,6 +333,109 @@ def run(cfg: RunConfig) -> int:
     finally:
         for c in reversed(children):
             c.stop()
+
+
+def mesh_children(
+    cfg: RunConfig, certs: Path, ledger_remote: str | None = None, extra: tuple[str, ...] = ()
+) -> list[Child]:
+    """The mesh's processes, in start order (not started). ``ledger_remote``: where
+    the gateway's sidecar dials the ledger's (default its MTD/1 port; `mtlsdemo chaos`
+    puts its fault proxy there); ``extra``: flags for both sidecars."""
+    td, ns, suites = cfg.trust_domain, cfg.namespace, cfg.suites
+    ledger_addr = f"127.0.0.1:{cfg.ledger_port}"
+    gateway_addr = f"127.0.0.1:{cfg.gateway_port}"
+    gw_id, ledger_id, cli_id = (spiffe_id(td, ns, s) for s in ("gateway", "ledger", "cli"))
+    py = [sys.executable, "-m", "mtlsdemo"]
+    db = ["--db", str(Path(cfg.data_dir) / "ledger.db")]
+    ledger_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.ledger_metrics_port}"]
+    gateway_common = [
+        "serve",
+        "gateway",
+        "--listen",
+        gateway_addr,
+        "--identity-dir",
+        str(certs / "gateway"),
+        "--allow-id",
+        cli_id,
+        "--metrics-listen",
+        f"127.0.0.1:{cfg.gateway_metrics_port}",
+        "--crl",
+        str(certs / "ca" / "crl.pem"),
+    ]
+    suite_flags = ["--suites", ",".join(s.name for s in suites)] if suites else []
+    suite_flags += list(extra)
+    if cfg.mode == "sidecar":
+        ledger_app = f"127.0.0.1:{cfg.ledger_app_port}"
+        route = f"127.0.0.1:{cfg.route_port}"
+        children = [
+            Child(
+                "ledger",
+                py
+                + ["serve", "ledger", "--plaintext", "--listen", ledger_app, *db, *ledger_metrics],
+            ),
+            Child(
+                "ledger-sidecar",
+                py
+                + [
+                    "sidecar",
+                    "--name",
+                    "ledger-sidecar",
+                    "--identity-dir",
+                    str(certs / "ledger"),
+                    "--inbound-listen",
+                    ledger_addr,
+                    "--inbound-target",
+                    ledger_app,
+                    "--allow-id",
+                    gw_id,
+                    "--admin-listen",
+                    f"127.0.0.1:{cfg.ledger_admin_port}",
+                    *suite_flags,
+                ],
+            ),
+            Child(
+                "gateway-sidecar",
+                py
+                + [
+                    "sidecar",
+                    "--name",
+                    "gateway-sidecar",
+                    "--identity-dir",
+                    str(certs / "gateway"),
+                    "--route",
+                    f"{route}={ledger_remote or ledger_addr}@{ledger_id}",
+                    "--admin-listen",
+                    f"127.0.0.1:{cfg.gateway_admin_port}",
+                    *suite_flags,
+                ],
+            ),
+            Child("gateway", py + gateway_common + ["--ledger-addr", route, "--ledger-plaintext"]),
+        ]
+        if cfg.console_port:
+            children.append(Child("console", py + console_argv(cfg, certs)))
+    else:
+        children = [
+            Child(
+                "ledger",
+                py
+                + [
+                    "serve",
+                    "ledger",
+                    "--listen",
+                    ledger_addr,
+                    "--identity-dir",
+                    str(certs / "ledger"),
+                    "--allow-id",
+                    gw_id,
+                    "--crl",
+                    str(certs / "ca" / "crl.pem"),
+                    *db,
+                    *ledger_metrics,
+                ],
+            ),
+            Child("gateway", py + gateway_common + ["--ledger-addr", ledger_addr]),
+        ]
+    return children
 
 
 def existing_key_type(certs: Path) -> str | None:

@@ -7,6 +7,7 @@ from mtlsdemo.commands import (
     bench,
     breakcmd,
     certs,
+    chaos,
     client,
     console,
     handshake,
@@ -28,6 +29,7 @@ MODULES = (
     breakcmd,
     tour,
     console,
+    chaos,
     bench,
     probe,
 )

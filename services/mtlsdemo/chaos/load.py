@@ -1,0 +1,134 @@
+"""The chaos run's steady load: transfers among a fixed set of accounts through
+the gateway, each with a key the client made, retried with that same key
+(`rpc/retry.py`), every step journaled before it counts."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
+from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from mtlsdemo.chaos.journal import Journal
+from mtlsdemo.pki.material import IdentitySource
+from mtlsdemo.rpc.credentials import secure_channel
+from mtlsdemo.rpc.retry import Attempt, RetryPolicy, call_with_retry
+
+FUNDS_CENTS = 1_000_000  # per account: transfers of 1..100 cents never run it dry
+# reconnect quickly after a gateway restart: gRPC's default backoff grows to minutes
+FAST_RECONNECT: list[tuple[str, object]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+class Load:
+    def __init__(
+        self,
+        gateway_addr: str,
+        cli_dir: Path,
+        journal: Journal,
+        prefix: str,
+        policy: RetryPolicy,
+        accounts: int = 4,
+        rate: float = 20.0,
+        concurrency: int = 4,
+        seed: int = 0,
+    ) -> None:
+        material = IdentitySource(cli_dir).current
+        self.channel = secure_channel(gateway_addr, material, "gateway", FAST_RECONNECT)
+        self.stub = pb_grpc.GatewayServiceStub(self.channel)
+        self.journal, self.prefix, self.policy = journal, prefix, policy
+        self.accounts = [f"{prefix}-a{i}" for i in range(accounts)]
+        self.rate, self.concurrency = rate, concurrency
+        self.rng = random.Random(seed)
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def _key(self, what: str) -> str:
+        with self._lock:
+            self._n += 1
+            return f"{self.prefix}-{what}{self._n}"
+
+    def movement(self, call: Callable[..., Any], request: Any, key: str, **fields: Any) -> bool:
+        """One money movement, retried; journaled: attempt, each try, then ack or fail."""
+        j = self.journal
+        j.write("attempt", key=key, **fields)
+
+        def tried(a: Attempt) -> None:
+            j.write("try", key=key, n=a.number, code=a.code, seconds=round(a.seconds, 4))
+
+        t0 = time.monotonic()
+        try:
+            r = call_with_retry(call, request, self.policy, tried)
+        except grpc.RpcError as e:
+            j.write("fail", key=key, code=e.code().name, seconds=round(time.monotonic() - t0, 4))
+            return False
+        j.write(
+            "ack",
+            key=key,
+            transfer_id=r.transfer_id,
+            replayed=r.replayed,
+            seconds=round(time.monotonic() - t0, 4),
+        )
+        return True
+
+    def setup(self) -> None:
+        """Open and fund the accounts (retried like everything else)."""
+        for account in self.accounts:
+            try:
+                call_with_retry(
+                    self.stub.OpenAccount,
+                    pb.OpenAccountRequest(owner="chaos", account_id=account),
+                    self.policy,
+                )
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.ALREADY_EXISTS:  # a retry after it worked
+                    raise
+            key = self._key("fund")
+            request = pb.DepositRequest(
+                account_id=account, amount_cents=FUNDS_CENTS, idempotency_key=key
+            )
+            if not self.movement(self.stub.Deposit, request, key, kind="deposit", to=account):
+                raise RuntimeError(f"could not fund {account}: see the journal")
+
+    def transfer(self) -> None:
+        a, b = self.rng.sample(self.accounts, 2)
+        amount = self.rng.randint(1, 100)
+        key = self._key("t")
+        request = pb.TransferRequest(
+            from_account_id=a, to_account_id=b, amount_cents=amount, idempotency_key=key
+        )
+        self.movement(self.stub.Transfer, request, key, kind="transfer", frm=a, to=b, cents=amount)
+
+    def run(self, stop: threading.Event) -> None:
+        """``concurrency`` workers sharing one rate until ``stop``."""
+        interval = self.concurrency / self.rate
+
+        def worker(offset: float) -> None:
+            next_at = time.monotonic() + offset
+            while not stop.is_set():
+                delay = next_at - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    return
+                next_at = max(next_at + interval, time.monotonic())
+                self.transfer()
+
+        threads = [
+            threading.Thread(target=worker, args=(i * interval / self.concurrency,), daemon=True)
+            for i in range(self.concurrency)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def close(self) -> None:
+        self.channel.close()

@@ -1,0 +1,380 @@
+"""`mtlsdemo chaos` on local processes: its own mesh (own certificates, own ledger,
+free ports, the fault proxy on the MTD/1 hop), steady transfers, the fault
+schedule, recovery measured after each fault and after the last one, the audit.
+
+It supervises the processes itself: `mtlsdemo run` stops when a child dies, and
+here dying is the point."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import shutil
+import signal
+import statistics
+import threading
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
+from mtlsdemo.chaos.audit import AuditResult, audit, read_ledger
+from mtlsdemo.chaos.faultproxy import FaultProxy
+from mtlsdemo.chaos.journal import Journal, read_journal
+from mtlsdemo.chaos.load import Load
+from mtlsdemo.chaos.schedule import KINDS, Fault, plan
+from mtlsdemo.localports import run_ports
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from mtlsdemo.pki.lifecycle import revoke
+from mtlsdemo.pki.stores import FileStore
+from mtlsdemo.rpc.retry import RetryPolicy
+from mtlsdemo.runner import Child, RunConfig, mesh_children, wait_ready, wait_serving
+from mtlsdemo.waiting import WaitTimeout, wait_until
+
+SERVICES = ("ledger", "gateway", "cli")
+HANDSHAKE_TIMEOUT = 2.0  # the sidecars' deadline here: pauses are held past it
+SETTLE = 1.0  # seconds after a fault's end still counted as "during" for latencies
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    duration: float = 60.0
+    seed: int = 1
+    work_dir: Path = Path("var/chaos")
+    rate: float = 20.0  # transfers per second
+    concurrency: int = 4
+    deadline: float = 3.0  # per attempt
+    budget: float = 30.0  # per transfer, all attempts
+    recovery_bound: float = 20.0  # after the last fault: all ready, a fresh transfer acknowledged
+    faults: tuple[str, ...] = tuple(KINDS)
+    json: bool = False
+
+
+@dataclass
+class Applied:
+    fault: Fault
+    start: float  # wall clock
+    end: float = 0.0
+    detail: str = ""
+    recovered_in: float | None = None
+
+
+@dataclass
+class ChaosReport:
+    config: dict[str, Any]
+    faults: list[Applied] = field(default_factory=list)
+    audit: AuditResult = field(default_factory=AuditResult)
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    final_recovery: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        bound = self.config["recovery_bound"]
+        return self.audit.ok and self.final_recovery is not None and self.final_recovery <= bound
+
+    def as_dict(self) -> dict[str, Any]:
+        per_kind: dict[str, dict[str, Any]] = defaultdict(lambda: {"count": 0, "recovery_s": []})
+        for a in self.faults:
+            k = per_kind[a.fault.kind]
+            k["count"] += 1
+            if a.recovered_in is not None:
+                k["recovery_s"].append(round(a.recovered_in, 3))
+        return {
+            "config": self.config,
+            "faults_injected": {k: v["count"] for k, v in per_kind.items()},
+            "recovery_seconds_max_by_kind": {
+                k: max(v["recovery_s"]) if v["recovery_s"] else None for k, v in per_kind.items()
+            },
+            "faults": [
+                {
+                    "kind": a.fault.kind,
+                    "at_s": a.fault.at,
+                    "held_s": round(a.end - a.start, 3),
+                    "detail": a.detail,
+                    "recovered_in_s": None if a.recovered_in is None else round(a.recovered_in, 3),
+                }
+                for a in self.faults
+            ],
+            "audit": self.audit.as_dict(),
+            "latency_ms": self.latency_ms,
+            "final_recovery_s": None
+            if self.final_recovery is None
+            else round(self.final_recovery, 3),
+            "ok": self.ok,
+        }
+
+
+class LocalMesh:
+    """The mesh's processes under our control, logs to a file, the proxy between
+    the gateway's sidecar and the ledger's."""
+
+    def __init__(self, work: Path, seed: int) -> None:
+        self.certs, self.data = work / "certs", work / "var"
+        self.ports = run_ports()
+        self.proxy = FaultProxy(("127.0.0.1", self.ports["ledger"]), seed=seed)
+        ports: dict[str, Any] = {f"{k}_port": v for k, v in self.ports.items()}
+        self.rc = RunConfig(
+            certs_dir=self.certs, data_dir=self.data, **{**ports, "console_port": 0}
+        )
+        self.log = (work / "mesh.log").open("a")
+        self.children: dict[str, Child] = {}
+
+    def start(self) -> None:
+        bootstrap(BootstrapRequest(out=self.certs, services=SERVICES))
+        proxy_port = self.proxy.start()
+        kids = mesh_children(
+            self.rc,
+            self.certs,
+            ledger_remote=f"127.0.0.1:{proxy_port}",
+            extra=("--handshake-timeout", str(HANDSHAKE_TIMEOUT)),
+        )
+        deadline = time.monotonic() + 60
+        for c in kids:
+            c.out = self.log
+            self.children[c.name] = c
+            c.start(False)
+            if c.name == "ledger":
+                wait_serving(f"127.0.0.1:{self.rc.ledger_app_port}", None, "ledger", deadline, kids)
+            elif c.name.endswith("sidecar"):
+                port = (
+                    self.rc.ledger_admin_port
+                    if c.name.startswith("ledger")
+                    else self.rc.gateway_admin_port
+                )
+                wait_ready(port, deadline, kids)
+        wait_serving(self.gateway, self.certs / "cli", "gateway", deadline, kids)
+
+    @property
+    def gateway(self) -> str:
+        return f"127.0.0.1:{self.rc.gateway_port}"
+
+    def ready(self) -> bool:
+        for port in (self.rc.gateway_admin_port, self.rc.ledger_admin_port):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                    if r.status != 200:
+                        return False
+            except OSError:
+                return False
+        return all(c.proc is not None and c.proc.poll() is None for c in self.children.values())
+
+    def stop(self) -> None:
+        for c in reversed(list(self.children.values())):
+            c.signal(signal.SIGCONT)  # a paused child cannot take its SIGTERM
+            c.stop()
+        self.proxy.stop()
+        self.log.close()
+
+
+def apply(mesh: LocalMesh, f: Fault) -> Applied:
+    a = Applied(f, time.time())
+    kind, _, target = f.kind.partition(":")
+    proxy = mesh.proxy
+    if kind == "kill":
+        child = mesh.children[target]
+        child.signal(signal.SIGKILL)
+        time.sleep(f.hold)
+        child.start(False)
+        a.detail = f"down {f.hold:.1f}s, restarted"
+    elif kind == "pause":
+        child = mesh.children[target]
+        child.signal(signal.SIGSTOP)
+        time.sleep(f.hold)
+        child.signal(signal.SIGCONT)
+        a.detail = f"stopped {f.hold:.1f}s (handshake deadline {HANDSHAKE_TIMEOUT:g}s)"
+    elif f.kind == "net:latency":
+        proxy.set_latency(f.latency)
+        time.sleep(f.hold)
+        proxy.set_latency(0.0)
+        a.detail = f"+{f.latency * 1e3:.0f} ms per chunk for {f.hold:.1f}s"
+    elif f.kind == "net:partial":
+        proxy.set_partial(True)
+        time.sleep(f.hold)
+        proxy.set_partial(False)
+        a.detail = f"1-7 byte writes for {f.hold:.1f}s"
+    elif f.kind == "net:stall":
+        proxy.stall(True)
+        time.sleep(f.hold)
+        proxy.stall(False)
+        a.detail = f"nothing forwarded for {f.hold:.1f}s"
+    elif f.kind == "net:reset":
+        a.detail = f"{proxy.reset_all()} connection(s) reset"
+    elif f.kind == "net:corrupt":
+        proxy.corrupt(3)
+        a.detail = "next 3 chunks corrupted"
+    elif f.kind == "certs:renew":
+        changes = bootstrap(
+            BootstrapRequest(out=mesh.certs, services=("gateway", "ledger"), force=True)
+        )
+        a.detail = f"{sum(1 for c in changes if 'issued' in str(c))} leaves re-issued"
+    elif f.kind == "certs:revoke":
+        now = dt.datetime.now(dt.UTC)
+        revoke(FileStore(mesh.certs), SERVICES, now, service="ledger", reason="key_compromise")
+        bootstrap(BootstrapRequest(out=mesh.certs, services=SERVICES))  # re-issues it at once
+        a.detail = "ledger revoked and re-issued"
+    a.end = time.time()
+    return a
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    q = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else values * 99
+    return {"n": len(values), "p50": round(q[49] * 1e3, 2), "p99": round(q[98] * 1e3, 2)}
+
+
+def figures(report: ChaosReport, journal: list[dict[str, Any]]) -> None:
+    """Latency during and outside faults; per fault, the time from its end to the
+    first acknowledged transfer."""
+    windows = [(a.start, a.end + SETTLE) for a in report.faults]
+    started = {e["key"]: e["t"] for e in journal if e["e"] == "attempt"}
+    during: list[float] = []
+    outside: list[float] = []
+    acks = sorted(e["t"] for e in journal if e["e"] == "ack")
+    for e in journal:
+        if e["e"] in ("ack", "fail") and e["key"] in started:
+            t = started[e["key"]]
+            hit = any(lo <= t <= hi for lo, hi in windows) or any(
+                t <= lo <= e["t"] for lo, _ in windows
+            )
+            (during if hit else outside).append(e["seconds"])
+    report.latency_ms = {
+        "outside_faults": _percentiles(outside),
+        "during_faults": _percentiles(during),
+    }
+    for a in report.faults:
+        first = next((t for t in acks if t >= a.end), None)
+        a.recovered_in = None if first is None else max(0.0, first - a.end)
+
+
+def final_recovery(mesh: LocalMesh, load: Load, bound: float) -> float | None:
+    """Seconds until every sidecar is ready and a fresh transfer is acknowledged."""
+    t0 = time.monotonic()
+    try:
+        wait_until(mesh.ready, timeout=bound, what="every sidecar ready", interval=0.1)
+        a, b = load.accounts[:2]
+
+        def fresh() -> bool:
+            key = f"{load.prefix}-final-{uuid.uuid4().hex[:8]}"
+            req = pb.TransferRequest(
+                from_account_id=a, to_account_id=b, amount_cents=1, idempotency_key=key
+            )
+            return load.movement(
+                load.stub.Transfer, req, key, kind="transfer", frm=a, to=b, cents=1
+            )
+
+        left = bound - (time.monotonic() - t0)
+        wait_until(fresh, timeout=max(left, 0.1), what="a fresh transfer", interval=0.2)
+    except WaitTimeout:
+        return None
+    return time.monotonic() - t0
+
+
+def run(cfg: ChaosConfig) -> ChaosReport:
+    work = Path(cfg.work_dir)
+    for old in ("certs", "var", "journal.jsonl", "mesh.log"):
+        path = work / old
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    work.mkdir(parents=True, exist_ok=True)
+    schedule = plan(cfg.seed, cfg.duration, cfg.faults)
+    report = ChaosReport(
+        {**{k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}}
+    )
+    prefix = f"chaos{cfg.seed}-{uuid.uuid4().hex[:6]}"
+    journal = Journal(work / "journal.jsonl")
+    mesh = LocalMesh(work, cfg.seed)
+    load: Load | None = None
+    try:
+        mesh.start()
+        policy = RetryPolicy(deadline=cfg.deadline, budget=cfg.budget)
+        load = Load(
+            mesh.gateway, mesh.certs / "cli", journal, prefix, policy,
+            rate=cfg.rate, concurrency=cfg.concurrency, seed=cfg.seed,
+        )  # fmt: skip
+        load.setup()
+        stop = threading.Event()
+        driver = threading.Thread(target=load.run, args=(stop,), daemon=True, name="chaos-load")
+        driver.start()
+        t0 = time.monotonic()
+        for f in schedule:
+            delay = t0 + f.at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            report.faults.append(apply(mesh, f))
+        time.sleep(max(0.0, t0 + cfg.duration - time.monotonic()))
+        stop.set()
+        driver.join(cfg.budget + 10)
+        report.final_recovery = final_recovery(mesh, load, cfg.recovery_bound)
+    finally:
+        if load is not None:
+            load.close()
+        mesh.stop()
+        journal.close()
+    entries = read_journal(work / "journal.jsonl")
+    rows, balances = read_ledger(mesh.data / "ledger.db")
+    report.audit = audit(entries, rows, balances, prefix, cfg.deadline)
+    figures(report, entries)
+    return report
+
+
+def render(report: ChaosReport) -> str:
+    d = report.as_dict()
+    a = d["audit"]
+    c = report.config
+    lines = [
+        f"== chaos: {c['duration']:g}s of transfers at {c['rate']:g}/s, seed {c['seed']}, "
+        f"{len(report.faults)} faults",
+        f"   {'fault':<22} {'at':>6} {'held':>6}  {'first ack after':>15}  what",
+    ]
+    for f in d["faults"]:
+        rec = "never" if f["recovered_in_s"] is None else f"{f['recovered_in_s']:.2f}s"
+        lines.append(
+            f"   {f['kind']:<22} {f['at_s']:>5.1f}s {f['held_s']:>5.1f}s  {rec:>15}  {f['detail']}"
+        )
+    failed = ", ".join(f"{k} {v}" for k, v in sorted(a["failed"].items())) or "none"
+    lat = d["latency_ms"]
+
+    def pct(x: dict[str, float]) -> str:
+        return (
+            f"p50 {x['p50']:.1f} ms, p99 {x['p99']:.1f} ms (n={x['n']})" if x.get("n") else "none"
+        )
+
+    lines += [
+        "== audit (the ledger's rows against the client's journal)",
+        f"   attempted {a['attempted']}, acknowledged {a['acknowledged']}, failed: {failed}"
+        f" ({a['failed_but_applied']} of them applied anyway, as the ledger shows)",
+        f"   lost {a['lost']}   duplicated {a['duplicated']}   never sent {a['phantom']}   "
+        f"wrong id {a['mismatched']}   balance drift {a['balance_drift_cents']} cents   "
+        f"attempts past their deadline {a['hung_attempts']} (of {a['attempts']})",
+        f"   latency outside faults: {pct(lat['outside_faults'])}",
+        f"   latency during faults:  {pct(lat['during_faults'])}",
+    ]
+    fr = d["final_recovery_s"]
+    lines.append(
+        "   after the last fault: "
+        + (
+            f"every sidecar ready and a fresh transfer acknowledged in {fr:.2f}s "
+            f"(bound {c['recovery_bound']:g}s)"
+            if fr is not None
+            else f"NOT recovered within {c['recovery_bound']:g}s"
+        )
+    )
+    for what, keys in a.get("examples", {}).items():
+        lines.append(f"   !! {what}: {', '.join(keys)}")
+    lines.append(
+        "== "
+        + ("PASS: nothing lost, nothing twice, no money made or destroyed" if report.ok else "FAIL")
+    )
+    return "\n".join(lines)
+
+
+def to_json(report: ChaosReport) -> str:
+    return json.dumps(report.as_dict(), indent=2)
