@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from mtlsdemo.money import format_cents
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
 from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.rpc.diagnose import diagnose, is_transport_failure
+from mtlsdemo.rpc.retry import FAST_RECONNECT, RetryPolicy, call_with_retry
+
+RETRY_BUDGET = 20.0  # seconds a deposit or transfer keeps retrying transient failures
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class ClientConfig:
 
 
 def gateway_channel(address: str, material: IdentityMaterial, server_name: str) -> grpc.Channel:
-    return secure_channel(address, material, server_name)
+    return secure_channel(address, material, server_name, FAST_RECONNECT)
 
 
 def explain(e: grpc.RpcError, cfg: ClientConfig, material: IdentityMaterial) -> str:
@@ -74,6 +78,10 @@ def run(cfg: ClientConfig) -> int:
     channel = gateway_channel(cfg.gateway_addr, material, cfg.server_name)
     stub = pb_grpc.GatewayServiceStub(channel)
     t = cfg.timeout
+    # money movements: our own key, so a retry (the gateway or the ledger restarting,
+    # a connection reset) replays instead of moving money twice
+    key = cfg.call.key or f"cli-{uuid.uuid4().hex}"
+    policy = RetryPolicy(deadline=t, budget=max(t, RETRY_BUDGET))
     try:
         if cfg.call.action == "open":
             r = stub.OpenAccount(
@@ -81,27 +89,27 @@ def run(cfg: ClientConfig) -> int:
             )
             print(f"opened {r.account_id} for {r.owner}")
         elif cfg.call.action == "deposit":
-            r = stub.Deposit(
+            r = call_with_retry(
+                stub.Deposit,
                 pb.DepositRequest(
-                    account_id=cfg.call.account,
-                    amount_cents=cfg.call.amount,
-                    idempotency_key=cfg.call.key or "",
+                    account_id=cfg.call.account, amount_cents=cfg.call.amount, idempotency_key=key
                 ),
-                timeout=t,
+                policy,
             )
             print(
                 f"deposit #{r.transfer_id}{' (replayed)' if r.replayed else ''}: "
                 f"{cfg.call.account} balance {format_cents(r.to_balance_cents)}  key={r.idempotency_key}"
             )
         elif cfg.call.action == "transfer":
-            r = stub.Transfer(
+            r = call_with_retry(
+                stub.Transfer,
                 pb.TransferRequest(
                     from_account_id=cfg.call.source,
                     to_account_id=cfg.call.destination,
                     amount_cents=cfg.call.amount,
-                    idempotency_key=cfg.call.key or "",
+                    idempotency_key=key,
                 ),
-                timeout=t,
+                policy,
             )
             print(
                 f"transfer #{r.transfer_id}{' (replayed)' if r.replayed else ''}: "

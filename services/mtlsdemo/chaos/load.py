@@ -18,15 +18,9 @@ from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from mtlsdemo.chaos.journal import Journal
 from mtlsdemo.pki.material import IdentitySource
 from mtlsdemo.rpc.credentials import secure_channel
-from mtlsdemo.rpc.retry import Attempt, RetryPolicy, call_with_retry
+from mtlsdemo.rpc.retry import FAST_RECONNECT, Attempt, RetryPolicy, call_with_retry
 
 FUNDS_CENTS = 1_000_000  # per account: transfers of 1..100 cents never run it dry
-# reconnect quickly after a gateway restart: gRPC's default backoff grows to minutes
-FAST_RECONNECT: list[tuple[str, object]] = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
 
 
 class Load:

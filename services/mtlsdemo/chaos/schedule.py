@@ -52,8 +52,13 @@ def plan(seed: int, duration: float, kinds: tuple[str, ...] = tuple(KINDS)) -> l
     rng = random.Random(seed)
     window = duration * (1 - QUIET_TAIL)
     slots = max(1, int(window // MIN_SPACING)) if kinds else 0
-    order = list(kinds)
-    rng.shuffle(order)
+    # every process killed in turn first (the faults a short run must not miss), the
+    # rest after; each group in the seed's order
+    kills = [k for k in kinds if k.startswith("kill:")]
+    others = [k for k in kinds if not k.startswith("kill:")]
+    rng.shuffle(kills)
+    rng.shuffle(others)
+    order = kills + others
     faults = []
     slot = window / slots if slots else 0
     for i in range(slots if kinds else 0):

@@ -23,6 +23,7 @@ from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
 from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.rpc.diagnose import diagnose, is_transport_failure
 from mtlsdemo.rpc.interceptors import ClientMetricsInterceptor
+from mtlsdemo.rpc.retry import FAST_RECONNECT
 from mtlsdemo.rpc.server import ConfigError, is_loopback
 from mtlsdemo.sidecar.config import parse_hostport
 
@@ -53,6 +54,7 @@ def ledger_channel(
         ("grpc.service_config", SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+        *FAST_RECONNECT,  # the ledger (or our sidecar) back: calls flow within a second
     ]
     if identity is None:
         if not is_loopback(address):

@@ -15,6 +15,13 @@ from typing import Any
 import grpc
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# Channel options: reconnect within a second of a peer coming back (gRPC's default
+# backoff starts at 1 s and grows to two minutes while a restarting peer refuses).
+FAST_RECONNECT: list[tuple[str, object]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,13 @@ class Attempt:
     number: int
     code: str  # "OK" or the status name
     seconds: float
+
+
+def is_tls_refusal(e: grpc.RpcError) -> bool:
+    """An UNAVAILABLE that is a refused TLS handshake (a wrong certificate, CA or
+    name): the same attempt would be refused again, so it is not worth a retry."""
+    text = (e.details() or "").lower()
+    return any(s in text for s in ("handshake", "ssl", "tsi_", "hostname", "certificate"))
 
 
 def call_with_retry(
@@ -53,7 +67,11 @@ def call_with_retry(
         except grpc.RpcError as e:
             if on_attempt is not None:
                 on_attempt(Attempt(n, e.code().name, clock() - t0))
-            if e.code() not in RETRYABLE or clock() - start + backoff >= policy.budget:
+            if (
+                e.code() not in RETRYABLE
+                or is_tls_refusal(e)
+                or clock() - start + backoff >= policy.budget
+            ):
                 raise
             sleep(backoff)
             backoff = min(backoff * 2, policy.max_backoff)

@@ -14,7 +14,9 @@ reading) until the handshake with the remote sidecar completes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
 from typing import Protocol
 
@@ -38,6 +40,24 @@ log = logging.getLogger(__name__)
 WRITE_HIGH_WATER = 512 * 1024  # pause the other side's reads above this much unsent data
 MAX_HELD = 64 * 1024  # app bytes held while the handshake is still running
 RECORD_OVERHEAD = HEADER_LEN + TAG_LEN
+
+
+KEEPALIVE = (30, 10, 3)  # idle seconds, probe interval, probes: a vanished peer is gone in ~60 s
+
+
+def keepalive(transport: asyncio.BaseTransport) -> None:
+    """TCP keepalive on the peer connection: a tunnel whose peer vanished without a
+    FIN or RST (a host gone, a stateful middlebox that forgot us) is closed rather
+    than held half-open for ever."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    idle, interval, count = KEEPALIVE
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: not Linux
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
 
 class TunnelHost(Protocol):
@@ -126,6 +146,7 @@ class Tunnel:
     # ------------------------------------------------------------------ net side
     def net_connected(self, transport: asyncio.Transport) -> None:
         self.net = transport
+        keepalive(transport)
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         peer = transport.get_extra_info("peername")
         self.peer_address = f"{peer[0]}:{peer[1]}" if peer else "?"
