@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
+from conftest import free_port, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("MTLSDEMO_TEST_IMAGE", "mtlsdemo:test")
@@ -91,3 +92,45 @@ def image(docker: str) -> str:
 
 def docker_json(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+
+COMPOSE_FILE = ROOT / "deploy" / "compose" / "docker-compose.yml"
+
+
+@pytest.fixture
+def compose(image: str):
+    """A compose project of its own (random name, free host ports): (dc, project,
+    ports, the environment docker-compose needs for it)."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        require_tool("docker", False, "docker-compose is not installed")
+    project = f"mtlsdemo-test-{uuid.uuid4().hex[:8]}"
+    ports = {
+        name: free_port()
+        for name in (
+            "MTLSDEMO_GATEWAY_PORT",
+            "MTLSDEMO_GATEWAY_METRICS_PORT",
+            "MTLSDEMO_GATEWAY_ADMIN_PORT",
+            "MTLSDEMO_LEDGER_METRICS_PORT",
+            "MTLSDEMO_LEDGER_ADMIN_PORT",
+            "MTLSDEMO_CONSOLE_PORT",
+        )
+    }
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "MTLSDEMO_IMAGE": image,
+        **{k: str(v) for k, v in ports.items()},
+    }
+
+    def dc(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [binary, "-f", str(COMPOSE_FILE), "-p", project, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
+
+    yield dc, project, ports, env
+    dc("down", "-v", "--remove-orphans", check=False)

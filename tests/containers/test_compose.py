@@ -4,56 +4,16 @@ every /metrics page scrapes, `down -v` leaves nothing behind."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
-from conftest import free_port, metric_value, require_tool, wait_for
+from conftest import metric_value, wait_for
 
 pytestmark = pytest.mark.containers
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = ROOT / "deploy" / "compose" / "docker-compose.yml"
 SERVICES = ("ledger", "ledger-sidecar", "gateway", "gateway-sidecar", "loadgen", "console")
-
-
-@pytest.fixture
-def compose(image: str):
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        require_tool("docker", False, "docker-compose is not installed")
-    project = f"mtlsdemo-test-{uuid.uuid4().hex[:8]}"
-    ports = {
-        name: free_port()
-        for name in (
-            "MTLSDEMO_GATEWAY_PORT",
-            "MTLSDEMO_GATEWAY_METRICS_PORT",
-            "MTLSDEMO_GATEWAY_ADMIN_PORT",
-            "MTLSDEMO_LEDGER_METRICS_PORT",
-            "MTLSDEMO_LEDGER_ADMIN_PORT",
-            "MTLSDEMO_CONSOLE_PORT",
-        )
-    }
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "MTLSDEMO_IMAGE": image,
-        **{k: str(v) for k, v in ports.items()},
-    }
-
-    def dc(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [binary, "-f", str(COMPOSE_FILE), "-p", project, *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=check,
-        )
-
-    yield dc, project, ports
-    dc("down", "-v", "--remove-orphans", check=False)
 
 
 def health(project: str) -> dict[str, str]:
@@ -83,7 +43,7 @@ def scrape(port: int) -> str:
 
 
 def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose) -> None:
-    dc, project, ports = compose
+    dc, project, ports, _env = compose
     up = dc("up", "-d")
     assert up.returncode == 0, up.stderr
 

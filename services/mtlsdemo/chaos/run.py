@@ -20,7 +20,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo.chaos.audit import AuditResult, audit, read_ledger
@@ -53,6 +53,9 @@ class ChaosConfig:
     recovery_bound: float = 20.0  # after the last fault: all ready, a fresh transfer acknowledged
     faults: tuple[str, ...] = tuple(KINDS)
     json: bool = False
+    compose_project: str | None = None  # None: local processes
+    compose_file: Path = Path("deploy/compose/docker-compose.yml")
+    gateway_addr: str = "127.0.0.1:50052"  # compose: the published gateway port
 
 
 @dataclass
@@ -116,7 +119,7 @@ class LocalMesh:
     def __init__(self, work: Path, seed: int) -> None:
         self.certs, self.data = work / "certs", work / "var"
         self.ports = run_ports()
-        self.proxy = FaultProxy(("127.0.0.1", self.ports["ledger"]), seed=seed)
+        self.proxy: FaultProxy | None = FaultProxy(("127.0.0.1", self.ports["ledger"]), seed=seed)
         ports: dict[str, Any] = {f"{k}_port": v for k, v in self.ports.items()}
         self.rc = RunConfig(
             certs_dir=self.certs, data_dir=self.data, **{**ports, "console_port": 0}
@@ -126,6 +129,7 @@ class LocalMesh:
 
     def start(self) -> None:
         bootstrap(BootstrapRequest(out=self.certs, services=SERVICES))
+        assert self.proxy is not None
         proxy_port = self.proxy.start()
         kids = mesh_children(
             self.rc,
@@ -163,30 +167,81 @@ class LocalMesh:
                 return False
         return all(c.proc is not None and c.proc.poll() is None for c in self.children.values())
 
+    @property
+    def cli_dir(self) -> Path:
+        return self.certs / "cli"
+
+    def ledger_db(self) -> Path:
+        return self.data / "ledger.db"
+
+    def kill(self, target: str, hold: float) -> str:
+        child = self.children[target]
+        child.signal(signal.SIGKILL)
+        time.sleep(hold)
+        child.start(False)
+        return f"down {hold:.1f}s, restarted"
+
+    def pause(self, target: str, hold: float) -> str:
+        child = self.children[target]
+        child.signal(signal.SIGSTOP)
+        time.sleep(hold)
+        child.signal(signal.SIGCONT)
+        return f"stopped {hold:.1f}s (handshake deadline {HANDSHAKE_TIMEOUT:g}s)"
+
+    def renew(self) -> str:
+        changes = bootstrap(
+            BootstrapRequest(out=self.certs, services=("gateway", "ledger"), force=True)
+        )
+        return f"{sum(1 for c in changes if 'issued' in str(c))} leaves re-issued"
+
+    def revoke_and_reissue(self) -> str:
+        now = dt.datetime.now(dt.UTC)
+        revoke(FileStore(self.certs), SERVICES, now, service="ledger", reason="key_compromise")
+        bootstrap(BootstrapRequest(out=self.certs, services=SERVICES))  # re-issues it at once
+        return "ledger revoked and re-issued"
+
     def stop(self) -> None:
         for c in reversed(list(self.children.values())):
             c.signal(signal.SIGCONT)  # a paused child cannot take its SIGTERM
             c.stop()
-        self.proxy.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
         self.log.close()
 
 
-def apply(mesh: LocalMesh, f: Fault) -> Applied:
+class Mesh(Protocol):
+    """What the chaos driver needs from a mesh: local processes, or compose."""
+
+    proxy: FaultProxy | None
+
+    @property
+    def gateway(self) -> str: ...
+    @property
+    def cli_dir(self) -> Path: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def ready(self) -> bool: ...
+    def ledger_db(self) -> Path: ...
+    def kill(self, target: str, hold: float) -> str: ...
+    def pause(self, target: str, hold: float) -> str: ...
+    def renew(self) -> str: ...
+    def revoke_and_reissue(self) -> str: ...
+
+
+def apply(mesh: Mesh, f: Fault) -> Applied:
     a = Applied(f, time.time())
     kind, _, target = f.kind.partition(":")
     proxy = mesh.proxy
     if kind == "kill":
-        child = mesh.children[target]
-        child.signal(signal.SIGKILL)
-        time.sleep(f.hold)
-        child.start(False)
-        a.detail = f"down {f.hold:.1f}s, restarted"
+        a.detail = mesh.kill(target, f.hold)
     elif kind == "pause":
-        child = mesh.children[target]
-        child.signal(signal.SIGSTOP)
-        time.sleep(f.hold)
-        child.signal(signal.SIGCONT)
-        a.detail = f"stopped {f.hold:.1f}s (handshake deadline {HANDSHAKE_TIMEOUT:g}s)"
+        a.detail = mesh.pause(target, f.hold)
+    elif f.kind == "certs:renew":
+        a.detail = mesh.renew()
+    elif f.kind == "certs:revoke":
+        a.detail = mesh.revoke_and_reissue()
+    elif proxy is None:
+        raise ValueError(f"{f.kind}: needs the fault proxy (local runs only)")
     elif f.kind == "net:latency":
         proxy.set_latency(f.latency)
         time.sleep(f.hold)
@@ -207,16 +262,6 @@ def apply(mesh: LocalMesh, f: Fault) -> Applied:
     elif f.kind == "net:corrupt":
         proxy.corrupt(3)
         a.detail = "next 3 chunks corrupted"
-    elif f.kind == "certs:renew":
-        changes = bootstrap(
-            BootstrapRequest(out=mesh.certs, services=("gateway", "ledger"), force=True)
-        )
-        a.detail = f"{sum(1 for c in changes if 'issued' in str(c))} leaves re-issued"
-    elif f.kind == "certs:revoke":
-        now = dt.datetime.now(dt.UTC)
-        revoke(FileStore(mesh.certs), SERVICES, now, service="ledger", reason="key_compromise")
-        bootstrap(BootstrapRequest(out=mesh.certs, services=SERVICES))  # re-issues it at once
-        a.detail = "ledger revoked and re-issued"
     a.end = time.time()
     return a
 
@@ -252,7 +297,7 @@ def figures(report: ChaosReport, journal: list[dict[str, Any]]) -> None:
         a.recovered_in = None if first is None else max(0.0, first - a.end)
 
 
-def final_recovery(mesh: LocalMesh, load: Load, bound: float) -> float | None:
+def final_recovery(mesh: Mesh, load: Load, bound: float) -> float | None:
     """Seconds until every sidecar is ready and a fresh transfer is acknowledged."""
     t0 = time.monotonic()
     try:
@@ -290,13 +335,19 @@ def run(cfg: ChaosConfig) -> ChaosReport:
     )
     prefix = f"chaos{cfg.seed}-{uuid.uuid4().hex[:6]}"
     journal = Journal(work / "journal.jsonl")
-    mesh = LocalMesh(work, cfg.seed)
+    mesh: Mesh
+    if cfg.compose_project is None:
+        mesh = LocalMesh(work, cfg.seed)
+    else:
+        from mtlsdemo.chaos.compose import ComposeMesh
+
+        mesh = ComposeMesh(cfg.compose_project, cfg.compose_file, work, cfg.gateway_addr)
     load: Load | None = None
     try:
         mesh.start()
         policy = RetryPolicy(deadline=cfg.deadline, budget=cfg.budget)
         load = Load(
-            mesh.gateway, mesh.certs / "cli", journal, prefix, policy,
+            mesh.gateway, mesh.cli_dir, journal, prefix, policy,
             rate=cfg.rate, concurrency=cfg.concurrency, seed=cfg.seed,
         )  # fmt: skip
         load.setup()
@@ -319,7 +370,7 @@ def run(cfg: ChaosConfig) -> ChaosReport:
         mesh.stop()
         journal.close()
     entries = read_journal(work / "journal.jsonl")
-    rows, balances = read_ledger(mesh.data / "ledger.db")
+    rows, balances = read_ledger(mesh.ledger_db())
     report.audit = audit(entries, rows, balances, prefix, cfg.deadline)
     figures(report, entries)
     return report

@@ -6,6 +6,7 @@ import argparse
 
 from mtlsdemo import flags
 from mtlsdemo.commands.common import typed
+from mtlsdemo.pki.errors import PkiError
 
 
 def _faults(text: str) -> tuple[str, ...]:
@@ -64,6 +65,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated subset of the fault kinds (default: all; see --list-faults)",
     )
     p.add_argument("--list-faults", action="store_true", help="list the fault kinds and exit")
+    flags.add(
+        p,
+        "--compose",
+        default=None,
+        metavar="PROJECT",
+        help="run against this running docker-compose project (`make compose-up`: mtlsdemo) "
+        "instead of local processes; containers are killed and frozen (no network faults)",
+    )
+    flags.add(
+        p,
+        "--compose-file",
+        default="deploy/compose/docker-compose.yml",
+        help="the project's compose file (for its `certs` service)",
+    )
+    flags.add(
+        p,
+        "--gateway-addr",
+        default="127.0.0.1:50052",
+        help="with --compose: the gateway's published address",
+    )
     flags.add(p, "--json", boolean=True, default=False, help="print the figures as JSON")
 
 
@@ -77,7 +98,21 @@ def main(args: argparse.Namespace) -> int:
         for name, (what, _hold) in KINDS.items():
             print(f"{name:<22} {what}")
         return 0
-    cfg = typed(ChaosConfig, args, work_dir=Path(args.work_dir), faults=args.faults or tuple(KINDS))
+    local_only = tuple(k for k in KINDS if k.startswith("net:"))
+    if args.compose and args.faults and set(args.faults) & set(local_only):
+        raise PkiError(
+            f"chaos --compose: {', '.join(sorted(set(args.faults) & set(local_only)))} need the "
+            "local fault proxy between the sidecars; drop them or run without --compose"
+        )
+    default = tuple(k for k in KINDS if not (args.compose and k in local_only))
+    cfg = typed(
+        ChaosConfig,
+        args,
+        work_dir=Path(args.work_dir),
+        faults=args.faults or default,
+        compose_project=args.compose,
+        compose_file=Path(args.compose_file),
+    )
     report = run(cfg)
     print(to_json(report) if cfg.json else render(report), flush=True)
     return 0 if report.ok else 1
