@@ -29,8 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="mutual TLS, step by step: a CA and its certificates (certs), the "
         "services (serve, run), a client and load (client, loadgen), the MTD/1 "
         "sidecar and one traced handshake (sidecar, handshake), failures on purpose "
-        "(break), the four steps walked through (tour), speed (bench) and a health "
-        "probe (probe). Every flag has an MTLSDEMO_* environment twin.",
+        "(break), the four steps walked through (tour), the live web page (console), "
+        "faults under load with an audit (chaos), speed (bench) and a health probe "
+        "(probe). Every flag has an MTLSDEMO_* environment twin.",
     )
     parser.add_argument("--version", action="version", version=f"mtlsdemo {__version__}")
     flags.add(parser, "--log-level", default="info", help="debug, info, warning, error")

@@ -125,6 +125,11 @@ class ComposeMesh:
         )  # fmt: skip
         return "gateway and ledger re-issued by the certs service"
 
+    def rotate_ca(self, load: object) -> str:
+        raise PkiError(
+            "chaos --compose: certs:rotate-ca is local-only for now (see docs/operations.md)"
+        )
+
     def revoke_and_reissue(self) -> str:
         self._compose(
             "run", "--rm", "certs", "certs", "revoke", "ledger", "--out", "/certs",

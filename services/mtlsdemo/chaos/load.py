@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,9 @@ class Load:
         concurrency: int = 4,
         seed: int = 0,
     ) -> None:
-        material = IdentitySource(cli_dir).current
-        self.channel = secure_channel(gateway_addr, material, "gateway", FAST_RECONNECT)
+        self.gateway_addr = gateway_addr
+        self.source = IdentitySource(cli_dir)
+        self.channel = secure_channel(gateway_addr, self.source.current, "gateway", FAST_RECONNECT)
         self.stub = pb_grpc.GatewayServiceStub(self.channel)
         self.journal, self.prefix, self.policy = journal, prefix, policy
         self.accounts = [f"{prefix}-a{i}" for i in range(accounts)]
@@ -51,8 +51,13 @@ class Load:
             self._n += 1
             return f"{self.prefix}-{what}{self._n}"
 
-    def movement(self, call: Callable[..., Any], request: Any, key: str, **fields: Any) -> bool:
-        """One money movement, retried; journaled: attempt, each try, then ack or fail."""
+    def movement(self, method: str, request: Any, key: str, **fields: Any) -> bool:
+        """One money movement, retried; journaled: attempt, each try, then ack or fail.
+        The stub is looked up at each attempt: a rollover may have replaced the channel."""
+
+        def call(req: Any, timeout: float) -> Any:
+            return getattr(self.stub, method)(req, timeout=timeout)
+
         j = self.journal
         j.write("attempt", key=key, **fields)
 
@@ -90,7 +95,7 @@ class Load:
             request = pb.DepositRequest(
                 account_id=account, amount_cents=FUNDS_CENTS, idempotency_key=key
             )
-            if not self.movement(self.stub.Deposit, request, key, kind="deposit", to=account):
+            if not self.movement("Deposit", request, key, kind="deposit", to=account):
                 raise RuntimeError(f"could not fund {account}: see the journal")
 
     def transfer(self) -> None:
@@ -100,7 +105,7 @@ class Load:
         request = pb.TransferRequest(
             from_account_id=a, to_account_id=b, amount_cents=amount, idempotency_key=key
         )
-        self.movement(self.stub.Transfer, request, key, kind="transfer", frm=a, to=b, cents=amount)
+        self.movement("Transfer", request, key, kind="transfer", frm=a, to=b, cents=amount)
 
     def run(self, stop: threading.Event) -> None:
         """``concurrency`` workers sharing one rate until ``stop``."""
@@ -123,6 +128,25 @@ class Load:
             t.start()
         for t in threads:
             t.join()
+
+    def refresh(self) -> None:
+        """New cli files (a CA rollover): new calls go on a channel built from them;
+        the old channel is closed once its calls have had their deadline."""
+        material = self.source.check()
+        if material is None:
+            return
+        old = self.channel
+        self.channel = secure_channel(self.gateway_addr, material, "gateway", FAST_RECONNECT)
+        self.stub = pb_grpc.GatewayServiceStub(self.channel)
+        timer = threading.Timer(self.policy.deadline + 1, old.close)
+        timer.daemon = True
+        timer.start()
+
+    def holds(self, serial: str, cas: int) -> bool:
+        """After refreshing: are we on this cli certificate, trusting ``cas`` CAs?"""
+        self.refresh()
+        m = self.source.current
+        return f"{m.leaf.serial_number:x}" == serial and len(m.cas) == cas
 
     def close(self) -> None:
         self.channel.close()

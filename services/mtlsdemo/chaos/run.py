@@ -30,7 +30,8 @@ from mtlsdemo.chaos.load import Load
 from mtlsdemo.chaos.schedule import KINDS, Fault, plan
 from mtlsdemo.localports import run_ports
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
-from mtlsdemo.pki.lifecycle import revoke
+from mtlsdemo.pki.files import load_cert
+from mtlsdemo.pki.lifecycle import revoke, rotate_ca
 from mtlsdemo.pki.stores import FileStore
 from mtlsdemo.rpc.retry import RetryPolicy
 from mtlsdemo.runner import Child, RunConfig, mesh_children, wait_ready, wait_serving
@@ -200,6 +201,39 @@ class LocalMesh:
         bootstrap(BootstrapRequest(out=self.certs, services=SERVICES))  # re-issues it at once
         return "ledger revoked and re-issued"
 
+    def rotate_ca(self, load: Load) -> str:
+        """The three stages of `certs rotate-ca`, each taken by both sidecars and the
+        client before the next, as an operator following docs/operations.md would
+        (the native gateway reads its files at each new handshake: nothing to wait for)."""
+        req = BootstrapRequest(out=self.certs, services=SERVICES)
+        t0 = time.monotonic()
+        for stage, cas in (("prepare", 2), ("switch", 2), ("finish", 1)):
+            rotate_ca(req, stage, FileStore(self.certs), dt.datetime.now(dt.UTC))
+            serial = {
+                s: f"{load_cert(self.certs / s / 'tls.crt').serial_number:x}" for s in SERVICES
+            }
+
+            def taken(cas: int = cas, serial: dict[str, str] = serial) -> bool:
+                return (
+                    self._sidecar_on("gateway", serial["gateway"], cas)
+                    and self._sidecar_on("ledger", serial["ledger"], cas)
+                    and load.holds(serial["cli"], cas)
+                )
+
+            wait_until(
+                taken, timeout=30, interval=0.1, what=f"every workload on the rollover's {stage}"
+            )
+        return f"prepare, switch, finish in {time.monotonic() - t0:.1f}s, each taken by all"
+
+    def _sidecar_on(self, service: str, serial: str, cas: int) -> bool:
+        port = self.rc.gateway_admin_port if service == "gateway" else self.rc.ledger_admin_port
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=1) as r:
+                st = json.load(r)
+        except (OSError, ValueError):
+            return False
+        return st["certificate"]["serial"] == serial and len(st["ca_fingerprints_sha256"]) == cas
+
     def stop(self) -> None:
         for c in reversed(list(self.children.values())):
             c.signal(signal.SIGCONT)  # a paused child cannot take its SIGTERM
@@ -226,9 +260,10 @@ class Mesh(Protocol):
     def pause(self, target: str, hold: float) -> str: ...
     def renew(self) -> str: ...
     def revoke_and_reissue(self) -> str: ...
+    def rotate_ca(self, load: Load) -> str: ...
 
 
-def apply(mesh: Mesh, f: Fault) -> Applied:
+def apply(mesh: Mesh, f: Fault, load: Load) -> Applied:
     a = Applied(f, time.time())
     kind, _, target = f.kind.partition(":")
     proxy = mesh.proxy
@@ -240,6 +275,8 @@ def apply(mesh: Mesh, f: Fault) -> Applied:
         a.detail = mesh.renew()
     elif f.kind == "certs:revoke":
         a.detail = mesh.revoke_and_reissue()
+    elif f.kind == "certs:rotate-ca":
+        a.detail = mesh.rotate_ca(load)
     elif proxy is None:
         raise ValueError(f"{f.kind}: needs the fault proxy (local runs only)")
     elif f.kind == "net:latency":
@@ -309,9 +346,7 @@ def final_recovery(mesh: Mesh, load: Load, bound: float) -> float | None:
             req = pb.TransferRequest(
                 from_account_id=a, to_account_id=b, amount_cents=1, idempotency_key=key
             )
-            return load.movement(
-                load.stub.Transfer, req, key, kind="transfer", frm=a, to=b, cents=1
-            )
+            return load.movement("Transfer", req, key, kind="transfer", frm=a, to=b, cents=1)
 
         left = bound - (time.monotonic() - t0)
         wait_until(fresh, timeout=max(left, 0.1), what="a fresh transfer", interval=0.2)
@@ -359,7 +394,7 @@ def run(cfg: ChaosConfig) -> ChaosReport:
             delay = t0 + f.at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            report.faults.append(apply(mesh, f))
+            report.faults.append(apply(mesh, f, load))
         time.sleep(max(0.0, t0 + cfg.duration - time.monotonic()))
         stop.set()
         driver.join(cfg.budget + 10)

@@ -28,6 +28,10 @@ KINDS: dict[str, tuple[str, tuple[float, float]]] = {
     "net:corrupt": ("flip a byte in the next 3 chunks between the sidecars", (0.0, 0.0)),
     "certs:renew": ("re-issue both sidecars' certificates (hot reload)", (0.0, 0.0)),
     "certs:revoke": ("revoke the ledger's certificate, re-issue it at once", (0.0, 0.0)),
+    "certs:rotate-ca": (
+        "roll the CA over: prepare, switch, finish, each once all reloaded",
+        (0.0, 0.0),
+    ),
 }
 MIN_SPACING = 3.0  # seconds between two faults' starts
 QUIET_TAIL = 0.2  # of the duration, at the end: no new fault
