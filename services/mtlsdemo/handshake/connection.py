@@ -59,11 +59,13 @@ from mtlsdemo.handshake.peer import (
     verify_peer,
 )
 from mtlsdemo.handshake.records import (
+    HEADER_LEN,
     MAX_PLAINTEXT,
     ContentType,
     Protector,
     plaintext_record,
     split_records,
+    split_view,
 )
 from mtlsdemo.handshake.signatures import SUPPORTED_SCHEMES, Scheme, sign, signed_content, verify
 from mtlsdemo.handshake.suites import BY_CODE, KeyExchange, Suite, version_name
@@ -209,8 +211,7 @@ class Connection:
             return self._eof()
         events: list[Event] = []
         try:
-            self._in += data
-            for ctype, hdr, payload in split_records(self._in):
+            for ctype, hdr, payload in self._take_records(data):
                 events.extend(self._record(ctype, hdr, payload))
             if len(self._in) + self._hs.pending > self.config.limits.max_buffered:
                 raise ProtocolError(
@@ -229,17 +230,42 @@ class Connection:
             raise err from e
         return events
 
+    def _take_records(self, data: bytes) -> list[tuple[int, bytes, Any]]:
+        """Every complete record, all headers checked before any is processed. A
+        record left incomplete by the last read is finished from the head of this
+        one (copied); the rest is cut out of ``data`` without copying; only an
+        incomplete tail is kept."""
+        data = bytes(data)  # a caller's bytearray may change under our views
+        records: list[tuple[int, bytes, Any]] = []
+        pos = 0
+        while self._in and pos < len(data):
+            have = len(self._in)
+            if have < HEADER_LEN:
+                take = HEADER_LEN - have
+            else:
+                take = HEADER_LEN + ((self._in[3] << 8) | self._in[4]) - have
+            self._in += data[pos : pos + take]
+            pos += take
+            records.extend(split_records(self._in))
+        if pos < len(data):
+            found, used = split_view(data, pos)
+            records.extend(found)
+            self._in += data[used:]
+        return records
+
     def send_data(self, data: bytes) -> None:
         if self.state not in (State.CONNECTED, State.CLOSED) or self._send is None:
             raise RuntimeError(f"cannot send application data in state {self.state}")
         if self._close_sent:
             raise RuntimeError("cannot send after close()")
+        # no copy of the plaintext: the AEAD reads each record's slice of it directly,
+        # and header and ciphertext stay two buffers (data_to_send_parts)
         view = memoryview(data)
         for i in range(0, len(view), MAX_PLAINTEXT):
             self._maybe_auto_update()
             try:
-                self._out.append(
-                    self._seal(ContentType.APPLICATION_DATA, bytes(view[i : i + MAX_PLAINTEXT]))
+                self._out.extend(
+                    self._send.seal_parts(ContentType.APPLICATION_DATA, view[i : i + MAX_PLAINTEXT])
                 )
             except ProtocolError as e:  # sequence exhausted: end the session, and say why
                 self._failed(e)
@@ -250,6 +276,12 @@ class Connection:
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
         self._out.clear()
+        return out
+
+    def data_to_send_parts(self) -> list[bytes]:
+        """The same bytes as ``data_to_send``, as the buffers they were made in (for
+        a vectored write: no join)."""
+        out, self._out = self._out, []
         return out
 
     def close(self) -> None:

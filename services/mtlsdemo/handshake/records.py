@@ -41,39 +41,64 @@ def plaintext_record(ctype: ContentType, payload: bytes) -> bytes:
     return header(ctype, len(payload)) + payload
 
 
+def _check_header(buf: bytes | bytearray, pos: int) -> int:
+    """The record length in the header at ``pos``, or the reason it is refused."""
+    ctype = buf[pos]
+    length = (buf[pos + 3] << 8) | buf[pos + 4]
+    if ctype not in _TYPES:
+        raise ProtocolError(Reason.UNEXPECTED_MESSAGE, f"unknown record type {ctype}")
+    if buf[pos + 1 : pos + 3] != _VERSION_BYTES:
+        raise ProtocolError(
+            Reason.DECODE_ERROR,
+            f"record version {bytes(buf[pos + 1 : pos + 3]).hex()} is not 0100",
+        )
+    if length > MAX_CIPHERTEXT:
+        raise ProtocolError(
+            Reason.RECORD_OVERFLOW, f"record of {length} bytes (limit {MAX_CIPHERTEXT})"
+        )
+    return length
+
+
 def split_records(buf: bytearray) -> list[tuple[int, bytes, bytes]]:
     """Take every complete record off the front of ``buf``: (type, header, payload)."""
     out = []
     pos = 0
     n = len(buf)
     while n - pos >= HEADER_LEN:
-        ctype = buf[pos]
-        length = (buf[pos + 3] << 8) | buf[pos + 4]
-        if ctype not in _TYPES:
-            raise ProtocolError(Reason.UNEXPECTED_MESSAGE, f"unknown record type {ctype}")
-        if buf[pos + 1 : pos + 3] != _VERSION_BYTES:
-            raise ProtocolError(
-                Reason.DECODE_ERROR,
-                f"record version {bytes(buf[pos + 1 : pos + 3]).hex()} is not 0100",
-            )
-        if length > MAX_CIPHERTEXT:
-            raise ProtocolError(
-                Reason.RECORD_OVERFLOW, f"record of {length} bytes (limit {MAX_CIPHERTEXT})"
-            )
+        length = _check_header(buf, pos)
         end = pos + HEADER_LEN + length
         if end > n:
             break
-        out.append((ctype, bytes(buf[pos : pos + HEADER_LEN]), bytes(buf[pos + HEADER_LEN : end])))
+        out.append(
+            (buf[pos], bytes(buf[pos : pos + HEADER_LEN]), bytes(buf[pos + HEADER_LEN : end]))
+        )
         pos = end
     if pos:
         del buf[:pos]
     return out
 
 
+def split_view(data: bytes, pos: int = 0) -> tuple[list[tuple[int, bytes, memoryview]], int]:
+    """Every complete record of ``data`` from ``pos`` on, payloads as views into it (no
+    copy: the AEAD reads them where they arrived), and where the first incomplete
+    one starts."""
+    out = []
+    view = memoryview(data)
+    n = len(data)
+    while n - pos >= HEADER_LEN:
+        length = _check_header(data, pos)
+        end = pos + HEADER_LEN + length
+        if end > n:
+            break
+        out.append((data[pos], data[pos : pos + HEADER_LEN], view[pos + HEADER_LEN : end]))
+        pos = end
+    return out, pos
+
+
 AEAD = AESGCM | ChaCha20Poly1305
 
 
-def aead_seal(aead: AEAD, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+def aead_seal(aead: AEAD, nonce: bytes, plaintext: bytes | memoryview, aad: bytes) -> bytes:
     return aead.encrypt(nonce, plaintext, aad)
 
 
@@ -119,6 +144,12 @@ class Protector:
         return (self._iv ^ self.seq).to_bytes(12, "big")
 
     def seal(self, ctype: int, plaintext: bytes) -> bytes:
+        hdr, sealed = self.seal_parts(ctype, plaintext)
+        return hdr + sealed
+
+    def seal_parts(self, ctype: int, plaintext: bytes | memoryview) -> tuple[bytes, bytes]:
+        """The record as (header, ciphertext + tag), not joined: the bulk path hands
+        both to one vectored write instead of copying every byte into a new record."""
         hdr = header(ctype, len(plaintext) + TAG_LEN)
         # The last sequence number is kept for an alert: a sender that runs out can
         # still tell its peer why the session ends (sequence_exhausted).
@@ -127,7 +158,7 @@ class Protector:
         self.seq += 1
         self.records += 1
         self.bytes += len(plaintext)
-        return hdr + sealed
+        return hdr, sealed
 
     def open(self, hdr: bytes, payload: bytes) -> bytes:
         if len(payload) < TAG_LEN:

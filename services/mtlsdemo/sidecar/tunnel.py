@@ -216,9 +216,9 @@ class Tunnel:
             self.app.resume_reading()
 
     def _flush_net(self) -> None:
-        out = self.conn.data_to_send()
-        if out and self.net is not None and not self.net.is_closing():
-            self.net.write(out)
+        parts = self.conn.data_to_send_parts()
+        if parts and self.net is not None and not self.net.is_closing():
+            self.net.writelines(parts)  # one vectored write: headers and ciphertexts as made
 
     # ------------------------------------------------------------------ app side
     def app_connected(self, transport: asyncio.Transport) -> None:
