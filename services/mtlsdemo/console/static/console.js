@@ -96,16 +96,21 @@ function layout(nodes, edges) {
   for (const n of [...nodes].sort((a, b) => a.name.localeCompare(b.name))) (cols[depth[n.id]] ||= []).push(n);
   const pos = {};
   const keys = Object.keys(cols).map(Number).sort((a, b) => a - b);
-  keys.forEach((c, ci) => cols[c].forEach((n, ri) => { pos[n.id] = { x: 110 + ci * 400, y: 80 + ri * 150 }; }));
+  // room above for a workload calling itself, below for an edge bending round a column
+  const loops = edges.some((e) => e.client === e.server);
+  const top = loops ? 130 : 70;
+  keys.forEach((c, ci) => cols[c].forEach((n, ri) => { pos[n.id] = { x: 110 + ci * 400, y: top + ri * 150 }; }));
+  const skips = edges.some((e) => pos[e.client] && pos[e.server] && Math.abs(pos[e.client].x - pos[e.server].x) > 450);
   const rows = Math.max(1, ...Object.values(cols).map((c) => c.length));
-  return { pos, width: 220 + Math.max(0, keys.length - 1) * 400, height: 30 + rows * 150 };
+  return { pos, width: 220 + Math.max(0, keys.length - 1) * 400, height: top + rows * 150 - 70 + (skips ? 150 : 0) };
 }
 
 function renderMesh(m) {
   const box = document.getElementById("mesh");
   if (!m.nodes.length) { box.replaceChildren(h("p", { class: "note", text: "no workload seen yet: are the sidecars' admin endpoints reachable? (see the sources above)" })); return; }
   const { pos, width, height } = layout(m.nodes, m.edges);
-  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "the mesh: workloads and edges" });
+  // drawn at its own size (never blown up), shrunk to fit a narrow window
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, style: `max-width: ${width}px`, role: "img", "aria-label": "the mesh: workloads and edges" });
   svg.append(s("defs", {}, ["healthy", "degraded", "failing", "idle"].map((k) =>
     s("marker", { id: "arrow-" + k, viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
       s("path", { d: "M0,0 L10,5 L0,10 z", fill: getComputedStyle(document.documentElement).getPropertyValue(k === "healthy" ? "--ok" : k === "degraded" ? "--warn" : k === "failing" ? "--bad" : "--idle") })))));
@@ -117,9 +122,16 @@ function renderMesh(m) {
     const k = [e.client, e.server].sort().join("|");
     const nth = (pairCount[k] = (pairCount[k] || 0) + 1) - 1;
     const bend = (nth % 2 ? -1 : 1) * (20 + 40 * Math.floor(nth / 2)) * (e.path === "MTD/1" && nth === 0 ? 0.4 : 1);
-    const x1 = a.x + 95 * Math.sign(b.x - a.x || 1), x2 = b.x - 95 * Math.sign(b.x - a.x || 1);
-    const y1 = a.y, y2 = b.y;
-    const mx = (x1 + x2) / 2, my = (y1 + y2) / 2 - bend;
+    const self = e.client === e.server;  // a workload calling itself (e.g. its own identity used as a client)
+    const x1 = self ? a.x - 40 : a.x + 95 * Math.sign(b.x - a.x || 1);
+    const x2 = self ? a.x + 40 : b.x - 95 * Math.sign(b.x - a.x || 1);
+    const y1 = self ? a.y - 34 : a.y, y2 = self ? a.y - 34 : b.y;
+    // an edge that skips a column bends below the row, around the workload in between
+    const skips = !self && Math.abs(x2 - x1) > 450;
+    const mx = (x1 + x2) / 2;
+    const my = self ? a.y - 60 - 24 * nth : skips ? Math.max(y1, y2) + 150 + 40 * nth : (y1 + y2) / 2 - bend;
+    // the label sits on the curve (a quadratic's midpoint), a loop's above it
+    const lx = mx, ly = self ? my : (y1 + 2 * my + y2) / 4 + (skips ? 40 : 0);
     const native = e.path !== "MTD/1";
     const lines = [
       `${e.path}: ${e.health}`,
@@ -132,10 +144,13 @@ function renderMesh(m) {
       "data-client": e.client, "data-server": e.server, "data-health": e.health, tabindex: 0, onclick: () => selectEdge(e),
     },
       s("title", { text: `${e.client} → ${e.server}\n${e.health_text}` }),
-      s("path", { d: `M${x1},${y1} Q${mx},${my} ${x2},${y2}`, "marker-end": `url(#arrow-${e.health})` }),
-      s("rect", { class: "label", x: mx - wide / 2, y: my - 44, width: wide, height: 34, rx: 4 }),
-      s("text", { x: mx, y: my - 31, "text-anchor": "middle", text: lines[0] }),
-      s("text", { x: mx, y: my - 16, "text-anchor": "middle", text: lines[1] }));
+      s("path", {
+        d: self ? `M${x1},${y1} C${x1 - 30},${my - 40} ${x2 + 30},${my - 40} ${x2},${y2}` : `M${x1},${y1} Q${mx},${my} ${x2},${y2}`,
+        "marker-end": `url(#arrow-${e.health})`,
+      }),
+      s("rect", { class: "label", x: lx - wide / 2, y: ly - 44, width: wide, height: 34, rx: 4 }),
+      s("text", { x: lx, y: ly - 31, "text-anchor": "middle", text: lines[0] }),
+      s("text", { x: lx, y: ly - 16, "text-anchor": "middle", text: lines[1] }));
     edgeGroups.push(g);
   }
   for (const n of m.nodes) {
