@@ -64,7 +64,6 @@ from mtlsdemo.handshake.records import (
     ContentType,
     Protector,
     plaintext_record,
-    split_records,
     split_view,
 )
 from mtlsdemo.handshake.signatures import SUPPORTED_SCHEMES, Scheme, sign, signed_content, verify
@@ -246,7 +245,9 @@ class Connection:
                 take = HEADER_LEN + ((self._in[3] << 8) | self._in[4]) - have
             self._in += data[pos : pos + take]
             pos += take
-            records.extend(split_records(self._in))
+            found, used = split_view(bytes(self._in))  # at most one record: small
+            records.extend(found)
+            del self._in[:used]
         if pos < len(data):
             found, used = split_view(data, pos)
             records.extend(found)

@@ -59,25 +59,6 @@ def _check_header(buf: bytes | bytearray, pos: int) -> int:
     return length
 
 
-def split_records(buf: bytearray) -> list[tuple[int, bytes, bytes]]:
-    """Take every complete record off the front of ``buf``: (type, header, payload)."""
-    out = []
-    pos = 0
-    n = len(buf)
-    while n - pos >= HEADER_LEN:
-        length = _check_header(buf, pos)
-        end = pos + HEADER_LEN + length
-        if end > n:
-            break
-        out.append(
-            (buf[pos], bytes(buf[pos : pos + HEADER_LEN]), bytes(buf[pos + HEADER_LEN : end]))
-        )
-        pos = end
-    if pos:
-        del buf[:pos]
-    return out
-
-
 def split_view(data: bytes, pos: int = 0) -> tuple[list[tuple[int, bytes, memoryview]], int]:
     """Every complete record of ``data`` from ``pos`` on, payloads as views into it (no
     copy: the AEAD reads them where they arrived), and where the first incomplete
