@@ -272,7 +272,6 @@ def run(cfg: RunConfig) -> int:
         print(f"   {change}")
     ledger_addr = f"127.0.0.1:{cfg.ledger_port}"
     gateway_addr = f"127.0.0.1:{cfg.gateway_port}"
-    ledger_app = f"127.0.0.1:{cfg.ledger_app_port}"
     children = mesh_children(cfg, certs)
     color = sys.stdout.isatty()
     stopping = threading.Event()
@@ -285,22 +284,7 @@ def run(cfg: RunConfig) -> int:
     ).start()
     try:
         print(f"== starting {', '.join(c.name for c in children)} ({cfg.mode} mode)")
-        deadline = time.monotonic() + 30
-        for c in children:
-            c.start(color)
-            if c.name == "ledger":
-                if sidecars:
-                    wait_serving(ledger_app, None, "ledger", deadline, children)
-                else:
-                    wait_serving(ledger_addr, certs / "cli", "ledger", deadline, children)
-            elif c.name == "console":
-                wait_http(f"http://127.0.0.1:{cfg.console_port}/api/options", deadline, children)
-            elif c.name.endswith("sidecar"):
-                admin = (
-                    cfg.ledger_admin_port if c.name.startswith("ledger") else cfg.gateway_admin_port
-                )
-                wait_ready(admin, deadline, children)
-        wait_serving(gateway_addr, certs / "cli", "gateway", deadline, children)
+        start_mesh(children, cfg, certs, time.monotonic() + 30, color)
         if cfg.traffic_seconds > 0:
             print(f"== traffic: {cfg.traffic_seconds:.0f}s of transfers through the gateway")
             result = run_load(
@@ -333,6 +317,29 @@ def run(cfg: RunConfig) -> int:
     finally:
         for c in reversed(children):
             c.stop()
+
+
+def start_mesh(
+    children: list[Child], cfg: RunConfig, certs: Path, deadline: float, color: bool = False
+) -> None:
+    """Start the mesh's processes in order, each once the one before answers (the
+    ledger over gRPC health, a sidecar on /readyz, the console on its page), then
+    wait for the gateway to serve mTLS; a child that dies ends the wait (ChildDied)."""
+    for c in children:
+        c.start(color)
+        if c.name == "ledger":
+            if cfg.mode == "sidecar":
+                wait_serving(f"127.0.0.1:{cfg.ledger_app_port}", None, "ledger", deadline, children)
+            else:
+                ledger = f"127.0.0.1:{cfg.ledger_port}"
+                wait_serving(ledger, certs / "cli", "ledger", deadline, children)
+        elif c.name == "console":
+            wait_http(f"http://127.0.0.1:{cfg.console_port}/api/options", deadline, children)
+        elif c.name.endswith("sidecar"):
+            admin = cfg.ledger_admin_port if c.name.startswith("ledger") else cfg.gateway_admin_port
+            wait_ready(admin, deadline, children)
+    gateway = f"127.0.0.1:{cfg.gateway_port}"
+    wait_serving(gateway, certs / "cli", "gateway", deadline, children)
 
 
 def mesh_children(

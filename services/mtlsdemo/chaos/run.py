@@ -34,7 +34,7 @@ from mtlsdemo.pki.files import load_cert
 from mtlsdemo.pki.lifecycle import revoke, rotate_ca
 from mtlsdemo.pki.stores import FileStore
 from mtlsdemo.rpc.retry import RetryPolicy
-from mtlsdemo.runner import Child, RunConfig, mesh_children, wait_ready, wait_serving
+from mtlsdemo.runner import Child, RunConfig, mesh_children, start_mesh
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
 SERVICES = ("ledger", "gateway", "cli")
@@ -138,21 +138,10 @@ class LocalMesh:
             ledger_remote=f"127.0.0.1:{proxy_port}",
             extra=("--handshake-timeout", str(HANDSHAKE_TIMEOUT)),
         )
-        deadline = time.monotonic() + 60
         for c in kids:
             c.out = self.log
             self.children[c.name] = c
-            c.start(False)
-            if c.name == "ledger":
-                wait_serving(f"127.0.0.1:{self.rc.ledger_app_port}", None, "ledger", deadline, kids)
-            elif c.name.endswith("sidecar"):
-                port = (
-                    self.rc.ledger_admin_port
-                    if c.name.startswith("ledger")
-                    else self.rc.gateway_admin_port
-                )
-                wait_ready(port, deadline, kids)
-        wait_serving(self.gateway, self.certs / "cli", "gateway", deadline, kids)
+        start_mesh(kids, self.rc, self.certs, time.monotonic() + 60)
 
     @property
     def gateway(self) -> str:
