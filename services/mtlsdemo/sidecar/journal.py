@@ -106,6 +106,31 @@ class HandshakeJournal:
             out.append(entry.as_dict())
         return out
 
+    def summaries(self, limit: int) -> list[dict[str, Any]]:
+        """/status's recent_handshakes: the last ``limit`` handshakes (not the
+        session failures), newest first, in their short form."""
+        out: list[dict[str, Any]] = []
+        for entry in reversed(self.ring):
+            if len(out) >= limit:
+                break
+            o = entry.outcome
+            if o.failed_step == "data":
+                continue
+            out.append(
+                {
+                    "at": entry.at.isoformat(timespec="milliseconds"),
+                    "role": o.role,
+                    "peer": o.peer,
+                    "peer_address": o.peer_address,
+                    "suite": o.suite,
+                    "duration_ms": round(o.duration * 1000, 3),
+                    "outcome": o.outcome,
+                    "origin": o.origin,
+                    "detail": o.error.detail if o.error is not None else "",
+                }
+            )
+        return out
+
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
         self._subscribers.add(q)

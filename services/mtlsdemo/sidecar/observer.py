@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from mtlsdemo import telemetry as t
 from mtlsdemo.handshake import Connection, ProtocolError, Reason
-from mtlsdemo.sidecar.journal import HandshakeJournal
 from mtlsdemo.sidecar.status import Status
 
 log = logging.getLogger("mtlsdemo.sidecar.tunnel")
@@ -125,14 +124,9 @@ class RateLimitedLog:
 
 
 class Observer:
-    def __init__(
-        self,
-        status: Status,
-        rate_limit: RateLimitedLog | None = None,
-        journal: HandshakeJournal | None = None,
-    ) -> None:
+    def __init__(self, status: Status, rate_limit: RateLimitedLog | None = None) -> None:
         self.status = status
-        self.journal = journal
+        self.journal = status.journal
         self.limited = rate_limit or RateLimitedLog()
         self.pending = 0  # handshakes started and not ended, both roles (admission control)
 
@@ -144,10 +138,15 @@ class Observer:
         self.pending -= 1
         t.HANDSHAKES_IN_PROGRESS.labels(role).dec()
 
+    def not_dialled(self, o: HandshakeOutcome) -> None:
+        """A route whose remote sidecar could not be reached: on /status and in the
+        journal, not in the handshake metrics (no handshake began)."""
+        self.status.record(o)
+        self.journal.add(o)
+
     def handshake(self, o: HandshakeOutcome) -> None:
         self.status.record(o)
-        if self.journal is not None:
-            self.journal.add(o)
+        self.journal.add(o)
         e = o.error
         if e is None:
             t.HANDSHAKES.labels(o.role, o.suite, "success", "none", "none").inc()
@@ -199,8 +198,7 @@ class Observer:
         e = o.error
         assert e is not None
         t.RECORD_FAILURES.labels(e.reason.value).inc()
-        if self.journal is not None:
-            self.journal.add(o)
+        self.journal.add(o)
         self.limited(
             ("session failures", e.reason.value),
             logging.WARNING,

@@ -34,9 +34,9 @@ class Sidecar:
         config.validate()
         self.config = config
         self.identity = IdentityWatcher(config.identity_dir)
-        self.status = Status()
         self.journal = HandshakeJournal(config.name)
-        self.observer = Observer(self.status, journal=self.journal)
+        self.status = Status(self.journal)
+        self.observer = Observer(self.status)
         self.instance = uuid.uuid4().hex[:12]  # tells a watcher this process restarted
         self.tunnels: set[Tunnel] = set()
         self.ports: dict[str, int] = {}
@@ -175,8 +175,7 @@ class Sidecar:
                 ProtocolError(Reason.UNREACHABLE, str(e)),
                 failed_step="hello",
             )
-            self.status.record(outcome)
-            self.journal.add(outcome)
+            self.observer.not_dialled(outcome)
             tunnel.close(abort_app=True)
 
     def connect_app(self, tunnel: Tunnel) -> None:

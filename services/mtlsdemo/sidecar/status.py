@@ -1,28 +1,16 @@
-"""What the sidecar reports on /status: recent handshakes and the mesh edges
+"""What the sidecar reports on /status: the mesh edges
 (the `linkerd viz edges` view: who talked to whom, with which suite, how often)."""
 
 from __future__ import annotations
 
 import collections
-import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from mtlsdemo.sidecar.journal import HandshakeJournal
+
 if TYPE_CHECKING:
     from mtlsdemo.sidecar.observer import HandshakeOutcome
-
-
-@dataclass
-class HandshakeRecord:
-    at: str
-    role: str
-    peer: str
-    peer_address: str
-    suite: str
-    duration_ms: float
-    outcome: str  # success, or the failure reason
-    origin: str  # none, local, remote
-    detail: str = ""  # for a failure: what exactly (the same text as the log line)
 
 
 @dataclass
@@ -37,26 +25,16 @@ class Edge:
 
 
 class Status:
-    def __init__(self, keep: int = 50) -> None:
-        self.recent: collections.deque[HandshakeRecord] = collections.deque(maxlen=keep)
+    """Edges and totals; the recent handshakes are the journal's (one ring, not two)."""
+
+    def __init__(self, journal: HandshakeJournal | None = None, keep: int = 50) -> None:
+        self.journal = journal if journal is not None else HandshakeJournal("sidecar")
+        self.keep = keep
         self.edges: dict[tuple[str, str, str], Edge] = {}
         self.totals: collections.Counter[str] = collections.Counter()
 
     def record(self, o: HandshakeOutcome) -> None:
         outcome, origin = o.outcome, o.origin
-        self.recent.append(
-            HandshakeRecord(
-                dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-                o.role,
-                o.peer,
-                o.peer_address,
-                o.suite,
-                round(o.duration * 1000, 3),
-                outcome,
-                origin,
-                o.error.detail if o.error is not None else "",
-            )
-        )
         key = (o.role, o.peer, o.suite)
         edge = self.edges.get(key)
         if edge is None:
@@ -72,5 +50,5 @@ class Status:
         return {
             "handshakes": dict(self.totals),
             "edges": [asdict(e) for e in self.edges.values()],
-            "recent_handshakes": [asdict(r) for r in reversed(self.recent)],
+            "recent_handshakes": self.journal.summaries(self.keep),
         }
