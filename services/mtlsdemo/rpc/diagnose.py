@@ -176,20 +176,19 @@ def diagnose(
         tmp.cleanup()
 
 
+# grpcio's words in an UNAVAILABLE's details (lower case): a refused TLS handshake
+# (wrong certificate, CA or name), or a connection that failed or broke
+TLS_REFUSAL = ("handshake", "ssl", "tsi_", "hostname", "certificate")
+CONNECTION_FAILURE = ("failed to connect", "socket closed", "connection reset")
+
+
+def is_tls_refusal(details: str | None) -> bool:
+    """A refused TLS handshake: the same attempt would be refused again."""
+    text = (details or "").lower()
+    return any(s in text for s in TLS_REFUSAL)
+
+
 def is_transport_failure(details: str | None) -> bool:
     """An UNAVAILABLE that came from the connection, not from the application."""
-    text = details or ""
-    return any(
-        s in text
-        for s in (
-            "failed to connect",
-            "Socket closed",
-            "handshake",
-            "Handshake",
-            "Hostname",
-            "ssl",
-            "SSL",
-            "TSI_",
-            "Connection reset",
-        )
-    )
+    text = (details or "").lower()
+    return is_tls_refusal(text) or any(s in text for s in CONNECTION_FAILURE)

@@ -14,6 +14,8 @@ from typing import Any
 
 import grpc
 
+from mtlsdemo.rpc.diagnose import is_tls_refusal
+
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # Channel options: reconnect within a second of a peer coming back (gRPC's default
 # backoff starts at 1 s and grows to two minutes while a restarting peer refuses).
@@ -39,13 +41,6 @@ class Attempt:
     seconds: float
 
 
-def is_tls_refusal(e: grpc.RpcError) -> bool:
-    """An UNAVAILABLE that is a refused TLS handshake (a wrong certificate, CA or
-    name): the same attempt would be refused again, so it is not worth a retry."""
-    text = (e.details() or "").lower()
-    return any(s in text for s in ("handshake", "ssl", "tsi_", "hostname", "certificate"))
-
-
 def call_with_retry(
     call: Callable[..., Any],
     request: Any,
@@ -69,7 +64,7 @@ def call_with_retry(
                 on_attempt(Attempt(n, e.code().name, clock() - t0))
             if (
                 e.code() not in RETRYABLE
-                or is_tls_refusal(e)
+                or is_tls_refusal(e.details())  # the same certificate is refused again
                 or clock() - start + backoff >= policy.budget
             ):
                 raise
