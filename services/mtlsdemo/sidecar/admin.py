@@ -20,7 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger(__name__)
-Handler = Callable[[], tuple[int, str, bytes]]
+Handler = Callable[[web.Request], tuple[int, str, bytes]]  # (status, content type, body)
 # A live stream: yields (event name, JSON-able data); a heartbeat keeps proxies
 # and dead-peer detection honest while nothing happens.
 Stream = Callable[[web.Request], AsyncIterator[tuple[str, Any]]]
@@ -31,7 +31,7 @@ def json_response(code: int, payload: object) -> tuple[int, str, bytes]:
     return code, "application/json", (json.dumps(payload, indent=2, default=str) + "\n").encode()
 
 
-def _metrics() -> tuple[int, str, bytes]:
+def _metrics(_request: web.Request) -> tuple[int, str, bytes]:
     return 200, CONTENT_TYPE_LATEST, generate_latest()
 
 
@@ -71,25 +71,19 @@ async def stream_events(
 
 class AdminServer:
     def __init__(
-        self,
-        routes: dict[str, Handler],
-        queries: dict[str, Callable[[web.Request], tuple[int, str, bytes]]] | None = None,
-        streams: dict[str, Stream] | None = None,
+        self, routes: dict[str, Handler], streams: dict[str, Stream] | None = None
     ) -> None:
         self.routes: dict[str, Handler] = {"/metrics": _metrics, **routes}
-        self.queries = queries or {}
         self.streams = streams or {}
         self.runner: web.AppRunner | None = None
 
     def _paths(self) -> list[str]:
-        return sorted([*self.routes, *self.queries, *self.streams])
+        return sorted([*self.routes, *self.streams])
 
     async def start(self, host: str, port: int) -> int:
         app = web.Application()
         for path, handler in self.routes.items():
             app.router.add_get(path, self._plain(handler))
-        for path, query in self.queries.items():
-            app.router.add_get(path, self._query(query))
         for path, stream in self.streams.items():
             app.router.add_get(path, self._stream(stream))
         app.router.add_get("/", self._index)
@@ -107,12 +101,6 @@ class AdminServer:
         return web.Response(status=code, body=body, content_type=mime.strip(), charset=charset)
 
     def _plain(self, handler: Handler) -> Callable[[web.Request], Any]:
-        async def handle(_request: web.Request) -> web.Response:
-            return self._respond(*handler())
-
-        return handle
-
-    def _query(self, handler: Callable[[web.Request], tuple[int, str, bytes]]) -> Any:
         async def handle(request: web.Request) -> web.Response:
             return self._respond(*handler(request))
 

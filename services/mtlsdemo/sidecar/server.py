@@ -106,8 +106,8 @@ class Sidecar:
                     "/readyz": self._readyz,
                     "/status": self._status,
                     "/certificates": self._certificates,
+                    "/handshakes": self._handshakes,
                 },
-                queries={"/handshakes": self._handshakes},
                 streams={"/events": self._events},
             )
             try:
@@ -230,10 +230,10 @@ class Sidecar:
             await self._admin.close()
 
     # --- admin ---
-    def _healthz(self) -> tuple[int, str, bytes]:
+    def _healthz(self, _request: web.Request) -> tuple[int, str, bytes]:
         return 200, "text/plain", b"ok\n"
 
-    def _readyz(self) -> tuple[int, str, bytes]:
+    def _readyz(self, _request: web.Request) -> tuple[int, str, bytes]:
         ok, why = self.identity.ready()
         return (200 if ok else 503), "text/plain", (why + "\n").encode()
 
@@ -285,10 +285,10 @@ class Sidecar:
         out.update(self.status.as_dict())
         return out
 
-    def _status(self) -> tuple[int, str, bytes]:
+    def _status(self, _request: web.Request) -> tuple[int, str, bytes]:
         return json_response(200, self.status_dict())
 
-    def _certificates(self) -> tuple[int, str, bytes]:
+    def _certificates(self, _request: web.Request) -> tuple[int, str, bytes]:
         cur = self.identity.current
         return json_response(
             200,
