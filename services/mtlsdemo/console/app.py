@@ -56,6 +56,7 @@ class Console:
         self._dirty = asyncio.Event()
         self._breaking = asyncio.Lock()
         self._pusher: asyncio.Task | None = None
+        self._last_pushed = ""
 
     # --- live updates ---
     def _changed(self, kind: str, doc: dict[str, Any] | None) -> None:
@@ -76,7 +77,13 @@ class Console:
             await self._dirty.wait()
             self._dirty.clear()
             if self.clients:
-                self._broadcast("mesh", self.snapshot())
+                snap = self.snapshot()
+                # only a real change goes out (a sidecar's /status changes every
+                # second by its uptime alone)
+                key = json.dumps({**snap, "generated_at": None}, sort_keys=True, default=str)
+                if key != self._last_pushed:
+                    self._last_pushed = key
+                    self._broadcast("mesh", snap)
             await asyncio.sleep(PUSH_INTERVAL)
 
     # --- handlers ---

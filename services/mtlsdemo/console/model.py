@@ -147,7 +147,9 @@ def _health(ed: dict[str, Any]) -> tuple[str, str]:
 
 
 def _seconds_left(at: str | None, now: dt.datetime) -> int | None:
-    return None if not at else int((_parse(at) - now).total_seconds())
+    """Whole minutes, in seconds: the page shows minutes, and a value that changed
+    every second would make every snapshot new (and the page redraw)."""
+    return None if not at else int((_parse(at) - now).total_seconds()) // 60 * 60
 
 
 def _all_handshakes(sidecars: Iterable[SidecarState]) -> list[dict[str, Any]]:

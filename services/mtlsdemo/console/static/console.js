@@ -69,14 +69,25 @@ function connect() {
   es.addEventListener("break", (ev) => onBreak(JSON.parse(ev.data)));
 }
 
+// A section is redrawn only when what it shows changed: rebuilding rows under the
+// pointer between a press and its release would swallow the click.
+const drawn = {};
+function redraw(name, data, draw) {
+  const key = JSON.stringify(data);
+  if (drawn[name] === key) return;
+  drawn[name] = key;
+  draw();
+}
+
 function render() {
   const m = state.mesh;
   if (!m) return;
-  renderSources(m.sources);
-  renderMesh(m);
-  renderEdges(m.edges);
-  renderFailures(m.failures);
-  renderCertificates(m.certificates);
+  const selected = state.edge ? state.edge.id : null;
+  redraw("sources", m.sources, () => renderSources(m.sources));
+  redraw("mesh", [m.nodes, m.edges, selected], () => renderMesh(m));
+  redraw("edges", [m.edges, selected], () => renderEdges(m.edges));
+  redraw("failures", m.failures, () => renderFailures(m.failures));
+  redraw("certificates", m.certificates, () => renderCertificates(m.certificates));
 }
 
 function renderSources(sources) {
