@@ -176,12 +176,12 @@ HANDSHAKES = Counter(
     "mtls_handshakes",
     "Custom handshakes finished, by outcome. On failure, reason names the "
     "step that failed and origin says who rejected: local (this side) or remote (the peer's alert).",
-    ["role", "suite", "result", "reason", "origin"],
+    ["role", "suite", "result", "reason", "origin", "resumed"],
 )
 HANDSHAKE_DURATION = Histogram(
     "mtls_handshake_duration_seconds",
     "Handshake wall time from first byte to Finished.",
-    ["role", "suite"],
+    ["role", "suite", "resumed"],
     buckets=HANDSHAKE_BUCKETS,
 )
 HANDSHAKE_PHASE = Histogram(
@@ -190,6 +190,14 @@ HANDSHAKE_PHASE = Histogram(
     ["role", "phase"],
     buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
+TICKET_REFUSALS = Counter(
+    "mtls_session_ticket_refusals",
+    "Session tickets not used, so the handshake was a full one: reason names why "
+    "(ticket_expired, ticket_trust_changed, ...), by says who refused: local (this "
+    "side) or remote (the server, told in its ServerHello).",
+    ["role", "reason", "by"],
+)
+TICKETS_ISSUED = Counter("mtls_session_tickets_issued", "Session tickets sent to clients.")
 HANDSHAKES_IN_PROGRESS = Gauge(
     "mtls_handshakes_in_progress", "Handshakes started and not yet finished.", ["role"]
 )

@@ -663,14 +663,21 @@ def test_slow_app_backpressure_bounds_what_the_sidecars_buffer(
 
 
 # ------------------------------------------------------------------ limits
-def test_a_flood_beyond_the_pending_cap_is_refused_at_once_and_counted(
+def test_a_flood_beyond_the_pending_cap_and_the_wait_is_refused_at_once_and_counted(
     tmp_path, certs, echo
 ) -> None:
     mesh = Mesh(
         tmp_path,
         certs,
         echo.port,
-        server_args=("--max-pending-handshakes", "3", "--handshake-timeout", "30"),
+        server_args=(
+            "--max-pending-handshakes",
+            "3",
+            "--max-waiting-handshakes",
+            "0",
+            "--handshake-timeout",
+            "30",
+        ),
     )
     silent = []
     try:
@@ -703,12 +710,56 @@ def test_a_flood_beyond_the_pending_cap_is_refused_at_once_and_counted(
         mesh.stop()
 
 
+def test_a_burst_beyond_the_pending_cap_waits_its_turn_and_is_served(
+    tmp_path, certs, echo
+) -> None:
+    """Over --max-pending-handshakes a connection waits (no handshake work, no
+    refusal) and is served, in order, once a slot frees."""
+    mesh = Mesh(
+        tmp_path,
+        certs,
+        echo.port,
+        server_args=("--max-pending-handshakes", "2", "--handshake-timeout", "30"),
+    )
+    silent = []
+    try:
+        for _ in range(3):  # two take the slots, the third waits
+            silent.append(socket.create_connection(("127.0.0.1", mesh.inbound), timeout=10))
+        wait_for(
+            lambda: mesh.server.status()["handshakes_in_progress"] == 2
+            and mesh.server.status()["handshakes_waiting"] == 1,
+            what="2 pending, 1 waiting",
+        )
+        with futures.ThreadPoolExecutor(1) as pool:
+            call = pool.submit(roundtrip, mesh.route, b"waited its turn")
+            wait_for(
+                lambda: mesh.server.status()["handshakes_waiting"] == 2,
+                what="the sidecar's tunnel waiting behind the silent one",
+            )
+            assert not call.done()
+            for s in silent:
+                s.close()
+            assert call.result(timeout=30) == b"waited its turn"
+        assert handshakes(mesh.server, reason="overloaded", origin="local") == 0
+    finally:
+        for s in silent:
+            s.close()
+        mesh.stop()
+
+
 def test_a_client_sidecar_refused_for_overload_counts_it_as_remote(tmp_path, certs, echo) -> None:
     mesh = Mesh(
         tmp_path,
         certs,
         echo.port,
-        server_args=("--max-pending-handshakes", "1", "--handshake-timeout", "30"),
+        server_args=(
+            "--max-pending-handshakes",
+            "1",
+            "--max-waiting-handshakes",
+            "0",
+            "--handshake-timeout",
+            "30",
+        ),
     )
     try:
         with socket.create_connection(("127.0.0.1", mesh.inbound), timeout=10):

@@ -3,10 +3,13 @@ or the protocol's own ProtocolError; never another exception, never a hang."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from hskit import config, new
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mtlsdemo.handshake import Connection, ProtocolError
+from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 
 CLIENT_CFG = config("gateway")
 SERVER_CFG = config("ledger")
@@ -20,17 +23,29 @@ FUZZ = settings(
 SEEDS = {"client": b"fuzz-client", "server": b"fuzz-server"}
 
 
-def pair() -> tuple[Connection, Connection]:
-    """A client and a server whose randomness replays byte for byte."""
+def pair(resumed: bool = False) -> tuple[Connection, Connection]:
+    """A client and a server whose randomness replays byte for byte: both with
+    session tickets (MTD/1.1), so a full handshake carries a NewSessionTicket.
+    ``resumed``: a first seeded full handshake fills the client's ticket cache, so
+    this pair resumes."""
+    ccfg = dataclasses.replace(CLIENT_CFG, ticket_cache=TicketCache(), ticket_peer="ledger")
+    scfg = dataclasses.replace(SERVER_CFG, tickets=TicketKeys())
+    if resumed:
+        c0, s0 = new("client", ccfg, seed=b"fuzz-first"), new("server", scfg, seed=b"fuzz-first")
+        c0.start()
+        for _ in range(2):
+            s0.receive_data(c0.data_to_send())
+            c0.receive_data(s0.data_to_send())
+        assert c0.handshake_done and len(ccfg.ticket_cache or ()) == 1
     return (
-        new("client", CLIENT_CFG, seed=SEEDS["client"]),
-        new("server", SERVER_CFG, seed=SEEDS["server"]),
+        new("client", ccfg, seed=SEEDS["client"]),
+        new("server", scfg, seed=SEEDS["server"]),
     )
 
 
-def _transcript() -> list[tuple[str, bytes]]:
+def _transcript(resumed: bool = False) -> list[tuple[str, bytes]]:
     """A real handshake's flights, then records, in order: (receiver, bytes)."""
-    c, s = pair()
+    c, s = pair(resumed)
     c.start()
     flights = []
 
@@ -56,6 +71,7 @@ def _transcript() -> list[tuple[str, bytes]]:
 
 
 FLIGHTS = _transcript()
+RESUMED_FLIGHTS = _transcript(resumed=True)
 
 
 def feed(conn: Connection, chunks: list[bytes]) -> None:
@@ -144,11 +160,31 @@ def test_the_recorded_transcript_replays_to_the_end() -> None:
     assert s.state.value == "closed"
 
 
+def test_resumed_transcript_replays_and_is_short() -> None:
+    """The resumed transcript replays too, and is a resumption: three flights of
+    handshake (hello; ServerHello, key share, Finished; Finished), no certificate."""
+    c, s = pair(resumed=True)
+    c.start()
+    c.data_to_send()
+    for receiver, flight in RESUMED_FLIGHTS:
+        (s if receiver == "server" else c).receive_data(flight)
+    assert c.result is not None and s.result is not None
+    assert c.result.resumed and s.result.resumed
+    assert [name for _d, name, *_ in c.ladder] == [
+        "CLIENT_HELLO",
+        "SERVER_HELLO",
+        "SERVER_KEY_SHARE",
+        "FINISHED",
+        "FINISHED",
+    ]
+
+
 def test_mutations_of_every_flight_reach_every_handler_and_end_in_a_named_reason(
     monkeypatch,
 ) -> None:
-    """Seeded mutations of each flight of the replayable transcript: every message
-    handler of both roles runs on mutated input, and every run ends in success or a
+    """Seeded mutations of each flight of the replayable transcripts (a full
+    handshake, then a resumed one): every message handler of both roles runs on
+    mutated input, and every run ends in success or a
     ProtocolError with a named reason other than internal_error."""
     import random
 
@@ -169,7 +205,11 @@ def test_mutations_of_every_flight_reach_every_handler_and_end_in_a_named_reason
     monkeypatch.setattr(conn_mod, "HANDLERS", {k: recording(k, h) for k, h in original.items()})
     rng = random.Random(20261127)
     reasons: dict[str, int] = {}
-    for i, (_receiver, flight) in enumerate(FLIGHTS):
+    # the full handshake (with its NewSessionTicket), then a resumed one
+    runs = [(i, False, f) for i, f in enumerate(FLIGHTS)]
+    runs += [(i, True, f) for i, f in enumerate(RESUMED_FLIGHTS)]
+    for i, resumed, (_receiver, flight) in runs:
+        flights = RESUMED_FLIGHTS if resumed else FLIGHTS
         for _ in range(int(__import__("os").environ.get("MTLSDEMO_FUZZ_PER_FLIGHT", "80"))):
             b = bytearray(flight)
             op = rng.choice(["flip", "flip", "set", "insert", "delete", "truncate"])
@@ -190,12 +230,12 @@ def test_mutations_of_every_flight_reach_every_handler_and_end_in_a_named_reason
                 del b[pos : pos + rng.randint(1, 8)]
             else:
                 del b[pos:]
-            c, s = pair()
+            c, s = pair(resumed)
             c.start()
             c.data_to_send()
             outcome = "success"
             try:
-                for j, (rcv, data) in enumerate(FLIGHTS):
+                for j, (rcv, data) in enumerate(flights):
                     mutating[0] = j == i
                     (s if rcv == "server" else c).receive_data(bytes(b) if j == i else data)
             except ProtocolError as e:

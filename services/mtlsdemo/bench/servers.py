@@ -12,6 +12,7 @@ import socket
 import ssl
 import sys
 from pathlib import Path
+from typing import Any
 
 from mtlsdemo import system
 from mtlsdemo.handshake import SUITES, HandshakeComplete, ProtocolError
@@ -201,12 +202,7 @@ def serve_relay(_cert_dir: Path, target: int) -> None:
 
     # the floor runs on the sidecars' own default loop (uvloop when installed), so
     # "what the sidecars add beyond bare relays" compares like with like
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
+    _run_fast(main())
 
 
 def serve_echo(_cert_dir: Path) -> None:
@@ -226,6 +222,39 @@ def serve_echo(_cert_dir: Path) -> None:
         threading.Thread(target=one, args=(sock,), daemon=True).start()
 
 
+def serve_many_echo(_cert_dir: Path) -> None:
+    """A TCP echo for thousands of idle connections (one event loop, no thread per
+    connection): the app behind the tunnels of ``bench scale``."""
+    import asyncio
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.t: asyncio.Transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            self.t.write(data)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(Echo, "127.0.0.1", 0, backlog=4096)
+        print(srv.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Event().wait()
+
+    _run_fast(main())
+
+
+def _run_fast(main: Any) -> None:
+    """uvloop when installed: the sidecars' own default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 if __name__ == "__main__":
     kinds = {
         "mtd": serve_mtd,
@@ -235,6 +264,7 @@ if __name__ == "__main__":
         "sink-tls": lambda d: serve_sink(d, tls=True),
         "grpc-echo": serve_grpc_echo,
         "echo": serve_echo,
+        "many-echo": serve_many_echo,
         "relay": lambda d: serve_relay(d, int(sys.argv[3])),
     }
     kinds[sys.argv[1]](Path(sys.argv[2]))

@@ -11,8 +11,24 @@ from mtlsdemo import flags
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="speed as ratios against references measured in the same run")
     p.set_defaults(handler=main)
-    p.add_argument("what", nargs="?", choices=["handshake", "sidecar", "all"], default="all")
+    p.add_argument(
+        "what", nargs="?", choices=["handshake", "sidecar", "scale", "all"], default="all"
+    )
     flags.add(p, "--n", type=flags.at_least(4, int), default=400, help="samples per measurement")
+    flags.add(
+        p,
+        "--tunnels",
+        type=flags.at_least(1, int),
+        default=10_000,
+        help="scale: tunnels to open and hold through one sidecar pair",
+    )
+    flags.add(
+        p,
+        "--burst",
+        type=flags.at_least(1, int),
+        default=1000,
+        help="scale: simultaneous connects per burst",
+    )
     flags.add(p, "--json", boolean=True, default=False, help="one JSON object with every figure")
 
 
@@ -21,6 +37,7 @@ def main(args: argparse.Namespace) -> int:
     import json
     import os
     import platform
+    import sys
     from importlib.metadata import version
 
     out: dict[str, Any] = {
@@ -43,6 +60,16 @@ def main(args: argparse.Namespace) -> int:
         out["sidecar"] = sidecar.run(n=args.n)
         if not args.json:
             print(sidecar.table(out["sidecar"]), flush=True)
+    if args.what in ("scale", "all"):
+        from mtlsdemo.bench import scale
+
+        try:
+            out["scale"] = scale.run(tunnels=args.tunnels, burst=args.burst)
+        except RuntimeError as e:  # a limit the machine sets: say which, and what to do
+            print(f"mtlsdemo bench scale: {e}", file=sys.stderr)
+            return 2
+        if not args.json:
+            print(scale.table(out["scale"]), flush=True)
     if args.json:
         print(json.dumps(out, indent=2))
     return 0

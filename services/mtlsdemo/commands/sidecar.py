@@ -78,8 +78,39 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-pending-handshakes",
         type=int,
         default=512,
-        help="connections in the handshake at once; more are refused at once with an "
-        "'overloaded' alert (each may hold up to ~200 KiB: see docs/operations.md)",
+        help="connections in the handshake at once; more wait for a slot (each may "
+        "hold up to ~200 KiB: see docs/operations.md)",
+    )
+    flags.add(
+        p,
+        "--max-waiting-handshakes",
+        type=flags.at_least(0, int),
+        default=4096,
+        help="connections waiting for a handshake slot; beyond, refused at once with an "
+        "'overloaded' alert (a waiting one costs a few KiB and no CPU)",
+    )
+    flags.add(
+        p,
+        "--session-tickets",
+        boolean=True,
+        default=True,
+        help="session resumption (MTD/1.1): issue tickets to clients and offer the ones "
+        "received; a resumed handshake skips certificates and signatures, keeps a fresh "
+        "X25519 exchange, and re-checks identity, expiry, status and trust",
+    )
+    flags.add(
+        p,
+        "--ticket-lifetime",
+        type=flags.at_least(1, int),
+        default=3600,
+        help="seconds a session ticket may be used after issue (ticket keys rotate as often)",
+    )
+    flags.add(
+        p,
+        "--ticket-max-uses",
+        type=flags.at_least(1, int),
+        default=256,
+        help="resumptions per ticket (the server counts; bounded replay)",
     )
     flags.add(
         p,
@@ -163,6 +194,10 @@ def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
         handshake_timeout=args.handshake_timeout,
         key_update_records=args.key_update_records,
         max_pending_handshakes=args.max_pending_handshakes,
+        max_waiting_handshakes=args.max_waiting_handshakes,
+        session_tickets=args.session_tickets,
+        ticket_lifetime=args.ticket_lifetime,
+        ticket_max_uses=args.ticket_max_uses,
         require_status=args.require_status,
         listen_backlog=args.listen_backlog,
         key_update_bytes=args.key_update_bytes,

@@ -46,6 +46,10 @@ class Reader:
     def vec24(self) -> bytes:
         return bytes(self._take(self.u24()))
 
+    @property
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
     def end(self) -> None:
         if self.pos != len(self.data):
             raise ProtocolError(

@@ -3,9 +3,11 @@ accepts, what it offers, and its limits."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -16,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import (
 from mtlsdemo.handshake.peer import PeerPolicy, TrustStore, can_receive_rsa_key_transport
 from mtlsdemo.handshake.signatures import Scheme, scheme_for
 from mtlsdemo.handshake.suites import DEFAULT_SUITES, SUPPORTED_VERSIONS, KeyExchange, Suite
+from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,15 @@ class Credentials:
             raise ValueError("private key does not match the certificate")
         ders = tuple(c.public_bytes(Encoding.DER) for c in chain)
         return cls(chain, key, ders, scheme_for(key), status)
+
+    @functools.cached_property
+    def fingerprint(self) -> bytes:
+        """What we present (chain and staple): a session ticket remembers it, and a
+        change (renewal, a new staple) sends the next handshake through in full."""
+        h = hashes.Hash(hashes.SHA256())
+        for part in (*self.chain_der, self.status):
+            h.update(len(part).to_bytes(4, "big") + part)
+        return h.finalize()
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -79,3 +91,9 @@ class HandshakeConfig:
     # the peer's stapled status: "hard" refuses without a good one, "soft" accepts
     # and reports (VerifiedPeer.status_problem), "off" does not look
     require_status: str = "hard"
+    # session resumption (MTD/1.1): a server issues and accepts tickets sealed with
+    # ``tickets``; a client offers the ones in ``ticket_cache`` under ``ticket_peer``
+    # (whom they are for). Both shared by the connections of one process.
+    tickets: TicketKeys | None = None
+    ticket_cache: TicketCache | None = None
+    ticket_peer: str = ""

@@ -25,13 +25,14 @@ Flow (see docs/protocol.md):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import constant_time, hashes
 
 from mtlsdemo.handshake import kx
 from mtlsdemo.handshake import messages as m
@@ -51,7 +52,7 @@ from mtlsdemo.handshake.events import (
     KeyUpdated,
     PeerClosed,
 )
-from mtlsdemo.handshake.keyschedule import KeySchedule, sha256
+from mtlsdemo.handshake.keyschedule import KeySchedule, binder, sha256
 from mtlsdemo.handshake.peer import (
     VerifiedPeer,
     can_receive_rsa_key_transport,
@@ -67,7 +68,16 @@ from mtlsdemo.handshake.records import (
     split_view,
 )
 from mtlsdemo.handshake.signatures import SUPPORTED_SCHEMES, Scheme, sign, signed_content, verify
-from mtlsdemo.handshake.suites import BY_CODE, KeyExchange, Suite, version_name
+from mtlsdemo.handshake.suites import BY_CODE, VERSION_1_1, KeyExchange, Suite, version_name
+from mtlsdemo.handshake.tickets import (
+    REFUSAL_BY_CODE,
+    REFUSAL_CODES,
+    ClientTicket,
+    Opened,
+    Refusal,
+    SessionFacts,
+    TicketRefused,
+)
 from mtlsdemo.handshake.trace import TraceEntry
 from mtlsdemo.trust.certinfo import certificate_facts
 
@@ -110,6 +120,7 @@ STEP_OF = {
     T.SERVER_KEY_SHARE: "key_exchange",
     T.CLIENT_KEY_EXCHANGE: "key_exchange",
     T.FINISHED: "finished",
+    T.NEW_SESSION_TICKET: "finished",
 }
 
 
@@ -167,6 +178,18 @@ class Connection:
         self._pending_recv_secret = b""
         self._shared_for_trace = b""
         self._close_sent = False
+        # session resumption (MTD/1.1, tickets.py)
+        self.resumed = False
+        self.resumption = ""  # what happened with it, in words (the result carries it)
+        self.resume_refusal: str | None = None  # a refused ticket's reason (metrics)
+        self.resume_refused_by = "local"  # or "remote": the server's ServerHello said so
+        self._ticket: ClientTicket | None = None  # client: the ticket offered
+        self._resumed_facts: SessionFacts | None = None  # what a ticket said of the peer
+        self._psk = b""
+        self._th_cf = b""  # client: transcript hash through its Finished (a ticket's psk)
+        self._nst: m.NewSessionTicket | None = None  # client: the ticket the server sent
+        self._last_raw = b""  # the handshake message being handled, as received
+        self.ticket_issued = False  # server: a NewSessionTicket went out
         # application data only (not alerts or key updates), across key updates
         self._app = [0, 0, 0, 0]  # records sent, bytes sent, records received, bytes received
 
@@ -178,7 +201,16 @@ class Connection:
         self.started_at = self.clock()
         t0 = self.started_at
         self._offered = tuple(s.code for s in self.config.suites)
-        hello = m.ClientHello(self.config.versions, self._random, self._offered)
+        offer = self._resume_offer()
+        hello = m.ClientHello(self.config.versions, self._random, self._offered, offer)
+        if offer is not None and self._ticket is not None:
+            hello = dataclasses.replace(
+                hello,
+                resume=dataclasses.replace(
+                    offer,
+                    binder=binder(self._ticket.psk, sha256(m.binder_input(m.encode(hello)))),
+                ),
+            )
         self._sig_transcript.update(self._random)
         self._send_handshake([hello])
         self.phases["hello"] += self.clock() - t0
@@ -334,6 +366,8 @@ class Connection:
     def peer_identity(self) -> str | None:
         if self.peer is not None:
             return self.peer.identity
+        if self._resumed_facts is not None:
+            return self._resumed_facts.peer_identity
         return self.error.peer_identity if self.error else None
 
     # ------------------------------------------------------------------ internals
@@ -463,6 +497,15 @@ class Connection:
     # --- handshake messages ---
     def _handshake(self, msg_type: int, raw: bytes) -> list[Event]:
         expected = EXPECTED.get(self.state)
+        if (
+            msg_type == T.NEW_SESSION_TICKET
+            and self.state is State.WAIT_FINISHED
+            and self.role == "client"
+            and self.version >= VERSION_1_1
+            and not self.resumed
+            and self._nst is None
+        ):
+            expected = T.NEW_SESSION_TICKET  # optional, once, before the server's Finished
         if msg_type != expected:
             got = T(msg_type).name if msg_type in T._value2member_map_ else f"type {msg_type}"
             step = (
@@ -491,6 +534,7 @@ class Connection:
         if msg_type != T.CLIENT_HELLO:
             self._sig_transcript.update(raw)
         handler = HANDLERS[(self.role, T(msg_type))]
+        self._last_raw = raw
         return handler(self, msg, th_before, sig_before) or []
 
     def _send_handshake(self, msgs: list[m.Message]) -> None:
@@ -584,26 +628,184 @@ class Connection:
         )
 
     def _complete(self) -> list[Event]:
-        assert self.suite and self.peer and self.started_at is not None
+        assert self.suite and self.started_at is not None
         self.state = State.CONNECTED
         cred = self.config.credentials
+        if self.resumed:
+            facts = self._resumed_facts
+            assert facts is not None
+            identity, subject = facts.peer_identity, facts.peer_subject
+            not_after = dt.datetime.fromtimestamp(facts.peer_not_after, dt.UTC)
+            checks: tuple[str, ...] = tuple(self._resume_checks(facts))
+            status_problem = None
+        else:
+            assert self.peer is not None
+            identity, subject = self.peer.identity, self.peer.leaf.subject.rfc4514_string()
+            not_after = self.peer.leaf.not_valid_after_utc
+            checks = tuple(self.peer.checks)
+            problem = self.peer.status_problem
+            status_problem = problem.reason.value if problem else None
         self.result = HandshakeResult(
             role=self.role,
             version=version_name(self.version),
             suite=self.suite.name,
             key_exchange=self.suite.kx.value,
             local_identity=spiffe_id_of(cred.leaf),
-            peer_identity=self.peer.identity,
-            peer_subject=self.peer.leaf.subject.rfc4514_string(),
-            peer_not_after=self.peer.leaf.not_valid_after_utc,
-            checks=tuple(self.peer.checks),
+            peer_identity=identity,
+            peer_subject=subject,
+            peer_not_after=not_after,
+            checks=checks,
             phases=dict(self.phases),
             duration=self.clock() - self.started_at,
-            status_problem=(
-                self.peer.status_problem.reason.value if self.peer.status_problem else None
-            ),
+            status_problem=status_problem,
+            resumed=self.resumed,
+            resumption=self.resumption,
         )
         return [HandshakeComplete(self.result)]
+
+    # --- session resumption (MTD/1.1; tickets.py) ---
+    def _resume_checks(self, facts: SessionFacts) -> list[str]:
+        """What a resumed handshake re-checked, for the trace and the console."""
+        now = int(self.now.timestamp())
+        out = [
+            f"resumed from a session ticket issued {now - facts.issued_at}s ago "
+            f"(lifetime {facts.lifetime}s, at most {facts.max_uses} uses)",
+            "binder and both Finished MACs prove the peer holds the ticket's secret",
+            f"identity {facts.peer_identity} allowed by the current policy",
+            "its certificate (verified when the ticket was issued) valid until "
+            f"{dt.datetime.fromtimestamp(facts.peer_not_after, dt.UTC):%Y-%m-%d %H:%M:%SZ}",
+            "trust bundle unchanged since the ticket was issued",
+        ]
+        if facts.status_until:
+            out.append(
+                "its stapled status (checked when the ticket was issued) good until "
+                f"{dt.datetime.fromtimestamp(facts.status_until, dt.UTC):%Y-%m-%d %H:%M:%SZ}"
+            )
+        out.append("fresh X25519 shares on both sides: the session keeps forward secrecy")
+        return out
+
+    def _available_suites(self) -> tuple[int, ...]:
+        return tuple(s.code for s in self.config.suites)
+
+    def _resume_offer(self) -> m.ResumeOffer | None:
+        """Client: the newest ticket for this peer that still passes every check."""
+        cache, peer = self.config.ticket_cache, self.config.ticket_peer
+        if cache is None or VERSION_1_1 not in self.config.versions:
+            return None
+        if self.config.peer.server_name:
+            self.resumption = "full (a server-name check needs the certificate)"
+            return None
+        while (ticket := cache.take(peer)) is not None:
+            try:
+                ticket.facts.recheck(
+                    self.now,
+                    self.config.trust.fingerprint,
+                    self.config.credentials.fingerprint,
+                    self.config.peer.allows,
+                    self._available_suites(),
+                )
+            except TicketRefused as e:
+                cache.drop(peer, ticket)
+                self.resumption = f"full: ticket not offered: {e}"
+                self.resume_refusal = e.refusal.value
+                continue
+            self._ticket = ticket
+            self._x25519, public = kx.x25519_keypair(self.entropy)
+            return m.ResumeOffer(ticket.ticket, public)
+        if not self.resumption:
+            self.resumption = "full (no ticket held for this peer)"
+        return None
+
+    def _try_resume(self, hello: m.ClientHello, usable: list[Suite]) -> Opened | None:
+        """Server: open and re-check an offered ticket; None (and the reason kept)
+        when it cannot be used. A bad binder is fatal: the hello was altered or the
+        client does not hold the ticket's secret."""
+        tickets = self.config.tickets
+        assert hello.resume is not None
+        if tickets is None:
+            self.resumption = "full: this server does not resume sessions"
+            return None
+        try:
+            opened = tickets.open(hello.resume.ticket)
+            opened.facts.recheck(
+                self.now,
+                self.config.trust.fingerprint,
+                self.config.credentials.fingerprint,
+                self.config.peer.allows,
+                tuple(s.code for s in usable),
+            )
+            want = binder(opened.psk, sha256(m.binder_input(self._last_raw)))
+            if not constant_time.bytes_eq(want, hello.resume.binder):
+                raise ProtocolError(
+                    Reason.BAD_FINISHED,
+                    "resumption binder does not match: the ClientHello was altered, or the "
+                    "client does not hold the ticket's secret",
+                )
+            tickets.use(opened)
+        except TicketRefused as e:
+            self.resumption = f"full: ticket refused: {e}"
+            self.resume_refusal = e.refusal.value
+            return None
+        return opened
+
+    def _server_resume(self, hello: m.ClientHello, opened: Opened) -> None:
+        """Server: ServerHello (resumed), ServerKeyShare, Finished; then wait for the
+        client's Finished. No certificates, no signatures."""
+        assert hello.resume is not None
+        self.suite = BY_CODE[opened.facts.suite]
+        self.resumed = True
+        self.resumption = "resumed"
+        self._resumed_facts = opened.facts
+        priv, public = kx.x25519_keypair(self.entropy)
+        shared = kx.x25519_shared(priv, hello.resume.share)
+        self._ks = KeySchedule(shared + opened.psk, self._client_random, self._server_random)
+        self._send_handshake(
+            [
+                m.ServerHello(self.version, self._random, self.suite.code, 1, 0),
+                m.ServerKeyShare(m.X25519_GROUP, public),
+            ]
+        )
+        fin = self._ks.finished_mac("server", self._transcript.copy().finalize())
+        self._send_handshake([m.Finished(fin)])
+        self.state = State.WAIT_FINISHED
+
+    def _issue_ticket(self) -> None:
+        """Server, full MTD/1.1 handshake: a NewSessionTicket before our Finished
+        (so the Finished covers it)."""
+        tickets, peer = self.config.tickets, self.peer
+        if tickets is None or self.version < VERSION_1_1 or peer is None or self.suite is None:
+            return
+        assert self._ks is not None
+        psk = self._ks.resumption_psk(self._transcript.copy().finalize())
+        facts = self._facts_of_peer(tickets.lifetime, tickets.max_uses)
+        ticket = tickets.seal(psk, facts, self.now, self.entropy)
+        self._send_handshake([m.NewSessionTicket(tickets.lifetime, tickets.max_uses, ticket)])
+        self.ticket_issued = True
+
+    def _facts_of_peer(self, lifetime: int, max_uses: int) -> SessionFacts:
+        peer = self.peer
+        assert peer is not None and self.suite is not None
+        return SessionFacts(
+            peer_identity=peer.identity,
+            peer_subject=peer.leaf.subject.rfc4514_string(),
+            peer_not_after=int(peer.leaf.not_valid_after_utc.timestamp()),
+            status_until=int(peer.status_until.timestamp()) if peer.status_until else 0,
+            trust=self.config.trust.fingerprint,
+            own=self.config.credentials.fingerprint,
+            suite=self.suite.code,
+            issued_at=int(self.now.timestamp()),
+            lifetime=lifetime,
+            max_uses=max_uses,
+        )
+
+    def _keep_ticket(self) -> None:
+        """Client, after the server's Finished verified (it covers the ticket)."""
+        nst, cache = self._nst, self.config.ticket_cache
+        if nst is None or cache is None or self._ks is None:
+            return
+        psk = self._ks.resumption_psk(self._th_cf)
+        facts = self._facts_of_peer(nst.lifetime, nst.max_uses)
+        cache.put(self.config.ticket_peer, ClientTicket(nst.ticket, psk, facts))
 
     # --- client side ---
     def _on_client_server_hello(self, msg: m.ServerHello, _th: bytes, _sig: bytes) -> None:
@@ -618,9 +820,37 @@ class Connection:
                 Reason.ILLEGAL_PARAMETER,
                 f"server chose suite 0x{msg.suite:04x}, which was not offered",
             )
+        if (msg.resumed is None) != (msg.version < VERSION_1_1):
+            raise ProtocolError(
+                Reason.DECODE_ERROR,
+                f"ServerHello for {version_name(msg.version)} "
+                + ("lacks" if msg.resumed is None else "carries")
+                + " the resumption fields",
+            )
         self.version, self.suite = msg.version, BY_CODE[msg.suite]
         self._server_random = msg.random
         self._phase("hello", t0)
+        if msg.resumed:
+            if self._ticket is None or msg.suite != self._ticket.facts.suite:
+                raise ProtocolError(
+                    Reason.ILLEGAL_PARAMETER,
+                    "server resumed a session that was not offered, or with another suite",
+                )
+            self.resumed = True
+            self.resumption = "resumed"
+            self._resumed_facts = self._ticket.facts
+            self.state = State.WAIT_SERVER_KEY_SHARE
+            return
+        if self._ticket is not None:  # offered, not taken: forget it, say why
+            assert self.config.ticket_cache is not None
+            self.config.ticket_cache.drop(self.config.ticket_peer, self._ticket)
+            refusal = REFUSAL_BY_CODE.get(msg.refusal)
+            why = refusal.value if refusal else f"code {msg.refusal}"
+            self.resumption = f"full: ticket refused by the server: {why}"
+            self.resume_refusal = why
+            self.resume_refused_by = "remote"
+            self._ticket = None
+            self._x25519 = None
         self.state = State.WAIT_CERTIFICATE
 
     def _on_client_certificate(self, msg: m.Certificate, _th: bytes, _sig: bytes) -> None:
@@ -653,6 +883,15 @@ class Connection:
                 Reason.ILLEGAL_PARAMETER, f"key share group 0x{msg.group:04x} is not X25519"
             )
         self._peer_share = msg.public
+        if self.resumed:
+            assert self._ticket is not None
+            shared = kx.x25519_shared(self._x25519, msg.public)
+            self._x25519 = None
+            self._ks = KeySchedule(
+                shared + self._ticket.psk, self._client_random, self._server_random
+            )
+            self.state = State.WAIT_FINISHED
+            return
         self.state = State.WAIT_CERTIFICATE_REQUEST
 
     def _on_client_certificate_request(
@@ -690,7 +929,7 @@ class Connection:
         t0 = self._phase("certificate_verify", t0)
         fin = m.Finished(self._ks.finished_mac("client", self._transcript.copy().finalize()))
         self._send_handshake([fin])
-        th_cf = self._transcript.copy().finalize()
+        th_cf = self._th_cf = self._transcript.copy().finalize()
         self._send = Protector(
             self.suite, self._ks.traffic_secret("client", th_cf), self.config.limits.max_seq
         )
@@ -707,11 +946,25 @@ class Connection:
             raise ProtocolError(
                 Reason.BAD_FINISHED, "server Finished does not match our transcript"
             )
-        self._recv = Protector(self.suite, self._pending_recv_secret, self.config.limits.max_seq)
         if self._hs.pending:
             raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "handshake bytes after Finished")
+        if self.resumed:  # our Finished answers the server's; then keys, as in a full one
+            fin = self._ks.finished_mac("client", self._transcript.copy().finalize())
+            self._send_handshake([m.Finished(fin)])
+            th_cf = self._transcript.copy().finalize()
+            self._send = Protector(
+                self.suite, self._ks.traffic_secret("client", th_cf), self.config.limits.max_seq
+            )
+            self._pending_recv_secret = self._ks.traffic_secret("server", th_cf)
+        self._recv = Protector(self.suite, self._pending_recv_secret, self.config.limits.max_seq)
+        self._keep_ticket()
         self._phase("finished", t0)
         return self._complete()
+
+    def _on_client_new_session_ticket(
+        self, msg: m.NewSessionTicket, _th: bytes, _sig: bytes
+    ) -> None:
+        self._nst = msg  # kept once the server's Finished (which covers it) verifies
 
     # --- server side ---
     def _on_server_client_hello(self, msg: m.ClientHello, _th: bytes, _sig: bytes) -> None:
@@ -747,8 +1000,28 @@ class Connection:
                 f"none of the client's suites is enabled here (client: {', '.join(names)}; "
                 f"server: {', '.join(s.name for s in ours)}){why}",
             )
+        if msg.resume is None:
+            self.resumption = "full (no ticket offered)"
+        else:
+            if self.version < VERSION_1_1:
+                raise ProtocolError(
+                    Reason.ILLEGAL_PARAMETER, "a resumption offer in an MTD/1.0 ClientHello"
+                )
+            usable = [s for s in offered if s in ours]
+            opened = self._try_resume(msg, usable)
+            if opened is not None:
+                self._server_resume(msg, opened)
+                self._phase("hello", t0)
+                self._merge_handshake_records(flight_start)
+                return
         self.suite = chosen
-        hello = m.ServerHello(self.version, self._random, chosen.code)
+        if self.version >= VERSION_1_1:
+            refusal = (
+                REFUSAL_CODES.get(Refusal(self.resume_refusal), 0) if self.resume_refusal else 0
+            )
+            hello = m.ServerHello(self.version, self._random, chosen.code, 0, refusal)
+        else:
+            hello = m.ServerHello(self.version, self._random, chosen.code)
         self._send_handshake([hello])
         t0 = self._phase("hello", t0)
         flight: list[m.Message] = [m.Certificate(cred.chain_der, cred.status)]
@@ -828,7 +1101,12 @@ class Connection:
         if self._hs.pending:
             raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "handshake bytes after Finished")
         th_cf = self._transcript.copy().finalize()
-        self._send_handshake([m.Finished(self._ks.finished_mac("server", th_cf))])
+        if not self.resumed:  # a full handshake: a ticket (1.1), then our Finished over it
+            flight_start = len(self._out)
+            self._issue_ticket()
+            fin = self._ks.finished_mac("server", self._transcript.copy().finalize())
+            self._send_handshake([m.Finished(fin)])
+            self._merge_handshake_records(flight_start)
         self._send = Protector(
             self.suite, self._ks.traffic_secret("server", th_cf), self.config.limits.max_seq
         )
@@ -859,16 +1137,36 @@ def _certificate_fields(der: bytes) -> dict[str, Any]:
 def describe(msg: m.Message) -> dict[str, Any]:
     """The key fields of a message, for the trace: names, not codes."""
     if isinstance(msg, m.ClientHello):
-        return {
+        hello: dict[str, Any] = {
             "versions": [version_name(v) for v in msg.versions],
             "random": msg.random.hex(),
             "suites": [BY_CODE[c].name if c in BY_CODE else f"0x{c:04x}" for c in msg.suites],
         }
+        if msg.resume is not None:
+            hello["resume"] = {
+                "ticket_bytes": len(msg.resume.ticket),
+                "x25519_share": msg.resume.share.hex(),
+                "binder": msg.resume.binder.hex(),
+            }
+        return hello
     if isinstance(msg, m.ServerHello):
-        return {
+        server: dict[str, Any] = {
             "version": version_name(msg.version),
             "random": msg.random.hex(),
             "suite": BY_CODE[msg.suite].name if msg.suite in BY_CODE else f"0x{msg.suite:04x}",
+        }
+        if msg.resumed is not None:
+            server["resumed"] = bool(msg.resumed)
+            if msg.refusal:
+                refusal = REFUSAL_BY_CODE.get(msg.refusal)
+                server["ticket_refused"] = refusal.value if refusal else msg.refusal
+        return server
+    if isinstance(msg, m.NewSessionTicket):
+        return {
+            "lifetime_s": msg.lifetime,
+            "max_uses": msg.max_uses,
+            "ticket_bytes": len(msg.ticket),
+            "carries": "this server's sealed record of the session: only it can open it",
         }
     if isinstance(msg, m.Certificate):
         out: list[str] = []
@@ -906,6 +1204,7 @@ HANDLERS: dict[tuple[str, T], Callable[..., list[Event] | None]] = {
     ("client", T.CERTIFICATE_REQUEST): Connection._on_client_certificate_request,
     ("client", T.CERTIFICATE_VERIFY): Connection._on_client_certificate_verify,
     ("client", T.FINISHED): Connection._on_client_finished,
+    ("client", T.NEW_SESSION_TICKET): Connection._on_client_new_session_ticket,
     ("server", T.CLIENT_HELLO): Connection._on_server_client_hello,
     ("server", T.CERTIFICATE): Connection._on_server_certificate,
     ("server", T.CLIENT_KEY_EXCHANGE): Connection._on_server_client_key_exchange,

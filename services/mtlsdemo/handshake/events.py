@@ -23,6 +23,10 @@ class HandshakeResult:
     duration: float = 0.0
     # the peer's stapled status failed but --require-status soft let it through
     status_problem: str | None = None
+    # resumed from a session ticket (no certificates exchanged); and what happened
+    # with resumption, in words (e.g. "full: ticket refused by the server: ticket_expired")
+    resumed: bool = False
+    resumption: str = ""
 
 
 @dataclass(frozen=True)

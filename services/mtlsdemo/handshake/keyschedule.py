@@ -7,6 +7,13 @@
     key, iv       = HKDF-Expand-Label(traffic_n, "key" | "iv", "", key_len | 12)
     traffic_n+1   = HKDF-Expand-Label(traffic_n, "traffic upd", "", 32)
 
+Session resumption (MTD/1.1):
+
+    psk           = HKDF-Expand-Label(master, "res psk", H(through client Finished), 32)
+    binder        = HMAC-SHA256(HKDF-Expand-Label(psk, "res binder", "", 32),
+                                H(ClientHello without its binder))
+    resumed master: as above, with shared_secret = X25519 output || psk
+
 HKDF-Expand-Label is TLS 1.3's, with the label prefix "mtd1 " instead of "tls13 ",
 so keys of this protocol can never collide with TLS keys from the same secret.
 """
@@ -64,6 +71,13 @@ class KeySchedule:
 
     def traffic_secret(self, role: str, transcript_hash: bytes) -> bytes:
         return expand_label(self.master, f"{role[0]} ap traffic", transcript_hash, HASH_LEN)
+
+    def resumption_psk(self, transcript_hash: bytes) -> bytes:
+        return expand_label(self.master, "res psk", transcript_hash, HASH_LEN)
+
+
+def binder(psk: bytes, hello_hash: bytes) -> bytes:
+    return hmac_sha256(expand_label(psk, "res binder", b"", HASH_LEN), hello_hash)
 
 
 def traffic_keys(secret: bytes, key_len: int) -> tuple[bytes, bytes]:

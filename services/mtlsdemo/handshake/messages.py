@@ -16,11 +16,14 @@ MAX_CHAIN = 4  # leaf + up to 3 issuers
 MAX_CERT_BYTES = 8192  # one DER certificate
 MAX_STATUS_BYTES = 4096  # one stapled OCSP response (ours are ~300 bytes)
 X25519_GROUP = 0x001D
+BINDER_LEN = 32
+MAX_TICKET_BYTES = 1024  # ours are ~250 bytes
 
 
 class HandshakeType(IntEnum):
     CLIENT_HELLO = 1
     SERVER_HELLO = 2
+    NEW_SESSION_TICKET = 4  # MTD/1.1: server -> client, before its Finished
     CERTIFICATE = 11
     SERVER_KEY_SHARE = 12
     CERTIFICATE_REQUEST = 13
@@ -30,10 +33,33 @@ class HandshakeType(IntEnum):
 
 
 @dataclass(frozen=True)
+class ResumeOffer:
+    """MTD/1.1: a ticket, a fresh X25519 share, and the binder (an HMAC under the
+    ticket's secret over the ClientHello up to the binder itself)."""
+
+    ticket: bytes
+    share: bytes
+    binder: bytes = bytes(BINDER_LEN)
+
+    def body(self) -> bytes:
+        return vec16(self.ticket) + vec8(self.share) + self.binder
+
+    @classmethod
+    def parse(cls, r: Reader) -> ResumeOffer:
+        ticket = r.vec16()
+        if not ticket or len(ticket) > MAX_TICKET_BYTES:
+            raise ProtocolError(
+                Reason.DECODE_ERROR, f"ticket of {len(ticket)} bytes (limit {MAX_TICKET_BYTES})"
+            )
+        return cls(ticket, r.vec8(), r.fixed(BINDER_LEN))
+
+
+@dataclass(frozen=True)
 class ClientHello:
     versions: tuple[int, ...]
     random: bytes
     suites: tuple[int, ...]
+    resume: ResumeOffer | None = None  # MTD/1.1 only, and only with a ticket for this server
     type = HandshakeType.CLIENT_HELLO
 
     def body(self) -> bytes:
@@ -41,6 +67,7 @@ class ClientHello:
             vec8(b"".join(u16(v) for v in self.versions))
             + self.random
             + vec8(b"".join(u16(s) for s in self.suites))
+            + (self.resume.body() if self.resume else b"")
         )
 
     @classmethod
@@ -50,7 +77,13 @@ class ClientHello:
         suites = _u16_list(r.vec8(), "ClientHello.suites")
         if not versions or not suites:
             raise ProtocolError(Reason.DECODE_ERROR, "ClientHello: empty version or suite list")
-        return cls(versions, random, suites)
+        resume = ResumeOffer.parse(r) if r.remaining else None
+        return cls(versions, random, suites, resume)
+
+
+def binder_input(encoded_hello: bytes) -> bytes:
+    """What the binder covers: the whole ClientHello message but the binder."""
+    return encoded_hello[:-BINDER_LEN]
 
 
 @dataclass(frozen=True)
@@ -58,14 +91,49 @@ class ServerHello:
     version: int
     random: bytes
     suite: int
+    # MTD/1.1 only: 1 = resuming the offered ticket, 0 = full handshake; and when
+    # an offered ticket was refused, why (tickets.REFUSAL_CODES; 0 = none offered)
+    resumed: int | None = None
+    refusal: int = 0
     type = HandshakeType.SERVER_HELLO
 
     def body(self) -> bytes:
-        return u16(self.version) + self.random + u16(self.suite)
+        tail = b"" if self.resumed is None else u8(self.resumed) + u8(self.refusal)
+        return u16(self.version) + self.random + u16(self.suite) + tail
 
     @classmethod
     def parse(cls, r: Reader) -> ServerHello:
-        return cls(r.u16(), r.fixed(RANDOM_LEN), r.u16())
+        version, random, suite = r.u16(), r.fixed(RANDOM_LEN), r.u16()
+        if not r.remaining:
+            return cls(version, random, suite)
+        resumed, refusal = r.u8(), r.u8()
+        if resumed > 1:
+            raise ProtocolError(Reason.DECODE_ERROR, f"ServerHello: resumed flag {resumed}")
+        return cls(version, random, suite, resumed, refusal)
+
+
+@dataclass(frozen=True)
+class NewSessionTicket:
+    lifetime: int  # seconds
+    max_uses: int
+    ticket: bytes  # opaque to the client
+    type = HandshakeType.NEW_SESSION_TICKET
+
+    def body(self) -> bytes:
+        return (
+            self.lifetime.to_bytes(4, "big") + self.max_uses.to_bytes(4, "big") + vec16(self.ticket)
+        )
+
+    @classmethod
+    def parse(cls, r: Reader) -> NewSessionTicket:
+        lifetime = int.from_bytes(r.fixed(4), "big")
+        max_uses = int.from_bytes(r.fixed(4), "big")
+        ticket = r.vec16()
+        if not ticket or len(ticket) > MAX_TICKET_BYTES:
+            raise ProtocolError(
+                Reason.DECODE_ERROR, f"ticket of {len(ticket)} bytes (limit {MAX_TICKET_BYTES})"
+            )
+        return cls(lifetime, max_uses, ticket)
 
 
 @dataclass(frozen=True)
@@ -181,6 +249,7 @@ Message = (
     | CertificateVerify
     | ClientKeyExchange
     | Finished
+    | NewSessionTicket
 )
 PARSERS: dict[int, type[Message]] = {
     HandshakeType.CLIENT_HELLO: ClientHello,
@@ -191,6 +260,7 @@ PARSERS: dict[int, type[Message]] = {
     HandshakeType.CERTIFICATE_VERIFY: CertificateVerify,
     HandshakeType.CLIENT_KEY_EXCHANGE: ClientKeyExchange,
     HandshakeType.FINISHED: Finished,
+    HandshakeType.NEW_SESSION_TICKET: NewSessionTicket,
 }
 
 

@@ -63,6 +63,8 @@ class VerifiedPeer:
     checks: list[str] = field(default_factory=list)  # what passed, for the trace
     # a status failure accepted under --require-status soft (counted by the caller)
     status_problem: ProtocolError | None = None
+    # the good stapled status's nextUpdate (None: not checked): a ticket lasts no longer
+    status_until: dt.datetime | None = None
 
 
 def can_receive_rsa_key_transport(cert: x509.Certificate) -> bool:
@@ -97,6 +99,7 @@ def verify_peer(
         )
     identity = str(verified.identity)
     status_problem = None
+    status_until = None
     if require_status == "off":
         checks.append("stapled status: not checked (--require-status off)")
     else:
@@ -104,6 +107,7 @@ def verify_peer(
         issuer = verified.path[1] if len(verified.path) > 1 else verified.path[0]
         try:
             verdict, status_cached = trust.statuses.check(status, verified.leaf, issuer, now)
+            status_until = verdict.next_update
             checks.append(
                 verdict.describe()
                 + (
@@ -140,4 +144,5 @@ def verify_peer(
         list(verified.path),
         checks,
         status_problem,
+        status_until,
     )

@@ -7,8 +7,9 @@ from enum import StrEnum
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-VERSION_1 = 0x0100  # "MTD/1.0"; the only version this implementation speaks
-SUPPORTED_VERSIONS = (VERSION_1,)
+VERSION_1 = 0x0100  # "MTD/1.0"
+VERSION_1_1 = 0x0101  # "MTD/1.1": 1.0 plus session resumption (tickets)
+SUPPORTED_VERSIONS = (VERSION_1_1, VERSION_1)
 
 
 def version_name(v: int) -> str:

@@ -73,6 +73,13 @@ class SidecarConfig:
     server_preference: bool = False
     handshake_timeout: float = 5.0
     max_pending_handshakes: int = 512
+    # beyond the cap, connections wait (a few KiB each, no CPU) rather than being
+    # refused: a burst of connects goes through in turn
+    max_waiting_handshakes: int = 4096
+    # session resumption (MTD/1.1): tickets issued (inbound) and offered (routes)
+    session_tickets: bool = True
+    ticket_lifetime: int = 3600  # seconds
+    ticket_max_uses: int = 256  # resumptions per ticket
     require_status: str = "hard"  # the peer's stapled status: hard, soft or off
     # accept queue of every listener: asyncio's default 100 overflows on a burst of
     # connects and the kernel makes clients wait for SYN retries (1 s, 3 s, 7 s)
@@ -99,6 +106,10 @@ class SidecarConfig:
             )
         if self.max_pending_handshakes < 1:
             raise SidecarConfigError("--max-pending-handshakes must be at least 1")
+        if self.max_waiting_handshakes < 0:
+            raise SidecarConfigError("--max-waiting-handshakes must be 0 or more")
+        if self.ticket_lifetime < 1 or self.ticket_max_uses < 1:
+            raise SidecarConfigError("--ticket-lifetime and --ticket-max-uses must be at least 1")
         if self.listen_backlog < 1:
             raise SidecarConfigError("--listen-backlog must be at least 1")
         if self.handshake_timeout <= 0:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from mtlsdemo.handshake import HandshakeConfig, PeerPolicy
 from mtlsdemo.handshake.config import Credentials
+from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
-from mtlsdemo.sidecar.config import SidecarConfig
+from mtlsdemo.sidecar.config import Route, SidecarConfig
 from mtlsdemo.trust import SpiffeIdError, TrustStore, svid_identity
 
 
@@ -79,7 +80,9 @@ class IdentityWatcher:
         return True, "certificates loaded and valid"
 
 
-def server_config(loaded: Loaded, cfg: SidecarConfig) -> HandshakeConfig:
+def server_config(
+    loaded: Loaded, cfg: SidecarConfig, tickets: TicketKeys | None = None
+) -> HandshakeConfig:
     return HandshakeConfig(
         loaded.credentials,
         loaded.trust,
@@ -89,16 +92,22 @@ def server_config(loaded: Loaded, cfg: SidecarConfig) -> HandshakeConfig:
         key_update_records=cfg.key_update_records,
         key_update_bytes=cfg.key_update_bytes,
         require_status=cfg.require_status,
+        tickets=tickets,
     )
 
 
-def client_config(loaded: Loaded, cfg: SidecarConfig, peer_identity: str) -> HandshakeConfig:
+def client_config(
+    loaded: Loaded, cfg: SidecarConfig, route: Route, tickets: TicketCache | None = None
+) -> HandshakeConfig:
     return HandshakeConfig(
         loaded.credentials,
         loaded.trust,
-        PeerPolicy(allowed_ids=(peer_identity,)),
+        PeerPolicy(allowed_ids=(route.identity,)),
         suites=cfg.suites,
         key_update_records=cfg.key_update_records,
         key_update_bytes=cfg.key_update_bytes,
         require_status=cfg.require_status,
+        ticket_cache=tickets,
+        # a ticket is for the server at this address with this identity
+        ticket_peer=f"{route.remote[0]}:{route.remote[1]}@{route.identity}",
     )

@@ -72,6 +72,8 @@ class Entry:
             ],
             "checks": list(o.checks),
             "status_problem": o.status_problem,
+            "resumed": o.resumed,
+            "resumption": o.resumption,
             "peer_certificates": [der_facts(der) for der in o.peer_chain],
             "peer_status": staple_facts(o.peer_status) if o.peer_chain else None,
         }
@@ -127,6 +129,7 @@ class HandshakeJournal:
                     "outcome": o.outcome,
                     "origin": o.origin,
                     "detail": o.error.detail if o.error is not None else "",
+                    "resumed": o.resumed,
                 }
             )
         return out

@@ -43,6 +43,11 @@ class HandshakeOutcome:
     peer_chain: tuple[bytes, ...] = ()  # the peer's certificates as received (DER)
     peer_status: bytes = b""  # and its stapled status
     checks: tuple[str, ...] = ()  # what the verification checked, in order
+    resumed: bool = False  # from a session ticket
+    resumption: str = ""  # what happened with resumption, in words
+    # a ticket not used: (reason, who refused: "local" or "remote")
+    ticket_refusal: tuple[str, str] | None = None
+    ticket_issued: bool = False
 
     @property
     def outcome(self) -> str:
@@ -82,6 +87,12 @@ def outcome_of(
         peer_chain=cert.chain if cert else (),
         peer_status=cert.status if cert else b"",
         checks=checks,
+        resumed=conn.resumed,
+        resumption=r.resumption if r else conn.resumption,
+        ticket_refusal=(
+            (conn.resume_refusal, conn.resume_refused_by) if conn.resume_refusal else None
+        ),
+        ticket_issued=conn.ticket_issued,
     )
 
 
@@ -148,9 +159,14 @@ class Observer:
         self.status.record(o)
         self.journal.add(o)
         e = o.error
+        resumed = "true" if o.resumed else "false"
+        if o.ticket_refusal is not None:
+            t.TICKET_REFUSALS.labels(o.role, *o.ticket_refusal).inc()
+        if o.ticket_issued:
+            t.TICKETS_ISSUED.inc()
         if e is None:
-            t.HANDSHAKES.labels(o.role, o.suite, "success", "none", "none").inc()
-            t.HANDSHAKE_DURATION.labels(o.role, o.suite).observe(o.duration)
+            t.HANDSHAKES.labels(o.role, o.suite, "success", "none", "none", resumed).inc()
+            t.HANDSHAKE_DURATION.labels(o.role, o.suite, resumed).observe(o.duration)
             for phase, seconds in o.phases.items():
                 t.HANDSHAKE_PHASE.labels(o.role, phase).observe(seconds)
             t.PEER_AUTHORIZATIONS.labels(o.peer, "allow").inc()
@@ -173,7 +189,7 @@ class Observer:
                 o.duration * 1e3,
             )
             return
-        t.HANDSHAKES.labels(o.role, o.suite, "failure", e.reason.value, e.origin).inc()
+        t.HANDSHAKES.labels(o.role, o.suite, "failure", e.reason.value, e.origin, resumed).inc()
         if e.reason is Reason.IDENTITY_MISMATCH and e.origin == "local" and e.peer_identity:
             t.PEER_AUTHORIZATIONS.labels(e.peer_identity, "deny").inc()
         self.limited(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import errno
 import functools
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from mtlsdemo import __version__, telemetry
 from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason
+from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 from mtlsdemo.sidecar.admin import AdminServer, json_response
 from mtlsdemo.sidecar.certview import certificates_view
 from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError
@@ -39,6 +41,9 @@ class Sidecar:
         self.observer = Observer(self.status)
         self.instance = uuid.uuid4().hex[:12]  # tells a watcher this process restarted
         self.tunnels: set[Tunnel] = set()
+        # over the pending cap: tunnels waiting for a handshake slot, oldest first
+        self._waiting: collections.deque[tuple[Tunnel, Route | None]] = collections.deque()
+        self._admitting = False
         self.ports: dict[str, int] = {}
         self.started_at = time.time()
         self._servers: list[asyncio.AbstractServer] = []
@@ -47,15 +52,24 @@ class Sidecar:
         self._cfg_generation = -1
         self._server_cfg: HandshakeConfig | None = None
         self._client_cfgs: dict[str, HandshakeConfig] = {}
+        # session resumption: one ticket key set (server) and one ticket cache
+        # (client) for the process, kept across identity reloads
+        self.ticket_keys = (
+            TicketKeys(config.ticket_lifetime, config.ticket_max_uses)
+            if config.session_tickets
+            else None
+        )
+        self.ticket_cache = TicketCache() if config.session_tickets else None
 
     # --- configs follow the identity material (hot reload) ---
     def _refresh(self) -> None:
         cur = self.identity.current
         if cur.generation != self._cfg_generation:
             self._cfg_generation = cur.generation
-            self._server_cfg = server_config(cur, self.config)
+            self._server_cfg = server_config(cur, self.config, self.ticket_keys)
             self._client_cfgs = {
-                r.identity: client_config(cur, self.config, r.identity) for r in self.config.routes
+                r.identity: client_config(cur, self.config, r, self.ticket_cache)
+                for r in self.config.routes
             }
 
     def server_config(self) -> HandshakeConfig:
@@ -132,29 +146,57 @@ class Sidecar:
             self.identity.current.material.leaf.not_valid_after_utc,
         )
 
-    # --- admission: a bounded number of handshakes at once ---
-    def _overloaded(self, role: str, label: str) -> bool:
+    # --- admission: a bounded number of handshakes at once, a bounded wait beyond ---
+    def _admission(self, role: str, label: str) -> bool | None:
+        """True: start now; False: wait for a slot; None: refuse (the wait is full).
+        Waiting, not refusing, is what lets a burst of connects through: a waiting
+        connection costs a few KiB and no CPU until its turn."""
         pending = self.observer.pending  # a counter: no walk over every tunnel per accept
-        if pending < self.config.max_pending_handshakes:
+        if pending < self.config.max_pending_handshakes and not self._waiting:
+            return True
+        if len(self._waiting) < self.config.max_waiting_handshakes:
             return False
         self.observer.overloaded(role, label, self.local_identity, "?", pending)
-        return True
+        return None
+
+    def handshake_slot_freed(self) -> None:
+        if self._waiting and not self._admitting:
+            # later, not inside the tunnel whose handshake just ended
+            self._admitting = True
+            asyncio.get_running_loop().call_soon(self._admit_waiting)
+
+    def _admit_waiting(self) -> None:
+        self._admitting = False
+        while self._waiting and self.observer.pending < self.config.max_pending_handshakes:
+            tunnel, route = self._waiting.popleft()
+            if tunnel.admit() and route is not None:
+                asyncio.get_running_loop().create_task(self._dial(tunnel, route))
 
     @property
     def local_identity(self) -> str:
         return self.identity.current.material.identity
 
     def _inbound(self) -> asyncio.Protocol:
-        if self._overloaded("server", "inbound"):
+        admit = self._admission("server", "inbound")
+        if admit is None:
             return Refuse(Reason.OVERLOADED)
-        return NetSide(Tunnel(self, "server", self.server_config(), "inbound", self.local_identity))
+        tunnel = Tunnel(self, "server", self.server_config(), "inbound", self.local_identity, admit)
+        if not admit:
+            self._waiting.append((tunnel, None))
+        return NetSide(tunnel)
 
     def _outbound(self, route: Route) -> asyncio.Protocol:
         label = f"route {route.listen[1]}"
-        if self._overloaded("client", label):
+        admit = self._admission("client", label)
+        if admit is None:
             return Refuse(None)  # the local app: just close
-        tunnel = Tunnel(self, "client", self.client_config(route), label, self.local_identity)
-        asyncio.get_running_loop().create_task(self._dial(tunnel, route))
+        tunnel = Tunnel(
+            self, "client", self.client_config(route), label, self.local_identity, admit
+        )
+        if admit:
+            asyncio.get_running_loop().create_task(self._dial(tunnel, route))
+        else:
+            self._waiting.append((tunnel, route))
         return AppSide(tunnel)
 
     async def _dial(self, tunnel: Tunnel, route: Route) -> None:
@@ -280,6 +322,7 @@ class Sidecar:
             "suites": [s.name for s in self.config.suites],
             "active_sessions": sum(1 for t in self.tunnels if t.established_at is not None),
             "handshakes_in_progress": self.observer.pending,
+            "handshakes_waiting": len(self._waiting),
             "verification_cache": {"hits": cur.trust.hits, "misses": cur.trust.misses},
         }
         out.update(self.status.as_dict())
@@ -348,12 +391,20 @@ class Sidecar:
             self.journal.unsubscribe(queue)
 
 
-def raise_fd_limit() -> tuple[int, int]:
+def raise_fd_limit(need: int = 0) -> tuple[int, int]:
     """Each tunnel holds two sockets: take the soft file-descriptor limit up to the
-    hard one (a distribution's default soft 1024 caps a sidecar near 500 tunnels)."""
+    hard one (a distribution's default soft 1024 caps a sidecar near 500 tunnels).
+    ``need``: raise the hard limit too, if it is lower (only a privileged process
+    may; children started afterwards inherit it)."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if need and hard != resource.RLIM_INFINITY and hard < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+            return need, need
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the open-files hard limit %d to %d: %s", hard, need, e)
     if hard == resource.RLIM_INFINITY or soft < hard:
         target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
         try:

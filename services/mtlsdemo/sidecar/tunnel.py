@@ -39,6 +39,7 @@ from mtlsdemo.sidecar.observer import Observer, outcome_of
 log = logging.getLogger(__name__)
 WRITE_HIGH_WATER = 512 * 1024  # pause the other side's reads above this much unsent data
 MAX_HELD = 64 * 1024  # app bytes held while the handshake is still running
+WAITING_BUFFER = 2048  # inbound bytes kept while waiting for a slot (a ClientHello is < 1.5 KiB)
 RECORD_OVERHEAD = HEADER_LEN + TAG_LEN
 
 
@@ -69,6 +70,8 @@ class TunnelHost(Protocol):
 
     def connect_app(self, tunnel: Tunnel) -> None: ...
 
+    def handshake_slot_freed(self) -> None: ...
+
 
 class Tunnel:
     def __init__(
@@ -78,7 +81,11 @@ class Tunnel:
         config: HandshakeConfig,
         label: str,
         local_identity: str,
+        admitted: bool = True,
     ) -> None:
+        """``admitted=False``: over the pending-handshake cap, the tunnel waits
+        (``admit``) without handshake work: an inbound one buffers what arrives (a
+        ClientHello), an outbound one is not dialled yet."""
         self.sidecar = sidecar
         self.observer = sidecar.observer
         self.role = role  # "server" (inbound) or "client" (outbound)
@@ -99,21 +106,47 @@ class Tunnel:
         self._deadline: asyncio.TimerHandle | None = None
         self._counted = (0, 0, 0, 0)
         self._key_updates = 0  # key generations counted so far (KeyUpdated events included)
-        self._handshake_open = True
-        self.observer.handshake_started(role)
+        self._handshake_open = False
+        self.waiting = not admitted
+        self._waiting_in: list[bytes] = []  # inbound, while waiting: the peer's first bytes
+        if admitted:
+            self._begin()
+        # the deadline counts from the accept, waiting included
         self._deadline = asyncio.get_running_loop().call_later(
             sidecar.config.handshake_timeout, self._timeout
         )
         sidecar.tunnels.add(self)
 
+    def _begin(self) -> None:
+        self._handshake_open = True
+        self.waiting = False
+        self.observer.handshake_started(self.role)
+
+    def admit(self) -> bool:
+        """A handshake slot is free: start (False if the tunnel closed meanwhile)."""
+        if self.closed or not self.waiting:
+            return False
+        self._begin()
+        if self._waiting_in and self.net is not None:
+            held, self._waiting_in = self._waiting_in, []
+            for data in held:
+                self.net_data(data)
+            if not self.closed:
+                self.net.resume_reading()
+        return True
+
     # ------------------------------------------------------------------ handshake
     def _timeout(self) -> None:
         if self.conn.handshake_done or self.closed:
             return
+        waited = (
+            "for a handshake slot (--max-pending-handshakes)"
+            if self.waiting
+            else f"for {self.conn.waiting_for}"
+        )
         err = self.conn.fail(
             Reason.HANDSHAKE_TIMEOUT,
-            f"no progress in {self.sidecar.config.handshake_timeout:g}s while "
-            f"waiting for {self.conn.waiting_for}",
+            f"no progress in {self.sidecar.config.handshake_timeout:g}s while waiting {waited}",
         )
         self._flush_net()
         self._handshake_failed(err)
@@ -139,6 +172,7 @@ class Tunnel:
         if self._handshake_open:
             self._handshake_open = False
             self.observer.handshake_ended(self.role)
+            self.sidecar.handshake_slot_freed()
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -156,6 +190,11 @@ class Tunnel:
 
     def net_data(self, data: bytes) -> None:
         if self.closed:
+            return
+        if self.waiting:  # not our turn yet: keep the first bytes, then stop reading
+            self._waiting_in.append(data)
+            if sum(map(len, self._waiting_in)) > WAITING_BUFFER and self.net is not None:
+                self.net.pause_reading()
             return
         try:
             events = self.conn.receive_data(data)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
@@ -186,6 +187,12 @@ class TrustStore:
         self.trust_domain = trust_domain
         self.max_depth = max_depth
         self.store = Store(list(self.cas))
+        # which bundle this is: session tickets remember it, and a change refuses them
+        bundle = hashes.Hash(hashes.SHA256())
+        for ca in self.cas:
+            der = ca.public_bytes(serialization.Encoding.DER)
+            bundle.update(len(der).to_bytes(4, "big") + der)
+        self.fingerprint = bundle.finalize()
         self.cache_size = cache_size
         # stapled statuses checked against these roots (trust/status.py; imported
         # here, not at the top: status.py builds on this module)
