@@ -710,9 +710,7 @@ def test_a_flood_beyond_the_pending_cap_and_the_wait_is_refused_at_once_and_coun
         mesh.stop()
 
 
-def test_a_burst_beyond_the_pending_cap_waits_its_turn_and_is_served(
-    tmp_path, certs, echo
-) -> None:
+def test_a_burst_beyond_the_pending_cap_waits_its_turn_and_is_served(tmp_path, certs, echo) -> None:
     """Over --max-pending-handshakes a connection waits (no handshake work, no
     refusal) and is served, in order, once a slot frees."""
     mesh = Mesh(
@@ -726,8 +724,10 @@ def test_a_burst_beyond_the_pending_cap_waits_its_turn_and_is_served(
         for _ in range(3):  # two take the slots, the third waits
             silent.append(socket.create_connection(("127.0.0.1", mesh.inbound), timeout=10))
         wait_for(
-            lambda: mesh.server.status()["handshakes_in_progress"] == 2
-            and mesh.server.status()["handshakes_waiting"] == 1,
+            lambda: (
+                mesh.server.status()["handshakes_in_progress"] == 2
+                and mesh.server.status()["handshakes_waiting"] == 1
+            ),
             what="2 pending, 1 waiting",
         )
         with futures.ThreadPoolExecutor(1) as pool:
