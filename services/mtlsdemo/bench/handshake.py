@@ -5,6 +5,7 @@ all in one run on the same certificates."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import ssl
 import subprocess
@@ -21,6 +22,7 @@ from mtlsdemo.handshake import (
     HandshakeConfig,
     parse_suites,
 )
+from mtlsdemo.handshake.tickets import TicketCache
 from mtlsdemo.identityconfig import identity_config
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 
@@ -46,7 +48,9 @@ def in_memory(client: HandshakeConfig, server: HandshakeConfig, n: int) -> list[
     return out
 
 
-def mtd_loopback(client: HandshakeConfig, port: int, n: int) -> list[float]:
+def mtd_loopback(client: HandshakeConfig, port: int, n: int, resumed: bool = False) -> list[float]:
+    """``resumed``: the client holds a ticket from this server (its config's cache);
+    every sample must be a resumption, or the figure would be a mix."""
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -67,23 +71,33 @@ def mtd_loopback(client: HandshakeConfig, port: int, n: int) -> list[float]:
                 sock.sendall(pending)
         out.append(time.perf_counter() - t0)
         sock.close()
+        if resumed and not (c.result and c.result.resumed):
+            raise RuntimeError(f"a handshake was not resumed: {c.resumption}")
     return out
 
 
-def openssl_loopback(cert_dir: Path, port: int, n: int) -> list[float]:
+def openssl_loopback(cert_dir: Path, port: int, n: int, resumed: bool = False) -> list[float]:
+    """``resumed``: each connection offers the newest session (ticket) from the one
+    before, as a real client does; every sample after the first must be resumed."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_verify_locations(cert_dir / "ca.crt")
     ctx.load_cert_chain(cert_dir / "tls.crt", cert_dir / "tls.key")
     out = []
-    for _ in range(n):
+    session = None
+    for i in range(n + (1 if resumed else 0)):
         t0 = time.perf_counter()
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with ctx.wrap_socket(sock, server_hostname="ledger") as tls:
+        with ctx.wrap_socket(sock, server_hostname="ledger", session=session) as tls:
             if tls.recv(1) != b"x":  # the server verified our certificate and answered
                 raise RuntimeError("openssl server closed")
-        out.append(time.perf_counter() - t0)
+            if resumed:
+                if i and not tls.session_reused:
+                    raise RuntimeError("an OpenSSL handshake was not resumed")
+                session = tls.session  # the ticket that came before the byte
+        if i or not resumed:  # (the first, full, one only fetches the ticket)
+            out.append(time.perf_counter() - t0)
     return out
 
 
@@ -128,24 +142,39 @@ def run(n: int = 400, warmup: int = 40) -> dict[str, Any]:
             nocache = _cfg(out / "gateway")
             nocache.trust.cache_size = 0
             nocache.trust.statuses.size = 0  # the status verdicts too: like for like
+            # Resumption: a client with a ticket cache; the first handshake is full
+            # and fills it, every measured one resumes.
+            resuming = dataclasses.replace(
+                _cfg(out / "gateway"), ticket_cache=TicketCache(), ticket_peer="ledger"
+            )
             mtd = ServerProcess("mtd", out / "ledger")
             mtd_nc = ServerProcess("mtd-nocache", out / "ledger")
+            mtd_t = ServerProcess("mtd-tickets", out / "ledger")
             ossl = ServerProcess("openssl", out / "ledger")
+            ossl_t = ServerProcess("openssl-tickets", out / "ledger")
+            gw = out / "gateway"
             try:
                 mtd_loopback(client, mtd.port, warmup)
                 mtd_loopback(nocache, mtd_nc.port, warmup)
-                openssl_loopback(out / "gateway", ossl.port, warmup)
+                mtd_loopback(resuming, mtd_t.port, 1)  # the full one: fetches the ticket
+                mtd_loopback(resuming, mtd_t.port, warmup, resumed=True)
+                openssl_loopback(gw, ossl.port, warmup)
+                openssl_loopback(gw, ossl_t.port, warmup, resumed=True)
                 # interleave so drift in machine load hits every mode equally
-                a, b, c = [], [], []
+                a, b, c, d, e = [], [], [], [], []
                 for _ in range(4):
                     a += mtd_loopback(client, mtd.port, n // 4)
                     c += mtd_loopback(nocache, mtd_nc.port, n // 4)
-                    b += openssl_loopback(out / "gateway", ossl.port, n // 4)
+                    b += openssl_loopback(gw, ossl.port, n // 4)
+                    d += mtd_loopback(resuming, mtd_t.port, n // 4, resumed=True)
+                    e += openssl_loopback(gw, ossl_t.port, n // 4, resumed=True)
                 figures["mtd_loopback"] = summarize(a)
                 figures["mtd_loopback_no_verify_cache"] = summarize(c)
                 figures["openssl_tls13_loopback"] = summarize(b)
+                figures["mtd_loopback_resumed"] = summarize(d)
+                figures["openssl_tls13_resumed"] = summarize(e)
             finally:
-                for p in (mtd, mtd_nc, ossl):
+                for p in (mtd, mtd_nc, mtd_t, ossl, ossl_t):
                     p.stop()
             figures["ratios"] = {
                 "mtd_loopback_p50_vs_openssl": ratio(
@@ -161,6 +190,10 @@ def run(n: int = 400, warmup: int = 40) -> dict[str, Any]:
                 "mtd_loopback_no_cache_p50_vs_openssl": ratio(
                     figures["mtd_loopback_no_verify_cache"]["p50_ms"],
                     figures["openssl_tls13_loopback"]["p50_ms"],
+                ),
+                "mtd_resumed_p50_vs_openssl_resumed": ratio(
+                    figures["mtd_loopback_resumed"]["p50_ms"],
+                    figures["openssl_tls13_resumed"]["p50_ms"],
                 ),
                 "mtd_in_memory_p50_vs_openssl_loopback": ratio(
                     figures["mtd_in_memory"]["p50_ms"], figures["openssl_tls13_loopback"]["p50_ms"]

@@ -29,6 +29,7 @@ from mtlsdemo.sidecar.server import raise_fd_limit
 
 FIRST_BYTE_TIMEOUT = 30.0  # a tunnel not echoing within this is an error, not a number
 FD_MARGIN = 2048  # listeners, admin, logs, the interpreter's own
+SIDECAR_FD_MARGIN = 100  # a sidecar's own descriptors besides its tunnels' two each
 
 
 class _Probe(asyncio.Protocol):
@@ -96,7 +97,24 @@ def _active_sessions(admin: int) -> int:
         return int(json.load(r)["active_sessions"])
 
 
-async def _drive(port: int, tunnels: int, burst: int) -> dict[str, Any]:
+def _handshakes_by_resumed(admin: int) -> dict[str, int]:
+    """The client sidecar's successful handshakes, full and resumed (its /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {"full": 0, "resumed": 0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "mtls_handshakes_total" and sample.labels["result"] == "success":
+                kind = "resumed" if sample.labels["resumed"] == "true" else "full"
+                out[kind] += int(sample.value)
+    return out
+
+
+async def _drive(port: int, tunnels: int, burst: int, while_held: Any = None) -> dict[str, Any]:
+    """``while_held``: called (in a thread) once every tunnel is open and has
+    carried its last byte, before any closes (they close with this loop)."""
     probes: list[_Probe] = []
     errors: list[str] = []
     bursts = []
@@ -121,21 +139,33 @@ async def _drive(port: int, tunnels: int, burst: int) -> dict[str, Any]:
         )
         opened += size
     working = await _still_working(probes, errors)
-    return {"probes": probes, "errors": errors, "bursts": bursts, "working": working}
+    held = await asyncio.get_running_loop().run_in_executor(None, while_held or dict)
+    for p in probes:
+        assert p.transport is not None
+        p.transport.close()
+    return {"errors": errors, "bursts": bursts, "working": working, "held": held}
 
 
 def run(tunnels: int = 10_000, burst: int = 1000) -> dict[str, Any]:
     # this process holds one socket per tunnel, the client sidecar two: raise the
     # limits before the sidecars start, so they inherit them
+    asked = tunnels
     soft, hard = raise_fd_limit(need=2 * tunnels + FD_MARGIN)
-    if soft < tunnels + FD_MARGIN:
+    fits = (soft - SIDECAR_FD_MARGIN) // 2 // 100 * 100
+    if fits < 1:
         raise RuntimeError(
-            f"open-files limit {soft} is too low for {tunnels} tunnels (needs "
-            f"{2 * tunnels + FD_MARGIN} for the sidecars): raise it (ulimit -Hn, as root) "
-            f"or pass a smaller --tunnels"
+            f"open-files limit {soft} is too low for any tunnels: raise it (ulimit -n)"
         )
+    tunnels = min(tunnels, fits)  # a limit the machine sets, said in the result
     out: dict[str, Any] = {
         "tunnels_target": tunnels,
+        "tunnels_asked": asked,
+        "capped_by": (
+            f"open-files hard limit {hard} (2 per tunnel in the client sidecar; raising "
+            "it needs CAP_SYS_RESOURCE)"
+            if tunnels < asked
+            else ""
+        ),
         "burst": burst,
         "fd_limit": soft,
         "somaxconn": int(Path("/proc/sys/net/core/somaxconn").read_text()),
@@ -147,15 +177,20 @@ def run(tunnels: int = 10_000, burst: int = 1000) -> dict[str, Any]:
         echo = Proc(py + ["many-echo", str(certs)], lines=1)
         procs, route, admin = _sidecars(certs, int(echo.lines[0]))
         server_pid, client_pid = (p.proc.pid for p in procs)
+
+        def while_held() -> dict[str, Any]:
+            return {
+                "rss": {"client": _rss_kib(client_pid), "server": _rss_kib(server_pid)},
+                "sidecar_active_sessions": _active_sessions(admin),
+                "handshakes": _handshakes_by_resumed(admin),
+            }
+
         try:
             before = {"client": _rss_kib(client_pid), "server": _rss_kib(server_pid)}
-            driven = _run_loop(_drive(route, tunnels, burst))
-            after = {"client": _rss_kib(client_pid), "server": _rss_kib(server_pid)}
+            driven = _run_loop(_drive(route, tunnels, burst, while_held))
+            after = driven["held"].pop("rss")
+            out.update(driven["held"])
             held = driven["working"]
-            out["sidecar_active_sessions"] = _active_sessions(admin)
-            for p in driven["probes"]:
-                assert p.transport is not None
-                p.transport.close()
         finally:
             for p in (*procs, echo):
                 p.stop()
@@ -197,9 +232,13 @@ def _run_loop(coro: Any) -> Any:
 
 def table(results: dict[str, Any]) -> str:
     r = results
+    capped = (
+        f" (asked {r['tunnels_asked']}; capped by the {r['capped_by']})" if r["capped_by"] else ""
+    )
     lines = [
-        f"scale: {r['tunnels_held']} of {r['tunnels_target']} tunnels held and working, "
-        f"{r['errors']} errors; RSS {r['rss_per_tunnel_kib']:.1f} KiB per tunnel per sidecar",
+        f"scale: {r['tunnels_held']} of {r['tunnels_target']} tunnels held and working{capped}, "
+        f"{r['errors']} errors; RSS {r['rss_per_tunnel_kib']:.1f} KiB per tunnel per sidecar; "
+        f"handshakes: {r['handshakes']['full']} full, {r['handshakes']['resumed']} resumed",
         "| burst | already held | ok | p50 ms | p99 ms | max ms |",
         "|---:|---:|---:|---:|---:|---:|",
     ]

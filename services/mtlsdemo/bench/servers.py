@@ -27,13 +27,18 @@ def _listener() -> socket.socket:
     return srv
 
 
-def serve_mtd(cert_dir: Path, cache: bool = True) -> None:
+def serve_mtd(cert_dir: Path, cache: bool = True, tickets: bool = False) -> None:
+    import dataclasses
+
+    from mtlsdemo.handshake.tickets import TicketKeys
     from mtlsdemo.identityconfig import identity_config
 
     cfg = identity_config(cert_dir, SUITES)
     if not cache:
         cfg.trust.cache_size = 0
         cfg.trust.statuses.size = 0
+    if tickets:  # the resumption bench: uses enough for every sample from one ticket
+        cfg = dataclasses.replace(cfg, tickets=TicketKeys(max_uses=1_000_000))
     srv = _listener()
     while True:
         sock, _ = srv.accept()
@@ -58,13 +63,15 @@ def serve_mtd(cert_dir: Path, cache: bool = True) -> None:
             sock.close()
 
 
-def serve_openssl(cert_dir: Path) -> None:
+def serve_openssl(cert_dir: Path, tickets: bool = False) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(cert_dir / "tls.crt", cert_dir / "tls.key")
     ctx.load_verify_locations(cert_dir / "ca.crt")
     ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.num_tickets = 0  # no resumption on either side: full handshakes only
+    # full handshakes only, or one ticket per handshake for the resumption bench
+    # (TLS 1.3 PSK with (EC)DHE: OpenSSL's default resumption mode)
+    ctx.num_tickets = 1 if tickets else 0
     srv = _listener()
     while True:
         sock, _ = srv.accept()
@@ -259,7 +266,9 @@ if __name__ == "__main__":
     kinds = {
         "mtd": serve_mtd,
         "mtd-nocache": lambda d: serve_mtd(d, cache=False),
+        "mtd-tickets": lambda d: serve_mtd(d, tickets=True),
         "openssl": serve_openssl,
+        "openssl-tickets": lambda d: serve_openssl(d, tickets=True),
         "sink": serve_sink,
         "sink-tls": lambda d: serve_sink(d, tls=True),
         "grpc-echo": serve_grpc_echo,

@@ -15,7 +15,12 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from mtlsdemo.handshake.peer import PeerPolicy, TrustStore, can_receive_rsa_key_transport
+from mtlsdemo.handshake.peer import (
+    PeerPolicy,
+    TrustStore,
+    can_receive_rsa_key_transport,
+    spiffe_id_of,
+)
 from mtlsdemo.handshake.signatures import Scheme, scheme_for
 from mtlsdemo.handshake.suites import DEFAULT_SUITES, SUPPORTED_VERSIONS, KeyExchange, Suite
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
@@ -56,6 +61,11 @@ class Credentials:
         for part in (*self.chain_der, self.status):
             h.update(len(part).to_bytes(4, "big") + part)
         return h.finalize()
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """Our own name in results (parsed once, not per handshake)."""
+        return spiffe_id_of(self.chain[0])
 
     @property
     def leaf(self) -> x509.Certificate:

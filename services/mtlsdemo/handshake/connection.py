@@ -56,7 +56,6 @@ from mtlsdemo.handshake.keyschedule import KeySchedule, binder, sha256
 from mtlsdemo.handshake.peer import (
     VerifiedPeer,
     can_receive_rsa_key_transport,
-    spiffe_id_of,
     verify_peer,
 )
 from mtlsdemo.handshake.records import (
@@ -650,7 +649,7 @@ class Connection:
             version=version_name(self.version),
             suite=self.suite.name,
             key_exchange=self.suite.kx.value,
-            local_identity=spiffe_id_of(cred.leaf),
+            local_identity=cred.identity,
             peer_identity=identity,
             peer_subject=subject,
             peer_not_after=not_after,
