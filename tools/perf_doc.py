@@ -26,6 +26,8 @@ HS_MODES = {
     "mtd_loopback": "MTD/1 over loopback TCP",
     "mtd_loopback_no_verify_cache": "MTD/1 over loopback, chain-verification cache off",
     "openssl_tls13_loopback": "OpenSSL TLS 1.3 mutual, Python `ssl`, loopback",
+    "mtd_loopback_resumed": "MTD/1.1 resumed from a ticket, loopback",
+    "openssl_tls13_resumed": "OpenSSL TLS 1.3 resumed (PSK with ECDHE), loopback",
 }
 UNARY_MODES = {
     "plaintext_grpc": "plaintext gRPC",
@@ -72,6 +74,12 @@ def handshake(b: dict[str, Any]) -> str:
             f"{r['mtd_loopback_p99_vs_openssl']:.2f}x, rate "
             f"{r['mtd_loopback_rate_vs_openssl']:.2f}x."
         )
+        if "mtd_resumed_p50_vs_openssl_resumed" in r:
+            lines.append(
+                f"- {KT_NAMES.get(kt, kt)}, resumed MTD/1.1 ÷ resumed OpenSSL TLS 1.3: p50 "
+                f"**{r['mtd_resumed_p50_vs_openssl_resumed']:.2f}x** (both with a fresh "
+                "X25519 exchange, no certificates, no signatures)."
+            )
     return "\n".join(lines)
 
 
@@ -129,12 +137,44 @@ def bulk(b: dict[str, Any]) -> str:
     )
 
 
+def scale(b: dict[str, Any]) -> str:
+    c = b["scale"]
+    capped = (
+        f" (asked {c['tunnels_asked']}; capped by the {c['capped_by']})" if c["capped_by"] else ""
+    )
+    rows = [
+        f"**{c['tunnels_held']} tunnels held** through one sidecar pair{capped}, "
+        f"**{c['errors']} errors**, every one carrying a byte at the end; RSS "
+        f"**{c['rss_per_tunnel_kib']:.1f} KiB per tunnel** per sidecar; handshakes: "
+        f"{c['handshakes']['full']} full, {c['handshakes']['resumed']} resumed.",
+        "",
+        "| burst | already held | ok | p50 ms | p99 ms | max ms |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for i, x in enumerate(c["bursts"], 1):
+        rows.append(
+            f"| {i} ({x['size']} connects) | {x['held_before']} | {x['ok']} | "
+            f"{x['p50_ms']:.0f} | {x['p99_ms']:.0f} | {x['max_ms']:.0f} |"
+        )
+    first = c[f"burst_{c['burst']}_p99_ms"]
+    rows += [
+        "",
+        f"Burst of {c['burst']} simultaneous connects to idle sidecars: p99 connect-to-first-byte "
+        f"**{first:.0f} ms**; worst burst p99 "
+        f"{c['worst_burst_p99_ms']:.0f} ms.",
+        "",
+        f"Method (from the JSON): {c['method']}.",
+    ]
+    return "\n".join(rows)
+
+
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {
     "meta": meta,
     "handshake": handshake,
     "unary": unary,
     "tcp": tcp,
     "bulk": bulk,
+    "scale": scale,
 }
 
 

@@ -249,3 +249,12 @@ def test_ticket_keys_rotate_and_a_retired_key_opens_its_tickets_until_they_expir
 def test_refusal_codes_are_one_byte_and_distinct() -> None:
     codes = list(REFUSAL_CODES.values())
     assert len(set(codes)) == len(codes) == len(Refusal) and max(codes) < 256
+
+
+def test_the_protocol_document_lists_every_refusal_with_its_wire_code() -> None:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    listed = {name: int(code) for name, code in re.findall(r"`(ticket_[a-z_]+)` \((\d+)\)", doc)}
+    assert listed == {r.value: code for r, code in REFUSAL_CODES.items()}
