@@ -16,7 +16,7 @@ const NAMES = {
   CLIENT_HELLO: "ClientHello", SERVER_HELLO: "ServerHello", CERTIFICATE: "Certificate",
   SERVER_KEY_SHARE: "ServerKeyShare", CERTIFICATE_REQUEST: "CertificateRequest",
   CERTIFICATE_VERIFY: "CertificateVerify", CLIENT_KEY_EXCHANGE: "ClientKeyExchange",
-  FINISHED: "Finished",
+  FINISHED: "Finished", NEW_SESSION_TICKET: "NewSessionTicket",
 };
 const state = { mesh: null, edge: null, list: [], selected: null, options: null };
 
@@ -302,8 +302,10 @@ function ladderSvg(d) {
 
 function verdict(d) {
   const st = STEPS[d.step] || { n: "?", text: d.step || "?" };
+  if (d.outcome === "success" && d.resumed)
+    return h("div", { class: "verdict ok", "data-testid": "ladder-verdict", "data-resumed": "true" }, `✓ ${d.suite}: resumed from a session ticket — no certificates, no signatures; both sides proved they hold the ticket's secret and re-checked identity, expiry, status and trust; fresh X25519 keys; ${d.duration_ms.toFixed(2)} ms as seen by ${d.sidecar} (${d.role}).`);
   if (d.outcome === "success")
-    return h("div", { class: "verdict ok", "data-testid": "ladder-verdict" }, `✓ ${d.suite}: both sides verified each other; ${d.duration_ms.toFixed(2)} ms as seen by ${d.sidecar} (${d.role}).`);
+    return h("div", { class: "verdict ok", "data-testid": "ladder-verdict" }, `✓ ${d.suite}: both sides verified each other; ${d.duration_ms.toFixed(2)} ms as seen by ${d.sidecar} (${d.role}).${d.resumption && d.resumption.startsWith("full:") ? " " + d.resumption + "." : ""}`);
   const sideOf = (id) => (id === d.client ? "client" : id === d.server ? "server" : "?");
   return h("div", { class: "verdict bad", "data-testid": "ladder-verdict", "data-reason": d.outcome, "data-origin": d.origin },
     h("b", { text: `✗ ${d.outcome}` }),
@@ -329,7 +331,7 @@ function showLadder(d, panel) {
   box.replaceChildren(
     h("div", { class: "note", text: `seen by ${d.sidecar} as the ${d.role} · ${time(d.at)} · peer address ${d.peer_address} · processing: ${phases}` }),
     ladderSvg(d), verdict(d),
-    d.peer_certificates.length ? h("div", {}, h("b", { text: `certificate the ${d.role === "client" ? "server" : "client"} presented` }), certFacts(d.peer_certificates[0], d.peer_status)) : h("p", { class: "note", text: "no certificate was received before the handshake ended" }),
+    d.peer_certificates.length ? h("div", {}, h("b", { text: `certificate the ${d.role === "client" ? "server" : "client"} presented` }), certFacts(d.peer_certificates[0], d.peer_status)) : h("p", { class: "note", text: d.resumed ? "resumed: no certificate travels; the checks below say what the ticket carried and what was re-checked" : "no certificate was received before the handshake ended" }),
     ...(d.checks.length ? [h("ol", { class: "checks", "data-testid": "checks" }, d.checks.map((c) => h("li", { text: c })))] : []));
   if (!panel) renderList();
 }
