@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -128,6 +129,10 @@ def test_the_page_shows_the_live_mesh_with_identities_and_suite(console, shots: 
 def test_a_ladder_shows_the_four_steps_in_order(console, shots: Path) -> None:
     page = console
     edge_row(page, GATEWAY, LEDGER).click()
+    # a full handshake (the first to this peer; later ones may resume)
+    page.locator(
+        "[data-testid=handshake-item][data-resumed=false][data-outcome=success]"
+    ).last.click()
     ladder = page.get_by_test_id("ladder").first
     expect(ladder).to_have_attribute("data-outcome", "success")
     steps = ladder.get_by_test_id("ladder-step").evaluate_all("els => els.map(e => e.dataset.step)")
@@ -142,6 +147,28 @@ def test_a_ladder_shows_the_four_steps_in_order(console, shots: Path) -> None:
     expect(panel.get_by_test_id("peer-certificate")).to_contain_text("stapled status")
     shot(page.locator("#handshakes-section"), shots / "ladder.png")
     shot(page.locator("#certs-section"), shots / "certificates.png")
+
+
+def test_a_resumed_handshake_shows_its_short_ladder(console, mesh) -> None:
+    """A new tunnel through the gateway's sidecar resumes from the ticket of the
+    first handshake: five messages, no certificate, and the verdict says so."""
+    page = console
+    _root, ports = mesh
+    edge_row(page, GATEWAY, LEDGER).click()
+    # a tunnel that stays open until its handshake is on the page (closing it
+    # earlier would end the handshake with it)
+    with socket.create_connection(("127.0.0.1", ports["route"]), timeout=10):
+        item = page.locator("[data-testid=handshake-item][data-resumed=true]").first
+        expect(item).to_be_visible()
+    item.click()
+    ladder = page.get_by_test_id("ladder").first
+    names = ladder.get_by_test_id("ladder-message").evaluate_all(
+        "els => els.map(e => e.dataset.name)"
+    )
+    handshake = [n for n in names if n.isupper()]  # (then the data row)
+    assert handshake == ["CLIENT_HELLO", "SERVER_HELLO", "SERVER_KEY_SHARE", "FINISHED", "FINISHED"]
+    expect(page.get_by_test_id("ladder-verdict")).to_contain_text("resumed from a session ticket")
+    expect(page.get_by_test_id("checks")).to_contain_text("forward secrecy")
 
 
 def test_a_foreign_ca_from_outside_appears_as_a_failed_ladder(console, mesh, shots: Path) -> None:

@@ -209,7 +209,11 @@ async function selectEdge(e) {
     return;
   }
   const q = new URLSearchParams({ client: e.client, server: e.server });
-  state.list = (await api("/api/handshakes?" + q)).handshakes;
+  state.list = [];  // handshakes streamed in while the list loads land here first
+  const fetched = (await api("/api/handshakes?" + q)).handshakes;
+  if (state.edge !== e) return;  // another edge was chosen meanwhile
+  const seen = new Set(fetched.map((d) => d.key));
+  state.list = [...state.list.filter((d) => !seen.has(d.key)), ...fetched].slice(0, 50);
   renderList();
   if (state.list.length) showLadder(state.list[0]);
   render();
@@ -227,9 +231,9 @@ function renderList(fresh) {
   const ol = document.getElementById("hs-list");
   ol.replaceChildren(...state.list.map((d) => h("li", {
     class: (state.selected && state.selected.key === d.key ? "selected" : "") + (d.key === fresh ? " new" : ""),
-    "data-testid": "handshake-item", "data-outcome": d.outcome, onclick: () => showLadder(d),
+    "data-testid": "handshake-item", "data-outcome": d.outcome, "data-resumed": d.resumed ? "true" : "false", onclick: () => showLadder(d),
   },
-    h("span", { class: d.outcome === "success" ? "ok" : "bad", text: d.outcome === "success" ? "✓ ok" : "✗ " + d.outcome }),
+    h("span", { class: d.outcome === "success" ? "ok" : "bad", text: d.outcome === "success" ? (d.resumed ? "✓ resumed" : "✓ ok") : "✗ " + d.outcome }),
     ` ${time(d.at)} · seen by ${d.sidecar} (${d.role}) · ${d.duration_ms.toFixed(2)} ms`)));
 }
 
