@@ -8,6 +8,7 @@ against a running sidecar's inbound port (then only our side is seen).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import tempfile
@@ -25,6 +26,7 @@ from mtlsdemo.handshake import (
     Suite,
 )
 from mtlsdemo.handshake.records import HEADER_LEN
+from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 from mtlsdemo.handshake.trace import TraceEntry
 from mtlsdemo.identityconfig import identity_config
 from mtlsdemo.pki.errors import PkiError
@@ -67,9 +69,26 @@ def _field_text(e: TraceEntry) -> str:
         return f"level {'fatal' if f.get('level') == 2 else 'warning'}"
     n = e.name
     if n == "CLIENT_HELLO":
-        return f"versions {', '.join(f['versions'])}; suites {', '.join(f['suites'])}; random {f['random'][:16]}…"
+        text = f"versions {', '.join(f['versions'])}; suites {', '.join(f['suites'])}; random {f['random'][:16]}…"
+        if "resume" in f:
+            r = f["resume"]
+            text += (
+                f"; resume: a {r['ticket_bytes']}-byte session ticket, X25519 share "
+                f"{r['x25519_share'][:16]}…, binder {r['binder'][:16]}…"
+            )
+        return text
     if n == "SERVER_HELLO":
-        return f"version {f['version']}; suite {f['suite']}; random {f['random'][:16]}…"
+        text = f"version {f['version']}; suite {f['suite']}; random {f['random'][:16]}…"
+        if f.get("resumed"):
+            text += "; resuming the offered ticket"
+        elif "ticket_refused" in f:
+            text += f"; ticket refused: {f['ticket_refused']} (a full handshake follows)"
+        return text
+    if n == "NEW_SESSION_TICKET":
+        return (
+            f"{f['ticket_bytes']}-byte ticket, good for {f['lifetime_s']} s and "
+            f"{f['max_uses']} resumptions: {f['carries']}"
+        )
     if n == "CERTIFICATE":
         certs = f.get("certificates") or []
         text = "; ".join(
@@ -113,6 +132,7 @@ ON_THE_WIRE = {  # what an eavesdropper sees of each message (MTD/1 sends them u
     "CLIENT_KEY_EXCHANGE": "clear, useless without a private key",
     "CERTIFICATE_VERIFY": "clear: a signature",
     "FINISHED": "clear: a MAC",
+    "NEW_SESSION_TICKET": "clear, sealed: only the server's ticket key opens it",
 }
 
 
@@ -193,6 +213,8 @@ def _result_lines(conn: Connection) -> list[str]:
         return []
     out = [f" {conn.role} verified {r.peer_identity} ({r.peer_subject}):"]
     out += [f"   ✓ {c}" for c in r.checks]
+    if r.resumption and r.resumption != "resumed":
+        out.append(f"   resumption: {r.resumption}")
     phases = ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in r.phases.items())
     out.append(f"   {conn.role} time per step: {phases}")
     return out
@@ -234,6 +256,7 @@ class TraceConfig:
     days_ahead: float = 0.0
     json: bool = False
     tls13: bool = False  # with --connect to a native gRPC port: the real TLS 1.3 handshake
+    resume: bool = False  # a full handshake first (not shown), then the resumed one
 
 
 IN_MEMORY_ONLY = {
@@ -267,6 +290,8 @@ def run(cfg: TraceConfig) -> int:
         trace=True,
         show_secrets=cfg.show_secrets,
     )
+    if cfg.resume:
+        ccfg = dataclasses.replace(ccfg, ticket_cache=TicketCache(), ticket_peer="traced")
     if cfg.connect:
         return _run_connected(cfg, ccfg)
     scfg = identity_config(
@@ -276,7 +301,14 @@ def run(cfg: TraceConfig) -> int:
         require_status=cfg.require_status,
         trace=True,
     )
+    if cfg.resume:
+        scfg = dataclasses.replace(scfg, tickets=TicketKeys())
     now = dt.datetime.now(dt.UTC) + dt.timedelta(days=cfg.days_ahead)
+    if cfg.resume:  # the full one, for its ticket; its failure is the one to show
+        c, s, error = handshake_in_memory(ccfg, scfg, now)
+        if error is not None or not ccfg.ticket_cache:
+            entries = sorted(c.trace + s.trace, key=lambda e: e.at)
+            return _print(cfg, entries, [c, s], [], error, both_sides=True)
     c, s, error = handshake_in_memory(ccfg, scfg, now)
     records = [] if error else _demo_records(c, s)
     entries = sorted(c.trace + s.trace, key=lambda e: e.at)
@@ -348,6 +380,19 @@ def _run_tls13(cfg: TraceConfig) -> int:
 def _run_connected(cfg: TraceConfig, ccfg: HandshakeConfig) -> int:
     assert cfg.connect is not None  # run() calls this only with --connect
     host, port = cfg.connect  # (host, port), parsed at the edge
+    if cfg.resume:  # a full handshake first, for the sidecar's ticket
+        first = dialer.handshake(host, port, ccfg, timeout=cfg.connect_timeout)
+        if first.error is None:
+            first.conn.close()
+            first.sock.sendall(first.conn.data_to_send())
+        first.sock.close()
+        if first.error is not None or not ccfg.ticket_cache:
+            if first.error is None:
+                raise PkiError(
+                    f"--resume: the sidecar at {host}:{port} issued no session ticket (it runs "
+                    "with --no-session-tickets, or speaks only MTD/1.0): drop --resume"
+                )
+            return _print(cfg, first.conn.trace, [first.conn], [], first.error, both_sides=False)
     attempt = dialer.handshake(host, port, ccfg, timeout=cfg.connect_timeout)
     c, error, sock = attempt.conn, attempt.error, attempt.sock
     records: list[dict[str, Any]] = []
@@ -456,8 +501,16 @@ def _print(
             else "RSA-OAEP: the client encrypted a random 48-byte pre-master secret to the "
             "server's certificate key (no forward secrecy)"
         )
+        if r.resumed:
+            kx = (
+                "resumed from a session ticket: fresh X25519 key pairs on both sides, mixed "
+                "with the ticket's secret (forward secrecy kept); no certificate, no signature"
+            )
         print(f" key exchange: {kx}")
-        print(f" session: {r.version}, {r.suite}, handshake {r.duration * 1e3:.2f} ms")
+        print(
+            f" session: {r.version}, {r.suite}, handshake {r.duration * 1e3:.2f} ms"
+            + (", resumed" if r.resumed else "")
+        )
     if error is not None:
         print("\n".join(_failure_lines(conns)))
     if records:

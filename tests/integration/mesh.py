@@ -90,7 +90,7 @@ class Mesh:
         root.mkdir(parents=True, exist_ok=True)
         self.inbound = free_port()
         self.route = free_port()
-        self.server = SidecarProc(
+        self._server_argv = (
             root,
             "server-sidecar",
             server_dir or certs / server_identity,
@@ -102,6 +102,7 @@ class Mesh:
             allow,
             *server_args,
         )
+        self.server = SidecarProc(*self._server_argv)
         target = remote_port or self.inbound
         self.client = SidecarProc(
             root,
@@ -112,6 +113,12 @@ class Mesh:
             *client_args,
             ready=client_ready,
         )
+
+    def restart_server(self) -> None:
+        """The server sidecar stopped and started again on the same ports (a new
+        process: new ticket keys, empty journal)."""
+        self.server.stop()
+        self.server = SidecarProc(*self._server_argv)
 
     def stop(self) -> None:
         self.client.stop()

@@ -92,6 +92,7 @@ def test_the_mesh_recipes_against_a_running_mesh(tmp_path: Path) -> None:
         checked = 0
         for cmd, comment in commands(blocks()[1]):
             cmd = cmd.replace("127.0.0.1:9902", f"127.0.0.1:{ports['ledger_admin']}")
+            cmd = cmd.replace("127.0.0.1:50051", f"127.0.0.1:{ports['ledger']}")
             r = run(cmd, tmp_path, **env)
             says = SAYS.search(comment)
             if says:
@@ -101,7 +102,7 @@ def test_the_mesh_recipes_against_a_running_mesh(tmp_path: Path) -> None:
                 checked += 1
             else:
                 assert r.returncode == 0, (cmd, r.stdout, r.stderr)
-        assert checked == 10
+        assert checked == 11
 
 
 def test_every_command_in_the_section_is_a_real_one() -> None:

@@ -454,6 +454,60 @@ def test_handshake_trace_connects_to_a_running_sidecar(tmp_path, certs, echo) ->
         mesh.stop()
 
 
+def test_tunnels_after_the_first_resume_and_a_restarted_server_refuses_old_tickets(
+    tmp_path, certs, echo
+) -> None:
+    """Sidecar to sidecar: the first tunnel's handshake is full and brings a ticket,
+    the next ones resume; after the server sidecar restarts (new ticket keys) the
+    client's ticket is refused with a name, the handshake is full, and the tunnel
+    works."""
+    mesh = Mesh(tmp_path, certs, echo.port)
+    try:
+        for i in range(3):
+            assert roundtrip(mesh.route, b"tunnel %d" % i) == b"tunnel %d" % i
+        wait_for(lambda: handshakes(mesh.client, result="success") == 3, what="three handshakes")
+        assert handshakes(mesh.client, result="success", resumed="false") == 1
+        assert handshakes(mesh.client, result="success", resumed="true") == 2
+        assert handshakes(mesh.server, result="success", resumed="true") == 2
+        assert metric_value(mesh.server.metrics(), "mtls_session_tickets_issued_total") == 1
+        mesh.restart_server()
+        assert roundtrip(mesh.route, b"after restart") == b"after restart"
+        wait_for(
+            lambda: (
+                metric_value(
+                    mesh.client.metrics(),
+                    "mtls_session_ticket_refusals_total",
+                    reason="ticket_unknown_key",
+                    by="remote",
+                )
+                == 1
+            ),
+            what="the client to count the server's refusal",
+        )
+    finally:
+        mesh.stop()
+
+
+def test_a_sidecar_without_tickets_neither_issues_nor_resumes(tmp_path, certs, echo) -> None:
+    mesh = Mesh(tmp_path, certs, echo.port, server_args=("--no-session-tickets",))
+    try:
+        for i in range(2):
+            assert roundtrip(mesh.route, b"x%d" % i) == b"x%d" % i
+        wait_for(lambda: handshakes(mesh.client, result="success") == 2, what="two handshakes")
+        assert handshakes(mesh.client, result="success", resumed="false") == 2
+        # `handshake --resume` against it: one line, exit 2, the reason and what to do
+        r = subprocess.run(
+            [sys.executable, "-m", "mtlsdemo", "handshake", "--resume", "--connect",
+             f"127.0.0.1:{mesh.inbound}", "--client-dir", str(certs / "gateway"),
+             "--peer-id", LEDGER_ID],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert "issued no session ticket" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    finally:
+        mesh.stop()
+
+
 # ------------------------------------------------------------------ rotation under load
 def test_certificate_rotation_during_steady_traffic_has_zero_failed_calls(tmp_path, certs) -> None:
     app = GrpcEcho()

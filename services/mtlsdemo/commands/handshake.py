@@ -89,6 +89,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --connect to a native gRPC mTLS port (the gateway's): the real TLS 1.3 "
         "handshake, message by message, next to MTD/1's steps",
     )
+    flags.add(
+        p,
+        "--resume",
+        boolean=True,
+        default=False,
+        help="MTD/1.1 session resumption: a first full handshake (not shown) brings a "
+        "session ticket, and the one shown resumes from it (in memory, or with --connect "
+        "against a sidecar that issues tickets)",
+    )
     flags.add(p, "--json", boolean=True, default=False, help="print JSON instead of the ladder")
 
 

@@ -563,6 +563,11 @@ class Connection:
     def _fields(self, msg: m.Message) -> dict[str, Any]:
         """describe(msg), plus what only the connection knows (the suite's key exchange)."""
         fields = describe(msg)
+        if isinstance(msg, m.ServerKeyShare) and self.resumed:
+            fields["carries"] = (
+                "the server's ephemeral X25519 public key (resumed: authenticated by the "
+                "Finished MACs under the ticket's secret, not by a signature)"
+            )
         if isinstance(msg, m.ClientKeyExchange) and self.suite is not None:
             fields["carries"] = (
                 "the client's ephemeral X25519 public key (the secret never travels)"
@@ -581,7 +586,7 @@ class Connection:
         c_ap = self._ks.traffic_secret("client", th_cf)
         s_ap = self._ks.traffic_secret("server", th_cf)
         values = {
-            "shared secret (ECDHE output or pre-master)": shared,
+            "shared secret (ECDHE output, pre-master, or resumed: X25519 output || ticket secret)": shared,
             "master = HKDF-Extract(client_random || server_random, shared)": self._ks.master,
             'client traffic = Expand-Label(master, "c ap traffic", H(..client Finished))': c_ap,
             'server traffic = Expand-Label(master, "s ap traffic", H(..client Finished))': s_ap,
@@ -758,6 +763,8 @@ class Connection:
         priv, public = kx.x25519_keypair(self.entropy)
         shared = kx.x25519_shared(priv, hello.resume.share)
         self._ks = KeySchedule(shared + opened.psk, self._client_random, self._server_random)
+        if self.config.trace:  # kept only for the trace's key-schedule entry
+            self._shared_for_trace = shared + opened.psk
         self._send_handshake(
             [
                 m.ServerHello(self.version, self._random, self.suite.code, 1, 0),
@@ -889,6 +896,8 @@ class Connection:
             self._ks = KeySchedule(
                 shared + self._ticket.psk, self._client_random, self._server_random
             )
+            if self.config.trace:
+                self._shared_for_trace = shared + self._ticket.psk
             self.state = State.WAIT_FINISHED
             return
         self.state = State.WAIT_CERTIFICATE_REQUEST
@@ -955,6 +964,8 @@ class Connection:
                 self.suite, self._ks.traffic_secret("client", th_cf), self.config.limits.max_seq
             )
             self._pending_recv_secret = self._ks.traffic_secret("server", th_cf)
+            self._trace_keys(self._shared_for_trace, th_cf)
+            self._shared_for_trace = b""
         self._recv = Protector(self.suite, self._pending_recv_secret, self.config.limits.max_seq)
         self._keep_ticket()
         self._phase("finished", t0)
