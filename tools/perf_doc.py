@@ -132,8 +132,19 @@ def bulk(b: dict[str, Any]) -> str:
         f"{k['bytes_per_run'] >> 20} MiB per run, {t['runs']} interleaved runs, median (min–max): "
         f"tunnel **{t['median']:.0f} MB/s** ({t['min']:.0f}–{t['max']:.0f}), Python `ssl` TLS 1.3 "
         f"**{r['median']:.0f} MB/s** ({r['min']:.0f}–{r['max']:.0f}): "
-        f"**{k['ratio_tunnel_vs_ssl']:.2f}x**.\n\nMethod (from the JSON): tunnel — "
-        f"{k['method']['tunnel']}; reference — {k['method']['reference']}."
+        f"**{k['ratio_tunnel_vs_ssl']:.2f}x**."
+        + (
+            f" The two extra hops alone (two crypto-free relays, same sender and sink): "
+            f"**{k['bare_relays_MBps']:.0f} MB/s** "
+            f"({k['bare_relays_MBps_spread']['min']:.0f}–{k['bare_relays_MBps_spread']['max']:.0f}); "
+            f"the tunnel moves **{k['ratio_tunnel_vs_bare_relays']:.2f}x** of that."
+            if "bare_relays_MBps" in k
+            else ""
+        )
+        + f"\n\nMethod (from the JSON): tunnel — "
+        f"{k['method']['tunnel']}; reference — {k['method']['reference']}"
+        + (f"; bare relays — {k['method']['bare_relays']}" if "bare_relays" in k["method"] else "")
+        + "."
     )
 
 

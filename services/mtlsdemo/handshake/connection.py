@@ -527,8 +527,12 @@ class Connection:
                 STEP_OF[T(msg_type)],
                 self._fields(msg),
             )
-        th_before = self._transcript.copy().finalize()
-        sig_before = self._sig_transcript.copy().finalize()
+        # the running hashes are forked only for the messages whose handler needs
+        # the transcript before them (Finished: its MAC; CertificateVerify: the signature)
+        th_before = self._transcript.copy().finalize() if msg_type == T.FINISHED else b""
+        sig_before = (
+            self._sig_transcript.copy().finalize() if msg_type == T.CERTIFICATE_VERIFY else b""
+        )
         self._transcript.update(raw)
         if msg_type != T.CLIENT_HELLO:
             self._sig_transcript.update(raw)
@@ -644,7 +648,7 @@ class Connection:
             status_problem = None
         else:
             assert self.peer is not None
-            identity, subject = self.peer.identity, self.peer.leaf.subject.rfc4514_string()
+            identity, subject = self.peer.identity, self.peer.subject
             not_after = self.peer.leaf.not_valid_after_utc
             checks = tuple(self.peer.checks)
             problem = self.peer.status_problem
@@ -793,7 +797,7 @@ class Connection:
         assert peer is not None and self.suite is not None
         return SessionFacts(
             peer_identity=peer.identity,
-            peer_subject=peer.leaf.subject.rfc4514_string(),
+            peer_subject=peer.subject,
             peer_not_after=int(peer.leaf.not_valid_after_utc.timestamp()),
             status_until=int(peer.status_until.timestamp()) if peer.status_until else 0,
             trust=self.config.trust.fingerprint,

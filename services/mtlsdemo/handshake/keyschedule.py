@@ -59,9 +59,15 @@ def sha256(data: bytes) -> bytes:
 class KeySchedule:
     def __init__(self, shared_secret: bytes, client_random: bytes, server_random: bytes) -> None:
         self.master = hkdf_extract(client_random + server_random, shared_secret)
+        self._finished_keys: dict[str, bytes] = {}  # each derived once, used twice
 
     def finished_key(self, role: str) -> bytes:
-        return expand_label(self.master, f"{role[0]} finished", b"", HASH_LEN)
+        key = self._finished_keys.get(role)
+        if key is None:
+            key = self._finished_keys[role] = expand_label(
+                self.master, f"{role[0]} finished", b"", HASH_LEN
+            )
+        return key
 
     def finished_mac(self, role: str, transcript_hash: bytes) -> bytes:
         return hmac_sha256(self.finished_key(role), transcript_hash)

@@ -58,6 +58,7 @@ class PeerPolicy:
 class VerifiedPeer:
     identity: str  # the SPIFFE ID
     leaf: x509.Certificate
+    subject: str  # the leaf's subject, RFC 4514
     public_key: Any
     chain: list[x509.Certificate]  # the path as built, leaf to trusted root
     checks: list[str] = field(default_factory=list)  # what passed, for the trace
@@ -140,6 +141,7 @@ def verify_peer(
     return VerifiedPeer(
         identity,
         verified.leaf,
+        verified.subject,
         verified.public_key,
         list(verified.path),
         checks,

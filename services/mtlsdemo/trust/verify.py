@@ -67,6 +67,7 @@ class VerifiedChain:
 
     identity: SpiffeId
     leaf: x509.Certificate
+    subject: str  # the leaf's subject, RFC 4514 (formatted once, for messages and results)
     public_key: Any
     path: tuple[x509.Certificate, ...]  # leaf .. trusted root, as built
     dns_names: frozenset[str]
@@ -307,6 +308,7 @@ class TrustStore:
         return VerifiedChain(
             identity=identity,
             leaf=leaf,
+            subject=subject,
             public_key=leaf.public_key(),
             path=path,
             dns_names=dns,
