@@ -41,6 +41,10 @@ def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
 
 
 def hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
+    if length <= HASH_LEN:
+        # RFC 5869 with one block: T(1) = HMAC(PRK, info || 0x01), the same bytes as
+        # HKDFExpand without building a KDF object (every secret here is one block)
+        return hmac_sha256(prk, info + b"\x01")[:length]
     return HKDFExpand(hashes.SHA256(), length, info).derive(prk)
 
 

@@ -5,6 +5,7 @@ Framing of every handshake message: type (u8) | length (u24) | body.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -267,7 +268,7 @@ PARSERS: dict[int, type[Message]] = {
 def _u16_list(raw: bytes, what: str) -> tuple[int, ...]:
     if len(raw) % 2:
         raise ProtocolError(Reason.DECODE_ERROR, f"{what}: odd length {len(raw)}")
-    return tuple(int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2))
+    return struct.unpack(f">{len(raw) // 2}H", raw)
 
 
 def encode(msg: Message) -> bytes:
