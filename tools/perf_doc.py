@@ -157,7 +157,16 @@ def scale(b: dict[str, Any]) -> str:
         f"**{c['tunnels_held']} tunnels held** through one sidecar pair{capped}, "
         f"**{c['errors']} errors**, every one carrying a byte at the end; RSS "
         f"**{c['rss_per_tunnel_kib']:.1f} KiB per tunnel** per sidecar; handshakes: "
-        f"{c['handshakes']['full']} full, {c['handshakes']['resumed']} resumed.",
+        f"{c['handshakes']['full']} full, {c['handshakes']['resumed']} resumed."
+        + (
+            " CPU per tunnel set up: "
+            + ", ".join(
+                f"{k} sidecar **{v:.2f} ms**" for k, v in c["cpu_ms_per_tunnel_by_sidecar"].items()
+            )
+            + "."
+            if "cpu_ms_per_tunnel_by_sidecar" in c
+            else ""
+        ),
         "",
         "| burst | already held | ok | p50 ms | p99 ms | max ms |",
         "|---:|---:|---:|---:|---:|---:|",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -90,6 +91,12 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _active_sessions(admin: int) -> int:
@@ -181,14 +188,17 @@ def run(tunnels: int = 10_000, burst: int = 1000) -> dict[str, Any]:
         def while_held() -> dict[str, Any]:
             return {
                 "rss": {"client": _rss_kib(client_pid), "server": _rss_kib(server_pid)},
+                "cpu": {"client": _cpu_seconds(client_pid), "server": _cpu_seconds(server_pid)},
                 "sidecar_active_sessions": _active_sessions(admin),
                 "handshakes": _handshakes_by_resumed(admin),
             }
 
         try:
             before = {"client": _rss_kib(client_pid), "server": _rss_kib(server_pid)}
+            cpu_before = {"client": _cpu_seconds(client_pid), "server": _cpu_seconds(server_pid)}
             driven = _run_loop(_drive(route, tunnels, burst, while_held))
             after = driven["held"].pop("rss")
+            cpu_after = driven["held"].pop("cpu")
             out.update(driven["held"])
             held = driven["working"]
         finally:
@@ -207,6 +217,10 @@ def run(tunnels: int = 10_000, burst: int = 1000) -> dict[str, Any]:
             "worst_burst_p99_ms": max(b["p99_ms"] for b in bursts),
             "rss_per_tunnel_kib": (per["client"] + per["server"]) / 2,
             "rss_per_tunnel_kib_by_sidecar": per,
+            # what bounds a burst: each sidecar's CPU per tunnel set up (one event loop each)
+            "cpu_ms_per_tunnel_by_sidecar": {
+                k: (cpu_after[k] - cpu_before[k]) * 1e3 / tunnels for k in cpu_before
+            },
             "rss_kib_before": before,
             "rss_kib_after": after,
             "method": (
@@ -238,7 +252,11 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         f"scale: {r['tunnels_held']} of {r['tunnels_target']} tunnels held and working{capped}, "
         f"{r['errors']} errors; RSS {r['rss_per_tunnel_kib']:.1f} KiB per tunnel per sidecar; "
-        f"handshakes: {r['handshakes']['full']} full, {r['handshakes']['resumed']} resumed",
+        f"handshakes: {r['handshakes']['full']} full, {r['handshakes']['resumed']} resumed; "
+        "CPU per tunnel: "
+        + ", ".join(
+            f"{k} sidecar {v:.2f} ms" for k, v in r["cpu_ms_per_tunnel_by_sidecar"].items()
+        ),
         "| burst | already held | ok | p50 ms | p99 ms | max ms |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
