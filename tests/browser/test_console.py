@@ -169,6 +169,10 @@ def test_a_resumed_handshake_shows_its_short_ladder(console, mesh) -> None:
     assert handshake == ["CLIENT_HELLO", "SERVER_HELLO", "SERVER_KEY_SHARE", "FINISHED", "FINISHED"]
     expect(page.get_by_test_id("ladder-verdict")).to_contain_text("resumed from a session ticket")
     expect(page.get_by_test_id("checks")).to_contain_text("forward secrecy")
+    # and the edge counts it
+    expect(edge_row(page, GATEWAY, LEDGER).get_by_test_id("edge-resumed")).to_contain_text(
+        "resumed"
+    )
 
 
 def test_a_foreign_ca_from_outside_appears_as_a_failed_ladder(console, mesh, shots: Path) -> None:

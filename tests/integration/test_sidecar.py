@@ -470,6 +470,8 @@ def test_tunnels_after_the_first_resume_and_a_restarted_server_refuses_old_ticke
         assert handshakes(mesh.client, result="success", resumed="true") == 2
         assert handshakes(mesh.server, result="success", resumed="true") == 2
         assert metric_value(mesh.server.metrics(), "mtls_session_tickets_issued_total") == 1
+        (edge,) = mesh.client.status()["edges"]  # /status says it too (the console reads it)
+        assert (edge["ok"], edge["resumed"]) == (3, 2)
         mesh.restart_server()
         assert roundtrip(mesh.route, b"after restart") == b"after restart"
         wait_for(

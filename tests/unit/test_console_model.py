@@ -57,14 +57,26 @@ def sidecars() -> list[SidecarState]:
     gw.status = status(
         "gateway-sidecar",
         GW,
-        [{"role": "client", "local": GW, "peer": LEDGER, "suite": "S1", "ok": 10, "failed": 1}],
+        [
+            {
+                "role": "client",
+                "local": GW,
+                "peer": LEDGER,
+                "suite": "S1",
+                "ok": 10,
+                "failed": 1,
+                "resumed": 7,
+            }
+        ],
     )
     ledger = SidecarState("http://127.0.0.1:9902", up=True, instance="b")
     ledger.status = status(
         "ledger-sidecar",
         LEDGER,
         [
-            {"role": "server", "local": LEDGER, "peer": GW, "suite": "S1", "ok": 9, "failed": 1},
+            {"role": "server", "local": LEDGER, "peer": GW, "suite": "S1", "ok": 9, "failed": 1,
+             "resumed": 6},
+            # (an older sidecar's edge: no resumed count)
             {"role": "server", "local": LEDGER, "peer": "unknown", "suite": "none", "ok": 0, "failed": 2},
         ],
     )  # fmt: skip
@@ -90,6 +102,7 @@ def test_edges_merge_both_views_and_say_their_health_in_words() -> None:
     view = mesh_view(sidecars(), [], NOW)
     edge = next(e for e in view["edges"] if (e["client"], e["server"]) == (GW, LEDGER))
     assert (edge["ok"], edge["failed"], edge["suites"]) == (10, 1, ["S1"])
+    assert edge["resumed"] == 7  # of the ok ones, the larger of the two views
     assert {v["sidecar"] for v in edge["seen_by"]} == {"gateway-sidecar", "ledger-sidecar"}
     assert edge["health"] == "failing" and "certificate_revoked" in edge["health_text"]
     assert "rejected by ledger" in edge["health_text"]

@@ -60,6 +60,7 @@ def nodes_and_edges(
                 "suites": [],
                 "ok": 0,
                 "failed": 0,
+                "resumed": 0,  # of the ok handshakes, from a session ticket
                 "seen_by": [],
                 "recent_ok": 0,
                 "recent_failed": 0,
@@ -88,10 +89,11 @@ def nodes_and_edges(
                 (e["local"], e["peer"]) if e["role"] == "client" else (e["peer"], e["local"])
             )
             view = by_pair.setdefault(
-                (client, server), {"sidecar": st.get("name"), "ok": 0, "failed": 0}
+                (client, server), {"sidecar": st.get("name"), "ok": 0, "failed": 0, "resumed": 0}
             )
             view["ok"] += e["ok"]
             view["failed"] += e["failed"]
+            view["resumed"] += e.get("resumed", 0)  # (a sidecar before MTD/1.1 has none)
             ed = edge(client, server, "MTD/1")
             if e["suite"] != "none" and e["suite"] not in ed["suites"]:
                 ed["suites"].append(e["suite"])
@@ -99,6 +101,7 @@ def nodes_and_edges(
             ed = edge(client, server, "MTD/1")
             ed["seen_by"].append(view)
             ed["ok"], ed["failed"] = max(ed["ok"], view["ok"]), max(ed["failed"], view["failed"])
+            ed["resumed"] = max(ed["resumed"], view["resumed"])
     # recent handshakes: rates, health and the last outcome, per edge
     for doc in _all_handshakes(sidecars):
         seen = edges.get((doc["client"], doc["server"], "MTD/1"))

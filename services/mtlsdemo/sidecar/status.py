@@ -22,6 +22,7 @@ class Edge:
     ok: int = 0
     failed: int = 0
     last_reason: str = ""
+    resumed: int = 0  # of the ok ones: from a session ticket
 
 
 class Status:
@@ -41,6 +42,7 @@ class Status:
             edge = self.edges[key] = Edge(o.role, o.local, o.peer, o.suite)
         if outcome == "success":
             edge.ok += 1
+            edge.resumed += o.resumed
         else:
             edge.failed += 1
             edge.last_reason = f"{outcome} ({origin})"
