@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -95,7 +96,7 @@ class SessionFacts:
         now: dt.datetime,
         trust: bytes,
         own: bytes,
-        allows: object,
+        allows: Callable[[str], bool],
         suites: tuple[int, ...],
     ) -> None:
         """Everything that can change since the full handshake; raises TicketRefused."""
@@ -114,7 +115,7 @@ class SessionFacts:
                 "this side's certificate or stapled status changed since the ticket was "
                 "issued: the peer must verify the new one",
             )
-        if not allows(self.peer_identity):  # type: ignore[operator]
+        if not allows(self.peer_identity):
             raise TicketRefused(
                 Refusal.PEER_NOT_ALLOWED,
                 f"{self.peer_identity} is not allowed by the current policy",
