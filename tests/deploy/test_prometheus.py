@@ -123,6 +123,7 @@ def test_dashboard_has_the_promised_panels() -> None:
         "revoked serials",
         "refused for revocation",
         "grpc calls per method and code",
+        "full and resumed",
     ):
         assert want in titles
 
