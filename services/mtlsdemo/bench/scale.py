@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from mtlsdemo.bench.servers import run_fast
 from mtlsdemo.bench.sidecar import Proc, _sidecars
 from mtlsdemo.bench.stats import summarize
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
@@ -196,7 +197,7 @@ def run(tunnels: int = 10_000, burst: int = 1000) -> dict[str, Any]:
         try:
             before = {"client": _rss_kib(client_pid), "server": _rss_kib(server_pid)}
             cpu_before = {"client": _cpu_seconds(client_pid), "server": _cpu_seconds(server_pid)}
-            driven = _run_loop(_drive(route, tunnels, burst, while_held))
+            driven = run_fast(_drive(route, tunnels, burst, while_held))
             after = driven["held"].pop("rss")
             cpu_after = driven["held"].pop("cpu")
             out.update(driven["held"])
@@ -234,14 +235,6 @@ def run(tunnels: int = 10_000, burst: int = 1000) -> dict[str, Any]:
         }
     )
     return out
-
-
-def _run_loop(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def table(results: dict[str, Any]) -> str:

@@ -209,7 +209,7 @@ def serve_relay(_cert_dir: Path, target: int) -> None:
 
     # the floor runs on the sidecars' own default loop (uvloop when installed), so
     # "what the sidecars add beyond bare relays" compares like with like
-    _run_fast(main())
+    run_fast(main())
 
 
 def serve_echo(_cert_dir: Path) -> None:
@@ -247,19 +247,19 @@ def serve_many_echo(_cert_dir: Path) -> None:
         print(srv.sockets[0].getsockname()[1], flush=True)
         await asyncio.Event().wait()
 
-    _run_fast(main())
+    run_fast(main())
 
 
-def _run_fast(main: Any) -> None:
-    """uvloop when installed: the sidecars' own default loop."""
+def run_fast(main: Any) -> Any:
+    """Run a coroutine on uvloop when installed (the sidecars' own default loop), so
+    the bench's relays, echoes and load generator compare like with like."""
     try:
         import uvloop
     except ImportError:
         import asyncio
 
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ import grpc
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from mtlsdemo.chaos.journal import Journal
+from mtlsdemo.client import gateway_channel
 from mtlsdemo.pki.material import IdentitySource
-from mtlsdemo.rpc.credentials import secure_channel
-from mtlsdemo.rpc.retry import FAST_RECONNECT, Attempt, RetryPolicy, call_with_retry
+from mtlsdemo.rpc.retry import Attempt, RetryPolicy, call_with_retry
 
 FUNDS_CENTS = 1_000_000  # per account: transfers of 1..100 cents never run it dry
 
@@ -37,7 +37,7 @@ class Load:
     ) -> None:
         self.gateway_addr = gateway_addr
         self.source = IdentitySource(cli_dir)
-        self.channel = secure_channel(gateway_addr, self.source.current, "gateway", FAST_RECONNECT)
+        self.channel = gateway_channel(gateway_addr, self.source.current, "gateway")
         self.stub = pb_grpc.GatewayServiceStub(self.channel)
         self.journal, self.prefix, self.policy = journal, prefix, policy
         self.accounts = [f"{prefix}-a{i}" for i in range(accounts)]
@@ -136,7 +136,7 @@ class Load:
         if material is None:
             return
         old = self.channel
-        self.channel = secure_channel(self.gateway_addr, material, "gateway", FAST_RECONNECT)
+        self.channel = gateway_channel(self.gateway_addr, material, "gateway")
         self.stub = pb_grpc.GatewayServiceStub(self.channel)
         timer = threading.Timer(self.policy.deadline + 1, old.close)
         timer.daemon = True
