@@ -73,7 +73,6 @@ from mtlsdemo.handshake.tickets import (
     REFUSAL_CODES,
     ClientTicket,
     Opened,
-    Refusal,
     SessionFacts,
     TicketRefused,
 )
@@ -182,6 +181,7 @@ class Connection:
         self.resumption = ""  # what happened with it, in words (the result carries it)
         self.resume_refusal: str | None = None  # a refused ticket's reason (metrics)
         self.resume_refused_by = "local"  # or "remote": the server's ServerHello said so
+        self._refusal_code = 0  # server: the refused ticket's wire code (0: none offered)
         self._ticket: ClientTicket | None = None  # client: the ticket offered
         self._resumed_facts: SessionFacts | None = None  # what a ticket said of the peer
         self._psk = b""
@@ -753,6 +753,7 @@ class Connection:
         except TicketRefused as e:
             self.resumption = f"full: ticket refused: {e}"
             self.resume_refusal = e.refusal.value
+            self._refusal_code = REFUSAL_CODES[e.refusal]  # told in our ServerHello
             return None
         return opened
 
@@ -1030,10 +1031,7 @@ class Connection:
                 return
         self.suite = chosen
         if self.version >= VERSION_1_1:
-            refusal = (
-                REFUSAL_CODES.get(Refusal(self.resume_refusal), 0) if self.resume_refusal else 0
-            )
-            hello = m.ServerHello(self.version, self._random, chosen.code, 0, refusal)
+            hello = m.ServerHello(self.version, self._random, chosen.code, 0, self._refusal_code)
         else:
             hello = m.ServerHello(self.version, self._random, chosen.code)
         self._send_handshake([hello])
