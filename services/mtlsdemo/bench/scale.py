@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlsdemo.bench.servers import run_fast
-from mtlsdemo.bench.sidecar import Proc, _sidecars
+from mtlsdemo.bench.sidecar import Proc, start_sidecar_pair
 from mtlsdemo.bench.stats import summarize
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.sidecar.server import raise_fd_limit
@@ -183,7 +183,7 @@ def run(tunnels: int = 10_000, burst: int = 1000) -> dict[str, Any]:
         bootstrap(BootstrapRequest(out=certs, services=("gateway", "ledger")))
         py = [sys.executable, "-m", "mtlsdemo.bench.servers"]
         echo = Proc(py + ["many-echo", str(certs)], lines=1)
-        procs, route, admin = _sidecars(certs, int(echo.lines[0]))
+        procs, route, admin = start_sidecar_pair(certs, int(echo.lines[0]))
         server_pid, client_pid = (p.proc.pid for p in procs)
 
         def while_held() -> dict[str, Any]:

@@ -63,7 +63,7 @@ def _wait_ready(admin: int) -> None:
     wait_until(ready, timeout=10, what=f"sidecar admin {admin} ready", ignore=(OSError,))
 
 
-def _sidecars(certs: Path, target: int) -> tuple[list[Proc], int, int]:
+def start_sidecar_pair(certs: Path, target: int) -> tuple[list[Proc], int, int]:
     inbound, route, a1, a2 = (free_port() for _ in range(4))
     py = [sys.executable, "-m", "mtlsdemo", "--log-level", "warning", "sidecar"]
     server = Proc(
@@ -185,7 +185,7 @@ def _round_trips(certs: Path, py: list[str], n: int) -> dict[str, Any]:
     port = int(echo.lines[0])
     r2 = Proc(py + ["relay", str(certs), str(port)], lines=1)
     r1 = Proc(py + ["relay", str(certs), r2.lines[0]], lines=1)
-    procs, route, _admin = _sidecars(certs, port)
+    procs, route, _admin = start_sidecar_pair(certs, port)
     ports = {"direct": port, "bare_asyncio_relay_pair": int(r1.lines[0]), "through_sidecars": route}
     try:
         for port_ in ports.values():
@@ -219,7 +219,7 @@ def run(n: int = 400) -> dict[str, Any]:
         py = [sys.executable, "-m", "mtlsdemo.bench.servers"]
         echo = Proc(py + ["grpc-echo", str(certs / "ledger")], lines=2)
         plain_port, tls_port = (int(x) for x in echo.lines)
-        procs, route, _admin = _sidecars(certs, plain_port)
+        procs, route, _admin = start_sidecar_pair(certs, plain_port)
         # the floor: the same two hops through crypto-free asyncio relays
         r2 = Proc(py + ["relay", str(certs), str(plain_port)], lines=1)
         r1 = Proc(py + ["relay", str(certs), r2.lines[0]], lines=1)
@@ -286,7 +286,7 @@ def run(n: int = 400) -> dict[str, Any]:
 
         sink = Proc(py + ["sink", str(certs / "ledger")], lines=1)
         sink_tls = Proc(py + ["sink-tls", str(certs / "ledger")], lines=1)
-        procs, route, admin = _sidecars(certs, int(sink.lines[0]))
+        procs, route, admin = start_sidecar_pair(certs, int(sink.lines[0]))
         # the hops alone: the same sender and sink through two crypto-free relays
         # (what any pair of proxy processes costs before any cryptography)
         r2 = Proc(py + ["relay", str(certs), sink.lines[0]], lines=1)
