@@ -1,13 +1,28 @@
 #!/usr/bin/env bash
-# Render an overlay with the mtlsdemo image set to IMAGE (name:tag), without
-# touching the repository: a throwaway kustomization wraps the overlay and sets
-# the image, so what is applied is exactly the image that was built and loaded.
-#   deploy/k8s/render.sh kind mtlsdemo:sha-0123abcd > rendered.yaml
+# Render what is applied, with the mtlsdemo image set to IMAGE (name:tag), without
+# touching the repository: a throwaway kustomization wraps the target and sets the
+# image, so what is applied is exactly the image that was built and loaded.
+#   deploy/k8s/render.sh kind mtlsdemo:sha-0123abcd > rendered.yaml   (or minikube)
+#   deploy/k8s/render.sh smoke mtlsdemo:sha-0123abcd                  the smoke Job
+#   deploy/k8s/render.sh rotate-ca mtlsdemo:sha-0123abcd prepare      one CA rollover stage
 set -euo pipefail
-overlay=${1:?usage: render.sh OVERLAY IMAGE (overlay: kind or minikube)}
-image=${2:?usage: render.sh OVERLAY IMAGE}
+usage="usage: render.sh kind|minikube|smoke|rotate-ca IMAGE [STAGE]"
+target=${1:?$usage}
+image=${2:?$usage}
+stage=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
-[ -d "$here/overlays/$overlay" ] || { echo "error: no overlay '$overlay' in $here/overlays" >&2; exit 2; }
+case $target in
+    smoke) dir=smoke ;;
+    rotate-ca)
+        dir=jobs
+        case $stage in
+            plan | prepare | switch | finish) ;;
+            *) echo "error: rotate-ca needs a stage: plan, prepare, switch or finish (docs/operations.md)" >&2; exit 2 ;;
+        esac ;;
+    *)
+        [ -d "$here/overlays/$target" ] || { echo "error: no overlay '$target' in $here/overlays (kind, minikube, smoke or rotate-ca)" >&2; exit 2; }
+        dir=overlays/$target ;;
+esac
 case $image in
     *:*) name=${image%:*}; tag=${image##*:} ;;
     *) echo "error: image '$image' needs a tag (name:tag)" >&2; exit 2 ;;
@@ -16,12 +31,22 @@ esac
 # lives beside the overlays for the moment it takes to render (git-ignored)
 tmp=$(mktemp -d "$here/.render.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-cat >"$tmp/kustomization.yaml" <<YAML
+{
+    cat <<YAML
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-  - ../overlays/$overlay
+  - ../$dir
 images:
   - {name: mtlsdemo, newName: $name, newTag: "$tag"}
 YAML
+    if [ -n "$stage" ]; then
+        cat <<YAML
+patches:
+  - target: {kind: Job, name: cert-rotate-ca}
+    patch: |-
+      - {op: replace, path: /spec/template/spec/containers/0/args/2, value: $stage}
+YAML
+    fi
+} >"$tmp/kustomization.yaml"
 ${KUBECTL:-kubectl} kustomize "$tmp"

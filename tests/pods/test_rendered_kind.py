@@ -1,0 +1,185 @@
+"""What `make kind-up` applies, run as pods on Docker with the kubelet's rules
+(kubelet.py says what is emulated and what is not): the kind overlay rendered by
+deploy/k8s/render.sh with the content tag up.sh gives the image, then the
+scenario a user runs — bootstrap Job, ledger, gateways, console, the smoke Job,
+a CA rollover stage, a forced renewal — every pod taken from the rendered YAML.
+
+Secrets: the cert-bootstrap Job runs as rendered, with the official client and
+its in-cluster config, against an API server stand-in (apiserver_standin.py)
+that enforces the rendered Role; Secret volumes are projected from what it stored.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import require_binary
+from kubelet import Cluster, Pod, PodFailed, find, load_rendered
+from mtlsdemo.waiting import wait_until
+
+pytestmark = pytest.mark.pods
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+
+
+def render(*args: str) -> list[dict]:
+    r = subprocess.run(
+        [str(K8S / "render.sh"), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    return load_rendered(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def tag(image: str) -> str:
+    require_binary("kubectl")
+    r = subprocess.run(
+        [str(K8S / "image-tag.sh"), image], capture_output=True, text=True, timeout=60, check=True
+    )
+    return r.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def cluster(tag: str, tmp_path_factory: pytest.TempPathFactory):
+    objects = render("kind", tag)
+    # the node holds exactly what `kind load docker-image` put there: the content tag
+    c = Cluster(objects, tmp_path_factory.mktemp("cluster"), node_images=[tag], pause_image=tag)
+    try:
+        yield c.start()
+    finally:
+        c.close()
+
+
+class Mesh:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.bootstrap = cluster.run_job(find(cluster.objects, "Job", "cert-bootstrap"))
+        # the StatefulSet and the Deployments start together, as on a cluster
+        self.ledger = cluster.rollout(find(cluster.objects, "StatefulSet", "ledger"))
+        self.gateways = cluster.rollout(find(cluster.objects, "Deployment", "gateway"))
+        self.console = cluster.rollout(find(cluster.objects, "Deployment", "console"))
+
+    def status(self, pod: Pod, port: int) -> dict:
+        with urllib.request.urlopen(f"http://{pod.ip}:{port}/status", timeout=5) as r:
+            return json.load(r)
+
+
+@pytest.fixture(scope="module")
+def mesh(cluster: Cluster) -> Mesh:
+    return Mesh(cluster)
+
+
+def job_named(objects: list[dict], name: str) -> dict:
+    return find(objects, "Job", name)
+
+
+def run_job(cluster: Cluster, job: dict) -> Pod:
+    try:
+        return cluster.run_job(job)
+    except PodFailed as e:
+        pytest.fail(f"Job {job['metadata']['name']}: {e}\n{getattr(e, 'logs', '')}")
+
+
+def test_bootstrap_job_writes_every_secret_through_the_api_its_role_allows(mesh: Mesh) -> None:
+    stored = sorted(p.stem for p in (mesh.cluster.workdir / "apiserver/secrets/mtlsdemo").iterdir())
+    assert stored == [
+        "mtlsdemo-ca",
+        "mtlsdemo-cli-tls",
+        "mtlsdemo-crl",
+        "mtlsdemo-gateway-tls",
+        "mtlsdemo-ledger-tls",
+    ]
+    role = find(mesh.cluster.objects, "Role", "cert-bootstrap")
+    named = {n for r in role["rules"] for n in r.get("resourceNames", [])}
+    assert set(stored) == named  # every Secret it writes is one its Role names
+
+
+def test_services_route_to_the_sidecar_and_app_ports_of_ready_pods(mesh: Mesh) -> None:
+    (ledger,) = mesh.ledger
+    assert mesh.cluster.endpoints("ledger") == {"8443": [f"{ledger.ip}:8443"]}
+    gw = mesh.cluster.endpoints("gateway")["50052"]  # targetPort: grpc, a named port
+    assert sorted(gw) == sorted(f"{p.ip}:50052" for p in mesh.gateways)
+
+
+def test_smoke_job_as_rendered_completes(mesh: Mesh, tag: str) -> None:
+    (job,) = render("smoke", tag)
+    pod = run_job(mesh.cluster, job)
+    assert "balance" in pod.logs("balance") and "2.50" in pod.logs("balance")
+
+
+def test_rotate_ca_job_runs_as_the_docs_apply_it(mesh: Mesh, tag: str) -> None:
+    (job,) = render("rotate-ca", tag, "plan")
+    pod = run_job(mesh.cluster, job)
+    assert "plan" in pod.logs("cert-bootstrap").lower()
+
+
+def test_the_status_refresh_cronjob_template_runs(mesh: Mesh) -> None:
+    cron = find(mesh.cluster.objects, "CronJob", "cert-status-refresh")
+    job = {"kind": "Job", "metadata": {"name": "refresh-now", "namespace": "mtlsdemo"}}
+    run_job(mesh.cluster, {**job, "spec": cron["spec"]["jobTemplate"]["spec"]})
+
+
+def test_a_foreign_ca_client_is_refused_by_the_ledger_sidecar(mesh: Mesh) -> None:
+    gw = mesh.gateways[0]
+    script = (
+        "mtlsdemo certs bootstrap --out /tmp/evil --service gateway >/dev/null && "
+        "cp /identity/ca.crt /tmp/evil/gateway/ca.crt && "
+        "mtlsdemo handshake --connect ledger:8443 --client-dir /tmp/evil/gateway"
+    )
+    r = subprocess.run(
+        ["docker", "exec", gw.containers["gateway"].docker_id, "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode != 0 and "unknown_ca" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_a_forced_renewal_reaches_the_running_sidecar_without_a_restart(
+    mesh: Mesh, tag: str
+) -> None:
+    (ledger,) = mesh.ledger
+    before = mesh.status(ledger, 9902)["certificate"]["serial"]
+    restarts = {n: c.restarts for n, c in ledger.containers.items()}
+    cron = find(mesh.cluster.objects, "CronJob", "cert-renew")
+    spec = json.loads(json.dumps(cron["spec"]["jobTemplate"]["spec"]))
+    c = spec["template"]["spec"]["containers"][0]
+    c["env"] = [e for e in c["env"] if e["name"] != "MTLSDEMO_SERVICE"] + [
+        {"name": "MTLSDEMO_SERVICE", "value": "ledger"},
+        {"name": "MTLSDEMO_FORCE", "value": "true"},
+    ]
+    run_job(mesh.cluster, {"kind": "Job", "metadata": {"name": "renew-now"}, "spec": spec})
+    after = wait_until(
+        lambda: (s := mesh.status(ledger, 9902)["certificate"]["serial"]) != before and s,
+        timeout=60,
+        interval=0.5,
+        what="the ledger sidecar to serve the renewed certificate",
+    )
+    assert after != before
+    assert {n: c.restarts for n, c in ledger.containers.items()} == restarts
+    # and the mesh still serves with it
+    (smoke,) = render("smoke", tag)
+    smoke["metadata"]["name"] = "smoke-after-renewal"
+    run_job(mesh.cluster, smoke)
+
+
+def test_the_console_sees_every_sidecar_and_the_edge(mesh: Mesh) -> None:
+    (console,) = mesh.console
+
+    def seen() -> dict | None:
+        with urllib.request.urlopen(f"http://{console.ip}:8080/api/mesh", timeout=5) as r:
+            m = json.load(r)
+        admins = [s for s in m["sources"] if s["kind"] == "sidecar admin" and s["up"]]
+        edge = [
+            e
+            for e in m["edges"]
+            if e["client"].endswith("/sa/gateway") and e["server"].endswith("/sa/ledger") and e["ok"]
+        ]
+        return m if len(admins) == 3 and edge else None
+
+    wait_until(seen, timeout=60, interval=1, what="the console to see 3 sidecars and the edge")
