@@ -14,7 +14,7 @@ COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mt
 
 .PHONY: run test test-unit test-integration test-containers test-browser screenshots console lint typecheck protos prometheusrule bench perf-doc walkthrough clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
-        k8s-verify k8s-cli-cert test-deploy test-repeat
+        k8s-verify k8s-cli-cert k8s-rotate-ca test-deploy test-pods test-repeat
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ test-deploy: $(STAMP)
 
 test-containers: $(STAMP)
 	$(PY) -m pytest tests/containers $(ARGS)
+
+test-pods: $(STAMP)  ## the rendered kind overlay run as pods on Docker with the kubelet's rules
+	$(PY) -m pytest tests/pods $(ARGS)
 
 test-browser: $(STAMP)  ## the web console in Debian's chromium (apt-get install chromium)
 	$(PY) -m pytest tests/browser $(ARGS)
@@ -94,6 +97,12 @@ minikube-up: image  ## the same on minikube (profile mtlsdemo, Calico enforces N
 
 minikube-down:
 	minikube delete -p mtlsdemo
+
+# one CA rollover stage with the image the cluster runs: STAGE=plan|prepare|switch|finish
+K8S_CLUSTER ?= kind
+STAGE       ?= plan
+k8s-rotate-ca:
+	KUBECTL=$(KUBECTL) deploy/k8s/up.sh $(K8S_CLUSTER) rotate-ca $(STAGE)
 
 k8s-verify:  ## the on-cluster checklist: a pass/fail table of what only a cluster can prove
 	KUBECTL=$(KUBECTL) deploy/k8s/verify-on-cluster.sh $(K8S_CONTEXT)

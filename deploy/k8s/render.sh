@@ -12,9 +12,9 @@ image=${2:?$usage}
 stage=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 case $target in
-    smoke) dir=smoke ;;
+    smoke) dir="smoke" ;;
     rotate-ca)
-        dir=jobs
+        dir="jobs"
         case $stage in
             plan | prepare | switch | finish) ;;
             *) echo "error: rotate-ca needs a stage: plan, prepare, switch or finish (docs/operations.md)" >&2; exit 2 ;;

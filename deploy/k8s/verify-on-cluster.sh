@@ -49,7 +49,7 @@ check "ledger EndpointSlice has port 8443" "kube-proxy can route ledger:8443" sl
 # 3. real calls through gateway -> sidecar -> MTD/1 -> sidecar -> ledger
 smoke() {
     k delete job mtlsdemo-smoke --ignore-not-found >/dev/null &&
-    sed "s|image: mtlsdemo$|image: $image|" "$here/smoke/smoke-job.yaml" | k apply -f - >/dev/null &&
+    "$here/render.sh" smoke "$image" | k apply -f - >/dev/null &&
     k wait --for=condition=complete job/mtlsdemo-smoke --timeout=180s
 }
 check "smoke calls through the sidecars" "open, deposit, transfer, balance" smoke
@@ -59,25 +59,43 @@ check "ledger sidecar counted the gateway's handshakes" "mtls_handshakes_total{r
 # 4. a certificate from another CA is refused by the ledger's sidecar, and it says so
 foreign() {
     # our CA's ca.crt, another CA's leaf: the ledger's sidecar is the one that refuses
-    # shellcheck disable=SC2016  # expanded by the pod's shell, not here
-    local script='mtlsdemo certs bootstrap --out /tmp/evil --service gateway >/dev/null &&
-        cp /identity/ca.crt /tmp/evil/gateway/ca.crt &&
-        mtlsdemo handshake --connect ledger:8443 --client-dir /tmp/evil/gateway; s=$?; rm -rf /tmp/evil; exit $s'
     local out
-    if out=$(k exec deploy/gateway -c gateway -- sh -c "$script" 2>&1); then return 1; fi
+    if out=$(k exec deploy/gateway -c gateway -- sh -c "$(cat "$here/checks/foreign-ca.sh")" 2>&1); then return 1; fi
     grep -q unknown_ca <<<"$out"
 }
 check "foreign-CA client refused (unknown_ca)" "the ledger sidecar rejects, the client is told" foreign
 
 # 5. NetworkPolicy: a pod that is not the gateway cannot reach the ledger's sidecar at all,
 #    while the gateway pod can (so the block is the policy, not a broken Service)
+# The probe pod proves itself healthy first (it started, ran Python, resolved the
+# Service), then connects: only a connect *timeout* means the policy dropped it.
+# A pod that fails for any other reason (admission, image, DNS, a refusal) fails
+# the check instead of passing it.
 probe_pod() {
+    # shellcheck disable=SC2016  # run by the pod's Python, not here
+    local code='
+import socket, sys
+print("probe healthy", flush=True)
+addr = socket.getaddrinfo("ledger", 8443, proto=socket.IPPROTO_TCP)[0][4]
+print("resolved", addr[0], flush=True)
+try:
+    socket.create_connection(addr, timeout=5)
+    print("connected")
+except socket.timeout:
+    print("blocked: connect timed out")
+except OSError as e:
+    print("other:", e)'
     k run np-probe --rm -i --restart=Never --quiet --image="$image" --labels=app.kubernetes.io/name=np-probe \
         --overrides='{"spec":{"securityContext":{"runAsNonRoot":true,"runAsUser":10001,"seccompProfile":{"type":"RuntimeDefault"}},
-          "containers":[{"name":"np-probe","image":"'"$image"'","command":["python3","-c","import socket; socket.create_connection((\"ledger\",8443),timeout=5)"],
-          "securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}' >/dev/null 2>&1
+          "containers":[{"name":"np-probe","image":"'"$image"'","command":["python3","-c",'"$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$code")"'],
+          "securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}' 2>&1
 }
-blocked() { ! probe_pod; }
+blocked() {
+    local out
+    out=$(probe_pod) || true
+    echo "$out"
+    grep -q '^probe healthy' <<<"$out" && grep -q '^resolved ' <<<"$out" && grep -q '^blocked: connect timed out' <<<"$out"
+}
 allowed() { k exec deploy/gateway -c gateway -- python3 -c "import socket; socket.create_connection(('ledger',8443),timeout=5)"; }
 check "gateway pod reaches ledger:8443" "the policy admits the gateway" allowed
 check "other pods cannot reach ledger:8443" "NetworkPolicy enforced by the CNI" blocked

@@ -420,8 +420,10 @@ def test_smoke_job_calls_through_the_mesh_with_the_cli_identity(objects: list[di
     ]
     assert job["spec"]["backoffLimit"] == 0  # a failed call fails the Job, loudly
     assert pod["volumes"] == [
-        {"name": "identity", "secret": {"secretName": "mtlsdemo-cli-tls", "defaultMode": 0o440}}
+        {"name": "identity", "secret": {"secretName": "mtlsdemo-cli-tls", "defaultMode": 0o440}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
     ]
+    assert pod["securityContext"]["fsGroup"] == 10001  # or the 0440 files are unreadable
     assert "cli" in job_services(objects)  # the Secret is one the bootstrap writes
     for c in all_containers(pod):
         build_parser().parse_args(c["args"])
@@ -693,3 +695,98 @@ def test_rendered_object_counts(objects: list[dict], record_property) -> None:
         "ConfigMap",
         "Namespace",
     } <= kinds
+
+
+def jobs_applied_by_scripts() -> list[dict]:
+    """What up.sh renders besides the overlay: the smoke Job and a rotate-ca stage."""
+    out = []
+    for args in (["smoke", "mtlsdemo:sha-0"], ["rotate-ca", "mtlsdemo:sha-0", "plan"]):
+        r = subprocess.run(
+            [str(K8S / "render.sh"), *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert r.returncode == 0, r.stderr
+        out += [d for d in yaml.safe_load_all(r.stdout) if d]
+    return out
+
+
+def unreadable_secret_mounts(pod: dict) -> list[str]:
+    """The kubelet writes Secret (and ConfigMap) files root:root with their mode and
+    changes the group to the pod's fsGroup only when there is one: a pod whose
+    containers run as a non-root user must then either set fsGroup or give the
+    files other-read, or it cannot read its own volume."""
+    sc = pod.get("securityContext", {})
+    if sc.get("fsGroup") is not None:
+        return []
+    users = {
+        c.get("securityContext", {}).get("runAsUser", sc.get("runAsUser"))
+        for c in all_containers(pod)
+    }
+    if users <= {0}:
+        return []
+    bad = []
+    for v in pod.get("volumes", []):
+        src = v.get("secret") or v.get("configMap")
+        if src is None:
+            continue
+        modes = [src.get("defaultMode", 0o644)] + [
+            i["mode"] for i in src.get("items", []) if "mode" in i
+        ]
+        if any(m & 0o004 == 0 for m in modes):
+            bad.append(f"volume {v['name']} (mode {oct(min(modes))}, no fsGroup)")
+    return bad
+
+
+def test_a_non_root_pod_can_read_its_secret_volumes(objects: list[dict]) -> None:
+    for name, pod in [*pod_specs(objects), *pod_specs(jobs_applied_by_scripts())]:
+        assert not unreadable_secret_mounts(pod), f"{name}: {unreadable_secret_mounts(pod)}"
+
+
+def test_yesterdays_smoke_job_would_be_caught() -> None:
+    pod = {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001},
+        "containers": [{"name": "balance"}],
+        "volumes": [{"name": "identity", "secret": {"secretName": "x", "defaultMode": 0o440}}],
+    }
+    assert unreadable_secret_mounts(pod) == ["volume identity (mode 0o440, no fsGroup)"]
+    pod["securityContext"]["fsGroup"] = 10001
+    assert unreadable_secret_mounts(pod) == []
+
+
+def test_read_only_roots_get_a_writable_tmp(objects: list[dict]) -> None:
+    """Python's tempfile (used by the clients' diagnosis and the handshake trace) needs
+    one; the smoke Job had none."""
+    for name, pod in [*pod_specs(objects), *pod_specs(jobs_applied_by_scripts())]:
+        for c in all_containers(pod):
+            if not c.get("securityContext", {}).get("readOnlyRootFilesystem"):
+                continue
+            # the roles that can make temporary files (diagnosis, traces, the console's
+            # in-memory handshakes); the sidecar and the bootstrap never do
+            if not c["image"].startswith("mtlsdemo") or c.get("args", [""])[0] not in (
+                "client",
+                "serve",
+                "console",
+            ):
+                continue
+            mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+            assert "/tmp" in mounts, f"{name}/{c['name']}: read-only root and no /tmp"
+
+
+def test_cronjobs_cannot_be_blocked_by_one_stuck_run(objects: list[dict]) -> None:
+    for cron in by_kind(objects, "CronJob"):
+        spec = cron["spec"]
+        if spec.get("concurrencyPolicy") != "Forbid":
+            continue
+        assert spec.get("startingDeadlineSeconds"), cron["metadata"]["name"]
+        active = spec["jobTemplate"]["spec"].get("activeDeadlineSeconds")
+        assert active, f"{cron['metadata']['name']}: a stuck Job would block every later run"
+        if cron["metadata"]["name"] == "cert-status-refresh":  # staples are valid 1 h
+            assert 2 * 15 * 60 + active < 3600
+
+
+def test_http_probes_allow_a_loaded_laptop(objects: list[dict]) -> None:
+    for name, pod in pod_specs(objects):
+        for c in all_containers(pod):
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+                probe = c.get(kind)
+                if probe and "httpGet" in probe and kind != "startupProbe":
+                    assert probe.get("timeoutSeconds", 1) >= 3, f"{name}/{c['name']} {kind}"

@@ -27,23 +27,29 @@ tool=$(basename "$0")
 printf '%s' "$tool" >>"$log"; printf ' %q' "$@" >>"$log"; echo >>"$log"
 case "$tool $*" in
   "docker image inspect -f {{.Id}} "*) echo "$FAKE_IMAGE_ID" ;;
-  "docker save "*) : >"${@: -1}" ;;
+  "docker info --format "*) echo "${FAKE_CGROUP:-2}" ;;
+  "docker version -f "*) echo amd64 ;;
+  "docker image save "*) : >"${@: -1}" ;;
   "kind version") echo "kind v0.33.0 go1.24 linux/amd64" ;;
   "kind get clusters") ;;
+  "kind create cluster "*) echo kind-mtlsdemo >"$FAKE_DIR/context" ;;   # kind switches it
+  "kubectl config current-context") cat "$FAKE_DIR/context" 2>/dev/null || echo docker-desktop ;;
   "minikube -p mtlsdemo status") exit 7 ;;   # no such profile yet
   "kind load docker-image "*) echo "ERROR: failed to detect containerd snapshotter" >&2; exit 1 ;;
   "kubectl kustomize "*) exec "$REAL_KUBECTL" "$@" ;;
   *" apply -f "*)
     src="${@: -1}"; n=$(ls "$FAKE_DIR" | grep -c '^applied'); cat "$src" >"$FAKE_DIR/applied-$n.yaml" ;;
-  *" wait --for=condition=complete job/mtlsdemo-smoke "*) exit "${FAKE_SMOKE_EXIT:-0}" ;;
-  *" logs job/mtlsdemo-smoke "*) echo "[pod/mtlsdemo-smoke/balance] smoke-b balance 2.50" ;;
+  *" get statefulset ledger "*) echo "${FAKE_DEPLOYED:-}" ;;
+  *" get job $FAKE_FAILING_JOB "*) echo "Failed " ;;
+  *" get job "*) echo "Complete " ;;
+  *" logs job/"*) echo "[pod/${4#job/}/step] ${FAKE_LOG:-smoke-b balance 2.50}" ;;
 esac
 exit 0
 """
 
 
 def run_up(
-    tmp_path: Path, cluster: str = "kind", **env: str
+    tmp_path: Path, cluster: str = "kind", *args: str, **env: str
 ) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
     real = require_binary("kubectl")
     bin_dir = tmp_path / "bin"
@@ -52,7 +58,7 @@ def run_up(
         (bin_dir / tool).write_text(FAKE)
         (bin_dir / tool).chmod(0o755)
     r = subprocess.run(
-        ["bash", str(UP), cluster],
+        ["bash", str(UP), cluster, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -64,6 +70,7 @@ def run_up(
             "REAL_KUBECTL": real,
             "FAKE_IMAGE_ID": IMAGE_ID,
             "KUBECTL": "kubectl",
+            "FAKE_FAILING_JOB": "none",
             **env,
         },
     )
@@ -83,7 +90,7 @@ def test_kind_up_uses_its_own_context_the_pinned_cluster_and_the_built_image(
 ) -> None:
     r, calls = run_up(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    kubectl = [c for c in calls if c[0] == "kubectl" and c[1] != "kustomize"]
+    kubectl = [c for c in calls if c[0] == "kubectl" and c[1] not in ("kustomize", "config")]
     assert kubectl and all(c[1:3] == ["--context", "kind-mtlsdemo"] for c in kubectl), kubectl
     assert [
         "kind",
@@ -94,7 +101,8 @@ def test_kind_up_uses_its_own_context_the_pinned_cluster_and_the_built_image(
     ] in calls
     # docker's containerd image store breaks `kind load docker-image`: the archive path is taken
     assert ["docker", "tag", "mtlsdemo:dev", TAG] in calls
-    assert any(c[:2] == ["docker", "save"] and TAG in c for c in calls)
+    save = next(c for c in calls if c[:3] == ["docker", "image", "save"])
+    assert TAG in save and "--platform" in save and "linux/amd64" in save  # kind#3795
     assert any(c[:3] == ["kind", "load", "image-archive"] for c in calls)
     # the immutable install Job is replaced, then everything is applied with the built image
     delete = calls.index(next(c for c in calls if "delete" in c and "cert-bootstrap" in c))
@@ -109,12 +117,12 @@ def test_kind_up_uses_its_own_context_the_pinned_cluster_and_the_built_image(
         if "mtlsdemo" in c["image"]
     }
     assert images == {TAG}
-    assert "== mtlsdemo serves on kind-mtlsdemo (image mtlsdemo:sha-0123456789ab)" in r.stdout
+    assert "] mtlsdemo serves on kind-mtlsdemo (image mtlsdemo:sha-0123456789ab)" in r.stdout
     assert "smoke-b balance 2.50" in r.stdout
 
 
 def test_a_failed_smoke_call_fails_the_whole_command_with_its_logs(tmp_path: Path) -> None:
-    r, _calls = run_up(tmp_path, FAKE_SMOKE_EXIT="1")
+    r, _calls = run_up(tmp_path, FAKE_FAILING_JOB="mtlsdemo-smoke")
     assert r.returncode == 1
     assert "the smoke Job failed: the mesh does not serve" in r.stderr
     assert "smoke-b balance" in r.stderr  # its steps' logs, to see which call failed
@@ -127,7 +135,7 @@ def test_minikube_pins_the_kubernetes_version_and_its_profile(tmp_path: Path) ->
     start = next(c for c in calls if c[:2] == ["minikube", "start"])
     assert start[2:4] == ["-p", "mtlsdemo"]
     assert "--kubernetes-version=v1.35.8" in start and "--cni=calico" in start
-    kubectl = [c for c in calls if c[0] == "kubectl" and c[1] != "kustomize"]
+    kubectl = [c for c in calls if c[0] == "kubectl" and c[1] not in ("kustomize", "config")]
     assert all(c[1:3] == ["--context", "mtlsdemo"] for c in kubectl)
 
 
@@ -148,3 +156,66 @@ def test_missing_image_is_one_clear_line(tmp_path: Path) -> None:
     )
     assert r.returncode == 1
     assert r.stderr.strip() == "error: image mtlsdemo:dev not found: run `make image` first"
+
+
+def test_stages_print_their_durations_and_the_context_switch_is_said(tmp_path: Path) -> None:
+    r, _calls = run_up(tmp_path)
+    assert r.returncode == 0, r.stderr
+    stages = [line for line in r.stdout.splitlines() if line.startswith("== [+")]
+    assert len(stages) >= 6 and all("s, total " in line for line in stages)
+    assert (
+        "note: creating the cluster made kind-mtlsdemo kubectl's current context "
+        "(it was docker-desktop; back: kubectl config use-context docker-desktop)"
+    ) in r.stderr
+
+
+def test_smoke_job_is_rendered_with_the_deployed_image_and_the_namespace(tmp_path: Path) -> None:
+    r, _calls = run_up(tmp_path)
+    assert r.returncode == 0, r.stderr
+    (smoke,) = [d for d in applied(tmp_path) if d["metadata"]["name"] == "mtlsdemo-smoke"]
+    assert smoke["metadata"]["namespace"] == "mtlsdemo"
+    spec = smoke["spec"]["template"]["spec"]
+    assert {c["image"] for c in spec["initContainers"] + spec["containers"]} == {TAG}
+
+
+def test_a_failed_bootstrap_prints_its_logs_at_once_and_stops(tmp_path: Path) -> None:
+    r, calls = run_up(
+        tmp_path, FAKE_FAILING_JOB="cert-bootstrap", FAKE_LOG="error: secrets is forbidden"
+    )
+    assert r.returncode == 1
+    assert "job/cert-bootstrap failed" in r.stderr and "secrets is forbidden" in r.stderr
+    assert "the cert-bootstrap Job did not complete" in r.stderr
+    assert not any("rollout" in c for c in calls)  # nothing waits on pods that cannot start
+
+
+def test_a_cgroup_v1_host_is_said_and_handled(tmp_path: Path) -> None:
+    r, calls = run_up(tmp_path, "minikube", FAKE_CGROUP="1")
+    assert r.returncode == 0, r.stderr
+    assert "this host uses cgroup v1" in r.stderr
+    start = next(c for c in calls if c[:2] == ["minikube", "start"])
+    assert "--extra-config=kubelet.fail-cgroupv1=false" in start
+    kind = yaml.safe_load((ROOT / "deploy/k8s/overlays/kind/kind-cluster.yaml").read_text())
+    patches = [yaml.safe_load(p) for p in kind["kubeadmConfigPatches"]]
+    assert {"kind": "KubeletConfiguration", "failCgroupV1": False} in patches
+
+
+def test_rotate_ca_runs_the_stage_with_the_deployed_image_on_its_context(tmp_path: Path) -> None:
+    deployed = "mtlsdemo:sha-feedfacecafe"
+    r, calls = run_up(tmp_path, "kind", "rotate-ca", "prepare", FAKE_DEPLOYED=deployed)
+    assert r.returncode == 0, r.stderr
+    kubectl = [c for c in calls if c[0] == "kubectl" and c[1] not in ("kustomize", "config")]
+    assert kubectl and all(c[1:3] == ["--context", "kind-mtlsdemo"] for c in kubectl), kubectl
+    (job,) = applied(tmp_path)
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert (job["metadata"]["name"], c["image"], c["args"]) == (
+        "cert-rotate-ca",
+        deployed,
+        ["certs", "rotate-ca", "prepare"],
+    )
+    assert job["metadata"]["namespace"] == "mtlsdemo"
+
+
+def test_rotate_ca_needs_a_known_stage(tmp_path: Path) -> None:
+    r, _calls = run_up(tmp_path, "kind", "rotate-ca", "sideways", FAKE_DEPLOYED="mtlsdemo:sha-1")
+    assert r.returncode != 0
+    assert "rotate-ca needs a stage: plan, prepare, switch or finish" in r.stderr

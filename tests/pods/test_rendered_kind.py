@@ -108,13 +108,8 @@ def test_services_route_to_the_sidecar_and_app_ports_of_ready_pods(mesh: Mesh) -
 def test_smoke_job_as_rendered_completes(mesh: Mesh, tag: str) -> None:
     (job,) = render("smoke", tag)
     pod = run_job(mesh.cluster, job)
-    assert "balance" in pod.logs("balance") and "2.50" in pod.logs("balance")
-
-
-def test_rotate_ca_job_runs_as_the_docs_apply_it(mesh: Mesh, tag: str) -> None:
-    (job,) = render("rotate-ca", tag, "plan")
-    pod = run_job(mesh.cluster, job)
-    assert "plan" in pod.logs("cert-bootstrap").lower()
+    # every step ran, in order, on the accounts named from the pod's own uid ($(POD_UID))
+    assert pod.logs("balance").strip() == f"smoke-b-{pod.uid} (smoke-b): 2.50"
 
 
 def test_the_status_refresh_cronjob_template_runs(mesh: Mesh) -> None:
@@ -125,11 +120,7 @@ def test_the_status_refresh_cronjob_template_runs(mesh: Mesh) -> None:
 
 def test_a_foreign_ca_client_is_refused_by_the_ledger_sidecar(mesh: Mesh) -> None:
     gw = mesh.gateways[0]
-    script = (
-        "mtlsdemo certs bootstrap --out /tmp/evil --service gateway >/dev/null && "
-        "cp /identity/ca.crt /tmp/evil/gateway/ca.crt && "
-        "mtlsdemo handshake --connect ledger:8443 --client-dir /tmp/evil/gateway"
-    )
+    script = (K8S / "checks" / "foreign-ca.sh").read_text()  # what verify-on-cluster.sh runs
     r = subprocess.run(
         ["docker", "exec", gw.containers["gateway"].docker_id, "sh", "-c", script],
         capture_output=True,
@@ -178,8 +169,32 @@ def test_the_console_sees_every_sidecar_and_the_edge(mesh: Mesh) -> None:
         edge = [
             e
             for e in m["edges"]
-            if e["client"].endswith("/sa/gateway") and e["server"].endswith("/sa/ledger") and e["ok"]
+            if e["client"].endswith("/sa/gateway")
+            and e["server"].endswith("/sa/ledger")
+            and e["ok"]
         ]
         return m if len(admins) == 3 and edge else None
 
     wait_until(seen, timeout=60, interval=1, what="the console to see 3 sidecars and the edge")
+
+
+def test_ca_rollover_stages_run_as_up_sh_applies_them(mesh: Mesh, tag: str) -> None:
+    """Last: `prepare` changes every bundle. The Job is rendered as
+    `deploy/k8s/up.sh kind rotate-ca STAGE` renders it (the deployed image)."""
+    (plan,) = render("rotate-ca", tag, "plan")
+    out = run_job(mesh.cluster, plan).logs("cert-bootstrap")
+    assert out.startswith("stage: none") and "next: `prepare`" in out, out
+    (prepare,) = render("rotate-ca", tag, "prepare")
+    out = run_job(mesh.cluster, prepare).logs("cert-bootstrap")
+    bundle = mesh.cluster.data_of("Secret", "mtlsdemo", "mtlsdemo-ledger-tls")["ca.crt"]
+    assert bundle.count(b"BEGIN CERTIFICATE") == 2, out  # old + new, in the Secret
+    (ledger,) = mesh.ledger
+    wait_until(
+        lambda: len(mesh.status(ledger, 9902)["ca_fingerprints_sha256"]) == 2,
+        timeout=60,
+        interval=0.5,
+        what="the ledger sidecar to trust both CAs",
+    )
+    (smoke,) = render("smoke", tag)
+    smoke["metadata"]["name"] = "smoke-after-prepare"
+    run_job(mesh.cluster, smoke)

@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.errors import PkiError
-from mtlsdemo.pki.stores import SecretStore
+from mtlsdemo.pki.stores import SecretStore, StoreConflict
 
 
 class FakeCoreV1:
@@ -35,19 +35,23 @@ class FakeCoreV1:
         body.metadata.resource_version = str(self.version)
         self.secrets[(namespace, body.metadata.name)] = body
 
-    def create_namespaced_secret(self, namespace: str, body: client.V1Secret) -> None:
+    def create_namespaced_secret(self, namespace: str, body: client.V1Secret) -> client.V1Secret:
         if (namespace, body.metadata.name) in self.secrets:
             raise ApiException(status=409, reason="AlreadyExists")
         self.calls.append(("create", body.metadata.name))
         self._store(namespace, body)
+        return body  # the API answers with the object as stored, its new resourceVersion
 
-    def replace_namespaced_secret(self, name: str, namespace: str, body: client.V1Secret) -> None:
+    def replace_namespaced_secret(
+        self, name: str, namespace: str, body: client.V1Secret
+    ) -> client.V1Secret:
         assert (namespace, name) in self.secrets
         current = self.secrets[(namespace, name)].metadata.resource_version
         if body.metadata.resource_version not in (None, current):
             raise ApiException(status=409, reason="Conflict")
         self.calls.append(("replace", name))
         self._store(namespace, body)
+        return body
 
 
 def req(**kw) -> BootstrapRequest:
@@ -208,3 +212,16 @@ def test_endless_conflicts_end_with_one_clear_error() -> None:
 
     with pytest.raises(PkiError, match="another cert-bootstrap running"):
         bootstrap(req(), store=SecretStore(AlwaysConflict(), "mtlsdemo"))
+
+
+def test_a_second_write_from_the_same_store_carries_the_version_it_got_back() -> None:
+    api = FakeCoreV1()
+    store = SecretStore(api, "mtlsdemo")
+    store.commit([("gateway/tls.crt", b"one", 0o644)])
+    store.commit([("gateway/tls.crt", b"two", 0o644)])  # conditional on the create's version
+    assert api.calls == [("create", "mtlsdemo-gateway-tls"), ("replace", "mtlsdemo-gateway-tls")]
+    # another writer in between: our next write is refused, never a silent overwrite
+    SecretStore(api, "mtlsdemo").commit([("gateway/tls.crt", b"theirs", 0o644)])
+    with pytest.raises(StoreConflict):
+        store.commit([("gateway/tls.crt", b"three", 0o644)])
+    assert decoded(api.secrets[("mtlsdemo", "mtlsdemo-gateway-tls")])["tls.crt"] == b"theirs"

@@ -168,16 +168,22 @@ class SecretStore:
 
             try:
                 if existing is None:
-                    self.api.create_namespaced_secret(self.namespace, body)
+                    written = self.api.create_namespaced_secret(self.namespace, body)
                 else:
                     # replace is all-or-nothing per Secret: a mounted volume sees the
                     # old or the new identity, never a key from one and a cert from another.
                     # It carries the resourceVersion we read: if another run wrote in
                     # between, the API answers 409 instead of silently overwriting it.
-                    self.api.replace_namespaced_secret(name, self.namespace, body)
+                    written = self.api.replace_namespaced_secret(name, self.namespace, body)
             except ApiException as e:
                 if e.status == 409:
                     raise StoreConflict(f"secret {self.namespace}/{name}") from None
                 raise PkiError(f"secret {self.namespace}/{name}: {e.status} {e.reason}") from None
             self._cache[name] = merged
-            self._versions.pop(name, None)
+            # the version the API gave what we wrote: a second write from this process
+            # is conditional on it (dropping it would make that write unconditional)
+            version = getattr(getattr(written, "metadata", None), "resource_version", None)
+            if version:
+                self._versions[name] = version
+            else:
+                self._versions.pop(name, None)

@@ -51,14 +51,28 @@ class Diagnosis:
         return f"the {server} refused your certificate: {self.reason}: {self.detail}"
 
 
-def _temp_identity(m: IdentityMaterial) -> tuple[tempfile.TemporaryDirectory, str, str]:
-    d = tempfile.TemporaryDirectory(prefix="mtlsdemo-diagnose-")
-    crt, key = os.path.join(d.name, "tls.crt"), os.path.join(d.name, "tls.key")
-    for path, data in ((crt, m.cert_chain_pem), (key, m.key_pem)):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-    return d, crt, key
+def _load_identity(ctx: ssl.SSLContext, m: IdentityMaterial) -> None:
+    """Give ``ctx`` our certificate and key without a temporary directory: ``ssl``
+    reads only paths, and a pod with a read-only root may have no writable /tmp
+    (this runs exactly when a call has already failed). On Linux the files are
+    anonymous memory (memfd); elsewhere a private temporary directory."""
+    if hasattr(os, "memfd_create"):
+        fds = [os.memfd_create(name) for name in ("tls.crt", "tls.key")]
+        try:
+            for fd, data in zip(fds, (m.cert_chain_pem, m.key_pem), strict=True):
+                os.write(fd, data)
+            ctx.load_cert_chain(f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}")
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return
+    with tempfile.TemporaryDirectory(prefix="mtlsdemo-diagnose-") as d:
+        crt, key = os.path.join(d, "tls.crt"), os.path.join(d, "tls.key")
+        for path, data in ((crt, m.cert_chain_pem), (key, m.key_pem)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        ctx.load_cert_chain(crt, key)
 
 
 def _names(cert: x509.Certificate) -> list[str]:
@@ -132,9 +146,11 @@ def diagnose(
     ctx.verify_mode = ssl.CERT_NONE  # we judge their certificate ourselves, below
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["h2"])
-    tmp, crt, key = _temp_identity(material)
     try:
-        ctx.load_cert_chain(crt, key)
+        _load_identity(ctx, material)
+    except OSError as e:  # no memfd and no writable temporary directory
+        return Diagnosis("unreachable", "local", f"cannot load our own identity to diagnose: {e}")
+    try:
         try:
             raw = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
@@ -172,8 +188,6 @@ def diagnose(
         return Diagnosis(reason, "remote", f"its TLS alert; {_what_to_do(reason, identity_dir)}")
     except OSError as e:  # reset or timeout while reading: the server hung up on us
         return Diagnosis("bad_certificate", "remote", f"it ended the connection ({e})")
-    finally:
-        tmp.cleanup()
 
 
 # grpcio's words in an UNAVAILABLE's details (lower case): a refused TLS handshake
