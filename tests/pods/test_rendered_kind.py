@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import require_binary
+from conftest import metric_value, require_binary
 from kubelet import Cluster, Pod, PodFailed, find, load_rendered
 from mtlsdemo.waiting import wait_until
 
@@ -110,6 +110,44 @@ def test_smoke_job_as_rendered_completes(mesh: Mesh, tag: str) -> None:
     pod = run_job(mesh.cluster, job)
     # every step ran, in order, on the accounts named from the pod's own uid ($(POD_UID))
     assert pod.logs("balance").strip() == f"smoke-b-{pod.uid} (smoke-b): 2.50"
+    # verify-on-cluster's next checks: the ledger's sidecar counted the gateway's
+    # handshakes, and the gateway pod reaches ledger:8443 through the Service
+    (ledger,) = mesh.ledger
+    with urllib.request.urlopen(f"http://{ledger.ip}:9902/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    assert metric_value(metrics, "mtls_handshakes_total", role="server", result="success") >= 1
+    code = "import socket; socket.create_connection(('ledger', 8443), timeout=5)"
+    r2 = subprocess.run(
+        ["docker", "exec", mesh.gateways[0].containers["gateway"].docker_id, "python3", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert r2.returncode == 0, r2.stderr
+
+
+def test_yesterdays_smoke_job_fails_here_as_it_did_on_kind(mesh: Mesh, tag: str) -> None:
+    """The runner refuses what the kubelet refuses: without fsGroup the 0440 Secret
+    files stay root:root and uid 10001 cannot read them."""
+    (job,) = render("smoke", tag)
+    job["metadata"]["name"] = "smoke-without-fsgroup"
+    del job["spec"]["template"]["spec"]["securityContext"]["fsGroup"]
+    with pytest.raises(PodFailed) as e:
+        mesh.cluster.run_job(job)
+    assert e.value.reason == "BackoffLimitExceeded"
+    assert "cannot read identity files: Permission denied" in e.value.detail
+
+
+def test_the_rotate_ca_file_applied_raw_is_an_image_pull_backoff(cluster: Cluster) -> None:
+    """`kubectl apply -f deploy/k8s/jobs/rotate-ca-job.yaml`, as the docs said:
+    `image: mtlsdemo` is docker.io/library/mtlsdemo:latest, which no node has."""
+    (job,) = load_rendered((K8S / "jobs" / "rotate-ca-job.yaml").read_text())
+    job["metadata"]["namespace"] = "mtlsdemo"
+    with pytest.raises(PodFailed) as e:
+        cluster.run_job(job)
+    assert e.value.reason == "ImagePullBackOff"
+    assert "docker.io/library/mtlsdemo:latest" in e.value.detail
 
 
 def test_the_status_refresh_cronjob_template_runs(mesh: Mesh) -> None:
