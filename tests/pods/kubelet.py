@@ -611,17 +611,25 @@ class Pod:
             return
         period = probe.get("periodSeconds", 10)
         threshold = probe.get("failureThreshold", 3)
-        time.sleep(probe.get("initialDelaySeconds", 0))
-        for _ in range(threshold):
+        not_before = time.monotonic() + probe.get("initialDelaySeconds", 0)
+
+        def passed() -> bool:
             if self.exit_code(c["name"]) is not None:
                 raise PodFailed(self.name, "Error", f"{c['name']} exited during its startup probe")
-            if self.probe(c, probe):
-                state.started = True
-                return
-            time.sleep(period)
-        raise PodFailed(
-            self.name, "Unhealthy", f"startup probe of {c['name']} failed {threshold} times"
-        )
+            return time.monotonic() >= not_before and self.probe(c, probe)
+
+        try:  # the kubelet's schedule: every periodSeconds, failureThreshold times
+            wait_until(
+                passed,
+                timeout=probe.get("initialDelaySeconds", 0) + period * threshold,
+                interval=period,
+                what=f"startup probe of {c['name']}",
+            )
+        except TimeoutError:
+            raise PodFailed(
+                self.name, "Unhealthy", f"startup probe of {c['name']} failed {threshold} times"
+            ) from None
+        state.started = True
 
     def run_init(self, c: dict, restart_policy: str, on_failure: Callable[[str], None]) -> None:
         state = self.containers[c["name"]] = ContainerState(c["name"], c, kind="init")
@@ -727,6 +735,20 @@ class Pod:
                                 fails[key] = 0
             self.cluster.endpoints_changed()
             self._stop.wait(0.3)
+
+    def containers_succeeded(self, on_failure: Callable[[str], None]) -> bool:
+        """A Job pod's regular containers all exited 0. One that failed is counted
+        (on_failure) and restarted in place (OnFailure) or fails the pod (Never)."""
+        codes = {c["name"]: self.exit_code(c["name"]) for c in self.spec["containers"]}
+        bad = [n for n, v in codes.items() if v not in (None, 0)]
+        if bad:
+            how = "OOMKilled" if self.oom_killed(bad[0]) else f"exit {codes[bad[0]]}"
+            why = f"{bad[0]}: {how}: {self.logs(bad[0]).strip()[-600:]}"
+            on_failure(why)
+            if self.spec.get("restartPolicy") == "Never":
+                raise PodFailed(self.name, "Error", why)
+            self.restart(self.containers[bad[0]])
+        return all(v == 0 for v in codes.values())
 
     def restart(self, state: ContainerState) -> None:
         state.restarts += 1
@@ -1109,24 +1131,20 @@ class Cluster:
             pod = self.new_pod(template, f"{name}-{uuid.uuid4().hex[:5]}")
             try:
                 pod.start(max(1.0, end - time.monotonic()), on_failure=failed)
-                main = [c["name"] for c in pod.spec["containers"]]
-                while True:
-                    codes = {n: pod.exit_code(n) for n in main}
-                    if all(v == 0 for v in codes.values()):
-                        pod.phase = "Succeeded"
-                        pod.stop()
-                        return pod
-                    bad = [n for n, v in codes.items() if v not in (None, 0)]
-                    if bad:
-                        how = "OOMKilled" if pod.oom_killed(bad[0]) else f"exit {codes[bad[0]]}"
-                        why = f"{bad[0]}: {how}: {pod.logs(bad[0]).strip()[-600:]}"
-                        failed(why)
-                        if pod.spec.get("restartPolicy") == "Never":
-                            raise PodFailed(pod.name, "Error", why)
-                        pod.restart(pod.containers[bad[0]])
-                    if time.monotonic() > end:
-                        raise PodFailed(name, "DeadlineExceeded", f"active longer than {deadline}s")
-                    time.sleep(0.3)
+                try:
+                    wait_until(
+                        lambda pod=pod: pod.containers_succeeded(failed),
+                        timeout=max(0.0, end - time.monotonic()),
+                        interval=0.3,
+                        what=f"Job {name}",
+                    )
+                except TimeoutError:
+                    raise PodFailed(
+                        name, "DeadlineExceeded", f"active longer than {deadline}s"
+                    ) from None
+                pod.phase = "Succeeded"
+                pod.stop()
+                return pod
             except PodFailed as e:
                 pod.phase, pod.reason = "Failed", e.reason
                 e.logs = pod.all_logs()  # type: ignore[attr-defined]
