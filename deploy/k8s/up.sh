@@ -19,8 +19,8 @@
 # 5. waits for the Job (its logs at once if it fails) and every rollout it prints a URL
 #    for, then runs the smoke Job (render.sh smoke): real calls through gateway ->
 #    sidecars -> ledger; exit 1 with its logs as soon as it fails.
-# Each stage prints its duration; on a laptop a first run takes about 3-5 minutes
-# (cluster creation and the Grafana/Prometheus pulls), a re-run well under one.
+# Each stage prints its duration; on a laptop expect about 3-5 minutes for a first run
+# (cluster creation and the Grafana/Prometheus pulls) and under one for a re-run.
 set -euo pipefail
 usage="usage: up.sh kind|minikube [rotate-ca plan|prepare|switch|finish]"
 cluster=${1:?$usage}

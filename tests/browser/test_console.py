@@ -286,3 +286,74 @@ def test_the_page_keeps_working_when_a_sidecar_restarts(
         for proc in (console, sidecar):
             proc.terminate()
             proc.wait(15)
+
+
+def revoked_serials(root: Path) -> int:
+    from cryptography import x509
+
+    crl = root / "certs" / "ca" / "crl.pem"
+    return len(list(x509.load_pem_x509_crl(crl.read_bytes()))) if crl.exists() else 0
+
+
+def test_a_page_on_another_origin_cannot_drive_the_console(
+    browser: Browser, mesh, tmp_path: Path
+) -> None:
+    """The audit's F1: a website made the browser run `break revoked` (a form post or a
+    no-cors fetch with text/plain needs no preflight). Both are refused now, the
+    CRL is untouched, and curl-style requests with a foreign Host or Origin get 403."""
+    import http.server
+    import threading
+    import urllib.error
+    import urllib.request
+
+    root, ports = mesh
+    console_url = f"http://127.0.0.1:{ports['console']}"
+    before = revoked_serials(root)
+    (tmp_path / "index.html").write_text(
+        f"""<!doctype html><html><body>
+<form id="f" method="POST" action="{console_url}/api/break/revoked" enctype="text/plain">
+<input name="x" value="y"></form>
+<script>
+fetch("{console_url}/api/break/revoked", {{method: "POST", mode: "no-cors",
+  headers: {{"Content-Type": "text/plain"}}, body: "x"}})
+  .catch(() => null)
+  .then(() => document.getElementById("f").submit());
+</script></body></html>"""
+    )
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k) -> None:
+            super().__init__(*a, directory=str(tmp_path), **k)
+
+        def log_message(self, *_a) -> None:
+            pass
+
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Quiet)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+        # the form's navigation lands on the console's answer: a refusal that says why
+        page.wait_for_url(f"{console_url}/api/break/revoked", timeout=WAIT)
+        expect(page.locator("body")).to_contain_text("another website")
+    finally:
+        context.close()
+        evil.shutdown()
+    assert revoked_serials(root) == before
+
+    def status(method: str, path: str, **headers: str) -> int:
+        req = urllib.request.Request(console_url + path, method=method, headers=headers)
+        if method == "POST":
+            req.data = b"x"
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    evil_origin = {"Origin": "http://evil.example", "Content-Type": "text/plain"}
+    assert status("POST", "/api/break/revoked", **evil_origin) == 403
+    assert status("GET", "/api/mesh", Host="evil.example") == 403  # DNS rebinding
+    assert status("GET", "/api/mesh") == 200
+    assert revoked_serials(root) == before

@@ -75,6 +75,9 @@ from mtlsdemo.waiting import wait_until
 HERE = Path(__file__).resolve().parent
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 APISERVER_PORT = 6443
+# the kubelet ignores an image's Docker HEALTHCHECK (it runs the pod's probes): so
+# does the runner, which also spares the machine a probe process per container
+NO_HEALTHCHECK = {"test": ["NONE"]}
 SECRET_SYNC_SECONDS = 1.0  # the kubelet's is about a minute: the swap, not the delay, is tested
 
 
@@ -448,6 +451,7 @@ class Pod:
             "network_mode": f"container:{self.pause_id}",
             "labels": {"mtlsdemo.pods": self.cluster.run_id, "io.kubernetes.pod.name": self.name},
             "detach": True,
+            "healthcheck": NO_HEALTHCHECK,
         }
         if "runAsUser" in sc:
             kw["user"] = f"{sc['runAsUser']}" + (
@@ -767,7 +771,11 @@ class Pod:
         for s in order:
             with contextlib.suppress(APIError, NotFound, TypeError):
                 self.docker_container(s.name).stop(timeout=5)
-        self.phase = "Terminated"
+        if self.pause_id is not None:  # the sandbox goes last
+            with contextlib.suppress(APIError, NotFound):
+                self.cluster.docker.containers.get(self.pause_id).stop(timeout=1)
+        if self.phase != "Succeeded":
+            self.phase = "Terminated"
 
 
 def project(data: dict[str, bytes], items: list | None, default_mode: int) -> list[ProjectedFile]:
@@ -902,6 +910,7 @@ class Cluster:
             labels={"mtlsdemo.pods": self.run_id, **(labels or {})},
             network=self.network,
             detach=True,
+            healthcheck=NO_HEALTHCHECK,
             **kw,
         )
         if aliases:  # aliases are set when attaching: re-attach with them

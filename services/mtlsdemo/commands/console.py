@@ -90,6 +90,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="show the break buttons (runs `mtlsdemo break` scenarios against the local "
         "run: loopback --listen only)",
     )
+    flags.add(
+        p,
+        "--allow-host",
+        multiple=True,
+        default=[],
+        metavar="NAME",
+        help="a Host name the page is served under besides loopback, IP addresses and "
+        "the --listen host (repeat; e.g. the name of an Ingress in front of it)",
+    )
     add_mesh_flags(p)
 
 
@@ -127,5 +136,6 @@ def main(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         allow_break=args.allow_break,
         mesh=mesh if args.allow_break else None,
+        allowed_hosts=tuple(args.allow_host),
     )
     return run(cfg)

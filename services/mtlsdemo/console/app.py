@@ -8,6 +8,9 @@ the static page, a JSON API, and one server-sent-event stream to the browsers.
     GET  /api/options        key types, suites, failures to provoke, break scenarios
     POST /api/try            one in-memory handshake {key_type, suite, provoke}
     POST /api/break/{name}   an `mtlsdemo break` scenario (only with --allow-break)
+
+Every request passes console/guard.py first: a known Host; a POST also needs JSON,
+its own Origin and the page's per-start token.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from aiohttp import web
 
 from mtlsdemo.breaking.catalog import SCENARIOS
 from mtlsdemo.console.config import ConsoleConfig
+from mtlsdemo.console.guard import Guard
 from mtlsdemo.console.model import handshakes_for, mesh_view
 from mtlsdemo.console.sources import Watcher
 from mtlsdemo.console.tryout import PROVOKE, Tryout, TryoutError, TryRequest
@@ -52,6 +56,7 @@ class Console:
             discover_metrics=cfg.discover_metrics,
         )
         self.tryout = Tryout(workdir)
+        self.guard = Guard(cfg.listen[0], cfg.allowed_hosts)
         self.clients: set[asyncio.Queue[tuple[str, Any]]] = set()
         self._dirty = asyncio.Event()
         self._breaking = asyncio.Lock()
@@ -87,8 +92,15 @@ class Console:
             await asyncio.sleep(PUSH_INTERVAL)
 
     # --- handlers ---
-    async def index(self, _r: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / "index.html")
+    async def index(self, _r: web.Request) -> web.Response:
+        # the page carries the per-start token its changes must send (console/guard.py)
+        page = (STATIC / "index.html").read_text()
+        page = page.replace('content="TOKEN"', f'content="{self.guard.token}"', 1)
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+        )
 
     async def mesh(self, _r: web.Request) -> web.Response:
         return web.json_response(self.snapshot())
@@ -174,7 +186,7 @@ class Console:
 
     # --- lifecycle ---
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self.guard.middleware])
         app.router.add_get("/", self.index)
         app.router.add_static("/static/", STATIC)
         app.router.add_get("/api/mesh", self.mesh)

@@ -22,6 +22,9 @@ class ConsoleConfig:
     # the break buttons: only for a local run (`mtlsdemo run` passes it), on loopback
     allow_break: bool = False
     mesh: MeshConfig | None = None
+    # Host names besides loopback, IP literals and the --listen host that the page
+    # may be reached by (a Service or Ingress name): anything else is refused
+    allowed_hosts: tuple[str, ...] = ()
 
 
 def admin_url(text: str) -> str:

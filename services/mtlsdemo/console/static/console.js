@@ -51,7 +51,12 @@ function left(seconds) {
   const d = Math.floor(seconds / 86400), hr = Math.floor((seconds % 86400) / 3600), m = Math.floor((seconds % 3600) / 60);
   return d ? `${d}d ${hr}h` : hr ? `${hr}h ${m}m` : `${m}m ${Math.floor(seconds % 60)}s`;
 }
+// the per-start token the console put in this page: changes must carry it
+const TOKEN = document.querySelector('meta[name="mtlsdemo-token"]').content;
 async function api(path, init) {
+  if (init && init.method === "POST") {
+    init = { ...init, headers: { "Content-Type": "application/json", "X-Mtlsdemo-Token": TOKEN, ...init.headers } };
+  }
   const r = await fetch(path, init);
   const body = await r.json();
   if (!r.ok) throw new Error(body.error || r.statusText);
@@ -455,7 +460,7 @@ async function runBreak(name) {
   const buttons = document.querySelectorAll("#break-buttons button");
   buttons.forEach((b) => (b.disabled = true));
   try {
-    await api("/api/break/" + encodeURIComponent(name), { method: "POST" });
+    await api("/api/break/" + encodeURIComponent(name), { method: "POST", body: "{}" });
   } catch (e) {
     onBreak({ name, state: "done", ok: false, lines: ["   !! " + e.message] });
   } finally {
