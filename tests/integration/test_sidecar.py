@@ -803,6 +803,77 @@ def test_a_burst_beyond_the_pending_cap_waits_its_turn_and_is_served(tmp_path, c
         mesh.stop()
 
 
+def idle_from(address: str, port: int, n: int) -> list[socket.socket]:
+    """n connections from another loopback address, each sending one byte and then
+    nothing: what the audit held open to fill the waiting room."""
+    out = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(address, 0))
+        s.sendall(b"\x16")
+        out.append(s)
+    return out
+
+
+def test_one_source_cannot_fill_the_waiting_room(tmp_path, certs, echo) -> None:
+    """The audit's F2, scaled: one address holding idle one-byte connections kept
+    every slot and the whole waiting room, and legitimate handshakes were refused.
+    Now a source holds at most --max-handshakes-per-source and never the last eighth
+    of the slots: the rest of its connections are refused, and other sources'
+    handshakes complete while it holds them."""
+    mesh = Mesh(
+        tmp_path,
+        certs,
+        echo.port,
+        server_args=(
+            "--max-pending-handshakes", "8",
+            "--max-waiting-handshakes", "32",
+            "--max-handshakes-per-source", "12",
+            "--handshake-timeout", "60",
+        ),
+    )  # fmt: skip
+    idle: list[socket.socket] = []
+    try:
+        idle = idle_from("127.0.0.2", mesh.inbound, 60)
+        wait_for(
+            lambda: handshakes(mesh.server, reason="overloaded", origin="local") == 48,
+            what="the source's connections beyond 12 refused",
+        )
+        st = mesh.server.status()
+        assert (st["handshakes_in_progress"], st["handshakes_waiting"]) == (7, 5), st
+        for i in range(10):  # legitimate handshakes from 127.0.0.1, one after another
+            assert roundtrip(mesh.route, b"legit %d" % i) == b"legit %d" % i
+        assert handshakes(mesh.server, result="success") >= 10
+    finally:
+        for s in idle:
+            s.close()
+        mesh.stop()
+
+
+def test_a_waiting_connection_that_sends_more_than_a_hello_is_refused(
+    tmp_path, certs, echo
+) -> None:
+    """A waiting connection keeps at most 4 KiB (a ClientHello's worth): the audit saw
+    each keep its whole first read (~132 kB). More before any answer is no MTD/1 client:
+    refused with record_overflow, named and counted."""
+    mesh = Mesh(
+        tmp_path,
+        certs,
+        echo.port,
+        server_args=("--max-pending-handshakes", "1", "--handshake-timeout", "30"),
+    )
+    try:
+        with socket.create_connection(("127.0.0.1", mesh.inbound), timeout=10):  # the slot
+            wait_for(lambda: mesh.server.status()["handshakes_in_progress"] == 1, what="1 pending")
+            with socket.create_connection(("127.0.0.1", mesh.inbound), timeout=10) as big:
+                big.sendall(b"\x16" * 65536)
+                answer = big.recv(100)
+            assert answer[:1] == bytes((21,))  # an alert record
+            assert handshakes(mesh.server, reason="record_overflow", origin="local") == 1
+            assert mesh.server.status()["handshakes_waiting"] == 0
+    finally:
+        mesh.stop()
+
+
 def test_a_client_sidecar_refused_for_overload_counts_it_as_remote(tmp_path, certs, echo) -> None:
     mesh = Mesh(
         tmp_path,

@@ -87,7 +87,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=flags.at_least(0, int),
         default=4096,
         help="connections waiting for a handshake slot; beyond, refused at once with an "
-        "'overloaded' alert (a waiting one costs a few KiB and no CPU)",
+        "'overloaded' alert (a waiting one costs about 6 KiB and no CPU)",
+    )
+    flags.add(
+        p,
+        "--max-handshakes-per-source",
+        type=flags.at_least(0, int),
+        default=1024,
+        help="inbound connections from one IP address in the handshake or waiting for a "
+        "slot; beyond, refused with 'overloaded', so one source cannot fill the waiting "
+        "room (0: no cap)",
     )
     flags.add(
         p,
@@ -195,6 +204,7 @@ def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
         key_update_records=args.key_update_records,
         max_pending_handshakes=args.max_pending_handshakes,
         max_waiting_handshakes=args.max_waiting_handshakes,
+        max_handshakes_per_source=args.max_handshakes_per_source,
         session_tickets=args.session_tickets,
         ticket_lifetime=args.ticket_lifetime,
         ticket_max_uses=args.ticket_max_uses,

@@ -186,7 +186,7 @@ class Console:
 
     # --- lifecycle ---
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self.guard.middleware])
+        app = web.Application(middlewares=[self.guard.middleware()])
         app.router.add_get("/", self.index)
         app.router.add_static("/static/", STATIC)
         app.router.add_get("/api/mesh", self.mesh)

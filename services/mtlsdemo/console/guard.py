@@ -19,13 +19,13 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 TOKEN_HEADER = "X-Mtlsdemo-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def host_name(host_header: str) -> str:
@@ -75,9 +75,14 @@ class Guard:
             return f"console: missing or wrong {TOKEN_HEADER} (the page served at / has it)"
         return None
 
-    @web.middleware
-    async def middleware(self, r: web.Request, handler: Handler) -> web.StreamResponse:
-        why = self.refusal(r)
-        if why is not None:
-            return web.json_response({"error": why}, status=403)
-        return await handler(r)
+    def middleware(self) -> Middleware:
+        """The aiohttp middleware that answers a refused request with 403 and why."""
+
+        @web.middleware
+        async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+            why = self.refusal(request)
+            if why is not None:
+                return web.json_response({"error": why}, status=403)
+            return await handler(request)
+
+        return guard

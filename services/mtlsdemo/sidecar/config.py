@@ -76,6 +76,9 @@ class SidecarConfig:
     # beyond the cap, connections wait (a few KiB each, no CPU) rather than being
     # refused: a burst of connects goes through in turn
     max_waiting_handshakes: int = 4096
+    # pending + waiting inbound connections from one IP address (0: no cap): one
+    # unauthenticated source cannot hold the whole room (a gateway pod's burst fits)
+    max_handshakes_per_source: int = 1024
     # session resumption (MTD/1.1): tickets issued (inbound) and offered (routes)
     session_tickets: bool = True
     ticket_lifetime: int = 3600  # seconds
@@ -108,6 +111,8 @@ class SidecarConfig:
             raise SidecarConfigError("--max-pending-handshakes must be at least 1")
         if self.max_waiting_handshakes < 0:
             raise SidecarConfigError("--max-waiting-handshakes must be 0 or more")
+        if self.max_handshakes_per_source < 0:
+            raise SidecarConfigError("--max-handshakes-per-source must be 0 or more")
         if self.ticket_lifetime < 1 or self.ticket_max_uses < 1:
             raise SidecarConfigError("--ticket-lifetime and --ticket-max-uses must be at least 1")
         if self.listen_backlog < 1:

@@ -43,6 +43,10 @@ class Sidecar:
         self.tunnels: set[Tunnel] = set()
         # over the pending cap: tunnels waiting for a handshake slot, oldest first
         self._waiting: collections.deque[tuple[Tunnel, Route | None]] = collections.deque()
+        # inbound connections per source address not yet past their handshake, and
+        # of those the ones in it
+        self._per_source: collections.Counter[str] = collections.Counter()
+        self._source_pending: collections.Counter[str] = collections.Counter()
         self._admitting = False
         self.ports: dict[str, int] = {}
         self.started_at = time.time()
@@ -159,6 +163,59 @@ class Sidecar:
         self.observer.overloaded(role, label, self.local_identity, "?", pending)
         return None
 
+    # inbound, per source address (the audit's F2: one unauthenticated source could
+    # hold every slot and the whole waiting room): at most --max-handshakes-per-source
+    # short of their handshake, and never the last eighth of the handshake slots
+    # (beyond 7/8, its connections wait): another source finds a slot at once, and a
+    # single source (a local run, one gateway pod's burst) loses almost nothing
+    @property
+    def _source_share(self) -> int:
+        cap = self.config.max_pending_handshakes
+        return cap - cap // 8
+
+    def _may_start(self, source: str | None) -> bool:
+        if self.observer.pending >= self.config.max_pending_handshakes:
+            return False
+        return source is None or self._source_pending[source] < self._source_share
+
+    def admit_inbound(self, tunnel: Tunnel, source: str) -> bool | None:
+        """Where an inbound connection from ``source`` goes, once its address is known:
+        True start now, False wait (queued), None refuse ('overloaded')."""
+        held = self._per_source[source]
+        cap = self.config.max_handshakes_per_source
+        if cap and held >= cap:
+            self.observer.overloaded("server", "inbound", self.local_identity, source, held)
+            return None
+        if self._may_start(source):
+            verdict = True
+        elif len(self._waiting) < self.config.max_waiting_handshakes:
+            self._waiting.append((tunnel, None))
+            verdict = False
+        else:
+            self.observer.overloaded(
+                "server", "inbound", self.local_identity, source, self.observer.pending
+            )
+            return None
+        self._per_source[source] += 1
+        return verdict
+
+    def source_began(self, address: str) -> None:
+        self._source_pending[address] += 1
+
+    def source_done(self, address: str, began: bool) -> None:
+        for counter in (self._per_source, self._source_pending) if began else (self._per_source,):
+            counter[address] -= 1
+            if counter[address] <= 0:
+                del counter[address]
+
+    def waiting_closed(self, tunnel: Tunnel) -> None:
+        # O(waiting) once per closed waiter (refused, timed out, gone): a closed one
+        # must not hold a place that a live connection is refused for
+        for i, (t, _route) in enumerate(self._waiting):
+            if t is tunnel:
+                del self._waiting[i]
+                return
+
     def handshake_slot_freed(self) -> None:
         if self._waiting and not self._admitting:
             # later, not inside the tunnel whose handshake just ended
@@ -167,22 +224,31 @@ class Sidecar:
 
     def _admit_waiting(self) -> None:
         self._admitting = False
+        passed: list[tuple[Tunnel, Route | None]] = []  # their source holds its share
         while self._waiting and self.observer.pending < self.config.max_pending_handshakes:
             tunnel, route = self._waiting.popleft()
+            if route is None and not self._may_start(tunnel.source):
+                passed.append((tunnel, route))
+                continue
             if tunnel.admit() and route is not None:
                 asyncio.get_running_loop().create_task(self._dial(tunnel, route))
+        self._waiting.extendleft(reversed(passed))  # in their order, at the front
 
     @property
     def local_identity(self) -> str:
         return self.identity.current.material.identity
 
     def _inbound(self) -> asyncio.Protocol:
-        admit = self._admission("server", "inbound")
-        if admit is None:
+        if (
+            self.observer.pending >= self.config.max_pending_handshakes
+            and len(self._waiting) >= self.config.max_waiting_handshakes
+        ):
+            self.observer.overloaded(
+                "server", "inbound", self.local_identity, "?", self.observer.pending
+            )
             return Refuse(Reason.OVERLOADED)
-        tunnel = Tunnel(self, "server", self.server_config(), "inbound", self.local_identity, admit)
-        if not admit:
-            self._waiting.append((tunnel, None))
+        # started or queued once its address is known (admit_inbound, per source)
+        tunnel = Tunnel(self, "server", self.server_config(), "inbound", self.local_identity, False)
         return NetSide(tunnel)
 
     def _outbound(self, route: Route) -> asyncio.Protocol:
@@ -323,6 +389,7 @@ class Sidecar:
             "active_sessions": sum(1 for t in self.tunnels if t.established_at is not None),
             "handshakes_in_progress": self.observer.pending,
             "handshakes_waiting": len(self._waiting),
+            "handshake_sources": len(self._per_source),  # addresses short of a handshake
             "verification_cache": {"hits": cur.trust.hits, "misses": cur.trust.misses},
         }
         out.update(self.status.as_dict())

@@ -39,7 +39,11 @@ from mtlsdemo.sidecar.observer import Observer, outcome_of
 log = logging.getLogger(__name__)
 WRITE_HIGH_WATER = 512 * 1024  # pause the other side's reads above this much unsent data
 MAX_HELD = 64 * 1024  # app bytes held while the handshake is still running
-WAITING_BUFFER = 2048  # inbound bytes kept while waiting for a slot (a ClientHello is < 1.5 KiB)
+# inbound bytes a connection waiting for a slot may send: its ClientHello (< 1.5 KiB; a
+# resumption ticket adds ~0.3). More before any answer is no MTD/1 client: refused. The
+# bound is what keeps an unauthenticated waiting connection at a few KiB (the audit's
+# F2: holding a whole first read kept ~132 kB each)
+WAITING_BUFFER = 4096
 RECORD_OVERHEAD = HEADER_LEN + TAG_LEN
 
 
@@ -71,6 +75,14 @@ class TunnelHost(Protocol):
     def connect_app(self, tunnel: Tunnel) -> None: ...
 
     def handshake_slot_freed(self) -> None: ...
+
+    def admit_inbound(self, tunnel: Tunnel, source: str) -> bool | None: ...
+
+    def source_began(self, address: str) -> None: ...
+
+    def source_done(self, address: str, began: bool) -> None: ...
+
+    def waiting_closed(self, tunnel: Tunnel) -> None: ...
 
 
 class Tunnel:
@@ -109,6 +121,8 @@ class Tunnel:
         self._handshake_open = False
         self.waiting = not admitted
         self._waiting_in: list[bytes] = []  # inbound, while waiting: the peer's first bytes
+        self._waiting_bytes = 0  # ... their length, at most WAITING_BUFFER
+        self.source: str | None = None  # inbound: counted against its address until done
         if admitted:
             self._begin()
         # the deadline counts from the accept, waiting included
@@ -118,6 +132,8 @@ class Tunnel:
         sidecar.tunnels.add(self)
 
     def _begin(self) -> None:
+        if self.source is not None:
+            self.sidecar.source_began(self.source)
         self._handshake_open = True
         self.waiting = False
         self.observer.handshake_started(self.role)
@@ -131,8 +147,6 @@ class Tunnel:
             held, self._waiting_in = self._waiting_in, []
             for data in held:
                 self.net_data(data)
-            if not self.closed:
-                self.net.resume_reading()
         return True
 
     # ------------------------------------------------------------------ handshake
@@ -169,6 +183,9 @@ class Tunnel:
         self.close(abort_app=True)
 
     def _close_handshake(self) -> None:
+        if self.source is not None:
+            self.sidecar.source_done(self.source, began=self._handshake_open)
+            self.source = None
         if self._handshake_open:
             self._handshake_open = False
             self.observer.handshake_ended(self.role)
@@ -184,6 +201,16 @@ class Tunnel:
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         peer = transport.get_extra_info("peername")
         self.peer_address = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if self.role == "server":
+            verdict = self.sidecar.admit_inbound(self, peer[0] if peer else "?")
+            if verdict is None:
+                transport.write(overloaded_alert())
+                self.waiting = False  # never queued
+                self.close()
+                return
+            self.source = peer[0] if peer else "?"
+            if verdict:
+                self._begin()
         if self.role == "client":
             self.conn.start()
             self._flush_net()
@@ -191,10 +218,20 @@ class Tunnel:
     def net_data(self, data: bytes) -> None:
         if self.closed:
             return
-        if self.waiting:  # not our turn yet: keep the first bytes, then stop reading
+        if self.waiting:  # not our turn yet: keep the first bytes (a ClientHello)
+            held = self._waiting_bytes + len(data)
+            if held > WAITING_BUFFER:
+                err = self.conn.fail(
+                    Reason.RECORD_OVERFLOW,
+                    f"{held} bytes sent while waiting for a handshake slot, before any "
+                    f"answer (a ClientHello is at most {WAITING_BUFFER})",
+                )
+                self._waiting_in.clear()
+                self._flush_net()
+                self._handshake_failed(err)
+                return
             self._waiting_in.append(data)
-            if sum(map(len, self._waiting_in)) > WAITING_BUFFER and self.net is not None:
-                self.net.pause_reading()
+            self._waiting_bytes = held
             return
         try:
             events = self.conn.receive_data(data)
@@ -393,6 +430,8 @@ class Tunnel:
         if self.closed:
             return
         self.closed = True
+        if self.waiting:  # its place in the waiting room is free at once
+            self.sidecar.waiting_closed(self)
         self._close_handshake()
         self.count()
         if self.established_at is not None:
@@ -467,7 +506,13 @@ class Refuse(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses: no isinstance here)
         if self.reason is not None:
-            transport.write(  # type: ignore[attr-defined]
-                plaintext_record(ContentType.ALERT, bytes((ALERT_FATAL, ALERT_CODES[self.reason])))
-            )
+            transport.write(refusal_alert(self.reason))  # type: ignore[attr-defined]
         transport.close()
+
+
+def refusal_alert(reason: Reason) -> bytes:
+    return plaintext_record(ContentType.ALERT, bytes((ALERT_FATAL, ALERT_CODES[reason])))
+
+
+def overloaded_alert() -> bytes:
+    return refusal_alert(Reason.OVERLOADED)
