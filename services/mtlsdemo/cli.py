@@ -9,11 +9,11 @@ Kubernetes manifests can configure by env alone.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from mtlsdemo import __version__, flags
+from mtlsdemo.logline import setup_logging
 from mtlsdemo.pki.errors import PkiError
 
 EXIT_USAGE = 2
@@ -71,11 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except flags.FlagError as e:  # a bad MTLSDEMO_* value for this command's flag
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_level)  # every line escaped: peers cannot forge one
     from mtlsdemo.rpc.server import ConfigError
     from mtlsdemo.sidecar.config import SidecarConfigError
     from mtlsdemo.trust import PolicyError
