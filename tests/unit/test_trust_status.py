@@ -227,3 +227,35 @@ def test_status_cache_reuses_good_verdicts_inside_their_window_only() -> None:
     off = StatusCache(0)
     off.check(good, cert, ca().cert, NOW)
     assert off.check(good, cert, ca().cert, NOW)[1] is False
+
+
+def test_crls_carry_an_increasing_number_and_an_authority_key_id() -> None:
+    from cryptography import x509
+    from mtlsdemo.trust.status import crl_number
+
+    first = build_crl(ca(), [], NOW)
+    again = build_crl(ca(), [], NOW, previous=first)  # same second: still higher
+    n1 = crl_number(x509.load_pem_x509_crl(first))
+    n2 = crl_number(x509.load_pem_x509_crl(again))
+    assert n1 == int(NOW.timestamp()) and n2 == n1 + 1
+    crl = x509.load_pem_x509_crl(again)
+    assert crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+
+
+def test_a_crl_put_back_is_refused_and_the_revocation_stays(tmp_path) -> None:
+    """The audit's F5: `cp crl.pem old.pem; certs revoke cli; cp old.pem crl.pem`
+    un-revoked cli on the native path. An older CRL (by number, then thisUpdate) than
+    the one in force is refused, counted, and the newer one stays."""
+    from mtlsdemo.pki.crlfile import CrlFile
+
+    cert, _ = leaf("cli")
+    old = build_crl(ca(), [], NOW)
+    new = build_crl(ca(), [revoked_entry(cert)], NOW + dt.timedelta(minutes=1), previous=old)
+    path = tmp_path / "crl.pem"
+    path.write_bytes(new)
+    crls = CrlFile(path, lambda: [ca().cert])
+    assert crls.lookup(cert) is not None
+    path.unlink()
+    path.write_bytes(old)  # a new inode: the file is re-read
+    assert crls.lookup(cert) is not None  # still revoked
+    assert crls.last_error is not None and "rollback refused" in crls.last_error

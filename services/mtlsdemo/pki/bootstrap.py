@@ -304,7 +304,8 @@ def crl_writes(
     """The CRL of every CA in force (one PEM block each), when due."""
     if not force and not rv.crl_needs_refresh(store.read(rv.CRL), len(cas.all), now):
         return []
-    pem = b"".join(rv.build_crl(ca, revoked, now, window) for ca in cas.all)
+    previous = store.read(rv.CRL)
+    pem = b"".join(rv.build_crl(ca, revoked, now, window, previous) for ca in cas.all)
     return [(rv.CRL, pem, 0o644)]
 
 

@@ -56,6 +56,9 @@ class CrlFile:
                 lists = RevocationLists.parse(
                     self.path.read_bytes(), self.anchors(), str(self.path)
                 )
+                rollback = lists.rollback_from(self.lists)
+                if rollback is not None:
+                    raise ValueError(f"{self.path}: rollback refused: {rollback}")
             except (OSError, ValueError) as e:
                 self.last_error = str(e)
                 telemetry.CRL_RELOADS.labels("failure").inc()

@@ -9,6 +9,7 @@ published: ``ca/crl.pem`` (the ``mtlsdemo-crl`` Secret) and each identity's
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass
@@ -110,9 +111,14 @@ def build_crl(
     revoked: list[Revocation],
     now: dt.datetime,
     window: dt.timedelta = DEFAULT_WINDOW,
+    previous: bytes | None = None,
 ) -> bytes:
-    """A CRL (PEM) of the revocations of this CA's certificates, valid for ``window``."""
+    """A CRL (PEM) of the revocations of this CA's certificates, valid for ``window``.
+    Its cRLNumber (RFC 5280 5.2.3, a MUST) is above the one of this CA's CRL in
+    ``previous`` and never below the issue time in seconds, so it increases even when
+    the previous file is lost: readers refuse a CRL older than the one they hold."""
     mine = key_id(ca.cert)
+    number = max(int(now.timestamp()), crl_number_of(previous, ca.cert.subject) + 1)
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca.cert.subject)
@@ -122,6 +128,7 @@ def build_crl(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.cert.public_key()),  # type: ignore[arg-type]
             critical=False,
         )
+        .add_extension(x509.CRLNumber(number), critical=False)
     )
     for r in revoked:
         if r.issuer_key_id != mine:
@@ -195,6 +202,21 @@ def status_needs_refresh(
     if revoked_now != (status is ocsp.OCSPCertStatus.REVOKED):
         return "revocation state changed"
     return None
+
+
+def crl_number_of(pem: bytes | None, issuer: x509.Name) -> int:
+    """The cRLNumber of ``issuer``'s CRL in ``pem`` (-1: none, or no number)."""
+    from mtlsdemo.trust.status import _CRL_PEM, crl_number
+
+    if not pem:
+        return -1
+
+    for block in _CRL_PEM.findall(pem):
+        with contextlib.suppress(ValueError):
+            crl = x509.load_pem_x509_crl(block)
+            if crl.issuer == issuer:
+                return crl_number(crl)
+    return -1
 
 
 def crl_needs_refresh(pem: bytes | None, expected_issuers: int, now: dt.datetime) -> bool:

@@ -197,6 +197,14 @@ class Revoked:
         )
 
 
+def crl_number(crl: x509.CertificateRevocationList) -> int:
+    """Its cRLNumber, -1 without one (CRLs written before mtlsdemo set it)."""
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        return -1
+
+
 class RevocationLists:
     """The CRLs in force (one per CA of the bundle), each verified against the CA
     that signed it; a CRL with a trusted name and a bad signature is refused, one
@@ -247,6 +255,22 @@ class RevocationLists:
                 reason,
                 crl.issuer.rfc4514_string(),
             )
+        return None
+
+    def rollback_from(self, held: RevocationLists) -> str | None:
+        """Why these lists are older than ``held`` (a rollback: an old, validly signed
+        CRL put back would un-revoke), or None. Compared per issuer by cRLNumber,
+        then thisUpdate."""
+        for new in self.crls:
+            for old in held.crls:
+                if new.issuer != old.issuer:
+                    continue
+                if (crl_number(new), new.last_update_utc) < (crl_number(old), old.last_update_utc):
+                    return (
+                        f"CRL from {new.issuer.rfc4514_string()} number {crl_number(new)} "
+                        f"(thisUpdate {_z(new.last_update_utc)}) is older than the one in "
+                        f"force, number {crl_number(old)} (thisUpdate {_z(old.last_update_utc)})"
+                    )
         return None
 
     @property
