@@ -159,3 +159,24 @@ def test_files_that_never_settle_are_refused(tmp_path: Path, pki_dir: Path, monk
     monkeypatch.setattr(material_mod, "files_stamp", lambda d: next(stamps))
     with pytest.raises(PkiError, match="kept changing"):
         IdentitySource(live)
+
+
+def test_good_files_that_land_right_after_a_refused_read_are_taken(
+    tmp_path: Path, pki_dir: Path
+) -> None:
+    """The audit's F7: after a refused mixed read, the stamp recorded could already be
+    the final good files', which were then never loaded (a plain `cp` renewal). The
+    content decides after a refusal, not only the stamps."""
+    v1, v2 = version(tmp_path, pki_dir, "v1"), version(tmp_path, pki_dir, "v2")
+    live = tmp_path / "live"
+    live.mkdir()
+    copy_into(v1, live)
+    source = IdentitySource(live)
+    shutil.copy(v2 / "tls.crt", live / "tls.crt")  # half a renewal: v2's cert, v1's key
+    assert source.check() is None and source.last_error is not None
+    shutil.copy(v2 / "tls.key", live / "tls.key")
+    shutil.copy(v2 / "tls.ocsp", live / "tls.ocsp")
+    source._stamp = material_mod.files_stamp(live)  # the stamps say "seen", as the race left them
+    fresh = source.check()
+    assert fresh is not None and fresh.leaf.serial_number == load_cert(v2 / "tls.crt").serial_number
+    assert consistent(fresh) and source.last_error is None

@@ -9,6 +9,7 @@ the gateway's channel to the ledger.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import threading
@@ -166,6 +167,7 @@ class IdentitySource:
         self.reloads = 0
         self.failures = 0
         self.last_error: str | None = None
+        self._refused = b""  # the content of the files last refused
         self.loaded_at = self.clock()
         telemetry.export_certificate_expiry(self.current)
 
@@ -177,12 +179,29 @@ class IdentitySource:
                 return before, IdentityMaterial.from_bytes(crt, key, ca, base, self.clock(), status)
         raise PkiError(f"{self.directory}: the identity files kept changing while being read")
 
+    def _content(self) -> bytes:
+        """What the files hold now (or why they cannot be read): after a refusal the
+        content decides, not only the stamps."""
+        try:
+            crt, key, ca, status, _base = read_snapshot(self.directory)
+        except PkiError as e:
+            return str(e).encode()
+        return hashlib.sha256(b"\0".join((crt, key, ca, status))).digest()
+
+    def _unchanged(self, stamp: tuple[Any, ...]) -> bool:
+        if stamp != self._stamp:
+            return False
+        # refused files are re-read each tick (three small files, only while refused):
+        # a renewal that lands with the stamps of the refused read is still taken
+        return self.last_error is None or self._content() == self._refused
+
     def check(self) -> IdentityMaterial | None:
         """Take new files if they changed and are good; the new material, else None."""
-        if files_stamp(self.directory) == self._stamp:
+        if self._unchanged(files_stamp(self.directory)):
             return None
         with self._lock:
-            if files_stamp(self.directory) == self._stamp:
+            seen = files_stamp(self.directory)  # before reading: what the read may see
+            if self._unchanged(seen):
                 return None
             old = self.current
             try:
@@ -190,8 +209,10 @@ class IdentitySource:
                 if fresh.problems:
                     raise PkiError(f"{self.directory}: {fresh.problems[0]}")
             except PkiError as e:
-                # remember these files as seen: refused once, not again every tick
-                self._stamp = files_stamp(self.directory)
+                # remember these files as seen: refused once, not again every tick. The
+                # stamp taken before the read: one taken after could already be the
+                # good files that landed meanwhile, never loaded then (the audit's F7)
+                self._stamp, self._refused = seen, self._content()
                 self.failures += 1
                 self.last_error = str(e)
                 telemetry.CERT_RELOADS.labels("failure").inc()
