@@ -56,6 +56,12 @@ def home(tmp_path_factory) -> Path:
     ("args", "env", "code", "words"),
     [
         (["handshake", "--suites", "FOO"], {}, 2, ["--suites", "unknown suite 'FOO'"]),
+        (
+            ["certs", "bootstrap", "--out", "sw", "--status-window", "30d"],
+            {},
+            2,
+            ["--status-window 30d", "longer than 7 days"],
+        ),
         (["handshake", "--connect", "127.0.0.1:{closed}"], {}, 2, ["cannot connect"]),
         (["handshake", "--connect", "nohost.invalid:1"], {}, 2, ["cannot connect"]),
         (["handshake", "--client-dir", "missing"], {}, 2, ["missing", "cannot read"]),

@@ -42,6 +42,8 @@ def make(
     dns: list[str] | None = None,
     start: dt.datetime | None = None,
     days: float = 30,
+    eku_critical: bool = False,
+    extra: list[tuple[x509.ExtensionType, bool]] | None = None,
 ) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
     signer = issuer.key if issuer else key
@@ -97,7 +99,9 @@ def make(
         if names:
             b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
     if eku is not None:
-        b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+        b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=eku_critical)
+    for ext, critical in extra or []:
+        b = b.add_extension(ext, critical=critical)
     return Issued(b.sign(signer, hashes.SHA256()), key)
 
 

@@ -143,6 +143,14 @@ def test_client_checks_server_identity() -> None:
     assert_rejected(out, "client", Reason.IDENTITY_MISMATCH)
 
 
+@pytest.mark.parametrize("name", ["ledger", "LEDGER", "ledger."])
+def test_server_names_compare_as_dns_names(name: str) -> None:
+    """Case and a trailing dot do not make another name (RFC 4343); another name is
+    still refused."""
+    _, _, out = handshake(config("gateway", peer=PeerPolicy(server_name=name)), config("ledger"))
+    assert out.client_error is None and out.server_error is None
+
+
 def test_ca_certificate_used_as_leaf_is_bad_certificate() -> None:
     authority = ca("main")
     scfg = config("ledger", credentials=creds(authority.cert, authority.key))

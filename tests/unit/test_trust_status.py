@@ -259,3 +259,37 @@ def test_a_crl_put_back_is_refused_and_the_revocation_stays(tmp_path) -> None:
     path.write_bytes(old)  # a new inode: the file is re-read
     assert crls.lookup(cert) is not None  # still revoked
     assert crls.last_error is not None and "rollback refused" in crls.last_error
+
+
+def test_a_status_valid_for_years_is_refused_by_name() -> None:
+    cert, _ = leaf("ledger")
+    ten_years = build_status(ca(), cert, [], NOW, window=dt.timedelta(days=3650))
+    with pytest.raises(VerificationFailed) as e:
+        check_status(ten_years, cert, ca().cert, NOW)
+    assert e.value.failure is Failure.STATUS_INVALID and "longer than the 7 days" in e.value.detail
+    week = build_status(ca(), cert, [], NOW, window=dt.timedelta(days=7))
+    assert check_status(week, cert, ca().cert, NOW).serial == cert.serial_number
+
+
+def test_a_status_with_a_sha1_cert_id_is_refused_by_name() -> None:
+
+    cert, _ = leaf("ledger")
+    authority = ca()
+    resp = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=cert,
+            issuer=authority.cert,
+            algorithm=hashes.SHA1(),
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=NOW,
+            next_update=NOW + HOUR,
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, authority.cert)
+        .sign(authority.key, hashes.SHA256())
+    )
+    with pytest.raises(VerificationFailed) as e:
+        check_status(resp.public_bytes(serialization.Encoding.DER), cert, authority.cert, NOW)
+    assert e.value.failure is Failure.STATUS_INVALID and "SHA-1 in its CertID" in e.value.detail

@@ -100,6 +100,29 @@ def _no_eku_leaf(r):
     return make("leaf", r, ca=False, eku=None, uris=[ID])
 
 
+def test_a_critical_eku_that_grants_the_role_is_accepted() -> None:
+    """RFC 5280 4.2.1.12: EKU may be critical; then the key is for those purposes
+    only. A critical EKU that grants the role passes, one that does not is refused."""
+    r = root()
+    both = leaf(r, eku=[SERVER, CLIENT], eku_critical=True)
+    assert verify([both], [r], role="server") and verify([both], [r], role="client")
+    client_only = leaf(r, eku=[CLIENT], eku_critical=True)
+    e = refused([client_only], [r], role="server")
+    assert e.failure is Failure.BAD_CERTIFICATE and "extended key usage" in e.detail
+
+
+def test_an_unknown_critical_extension_is_refused() -> None:
+    from cryptography import x509
+
+    r = root()
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+    lf = leaf(r, extra=[(unknown, True)])
+    e = refused([lf], [r], role="client")
+    assert e.failure is Failure.BAD_CERTIFICATE
+    assert leaf(r, extra=[(unknown, False)])  # not critical: ignorable, as RFC 5280 says
+    assert verify([leaf(r, extra=[(unknown, False)])], [r], role="client")
+
+
 # ---------------------------------------------------------------- limits and windows
 def test_chain_depth_is_limited() -> None:
     r = root(pathlen=None)

@@ -200,6 +200,13 @@ def _certs_lifecycle(args: argparse.Namespace, now: dt.datetime) -> int:
         else FileStore(out)
     )
     window = parse_duration(args.status_window, "--status-window")
+    from mtlsdemo.trust.status import MAX_STATUS_WINDOW
+
+    if window > MAX_STATUS_WINDOW:
+        raise PkiError(
+            f"--status-window {args.status_window}: longer than {MAX_STATUS_WINDOW.days} days, "
+            "which every peer refuses (a status that long would outlive any revocation)"
+        )
     services = tuple(args.service)
     cmd = args.certs_cmd
     if cmd == "revoke":

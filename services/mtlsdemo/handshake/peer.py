@@ -131,7 +131,7 @@ def verify_peer(
         )
     checks.append(f"identity {identity} " + ("allowed" if policy.allowed_ids else "(any from CA)"))
     if peer_role == "server" and policy.server_name:
-        if policy.server_name not in verified.dns_names:
+        if dns_key(policy.server_name) not in {dns_key(n) for n in verified.dns_names}:
             raise ProtocolError(
                 Reason.IDENTITY_MISMATCH,
                 f"server certificate does not name {policy.server_name}",
@@ -148,3 +148,9 @@ def verify_peer(
         status_problem,
         status_until,
     )
+
+
+def dns_key(name: str) -> str:
+    """A DNS name as names compare (RFC 4343: case-insensitive; a trailing dot is the
+    same absolute name): `Ledger.` and `ledger` are one name."""
+    return name.rstrip(".").lower()

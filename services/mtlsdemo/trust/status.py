@@ -27,6 +27,9 @@ from cryptography.x509 import ocsp
 from mtlsdemo.trust.verify import Failure, VerificationFailed
 
 DEFAULT_SKEW = dt.timedelta(minutes=5)  # the same slack the CA gives notBefore
+# the longest status window a peer believes: a staple valid for years would outlive
+# any revocation (certs refuses to sign a longer --status-window; the default is 1 h)
+MAX_STATUS_WINDOW = dt.timedelta(days=7)
 STATUS_POLICIES = ("hard", "soft", "off")  # refuse / accept and count / do not look
 _CRL_PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
 
@@ -102,6 +105,12 @@ def check_status(
         raise VerificationFailed(
             Failure.STATUS_INVALID, f"stapled status is not an OCSP response ({e})"
         ) from None
+    for what, h in (("CertID", cert_id[0]), ("signature", algo)):
+        if isinstance(h, hashes.SHA1):  # collisions are practical: never trust it here
+            raise VerificationFailed(
+                Failure.STATUS_INVALID,
+                f"stapled status for serial {serial} uses SHA-1 in its {what}",
+            )
     if algo is None or not _signed_by(issuer.public_key(), signature, tbs, algo):
         raise VerificationFailed(
             Failure.STATUS_INVALID,
@@ -133,6 +142,12 @@ def check_status(
     if next_update is None:
         raise VerificationFailed(
             Failure.STATUS_INVALID, f"stapled status for serial {serial} has no nextUpdate"
+        )
+    if next_update - this_update > MAX_STATUS_WINDOW:
+        raise VerificationFailed(
+            Failure.STATUS_INVALID,
+            f"stapled status for serial {serial} is valid for {next_update - this_update}, "
+            f"longer than the {MAX_STATUS_WINDOW.days} days a status may be believed",
         )
     if this_update > now + skew:
         raise VerificationFailed(
