@@ -197,6 +197,12 @@ TICKET_REFUSALS = Counter(
     "side) or remote (the server, told in its ServerHello).",
     ["role", "reason", "by"],
 )
+ADMIN_EVENTS_DROPPED = Counter(
+    "mtls_admin_event_streams_dropped",
+    "Live /events streams of the sidecar admin ended or refused to protect the data "
+    "path: slow (a reader that fell a queue behind) or full (at the subscriber cap).",
+    ["reason"],
+)
 TICKETS_ISSUED = Counter("mtls_session_tickets_issued", "Session tickets sent to clients.")
 HANDSHAKES_IN_PROGRESS = Gauge(
     "mtls_handshakes_in_progress", "Handshakes started and not yet finished.", ["role"]

@@ -35,9 +35,14 @@ def _metrics(_request: web.Request) -> tuple[int, str, bytes]:
     return 200, CONTENT_TYPE_LATEST, generate_latest()
 
 
+class Encoded(str):
+    """JSON already encoded (once, for every reader): sent as it is."""
+
+
 def sse(event: str, data: object) -> bytes:
     """One server-sent event (the data on one line: JSON has no raw newlines)."""
-    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+    payload = data if isinstance(data, Encoded) else json.dumps(data, default=str)
+    return f"event: {event}\ndata: {payload}\n\n".encode()
 
 
 async def stream_events(

@@ -7,6 +7,7 @@ import collections
 import datetime as dt
 import errno
 import functools
+import json
 import logging
 import signal
 import time
@@ -19,11 +20,11 @@ from aiohttp import web
 from mtlsdemo import __version__, telemetry
 from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
-from mtlsdemo.sidecar.admin import AdminServer, json_response
+from mtlsdemo.sidecar.admin import AdminServer, Encoded, json_response
 from mtlsdemo.sidecar.certview import certificates_view
 from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError
 from mtlsdemo.sidecar.identity import IdentityWatcher, client_config, server_config
-from mtlsdemo.sidecar.journal import KEEP, HandshakeJournal
+from mtlsdemo.sidecar.journal import KEEP, MAX_SUBSCRIBERS, Entry, HandshakeJournal
 from mtlsdemo.sidecar.observer import HandshakeOutcome, Observer
 from mtlsdemo.sidecar.status import Status
 from mtlsdemo.sidecar.tunnel import AppSide, NetSide, Refuse, Tunnel
@@ -47,6 +48,7 @@ class Sidecar:
         # of those the ones in it
         self._per_source: collections.Counter[str] = collections.Counter()
         self._source_pending: collections.Counter[str] = collections.Counter()
+        self._handshakes_cache: tuple[tuple[int, int, int, bool], bytes] | None = None
         self._admitting = False
         self.ports: dict[str, int] = {}
         self.started_at = time.time()
@@ -415,22 +417,32 @@ class Sidecar:
             since, limit = int(q.get("since", "0")), int(q.get("limit", str(KEEP)))
         except ValueError:
             return 400, "text/plain", b"since and limit are integers\n"
-        return json_response(
-            200,
-            {
-                "name": self.config.name,
-                "instance": self.instance,
-                "handshakes": self.journal.recent(
-                    since, limit, failures_only=q.get("failures") in ("1", "true")
-                ),
-            },
-        )
+        failures = q.get("failures") in ("1", "true")
+        key = (self.journal.last_id, since, max(0, limit), failures)
+        if self._handshakes_cache is None or self._handshakes_cache[0] != key:
+            # each entry's JSON is made once and shared, each answer once per journal
+            # state: the admin runs on the data path's loop
+            entries = self.journal.entries(since, max(0, limit), failures_only=failures)
+            head = json.dumps({"name": self.config.name, "instance": self.instance})[:-1]
+            body = f'{head}, "handshakes": [{", ".join(e.encoded for e in entries)}]}}\n'
+            self._handshakes_cache = (key, body.encode())
+        return 200, "application/json", self._handshakes_cache[1]
 
-    async def _events(self, request: web.Request) -> AsyncIterator[tuple[str, Any]]:
+    def _events(self, request: web.Request) -> AsyncIterator[tuple[str, Any]]:
         """``hello`` (who and which process), then the handshakes after ``?since=``
         (of ``?instance=``, when given: this process's ids only) oldest first, then
-        each new one as it ends."""
+        each new one as it ends. 503 at the reader cap; a reader that falls a queue
+        behind has its stream ended (both counted)."""
         queue = self.journal.subscribe()
+        if queue is None:
+            raise web.HTTPServiceUnavailable(
+                text=f"{MAX_SUBSCRIBERS} live /events readers already: try again later\n"
+            )
+        return self._event_stream(request, queue)
+
+    async def _event_stream(
+        self, request: web.Request, queue: asyncio.Queue[Entry | None]
+    ) -> AsyncIterator[tuple[str, Any]]:
         try:
             yield (
                 "hello",
@@ -446,14 +458,13 @@ class Sidecar:
                 since = 0
             if request.query.get("instance", self.instance) != self.instance:
                 since = 0  # ids counted by a process since gone: this one's are all new
-            backlog = list(reversed(self.journal.recent(since)))
-            last = backlog[-1]["id"] if backlog else since
-            for doc in backlog:
-                yield "handshake", doc
-            while True:
-                doc = await queue.get()
-                if doc["id"] > last:
-                    yield "handshake", doc
+            backlog = list(reversed(self.journal.entries(since)))
+            last = backlog[-1].id if backlog else since
+            for old in backlog:
+                yield "handshake", Encoded(old.encoded)
+            while (new := await queue.get()) is not None:  # None: dropped, too slow
+                if new.id > last:
+                    yield "handshake", Encoded(new.encoded)
         finally:
             self.journal.unsubscribe(queue)
 

@@ -1,0 +1,62 @@
+"""The admin's handshake journal cannot be turned against the data path (the
+audit's F3): each entry is encoded once for every reader, live readers are capped,
+and one that falls a queue behind is dropped and counted, not buffered for."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import metric_value
+from mtlsdemo.sidecar.journal import MAX_SUBSCRIBERS, QUEUE, HandshakeJournal
+from mtlsdemo.sidecar.observer import HandshakeOutcome
+from prometheus_client import generate_latest
+
+
+def outcome(i: int) -> HandshakeOutcome:
+    return HandshakeOutcome(
+        "server", "inbound", "spiffe://td/a", f"spiffe://td/p{i}", "?:1", "S", 0.001
+    )
+
+
+def dropped(reason: str) -> float:
+    try:
+        return metric_value(
+            generate_latest().decode(), "mtls_admin_event_streams_dropped_total", reason=reason
+        )
+    except KeyError:
+        return 0.0
+
+
+def test_each_entry_is_encoded_once_and_shared() -> None:
+    j = HandshakeJournal("s")
+    j.add(outcome(1))
+    (a,) = j.entries()
+    (b,) = j.entries()
+    assert a.encoded is b.encoded  # made once, whoever asks
+    assert json.loads(a.encoded) == j.recent()[0]
+
+
+def test_live_readers_are_capped_and_the_refusal_counted() -> None:
+    j = HandshakeJournal("s")
+    before = dropped("full")
+    queues = [j.subscribe() for _ in range(MAX_SUBSCRIBERS)]
+    assert all(q is not None for q in queues)
+    assert j.subscribe() is None
+    assert dropped("full") == before + 1
+    j.unsubscribe(queues[0])  # type: ignore[arg-type]
+    assert j.subscribe() is not None
+
+
+def test_a_reader_a_queue_behind_is_dropped_not_buffered_for() -> None:
+    j = HandshakeJournal("s")
+    before = dropped("slow")
+    q = j.subscribe()
+    assert q is not None
+    for i in range(QUEUE + 10):  # nobody reads
+        j.add(outcome(i))
+    assert q.qsize() == QUEUE + 1  # the queue's entries, then its end
+    items = [q.get_nowait() for _ in range(q.qsize())]
+    assert items[-1] is None and all(e is not None for e in items[:-1])
+    assert dropped("slow") == before + 1
+    j.add(outcome(999))  # no longer fed
+    assert q.qsize() == 0
