@@ -520,16 +520,17 @@ def test_only_the_bootstrap_touches_the_ca(objects: list[dict]) -> None:
 def test_each_pod_mounts_only_its_own_identity(objects: list[dict]) -> None:
     for name, pod in pod_specs(objects):
         secrets = [v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v]
-        if name == "gateway":  # a native mTLS server: it also reads the CA's published CRL
-            assert secrets == ["mtlsdemo-gateway-tls", "mtlsdemo-crl"]
-            assert pod["serviceAccountName"] == name
-            (gw,) = [c for c in pod["containers"] if c["name"] == "gateway"]
-            env = {e["name"]: e.get("value") for e in gw["env"]}
-            mounts = {m["name"]: m["mountPath"] for m in gw["volumeMounts"]}
-            assert env["MTLSDEMO_CRL"] == mounts["crl"] + "/crl.pem"
-        elif name == "ledger":
-            assert secrets == [f"mtlsdemo-{name}-tls"]
+        if name in ("gateway", "ledger"):
+            # its own identity, and the CA's published CRL (public): the sidecar checks
+            # peers against it, and the gateway its native callers
+            assert secrets == [f"mtlsdemo-{name}-tls", "mtlsdemo-crl"]
             assert pod["serviceAccountName"] == name  # the SPIFFE ID's sa/<name>
+            users = [c for c in all_containers(pod) if c["name"] in ("gateway", "sidecar")]
+            for c in users:
+                env = {e["name"]: e.get("value") for e in c["env"]}
+                mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+                assert env["MTLSDEMO_CRL"] == mounts["crl"] + "/crl.pem", c["name"]
+            assert len(users) == (2 if name == "gateway" else 1)
         else:
             assert secrets == []
 

@@ -918,3 +918,43 @@ def test_listeners_take_the_configured_backlog_and_the_fd_limit_is_raised(
         assert "open-files limit" in mesh.server.proc.output()
     finally:
         mesh.stop()
+
+
+def test_a_sidecar_with_a_crl_refuses_a_revoked_peer_at_its_next_handshake(
+    tmp_path, certs, echo
+) -> None:
+    """The audit's F4: a sidecar believed a revoked peer's last good staple (up to an
+    hour) and its tickets kept resuming. With --crl the revocation applies at the
+    next handshake, resumed or not, named certificate_revoked, the ticket refused."""
+    from mtlsdemo.pki.ca import load_ca
+    from mtlsdemo.pki.files import load_cert
+    from mtlsdemo.pki.revocation import Revocation, build_crl, key_id
+
+    authority = load_ca(certs / "ca" / "ca.crt", certs / "ca" / "ca.key")
+    crl = tmp_path / "crl.pem"
+    now = dt.datetime.now(dt.UTC)
+    crl.write_bytes(build_crl(authority, [], now))
+    mesh = Mesh(tmp_path, certs, echo.port, server_args=("--crl", str(crl)))
+    try:
+        assert roundtrip(mesh.route, b"before") == b"before"
+        assert roundtrip(mesh.route, b"resumed") == b"resumed"  # on the ticket
+        gateway = load_cert(certs / "gateway" / "tls.crt")
+        entry = Revocation(
+            f"{gateway.serial_number:x}", key_id(authority.cert), now.isoformat(),
+            "key_compromise", "gateway",
+        )  # fmt: skip
+        listed = build_crl(
+            authority, [entry], now + dt.timedelta(seconds=1), previous=crl.read_bytes()
+        )
+        tmp = crl.with_suffix(".new")
+        tmp.write_bytes(listed)
+        os.replace(tmp, crl)  # the staple still says good: only the CRL knows
+        assert roundtrip(mesh.route, b"after") == b""
+        wait_for(
+            lambda: handshakes(mesh.server, reason="certificate_revoked", origin="local") >= 1,
+            what="the ledger side to refuse the revoked gateway",
+        )
+        refusals = mesh.server.metrics()
+        assert 'reason="ticket_peer_revoked"' in refusals
+    finally:
+        mesh.stop()

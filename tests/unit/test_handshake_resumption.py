@@ -258,3 +258,34 @@ def test_the_protocol_document_lists_every_refusal_with_its_wire_code() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
     listed = {name: int(code) for name, code in re.findall(r"`(ticket_[a-z_]+)` \((\d+)\)", doc)}
     assert listed == {r.value: code for r, code in REFUSAL_CODES.items()}
+
+
+def test_a_peer_revoked_on_the_crl_loses_its_tickets_and_the_full_handshake_refuses_it() -> None:
+    """The audit's F4: a sidecar believed a revoked peer's last good staple for up to
+    an hour and its tickets kept resuming. With a CRL (PeerPolicy.revoked) the ticket
+    is refused and the full handshake that follows names the revocation."""
+    keys = TicketKeys()
+    ccfg, scfg = with_tickets(keys)
+    first_full(ccfg, scfg)
+    asked: list[tuple[bytes, int]] = []
+
+    def revoked(issuer: bytes, serial: int) -> str | None:
+        asked.append((issuer, serial))
+        return f"certificate serial {serial:x} was revoked (key_compromise)"
+
+    with_crl = dataclasses.replace(scfg, peer=PeerPolicy(revoked=revoked))
+    c, s, out = handshake(ccfg, with_crl)
+    assert s.resume_refusal == "ticket_peer_revoked"
+    assert_rejected(out, "server", Reason.CERTIFICATE_REVOKED)
+    assert "(the CRL)" in out.server_error.detail
+    issuer, serial = asked[0]
+    assert serial == ccfg.credentials.chain[0].serial_number and issuer
+
+
+def test_a_crl_that_does_not_list_the_peer_lets_it_resume() -> None:
+    keys = TicketKeys()
+    ccfg, scfg = with_tickets(keys)
+    not_listed = dataclasses.replace(scfg, peer=PeerPolicy(revoked=lambda _i, _s: None))
+    first_full(ccfg, not_listed)
+    c, s, out = handshake(ccfg, not_listed)
+    assert out.server_error is None and s.result.resumed

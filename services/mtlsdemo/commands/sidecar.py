@@ -91,6 +91,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     flags.add(
         p,
+        "--crl",
+        default=None,
+        metavar="FILE",
+        help="the CA's CRL (certs/ca/crl.pem; Kubernetes: the mtlsdemo-crl Secret) to check "
+        "peers against besides their stapled status, re-read when it changes: a revocation "
+        "then applies at the next handshake and ends the peer's session tickets",
+    )
+    flags.add(
+        p,
         "--max-handshakes-per-source",
         type=flags.at_least(0, int),
         default=1024,
@@ -209,6 +218,7 @@ def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
         ticket_lifetime=args.ticket_lifetime,
         ticket_max_uses=args.ticket_max_uses,
         require_status=args.require_status,
+        crl=Path(args.crl) if args.crl else None,
         listen_backlog=args.listen_backlog,
         key_update_bytes=args.key_update_bytes,
         admin_listen=None

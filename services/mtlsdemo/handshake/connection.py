@@ -711,6 +711,7 @@ class Connection:
                     self.config.credentials.fingerprint,
                     self.config.peer.allows,
                     self._available_suites(),
+                    self.config.peer.revoked,
                 )
             except TicketRefused as e:
                 cache.drop(peer, ticket)
@@ -741,6 +742,7 @@ class Connection:
                 self.config.credentials.fingerprint,
                 self.config.peer.allows,
                 tuple(s.code for s in usable),
+                self.config.peer.revoked,
             )
             want = binder(opened.psk, sha256(m.binder_input(self._last_raw)))
             if not constant_time.bytes_eq(want, hello.resume.binder):
@@ -807,6 +809,8 @@ class Connection:
             issued_at=int(self.now.timestamp()),
             lifetime=lifetime,
             max_uses=max_uses,
+            peer_issuer=peer.leaf.issuer.public_bytes(),
+            peer_serial=peer.leaf.serial_number,
         )
 
     def _keep_ticket(self) -> None:

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mtlsdemo.handshake.errors import ProtocolError, Reason
+from mtlsdemo.handshake.tickets import Revoked
 from mtlsdemo.trust import IdentityPolicy, TrustStore, VerificationFailed
 from mtlsdemo.trust.spiffe import display_identity
 from mtlsdemo.trust.status import STATUS_POLICIES
@@ -41,10 +42,13 @@ class PeerPolicy:
     segment (``spiffe://mtls-demo.local/ns/*/sa/gateway``); empty = any identity the
     CA issued. Invalid patterns raise ``trust.PolicyError`` here, at startup.
     ``server_name``: for a server peer, a DNS name its certificate must carry.
+    ``revoked``: (issuer name DER, serial) -> why it is revoked, or None (a CRL the
+    caller keeps current); None: no CRL, the stapled status alone decides.
     """
 
     allowed_ids: tuple[str, ...] = ()
     server_name: str | None = None
+    revoked: Revoked | None = field(default=None, compare=False)
     policy: IdentityPolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -123,6 +127,14 @@ def verify_peer(
                 raise problem from None
             status_problem = problem
             checks.append(f"stapled status: {e.failure.value}: {e.detail} (accepted: soft)")
+    if policy.revoked is not None:
+        issuer_der = verified.leaf.issuer.public_bytes()
+        why = policy.revoked(issuer_der, verified.leaf.serial_number)
+        if why:
+            raise ProtocolError(
+                Reason.CERTIFICATE_REVOKED, f"{why} (the CRL)", peer_identity=identity
+            )
+        checks.append("CRL: the certificate is not listed")
     if not policy.policy.allows(verified.identity):
         raise ProtocolError(
             Reason.IDENTITY_MISMATCH,

@@ -57,11 +57,18 @@ class Refusal(StrEnum):
     # our own certificate or stapled status changed since (renewed, revoked, re-stapled):
     # the peer must see the new one, in a full handshake
     CREDENTIALS_CHANGED = "ticket_credentials_changed"
+    # the peer's certificate is on the CRL now (revoked after the full handshake)
+    PEER_REVOKED = "ticket_peer_revoked"
 
 
 # one byte each in ServerHello, so the client learns why its ticket was refused
 REFUSAL_CODES = {r: i for i, r in enumerate(Refusal, start=1)}
 REFUSAL_BY_CODE = {i: r for r, i in REFUSAL_CODES.items()}
+
+
+# "is this certificate (issuer name DER, serial) revoked?": a reason, or None. Passed in
+# (the sidecar reads its CRL file), so the core stays sans-I/O.
+Revoked = Callable[[bytes, int], "str | None"]
 
 
 class TicketRefused(Exception):
@@ -90,6 +97,9 @@ class SessionFacts:
     issued_at: int  # unix seconds
     lifetime: int
     max_uses: int
+    # the peer certificate's issuer (DER name) and serial: a revocation ends its tickets
+    peer_issuer: bytes = b""
+    peer_serial: int = 0
 
     def recheck(
         self,
@@ -98,6 +108,7 @@ class SessionFacts:
         own: bytes,
         allows: Callable[[str], bool],
         suites: tuple[int, ...],
+        revoked: Revoked | None = None,
     ) -> None:
         """Everything that can change since the full handshake; raises TicketRefused."""
         t = _ts(now)
@@ -120,6 +131,8 @@ class SessionFacts:
                 Refusal.PEER_NOT_ALLOWED,
                 f"{self.peer_identity} is not allowed by the current policy",
             )
+        if revoked is not None and (why := revoked(self.peer_issuer, self.peer_serial)):
+            raise TicketRefused(Refusal.PEER_REVOKED, f"{why} (the CRL)")
         if t >= self.peer_not_after:
             raise TicketRefused(
                 Refusal.CERTIFICATE_EXPIRED,
@@ -145,6 +158,10 @@ class SessionFacts:
             + self.issued_at.to_bytes(8, "big")
             + self.lifetime.to_bytes(4, "big")
             + self.max_uses.to_bytes(4, "big")
+            + vec16(self.peer_issuer)
+            + vec8(
+                self.peer_serial.to_bytes(max(1, (self.peer_serial.bit_length() + 7) // 8), "big")
+            )
         )
 
     @classmethod
@@ -160,6 +177,8 @@ class SessionFacts:
             int.from_bytes(r.fixed(8), "big"),
             int.from_bytes(r.fixed(4), "big"),
             int.from_bytes(r.fixed(4), "big"),
+            r.vec16(),
+            int.from_bytes(r.vec8(), "big"),
         )
 
 

@@ -77,3 +77,9 @@ class CrlFile:
     def lookup(self, cert: x509.Certificate) -> Revoked | None:
         self.check()  # one stat per call: a revocation applies to the very next call
         return self.lists.lookup(cert)
+
+    def revoked(self, issuer_der: bytes, serial: int) -> str | None:
+        """The handshake core's question (PeerPolicy.revoked): why it is revoked, or None."""
+        self.check()
+        found = self.lists.lookup_serial(issuer_der, serial)
+        return None if found is None else found.describe()

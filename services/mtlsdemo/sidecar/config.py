@@ -65,6 +65,9 @@ class Route:
 @dataclass
 class SidecarConfig:
     identity_dir: Path
+    # a CRL file to check peers against besides their stapled status (None: staples
+    # only): a revocation then applies at the next handshake and ends its tickets
+    crl: Path | None = None
     inbound_listen: tuple[str, int] | None = None
     inbound_target: tuple[str, int] | None = None
     allowed_ids: tuple[str, ...] = ()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mtlsdemo.handshake import HandshakeConfig, PeerPolicy
 from mtlsdemo.handshake.config import Credentials
-from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
+from mtlsdemo.handshake.tickets import Revoked, TicketCache, TicketKeys
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
 from mtlsdemo.sidecar.config import Route, SidecarConfig
@@ -81,12 +81,15 @@ class IdentityWatcher:
 
 
 def server_config(
-    loaded: Loaded, cfg: SidecarConfig, tickets: TicketKeys | None = None
+    loaded: Loaded,
+    cfg: SidecarConfig,
+    tickets: TicketKeys | None = None,
+    revoked: Revoked | None = None,
 ) -> HandshakeConfig:
     return HandshakeConfig(
         loaded.credentials,
         loaded.trust,
-        PeerPolicy(allowed_ids=cfg.allowed_ids),
+        PeerPolicy(allowed_ids=cfg.allowed_ids, revoked=revoked),
         suites=cfg.suites,
         server_preference=cfg.server_preference,
         key_update_records=cfg.key_update_records,
@@ -97,12 +100,16 @@ def server_config(
 
 
 def client_config(
-    loaded: Loaded, cfg: SidecarConfig, route: Route, tickets: TicketCache | None = None
+    loaded: Loaded,
+    cfg: SidecarConfig,
+    route: Route,
+    tickets: TicketCache | None = None,
+    revoked: Revoked | None = None,
 ) -> HandshakeConfig:
     return HandshakeConfig(
         loaded.credentials,
         loaded.trust,
-        PeerPolicy(allowed_ids=(route.identity,)),
+        PeerPolicy(allowed_ids=(route.identity,), revoked=revoked),
         suites=cfg.suites,
         key_update_records=cfg.key_update_records,
         key_update_bytes=cfg.key_update_bytes,

@@ -20,6 +20,7 @@ from aiohttp import web
 from mtlsdemo import __version__, telemetry
 from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
+from mtlsdemo.pki.crlfile import CrlFile
 from mtlsdemo.sidecar.admin import AdminServer, Encoded, json_response
 from mtlsdemo.sidecar.certview import certificates_view
 from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError
@@ -66,15 +67,22 @@ class Sidecar:
             else None
         )
         self.ticket_cache = TicketCache() if config.session_tickets else None
+        # the CA's CRL, re-read when it changes, verified against our current bundle
+        self.crl = (
+            CrlFile(config.crl, lambda: self.identity.current.material.cas)
+            if config.crl is not None
+            else None
+        )
+        self._revoked = self.crl.revoked if self.crl is not None else None
 
     # --- configs follow the identity material (hot reload) ---
     def _refresh(self) -> None:
         cur = self.identity.current
         if cur.generation != self._cfg_generation:
             self._cfg_generation = cur.generation
-            self._server_cfg = server_config(cur, self.config, self.ticket_keys)
+            self._server_cfg = server_config(cur, self.config, self.ticket_keys, self._revoked)
             self._client_cfgs = {
-                r.identity: client_config(cur, self.config, r, self.ticket_cache)
+                r.identity: client_config(cur, self.config, r, self.ticket_cache, self._revoked)
                 for r in self.config.routes
             }
 

@@ -255,17 +255,21 @@ class RevocationLists:
         return cls(crls)
 
     def lookup(self, cert: x509.Certificate) -> Revoked | None:
+        return self.lookup_serial(cert.issuer.public_bytes(), cert.serial_number)
+
+    def lookup_serial(self, issuer_der: bytes, serial: int) -> Revoked | None:
+        """The revocation of the certificate with this issuer (DER name) and serial."""
         for crl in self.crls:
-            if crl.issuer != cert.issuer:
+            if crl.issuer.public_bytes() != issuer_der:
                 continue
-            entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            entry = crl.get_revoked_certificate_by_serial_number(serial)
             if entry is None:
                 continue
             reason = "unspecified"
             with contextlib.suppress(x509.ExtensionNotFound):
                 reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.name
             return Revoked(
-                cert.serial_number,
+                serial,
                 entry.revocation_date_utc,
                 reason,
                 crl.issuer.rfc4514_string(),
