@@ -41,7 +41,7 @@ STEP = {
     "Certificate": ("2 certificates", "Certificate (sent in the clear)"),
     "CertificateVerify": ("2 certificates", "CertificateVerify"),
     "Finished": ("4 finished", "Finished"),
-    "NewSessionTicket": ("after: resumption", "(none: no resumption)"),
+    "NewSessionTicket": ("after: resumption", "NewSessionTicket (MTD/1.1, in the clear)"),
 }
 
 
@@ -105,13 +105,13 @@ def handshake_messages(
 def table(messages: list[Tls13Message], version: str, cipher: str) -> list[str]:
     out = [
         f" real {version} handshake ({cipher}), next to MTD/1's steps",
-        f" {'sender':<7} {'TLS 1.3 message':<20} {'size':>6}  {'on the wire':<11}"
+        f" {'sender':<7} {'TLS 1.3 message':<20} {'size':>6}  {'on the wire':<11} "
         f"{'classic step':<25} MTD/1",
     ]
     for m in messages:
         step, mtd = STEP.get(m.name, ("", ""))
         wire = "encrypted" if m.encrypted else "clear"
-        out.append(f" {m.sender:<7} {m.name:<20} {m.size:>5}B  {wire:<10} {step:<25} {mtd}")
+        out.append(f" {m.sender:<7} {m.name:<20} {m.size:>5}B  {wire:<11} {step:<25} {mtd}")
     hrr = sum(m.name == "ServerHello" for m in messages) > 1  # the first was a HelloRetryRequest
     out += [
         " what TLS 1.3 does differently:",
@@ -124,7 +124,8 @@ def table(messages: list[Tls13Message], version: str, cipher: str) -> list[str]:
             else "no HelloRetryRequest: the server accepted the client's first key share; "
             "it would ask for another group with one (MTD/1 has a single group)"
         ),
-        "   - the server's tickets (NewSessionTicket) allow resumption without certificates; "
-        "MTD/1 always does the full handshake",
+        "   - both resume: the server's tickets (NewSessionTicket) allow a later handshake "
+        "without certificates; MTD/1.1 does the same, keeping a fresh X25519 exchange and "
+        "re-checking identity, expiry, status and trust (`mtlsdemo handshake --resume`)",
     ]
     return out

@@ -73,3 +73,38 @@ def test_tour_without_a_mesh_is_one_line() -> None:
     )
     assert r.returncode == 2 and r.stderr.startswith("error: tour: no mesh at")
     assert r.stderr.count("\n") == 1
+
+
+def test_ctrl_d_at_a_pause_ends_the_interactive_tour_cleanly(mesh) -> None:
+    """On a terminal the tour pauses between steps; Ctrl-D there printed an EOFError
+    traceback. Now it ends with one line and exit 0."""
+    import contextlib
+    import os
+    import pty
+    import select
+
+    from conftest import wait_for
+
+    _root, _ports, env = mesh
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        mtlsdemo("tour"), stdin=follower, stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    seen = bytearray()
+
+    def read() -> bytes:
+        if select.select([leader], [], [], 0.2)[0]:
+            with contextlib.suppress(OSError):  # the child closed the terminal
+                seen.extend(os.read(leader, 65536))
+        return bytes(seen)
+
+    try:
+        wait_for(lambda: b"Ctrl-D to stop" in read(), timeout=60, what="the tour's first pause")
+        os.write(leader, b"\x04")  # Ctrl-D: end of input on the terminal
+        assert proc.wait(timeout=60) == 0
+        wait_for(lambda: b"tour ended" in read(), timeout=10, what="the closing line")
+        assert b"Traceback" not in seen and b"EOFError" not in seen
+    finally:
+        proc.kill()
+        os.close(leader)

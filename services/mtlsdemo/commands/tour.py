@@ -40,8 +40,24 @@ def main(args: argparse.Namespace) -> int:
         )
     logging.getLogger("mtlsdemo.pki.material").setLevel(logging.ERROR)  # the self-signed one
     interactive = not args.non_interactive and sys.stdin.isatty()
-    pause = (lambda: input("   (Enter for the next step) ")) if interactive else None
-    text = render(run_tour(mesh, openssl_binary()), args.markdown, pause)
+    try:
+        text = render(
+            run_tour(mesh, openssl_binary()), args.markdown, _pause if interactive else None
+        )
+    except _Ended:
+        print("\n   tour ended (run `mtlsdemo tour` again to start over)")
+        return 0
     if text:
         print(text)
     return 0
+
+
+class _Ended(Exception):
+    """Ctrl-D (or Ctrl-C) at a pause: the reader is done, not an error."""
+
+
+def _pause() -> None:
+    try:
+        input("   (Enter for the next step, Ctrl-D to stop) ")
+    except (EOFError, KeyboardInterrupt):
+        raise _Ended from None

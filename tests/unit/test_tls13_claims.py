@@ -1,0 +1,44 @@
+"""What `handshake --tls13` says about MTD/1 next to real TLS 1.3 is what the code
+does: it resumes (MTD/1.1), so the table must not claim it always runs in full, and
+the columns line up under their headings."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hskit import config, handshake
+from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
+from mtlsdemo.tls13 import Tls13Message, table
+
+MESSAGES = [
+    Tls13Message("client", "ClientHello", 517, False),
+    Tls13Message("server", "ServerHello", 122, False),
+    Tls13Message("server", "Certificate", 900, True),
+    Tls13Message("server", "NewSessionTicket", 250, True),
+]
+
+
+def mtd_resumes() -> bool:
+    client = dataclasses.replace(config("gateway"), ticket_cache=TicketCache(), ticket_peer="l")
+    server = dataclasses.replace(config("ledger"), tickets=TicketKeys())
+    handshake(client, server)
+    c, _s, _out = handshake(client, server)
+    return c.result.resumed
+
+
+def test_the_resumption_claim_matches_the_code() -> None:
+    text = "\n".join(table(MESSAGES, "TLSv1.3", "TLS_AES_256_GCM_SHA384"))
+    assert mtd_resumes()
+    assert "always does the full handshake" not in text and "no resumption" not in text
+    assert "MTD/1.1 does the same" in text
+    (row,) = [line for line in text.splitlines() if "NewSessionTicket " in line[:40]]
+    assert "NewSessionTicket (MTD/1.1" in row
+
+
+def test_columns_line_up_under_their_headings() -> None:
+    lines = table(MESSAGES, "TLSv1.3", "TLS_AES_256_GCM_SHA384")
+    header = lines[1]
+    assert "on the wire classic step" in header
+    step_col = header.index("classic step")
+    for line in lines[2:6]:
+        assert line[step_col - 1] == " " and line[step_col] != " ", line
