@@ -22,6 +22,7 @@ class Attempt:
     conn: Connection
     sock: socket.socket
     error: ProtocolError | None
+    hint: str = ""  # on a failure: what the port probably is, when it is no sidecar
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -54,10 +55,12 @@ def handshake(
     conn = system.connection("client", config, now)
     error: ProtocolError | None = None
     conn.start()
+    first = b""
     try:
         sock.sendall(conn.data_to_send())
         while not conn.handshake_done:
             data = sock.recv(65536)
+            first = first or data
             conn.receive_data(data)  # b"" (EOF) raises truncated, or the peer's alert
             out = conn.data_to_send()
             if out:
@@ -68,4 +71,26 @@ def handshake(
             sock.sendall(conn.data_to_send())  # our alert, if we are the one refusing
     except OSError as e:  # reset or timeout: the peer ended it without an alert
         error = ProtocolError(Reason.TRUNCATED, f"connection ended: {e}", origin="remote")
-    return Attempt(conn, sock, error)
+    return Attempt(conn, sock, error, wrong_port_hint(first) if error is not None else "")
+
+
+SIDECAR = "the ledger's sidecar speaks MTD/1 on the address `make run` prints (127.0.0.1:50051)"
+
+
+def wrong_port_hint(first: bytes) -> str:
+    """What a port that failed an MTD/1 handshake probably is, from its first bytes."""
+    if first.startswith(b"HTTP/"):
+        return (
+            f"this port speaks HTTP (the console, or a sidecar's admin port), not MTD/1; {SIDECAR}"
+        )
+    if first[:1] in (b"\x15", b"\x16") and first[1:2] == b"\x03":
+        return (
+            "this port answered in TLS (a native gRPC mTLS port, such as the gateway's "
+            f"127.0.0.1:50052: see it with `mtlsdemo handshake --tls13`), not MTD/1; {SIDECAR}"
+        )
+    if not first:
+        return (
+            "the server closed without a word after our ClientHello, as a TLS or gRPC port "
+            f"does (the gateway's 127.0.0.1:50052?); {SIDECAR}"
+        )
+    return ""

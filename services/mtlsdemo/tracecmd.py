@@ -441,7 +441,7 @@ def _run_connected(cfg: TraceConfig, ccfg: HandshakeConfig) -> int:
                 )
             c.close()
             sock.sendall(c.data_to_send())
-    return _print(cfg, c.trace, [c], records, error, both_sides=False)
+    return _print(cfg, c.trace, [c], records, error, both_sides=False, hint=attempt.hint)
 
 
 def _print(
@@ -451,6 +451,7 @@ def _print(
     records: list[dict[str, Any]],
     error: ProtocolError | None,
     both_sides: bool,
+    hint: str = "",
 ) -> int:
     if cfg.json:
         doc = {
@@ -467,7 +468,12 @@ def _print(
             "records": records,
             "error": None
             if error is None
-            else {"reason": error.reason.value, "origin": error.origin, "detail": error.detail},
+            else {
+                "reason": error.reason.value,
+                "origin": error.origin,
+                "detail": error.detail,
+                **({"hint": hint} if hint else {}),
+            },
             "errors": [
                 {
                     "role": c.role,
@@ -513,6 +519,8 @@ def _print(
         )
     if error is not None:
         print("\n".join(_failure_lines(conns)))
+        if hint:
+            print(f"   hint: {hint}")
     if records:
         print(
             " step 4 data: encrypted records (header | ciphertext+tag), then what the peer decrypted"

@@ -108,3 +108,31 @@ def test_ctrl_d_at_a_pause_ends_the_interactive_tour_cleanly(mesh) -> None:
     finally:
         proc.kill()
         os.close(leader)
+
+
+@pytest.mark.parametrize(
+    ("port", "words"),
+    [
+        ("gateway", "a TLS or gRPC port"),  # gRPC mTLS: it closes on an MTD/1 hello
+        ("console", "this port speaks HTTP"),
+        ("ledger_admin", "this port speaks HTTP"),
+    ],
+)
+def test_probing_a_port_that_is_no_sidecar_names_what_it_is(mesh, port: str, words: str) -> None:
+    """`handshake --connect` to the first address `make run` prints (the gateway) said
+    only `truncated`, and to the console `unknown record type 72`; now the failure
+    comes with what the port probably is and where the sidecar is."""
+    root, ports, env = mesh
+    r = subprocess.run(
+        mtlsdemo(
+            "handshake", "--connect", f"127.0.0.1:{ports[port]}", "--certs-dir", str(root / "certs")
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "Traceback" not in out
+    hint = [line for line in out.splitlines() if line.strip().startswith("hint:")]
+    assert len(hint) == 1 and words in hint[0] and "127.0.0.1:50051" in hint[0], out
