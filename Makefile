@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# what running needs (make run, make console): the package and its runtime deps only;
+# STAMP adds the dev tools (pytest, mypy, Playwright, testcontainers: ~440 MB more)
+RUN_STAMP := $(VENV)/.run-stamp
 
 # Containers. MTLSDEMO_BASE_IMAGE picks the base; without a registry, `make base-image`
 # builds one with debootstrap and `MTLSDEMO_BASE_IMAGE=mtlsdemo-base:bookworm` uses it.
@@ -16,13 +19,19 @@ COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mt
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
         k8s-verify k8s-cli-cert k8s-rotate-ca test-deploy test-pods test-repeat
 
+$(RUN_STAMP): pyproject.toml
+	@test -x $(PY) || { echo "first run: a virtual environment in $(VENV) with the runtime only (about a minute)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	@touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(RUN_STAMP)
 
-run: $(STAMP)  ## bootstrap certs, start ledger + gateway on 127.0.0.1, send traffic, Ctrl-C stops
+run: $(RUN_STAMP)  ## bootstrap certs, start ledger + gateway on 127.0.0.1, send traffic, Ctrl-C stops
 	$(VENV)/bin/mtlsdemo run $(ARGS)
 
 test: $(STAMP)  ## every tier; tiers missing a tool skip with the reason (MTLSDEMO_REQUIRE makes them fail)
@@ -55,7 +64,7 @@ test-browser: $(STAMP)  ## the web console in Debian's chromium (apt-get install
 screenshots: $(STAMP)  ## the README's console screenshots, from the browser tests against a real run
 	MTLSDEMO_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser -q $(ARGS)
 
-console: $(STAMP)  ## the console alone, for a mesh started elsewhere (`make run` starts its own)
+console: $(RUN_STAMP)  ## the console alone, for a mesh started elsewhere (`make run` starts its own)
 	$(VENV)/bin/mtlsdemo console $(ARGS)
 
 base-image:  ## Debian bookworm + python3 via debootstrap + docker import (no registry needed)
