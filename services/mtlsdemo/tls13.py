@@ -9,14 +9,13 @@ table below knows what an eavesdropper saw.
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
-import tempfile
 from dataclasses import dataclass
 
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.material import IdentityMaterial
+from mtlsdemo.rpc.ssl_identity import load_identity
 
 RECORD_HEADER = 256  # OpenSSL's pseudo content types in the message callback
 INNER_CONTENT_TYPE = 257
@@ -78,27 +77,21 @@ def handshake_messages(
             )
 
     ctx._msg_callback = callback  # type: ignore[attr-defined]  # OpenSSL's, exposed by ssl
-    with tempfile.TemporaryDirectory(prefix="mtlsdemo-tls13-") as tmp:
-        crt, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
-        for path, data in ((crt, material.cert_chain_pem), (key, material.key_pem)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        ctx.load_cert_chain(crt, key)
-        try:
-            with (
-                socket.create_connection((host, port), timeout=timeout) as raw,
-                ctx.wrap_socket(raw, server_hostname=server_name) as tls,
-            ):
-                # the server's tickets (and its verdict on us) come after the handshake
-                tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes(9))
-                tls.recv(1024)
-                version, cipher = tls.version() or "?", (tls.cipher() or ("?",))[0]
-        except (OSError, ssl.SSLError) as e:
-            raise PkiError(
-                f"--tls13 --connect {host}:{port}: no TLS 1.3 handshake ({e}); point it at a "
-                "native gRPC mTLS port (the gateway's, 127.0.0.1:50052)"
-            ) from None
+    load_identity(ctx, material)  # no temporary directory (a read-only root may have none)
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            ctx.wrap_socket(raw, server_hostname=server_name) as tls,
+        ):
+            # the server's tickets (and its verdict on us) come after the handshake
+            tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes(9))
+            tls.recv(1024)
+            version, cipher = tls.version() or "?", (tls.cipher() or ("?",))[0]
+    except (OSError, ssl.SSLError) as e:
+        raise PkiError(
+            f"--tls13 --connect {host}:{port}: no TLS 1.3 handshake ({e}); point it at a "
+            "native gRPC mTLS port (the gateway's, 127.0.0.1:50052)"
+        ) from None
     return messages, version, cipher
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import now
 from mtlsdemo.pki.material import IdentityMaterial
-from mtlsdemo.rpc.diagnose import _load_identity
+from mtlsdemo.rpc.ssl_identity import load_identity
 
 
 def material(d: Path) -> IdentityMaterial:
@@ -28,7 +28,7 @@ def test_identity_loads_with_no_usable_temporary_directory(
     for name in ("TemporaryDirectory", "mkdtemp", "mkstemp", "NamedTemporaryFile"):
         monkeypatch.setattr(tempfile, name, no_temp)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    _load_identity(ctx, material(pki_dir / "cli"))  # raises if the pair did not load
+    load_identity(ctx, material(pki_dir / "cli"))  # raises if the pair did not load
 
 
 def test_a_key_that_is_not_the_certificates_is_refused_by_ssl(pki_dir: Path) -> None:
@@ -36,4 +36,4 @@ def test_a_key_that_is_not_the_certificates_is_refused_by_ssl(pki_dir: Path) -> 
     other = material(pki_dir / "gateway")
     mixed = IdentityMaterial(**{**m.__dict__, "key_pem": other.key_pem})
     with pytest.raises(ssl.SSLError):
-        _load_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), mixed)
+        load_identity(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), mixed)

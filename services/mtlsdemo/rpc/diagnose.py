@@ -19,17 +19,16 @@ caller is the only one who can name it (docs/operations.md).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import socket
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 
 from mtlsdemo.pki.material import IdentityMaterial
+from mtlsdemo.rpc.ssl_identity import load_identity
 from mtlsdemo.trust import TrustStore, VerificationFailed
 from mtlsdemo.trust.verify import issued_by
 
@@ -49,30 +48,6 @@ class Diagnosis:
         if self.origin == "local":
             return f"you refused the {server}: {self.reason}: {self.detail}"
         return f"the {server} refused your certificate: {self.reason}: {self.detail}"
-
-
-def _load_identity(ctx: ssl.SSLContext, m: IdentityMaterial) -> None:
-    """Give ``ctx`` our certificate and key without a temporary directory: ``ssl``
-    reads only paths, and a pod with a read-only root may have no writable /tmp
-    (this runs exactly when a call has already failed). On Linux the files are
-    anonymous memory (memfd); elsewhere a private temporary directory."""
-    if hasattr(os, "memfd_create"):
-        fds = [os.memfd_create(name) for name in ("tls.crt", "tls.key")]
-        try:
-            for fd, data in zip(fds, (m.cert_chain_pem, m.key_pem), strict=True):
-                os.write(fd, data)
-            ctx.load_cert_chain(f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}")
-        finally:
-            for fd in fds:
-                os.close(fd)
-        return
-    with tempfile.TemporaryDirectory(prefix="mtlsdemo-diagnose-") as d:
-        crt, key = os.path.join(d, "tls.crt"), os.path.join(d, "tls.key")
-        for path, data in ((crt, m.cert_chain_pem), (key, m.key_pem)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        ctx.load_cert_chain(crt, key)
 
 
 def _names(cert: x509.Certificate) -> list[str]:
@@ -147,7 +122,7 @@ def diagnose(
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["h2"])
     try:
-        _load_identity(ctx, material)
+        load_identity(ctx, material)
     except OSError as e:  # no memfd and no writable temporary directory
         return Diagnosis("unreachable", "local", f"cannot load our own identity to diagnose: {e}")
     try:
