@@ -289,3 +289,32 @@ def test_a_crl_that_does_not_list_the_peer_lets_it_resume() -> None:
     first_full(ccfg, not_listed)
     c, s, out = handshake(ccfg, not_listed)
     assert out.server_error is None and s.result.resumed
+
+
+def test_replayed_resumption_hellos_use_up_nothing() -> None:
+    """Issue 31, item 2: a captured resumption ClientHello passes the binder again and
+    each replay burned a use, so the genuine client was later refused ticket_replayed.
+    A use is counted only when the client's Finished verifies, which a replay can never
+    send; a used-up ticket is refused before the binder."""
+    from hskit import new
+
+    keys = TicketKeys(max_uses=3)
+    ccfg, scfg = with_tickets(keys)
+    first_full(ccfg, scfg)
+    ticket = ccfg.ticket_cache._tickets["ledger"][0]
+    captured = new("client", ccfg)
+    captured.start()
+    hello = captured.data_to_send()  # a genuine resumption offer, seen on the wire
+    for _ in range(5):  # replayed to the server: each one answered, none ever finished
+        s = new("server", scfg)
+        s.receive_data(hello)
+        assert not s.handshake_done
+    ticket.uses = 0  # the client that sent it never finished either
+    ccfg.ticket_cache.put("ledger", ticket)
+    for _ in range(3):  # the genuine client still has all its uses
+        c, s, out = handshake(ccfg, scfg)
+        assert out.server_error is None and c.result.resumed and s.result.resumed
+    ticket.uses = 0
+    ccfg.ticket_cache.put("ledger", ticket)
+    c, s, _ = handshake(ccfg, scfg)  # and a fourth is one too many
+    assert not s.result.resumed and s.resume_refusal == "ticket_replayed"

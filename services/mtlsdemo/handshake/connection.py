@@ -184,6 +184,7 @@ class Connection:
         self._refusal_code = 0  # server: the refused ticket's wire code (0: none offered)
         self._ticket: ClientTicket | None = None  # client: the ticket offered
         self._resumed_facts: SessionFacts | None = None  # what a ticket said of the peer
+        self._opened: Opened | None = None  # server: the ticket being resumed
         self._psk = b""
         self._th_cf = b""  # client: transcript hash through its Finished (a ticket's psk)
         self._nst: m.NewSessionTicket | None = None  # client: the ticket the server sent
@@ -744,6 +745,7 @@ class Connection:
                 tuple(s.code for s in usable),
                 self.config.peer.revoked,
             )
+            tickets.check_use(opened)  # used up: refused before the binder (as §9 lists)
             want = binder(opened.psk, sha256(m.binder_input(self._last_raw)))
             if not constant_time.bytes_eq(want, hello.resume.binder):
                 raise ProtocolError(
@@ -751,7 +753,7 @@ class Connection:
                     "resumption binder does not match: the ClientHello was altered, or the "
                     "client does not hold the ticket's secret",
                 )
-            tickets.use(opened)
+            self._opened = opened  # its use is counted when the client's Finished verifies
         except TicketRefused as e:
             self.resumption = f"full: ticket refused: {e}"
             self.resume_refusal = e.refusal.value
@@ -1117,6 +1119,8 @@ class Connection:
         if self._hs.pending:
             raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "handshake bytes after Finished")
         th_cf = self._transcript.copy().finalize()
+        if self.resumed and self._opened is not None and self.config.tickets is not None:
+            self.config.tickets.count_use(self._opened)  # a completed resumption, not a replay
         if not self.resumed:  # a full handshake: a ticket (1.1), then our Finished over it
             flight_start = len(self._out)
             self._issue_ticket()

@@ -251,8 +251,9 @@ class TicketKeys:
             raise TicketRefused(Refusal.MALFORMED, "the ticket's contents do not parse") from None
         return Opened(ticket_id, psk, facts)
 
-    def use(self, opened: Opened) -> int:
-        """Count one resumption; raises if the ticket is used up or forgotten."""
+    def check_use(self, opened: Opened) -> int:
+        """The uses so far; raises if the ticket is used up or forgotten. Counts nothing:
+        a use is counted only by ``count_use``, once the resumption completed."""
         uses = self._uses.get(opened.ticket_id)
         if uses is None:
             raise TicketRefused(Refusal.REPLAYED, "this server no longer tracks the ticket's uses")
@@ -260,6 +261,14 @@ class TicketKeys:
             raise TicketRefused(
                 Refusal.REPLAYED, f"already used {uses} times (limit {opened.facts.max_uses})"
             )
+        return uses
+
+    def count_use(self, opened: Opened) -> int:
+        """Count one completed resumption (the client's Finished verified). A replayed
+        ClientHello, which passes the binder but can never finish, uses nothing up."""
+        uses = self._uses.get(opened.ticket_id)
+        if uses is None:  # forgotten meanwhile: nothing left to count against
+            return 0
         self._uses[opened.ticket_id] = uses + 1
         return uses + 1
 
