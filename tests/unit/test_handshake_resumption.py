@@ -318,3 +318,33 @@ def test_replayed_resumption_hellos_use_up_nothing() -> None:
     ccfg.ticket_cache.put("ledger", ticket)
     c, s, _ = handshake(ccfg, scfg)  # and a fourth is one too many
     assert not s.result.resumed and s.resume_refusal == "ticket_replayed"
+
+
+def test_a_forged_refusal_in_the_server_hello_costs_the_client_nothing() -> None:
+    """Issue 31, item 3: the client acted on the ServerHello's refusal byte before
+    anything authenticated it — a forged `ticket_peer_not_allowed` made it discard a
+    good ticket and count a remote refusal. Now it acts only once the server's Finished
+    (over that ServerHello) verifies: a forgery fails the handshake, the ticket stays."""
+    from hskit import rewrite
+
+    ccfg, scfg = with_tickets()
+    first_full(ccfg, scfg)
+    other = dataclasses.replace(scfg, tickets=TicketKeys())  # refuses: ticket_unknown_key
+
+    def forge(flight: bytes) -> bytes:
+        b = bytearray(flight)
+        assert b[5] == m.HandshakeType.SERVER_HELLO and int.from_bytes(b[6:9], "big") == 38
+        assert b[46] == REFUSAL_CODES[Refusal.UNKNOWN_KEY]
+        b[46] = REFUSAL_CODES[Refusal.PEER_NOT_ALLOWED]
+        return bytes(b)
+
+    c, _s, out = handshake(ccfg, other, tamper=rewrite("s2c", 0, forge))
+    # the transcript differs: the server's CertificateVerify (or Finished) does not verify
+    assert out.client_error is not None
+    assert out.client_error.reason in (Reason.BAD_SIGNATURE, Reason.BAD_FINISHED)
+    assert c.resume_refusal is None  # no refusal counted as the server's
+    assert len(ccfg.ticket_cache) == 1  # the good ticket is still there
+    # an honest refusal, once the Finished verified, is believed and the ticket dropped
+    c, _s, out = handshake(ccfg, other)
+    assert out.client_error is None and c.resume_refusal == "ticket_unknown_key"
+    assert c.resume_refused_by == "remote" and len(ccfg.ticket_cache) == 1  # the new ticket

@@ -185,6 +185,8 @@ class Connection:
         self._ticket: ClientTicket | None = None  # client: the ticket offered
         self._resumed_facts: SessionFacts | None = None  # what a ticket said of the peer
         self._opened: Opened | None = None  # server: the ticket being resumed
+        # client: a ticket the ServerHello refused, and why (acted on once authenticated)
+        self._refused: tuple[ClientTicket, str] | None = None
         self._psk = b""
         self._th_cf = b""  # client: transcript hash through its Finished (a ticket's psk)
         self._nst: m.NewSessionTicket | None = None  # client: the ticket the server sent
@@ -639,6 +641,11 @@ class Connection:
     def _complete(self) -> list[Event]:
         assert self.suite and self.started_at is not None
         self.state = State.CONNECTED
+        if self._refused is not None:  # the Finished covered the ServerHello: it is true
+            assert self.config.ticket_cache is not None
+            ticket, why = self._refused
+            self.config.ticket_cache.drop(self.config.ticket_peer, ticket)
+            self.resume_refusal, self.resume_refused_by = why, "remote"
         cred = self.config.credentials
         if self.resumed:
             facts = self._resumed_facts
@@ -858,14 +865,14 @@ class Connection:
             self._resumed_facts = self._ticket.facts
             self.state = State.WAIT_SERVER_KEY_SHARE
             return
-        if self._ticket is not None:  # offered, not taken: forget it, say why
-            assert self.config.ticket_cache is not None
-            self.config.ticket_cache.drop(self.config.ticket_peer, self._ticket)
+        if self._ticket is not None:  # offered, not taken: the server says why
             refusal = REFUSAL_BY_CODE.get(msg.refusal)
             why = refusal.value if refusal else f"code {msg.refusal}"
             self.resumption = f"full: ticket refused by the server: {why}"
-            self.resume_refusal = why
-            self.resume_refused_by = "remote"
+            # nothing authenticates this byte yet: the ticket is dropped and the refusal
+            # counted only once the server's Finished (over this ServerHello) verifies
+            # (_complete); a forged refusal fails the handshake and leaves the ticket
+            self._refused = (self._ticket, why)
             self._ticket = None
             self._x25519 = None
         self.state = State.WAIT_CERTIFICATE
