@@ -348,3 +348,20 @@ def test_a_forged_refusal_in_the_server_hello_costs_the_client_nothing() -> None
     c, _s, out = handshake(ccfg, other)
     assert out.client_error is None and c.resume_refusal == "ticket_unknown_key"
     assert c.resume_refused_by == "remote" and len(ccfg.ticket_cache) == 1  # the new ticket
+
+
+def test_only_the_tickets_holder_learns_why_it_would_be_refused() -> None:
+    """Issue 31, item 3: re-checks and their refusal codes ran before the binder, so
+    anyone with a captured ticket (it travels in clear) could ask the server whether
+    the client is still allowed. The binder is checked first: without the ticket's
+    secret the hello is refused as altered, and no reason is told."""
+    ccfg, scfg = with_tickets()
+    first_full(ccfg, scfg)
+    ticket = ccfg.ticket_cache._tickets["ledger"][0]
+    ticket.psk = bytes(32)  # the ticket without its secret
+    stricter = dataclasses.replace(
+        scfg, peer=PeerPolicy(allowed_ids=("spiffe://mtls-demo.local/ns/default/sa/other",))
+    )
+    _c, s, out = handshake(ccfg, stricter)
+    assert out.server_error is not None and out.server_error.reason is Reason.BAD_FINISHED
+    assert s.resume_refusal is None and s._refusal_code == 0

@@ -744,6 +744,16 @@ class Connection:
             return None
         try:
             opened = tickets.open(hello.resume.ticket)
+            # the binder first: only who holds the ticket's secret learns why it would be
+            # refused (the ticket itself travels in clear; its holder could otherwise ask
+            # "is this client still allowed, expired, revoked?")
+            want = binder(opened.psk, sha256(m.binder_input(self._last_raw)))
+            if not constant_time.bytes_eq(want, hello.resume.binder):
+                raise ProtocolError(
+                    Reason.BAD_FINISHED,
+                    "resumption binder does not match: the ClientHello was altered, or the "
+                    "client does not hold the ticket's secret",
+                )
             opened.facts.recheck(
                 self.now,
                 self.config.trust.fingerprint,
@@ -752,14 +762,7 @@ class Connection:
                 tuple(s.code for s in usable),
                 self.config.peer.revoked,
             )
-            tickets.check_use(opened)  # used up: refused before the binder (as §9 lists)
-            want = binder(opened.psk, sha256(m.binder_input(self._last_raw)))
-            if not constant_time.bytes_eq(want, hello.resume.binder):
-                raise ProtocolError(
-                    Reason.BAD_FINISHED,
-                    "resumption binder does not match: the ClientHello was altered, or the "
-                    "client does not hold the ticket's secret",
-                )
+            tickets.check_use(opened)  # used up: refused (nothing is counted yet)
             self._opened = opened  # its use is counted when the client's Finished verifies
         except TicketRefused as e:
             self.resumption = f"full: ticket refused: {e}"
