@@ -58,7 +58,9 @@ class Sidecar:
         self._reload_task: asyncio.Task | None = None
         self._cfg_generation = -1
         self._server_cfg: HandshakeConfig | None = None
-        self._client_cfgs: dict[str, HandshakeConfig] = {}
+        # per route (two routes may expect one identity at two addresses: each has its
+        # own ticket cache entry, never the other server's tickets)
+        self._client_cfgs: dict[Route, HandshakeConfig] = {}
         # session resumption: one ticket key set (server) and one ticket cache
         # (client) for the process, kept across identity reloads
         self.ticket_keys = (
@@ -82,7 +84,7 @@ class Sidecar:
             self._cfg_generation = cur.generation
             self._server_cfg = server_config(cur, self.config, self.ticket_keys, self._revoked)
             self._client_cfgs = {
-                r.identity: client_config(cur, self.config, r, self.ticket_cache, self._revoked)
+                r: client_config(cur, self.config, r, self.ticket_cache, self._revoked)
                 for r in self.config.routes
             }
 
@@ -93,7 +95,7 @@ class Sidecar:
 
     def client_config(self, route: Route) -> HandshakeConfig:
         self._refresh()
-        return self._client_cfgs[route.identity]
+        return self._client_cfgs[route]
 
     # --- lifecycle ---
     async def _listen(self, factory: Any, host: str, port: int, flag: str) -> asyncio.Server:
