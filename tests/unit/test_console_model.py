@@ -182,3 +182,29 @@ def test_addresses_and_names() -> None:
     assert metrics_url("127.0.0.1:9102") == "http://127.0.0.1:9102/metrics"
     assert metrics_url("http://h:1/custom") == "http://h:1/custom"
     assert short_name(LEDGER) == "ledger" and short_name("") == "unknown"
+
+
+def test_a_service_that_loads_no_crl_is_not_said_to_list_zero() -> None:
+    """Every process exports the CRL gauges: the ledger, which loads no CRL, was shown
+    as "CRL lists 0 revoked serial(s)"."""
+    text = METRICS.replace("mtls_crl_revoked_serials 1.0", "mtls_crl_revoked_serials 0.0")
+    text += (
+        "# HELP mtls_crl_next_update_timestamp_seconds nextUpdate of the CRL loaded.\n"
+        "# TYPE mtls_crl_next_update_timestamp_seconds gauge\n"
+        "mtls_crl_next_update_timestamp_seconds 0.0\n"
+    )
+    component, samples = parse_metrics(text)
+    ms = MetricsState(
+        "http://127.0.0.1:9101/metrics", up=True, component=component, samples=samples
+    )
+    assert mesh_view(sidecars(), [ms], NOW)["certificates"]["crl"] == []
+    loaded = text.replace(
+        "mtls_crl_next_update_timestamp_seconds 0.0", "mtls_crl_next_update_timestamp_seconds 1.8e9"
+    )
+    component, samples = parse_metrics(loaded)
+    ms = MetricsState(
+        "http://127.0.0.1:9101/metrics", up=True, component=component, samples=samples
+    )
+    assert mesh_view(sidecars(), [ms], NOW)["certificates"]["crl"] == [
+        {"service": "gateway", "revoked_serials": 0}
+    ]

@@ -261,11 +261,14 @@ def certificates(sidecars: list[SidecarState], metrics: list[MetricsState]) -> d
     for ident in identities:
         for ca in ident.get("trust_bundle", []):
             cas.setdefault(ca["fingerprint_sha256"], ca)
+    # every process exports the CRL gauges (0 when it loads none): a service is listed
+    # only when it holds a CRL (a nextUpdate) or it lists something
     crl = [
         {"service": ms.component or ms.url, "revoked_serials": int(v)}
         for ms in metrics
         if ms.up
         for _labels, v in ms.values("mtls_crl_revoked_serials")
+        if v or any(nu for _l, nu in ms.values("mtls_crl_next_update_timestamp_seconds"))
     ]
     return {"identities": identities, "cas": list(cas.values()), "crl": crl}
 

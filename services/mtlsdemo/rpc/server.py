@@ -104,12 +104,12 @@ def run_forever(spec: ServiceSpec, grace_seconds: float = 5.0) -> None:
     mode = "mTLS" if spec.tls_dir else "plaintext (loopback only)"
     allowed = ", ".join(spec.policy.texts) if spec.policy else "any authenticated peer"
     log.info(
-        "%s serving on %s port %d, %s; callers allowed: %s",
+        "%s serving on %s port %d, %s%s",
         spec.component,
         spec.listen.rpartition(":")[0],
         port,
         mode,
-        allowed if spec.tls_dir else "n/a",
+        f"; callers allowed: {allowed}" if spec.tls_dir else "",  # plaintext: no callers to name
     )
     stop = threading.Event()
 

@@ -44,7 +44,8 @@ function s(tag, attrs, ...kids) {
   return e;
 }
 const short = (id) => (!id ? "?" : id === "unknown" ? "unverified peer" : id.startsWith("spiffe://") ? id.replace(/\/+$/, "").split("/").pop() : id);
-const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "—");
+// UTC, as the CLI and the logs print times (a local 12-hour clock beside them misled)
+const time = (iso) => (iso ? new Date(iso).toISOString().slice(11, 19) + "Z" : "—");
 function left(seconds) {
   if (seconds === null || seconds === undefined) return "?";
   if (seconds <= 0) return "EXPIRED";
