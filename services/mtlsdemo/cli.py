@@ -41,7 +41,26 @@ def build_parser() -> argparse.ArgumentParser:
     for module in MODULES:
         module.register(sub)
     _global_flags_everywhere(parser)
+    _describe_and_exemplify(parser)
     return parser
+
+
+def _describe_and_exemplify(parser: argparse.ArgumentParser, path: str = "") -> None:
+    """Every subcommand's --help starts with what it does (its one-line help) and ends
+    with two examples (commands/examples.py)."""
+    from mtlsdemo.commands.examples import EXAMPLES
+
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {c.dest: c.help for c in action._choices_actions}
+        for name, child in action.choices.items():
+            full = f"{path} {name}".strip()
+            child.description = child.description or helps.get(name)
+            if full in EXAMPLES:
+                child.epilog = "examples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[full])
+                child.formatter_class = argparse.RawDescriptionHelpFormatter
+            _describe_and_exemplify(child, full)
 
 
 def _global_flags_everywhere(parser: argparse.ArgumentParser) -> None:
