@@ -9,7 +9,6 @@ published: ``ca/crl.pem`` (the ``mtlsdemo-crl`` Secret) and each identity's
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from cryptography.x509 import ocsp
 from mtlsdemo.pki.ca import CertificateAuthority
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.keys import signing_hash
+from mtlsdemo.trust.status import crl_number, pem_crls
 from mtlsdemo.trust.verify import key_identifier
 
 ISSUED = "ca/issued.json"
@@ -206,32 +206,19 @@ def status_needs_refresh(
 
 def crl_number_of(pem: bytes | None, issuer: x509.Name) -> int:
     """The cRLNumber of ``issuer``'s CRL in ``pem`` (-1: none, or no number)."""
-    from mtlsdemo.trust.status import _CRL_PEM, crl_number
-
     if not pem:
         return -1
-
-    for block in _CRL_PEM.findall(pem):
-        with contextlib.suppress(ValueError):
-            crl = x509.load_pem_x509_crl(block)
-            if crl.issuer == issuer:
-                return crl_number(crl)
-    return -1
+    crls, _blocks = pem_crls(pem)
+    return next((crl_number(c) for c in crls if c.issuer == issuer), -1)
 
 
 def crl_needs_refresh(pem: bytes | None, expected_issuers: int, now: dt.datetime) -> bool:
     if not pem:
         return True
-    from mtlsdemo.trust.status import _CRL_PEM
-
-    blocks = _CRL_PEM.findall(pem)
-    if len(blocks) != expected_issuers:
+    crls, blocks = pem_crls(pem)
+    if blocks != expected_issuers or len(crls) != blocks:  # a block that does not parse
         return True
-    for block in blocks:
-        try:
-            crl = x509.load_pem_x509_crl(block)
-        except ValueError:
-            return True
+    for crl in crls:
         nxt = crl.next_update_utc
         if nxt is None or now >= crl.last_update_utc + (nxt - crl.last_update_utc) / 2:
             return True

@@ -212,6 +212,16 @@ class Revoked:
         )
 
 
+def pem_crls(pem: bytes) -> tuple[list[x509.CertificateRevocationList], int]:
+    """The CRLs that parse in a PEM bundle, and how many blocks there were."""
+    blocks = _CRL_PEM.findall(pem)
+    crls = []
+    for block in blocks:
+        with contextlib.suppress(ValueError):
+            crls.append(x509.load_pem_x509_crl(block))
+    return crls, len(blocks)
+
+
 def crl_number(crl: x509.CertificateRevocationList) -> int:
     """Its cRLNumber, -1 without one (CRLs written before mtlsdemo set it)."""
     try:
@@ -227,6 +237,8 @@ class RevocationLists:
 
     def __init__(self, crls: Sequence[x509.CertificateRevocationList]) -> None:
         self.crls = tuple(crls)
+        # issuer names encoded once: sidecars ask on every handshake (lookup_serial)
+        self._issuers = tuple(crl.issuer.public_bytes() for crl in self.crls)
 
     @classmethod
     def parse(
@@ -259,8 +271,8 @@ class RevocationLists:
 
     def lookup_serial(self, issuer_der: bytes, serial: int) -> Revoked | None:
         """The revocation of the certificate with this issuer (DER name) and serial."""
-        for crl in self.crls:
-            if crl.issuer.public_bytes() != issuer_der:
+        for crl, issuer in zip(self.crls, self._issuers, strict=True):
+            if issuer != issuer_der:
                 continue
             entry = crl.get_revoked_certificate_by_serial_number(serial)
             if entry is None:
