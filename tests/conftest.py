@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from mtlsdemo.localports import (
+from mtlsdemo.addresses import (
     free_port,  # noqa: F401  (the tests import it from here)
     mesh_env,
     run_port_flags,
@@ -188,11 +188,11 @@ def forge_record_after_handshake(port: int, identity: Path) -> None:
     import contextlib
     import os
 
-    from mtlsdemo import dialer
+    from mtlsdemo.endpoint import dial
+    from mtlsdemo.endpoint.identity import identity_config
     from mtlsdemo.handshake import ProtocolError
-    from mtlsdemo.identityconfig import identity_config
 
-    attempt = dialer.handshake("127.0.0.1", port, identity_config(identity), timeout=10)
+    attempt = dial.handshake("127.0.0.1", port, identity_config(identity), timeout=10)
     assert attempt.error is None, attempt.error
     with attempt.sock as s:
         s.sendall(bytes((23, 1, 0, 0, 20)) + os.urandom(20))

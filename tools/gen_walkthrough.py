@@ -27,7 +27,7 @@ def normalize(text: str) -> str:
 
 def tour_markdown(work: Path) -> str:
     sys.path.insert(0, str(ROOT / "services"))
-    from mtlsdemo.localports import mesh_env, run_port_flags, run_ports
+    from mtlsdemo.addresses import mesh_env, run_port_flags, run_ports
 
     ports = run_ports()
     argv = [

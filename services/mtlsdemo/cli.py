@@ -2,7 +2,7 @@
 each, in ``mtlsdemo.commands``) and is the one error boundary: every expected
 failure is one line on stderr and a non-zero exit, never a traceback.
 
-Each flag has an environment twin (see mtlsdemo.flags), so compose files and
+Each flag has an environment twin (see mtlsdemo.commands.flags), so compose files and
 Kubernetes manifests can configure by env alone.
 """
 
@@ -12,7 +12,8 @@ import argparse
 import os
 import sys
 
-from mtlsdemo import __version__, flags
+from mtlsdemo import __version__
+from mtlsdemo.commands import flags
 from mtlsdemo.logline import setup_logging
 from mtlsdemo.pki.errors import PkiError
 

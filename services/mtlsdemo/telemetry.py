@@ -19,6 +19,7 @@ from prometheus_client import (
 )
 
 from mtlsdemo import __version__
+from mtlsdemo.addresses import parse_hostport
 
 # The *_created series double every counter's output and no dashboard here uses them.
 disable_created_metrics()
@@ -244,6 +245,6 @@ LEDGER_ACCOUNTS = Gauge("ledger_accounts", "Accounts in the ledger.")
 def start_metrics_server(address: str, component: str) -> int:
     """Serve /metrics on HOST:PORT (port 0 picks one); returns the bound port."""
     BUILD_INFO.info({"version": __version__, "component": component})
-    host, _, port = address.rpartition(":")
-    server, _thread = start_http_server(int(port), addr=host or "127.0.0.1")
+    host, port = parse_hostport(address, default_host="127.0.0.1")
+    server, _thread = start_http_server(port, addr=host)
     return int(server.server_port)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, require_binary, running_mesh, wait_for
-from mtlsdemo.breaking.mesh import LocalMesh, MeshConfig
 from mtlsdemo.breaking.scenarios import crafted
-from mtlsdemo.dialer import handshake
-from mtlsdemo.identityconfig import identity_config
+from mtlsdemo.endpoint.dial import handshake
+from mtlsdemo.endpoint.identity import identity_config
+from mtlsdemo.mesh.client import LocalMesh, MeshConfig
 from mtlsdemo.pki.errors import PkiError
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import require_binary
 from mtlsdemo.cli import build_parser
-from mtlsdemo.flags import env_name
+from mtlsdemo.commands.flags import env_name
 
 pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]

@@ -223,7 +223,7 @@ def prometheus(tmp_path_factory):
 
         wait_for(all_up, timeout=60, what="4 scrape targets up", ignore=(OSError,))
         # traffic for rates: a loadgen against the gateway while we watch
-        from mtlsdemo.loadgen import run_load
+        from mtlsdemo.gateway.loadgen import run_load
 
         run_load(
             f"127.0.0.1:{run.ports['gateway']}",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import running_mesh
-from mtlsdemo.localports import mesh_env
+from mtlsdemo.addresses import mesh_env
 
 pytestmark = pytest.mark.integration
 

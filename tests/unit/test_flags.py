@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from mtlsdemo.cli import build_parser
-from mtlsdemo.flags import resolve_lists
+from mtlsdemo.commands.flags import resolve_lists
 
 
 def parse(argv: list[str]):

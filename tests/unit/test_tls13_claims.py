@@ -7,8 +7,8 @@ from __future__ import annotations
 import dataclasses
 
 from hskit import config, handshake
+from mtlsdemo.explain.tls13 import Tls13Message, table
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
-from mtlsdemo.tls13 import Tls13Message, table
 
 MESSAGES = [
     Tls13Message("client", "ClientHello", 517, False),

@@ -15,15 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mtlsdemo import system
 from mtlsdemo.bench.stats import ratio, summarize
+from mtlsdemo.endpoint import world
+from mtlsdemo.endpoint.identity import identity_config
 from mtlsdemo.handshake import (
     DataReceived,
     HandshakeConfig,
     parse_suites,
 )
 from mtlsdemo.handshake.tickets import TicketCache
-from mtlsdemo.identityconfig import identity_config
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 
 
@@ -36,7 +36,7 @@ def in_memory(client: HandshakeConfig, server: HandshakeConfig, n: int) -> list[
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        c, s = system.connection("client", client), system.connection("server", server)
+        c, s = world.connection("client", client), world.connection("server", server)
         c.start()
         s.receive_data(c.data_to_send())
         c.receive_data(s.data_to_send())
@@ -56,7 +56,7 @@ def mtd_loopback(client: HandshakeConfig, port: int, n: int, resumed: bool = Fal
         t0 = time.perf_counter()
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        c = system.connection("client", client)
+        c = world.connection("client", client)
         c.start()
         sock.sendall(c.data_to_send())
         got = False

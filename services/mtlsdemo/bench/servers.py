@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mtlsdemo import system
+from mtlsdemo.endpoint import world
 from mtlsdemo.handshake import SUITES, HandshakeComplete, ProtocolError
 
 
@@ -30,8 +30,8 @@ def _listener() -> socket.socket:
 def serve_mtd(cert_dir: Path, cache: bool = True, tickets: bool = False) -> None:
     import dataclasses
 
+    from mtlsdemo.endpoint.identity import identity_config
     from mtlsdemo.handshake.tickets import TicketKeys
-    from mtlsdemo.identityconfig import identity_config
 
     cfg = identity_config(cert_dir, SUITES)
     if not cache:
@@ -43,7 +43,7 @@ def serve_mtd(cert_dir: Path, cache: bool = True, tickets: bool = False) -> None
     while True:
         sock, _ = srv.accept()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = system.connection("server", cfg)
+        conn = world.connection("server", cfg)
         try:
             done = False
             while not done:

@@ -27,9 +27,9 @@ from typing import Any
 
 import grpc
 
+from mtlsdemo.addresses import free_port
 from mtlsdemo.bench.servers import SINK_BUFFER
 from mtlsdemo.bench.stats import ratio, spread, summarize
-from mtlsdemo.localports import free_port
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.waiting import wait_until
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtlsdemo.breaking.catalog import SCENARIOS
-from mtlsdemo.breaking.mesh import LocalMesh, delta, through_route
 from mtlsdemo.breaking.relay import Relay, flip_first_data_record, strip_suites
-from mtlsdemo.dialer import Attempt, handshake
+from mtlsdemo.endpoint.dial import Attempt, handshake
+from mtlsdemo.endpoint.identity import identity_config
 from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason
 from mtlsdemo.handshake.errors import ALERT_CODES, REASON_BY_CODE
-from mtlsdemo.identityconfig import identity_config
+from mtlsdemo.mesh.client import LocalMesh, delta, through_route
 from mtlsdemo.pki.authorities import Authorities
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.ca import create_root_ca

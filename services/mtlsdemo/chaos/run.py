@@ -23,18 +23,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
+from mtlsdemo.addresses import local, run_ports
 from mtlsdemo.chaos.audit import AuditResult, audit, read_ledger
 from mtlsdemo.chaos.faultproxy import FaultProxy
 from mtlsdemo.chaos.journal import Journal, read_journal
 from mtlsdemo.chaos.load import Load
 from mtlsdemo.chaos.schedule import KINDS, Fault, plan
-from mtlsdemo.localports import run_ports
+from mtlsdemo.mesh.supervisor import Child, RunConfig, mesh_children, start_mesh
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.files import load_cert
 from mtlsdemo.pki.lifecycle import revoke, rotate_ca
 from mtlsdemo.pki.stores import FileStore
 from mtlsdemo.rpc.retry import RetryPolicy
-from mtlsdemo.runner import Child, RunConfig, mesh_children, start_mesh
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
 SERVICES = ("ledger", "gateway", "cli")
@@ -56,7 +56,7 @@ class ChaosConfig:
     json: bool = False
     compose_project: str | None = None  # None: local processes
     compose_file: Path = Path("deploy/compose/docker-compose.yml")
-    gateway_addr: str = "127.0.0.1:50052"  # compose: the published gateway port
+    gateway_addr: str = local("gateway")  # compose: the published gateway port
 
 
 @dataclass

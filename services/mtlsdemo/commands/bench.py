@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mtlsdemo import flags
+from mtlsdemo.commands import flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,16 +6,17 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mtlsdemo import flags
+from mtlsdemo.addresses import local
 from mtlsdemo.breaking.catalog import SCENARIOS
+from mtlsdemo.commands import flags
 from mtlsdemo.pki.errors import PkiError
 
 if TYPE_CHECKING:
-    from mtlsdemo.breaking.mesh import MeshConfig
+    from mtlsdemo.mesh.client import MeshConfig
 
 
 def _hostport(text: str) -> tuple[str, int]:
-    from mtlsdemo.sidecar.config import parse_hostport
+    from mtlsdemo.addresses import parse_hostport
 
     return parse_hostport(text, default_host="127.0.0.1")
 
@@ -48,34 +49,34 @@ def add_mesh_flags(p: argparse.ArgumentParser) -> None:
         p,
         "--ledger-sidecar",
         type=HOST_PORT,
-        default="127.0.0.1:50051",
+        default=local("ledger"),
         help="the ledger sidecar's MTD/1 port",
     )
     flags.add(
         p,
         "--gateway-addr",
-        default="127.0.0.1:50052",
+        default=local("gateway"),
         help="the gateway's gRPC mTLS port (HOST:PORT, as for `mtlsdemo client`)",
     )
     flags.add(
         p,
         "--gateway-admin",
         type=HOST_PORT,
-        default="127.0.0.1:9901",
+        default=local("gateway_admin"),
         help="the gateway sidecar's admin port",
     )
     flags.add(
         p,
         "--ledger-admin",
         type=HOST_PORT,
-        default="127.0.0.1:9902",
+        default=local("ledger_admin"),
         help="the ledger sidecar's admin port",
     )
     flags.add(
         p,
         "--gateway-route",
         type=HOST_PORT,
-        default="127.0.0.1:15001",
+        default=local("route"),
         help="the gateway sidecar's local route to the ledger",
     )
     flags.add(p, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
@@ -90,7 +91,7 @@ def _gateway(text: str) -> tuple[str, int]:
 
 
 def config(args: argparse.Namespace) -> MeshConfig:
-    from mtlsdemo.breaking.mesh import MeshConfig
+    from mtlsdemo.mesh.client import MeshConfig
 
     return MeshConfig(
         certs_dir=Path(args.certs_dir),
@@ -113,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     import logging
 
-    from mtlsdemo.breaking.mesh import LocalMesh, reachable
+    from mtlsdemo.mesh.client import LocalMesh, reachable
 
     # the identities made here are broken on purpose: no "loaded with a problem" noise
     logging.getLogger("mtlsdemo.pki.material").setLevel(logging.ERROR)

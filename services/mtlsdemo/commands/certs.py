@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mtlsdemo import flags
+from mtlsdemo.commands import flags
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.keys import DEFAULT_KEY_TYPE, KEY_TYPES
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mtlsdemo import flags
+from mtlsdemo.addresses import local
+from mtlsdemo.commands import flags
 from mtlsdemo.commands.common import typed
 from mtlsdemo.pki.errors import PkiError
 
@@ -82,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags.add(
         p,
         "--gateway-addr",
-        default="127.0.0.1:50052",
+        default=local("gateway"),
         help="with --compose: the gateway's published address",
     )
     flags.add(p, "--json", boolean=True, default=False, help="print the figures as JSON")

@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from mtlsdemo import flags
+from mtlsdemo.addresses import local
+from mtlsdemo.commands import flags
 from mtlsdemo.commands.common import AMOUNT, typed
 
 
 def _client_flags(p: argparse.ArgumentParser) -> None:
-    flags.add(p, "--gateway-addr", default="127.0.0.1:50052", help="gateway address")
+    flags.add(p, "--gateway-addr", default=local("gateway"), help="gateway address")
     flags.add(
         p, "--identity-dir", default="certs/cli", help="client identity directory", old="--tls-dir"
     )
@@ -53,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _loadgen(args: argparse.Namespace) -> int:
-    from mtlsdemo.loadgen import run_load
+    from mtlsdemo.gateway.loadgen import run_load
 
     result = run_load(
         args.gateway_addr,
@@ -69,7 +70,7 @@ def _loadgen(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mtlsdemo.client import ClientCall, ClientConfig, run
+    from mtlsdemo.gateway.client import ClientCall, ClientConfig, run
 
     call = typed(ClientCall, args, amount=getattr(args, "amount", 0))
     return run(typed(ClientConfig, args, tls_dir=Path(args.identity_dir), call=call))

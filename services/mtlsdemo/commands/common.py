@@ -7,13 +7,13 @@ import argparse
 import dataclasses
 from typing import Any, TypeVar
 
-from mtlsdemo import flags
+from mtlsdemo.commands import flags
 
 T = TypeVar("T")
 
 
 def _parse_amount(text: str) -> int:
-    from mtlsdemo.money import parse_amount
+    from mtlsdemo.ledger.money import parse_amount
 
     return parse_amount(text)
 
@@ -25,7 +25,7 @@ def _parse_suites(text: str) -> tuple[Any, ...]:  # tuple[Suite, ...]
 
 
 def _parse_connect(text: str) -> tuple[str, int]:
-    from mtlsdemo.sidecar.config import parse_hostport
+    from mtlsdemo.addresses import parse_hostport
 
     return parse_hostport(text, default_host="127.0.0.1")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from mtlsdemo import flags
+from mtlsdemo.addresses import is_loopback_host, local
+from mtlsdemo.commands import flags
 from mtlsdemo.commands.common import HOST_PORT
-from mtlsdemo.localports import is_loopback_host
 from mtlsdemo.pki.errors import PkiError
 
 
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "failures, break buttons",
     )
     p.set_defaults(handler=main)
-    flags.add(p, "--listen", default="127.0.0.1:8080", help="HOST:PORT to serve the page on")
+    flags.add(p, "--listen", default=local("console"), help="HOST:PORT to serve the page on")
     flags.add(
         p,
         "--sidecar-admin",
@@ -103,10 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from mtlsdemo.addresses import parse_hostport
     from mtlsdemo.commands.breakcmd import config as mesh_config
     from mtlsdemo.console.app import run
     from mtlsdemo.console.config import ConsoleConfig, admin_url, metrics_url
-    from mtlsdemo.sidecar.config import parse_hostport
 
     mesh = mesh_config(args)
     try:  # a str flag, as `serve --listen` (one type per environment twin)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mtlsdemo import flags
+from mtlsdemo.commands import flags
 from mtlsdemo.commands.common import HOST_PORT, SUITE_LIST, typed
 
 
@@ -104,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mtlsdemo.tracecmd import TraceConfig, run
+    from mtlsdemo.explain.trace import TraceConfig, run
 
     return run(
         typed(

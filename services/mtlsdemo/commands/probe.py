@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mtlsdemo import flags
+from mtlsdemo.commands import flags
 from mtlsdemo.commands.common import typed
 
 
@@ -25,6 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mtlsdemo.probe import ProbeConfig, run
+    from mtlsdemo.rpc.probe import ProbeConfig, run
 
     return run(typed(ProbeConfig, args))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mtlsdemo import flags
+from mtlsdemo.addresses import DEFAULT_PORTS
+from mtlsdemo.commands import flags
 from mtlsdemo.commands.common import SUITE_LIST, typed
 from mtlsdemo.pki.keys import KEY_TYPES
 
@@ -16,10 +17,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags.add(r, "--data-dir", default="var", help="ledger database directory")
     flags.add(r, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
     flags.add(r, "--namespace", default="default", help="namespace in identities")
-    flags.add(r, "--ledger-port", type=int, default=50051, help="ledger gRPC port")
-    flags.add(r, "--gateway-port", type=int, default=50052, help="gateway gRPC port")
-    flags.add(r, "--ledger-metrics-port", type=int, default=9101, help="ledger /metrics port")
-    flags.add(r, "--gateway-metrics-port", type=int, default=9102, help="gateway /metrics port")
+    flags.add(
+        r, "--ledger-port", type=int, default=DEFAULT_PORTS["ledger"], help="ledger gRPC port"
+    )
+    flags.add(
+        r, "--gateway-port", type=int, default=DEFAULT_PORTS["gateway"], help="gateway gRPC port"
+    )
+    flags.add(
+        r,
+        "--ledger-metrics-port",
+        type=int,
+        default=DEFAULT_PORTS["ledger_metrics"],
+        help="ledger /metrics port",
+    )
+    flags.add(
+        r,
+        "--gateway-metrics-port",
+        type=int,
+        default=DEFAULT_PORTS["gateway_metrics"],
+        help="gateway /metrics port",
+    )
     flags.add(
         r,
         "--mode",
@@ -31,14 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         r,
         "--ledger-app-port",
         type=int,
-        default=50061,
+        default=DEFAULT_PORTS["ledger_app"],
         help="sidecar mode: the ledger's plaintext port on 127.0.0.1",
     )
     flags.add(
         r,
         "--route-port",
         type=int,
-        default=15001,
+        default=DEFAULT_PORTS["route"],
         help="sidecar mode: the gateway sidecar's local port for the ledger",
     )
     flags.add(
@@ -56,13 +73,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="sidecar mode: the suites both sidecars offer/accept, e.g. RSA-OAEP-AES-256-GCM "
         "(RSA key transport, the classic four steps; needs --key-type rsa-2048)",
     )
-    flags.add(r, "--gateway-admin-port", type=int, default=9901, help="gateway sidecar admin")
-    flags.add(r, "--ledger-admin-port", type=int, default=9902, help="ledger sidecar admin")
+    flags.add(
+        r,
+        "--gateway-admin-port",
+        type=int,
+        default=DEFAULT_PORTS["gateway_admin"],
+        help="gateway sidecar admin",
+    )
+    flags.add(
+        r,
+        "--ledger-admin-port",
+        type=int,
+        default=DEFAULT_PORTS["ledger_admin"],
+        help="ledger sidecar admin",
+    )
     flags.add(
         r,
         "--console-port",
         type=int,
-        default=8080,
+        default=DEFAULT_PORTS["console"],
         help="sidecar mode: the web console on 127.0.0.1 (0: none)",
     )
     flags.add(
@@ -80,6 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mtlsdemo.runner import RunConfig, run
+    from mtlsdemo.mesh.supervisor import RunConfig, run
 
     return run(typed(RunConfig, args, certs_dir=Path(args.certs_dir), data_dir=Path(args.data_dir)))

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mtlsdemo import flags
+from mtlsdemo.addresses import DEFAULT_PORTS, local
+from mtlsdemo.commands import flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="run one gRPC service")
     serve.set_defaults(handler=main)
     ssub = serve.add_subparsers(dest="component", required=True)
-    for name, port, allow in (("ledger", 50051, "gateway"), ("gateway", 50052, "cli")):
+    for name, port, allow in (
+        ("ledger", DEFAULT_PORTS["ledger"], "gateway"),
+        ("gateway", DEFAULT_PORTS["gateway"], "cli"),
+    ):
         p = ssub.add_parser(name, help=f"the {name} service")
         flags.add(p, "--listen", default=f"127.0.0.1:{port}", help="gRPC listen address HOST:PORT")
         flags.add(
@@ -47,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "ledger":
             flags.add(p, "--db", default="var/ledger.db", help="SQLite database path")
         else:
-            flags.add(p, "--ledger-addr", default="127.0.0.1:50051", help="ledger address")
+            flags.add(p, "--ledger-addr", default=local("ledger"), help="ledger address")
             flags.add(
                 p,
                 "--ledger-server-name",

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mtlsdemo import flags
+from mtlsdemo.addresses import local
+from mtlsdemo.commands import flags
 from mtlsdemo.commands.common import SUITE_LIST
 
 if TYPE_CHECKING:  # the sidecar's modules load only when the sidecar runs
@@ -163,7 +164,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags.add(
         p,
         "--admin-listen",
-        default="127.0.0.1:9901",
+        default=local("gateway_admin"),
         help="admin HTTP (/metrics /healthz /readyz /status); 'off' to disable",
     )
     flags.add(

@@ -27,9 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     import logging
 
-    from mtlsdemo.breaking.mesh import LocalMesh, reachable
     from mtlsdemo.commands.breakcmd import config
-    from mtlsdemo.tour import openssl_binary, render, run_tour
+    from mtlsdemo.explain.tour import openssl_binary, render, run_tour
+    from mtlsdemo.mesh.client import LocalMesh, reachable
 
     mesh = LocalMesh(config(args))
     c = mesh.config

@@ -172,8 +172,8 @@ class Console:
         return web.json_response(report)
 
     def _scenario(self, name: str) -> dict[str, Any]:
-        from mtlsdemo.breaking.mesh import LocalMesh
         from mtlsdemo.breaking.scenarios import run_scenario
+        from mtlsdemo.mesh.client import LocalMesh
 
         assert self.cfg.mesh is not None
         # the identities a scenario makes are broken on purpose: no reload warnings

@@ -5,14 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mtlsdemo.addresses import DEFAULT_PORTS, local
+
 if TYPE_CHECKING:
-    from mtlsdemo.breaking.mesh import MeshConfig
+    from mtlsdemo.mesh.client import MeshConfig
 
 
 @dataclass(frozen=True)
 class ConsoleConfig:
-    listen: tuple[str, int] = ("127.0.0.1", 8080)
-    sidecar_admins: tuple[str, ...] = ("http://127.0.0.1:9901", "http://127.0.0.1:9902")
+    listen: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["console"])
+    sidecar_admins: tuple[str, ...] = (
+        f"http://{local('gateway_admin')}",
+        f"http://{local('ledger_admin')}",
+    )
     metrics: tuple[str, ...] = ("http://127.0.0.1:9102/metrics", "http://127.0.0.1:9101/metrics")
     # HOST:PORT names to look up again and again, one watch per address (Kubernetes:
     # a headless Service per workload; every pod's sidecar admin and /metrics)

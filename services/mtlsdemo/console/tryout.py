@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtlsdemo.endpoint.identity import identity_config
+from mtlsdemo.explain.trace import handshake_in_memory
 from mtlsdemo.handshake import SUITES, parse_suites
-from mtlsdemo.identityconfig import identity_config
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.identity import spiffe_id
 from mtlsdemo.pki.keys import KEY_TYPES
 from mtlsdemo.sidecar.journal import Entry
 from mtlsdemo.sidecar.observer import outcome_of
-from mtlsdemo.tracecmd import handshake_in_memory
 
 PROVOKE = {
     "none": "nothing: a clean handshake",

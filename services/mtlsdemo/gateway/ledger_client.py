@@ -19,13 +19,13 @@ import grpc
 
 from mtlsdemo import telemetry
 from mtlsdemo._generated.ledger.v1 import ledger_pb2_grpc as pb_grpc
+from mtlsdemo.addresses import parse_hostport
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
 from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.rpc.diagnose import diagnose, is_transport_failure
 from mtlsdemo.rpc.interceptors import ClientMetricsInterceptor
 from mtlsdemo.rpc.retry import FAST_RECONNECT
 from mtlsdemo.rpc.server import ConfigError, is_loopback
-from mtlsdemo.sidecar.config import parse_hostport
 
 # Every ledger write carries an idempotency key, so retrying UNAVAILABLE (the
 # ledger restarting, a connection reset) can never move money twice.

@@ -135,7 +135,7 @@ class Connection:
         """``now``: wall time for certificate validity; ``clock``: monotonic seconds
         for step timings; ``entropy``: n -> n random bytes (randoms, key shares,
         pre-master secrets). All three are the caller's: the core reads no clock
-        and no randomness of its own (``mtlsdemo.system`` has the real ones)."""
+        and no randomness of its own (``mtlsdemo.endpoint.world`` has the real ones)."""
         if role not in ("client", "server"):
             raise ValueError(f"role must be client or server, not {role!r}")
         self.role = role

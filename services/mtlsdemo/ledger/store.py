@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtlsdemo.money import format_cents
+from mtlsdemo.ledger.money import format_cents
 
 MAX_AMOUNT_CENTS = 10**13  # one hundred billion: rejects typos and overflow games
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

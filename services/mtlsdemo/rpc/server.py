@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mtlsdemo import __version__, telemetry
-from mtlsdemo.localports import is_loopback_host
+from mtlsdemo.addresses import host_of, is_loopback_host
 from mtlsdemo.pki.crlfile import CrlFile
 from mtlsdemo.rpc.credentials import ReloadingServerCredentials
 from mtlsdemo.rpc.interceptors import ServerInterceptor
@@ -31,7 +31,7 @@ class ConfigError(Exception):
 
 def is_loopback(address: str) -> bool:
     """HOST:PORT on a loopback address."""
-    return is_loopback_host(address.rpartition(":")[0].strip("[]"))
+    return is_loopback_host(host_of(address))
 
 
 @dataclass
@@ -96,7 +96,7 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
 def run_forever(spec: ServiceSpec, grace_seconds: float = 5.0) -> None:
     if spec.metrics_listen:
         mport = telemetry.start_metrics_server(spec.metrics_listen, spec.component)
-        log.info("metrics on http://%s:%d/metrics", spec.metrics_listen.rpartition(":")[0], mport)
+        log.info("metrics on http://%s:%d/metrics", host_of(spec.metrics_listen), mport)
     else:
         telemetry.BUILD_INFO.info({"version": __version__, "component": spec.component})
     server, port, health_servicer = build_server(spec)
@@ -106,7 +106,7 @@ def run_forever(spec: ServiceSpec, grace_seconds: float = 5.0) -> None:
     log.info(
         "%s serving on %s port %d, %s%s",
         spec.component,
-        spec.listen.rpartition(":")[0],
+        host_of(spec.listen),
         port,
         mode,
         f"; callers allowed: {allowed}" if spec.tls_dir else "",  # plaintext: no callers to name

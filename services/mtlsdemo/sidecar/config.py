@@ -5,20 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtlsdemo.addresses import DEFAULT_PORTS, parse_hostport
 from mtlsdemo.handshake import DEFAULT_SUITES, Suite
 from mtlsdemo.trust import IdentityPolicy, PolicyError
 
 
 class SidecarConfigError(ValueError):
     """A flag that cannot work; the CLI prints it on one line and exits 2."""
-
-
-def parse_hostport(text: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
-    """HOST:PORT (or :PORT, host defaulted); ValueError naming the text otherwise."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r} is not HOST:PORT")
-    return host.strip("[]") or default_host, int(port)
 
 
 def split_hostport(text: str, flag: str) -> tuple[str, int]:
@@ -92,7 +85,7 @@ class SidecarConfig:
     listen_backlog: int = 4096
     key_update_records: int = 0
     key_update_bytes: int = 0
-    admin_listen: tuple[str, int] | None = ("127.0.0.1", 9901)
+    admin_listen: tuple[str, int] | None = ("127.0.0.1", DEFAULT_PORTS["gateway_admin"])
     reload_interval: float = 1.0
     drain_timeout: float = 10.0
     name: str = "sidecar"

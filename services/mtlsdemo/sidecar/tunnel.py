@@ -20,7 +20,7 @@ import socket
 import time
 from typing import Protocol
 
-from mtlsdemo import system
+from mtlsdemo.endpoint import world
 from mtlsdemo.handshake import (
     DataReceived,
     HandshakeComplete,
@@ -102,7 +102,7 @@ class Tunnel:
         self.observer = sidecar.observer
         self.role = role  # "server" (inbound) or "client" (outbound)
         self.label = label  # route or listener, for logs
-        self.conn = system.connection(role, config)
+        self.conn = world.connection(role, config)
         self.local_identity = local_identity
         self.app: asyncio.Transport | None = None
         self.net: asyncio.Transport | None = None

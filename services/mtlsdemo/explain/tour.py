@@ -22,14 +22,14 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from mtlsdemo import system
-from mtlsdemo.breaking.mesh import LocalMesh
 from mtlsdemo.breaking.scenarios import client_config, crafted
-from mtlsdemo.dialer import handshake
+from mtlsdemo.endpoint import world
+from mtlsdemo.endpoint.dial import handshake
+from mtlsdemo.endpoint.identity import identity_config
 from mtlsdemo.handshake import DataReceived, ProtocolError
 from mtlsdemo.handshake.records import HEADER_LEN
 from mtlsdemo.handshake.suites import BY_NAME
-from mtlsdemo.identityconfig import identity_config
+from mtlsdemo.mesh.client import LocalMesh
 from mtlsdemo.pki.errors import PkiError
 
 
@@ -155,7 +155,7 @@ def _in_memory(client_dir: Path, server_dir: Path, suite: str, expect: str):
     suites = (BY_NAME[suite],)
     ccfg = identity_config(client_dir, suites, peer_ids=(expect,), trace=True)
     scfg = identity_config(server_dir, suites, trace=True)
-    c, s = system.connection("client", ccfg), system.connection("server", scfg)
+    c, s = world.connection("client", ccfg), world.connection("server", scfg)
     c.start()
     for _ in range(3):
         for src, dst in ((c, s), (s, c)):

@@ -12,7 +12,8 @@ import grpc
 
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from mtlsdemo.money import format_cents
+from mtlsdemo.addresses import local
+from mtlsdemo.ledger.money import format_cents
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
 from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.rpc.diagnose import diagnose, is_transport_failure
@@ -41,7 +42,7 @@ class ClientConfig:
     """`mtlsdemo client`, typed (built from the flags in commands/client.py)."""
 
     call: ClientCall
-    gateway_addr: str = "127.0.0.1:50052"
+    gateway_addr: str = local("gateway")
     tls_dir: Path = Path("certs/cli")
     server_name: str = "gateway"
     timeout: float = 10.0
@@ -56,7 +57,7 @@ def explain(e: grpc.RpcError, cfg: ClientConfig, material: IdentityMaterial) -> 
     said = f"{e.code().name}: {e.details()}"
     if e.code() != grpc.StatusCode.UNAVAILABLE or not is_transport_failure(e.details()):
         return said
-    from mtlsdemo.sidecar.config import parse_hostport
+    from mtlsdemo.addresses import parse_hostport
 
     host, port = parse_hostport(cfg.gateway_addr, default_host="127.0.0.1")
     tls_dir = Path(cfg.tls_dir)

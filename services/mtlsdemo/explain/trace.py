@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtlsdemo import dialer, system
+from mtlsdemo.endpoint import dial, world
+from mtlsdemo.endpoint.identity import identity_config
 from mtlsdemo.handshake import (
     SUITES,
     Connection,
@@ -28,7 +29,6 @@ from mtlsdemo.handshake import (
 from mtlsdemo.handshake.records import HEADER_LEN
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 from mtlsdemo.handshake.trace import TraceEntry
-from mtlsdemo.identityconfig import identity_config
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.material import IdentitySource
 
@@ -321,7 +321,7 @@ def handshake_in_memory(
     """Client and server in one process, bytes handed across until both are done
     or one fails (the other then reads its alert): the trace's and the console's
     in-memory handshake."""
-    c, s = system.connection("client", ccfg, now), system.connection("server", scfg, now)
+    c, s = world.connection("client", ccfg, now), world.connection("server", scfg, now)
     c.start()
     try:
         for _ in range(3):
@@ -358,7 +358,7 @@ def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:
 
 
 def _run_tls13(cfg: TraceConfig) -> int:
-    from mtlsdemo.tls13 import handshake_messages, table
+    from mtlsdemo.explain.tls13 import handshake_messages, table
 
     if cfg.connect is None:
         raise PkiError("--tls13: needs --connect HOST:PORT of a native gRPC mTLS port")
@@ -381,7 +381,7 @@ def _run_connected(cfg: TraceConfig, ccfg: HandshakeConfig) -> int:
     assert cfg.connect is not None  # run() calls this only with --connect
     host, port = cfg.connect  # (host, port), parsed at the edge
     if cfg.resume:  # a full handshake first, for the sidecar's ticket
-        first = dialer.handshake(host, port, ccfg, timeout=cfg.connect_timeout)
+        first = dial.handshake(host, port, ccfg, timeout=cfg.connect_timeout)
         if first.error is None:
             first.conn.close()
             first.sock.sendall(first.conn.data_to_send())
@@ -393,7 +393,7 @@ def _run_connected(cfg: TraceConfig, ccfg: HandshakeConfig) -> int:
                     "with --no-session-tickets, or speaks only MTD/1.0): drop --resume"
                 )
             return _print(cfg, first.conn.trace, [first.conn], [], first.error, both_sides=False)
-    attempt = dialer.handshake(host, port, ccfg, timeout=cfg.connect_timeout)
+    attempt = dial.handshake(host, port, ccfg, timeout=cfg.connect_timeout)
     c, error, sock = attempt.conn, attempt.error, attempt.sock
     records: list[dict[str, Any]] = []
     with sock:

@@ -19,7 +19,7 @@ import grpc
 
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from mtlsdemo.client import gateway_channel
+from mtlsdemo.gateway.client import gateway_channel
 from mtlsdemo.pki.material import IdentitySource
 
 

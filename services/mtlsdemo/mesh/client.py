@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from mtlsdemo.addresses import DEFAULT_PORTS
 from mtlsdemo.pki.identity import spiffe_id
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
 
@@ -25,11 +26,11 @@ class MeshConfig:
     """Where `make run` (`mtlsdemo run`) puts everything; the same defaults."""
 
     certs_dir: Path = Path("certs")
-    ledger: tuple[str, int] = ("127.0.0.1", 50051)  # the ledger sidecar's MTD/1 port
-    gateway: tuple[str, int] = ("127.0.0.1", 50052)  # the gateway's native gRPC mTLS port
-    gateway_admin: tuple[str, int] = ("127.0.0.1", 9901)
-    ledger_admin: tuple[str, int] = ("127.0.0.1", 9902)
-    route: tuple[str, int] = ("127.0.0.1", 15001)  # the gateway sidecar's route to the ledger
+    ledger: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["ledger"])  # the ledger sidecar
+    gateway: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["gateway"])  # native gRPC mTLS
+    gateway_admin: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["gateway_admin"])
+    ledger_admin: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["ledger_admin"])
+    route: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["route"])  # gateway sidecar's route
     trust_domain: str = "mtls-demo.local"
     namespace: str = "default"
     timeout: float = 5.0

@@ -12,7 +12,8 @@ import datetime as dt
 import socket
 from dataclasses import dataclass
 
-from mtlsdemo import system
+from mtlsdemo.addresses import local
+from mtlsdemo.endpoint import world
 from mtlsdemo.handshake import Connection, HandshakeConfig, ProtocolError, Reason
 from mtlsdemo.pki.errors import PkiError
 
@@ -52,7 +53,7 @@ def handshake(
 ) -> Attempt:
     """Run the client side of one handshake; the socket stays open for data."""
     sock = connect(host, port, timeout)
-    conn = system.connection("client", config, now)
+    conn = world.connection("client", config, now)
     error: ProtocolError | None = None
     conn.start()
     first = b""
@@ -74,7 +75,7 @@ def handshake(
     return Attempt(conn, sock, error, wrong_port_hint(first) if error is not None else "")
 
 
-SIDECAR = "the ledger's sidecar speaks MTD/1 on the address `make run` prints (127.0.0.1:50051)"
+SIDECAR = f"the ledger's sidecar speaks MTD/1 on the address `make run` prints ({local('ledger')})"
 
 
 def wrong_port_hint(first: bytes) -> str:
@@ -86,11 +87,11 @@ def wrong_port_hint(first: bytes) -> str:
     if first[:1] in (b"\x15", b"\x16") and first[1:2] == b"\x03":
         return (
             "this port answered in TLS (a native gRPC mTLS port, such as the gateway's "
-            f"127.0.0.1:50052: see it with `mtlsdemo handshake --tls13`), not MTD/1; {SIDECAR}"
+            f"{local('gateway')}: see it with `mtlsdemo handshake --tls13`), not MTD/1; {SIDECAR}"
         )
     if not first:
         return (
             "the server closed without a word after our ClientHello, as a TLS or gRPC port "
-            f"does (the gateway's 127.0.0.1:50052?); {SIDECAR}"
+            f"does (the gateway's {local('gateway')}?); {SIDECAR}"
         )
     return ""

@@ -1,4 +1,7 @@
-"""Free TCP ports on 127.0.0.1 for local runs, benches and tests.
+"""Addresses: HOST:PORT parsing, loopback hosts, the local mesh's ports (the one
+address book: every default port of `mtlsdemo run`, by flag) and free TCP ports on
+127.0.0.1 for local runs, benches and tests. It imports nothing of the package, so
+every layer may use it.
 
 A port found with ``bind(0)`` comes from the kernel's ephemeral range, the same
 range every outgoing ``connect()`` draws its source port from: between the moment
@@ -58,6 +61,19 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def parse_hostport(text: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
+    """HOST:PORT (or :PORT, host defaulted; [v6] unbracketed); ValueError naming the text."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]") or default_host, int(port)
+
+
+def host_of(address: str) -> str:
+    """The host part of HOST:PORT as written (``[::1]:1`` -> ``::1``; empty if none)."""
+    return address.rpartition(":")[0].strip("[]")
+
+
 def free_port() -> int:
     """A port nobody listens on, outside the ephemeral range, new to this process."""
     for _ in range(_SPAN):
@@ -70,18 +86,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# Every port `mtlsdemo run` listens on, by its flag (--<name>-port).
-RUN_PORTS = (
-    "ledger",
-    "gateway",
-    "ledger_metrics",
-    "gateway_metrics",
-    "ledger_app",
-    "route",
-    "gateway_admin",
-    "ledger_admin",
-    "console",
-)
+# Every port `mtlsdemo run` listens on, by its flag (--<name>-port), with its default:
+# the one address book that `run`, `break`, `tour`, `client`, the console and the
+# sidecar's flags take their defaults from.
+DEFAULT_PORTS: dict[str, int] = {
+    "ledger": 50051,  # the ledger sidecar's MTD/1 port
+    "gateway": 50052,  # the gateway's native gRPC mTLS port
+    "ledger_metrics": 9101,
+    "gateway_metrics": 9102,
+    "ledger_app": 50061,  # the ledger's plaintext port behind its sidecar
+    "route": 15001,  # the gateway sidecar's plaintext route to the ledger
+    "gateway_admin": 9901,
+    "ledger_admin": 9902,
+    "console": 8080,
+}
+RUN_PORTS = tuple(DEFAULT_PORTS)
+
+
+def local(name: str) -> str:
+    """``127.0.0.1:<default port of name>``, e.g. ``local("gateway")``."""
+    return f"127.0.0.1:{DEFAULT_PORTS[name]}"
 
 
 def run_ports() -> dict[str, int]:

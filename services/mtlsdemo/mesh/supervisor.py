@@ -25,9 +25,9 @@ from typing import TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mtlsdemo.addresses import DEFAULT_PORTS, bindable
+from mtlsdemo.gateway.loadgen import run_load
 from mtlsdemo.handshake.suites import Suite
-from mtlsdemo.loadgen import run_load
-from mtlsdemo.localports import bindable
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.durations import human
 from mtlsdemo.pki.errors import PkiError
@@ -52,15 +52,15 @@ class RunConfig:
     trust_domain: str = "mtls-demo.local"
     namespace: str = "default"
     mode: str = "sidecar"
-    ledger_port: int = 50051
-    gateway_port: int = 50052
-    ledger_metrics_port: int = 9101
-    gateway_metrics_port: int = 9102
-    ledger_app_port: int = 50061
-    route_port: int = 15001
-    gateway_admin_port: int = 9901
-    ledger_admin_port: int = 9902
-    console_port: int = 8080  # 0: no console
+    ledger_port: int = DEFAULT_PORTS["ledger"]
+    gateway_port: int = DEFAULT_PORTS["gateway"]
+    ledger_metrics_port: int = DEFAULT_PORTS["ledger_metrics"]
+    gateway_metrics_port: int = DEFAULT_PORTS["gateway_metrics"]
+    ledger_app_port: int = DEFAULT_PORTS["ledger_app"]
+    route_port: int = DEFAULT_PORTS["route"]
+    gateway_admin_port: int = DEFAULT_PORTS["gateway_admin"]
+    ledger_admin_port: int = DEFAULT_PORTS["ledger_admin"]
+    console_port: int = DEFAULT_PORTS["console"]  # 0: no console
     traffic_seconds: float = 3.0
     exit_after_traffic: bool = False
     key_type: str | None = None  # None: keep the existing leaves' type
