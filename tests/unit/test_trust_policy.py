@@ -179,3 +179,58 @@ def test_a_star_in_any_segment_matches_every_legal_value_there(ident: list[str],
     assert policy.allows("spiffe://td" + "".join("/" + s for s in swapped))
     swapped[star] = ""
     assert not policy.allows("spiffe://td" + "".join("/" + s for s in swapped))
+
+
+DOMAINS = [
+    "mtls-demo.local",
+    "a_b",  # bootstrap used to refuse this while the verifier accepted it
+    "-lead",
+    "trail.",
+    "x" * 255,
+    "x" * 256,
+    "",
+    "UPPER.case",
+    "port:1",
+    "user@host",
+    "sp ace",
+    "é.local",
+]
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_issuance_and_the_verifier_accept_exactly_the_same_trust_domains(domain: str) -> None:
+    """One trust-domain rule: `certs bootstrap --trust-domain` (pki) refuses exactly
+    what the verifier (trust.spiffe) would refuse in a peer's SPIFFE ID."""
+    from mtlsdemo.pki.errors import PkiError
+    from mtlsdemo.pki.identity import ServiceIdentity
+
+    try:
+        SpiffeId.parse(f"spiffe://{domain}/ns/default/sa/ledger")
+        verifier = True
+    except SpiffeIdError:
+        verifier = False
+    try:
+        ServiceIdentity.checked("ledger", "default", domain)
+        issuance = True
+    except PkiError:
+        issuance = False
+    assert issuance == verifier, (domain, issuance, verifier)
+
+
+@given(st.text(alphabet="abcXYZ019._-:@/ é", max_size=12))
+@settings(max_examples=300)
+def test_the_trust_domain_rule_is_one_rule(domain: str) -> None:
+    from mtlsdemo.pki.errors import PkiError
+    from mtlsdemo.pki.identity import check_trust_domain
+
+    try:
+        SpiffeId.parse(f"spiffe://{domain}/x")
+        verifier = "/" not in domain
+    except SpiffeIdError:
+        verifier = False
+    try:
+        check_trust_domain(domain)
+        issuance = True
+    except PkiError:
+        issuance = False
+    assert issuance == verifier or "/" in domain

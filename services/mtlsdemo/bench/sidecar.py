@@ -31,12 +31,13 @@ from mtlsdemo.addresses import free_port
 from mtlsdemo.bench.servers import SINK_BUFFER
 from mtlsdemo.bench.stats import ratio, spread, summarize
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 from mtlsdemo.waiting import wait_until
 
 BULK_RUNS = 5
 ident = lambda b: b  # noqa: E731
-LEDGER_ID = "spiffe://mtls-demo.local/ns/default/sa/ledger"
-GATEWAY_ID = "spiffe://mtls-demo.local/ns/default/sa/gateway"
+LEDGER_ID = workload_id(DEFAULT_TRUST_DOMAIN, "default", "ledger")
+GATEWAY_ID = workload_id(DEFAULT_TRUST_DOMAIN, "default", "gateway")
 
 
 class Proc:

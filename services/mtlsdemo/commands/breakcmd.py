@@ -79,8 +79,8 @@ def add_mesh_flags(p: argparse.ArgumentParser) -> None:
         default=local("route"),
         help="the gateway sidecar's local route to the ledger",
     )
-    flags.add(p, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
-    flags.add(p, "--namespace", default="default", help="namespace in identities")
+    flags.add_trust_domain(p)
+    flags.add_namespace(p)
 
 
 def _gateway(text: str) -> tuple[str, int]:

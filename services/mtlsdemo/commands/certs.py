@@ -18,7 +18,7 @@ def _ca_state_flags(p: argparse.ArgumentParser) -> None:
     """Where the CA and the identities live, and which identities: every command
     that reads or changes the CA's state takes the same flags."""
     flags.add(p, "--out", default="certs", help="output directory")
-    flags.add(p, "--namespace", default="default", help="Kubernetes namespace in IDs and DNS names")
+    flags.add_namespace(p, "Kubernetes namespace in IDs and DNS names")
     flags.add(
         p,
         "--service",
@@ -50,7 +50,7 @@ def _ca_state_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _issuing_flags(p: argparse.ArgumentParser) -> None:
-    flags.add(p, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
+    flags.add_trust_domain(p)
     flags.add(
         p, "--key-type", default=DEFAULT_KEY_TYPE, help=f"leaf key type: {', '.join(KEY_TYPES)}"
     )
@@ -125,8 +125,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = csub.add_parser("csr", help="make a key and a CSR for a service (the key never leaves)")
     flags.add(c, "--service", help="service name (required)")
-    flags.add(c, "--namespace", default="default", help="namespace")
-    flags.add(c, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
+    flags.add_namespace(c)
+    flags.add_trust_domain(c)
     flags.add(c, "--key-type", default=DEFAULT_KEY_TYPE, help=f"key type: {', '.join(KEY_TYPES)}")
     flags.add(c, "--key-out", default=None, help="private key path (default OUT-DIR/tls.key)")
     flags.add(c, "--csr-out", default=None, help="CSR path (default OUT-DIR/tls.csr)")
@@ -137,8 +137,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags.add(s, "--ca-dir", default="certs/ca", help="directory with ca.crt and ca.key")
     flags.add(s, "--out", default=None, help="certificate output (default: CSR path with .crt)")
     flags.add(s, "--service", default=None, help="identity to issue (default: the CSR's CN)")
-    flags.add(s, "--namespace", default="default", help="namespace")
-    flags.add(s, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
+    flags.add_namespace(s)
+    flags.add_trust_domain(s)
     flags.add(s, "--days", type=float, default=30.0, help="validity in days")
 
 

@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN
+
 PREFIX = "MTLSDEMO_"
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -135,6 +137,16 @@ def add(
             else ""
         ),
     )
+
+
+def add_trust_domain(p: argparse.ArgumentParser) -> None:
+    """``--trust-domain``, the same flag (and default) on every command that names workloads."""
+    add(p, "--trust-domain", default=DEFAULT_TRUST_DOMAIN, help="SPIFFE trust domain")
+
+
+def add_namespace(p: argparse.ArgumentParser, help: str = "namespace in SPIFFE IDs") -> None:
+    """``--namespace``: the ``ns/<namespace>`` segment of every workload's SPIFFE ID."""
+    add(p, "--namespace", default="default", help=help)
 
 
 def _dest(flag: str) -> str:

@@ -15,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(handler=main)
     flags.add(r, "--certs-dir", default="certs", help="where cert-bootstrap writes")
     flags.add(r, "--data-dir", default="var", help="ledger database directory")
-    flags.add(r, "--trust-domain", default="mtls-demo.local", help="SPIFFE trust domain")
-    flags.add(r, "--namespace", default="default", help="namespace in identities")
+    flags.add_trust_domain(r)
+    flags.add_namespace(r)
     flags.add(
         r, "--ledger-port", type=int, default=DEFAULT_PORTS["ledger"], help="ledger gRPC port"
     )

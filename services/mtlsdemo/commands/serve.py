@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mtlsdemo.addresses import DEFAULT_PORTS, local
 from mtlsdemo.commands import flags
+from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             p,
             "--allow-id",
             multiple=True,
-            default=[f"spiffe://mtls-demo.local/ns/default/sa/{allow}"],
+            default=[workload_id(DEFAULT_TRUST_DOMAIN, "default", allow)],
             help="SPIFFE ID allowed to call (repeat)",
             metavar="SPIFFE_ID",
         )

@@ -15,10 +15,10 @@ from mtlsdemo.endpoint.identity import identity_config
 from mtlsdemo.explain.trace import handshake_in_memory
 from mtlsdemo.handshake import SUITES, parse_suites
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
-from mtlsdemo.pki.identity import spiffe_id
 from mtlsdemo.pki.keys import KEY_TYPES
 from mtlsdemo.sidecar.journal import Entry
 from mtlsdemo.sidecar.observer import outcome_of
+from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 
 PROVOKE = {
     "none": "nothing: a clean handshake",
@@ -74,16 +74,16 @@ class Tryout:
         others = tuple(s for s in SUITES if s not in suites)
         server_suites = others if req.provoke == "no-common-suite" else SUITES
         ledger, gateway = (
-            spiffe_id("mtls-demo.local", "default", "ledger"),
-            spiffe_id("mtls-demo.local", "default", "gateway"),
+            workload_id(DEFAULT_TRUST_DOMAIN, "default", "ledger"),
+            workload_id(DEFAULT_TRUST_DOMAIN, "default", "gateway"),
         )
         expect = (
-            spiffe_id("mtls-demo.local", "default", "not-the-ledger")
+            workload_id(DEFAULT_TRUST_DOMAIN, "default", "not-the-ledger")
             if req.provoke == "wrong-server-name"
             else ledger
         )
         allowed = (
-            spiffe_id("mtls-demo.local", "default", "someone-else")
+            workload_id(DEFAULT_TRUST_DOMAIN, "default", "someone-else")
             if req.provoke == "wrong-identity"
             else gateway
         )

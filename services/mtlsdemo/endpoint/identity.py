@@ -11,8 +11,29 @@ from typing import Any
 from mtlsdemo.handshake import HandshakeConfig, PeerPolicy, Suite
 from mtlsdemo.handshake.config import Credentials
 from mtlsdemo.pki.errors import PkiError
-from mtlsdemo.pki.material import IdentitySource
-from mtlsdemo.trust import TrustStore
+from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
+from mtlsdemo.trust import SpiffeIdError, TrustStore, svid_identity
+
+
+def own_trust_domain(m: IdentityMaterial) -> str | None:
+    """Peers must come from our own trust domain (no federation); None when our own
+    certificate is not an SVID (then any well-formed domain is accepted)."""
+    try:
+        return svid_identity(m.leaf).trust_domain
+    except SpiffeIdError:
+        return None
+
+
+def credentials_and_trust(m: IdentityMaterial, directory: Path) -> tuple[Credentials, TrustStore]:
+    """The one step from loaded identity files to what a handshake needs: our
+    credentials (chain, key, staple) and the trust store, with our own trust domain
+    the only one accepted. The sidecar (per reload) and every in-process peer use it."""
+    try:
+        cred = Credentials.from_parts(m.chain, m.key, m.status)
+        trust = TrustStore(m.cas, trust_domain=own_trust_domain(m))
+    except (ValueError, TypeError) as e:
+        raise PkiError(f"{directory}: unusable identity ({e})") from None
+    return cred, trust
 
 
 def identity_config(
@@ -35,8 +56,5 @@ def identity_config(
     }
     if suites:
         kw["suites"] = suites
-    try:
-        cred = Credentials.from_parts(m.chain, m.key, m.status)
-    except (ValueError, TypeError) as e:
-        raise PkiError(f"{directory}: unusable identity ({e})") from None
-    return HandshakeConfig(cred, TrustStore(m.cas), **kw)
+    cred, trust = credentials_and_trust(m, directory)
+    return HandshakeConfig(cred, trust, **kw)

@@ -15,8 +15,8 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from mtlsdemo.addresses import DEFAULT_PORTS
-from mtlsdemo.pki.identity import spiffe_id
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
+from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 
 HandshakeKey = tuple[str, str, str]  # (role, reason, origin)
 
@@ -31,12 +31,12 @@ class MeshConfig:
     gateway_admin: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["gateway_admin"])
     ledger_admin: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["ledger_admin"])
     route: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["route"])  # gateway sidecar's route
-    trust_domain: str = "mtls-demo.local"
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
     namespace: str = "default"
     timeout: float = 5.0
 
     def id(self, service: str) -> str:
-        return spiffe_id(self.trust_domain, self.namespace, service)
+        return workload_id(self.trust_domain, self.namespace, service)
 
 
 def _get(addr: tuple[str, int], path: str, timeout: float = 3.0) -> bytes:

@@ -32,12 +32,12 @@ from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.durations import human
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import load_cert
-from mtlsdemo.pki.identity import spiffe_id
 from mtlsdemo.pki.keys import DEFAULT_KEY_TYPE, key_type_of
 from mtlsdemo.pki.lifecycle import refresh_status
 from mtlsdemo.pki.revocation import DEFAULT_WINDOW as STATUS_WINDOW
 from mtlsdemo.pki.stores import FileStore
 from mtlsdemo.rpc.credentials import secure_channel
+from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
 SERVICES = ("ledger", "gateway", "cli")
@@ -49,7 +49,7 @@ class RunConfig:
 
     certs_dir: Path = Path("certs")
     data_dir: Path = Path("var")
-    trust_domain: str = "mtls-demo.local"
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
     namespace: str = "default"
     mode: str = "sidecar"
     ledger_port: int = DEFAULT_PORTS["ledger"]
@@ -351,7 +351,7 @@ def mesh_children(
     td, ns, suites = cfg.trust_domain, cfg.namespace, cfg.suites
     ledger_addr = f"127.0.0.1:{cfg.ledger_port}"
     gateway_addr = f"127.0.0.1:{cfg.gateway_port}"
-    gw_id, ledger_id, cli_id = (spiffe_id(td, ns, s) for s in ("gateway", "ledger", "cli"))
+    gw_id, ledger_id, cli_id = (workload_id(td, ns, s) for s in ("gateway", "ledger", "cli"))
     py = [sys.executable, "-m", "mtlsdemo"]
     db = ["--db", str(Path(cfg.data_dir) / "ledger.db")]
     ledger_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.ledger_metrics_port}"]
@@ -511,7 +511,7 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
         f"== mtlsdemo is up ({now:%H:%M:%S}Z, {cfg.mode} mode)",
         f"   certificates left: {', '.join(lifetimes(certs, now))}; stapled statuses "
         f"re-signed every {human(STATUS_REFRESH)} (valid {human(STATUS_WINDOW)})",
-        f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {spiffe_id(td, ns, 'cli')}",
+        f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {workload_id(td, ns, 'cli')}",
     ]
     if cfg.mode == "sidecar":
         lines += [
@@ -530,7 +530,7 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
         ]
     else:
         lines.append(
-            f"   ledger   {ledger_addr}  gRPC mTLS, callers allowed: {spiffe_id(td, ns, 'gateway')}"
+            f"   ledger   {ledger_addr}  gRPC mTLS, callers allowed: {workload_id(td, ns, 'gateway')}"
         )
     lines += [
         f"   metrics  http://127.0.0.1:{cfg.gateway_metrics_port}/metrics (gateway)",

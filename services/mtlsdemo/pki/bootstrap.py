@@ -42,6 +42,7 @@ from mtlsdemo.pki.keys import (
     public_key_der,
 )
 from mtlsdemo.pki.stores import FileStore, Store, StoreConflict
+from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN
 
 CONFLICT_ATTEMPTS = 5  # plans on top of a concurrent bootstrap's writes before giving up
 CA_KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-3072")  # WebPKI verifiers refuse Ed25519 CAs
@@ -52,7 +53,7 @@ KEY_MODE = 0o600
 class BootstrapRequest:
     out: Path
     services: tuple[str, ...]
-    trust_domain: str = "mtls-demo.local"
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
     namespace: str = "default"
     key_type: str = "ecdsa-p256"
     ca_key_type: str = "ecdsa-p256"

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.trust import spiffe
+from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 
 # RFC 1123 label, which is also what Kubernetes requires of a Service name.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_TRUST_DOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,253}[a-z0-9])?$")
 
 
 def check_label(value: str, flag: str) -> str:
@@ -25,13 +26,11 @@ def check_label(value: str, flag: str) -> str:
 
 
 def check_trust_domain(value: str) -> str:
-    if not _TRUST_DOMAIN.match(value):
-        raise PkiError(f"--trust-domain: {value!r} is not a valid SPIFFE trust domain")
-    return value
-
-
-def spiffe_id(trust_domain: str, namespace: str, service: str) -> str:
-    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service}"
+    """The verifier's rule (trust/spiffe.py), worded for the flag."""
+    try:
+        return spiffe.check_trust_domain(value)
+    except spiffe.SpiffeIdError as e:
+        raise PkiError(f"--trust-domain: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class ServiceIdentity:
 
     service: str
     namespace: str = "default"
-    trust_domain: str = "mtls-demo.local"
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
 
     @classmethod
     def checked(cls, service: str, namespace: str, trust_domain: str) -> ServiceIdentity:
@@ -52,7 +51,7 @@ class ServiceIdentity:
 
     @property
     def spiffe_id(self) -> str:
-        return spiffe_id(self.trust_domain, self.namespace, self.service)
+        return workload_id(self.trust_domain, self.namespace, self.service)
 
     @property
     def dns_names(self) -> list[str]:

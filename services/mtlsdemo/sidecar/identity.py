@@ -11,13 +11,13 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtlsdemo.endpoint.identity import credentials_and_trust
 from mtlsdemo.handshake import HandshakeConfig, PeerPolicy
 from mtlsdemo.handshake.config import Credentials
 from mtlsdemo.handshake.tickets import Revoked, TicketCache, TicketKeys
-from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
 from mtlsdemo.sidecar.config import Route, SidecarConfig
-from mtlsdemo.trust import SpiffeIdError, TrustStore, svid_identity
+from mtlsdemo.trust import TrustStore
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,6 @@ class Loaded:
     loaded_at: dt.datetime
 
 
-def _own_trust_domain(m: IdentityMaterial) -> str | None:
-    """Peers must come from our own trust domain (no federation); None when our own
-    certificate is not an SVID (then any well-formed domain is accepted)."""
-    try:
-        return svid_identity(m.leaf).trust_domain
-    except SpiffeIdError:
-        return None
-
-
 class IdentityWatcher:
     """The handshake's view of the one identity source: credentials and a trust
     store (with its verification cache) built once per generation of the files."""
@@ -47,11 +38,7 @@ class IdentityWatcher:
         self.current = self._build(self.source.current)
 
     def _build(self, m: IdentityMaterial) -> Loaded:
-        try:
-            cred = Credentials.from_parts(m.chain, m.key, m.status)
-            trust = TrustStore(m.cas, trust_domain=_own_trust_domain(m))
-        except (ValueError, TypeError) as e:
-            raise PkiError(f"{self.source.directory}: unusable identity ({e})") from None
+        cred, trust = credentials_and_trust(m, self.source.directory)
         return Loaded(m, cred, trust, self.source.generation, self.source.loaded_at)
 
     @property

@@ -17,10 +17,43 @@ from cryptography import x509
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 PREFIX = "spiffe://"
+TRUST_DOMAIN_MAX = 255  # the SPIFFE ID spec's limit on a trust domain name
+# The project's default trust domain: every command's --trust-domain default.
+DEFAULT_TRUST_DOMAIN = "mtls-demo.local"
 
 
 class SpiffeIdError(ValueError):
     """Not a well-formed SPIFFE ID; the message says which rule it breaks."""
+
+
+def trust_domain_problem(domain: str) -> str | None:
+    """Why ``domain`` is not a SPIFFE trust domain, or None: the one rule, used by the
+    verifier (``SpiffeId.parse``) and by issuance (``certs bootstrap --trust-domain``)
+    alike, so nothing is issued that the verifier would refuse, and the reverse."""
+    if not domain:
+        return "the trust domain is empty"
+    if len(domain) > TRUST_DOMAIN_MAX:
+        return f"trust domain is {len(domain)} characters (at most {TRUST_DOMAIN_MAX})"
+    if not _TRUST_DOMAIN.match(domain):
+        return (
+            f"trust domain {domain!r} may hold only lowercase letters, "
+            "digits, '.', '-' and '_' (no port, userinfo or uppercase)"
+        )
+    return None
+
+
+def check_trust_domain(domain: str) -> str:
+    """``domain`` if it is a SPIFFE trust domain; SpiffeIdError saying why not."""
+    problem = trust_domain_problem(domain)
+    if problem:
+        raise SpiffeIdError(problem)
+    return domain
+
+
+def workload_id(trust_domain: str, namespace: str, service: str) -> str:
+    """The project's workload SPIFFE ID: ``spiffe://TD/ns/NAMESPACE/sa/SERVICE``
+    (Istio's and Linkerd's shape: namespace and service account)."""
+    return f"{PREFIX}{trust_domain}/ns/{namespace}/sa/{service}"
 
 
 @dataclass(frozen=True)
@@ -34,13 +67,9 @@ class SpiffeId:
             raise SpiffeIdError(f"{text!r}: a SPIFFE ID starts with {PREFIX!r} (lowercase)")
         rest = text[len(PREFIX) :]
         domain, slash, path = rest.partition("/")
-        if not domain:
-            raise SpiffeIdError(f"{text!r}: the trust domain is empty")
-        if not _TRUST_DOMAIN.match(domain):
-            raise SpiffeIdError(
-                f"{text!r}: trust domain {domain!r} may hold only lowercase letters, "
-                "digits, '.', '-' and '_' (no port, userinfo or uppercase)"
-            )
+        problem = trust_domain_problem(domain)
+        if problem:
+            raise SpiffeIdError(f"{text!r}: {problem}")
         if not slash:
             return cls(domain, ())
         segments = tuple(path.split("/"))
