@@ -8,7 +8,7 @@ import json
 
 from conftest import metric_value
 from mtlsdemo.sidecar.journal import MAX_SUBSCRIBERS, QUEUE, HandshakeJournal
-from mtlsdemo.sidecar.observer import HandshakeOutcome
+from mtlsdemo.sidecar.outcome import HandshakeOutcome
 from prometheus_client import generate_latest
 
 

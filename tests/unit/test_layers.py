@@ -25,6 +25,35 @@ FORBIDDEN = {
 }
 
 
+# Every package and root module, by layer: each imports only from layers below it
+# (docs/architecture.md draws the same map). A new package must be placed here.
+RANK = {
+    "__init__": 0,
+    "_generated": 0,
+    "addresses": 0,
+    "logline": 0,
+    "trust": 0,
+    "waiting": 0,
+    "handshake": 1,
+    "telemetry": 1,
+    "pki": 2,
+    "endpoint": 3,
+    "rpc": 3,
+    "ledger": 4,
+    "sidecar": 4,
+    "gateway": 5,  # the ledger's client (it shares ledger.money)
+    "mesh": 6,
+    "breaking": 7,
+    "bench": 8,
+    "chaos": 8,
+    "explain": 8,
+    "console": 9,
+    "commands": 10,
+    "cli": 11,
+    "__main__": 12,
+}
+
+
 def imports(path: Path) -> set[str]:
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -98,3 +127,63 @@ def test_nothing_below_the_commands_sees_argparse() -> None:
         if "import argparse" in text or "Namespace" in text:
             offenders.append(str(path.relative_to(root)))
     assert offenders == []
+
+
+def _unit(path: Path) -> str:
+    return path.relative_to(PKG).parts[0].removesuffix(".py")
+
+
+def test_every_package_imports_only_layers_below_it() -> None:
+    offenders = []
+    for path in sorted(PKG.rglob("*.py")):
+        me = _unit(path)
+        assert me in RANK, f"{me}: place the new package in RANK (and docs/architecture.md)"
+        for m in imports(path):
+            parts = m.split(".")
+            other = parts[1] if len(parts) > 1 else "__init__"
+            other = "__init__" if other == "__version__" else other
+            if other != me and other in RANK and RANK[other] >= RANK[me]:
+                offenders.append(f"{path.relative_to(PKG)} imports {m} (layer {other})")
+    assert offenders == []
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports anywhere (top level, functions,
+    TYPE_CHECKING blocks alike: a function-local import is still a circle)."""
+    names = {}
+    for f in PKG.rglob("*.py"):
+        rel = f.relative_to(PKG.parent).with_suffix("")
+        name = ".".join(rel.parts).removesuffix(".__init__")
+        names[name] = f
+    graph = {}
+    for name, f in names.items():
+        out = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for a in node.names:
+                    full = f"{node.module}.{a.name}"
+                    out.add(full if full in names else node.module)
+            elif isinstance(node, ast.Import):
+                out |= {a.name for a in node.names}
+        graph[name] = {m for m in out if m in names and m != name}
+    return graph
+
+
+def test_no_import_circles() -> None:
+    graph = _module_graph()
+    circles = []
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            circles.append(" -> ".join(path[path.index(node) :] + [node]))
+            return
+        if node in done:
+            return
+        for nxt in sorted(graph[node]):
+            visit(nxt, path + [node])
+        done.add(node)
+
+    for start in sorted(graph):
+        visit(start, [])
+    assert circles == []

@@ -17,7 +17,7 @@ from mtlsdemo.handshake import SUITES, parse_suites
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.keys import KEY_TYPES
 from mtlsdemo.sidecar.journal import Entry
-from mtlsdemo.sidecar.observer import outcome_of
+from mtlsdemo.sidecar.outcome import outcome_of
 from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 
 PROVOKE = {

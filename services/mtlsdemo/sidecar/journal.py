@@ -17,13 +17,11 @@ import functools
 import itertools
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mtlsdemo import telemetry
+from mtlsdemo.sidecar.outcome import HandshakeOutcome
 from mtlsdemo.trust.certinfo import der_facts, staple_facts
-
-if TYPE_CHECKING:
-    from mtlsdemo.sidecar.observer import HandshakeOutcome
 
 KEEP = 200  # handshakes in the ring (about 1-2 KiB each with the peer's chain)
 # The admin shares the data path's loop (the audit's F3: 4 clients reading

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import collections
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mtlsdemo.sidecar.journal import HandshakeJournal
-
-if TYPE_CHECKING:
-    from mtlsdemo.sidecar.observer import HandshakeOutcome
+from mtlsdemo.sidecar.outcome import HandshakeOutcome
 
 
 @dataclass

@@ -34,7 +34,8 @@ from mtlsdemo.handshake.connection import ALERT_FATAL
 from mtlsdemo.handshake.errors import ALERT_CODES
 from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN, ContentType, plaintext_record
 from mtlsdemo.sidecar.config import SidecarConfig
-from mtlsdemo.sidecar.observer import Observer, outcome_of
+from mtlsdemo.sidecar.observer import Observer
+from mtlsdemo.sidecar.outcome import outcome_of
 
 log = logging.getLogger(__name__)
 WRITE_HIGH_WATER = 512 * 1024  # pause the other side's reads above this much unsent data

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 
-from mtlsdemo.trust.verify import Failure, VerificationFailed
+from mtlsdemo.trust.failures import Failure, VerificationFailed
 
 DEFAULT_SKEW = dt.timedelta(minutes=5)  # the same slack the CA gives notBefore
 # the longest status window a peer believes: a staple valid for years would outlive

@@ -11,7 +11,6 @@ nothing is asked of a CA online. A failure names one reason from ``Failure``.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -29,35 +28,15 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from mtlsdemo.trust.failures import Failure, VerificationFailed
 from mtlsdemo.trust.spiffe import SpiffeId, SpiffeIdError, svid_identity
+from mtlsdemo.trust.status import StatusCache
 
 DEFAULT_MAX_DEPTH = 4  # leaf + up to 3 CAs: our PKI uses 1 (root, pathlen 0)
 EKU_FOR_ROLE = {
     "server": ExtendedKeyUsageOID.SERVER_AUTH,
     "client": ExtendedKeyUsageOID.CLIENT_AUTH,
 }
-
-
-class Failure(enum.Enum):
-    """Why a chain is refused. Values are the handshake's alert names."""
-
-    CERTIFICATE_REQUIRED = "certificate_required"
-    BAD_CERTIFICATE = "bad_certificate"
-    UNKNOWN_CA = "unknown_ca"
-    CERTIFICATE_EXPIRED = "certificate_expired"
-    CERTIFICATE_NOT_YET_VALID = "certificate_not_yet_valid"
-    # the CA's signed opinion about the certificate (trust/status.py)
-    CERTIFICATE_REVOKED = "certificate_revoked"
-    STATUS_MISSING = "status_missing"
-    STATUS_STALE = "status_stale"
-    STATUS_INVALID = "status_invalid"
-
-
-class VerificationFailed(Exception):
-    def __init__(self, failure: Failure, detail: str) -> None:
-        super().__init__(f"{failure.value}: {detail}")
-        self.failure = failure
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -195,10 +174,7 @@ class TrustStore:
             bundle.update(len(der).to_bytes(4, "big") + der)
         self.fingerprint = bundle.finalize()
         self.cache_size = cache_size
-        # stapled statuses checked against these roots (trust/status.py; imported
-        # here, not at the top: status.py builds on this module)
-        from mtlsdemo.trust.status import StatusCache
-
+        # stapled statuses checked against these roots (trust/status.py)
         self.statuses = StatusCache(cache_size)
         self._cache: OrderedDict[tuple[str, tuple[bytes, ...]], VerifiedChain] = OrderedDict()
         self.hits = 0
