@@ -6,9 +6,10 @@ The lowest layer of the package: it depends on ``cryptography`` only, so both
 ``pki`` and ``handshake`` use it without depending on each other.
 """
 
+from mtlsdemo.trust.failures import Failure, VerificationFailed
 from mtlsdemo.trust.policy import IdentityPolicy, PolicyError
 from mtlsdemo.trust.spiffe import SpiffeId, SpiffeIdError, svid_identity
-from mtlsdemo.trust.verify import Failure, TrustStore, VerificationFailed, VerifiedChain
+from mtlsdemo.trust.verify import TrustStore, VerifiedChain
 
 __all__ = [
     "Failure",
