@@ -6,6 +6,7 @@ Names follow Prometheus conventions: base units, ``_total`` for counters
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
 from typing import Protocol
 
 from cryptography import x509
@@ -17,6 +18,8 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from mtlsdemo import __version__
 from mtlsdemo.addresses import parse_hostport
@@ -248,3 +251,25 @@ def start_metrics_server(address: str, component: str) -> int:
     host, port = parse_hostport(address, default_host="127.0.0.1")
     server, _thread = start_http_server(port, addr=host)
     return int(server.server_port)
+
+
+def samples(text: str, names: Collection[str] | None = None) -> Iterator[Sample]:
+    """The samples of a Prometheus text page (only those named in ``names``, if given):
+    the one reader of /metrics pages, for `break`, the console, the bench and tests.
+    prometheus-client's own parser: the format has escapes and exemplars."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if names is None or s.name in names:
+                yield s
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``; KeyError if none."""
+    total, found = 0.0, False
+    for s in samples(text, (name,)):
+        if all(s.labels.get(k) == v for k, v in labels.items()):
+            total += s.value
+            found = True
+    if not found:
+        raise KeyError(f"no sample {name}{labels}")
+    return total

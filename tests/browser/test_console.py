@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port, require_binary, running_mesh, wait_for
+from mtlsdemo.addresses import free_port
 from mtlsdemo.breaking.scenarios import crafted
 from mtlsdemo.endpoint.dial import handshake
 from mtlsdemo.endpoint.identity import identity_config
@@ -25,6 +25,8 @@ from mtlsdemo.mesh.client import LocalMesh, MeshConfig
 from mtlsdemo.pki.errors import PkiError
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
+from support.processes import running_mesh, wait_for
+from support.tools import require_binary
 
 pytestmark = pytest.mark.browser
 

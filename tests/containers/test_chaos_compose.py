@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from support.processes import wait_for
 
 pytestmark = pytest.mark.containers
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import metric_value, wait_for
+from support.metrics import metric_value
+from support.processes import wait_for
 
 pytestmark = pytest.mark.containers
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import metric_value, wait_for
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from mtlsdemo.rpc.credentials import secure_channel
+from support.metrics import metric_value
+from support.processes import wait_for
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import require_binary
 from mtlsdemo.cli import build_parser
 from mtlsdemo.commands.flags import env_name
+from support.tools import require_binary
 
 pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,18 +17,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import (
-    forge_record_after_handshake,
-    free_port,
-    metric_value,
-    now,
-    require_binary,
-    run_command,
-    wait_for,
-)
+from mtlsdemo.addresses import free_port
 from mtlsdemo.pki import lifecycle
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.stores import FileStore
+from support.identities import now
+from support.metrics import metric_value
+from support.processes import run_command, wait_for
+from support.sidecars import forge_record_after_handshake
+from support.tools import require_binary
 
 pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import require_binary
+from support.tools import require_binary
 
 pytestmark = pytest.mark.deploy
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,10 +11,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from apps import EchoServer
-from conftest import wait_for
-from mesh import GATEWAY_ID, LEDGER_ID, Mesh, http_get
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from support.apps import EchoServer
+from support.identities import GATEWAY_ID, LEDGER_ID
+from support.processes import wait_for
+from support.sidecars import Mesh, http_get
 
 pytestmark = pytest.mark.integration
 

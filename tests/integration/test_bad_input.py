@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from mtlsdemo.addresses import free_port
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
-from procs import Proc, mtlsdemo, wait_healthy
+from support.processes import Proc, mtlsdemo, wait_healthy
 
 pytestmark = pytest.mark.integration
 

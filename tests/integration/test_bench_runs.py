@@ -8,8 +8,8 @@ import json
 import subprocess
 
 import pytest
-from conftest import require_binary
-from procs import mtlsdemo
+from support.processes import mtlsdemo
+from support.tools import require_binary
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import running_mesh
-from procs import mtlsdemo
+from support.processes import mtlsdemo, running_mesh
 
 pytestmark = pytest.mark.integration
 

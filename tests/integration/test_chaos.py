@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from procs import mtlsdemo
+from support.processes import mtlsdemo
 
 pytestmark = pytest.mark.integration
 

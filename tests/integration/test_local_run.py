@@ -8,12 +8,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port, require_binary, run_command
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from mtlsdemo.addresses import free_port
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.rpc.credentials import secure_channel
-from procs import CLI_ID, GATEWAY_ID, Proc, mtlsdemo, wait_healthy
+from support.identities import CLI_ID, GATEWAY_ID
+from support.processes import Proc, mtlsdemo, run_command, wait_healthy
+from support.tools import require_binary
 
 pytestmark = pytest.mark.integration
 

@@ -11,22 +11,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port, metric_value, wait_for
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
+from mtlsdemo.addresses import free_port
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
-from procs import mtlsdemo, scrape
-from test_native_mtls import System
+from support.metrics import metric_value, scrape
+from support.native import System
+from support.processes import mtlsdemo, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def system(tmp_path: Path):
-    s = System(tmp_path)
-    s.start_ledger()
-    s.start_gateway()
-    yield s
-    s.stop()
 
 
 def client(system: System, *args: str) -> subprocess.CompletedProcess:

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import running_mesh
 from mtlsdemo.addresses import mesh_env
+from support.processes import running_mesh
 
 pytestmark = pytest.mark.integration
 

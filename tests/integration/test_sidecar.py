@@ -19,50 +19,22 @@ from concurrent import futures
 from pathlib import Path
 
 import pytest
-from apps import EchoServer, FlipRelay, GrpcEcho, grpc_echo_stub
-from conftest import (
-    ca_of,
-    forge_record_after_handshake,
-    make_identity_dir,
-    require_binary,
-    wait_for,
-)
-from mesh import GATEWAY_ID, LEDGER_ID, Mesh, SidecarProc, http_get
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
-from procs import metric_value
+from support.apps import EchoServer, FlipRelay, GrpcEcho, grpc_echo_stub
+from support.identities import GATEWAY_ID, LEDGER_ID, ca_of, make_identity_dir
+from support.metrics import metric_value
+from support.processes import wait_for
+from support.sidecars import (
+    Mesh,
+    SidecarProc,
+    forge_record_after_handshake,
+    handshakes,
+    http_get,
+    roundtrip,
+)
+from support.tools import require_binary
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def certs(tmp_path: Path) -> Path:
-    out = tmp_path / "certs"
-    bootstrap(BootstrapRequest(out=out, services=("gateway", "ledger", "cli")))
-    return out
-
-
-@pytest.fixture
-def echo():
-    server = EchoServer()
-    yield server
-    server.close()
-
-
-def roundtrip(port: int, payload: bytes, timeout: float = 10.0) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
-        got = bytearray()
-        while chunk := s.recv(65536):
-            got += chunk
-    return bytes(got)
-
-
-def handshakes(mesh_side, **labels) -> float:
-    try:
-        return metric_value(mesh_side.metrics(), "mtls_handshakes_total", **labels)
-    except KeyError:
-        return 0.0
 
 
 # ------------------------------------------------------------------ traffic

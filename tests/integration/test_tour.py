@@ -10,8 +10,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import require_binary, running_mesh
-from procs import mtlsdemo
+from support.processes import mtlsdemo, running_mesh
+from support.tools import require_binary
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ def test_ctrl_d_at_a_pause_ends_the_interactive_tour_cleanly(mesh) -> None:
     import pty
     import select
 
-    from conftest import wait_for
+    from support.processes import wait_for
 
     _root, _ports, env = mesh
     leader, follower = pty.openpty()

@@ -13,18 +13,17 @@ from pathlib import Path
 
 import grpc
 import pytest
-from apps import EchoServer
-from conftest import ca_of, make_identity_dir, wait_for
-from mesh import Mesh
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import load_cert
 from mtlsdemo.rpc.credentials import secure_channel
-from procs import metric_value, mtlsdemo
-from test_native_mtls import System
-from test_sidecar import handshakes, roundtrip
+from support.apps import EchoServer
+from support.identities import ca_of, make_identity_dir
+from support.metrics import metric_value
+from support.native import System
+from support.processes import mtlsdemo, wait_for
+from support.sidecars import Mesh, handshakes, roundtrip
 
 pytestmark = pytest.mark.integration
 
@@ -33,20 +32,6 @@ def certs_cli(*args: str) -> str:
     r = subprocess.run(mtlsdemo("certs", *args), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
-
-
-@pytest.fixture
-def certs(tmp_path: Path) -> Path:
-    out = tmp_path / "certs"
-    bootstrap(BootstrapRequest(out=out, services=("gateway", "ledger", "cli")))
-    return out
-
-
-@pytest.fixture
-def echo():
-    server = EchoServer()
-    yield server
-    server.close()
 
 
 class Traffic:

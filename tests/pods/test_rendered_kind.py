@@ -17,9 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import metric_value, require_binary
 from kubelet import Cluster, Pod, PodFailed, find, load_rendered
 from mtlsdemo.waiting import wait_until
+from support.metrics import metric_value
+from support.tools import require_binary
 
 pytestmark = pytest.mark.pods
 ROOT = Path(__file__).resolve().parents[2]

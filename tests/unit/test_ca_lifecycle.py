@@ -15,7 +15,7 @@ from mtlsdemo.pki.files import load_cert, load_certs
 from mtlsdemo.pki.lifecycle import refresh_status, revoke, rotate_ca
 from mtlsdemo.pki.stores import FileStore, SecretStore
 from mtlsdemo.trust.status import RevocationLists, check_status
-from test_secret_sink import FakeCoreV1
+from support.fake_k8s import FakeCoreV1
 
 SERVICES = ("gateway", "ledger", "cli")
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)

@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import now
 from mtlsdemo.pki.material import IdentityMaterial
 from mtlsdemo.rpc.ssl_identity import load_identity
+from support.identities import now
 
 
 def material(d: Path) -> IdentityMaterial:

@@ -8,7 +8,12 @@ import os
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from hskit import (
+from mtlsdemo.handshake import SUITES, KeyExchange, PeerPolicy, ProtocolError, Reason
+from mtlsdemo.handshake import messages as m
+from mtlsdemo.handshake.codec import u16, u24
+from mtlsdemo.handshake.config import Limits
+from mtlsdemo.handshake.suites import VERSION_1
+from support.hskit import (
     CLIENT_AUTH,
     NOW,
     SERVER_AUTH,
@@ -25,11 +30,6 @@ from hskit import (
     rewrite,
     split_messages,
 )
-from mtlsdemo.handshake import SUITES, KeyExchange, PeerPolicy, ProtocolError, Reason
-from mtlsdemo.handshake import messages as m
-from mtlsdemo.handshake.codec import u16, u24
-from mtlsdemo.handshake.config import Limits
-from mtlsdemo.handshake.suites import VERSION_1
 
 RSA = [s for s in SUITES if s.kx is KeyExchange.RSA_OAEP]
 DATA = b"secret application data"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from hskit import config, new
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mtlsdemo.handshake import Connection, ProtocolError
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
+from support.hskit import config, new
 
 CLIENT_CFG = config("gateway")
 SERVER_CFG = config("ledger")

@@ -5,10 +5,10 @@ tracing off, and nothing recorded after the handshake."""
 
 from __future__ import annotations
 
-import hskit
-from hskit import assert_rejected, config, handshake
 from mtlsdemo.handshake import Reason
 from mtlsdemo.handshake import messages as m
+from support import hskit
+from support.hskit import assert_rejected, config, handshake
 
 SERVER_VIEW = [
     ("recv", "CLIENT_HELLO", "hello"),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hskit import config, handshake
 from mtlsdemo.handshake import DataReceived, KeyUpdated, PeerClosed, ProtocolError, Reason, State
 from mtlsdemo.handshake.config import Limits
 from mtlsdemo.handshake.records import MAX_PLAINTEXT, TAG_LEN, ContentType, Protector, header
+from support.hskit import config, handshake
 
 
 def connected(**kw):

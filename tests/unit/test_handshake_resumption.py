@@ -9,7 +9,6 @@ import dataclasses
 import datetime as dt
 
 import pytest
-from hskit import NOW, assert_rejected, ca, config, creds, handshake, leaf, new
 from mtlsdemo.handshake import HandshakeConfig, PeerPolicy, ProtocolError, Reason
 from mtlsdemo.handshake import messages as m
 from mtlsdemo.handshake.records import ContentType
@@ -23,6 +22,7 @@ from mtlsdemo.handshake.tickets import (
     TicketRefused,
 )
 from mtlsdemo.trust import TrustStore
+from support.hskit import NOW, assert_rejected, ca, config, creds, handshake, leaf, new
 
 GATEWAY = "spiffe://mtls-demo.local/ns/default/sa/gateway"
 LEDGER = "spiffe://mtls-demo.local/ns/default/sa/ledger"
@@ -165,8 +165,8 @@ def test_a_renewed_or_restapled_identity_sends_the_next_handshake_through_in_ful
 
 
 def _revoked(cert) -> bytes:
-    from hskit import status
     from mtlsdemo.pki.revocation import Revocation, key_id
+    from support.hskit import status
 
     entry = Revocation(
         f"{cert.serial_number:x}", key_id(ca().cert), NOW.isoformat(), "key_compromise", "gw"
@@ -296,7 +296,7 @@ def test_replayed_resumption_hellos_use_up_nothing() -> None:
     each replay burned a use, so the genuine client was later refused ticket_replayed.
     A use is counted only when the client's Finished verifies, which a replay can never
     send; a used-up ticket is refused before the binder."""
-    from hskit import new
+    from support.hskit import new
 
     keys = TicketKeys(max_uses=3)
     ccfg, scfg = with_tickets(keys)
@@ -325,7 +325,7 @@ def test_a_forged_refusal_in_the_server_hello_costs_the_client_nothing() -> None
     anything authenticated it — a forged `ticket_peer_not_allowed` made it discard a
     good ticket and count a remote refusal. Now it acts only once the server's Finished
     (over that ServerHello) verifies: a forgery fails the handshake, the ticket stays."""
-    from hskit import rewrite
+    from support.hskit import rewrite
 
     ccfg, scfg = with_tickets()
     first_full(ccfg, scfg)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hskit import config, handshake, new, pump
 from mtlsdemo.handshake import (
     SUITES,
     DataReceived,
@@ -17,6 +16,7 @@ from mtlsdemo.handshake import (
 )
 from mtlsdemo.handshake.connection import PHASES, State
 from mtlsdemo.handshake.records import MAX_PLAINTEXT
+from support.hskit import config, handshake, new, pump
 
 KEY_TYPES = ("ecdsa-p256", "ed25519", "rsa-2048")
 ECDHE = [s for s in SUITES if s.kx is KeyExchange.ECDHE_X25519]

@@ -9,13 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ca_of, make_identity_dir
 from cryptography import x509
 from mtlsdemo.pki import material as material_mod
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import load_cert
 from mtlsdemo.pki.keys import public_key_der
 from mtlsdemo.pki.material import IdentitySource
+from support.identities import ca_of, make_identity_dir
 
 
 def consistent(m) -> bool:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 
-from conftest import metric_value
 from mtlsdemo.sidecar.journal import MAX_SUBSCRIBERS, QUEUE, HandshakeJournal
 from mtlsdemo.sidecar.outcome import HandshakeOutcome
 from prometheus_client import generate_latest
+from support.metrics import metric_value
 
 
 def outcome(i: int) -> HandshakeOutcome:

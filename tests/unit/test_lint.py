@@ -88,3 +88,26 @@ def test_mypy_clean(args: list[str]) -> None:
 
 def test_py_typed_marker_ships() -> None:
     assert (ROOT / "services" / "mtlsdemo" / "py.typed").exists()
+
+
+def test_tests_share_code_through_support_only() -> None:
+    """Shared test code lives in tests/support (imported as ``support.<module>``):
+    no test imports ``conftest`` or another test module, and fixtures live in a
+    tier's conftest.py, not copied between modules."""
+    import ast
+
+    tests = Path(__file__).resolve().parents[1]
+    test_modules = {p.stem for p in tests.rglob("test_*.py")}
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for n in names:
+                top = n.split(".")[0]
+                if top == "conftest" or top in test_modules:
+                    offenders.append(f"{path.relative_to(tests)}:{node.lineno} imports {n}")
+    assert offenders == []

@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require_binary
 from mtlsdemo.cli import main
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.files import load_cert
 from mtlsdemo.pki.keys import KEY_TYPES
 from mtlsdemo.trust import svid_identity
+from support.tools import require_binary
 
 
 def openssl(*args: str) -> subprocess.CompletedProcess:

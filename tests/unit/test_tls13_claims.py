@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from hskit import config, handshake
 from mtlsdemo.explain.tls13 import Tls13Message, table
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
+from support.hskit import config, handshake
 
 MESSAGES = [
     Tls13Message("client", "ClientHello", 517, False),

@@ -8,12 +8,12 @@ import datetime as dt
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
-from hskit import NOW, ca, config, creds, handshake, leaf, status
 from mtlsdemo.handshake import Reason
 from mtlsdemo.pki.keys import signing_hash
 from mtlsdemo.pki.revocation import Revocation, build_crl, build_status, key_id
 from mtlsdemo.trust import Failure, VerificationFailed
 from mtlsdemo.trust.status import DEFAULT_SKEW, RevocationLists, check_status
+from support.hskit import NOW, ca, config, creds, handshake, leaf, status
 
 HOUR = dt.timedelta(hours=1)
 

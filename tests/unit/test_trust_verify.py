@@ -7,11 +7,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from certkit import CLIENT, NOW, SERVER, intermediate, leaf, root
 from mtlsdemo.handshake import PeerPolicy, ProtocolError
 from mtlsdemo.handshake.peer import verify_peer
 from mtlsdemo.pki.inspect import verdicts
 from mtlsdemo.trust import Failure, TrustStore, VerificationFailed
+from support.certkit import CLIENT, NOW, SERVER, intermediate, leaf, root
 
 ID = "spiffe://mtls-demo.local/ns/default/sa/gateway"
 
@@ -95,7 +95,7 @@ def test_leaf_needs_the_eku_of_its_role(role: str, eku: list) -> None:
 
 
 def _no_eku_leaf(r):
-    from certkit import make
+    from support.certkit import make
 
     return make("leaf", r, ca=False, eku=None, uris=[ID])
 

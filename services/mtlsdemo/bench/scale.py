@@ -107,16 +107,15 @@ def _active_sessions(admin: int) -> int:
 
 def _handshakes_by_resumed(admin: int) -> dict[str, int]:
     """The client sidecar's successful handshakes, full and resumed (its /metrics)."""
-    from prometheus_client.parser import text_string_to_metric_families
+    from mtlsdemo.telemetry import samples
 
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
         text = r.read().decode()
     out = {"full": 0, "resumed": 0}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "mtls_handshakes_total" and sample.labels["result"] == "success":
-                kind = "resumed" if sample.labels["resumed"] == "true" else "full"
-                out[kind] += int(sample.value)
+    for sample in samples(text, ("mtls_handshakes_total",)):
+        if sample.labels["result"] == "success":
+            kind = "resumed" if sample.labels["resumed"] == "true" else "full"
+            out[kind] += int(sample.value)
     return out
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
+
+from mtlsdemo.telemetry import samples
 
 log = logging.getLogger(__name__)
 KEEP = 500  # handshakes remembered per sidecar
@@ -72,12 +73,11 @@ WANTED = (
 def parse_metrics(text: str) -> tuple[str, list[tuple[str, dict[str, str], float]]]:
     """(component, the samples the console shows) from a Prometheus text page."""
     component, out = "", []
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "mtlsdemo_build_info":
-                component = s.labels.get("component", "")
-            if s.name in WANTED:
-                out.append((s.name, dict(s.labels), float(s.value)))
+    for s in samples(text, (*WANTED, "mtlsdemo_build_info")):
+        if s.name == "mtlsdemo_build_info":
+            component = s.labels.get("component", "")
+        if s.name in WANTED:
+            out.append((s.name, dict(s.labels), float(s.value)))
     return component, out
 
 

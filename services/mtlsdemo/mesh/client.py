@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from mtlsdemo.addresses import DEFAULT_PORTS
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
+from mtlsdemo.telemetry import samples
 from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 
 HandshakeKey = tuple[str, str, str]  # (role, reason, origin)
@@ -65,8 +65,7 @@ class LocalMesh:
             text = _get(admin, "/metrics").decode()
         except OSError:
             return []
-        return [s for fam in text_string_to_metric_families(text) for s in fam.samples
-                if s.name == name]  # fmt: skip
+        return list(samples(text, (name,)))
 
     def handshakes(self, admin: tuple[str, int]) -> Counter[HandshakeKey]:
         """mtls_handshakes_total failures of one sidecar, by (role, reason, origin)."""

@@ -1,6 +1,6 @@
 """The containers tier's fixtures: Docker via testcontainers and docker-compose.
 
-Loaded as a plugin by tests/conftest.py (a second conftest.py would shadow the root one).
+Loaded as a plugin by tests/conftest.py (`pytest_plugins = ["support.docker"]`).
 
 Skips with the reason when Docker is missing, unless MTLSDEMO_REQUIRE names
 "docker" (CI), then fails. The image is built once per session from the
@@ -16,7 +16,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import free_port, require_tool
+from mtlsdemo.addresses import free_port
+
+from support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("MTLSDEMO_TEST_IMAGE", "mtlsdemo:test")

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from conftest import metric_value  # noqa: F401  (re-exported for the tests here)
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from mtlsdemo.addresses import mesh_env, run_port_flags, run_ports
 from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.waiting import wait_until
 
-GATEWAY_ID = "spiffe://mtls-demo.local/ns/default/sa/gateway"
-CLI_ID = "spiffe://mtls-demo.local/ns/default/sa/cli"
+from support.identities import CLI_ID, GATEWAY_ID  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -84,6 +85,62 @@ def wait_healthy(
         channel.close()
 
 
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        return r.read().decode()
+def wait_for(
+    cond: Callable[[], object],
+    timeout: float = 10.0,
+    what: str = "condition",
+    ignore: tuple[type[BaseException], ...] = (),
+    check: Callable[[], None] | None = None,
+    describe: Callable[[], object] | None = None,
+    interval: float = 0.05,
+) -> object:
+    """Wait on the condition itself (never a fixed sleep); the timeout names it."""
+    return wait_until(
+        cond,
+        timeout=timeout,
+        what=what,
+        ignore=ignore,
+        check=check,
+        describe=describe,
+        interval=interval,
+    )
+
+
+def run_command(
+    root: Path, *extra: str, data_dir: Path | None = None
+) -> tuple[list[str], dict[str, int]]:
+    """`mtlsdemo run` with every port its own free one (never the fixed defaults,
+    which an earlier test's processes or sockets may still hold) and the ports."""
+    ports = run_ports()
+    argv = [
+        sys.executable,
+        "-m",
+        "mtlsdemo",
+        "run",
+        "--certs-dir",
+        str(root / "certs"),
+        "--data-dir",
+        str(data_dir or root / "var"),
+    ]
+    return argv + run_port_flags(ports) + list(extra), ports
+
+
+@contextlib.contextmanager
+def running_mesh(root: Path, *extra: str):
+    """`mtlsdemo run` on free ports, up (its "== running" line seen); yields the
+    ports and the environment with which `break`/`tour` find it; stops it after."""
+    argv, ports = run_command(root, "--traffic-seconds", "0", *extra)
+    log_path = root / "run.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(
+                lambda: "== running" in log_path.read_text(),
+                timeout=60,
+                what="mtlsdemo run to be up",
+                check=lambda: proc.poll() is None or pytest.fail(log_path.read_text()),
+            )
+            yield ports, {**os.environ, **mesh_env(ports)}
+        finally:
+            proc.terminate()
+            proc.wait(30)

@@ -4,16 +4,17 @@ server-side one with an inbound listener in front of an app port."""
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from conftest import free_port
+from mtlsdemo.addresses import free_port
 from mtlsdemo.waiting import wait_until
-from procs import Proc, mtlsdemo
 
-LEDGER_ID = "spiffe://mtls-demo.local/ns/default/sa/ledger"
-GATEWAY_ID = "spiffe://mtls-demo.local/ns/default/sa/gateway"
+from support.identities import GATEWAY_ID, LEDGER_ID
+from support.metrics import metric_value
+from support.processes import Proc, mtlsdemo
 
 
 def http_get(port: int, path: str) -> tuple[int, bytes]:
@@ -123,3 +124,38 @@ class Mesh:
     def stop(self) -> None:
         self.client.stop()
         self.server.stop()
+
+
+def roundtrip(port: int, payload: bytes, timeout: float = 10.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        while chunk := s.recv(65536):
+            got += chunk
+    return bytes(got)
+
+
+def handshakes(mesh_side, **labels) -> float:
+    try:
+        return metric_value(mesh_side.metrics(), "mtls_handshakes_total", **labels)
+    except KeyError:
+        return 0.0
+
+
+def forge_record_after_handshake(port: int, identity: Path) -> None:
+    """Complete a real MTD/1 handshake with a sidecar, then send a record not
+    sealed with the session key: the sidecar must end the session (decrypt_error)."""
+    import contextlib
+    import os
+
+    from mtlsdemo.endpoint import dial
+    from mtlsdemo.endpoint.identity import identity_config
+    from mtlsdemo.handshake import ProtocolError
+
+    attempt = dial.handshake("127.0.0.1", port, identity_config(identity), timeout=10)
+    assert attempt.error is None, attempt.error
+    with attempt.sock as s:
+        s.sendall(bytes((23, 1, 0, 0, 20)) + os.urandom(20))
+        with contextlib.suppress(ProtocolError):
+            attempt.conn.receive_data(s.recv(100))  # the sidecar's decrypt_error alert
