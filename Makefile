@@ -15,7 +15,7 @@ MTLSDEMO_BASE_IMAGE ?= python:3.11-slim-bookworm
 MTLSDEMO_IMAGE      ?= mtlsdemo:dev
 COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mtlsdemo
 
-.PHONY: run test test-unit test-integration test-containers test-browser screenshots console lint typecheck protos prometheusrule bench perf-doc walkthrough clean \
+.PHONY: help check fmt run test test-unit test-integration test-containers test-browser screenshots console lint typecheck protos prometheusrule bench perf-doc walkthrough clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
         k8s-verify k8s-cli-cert k8s-rotate-ca test-deploy test-pods test-repeat
 
@@ -31,28 +31,38 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP) $(RUN_STAMP)
 
+help:  ## this list: every target with a one-line description
+	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /\1\t/' | \
+	  awk -F'\t' '{ printf "  make %-18s %s\n", $$1, $$2 }'
+
+check: lint typecheck test-unit  ## the fast loop before a commit: ruff, format check, mypy, the unit tier (~40 s)
+
+fmt: $(STAMP)  ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix services tests tools
+	$(VENV)/bin/ruff format services tests tools
+
 run: $(RUN_STAMP)  ## bootstrap certs, start ledger + gateway on 127.0.0.1, send traffic, Ctrl-C stops
 	$(VENV)/bin/mtlsdemo run $(ARGS)
 
 test: $(STAMP)  ## every tier; tiers missing a tool skip with the reason (MTLSDEMO_REQUIRE makes them fail)
 	$(PY) -m pytest $(ARGS)
 
-test-unit: $(STAMP)
+test-unit: $(STAMP)  ## the unit tier alone (sans-I/O core, fuzzers, vectors, lint; ~30 s)
 	$(PY) -m pytest tests/unit $(ARGS)
 
-test-integration: $(STAMP)
+test-integration: $(STAMP)  ## real processes on 127.0.0.1 (~5 min)
 	$(PY) -m pytest tests/integration $(ARGS)
 
 # flake hunt: N back-to-back runs of the unit and integration tiers, failures per test
 N ?= 20
 TIERS ?= tests/unit tests/integration
-test-repeat: $(STAMP)
+test-repeat: $(STAMP)  ## flake hunt: N=20 back-to-back runs of TIERS, failures per test
 	$(PY) tools/test_repeat.py --runs $(N) $(TIERS)
 
-test-deploy: $(STAMP)
+test-deploy: $(STAMP)  ## manifests rendered and checked offline (kustomize, schemas, rules)
 	$(PY) -m pytest tests/deploy $(ARGS)
 
-test-containers: $(STAMP)
+test-containers: $(STAMP)  ## the image, docker-compose and testcontainers (needs Docker)
 	$(PY) -m pytest tests/containers $(ARGS)
 
 test-pods: $(STAMP)  ## the rendered kind overlay run as pods on Docker with the kubelet's rules
@@ -84,7 +94,7 @@ compose-up: image  ## the pods on docker-compose; waits for health, prints where
 	@echo "metrics:  http://127.0.0.1:9102/metrics (gateway)  http://127.0.0.1:9101/metrics (ledger)"
 	@echo "sidecars: http://127.0.0.1:9901/status (gateway-sidecar)  http://127.0.0.1:9902/status (ledger-sidecar)"
 
-compose-down:
+compose-down:  ## stop the compose project
 	$(COMPOSE) down -v
 
 # Kubernetes (needs kind or minikube, and kubectl; verified offline here, see README).
@@ -98,13 +108,13 @@ K8S_CONTEXT ?= kind-mtlsdemo
 kind-up: image  ## kind cluster (pinned), image loaded, deployed, smoke call through the mesh
 	MTLSDEMO_IMAGE=$(MTLSDEMO_IMAGE) KUBECTL=$(KUBECTL) deploy/k8s/up.sh kind
 
-kind-down:
+kind-down:  ## delete the kind cluster
 	kind delete cluster --name mtlsdemo
 
 minikube-up: image  ## the same on minikube (profile mtlsdemo, Calico enforces NetworkPolicy)
 	MTLSDEMO_IMAGE=$(MTLSDEMO_IMAGE) KUBECTL=$(KUBECTL) deploy/k8s/up.sh minikube
 
-minikube-down:
+minikube-down:  ## delete the minikube profile
 	minikube delete -p mtlsdemo
 
 # one CA rollover stage with the image the cluster runs: STAGE=plan|prepare|switch|finish
@@ -122,7 +132,7 @@ k8s-cli-cert:
 	  $(KUBECTL) --context $(K8S_CONTEXT) -n $(NS) get secret mtlsdemo-cli-tls -o go-template="{{index .data \"$$k\" | base64decode}}" > certs/k8s-cli/$$k; done
 	chmod 600 certs/k8s-cli/tls.key
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff check + ruff format --check
 	$(VENV)/bin/ruff check services tests tools
 	$(VENV)/bin/ruff format --check services tests tools
 
@@ -146,5 +156,5 @@ perf-doc: $(STAMP)  ## run the whole bench and render docs/performance.md from i
 walkthrough: $(STAMP)  ## regenerate docs/tls-walkthrough.md from `mtlsdemo tour` against a real run
 	$(PY) tools/gen_walkthrough.py
 
-clean:
+clean:  ## remove the venv, generated certs and caches
 	rm -rf $(VENV) var certs/ca certs/*/ .pytest_cache .ruff_cache .hypothesis .mypy_cache
