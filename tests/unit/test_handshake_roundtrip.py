@@ -14,8 +14,8 @@ from mtlsdemo.handshake import (
     PeerPolicy,
     Reason,
 )
-from mtlsdemo.handshake.connection import PHASES, State
 from mtlsdemo.handshake.records import MAX_PLAINTEXT
+from mtlsdemo.handshake.states import PHASES, State
 from support.hskit import config, handshake, new, pump
 
 KEY_TYPES = ("ecdsa-p256", "ed25519", "rsa-2048")

@@ -10,9 +10,10 @@ import os
 import time
 
 from mtlsdemo.handshake import Connection, HandshakeConfig
+from mtlsdemo.handshake.states import Role
 
 
-def connection(role: str, config: HandshakeConfig, now: dt.datetime | None = None) -> Connection:
+def connection(role: Role, config: HandshakeConfig, now: dt.datetime | None = None) -> Connection:
     """A Connection on the system's clocks and randomness (``now`` overrides the
     wall time, e.g. for `handshake --days-ahead`)."""
     return Connection(

@@ -10,7 +10,7 @@ See docs/protocol.md for the wire format.
 """
 
 from mtlsdemo.handshake.config import Credentials, HandshakeConfig, Limits
-from mtlsdemo.handshake.connection import Connection, State
+from mtlsdemo.handshake.connection import Connection
 from mtlsdemo.handshake.errors import ProtocolError, Reason
 from mtlsdemo.handshake.events import (
     DataReceived,
@@ -21,6 +21,7 @@ from mtlsdemo.handshake.events import (
     PeerClosed,
 )
 from mtlsdemo.handshake.peer import PeerPolicy, TrustStore
+from mtlsdemo.handshake.states import State
 from mtlsdemo.handshake.suites import DEFAULT_SUITES, SUITES, KeyExchange, Suite, parse_suites
 
 __all__ = [

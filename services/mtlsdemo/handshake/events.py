@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class HandshakeResult:
+    """A completed handshake: who the peer proved to be, with what, how long it took."""
+
     role: str
     version: str
     suite: str
@@ -31,16 +33,22 @@ class HandshakeResult:
 
 @dataclass(frozen=True)
 class HandshakeComplete:
+    """The handshake completed: application data may flow both ways."""
+
     result: HandshakeResult
 
 
 @dataclass(frozen=True)
 class DataReceived:
+    """Application data, decrypted and authenticated (one record's worth)."""
+
     data: bytes
 
 
 @dataclass(frozen=True)
 class KeyUpdated:
+    """A KeyUpdate took effect: ``direction``'s keys moved to ``generation``."""
+
     direction: str  # "send" or "receive"
     generation: int
 

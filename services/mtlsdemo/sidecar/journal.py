@@ -47,7 +47,7 @@ class Entry:
     def as_dict(self) -> dict[str, Any]:
         o = self.outcome
         e = o.error
-        t0 = o.ladder[0][4] if o.ladder else 0.0
+        t0 = o.ladder[0].clock if o.ladder else 0.0
         return {
             "id": self.id,
             # a session that failed after its handshake succeeded (a bad record), or a handshake

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mtlsdemo.handshake import Connection, ProtocolError
+from mtlsdemo.handshake.states import LadderStep
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,7 @@ class HandshakeOutcome:
     error: ProtocolError | None = None  # None: success
     phases: dict[str, float] = field(default_factory=dict)
     status_problem: str | None = None  # accepted under --require-status soft
-    # for the ladder (/handshakes): (direction, name, bytes, step, clock) per message
-    ladder: tuple[tuple[str, str, int, str, float], ...] = ()
+    ladder: tuple[LadderStep, ...] = ()  # for the ladder (/handshakes)
     failed_step: str = ""  # the step a failure stopped the handshake in
     peer_chain: tuple[bytes, ...] = ()  # the peer's certificates as received (DER)
     peer_status: bytes = b""  # and its stapled status
@@ -55,29 +55,25 @@ def outcome_of(
 ) -> HandshakeOutcome:
     """A finished (or failed) connection's handshake, as the sidecar's tunnels and
     the console's in-memory handshakes report it (references, no copies)."""
-    r, cert = conn.result, conn.peer_certificate
-    suite = r.suite if r else conn.suite.name if conn.suite else "none"
-    checks = r.checks if r else tuple(conn.peer.checks) if conn.peer else ()
+    r = conn.report()
     return HandshakeOutcome(
-        conn.role,
+        r.role,
         label,
         local,
-        r.peer_identity if r else conn.peer_identity or "unknown",
+        r.peer_identity,
         peer_address,
-        suite,
+        r.suite,
         duration,
         error,
-        phases=dict(conn.phases),
-        status_problem=r.status_problem if r else None,
-        ladder=tuple(conn.ladder),
-        failed_step=conn.failed_step,
-        peer_chain=cert.chain if cert else (),
-        peer_status=cert.status if cert else b"",
-        checks=checks,
-        resumed=conn.resumed,
-        resumption=r.resumption if r else conn.resumption,
-        ticket_refusal=(
-            (conn.resume_refusal, conn.resume_refused_by) if conn.resume_refusal else None
-        ),
-        ticket_issued=conn.ticket_issued,
+        phases=r.phases,
+        status_problem=r.status_problem,
+        ladder=r.ladder,
+        failed_step=r.failed_step,
+        peer_chain=r.peer_chain,
+        peer_status=r.peer_status,
+        checks=r.checks,
+        resumed=r.resumed,
+        resumption=r.resumption,
+        ticket_refusal=r.ticket_refusal,
+        ticket_issued=r.ticket_issued,
     )

@@ -30,9 +30,9 @@ from mtlsdemo.handshake import (
     ProtocolError,
     Reason,
 )
-from mtlsdemo.handshake.connection import ALERT_FATAL
 from mtlsdemo.handshake.errors import ALERT_CODES
 from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN, ContentType, plaintext_record
+from mtlsdemo.handshake.states import ALERT_FATAL, Role
 from mtlsdemo.sidecar.config import SidecarConfig
 from mtlsdemo.sidecar.observer import Observer
 from mtlsdemo.sidecar.outcome import outcome_of
@@ -90,7 +90,7 @@ class Tunnel:
     def __init__(
         self,
         sidecar: TunnelHost,
-        role: str,
+        role: Role,
         config: HandshakeConfig,
         label: str,
         local_identity: str,
