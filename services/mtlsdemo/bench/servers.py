@@ -276,4 +276,4 @@ if __name__ == "__main__":
         "many-echo": serve_many_echo,
         "relay": lambda d: serve_relay(d, int(sys.argv[3])),
     }
-    kinds[sys.argv[1]](Path(sys.argv[2]))
+    kinds[sys.argv[1]](Path(sys.argv[2]))  # type: ignore[no-untyped-call]

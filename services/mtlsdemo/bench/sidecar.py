@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ class Proc:
 def _wait_ready(admin: int) -> None:
     def ready() -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as r:
-            return r.status == 200
+            return bool(r.status == 200)
 
     wait_until(ready, timeout=10, what=f"sidecar admin {admin} ready", ignore=(OSError,))
 
@@ -98,7 +99,7 @@ def start_sidecar_pair(certs: Path, target: int) -> tuple[list[Proc], int, int]:
     return [server, client], route, a2
 
 
-def _calls(call, payload: bytes, n: int, concurrency: int) -> list[float]:
+def _calls(call: Callable[..., bytes], payload: bytes, n: int, concurrency: int) -> list[float]:
     def one(_: int) -> float:
         t0 = time.perf_counter()
         if call(payload, timeout=30) != payload:
@@ -111,13 +112,15 @@ def _calls(call, payload: bytes, n: int, concurrency: int) -> list[float]:
         return list(pool.map(one, range(n)))
 
 
-def _throughput_calls(call, payload: bytes, n: int, concurrency: int) -> float:
+def _throughput_calls(
+    call: Callable[..., bytes], payload: bytes, n: int, concurrency: int
+) -> float:
     t0 = time.perf_counter()
     _calls(call, payload, n, concurrency)
     return n / (time.perf_counter() - t0)
 
 
-def _bulk(send, total: int) -> float:
+def _bulk(send: Callable[[int], int], total: int) -> float:
     t0 = time.perf_counter()
     got = send(total)
     elapsed = time.perf_counter() - t0
@@ -138,7 +141,7 @@ def _push(sock: socket.socket, total: int) -> int:
     return int(sock.recv(64) or b"0")
 
 
-def _send_plain(port: int):
+def _send_plain(port: int) -> Callable[[int], int]:
     def send(total: int) -> int:
         with socket.create_connection(("127.0.0.1", port)) as s:
             return _push(s, total)
@@ -146,7 +149,7 @@ def _send_plain(port: int):
     return send
 
 
-def _send_tls(port: int, certs: Path):
+def _send_tls(port: int, certs: Path) -> Callable[[int], int]:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_verify_locations(certs / "gateway" / "ca.crt")

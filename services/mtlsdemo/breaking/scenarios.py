@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mtlsdemo.breaking.catalog import SCENARIOS
 from mtlsdemo.breaking.relay import Relay, flip_first_data_record, strip_suites
@@ -142,7 +143,7 @@ def report_metrics(
         "gateway-sidecar": mesh.config.gateway_admin,
     }
 
-    def deltas() -> dict[str, dict]:
+    def deltas() -> dict[str, dict[Any, int]]:
         return {n: delta(before[n], mesh.handshakes(a)) for n, a in admins.items()}  # type: ignore[arg-type]
 
     def seen() -> bool:
@@ -385,7 +386,7 @@ def _through(mesh: LocalMesh, r: Report, transform: object, what: str, expect: s
 def report_records(r: Report, mesh: LocalMesh) -> None:
     def count() -> float:
         found = mesh.samples(mesh.config.ledger_admin, "mtls_record_failures_total")
-        return sum(s.value for s in found if s.labels.get("reason") == "decrypt_error")
+        return float(sum(s.value for s in found if s.labels.get("reason") == "decrypt_error"))
 
     try:
         wait_until(lambda: count() >= 1, timeout=15, what="the record failure to be counted")
@@ -454,7 +455,7 @@ def _through_the_mesh(mesh: LocalMesh, r: Report, reason: str) -> None:
 def revoked(mesh: LocalMesh, r: Report, work: Path) -> None:
     c = mesh.config
     with _changed(mesh, r):
-        changes: list = []
+        changes: list[Any] = []
 
         def revoke_gateway() -> None:
             changes.extend(

@@ -8,7 +8,7 @@ from typing import Any
 from mtlsdemo.commands import flags
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="speed as ratios against references measured in the same run")
     p.set_defaults(handler=main)
     p.add_argument(

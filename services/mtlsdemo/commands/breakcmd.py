@@ -24,7 +24,7 @@ def _hostport(text: str) -> tuple[str, int]:
 HOST_PORT = flags.checked(_hostport, "HOST:PORT")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "break",
         help="break the running local mesh on purpose, see who refused whom, then heal it",

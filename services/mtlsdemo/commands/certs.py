@@ -61,7 +61,7 @@ def _issuing_flags(p: argparse.ArgumentParser) -> None:
     flags.add(p, "--ca-days", type=float, default=3650.0, help="CA validity in days")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     certs = sub.add_parser("certs", help="cert-bootstrap: CA, leaves, CSRs, inspection")
     certs.set_defaults(handler=main)
     csub = certs.add_subparsers(dest="certs_cmd", required=True)

@@ -25,7 +25,7 @@ def _faults(text: str) -> tuple[str, ...]:
 FAULTS = flags.checked(_faults, "fault list")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "chaos",
         help="transfers under load while processes die and the network misbehaves, "

@@ -19,7 +19,7 @@ def _client_flags(p: argparse.ArgumentParser) -> None:
     flags.add(p, "--server-name", default="gateway", help="DNS name the gateway must present")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c = sub.add_parser("client", help="call the gateway with the cli certificate")
     c.set_defaults(handler=main)
     _client_flags(c)

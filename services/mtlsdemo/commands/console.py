@@ -26,7 +26,7 @@ ADMIN_URL = flags.checked(_admin, "URL")
 METRICS_URL = flags.checked(_metrics, "URL")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from mtlsdemo.commands.breakcmd import add_mesh_flags
 
     p = sub.add_parser(

@@ -8,7 +8,7 @@ from mtlsdemo.commands import flags
 from mtlsdemo.commands.common import HOST_PORT, SUITE_LIST, typed
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("handshake", help="run one MTD/1 handshake and show every step (--trace)")
     p.set_defaults(handler=main)
     p.add_argument(

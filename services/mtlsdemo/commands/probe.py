@@ -8,7 +8,7 @@ from mtlsdemo.commands import flags
 from mtlsdemo.commands.common import typed
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("probe", help="health check (for container HEALTHCHECK): exit 0 if healthy")
     p.set_defaults(handler=main)
     flags.add(p, "--probe-http", default=None, help="URL that must answer 2xx")

@@ -10,7 +10,7 @@ from mtlsdemo.commands.common import SUITE_LIST, typed
 from mtlsdemo.pki.keys import KEY_TYPES
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser("run", help="the whole system as local processes on 127.0.0.1")
     r.set_defaults(handler=main)
     flags.add(r, "--certs-dir", default="certs", help="where cert-bootstrap writes")

@@ -10,7 +10,7 @@ from mtlsdemo.commands import flags
 from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run one gRPC service")
     serve.set_defaults(handler=main)
     ssub = serve.add_subparsers(dest="component", required=True)

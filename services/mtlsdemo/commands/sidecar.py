@@ -20,7 +20,7 @@ def _default_loop() -> str:
     return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sidecar", help="the handshake sidecar: MTD/1 between services")
     p.set_defaults(handler=main)
     flags.add(

@@ -8,7 +8,7 @@ import sys
 from mtlsdemo.pki.errors import PkiError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from mtlsdemo.commands.breakcmd import add_mesh_flags
 
     t = sub.add_parser(

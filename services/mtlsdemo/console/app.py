@@ -60,7 +60,7 @@ class Console:
         self.clients: set[asyncio.Queue[tuple[str, Any]]] = set()
         self._dirty = asyncio.Event()
         self._breaking = asyncio.Lock()
-        self._pusher: asyncio.Task | None = None
+        self._pusher: asyncio.Task[None] | None = None
         self._last_pushed = ""
 
     # --- live updates ---

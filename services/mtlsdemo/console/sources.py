@@ -118,7 +118,7 @@ class Watcher:
         self.interval = interval
         self.on_change = on_change
         self.resolve = resolve
-        self.tasks: dict[str, list[asyncio.Task]] = {}  # per watched URL
+        self.tasks: dict[str, list[asyncio.Task[None]]] = {}  # per watched URL
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:

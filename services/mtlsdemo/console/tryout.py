@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlsdemo.endpoint.identity import identity_config
-from mtlsdemo.explain.trace import handshake_in_memory
+from mtlsdemo.endpoint.memory import handshake_in_memory
 from mtlsdemo.handshake import SUITES, parse_suites
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.keys import KEY_TYPES

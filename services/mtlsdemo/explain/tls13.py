@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.material import IdentityMaterial
@@ -63,7 +64,9 @@ def handshake_messages(
     messages: list[Tls13Message] = []
     outer = {"read": HANDSHAKE, "write": HANDSHAKE}  # the last record header's type, per way
 
-    def callback(_conn, direction, _version, content_type, msg_type, data) -> None:
+    def callback(
+        _conn: Any, direction: str, _version: Any, content_type: Any, msg_type: Any, data: bytes
+    ) -> None:
         if content_type == RECORD_HEADER:
             outer[direction] = int(msg_type)
         elif content_type == HANDSHAKE and int(msg_type) in NAMES:

@@ -18,15 +18,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from mtlsdemo.breaking.scenarios import client_config, crafted
-from mtlsdemo.endpoint import world
 from mtlsdemo.endpoint.dial import handshake
 from mtlsdemo.endpoint.identity import identity_config
-from mtlsdemo.handshake import DataReceived, ProtocolError
+from mtlsdemo.endpoint.memory import handshake_in_memory
+from mtlsdemo.handshake import Connection, DataReceived, ProtocolError
 from mtlsdemo.handshake.records import HEADER_LEN
 from mtlsdemo.handshake.suites import BY_NAME
 from mtlsdemo.mesh.client import LocalMesh
@@ -50,7 +51,7 @@ def _sha(data: bytes) -> str:
     return h.finalize().hex()
 
 
-def _trace_fields(conn, name: str, direction: str | None = None) -> dict:
+def _trace_fields(conn: Connection, name: str, direction: str | None = None) -> dict[str, Any]:
     for e in conn.trace:
         if e.name == name and (direction is None or e.direction == direction):
             return dict(e.fields)
@@ -58,7 +59,7 @@ def _trace_fields(conn, name: str, direction: str | None = None) -> dict:
 
 
 # ------------------------------------------------------------------ sections
-def hello(mesh: LocalMesh) -> tuple[Section, object]:
+def hello(mesh: LocalMesh) -> tuple[Section, Connection]:
     c = mesh.config
     cfg = client_config(c.certs_dir / "gateway", c.id("ledger"))
     cfg = dataclasses.replace(cfg, trace=True)
@@ -94,9 +95,10 @@ def hello(mesh: LocalMesh) -> tuple[Section, object]:
     return s, conn
 
 
-def certificate_verification(mesh: LocalMesh, conn) -> Section:
+def certificate_verification(mesh: LocalMesh, conn: Connection) -> Section:
     c = mesh.config
     peer = conn.peer
+    assert peer is not None  # hello() returns only a completed handshake
     leaf: x509.Certificate = peer.leaf
     ca: x509.Certificate = peer.chain[-1]
     algo = leaf.signature_hash_algorithm
@@ -151,21 +153,19 @@ def certificate_verification(mesh: LocalMesh, conn) -> Section:
     return s
 
 
-def _in_memory(client_dir: Path, server_dir: Path, suite: str, expect: str):
+def _in_memory(
+    client_dir: Path, server_dir: Path, suite: str, expect: str
+) -> tuple[Connection, Connection]:
     suites = (BY_NAME[suite],)
     ccfg = identity_config(client_dir, suites, peer_ids=(expect,), trace=True)
     scfg = identity_config(server_dir, suites, trace=True)
-    c, s = world.connection("client", ccfg), world.connection("server", scfg)
-    c.start()
-    for _ in range(3):
-        for src, dst in ((c, s), (s, c)):
-            data = src.data_to_send()
-            if data:
-                dst.receive_data(data)
+    c, s, error = handshake_in_memory(ccfg, scfg, dt.datetime.now(dt.UTC))
+    if error is not None:
+        raise error
     return c, s
 
 
-def key_exchange(mesh: LocalMesh, work: Path, conn) -> Section:
+def key_exchange(mesh: LocalMesh, work: Path, conn: Connection) -> Section:
     c = mesh.config
     rsa_client = crafted(mesh, work, "gateway", key_type="rsa-2048")
     rsa_server = crafted(mesh, work, "ledger", key_type="rsa-2048")

@@ -7,7 +7,6 @@ against a running sidecar's inbound port (then only our side is seen).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -16,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtlsdemo.endpoint import dial, world
+from mtlsdemo.endpoint import dial
 from mtlsdemo.endpoint.identity import identity_config
+from mtlsdemo.endpoint.memory import handshake_in_memory
 from mtlsdemo.handshake import (
     SUITES,
     Connection,
@@ -313,28 +313,6 @@ def run(cfg: TraceConfig) -> int:
     records = [] if error else _demo_records(c, s)
     entries = sorted(c.trace + s.trace, key=lambda e: e.at)
     return _print(cfg, entries, [c, s], records, error, both_sides=True)
-
-
-def handshake_in_memory(
-    ccfg: HandshakeConfig, scfg: HandshakeConfig, now: dt.datetime
-) -> tuple[Connection, Connection, ProtocolError | None]:
-    """Client and server in one process, bytes handed across until both are done
-    or one fails (the other then reads its alert): the trace's and the console's
-    in-memory handshake."""
-    c, s = world.connection("client", ccfg, now), world.connection("server", scfg, now)
-    c.start()
-    try:
-        for _ in range(3):
-            for src, dst in ((c, s), (s, c)):
-                data = src.data_to_send()
-                if data:
-                    dst.receive_data(data)
-    except ProtocolError as e:
-        other = s if e is c.error else c
-        with contextlib.suppress(ProtocolError):  # the peer learns the reason from the alert
-            other.receive_data((c if other is s else s).data_to_send())
-        return c, s, e
-    return c, s, None
 
 
 def _demo_records(c: Connection, s: Connection) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from collections import Counter
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -26,7 +27,7 @@ from mtlsdemo.pki.material import IdentitySource
 @dataclass
 class LoadResult:
     requests: int = 0
-    codes: Counter = field(default_factory=Counter)
+    codes: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -107,7 +108,7 @@ def run_load(
 
     start = time.perf_counter()
     interval = 1.0 / rps if rps > 0 else 0.0
-    pending: set[futures.Future] = set()
+    pending: set[futures.Future[Any]] = set()
     with futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
         n = 0
         last_draw = 0.0

@@ -41,7 +41,7 @@ def _relay(context: grpc.ServicerContext, e: grpc.RpcError, why: str | None = No
     raise AssertionError("unreachable")
 
 
-class GatewayService(pb_grpc.GatewayServiceServicer):
+class GatewayService(pb_grpc.GatewayServiceServicer):  # type: ignore[misc]  # grpc ships no types
     def __init__(self, connection: LedgerConnection) -> None:
         self.connection = connection
 

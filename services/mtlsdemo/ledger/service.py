@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import NoReturn
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
 
 import grpc
 
@@ -56,7 +56,7 @@ def transfer_pb(t: Transfer) -> pb.TransferRecord:
     )
 
 
-class LedgerService(pb_grpc.LedgerServiceServicer):
+class LedgerService(pb_grpc.LedgerServiceServicer):  # type: ignore[misc]  # grpc ships no types
     def __init__(self, store: LedgerStore, watch_poll_seconds: float = 1.0) -> None:
         self.store = store
         self.watch_poll_seconds = watch_poll_seconds
@@ -80,7 +80,9 @@ class LedgerService(pb_grpc.LedgerServiceServicer):
         except LedgerError as e:
             _abort(context, e)
 
-    def _movement(self, kind: str, context: grpc.ServicerContext, fn, *args) -> pb.TransferResult:
+    def _movement(
+        self, kind: str, context: grpc.ServicerContext, fn: Callable[..., Any], *args: Any
+    ) -> pb.TransferResult:
         try:
             transfer, replayed = fn(*args)
         except LedgerError as e:

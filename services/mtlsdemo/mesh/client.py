@@ -10,8 +10,10 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
+from prometheus_client.samples import Sample
 
 from mtlsdemo.addresses import DEFAULT_PORTS
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
@@ -56,10 +58,10 @@ class LocalMesh:
             return False
         return True
 
-    def status(self, admin: tuple[str, int]) -> dict:
+    def status(self, admin: tuple[str, int]) -> dict[str, Any]:
         return dict(json.loads(_get(admin, "/status")))
 
-    def samples(self, admin: tuple[str, int], name: str) -> list:
+    def samples(self, admin: tuple[str, int], name: str) -> list[Sample]:
         """The samples of one metric on a sidecar's /metrics (none if it is down)."""
         try:
             text = _get(admin, "/metrics").decode()

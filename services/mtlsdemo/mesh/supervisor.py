@@ -20,7 +20,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -81,8 +81,8 @@ COLORS = {
 class Child:
     name: str
     argv: list[str]
-    proc: subprocess.Popen | None = None
-    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=20))
+    proc: subprocess.Popen[str] | None = None
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
     out: TextIO | None = None  # where its lines go (None: our stdout)
 
     def start(self, color: bool) -> None:
@@ -168,7 +168,7 @@ def wait_ready(admin_port: int, deadline: float, children: list[Child]) -> None:
 def wait_http(url: str, deadline: float, children: list[Child]) -> None:
     def ready() -> bool:
         with urllib.request.urlopen(url, timeout=1) as r:
-            return r.status == 200
+            return bool(r.status == 200)
 
     wait_until(
         ready,
@@ -217,9 +217,9 @@ def _check_alive(children: list[Child]) -> None:
             raise ChildDied(c)
 
 
-def fetch_status(admin_port: int) -> dict:
+def fetch_status(admin_port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/status", timeout=2) as r:
-        return json.loads(r.read())
+        return dict(json.loads(r.read()))
 
 
 def run(cfg: RunConfig) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -63,7 +64,7 @@ class Revocation:
         return dt.datetime.fromisoformat(self.revoked_at)
 
 
-def _load(data: bytes | None, where: str, cls: type) -> list:
+def _load(data: bytes | None, where: str, cls: type[Any]) -> list[Any]:
     if data is None:
         return []
     try:
@@ -72,7 +73,7 @@ def _load(data: bytes | None, where: str, cls: type) -> list:
         raise PkiError(f"{where}: unreadable CA state ({e}); restore it from a backup") from None
 
 
-def _dump(rows: list) -> bytes:
+def _dump(rows: list[Any]) -> bytes:
     return (json.dumps([asdict(r) for r in rows], indent=1) + "\n").encode()
 
 

@@ -39,7 +39,7 @@ def _code_of(context: grpc.ServicerContext) -> grpc.StatusCode:
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.OK
 
 
-class ServerInterceptor(grpc.ServerInterceptor):
+class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     """Counts every RPC and, when ``policy`` is set, rejects callers whose SPIFFE
     ID it does not allow with PERMISSION_DENIED (the same identity policy as the
     sidecars': exact IDs, or ``*`` for one whole path segment)."""
@@ -94,7 +94,9 @@ class ServerInterceptor(grpc.ServerInterceptor):
             f"(allowed: {', '.join(self.policy.texts)})",
         )
 
-    def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
+    def intercept_service(
+        self, continuation: Callable[..., Any], details: grpc.HandlerCallDetails
+    ) -> Any:
         handler = continuation(details)
         if handler is None:
             return None
@@ -111,7 +113,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
 
         seconds = telemetry.GRPC_SERVER_HANDLING.labels(service, method)
 
-        def unary(behavior: Callable) -> Callable:
+        def unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
             def run(request: Any, context: grpc.ServicerContext) -> Any:
                 started.inc()
                 t0 = time.perf_counter()
@@ -129,7 +131,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
 
             return run
 
-        def streaming(behavior: Callable) -> Callable:
+        def streaming(behavior: Callable[..., Any]) -> Callable[..., Any]:
             def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 started.inc()
                 t0 = time.perf_counter()
@@ -164,10 +166,12 @@ class ServerInterceptor(grpc.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(streaming(handler.stream_stream), **common)
 
 
-class ClientMetricsInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+class ClientMetricsInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]  # grpc ships no types
     """Client-side RPC counts and latency (for unary calls; streams count at the end)."""
 
-    def intercept_unary_unary(self, continuation: Callable, details: Any, request: Any) -> Any:
+    def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
         service, method = split_method(details.method)
         t0 = time.perf_counter()
         outcome = continuation(details, request)
@@ -176,7 +180,9 @@ class ClientMetricsInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStrea
         telemetry.GRPC_CLIENT_HANDLING.labels(service, method).observe(time.perf_counter() - t0)
         return outcome
 
-    def intercept_unary_stream(self, continuation: Callable, details: Any, request: Any) -> Any:
+    def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
         service, method = split_method(details.method)
         call = continuation(details, request)
 

@@ -53,7 +53,7 @@ async def stream_events(
     )
     await resp.prepare(request)
     it = aiter(events)
-    nxt: asyncio.Task | None = None
+    nxt: asyncio.Task[tuple[str, Any]] | None = None
     try:
         while True:
             nxt = nxt or asyncio.ensure_future(anext(it))

@@ -56,7 +56,7 @@ class Sidecar:
         self.started_at = time.time()
         self._servers: list[asyncio.AbstractServer] = []
         self._admin: AdminServer | None = None
-        self._reload_task: asyncio.Task | None = None
+        self._reload_task: asyncio.Task[None] | None = None
         self._cfg_generation = -1
         self._server_cfg: HandshakeConfig | None = None
         # per route (two routes may expect one identity at two addresses: each has its

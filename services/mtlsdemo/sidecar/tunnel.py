@@ -23,6 +23,7 @@ from typing import Protocol
 from mtlsdemo.endpoint import world
 from mtlsdemo.handshake import (
     DataReceived,
+    Event,
     HandshakeComplete,
     HandshakeConfig,
     HandshakeResult,
@@ -244,7 +245,7 @@ class Tunnel:
         self._flush_net()
         self._deliver(events)
 
-    def _deliver(self, events: list) -> None:
+    def _deliver(self, events: list[Event]) -> None:
         chunks = []
         for ev in events:
             if type(ev) is DataReceived:
