@@ -14,10 +14,10 @@ import grpc
 
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from mtlsdemo.chaos.journal import Journal
+from mtlsdemo.chaos.calllog import Journal
 from mtlsdemo.gateway.client import gateway_channel
 from mtlsdemo.pki.material import IdentitySource
-from mtlsdemo.rpc.retry import Attempt, RetryPolicy, call_with_retry
+from mtlsdemo.rpc.retry import CallAttempt, RetryPolicy, call_with_retry
 
 FUNDS_CENTS = 1_000_000  # per account: transfers of 1..100 cents never run it dry
 
@@ -61,7 +61,7 @@ class Load:
         j = self.journal
         j.write("attempt", key=key, **fields)
 
-        def tried(a: Attempt) -> None:
+        def tried(a: CallAttempt) -> None:
             j.write("try", key=key, n=a.number, code=a.code, seconds=round(a.seconds, 4))
 
         t0 = time.monotonic()

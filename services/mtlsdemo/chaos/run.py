@@ -25,8 +25,8 @@ from typing import Any, Protocol
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo.addresses import local, run_ports
 from mtlsdemo.chaos.audit import AuditResult, audit, read_ledger
+from mtlsdemo.chaos.calllog import Journal, read_journal
 from mtlsdemo.chaos.faultproxy import FaultProxy
-from mtlsdemo.chaos.journal import Journal, read_journal
 from mtlsdemo.chaos.load import Load
 from mtlsdemo.chaos.schedule import KINDS, Fault, plan
 from mtlsdemo.mesh.supervisor import Child, RunConfig, mesh_children, start_mesh
@@ -113,7 +113,7 @@ class ChaosReport:
         }
 
 
-class LocalMesh:
+class ChaosMesh:
     """The mesh's processes under our control, logs to a file, the proxy between
     the gateway's sidecar and the ledger's."""
 
@@ -361,7 +361,7 @@ def run(cfg: ChaosConfig) -> ChaosReport:
     journal = Journal(work / "journal.jsonl")
     mesh: Mesh
     if cfg.compose_project is None:
-        mesh = LocalMesh(work, cfg.seed)
+        mesh = ChaosMesh(work, cfg.seed)
     else:
         from mtlsdemo.chaos.compose import ComposeMesh
 

@@ -35,7 +35,7 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class Attempt:
+class CallAttempt:
     number: int
     code: str  # "OK" or the status name
     seconds: float
@@ -45,7 +45,7 @@ def call_with_retry(
     call: Callable[..., Any],
     request: Any,
     policy: RetryPolicy,
-    on_attempt: Callable[[Attempt], None] | None = None,
+    on_attempt: Callable[[CallAttempt], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
@@ -61,7 +61,7 @@ def call_with_retry(
             response = call(request, timeout=max(0.1, min(policy.deadline, left)))
         except grpc.RpcError as e:
             if on_attempt is not None:
-                on_attempt(Attempt(n, e.code().name, clock() - t0))
+                on_attempt(CallAttempt(n, e.code().name, clock() - t0))
             if (
                 e.code() not in RETRYABLE
                 or is_tls_refusal(e.details())  # the same certificate is refused again
@@ -72,5 +72,5 @@ def call_with_retry(
             backoff = min(backoff * 2, policy.max_backoff)
             continue
         if on_attempt is not None:
-            on_attempt(Attempt(n, "OK", clock() - t0))
+            on_attempt(CallAttempt(n, "OK", clock() - t0))
         return response

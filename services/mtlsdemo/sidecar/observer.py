@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from mtlsdemo import telemetry as t
 from mtlsdemo.handshake import ProtocolError, Reason
+from mtlsdemo.sidecar.edges import Status
 from mtlsdemo.sidecar.outcome import HandshakeOutcome
-from mtlsdemo.sidecar.status import Status
 
 log = logging.getLogger("mtlsdemo.sidecar.tunnel")
 LOG_INTERVAL = 5.0  # seconds: at most one failure line per (kind, reason) per interval

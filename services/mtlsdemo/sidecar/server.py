@@ -24,11 +24,11 @@ from mtlsdemo.pki.crlfile import CrlFile
 from mtlsdemo.sidecar.admin import AdminServer, Encoded, json_response
 from mtlsdemo.sidecar.certview import certificates_view
 from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError
+from mtlsdemo.sidecar.edges import Status
 from mtlsdemo.sidecar.identity import IdentityWatcher, client_config, server_config
 from mtlsdemo.sidecar.journal import KEEP, MAX_SUBSCRIBERS, Entry, HandshakeJournal
 from mtlsdemo.sidecar.observer import Observer
 from mtlsdemo.sidecar.outcome import HandshakeOutcome
-from mtlsdemo.sidecar.status import Status
 from mtlsdemo.sidecar.tunnel import AppSide, NetSide, Refuse, Tunnel
 
 log = logging.getLogger(__name__)
