@@ -13,13 +13,11 @@ growth from before the first burst, divided by the tunnels held.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import resource
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from mtlsdemo.bench.servers import run_fast
 from mtlsdemo.bench.sidecar import Proc, start_sidecar_pair
 from mtlsdemo.bench.stats import summarize
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from mtlsdemo.sidecar.adminclient import AdminClient
 from mtlsdemo.sidecar.server import raise_fd_limit
 
 FIRST_BYTE_TIMEOUT = 30.0  # a tunnel not echoing within this is an error, not a number
@@ -101,16 +100,14 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _active_sessions(admin: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=10) as r:
-        return int(json.load(r)["active_sessions"])
+    return int(AdminClient.local(admin, timeout=10).status()["active_sessions"])
 
 
 def _handshakes_by_resumed(admin: int) -> dict[str, int]:
     """The client sidecar's successful handshakes, full and resumed (its /metrics)."""
     from mtlsdemo.telemetry import samples
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
-        text = r.read().decode()
+    text = AdminClient.local(admin, timeout=10).metrics()
     out = {"full": 0, "resumed": 0}
     for sample in samples(text, ("mtls_handshakes_total",)):
         if sample.labels["result"] == "success":

@@ -13,14 +13,12 @@ processes; the callers run here.
 from __future__ import annotations
 
 import importlib.util
-import json
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
@@ -32,8 +30,8 @@ from mtlsdemo.addresses import free_port
 from mtlsdemo.bench.servers import SINK_BUFFER
 from mtlsdemo.bench.stats import ratio, spread, summarize
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+from mtlsdemo.sidecar.adminclient import AdminClient
 from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
-from mtlsdemo.waiting import wait_until
 
 BULK_RUNS = 5
 ident = lambda b: b  # noqa: E731
@@ -58,11 +56,7 @@ class Proc:
 
 
 def _wait_ready(admin: int) -> None:
-    def ready() -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=1) as r:
-            return bool(r.status == 200)
-
-    wait_until(ready, timeout=10, what=f"sidecar admin {admin} ready", ignore=(OSError,))
+    AdminClient.local(admin, timeout=1).wait_ready(10)
 
 
 def start_sidecar_pair(certs: Path, target: int) -> tuple[list[Proc], int, int]:
@@ -328,8 +322,8 @@ def run(n: int = 400) -> dict[str, Any]:
                     "figure": f"median of {BULK_RUNS} interleaved runs (min and max in *_spread)",
                 },
             }
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status") as r:
-                out["bulk"]["client_sidecar_handshakes"] = json.loads(r.read())["handshakes"]
+            status = AdminClient.local(admin, timeout=10).status()
+            out["bulk"]["client_sidecar_handshakes"] = status["handshakes"]
         finally:
             for p in (*procs, sink, sink_tls):
                 p.stop()

@@ -15,7 +15,6 @@ import signal
 import statistics
 import threading
 import time
-import urllib.request
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from mtlsdemo.pki.files import load_cert
 from mtlsdemo.pki.lifecycle import revoke, rotate_ca
 from mtlsdemo.pki.stores import FileStore
 from mtlsdemo.rpc.retry import RetryPolicy
+from mtlsdemo.sidecar.adminclient import AdminClient
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
 SERVICES = ("ledger", "gateway", "cli")
@@ -149,11 +149,7 @@ class ChaosMesh:
 
     def ready(self) -> bool:
         for port in (self.rc.gateway_admin_port, self.rc.ledger_admin_port):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                    if r.status != 200:
-                        return False
-            except OSError:
+            if not AdminClient.local(port, timeout=1).ready():
                 return False
         return all(c.proc is not None and c.proc.poll() is None for c in self.children.values())
 
@@ -217,8 +213,7 @@ class ChaosMesh:
     def _sidecar_on(self, service: str, serial: str, cas: int) -> bool:
         port = self.rc.gateway_admin_port if service == "gateway" else self.rc.ledger_admin_port
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=1) as r:
-                st = json.load(r)
+            st = AdminClient.local(port, timeout=1).status()
         except (OSError, ValueError):
             return False
         return st["certificate"]["serial"] == serial and len(st["ca_fingerprints_sha256"]) == cas

@@ -17,6 +17,7 @@ from prometheus_client.samples import Sample
 
 from mtlsdemo.addresses import DEFAULT_PORTS
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
+from mtlsdemo.sidecar.adminclient import AdminClient
 from mtlsdemo.telemetry import samples
 from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 
@@ -42,8 +43,7 @@ class MeshConfig:
 
 
 def _get(addr: tuple[str, int], path: str, timeout: float = 3.0) -> bytes:
-    with urllib.request.urlopen(f"http://{addr[0]}:{addr[1]}{path}", timeout=timeout) as r:
-        return bytes(r.read())
+    return AdminClient(addr[0], addr[1], timeout).get(path)
 
 
 class LocalMesh:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
@@ -37,6 +36,7 @@ from mtlsdemo.pki.lifecycle import refresh_status
 from mtlsdemo.pki.revocation import DEFAULT_WINDOW as STATUS_WINDOW
 from mtlsdemo.pki.stores import FileStore
 from mtlsdemo.rpc.credentials import secure_channel
+from mtlsdemo.sidecar.adminclient import AdminClient
 from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
@@ -162,7 +162,9 @@ def report_death(c: Child) -> None:
 
 
 def wait_ready(admin_port: int, deadline: float, children: list[Child]) -> None:
-    wait_http(f"http://127.0.0.1:{admin_port}/readyz", deadline, children)
+    AdminClient.local(admin_port, timeout=1).wait_ready(
+        deadline - time.monotonic(), check=lambda: _check_alive(children)
+    )
 
 
 def wait_http(url: str, deadline: float, children: list[Child]) -> None:
@@ -218,8 +220,7 @@ def _check_alive(children: list[Child]) -> None:
 
 
 def fetch_status(admin_port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/status", timeout=2) as r:
-        return dict(json.loads(r.read()))
+    return AdminClient.local(admin_port, timeout=2).status()
 
 
 def run(cfg: RunConfig) -> int:
