@@ -179,7 +179,8 @@ HANDSHAKE_BUCKETS = (
 HANDSHAKES = Counter(
     "mtls_handshakes",
     "Custom handshakes finished, by outcome. On failure, reason names the "
-    "step that failed and origin says who rejected: local (this side) or remote (the peer's alert).",
+    "step that failed and origin says who rejected: local (this side), remote (the peer's alert "
+    "under the session keys) or remote_unverified (an alert in clear, before keys: only a claim).",
     ["role", "suite", "result", "reason", "origin", "resumed"],
 )
 HANDSHAKE_DURATION = Histogram(

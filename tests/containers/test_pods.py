@@ -264,7 +264,7 @@ def test_transfer_metrics_persistence_and_foreign_ca_in_container_pods(
                     scrape(rogue_admin + "/metrics"),
                     "mtls_handshakes_total",
                     reason="unknown_ca",
-                    origin="remote",
+                    origin="remote_unverified",
                 )
                 >= 1
             )

@@ -29,7 +29,7 @@ EXPECT = {
     ],
     "wrong-server-name": [
         "the gateway refused the ledger's sidecar: identity_mismatch",
-        'reason="identity_mismatch",origin="remote"} +1',
+        'reason="identity_mismatch",origin="remote_unverified"} +1',
         "you refused the gateway: identity_mismatch",
     ],
     "tamper": ["decrypt_error", 'mtls_record_failures_total{reason="decrypt_error"}'],
@@ -38,13 +38,13 @@ EXPECT = {
     "slow-handshake": ["it sent alert 75 (handshake_timeout) and closed"],
     "revoked": [
         "the ledger's sidecar refused the gateway's: certificate_revoked",
-        'gateway-sidecar: mtls_handshakes_total{role="client",reason="certificate_revoked",origin="remote"} +1',
+        'gateway-sidecar: mtls_handshakes_total{role="client",reason="certificate_revoked",origin="remote_unverified"} +1',
         "native    a revoked cli certificate calling the gateway: PERMISSION_DENIED",
         "restore   gateway    issued",
     ],
     "stale-status": [
         "the ledger's sidecar refused the gateway's: status_stale",
-        'reason="status_stale",origin="remote"} +1',
+        'reason="status_stale",origin="remote_unverified"} +1',
     ],
 }
 

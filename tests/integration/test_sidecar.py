@@ -158,7 +158,7 @@ def _assert_rejected(mesh: Mesh, echo: EchoServer, rejecting: str, reason: str) 
     wait_for(
         lambda: (
             handshakes(local, result="failure", reason=reason, origin="local") == 1
-            and handshakes(remote, result="failure", reason=reason, origin="remote") == 1
+            and handshakes(remote, result="failure", reason=reason, origin="remote_unverified") == 1
         ),
         what=f"{reason} counted on both sides",
     )
@@ -865,7 +865,9 @@ def test_a_client_sidecar_refused_for_overload_counts_it_as_remote(tmp_path, cer
             wait_for(lambda: mesh.server.status()["handshakes_in_progress"] == 1, what="1 pending")
             assert roundtrip(mesh.route, b"x") == b""  # refused: the app sees EOF, no data
             wait_for(
-                lambda: handshakes(mesh.client, reason="overloaded", origin="remote") == 1,
+                lambda: (
+                    handshakes(mesh.client, reason="overloaded", origin="remote_unverified") == 1
+                ),
                 what="the client sidecar to count the server's overloaded alert",
             )
     finally:

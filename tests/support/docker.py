@@ -20,7 +20,7 @@ from mtlsdemo.addresses import free_port
 
 from support.tools import require_tool
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # tests/support/docker.py -> the repository
 IMAGE = os.environ.get("MTLSDEMO_TEST_IMAGE", "mtlsdemo:test")
 BASE = os.environ.get("MTLSDEMO_BASE_IMAGE", "python:3.11-slim-bookworm")
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # no registry for the reaper image

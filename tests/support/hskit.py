@@ -254,15 +254,18 @@ def handshake(
     return c, s, pump(c, s, tamper, client_data)
 
 
-def assert_rejected(out: Outcome, rejecting: str, reason: Reason) -> None:
+def assert_rejected(out: Outcome, rejecting: str, reason: Reason, sealed: bool = False) -> None:
     """``rejecting`` found ``reason`` locally and told the other side, which saw
-    the same reason as remote; neither delivered application data."""
+    the same reason as the peer's: under the session keys ("remote") when ``sealed``,
+    else in clear ("remote_unverified": before keys, only a claim); neither side
+    delivered application data."""
     local = out.client_error if rejecting == "client" else out.server_error
     remote = out.server_error if rejecting == "client" else out.client_error
     assert local is not None, f"{rejecting} did not fail"
     assert (local.reason, local.origin) == (reason, "local"), local
     assert remote is not None, "the peer was not told"
-    assert (remote.reason, remote.origin) == (reason, "remote"), remote
+    told = "remote" if sealed else "remote_unverified"
+    assert (remote.reason, remote.origin) == (reason, told), remote
     assert out.delivered("client") == b"" and out.delivered("server") == b""
     assert not out.completed(rejecting)
 

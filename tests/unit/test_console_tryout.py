@@ -38,7 +38,7 @@ def test_each_failure_happens_where_it_belongs(tryout: Tryout, provoke: str) -> 
     local = views[refuser]
     assert (local["outcome"], local["origin"], local["step"]) == (reason, "local", step)
     other = views["server" if refuser == "client" else "client"]
-    assert (other["outcome"], other["origin"], other["step"]) == (reason, "remote", step)
+    assert (other["outcome"], other["origin"], other["step"]) == (reason, "remote_unverified", step)
     assert local["messages"][-1]["step"] == "alert"
 
 

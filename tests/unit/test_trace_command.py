@@ -79,7 +79,7 @@ def test_failure_is_named_on_both_sides_and_exits_1(certs: Path, capsys) -> None
     errors = {e["role"]: (e["reason"], e["origin"]) for e in doc["errors"]}
     assert errors == {
         "client": ("certificate_expired", "local"),
-        "server": ("certificate_expired", "remote"),
+        "server": ("certificate_expired", "remote_unverified"),
     }
     assert doc["records"] == []
 

@@ -159,7 +159,7 @@ def test_server_status_under_each_policy(staple: str, policy: str, reason) -> No
         assert any("stapled status" in line for line in c.result.checks)
     else:
         assert out.client_error.reason is reason and out.client_error.origin == "local"
-        assert out.server_error.reason is reason and out.server_error.origin == "remote"
+        assert out.server_error.reason is reason and out.server_error.origin == "remote_unverified"
 
 
 def test_client_status_is_checked_by_the_server_too() -> None:
@@ -169,7 +169,7 @@ def test_client_status_is_checked_by_the_server_too() -> None:
         config("gateway", credentials=creds(cert, key, staple=der)), config("ledger")
     )
     assert out.server_error.reason is Reason.CERTIFICATE_REVOKED
-    assert out.server_error.origin == "local" and out.client_error.origin == "remote"
+    assert out.server_error.origin == "local" and out.client_error.origin == "remote_unverified"
 
 
 def test_hskit_staples_by_default() -> None:

@@ -130,6 +130,13 @@ def report_attempt(r: Report, attempt: Attempt, me: str, them: str) -> ProtocolE
             "result",
             f"{them} refused {me}: {e.reason.value} ({_alert(e.reason)}, received by {me})",
         )
+        if e.origin == "remote_unverified":
+            r.add(
+                "",
+                f"{me} got that alert in clear, before the session keys: on its own it is only "
+                f"{them}'s claim (anyone on the path could send it); {them}'s metrics below, "
+                'counted origin="local", are its own word',
+            )
     return e
 
 
@@ -315,7 +322,9 @@ def wrong_server_name(mesh: LocalMesh, r: Report, work: Path) -> None:
         timeout=mesh.config.timeout,
     )
     report_attempt(r, attempt, "the gateway", "the ledger's sidecar")
-    report_metrics(r, mesh, before, [("ledger-sidecar", "server", "identity_mismatch", "remote")])
+    report_metrics(
+        r, mesh, before, [("ledger-sidecar", "server", "identity_mismatch", "remote_unverified")]
+    )
     native(r, mesh, "calling the gateway expecting the name 'ledger'", server_name="ledger")
 
 
@@ -330,7 +339,9 @@ def clock_skew(mesh: LocalMesh, r: Report, work: Path) -> None:
         timeout=mesh.config.timeout,
     )
     report_attempt(r, attempt, "the skewed gateway", "the ledger's sidecar")
-    report_metrics(r, mesh, before, [("ledger-sidecar", "server", "certificate_expired", "remote")])
+    report_metrics(
+        r, mesh, before, [("ledger-sidecar", "server", "certificate_expired", "remote_unverified")]
+    )
 
 
 def slow_handshake(mesh: LocalMesh, r: Report, work: Path) -> None:
@@ -371,7 +382,7 @@ def _through(mesh: LocalMesh, r: Report, transform: object, what: str, expect: s
             except ProtocolError as e:
                 attempt.error = e
             except OSError as e:
-                attempt.error = ProtocolError(Reason.TRUNCATED, str(e), origin="remote")
+                attempt.error = ProtocolError(Reason.TRUNCATED, str(e), origin="remote_unverified")
         report_attempt(r, attempt, "the gateway", "the ledger's sidecar")
     finally:
         relay.close()
@@ -447,7 +458,7 @@ def _through_the_mesh(mesh: LocalMesh, r: Report, reason: str) -> None:
         before,
         [
             ("ledger-sidecar", "server", reason, "local"),
-            ("gateway-sidecar", "client", reason, "remote"),
+            ("gateway-sidecar", "client", reason, "remote_unverified"),
         ],
     )
 

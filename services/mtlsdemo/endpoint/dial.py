@@ -71,7 +71,9 @@ def handshake(
         with contextlib.suppress(OSError):
             sock.sendall(conn.data_to_send())  # our alert, if we are the one refusing
     except OSError as e:  # reset or timeout: the peer ended it without an alert
-        error = ProtocolError(Reason.TRUNCATED, f"connection ended: {e}", origin="remote")
+        error = ProtocolError(
+            Reason.TRUNCATED, f"connection ended: {e}", origin="remote_unverified"
+        )
     return Attempt(conn, sock, error, wrong_port_hint(first) if error is not None else "")
 
 

@@ -330,7 +330,7 @@ def openssl_example(mesh: LocalMesh, work: Path, openssl: str) -> Section:
         "server.crt -days 365; then mtlsdemo certs sign server.csr --ca-dir certs/ca "
         "--service gateway"
     )
-    who = "the ledger's sidecar" if first is not None and first.origin == "remote" else "?"
+    who = "the ledger's sidecar" if first is not None and first.from_peer else "?"
     s.output = [
         "self-signed server.crt presented to the ledger's sidecar: "
         + (f"refused by {who}: {first.reason.value}" if first else "ACCEPTED (!)"),

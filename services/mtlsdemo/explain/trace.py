@@ -233,8 +233,13 @@ def _failure_lines(conns: list[Connection]) -> list[str]:
                 f"   it sent the alert {e.reason.value}; what to do: "
                 f"{ADVICE.get(e.reason.value, 'see docs/operations.md')}"
             )
-        else:
+        elif e.origin == "remote":
             out.append(f" ✗ the {c.role} was told by the {peer}'s alert: {e.reason.value}")
+        else:
+            out.append(
+                f" ✗ the {c.role} got an alert in clear: {e.reason.value} — the {peer} says so "
+                "(unauthenticated: sent before the session keys, anyone on the path could send it)"
+            )
     return out
 
 

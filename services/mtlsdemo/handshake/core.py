@@ -21,6 +21,8 @@ from mtlsdemo.handshake.config import HandshakeConfig
 from mtlsdemo.handshake.errors import (
     ALERT_CODES,
     REASON_BY_CODE,
+    REMOTE,
+    REMOTE_UNVERIFIED,
     STEP_OF_REASON,
     ProtocolError,
     Reason,
@@ -305,7 +307,7 @@ class ConnectionCore:
         waiting = EXPECTED.get(self.state)
         if self.result is not None:
             self.failed_step = "data"
-        elif e.origin == "remote" and e.reason in STEP_OF_REASON:
+        elif e.from_peer and e.reason in STEP_OF_REASON:
             self.failed_step = STEP_OF_REASON[e.reason]  # where the peer stopped, not us
         else:
             self.failed_step = STEP_OF[waiting] if waiting else "hello"
@@ -411,16 +413,24 @@ class ConnectionCore:
         if self.result is None:
             self.ladder.append(LadderStep("recv", reason.value, 2, "alert", self.clock()))
         self._trace("recv", "alert", reason.value, 2, "alert", {"level": level})
+        # Only an alert under the record keys is provably the peer's: one in clear
+        # could come from anyone on the path (docs/protocol.md §6).
+        sealed = self._recv is not None
+        origin = REMOTE if sealed else REMOTE_UNVERIFIED
         if reason is Reason.CLOSE_NOTIFY:
             if not self.handshake_done:
                 raise ProtocolError(
-                    Reason.CLOSE_NOTIFY, "peer closed during the handshake", origin="remote"
+                    Reason.CLOSE_NOTIFY, "peer closed during the handshake", origin=origin
                 )
             self.state = State.CLOSED
             return [PeerClosed()]
-        raise ProtocolError(
-            reason, f"the {self.peer_role} rejected the connection", origin="remote"
+        said = (
+            f"the {self.peer_role} rejected the connection"
+            if sealed
+            else f"an alert in clear says the {self.peer_role} rejected the connection "
+            "(unauthenticated: sent before the session keys, anyone on the path could send it)"
         )
+        raise ProtocolError(reason, said, origin=origin)
 
     def _handshake(self, msg_type: int, raw: bytes) -> list[Event]:
         expected = EXPECTED.get(self.state)

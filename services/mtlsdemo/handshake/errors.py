@@ -3,8 +3,10 @@
 Every failure of the protocol raises ``ProtocolError`` with a ``Reason``. When the
 failure is found locally, the connection also queues an alert carrying the same
 reason for the peer; when the peer's alert arrives, it is raised here with
-``origin="remote"``. So both sides log and count the same reason, and each knows
-who rejected whom.
+``origin="remote"`` — or ``"remote_unverified"`` when the alert came in clear,
+before the record keys existed: then anyone on the path could have sent it, and it
+is only the peer's *claim* (docs/protocol.md §6). So both sides log and count the
+same reason, and each knows who rejected whom, and how sure it can be.
 """
 
 from __future__ import annotations
@@ -101,11 +103,19 @@ STEP_OF_REASON: dict[Reason, str] = {
 }
 
 
+LOCAL = "local"  # this side found the problem (and sent the alert)
+REMOTE = "remote"  # the peer's alert, under the record keys: provably the peer's
+REMOTE_UNVERIFIED = "remote_unverified"  # an alert (or a close) in clear: a claim
+FROM_PEER = (REMOTE, REMOTE_UNVERIFIED)
+
+
 class ProtocolError(Exception):
     """The handshake or session failed for ``reason``.
 
     ``origin`` is "local" when this side found the problem (and sent an alert),
-    "remote" when the peer's alert said so.
+    "remote" when the peer's alert said so under the session keys, and
+    "remote_unverified" when an alert arrived in clear (before keys; forgeable by
+    anyone on the path) or the connection simply ended.
     """
 
     def __init__(
@@ -123,8 +133,16 @@ class ProtocolError(Exception):
         # events the same receive_data call produced before the failure (data that
         # authenticated before a later record did not): the caller may deliver them
         self.events: list[Event] = []
-        who = "rejected by peer" if origin == "remote" else "local"
+        who = {
+            REMOTE: "rejected by peer",
+            REMOTE_UNVERIFIED: "the peer's alert, unauthenticated: sent in clear before keys",
+        }.get(origin, "local")
         super().__init__(f"{reason.value} ({who})" + (f": {detail}" if detail else ""))
+
+    @property
+    def from_peer(self) -> bool:
+        """The peer's word (verified or not), not this side's finding."""
+        return self.origin in FROM_PEER
 
 
 def fail(reason: Reason, detail: str = "") -> ProtocolError:

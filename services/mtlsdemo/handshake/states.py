@@ -16,7 +16,9 @@ Role = Literal["client", "server"]
 Direction = Literal["send", "recv"]
 # the four steps of the classic explanation, plus where a ladder shows alerts and data
 Step = Literal["hello", "certificate_verify", "key_exchange", "finished", "alert", "data"]
-Origin = Literal["local", "remote"]  # who decided a failure: this side, or the peer (its alert)
+# who decided a failure: this side, the peer (its alert under the keys), or an
+# unauthenticated claim of the peer's (an alert in clear, before keys)
+Origin = Literal["local", "remote", "remote_unverified"]
 PHASES = ("hello", "certificate_verify", "key_exchange", "finished")
 ALERT_WARNING, ALERT_FATAL = 1, 2
 

@@ -304,7 +304,7 @@ function ladderSvg(d) {
     s("marker", { id: "ha", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#cf222e" }))));
   if (d.outcome !== "success") {
     // the side that raised the failure: this one (local) or the peer (remote)
-    const raiser = d.origin === "remote" ? other : d.role;
+    const raiser = d.origin.startsWith("remote") ? other : d.role;
     const k = Math.max(0, rows.findIndex((r) => r.step === "alert"));
     svg.append(s("text", { class: "cross", x: xs[raiser] + (raiser === "client" ? 10 : -30), y: top + k * rowH + 20, "data-testid": "ladder-cross", "data-side": raiser, text: "✗" }));
   }
@@ -323,7 +323,15 @@ function verdict(d) {
     d.kind === "session"
       ? ` — the handshake succeeded, then ${short(d.rejected_by)} (the ${sideOf(d.rejected_by)}) refused an encrypted record and ended the session (step 4); seen by ${d.sidecar} (${d.role}, origin ${d.origin}).`
       : ` — rejected by ${short(d.rejected_by)} (the ${sideOf(d.rejected_by)}) in step ${st.n} ${st.text}; seen by ${d.sidecar} (${d.role}, origin ${d.origin}).`,
+    d.origin === "remote_unverified" ? unverifiedNote() : null,
     d.detail ? h("div", { text: d.detail }) : null);
+}
+
+// An alert received in clear (before the session keys) is only the peer's claim:
+// anyone on the path could have sent it (docs/protocol.md §6).
+function unverifiedNote() {
+  return h("div", { class: "unverified", "data-testid": "unverified-claim" },
+    "⚠ unauthenticated claim: this alert came in clear, before the session keys, so nothing proves the peer sent it; the peer's own record (its sidecar's log or metrics, origin local) confirms it.");
 }
 
 function certFacts(c, st) {
@@ -356,7 +364,9 @@ function renderFailures(items) {
     "data-rejected-by": f.rejected_by, onclick: () => f.handshake && showFailure(f),
   },
     h("td", { text: f.last_seen ? time(f.last_seen) : "—" }),
-    h("td", {}, h("b", { text: short(f.rejected_by) }), h("div", { class: "id", text: f.rejected_by })),
+    h("td", {}, h("b", { text: short(f.rejected_by) }),
+      f.origin === "remote_unverified" ? h("span", { class: "unverified", "data-testid": "unverified-mark", title: "the alert came in clear, before keys: only the peer's claim", text: " ⚠ claim" }) : null,
+      h("div", { class: "id", text: f.rejected_by })),
     h("td", {}, h("b", { text: short(f.rejected) }), h("div", { class: "id", text: f.rejected })),
     h("td", { class: "bad", text: f.reason }),
     h("td", { text: STEPS[f.step] ? `${STEPS[f.step].n} ${STEPS[f.step].text}` : f.step || "—" }),
