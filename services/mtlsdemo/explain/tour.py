@@ -204,8 +204,13 @@ def key_exchange(mesh: LocalMesh, work: Path, conn: Connection) -> Section:
         "output), both randoms and the transcript into HKDF and derive separate keys for "
         "each direction. And RSA key transport gives up forward secrecy: whoever records "
         "the traffic and later steals the server's private key decrypts the pre-master and "
-        "everything after it. With ECDHE the key pairs are thrown away after the handshake, "
-        "so a stolen certificate key opens nothing recorded before.",
+        "everything after it. Worse, live: the holder of that key decrypts a new session's "
+        "pre-master as it passes and can then write records the server accepts as the "
+        "client's — the client's signature proves it started the session, not that the "
+        "bytes are its own. With ECDHE the key pairs are thrown away after the handshake "
+        "and the certificate key only signs, so a stolen certificate key opens nothing "
+        "recorded before and takes over no session (it lets its holder pose as the server "
+        "to new clients, until the certificate is revoked).",
     ]
     s.watch = 'dashboard panel "Handshake time per step" (key_exchange); mtls_handshake_phase_duration_seconds'
     s.facts = {"rsa_kx": cke.get("carries", ""), "rsa_decrypted": got.get("decrypted", "")}

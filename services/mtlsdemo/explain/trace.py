@@ -488,7 +488,8 @@ def _print(
             "the wire (forward secrecy)"
             if r.key_exchange == "ECDHE-X25519"
             else "RSA-OAEP: the client encrypted a random 48-byte pre-master secret to the "
-            "server's certificate key (no forward secrecy)"
+            "server's certificate key (no forward secrecy; whoever holds that key can also "
+            "write as the client in a live session: docs/protocol.md §5)"
         )
         if r.resumed:
             kx = (
