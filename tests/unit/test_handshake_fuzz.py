@@ -8,11 +8,15 @@ import dataclasses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mtlsdemo.handshake import Connection, ProtocolError
+from mtlsdemo.handshake.suites import CLASSIC_SUITES
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 from support.hskit import config, new
 
-CLIENT_CFG = config("gateway")
-SERVER_CFG = config("ledger")
+# Classic X25519: the hybrid suites' ML-KEM encapsulation draws randomness the core
+# cannot be handed (cryptography has no encapsulation from given randomness), so only
+# classic transcripts replay byte for byte; the hybrid's own tests are by construction.
+CLIENT_CFG = config("gateway", suites=CLASSIC_SUITES)
+SERVER_CFG = config("ledger", suites=CLASSIC_SUITES)
 FUZZ = settings(
     max_examples=int(__import__("os").environ.get("MTLSDEMO_FUZZ_EXAMPLES", "300")),
     deadline=None,

@@ -178,7 +178,9 @@ def test_trace_secrets_only_when_asked() -> None:
     )
     (keys,) = [e.fields for e in c.trace if e.kind == "keys"]
     assert set(keys["secrets"]) == set(keys["fingerprints"])
-    assert all(len(v) == 64 for v in keys["secrets"].values())
+    shared, *derived = keys["secrets"].values()
+    assert len(shared) == 128  # the hybrid: ML-KEM-768's 32 bytes || X25519's 32
+    assert all(len(v) == 64 for v in derived)
     hello = c.trace[0].fields
-    assert hello["suites"][0] == "ECDHE-X25519-AES-256-GCM" and len(hello["random"]) == 64
+    assert hello["suites"][0] == "X25519MLKEM768-AES-256-GCM" and len(hello["random"]) == 64
     assert "CN=ledger" in c.trace[2].fields["chain"][0]

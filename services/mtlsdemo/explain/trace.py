@@ -98,6 +98,8 @@ def _field_text(e: TraceEntry) -> str:
         ) or ("(empty)" if not f["chain"] else ", ".join(f["chain"]))
         staple = f.get("stapled_status_bytes", 0)
         return text + (f" + CA-signed status ({staple} B)" if staple else " (no stapled status)")
+    if n == "SERVER_KEY_SHARE" and "public_bytes" in f:  # the hybrid: too long to show
+        return f"{f['group']}, {f['public_bytes']} bytes ({f['public_head'][:16]}…): {f['carries']}"
     if n == "SERVER_KEY_SHARE":
         return f"{f['group']} public key {f['public'][:16]}…: {f['carries']}"
     if n == "CERTIFICATE_REQUEST":

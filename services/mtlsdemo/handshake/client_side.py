@@ -128,9 +128,20 @@ class ClientSide(Resumption):
         self._phase("certificate_verify", t0)
 
     def _on_client_server_key_share(self, msg: m.ServerKeyShare, _th: bytes, _sig: bytes) -> None:
-        if msg.group != m.X25519_GROUP:
+        assert self.suite is not None
+        # a resumed handshake's share is X25519 alone (the ticket's secret is the rest)
+        hybrid = self.suite.kx is KeyExchange.X25519_MLKEM768 and not self.resumed
+        want = m.X25519MLKEM768_GROUP if hybrid else m.X25519_GROUP
+        if msg.group != want:
             raise ProtocolError(
-                Reason.ILLEGAL_PARAMETER, f"key share group 0x{msg.group:04x} is not X25519"
+                Reason.ILLEGAL_PARAMETER,
+                f"key share group 0x{msg.group:04x} is not the suite's (0x{want:04x})",
+            )
+        if hybrid and len(msg.public) != kx.MLKEM768_EK_LEN + kx.X25519_LEN:
+            raise ProtocolError(
+                Reason.ILLEGAL_PARAMETER,
+                f"hybrid key share of {len(msg.public)} bytes (must be "
+                f"{kx.MLKEM768_EK_LEN} ML-KEM-768 encapsulation key + {kx.X25519_LEN} X25519)",
             )
         self._peer_share = msg.public
         if self.resumed:
@@ -170,6 +181,15 @@ class ClientSide(Resumption):
             priv, public = kx.x25519_keypair(self.entropy)
             shared = kx.x25519_shared(priv, self._peer_share)
             cke = m.ClientKeyExchange(public)
+        elif self.suite.kx is KeyExchange.X25519_MLKEM768:
+            ek, server_x = (
+                self._peer_share[: kx.MLKEM768_EK_LEN],
+                self._peer_share[kx.MLKEM768_EK_LEN :],
+            )
+            mlkem_shared, ct = kx.mlkem768_encapsulate(ek)
+            priv, public = kx.x25519_keypair(self.entropy)
+            shared = kx.hybrid_secret(mlkem_shared, kx.x25519_shared(priv, server_x))
+            cke = m.ClientKeyExchange(ct + public)
         else:
             shared = kx.new_premaster(self.entropy)
             cke = m.ClientKeyExchange(kx.rsa_oaep_encrypt(self.peer.public_key, shared))

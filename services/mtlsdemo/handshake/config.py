@@ -22,7 +22,7 @@ from mtlsdemo.handshake.peer import (
     spiffe_id_of,
 )
 from mtlsdemo.handshake.signatures import Scheme, scheme_for
-from mtlsdemo.handshake.suites import DEFAULT_SUITES, SUPPORTED_VERSIONS, KeyExchange, Suite
+from mtlsdemo.handshake.suites import DEFAULT_SUITES, SUPPORTED_VERSIONS, Suite
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 
 
@@ -75,7 +75,7 @@ class Credentials:
         return isinstance(self.key, rsa.RSAPrivateKey) and can_receive_rsa_key_transport(self.leaf)
 
     def supports(self, suite: Suite) -> bool:
-        return suite.kx is KeyExchange.ECDHE_X25519 or self.can_decrypt_rsa()
+        return suite.kx.ephemeral or self.can_decrypt_rsa()
 
 
 @dataclass(frozen=True)

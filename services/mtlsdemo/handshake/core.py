@@ -121,6 +121,7 @@ class ConnectionCore:
         self.peer: VerifiedPeer | None = None
         self._ks: KeySchedule | None = None
         self._x25519: Any = None
+        self._mlkem: Any = None  # server, hybrid suites: the ephemeral ML-KEM-768 key
         self._peer_share = b""
         self._send: Protector | None = None
         self._recv: Protector | None = None
@@ -515,12 +516,15 @@ class ConnectionCore:
                 "Finished MACs under the ticket's secret, not by a signature)"
             )
         if isinstance(msg, m.ClientKeyExchange) and self.suite is not None:
-            fields["carries"] = (
-                "the client's ephemeral X25519 public key (the secret never travels)"
-                if self.suite.kx is KeyExchange.ECDHE_X25519
-                else "a random 48-byte pre-master secret, RSA-OAEP-encrypted to the server's "
-                "certificate key (only its private key opens it)"
-            )
+            fields["carries"] = {
+                KeyExchange.ECDHE_X25519: "the client's ephemeral X25519 public key "
+                "(the secret never travels)",
+                KeyExchange.X25519_MLKEM768: "an ML-KEM-768 ciphertext (1,088 bytes: a secret "
+                "only the server's ephemeral ML-KEM key opens) and the client's ephemeral "
+                "X25519 public key; the session secret is both shared secrets together",
+                KeyExchange.RSA_OAEP: "a random 48-byte pre-master secret, RSA-OAEP-encrypted "
+                "to the server's certificate key (only its private key opens it)",
+            }[self.suite.kx]
         return fields
 
     def _trace_keys(self, shared: bytes, th_cf: bytes) -> None:

@@ -17,6 +17,7 @@ MAX_CHAIN = 4  # leaf + up to 3 issuers
 MAX_CERT_BYTES = 8192  # one DER certificate
 MAX_STATUS_BYTES = 4096  # one stapled OCSP response (ours are ~300 bytes)
 X25519_GROUP = 0x001D
+X25519MLKEM768_GROUP = 0x11EC  # the TLS code point of the same hybrid
 BINDER_LEN = 32
 MAX_TICKET_BYTES = 1024  # ours are ~250 bytes
 
@@ -178,11 +179,16 @@ class ServerKeyShare:
     type = HandshakeType.SERVER_KEY_SHARE
 
     def body(self) -> bytes:
+        # the hybrid share (1,216 bytes) needs a 16-bit length; X25519's keeps its 8-bit
+        # one, so MTD/1 peers without the hybrid see the same bytes as before
+        if self.group == X25519MLKEM768_GROUP:
+            return u16(self.group) + vec16(self.public)
         return u16(self.group) + vec8(self.public)
 
     @classmethod
     def parse(cls, r: Reader) -> ServerKeyShare:
-        return cls(r.u16(), r.vec8())
+        group = r.u16()
+        return cls(group, r.vec16() if group == X25519MLKEM768_GROUP else r.vec8())
 
 
 @dataclass(frozen=True)
@@ -217,7 +223,9 @@ class CertificateVerify:
 
 @dataclass(frozen=True)
 class ClientKeyExchange:
-    data: bytes  # X25519 public key, or RSA-OAEP ciphertext of the pre-master secret
+    # X25519 public key; hybrid: ML-KEM-768 ciphertext || X25519 public key; or the
+    # RSA-OAEP ciphertext of the pre-master secret
+    data: bytes
     type = HandshakeType.CLIENT_KEY_EXCHANGE
 
     def body(self) -> bytes:

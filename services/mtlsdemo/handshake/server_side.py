@@ -89,6 +89,10 @@ class ServerSide(Resumption):
         if chosen.kx is KeyExchange.ECDHE_X25519:
             self._x25519, public = kx.x25519_keypair(self.entropy)
             flight.append(m.ServerKeyShare(m.X25519_GROUP, public))
+        elif chosen.kx is KeyExchange.X25519_MLKEM768:
+            self._mlkem, ek = kx.mlkem768_keypair(self.entropy)
+            self._x25519, public = kx.x25519_keypair(self.entropy)
+            flight.append(m.ServerKeyShare(m.X25519MLKEM768_GROUP, ek + public))
         flight.append(m.CertificateRequest(tuple(int(s) for s in SUPPORTED_SCHEMES)))
         self._send_handshake(flight)
         t0 = self._phase("key_exchange", t0)
@@ -121,6 +125,18 @@ class ServerSide(Resumption):
         if self.suite.kx is KeyExchange.ECDHE_X25519:
             shared = kx.x25519_shared(self._x25519, msg.data)
             self._x25519 = None  # ephemeral: forget it as soon as it has served
+        elif self.suite.kx is KeyExchange.X25519_MLKEM768:
+            if len(msg.data) != kx.MLKEM768_CT_LEN + kx.X25519_LEN:
+                raise ProtocolError(
+                    Reason.ILLEGAL_PARAMETER,
+                    f"hybrid ClientKeyExchange of {len(msg.data)} bytes (must be "
+                    f"{kx.MLKEM768_CT_LEN} ML-KEM-768 ciphertext + {kx.X25519_LEN} X25519)",
+                )
+            ct, public = msg.data[: kx.MLKEM768_CT_LEN], msg.data[kx.MLKEM768_CT_LEN :]
+            shared = kx.hybrid_secret(
+                kx.mlkem768_decapsulate(self._mlkem, ct), kx.x25519_shared(self._x25519, public)
+            )
+            self._mlkem = self._x25519 = None  # ephemeral: both forgotten once used
         else:
             shared, ok = kx.rsa_oaep_decrypt(self.config.credentials.key, msg.data, self.entropy)  # type: ignore[arg-type]
             # Deliberately no error here: a bad ciphertext surfaces as bad_finished.

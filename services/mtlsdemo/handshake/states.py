@@ -62,7 +62,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("client", State.START, None, State.WAIT_SERVER_HELLO, "start(): ClientHello sent"),
     Transition("client", State.WAIT_SERVER_HELLO, T.SERVER_HELLO, State.WAIT_CERTIFICATE, "full handshake"),
     Transition("client", State.WAIT_SERVER_HELLO, T.SERVER_HELLO, State.WAIT_SERVER_KEY_SHARE, "resumed (MTD/1.1)"),
-    Transition("client", State.WAIT_CERTIFICATE, T.CERTIFICATE, State.WAIT_SERVER_KEY_SHARE, "ECDHE suite"),
+    Transition("client", State.WAIT_CERTIFICATE, T.CERTIFICATE, State.WAIT_SERVER_KEY_SHARE, "ECDHE or hybrid suite"),
     Transition("client", State.WAIT_CERTIFICATE, T.CERTIFICATE, State.WAIT_CERTIFICATE_REQUEST, "RSA key transport"),
     Transition("client", State.WAIT_SERVER_KEY_SHARE, T.SERVER_KEY_SHARE, State.WAIT_CERTIFICATE_REQUEST, "full handshake"),
     Transition("client", State.WAIT_SERVER_KEY_SHARE, T.SERVER_KEY_SHARE, State.WAIT_FINISHED, "resumed"),

@@ -19,6 +19,19 @@ def version_name(v: int) -> str:
 class KeyExchange(StrEnum):
     ECDHE_X25519 = "ECDHE-X25519"  # ephemeral: forward secrecy
     RSA_OAEP = "RSA-OAEP"  # classic key transport under the server's RSA key
+    # hybrid post-quantum: ephemeral ML-KEM-768 (FIPS 203) and X25519, both secrets
+    # fed to the key schedule (draft-ietf-tls-ecdhe-mlkem's X25519MLKEM768)
+    X25519_MLKEM768 = "X25519MLKEM768"
+
+    @property
+    def ephemeral(self) -> bool:
+        """A fresh key share from the server (ServerKeyShare): forward secrecy."""
+        return self is not KeyExchange.RSA_OAEP
+
+    @property
+    def quantum_safe(self) -> bool:
+        """A recorded session stays closed to a future quantum computer."""
+        return self is KeyExchange.X25519_MLKEM768
 
 
 @dataclass(frozen=True)
@@ -45,11 +58,19 @@ SUITES = (
     _suite(0x0201, KeyExchange.RSA_OAEP, "AES-256-GCM", 32, AESGCM),
     _suite(0x0202, KeyExchange.RSA_OAEP, "CHACHA20-POLY1305", 32, ChaCha20Poly1305),
     _suite(0x0203, KeyExchange.RSA_OAEP, "AES-128-GCM", 16, AESGCM),
+    _suite(0x0301, KeyExchange.X25519_MLKEM768, "AES-256-GCM", 32, AESGCM),
+    _suite(0x0302, KeyExchange.X25519_MLKEM768, "CHACHA20-POLY1305", 32, ChaCha20Poly1305),
 )
 BY_CODE = {s.code: s for s in SUITES}
 BY_NAME = {s.name: s for s in SUITES}
-# Forward secrecy by default: RSA key transport must be asked for by name.
-DEFAULT_SUITES = tuple(s for s in SUITES if s.kx is KeyExchange.ECDHE_X25519)
+# The default offer: the hybrid post-quantum suites first (what browsers and TLS
+# libraries switched to: a recorded session stays closed to a future quantum
+# computer), then classic X25519, so a peer without the hybrid (MTD/1.1 before it)
+# negotiates X25519 as before: unknown codes are skipped, never an error. Forward
+# secrecy throughout: RSA key transport must be asked for by name.
+HYBRID_SUITES = tuple(s for s in SUITES if s.kx is KeyExchange.X25519_MLKEM768)
+CLASSIC_SUITES = tuple(s for s in SUITES if s.kx is KeyExchange.ECDHE_X25519)
+DEFAULT_SUITES = HYBRID_SUITES + CLASSIC_SUITES
 
 
 def parse_suites(names: str | list[str]) -> tuple[Suite, ...]:

@@ -103,6 +103,14 @@ def describe(msg: m.Message) -> dict[str, Any]:
             out.append(f["subject"])
             certs.append(f)
         return {"chain": out, "certificates": certs, "stapled_status_bytes": len(msg.status)}
+    if isinstance(msg, m.ServerKeyShare) and msg.group == m.X25519MLKEM768_GROUP:
+        return {
+            "group": "X25519MLKEM768",
+            "public_bytes": len(msg.public),
+            "public_head": msg.public[:16].hex(),
+            "carries": "the server's ephemeral ML-KEM-768 encapsulation key (1,184 bytes) and "
+            "X25519 public key (32), both signed by its CertificateVerify",
+        }
     if isinstance(msg, m.ServerKeyShare):
         return {
             "group": "X25519" if msg.group == m.X25519_GROUP else hex(msg.group),
