@@ -117,7 +117,9 @@ def edge_row(page, client: str, server: str):
 def test_the_page_shows_the_live_mesh_with_identities_and_suite(console, shots: Path) -> None:
     page = console
     row = edge_row(page, GATEWAY, LEDGER)
-    expect(row).to_contain_text("ECDHE-X25519-AES-256-GCM")
+    expect(row).to_contain_text("X25519MLKEM768-AES-256-GCM")
+    # the default offer is the hybrid: the edge says so in words (issue 26)
+    expect(row.get_by_test_id("edge-kx")).to_have_text("quantum-safe key exchange")
     expect(row.get_by_test_id("edge-health")).to_contain_text("healthy")
     for identity in (GATEWAY, LEDGER):
         expect(page.locator(f"[data-testid=mesh-node][data-id='{identity}']")).to_be_visible()
@@ -145,6 +147,7 @@ def test_a_ladder_shows_the_four_steps_in_order(console, shots: Path) -> None:
     )
     assert names[0] == "CLIENT_HELLO" and names.count("FINISHED") == 2, names
     expect(page.get_by_test_id("ladder-verdict")).to_contain_text("both sides verified each other")
+    expect(page.get_by_test_id("ladder-pq")).to_contain_text("ML-KEM-768")  # the bigger messages
     panel = page.get_by_test_id("ladder-panel")
     expect(panel.get_by_test_id("peer-certificate")).to_contain_text("stapled status")
     shot(page.locator("#handshakes-section"), shots / "ladder.png")

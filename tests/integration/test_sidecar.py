@@ -595,7 +595,7 @@ def test_every_metric_is_present_with_values_matching_the_run(tmp_path, certs, e
                 "mtls_handshakes_total",
                 role="server",
                 result="success",
-                suite="ECDHE-X25519-AES-256-GCM",
+                suite="X25519MLKEM768-AES-256-GCM",
             )
             == 4
         )

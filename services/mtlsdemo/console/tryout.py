@@ -37,7 +37,7 @@ class TryoutError(ValueError):
 @dataclass(frozen=True)
 class TryRequest:
     key_type: str = "ecdsa-p256"
-    suite: str = "ECDHE-X25519-AES-256-GCM"
+    suite: str = "X25519MLKEM768-AES-256-GCM"  # the mesh's default offer
     provoke: str = "none"
 
     def check(self) -> None:

@@ -485,14 +485,20 @@ def _print(
         print("\n".join(_result_lines(c)))
     if first.result:
         r = first.result
-        kx = (
-            "ephemeral X25519: both sides made a fresh key pair; the secret never crossed "
-            "the wire (forward secrecy)"
-            if r.key_exchange == "ECDHE-X25519"
-            else "RSA-OAEP: the client encrypted a random 48-byte pre-master secret to the "
-            "server's certificate key (no forward secrecy; whoever holds that key can also "
-            "write as the client in a live session: docs/protocol.md §5)"
-        )
+        kx = {
+            "ECDHE-X25519": "ephemeral X25519: both sides made a fresh key pair; the secret "
+            "never crossed the wire (forward secrecy) — but a recording of it could be opened "
+            "by a future quantum computer",
+            "X25519MLKEM768": "hybrid, post-quantum: the server sent a fresh ML-KEM-768 key "
+            "(1,184 B) and a fresh X25519 key; the client answered with an ML-KEM ciphertext "
+            "(1,088 B) only that key opens, and its own X25519 key. The session key needs both "
+            "secrets: ML-KEM-768 protects a recording against a future quantum computer "
+            "('harvest now, decrypt later'), X25519 protects it should ML-KEM, the younger "
+            "design, fall to a classical attack; forward secrecy too: both key pairs are dropped",
+            "RSA-OAEP": "RSA-OAEP: the client encrypted a random 48-byte pre-master secret to "
+            "the server's certificate key (no forward secrecy; whoever holds that key can also "
+            "write as the client in a live session: docs/protocol.md §5)",
+        }[r.key_exchange]
         if r.resumed:
             kx = (
                 "resumed from a session ticket: fresh X25519 key pairs on both sides, mixed "

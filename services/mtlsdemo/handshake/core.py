@@ -536,7 +536,7 @@ class ConnectionCore:
         c_ap = self._ks.traffic_secret("client", th_cf)
         s_ap = self._ks.traffic_secret("server", th_cf)
         values = {
-            "shared secret (ECDHE output, pre-master, or resumed: X25519 output || ticket secret)": shared,
+            "shared secret (ECDHE output; hybrid: ML-KEM-768 || X25519; pre-master; or resumed: X25519 || ticket secret)": shared,
             "master = HKDF-Extract(client_random || server_random, shared)": self._ks.master,
             'client traffic = Expand-Label(master, "c ap traffic", H(..client Finished))': c_ap,
             'server traffic = Expand-Label(master, "s ap traffic", H(..client Finished))': s_ap,

@@ -540,7 +540,7 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
     if cfg.mode == "sidecar":
         lines.append("== mesh edges (from the sidecars' /status)")
         lines.append(
-            f"   {'seen by':<16} {'client':<47} {'server':<46} {'suite':<25} "
+            f"   {'seen by':<16} {'client':<47} {'server':<46} {'suite':<32} "
             f"{'ok':>4} {'failed':>6}"
         )
         for name, port in (
@@ -559,7 +559,7 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
                     else (edge["peer"], edge["local"])
                 )
                 lines.append(
-                    f"   {name:<16} {client:<47} {server:<46} {edge['suite']:<25} "
+                    f"   {name:<16} {client:<47} {server:<46} {edge['suite']:<32} "
                     f"{edge['ok']:>4} {edge['failed']:>6}"
                 )
     lines += [

@@ -186,6 +186,18 @@ function renderMesh(m) {
   box.replaceChildren(svg);
 }
 
+// Post-quantum or not, in words: a hybrid suite keeps recorded traffic closed to a
+// future quantum computer ("harvest now, decrypt later"); X25519 alone does not.
+const quantumSafe = (suite) => suite.startsWith("X25519MLKEM768");
+function kxLabel(suites) {
+  if (!suites.length) return null;
+  const safe = suites.every(quantumSafe);
+  return h("div", { class: safe ? "pq" : "note", "data-testid": "edge-kx", "data-quantum-safe": String(safe),
+    title: safe ? "X25519 + ML-KEM-768: an attacker must break both to open a recorded session"
+      : "X25519 alone: a recorded session could be opened by a future quantum computer",
+    text: safe ? "quantum-safe key exchange" : suites.some(quantumSafe) ? "partly quantum-safe key exchange" : "classic key exchange" });
+}
+
 function renderEdges(edges) {
   const body = document.querySelector("#edges tbody");
   body.replaceChildren(...edges.map((e) => h("tr", {
@@ -195,7 +207,7 @@ function renderEdges(edges) {
     h("td", {}, h("b", { text: short(e.client) }), h("div", { class: "id", text: e.client })),
     h("td", {}, h("b", { text: short(e.server) }), h("div", { class: "id", text: e.server })),
     h("td", { text: e.path }),
-    h("td", { text: e.suites.join(", ") || "—" }),
+    h("td", {}, h("span", { text: e.suites.join(", ") || "—" }), kxLabel(e.suites)),
     h("td", { "data-testid": "edge-ok-cell" }, h("span", { text: e.ok, "data-testid": "edge-ok" }),
       e.resumed ? h("div", { class: "note", text: `${e.resumed} resumed`, "data-testid": "edge-resumed" }) : null),
     h("td", { text: e.failed, "data-testid": "edge-failed" }),
@@ -316,7 +328,8 @@ function verdict(d) {
   if (d.outcome === "success" && d.resumed)
     return h("div", { class: "verdict ok", "data-testid": "ladder-verdict", "data-resumed": "true" }, `✓ ${d.suite}: resumed from a session ticket — no certificates, no signatures; both sides proved they hold the ticket's secret and re-checked identity, expiry, status and trust; fresh X25519 keys; ${d.duration_ms.toFixed(2)} ms as seen by ${d.sidecar} (${d.role}).`);
   if (d.outcome === "success")
-    return h("div", { class: "verdict ok", "data-testid": "ladder-verdict" }, `✓ ${d.suite}: both sides verified each other; ${d.duration_ms.toFixed(2)} ms as seen by ${d.sidecar} (${d.role}).${d.resumption && d.resumption.startsWith("full:") ? " " + d.resumption + "." : ""}`);
+    return h("div", { class: "verdict ok", "data-testid": "ladder-verdict" }, `✓ ${d.suite}: both sides verified each other; ${d.duration_ms.toFixed(2)} ms as seen by ${d.sidecar} (${d.role}).${d.resumption && d.resumption.startsWith("full:") ? " " + d.resumption + "." : ""}`,
+      quantumSafe(d.suite) ? h("div", { class: "pq", "data-testid": "ladder-pq", text: "quantum-safe key exchange: the ServerKeyShare carries an ML-KEM-768 key (1,184 bytes) beside X25519's 32, the ClientKeyExchange a 1,088-byte ML-KEM ciphertext; the session key needs both secrets" }) : null);
   const sideOf = (id) => (id === d.client ? "client" : id === d.server ? "server" : "?");
   return h("div", { class: "verdict bad", "data-testid": "ladder-verdict", "data-reason": d.outcome, "data-origin": d.origin },
     h("b", { text: `✗ ${d.outcome}` }),
