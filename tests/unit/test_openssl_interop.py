@@ -21,7 +21,12 @@ def openssl(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("key_type", KEY_TYPES)
+# ML-DSA leaves are left out: the system OpenSSL (3.0) knows no ML-DSA (3.5 does);
+# cryptography's verifier checks them (tests/unit/test_post_quantum.py)
+CLASSIC_KEY_TYPES = tuple(k for k in KEY_TYPES if not k.startswith("ml-dsa"))
+
+
+@pytest.mark.parametrize("key_type", CLASSIC_KEY_TYPES)
 def test_openssl_verify_accepts_every_leaf(tmp_path: Path, key_type: str) -> None:
     bootstrap(
         BootstrapRequest(out=tmp_path, services=("gateway", "ledger", "cli"), key_type=key_type)

@@ -179,3 +179,101 @@ def test_a_tampered_mlkem_ciphertext_ends_in_bad_finished() -> None:
         Reason.BAD_FINISHED,
         Reason.BAD_SIGNATURE,  # the flipped byte is also under the client's signature
     )
+
+
+# ---------------------------------------------------------------- ML-DSA identities
+def _mldsa_cases(name: str) -> list:
+    data = json.loads((VECTORS / name).read_text())
+    return [
+        pytest.param(g["publicKey"], t, id=str(t["tcId"]))
+        for g in data["testGroups"]
+        for t in g["tests"]
+        if not t.get("ctx")  # a CertificateVerify signs with the empty context only
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "scheme"),
+    [("mldsa_44_verify_test.json", "MLDSA44"), ("mldsa_65_verify_test.json", "MLDSA65")],
+)
+def test_wycheproof_mldsa_through_certificate_verify(name: str, scheme: str) -> None:
+    """Every vector through the handshake's own verify (signatures.verify): a valid
+    signature passes, every invalid one is `bad_signature` (or a key that cannot be
+    loaded, which no certificate could carry)."""
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+    from mtlsdemo.handshake.signatures import Scheme, verify
+
+    cls = mldsa.MLDSA44PublicKey if scheme == "MLDSA44" else mldsa.MLDSA65PublicKey
+    checked = 0
+    for public_hex, t in (p.values for p in _mldsa_cases(name)):
+        try:
+            key = cls.from_public_bytes(bytes.fromhex(public_hex))
+        except ValueError:
+            assert t["result"] == "invalid"
+            continue
+        try:
+            verify(key, Scheme[scheme], bytes.fromhex(t["sig"]), bytes.fromhex(t["msg"]))
+        except ProtocolError as e:
+            assert t["result"] == "invalid", (t["tcId"], t.get("comment"))
+            assert e.reason is Reason.BAD_SIGNATURE
+        else:
+            assert t["result"] == "valid", (t["tcId"], t.get("comment"))
+        checked += 1
+    assert checked > 50
+
+
+@pytest.fixture(scope="module")
+def mldsa_pki(tmp_path_factory) -> Path:
+    from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+
+    out = tmp_path_factory.mktemp("mldsa")
+    bootstrap(
+        BootstrapRequest(
+            out=out,
+            services=("gateway", "ledger"),
+            key_type="ml-dsa-65",
+            ca_key_type="ml-dsa-65",
+        )
+    )
+    return out
+
+
+def test_an_mldsa_mesh_identity_completes_a_hybrid_handshake(mldsa_pki: Path) -> None:
+    """ML-DSA-65 CA and leaves: the one verifier (cryptography's x509.verification)
+    takes the chain, the ML-DSA-signed OCSP staple is checked, CertificateVerify is
+    ML-DSA, and the key exchange is the hybrid: quantum-safe identities and keys."""
+    from mtlsdemo.endpoint.identity import identity_config
+    from mtlsdemo.handshake.signatures import Scheme
+
+    ccfg = identity_config(mldsa_pki / "gateway", HYBRID_SUITES)
+    scfg = identity_config(mldsa_pki / "ledger", HYBRID_SUITES)
+    assert ccfg.credentials.scheme is Scheme.MLDSA65
+    c, s, out = handshake(ccfg, scfg, client_data=b"pq")
+    assert out.client_error is None and out.server_error is None, out
+    assert out.delivered("server") == b"pq"
+    assert any("stapled status: good" in x for x in c.result.checks)
+    assert any("CertificateVerify (MLDSA65)" in x for x in s.result.checks)
+    sizes = {(d, name): size for d, name, size, *_ in c.ladder}
+    # certificates of ~5.5 KB plus a ~3.5 KB staple: inside the 32 KiB message limit
+    assert 8_000 < sizes[("recv", "CERTIFICATE")] < 12_000
+    assert sizes[("recv", "CERTIFICATE_VERIFY")] > 3_300  # an ML-DSA-65 signature is 3,309 B
+
+
+def test_an_mldsa_leaf_under_an_ecdsa_ca_still_verifies(tmp_path: Path) -> None:
+    from mtlsdemo.endpoint.identity import identity_config
+    from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
+
+    bootstrap(BootstrapRequest(out=tmp_path, services=("gateway", "ledger"), key_type="ml-dsa-44"))
+    c, _s, out = handshake(
+        identity_config(tmp_path / "gateway"), identity_config(tmp_path / "ledger")
+    )
+    assert out.client_error is None and out.server_error is None
+
+
+def test_bootstrap_gives_mldsa_leaves_an_mldsa_ca_unless_told(tmp_path: Path) -> None:
+    from mtlsdemo.cli import main
+    from mtlsdemo.pki.files import load_cert
+    from mtlsdemo.pki.keys import key_type_of
+
+    assert main(["certs", "bootstrap", "--key-type", "ml-dsa-65", "--out", str(tmp_path)]) == 0
+    assert key_type_of(load_cert(tmp_path / "ca" / "ca.crt").public_key()) == "ml-dsa-65"

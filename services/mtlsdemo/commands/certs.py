@@ -55,7 +55,11 @@ def _issuing_flags(p: argparse.ArgumentParser) -> None:
         p, "--key-type", default=DEFAULT_KEY_TYPE, help=f"leaf key type: {', '.join(KEY_TYPES)}"
     )
     flags.add(
-        p, "--ca-key-type", default="ecdsa-p256", help="CA key type: ecdsa-p256, rsa-2048, rsa-3072"
+        p,
+        "--ca-key-type",
+        default=None,
+        help="CA key type: ecdsa-p256, rsa-2048, rsa-3072, ml-dsa-44, ml-dsa-65 "
+        "(default: ml-dsa-65 for ml-dsa leaves, else ecdsa-p256)",
     )
     flags.add(p, "--days", type=float, default=30.0, help="leaf validity in days")
     flags.add(p, "--ca-days", type=float, default=3650.0, help="CA validity in days")
@@ -237,7 +241,7 @@ def _certs_lifecycle(args: argparse.Namespace, now: dt.datetime) -> int:
             trust_domain=args.trust_domain,
             namespace=args.namespace,
             key_type=args.key_type,
-            ca_key_type=args.ca_key_type,
+            ca_key_type=args.ca_key_type or bs.default_ca_key_type(args.key_type),
             leaf_days=args.days,
             ca_days=args.ca_days,
             status_window=window,

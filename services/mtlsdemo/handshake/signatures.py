@@ -11,7 +11,7 @@ from enum import IntEnum
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
 
 from mtlsdemo.handshake.errors import ProtocolError, Reason
 
@@ -20,6 +20,10 @@ class Scheme(IntEnum):
     ECDSA_SECP256R1_SHA256 = 0x0403
     RSA_PSS_RSAE_SHA256 = 0x0804
     ED25519 = 0x0807
+    # FIPS 204, post-quantum (TLS code points of draft-ietf-tls-mldsa); pure ML-DSA
+    # over the signed content, empty context
+    MLDSA44 = 0x0904
+    MLDSA65 = 0x0905
 
 
 SUPPORTED_SCHEMES = tuple(Scheme)
@@ -44,6 +48,10 @@ def scheme_for(key: object) -> Scheme:
         return Scheme.ED25519
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey) and key.key_size >= 2048:
         return Scheme.RSA_PSS_RSAE_SHA256
+    if isinstance(key, mldsa.MLDSA44PrivateKey | mldsa.MLDSA44PublicKey):
+        return Scheme.MLDSA44
+    if isinstance(key, mldsa.MLDSA65PrivateKey | mldsa.MLDSA65PublicKey):
+        return Scheme.MLDSA65
     raise ProtocolError(Reason.BAD_CERTIFICATE, f"unsupported key type {type(key).__name__}")
 
 
@@ -56,6 +64,12 @@ def sign(key: object, scheme: Scheme, content: bytes) -> bytes:
         return key.sign(content)
     if scheme is Scheme.RSA_PSS_RSAE_SHA256 and isinstance(key, rsa.RSAPrivateKey):
         return key.sign(content, _PSS, hashes.SHA256())
+    if scheme in (Scheme.MLDSA44, Scheme.MLDSA65) and isinstance(
+        key, mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey
+    ):
+        # hedged (randomized inside OpenSSL, FIPS 204's default): an ML-DSA
+        # CertificateVerify does not replay byte for byte
+        return key.sign(content)
     raise ProtocolError(
         Reason.INTERNAL_ERROR, f"scheme {scheme.name} does not fit a {type(key).__name__}"
     )
@@ -75,7 +89,7 @@ def verify(public_key: object, scheme: int, signature: bytes, content: bytes) ->
     try:
         if expected is Scheme.ECDSA_SECP256R1_SHA256:
             public_key.verify(signature, content, ec.ECDSA(hashes.SHA256()))  # type: ignore[attr-defined]
-        elif expected is Scheme.ED25519:
+        elif expected in (Scheme.ED25519, Scheme.MLDSA44, Scheme.MLDSA65):
             public_key.verify(signature, content)  # type: ignore[attr-defined]
         else:
             public_key.verify(signature, content, _PSS, hashes.SHA256())  # type: ignore[attr-defined]

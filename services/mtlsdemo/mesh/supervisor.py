@@ -264,6 +264,16 @@ def run(cfg: RunConfig) -> int:
             file=sys.stderr,
         )
         return 2
+    if key_type.startswith("ml-dsa"):
+        # the gateway's public port and the cli speak native gRPC TLS (grpcio's
+        # BoringSSL), which cannot verify or present ML-DSA certificates
+        print(
+            f"error: --key-type {key_type}: the gateway's public port is native gRPC TLS, "
+            "which has no ML-DSA; the MTD/1 sidecars do: see it with `mtlsdemo certs "
+            f"bootstrap --key-type {key_type} --out pq && mtlsdemo handshake --certs-dir pq`",
+            file=sys.stderr,
+        )
+        return 2
     print(f"== certificates ({certs}/)")
     for change in bootstrap(
         BootstrapRequest(

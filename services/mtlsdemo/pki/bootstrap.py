@@ -45,7 +45,16 @@ from mtlsdemo.pki.stores import FileStore, Store, StoreConflict
 from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN
 
 CONFLICT_ATTEMPTS = 5  # plans on top of a concurrent bootstrap's writes before giving up
-CA_KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-3072")  # WebPKI verifiers refuse Ed25519 CAs
+# WebPKI verifiers refuse Ed25519 CAs; cryptography's verifier takes ML-DSA (FIPS 204)
+CA_KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-3072", "ml-dsa-44", "ml-dsa-65")
+
+
+def default_ca_key_type(leaf_key_type: str) -> str:
+    """The CA key type when none is named: post-quantum leaves get a post-quantum CA
+    (an ML-DSA identity under an ECDSA signature is only as safe as ECDSA)."""
+    return "ml-dsa-65" if leaf_key_type.startswith("ml-dsa") else "ecdsa-p256"
+
+
 KEY_MODE = 0o600
 
 

@@ -6,16 +6,30 @@ import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from mtlsdemo.pki.errors import PkiError
 
-KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-3072", "ed25519")
+# ml-dsa-*: FIPS 204 post-quantum signatures (certificates of ~4-5.5 KB); the MTD/1
+# sidecars use them, grpcio's TLS (the native gRPC ports) does not
+KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-3072", "ed25519", "ml-dsa-44", "ml-dsa-65")
 DEFAULT_KEY_TYPE = "ecdsa-p256"
 
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+PrivateKey = (
+    ec.EllipticCurvePrivateKey
+    | rsa.RSAPrivateKey
+    | ed25519.Ed25519PrivateKey
+    | mldsa.MLDSA44PrivateKey
+    | mldsa.MLDSA65PrivateKey
+)
+PublicKey = (
+    ec.EllipticCurvePublicKey
+    | rsa.RSAPublicKey
+    | ed25519.Ed25519PublicKey
+    | mldsa.MLDSA44PublicKey
+    | mldsa.MLDSA65PublicKey
+)
 AnyPublicKey = CertificatePublicKeyTypes  # what a certificate or CSR may carry (checked where used)
 
 
@@ -33,6 +47,10 @@ def generate_key(key_type: str) -> PrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
+    if key_type == "ml-dsa-44":
+        return mldsa.MLDSA44PrivateKey.generate()
+    if key_type == "ml-dsa-65":
+        return mldsa.MLDSA65PrivateKey.generate()
     bits = int(key_type.split("-")[1])
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
@@ -45,12 +63,18 @@ def key_type_of(key: PrivateKey | AnyPublicKey) -> str:
         return "ed25519"
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         return f"rsa-{key.key_size}"
+    if isinstance(key, mldsa.MLDSA44PrivateKey | mldsa.MLDSA44PublicKey):
+        return "ml-dsa-44"
+    if isinstance(key, mldsa.MLDSA65PrivateKey | mldsa.MLDSA65PublicKey):
+        return "ml-dsa-65"
     return type(key).__name__
 
 
 def signing_hash(key: PrivateKey) -> hashes.SHA256 | None:
-    """Hash to pass to ``CertificateBuilder.sign`` (Ed25519 takes none)."""
-    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    """Hash to pass to ``CertificateBuilder.sign`` (Ed25519 and ML-DSA take none:
+    they sign the message itself)."""
+    pure = ed25519.Ed25519PrivateKey | mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey
+    return None if isinstance(key, pure) else hashes.SHA256()
 
 
 def private_key_pem(key: PrivateKey) -> bytes:

@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 from cryptography.x509 import ocsp
 
 from mtlsdemo.trust.spiffe import display_identity
@@ -34,6 +34,10 @@ def key_type(key: object) -> str:
         return f"EC {key.curve.name}"
     if isinstance(key, ed25519.Ed25519PublicKey):
         return "Ed25519"
+    if isinstance(key, mldsa.MLDSA44PublicKey):
+        return "ML-DSA-44 (post-quantum)"
+    if isinstance(key, mldsa.MLDSA65PublicKey):
+        return "ML-DSA-65 (post-quantum)"
     return type(key).__name__
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, mldsa, padding, rsa
 from cryptography.x509 import ocsp
 
 from mtlsdemo.trust.failures import Failure, VerificationFailed
@@ -38,12 +38,18 @@ def _z(t: dt.datetime) -> str:
     return f"{t:%Y-%m-%dT%H:%M:%SZ}"
 
 
-def _signed_by(key: object, signature: bytes, data: bytes, algo: hashes.HashAlgorithm) -> bool:
+def _signed_by(
+    key: object, signature: bytes, data: bytes, algo: hashes.HashAlgorithm | None
+) -> bool:
     try:
+        if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey) and algo is None:
+            return False  # a pre-hash scheme with no hash named
         if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(algo))
+            key.verify(signature, data, ec.ECDSA(algo))  # type: ignore[arg-type]
         elif isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), algo)
+            key.verify(signature, data, padding.PKCS1v15(), algo)  # type: ignore[arg-type]
+        elif isinstance(key, mldsa.MLDSA44PublicKey | mldsa.MLDSA65PublicKey):
+            key.verify(signature, data)  # pure ML-DSA: no pre-hash (RFC 9881)
         else:
             return False
     except InvalidSignature:
@@ -111,7 +117,7 @@ def check_status(
                 Failure.STATUS_INVALID,
                 f"stapled status for serial {serial} uses SHA-1 in its {what}",
             )
-    if algo is None or not _signed_by(issuer.public_key(), signature, tbs, algo):
+    if not _signed_by(issuer.public_key(), signature, tbs, algo):
         raise VerificationFailed(
             Failure.STATUS_INVALID,
             f"stapled status for serial {serial} is not signed by its issuer {_cn(issuer)}",
