@@ -175,6 +175,17 @@ def key_exchange(mesh: LocalMesh, work: Path, conn: Connection) -> Section:
     keys = _trace_fields(cl, "KEY_SCHEDULE")
     skeys = _trace_fields(sv, "KEY_SCHEDULE")
     x_keys = _trace_fields(conn, "KEY_SCHEDULE")
+    # the post-quantum part, measured: the mesh's identities, hybrid and classic
+    pq = {}
+    for name in ("X25519MLKEM768-AES-256-GCM", "ECDHE-X25519-AES-256-GCM"):
+        pc, _ps = _in_memory(c.certs_dir / "gateway", c.certs_dir / "ledger", name, c.id("ledger"))
+        sizes = {
+            st.name: st.size for st in pc.ladder if st.name.endswith(("KEY_SHARE", "KEY_EXCHANGE"))
+        }
+        assert pc.result is not None
+        total = sum(step.size for step in pc.ladder)
+        pq[name] = (sizes, total, pc.result.phases["key_exchange"])
+    hy, cl_ = pq["X25519MLKEM768-AES-256-GCM"], pq["ECDHE-X25519-AES-256-GCM"]
     s = Section("3. Key exchange: a secret only these two can compute")
     s.text = [
         "First exactly the classic explanation, RSA key transport: the client makes a random "
@@ -183,7 +194,8 @@ def key_exchange(mesh: LocalMesh, work: Path, conn: Connection) -> Section:
         "Then what the mesh really uses, ephemeral Diffie-Hellman (ECDHE, X25519): each side "
         "makes a fresh key pair for this connection only and sends the public half; each "
         "combines its private half with the other's public half and both get the same "
-        "secret, which never crosses the wire.",
+        "secret, which never crosses the wire — since issue 26 together with a "
+        "post-quantum key encapsulation (ML-KEM-768), below.",
     ]
     s.command = (
         "mtlsdemo handshake --suites RSA-OAEP-AES-256-GCM   (in memory, with two RSA "
@@ -194,10 +206,16 @@ def key_exchange(mesh: LocalMesh, work: Path, conn: Connection) -> Section:
         f"          the server decrypted it: {got.get('decrypted', '?')}",
         "          both sides' key schedules agree: "
         + ("yes" if keys.get("fingerprints") == skeys.get("fingerprints") else "NO"),
-        "ECDHE (the handshake of step 1): key schedule fingerprints "
+        f"{conn.result.suite if conn.result else 'the mesh'} (the handshake of step 1): "
+        "key schedule fingerprints "
         + ", ".join(f"{k.split(' =')[0]} {v}" for k, v in list(x_keys["fingerprints"].items())[:2]),
         "labels: master = HKDF-Extract(client_random || server_random, shared); "
         'traffic keys = HKDF-Expand-Label(master, "c ap traffic" / "s ap traffic", transcript hash)',
+        f"post-quantum, measured now (client side, in memory): hybrid ServerKeyShare "
+        f"{hy[0]['SERVER_KEY_SHARE']} B + ClientKeyExchange {hy[0]['CLIENT_KEY_EXCHANGE']} B "
+        f"vs X25519's {cl_[0]['SERVER_KEY_SHARE']} B + {cl_[0]['CLIENT_KEY_EXCHANGE']} B; "
+        f"whole handshake {hy[1]} B vs {cl_[1]} B; key-exchange step "
+        f"{hy[2] * 1e3:.2f} ms vs {cl_[2] * 1e3:.2f} ms",
     ]
     s.really = [
         "The pre-master secret is not the session key: both sides feed it (or the ECDHE "
@@ -211,6 +229,14 @@ def key_exchange(mesh: LocalMesh, work: Path, conn: Connection) -> Section:
         "and the certificate key only signs, so a stolen certificate key opens nothing "
         "recorded before and takes over no session (it lets its holder pose as the server "
         "to new clients, until the certificate is revoked).",
+        "And the step the field is changing now: X25519 falls to a large enough quantum "
+        "computer, so a session recorded today could be opened later ('harvest now, decrypt "
+        "later'). The mesh's default suite, X25519MLKEM768, adds ML-KEM-768 (FIPS 203): the "
+        "server sends a fresh ML-KEM key beside its X25519 key, the client answers with a "
+        "ciphertext only that key opens, and the session secret needs both. ML-KEM guards "
+        "against the quantum computer, X25519 against a classical flaw in the younger ML-KEM; "
+        "the price is the bytes and milliseconds above. Certificates can go post-quantum too "
+        "(`certs bootstrap --key-type ml-dsa-65`, ML-DSA signatures of 3.3 KB).",
     ]
     s.watch = 'dashboard panel "Handshake time per step" (key_exchange); mtls_handshake_phase_duration_seconds'
     s.facts = {"rsa_kx": cke.get("carries", ""), "rsa_decrypted": got.get("decrypted", "")}
