@@ -277,3 +277,31 @@ def test_bootstrap_gives_mldsa_leaves_an_mldsa_ca_unless_told(tmp_path: Path) ->
 
     assert main(["certs", "bootstrap", "--key-type", "ml-dsa-65", "--out", str(tmp_path)]) == 0
     assert key_type_of(load_cert(tmp_path / "ca" / "ca.crt").public_key()) == "ml-dsa-65"
+
+
+def test_the_readme_post_quantum_command_runs_as_written(tmp_path: Path) -> None:
+    """The README's command, exactly (in a scratch directory)."""
+    import shlex
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    line = next(
+        x
+        for x in readme.splitlines()
+        if x.startswith("mtlsdemo certs bootstrap --key-type ml-dsa-65")
+    )
+    first, second = (shlex.split(part) for part in line.split(" && "))
+    for argv in (first, second):
+        r = subprocess.run(
+            [sys.executable, "-m", "mtlsdemo", *argv[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    (client, _server) = sorted(doc["results"], key=lambda x: x["role"])
+    assert client["key_exchange"] == "X25519MLKEM768"
+    assert any("CertificateVerify (MLDSA65)" in c for c in client["checks"])

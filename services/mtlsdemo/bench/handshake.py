@@ -32,6 +32,25 @@ def _cfg(d: Path, suites: str | None = None) -> HandshakeConfig:
     return identity_config(d, parse_suites(suites) if suites else None)
 
 
+CLASSIC = "ECDHE-X25519-AES-256-GCM"
+HYBRID = "X25519MLKEM768-AES-256-GCM"
+
+
+def wire_bytes(client: HandshakeConfig, server: HandshakeConfig) -> dict[str, int]:
+    """Bytes each way for one full handshake (records and headers included)."""
+    c, s = world.connection("client", client), world.connection("server", server)
+    c.start()
+    sent = {"client_to_server": 0, "server_to_client": 0}
+    for _ in range(3):
+        for src, dst, way in ((c, s, "client_to_server"), (s, c, "server_to_client")):
+            data = src.data_to_send()
+            if data:
+                sent[way] += len(data)
+                dst.receive_data(data)
+    assert c.handshake_done and s.handshake_done
+    return {**sent, "total": sent["client_to_server"] + sent["server_to_client"]}
+
+
 def in_memory(client: HandshakeConfig, server: HandshakeConfig, n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -126,26 +145,39 @@ def run(n: int = 400, warmup: int = 40) -> dict[str, Any]:
         for key_type in ("ecdsa-p256", "rsa-2048"):
             out = Path(tmp) / key_type
             bootstrap(BootstrapRequest(out=out, services=("gateway", "ledger"), key_type=key_type))
+            # The OpenSSL reference is classic (the system OpenSSL has no ML-KEM), so the
+            # rows compared with it offer classic X25519; the hybrid has its own rows.
             client, server = (
-                _cfg(out / "gateway"),
-                _cfg(out / "ledger", "ECDHE-X25519-AES-256-GCM,RSA-OAEP-AES-256-GCM"),
+                _cfg(out / "gateway", CLASSIC),
+                _cfg(out / "ledger", f"{HYBRID},{CLASSIC},RSA-OAEP-AES-256-GCM"),
             )
+            hybrid = _cfg(out / "gateway", HYBRID)
             figures: dict[str, Any] = {}
             in_memory(client, server, warmup)
-            figures["mtd_in_memory"] = summarize(in_memory(client, server, n))
+            in_memory(hybrid, server, warmup)
+            classic_s, hybrid_s = [], []
+            for _ in range(4):  # interleaved, like the loopback rows
+                classic_s += in_memory(client, server, n // 4)
+                hybrid_s += in_memory(hybrid, server, n // 4)
+            figures["mtd_in_memory"] = summarize(classic_s)
+            figures["mtd_in_memory_hybrid"] = summarize(hybrid_s)
+            figures["wire_bytes"] = {
+                CLASSIC: wire_bytes(client, server),
+                HYBRID: wire_bytes(hybrid, server),
+            }
             if key_type.startswith("rsa"):
                 rsa_client = _cfg(out / "gateway", "RSA-OAEP-AES-256-GCM")
                 in_memory(rsa_client, server, warmup)
                 figures["mtd_in_memory_rsa_oaep"] = summarize(in_memory(rsa_client, server, n))
             # Without the chain-verification cache: every handshake verifies the
             # whole chain, exactly as the OpenSSL reference does.
-            nocache = _cfg(out / "gateway")
+            nocache = _cfg(out / "gateway", CLASSIC)
             nocache.trust.cache_size = 0
             nocache.trust.statuses.size = 0  # the status verdicts too: like for like
             # Resumption: a client with a ticket cache; the first handshake is full
             # and fills it, every measured one resumes.
             resuming = dataclasses.replace(
-                _cfg(out / "gateway"), ticket_cache=TicketCache(), ticket_peer="ledger"
+                _cfg(out / "gateway", CLASSIC), ticket_cache=TicketCache(), ticket_peer="ledger"
             )
             mtd = ServerProcess("mtd", out / "ledger")
             mtd_nc = ServerProcess("mtd-nocache", out / "ledger")
@@ -198,8 +230,34 @@ def run(n: int = 400, warmup: int = 40) -> dict[str, Any]:
                 "mtd_in_memory_p50_vs_openssl_loopback": ratio(
                     figures["mtd_in_memory"]["p50_ms"], figures["openssl_tls13_loopback"]["p50_ms"]
                 ),
+                # the post-quantum price, same run, same identities (moonshot: <= 1.2x)
+                "hybrid_in_memory_p50_vs_classic": ratio(
+                    figures["mtd_in_memory_hybrid"]["p50_ms"], figures["mtd_in_memory"]["p50_ms"]
+                ),
             }
             results["key_types"][key_type] = figures
+        # ML-DSA-65 identities (CA and leaves) with the hybrid: quantum-safe both ways
+        out = Path(tmp) / "ml-dsa-65"
+        bootstrap(
+            BootstrapRequest(
+                out=out,
+                services=("gateway", "ledger"),
+                key_type="ml-dsa-65",
+                ca_key_type="ml-dsa-65",
+            )
+        )
+        pq_c, pq_s = _cfg(out / "gateway", HYBRID), _cfg(out / "ledger", HYBRID)
+        in_memory(pq_c, pq_s, warmup)
+        pq = summarize(in_memory(pq_c, pq_s, n))
+        results["key_types"]["ml-dsa-65"] = {
+            "mtd_in_memory_hybrid": pq,
+            "wire_bytes": {HYBRID: wire_bytes(pq_c, pq_s)},
+            "ratios": {
+                "mldsa_hybrid_in_memory_p50_vs_ecdsa_classic": ratio(
+                    pq["p50_ms"], results["key_types"]["ecdsa-p256"]["mtd_in_memory"]["p50_ms"]
+                ),
+            },
+        }
     return results
 
 
@@ -211,7 +269,7 @@ def table(results: dict[str, Any]) -> str:
     ]
     for kt, figs in results["key_types"].items():
         for mode, f in figs.items():
-            if mode == "ratios":
+            if mode in ("ratios", "wire_bytes"):
                 continue
             lines.append(
                 f"{kt:<11} {mode:<32} {f['p50_ms']:>8.3f} {f['p99_ms']:>8.3f} "
@@ -219,4 +277,8 @@ def table(results: dict[str, Any]) -> str:
             )
         for name, value in figs["ratios"].items():
             lines.append(f"{kt:<11}   ratio {name:<36} {value:>6.2f}x")
+        for suite, w in figs.get("wire_bytes", {}).items():
+            lines.append(
+                f"{kt:<11}   bytes {suite:<36} {w['total']:>6} (c->s {w['client_to_server']}, s->c {w['server_to_client']})"
+            )
     return "\n".join(lines)
