@@ -10,6 +10,20 @@ from mtlsdemo.commands.common import SUITE_LIST, typed
 from mtlsdemo.pki.keys import KEY_TYPES
 
 
+# every listener of `mtlsdemo run`, in addresses.DEFAULT_PORTS' order: --<name>-port
+PORT_HELP = {
+    "ledger": "ledger gRPC port",
+    "gateway": "gateway gRPC port",
+    "ledger_metrics": "ledger /metrics port",
+    "gateway_metrics": "gateway /metrics port",
+    "ledger_app": "sidecar mode: the ledger's plaintext port on 127.0.0.1",
+    "route": "sidecar mode: the gateway sidecar's local port for the ledger",
+    "gateway_admin": "gateway sidecar admin",
+    "ledger_admin": "ledger sidecar admin",
+    "console": "sidecar mode: the web console on 127.0.0.1 (0: none)",
+}
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser("run", help="the whole system as local processes on 127.0.0.1")
     r.set_defaults(handler=main)
@@ -17,46 +31,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     flags.add(r, "--data-dir", default="var", help="ledger database directory")
     flags.add_trust_domain(r)
     flags.add_namespace(r)
-    flags.add(
-        r, "--ledger-port", type=int, default=DEFAULT_PORTS["ledger"], help="ledger gRPC port"
-    )
-    flags.add(
-        r, "--gateway-port", type=int, default=DEFAULT_PORTS["gateway"], help="gateway gRPC port"
-    )
-    flags.add(
-        r,
-        "--ledger-metrics-port",
-        type=int,
-        default=DEFAULT_PORTS["ledger_metrics"],
-        help="ledger /metrics port",
-    )
-    flags.add(
-        r,
-        "--gateway-metrics-port",
-        type=int,
-        default=DEFAULT_PORTS["gateway_metrics"],
-        help="gateway /metrics port",
-    )
+    for name in DEFAULT_PORTS:
+        flag = f"--{name.replace('_', '-')}-port"
+        flags.add(r, flag, type=int, default=DEFAULT_PORTS[name], help=PORT_HELP[name])
     flags.add(
         r,
         "--mode",
         default="sidecar",
         choices=["sidecar", "native"],
         help="sidecar: gateway -> sidecars (MTD/1) -> ledger; native: direct gRPC mTLS",
-    )
-    flags.add(
-        r,
-        "--ledger-app-port",
-        type=int,
-        default=DEFAULT_PORTS["ledger_app"],
-        help="sidecar mode: the ledger's plaintext port on 127.0.0.1",
-    )
-    flags.add(
-        r,
-        "--route-port",
-        type=int,
-        default=DEFAULT_PORTS["route"],
-        help="sidecar mode: the gateway sidecar's local port for the ledger",
     )
     flags.add(
         r,
@@ -72,27 +55,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="sidecar mode: the suites both sidecars offer/accept, e.g. RSA-OAEP-AES-256-GCM "
         "(RSA key transport, the classic four steps; needs --key-type rsa-2048)",
-    )
-    flags.add(
-        r,
-        "--gateway-admin-port",
-        type=int,
-        default=DEFAULT_PORTS["gateway_admin"],
-        help="gateway sidecar admin",
-    )
-    flags.add(
-        r,
-        "--ledger-admin-port",
-        type=int,
-        default=DEFAULT_PORTS["ledger_admin"],
-        help="ledger sidecar admin",
-    )
-    flags.add(
-        r,
-        "--console-port",
-        type=int,
-        default=DEFAULT_PORTS["console"],
-        help="sidecar mode: the web console on 127.0.0.1 (0: none)",
     )
     flags.add(
         r, "--traffic-seconds", type=flags.at_least(0), default=3.0, help="demo traffic after start"
