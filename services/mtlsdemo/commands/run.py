@@ -9,7 +9,6 @@ from mtlsdemo.commands import flags
 from mtlsdemo.commands.common import SUITE_LIST, typed
 from mtlsdemo.pki.keys import KEY_TYPES
 
-
 # every listener of `mtlsdemo run`, in addresses.DEFAULT_PORTS' order: --<name>-port
 PORT_HELP = {
     "ledger": "ledger gRPC port",
