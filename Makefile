@@ -15,7 +15,7 @@ MTLSDEMO_BASE_IMAGE ?= python:3.11-slim-bookworm
 MTLSDEMO_IMAGE      ?= mtlsdemo:dev
 COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mtlsdemo
 
-.PHONY: help check fmt run test test-unit test-integration test-containers test-browser screenshots console lint typecheck protos prometheusrule bench perf-doc walkthrough clean \
+.PHONY: help check fmt compiled test-compiled run test test-unit test-integration test-containers test-browser screenshots console lint typecheck protos prometheusrule bench perf-doc walkthrough clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
         k8s-verify k8s-cli-cert k8s-rotate-ca test-deploy test-pods test-repeat
 
@@ -49,6 +49,12 @@ test: $(STAMP)  ## every tier; tiers missing a tool skip with the reason (MTLSDE
 
 test-unit: $(STAMP)  ## the unit tier alone (sans-I/O core, fuzzers, vectors, lint; ~30 s)
 	$(PY) -m pytest tests/unit $(ARGS)
+
+compiled: $(STAMP)  ## the handshake core and verifier compiled with mypyc into build/compiled (needs gcc)
+	$(PY) tools/build_compiled.py
+
+test-compiled: compiled  ## the unit tier against the compiled build (CI runs both builds)
+	PYTHONPATH=build/compiled MTLSDEMO_EXPECT_BUILD=compiled $(PY) -m pytest tests/unit $(ARGS)
 
 test-integration: $(STAMP)  ## real processes on 127.0.0.1 (~5 min)
 	$(PY) -m pytest tests/integration $(ARGS)
@@ -156,4 +162,4 @@ walkthrough: $(STAMP)  ## regenerate docs/tls-walkthrough.md from `mtlsdemo tour
 	$(PY) tools/gen_walkthrough.py
 
 clean:  ## remove the venv, generated certs and caches
-	rm -rf $(VENV) var certs/ca certs/*/ .pytest_cache .ruff_cache .hypothesis .mypy_cache
+	rm -rf $(VENV) var certs/ca certs/*/ .pytest_cache .ruff_cache .hypothesis .mypy_cache build

@@ -14,6 +14,7 @@ import sys
 
 from mtlsdemo import __version__
 from mtlsdemo.commands import flags
+from mtlsdemo.handshake import build
 from mtlsdemo.logline import setup_logging
 from mtlsdemo.pki.errors import PkiError
 
@@ -34,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         "faults under load with an audit (chaos), speed (bench) and a health probe "
         "(probe). Every flag has an MTLSDEMO_* environment twin.",
     )
-    parser.add_argument("--version", action="version", version=f"mtlsdemo {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"mtlsdemo {__version__}, {build()} core"
+    )
     flags.add(parser, "--log-level", default="info", help="debug, info, warning, error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from mtlsdemo.commands import MODULES

@@ -52,7 +52,9 @@ def test_run_starts_everything_sends_traffic_and_stops(tmp_path: Path, mode: str
         ]
         assert len(edges) == 2, out  # the edge as seen from each end
         for line in edges:
-            assert "sa/gateway" in line and "sa/ledger" in line and "ECDHE-X25519" in line
+            assert (
+                "sa/gateway" in line and "sa/ledger" in line and "X25519MLKEM768" in line
+            )  # the default offer: the hybrid
             assert line.split()[-1] == "0"  # no failed handshakes
 
 

@@ -21,6 +21,7 @@ from mtlsdemo.handshake import (
     ProtocolError,
     Reason,
 )
+from mtlsdemo.handshake import messages as m
 from mtlsdemo.handshake.config import Credentials
 from mtlsdemo.handshake.peer import TrustStore
 from mtlsdemo.pki.ca import CertificateAuthority, create_root_ca, random_serial
@@ -314,3 +315,39 @@ def rewrite(direction: str, index: int, fn: Callable[[bytes], bytes | None]) -> 
         return data if result is None else result
 
     return tamper
+
+
+class SigningPeer:
+    """A malicious peer that signs whatever it sends: a tamper that rewrites messages
+    of ``role``'s own flight (``rewrite``: message type -> body -> new body) and then
+    re-signs ``role``'s CertificateVerify, with its own key, over the transcript as
+    rewritten. So every signature is honest and only the receiver's own checks can
+    stop it. (Works on the compiled core too: nothing inside it is patched.)"""
+
+    def __init__(self, role: str, key: object, rewrite: dict[int, Callable[[bytes], bytes]]):
+        self.role, self.key, self.rewrite = role, key, rewrite
+        self.client_random = b""
+        self.signed: list[bytes] = []  # every message from ServerHello on, as delivered
+
+    def __call__(self, direction: str, data: bytes) -> bytes:
+        from mtlsdemo.handshake.signatures import Scheme, sign, signed_content
+
+        mine = (direction == "c2s") == (self.role == "client")
+        out = []
+        for ctype, raw in split_messages(data):
+            if ctype == 22:
+                t = raw[0]
+                if t == m.HandshakeType.CLIENT_HELLO:
+                    self.client_random = m.decode(t, raw[4:]).random
+                if mine and t in self.rewrite:
+                    body = self.rewrite[t](raw[4:])
+                    raw = bytes((t,)) + len(body).to_bytes(3, "big") + body
+                if mine and t == m.HandshakeType.CERTIFICATE_VERIFY:
+                    cv = m.decode(t, raw[4:])
+                    h = hashlib.sha256(self.client_random + b"".join(self.signed)).digest()
+                    sig = sign(self.key, Scheme(cv.scheme), signed_content(self.role, h))
+                    raw = m.encode(m.CertificateVerify(cv.scheme, sig))
+                if t != m.HandshakeType.CLIENT_HELLO:
+                    self.signed.append(raw)
+            out.append((ctype, raw))
+        return join_messages(out)

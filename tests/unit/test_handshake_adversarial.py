@@ -17,6 +17,7 @@ from support.hskit import (
     CLIENT_AUTH,
     NOW,
     SERVER_AUTH,
+    SigningPeer,
     assert_rejected,
     ca,
     config,
@@ -450,43 +451,40 @@ def test_bad_server_key_share_is_illegal_parameter(public: bytes) -> None:
 def test_bad_client_key_share_is_illegal_parameter(public: bytes) -> None:
     # A malicious client sends (and signs) a low-order or malformed key share,
     # so every signature is honest and the server's own check must stop it.
-    import mtlsdemo.handshake.connection as conn_mod
-
-    c = new("client", config("gateway"))
-    s = new("server", config("ledger"))
-    c.start()
-    s.receive_data(c.data_to_send())
-    real = conn_mod.kx.x25519_keypair
-    conn_mod.kx.x25519_keypair = lambda entropy: (real(entropy)[0], public)
-    try:
-        c.receive_data(s.data_to_send())
-    finally:
-        conn_mod.kx.x25519_keypair = real
-    with pytest.raises(ProtocolError) as e:
-        s.receive_data(c.data_to_send())
-    assert e.value.reason is Reason.ILLEGAL_PARAMETER
-    with pytest.raises(ProtocolError) as e:
-        c.receive_data(s.data_to_send())
-    assert (e.value.reason, e.value.origin) == (Reason.ILLEGAL_PARAMETER, "remote_unverified")
+    classic = (SUITES[0],)  # X25519 alone: its ClientKeyExchange is the share itself
+    evil = SigningPeer(
+        "client",
+        None,
+        {m.HandshakeType.CLIENT_KEY_EXCHANGE: lambda _body: m.ClientKeyExchange(public).body()},
+    )
+    ccfg = config("gateway", suites=classic)
+    evil.key = ccfg.credentials.key
+    _c, _s, out = handshake(ccfg, config("ledger", suites=classic), tamper=evil)
+    assert out.server_error is not None
+    assert out.server_error.reason is Reason.ILLEGAL_PARAMETER
+    assert (out.client_error.reason, out.client_error.origin) == (
+        Reason.ILLEGAL_PARAMETER,
+        "remote_unverified",
+    )
 
 
 def test_low_order_server_share_detected_before_any_key_use() -> None:
     """A server signing a low-order share (malicious server): the client refuses it."""
-    import mtlsdemo.handshake.connection as conn_mod
-
-    real = conn_mod.kx.x25519_keypair
-    conn_mod.kx.x25519_keypair = lambda entropy: (real(entropy)[0], bytes(32))
-    try:
-        c = new("client", config("gateway"))
-        s = new("server", config("ledger"))
-        c.start()
-        s.receive_data(c.data_to_send())
-    finally:
-        conn_mod.kx.x25519_keypair = real
-    with pytest.raises(ProtocolError) as e:
-        c.receive_data(s.data_to_send())
-    assert e.value.reason is Reason.ILLEGAL_PARAMETER
-    assert c.data_to_send()[-1] == 47  # the alert carries illegal_parameter
+    classic = (SUITES[0],)
+    scfg = config("ledger", suites=classic)
+    evil = SigningPeer(
+        "server",
+        scfg.credentials.key,
+        {
+            m.HandshakeType.SERVER_KEY_SHARE: lambda _b: m.ServerKeyShare(
+                m.X25519_GROUP, bytes(32)
+            ).body()
+        },
+    )
+    c, _s, out = handshake(config("gateway", suites=classic), scfg, tamper=evil)
+    assert out.client_error is not None
+    assert (out.client_error.reason, out.client_error.origin) == (Reason.ILLEGAL_PARAMETER, "local")
+    assert out.server_error is not None and out.server_error.reason is Reason.ILLEGAL_PARAMETER
 
 
 @pytest.mark.parametrize(
@@ -528,31 +526,33 @@ def test_oaep_failure_is_indistinguishable_from_wrong_secret(kind: str) -> None:
     """A malicious *client* (it signs whatever it sends) with a bad ciphertext:
     the server goes on with a random secret and answers exactly as for a wrong
     pre-master secret: bad_finished, same alert bytes, same message count."""
-    import mtlsdemo.handshake.connection as conn_mod
+    from mtlsdemo.handshake.kx import rsa_oaep_encrypt
 
     scfg = config("ledger", "rsa-2048", suites=tuple(SUITES))
-    real = conn_mod.kx.rsa_oaep_encrypt
+    server_key = scfg.credentials.key.public_key()
 
-    def evil(key, premaster):
-        ct = real(key, premaster)
+    def evil(body: bytes) -> bytes:
+        ct = m.decode(m.HandshakeType.CLIENT_KEY_EXCHANGE, body).data
         if kind == "flipped":
-            return flip(ct, 7)
-        if kind == "random":
-            return os.urandom(len(ct))
-        if kind == "wrong-length":
-            return ct + b"\x00"
-        return real(key, premaster[:16])
+            ct = flip(ct, 7)
+        elif kind == "random":
+            ct = os.urandom(len(ct))
+        elif kind == "wrong-length":
+            ct = ct + b"\x00"
+        else:
+            ct = rsa_oaep_encrypt(server_key, os.urandom(16))
+        return m.ClientKeyExchange(ct).body()
 
-    def wrong_secret(key, premaster):
-        return real(key, os.urandom(48))  # well-formed, but not the secret we keyed with
+    def wrong_secret(_body: bytes) -> bytes:  # well-formed, but not the secret it keyed with
+        return m.ClientKeyExchange(rsa_oaep_encrypt(server_key, os.urandom(48))).body()
 
     alerts = []
     for fn in (evil, wrong_secret):
-        conn_mod.kx.rsa_oaep_encrypt = fn
-        try:
-            c, s, out = handshake(config("gateway", suites=(RSA[0],)), scfg, client_data=DATA)
-        finally:
-            conn_mod.kx.rsa_oaep_encrypt = real
+        ccfg = config("gateway", suites=(RSA[0],))
+        peer = SigningPeer(
+            "client", ccfg.credentials.key, {m.HandshakeType.CLIENT_KEY_EXCHANGE: fn}
+        )
+        c, s, out = handshake(ccfg, scfg, tamper=peer, client_data=DATA)
         assert_rejected(out, "server", Reason.BAD_FINISHED)
         alerts.append(out.client_error.reason)
     assert alerts[0] == alerts[1]

@@ -187,3 +187,14 @@ def test_no_import_circles() -> None:
     for start in sorted(graph):
         visit(start, [])
     assert circles == []
+
+
+def test_the_build_under_test_is_the_one_asked_for() -> None:
+    """`make test-compiled` sets MTLSDEMO_EXPECT_BUILD=compiled: the unit tier must then
+    really import the mypyc extension modules, never fall back to the .py files."""
+    import os
+
+    from mtlsdemo.handshake import build
+
+    expected = os.environ.get("MTLSDEMO_EXPECT_BUILD", "interpreted")
+    assert build().startswith(expected), build()

@@ -443,7 +443,8 @@ def _print(
             "messages": [e.as_dict() for e in entries],
             "results": [
                 {
-                    **c.result.__dict__,
+                    # fields(), not __dict__: a compiled (mypyc) dataclass has none
+                    **{f.name: getattr(c.result, f.name) for f in dataclasses.fields(c.result)},
                     "peer_not_after": c.result.peer_not_after.isoformat(),
                     "checks": list(c.result.checks),
                 }

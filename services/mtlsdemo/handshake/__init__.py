@@ -24,6 +24,16 @@ from mtlsdemo.handshake.peer import PeerPolicy, TrustStore
 from mtlsdemo.handshake.states import State
 from mtlsdemo.handshake.suites import DEFAULT_SUITES, SUITES, KeyExchange, Suite, parse_suites
 
+
+def build() -> str:
+    """Which build of this core is running: compiled ahead of time by mypyc (issue 25,
+    `make compiled`) or the interpreted source."""
+    from mtlsdemo.handshake import core
+
+    compiled = bool(core.__file__) and not str(core.__file__).endswith(".py")
+    return "compiled (mypyc)" if compiled else "interpreted"
+
+
 __all__ = [
     "DEFAULT_SUITES",
     "SUITES",
@@ -43,6 +53,7 @@ __all__ = [
     "Reason",
     "State",
     "Suite",
+    "build",
     "TrustStore",
     "parse_suites",
 ]

@@ -21,7 +21,7 @@ from mtlsdemo.handshake.peer import (
     can_receive_rsa_key_transport,
     spiffe_id_of,
 )
-from mtlsdemo.handshake.signatures import Scheme, scheme_for
+from mtlsdemo.handshake.signatures import SIGNING_KEY_CLASSES, Scheme, SigningKey, scheme_for
 from mtlsdemo.handshake.suites import DEFAULT_SUITES, SUPPORTED_VERSIONS, Suite
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 
@@ -31,7 +31,7 @@ class Credentials:
     """Our certificate chain (leaf first) and private key."""
 
     chain: tuple[x509.Certificate, ...]
-    key: object
+    key: SigningKey
     chain_der: tuple[bytes, ...] = ()
     scheme: Scheme = Scheme.ECDSA_SECP256R1_SHA256
     status: bytes = b""  # the CA-signed OCSP response for our leaf, stapled to Certificate
@@ -46,7 +46,9 @@ class Credentials:
         cls, chain: tuple[x509.Certificate, ...], key: object, status: bytes = b""
     ) -> Credentials:
         """From already parsed and checked objects (the identity source's)."""
-        mine = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)  # type: ignore[attr-defined]
+        if not isinstance(key, SIGNING_KEY_CLASSES):
+            raise TypeError(f"a {type(key).__name__} cannot sign a CertificateVerify")
+        mine = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         theirs = chain[0].public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         if mine != theirs:
             raise ValueError("private key does not match the certificate")

@@ -30,14 +30,13 @@ from typing import Any
 
 from mtlsdemo.handshake import kx  # noqa: F401  (tests patch kx through this module)
 from mtlsdemo.handshake import messages as m
-from mtlsdemo.handshake.client_side import ClientSide
 from mtlsdemo.handshake.events import Event
 from mtlsdemo.handshake.server_side import ServerSide
 
 T = m.HandshakeType
 
 
-class Connection(ClientSide, ServerSide):
+class Connection(ServerSide):
     """One side (``role``) of an MTD/1 connection: a state machine fed bytes
     (``receive_data``), returning events and queueing bytes (``data_to_send``)."""
 

@@ -186,20 +186,20 @@ class ConnectionCore:
             e.events = events
             self._failed(e)
             raise
-        except Exception as e:  # a bug, not the peer's fault: still fail closed, with a name
-            err = ProtocolError(Reason.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
+        except Exception as bug:  # not the peer's fault: still fail closed, with a name
+            err = ProtocolError(Reason.INTERNAL_ERROR, f"{type(bug).__name__}: {bug}")
             err.events = events
             self._failed(err)
-            raise err from e
+            raise err from bug
         return events
 
-    def _take_records(self, data: bytes) -> list[tuple[int, bytes, Any]]:
+    def _take_records(self, data: bytes) -> list[tuple[int, bytes, memoryview]]:
         """Every complete record, all headers checked before any is processed. A
         record left incomplete by the last read is finished from the head of this
         one (copied); the rest is cut out of ``data`` without copying; only an
         incomplete tail is kept."""
         data = bytes(data)  # a caller's bytearray may change under our views
-        records: list[tuple[int, bytes, Any]] = []
+        records: list[tuple[int, bytes, memoryview]] = []
         pos = 0
         while self._in and pos < len(data):
             have = len(self._in)
@@ -352,7 +352,7 @@ class ConnectionCore:
         ):
             self.update_keys()
 
-    def _record(self, ctype: int, hdr: bytes, payload: bytes) -> list[Event]:
+    def _record(self, ctype: int, hdr: bytes, payload: bytes | memoryview) -> list[Event]:
         if self.state is State.CLOSED:
             raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "record after close_notify")
         if self._recv is not None:
@@ -404,7 +404,7 @@ class ConnectionCore:
             out.extend(self._handshake(msg_type, raw))
         return out
 
-    def _alert(self, body: bytes) -> list[Event]:
+    def _alert(self, body: bytes | memoryview) -> list[Event]:
         if len(body) != 2:
             raise ProtocolError(Reason.DECODE_ERROR, f"alert of {len(body)} bytes")
         level, code = body

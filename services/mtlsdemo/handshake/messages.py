@@ -302,7 +302,7 @@ class MessageBuffer:
         self.buf = bytearray()
         self.max_message = max_message
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+    def feed(self, data: bytes | memoryview) -> list[tuple[int, bytes]]:
         self.buf += data
         out = []
         while len(self.buf) >= 4:

@@ -83,7 +83,7 @@ def aead_seal(aead: AEAD, nonce: bytes, plaintext: bytes | memoryview, aad: byte
     return aead.encrypt(nonce, plaintext, aad)
 
 
-def aead_open(aead: AEAD, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+def aead_open(aead: AEAD, nonce: bytes, sealed: bytes | memoryview, aad: bytes) -> bytes:
     """Plaintext, or decrypt_error when the tag does not authenticate."""
     try:
         return aead.decrypt(nonce, sealed, aad)
@@ -141,7 +141,7 @@ class Protector:
         self.bytes += len(plaintext)
         return hdr, sealed
 
-    def open(self, hdr: bytes, payload: bytes) -> bytes:
+    def open(self, hdr: bytes, payload: bytes | memoryview) -> bytes:
         if len(payload) < TAG_LEN:
             raise ProtocolError(
                 Reason.DECRYPT_ERROR, f"record of {len(payload)} bytes has no room for a tag"

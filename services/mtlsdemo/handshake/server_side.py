@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mtlsdemo.handshake import kx
 from mtlsdemo.handshake import messages as m
+from mtlsdemo.handshake.client_side import ClientSide
 from mtlsdemo.handshake.errors import (
     ProtocolError,
     Reason,
@@ -18,7 +19,6 @@ from mtlsdemo.handshake.peer import (
 from mtlsdemo.handshake.records import (
     Protector,
 )
-from mtlsdemo.handshake.resumption import Resumption
 from mtlsdemo.handshake.signatures import SUPPORTED_SCHEMES
 from mtlsdemo.handshake.states import (
     State,
@@ -28,8 +28,12 @@ from mtlsdemo.handshake.suites import BY_CODE, VERSION_1_1, KeyExchange
 T = m.HandshakeType
 
 
-class ServerSide(Resumption):
-    """The server role: its flight after the ClientHello, then the client's."""
+class ServerSide(ClientSide):
+    """The server role: its flight after the ClientHello, then the client's.
+
+    One inheritance chain (ConnectionCore -> Resumption -> ClientSide -> ServerSide ->
+    Connection), not a diamond: mypyc, the compiler issue 25 uses, compiles single
+    inheritance only. The roles share nothing through it but the core."""
 
     def _on_server_client_hello(self, msg: m.ClientHello, _th: bytes, _sig: bytes) -> None:
         t0 = self.clock()

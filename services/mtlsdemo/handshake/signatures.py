@@ -27,6 +27,21 @@ class Scheme(IntEnum):
 
 
 SUPPORTED_SCHEMES = tuple(Scheme)
+# the private keys a CertificateVerify can be made with (scheme_for says which scheme)
+SigningKey = (
+    ec.EllipticCurvePrivateKey
+    | rsa.RSAPrivateKey
+    | ed25519.Ed25519PrivateKey
+    | mldsa.MLDSA44PrivateKey
+    | mldsa.MLDSA65PrivateKey
+)
+SIGNING_KEY_CLASSES = (
+    ec.EllipticCurvePrivateKey,
+    rsa.RSAPrivateKey,
+    ed25519.Ed25519PrivateKey,
+    mldsa.MLDSA44PrivateKey,
+    mldsa.MLDSA65PrivateKey,
+)
 CONTEXTS = {
     "server": b"mtlsdemo MTD/1, server CertificateVerify",
     "client": b"mtlsdemo MTD/1, client CertificateVerify",

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from mtlsdemo import __version__, telemetry
-from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason
+from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason, build
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 from mtlsdemo.pki.crlfile import CrlFile
 from mtlsdemo.sidecar.admin import AdminServer, Encoded, json_response
@@ -110,7 +110,7 @@ class Sidecar:
 
     async def start(self) -> None:
         cfg = self.config
-        telemetry.BUILD_INFO.info({"version": __version__, "component": cfg.name})
+        telemetry.BUILD_INFO.info({"version": __version__, "component": cfg.name, "core": build()})
         if cfg.inbound_listen and cfg.inbound_target:
             host, port = cfg.inbound_listen
             srv = await self._listen(self._inbound, host, port, "--inbound-listen")
@@ -365,6 +365,7 @@ class Sidecar:
         out: dict[str, Any] = {
             "name": self.config.name,
             "version": __version__,
+            "build": build(),  # the handshake core: compiled (mypyc) or interpreted
             "uptime_seconds": round(time.time() - self.started_at, 1),
             "identity": m.identity,
             "certificate": {
