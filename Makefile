@@ -15,21 +15,34 @@ MTLSDEMO_BASE_IMAGE ?= python:3.11-slim-bookworm
 MTLSDEMO_IMAGE      ?= mtlsdemo:dev
 COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mtlsdemo
 
-.PHONY: help check fmt compiled test-compiled run test test-unit test-integration test-containers test-browser screenshots console lint typecheck protos prometheusrule bench perf-doc walkthrough clean \
+.PHONY: help check fmt lock lock-upgrade compiled test-compiled run test test-unit test-integration test-containers test-browser screenshots console lint typecheck protos prometheusrule bench perf-doc walkthrough clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
         k8s-verify k8s-cli-cert k8s-rotate-ca test-deploy test-pods test-repeat
 
-$(RUN_STAMP): pyproject.toml
+# Installs come from the hash-locked sets in requirements/ (`make lock`): a fresh machine
+# gets exactly the tested versions, and pip refuses any file whose hash differs.
+LOCKED := --require-hashes --only-binary=:all:
+$(RUN_STAMP): pyproject.toml requirements/runtime.lock
 	@test -x $(PY) || { echo "first run: a virtual environment in $(VENV) with the runtime only (about a minute)"; $(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet $(LOCKED) -r requirements/runtime.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(RUN_STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet $(LOCKED) -r requirements/dev.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP) $(RUN_STAMP)
+
+PIP_COMPILE = $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-header $(LOCK_ARGS)
+lock: $(STAMP)  ## regenerate requirements/*.lock (hashes) from pyproject.toml; a test fails when they are stale
+	$(PIP_COMPILE) -o requirements/runtime.lock pyproject.toml requirements/build.in
+	$(PIP_COMPILE) --extra dev -o requirements/dev.lock pyproject.toml requirements/build.in
+	$(PIP_COMPILE) -o requirements/sbom.lock requirements/sbom.in
+
+lock-upgrade:  ## every locked version to the newest allowed, then `make test`
+	$(MAKE) lock LOCK_ARGS=--upgrade
 
 help:  ## this list: every target with a one-line description
 	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## /\1\t/' | \
@@ -87,8 +100,9 @@ base-image:  ## Debian bookworm + python3 via debootstrap + docker import (no re
 	deploy/docker/build-base-image.sh mtlsdemo-base:bookworm
 
 image:  ## the one image for every role
-	docker build -f deploy/docker/Dockerfile --build-arg BASE_IMAGE=$(MTLSDEMO_BASE_IMAGE) -t $(MTLSDEMO_IMAGE) .
-	@docker image inspect -f '{{.Size}}' $(MTLSDEMO_IMAGE) | awk '{printf "$(MTLSDEMO_IMAGE): %.0f MB\n", $$1/1e6}'
+	docker build -f deploy/docker/Dockerfile --build-arg BASE_IMAGE=$(MTLSDEMO_BASE_IMAGE) \
+	  --build-arg SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 1) -t $(MTLSDEMO_IMAGE) .
+	@deploy/docker/image-report.sh $(MTLSDEMO_IMAGE)
 
 compose-up: image  ## the pods on docker-compose; waits for health, prints where things are
 	MTLSDEMO_IMAGE=$(MTLSDEMO_IMAGE) $(COMPOSE) up -d
