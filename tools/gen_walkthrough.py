@@ -22,6 +22,8 @@ def normalize(text: str) -> str:
     text = re.sub(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}Z)?", "<time>", text)
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
     text = re.sub(r"\(\d+ bytes\)", "(<n> bytes)", text)  # DER ECDSA signatures: 70-72 bytes
+    text = re.sub(r"\d+\.\d+ ms", "<t> ms", text)  # measured times (the tour's step 3)
+    text = re.sub(r"handshake \d+ B vs \d+ B", "handshake <n> B vs <n> B", text)  # signatures' DER
     return text
 
 

@@ -4,6 +4,7 @@ peers without them, against a downgrade, and at every length a peer can get wron
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -248,7 +249,8 @@ def test_an_mldsa_mesh_identity_completes_a_hybrid_handshake(mldsa_pki: Path) ->
     ccfg = identity_config(mldsa_pki / "gateway", HYBRID_SUITES)
     scfg = identity_config(mldsa_pki / "ledger", HYBRID_SUITES)
     assert ccfg.credentials.scheme is Scheme.MLDSA65
-    c, s, out = handshake(ccfg, scfg, client_data=b"pq")
+    now = dt.datetime.now(dt.UTC)  # the bootstrap's clock, not the unit tier's fixed NOW
+    c, s, out = handshake(ccfg, scfg, client_data=b"pq", client_now=now, server_now=now)
     assert out.client_error is None and out.server_error is None, out
     assert out.delivered("server") == b"pq"
     assert any("stapled status: good" in x for x in c.result.checks)
@@ -264,8 +266,12 @@ def test_an_mldsa_leaf_under_an_ecdsa_ca_still_verifies(tmp_path: Path) -> None:
     from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 
     bootstrap(BootstrapRequest(out=tmp_path, services=("gateway", "ledger"), key_type="ml-dsa-44"))
+    now = dt.datetime.now(dt.UTC)
     c, _s, out = handshake(
-        identity_config(tmp_path / "gateway"), identity_config(tmp_path / "ledger")
+        identity_config(tmp_path / "gateway"),
+        identity_config(tmp_path / "ledger"),
+        client_now=now,
+        server_now=now,
     )
     assert out.client_error is None and out.server_error is None
 
