@@ -87,7 +87,7 @@ def sidecars() -> list[SidecarState]:
             step="certificate_verify", detail="serial ab revoked", id=7)
     )  # fmt: skip
     gw.add_handshake(
-        doc("gateway-sidecar", "client", GW, LEDGER, "certificate_revoked", "remote",
+        doc("gateway-sidecar", "client", GW, LEDGER, "certificate_revoked", "remote_unverified",
             step="finished", detail="the server rejected the connection", id=3)
     )  # fmt: skip
     for i in (8, 9):
@@ -208,3 +208,18 @@ def test_a_service_that_loads_no_crl_is_not_said_to_list_zero() -> None:
     assert mesh_view(sidecars(), [ms], NOW)["certificates"]["crl"] == [
         {"service": "gateway", "revoked_serials": 0}
     ]
+
+
+def test_a_refusal_only_the_refused_side_saw_stays_an_unverified_claim() -> None:
+    """An alert in clear that the named refuser never logged (an injected one, or a
+    refuser the console does not watch): the failure row keeps origin
+    remote_unverified, which the page marks "⚠ claim"; with the refuser's own
+    record the row is its word (origin local, the test above)."""
+    gw = SidecarState("http://127.0.0.1:9901", up=True, instance="a")
+    gw.status = status("gateway-sidecar", GW, [])
+    gw.add_handshake(
+        doc("gateway-sidecar", "client", GW, LEDGER, "certificate_revoked", "remote_unverified",
+            step="certificate_verify", detail="an alert in clear says the server rejected", id=4)
+    )  # fmt: skip
+    (f,) = mesh_view([gw], [], NOW)["failures"]
+    assert (f["rejected_by"], f["origin"]) == (LEDGER, "remote_unverified")
