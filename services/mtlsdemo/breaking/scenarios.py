@@ -85,7 +85,7 @@ def crafted(
     its CA's good status to staple."""
     cas = _authorities(mesh)
     ca = (
-        create_root_ca("ecdsa-p256", 30, mesh.config.trust_domain, _now())
+        create_root_ca("ecdsa-p256", 30, mesh.config.trust_domain, _now(), "impostor root CA")
         if foreign
         else cas.current
     )

@@ -61,6 +61,13 @@ def _issuing_flags(p: argparse.ArgumentParser) -> None:
         help="CA key type: ecdsa-p256, rsa-2048, rsa-3072, ml-dsa-44, ml-dsa-65 "
         "(default: ml-dsa-65 for ml-dsa leaves, else ecdsa-p256)",
     )
+    flags.add(
+        p,
+        "--ca-name",
+        default=None,
+        help="a new CA's common name (default: mtlsdemo root CA (<trust domain>)), "
+        'e.g. "impostor root CA" for a foreign-CA lesson',
+    )
     flags.add(p, "--days", type=float, default=30.0, help="leaf validity in days")
     flags.add(p, "--ca-days", type=float, default=3650.0, help="CA validity in days")
 
@@ -242,6 +249,7 @@ def _certs_lifecycle(args: argparse.Namespace, now: dt.datetime) -> int:
             namespace=args.namespace,
             key_type=args.key_type,
             ca_key_type=args.ca_key_type or bs.default_ca_key_type(args.key_type),
+            ca_name=getattr(args, "ca_name", None),
             leaf_days=args.days,
             ca_days=args.ca_days,
             status_window=window,

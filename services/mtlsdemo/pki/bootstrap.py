@@ -66,6 +66,7 @@ class BootstrapRequest:
     namespace: str = "default"
     key_type: str = "ecdsa-p256"
     ca_key_type: str = "ecdsa-p256"
+    ca_name: str | None = None  # the CA's common name (None: "mtlsdemo root CA (<td>)")
     leaf_days: float = 30.0
     ca_days: float = 3650.0
     renew_before: dt.timedelta = dt.timedelta(days=10)
@@ -123,7 +124,7 @@ def validate(req: BootstrapRequest) -> list[ServiceIdentity]:
 def rotated(cas: Authorities, req: BootstrapRequest, now: dt.datetime) -> Authorities:
     """prepare + switch in one step: a new CA issues from now on, the old one stays
     trusted (``previous``) until ``rotate-ca finish``."""
-    new = create_root_ca(req.ca_key_type, req.ca_days, req.trust_domain, now)
+    new = create_root_ca(req.ca_key_type, req.ca_days, req.trust_domain, now, req.ca_name)
     return Authorities(new, "switched", None, cas.current)
 
 
@@ -143,7 +144,7 @@ def _authorities(
     """The CAs to use, and whether their files must be (re)written."""
     cas = Authorities.read(store)
     if cas is None:
-        ca = create_root_ca(req.ca_key_type, req.ca_days, req.trust_domain, now)
+        ca = create_root_ca(req.ca_key_type, req.ca_days, req.trust_domain, now, req.ca_name)
         p_changes.append(
             Change(
                 "ca",

@@ -38,20 +38,24 @@ class CertificateAuthority:
 
 
 def create_root_ca(
-    key_type: str, days: float, trust_domain: str, now: dt.datetime
+    key_type: str, days: float, trust_domain: str, now: dt.datetime, name: str | None = None
 ) -> CertificateAuthority:
+    """``name``: the CA's common name (default "mtlsdemo root CA (<trust domain>)"); an
+    impostor for a lesson gets its own (`certs bootstrap --ca-name`), so "issuer … is not
+    in the trust store" reads true without comparing key ids."""
     key = generate_key(key_type)
-    name = x509.Name(
+    cn = name or f"mtlsdemo root CA ({trust_domain})"
+    name_ = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "mtlsdemo"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"mtlsdemo root CA ({trust_domain})"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
         ]
     )
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(name_)
+        .issuer_name(name_)
         .public_key(key.public_key())
         .serial_number(random_serial())
         # Backdate a little so a peer whose clock lags still accepts it.
