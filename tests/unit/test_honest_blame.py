@@ -15,7 +15,7 @@ from mtlsdemo.handshake.keyschedule import KeySchedule
 from mtlsdemo.handshake.records import ContentType, Protector
 from mtlsdemo.handshake.suites import KeyExchange
 from mtlsdemo.sidecar.outcome import outcome_of
-from support.hskit import config, handshake, new, pump, split_messages
+from support.hskit import config, handshake, join_messages, new, pump, split_messages
 
 RSA = next(s for s in SUITES if s.kx is KeyExchange.RSA_OAEP)
 ECDHE = next(s for s in SUITES if s.kx is KeyExchange.ECDHE_X25519)
@@ -154,3 +154,35 @@ def test_with_ecdhe_the_server_key_gives_its_holder_no_session_keys() -> None:
         assert e.reason is Reason.DECRYPT_ERROR
     else:
         raise AssertionError("a record sealed without the session keys was accepted")
+
+
+# ---------------------------------------------------------------- blame after the signature
+def _strip_staple(direction: str, data: bytes) -> bytes:
+    """On the path: the client's Certificate message loses its stapled status."""
+    if direction != "c2s":
+        return data
+    out = []
+    for ctype, raw in split_messages(data):
+        if ctype == 22 and raw[0] == m.HandshakeType.CERTIFICATE:
+            cert = m.decode(raw[0], raw[4:])
+            raw = m.encode(m.Certificate(cert.chain, b""))
+        out.append((ctype, raw))
+    return join_messages(out)
+
+
+def test_a_staple_stripped_in_transit_is_not_blamed_on_the_peer() -> None:
+    """issue 31 item 5: the server used to refuse `status_missing`, naming the client
+    for a staple it did send. Now a chain or status verdict waits for the peer's
+    CertificateVerify, which covers the Certificate as the peer sent it: the
+    alteration shows as bad_signature, and the client is not blamed."""
+    _c, _s, out = handshake(config("gateway"), config("ledger"), tamper=_strip_staple)
+    assert out.server_error is not None
+    assert out.server_error.reason is Reason.BAD_SIGNATURE, out.server_error
+
+
+def test_a_peer_that_really_sends_no_staple_is_refused_status_missing() -> None:
+    from support.hskit import creds, leaf
+
+    unstapled = config("gateway", credentials=creds(*leaf("gateway"), staple=b""))
+    _c, _s, out = handshake(unstapled, config("ledger"))
+    assert (out.server_error.reason, out.server_error.origin) == (Reason.STATUS_MISSING, "local")

@@ -16,7 +16,6 @@ from mtlsdemo.handshake.events import (
 from mtlsdemo.handshake.keyschedule import KeySchedule, binder, sha256
 from mtlsdemo.handshake.peer import (
     can_receive_rsa_key_transport,
-    verify_peer,
 )
 from mtlsdemo.handshake.records import (
     Protector,
@@ -105,18 +104,11 @@ class ClientSide(Resumption):
 
     def _on_client_certificate(self, msg: m.Certificate, _th: bytes, _sig: bytes) -> None:
         t0 = self.clock()
-        self.peer = verify_peer(
-            msg.chain,
-            self.config.trust,
-            "server",
-            self.config.peer,
-            self.now,
-            status=msg.status,
-            require_status=self.config.require_status,
-        )
+        self._judge_peer(msg, "server")
         assert self.suite is not None
         if self.suite.kx is KeyExchange.RSA_OAEP:
-            if not can_receive_rsa_key_transport(self.peer.leaf):
+            leaf = self.peer.leaf if self.peer else self._unverified_leaf
+            if leaf is None or not can_receive_rsa_key_transport(leaf):
                 raise ProtocolError(
                     Reason.ILLEGAL_PARAMETER,
                     "RSA-OAEP suite chosen but the server key cannot encrypt "

@@ -13,6 +13,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
 from mtlsdemo.handshake import kx
@@ -38,6 +40,7 @@ from mtlsdemo.handshake.events import (
 from mtlsdemo.handshake.keyschedule import KeySchedule
 from mtlsdemo.handshake.peer import (
     VerifiedPeer,
+    verify_peer,
 )
 from mtlsdemo.handshake.records import (
     HEADER_LEN,
@@ -122,6 +125,9 @@ class ConnectionCore:
         self._ks: KeySchedule | None = None
         self._x25519: Any = None
         self._mlkem: Any = None  # server, hybrid suites: the ephemeral ML-KEM-768 key
+        # a chain/staple refusal held until the peer's CertificateVerify verifies
+        self._deferred: ProtocolError | None = None
+        self._unverified_leaf: x509.Certificate | None = None
         self._peer_share = b""
         self._send: Protector | None = None
         self._recv: Protector | None = None
@@ -568,14 +574,39 @@ class ConnectionCore:
             cred.scheme, sign(cred.key, cred.scheme, signed_content(signer, sig_hash))
         )
 
+    def _judge_peer(self, msg: m.Certificate, peer_role: str) -> None:
+        """Verify the peer's chain and staple; a refusal waits for the peer's
+        CertificateVerify (issue 31 item 5): only once the signature over the transcript
+        holds — the Certificate message included, as the peer sent it — is a chain or
+        status reason provably about what the peer presented, not about what someone on
+        the path stripped or swapped. A tampered Certificate fails as bad_signature."""
+        try:
+            self.peer = verify_peer(
+                msg.chain,
+                self.config.trust,
+                peer_role,
+                self.config.peer,
+                self.now,
+                status=msg.status,
+                require_status=self.config.require_status,
+            )
+        except ProtocolError as e:
+            leaf = _leaf_of(msg.chain)
+            if leaf is None:  # nothing to check a signature with: the refusal stands now
+                raise
+            self._deferred, self._unverified_leaf = e, leaf
+
     def _check_certificate_verify(self, msg: m.CertificateVerify, sig_hash: bytes) -> None:
-        assert self.peer is not None
+        key = self.peer.public_key if self.peer else self._unverified_leaf.public_key()  # type: ignore[union-attr]
         verify(
-            self.peer.public_key,
+            key,
             msg.scheme,
             msg.signature,
             signed_content(self.peer_role, sig_hash),
         )
+        if self._deferred is not None:  # the signature holds: the refusal is about the peer's own
+            raise self._deferred
+        assert self.peer is not None
         self.peer.checks.append(
             f"CertificateVerify ({scheme_name(msg.scheme)}) proves the {self.peer_role} "
             "holds the certificate's private key"
@@ -681,3 +712,15 @@ class ConnectionCore:
             ticket_issued=self.ticket_issued,
             error=self.error,
         )
+
+
+def _leaf_of(chain: tuple[bytes, ...]) -> x509.Certificate | None:
+    """The first certificate, parsed with a usable public key, or None (empty chain,
+    garbage, a key cryptography cannot load)."""
+    try:
+        leaf = x509.load_der_x509_certificate(chain[0]) if chain else None
+        if leaf is not None:
+            leaf.public_key()  # parsed lazily: a damaged key fails here, not at the signature
+        return leaf
+    except (ValueError, UnsupportedAlgorithm):
+        return None

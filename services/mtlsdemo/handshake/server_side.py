@@ -13,9 +13,6 @@ from mtlsdemo.handshake.events import (
     Event,
 )
 from mtlsdemo.handshake.keyschedule import KeySchedule
-from mtlsdemo.handshake.peer import (
-    verify_peer,
-)
 from mtlsdemo.handshake.records import (
     Protector,
 )
@@ -109,15 +106,7 @@ class ServerSide(ClientSide):
 
     def _on_server_certificate(self, msg: m.Certificate, _th: bytes, _sig: bytes) -> None:
         t0 = self.clock()
-        self.peer = verify_peer(
-            msg.chain,
-            self.config.trust,
-            "client",
-            self.config.peer,
-            self.now,
-            status=msg.status,
-            require_status=self.config.require_status,
-        )
+        self._judge_peer(msg, "client")
         self._phase("certificate_verify", t0)
         self._move(State.WAIT_CLIENT_KEY_EXCHANGE)
 
