@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--suites",
         type=SUITE_LIST,
         default=None,
-        help="sidecar mode: the suites both sidecars offer/accept, e.g. RSA-OAEP-AES-256-GCM "
+        help="sidecar mode: the suites both sidecars offer/accept (default: the hybrid "
+        "post-quantum X25519MLKEM768-* first, then ECDHE-X25519-*), e.g. RSA-OAEP-AES-256-GCM "
         "(RSA key transport, the classic four steps; needs --key-type rsa-2048)",
     )
     flags.add(

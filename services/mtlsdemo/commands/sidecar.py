@@ -64,7 +64,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=SUITE_LIST,
         default=None,
         help="comma-separated suites to offer/accept, in preference order "
-        "(default: the ECDHE-X25519 ones; RSA-OAEP-* must be named)",
+        "(default: the hybrid post-quantum X25519MLKEM768-* first, then the ECDHE-X25519 "
+        "ones; RSA-OAEP-* must be named)",
     )
     flags.add(
         p,
