@@ -82,15 +82,18 @@ def test_no_private_key_and_no_compiler_in_the_image(image: str) -> None:
     assert caches == [], f"pip caches in the image: {caches[:5]}"
 
 
+def _image_size(image: str) -> int:
+    out = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Size}}", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(out)
+
+
 def test_image_size_is_reported(image: str, record_property) -> None:
-    size = int(
-        subprocess.run(
-            ["docker", "image", "inspect", "-f", "{{.Size}}", image],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    size = _image_size(image)
     record_property("image_size_mb", round(size / 1e6))
     print(f"\nimage {image}: {size / 1e6:.0f} MB")
     assert size < 600e6  # the base is ~200 MB; the app and its wheels ~75 MB
@@ -111,14 +114,7 @@ def test_the_readme_size_is_the_measured_one_within_5_percent(image: str) -> Non
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     claimed = float(re.search(r"\*\*(\d+) MB\*\* on the debootstrap", readme).group(1)) * 1e6
-    size = int(
-        subprocess.run(
-            ["docker", "image", "inspect", "-f", "{{.Size}}", image],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    size = _image_size(image)
     from support.docker import BASE
 
     if not BASE.startswith("mtlsdemo-base"):
