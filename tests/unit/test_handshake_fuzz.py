@@ -192,10 +192,11 @@ def test_mutations_of_every_flight_reach_every_handler_and_end_in_a_named_reason
     ProtocolError with a named reason other than internal_error."""
     import random
 
-    from mtlsdemo.handshake import connection as conn_mod
+    from mtlsdemo.handshake import connection as conn_mod  # noqa: F401  (fills the table)
+    from mtlsdemo.handshake import core as core_mod
 
     reached: set[tuple[str, str]] = set()
-    original = dict(conn_mod.HANDLERS)
+    original = dict(core_mod.HANDLERS)
     mutating = [False]
 
     def recording(key, handler):
@@ -206,7 +207,7 @@ def test_mutations_of_every_flight_reach_every_handler_and_end_in_a_named_reason
 
         return run
 
-    monkeypatch.setattr(conn_mod, "HANDLERS", {k: recording(k, h) for k, h in original.items()})
+    monkeypatch.setattr(core_mod, "HANDLERS", {k: recording(k, h) for k, h in original.items()})
     rng = random.Random(20261127)
     reasons: dict[str, int] = {}
     # the full handshake (with its NewSessionTicket), then a resumed one

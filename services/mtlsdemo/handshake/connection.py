@@ -25,12 +25,9 @@ Flow (see docs/protocol.md):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from mtlsdemo.handshake import kx  # noqa: F401  (tests patch kx through this module)
 from mtlsdemo.handshake import messages as m
-from mtlsdemo.handshake.events import Event
+from mtlsdemo.handshake.core import HANDLERS
 from mtlsdemo.handshake.server_side import ServerSide
 
 T = m.HandshakeType
@@ -40,23 +37,20 @@ class Connection(ServerSide):
     """One side (``role``) of an MTD/1 connection: a state machine fed bytes
     (``receive_data``), returning events and queueing bytes (``data_to_send``)."""
 
-    def _dispatch(
-        self, msg_type: m.HandshakeType, msg: Any, th: bytes, sig: bytes
-    ) -> list[Event] | None:
-        return HANDLERS[(self.role, msg_type)](self, msg, th, sig)
 
-
-HANDLERS: dict[tuple[str, T], Callable[..., list[Event] | None]] = {
-    ("client", T.SERVER_HELLO): Connection._on_client_server_hello,
-    ("client", T.CERTIFICATE): Connection._on_client_certificate,
-    ("client", T.SERVER_KEY_SHARE): Connection._on_client_server_key_share,
-    ("client", T.CERTIFICATE_REQUEST): Connection._on_client_certificate_request,
-    ("client", T.CERTIFICATE_VERIFY): Connection._on_client_certificate_verify,
-    ("client", T.FINISHED): Connection._on_client_finished,
-    ("client", T.NEW_SESSION_TICKET): Connection._on_client_new_session_ticket,
-    ("server", T.CLIENT_HELLO): Connection._on_server_client_hello,
-    ("server", T.CERTIFICATE): Connection._on_server_certificate,
-    ("server", T.CLIENT_KEY_EXCHANGE): Connection._on_server_client_key_exchange,
-    ("server", T.CERTIFICATE_VERIFY): Connection._on_server_certificate_verify,
-    ("server", T.FINISHED): Connection._on_server_finished,
-}
+HANDLERS.update(
+    {
+        ("client", T.SERVER_HELLO): Connection._on_client_server_hello,
+        ("client", T.CERTIFICATE): Connection._on_client_certificate,
+        ("client", T.SERVER_KEY_SHARE): Connection._on_client_server_key_share,
+        ("client", T.CERTIFICATE_REQUEST): Connection._on_client_certificate_request,
+        ("client", T.CERTIFICATE_VERIFY): Connection._on_client_certificate_verify,
+        ("client", T.FINISHED): Connection._on_client_finished,
+        ("client", T.NEW_SESSION_TICKET): Connection._on_client_new_session_ticket,
+        ("server", T.CLIENT_HELLO): Connection._on_server_client_hello,
+        ("server", T.CERTIFICATE): Connection._on_server_certificate,
+        ("server", T.CLIENT_KEY_EXCHANGE): Connection._on_server_client_key_exchange,
+        ("server", T.CERTIFICATE_VERIFY): Connection._on_server_certificate_verify,
+        ("server", T.FINISHED): Connection._on_server_finished,
+    }
+)

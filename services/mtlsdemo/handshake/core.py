@@ -72,6 +72,11 @@ from mtlsdemo.handshake.tickets import (
 from mtlsdemo.handshake.trace import TraceEntry, describe, fingerprint, resume_checks, scheme_name
 
 T = m.HandshakeType
+# Which method handles which message for which role: the whole dispatch, as data.
+# The handlers live in client_side.py and server_side.py, below this module, so
+# connection.py fills the table once they exist (the state machine lets through only
+# the message EXPECTED in the current state).
+HANDLERS: dict[tuple[str, T], Callable[..., list[Event] | None]] = {}
 
 
 class ConnectionCore:
@@ -485,7 +490,7 @@ class ConnectionCore:
             self._sig_transcript.update(raw)
         self._last_raw = raw
         self._handling = T(msg_type)
-        return self._dispatch(self._handling, msg, th_before, sig_before) or []
+        return HANDLERS[(self.role, self._handling)](self, msg, th_before, sig_before) or []
 
     def _send_handshake(self, msgs: list[m.Message]) -> None:
         chunk = bytearray()
@@ -675,19 +680,6 @@ class ConnectionCore:
                 f"{self.role}: no transition {self.state} --{self._handling}--> {to}"
             )
         self.state = to
-
-    def _dispatch(
-        self, msg_type: m.HandshakeType, msg: Any, th: bytes, sig: bytes
-    ) -> list[Event] | None:
-        """The handler of ``msg_type`` for this role (connection.py's HANDLERS)."""
-        raise NotImplementedError
-
-    # the resumption steps the core calls (resumption.py)
-    def _issue_ticket(self) -> None:
-        raise NotImplementedError
-
-    def _keep_ticket(self) -> None:
-        raise NotImplementedError
 
     def report(self) -> HandshakeReport:
         """This handshake as the observer, the journal and the console read it, on
