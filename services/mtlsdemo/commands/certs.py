@@ -249,7 +249,7 @@ def _certs_lifecycle(args: argparse.Namespace, now: dt.datetime) -> int:
             namespace=args.namespace,
             key_type=args.key_type,
             ca_key_type=args.ca_key_type or bs.default_ca_key_type(args.key_type),
-            ca_name=getattr(args, "ca_name", None),
+            ca_name=args.ca_name,
             leaf_days=args.days,
             ca_days=args.ca_days,
             status_window=window,
