@@ -27,7 +27,7 @@ HS_MODES = {
     "mtd_loopback": "MTD/1 over loopback TCP",
     "mtd_loopback_no_verify_cache": "MTD/1 over loopback, chain-verification cache off",
     "openssl_tls13_loopback": "OpenSSL TLS 1.3 mutual, Python `ssl`, loopback",
-    "mtd_loopback_resumed": "MTD/1.1 resumed from a ticket, loopback",
+    "mtd_loopback_resumed": "MTD/1.2 resumed from a ticket, loopback",
     "openssl_tls13_resumed": "OpenSSL TLS 1.3 resumed (PSK with ECDHE), loopback",
 }
 UNARY_MODES = {
@@ -79,7 +79,7 @@ def handshake(b: dict[str, Any]) -> str:
         )
         if "mtd_resumed_p50_vs_openssl_resumed" in r:
             lines.append(
-                f"- {KT_NAMES.get(kt, kt)}, resumed MTD/1.1 ÷ resumed OpenSSL TLS 1.3: p50 "
+                f"- {KT_NAMES.get(kt, kt)}, resumed MTD/1.2 ÷ resumed OpenSSL TLS 1.3: p50 "
                 f"**{r['mtd_resumed_p50_vs_openssl_resumed']:.2f}x** (both with a fresh "
                 "X25519 exchange, no certificates, no signatures)."
             )

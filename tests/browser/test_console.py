@@ -40,7 +40,7 @@ BREAK_REASONS = {
     "wrong-identity": "identity_mismatch",
     "wrong-server-name": "identity_mismatch",
     "tamper": "decrypt_error",
-    "downgrade": "bad_finished",
+    "downgrade": "bad_signature",
     "clock-skew": "certificate_expired",
     "slow-handshake": "handshake_timeout",
     "revoked": "certificate_revoked",

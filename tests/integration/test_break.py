@@ -33,7 +33,10 @@ EXPECT = {
         "you refused the gateway: identity_mismatch",
     ],
     "tamper": ["decrypt_error", 'mtls_record_failures_total{reason="decrypt_error"}'],
-    "downgrade": ["refused the gateway: bad_finished", 'reason="bad_finished",origin="local"} +1'],
+    "downgrade": [
+        "the gateway refused the ledger's sidecar: bad_signature",
+        'reason="bad_signature",origin="remote_unverified"} +1',
+    ],
     "clock-skew": ["the skewed gateway refused the ledger's sidecar: certificate_expired"],
     "slow-handshake": ["it sent alert 75 (handshake_timeout) and closed"],
     "revoked": [

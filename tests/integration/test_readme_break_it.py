@@ -77,7 +77,7 @@ def test_the_recipes_do_what_their_comments_say(tmp_path: Path) -> None:
             assert says.group(1) in r.stdout, (cmd, r.stdout)
             checked += 1
         elif comment.startswith("# ok"):
-            assert "session: MTD/1.1" in r.stdout, (cmd, r.stdout)
+            assert "session: MTD/1.2" in r.stdout, (cmd, r.stdout)
             checked += 1
     promises = [
         c for _, c in commands(first) if REFUSES.search(c) or SAYS.search(c) or c.startswith("# ok")

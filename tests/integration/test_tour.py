@@ -33,7 +33,7 @@ def test_each_section_shows_what_really_happened(mesh) -> None:
     out = r.stdout
     assert r.returncode == 0 and "Traceback" not in r.stderr, out + r.stderr
     # 1: the suite shown is the one the ledger's sidecar negotiated for that handshake
-    shown = out.split("server picks:  MTD/1.1, ", 1)[1].split("\n", 1)[0]
+    shown = out.split("server picks:  MTD/1.2, ", 1)[1].split("\n", 1)[0]
     with urllib.request.urlopen(f"http://127.0.0.1:{ports['ledger_admin']}/status") as s:
         recent = json.loads(s.read())["recent_handshakes"]
     assert shown in {h["suite"] for h in recent if h["outcome"] == "success"}

@@ -24,6 +24,7 @@ from mtlsdemo.handshake import (
 from mtlsdemo.handshake import messages as m
 from mtlsdemo.handshake.config import Credentials
 from mtlsdemo.handshake.peer import TrustStore
+from mtlsdemo.handshake.suites import VERSION_1_2
 from mtlsdemo.pki.ca import CertificateAuthority, create_root_ca, random_serial
 from mtlsdemo.pki.identity import ServiceIdentity
 from mtlsdemo.pki.issue import issue_leaf
@@ -327,6 +328,8 @@ class SigningPeer:
     def __init__(self, role: str, key: object, rewrite: dict[int, Callable[[bytes], bytes]]):
         self.role, self.key, self.rewrite = role, key, rewrite
         self.client_random = b""
+        self.hello = b""  # the ClientHello as delivered (MTD/1.2 signs it too)
+        self.version = 0  # as the ServerHello chose
         self.signed: list[bytes] = []  # every message from ServerHello on, as delivered
 
     def __call__(self, direction: str, data: bytes) -> bytes:
@@ -339,12 +342,17 @@ class SigningPeer:
                 t = raw[0]
                 if t == m.HandshakeType.CLIENT_HELLO:
                     self.client_random = m.decode(t, raw[4:]).random
+                    self.hello = raw
+                if t == m.HandshakeType.SERVER_HELLO:
+                    self.version = m.decode(t, raw[4:]).version
                 if mine and t in self.rewrite:
                     body = self.rewrite[t](raw[4:])
                     raw = bytes((t,)) + len(body).to_bytes(3, "big") + body
                 if mine and t == m.HandshakeType.CERTIFICATE_VERIFY:
                     cv = m.decode(t, raw[4:])
-                    h = hashlib.sha256(self.client_random + b"".join(self.signed)).digest()
+                    # the signed transcript as the core builds it (core._signed_hash)
+                    first = self.hello if self.version >= VERSION_1_2 else self.client_random
+                    h = hashlib.sha256(first + b"".join(self.signed)).digest()
                     sig = sign(self.key, Scheme(cv.scheme), signed_content(self.role, h))
                     raw = m.encode(m.CertificateVerify(cv.scheme, sig))
                 if t != m.HandshakeType.CLIENT_HELLO:

@@ -3,6 +3,7 @@ same reason, and no application byte is delivered."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 
@@ -12,7 +13,7 @@ from mtlsdemo.handshake import SUITES, KeyExchange, PeerPolicy, ProtocolError, R
 from mtlsdemo.handshake import messages as m
 from mtlsdemo.handshake.codec import u16, u24
 from mtlsdemo.handshake.config import Limits
-from mtlsdemo.handshake.suites import VERSION_1
+from mtlsdemo.handshake.suites import VERSION_1, VERSION_1_1
 from support.hskit import (
     CLIENT_AUTH,
     NOW,
@@ -311,20 +312,35 @@ def test_server_choosing_unoffered_version_is_unsupported_version() -> None:
     assert_rejected(out, "client", Reason.UNSUPPORTED_VERSION)
 
 
-def test_downgrade_of_offered_suites_is_bad_finished() -> None:
+def _strip_first_suite(body: bytes) -> bytes:
+    versions = body[: 1 + body[0]]
+    rest = body[len(versions) :]
+    random, suites = rest[:32], rest[32:]
+    return versions + random + bytes((suites[0] - 2,)) + suites[3:]
+
+
+def test_downgrade_of_offered_suites_is_caught_by_the_servers_signature() -> None:
     """An attacker strips the client's preferred suite so the server picks a
-    weaker one. Nothing fails until Finished, which covers the original offer."""
-
-    def strip_first(body: bytes) -> bytes:
-        versions = body[: 1 + body[0]]
-        rest = body[len(versions) :]
-        random, suites = rest[:32], rest[32:]
-        return versions + random + bytes((suites[0] - 2,)) + suites[3:]
-
+    weaker one. MTD/1.2's CertificateVerify signs the whole transcript, the
+    ClientHello as the server received it included: the client refuses the server's
+    signature at step 2, before any key is derived."""
     c, s, out = handshake(
         config("gateway"),
         config("ledger"),
-        tamper=edit("c2s", 0, 0, body_edit(strip_first)),
+        tamper=edit("c2s", 0, 0, body_edit(_strip_first_suite)),
+        client_data=DATA,
+    )
+    assert_rejected(out, "client", Reason.BAD_SIGNATURE)
+
+
+def test_mtd_1_1_peers_catch_the_same_downgrade_only_at_the_finished() -> None:
+    """Between two MTD/1.1 peers the signatures leave the ClientHello out: nothing
+    fails until the Finished, which covers the original offer."""
+    old = (VERSION_1_1, VERSION_1)
+    c, s, out = handshake(
+        dataclasses.replace(config("gateway"), versions=old),
+        dataclasses.replace(config("ledger"), versions=old),
+        tamper=edit("c2s", 0, 0, body_edit(_strip_first_suite)),
         client_data=DATA,
     )
     assert_rejected(out, "server", Reason.BAD_FINISHED)

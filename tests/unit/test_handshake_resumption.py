@@ -52,10 +52,16 @@ def test_a_full_handshake_issues_a_ticket_and_the_next_one_resumes_without_certi
     assert out.client_error is None and out.server_error is None
     assert out.delivered("server") == b"ping"
     assert c.result.resumed and s.result.resumed
-    assert c.result.version == s.result.version == "MTD/1.1"
+    assert c.result.version == s.result.version == "MTD/1.2"
     assert (c.result.peer_identity, s.result.peer_identity) == (LEDGER, GATEWAY)
-    names = [name for _d, name, *_ in c.ladder]
-    assert names == ["CLIENT_HELLO", "SERVER_HELLO", "SERVER_KEY_SHARE", "FINISHED", "FINISHED"]
+    # MTD/1.2: the client's Finished first, the server's answers it (issue 31 item 4)
+    assert [(d, name) for d, name, *_ in c.ladder] == [
+        ("send", "CLIENT_HELLO"),
+        ("recv", "SERVER_HELLO"),
+        ("recv", "SERVER_KEY_SHARE"),
+        ("send", "FINISHED"),
+        ("recv", "FINISHED"),
+    ]
     assert "CERTIFICATE" not in [name for _d, name, *_ in s.ladder]
     assert any("forward secrecy" in check for check in s.result.checks)
 
@@ -182,6 +188,23 @@ def test_the_server_refuses_when_its_own_credentials_changed() -> None:
     renewed = dataclasses.replace(scfg, credentials=creds(cert, key))
     _c, s, out = handshake(ccfg, renewed)
     assert out.server_error is None and s.resume_refusal == "ticket_credentials_changed"
+
+
+def test_a_server_reloaded_as_another_workload_refuses_its_old_identitys_tickets() -> None:
+    """Issue 31 item 6: ticket keys outlive identity reloads (one TicketKeys per
+    process), so a ticket names the identity it belongs to: a server that is now
+    another workload refuses it as `ticket_identity_changed`, by name (not only
+    because its certificate's fingerprint moved), and the ticket says whose it is."""
+    keys = TicketKeys()
+    ccfg, scfg = with_tickets(keys)
+    first_full(ccfg, scfg)
+    [ticket] = list(ccfg.ticket_cache._tickets["ledger"])
+    assert keys.open(ticket.ticket).facts.own_identity == LEDGER
+    assert ticket.facts.own_identity == GATEWAY  # the client's copy: its own side
+    audit = dataclasses.replace(scfg, credentials=creds(*leaf("audit")))
+    _c, s, _out = handshake(ccfg, audit)
+    assert not s.resumed and s.resume_refusal == "ticket_identity_changed"
+    assert "belongs to " + LEDGER in s.resumption
 
 
 def test_an_altered_resumption_offer_fails_the_binder() -> None:

@@ -110,15 +110,18 @@ def test_codes_a_server_does_not_know_are_skipped_not_refused() -> None:
         return join_messages([(22, m.encode(hello))])
 
     c, s, out = handshake(config("gateway"), config("ledger"), tamper=unknown_first)
-    # the server chose from the altered list: the Finished catches the alteration,
-    # but the choice itself worked (no no_common_suite)
-    assert out.server_error is not None and out.server_error.reason is Reason.BAD_FINISHED
+    # the server chose from the altered list: the choice itself worked (no
+    # no_common_suite), and the alteration is caught at the server's signature, which
+    # covers the ClientHello as the server received it (MTD/1.2)
+    assert s.suite is not None
+    assert_rejected(out, "client", Reason.BAD_SIGNATURE)
 
 
-def test_stripping_the_hybrid_from_the_client_hello_is_bad_finished() -> None:
+def test_stripping_the_hybrid_from_the_client_hello_is_caught_at_the_signature() -> None:
     """A downgrade: an attacker removes the hybrid codes so the server picks X25519
-    (which a future quantum computer could open). The Finished MACs cover the
-    ClientHello as each side saw it: the server refuses, nothing is delivered."""
+    (which a future quantum computer could open). The server's CertificateVerify
+    signs the ClientHello as it saw it (MTD/1.2; the Finished MACs cover it too): the
+    client refuses, before any key is derived, and nothing is delivered."""
 
     def strip(direction: str, data: bytes) -> bytes:
         if direction != "c2s" or data[5] != m.HandshakeType.CLIENT_HELLO:
@@ -132,7 +135,7 @@ def test_stripping_the_hybrid_from_the_client_hello_is_bad_finished() -> None:
 
     _c, s, out = handshake(config("gateway"), config("ledger"), tamper=strip, client_data=b"x")
     assert s.suite is not None and s.suite.kx is KeyExchange.ECDHE_X25519  # it was fooled ...
-    assert_rejected(out, "server", Reason.BAD_FINISHED)  # ... and found out
+    assert_rejected(out, "client", Reason.BAD_SIGNATURE)  # ... and found out
 
 
 def _rewrite(msg_type: int, fn):

@@ -18,17 +18,22 @@ MESSAGES = [
 ]
 
 
-def mtd_resumes() -> bool:
+def mtd_resumed_ladder() -> list[tuple[str, str]]:
     client = dataclasses.replace(config("gateway"), ticket_cache=TicketCache(), ticket_peer="l")
     server = dataclasses.replace(config("ledger"), tickets=TicketKeys())
     handshake(client, server)
     c, _s, _out = handshake(client, server)
-    return c.result.resumed
+    assert c.result.resumed and c.result.version == "MTD/1.2"
+    return [(d, name) for d, name, *_ in c.ladder]
 
 
 def test_the_resumption_claim_matches_the_code() -> None:
     text = "\n".join(table(MESSAGES, "TLSv1.3", "TLS_AES_256_GCM_SHA384"))
-    assert mtd_resumes()
+    ladder = mtd_resumed_ladder()
+    # "in MTD/1.2 the client's Finished goes first and the client completes only on the
+    # server's": the client's last two messages, in that order
+    assert "in MTD/1.2 the client's Finished goes first" in text
+    assert ladder[-2:] == [("send", "FINISHED"), ("recv", "FINISHED")]
     assert "always does the full handshake" not in text and "no resumption" not in text
     assert "MTD/1.1 does the same" in text
     (row,) = [line for line in text.splitlines() if "NewSessionTicket " in line[:40]]

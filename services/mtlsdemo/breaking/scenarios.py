@@ -386,12 +386,24 @@ def _through(mesh: LocalMesh, r: Report, transform: object, what: str, expect: s
         report_attempt(r, attempt, "the gateway", "the ledger's sidecar")
     finally:
         relay.close()
-    sidecar_reason = {"tamper": "decrypt_error"}.get(expect, expect)
     if expect == "tamper":
         r.add("", "the record failed authentication at the ledger's sidecar (AEAD tag)")
         report_records(r, mesh)
+    elif expect == "downgrade":
+        # MTD/1.2 signs the whole transcript: the ledger's sidecar signed the hello it
+        # received, so the gateway's check of that signature fails (step 2), before any
+        # key is derived; MTD/1.1 caught it only at the Finished (step 4)
+        r.add(
+            "",
+            "the ledger's sidecar signed the ClientHello it received (MTD/1.2 signs the whole "
+            "transcript), not the one the gateway sent: the cut offer shows as a bad "
+            "signature at step 2, before any key exists",
+        )
+        report_metrics(
+            r, mesh, before, [("ledger-sidecar", "server", "bad_signature", "remote_unverified")]
+        )
     else:
-        report_metrics(r, mesh, before, [("ledger-sidecar", "server", sidecar_reason, "local")])
+        report_metrics(r, mesh, before, [("ledger-sidecar", "server", expect, "local")])
 
 
 def report_records(r: Report, mesh: LocalMesh) -> None:
@@ -422,7 +434,7 @@ def downgrade(mesh: LocalMesh, r: Report, work: Path) -> None:
         strip_suites(1),
         "cuts the ClientHello's suite list to its last suite (the hybrid X25519MLKEM768 ones go: "
         "a recording would again be open to a future quantum computer)",
-        "bad_finished",
+        "downgrade",
     )
 
 

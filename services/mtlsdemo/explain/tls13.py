@@ -123,5 +123,9 @@ def table(messages: list[Tls13Message], version: str, cipher: str) -> list[str]:
         "   - both resume: the server's tickets (NewSessionTicket) allow a later handshake "
         "without certificates; MTD/1.1 does the same, keeping a fresh X25519 exchange and "
         "re-checking identity, expiry, status and trust (`mtlsdemo handshake --resume`)",
+        "   - resumed, TLS 1.3's client sends its Finished last and may report success "
+        "before the server judged it; in MTD/1.2 the client's Finished goes first and the "
+        "client completes only on the server's (half a round trip more, never a success "
+        "the server then refuses)",
     ]
     return out

@@ -87,9 +87,10 @@ def hello(mesh: LocalMesh) -> tuple[Section, Connection]:
     ]
     s.really = [
         "The hello is not where the server proves anything: everything here is in the clear "
-        "and could be forged. It only fixes the rules; steps 2 to 4 check them (the Finished "
-        "MAC of step 4 covers this hello, so a man in the middle who strips suites is caught: "
-        "try `mtlsdemo break downgrade`).",
+        "and could be forged. It only fixes the rules; steps 2 to 4 check them (both "
+        "CertificateVerify signatures of step 2 and the Finished MACs of step 4 cover this "
+        "hello, so a man in the middle who strips suites is caught: try "
+        "`mtlsdemo break downgrade`).",
     ]
     s.watch = 'metric mtls_handshakes_total{suite=…}; dashboard panel "Suites in use"'
     s.facts = {"suite": sh["suite"], "version": sh["version"]}

@@ -24,7 +24,14 @@ from mtlsdemo.handshake.resumption import Resumption
 from mtlsdemo.handshake.states import (
     State,
 )
-from mtlsdemo.handshake.suites import BY_CODE, VERSION_1_1, KeyExchange, version_name
+from mtlsdemo.handshake.suites import (
+    BY_CODE,
+    DOWNGRADE_SENTINEL,
+    VERSION_1_1,
+    VERSION_1_2,
+    KeyExchange,
+    version_name,
+)
 from mtlsdemo.handshake.tickets import (
     REFUSAL_BY_CODE,
 )
@@ -75,6 +82,16 @@ class ClientSide(Resumption):
                 f"ServerHello for {version_name(msg.version)} "
                 + ("lacks" if msg.resumed is None else "carries")
                 + " the resumption fields",
+            )
+        if (
+            VERSION_1_2 in self.config.versions
+            and msg.version < VERSION_1_2
+            and msg.random.endswith(DOWNGRADE_SENTINEL)
+        ):
+            raise ProtocolError(
+                Reason.ILLEGAL_PARAMETER,
+                f"downgrade: the server supports MTD/1.2 but chose {version_name(msg.version)} "
+                "(its random says so), so our offer was cut on the path",
             )
         self.version, self.suite = msg.version, BY_CODE[msg.suite]
         self._server_random = msg.random
@@ -145,6 +162,12 @@ class ClientSide(Resumption):
             )
             if self.config.trace:
                 self._shared_for_trace = shared + self._ticket.psk
+            if self.version >= VERSION_1_2:
+                # MTD/1.2: our Finished first, as in a full handshake; the server's
+                # answers it, so we complete only once the server has judged ours
+                # (issue 31 item 4) and every server record after it is sealed
+                self._send_client_finished(self._shared_for_trace)
+                self._shared_for_trace = b""
             self._move(State.WAIT_FINISHED)
             return
         self._move(State.WAIT_CERTIFICATE_REQUEST)
@@ -188,9 +211,18 @@ class ClientSide(Resumption):
         self._send_handshake([cert_msg, cke])
         self._ks = KeySchedule(shared, self._client_random, self._server_random)
         t0 = self._phase("key_exchange", t0)
-        cv = self._certificate_verify("client", self._sig_transcript.copy().finalize())
+        cv = self._certificate_verify("client")
         self._send_handshake([cv])
         t0 = self._phase("certificate_verify", t0)
+        self._send_client_finished(shared)
+        self._merge_handshake_records(flight_start)
+        self._phase("finished", t0)
+        self._move(State.WAIT_FINISHED)
+
+    def _send_client_finished(self, shared: bytes) -> None:
+        """Our Finished over the transcript so far, then our sending keys on (records
+        after it are sealed); the server's keys wait for its Finished."""
+        assert self._ks is not None and self.suite is not None
         fin = m.Finished(self._ks.finished_mac("client", self._transcript.copy().finalize()))
         self._send_handshake([fin])
         th_cf = self._th_cf = self._transcript.copy().finalize()
@@ -199,9 +231,6 @@ class ClientSide(Resumption):
         )
         self._pending_recv_secret = self._ks.traffic_secret("server", th_cf)
         self._trace_keys(shared, th_cf)
-        self._merge_handshake_records(flight_start)
-        self._phase("finished", t0)
-        self._move(State.WAIT_FINISHED)
 
     def _on_client_finished(self, msg: m.Finished, th: bytes, _sig: bytes) -> list[Event]:
         t0 = self.clock()
@@ -212,15 +241,8 @@ class ClientSide(Resumption):
             )
         if self._hs.pending:
             raise ProtocolError(Reason.UNEXPECTED_MESSAGE, "handshake bytes after Finished")
-        if self.resumed:  # our Finished answers the server's; then keys, as in a full one
-            fin = self._ks.finished_mac("client", self._transcript.copy().finalize())
-            self._send_handshake([m.Finished(fin)])
-            th_cf = self._transcript.copy().finalize()
-            self._send = Protector(
-                self.suite, self._ks.traffic_secret("client", th_cf), self.config.limits.max_seq
-            )
-            self._pending_recv_secret = self._ks.traffic_secret("server", th_cf)
-            self._trace_keys(self._shared_for_trace, th_cf)
+        if self.resumed and self.version < VERSION_1_2:  # MTD/1.1: ours answers the server's
+            self._send_client_finished(self._shared_for_trace)
             self._shared_for_trace = b""
         self._recv = Protector(self.suite, self._pending_recv_secret, self.config.limits.max_seq)
         self._keep_ticket()

@@ -63,7 +63,13 @@ from mtlsdemo.handshake.states import (
     Role,
     State,
 )
-from mtlsdemo.handshake.suites import VERSION_1_1, KeyExchange, Suite, version_name
+from mtlsdemo.handshake.suites import (
+    VERSION_1_1,
+    VERSION_1_2,
+    KeyExchange,
+    Suite,
+    version_name,
+)
 from mtlsdemo.handshake.tickets import (
     ClientTicket,
     Opened,
@@ -119,7 +125,8 @@ class ConnectionCore:
         self._out: list[bytes] = []
         self._hs = m.MessageBuffer(config.limits.max_handshake_message)
         self._transcript = hashes.Hash(hashes.SHA256())  # every handshake message
-        self._sig_transcript = hashes.Hash(hashes.SHA256())  # client random + from ServerHello on
+        # MTD/1.0-1.1's CertificateVerify input: client random + from ServerHello on
+        self._sig_transcript = hashes.Hash(hashes.SHA256())
         self._random = entropy(m.RANDOM_LEN)
         self._client_random = self._random if role == "client" else b""
         self._server_random = self._random if role == "server" else b""
@@ -482,9 +489,7 @@ class ConnectionCore:
         # the running hashes are forked only for the messages whose handler needs
         # the transcript before them (Finished: its MAC; CertificateVerify: the signature)
         th_before = self._transcript.copy().finalize() if msg_type == T.FINISHED else b""
-        sig_before = (
-            self._sig_transcript.copy().finalize() if msg_type == T.CERTIFICATE_VERIFY else b""
-        )
+        sig_before = self._signed_hash() if msg_type == T.CERTIFICATE_VERIFY else b""
         self._transcript.update(raw)
         if msg_type != T.CLIENT_HELLO:
             self._sig_transcript.update(raw)
@@ -573,10 +578,19 @@ class ConnectionCore:
                 TraceEntry(self.role, direction, kind, name, size, step, fields, self.clock())
             )
 
-    def _certificate_verify(self, signer: str, sig_hash: bytes) -> m.CertificateVerify:
+    def _signed_hash(self) -> bytes:
+        """What a CertificateVerify signs now: from MTD/1.2 on the whole transcript so
+        far (as TLS 1.3), so a ClientHello rewritten on the path breaks the signature;
+        before it, the client random and every message from the ServerHello on — the
+        offer lists unsigned (issue 31 item 1: with RSA key transport and the server's
+        key stolen, a rewritten offer went unnoticed)."""
+        running = self._transcript if self.version >= VERSION_1_2 else self._sig_transcript
+        return running.copy().finalize()
+
+    def _certificate_verify(self, signer: str) -> m.CertificateVerify:
         cred = self.config.credentials
         return m.CertificateVerify(
-            cred.scheme, sign(cred.key, cred.scheme, signed_content(signer, sig_hash))
+            cred.scheme, sign(cred.key, cred.scheme, signed_content(signer, self._signed_hash()))
         )
 
     def _judge_peer(self, msg: m.Certificate, peer_role: str) -> None:

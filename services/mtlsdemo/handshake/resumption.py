@@ -17,7 +17,7 @@ from mtlsdemo.handshake.keyschedule import KeySchedule, binder, sha256
 from mtlsdemo.handshake.states import (
     State,
 )
-from mtlsdemo.handshake.suites import BY_CODE, VERSION_1_1, Suite
+from mtlsdemo.handshake.suites import BY_CODE, VERSION_1_1, VERSION_1_2, Suite
 from mtlsdemo.handshake.tickets import (
     REFUSAL_CODES,
     ClientTicket,
@@ -49,6 +49,7 @@ class Resumption(ConnectionCore):
                     self.config.peer.allows,
                     self._available_suites(),
                     self.config.peer.revoked,
+                    self.config.credentials.identity,
                 )
             except TicketRefused as e:
                 cache.drop(peer, ticket)
@@ -90,6 +91,7 @@ class Resumption(ConnectionCore):
                 self.config.peer.allows,
                 tuple(s.code for s in usable),
                 self.config.peer.revoked,
+                self.config.credentials.identity,
             )
             tickets.check_use(opened)  # used up: refused (nothing is counted yet)
             self._opened = opened  # its use is counted when the client's Finished verifies
@@ -101,8 +103,8 @@ class Resumption(ConnectionCore):
         return opened
 
     def _server_resume(self, hello: m.ClientHello, opened: Opened) -> None:
-        """Server: ServerHello (resumed), ServerKeyShare, Finished; then wait for the
-        client's Finished. No certificates, no signatures."""
+        """Server: ServerHello (resumed), ServerKeyShare (MTD/1.1: and our Finished);
+        then wait for the client's Finished. No certificates, no signatures."""
         assert hello.resume is not None
         self.suite = BY_CODE[opened.facts.suite]
         self.resumed = True
@@ -119,8 +121,9 @@ class Resumption(ConnectionCore):
                 m.ServerKeyShare(m.X25519_GROUP, public),
             ]
         )
-        fin = self._ks.finished_mac("server", self._transcript.copy().finalize())
-        self._send_handshake([m.Finished(fin)])
+        if self.version < VERSION_1_2:  # MTD/1.1: our Finished first (1.2: after the client's)
+            fin = self._ks.finished_mac("server", self._transcript.copy().finalize())
+            self._send_handshake([m.Finished(fin)])
         self._move(State.WAIT_FINISHED)
 
     def _issue_ticket(self) -> None:
@@ -152,6 +155,7 @@ class Resumption(ConnectionCore):
             max_uses=max_uses,
             peer_issuer=peer.leaf.issuer.public_bytes(),
             peer_serial=peer.leaf.serial_number,
+            own_identity=self.config.credentials.identity,
         )
 
     def _keep_ticket(self) -> None:

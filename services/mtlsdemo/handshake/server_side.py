@@ -20,7 +20,13 @@ from mtlsdemo.handshake.signatures import SUPPORTED_SCHEMES
 from mtlsdemo.handshake.states import (
     State,
 )
-from mtlsdemo.handshake.suites import BY_CODE, VERSION_1_1, KeyExchange
+from mtlsdemo.handshake.suites import (
+    BY_CODE,
+    DOWNGRADE_SENTINEL,
+    VERSION_1_1,
+    VERSION_1_2,
+    KeyExchange,
+)
 
 T = m.HandshakeType
 
@@ -44,6 +50,9 @@ class ServerSide(ClientSide):
                 "no common version: client offers " + ", ".join(f"0x{v:04x}" for v in msg.versions),
             )
         self.version = max(common)
+        if VERSION_1_2 in self.config.versions and self.version < VERSION_1_2:
+            # the downgrade mark (suites.py): a 1.2 client refuses an offer cut on the path
+            self._random = self._server_random = self._random[:-8] + DOWNGRADE_SENTINEL
         cred = self.config.credentials
         ours = [s for s in self.config.suites if cred.supports(s)]
         offered = [BY_CODE[c] for c in msg.suites if c in BY_CODE]
@@ -97,9 +106,7 @@ class ServerSide(ClientSide):
         flight.append(m.CertificateRequest(tuple(int(s) for s in SUPPORTED_SCHEMES)))
         self._send_handshake(flight)
         t0 = self._phase("key_exchange", t0)
-        self._send_handshake(
-            [self._certificate_verify("server", self._sig_transcript.copy().finalize())]
-        )
+        self._send_handshake([self._certificate_verify("server")])
         self._phase("certificate_verify", t0)
         self._merge_handshake_records(flight_start)
         self._move(State.WAIT_CERTIFICATE)
@@ -163,9 +170,12 @@ class ServerSide(ClientSide):
         th_cf = self._transcript.copy().finalize()
         if self.resumed and self._opened is not None and self.config.tickets is not None:
             self.config.tickets.count_use(self._opened)  # a completed resumption, not a replay
-        if not self.resumed:  # a full handshake: a ticket (1.1), then our Finished over it
+        if not self.resumed or self.version >= VERSION_1_2:
+            # our Finished answers the client's (full: after a ticket, which it covers;
+            # MTD/1.1 resumed: ours went first)
             flight_start = len(self._out)
-            self._issue_ticket()
+            if not self.resumed:
+                self._issue_ticket()
             fin = self._ks.finished_mac("server", self._transcript.copy().finalize())
             self._send_handshake([m.Finished(fin)])
             self._merge_handshake_records(flight_start)

@@ -61,21 +61,21 @@ class Transition(NamedTuple):
 TRANSITIONS: tuple[Transition, ...] = (
     Transition("client", State.START, None, State.WAIT_SERVER_HELLO, "start(): ClientHello sent"),
     Transition("client", State.WAIT_SERVER_HELLO, T.SERVER_HELLO, State.WAIT_CERTIFICATE, "full handshake"),
-    Transition("client", State.WAIT_SERVER_HELLO, T.SERVER_HELLO, State.WAIT_SERVER_KEY_SHARE, "resumed (MTD/1.1)"),
+    Transition("client", State.WAIT_SERVER_HELLO, T.SERVER_HELLO, State.WAIT_SERVER_KEY_SHARE, "resumed (MTD/1.1 and later)"),
     Transition("client", State.WAIT_CERTIFICATE, T.CERTIFICATE, State.WAIT_SERVER_KEY_SHARE, "ECDHE or hybrid suite"),
     Transition("client", State.WAIT_CERTIFICATE, T.CERTIFICATE, State.WAIT_CERTIFICATE_REQUEST, "RSA key transport"),
     Transition("client", State.WAIT_SERVER_KEY_SHARE, T.SERVER_KEY_SHARE, State.WAIT_CERTIFICATE_REQUEST, "full handshake"),
-    Transition("client", State.WAIT_SERVER_KEY_SHARE, T.SERVER_KEY_SHARE, State.WAIT_FINISHED, "resumed"),
+    Transition("client", State.WAIT_SERVER_KEY_SHARE, T.SERVER_KEY_SHARE, State.WAIT_FINISHED, "resumed (MTD/1.2: our Finished sent)"),
     Transition("client", State.WAIT_CERTIFICATE_REQUEST, T.CERTIFICATE_REQUEST, State.WAIT_CERTIFICATE_VERIFY, "always"),
     Transition("client", State.WAIT_CERTIFICATE_VERIFY, T.CERTIFICATE_VERIFY, State.WAIT_FINISHED, "its flight sent: Certificate, ClientKeyExchange, CertificateVerify, Finished"),
-    Transition("client", State.WAIT_FINISHED, T.NEW_SESSION_TICKET, State.WAIT_FINISHED, "MTD/1.1 full handshake: at most once, before the Finished"),
-    Transition("client", State.WAIT_FINISHED, T.FINISHED, State.CONNECTED, "the server's Finished verified (resumed: ours sent)"),
+    Transition("client", State.WAIT_FINISHED, T.NEW_SESSION_TICKET, State.WAIT_FINISHED, "MTD/1.1+ full handshake: at most once, before the Finished"),
+    Transition("client", State.WAIT_FINISHED, T.FINISHED, State.CONNECTED, "the server's Finished verified (resumed MTD/1.1: ours then sent)"),
     Transition("server", State.WAIT_CLIENT_HELLO, T.CLIENT_HELLO, State.WAIT_CERTIFICATE, "full handshake: its flight sent"),
-    Transition("server", State.WAIT_CLIENT_HELLO, T.CLIENT_HELLO, State.WAIT_FINISHED, "a ticket accepted: ServerHello, ServerKeyShare, Finished sent"),
+    Transition("server", State.WAIT_CLIENT_HELLO, T.CLIENT_HELLO, State.WAIT_FINISHED, "a ticket accepted: ServerHello, ServerKeyShare sent (MTD/1.1: and our Finished)"),
     Transition("server", State.WAIT_CERTIFICATE, T.CERTIFICATE, State.WAIT_CLIENT_KEY_EXCHANGE, "the client's chain verified"),
     Transition("server", State.WAIT_CLIENT_KEY_EXCHANGE, T.CLIENT_KEY_EXCHANGE, State.WAIT_CERTIFICATE_VERIFY, "always"),
     Transition("server", State.WAIT_CERTIFICATE_VERIFY, T.CERTIFICATE_VERIFY, State.WAIT_FINISHED, "the signature verified"),
-    Transition("server", State.WAIT_FINISHED, T.FINISHED, State.CONNECTED, "the client's Finished verified (full: ticket and our Finished sent)"),
+    Transition("server", State.WAIT_FINISHED, T.FINISHED, State.CONNECTED, "the client's Finished verified (our Finished sent; full: a ticket before it; resumed 1.1: none)"),
 )  # fmt: skip
 # Beyond the table: any state -> FAILED (a ProtocolError, alert queued), and
 # CONNECTED -> CLOSED (the peer's close_notify).

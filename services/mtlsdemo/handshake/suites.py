@@ -9,7 +9,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 VERSION_1 = 0x0100  # "MTD/1.0"
 VERSION_1_1 = 0x0101  # "MTD/1.1": 1.0 plus session resumption (tickets)
-SUPPORTED_VERSIONS = (VERSION_1_1, VERSION_1)
+# "MTD/1.2" (issue 31): CertificateVerify signs the whole transcript, the ClientHello's
+# offer lists included; a resumed client sends its Finished first and completes only on
+# the server's Finished; a 1.2 server that negotiates lower marks its random (below).
+VERSION_1_2 = 0x0102
+SUPPORTED_VERSIONS = (VERSION_1_2, VERSION_1_1, VERSION_1)
+# The last 8 bytes of a ServerHello random from a server that supports MTD/1.2 but
+# negotiated an older version (as TLS 1.3's "DOWNGRD" sentinel): a 1.2 client that sees
+# it knows its offer was cut on the path, and refuses. The random is covered by both
+# CertificateVerify signatures, so stripping the mark breaks the client's signature.
+DOWNGRADE_SENTINEL = b"MTD12DWN"
 
 
 def version_name(v: int) -> str:

@@ -59,6 +59,9 @@ class Refusal(StrEnum):
     CREDENTIALS_CHANGED = "ticket_credentials_changed"
     # the peer's certificate is on the CRL now (revoked after the full handshake)
     PEER_REVOKED = "ticket_peer_revoked"
+    # this side is another workload now (its identity reloaded under a new SPIFFE ID):
+    # a ticket belongs to the identity that issued or received it, never to the process
+    IDENTITY_CHANGED = "ticket_identity_changed"
 
 
 # one byte each in ServerHello, so the client learns why its ticket was refused
@@ -100,6 +103,9 @@ class SessionFacts:
     # the peer certificate's issuer (DER name) and serial: a revocation ends its tickets
     peer_issuer: bytes = b""
     peer_serial: int = 0
+    # our own SPIFFE ID when the ticket was made (issue 31 item 6): ticket keys outlive
+    # identity reloads, so the ticket itself says whose it is
+    own_identity: str = ""
 
     def recheck(
         self,
@@ -109,12 +115,19 @@ class SessionFacts:
         allows: Callable[[str], bool],
         suites: tuple[int, ...],
         revoked: Revoked | None = None,
+        own_identity: str = "",
     ) -> None:
         """Everything that can change since the full handshake; raises TicketRefused."""
         t = _ts(now)
         age = t - self.issued_at
         if age > self.lifetime or age < -300:  # (a clock far behind the issuer: refuse too)
             raise TicketRefused(Refusal.EXPIRED, f"issued {age}s ago, lifetime {self.lifetime}s")
+        if own_identity != self.own_identity:
+            raise TicketRefused(
+                Refusal.IDENTITY_CHANGED,
+                f"the ticket belongs to {self.own_identity or 'no identity'}; this side is "
+                f"{own_identity or 'no identity'} now",
+            )
         if trust != self.trust:
             raise TicketRefused(
                 Refusal.TRUST_CHANGED,
@@ -162,6 +175,7 @@ class SessionFacts:
             + vec8(
                 self.peer_serial.to_bytes(max(1, (self.peer_serial.bit_length() + 7) // 8), "big")
             )
+            + vec16(self.own_identity.encode())
         )
 
     @classmethod
@@ -179,6 +193,7 @@ class SessionFacts:
             int.from_bytes(r.fixed(4), "big"),
             r.vec16(),
             int.from_bytes(r.vec8(), "big"),
+            r.vec16().decode(),
         )
 
 
