@@ -41,6 +41,7 @@ BREAK_REASONS = {
     "wrong-server-name": "identity_mismatch",
     "tamper": "decrypt_error",
     "downgrade": "bad_signature",
+    "no-common-suite": "no_common_suite",
     "clock-skew": "certificate_expired",
     "slow-handshake": "handshake_timeout",
     "revoked": "certificate_revoked",
@@ -224,7 +225,7 @@ def test_each_break_button_produces_its_reason(console, shots: Path) -> None:
         expect(report).to_have_attribute("data-state", "done", timeout=120_000)
         expect(report).to_have_attribute("data-ok", "true")
         expect(report).to_contain_text(reason)
-    for reason in ("certificate_revoked", "status_stale", "bad_finished", "decrypt_error"):
+    for reason in ("certificate_revoked", "status_stale", "bad_signature", "decrypt_error"):
         expect(
             page.locator(f"[data-testid=failure-row][data-reason={reason}]").first
         ).to_be_visible()

@@ -37,6 +37,12 @@ EXPECT = {
         "the gateway refused the ledger's sidecar: bad_signature",
         'reason="bad_signature",origin="remote_unverified"} +1',
     ],
+    "no-common-suite": [
+        "the ledger refused the gateway: no_common_suite — none of the client's suites",
+        "client: X25519MLKEM768-AES-256-GCM, X25519MLKEM768-CHACHA20-POLY1305; server: ECDHE",
+        "in clear (remote_unverified), at the hello",
+        "offer both while migrating",
+    ],
     "clock-skew": ["the skewed gateway refused the ledger's sidecar: certificate_expired"],
     "slow-handshake": ["it sent alert 75 (handshake_timeout) and closed"],
     "revoked": [

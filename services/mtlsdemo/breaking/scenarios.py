@@ -10,6 +10,7 @@ runs the same, so an interrupted scenario never leaves the mesh broken.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 import tempfile
@@ -23,8 +24,10 @@ from mtlsdemo.breaking.catalog import SCENARIOS
 from mtlsdemo.breaking.relay import Relay, flip_first_data_record, strip_suites
 from mtlsdemo.endpoint.dial import Attempt, handshake
 from mtlsdemo.endpoint.identity import identity_config
+from mtlsdemo.endpoint.memory import handshake_in_memory
 from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason
 from mtlsdemo.handshake.errors import ALERT_CODES, REASON_BY_CODE
+from mtlsdemo.handshake.suites import CLASSIC_SUITES, HYBRID_SUITES
 from mtlsdemo.mesh.client import LocalMesh, delta, through_route
 from mtlsdemo.pki.authorities import Authorities
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
@@ -328,6 +331,41 @@ def wrong_server_name(mesh: LocalMesh, r: Report, work: Path) -> None:
     native(r, mesh, "calling the gateway expecting the name 'ledger'", server_name="ledger")
 
 
+def no_common_suite(mesh: LocalMesh, r: Report, work: Path) -> None:
+    """A migration gone wrong (issue 26): a gateway that insists on quantum-safe key
+    exchange meets a ledger not yet upgraded. The mesh's sidecars offer both, so the
+    two are played in memory, with the mesh's own identities and suites cut as each
+    would be configured (`--suites`); nothing in the running mesh changes."""
+    c = mesh.config
+    r.add("setup", "in memory, with the mesh's own identities (the running mesh is untouched):")
+    r.add("", "the gateway offers only the hybrid X25519MLKEM768 suites (quantum-safe only);")
+    r.add("", "the ledger enables only the classic X25519 suites (not upgraded yet)")
+    client = dataclasses.replace(
+        client_config(c.certs_dir / "gateway", c.id("ledger")), suites=HYBRID_SUITES
+    )
+    server = dataclasses.replace(
+        client_config(c.certs_dir / "ledger", c.id("gateway")), suites=CLASSIC_SUITES
+    )
+    cconn, _s, e = handshake_in_memory(client, server, _now())
+    if e is None:
+        r.fail("the handshake succeeded: a common suite was found")
+        return
+    r.add("result", f"the ledger refused the gateway: {e.reason.value} — {e.detail}")
+    seen = cconn.error
+    if seen is not None:
+        r.add(
+            "",
+            f"the gateway got {_alert(seen.reason)} in clear ({seen.origin}), at the hello: "
+            "no certificate was sent, no key derived",
+        )
+    r.add(
+        "fix",
+        "offer both while migrating — the default offer is the hybrid suites first, then "
+        "X25519 — and drop the classic suites only once every peer speaks the hybrid "
+        '(watch mtls_handshakes_total{suite=~"X25519MLKEM768.*"} reach every edge)',
+    )
+
+
 def clock_skew(mesh: LocalMesh, r: Report, work: Path) -> None:
     skew = dt.timedelta(days=40)
     r.add("setup", "a client whose clock runs 40 days ahead (each side judges by its own clock)")
@@ -536,6 +574,7 @@ RUNS: dict[str, Callable[[LocalMesh, Report, Path], None]] = {
     "wrong-server-name": wrong_server_name,
     "tamper": tamper,
     "downgrade": downgrade,
+    "no-common-suite": no_common_suite,
     "clock-skew": clock_skew,
     "slow-handshake": slow_handshake,
     "revoked": revoked,
