@@ -7,8 +7,6 @@ or in the test's temp dir."""
 
 from __future__ import annotations
 
-import io
-import os
 import signal
 import socket
 import subprocess
@@ -23,8 +21,9 @@ from mtlsdemo.endpoint.dial import handshake
 from mtlsdemo.endpoint.identity import identity_config
 from mtlsdemo.mesh.client import LocalMesh, MeshConfig
 from mtlsdemo.pki.errors import PkiError
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 from playwright.sync_api import Error as PlaywrightError
+from support.browser import shot
 from support.processes import running_mesh, wait_for
 from support.tools import require_binary
 
@@ -49,42 +48,6 @@ BREAK_REASONS = {
 }
 WAIT = 15_000  # ms: Playwright waits on the condition, up to this
 expect.set_options(timeout=WAIT)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's chromium (Playwright's own browser download cannot work offline),
-    started and stopped by this module: pytest-playwright's session-wide fixtures
-    would leave Playwright's event loop running in the main thread for every later
-    test, and `asyncio.run` there refuses to start."""
-    executable = require_binary("chromium")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    yield context.new_page()
-    context.close()
-
-
-@pytest.fixture(scope="session")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = os.environ.get("MTLSDEMO_SCREENSHOTS")
-    path = Path(out) if out else tmp_path_factory.mktemp("screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def shot(locator, path: Path) -> None:
-    """A screenshot as a 256-colour PNG: UI pixels quantize without visible loss."""
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(locator.screenshot()))
-    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
 
 
 @pytest.fixture(scope="module")

@@ -166,8 +166,12 @@ class Console:
         if self._breaking.locked():
             return _error(409, "another scenario is running; wait for its report")
         async with self._breaking:
-            self._broadcast("break", {"name": name, "state": "running"})
+            # the page opens the refusal this run caused: the handshakes seen since
+            # started_at (the console's clock, as the journals' `at`)
+            started = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+            self._broadcast("break", {"name": name, "state": "running", "started_at": started})
             report = await asyncio.get_running_loop().run_in_executor(None, self._scenario, name)
+            report["started_at"] = started
         self._broadcast("break", report)
         return web.json_response(report)
 

@@ -1,6 +1,7 @@
-// mtlsdemo console: plain JavaScript, no build step, no library. The server
-// sends the whole mesh as JSON (SSE `mesh`), each finished handshake (SSE
-// `handshake`) and break reports (SSE `break`); everything is drawn here as SVG.
+// mtlsdemo console: plain JavaScript, no build step; one vendored library (dagre,
+// the mesh's layout). The server sends the whole mesh as JSON (SSE `mesh`), each
+// finished handshake (SSE `handshake`) and break reports (SSE `break`); everything
+// is drawn here as SVG.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -105,84 +106,106 @@ function renderSources(sources) {
 }
 
 // ---------------------------------------------------------------- mesh graph
+// The layout is dagre's (vendored, static/VENDORED.md): a layered graph layout that
+// gives every edge label a place of its own, so labels never cover each other, a
+// node, or another edge's middle however many edges the README's steps add (the
+// hand-written columns before it did).
+const ID_LINE = 30;  // characters per line of a SPIFFE ID inside its box
+function wrapId(id) {
+  // break after a "/" so each line stays a readable part of the path
+  const lines = [];
+  let line = "";
+  for (const part of id.split(/(?<=\/)/)) {
+    if (line && (line + part).length > ID_LINE) { lines.push(line); line = ""; }
+    line += part;
+    while (line.length > ID_LINE) { lines.push(line.slice(0, ID_LINE)); line = line.slice(ID_LINE); }
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+function edgeLines(e) {
+  return [
+    `${e.path}: ${e.health}`,
+    e.path !== "MTD/1" ? `${e.ok} calls allowed · ${e.failed} denied` : `ok ${e.ok} · failed ${e.failed} · ${e.rate_per_minute}/min`,
+  ];
+}
+
 function layout(nodes, edges) {
-  const depth = Object.fromEntries(nodes.map((n) => [n.id, 0]));
-  for (let i = 0; i < nodes.length; i++)
-    for (const e of edges) if (e.client !== e.server) depth[e.server] = Math.min(nodes.length, Math.max(depth[e.server], depth[e.client] + 1));
-  const cols = {};
-  for (const n of [...nodes].sort((a, b) => a.name.localeCompare(b.name))) (cols[depth[n.id]] ||= []).push(n);
-  const pos = {};
-  const keys = Object.keys(cols).map(Number).sort((a, b) => a - b);
-  // room above for a workload calling itself, below for an edge bending round a column
-  const loops = edges.some((e) => e.client === e.server);
-  const top = loops ? 130 : 70;
-  keys.forEach((c, ci) => cols[c].forEach((n, ri) => { pos[n.id] = { x: 110 + ci * 400, y: top + ri * 150 }; }));
-  const skips = edges.some((e) => pos[e.client] && pos[e.server] && Math.abs(pos[e.client].x - pos[e.server].x) > 450);
-  const rows = Math.max(1, ...Object.values(cols).map((c) => c.length));
-  return { pos, width: 220 + Math.max(0, keys.length - 1) * 400, height: top + rows * 150 - 70 + (skips ? 150 : 0) };
+  const g = new dagre.graphlib.Graph({ multigraph: true });
+  // a cycle (the wrong-identity step's ledger → gateway call) is broken at its lightest
+  // edge, so the mesh's own traffic keeps flowing left to right
+  g.setGraph({ rankdir: "LR", acyclicer: "greedy", nodesep: 36, ranksep: 70, edgesep: 24, marginx: 12, marginy: 12 });
+  for (const n of nodes) {
+    const ids = wrapId(n.id);
+    const w = Math.max(190, 6.3 * Math.max(n.name.length * 1.4, ...ids.map((l) => l.length)) + 24);
+    g.setNode(n.id, { width: w, height: 40 + 13 * ids.length + 10, ids });
+  }
+  edges.forEach((e, i) => {
+    if (!g.hasNode(e.client) || !g.hasNode(e.server)) return;
+    const lines = edgeLines(e);
+    const weight = e.path === "MTD/1" && e.ok ? 8 : e.ok ? 4 : 1;
+    g.setEdge(e.client, e.server, { width: Math.max(...lines.map((l) => l.length)) * 6.4 + 14, height: 34, labelpos: "c", lines, weight }, String(i));
+  });
+  dagre.layout(g);
+  return g;
+}
+
+// a smooth path through dagre's points (each bend rounded at its point)
+function curve(points) {
+  let d = `M${points[0].x},${points[0].y}`;
+  for (let i = 1; i < points.length - 1; i++) {
+    const p = points[i], q = points[i + 1];
+    d += ` Q${p.x},${p.y} ${(p.x + q.x) / 2},${(p.y + q.y) / 2}`;
+  }
+  const last = points[points.length - 1];
+  return d + ` L${last.x},${last.y}`;
 }
 
 function renderMesh(m) {
   const box = document.getElementById("mesh");
   if (!m.nodes.length) { box.replaceChildren(h("p", { class: "note", text: "no workload seen yet: are the sidecars' admin endpoints reachable? (see the sources above)" })); return; }
-  const { pos, width, height } = layout(m.nodes, m.edges);
+  const g = layout(m.nodes, m.edges);
+  const { width, height } = g.graph();
   // drawn at its own size (never blown up), shrunk to fit a narrow window
   const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, style: `max-width: ${width}px`, role: "img", "aria-label": "the mesh: workloads and edges" });
   svg.append(s("defs", {}, ["healthy", "degraded", "failing", "idle"].map((k) =>
-    s("marker", { id: "arrow-" + k, viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
+    s("marker", { id: "arrow-" + k, viewBox: "0 0 10 10", refX: 10, refY: 5, markerUnits: "userSpaceOnUse", markerWidth: 14, markerHeight: 14, orient: "auto-start-reverse" },
       s("path", { d: "M0,0 L10,5 L0,10 z", fill: getComputedStyle(document.documentElement).getPropertyValue(k === "healthy" ? "--ok" : k === "degraded" ? "--warn" : k === "failing" ? "--bad" : "--idle") })))));
-  const pairCount = {};
-  const edgeGroups = [];
-  for (const e of m.edges) {
-    const a = pos[e.client], b = pos[e.server];
-    if (!a || !b) continue;
-    const k = [e.client, e.server].sort().join("|");
-    const nth = (pairCount[k] = (pairCount[k] || 0) + 1) - 1;
-    const bend = (nth % 2 ? -1 : 1) * (20 + 40 * Math.floor(nth / 2)) * (e.path === "MTD/1" && nth === 0 ? 0.4 : 1);
-    const self = e.client === e.server;  // a workload calling itself (e.g. its own identity used as a client)
-    const x1 = self ? a.x - 40 : a.x + 95 * Math.sign(b.x - a.x || 1);
-    const x2 = self ? a.x + 40 : b.x - 95 * Math.sign(b.x - a.x || 1);
-    const y1 = self ? a.y - 34 : a.y, y2 = self ? a.y - 34 : b.y;
-    // an edge that skips a column bends below the row, around the workload in between
-    const skips = !self && Math.abs(x2 - x1) > 450;
-    const mx = (x1 + x2) / 2;
-    const my = self ? a.y - 60 - 24 * nth : skips ? Math.max(y1, y2) + 150 + 40 * nth : (y1 + y2) / 2 - bend;
-    // the label sits on the curve (a quadratic's midpoint), a loop's above it
-    const lx = mx, ly = self ? my : (y1 + 2 * my + y2) / 4 + (skips ? 40 : 0);
-    const native = e.path !== "MTD/1";
-    const lines = [
-      `${e.path}: ${e.health}`,
-      native ? `${e.ok} calls allowed · ${e.failed} denied` : `ok ${e.ok} · failed ${e.failed} · ${e.rate_per_minute}/min`,
-    ];
-    const wide = Math.max(...lines.map((l) => l.length)) * 6.4 + 12;
+  const paths = [], labels = [];
+  for (const ref of g.edges()) {
+    const e = m.edges[Number(ref.name)], at = g.edge(ref);
     const sel = state.edge && state.edge.id === e.id;
-    const g = s("g", {
-      class: `edge ${e.health}${e.path !== "MTD/1" ? " native" : ""}${sel ? " selected" : ""}`, "data-testid": "mesh-edge",
-      "data-client": e.client, "data-server": e.server, "data-health": e.health, tabindex: 0, onclick: () => selectEdge(e),
-    },
+    const attrs = (extra) => ({
+      class: `edge ${e.health}${e.path !== "MTD/1" ? " native" : ""}${sel ? " selected" : ""}`,
+      "data-client": e.client, "data-server": e.server, "data-health": e.health, onclick: () => selectEdge(e), ...extra,
+    });
+    const d = curve(at.points);
+    // the visible line, and under it a wide transparent one: the whole length clicks
+    paths.push(s("g", attrs({ "data-testid": "mesh-edge", tabindex: 0 }),
       s("title", { text: `${e.client} → ${e.server}\n${e.health_text}` }),
-      s("path", {
-        d: self ? `M${x1},${y1} C${x1 - 30},${my - 40} ${x2 + 30},${my - 40} ${x2},${y2}` : `M${x1},${y1} Q${mx},${my} ${x2},${y2}`,
-        "marker-end": `url(#arrow-${e.health})`,
-      }),
-      s("rect", { class: "label", x: lx - wide / 2, y: ly - 44, width: wide, height: 34, rx: 4 }),
-      s("text", { x: lx, y: ly - 31, "text-anchor": "middle", text: lines[0] }),
-      s("text", { x: lx, y: ly - 16, "text-anchor": "middle", text: lines[1] }));
-    edgeGroups.push(g);
+      s("path", { class: "hit", d }),
+      s("path", { class: "line", d, "marker-end": `url(#arrow-${e.health})` })));
+    labels.push(s("g", attrs({ "data-testid": "mesh-edge-label" }),
+      s("title", { text: `${e.client} → ${e.server}\n${e.health_text}` }),
+      s("rect", { class: "label", x: at.x - at.width / 2, y: at.y - at.height / 2, width: at.width, height: at.height, rx: 4 }),
+      s("text", { x: at.x, y: at.y - 3, "text-anchor": "middle", text: at.lines[0] }),
+      s("text", { x: at.x, y: at.y + 12, "text-anchor": "middle", text: at.lines[1] })));
   }
+  const nodes = [];
   for (const n of m.nodes) {
-    const p = pos[n.id];
-    if (!p) continue;
+    const p = g.node(n.id);
     const c = n.certificate;
     const sub = n.external ? "no sidecar of ours" : `cert ${left(c && c.expires_in_seconds)} left · reload #${c ? c.reload_generation : "?"}`;
-    svg.append(s("g", { class: "node" + (n.external ? " external" : ""), "data-testid": "mesh-node", "data-id": n.id },
+    const top = p.y - p.height / 2;
+    nodes.push(s("g", { class: "node" + (n.external ? " external" : ""), "data-testid": "mesh-node", "data-id": n.id },
       s("title", { text: n.id }),
-      s("rect", { x: p.x - 95, y: p.y - 34, width: 190, height: 68, rx: 10 }),
-      s("text", { class: "name", x: p.x, y: p.y - 12, "text-anchor": "middle", text: n.name }),
-      s("text", { class: "sub", x: p.x, y: p.y + 5, "text-anchor": "middle", text: n.id.length > 34 ? "…" + n.id.slice(-33) : n.id }),
-      s("text", { class: "sub", x: p.x, y: p.y + 21, "text-anchor": "middle", text: sub })));
+      s("rect", { x: p.x - p.width / 2, y: top, width: p.width, height: p.height, rx: 10 }),
+      s("text", { class: "name", x: p.x, y: top + 19, "text-anchor": "middle", text: n.name }),
+      ...p.ids.map((line, k) => s("text", { class: "sub id-line", x: p.x, y: top + 35 + 13 * k, "text-anchor": "middle", text: line })),
+      s("text", { class: "sub", x: p.x, y: top + 35 + 13 * p.ids.length + 3, "text-anchor": "middle", text: sub })));
   }
-  svg.append(...edgeGroups);  // labels above the nodes
+  svg.append(...paths, ...nodes, ...labels);  // labels above the nodes and lines
   box.replaceChildren(svg);
 }
 
@@ -393,11 +416,15 @@ async function showFailure(f) {
   // drawn yet: edges come from the sidecars' /status, failures from their events)
   const all = (await api("/api/handshakes?limit=500")).handshakes;
   const d = all.find((x) => x.key === f.handshake);
-  if (!d) return;
+  if (d) openHandshake(d, all, `${short(d.client)} → ${short(d.server)} (MTD/1)`);
+}
+
+// one handshake's ladder, with the others of its client → server pair in the list
+function openHandshake(d, all, heading) {
   state.edge = state.mesh.edges.find((e) => e.path === "MTD/1" && e.client === d.client && e.server === d.server)
     || { id: null, client: d.client, server: d.server, path: "MTD/1" };
   state.list = all.filter((x) => x.client === d.client && x.server === d.server).slice(0, 50);
-  document.getElementById("hs-edge").textContent = `${short(d.client)} → ${short(d.server)} (MTD/1)`;
+  document.getElementById("hs-edge").textContent = heading;
   showLadder(d);
   render();
 }
@@ -500,6 +527,32 @@ function onBreak(r) {
   pre.dataset.ok = String(r.ok);
   pre.className = "report " + (r.ok ? "ok" : "bad");
   pre.textContent = `== break ${r.name}\n${r.lines.join("\n")}\n== ${r.name}: ${r.ok ? "as described; the mesh is healthy again" : "NOT as described"}`;
+  openRefusal(r).catch((e) => { pre.dataset.refusal = "error: " + e.message; });
+}
+
+// The refusal a break run caused, opened where the eye is: its failed ladder in the
+// Handshakes section, the report beside it. The refusing side's own record (origin
+// local) is the one shown: the other side's is only the alert it was told.
+async function openRefusal(r) {
+  const pre = document.getElementById("break-report");
+  const since = Date.parse(r.started_at || 0);
+  const all = (await api("/api/handshakes?limit=500")).handshakes;
+  const failed = all.filter((d) => d.outcome !== "success" && Date.parse(d.at) >= since);
+  const d = failed.find((x) => x.origin === "local") || failed[0];
+  const section = document.getElementById("handshakes-section");
+  section.classList.add("with-report");
+  if (!d) {
+    pre.dataset.refusal = "none";
+    state.edge = null;
+    state.list = [];
+    renderList();
+    document.getElementById("hs-edge").textContent = `break ${r.name}: no handshake between the sidecars failed (the report says where it was refused)`;
+    document.getElementById("ladder").replaceChildren(h("p", { class: "note", text: "this scenario was refused outside the sidecars' journals (in memory, or by a native gRPC port): its report, beside, has the reason and who raised it" }));
+  } else {
+    pre.dataset.refusal = d.key;
+    openHandshake(d, all, `break ${r.name}: ${short(d.client)} → ${short(d.server)} (MTD/1), the refused handshake`);
+  }
+  section.scrollIntoView({ block: "start" });
 }
 
 setupForms().catch((e) => { document.getElementById("try-result").textContent = "options unavailable: " + e.message; });
