@@ -16,11 +16,11 @@ EXPECT = {
     "foreign-ca": [
         "the ledger's sidecar refused the impostor: unknown_ca",
         'reason="unknown_ca",origin="local"} +1',
-        "native    a cli certificate from that CA: the gateway refused your certificate: unknown_ca",
+        "native    a cli certificate from that CA: the gateway refused your certificate because it does not trust the CA that issued it (unknown_ca)",
     ],
     "expired": [
         "refused the old gateway: certificate_expired",
-        "native    an expired cli certificate: the gateway refused your certificate: certificate_expired",
+        "native    an expired cli certificate: the gateway refused your certificate because it has expired (certificate_expired)",
     ],
     "not-yet-valid": ["refused the early gateway: certificate_not_yet_valid"],
     "wrong-identity": [

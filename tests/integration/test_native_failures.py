@@ -64,8 +64,12 @@ def test_gateway_refusing_the_client_is_named_on_the_client(system: System) -> N
     shutil.copytree(foreign / "cli", mixed)
     shutil.copy(system.certs / "cli" / "ca.crt", mixed / "ca.crt")
     said = one_error(client(system, "--identity-dir", str(mixed)))
-    assert said.startswith("error: the gateway refused your certificate: unknown_ca")
-    assert "does not trust the CA that issued your certificate" in said
+    assert said.startswith(
+        "error: the gateway refused your certificate because it does not trust the CA "
+        "that issued it (unknown_ca)"
+    )
+    assert "What to do: use an identity issued by the mesh's CA" in said
+    assert "How we know: it closed the connection" in said
 
 
 def test_unreachable_gateway_is_one_line(system: System) -> None:

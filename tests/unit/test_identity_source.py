@@ -180,3 +180,20 @@ def test_good_files_that_land_right_after_a_refused_read_are_taken(
     fresh = source.check()
     assert fresh is not None and fresh.leaf.serial_number == load_cert(v2 / "tls.crt").serial_number
     assert consistent(fresh) and source.last_error is None
+
+
+def test_an_identity_with_problems_warns_once_in_one_line(
+    tmp_path: Path, pki_dir: Path, other_pki_dir: Path, caplog
+) -> None:
+    """The README's foreign-CA recipe: a certificate from another CA with our bundle
+    (two problems: its chain and its staple), loaded twice by one command (the
+    client, then its diagnosis) printed four WARNING lines; now one."""
+    d = tmp_path / "evil"
+    shutil.copytree(other_pki_dir / "cli", d)
+    shutil.copy(pki_dir / "ca" / "ca.crt", d / "ca.crt")
+    with caplog.at_level("WARNING", logger="mtlsdemo.pki.material"):
+        IdentitySource(d)
+        IdentitySource(d)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert "identity loaded with 2 problems: (1) unknown_ca" in warnings[0], warnings

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,31 @@ def read_snapshot(directory: Path) -> tuple[bytes, bytes, bytes, bytes, Path]:
     return crt, key, ca, status, base
 
 
+_warned: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def _warn_once(directory: Path, problems: Sequence[str]) -> None:
+    """One line for all of an identity's problems, once per process: a command
+    that loads the same directory twice (the client, then its diagnosis) and an
+    identity with two problems used to print four WARNING lines before the one
+    error that explains them."""
+    key = (str(directory), tuple(problems))
+    if not problems or key in _warned:
+        return
+    _warned.add(key)
+    what = (
+        problems[0]
+        if len(problems) == 1
+        else "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+    )
+    log.warning(
+        "%s: identity loaded with %s: %s",
+        directory,
+        "a problem" if len(problems) == 1 else f"{len(problems)} problems",
+        what,
+    )
+
+
 class IdentitySource:
     """An identity directory that follows its files: ``current`` is always a
     checked snapshot; ``check()`` takes a changed one or refuses it (counted in
@@ -161,8 +186,7 @@ class IdentitySource:
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._lock = threading.Lock()
         self._stamp, self.current = self._snapshot()
-        for problem in self.current.problems:  # start anyway: /readyz and the peers will say so
-            log.warning("%s: identity loaded with a problem: %s", directory, problem)
+        _warn_once(directory, self.current.problems)  # start anyway: /readyz and peers say so
         self.generation = 0
         self.reloads = 0
         self.failures = 0

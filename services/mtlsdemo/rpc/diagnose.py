@@ -40,14 +40,31 @@ _ALERT = re.compile(r"ALERT_([A-Z_]+)")
 class Diagnosis:
     reason: str  # an MTD/1 reason name (docs/protocol.md §6), or "unreachable"
     origin: str  # "local": we refused the server; "remote": the server refused us
-    detail: str
+    detail: str  # the check's own words (which certificate, which CA, which name)
+    todo: str = ""  # what to do about it, for a refusal of ours by the server
+    how: str = ""  # how we know, when the server did not say it on the wire
 
     def sentence(self, server: str) -> str:
         if self.reason == "unreachable":
             return f"cannot reach the {server}: {self.detail}"
         if self.origin == "local":
             return f"you refused the {server}: {self.reason}: {self.detail}"
-        return f"the {server} refused your certificate: {self.reason}: {self.detail}"
+        because = BECAUSE.get(self.reason, "it could not accept it")
+        out = f"the {server} refused your certificate because {because} ({self.reason})"
+        out += f": {self.detail}" if self.detail else ""
+        out += f". What to do: {self.todo}" if self.todo else ""
+        return out + (f". How we know: {self.how}" if self.how else "")
+
+
+# why a server refuses a client certificate, in plain words, per reason
+BECAUSE = {
+    "unknown_ca": "it does not trust the CA that issued it",
+    "certificate_expired": "it has expired",
+    "certificate_not_yet_valid": "it is not valid yet",
+    "certificate_required": "it requires one and got none",
+    "certificate_revoked": "its CA revoked it",
+    "bad_certificate": "it could not use it",
+}
 
 
 def _names(cert: x509.Certificate) -> list[str]:
@@ -67,23 +84,23 @@ def _inferred(
     identity_dir: Path | None,
 ) -> Diagnosis:
     their_cas = [c for c in material.cas if issued_by(server_leaf, c)]
-    note = "it closed the connection after the handshake without a reason on the wire"
+    how = (
+        "it closed the connection after the TLS handshake without sending a reason, so "
+        "we ran its check ourselves, with the CA that issued its own certificate"
+    )
     try:
         TrustStore(their_cas or material.cas, cache_size=0).verify_certificates(
             list(material.chain), "client", now
         )
     except VerificationFailed as e:
-        return Diagnosis(
-            e.failure.value,
-            "remote",
-            f"{note}; judged as it would, with the CA that issued its certificate: "
-            f"{e.detail} — {_what_to_do(e.failure.value, identity_dir)}",
-        )
+        reason = e.failure.value
+        return Diagnosis(reason, "remote", e.detail, _what_to_do(reason, identity_dir), how)
     return Diagnosis(
         "bad_certificate",
         "remote",
-        f"{note}; your certificate verifies against its CA, so ask its log (allow-list, "
-        "revocation are answered as gRPC errors, not here)",
+        "your certificate verifies against its CA",
+        "ask its log (allow-list and revocation are answered as gRPC errors, not here)",
+        how,
     )
 
 
@@ -95,13 +112,12 @@ def _their_alert(e: ssl.SSLError) -> str:
 def _what_to_do(reason: str, identity_dir: Path | None) -> str:
     where = f" ({identity_dir})" if identity_dir else ""
     return {
-        "unknown_ca": f"it does not trust the CA that issued your certificate{where}; "
-        "use an identity from the mesh's CA",
-        "certificate_expired": f"your certificate{where} has expired; renew it "
-        "(`mtlsdemo certs bootstrap`)",
-        "certificate_required": "it requires a client certificate and got none",
-        "bad_certificate": f"it could not use your certificate{where} (wrong key usage?)",
-        "certificate_revoked": f"your certificate{where} was revoked; re-issue it",
+        "unknown_ca": "use an identity issued by the mesh's CA"
+        + (f" ({identity_dir} is not)" if identity_dir else ""),
+        "certificate_expired": f"renew your certificate{where} (`mtlsdemo certs bootstrap`)",
+        "certificate_required": "present a client certificate",
+        "bad_certificate": f"check your certificate{where} (its key usage?)",
+        "certificate_revoked": f"re-issue your certificate{where}",
     }.get(reason, "see the server's log")
 
 
@@ -160,9 +176,15 @@ def diagnose(
             return _inferred(material, leaf, now, identity_dir)
     except ssl.SSLError as e:
         reason = _their_alert(e)
-        return Diagnosis(reason, "remote", f"its TLS alert; {_what_to_do(reason, identity_dir)}")
+        return Diagnosis(reason, "remote", "", _what_to_do(reason, identity_dir), "its TLS alert")
     except OSError as e:  # reset or timeout while reading: the server hung up on us
-        return Diagnosis("bad_certificate", "remote", f"it ended the connection ({e})")
+        return Diagnosis(
+            "bad_certificate",
+            "remote",
+            "",
+            "see the server's log",
+            f"it ended the connection ({e})",
+        )
 
 
 # grpcio's words in an UNAVAILABLE's details (lower case): a refused TLS handshake

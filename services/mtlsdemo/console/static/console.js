@@ -374,7 +374,8 @@ function certFacts(c, st) {
   if (!c) return null;
   if (c.error) return h("p", { class: "note", text: c.error });
   const rows = [["identity", c.identity], ["names (SAN)", c.names.join(", ")], ["key", c.key], ["serial", c.serial],
-    ["valid", `${c.not_before} .. ${c.not_after}`], ["issuer", c.issuer], ["sha-256", c.fingerprint_sha256]];
+    ["valid", `${c.not_before} .. ${c.not_after}`], ["issuer", c.issuer + (c.authority_key_id ? ` · key id ${c.authority_key_id.slice(0, 11)}…` : "")],
+    ["key id", c.subject_key_id ? c.subject_key_id.slice(0, 11) + "…" : "—"], ["sha-256", c.fingerprint_sha256]];
   if (st) rows.push(["stapled status", st.status === "none" ? "none stapled" : `${st.status}${st.revoked_at ? " since " + st.revoked_at : ""} (valid ${st.this_update || "?"} .. ${st.next_update || "?"})`]);
   return h("dl", { class: "facts", "data-testid": "peer-certificate" }, rows.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })]));
 }
@@ -465,7 +466,7 @@ function renderCertificates(c) {
     h("div", {}, h("span", { class: "pill", text: `rollover: ${id.rollover.stage}` }), " ", id.rollover.text),
     h("div", { text: `reload #${id.reload_generation}, loaded ${time(id.loaded_at)}` + (id.problems.length ? ` — problems: ${id.problems.join("; ")}` : "") }),
     certFacts(id.chain[0], id.stapled_status),
-    h("div", { class: "note", text: "chain: " + id.chain.map((x) => x.subject).join(" ← ") + " · trusts: " + id.trust_bundle.map((x) => `${x.subject} (${(x.subject_key_id || "").slice(0, 11)}…)`).join(", ") })));
+    h("div", { class: "note", text: "chain: " + id.chain.map((x) => `${x.subject} (key id ${(x.subject_key_id || "?").slice(0, 11)}…)`).join(" ← ") + " · trusts: " + id.trust_bundle.map((x) => `${x.subject} (${(x.subject_key_id || "").slice(0, 11)}…)`).join(", ") })));
   const crl = c.crl.map((r) => h("div", { class: "note", "data-testid": "crl", text: `${r.service}: CRL lists ${r.revoked_serials} revoked serial(s)` }));
   document.getElementById("certs").replaceChildren(h("div", { class: "cards" }, cards), ...crl);
 }
