@@ -4,6 +4,7 @@ failure told from both sides."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,37 @@ def test_show_secrets_is_explicit_and_a_failure_says_what_to_do(certs: Path, cap
     refusing = [e for e in doc["errors"] if e["origin"] == "local"]
     assert refusing[0]["reason"] == "certificate_expired"
     assert "renew it" in refusing[0]["what_to_do"]
+
+
+def test_the_trace_says_in_memory_folds_hex_and_keeps_to_100_columns(certs: Path, capsys) -> None:
+    """Issue 27: in-memory mode said nothing of it, ciphertexts ran to 300 columns,
+    terms such as fp or Expand-Label were never explained, and a successful
+    handshake's close_notify sat under the heading of a failure."""
+    assert main(["handshake", "--trace", "--certs-dir", str(certs)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("MTD/1 handshake trace, in memory (both sides in this process")
+    assert max(len(line) for line in out.splitlines()) <= 100
+    first_fp = re.search(r"fp [0-9a-f]{16}", out).start()
+    assert out.index("fp = a fingerprint") < first_fp  # explained before its first use
+    assert out.index("Expand-Label derives") < out.index("= Expand-Label(")
+    assert "the failure, told to the other side" not in out
+    assert "real TLS 1.3 encrypts it" in out  # certificates: what TLS 1.3 does instead
+    records = [line for line in out.splitlines() if "B on the wire:" in line]
+    assert records and all(line.endswith("…") for line in records)  # 8 bytes, then …
+    assert "peer decrypts and authenticates: alice: 112.50" in out  # the request's answer
+    assert main(["handshake", "--trace", "--hex", "--certs-dir", str(certs)]) == 0
+    whole = capsys.readouterr().out
+    assert max(len(line) for line in whole.splitlines()) <= 100
+    assert not any(line.endswith("…") for line in whole.splitlines() if "B on the wire:" in line)
+
+
+def test_h2_frames_are_named_not_dumped() -> None:
+    from mtlsdemo.explain.trace import h2_frames
+
+    settings = bytes.fromhex("000006040000000000") + bytes(6)
+    ack = bytes.fromhex("000000040100000000")
+    update = bytes.fromhex("000004080000000000") + bytes(4)
+    assert (
+        h2_frames(settings + update + ack) == "SETTINGS 6 B, WINDOW_UPDATE 4 B, SETTINGS (ack) 0 B"
+    )
+    assert h2_frames(b"\x00\x00") == "2 B more"

@@ -98,6 +98,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "session ticket, and the one shown resumes from it (in memory, or with --connect "
         "against a sidecar that issues tickets)",
     )
+    flags.add(
+        p,
+        "--hex",
+        boolean=True,
+        default=False,
+        help="print ciphertexts and frames whole, in hex (by default: their first 8 bytes)",
+    )
     flags.add(p, "--json", boolean=True, default=False, help="print JSON instead of the ladder")
 
 

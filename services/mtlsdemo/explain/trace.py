@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 import tempfile
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,10 @@ NAMES = {
     "CLIENT_KEY_EXCHANGE": "ClientKeyExchange",
     "FINISHED": "Finished",
 }
-DEMO_MESSAGES = [b"GET /balance/alice", b"transfer 12.50 alice->bob", b"close"]
+DEMO_MESSAGES = [b"GET /balance/alice", b"alice: 112.50", b"close"]  # a request, its answer
+WIDTH = 100  # columns: longer lines wrap, indented under their start
+SHORT_HEX = 16  # hex digits shown of a ciphertext or frame without --hex (8 bytes)
+TERMS = "docs/protocol.md#terms"
 
 
 def _ensure_certs(certs: Path) -> Path:
@@ -129,7 +133,9 @@ STEP_NOTES = {
     "both as one flight, one round trip; shown here by step)",
 }
 ON_THE_WIRE = {  # what an eavesdropper sees of each message (MTD/1 sends them unencrypted)
-    "CERTIFICATE": "clear: certificates are public",
+    # TLS 1.3 encrypts these (from its ServerHello on): a watcher of MTD/1 learns who
+    # talks to whom, a watcher of TLS 1.3 does not (docs/protocol.md §7a)
+    "CERTIFICATE": "clear — real TLS 1.3 encrypts it, hiding who talks to whom",
     "SERVER_KEY_SHARE": "clear: a public key",
     "CLIENT_KEY_EXCHANGE": "clear, useless without a private key",
     "CERTIFICATE_VERIFY": "clear: a signature",
@@ -138,7 +144,7 @@ ON_THE_WIRE = {  # what an eavesdropper sees of each message (MTD/1 sends them u
 }
 
 
-def _ladder(entries: list[TraceEntry], both_sides: bool) -> list[str]:
+def _ladder(entries: list[TraceEntry], both_sides: bool, failed: bool) -> list[str]:
     if both_sides:
         # what only the receiver learned (the server's OAEP outcome) joins the sent line
         for r in (e for e in entries if e.direction == "recv" and "decrypted" in e.fields):
@@ -157,7 +163,12 @@ def _ladder(entries: list[TraceEntry], both_sides: bool) -> list[str]:
         keys = [e for e in entries if e.kind == "keys" and step == "key_exchange"]
         if not block and not keys:
             continue
-        lines.append(f" {STEP_TITLES.get(step, 'alerts: the failure, told to the other side')}")
+        alerts = (
+            "alerts: the failure, told to the other side"
+            if failed
+            else "alerts: close_notify, the session's orderly end (not a failure)"
+        )
+        lines.append(f" {STEP_TITLES.get(step, alerts)}")
         if step in STEP_NOTES and len(block) > 2:
             lines.append(f"   {STEP_NOTES[step]}")
         for e in block:
@@ -179,11 +190,18 @@ def _key_lines(first: TraceEntry, compare: bool, all_keys: list[TraceEntry]) -> 
     f = first.fields
     same = compare and all(k.fields["fingerprints"] == f["fingerprints"] for k in all_keys)
     out = [
-        "   key schedule (HKDF-SHA256, labels as in docs/protocol.md §4; SHA-256 fingerprints, "
-        "never the secrets" + (": identical on both sides" if same else "") + ")",
+        "   key schedule"
+        + (", identical on both sides" if same else "")
+        + " (HKDF-SHA256, labels as in docs/protocol.md §4)",
+        "     fp = a fingerprint, the first 8 bytes of a value's SHA-256: it shows a key is "
+        "the same on both sides without showing the key",
+        "     terms: the transcript hash is the SHA-256 of every handshake message so far, in "
+        "order (what signatures and Finished MACs cover); HKDF-Extract mixes the randoms and "
+        "the shared secret into one uniform master key; Expand-Label derives a key named by "
+        f"its label from it, one per direction (more: {TERMS})",
         f"     transcript hash through the client's Finished  {f['transcript_hash'][:16]}…",
     ]
-    out += [f"     {label:<76} fp {fp}" for label, fp in f["fingerprints"].items()]
+    out += [f"     fp {fp}  {label}" for label, fp in f["fingerprints"].items()]
     for label, value in (f.get("secrets") or {}).items():
         out.append(f"     SECRET (--show-secrets) {label}: {value}")
     return out
@@ -262,6 +280,7 @@ class TraceConfig:
     connect_timeout: float = 5.0
     days_ahead: float = 0.0
     json: bool = False
+    hex: bool = False  # ciphertexts and frames whole (by default their first 8 bytes)
     tls13: bool = False  # with --connect to a native gRPC port: the real TLS 1.3 handshake
     resume: bool = False  # a full handshake first (not shown), then the resumed one
 
@@ -362,6 +381,32 @@ def _run_tls13(cfg: TraceConfig) -> int:
     return 0
 
 
+H2_FRAME_TYPES = {
+    0: "DATA",
+    1: "HEADERS",
+    3: "RST_STREAM",
+    4: "SETTINGS",
+    6: "PING",
+    7: "GOAWAY",
+    8: "WINDOW_UPDATE",
+}
+
+
+def h2_frames(data: bytes) -> str:
+    """HTTP/2 frames named by type (RFC 9113 §4.1: 3-byte length, type, flags,
+    stream), instead of their bytes in hex."""
+    names, at = [], 0
+    while at + 9 <= len(data):
+        length, kind, flags = int.from_bytes(data[at : at + 3], "big"), data[at + 3], data[at + 4]
+        name = H2_FRAME_TYPES.get(kind, f"type {kind}")
+        ack = kind in (4, 6) and flags & 1
+        names.append(f"{name}{' (ack)' if ack else ''} {length} B")
+        at += 9 + length
+    if at < len(data):
+        names.append(f"{len(data) - at} B more")
+    return ", ".join(names) or "none"
+
+
 def _run_connected(cfg: TraceConfig, ccfg: HandshakeConfig) -> int:
     assert cfg.connect is not None  # run() calls this only with --connect
     host, port = cfg.connect  # (host, port), parsed at the edge
@@ -407,8 +452,8 @@ def _run_connected(cfg: TraceConfig, ccfg: HandshakeConfig) -> int:
                     {
                         "from": "server",
                         "plaintext": f"the app's HTTP/2 frames ({len(got)} bytes): "
-                        + got[:32].hex()
-                        + (" …" if len(got) > 32 else ""),
+                        + h2_frames(got)
+                        + ("" if not cfg.hex else f" — {got.hex()}"),
                         "record_bytes": len(data),
                         "header": data[:HEADER_LEN].hex(),
                         "ciphertext": data[HEADER_LEN:].hex(),
@@ -439,51 +484,105 @@ def _print(
     hint: str = "",
 ) -> int:
     if cfg.json:
-        doc = {
-            "messages": [e.as_dict() for e in entries],
-            "results": [
-                {
-                    # fields(), not __dict__: a compiled (mypyc) dataclass has none
-                    **{f.name: getattr(c.result, f.name) for f in dataclasses.fields(c.result)},
-                    "peer_not_after": c.result.peer_not_after.isoformat(),
-                    "checks": list(c.result.checks),
-                }
-                for c in conns
-                if c.result
-            ],
-            "records": records,
-            "error": None
-            if error is None
-            else {
-                "reason": error.reason.value,
-                "origin": error.origin,
-                "detail": error.detail,
-                **({"hint": hint} if hint else {}),
-            },
-            "errors": [
-                {
-                    "role": c.role,
-                    "reason": c.error.reason.value,
-                    "origin": c.error.origin,
-                    "detail": c.error.detail,
-                    "what_to_do": ADVICE.get(c.error.reason.value, "see docs/operations.md")
-                    if c.error.origin == "local"
-                    else "",
-                }
-                for c in conns
-                if c.error
-            ],
-        }
-        print(json.dumps(doc, indent=2, default=str))
+        _print_json(entries, conns, records, error, hint)
         return 0 if error is None else 1
+    print("\n".join(fold(_text(cfg, entries, conns, records, error, both_sides, hint))))
+    return 0 if error is None else 1
+
+
+def fold(lines: list[str], width: int = WIDTH) -> list[str]:
+    """Lines of at most `width` columns: a longer one wraps, its continuation
+    indented four more than its start."""
+    out = []
+    for line in lines:
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip()) + 4)
+        out += textwrap.wrap(
+            line,
+            width,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+            drop_whitespace=True,
+        )
+    return out
+
+
+def _short(hex_text: str, whole: bool) -> str:
+    return hex_text if whole or len(hex_text) <= SHORT_HEX else hex_text[:SHORT_HEX] + "…"
+
+
+def _print_json(
+    entries: list[TraceEntry],
+    conns: list[Connection],
+    records: list[dict[str, Any]],
+    error: ProtocolError | None,
+    hint: str,
+) -> None:
+    doc = {
+        "messages": [e.as_dict() for e in entries],
+        "results": [
+            {
+                # fields(), not __dict__: a compiled (mypyc) dataclass has none
+                **{f.name: getattr(c.result, f.name) for f in dataclasses.fields(c.result)},
+                "peer_not_after": c.result.peer_not_after.isoformat(),
+                "checks": list(c.result.checks),
+            }
+            for c in conns
+            if c.result
+        ],
+        "records": records,
+        "error": None
+        if error is None
+        else {
+            "reason": error.reason.value,
+            "origin": error.origin,
+            "detail": error.detail,
+            **({"hint": hint} if hint else {}),
+        },
+        "errors": [
+            {
+                "role": c.role,
+                "reason": c.error.reason.value,
+                "origin": c.error.origin,
+                "detail": c.error.detail,
+                "what_to_do": ADVICE.get(c.error.reason.value, "see docs/operations.md")
+                if c.error.origin == "local"
+                else "",
+            }
+            for c in conns
+            if c.error
+        ],
+    }
+    print(json.dumps(doc, indent=2, default=str))
+
+
+def _text(
+    cfg: TraceConfig,
+    entries: list[TraceEntry],
+    conns: list[Connection],
+    records: list[dict[str, Any]],
+    error: ProtocolError | None,
+    both_sides: bool,
+    hint: str,
+) -> list[str]:
+    out: list[str] = []
     first = conns[0]
-    title = (
-        f"MTD/1 handshake trace: client {first.config.credentials.leaf.subject.rfc4514_string()}"
-    )
-    print(title + (f"  <->  {cfg.connect[0]}:{cfg.connect[1]}" if cfg.connect else ""))
-    print("\n".join(_ladder(entries, both_sides)))
+    client = first.config.credentials.leaf.subject.rfc4514_string()
+    if cfg.connect:
+        out.append(
+            f"MTD/1 handshake trace against {cfg.connect[0]}:{cfg.connect[1]} (over TCP; only "
+            f"this client's side is seen here): client {client}"
+        )
+    else:
+        out.append(
+            f"MTD/1 handshake trace, in memory (both sides in this process, no network; "
+            f"--connect HOST:PORT for a running sidecar): client {client}"
+        )
+    out += _ladder(entries, both_sides, failed=error is not None)
     for c in conns:
-        print("\n".join(_result_lines(c)))
+        out += _result_lines(c)
     if first.result:
         r = first.result
         kx = {
@@ -505,26 +604,29 @@ def _print(
                 "resumed from a session ticket: fresh X25519 key pairs on both sides, mixed "
                 "with the ticket's secret (forward secrecy kept); no certificate, no signature"
             )
-        print(f" key exchange: {kx}")
-        print(
+        out.append(f" key exchange: {kx}")
+        out.append(
             f" session: {r.version}, {r.suite}, handshake {r.duration * 1e3:.2f} ms"
             + (", resumed" if r.resumed else "")
         )
     if error is not None:
-        print("\n".join(_failure_lines(conns)))
+        out += _failure_lines(conns)
         if hint:
-            print(f"   hint: {hint}")
+            out.append(f"   hint: {hint}")
     if records:
-        print(
-            " step 4 data: encrypted records (header | ciphertext+tag), then what the peer decrypted"
+        out.append(
+            " step 4 data: encrypted records (header | ciphertext+tag), then what the peer "
+            "decrypted" + ("" if cfg.hex else " (--hex: the whole ciphertexts)")
         )
         for rec in records:
-            print(f"   {rec['from']:>6} sends: {rec['plaintext']!s}")
+            out.append(f"   {rec['from']:>6} sends: {rec['plaintext']!s}")
             if rec["record_bytes"]:
-                print(
+                out.append(
                     f"           {rec['record_bytes']} B on the wire: {rec['header']} | "
-                    f"{rec['ciphertext'][:64]}…"
+                    f"{_short(rec['ciphertext'], cfg.hex)}"
                 )
             if "decrypted_by_peer" in rec:
-                print(f"           peer decrypts and authenticates: {rec['decrypted_by_peer']}")
-    return 0 if error is None else 1
+                out.append(
+                    f"           peer decrypts and authenticates: {rec['decrypted_by_peer']}"
+                )
+    return out
