@@ -15,7 +15,7 @@ MTLSDEMO_BASE_IMAGE ?= python:3.11-slim-bookworm
 MTLSDEMO_IMAGE      ?= mtlsdemo:dev
 COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mtlsdemo
 
-.PHONY: help check fmt lock lock-upgrade compiled test-compiled run test test-unit test-integration test-containers test-browser screenshots console lint typecheck protos prometheusrule bench perf-doc walkthrough clean \
+.PHONY: help check fmt lock lock-upgrade compiled test-compiled run test test-unit test-integration test-containers test-browser screenshots console lint typecheck protos prometheusrule reference bench perf-doc walkthrough clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
         k8s-verify k8s-cli-cert k8s-rotate-ca test-deploy test-pods test-repeat
 
@@ -164,6 +164,9 @@ protos: $(STAMP)  ## regenerate services/mtlsdemo/_generated from protos/
 
 prometheusrule: $(STAMP)  ## regenerate the operator's PrometheusRule from deploy/prometheus/rules
 	$(PY) tools/gen_prometheusrule.py
+
+reference: $(STAMP)  ## regenerate docs/reference/cli.md from the parser (a test fails when stale)
+	$(PY) tools/gen_cli_reference.py
 
 bench: $(STAMP)  ## speed as ratios against references measured in the same run
 	$(VENV)/bin/mtlsdemo bench $(ARGS)

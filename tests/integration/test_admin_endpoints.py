@@ -118,3 +118,26 @@ def test_events_stream_each_handshake_as_it_ends(mesh) -> None:
     url = f"/handshakes?since={since}"
     assert json.loads(http_get(m.server.admin, url)[1])["handshakes"] == []
     assert json.loads(http_get(m.server.admin, "/certificates")[1])["instance"] == instance
+
+
+def documented(section: str) -> set[str]:
+    """The paths in the first column of a table of docs/reference/admin.md."""
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "admin.md").read_text()
+    part = text.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    return {m.group(1).split(" ")[-1] for m in re.finditer(r"^\| `([^`]+)` \|", part, re.MULTILINE)}
+
+
+def test_the_endpoint_reference_lists_exactly_what_is_served(mesh, tmp_path: Path) -> None:
+    """docs/reference/admin.md against the running sidecar's own list and the
+    console's routes: a path added or dropped in either fails here."""
+    from mtlsdemo.console.app import Console
+    from mtlsdemo.console.config import ConsoleConfig
+
+    m, _ = mesh
+    served = set(json.loads(http_get(m.server.admin, "/")[1])["endpoints"]) | {"/"}
+    assert documented("The sidecar's admin port") == served
+    app = Console(ConsoleConfig(sidecar_admins=(), metrics=()), tmp_path).app()
+    routes = {r.canonical.replace("/static", "/static/{file}") for r in app.router.resources()}
+    assert documented("The console") == routes
