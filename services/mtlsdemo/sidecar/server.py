@@ -9,6 +9,7 @@ import errno
 import functools
 import json
 import logging
+import resource
 import signal
 import time
 import uuid
@@ -405,6 +406,10 @@ class Sidecar:
             "handshakes_waiting": len(self._waiting),
             "handshake_sources": len(self._per_source),  # addresses short of a handshake
             "verification_cache": {"hits": cur.trust.hits, "misses": cur.trust.misses},
+            "limits": {  # each tunnel holds two sockets: about open_files / 2 tunnels
+                "open_files": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                "listen_backlog": self.config.listen_backlog,
+            },
         }
         out.update(self.status.as_dict())
         return out
@@ -486,8 +491,6 @@ def raise_fd_limit(need: int = 0) -> tuple[int, int]:
     hard one (a distribution's default soft 1024 caps a sidecar near 500 tunnels).
     ``need``: raise the hard limit too, if it is lower (only a privileged process
     may; children started afterwards inherit it)."""
-    import resource
-
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if need and hard != resource.RLIM_INFINITY and hard < need:
         try:
@@ -507,7 +510,8 @@ def raise_fd_limit(need: int = 0) -> tuple[int, int]:
 
 def run(config: SidecarConfig) -> int:
     soft, _hard = raise_fd_limit()
-    log.info(
+    # debug, not info: a start-up line nobody acts on (issue 27); /status has `limits`
+    log.debug(
         "open-files limit %d (about %d tunnels); listen backlog %d",
         soft,
         soft // 2,
