@@ -109,18 +109,18 @@ def _run_python(image: str, code: str) -> str:
     ).stdout
 
 
-def test_the_readme_size_is_the_measured_one_within_5_percent(image: str) -> None:
+def test_the_documented_size_is_the_measured_one_within_5_percent(image: str) -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "how-to.md").read_text()
     claimed = float(re.search(r"\*\*(\d+) MB\*\* on the debootstrap", readme).group(1)) * 1e6
     size = _image_size(image)
     from support.docker import BASE
 
     if not BASE.startswith("mtlsdemo-base"):
-        pytest.skip(f"the README's figure is for the debootstrap base; this build is on {BASE}")
+        pytest.skip(f"the documented figure is for the debootstrap base; this build is on {BASE}")
     assert abs(size - claimed) / claimed < 0.05, (
-        f"README says {claimed / 1e6:.0f} MB, built {size / 1e6:.0f} MB"
+        f"docs/how-to.md says {claimed / 1e6:.0f} MB, built {size / 1e6:.0f} MB"
     )
 
 

@@ -1,5 +1,5 @@
-"""The README's "Break it on purpose" recipes, run as written, each checked against
-what its comment promises: `# <reason>: the <side> refuses` (that side found that
+"""The documented recipes, run as written: "Break it on purpose" (docs/how-to.md) and
+the README's "Try it", each checked against what its comment promises: `# <reason>: the <side> refuses` (that side found that
 reason, the other was told), `# ok`, `# says "<text>"` (printed, exit 0) or
 `# fails, says "<text>"` (printed, non-zero exit)."""
 
@@ -24,11 +24,11 @@ REFUSES = re.compile(r"#\s*(\w+): the (client|server) refuses")
 SAYS = re.compile(r'#.*?says "([^"]+)"')
 
 
-def blocks() -> list[list[str]]:
-    """The fenced blocks of the README's "Break it on purpose" section."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Break it on purpose", 1)[1].split("\n## ", 1)[0]
-    return [b.split("```", 1)[0].splitlines() for b in section.split("```\n")[1::2]]
+def blocks(page: str = "docs/how-to.md", section: str = "Break it on purpose") -> list[list[str]]:
+    """The fenced blocks of a section of a page (a moved section moves its test)."""
+    text = (ROOT / page).read_text()
+    part = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return [b.split("```", 1)[0].splitlines() for b in part.split("```\n")[1::2]]
 
 
 def commands(lines: list[str]) -> list[tuple[str, str]]:
@@ -108,11 +108,29 @@ def test_the_mesh_recipes_against_a_running_mesh(tmp_path: Path) -> None:
         assert checked == 11
 
 
+def test_the_readme_try_block_against_a_running_mesh(tmp_path: Path) -> None:
+    """The README's "Try it", line by line, against `mtlsdemo run` on free ports."""
+    (block,) = blocks("README.md", "Try it")
+    with running_mesh(tmp_path) as (ports, _env):
+        env = mesh_env(ports)
+        checked = 0
+        for cmd, comment in commands(block):
+            cmd = cmd.replace("127.0.0.1:9902", f"127.0.0.1:{ports['ledger_admin']}")
+            cmd = cmd.replace("127.0.0.1:50051", f"127.0.0.1:{ports['ledger']}")
+            r = run(cmd, tmp_path, **env)
+            assert r.returncode == 0, (cmd, r.stdout, r.stderr)
+            says = SAYS.search(comment)
+            if says:
+                assert says.group(1) in r.stdout + r.stderr, (cmd, r.stdout, r.stderr)
+                checked += 1
+        assert checked == 4 and len(commands(block)) == 9
+
+
 def test_every_command_in_the_section_is_a_real_one() -> None:
     from mtlsdemo.cli import build_parser
 
     parser = build_parser()
-    for block in blocks():
+    for block in [*blocks(), *blocks("README.md", "Try it")]:
         for cmd, _ in commands(block):
             for part in cmd.split("&&"):
                 argv = shlex.split(part)

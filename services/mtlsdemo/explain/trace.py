@@ -251,7 +251,7 @@ def _failure_lines(conns: list[Connection]) -> list[str]:
             out.append(f" ✗ the {c.role} refused the {peer}: {e.reason.value} — {e.detail}")
             out.append(
                 f"   it sent the alert {e.reason.value}; what to do: "
-                f"{ADVICE.get(e.reason.value, 'see docs/operations.md')}"
+                f"{ADVICE.get(e.reason.value, 'see docs/troubleshooting.md')}"
             )
         elif e.origin == "remote":
             out.append(f" ✗ the {c.role} was told by the {peer}'s alert: {e.reason.value}")
@@ -547,7 +547,7 @@ def _print_json(
                 "reason": c.error.reason.value,
                 "origin": c.error.origin,
                 "detail": c.error.detail,
-                "what_to_do": ADVICE.get(c.error.reason.value, "see docs/operations.md")
+                "what_to_do": ADVICE.get(c.error.reason.value, "see docs/troubleshooting.md")
                 if c.error.origin == "local"
                 else "",
             }

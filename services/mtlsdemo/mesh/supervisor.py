@@ -27,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mtlsdemo.addresses import DEFAULT_PORTS, bindable
 from mtlsdemo.gateway.loadgen import run_load
 from mtlsdemo.handshake.suites import Suite
+from mtlsdemo.mesh import start_here
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.durations import human
 from mtlsdemo.pki.errors import PkiError
@@ -572,8 +573,11 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
                     f"   {name:<16} {client:<47} {server:<46} {edge['suite']:<32} "
                     f"{edge['ok']:>4} {edge['failed']:>6}"
                 )
+    if cfg.mode == "sidecar":
+        ports = {name: getattr(cfg, f"{name}_port") for name in DEFAULT_PORTS}
+        lines += start_here.printed(ports, cfg.certs_dir)
     lines += [
-        "   try (in another terminal; `. .venv/bin/activate` first):",
+        "== more to try (in another terminal; `. .venv/bin/activate` first):",
         *[
             f"     {cli} open {name} --id {name}"
             for name in ("alice", "bob")
