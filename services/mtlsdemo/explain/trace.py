@@ -95,11 +95,17 @@ def _field_text(e: TraceEntry) -> str:
         )
     if n == "CERTIFICATE":
         certs = f.get("certificates") or []
-        text = "; ".join(
-            f"{c['subject']} ({c['key']}), issued by {c['issuer']}, names "
-            f"{', '.join(c['names'][:2])}{'…' if len(c['names']) > 2 else ''}"
-            for c in certs
-        ) or ("(empty)" if not f["chain"] else ", ".join(f["chain"]))
+        text = (
+            "; ".join(
+                f"{c['subject']} ({c['key']}), issued by {c['issuer']}"
+                # a name alone can be copied: the key id says which CA key signed it
+                + (f" (key id {c['authority_key_id'][:11]}…)" if c.get("authority_key_id") else "")
+                + ", names "
+                f"{', '.join(c['names'][:2])}{'…' if len(c['names']) > 2 else ''}"
+                for c in certs
+            )
+            or ("(empty)" if not f["chain"] else ", ".join(f["chain"]))
+        )
         staple = f.get("stapled_status_bytes", 0)
         return text + (f" + CA-signed status ({staple} B)" if staple else " (no stapled status)")
     if n == "SERVER_KEY_SHARE" and "public_bytes" in f:  # the hybrid: too long to show

@@ -54,7 +54,8 @@ def scheme_name(code: int) -> str:
 
 def _certificate_fields(der: bytes) -> dict[str, Any]:
     facts = certificate_facts(x509.load_der_x509_certificate(der))
-    return {k: facts[k] for k in ("subject", "issuer", "names", "key", "not_after")}
+    keys = ("subject", "issuer", "authority_key_id", "names", "key", "not_after")
+    return {k: facts[k] for k in keys}
 
 
 def describe(msg: m.Message) -> dict[str, Any]:

@@ -201,13 +201,14 @@ def _reissue_reason(
     now: dt.datetime,
     revoked: list[rv.Revocation],
 ) -> str | None:
-    """Why the service's leaf must be (re)issued, or None to keep it."""
+    """Why the service's leaf must be (re)issued, or None to keep it: said of the old
+    leaf, since the line reads `issued (<why>; <the new one>)`."""
     crt_rel, key_rel = f"{ident.service}/tls.crt", f"{ident.service}/tls.key"
     if req.force:
         return "forced"
     crt_data, key_data = store.read(crt_rel), store.read(key_rel)
     if crt_data is None or key_data is None:
-        return "missing"
+        return "none yet"
     try:
         cert = parse_certs(crt_data, store.where(crt_rel))[0]
         priv: PrivateKey = parse_private_key(key_data, store.where(key_rel))
@@ -219,18 +220,20 @@ def _reissue_reason(
             "(use --force to replace both)"
         )
     if key_type_of(priv) != req.key_type:
-        return f"key type {key_type_of(priv)} -> {req.key_type}"
+        return f"the old one is {key_type_of(priv)}, {req.key_type} asked"
     want = ({ident.spiffe_id}, set(ident.dns_names), {str(i) for i in ident.ip_addresses})
     if tuple(set(x) for x in san_summary(cert)) != want:
-        return "SANs differ from the requested identity"
+        return "the old one's SANs differ from the requested identity"
     if not _signed_by(cert, ca):
-        return "not issued by the current CA"
+        return "the old one is not from the current CA"
     gone = rv.revocation_of(revoked, cert)
     if gone is not None:
-        return f"serial {gone.serial} revoked ({gone.reason})"
+        return f"the old one, serial {gone.serial}, is revoked ({gone.reason})"
     left = cert.not_valid_after_utc - now
     if left <= req.renew_before:
-        return f"expires in {human(left)}, within --renew-before {human(req.renew_before)}"
+        return (
+            f"the old one expires in {human(left)}, within --renew-before {human(req.renew_before)}"
+        )
     return None
 
 
