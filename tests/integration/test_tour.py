@@ -4,6 +4,7 @@ ones, and docs/tls-walkthrough.md is what the tour prints today."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -134,5 +135,8 @@ def test_probing_a_port_that_is_no_sidecar_names_what_it_is(mesh, port: str, wor
     )
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "Traceback" not in out
-    hint = [line for line in out.splitlines() if line.strip().startswith("hint:")]
-    assert len(hint) == 1 and words in hint[0] and "127.0.0.1:50051" in hint[0], out
+    # the hint, with its continuation lines (the trace wraps at 100 columns)
+    hint = re.findall(r"^ *hint: .*(?:\n {5,}\S.*)*", out, re.MULTILINE)
+    assert len(hint) == 1, out
+    said = " ".join(hint[0].split())
+    assert words in said and "127.0.0.1:50051" in said, out
