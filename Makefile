@@ -40,6 +40,7 @@ lock: $(STAMP)  ## regenerate requirements/*.lock (hashes) from pyproject.toml; 
 	$(PIP_COMPILE) -o requirements/runtime.lock pyproject.toml requirements/build.in
 	$(PIP_COMPILE) --extra dev -o requirements/dev.lock pyproject.toml requirements/build.in
 	$(PIP_COMPILE) -o requirements/sbom.lock requirements/sbom.in
+	$(PIP_COMPILE) -o requirements/compile.lock requirements/compile.in
 
 lock-upgrade:  ## every locked version to the newest allowed, then `make test`
 	$(MAKE) lock LOCK_ARGS=--upgrade

@@ -52,6 +52,13 @@ def test_every_role_is_a_command_of_the_one_image(image: str) -> None:
         assert r.returncode == 0, (role, r.stderr)
 
 
+def test_the_image_runs_the_compiled_core(image: str) -> None:
+    """Issue 25: the image ships the mypyc build of the handshake core and verifier
+    (compiled in the build stage; the runtime stage has no compiler, below)."""
+    r = run(image, "--version")
+    assert r.returncode == 0 and "compiled (mypyc) core" in r.stdout, r.stdout + r.stderr
+
+
 def test_no_private_key_and_no_compiler_in_the_image(image: str) -> None:
     cid = subprocess.run(
         ["docker", "create", image], capture_output=True, text=True, check=True

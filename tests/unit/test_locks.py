@@ -44,12 +44,18 @@ def _inputs(*names: str, extra: bool = False) -> list[Requirement]:
     return [r for r in reqs if r.marker is None or r.marker.evaluate()]
 
 
+def _inputs_of(name: str) -> list[Requirement]:
+    lines = (REQ / name).read_text().splitlines()
+    return [Requirement(x) for x in lines if x.strip() and not x.startswith("#")]
+
+
 @pytest.mark.parametrize(
     ("lock", "reqs"),
     [
         ("runtime.lock", _inputs("build.in")),
         ("dev.lock", _inputs("build.in", extra=True)),
         ("sbom.lock", [Requirement(x) for x in ["cyclonedx-bom>=7"]]),
+        ("compile.lock", _inputs_of("compile.in")),
     ],
 )
 def test_the_lock_pins_every_requirement_at_an_allowed_version(lock: str, reqs) -> None:
@@ -63,7 +69,7 @@ def test_the_lock_pins_every_requirement_at_an_allowed_version(lock: str, reqs) 
         )
 
 
-@pytest.mark.parametrize("lock", ["runtime.lock", "dev.lock", "sbom.lock"])
+@pytest.mark.parametrize("lock", ["runtime.lock", "dev.lock", "sbom.lock", "compile.lock"])
 def test_every_pin_carries_hashes(lock: str) -> None:
     locked = pins(REQ / lock)
     assert locked, f"{lock} pins nothing"
@@ -75,3 +81,9 @@ def test_the_runtime_lock_is_the_dev_locks_runtime_part() -> None:
     runtime, dev = pins(REQ / "runtime.lock"), pins(REQ / "dev.lock")
     assert {n: v for n, (v, _) in runtime.items()} == {n: dev[n][0] for n in runtime if n in dev}
     assert set(runtime) <= set(dev)
+
+
+def test_the_image_compiles_with_the_compiler_make_test_compiled_tests() -> None:
+    """The image's mypyc (compile.lock) is the one `make test-compiled` runs (dev.lock)."""
+    compile_, dev = pins(REQ / "compile.lock"), pins(REQ / "dev.lock")
+    assert {n: v for n, (v, _) in compile_.items()} == {n: dev[n][0] for n in compile_}
