@@ -172,8 +172,11 @@ reference: $(STAMP)  ## regenerate docs/reference/cli.md from the parser (a test
 bench: $(STAMP)  ## speed as ratios against references measured in the same run
 	$(VENV)/bin/mtlsdemo bench $(ARGS)
 
-perf-doc: $(STAMP)  ## run the whole bench and render docs/performance.md from its JSON
-	$(VENV)/bin/mtlsdemo bench --json > docs/bench.json.new && mv docs/bench.json.new docs/bench.json
+perf-doc: $(STAMP)  ## the whole bench, interpreted then compiled; docs/performance.md from its JSON
+	mkdir -p build && $(VENV)/bin/mtlsdemo bench --json > build/bench-interpreted.json
+	$(PY) tools/build_compiled.py
+	PYTHONPATH=build/compiled $(VENV)/bin/mtlsdemo bench --json > build/bench-compiled.json
+	$(PY) tools/perf_doc.py --merge build/bench-interpreted.json build/bench-compiled.json docs/bench.json
 	$(PY) tools/perf_doc.py docs/bench.json
 
 walkthrough: $(STAMP)  ## regenerate docs/tls-walkthrough.md from `mtlsdemo tour` against a real run

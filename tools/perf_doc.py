@@ -229,6 +229,80 @@ def scale(b: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+BUILD_MODES = {
+    "mtd_in_memory": "in memory",
+    "mtd_loopback": "loopback",
+    "mtd_loopback_no_verify_cache": "loopback, verification cache off",
+    "mtd_loopback_resumed": "resumed, loopback",
+}
+
+
+def builds(b: dict[str, Any]) -> str:
+    """The interpreted run (the rest of this page) beside the compiled one, each with
+    its own references measured in its own run (`make perf-doc` runs both)."""
+    c = b.get("compiled")
+    if c is None:
+        return "(no compiled run in docs/bench.json: `make perf-doc` makes one)"
+    rows = [
+        f"Interpreted run: core {b['meta'].get('build', '?')}; compiled run: core "
+        f"{c['meta'].get('build', '?')}, right after it on the same machine.",
+        "",
+        "| key type | MTD/1 handshake | interpreted p50 ms | compiled p50 ms | compiled ÷ interpreted |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for kt, figs in b["handshake"]["key_types"].items():
+        other = c["handshake"]["key_types"].get(kt, {})
+        for mode, name in BUILD_MODES.items():
+            if mode in figs and mode in other:
+                i, k = figs[mode]["p50_ms"], other[mode]["p50_ms"]
+                rows.append(f"| {KT_NAMES[kt]} | {name} | {i:.3f} | {k:.3f} | {k / i:.2f}x |")
+    rows.append("")
+    for kt, figs in b["handshake"]["key_types"].items():
+        r, rc = figs.get("ratios", {}), c["handshake"]["key_types"].get(kt, {}).get("ratios", {})
+        if (
+            "mtd_loopback_no_cache_p50_vs_openssl" in r
+            and "mtd_loopback_no_cache_p50_vs_openssl" in rc
+        ):
+            rows.append(
+                f"- {KT_NAMES[kt]}, cold (verification cache off) ÷ OpenSSL TLS 1.3 full, p50: "
+                f"interpreted **{r['mtd_loopback_no_cache_p50_vs_openssl']:.2f}x**, compiled "
+                f"**{rc['mtd_loopback_no_cache_p50_vs_openssl']:.2f}x** (target ≤ 0.7x)."
+            )
+    s, sc = b.get("sidecar", {}), c.get("sidecar", {})
+    if "unary" in s and "unary" in sc:
+
+        def added(x: dict[str, Any]) -> float:
+            case = x["unary"]["100B_sequential"]
+            return case["through_sidecars"]["p50_ms"] - case["direct_grpc_mtls"]["p50_ms"]
+
+        rows.append(
+            f"- 100 B sequential gRPC call, the sidecars' addition over direct gRPC mTLS, p50: "
+            f"interpreted **+{added(s):.3f} ms**, compiled **+{added(sc):.3f} ms** "
+            "(target ≤ 0.2 ms)."
+        )
+    if "bulk" in s and "bulk" in sc:
+        rows.append(
+            f"- bulk through the tunnel ÷ Python `ssl`: interpreted "
+            f"**{s['bulk']['ratio_tunnel_vs_ssl']:.2f}x**, compiled "
+            f"**{sc['bulk']['ratio_tunnel_vs_ssl']:.2f}x** (target ≥ 0.8x)."
+        )
+    if "scale" in b and "scale" in c:
+        k = f"burst_{b['scale']['burst']}_p99_ms"
+        rows.append(
+            f"- a burst of {b['scale']['burst']} simultaneous connects, p99 connect-to-first-byte: "
+            f"interpreted **{b['scale'][k]:.0f} ms**, compiled **{c['scale'][k]:.0f} ms** "
+            "(target < 250 ms)."
+        )
+    return "\n".join(rows)
+
+
+def merge(interpreted: dict[str, Any], compiled: dict[str, Any]) -> dict[str, Any]:
+    """docs/bench.json: the interpreted run, with the compiled run under "compiled"."""
+    if "compiled" not in compiled.get("meta", {}).get("build", ""):
+        raise SystemExit("error: the second run did not run the compiled core (PYTHONPATH?)")
+    return {**interpreted, "compiled": compiled}
+
+
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {
     "meta": meta,
     "handshake": handshake,
@@ -236,6 +310,7 @@ BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {
     "tcp": tcp,
     "bulk": bulk,
     "scale": scale,
+    "builds": builds,
 }
 
 
@@ -251,8 +326,12 @@ def render(doc: str, bench: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) == 4 and argv[0] == "--merge":  # INTERPRETED.json COMPILED.json OUT.json
+        runs = [json.loads(Path(p).read_text()) for p in argv[1:3]]
+        Path(argv[3]).write_text(json.dumps(merge(*runs), indent=2) + "\n")
+        return 0
     if len(argv) != 1:
-        print("usage: perf_doc.py BENCH.json", file=sys.stderr)
+        print("usage: perf_doc.py BENCH.json | --merge INTERPRETED COMPILED OUT", file=sys.stderr)
         return 2
     try:
         bench = json.loads(Path(argv[0]).read_text())

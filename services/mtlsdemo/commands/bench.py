@@ -40,8 +40,11 @@ def main(args: argparse.Namespace) -> int:
     import sys
     from importlib.metadata import version
 
+    from mtlsdemo.handshake import build
+
     out: dict[str, Any] = {
         "meta": {
+            "build": build(),  # which core ran: a compiled run is its own JSON (make perf-doc)
             "date": f"{dt.datetime.now(dt.UTC):%Y-%m-%d}",
             "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}",
             "python": platform.python_version(),
