@@ -489,11 +489,24 @@ def _print(
     both_sides: bool,
     hint: str = "",
 ) -> int:
+    t = Traced(entries, conns, records, error, both_sides, hint)
     if cfg.json:
-        _print_json(entries, conns, records, error, hint)
-        return 0 if error is None else 1
-    print("\n".join(fold(_text(cfg, entries, conns, records, error, both_sides, hint))))
+        _print_json(t)
+    else:
+        print("\n".join(fold(_text(cfg, t))))
     return 0 if error is None else 1
+
+
+@dataclass(frozen=True)
+class Traced:
+    """One traced handshake, as both printers take it."""
+
+    entries: list[TraceEntry]
+    conns: list[Connection]
+    records: list[dict[str, Any]]
+    error: ProtocolError | None
+    both_sides: bool
+    hint: str
 
 
 def fold(lines: list[str], width: int = WIDTH) -> list[str]:
@@ -519,13 +532,8 @@ def _short(hex_text: str, whole: bool) -> str:
     return hex_text if whole or len(hex_text) <= SHORT_HEX else hex_text[:SHORT_HEX] + "…"
 
 
-def _print_json(
-    entries: list[TraceEntry],
-    conns: list[Connection],
-    records: list[dict[str, Any]],
-    error: ProtocolError | None,
-    hint: str,
-) -> None:
+def _print_json(t: Traced) -> None:
+    entries, conns, records, error, hint = t.entries, t.conns, t.records, t.error, t.hint
     doc = {
         "messages": [e.as_dict() for e in entries],
         "results": [
@@ -564,15 +572,9 @@ def _print_json(
     print(json.dumps(doc, indent=2, default=str))
 
 
-def _text(
-    cfg: TraceConfig,
-    entries: list[TraceEntry],
-    conns: list[Connection],
-    records: list[dict[str, Any]],
-    error: ProtocolError | None,
-    both_sides: bool,
-    hint: str,
-) -> list[str]:
+def _text(cfg: TraceConfig, t: Traced) -> list[str]:
+    entries, conns, records, error, hint = t.entries, t.conns, t.records, t.error, t.hint
+    both_sides = t.both_sides
     out: list[str] = []
     first = conns[0]
     client = first.config.credentials.leaf.subject.rfc4514_string()
