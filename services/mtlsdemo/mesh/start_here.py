@@ -41,7 +41,7 @@ STEPS = (
     Step(
         "Break it on purpose",
         "mtlsdemo break foreign-ca",
-        "`the ledger's sidecar refused the impostor: unknown_ca`, both sidecars' counters, then "
+        "`the ledger's sidecar refused the impostor: unknown_ca`, the counter it raised, then "
         "`== foreign-ca: as described; the mesh is healthy again`; in the console, a new row in "
         "Failures: click it for the refused ladder, its ✗ in step 2",
     ),
