@@ -154,15 +154,22 @@ def test_native_ledger_denies_a_revoked_gateway_naming_the_serial(tmp_path: Path
 
 
 # ------------------------------------------------------------------ CA rollover
+@pytest.mark.parametrize(
+    "to_key_type",
+    [None, "ml-dsa-65"],
+    ids=["same-algorithm", "ecdsa-to-ml-dsa"],  # the post-quantum migration users will do
+)
 def test_ca_rollover_under_traffic_through_sidecars_fails_no_call(
-    tmp_path: Path, certs: Path, echo: EchoServer
+    tmp_path: Path, certs: Path, echo: EchoServer, to_key_type: str | None
 ) -> None:
     old_ca = ca_of(certs)
     mesh = Mesh(tmp_path, certs, echo.port)
     traffic = Traffic(lambda: roundtrip(mesh.route, b"x" * 100) == b"x" * 100 or 1 / 0)
+    new_type = ["--key-type", to_key_type] if to_key_type else []
     try:
         wait_for(lambda: traffic.ok >= 5, what="traffic flowing")
-        certs_cli("rotate-ca", "prepare", "--out", str(certs))
+        assert mesh.client.status()["certificate"]["key_type"] == "ecdsa-p256"
+        certs_cli("rotate-ca", "prepare", "--out", str(certs), *new_type)
         wait_for(
             lambda: _reloaded(mesh.client, cas=2) and _reloaded(mesh.server, cas=2),
             what="both sidecars trusting old + new",
@@ -178,6 +185,11 @@ def test_ca_rollover_under_traffic_through_sidecars_fails_no_call(
             ),
             what="both sidecars on leaves from the new CA",
         )
+        want = to_key_type or "ecdsa-p256"
+        assert [m.status()["certificate"]["key_type"] for m in (mesh.client, mesh.server)] == [
+            want,
+            want,
+        ]
         n = traffic.ok
         wait_for(lambda: traffic.ok >= n + 5, what="traffic on the new leaves")
         certs_cli("rotate-ca", "finish", "--out", str(certs))
@@ -191,7 +203,7 @@ def test_ca_rollover_under_traffic_through_sidecars_fails_no_call(
         traffic.stop()
     try:
         assert traffic.failures == [], traffic.failures[:5]
-        print(f"rollover through sidecars: {traffic.ok} connections, 0 failed")
+        print(f"rollover through sidecars to {to_key_type}: {traffic.ok} connections, 0 failed")
         assert handshakes(mesh.server, result="failure") == 0
         # every handshake now verifies to the new anchor: the old CA's leaves are refused
         stale = make_identity_dir(tmp_path / "old-gw", old_ca, "gateway")

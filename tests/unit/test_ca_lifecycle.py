@@ -238,3 +238,52 @@ def test_certs_inspect_shows_the_stapled_status_as_a_sidecar_would(tmp_path: Pat
     assert "stapled status (tls.ocsp): FAILED: certificate_revoked" in describe(crt, ca, T0)
     later = T0 + dt.timedelta(hours=2)
     assert "FAILED: status_stale" in describe(tmp_path / "gateway" / "tls.crt", ca, later)
+
+
+# ------------------------------------------------------------- key types kept
+def _leaf_types(out: Path) -> dict[str, str]:
+    from mtlsdemo.pki.keys import key_type_of
+
+    return {s: key_type_of(load_cert(out / s / "tls.crt").public_key()) for s in SERVICES}
+
+
+def _ca_type(out: Path) -> str:
+    from mtlsdemo.pki.keys import key_type_of
+
+    return key_type_of(load_cert(out / "ca" / "ca.crt").public_key())
+
+
+def test_bootstrap_without_key_type_never_re_keys_to_another_algorithm(tmp_path: Path) -> None:
+    bootstrap(req(tmp_path, key_type="ml-dsa-44"), T0)
+    before = snapshot(tmp_path)
+    changes = bootstrap(req(tmp_path), T0)  # a renewal cron, `certs bootstrap` after a revoke
+    assert {c.action for c in changes} == {"reused", "unchanged"}
+    assert snapshot(tmp_path) == before
+    assert _leaf_types(tmp_path) == dict.fromkeys(SERVICES, "ml-dsa-44")
+    # a leaf made new under an ML-DSA CA is ML-DSA too, not the classic default
+    (tmp_path / "cli" / "tls.crt").unlink()
+    (tmp_path / "cli" / "tls.key").unlink()
+    bootstrap(req(tmp_path), T0)
+    assert _leaf_types(tmp_path)["cli"] == "ml-dsa-65"
+
+
+def test_rollover_from_an_ecdsa_ca_to_an_ml_dsa_ca_re_keys_the_leaves_at_switch(
+    tmp_path: Path,
+) -> None:
+    bootstrap(req(tmp_path), T0)
+    store = FileStore(tmp_path)
+    first = snapshot(tmp_path)
+    rotate_ca(req(tmp_path, key_type="ml-dsa-65"), "prepare", store, T0)
+    # prepare only adds trust: the leaves are the same files, the bundle has both CAs
+    assert all(first[f"{s}/tls.key"] == (tmp_path / s / "tls.key").read_bytes() for s in SERVICES)
+    assert len(load_certs(tmp_path / "gateway" / "ca.crt")) == 2
+    rotate_ca(req(tmp_path), "switch", store, T0)  # no flag: the leaves follow the new CA
+    assert _ca_type(tmp_path) == "ml-dsa-65"
+    assert _leaf_types(tmp_path) == dict.fromkeys(SERVICES, "ml-dsa-65")
+    rotate_ca(req(tmp_path), "finish", store, T0)
+    assert _leaf_types(tmp_path) == dict.fromkeys(SERVICES, "ml-dsa-65")
+    # the next rollover without flags keeps the algorithm
+    rotate_ca(req(tmp_path), "prepare", store, T0)
+    from mtlsdemo.pki.keys import key_type_of
+
+    assert key_type_of(load_cert(tmp_path / "ca" / "next.crt").public_key()) == "ml-dsa-65"

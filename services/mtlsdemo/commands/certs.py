@@ -52,14 +52,20 @@ def _ca_state_flags(p: argparse.ArgumentParser) -> None:
 def _issuing_flags(p: argparse.ArgumentParser) -> None:
     flags.add_trust_domain(p)
     flags.add(
-        p, "--key-type", default=DEFAULT_KEY_TYPE, help=f"leaf key type: {', '.join(KEY_TYPES)}"
+        p,
+        "--key-type",
+        default=None,
+        help=f"leaf key type: {', '.join(KEY_TYPES)} (default: keep each leaf's, unless its CA "
+        "is of the other family, classic or ML-DSA; a first leaf: ml-dsa-65 under an ML-DSA CA, "
+        f"else {DEFAULT_KEY_TYPE})",
     )
     flags.add(
         p,
         "--ca-key-type",
         default=None,
-        help="CA key type: ecdsa-p256, rsa-2048, rsa-3072, ml-dsa-44, ml-dsa-65 "
-        "(default: ml-dsa-65 for ml-dsa leaves, else ecdsa-p256)",
+        help="a new CA's key type: ecdsa-p256, rsa-2048, rsa-3072, ml-dsa-44, ml-dsa-65 "
+        "(default: ml-dsa-65 for ml-dsa leaves, ecdsa-p256 for others; a rollover without "
+        "--key-type keeps the current CA's)",
     )
     flags.add(
         p,
@@ -248,7 +254,7 @@ def _certs_lifecycle(args: argparse.Namespace, now: dt.datetime) -> int:
             trust_domain=args.trust_domain,
             namespace=args.namespace,
             key_type=args.key_type,
-            ca_key_type=args.ca_key_type or bs.default_ca_key_type(args.key_type),
+            ca_key_type=args.ca_key_type,
             ca_name=args.ca_name,
             leaf_days=args.days,
             ca_days=args.ca_days,

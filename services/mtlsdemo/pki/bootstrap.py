@@ -33,6 +33,7 @@ from mtlsdemo.pki.files import cert_pem, parse_certs
 from mtlsdemo.pki.identity import ServiceIdentity, san_summary
 from mtlsdemo.pki.issue import issue_leaf
 from mtlsdemo.pki.keys import (
+    DEFAULT_KEY_TYPE,
     PrivateKey,
     check_key_type,
     generate_key,
@@ -55,6 +56,33 @@ def default_ca_key_type(leaf_key_type: str) -> str:
     return "ml-dsa-65" if leaf_key_type.startswith("ml-dsa") else "ecdsa-p256"
 
 
+def _post_quantum(key_type: str) -> bool:
+    return key_type.startswith("ml-dsa")
+
+
+def new_ca_key_type(req: BootstrapRequest, current: CertificateAuthority | None) -> str:
+    """A new CA's key type: --ca-key-type; else the family of --key-type; else the
+    current CA's (a rollover without flags never changes the algorithm)."""
+    if req.ca_key_type:
+        return req.ca_key_type
+    if req.key_type:
+        return default_ca_key_type(req.key_type)
+    return key_type_of(current.key) if current is not None else DEFAULT_KEY_TYPE
+
+
+def leaf_key_type(req: BootstrapRequest, old: str | None, ca: CertificateAuthority) -> str:
+    """A leaf's key type: --key-type; else the old leaf's, so a renewal never re-keys
+    to another algorithm, unless its CA is of the other family (classic vs ML-DSA:
+    the switch of a rollover to an ML-DSA CA re-keys the leaves with it); a first
+    leaf takes its CA's family."""
+    if req.key_type:
+        return req.key_type
+    ca_type = key_type_of(ca.key)
+    if old is not None and _post_quantum(old) == _post_quantum(ca_type):
+        return old
+    return "ml-dsa-65" if _post_quantum(ca_type) else DEFAULT_KEY_TYPE
+
+
 KEY_MODE = 0o600
 
 
@@ -64,8 +92,8 @@ class BootstrapRequest:
     services: tuple[str, ...]
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     namespace: str = "default"
-    key_type: str = "ecdsa-p256"
-    ca_key_type: str = "ecdsa-p256"
+    key_type: str | None = None  # None: leaf_key_type() decides (keep, or follow the CA)
+    ca_key_type: str | None = None  # None: new_ca_key_type() decides
     ca_name: str | None = None  # the CA's common name (None: "mtlsdemo root CA (<td>)")
     leaf_days: float = 30.0
     ca_days: float = 3650.0
@@ -100,8 +128,9 @@ class Plan:
 
 
 def validate(req: BootstrapRequest) -> list[ServiceIdentity]:
-    check_key_type(req.key_type, "--key-type")
-    if req.ca_key_type not in CA_KEY_TYPES:
+    if req.key_type is not None:
+        check_key_type(req.key_type, "--key-type")
+    if req.ca_key_type is not None and req.ca_key_type not in CA_KEY_TYPES:
         raise PkiError(
             f"--ca-key-type: {req.ca_key_type!r} is not allowed for a CA "
             f"(choose from {', '.join(CA_KEY_TYPES)})"
@@ -124,7 +153,8 @@ def validate(req: BootstrapRequest) -> list[ServiceIdentity]:
 def rotated(cas: Authorities, req: BootstrapRequest, now: dt.datetime) -> Authorities:
     """prepare + switch in one step: a new CA issues from now on, the old one stays
     trusted (``previous``) until ``rotate-ca finish``."""
-    new = create_root_ca(req.ca_key_type, req.ca_days, req.trust_domain, now, req.ca_name)
+    kt = new_ca_key_type(req, cas.current)
+    new = create_root_ca(kt, req.ca_days, req.trust_domain, now, req.ca_name)
     return Authorities(new, "switched", None, cas.current)
 
 
@@ -144,12 +174,13 @@ def _authorities(
     """The CAs to use, and whether their files must be (re)written."""
     cas = Authorities.read(store)
     if cas is None:
-        ca = create_root_ca(req.ca_key_type, req.ca_days, req.trust_domain, now, req.ca_name)
+        kt = new_ca_key_type(req, None)
+        ca = create_root_ca(kt, req.ca_days, req.trust_domain, now, req.ca_name)
         p_changes.append(
             Change(
                 "ca",
                 "created",
-                f"{req.ca_key_type}, valid until {ca.cert.not_valid_after_utc:%Y-%m-%d}",
+                f"{kt}, valid until {ca.cert.not_valid_after_utc:%Y-%m-%d}",
             )
         )
         return Authorities(ca), True
@@ -168,7 +199,7 @@ def _authorities(
             Change(
                 "ca",
                 "rotated",
-                f"old CA {what}; new {req.ca_key_type} CA until "
+                f"old CA {what}; new {key_type_of(cas.current.key)} CA until "
                 f"{cas.current.cert.not_valid_after_utc:%Y-%m-%d}, old one still trusted: "
                 "run `mtlsdemo certs rotate-ca finish` once every workload has reloaded",
             )
@@ -219,8 +250,11 @@ def _reissue_reason(
             f"{store.where(key_rel)}: does not match {store.where(crt_rel)} "
             "(use --force to replace both)"
         )
-    if key_type_of(priv) != req.key_type:
-        return f"the old one is {key_type_of(priv)}, {req.key_type} asked"
+    old, want = key_type_of(priv), leaf_key_type(req, key_type_of(priv), ca)
+    if old != want:
+        if req.key_type:
+            return f"the old one is {old}, {want} asked"
+        return f"the old one is {old}; the {key_type_of(ca.key)} CA's leaves are {want}"
     want = ({ident.spiffe_id}, set(ident.dns_names), {str(i) for i in ident.ip_addresses})
     if tuple(set(x) for x in san_summary(cert)) != want:
         return "the old one's SANs differ from the requested identity"
@@ -235,6 +269,15 @@ def _reissue_reason(
             f"the old one expires in {human(left)}, within --renew-before {human(req.renew_before)}"
         )
     return None
+
+
+def _old_key_type(store: Store, service: str) -> str | None:
+    """The key type of the leaf being replaced (None: none, or not readable)."""
+    data = store.read(f"{service}/tls.key")
+    try:
+        return key_type_of(parse_private_key(data, "")) if data else None
+    except PkiError:
+        return None
 
 
 def plan(
@@ -264,7 +307,8 @@ def plan(
         svc = ident.service
         reason = _reissue_reason(req, ident, ca, store, now, revoked)
         if reason is not None:
-            key = generate_key(req.key_type)
+            kt = leaf_key_type(req, _old_key_type(store, svc), ca)
+            key = generate_key(kt)
             cert = issue_leaf(ca, key.public_key(), ident, now, req.leaf_days)
             issued.append(rv.issued_entry(cert, svc))
             ca_end = ca.cert.not_valid_after_utc
@@ -277,7 +321,7 @@ def plan(
                 Change(
                     svc,
                     "issued",
-                    f"{reason}; {ident.spiffe_id}, {req.key_type}, "
+                    f"{reason}; {ident.spiffe_id}, {kt}, "
                     f"until {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z"
                     + (" (clipped to the CA's notAfter)" if clipped else ""),
                 )

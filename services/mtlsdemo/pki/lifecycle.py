@@ -6,6 +6,7 @@ is idempotent; each works on both sinks (files or Kubernetes Secrets).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 
@@ -19,6 +20,7 @@ from mtlsdemo.pki.bootstrap import (
     Plan,
     commit_planned,
     crl_writes,
+    new_ca_key_type,
     plan,
 )
 from mtlsdemo.pki.ca import CertificateAuthority, create_root_ca
@@ -257,10 +259,20 @@ def rotate_ca(req: BootstrapRequest, stage: str, store: Store, now: dt.datetime)
         if verdict is not None:
             raise PkiError(f"certs rotate-ca {stage}: {verdict}; nothing changed")
         extra: list[tuple[str, bytes | None, int]] = []
+        leaves = req
         if stage == "prepare":
-            new = create_root_ca(req.ca_key_type, req.ca_days, req.trust_domain, now)
+            kt = new_ca_key_type(req, cas.current)
+            new = create_root_ca(kt, req.ca_days, req.trust_domain, now)
             nxt = Authorities(cas.current, "prepared", next=new)
-            line = Change("ca", "prepared", f"new CA {_describe(new.cert)}; bundles hold old + new")
+            line = Change(
+                "ca",
+                "prepared",
+                f"new {kt} CA {_describe(new.cert)}; bundles hold old + new; "
+                "the leaves change at `switch`",
+            )
+            # prepare only adds trust: a --key-type (it chose the new CA's type) is
+            # the switch's business, when the new CA issues
+            leaves = dataclasses.replace(req, key_type=None)
         elif stage == "switch":
             assert cas.next is not None
             nxt = Authorities(cas.next, "switched", previous=cas.current)
@@ -276,7 +288,7 @@ def rotate_ca(req: BootstrapRequest, stage: str, store: Store, now: dt.datetime)
                 f"old CA removed from every bundle, its key destroyed; certificate kept as "
                 f"{st.where(f'ca/retired/{old.serial_number:x}.crt')}",
             )
-        p = plan(req, now, st, authorities=(nxt, [line]))
+        p = plan(leaves, now, st, authorities=(nxt, [line]))
         p.writes = extra + p.writes
         return p
 

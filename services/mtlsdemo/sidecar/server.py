@@ -22,6 +22,7 @@ from mtlsdemo import __version__, telemetry
 from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason, build
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 from mtlsdemo.pki.crlfile import CrlFile
+from mtlsdemo.pki.keys import key_type_of
 from mtlsdemo.sidecar.admin import AdminServer, Encoded, json_response
 from mtlsdemo.sidecar.certview import certificates_view
 from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError
@@ -371,6 +372,7 @@ class Sidecar:
             "identity": m.identity,
             "certificate": {
                 "serial": f"{m.leaf.serial_number:x}",
+                "key_type": key_type_of(m.leaf.public_key()),  # which algorithm, mid-migration
                 "not_after": m.leaf.not_valid_after_utc.isoformat(),
                 "expires_in_seconds": int((m.leaf.not_valid_after_utc - now).total_seconds()),
                 "loaded_at": cur.loaded_at.isoformat(),
