@@ -91,7 +91,7 @@ def free_port() -> int:
 # sidecar's flags take their defaults from.
 DEFAULT_PORTS: dict[str, int] = {
     "ledger": 50051,  # the ledger sidecar's MTD/1 port
-    "gateway": 50052,  # the gateway's native gRPC mTLS port
+    "gateway": 50052,  # the gateway's public port: native gRPC mTLS, or its sidecar's MTD/1
     "ledger_metrics": 9101,
     "gateway_metrics": 9102,
     "ledger_app": 50061,  # the ledger's plaintext port behind its sidecar
@@ -99,6 +99,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "gateway_admin": 9901,
     "ledger_admin": 9902,
     "console": 8080,
+    "gateway_app": 50062,  # the gateway's plaintext port behind its sidecar (MTD/1 edge)
 }
 RUN_PORTS = tuple(DEFAULT_PORTS)
 

@@ -8,7 +8,6 @@ import contextlib
 import shutil
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 import grpc
@@ -24,6 +23,7 @@ from support.metrics import metric_value
 from support.native import System
 from support.processes import mtlsdemo, wait_for
 from support.sidecars import Mesh, handshakes, roundtrip
+from support.traffic import Traffic
 
 pytestmark = pytest.mark.integration
 
@@ -32,31 +32,6 @@ def certs_cli(*args: str) -> str:
     r = subprocess.run(mtlsdemo("certs", *args), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
-
-
-class Traffic:
-    """New connections (each a new handshake) in a loop until stopped; every
-    failure is kept with its reason."""
-
-    def __init__(self, call) -> None:
-        self.call = call
-        self.ok = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.call()
-                self.ok += 1
-            except Exception as e:  # every kind of failure counts as a failed call
-                self.failures.append(f"{type(e).__name__}: {e}")
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
 
 def _reloaded(side, serial: str | None = None, cas: int | None = None) -> bool:

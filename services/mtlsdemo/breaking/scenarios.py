@@ -36,7 +36,6 @@ from mtlsdemo.pki.files import write_atomic
 from mtlsdemo.pki.identity import ServiceIdentity
 from mtlsdemo.pki.issue import write_identity_dir
 from mtlsdemo.pki.lifecycle import refresh_status, revoke
-from mtlsdemo.pki.material import IdentitySource
 from mtlsdemo.pki.revocation import build_status
 from mtlsdemo.pki.stores import FileStore
 from mtlsdemo.waiting import WaitTimeout, wait_until
@@ -183,8 +182,7 @@ def snapshot(mesh: LocalMesh) -> dict[str, object]:
 
 def native(r: Report, mesh: LocalMesh, what: str, identity: Path | None = None, **kw: str) -> None:
     """The same failure on the native gRPC path: a call to the gateway."""
-    m = IdentitySource(identity).current if identity is not None else None
-    said = mesh.call_gateway(m, **kw)
+    said = mesh.call_gateway(identity, **kw)
     if said is None:
         r.fail(f"native: {what}: the gateway answered (expected a refusal)")
     else:

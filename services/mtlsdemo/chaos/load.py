@@ -37,7 +37,8 @@ class Load:
     ) -> None:
         self.gateway_addr = gateway_addr
         self.source = IdentitySource(cli_dir)
-        self.channel = gateway_channel(gateway_addr, self.source.current, "gateway")
+        self.cli_dir = cli_dir
+        self.channel = gateway_channel(gateway_addr, cli_dir, "gateway", "tls", self.source.current)
         self.stub = pb_grpc.GatewayServiceStub(self.channel)
         self.journal, self.prefix, self.policy = journal, prefix, policy
         self.accounts = [f"{prefix}-a{i}" for i in range(accounts)]
@@ -136,7 +137,7 @@ class Load:
         if material is None:
             return
         old = self.channel
-        self.channel = gateway_channel(self.gateway_addr, material, "gateway")
+        self.channel = gateway_channel(self.gateway_addr, self.cli_dir, "gateway", "tls", material)
         self.stub = pb_grpc.GatewayServiceStub(self.channel)
         timer = threading.Timer(self.policy.deadline + 1, old.close)
         timer.daemon = True

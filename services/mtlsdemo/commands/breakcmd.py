@@ -56,7 +56,15 @@ def add_mesh_flags(p: argparse.ArgumentParser) -> None:
         p,
         "--gateway-addr",
         default=local("gateway"),
-        help="the gateway's gRPC mTLS port (HOST:PORT, as for `mtlsdemo client`)",
+        help="the gateway's public port (HOST:PORT, as for `mtlsdemo client`)",
+    )
+    flags.add(
+        p,
+        "--transport",
+        default="auto",
+        choices=["auto", "tls", "mtd"],
+        help="how to call the gateway, as for `mtlsdemo client` (mtd: a run with "
+        "--gateway-transport mtd)",
     )
     flags.add(
         p,
@@ -102,6 +110,7 @@ def config(args: argparse.Namespace) -> MeshConfig:
         route=args.gateway_route,
         trust_domain=args.trust_domain,
         namespace=args.namespace,
+        transport=args.transport,
     )
 
 

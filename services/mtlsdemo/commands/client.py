@@ -17,6 +17,14 @@ def _client_flags(p: argparse.ArgumentParser) -> None:
         p, "--identity-dir", default="certs/cli", help="client identity directory", old="--tls-dir"
     )
     flags.add(p, "--server-name", default="gateway", help="DNS name the gateway must present")
+    flags.add(
+        p,
+        "--transport",
+        default="auto",
+        choices=["auto", "tls", "mtd"],
+        help="tls: native gRPC TLS; mtd: MTD/1 through a sidecar in this process (a mesh run "
+        "with --gateway-transport mtd); auto: mtd for an ML-DSA identity, else tls",
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,6 +72,7 @@ def _loadgen(args: argparse.Namespace) -> int:
         args.duration,
         args.concurrency,
         progress=sys.stderr.isatty(),
+        transport=args.transport,
     )
     print(result.summary())
     return 0 if result.errors == 0 else 1

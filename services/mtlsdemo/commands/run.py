@@ -12,7 +12,7 @@ from mtlsdemo.pki.keys import KEY_TYPES
 # every listener of `mtlsdemo run`, in addresses.DEFAULT_PORTS' order: --<name>-port
 PORT_HELP = {
     "ledger": "ledger gRPC port",
-    "gateway": "gateway gRPC port",
+    "gateway": "gateway's public port (gRPC mTLS, or MTD/1 with --gateway-transport mtd)",
     "ledger_metrics": "ledger /metrics port",
     "gateway_metrics": "gateway /metrics port",
     "ledger_app": "sidecar mode: the ledger's plaintext port on 127.0.0.1",
@@ -20,6 +20,7 @@ PORT_HELP = {
     "gateway_admin": "gateway sidecar admin",
     "ledger_admin": "ledger sidecar admin",
     "console": "sidecar mode: the web console on 127.0.0.1 (0: none)",
+    "gateway_app": "--gateway-transport mtd: the gateway's plaintext port on 127.0.0.1",
 }
 
 
@@ -45,7 +46,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--key-type",
         default=None,
         help=f"leaf key type ({', '.join(KEY_TYPES)}); default: keep the existing leaves' "
-        "(ecdsa-p256 for new ones); a change re-issues, and says so",
+        "(ecdsa-p256 for new ones); a change re-issues, and says so; ml-dsa-44/65 puts the "
+        "gateway behind its sidecar too (--gateway-transport mtd)",
     )
     flags.add(
         r,
@@ -55,6 +57,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="sidecar mode: the suites both sidecars offer/accept (default: the hybrid "
         "post-quantum X25519MLKEM768-* first, then ECDHE-X25519-*), e.g. RSA-OAEP-AES-256-GCM "
         "(RSA key transport, the classic four steps; needs --key-type rsa-2048)",
+    )
+    flags.add(
+        r,
+        "--gateway-transport",
+        default=None,
+        choices=["tls", "mtd"],
+        help="how callers reach the gateway: tls (native gRPC mTLS) or mtd (the gateway's "
+        "sidecar, MTD/1: what ML-DSA identities need, grpcio's TLS has no ML-DSA); "
+        "default: mtd for ML-DSA leaves, else tls",
     )
     flags.add(
         r, "--traffic-seconds", type=flags.at_least(0), default=3.0, help="demo traffic after start"

@@ -13,10 +13,9 @@ import grpc
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from mtlsdemo.addresses import local
+from mtlsdemo.gateway.caller import caller_channel, why_unavailable
 from mtlsdemo.ledger.money import format_cents
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
-from mtlsdemo.rpc.credentials import secure_channel
-from mtlsdemo.rpc.diagnose import diagnose, is_transport_failure
 from mtlsdemo.rpc.retry import FAST_RECONNECT, RetryPolicy, call_with_retry
 
 RETRY_BUDGET = 20.0  # seconds a deposit or transfer keeps retrying transient failures
@@ -46,29 +45,28 @@ class ClientConfig:
     tls_dir: Path = Path("certs/cli")
     server_name: str = "gateway"
     timeout: float = 10.0
+    transport: str = "auto"  # tls, mtd (MTD/1 through an in-process sidecar) or auto
 
 
-def gateway_channel(address: str, material: IdentityMaterial, server_name: str) -> grpc.Channel:
-    return secure_channel(address, material, server_name, FAST_RECONNECT)
+def gateway_channel(
+    address: str,
+    tls_dir: Path,
+    server_name: str,
+    transport: str = "auto",
+    material: IdentityMaterial | None = None,
+) -> grpc.Channel:
+    return caller_channel(address, tls_dir, server_name, transport, FAST_RECONNECT, material)
 
 
-def explain(e: grpc.RpcError, cfg: ClientConfig, material: IdentityMaterial) -> str:
-    """gRPC's status, or for a failed TLS handshake, who refused whom and why."""
-    said = f"{e.code().name}: {e.details()}"
-    if e.code() != grpc.StatusCode.UNAVAILABLE or not is_transport_failure(e.details()):
-        return said
+def explain(
+    e: grpc.RpcError, cfg: ClientConfig, material: IdentityMaterial, channel: grpc.Channel
+) -> str:
+    """gRPC's status, or for a failed handshake, who refused whom and why."""
     from mtlsdemo.addresses import parse_hostport
 
-    host, port = parse_hostport(cfg.gateway_addr, default_host="127.0.0.1")
-    tls_dir = Path(cfg.tls_dir)
-    found = diagnose(
-        host,
-        port,
-        IdentitySource(tls_dir).current,
-        cfg.server_name,
-        dt.datetime.now(dt.UTC),
-        identity_dir=tls_dir,
-    )
+    said = f"{e.code().name}: {e.details()}"
+    target = parse_hostport(cfg.gateway_addr, default_host="127.0.0.1")
+    found = why_unavailable(e, channel, target, material, cfg.server_name, Path(cfg.tls_dir))
     if found is None:
         return said
     return f"{found.sentence('gateway')} (gRPC said {e.code().name})"
@@ -76,7 +74,9 @@ def explain(e: grpc.RpcError, cfg: ClientConfig, material: IdentityMaterial) -> 
 
 def run(cfg: ClientConfig) -> int:
     material = IdentitySource(Path(cfg.tls_dir)).current  # read once: the call and the diagnosis
-    channel = gateway_channel(cfg.gateway_addr, material, cfg.server_name)
+    channel = gateway_channel(
+        cfg.gateway_addr, Path(cfg.tls_dir), cfg.server_name, cfg.transport, material
+    )
     stub = pb_grpc.GatewayServiceStub(channel)
     t = cfg.timeout
     # money movements: our own key, so a retry (the gateway or the ledger restarting,
@@ -133,7 +133,7 @@ def run(cfg: ClientConfig) -> int:
                     flush=True,
                 )
     except grpc.RpcError as e:
-        print(f"error: {explain(e, cfg, material)}", file=sys.stderr)
+        print(f"error: {explain(e, cfg, material, channel)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -21,7 +21,6 @@ import grpc
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from mtlsdemo.gateway.client import gateway_channel
-from mtlsdemo.pki.material import IdentitySource
 
 
 @dataclass
@@ -81,8 +80,9 @@ def run_load(
     concurrency: int = 4,
     accounts: int = 4,
     progress: bool = True,
+    transport: str = "auto",
 ) -> LoadResult:
-    channel = gateway_channel(address, IdentitySource(tls_dir).current, server_name)
+    channel = gateway_channel(address, tls_dir, server_name, transport)
     stub = pb_grpc.GatewayServiceStub(channel)
     ids = []
     for i in range(accounts):

@@ -3,7 +3,6 @@ the sidecars counted, and one call through the gateway."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import urllib.error
 import urllib.request
@@ -30,13 +29,14 @@ class MeshConfig:
 
     certs_dir: Path = Path("certs")
     ledger: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["ledger"])  # the ledger sidecar
-    gateway: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["gateway"])  # native gRPC mTLS
+    gateway: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["gateway"])  # its public port
     gateway_admin: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["gateway_admin"])
     ledger_admin: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["ledger_admin"])
     route: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["route"])  # gateway sidecar's route
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     namespace: str = "default"
     timeout: float = 5.0
+    transport: str = "auto"  # how callers reach the gateway (rpc.credentials.caller_channel)
 
     def id(self, service: str) -> str:
         return workload_id(self.trust_domain, self.namespace, service)
@@ -87,19 +87,21 @@ class LocalMesh:
         return IdentitySource(self.config.certs_dir / service).current
 
     def call_gateway(
-        self, material: IdentityMaterial | None = None, server_name: str = "gateway"
+        self, identity: Path | None = None, server_name: str = "gateway"
     ) -> str | None:
-        """One GetBalance through the gateway (native mTLS, the cli identity by
-        default): None when it answered (any application answer), else the
-        failure in words (the client's explanation of a failed handshake)."""
+        """One GetBalance through the gateway (the cli identity by default, over the
+        mesh's caller transport): None when it answered (any application answer),
+        else the failure in words (the client's explanation of a failed handshake)."""
         from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
         from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
-        from mtlsdemo.rpc.credentials import secure_channel
-        from mtlsdemo.rpc.diagnose import diagnose, is_transport_failure
+        from mtlsdemo.gateway.caller import caller_channel, why_unavailable
 
-        m = material or self.identity("cli")
+        where = identity or self.config.certs_dir / "cli"
+        m = IdentitySource(where).current
         host, port = self.config.gateway
-        with secure_channel(f"{host}:{port}", m, server_name) as channel:
+        with caller_channel(
+            f"{host}:{port}", where, server_name, self.config.transport, material=m
+        ) as channel:
             try:
                 pb_grpc.GatewayServiceStub(channel).GetBalance(
                     pb.GetBalanceRequest(account_id="break-probe"), timeout=self.config.timeout
@@ -107,10 +109,9 @@ class LocalMesh:
             except grpc.RpcError as e:
                 if e.code() == grpc.StatusCode.NOT_FOUND:  # the gateway and the ledger answered
                     return None
-                if e.code() == grpc.StatusCode.UNAVAILABLE and is_transport_failure(e.details()):
-                    found = diagnose(host, port, m, server_name, dt.datetime.now(dt.UTC))
-                    if found is not None:
-                        return found.sentence("gateway")
+                found = why_unavailable(e, channel, (host, port), m, server_name)
+                if found is not None:
+                    return found.sentence("gateway")
                 return f"{e.code().name}: {e.details()}"
         return None
 

@@ -49,15 +49,18 @@ STEPS = (
 NEXT = "more: mtlsdemo break --list · docs/getting-started.md · docs/troubleshooting.md"
 
 
-def printed(ports: dict[str, int], certs: Path) -> list[str]:
+def printed(ports: dict[str, int], certs: Path, transport: str = "tls") -> list[str]:
     """What `mtlsdemo run` ends with: the steps after the one just taken, with the
-    address of this run's console and, when its ports or certs are not the defaults,
-    the environment that points `tour` and `break` at it."""
+    address of this run's console and, when its ports, certs or caller transport
+    are not the defaults, the environment that points `tour`, `break` and
+    `client` at it."""
     console = f"http://127.0.0.1:{ports['console']}/"
     lines = ["== start here (README.md): in another terminal, `. .venv/bin/activate` first"]
     env = {k: v for k, v in mesh_env(ports).items() if v != mesh_env(DEFAULT_PORTS)[k]}
     if certs != Path("certs"):
         env["MTLSDEMO_CERTS_DIR"] = str(certs)
+    if transport == "mtd":  # the gateway behind its sidecar: callers bring theirs
+        env["MTLSDEMO_TRANSPORT"] = "mtd"
     if env:
         lines.append("   this run is not on the defaults: first")
         lines.append("     export " + " ".join(f"{k}={v}" for k, v in env.items()))

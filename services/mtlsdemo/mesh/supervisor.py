@@ -9,6 +9,7 @@ A child that dies is reported with its last log lines.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -25,6 +26,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mtlsdemo.addresses import DEFAULT_PORTS, bindable
+from mtlsdemo.gateway.caller import caller_channel
 from mtlsdemo.gateway.loadgen import run_load
 from mtlsdemo.handshake.suites import Suite
 from mtlsdemo.mesh import start_here
@@ -36,7 +38,6 @@ from mtlsdemo.pki.keys import DEFAULT_KEY_TYPE, key_type_of
 from mtlsdemo.pki.lifecycle import refresh_status
 from mtlsdemo.pki.revocation import DEFAULT_WINDOW as STATUS_WINDOW
 from mtlsdemo.pki.stores import FileStore
-from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.sidecar.adminclient import AdminClient
 from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 from mtlsdemo.waiting import WaitTimeout, wait_until
@@ -66,6 +67,15 @@ class RunConfig:
     exit_after_traffic: bool = False
     key_type: str | None = None  # None: keep the existing leaves' type
     suites: tuple[Suite, ...] | None = None
+    gateway_app_port: int = DEFAULT_PORTS["gateway_app"]
+    # how callers reach the gateway: "tls" (native gRPC mTLS) or "mtd" (its sidecar);
+    # None: decided by run() from the key type (ML-DSA needs mtd)
+    gateway_transport: str | None = None
+
+    @property
+    def transport(self) -> str:
+        """The caller transport, once run() has decided it."""
+        return self.gateway_transport or "tls"
 
 
 STATUS_REFRESH = dt.timedelta(minutes=15)  # a quarter of the window: three misses still fine
@@ -126,11 +136,17 @@ class Child:
 
 
 def wait_serving(
-    address: str, tls_dir: Path | None, server_name: str, deadline: float, children: list[Child]
+    address: str,
+    tls_dir: Path | None,
+    server_name: str,
+    deadline: float,
+    children: list[Child],
+    transport: str = "tls",
 ) -> None:
-    """Poll gRPC health (mTLS with tls_dir, else plaintext) until SERVING."""
+    """Poll gRPC health (as a caller with tls_dir over ``transport``, else
+    plaintext) until SERVING."""
     channel = (
-        secure_channel(address, tls_dir, server_name)
+        caller_channel(address, tls_dir, server_name, transport)
         if tls_dir is not None
         else grpc.insecure_channel(address)
     )
@@ -207,6 +223,8 @@ def console_argv(cfg: RunConfig, certs: Path) -> list[str]:
         cfg.trust_domain,
         "--namespace",
         cfg.namespace,
+        "--transport",
+        cfg.transport,
         "--metrics",
         f"127.0.0.1:{cfg.gateway_metrics_port}",
         "--metrics",
@@ -228,28 +246,6 @@ def run(cfg: RunConfig) -> int:
     certs = Path(cfg.certs_dir)
     td, ns = cfg.trust_domain, cfg.namespace
     sidecars = cfg.mode == "sidecar"
-    ports = {
-        "--ledger-port": cfg.ledger_port,
-        "--gateway-port": cfg.gateway_port,
-        "--ledger-metrics-port": cfg.ledger_metrics_port,
-        "--gateway-metrics-port": cfg.gateway_metrics_port,
-    }
-    if sidecars:
-        ports |= {
-            "--ledger-app-port": cfg.ledger_app_port,
-            "--route-port": cfg.route_port,
-            "--gateway-admin-port": cfg.gateway_admin_port,
-            "--ledger-admin-port": cfg.ledger_admin_port,
-        }
-        if cfg.console_port:
-            ports["--console-port"] = cfg.console_port
-    for flag, port in ports.items():
-        if not bindable(port):
-            print(
-                f"error: {flag} {port}: 127.0.0.1:{port} is in use (another `mtlsdemo run`?)",
-                file=sys.stderr,
-            )
-            return 2
     key_type = cfg.key_type or existing_key_type(certs) or DEFAULT_KEY_TYPE
     suites = cfg.suites
     if suites and not sidecars:
@@ -265,20 +261,55 @@ def run(cfg: RunConfig) -> int:
             file=sys.stderr,
         )
         return 2
-    if key_type.startswith("ml-dsa"):
-        # the gateway's public port and the cli speak native gRPC TLS (grpcio's
-        # BoringSSL), which cannot verify or present ML-DSA certificates
+    post_quantum = key_type.startswith("ml-dsa")
+    transport = cfg.gateway_transport or ("mtd" if post_quantum else "tls")
+    if transport == "mtd" and not sidecars:
         print(
-            f"error: --key-type {key_type}: the gateway's public port is native gRPC TLS, "
-            "which has no ML-DSA; the MTD/1 sidecars do: see it with `mtlsdemo certs "
-            f"bootstrap --key-type {key_type} --out pq && mtlsdemo handshake --certs-dir pq`",
+            "error: --gateway-transport mtd: the gateway's sidecar speaks MTD/1, and "
+            "--mode native has no sidecars; drop --mode native",
             file=sys.stderr,
         )
         return 2
+    if post_quantum and transport == "tls":
+        # native gRPC TLS (grpcio's BoringSSL) cannot verify or present ML-DSA certificates
+        print(
+            f"error: --key-type {key_type} with --gateway-transport tls: native gRPC TLS has "
+            "no ML-DSA; drop --gateway-transport (ML-DSA leaves put the gateway behind its "
+            "sidecar, MTD/1, which has)",
+            file=sys.stderr,
+        )
+        return 2
+    cfg = dataclasses.replace(cfg, gateway_transport=transport)
+    ports = {
+        "--ledger-port": cfg.ledger_port,
+        "--gateway-port": cfg.gateway_port,
+        "--ledger-metrics-port": cfg.ledger_metrics_port,
+        "--gateway-metrics-port": cfg.gateway_metrics_port,
+    }
+    if sidecars:
+        ports |= {
+            "--ledger-app-port": cfg.ledger_app_port,
+            "--route-port": cfg.route_port,
+            "--gateway-admin-port": cfg.gateway_admin_port,
+            "--ledger-admin-port": cfg.ledger_admin_port,
+        }
+        if cfg.console_port:
+            ports["--console-port"] = cfg.console_port
+        if cfg.transport == "mtd":
+            ports["--gateway-app-port"] = cfg.gateway_app_port
+    for flag, port in ports.items():
+        if not bindable(port):
+            print(
+                f"error: {flag} {port}: 127.0.0.1:{port} is in use (another `mtlsdemo run`?)",
+                file=sys.stderr,
+            )
+            return 2
     print(f"== certificates ({certs}/)")
     for change in bootstrap(
+        # cfg.key_type, not key_type: unset, the bootstrap keeps each leaf's (or
+        # follows a CA of the other family, mid-rollover)
         BootstrapRequest(
-            out=certs, services=SERVICES, trust_domain=td, namespace=ns, key_type=key_type
+            out=certs, services=SERVICES, trust_domain=td, namespace=ns, key_type=cfg.key_type
         )
     ):
         print(f"   {change}")
@@ -307,6 +338,7 @@ def run(cfg: RunConfig) -> int:
                 duration=cfg.traffic_seconds,
                 concurrency=2,
                 progress=sys.stderr.isatty(),
+                transport=cfg.transport,
             )
             print(f"   {result.summary()}")
         print_summary(cfg, certs, ledger_addr, gateway_addr)
@@ -351,7 +383,7 @@ def start_mesh(
             admin = cfg.ledger_admin_port if c.name.startswith("ledger") else cfg.gateway_admin_port
             wait_ready(admin, deadline, children)
     gateway = f"127.0.0.1:{cfg.gateway_port}"
-    wait_serving(gateway, certs / "cli", "gateway", deadline, children)
+    wait_serving(gateway, certs / "cli", "gateway", deadline, children, cfg.transport)
 
 
 def mesh_children(
@@ -367,6 +399,7 @@ def mesh_children(
     py = [sys.executable, "-m", "mtlsdemo"]
     db = ["--db", str(Path(cfg.data_dir) / "ledger.db")]
     ledger_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.ledger_metrics_port}"]
+    gateway_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.gateway_metrics_port}"]
     gateway_common = [
         "serve",
         "gateway",
@@ -376,11 +409,27 @@ def mesh_children(
         str(certs / "gateway"),
         "--allow-id",
         cli_id,
-        "--metrics-listen",
-        f"127.0.0.1:{cfg.gateway_metrics_port}",
+        *gateway_metrics,
         "--crl",
         str(certs / "ca" / "crl.pem"),
     ]
+    # --gateway-transport mtd: the gateway's sidecar also takes the callers (MTD/1,
+    # checking their identity), the gateway serves plaintext behind it on loopback
+    gateway_app = f"127.0.0.1:{cfg.gateway_app_port}"
+    gateway_inbound = (
+        ["--inbound-listen", gateway_addr, "--inbound-target", gateway_app, "--allow-id", cli_id]
+        if cfg.transport == "mtd"
+        else []
+    )
+    if cfg.transport == "mtd":
+        gateway_common = [
+            "serve",
+            "gateway",
+            "--plaintext",
+            "--listen",
+            gateway_app,
+            *gateway_metrics,
+        ]
     suite_flags = ["--suites", ",".join(s.name for s in suites)] if suites else []
     suite_flags += list(extra)
     if cfg.mode == "sidecar":
@@ -425,6 +474,7 @@ def mesh_children(
                     str(certs / "gateway"),
                     "--route",
                     f"{route}={ledger_remote or ledger_addr}@{ledger_id}",
+                    *gateway_inbound,
                     "--admin-listen",
                     f"127.0.0.1:{cfg.gateway_admin_port}",
                     "--crl",
@@ -496,14 +546,16 @@ def lifetimes(certs: Path, now: dt.datetime) -> list[str]:
     return out
 
 
-def accounts_present(gateway_addr: str, cli_dir: Path, names: tuple[str, ...]) -> set[str]:
+def accounts_present(
+    gateway_addr: str, cli_dir: Path, names: tuple[str, ...], transport: str = "tls"
+) -> set[str]:
     """Which of the demo accounts an earlier run already opened: the "try" lines
     then skip `open` (it would fail with ALREADY_EXISTS)."""
     from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
     from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
 
     found = set()
-    with secure_channel(gateway_addr, cli_dir, "gateway") as channel:
+    with caller_channel(gateway_addr, cli_dir, "gateway", transport) as channel:
         stub = pb_grpc.GatewayServiceStub(channel)
         for name in names:
             try:
@@ -516,14 +568,18 @@ def accounts_present(gateway_addr: str, cli_dir: Path, names: tuple[str, ...]) -
 
 def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: str) -> None:
     td, ns = cfg.trust_domain, cfg.namespace
-    cli = f"mtlsdemo client --gateway-addr {gateway_addr} --identity-dir {certs / 'cli'}"
+    over = " --transport mtd" if cfg.transport == "mtd" else ""
+    cli = f"mtlsdemo client --gateway-addr {gateway_addr} --identity-dir {certs / 'cli'}{over}"
     now = dt.datetime.now(dt.UTC)
-    existing = accounts_present(gateway_addr, certs / "cli", ("alice", "bob"))
+    existing = accounts_present(gateway_addr, certs / "cli", ("alice", "bob"), cfg.transport)
     lines = [
         f"== mtlsdemo is up ({now:%H:%M:%S}Z, {cfg.mode} mode)",
         f"   certificates left: {', '.join(lifetimes(certs, now))}; stapled statuses "
         f"re-signed every {human(STATUS_REFRESH)} (valid {human(STATUS_WINDOW)})",
-        f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {workload_id(td, ns, 'cli')}",
+        f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {workload_id(td, ns, 'cli')}"
+        if cfg.transport == "tls"
+        else f"   gateway  {gateway_addr}  MTD/1 (gateway-sidecar) -> 127.0.0.1:"
+        f"{cfg.gateway_app_port} (gateway), callers allowed: {workload_id(td, ns, 'cli')}",
     ]
     if cfg.mode == "sidecar":
         lines += [
@@ -575,7 +631,7 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
                 )
     if cfg.mode == "sidecar":
         ports = {name: getattr(cfg, f"{name}_port") for name in DEFAULT_PORTS}
-        lines += start_here.printed(ports, cfg.certs_dir)
+        lines += start_here.printed(ports, cfg.certs_dir, cfg.transport)
     lines += [
         "== more to try (in another terminal; `. .venv/bin/activate` first):",
         *[
@@ -587,7 +643,8 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
         f"     {cli} transfer alice bob 12.50",
         f"     {cli} balance bob",
         f"     {cli} statement alice --follow",
-        f"     mtlsdemo loadgen --gateway-addr {gateway_addr} --identity-dir {certs / 'cli'} --rps 50 --duration 10",
+        f"     mtlsdemo loadgen --gateway-addr {gateway_addr} --identity-dir {certs / 'cli'}{over} "
+        "--rps 50 --duration 10",
         f"     mtlsdemo certs inspect {certs / 'gateway' / 'tls.crt'} --ca {certs / 'ca' / 'ca.crt'}",
         f"     mtlsdemo certs rotate-ca plan --out {certs}      (then prepare, switch, finish)",
         f"     mtlsdemo certs revoke gateway --out {certs}      (then `certs bootstrap` re-issues)",

@@ -250,11 +250,11 @@ def _reissue_reason(
             f"{store.where(key_rel)}: does not match {store.where(crt_rel)} "
             "(use --force to replace both)"
         )
-    old, want = key_type_of(priv), leaf_key_type(req, key_type_of(priv), ca)
-    if old != want:
+    old, new = key_type_of(priv), leaf_key_type(req, key_type_of(priv), ca)
+    if old != new:
         if req.key_type:
-            return f"the old one is {old}, {want} asked"
-        return f"the old one is {old}; the {key_type_of(ca.key)} CA's leaves are {want}"
+            return f"the old one is {old}, {new} asked"
+        return f"the old one is {old}; the {key_type_of(ca.key)} CA's leaves are {new}"
     want = ({ident.spiffe_id}, set(ident.dns_names), {str(i) for i in ident.ip_addresses})
     if tuple(set(x) for x in san_summary(cert)) != want:
         return "the old one's SANs differ from the requested identity"

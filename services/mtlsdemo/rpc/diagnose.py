@@ -64,6 +64,7 @@ BECAUSE = {
     "certificate_required": "it requires one and got none",
     "certificate_revoked": "its CA revoked it",
     "bad_certificate": "it could not use it",
+    "identity_mismatch": "your identity is not one it lets call it",
 }
 
 
@@ -94,7 +95,7 @@ def _inferred(
         )
     except VerificationFailed as e:
         reason = e.failure.value
-        return Diagnosis(reason, "remote", e.detail, _what_to_do(reason, identity_dir), how)
+        return Diagnosis(reason, "remote", e.detail, what_to_do(reason, identity_dir), how)
     return Diagnosis(
         "bad_certificate",
         "remote",
@@ -109,7 +110,7 @@ def _their_alert(e: ssl.SSLError) -> str:
     return m.group(1).lower() if m else "handshake_failure"
 
 
-def _what_to_do(reason: str, identity_dir: Path | None) -> str:
+def what_to_do(reason: str, identity_dir: Path | None) -> str:
     where = f" ({identity_dir})" if identity_dir else ""
     return {
         "unknown_ca": "use an identity issued by the mesh's CA"
@@ -176,7 +177,7 @@ def diagnose(
             return _inferred(material, leaf, now, identity_dir)
     except ssl.SSLError as e:
         reason = _their_alert(e)
-        return Diagnosis(reason, "remote", "", _what_to_do(reason, identity_dir), "its TLS alert")
+        return Diagnosis(reason, "remote", "", what_to_do(reason, identity_dir), "its TLS alert")
     except OSError as e:  # reset or timeout while reading: the server hung up on us
         return Diagnosis(
             "bad_certificate",
