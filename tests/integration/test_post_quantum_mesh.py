@@ -6,17 +6,51 @@ started on ECDSA migrates to an ML-DSA CA under steady traffic with no failed ca
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
+from support.docblocks import SAYS, blocks, commands
 from support.processes import mtlsdemo, running_mesh, wait_for
 from support.traffic import Traffic
 
 pytestmark = pytest.mark.integration
 
 HYBRID = "X25519MLKEM768-AES-256-GCM"
+SECTION = "Post-quantum, step 3 and the certificates"
+
+
+def documented(
+    block: int, certs: Path, scratch: str
+) -> tuple[list[str], list[tuple[list[str], str]]]:
+    """docs/how-to.md's block: the `run` line's flags (without its directories: the
+    test's own, on free ports) and every other line as argv with what it says, the
+    doc's directory ``scratch`` replaced by ``certs``."""
+    lines = commands(blocks(section=SECTION)[block])
+    run_line, rest = shlex.split(lines[0][0]), lines[1:]
+    assert run_line[:2] == ["mtlsdemo", "run"], run_line
+    flags, args = [], iter(run_line[2:])
+    for a in args:
+        if a in ("--certs-dir", "--data-dir"):
+            next(args)
+        else:
+            flags.append(a)
+    steps = []
+    for cmd, comment in rest:
+        said = SAYS.search(comment)
+        assert said, f"{cmd}: no says-comment to check"
+        argv = [a.replace(scratch, str(certs)) for a in shlex.split(cmd)]
+        steps.append((argv, said.group(1)))
+    return flags, steps
+
+
+def mtlsdemo_cli(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    assert argv[0] == "mtlsdemo", argv
+    return subprocess.run(
+        mtlsdemo(*argv[1:]), capture_output=True, text=True, timeout=60, env=env, check=False
+    )
 
 
 def client(env: dict[str, str], certs: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -35,18 +69,22 @@ def status(port: int) -> dict:
         return json.loads(r.read())
 
 
-def test_an_ml_dsa_mesh_on_the_hybrid_suite_serves_the_readme_calls(tmp_path: Path) -> None:
+def test_an_ml_dsa_mesh_on_the_hybrid_suite_serves_the_documented_calls(tmp_path: Path) -> None:
     certs = tmp_path / "certs"
-    with running_mesh(tmp_path, "--key-type", "ml-dsa-65", "--suites", HYBRID) as (ports, env):
+    flags, steps = documented(1, certs, "pq-certs")
+    assert flags == ["--key-type", "ml-dsa-65", "--suites", HYBRID]
+    with running_mesh(tmp_path, *flags) as (ports, env):
         log = (tmp_path / "run.log").read_text()
         assert f"MTD/1 (gateway-sidecar) -> 127.0.0.1:{ports['gateway_app']} (gateway)" in log
         assert "MTLSDEMO_TRANSPORT=mtd" in log  # what `run` tells break, tour and client
-        # the README's calls, with no --transport: an ML-DSA identity picks MTD/1
+        # the calls as documented, with no --transport: an ML-DSA identity picks MTD/1
+        env = {k: v for k, v in env.items() if k != "MTLSDEMO_TRANSPORT"}
+        for argv, said in steps:
+            r = mtlsdemo_cli(argv, env)
+            assert r.returncode == 0 and said in r.stdout, (argv, r.stdout, r.stderr)
         for args, said in [
-            (("open", "alice", "--id", "alice"), "opened alice"),
             (("open", "bob", "--id", "bob"), "opened bob"),
-            (("deposit", "alice", "100.00"), "alice balance 100.00"),
-            (("transfer", "alice", "bob", "12.50"), "alice 87.50 -> bob 12.50"),
+            (("transfer", "carol", "bob", "12.50"), "carol 27.50 -> bob 12.50"),
             (("balance", "bob"), "bob (bob): 12.50"),
         ]:
             r = client(env, certs, *args)
@@ -107,7 +145,9 @@ def test_a_whole_mesh_migrates_from_ecdsa_to_ml_dsa_under_traffic(tmp_path: Path
     from mtlsdemo.pki.errors import PkiError
 
     certs = tmp_path / "certs"
-    with running_mesh(tmp_path, "--gateway-transport", "mtd") as (ports, env):
+    flags, stages = documented(2, certs, "mig-certs")
+    assert flags == ["--gateway-transport", "mtd"]
+    with running_mesh(tmp_path, *flags) as (ports, env):
         gateway = f"127.0.0.1:{ports['gateway']}"
 
         def call() -> None:
@@ -133,25 +173,22 @@ def test_a_whole_mesh_migrates_from_ecdsa_to_ml_dsa_under_traffic(tmp_path: Path
                     return False
             return True
 
-        def rotate(*args: str) -> None:
-            r = subprocess.run(
-                mtlsdemo("certs", "rotate-ca", *args, "--out", str(certs)),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert r.returncode == 0, r.stdout + r.stderr
+        def rotate(stage: int) -> None:
+            argv, said = stages[stage]
+            assert argv[:3] == ["mtlsdemo", "certs", "rotate-ca"], argv
+            r = mtlsdemo_cli(argv, env)
+            assert r.returncode == 0 and said in r.stdout, r.stdout + r.stderr
 
         traffic = Traffic(call)
         try:
             wait_for(lambda: traffic.ok >= 5, what="calls through the gateway's MTD/1 edge")
-            rotate("prepare", "--key-type", "ml-dsa-65")
+            rotate(0)  # prepare --key-type ml-dsa-65
             wait_for(lambda: reloaded("ecdsa-p256", 2), what="every sidecar trusting both CAs")
-            rotate("switch")  # the leaves follow the new CA's family
+            rotate(1)  # switch: the leaves follow the new CA's family
             wait_for(lambda: reloaded("ml-dsa-65", 2), what="every sidecar on ML-DSA leaves")
             n = traffic.ok
             wait_for(lambda: traffic.ok >= n + 5, what="calls on the ML-DSA leaves")
-            rotate("finish")
+            rotate(2)  # finish
             wait_for(lambda: reloaded("ml-dsa-65", 1), what="every sidecar trusting ML-DSA only")
             n = traffic.ok
             wait_for(lambda: traffic.ok >= n + 5, what="calls after finish")
