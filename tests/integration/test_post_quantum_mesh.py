@@ -179,6 +179,12 @@ def test_a_whole_mesh_migrates_from_ecdsa_to_ml_dsa_under_traffic(tmp_path: Path
             r = mtlsdemo_cli(argv, env)
             assert r.returncode == 0 and said in r.stdout, r.stdout + r.stderr
 
+        # a caller that forgot the transport is told which one the port speaks
+        plain = {k: v for k, v in env.items() if k != "MTLSDEMO_TRANSPORT"}
+        r = client(plain, certs, "balance", "nobody")
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+        assert "answers in MTD/1, not TLS" in r.stderr and "--transport mtd" in r.stderr
+
         traffic = Traffic(call)
         try:
             wait_for(lambda: traffic.ok >= 5, what="calls through the gateway's MTD/1 edge")
@@ -197,6 +203,12 @@ def test_a_whole_mesh_migrates_from_ecdsa_to_ml_dsa_under_traffic(tmp_path: Path
         assert traffic.failures == [], traffic.failures[:5]
         print(f"whole mesh ECDSA -> ML-DSA: {traffic.ok} calls (each a new handshake), 0 failed")
         # a later call needs no flag: the new ML-DSA identity picks MTD/1 by itself
-        plain = {k: v for k, v in env.items() if k != "MTLSDEMO_TRANSPORT"}
         r = client(plain, certs, "--gateway-addr", gateway, "balance", "nobody")
         assert "NOT_FOUND" in r.stderr, r.stderr
+
+
+def test_mtd_against_a_native_tls_gateway_says_to_use_tls(tmp_path: Path) -> None:
+    with running_mesh(tmp_path) as (_ports, env):
+        r = client({**env, "MTLSDEMO_TRANSPORT": "mtd"}, tmp_path / "certs", "balance", "x")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "answers in TLS, not MTD/1" in r.stderr and "--transport tls" in r.stderr

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import socket
+import ssl
 import threading
 from pathlib import Path
 from typing import Any
@@ -130,6 +132,25 @@ def explained(o: HandshakeOutcome, identity_dir: Path | None = None) -> Diagnosi
     return Diagnosis(reason, "remote", detail, todo, how)
 
 
+# how a ClientHello sent to a port that is not MTD/1 ends
+NOT_MTD = ("truncated", "decode_error", "unexpected_message", "unsupported_version")
+
+
+def answers_tls(host: str, port: int, timeout: float = 3.0) -> bool:
+    """Whether host:port completes a TLS handshake (ours, without a certificate)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # only: does it speak TLS at all
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            ctx.wrap_socket(raw, server_hostname=host),
+        ):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
 class MtdChannel(grpc.Channel):  # type: ignore[misc]  # grpcio ships no types
     """A plaintext gRPC channel into an in-process sidecar; closing it stops the sidecar."""
 
@@ -140,7 +161,21 @@ class MtdChannel(grpc.Channel):  # type: ignore[misc]  # grpcio ships no types
     def diagnosis(self) -> Diagnosis | None:
         """Why the newest handshake failed (None: none did)."""
         failed = self.tunnel.last_failure()
-        return None if failed is None else explained(failed, self.tunnel.identity_dir)
+        if failed is None:
+            return None
+        if (
+            failed.failed_step == "hello"
+            and failed.outcome in NOT_MTD
+            and answers_tls(*self.tunnel.remote)
+        ):
+            host, port = self.tunnel.remote
+            return Diagnosis(
+                "unreachable",
+                "local",
+                f"{host}:{port} answers in TLS, not MTD/1: the gateway serves native gRPC mTLS "
+                "there; call it with --transport tls (or unset MTLSDEMO_TRANSPORT)",
+            )
+        return explained(failed, self.tunnel.identity_dir)
 
     def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
         self._channel.subscribe(callback, try_to_connect)

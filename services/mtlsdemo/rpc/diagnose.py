@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from mtlsdemo.handshake.suites import VERSION_1
 from mtlsdemo.pki.material import IdentityMaterial
 from mtlsdemo.rpc.ssl_identity import load_identity
 from mtlsdemo.trust import TrustStore, VerificationFailed
@@ -176,6 +177,8 @@ def diagnose(
             # judges us: our chain against the CA that issued the server's certificate.
             return _inferred(material, leaf, now, identity_dir)
     except ssl.SSLError as e:
+        if e.reason == "WRONG_VERSION_NUMBER":  # its first bytes were not a TLS record
+            return Diagnosis("unreachable", "local", _not_tls(host, port, timeout))
         reason = _their_alert(e)
         return Diagnosis(reason, "remote", "", what_to_do(reason, identity_dir), "its TLS alert")
     except OSError as e:  # reset or timeout while reading: the server hung up on us
@@ -186,6 +189,24 @@ def diagnose(
             "see the server's log",
             f"it ended the connection ({e})",
         )
+
+
+def _not_tls(host: str, port: int, timeout: float) -> str:
+    """What answers on a port that does not speak TLS: an MTD/1 sidecar answers any
+    bytes with an MTD/1 alert record (its version in the header)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"\x16\x03\x01\x00\x00")  # an empty TLS handshake record
+            first = s.recv(16)
+    except OSError:
+        first = b""
+    if first[:1] == b"\x15" and first[1:3] == VERSION_1.to_bytes(2, "big"):
+        return (
+            f"{host}:{port} answers in MTD/1, not TLS: the gateway is behind its sidecar (a "
+            "run with --gateway-transport mtd); call it with --transport mtd (or export "
+            "MTLSDEMO_TRANSPORT=mtd)"
+        )
+    return f"{host}:{port} does not answer in TLS (the wrong port?)"
 
 
 # grpcio's words in an UNAVAILABLE's details (lower case): a refused TLS handshake
