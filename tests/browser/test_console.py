@@ -84,6 +84,8 @@ def test_the_page_shows_the_live_mesh_with_identities_and_suite(console, shots: 
     expect(row).to_contain_text("X25519MLKEM768-AES-256-GCM")
     # the default offer is the hybrid: the edge says so in words (issue 26)
     expect(row.get_by_test_id("edge-kx")).to_have_text("quantum-safe key exchange")
+    # ECDSA identities: a future quantum computer could forge their signatures
+    expect(row.get_by_test_id("edge-ids")).to_have_text("classic identities")
     expect(row.get_by_test_id("edge-health")).to_contain_text("healthy")
     for identity in (GATEWAY, LEDGER):
         expect(page.locator(f"[data-testid=mesh-node][data-id='{identity}']")).to_be_visible()

@@ -39,11 +39,22 @@ def _node(identity: str) -> dict[str, Any]:
     }
 
 
+def _identities(client_key: str, server_key: str) -> str:
+    """quantum-safe (both ML-DSA), classic (neither), partly, or "" (not known yet)."""
+    if not client_key or not server_key:
+        return ""
+    pq = [k.lower().replace("-", "").startswith("mldsa") for k in (client_key, server_key)]
+    return "quantum-safe" if all(pq) else "partly quantum-safe" if any(pq) else "classic"
+
+
 def nodes_and_edges(
     sidecars: list[SidecarState], metrics: list[MetricsState], now: dt.datetime
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     nodes: dict[str, dict[str, Any]] = {}
     edges: dict[tuple[str, str, str], dict[str, Any]] = {}
+    # an identity's key type (its own sidecar's /status) or signature scheme (a peer's
+    # CertificateVerify, seen by the other side): is it quantum-safe
+    keys: dict[str, str] = {}
 
     def node(identity: str) -> dict[str, Any]:
         return nodes.setdefault(identity, _node(identity))
@@ -76,8 +87,10 @@ def nodes_and_edges(
         me["external"] = False
         me["sidecars"].append({"name": st.get("name", sc.url), "url": sc.url, "up": sc.up})
         cert = st.get("certificate", {})
+        keys[st["identity"]] = str(cert.get("key_type", ""))
         me["certificate"] = {
             "serial": cert.get("serial"),
+            "key_type": cert.get("key_type"),
             "not_after": cert.get("not_after"),
             "expires_in_seconds": _seconds_left(cert.get("not_after"), now),
             "reload_generation": cert.get("reload_generation"),
@@ -94,6 +107,8 @@ def nodes_and_edges(
             view["ok"] += e["ok"]
             view["failed"] += e["failed"]
             view["resumed"] += e.get("resumed", 0)  # (a sidecar before MTD/1.1 has none)
+            if e.get("peer_signature"):
+                keys.setdefault(e["peer"], e["peer_signature"])
             ed = edge(client, server, "MTD/1")
             if e["suite"] != "none" and e["suite"] not in ed["suites"]:
                 ed["suites"].append(e["suite"])
@@ -129,6 +144,7 @@ def nodes_and_edges(
         node(server)
     out_edges = []
     for ed in edges.values():
+        ed["identities"] = _identities(keys.get(ed["client"], ""), keys.get(ed["server"], ""))
         ed["health"], ed["health_text"] = _health(ed)
         ed["rate_per_minute"] = ed["recent_ok"] + ed["recent_failed"]
         out_edges.append(ed)

@@ -11,6 +11,9 @@ from mtlsdemo.sidecar.journal import HandshakeJournal
 from mtlsdemo.sidecar.outcome import HandshakeOutcome
 
 
+CV = "CertificateVerify ("
+
+
 @dataclass
 class Edge:
     role: str
@@ -21,6 +24,9 @@ class Edge:
     failed: int = 0
     last_reason: str = ""
     resumed: int = 0  # of the ok ones: from a session ticket
+    # the peer's signature scheme in its last full handshake (e.g. MLDSA65): whether its
+    # identity is quantum-safe, read by the console
+    peer_signature: str = ""
 
 
 class Status:
@@ -41,6 +47,9 @@ class Status:
         if outcome == "success":
             edge.ok += 1
             edge.resumed += o.resumed
+            for check in o.checks:  # "CertificateVerify (MLDSA65) proves …" (full only)
+                if check.startswith(CV):
+                    edge.peer_signature = check[len(CV) :].split(")", 1)[0]
         else:
             edge.failed += 1
             edge.last_reason = f"{outcome} ({origin})"

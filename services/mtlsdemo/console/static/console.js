@@ -221,6 +221,17 @@ function kxLabel(suites) {
     text: safe ? "quantum-safe key exchange" : suites.some(quantumSafe) ? "partly quantum-safe key exchange" : "classic key exchange" });
 }
 
+// ML-DSA on both ends (FIPS 204): a future quantum computer could not forge either
+// side's CertificateVerify; ECDSA/RSA identities it could (impersonation, not decryption)
+function idLabel(kind) {
+  if (!kind) return null;
+  const safe = kind === "quantum-safe";
+  return h("div", { class: safe ? "pq" : "note", "data-testid": "edge-ids", "data-quantum-safe": String(safe),
+    title: safe ? "ML-DSA certificates on both sides: their signatures stay unforgeable for a quantum computer"
+      : "a classic (ECDSA/RSA) identity: a future quantum computer could forge its signature",
+    text: `${kind} identities` });
+}
+
 function renderEdges(edges) {
   const body = document.querySelector("#edges tbody");
   body.replaceChildren(...edges.map((e) => h("tr", {
@@ -230,7 +241,7 @@ function renderEdges(edges) {
     h("td", {}, h("b", { text: short(e.client) }), h("div", { class: "id", text: e.client })),
     h("td", {}, h("b", { text: short(e.server) }), h("div", { class: "id", text: e.server })),
     h("td", { text: e.path }),
-    h("td", {}, h("span", { text: e.suites.join(", ") || "—" }), kxLabel(e.suites)),
+    h("td", {}, h("span", { text: e.suites.join(", ") || "—" }), kxLabel(e.suites), idLabel(e.identities)),
     h("td", { "data-testid": "edge-ok-cell" }, h("span", { text: e.ok, "data-testid": "edge-ok" }),
       e.resumed ? h("div", { class: "note", text: `${e.resumed} resumed`, "data-testid": "edge-resumed" }) : null),
     h("td", { text: e.failed, "data-testid": "edge-failed" }),
@@ -346,13 +357,24 @@ function ladderSvg(d) {
   return svg;
 }
 
+// the peer's CertificateVerify, as this side checked it: ML-DSA is a quantum-safe identity
+function pqSignature(d) {
+  const cv = (d.checks || []).find((c) => c.startsWith("CertificateVerify (MLDSA"));
+  if (!cv) return null;
+  const scheme = cv.slice("CertificateVerify (".length).split(")")[0];
+  const peer = d.role === "client" ? d.server : d.client;
+  const cert = (d.peer_certificates || [])[0];
+  return h("div", { class: "pq", "data-testid": "ladder-pq-identity", text: `quantum-safe identity: ${short(peer)} signed the transcript with ${scheme} (FIPS 204)${cert ? `, its certificate ${cert.key}` : ""}; the Certificate and CertificateVerify messages above are the bigger ones` });
+}
+
 function verdict(d) {
   const st = STEPS[d.step] || { n: "?", text: d.step || "?" };
   if (d.outcome === "success" && d.resumed)
     return h("div", { class: "verdict ok", "data-testid": "ladder-verdict", "data-resumed": "true" }, `✓ ${d.suite}: resumed from a session ticket — no certificates, no signatures; both sides proved they hold the ticket's secret and re-checked identity, expiry, status and trust; fresh X25519 keys; ${d.duration_ms.toFixed(2)} ms as seen by ${d.sidecar} (${d.role}).`);
   if (d.outcome === "success")
     return h("div", { class: "verdict ok", "data-testid": "ladder-verdict" }, `✓ ${d.suite}: both sides verified each other; ${d.duration_ms.toFixed(2)} ms as seen by ${d.sidecar} (${d.role}).${d.resumption && d.resumption.startsWith("full:") ? " " + d.resumption + "." : ""}`,
-      quantumSafe(d.suite) ? h("div", { class: "pq", "data-testid": "ladder-pq", text: "quantum-safe key exchange: the ServerKeyShare carries an ML-KEM-768 key (1,184 bytes) beside X25519's 32, the ClientKeyExchange a 1,088-byte ML-KEM ciphertext; the session key needs both secrets" }) : null);
+      quantumSafe(d.suite) ? h("div", { class: "pq", "data-testid": "ladder-pq", text: "quantum-safe key exchange: the ServerKeyShare carries an ML-KEM-768 key (1,184 bytes) beside X25519's 32, the ClientKeyExchange a 1,088-byte ML-KEM ciphertext; the session key needs both secrets" }) : null,
+      pqSignature(d));
   const sideOf = (id) => (id === d.client ? "client" : id === d.server ? "server" : "?");
   return h("div", { class: "verdict bad", "data-testid": "ladder-verdict", "data-reason": d.outcome, "data-origin": d.origin },
     h("b", { text: `✗ ${d.outcome}` }),
