@@ -223,3 +223,25 @@ def test_a_refusal_only_the_refused_side_saw_stays_an_unverified_claim() -> None
     )  # fmt: skip
     (f,) = mesh_view([gw], [], NOW)["failures"]
     assert (f["rejected_by"], f["origin"]) == (LEDGER, "remote_unverified")
+
+
+def test_an_edge_says_whether_both_identities_are_quantum_safe() -> None:
+    """From the sidecar's own key type and the peer's CertificateVerify scheme."""
+
+    def one(gw_key: str, cli_sig: str) -> str:
+        gw = SidecarState("http://127.0.0.1:9901", up=True, instance="a")
+        gw.status = status(
+            "gateway-sidecar",
+            GW,
+            [{"role": "server", "local": GW, "peer": CLI, "suite": "S", "ok": 1, "failed": 0,
+              "peer_signature": cli_sig}],
+        )  # fmt: skip
+        gw.status["certificate"]["key_type"] = gw_key
+        view = mesh_view([gw], [], NOW)
+        (edge,) = view["edges"]
+        return edge["identities"]
+
+    assert one("ml-dsa-65", "MLDSA65") == "quantum-safe"
+    assert one("ml-dsa-65", "ECDSA_SECP256R1_SHA256") == "partly quantum-safe"
+    assert one("ecdsa-p256", "ECDSA_SECP256R1_SHA256") == "classic"
+    assert one("ecdsa-p256", "") == ""  # the peer's signature not seen yet: no claim
