@@ -10,7 +10,6 @@ from typing import Any
 from mtlsdemo.sidecar.journal import HandshakeJournal
 from mtlsdemo.sidecar.outcome import HandshakeOutcome
 
-
 CV = "CertificateVerify ("
 
 
