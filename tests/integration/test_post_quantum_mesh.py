@@ -6,6 +6,7 @@ started on ECDSA migrates to an ML-DSA CA under steady traffic with no failed ca
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import urllib.request
@@ -121,6 +122,22 @@ def test_an_ml_dsa_mesh_on_the_hybrid_suite_serves_the_documented_calls(tmp_path
             r.stderr
         )
         assert "(identity_mismatch)" in r.stderr and "Traceback" not in r.stderr
+        # break, on this mesh: the foreign CA refused at the ledger, and at the gateway
+        r = subprocess.run(
+            mtlsdemo("break", "foreign-ca"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**env, "MTLSDEMO_CERTS_DIR": str(certs)},
+            check=False,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "== foreign-ca: as described; the mesh is healthy again" in r.stdout
+        assert re.search(
+            r"gateway +a cli certificate from that CA: the gateway refused your certificate "
+            r"because it does not trust the CA that issued it \(unknown_ca\)",
+            r.stdout,
+        ), r.stdout
 
 
 def test_run_refuses_ml_dsa_over_native_tls_in_one_line(tmp_path: Path) -> None:

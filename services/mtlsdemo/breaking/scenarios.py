@@ -181,12 +181,14 @@ def snapshot(mesh: LocalMesh) -> dict[str, object]:
 
 
 def native(r: Report, mesh: LocalMesh, what: str, identity: Path | None = None, **kw: str) -> None:
-    """The same failure on the native gRPC path: a call to the gateway."""
+    """The same failure on the callers' path: a call to the gateway (native gRPC
+    mTLS, or MTD/1 into the gateway's sidecar on a mesh run with it)."""
+    label = "native" if mesh.caller_transport() == "tls" else "gateway"
     said = mesh.call_gateway(identity, **kw)
     if said is None:
-        r.fail(f"native: {what}: the gateway answered (expected a refusal)")
+        r.fail(f"{label}: {what}: the gateway answered (expected a refusal)")
     else:
-        r.add("native", f"{what}: {said}")
+        r.add(label, f"{what}: {said}")
 
 
 def prove_healthy(r: Report, mesh: LocalMesh) -> None:

@@ -86,6 +86,12 @@ class LocalMesh:
     def identity(self, service: str) -> IdentityMaterial:
         return IdentitySource(self.config.certs_dir / service).current
 
+    def caller_transport(self) -> str:
+        """tls or mtd: how the cli identity reaches the gateway on this mesh."""
+        from mtlsdemo.gateway.caller import resolve_transport
+
+        return resolve_transport(self.config.transport, self.identity("cli"))
+
     def call_gateway(
         self, identity: Path | None = None, server_name: str = "gateway"
     ) -> str | None:
@@ -99,9 +105,10 @@ class LocalMesh:
         where = identity or self.config.certs_dir / "cli"
         m = IdentitySource(where).current
         host, port = self.config.gateway
-        with caller_channel(
-            f"{host}:{port}", where, server_name, self.config.transport, material=m
-        ) as channel:
+        # the mesh's transport (its cli identity's), not the crafted identity's own:
+        # an ECDSA impostor at a gateway behind its sidecar still speaks MTD/1
+        transport = self.caller_transport()
+        with caller_channel(f"{host}:{port}", where, server_name, transport, material=m) as channel:
             try:
                 pb_grpc.GatewayServiceStub(channel).GetBalance(
                     pb.GetBalanceRequest(account_id="break-probe"), timeout=self.config.timeout
