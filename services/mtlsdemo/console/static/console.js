@@ -495,12 +495,22 @@ function renderCertificates(c) {
 
 // ---------------------------------------------------------------- try / break
 async function setupForms() {
-  const o = (state.options = await api("/api/options"));
+  // the options, and the mesh to start the form from (before the form fills: never
+  // over a choice already made)
+  const [o, m] = await Promise.all([api("/api/options"), api("/api/mesh").catch(() => null)]);
+  state.options = o;
   const f = document.getElementById("try");
   const fill = (name, items) => f.elements[name].replaceChildren(...items.map(([v, t]) => h("option", { value: v, text: t })));
   fill("key_type", o.key_types.map((k) => [k, k]));
   fill("suite", o.suites.map((k) => [k, k]));
   fill("provoke", Object.entries(o.provoke).map(([k, t]) => [k, `${k}: ${t}`]));
+  // start from what the mesh runs: its identities' key type, its edges' suite
+  if (m) {
+    const kt = m.nodes.map((n) => n.certificate && n.certificate.key_type).find(Boolean);
+    if (o.key_types.includes(kt)) f.elements.key_type.value = kt;
+    const suite = m.edges.filter((e) => e.path === "MTD/1").flatMap((e) => e.suites).find((x) => o.suites.includes(x));
+    if (suite) f.elements.suite.value = suite;
+  }
   f.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const out = document.getElementById("try-result");
