@@ -58,12 +58,9 @@ def add_mesh_flags(p: argparse.ArgumentParser) -> None:
         default=local("gateway"),
         help="the gateway's public port (HOST:PORT, as for `mtlsdemo client`)",
     )
-    flags.add(
+    flags.add_transport(
         p,
-        "--transport",
-        default="auto",
-        choices=["auto", "tls", "mtd"],
-        help="how to call the gateway, as for `mtlsdemo client` (mtd: a run with "
+        "how to call the gateway, as for `mtlsdemo client` (mtd: a run with "
         "--gateway-transport mtd)",
     )
     flags.add(

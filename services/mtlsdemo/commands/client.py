@@ -17,12 +17,9 @@ def _client_flags(p: argparse.ArgumentParser) -> None:
         p, "--identity-dir", default="certs/cli", help="client identity directory", old="--tls-dir"
     )
     flags.add(p, "--server-name", default="gateway", help="DNS name the gateway must present")
-    flags.add(
+    flags.add_transport(
         p,
-        "--transport",
-        default="auto",
-        choices=["auto", "tls", "mtd"],
-        help="tls: native gRPC TLS; mtd: MTD/1 through a sidecar in this process (a mesh run "
+        "tls: native gRPC TLS; mtd: MTD/1 through a sidecar in this process (a mesh run "
         "with --gateway-transport mtd); auto: mtd for an ML-DSA identity, else tls",
     )
 

@@ -149,6 +149,16 @@ def add_namespace(p: argparse.ArgumentParser, help: str = "namespace in SPIFFE I
     add(p, "--namespace", default="default", help=help)
 
 
+# how a caller reaches the gateway (gateway/caller.py resolves "auto"); kept here so a
+# command's parser does not import the sidecar
+TRANSPORTS = ("auto", "tls", "mtd")
+
+
+def add_transport(p: argparse.ArgumentParser, help: str) -> None:
+    """``--transport``: native gRPC TLS or MTD/1 through a sidecar in the caller's process."""
+    add(p, "--transport", default="auto", choices=list(TRANSPORTS), help=help)
+
+
 def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 

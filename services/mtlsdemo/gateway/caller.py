@@ -212,19 +212,17 @@ def mtd_channel(
     server_name: str,
     options: list[tuple[str, Any]] | None = None,
     suites: tuple[Suite, ...] | None = None,
+    material: IdentityMaterial | None = None,
 ) -> MtdChannel:
     """A channel to ``target`` (an MTD/1 sidecar's inbound port) that presents the
     identity in ``identity_dir`` (followed as it is renewed) and requires the peer
     to be ``server_name``'s workload in our trust domain and namespace."""
     from mtlsdemo.addresses import parse_hostport
 
-    material = IdentitySource(identity_dir).current
+    material = material or IdentitySource(identity_dir).current  # read once by caller_channel
     remote = parse_hostport(target, default_host="127.0.0.1")
     tunnel = InProcessSidecar(identity_dir, remote, peer_id(material, server_name), suites)
     return MtdChannel(tunnel, options or [])
-
-
-TRANSPORTS = ("auto", "tls", "mtd")
 
 
 def resolve_transport(transport: str, material: IdentityMaterial) -> str:
@@ -248,7 +246,7 @@ def caller_channel(
     identity already read (TLS presents that snapshot; MTD/1 follows the files)."""
     m = material or IdentitySource(identity_dir).current
     if resolve_transport(transport, m) == "mtd":
-        return mtd_channel(target, identity_dir, server_name, options)
+        return mtd_channel(target, identity_dir, server_name, options, material=m)
     return secure_channel(target, m, server_name, options)
 
 

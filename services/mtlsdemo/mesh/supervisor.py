@@ -400,36 +400,23 @@ def mesh_children(
     db = ["--db", str(Path(cfg.data_dir) / "ledger.db")]
     ledger_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.ledger_metrics_port}"]
     gateway_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.gateway_metrics_port}"]
-    gateway_common = [
-        "serve",
-        "gateway",
-        "--listen",
-        gateway_addr,
-        "--identity-dir",
-        str(certs / "gateway"),
-        "--allow-id",
-        cli_id,
-        *gateway_metrics,
-        "--crl",
-        str(certs / "ca" / "crl.pem"),
-    ]
-    # --gateway-transport mtd: the gateway's sidecar also takes the callers (MTD/1,
-    # checking their identity), the gateway serves plaintext behind it on loopback
     gateway_app = f"127.0.0.1:{cfg.gateway_app_port}"
-    gateway_inbound = (
-        ["--inbound-listen", gateway_addr, "--inbound-target", gateway_app, "--allow-id", cli_id]
-        if cfg.transport == "mtd"
-        else []
-    )
     if cfg.transport == "mtd":
-        gateway_common = [
-            "serve",
-            "gateway",
-            "--plaintext",
-            "--listen",
-            gateway_app,
-            *gateway_metrics,
+        # the gateway's sidecar also takes the callers (MTD/1, checking their identity);
+        # the gateway serves plaintext behind it on loopback
+        gateway_inbound = [
+            *("--inbound-listen", gateway_addr, "--inbound-target", gateway_app),
+            *("--allow-id", cli_id),
         ]
+        gateway_common = ["serve", "gateway", "--plaintext", "--listen", gateway_app]
+    else:
+        gateway_inbound = []
+        gateway_common = [
+            *("serve", "gateway", "--listen", gateway_addr),
+            *("--identity-dir", str(certs / "gateway"), "--allow-id", cli_id),
+            *("--crl", str(certs / "ca" / "crl.pem")),
+        ]
+    gateway_common += gateway_metrics
     suite_flags = ["--suites", ",".join(s.name for s in suites)] if suites else []
     suite_flags += list(extra)
     if cfg.mode == "sidecar":
