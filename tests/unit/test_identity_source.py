@@ -5,17 +5,23 @@ never mixes a key from one version with a certificate from another."""
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from mtlsdemo.pki import material as material_mod
+from mtlsdemo.pki import stores
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.errors import PkiError
-from mtlsdemo.pki.files import load_cert
+from mtlsdemo.pki.files import LOCK_FILE, load_cert, write_atomic, writing
 from mtlsdemo.pki.keys import public_key_der
 from mtlsdemo.pki.material import IdentitySource
 from support.identities import ca_of, make_identity_dir
+from support.processes import wait_for
 
 
 def consistent(m) -> bool:
@@ -197,3 +203,59 @@ def test_an_identity_with_problems_warns_once_in_one_line(
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1, warnings
     assert "identity loaded with 2 problems: (1) unknown_ca" in warnings[0], warnings
+
+
+def _blocked_on(lock: Path) -> bool:
+    """Whether some process or thread waits for the flock of ``lock`` (a ``->``
+    line in /proc/locks names a waiter and the inode it waits on)."""
+    ino = os.stat(lock).st_ino
+    return any(
+        line.split()[1] == "->" and line.split()[6].endswith(f":{ino}")
+        for line in Path("/proc/locks").read_text().splitlines()
+    )
+
+
+def test_a_reader_waits_until_the_writer_has_replaced_every_file(
+    tmp_path: Path, pki_dir: Path
+) -> None:
+    """The CI failure it fixes: a caller loaded its identity between two of a
+    rotation's writes (the new key and certificate, the old staple), sent the old
+    staple and was refused status_invalid. Under the directory's lock it waits."""
+    v1, v2 = version(tmp_path, pki_dir, "v1"), version(tmp_path, pki_dir, "v2")
+    live = tmp_path / "live"
+    live.mkdir()
+    copy_into(v1, live)
+    got: list[object] = []
+    with writing([live]):
+        for f in ("tls.key", "tls.crt"):  # torn: v2's key and certificate, v1's staple
+            write_atomic(live / f, (v2 / f).read_bytes(), 0o600)
+        reader = threading.Thread(target=lambda: got.append(IdentitySource(live).current))
+        reader.start()
+        wait_for(lambda: _blocked_on(live / LOCK_FILE), what="the reader waiting on the lock")
+        for f in ("ca.crt", "tls.ocsp"):
+            write_atomic(live / f, (v2 / f).read_bytes())
+    reader.join(timeout=10)
+    (m,) = got
+    assert consistent(m) and m.problems == (), m.problems
+    assert m.leaf == load_cert(v2 / "tls.crt")
+
+
+def test_the_bootstrap_writes_each_directory_under_its_lock(tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "certs"
+    bootstrap(BootstrapRequest(out=out, services=("gateway",)))
+    real = stores.write_atomic
+    seen: list[str] = []
+
+    def write(path: Path, data: bytes, mode: int = 0o644) -> None:
+        fd = os.open(path.parent / LOCK_FILE, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):  # a reader would wait
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        seen.append(f"{path.parent.name}/{path.name}")
+        real(path, data, mode)
+
+    monkeypatch.setattr(stores, "write_atomic", write)
+    bootstrap(BootstrapRequest(out=out, services=("gateway",), namespace="prod"))  # re-issues
+    assert {"gateway/tls.key", "gateway/tls.crt", "gateway/tls.ocsp"} <= set(seen), seen

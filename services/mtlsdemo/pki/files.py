@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -33,6 +35,42 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+LOCK_FILE = ".lock"  # an identity directory's writers hold it exclusively, its readers shared
+
+
+@contextlib.contextmanager
+def writing(directories: Iterable[Path]) -> Iterator[None]:
+    """Hold each directory's lock exclusively while its files are replaced one by
+    one: a reader taking the shared lock (``reading``) sees all old files or all
+    new ones, never a new key with an old staple (a caller that loaded one between
+    two writes sent a staple of the old certificate and was refused). Sorted, so
+    two writers never wait on each other crosswise."""
+    with contextlib.ExitStack() as stack:
+        for d in sorted(set(directories)):
+            d.mkdir(parents=True, exist_ok=True)
+            fd = os.open(d / LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
+            stack.callback(os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close, or by the kernel on exit
+        yield
+
+
+@contextlib.contextmanager
+def reading(directory: Path) -> Iterator[None]:
+    """The shared side of ``writing``. A directory without the lock file (a
+    Kubernetes Secret volume, which swaps ``..data`` atomically instead, or files
+    written by hand) is read as it is."""
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
 
 
 def key_ids(cert: x509.Certificate) -> tuple[str | None, str | None]:

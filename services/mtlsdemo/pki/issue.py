@@ -114,14 +114,15 @@ def write_identity_dir(
     """An identity directory outside the bootstrap (a test's, a `break` scenario's):
     a new key, a leaf issued as if ``at`` were now, the bundle to trust and the CA's
     good status for the leaf (signed at ``status_at``, default ``at``)."""
-    from mtlsdemo.pki.files import cert_pem, write_atomic
+    from mtlsdemo.pki.files import cert_pem, write_atomic, writing
     from mtlsdemo.pki.keys import generate_key, private_key_pem
     from mtlsdemo.pki.revocation import build_status
 
     key = generate_key(key_type)
     cert = issue_leaf(ca, key.public_key(), identity, at, days, not_before=not_before)
-    write_atomic(out / "tls.key", private_key_pem(key), 0o600)
-    write_atomic(out / "tls.crt", cert_pem(cert))
-    write_atomic(out / "ca.crt", bundle_pem)
-    write_atomic(out / "tls.ocsp", build_status(ca, cert, [], status_at or at))
+    with writing([out]):
+        write_atomic(out / "tls.key", private_key_pem(key), 0o600)
+        write_atomic(out / "tls.crt", cert_pem(cert))
+        write_atomic(out / "ca.crt", bundle_pem)
+        write_atomic(out / "tls.ocsp", build_status(ca, cert, [], status_at or at))
     return out

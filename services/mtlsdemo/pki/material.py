@@ -23,7 +23,7 @@ from cryptography.x509 import ocsp
 
 from mtlsdemo import telemetry
 from mtlsdemo.pki.errors import PkiError
-from mtlsdemo.pki.files import fingerprint, parse_certs
+from mtlsdemo.pki.files import fingerprint, parse_certs, reading
 from mtlsdemo.pki.keys import check_key_mode, parse_private_key, public_key_der
 from mtlsdemo.trust import Failure, TrustStore, VerificationFailed
 from mtlsdemo.trust.spiffe import display_identity
@@ -130,24 +130,26 @@ def read_snapshot(directory: Path) -> tuple[bytes, bytes, bytes, bytes, Path]:
     """The three files as one snapshot. In a Kubernetes Secret volume they are
     symlinks through ``..data`` to a timestamped directory that the kubelet swaps
     atomically: resolve ``..data`` once and read all three from that directory,
-    so the key and the certificate always come from the same version."""
+    so the key and the certificate always come from the same version. A local
+    directory is read under its lock, which the bootstrap holds while writing."""
     base = directory
     data = directory / "..data"
     if data.is_symlink():
         base = data.resolve()
-    check_key_mode(base / "tls.key")
-    try:
-        crt, key, ca = ((base / f).read_bytes() for f in FILES)
-    except OSError as e:
-        raise PkiError(
-            f"{directory}: cannot read identity files: {e.strerror} ({e.filename})"
-        ) from None
-    try:
-        status = (base / STATUS_FILE).read_bytes()
-    except FileNotFoundError:
-        status = b""
-    except OSError as e:
-        raise PkiError(f"{base / STATUS_FILE}: cannot read: {e.strerror}") from None
+    with reading(base):  # a local directory: its writer holds the lock (files.writing)
+        check_key_mode(base / "tls.key")
+        try:
+            crt, key, ca = ((base / f).read_bytes() for f in FILES)
+        except OSError as e:
+            raise PkiError(
+                f"{directory}: cannot read identity files: {e.strerror} ({e.filename})"
+            ) from None
+        try:
+            status = (base / STATUS_FILE).read_bytes()
+        except FileNotFoundError:
+            status = b""
+        except OSError as e:
+            raise PkiError(f"{base / STATUS_FILE}: cannot read: {e.strerror}") from None
     return crt, key, ca, status, base
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mtlsdemo.pki.errors import PkiError
-from mtlsdemo.pki.files import write_atomic
+from mtlsdemo.pki.files import write_atomic, writing
 from mtlsdemo.pki.keys import check_key_mode
 
 CA_SECRET = "mtlsdemo-ca"
@@ -52,12 +52,15 @@ class FileStore:
         return str(self.root / rel)
 
     def commit(self, writes: Iterable[tuple[str, bytes | None, int]]) -> None:
-        """Write (or, for data None, delete) each file, in order."""
-        for rel, data, mode in writes:
-            if data is None:
-                (self.root / rel).unlink(missing_ok=True)
-            else:
-                write_atomic(self.root / rel, data, mode)
+        """Write (or, for data None, delete) each file, in order, each directory
+        locked while it changes: its readers see one version of it."""
+        writes = list(writes)
+        with writing((self.root / rel).parent for rel, _data, _mode in writes):
+            for rel, data, mode in writes:
+                if data is None:
+                    (self.root / rel).unlink(missing_ok=True)
+                else:
+                    write_atomic(self.root / rel, data, mode)
 
     def forget(self) -> None:
         """Nothing cached: every read goes to the files."""
