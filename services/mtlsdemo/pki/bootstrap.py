@@ -10,8 +10,9 @@ Layout, matching the keys of a ``kubernetes.io/tls`` Secret:
 During a CA rollover (``authorities.py``) ca.crt is a bundle of both CAs.
 
 Everything is validated and planned in memory first, so bad input exits with
-nothing written; only then is the output written (each file atomically; each
-Secret in one replace).
+nothing written; only then is the output written (each file atomically, each
+directory under its lock so readers see one version of it; each Secret in one
+replace).
 """
 
 from __future__ import annotations
