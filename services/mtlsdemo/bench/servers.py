@@ -203,7 +203,7 @@ def serve_relay(_cert_dir: Path, target: int) -> None:
             loop.create_task(loop.create_connection(lambda: b, "127.0.0.1", target))
             return a
 
-        srv = await loop.create_server(factory, "127.0.0.1", 0)
+        srv = await loop.create_server(factory, "127.0.0.1", 0, backlog=4096)  # as a sidecar's
         print(srv.sockets[0].getsockname()[1], flush=True)
         await asyncio.Event().wait()
 
