@@ -55,3 +55,8 @@ def test_bench_scale_holds_every_tunnel_and_resumes_after_the_first_burst(tmp_pa
     assert scale["handshakes"]["full"] + scale["handshakes"]["resumed"] == 600
     assert scale["handshakes"]["resumed"] >= 300  # the second burst at least
     assert scale["rss_per_tunnel_kib"] > 0
+    # the floor: the same bursts through two bare relays, every connection echoed
+    floor = scale["floor"]
+    assert floor["errors"] == 0 and [b["ok"] for b in floor["bursts"]] == [300, 300], floor
+    assert all(v > 0 for v in floor["cpu_ms_per_tunnel_by_relay"].values()), floor
+    assert scale["burst_p99_vs_floor"] == scale["bursts"][0]["p99_ms"] / floor["burst_300_p99_ms"]
