@@ -172,11 +172,16 @@ reference: $(STAMP)  ## regenerate docs/reference/cli.md from the parser (a test
 bench: $(STAMP)  ## speed as ratios against references measured in the same run
 	$(VENV)/bin/mtlsdemo bench $(ARGS)
 
-perf-doc: $(STAMP)  ## the whole bench, interpreted then compiled; docs/performance.md from its JSON
-	mkdir -p build && $(VENV)/bin/mtlsdemo bench --json > build/bench-interpreted.json
+# RUNS runs of each build, alternating (drift hits both alike); figures are medians
+RUNS ?= 3
+perf-doc: $(STAMP)  ## the whole bench RUNS=3 times per build, interpreted and compiled alternating; docs/performance.md from the medians
+	mkdir -p build && rm -f build/bench-interpreted-*.json build/bench-compiled-*.json
 	$(PY) tools/build_compiled.py
-	PYTHONPATH=build/compiled $(VENV)/bin/mtlsdemo bench --json > build/bench-compiled.json
-	$(PY) tools/perf_doc.py --merge build/bench-interpreted.json build/bench-compiled.json docs/bench.json
+	for i in $$(seq $(RUNS)); do \
+	  $(VENV)/bin/mtlsdemo bench --json > build/bench-interpreted-$$i.json || exit 1; \
+	  PYTHONPATH=build/compiled $(VENV)/bin/mtlsdemo bench --json > build/bench-compiled-$$i.json || exit 1; \
+	done
+	$(PY) tools/perf_doc.py --merge docs/bench.json build/bench-interpreted-*.json --compiled build/bench-compiled-*.json
 	$(PY) tools/perf_doc.py docs/bench.json
 
 walkthrough: $(STAMP)  ## regenerate docs/tls-walkthrough.md from `mtlsdemo tour` against a real run

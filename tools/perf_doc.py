@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -267,53 +268,54 @@ def builds(b: dict[str, Any]) -> str:
             if mode in figs and mode in other:
                 i, k = figs[mode]["p50_ms"], other[mode]["p50_ms"]
                 rows.append(f"| {KT_NAMES[kt]} | {name} | {i:.3f} | {k:.3f} | {k / i:.2f}x |")
-    rows.append("")
-    for kt, figs in b["handshake"]["key_types"].items():
-        r, rc = figs.get("ratios", {}), c["handshake"]["key_types"].get(kt, {}).get("ratios", {})
-        if (
-            "mtd_loopback_no_cache_p50_vs_openssl" in r
-            and "mtd_loopback_no_cache_p50_vs_openssl" in rc
-        ):
+    runs = b["meta"].get("runs", 1), c["meta"].get("runs", 1)
+
+    def both(name: str) -> bool:
+        return HEADLINES[name](b) is not None and HEADLINES[name](c) is not None
+
+    rows += [
+        "",
+        f"Each figure below: the median of {runs[0]} interpreted and {runs[1]} compiled "
+        "runs (min–max in brackets), each run against its own references."
+        if max(runs) > 1
+        else "Each figure below: one run of each build.",
+        "",
+    ]
+    for kt in b["handshake"]["key_types"]:
+        if f"cold_{kt}" in HEADLINES and both(f"cold_{kt}"):
             rows.append(
                 f"- {KT_NAMES[kt]}, cold (verification cache off) ÷ OpenSSL TLS 1.3 full, p50: "
-                f"interpreted **{r['mtd_loopback_no_cache_p50_vs_openssl']:.2f}x**, compiled "
-                f"**{rc['mtd_loopback_no_cache_p50_vs_openssl']:.2f}x** (target ≤ 0.7x)."
+                f"interpreted {headline(b, f'cold_{kt}', '.2f', 'x')}, compiled "
+                f"{headline(c, f'cold_{kt}', '.2f', 'x')} (target ≤ 0.7x)."
             )
-    s, sc = b.get("sidecar", {}), c.get("sidecar", {})
-    if "unary" in s and "unary" in sc:
-
-        def added(x: dict[str, Any]) -> float:
-            case = x["unary"]["100B_sequential"]
-            return case["through_sidecars"]["p50_ms"] - case["direct_grpc_mtls"]["p50_ms"]
-
+    if both("sidecar_added_ms"):
         rows.append(
-            f"- 100 B sequential gRPC call, the sidecars' addition over direct gRPC mTLS, p50: "
-            f"interpreted **+{added(s):.3f} ms**, compiled **+{added(sc):.3f} ms** "
-            "(target ≤ 0.2 ms)."
+            "- 100 B sequential gRPC call, the sidecars' addition over direct gRPC mTLS, p50: "
+            f"interpreted {headline(b, 'sidecar_added_ms', '.3f', ' ms', '+')}, compiled "
+            f"{headline(c, 'sidecar_added_ms', '.3f', ' ms', '+')} (target ≤ 0.2 ms)."
         )
-    if "record_path" in s and "record_path" in sc:
-        ri, rk = s["record_path"], sc["record_path"]
+    if both("record_us"):
         rows.append(
-            f"- one 100 B record sealed and opened by the core, in process (no socket): "
-            f"interpreted **{ri['us_per_100B_record']:.1f} µs**, compiled "
-            f"**{rk['us_per_100B_record']:.1f} µs** — a 100 B call crosses two such records, "
+            "- one 100 B record sealed and opened by the core, in process (no socket): "
+            f"interpreted {headline(b, 'record_us', '.1f', ' µs')}, compiled "
+            f"{headline(c, 'record_us', '.1f', ' µs')} — a 100 B call crosses two such records, "
             "so the core's share of the sidecars' addition is this twice."
         )
-    if "bulk" in s and "bulk" in sc:
+    if both("bulk_ratio"):
         rows.append(
-            f"- bulk through the tunnel ÷ Python `ssl`: interpreted "
-            f"**{s['bulk']['ratio_tunnel_vs_ssl']:.2f}x**, compiled "
-            f"**{sc['bulk']['ratio_tunnel_vs_ssl']:.2f}x** (target ≥ 0.8x)."
+            "- bulk through the tunnel ÷ Python `ssl`: interpreted "
+            f"{headline(b, 'bulk_ratio', '.2f', 'x')}, compiled "
+            f"{headline(c, 'bulk_ratio', '.2f', 'x')} (target ≥ 0.8x)."
         )
     if "scale" in b and "scale" in c:
-        k = f"burst_{b['scale']['burst']}_p99_ms"
         rows.append(
             f"- a burst of {b['scale']['burst']} simultaneous connects, p99 connect-to-first-byte: "
-            f"interpreted **{b['scale'][k]:.0f} ms**, compiled **{c['scale'][k]:.0f} ms** "
-            "(target < 250 ms)"
+            f"interpreted {headline(b, 'burst_p99_ms', '.0f', ' ms')}, compiled "
+            f"{headline(c, 'burst_p99_ms', '.0f', ' ms')} (target < 250 ms)"
             + (
-                f"; two bare relays with no crypto, the floor of any Python proxy pair: "
-                f"**{b['scale']['floor'][k]:.0f} ms** and **{c['scale']['floor'][k]:.0f} ms**."
+                "; two bare relays with no crypto, the floor of any Python proxy pair: "
+                f"{headline(b, 'burst_floor_p99_ms', '.0f', ' ms')} and "
+                f"{headline(c, 'burst_floor_p99_ms', '.0f', ' ms')}."
                 if "floor" in b["scale"] and "floor" in c["scale"]
                 else "."
             )
@@ -321,11 +323,91 @@ def builds(b: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def merge(interpreted: dict[str, Any], compiled: dict[str, Any]) -> dict[str, Any]:
-    """docs/bench.json: the interpreted run, with the compiled run under "compiled"."""
-    if "compiled" not in compiled.get("meta", {}).get("build", ""):
-        raise SystemExit("error: the second run did not run the compiled core (PYTHONPATH?)")
-    return {**interpreted, "compiled": compiled}
+def _cold(kt: str) -> Callable[[dict[str, Any]], float | None]:
+    def f(r: dict[str, Any]) -> float | None:
+        figs = r.get("handshake", {}).get("key_types", {}).get(kt, {}).get("ratios", {})
+        return figs.get("mtd_loopback_no_cache_p50_vs_openssl")
+
+    return f
+
+
+def _added(r: dict[str, Any]) -> float | None:
+    case = r.get("sidecar", {}).get("unary", {}).get("100B_sequential")
+    if not case:
+        return None
+    return float(case["through_sidecars"]["p50_ms"] - case["direct_grpc_mtls"]["p50_ms"])
+
+
+def _burst(floor: bool) -> Callable[[dict[str, Any]], float | None]:
+    def f(r: dict[str, Any]) -> float | None:
+        sc = r.get("scale")
+        if not sc or (floor and "floor" not in sc):
+            return None
+        return (sc["floor"] if floor else sc)[f"burst_{sc['burst']}_p99_ms"]
+
+    return f
+
+
+# the figures the issue's targets are about, read from one run; with several runs
+# each is shown as the median and the min–max over them
+HEADLINES: dict[str, Callable[[dict[str, Any]], float | None]] = {
+    "cold_ecdsa-p256": _cold("ecdsa-p256"),
+    "cold_rsa-2048": _cold("rsa-2048"),
+    "sidecar_added_ms": _added,
+    "record_us": lambda r: r.get("sidecar", {}).get("record_path", {}).get("us_per_100B_record"),
+    "bulk_ratio": lambda r: r.get("sidecar", {}).get("bulk", {}).get("ratio_tunnel_vs_ssl"),
+    "burst_p99_ms": _burst(floor=False),
+    "burst_floor_p99_ms": _burst(floor=True),
+}
+
+
+def _median(values: list[Any]) -> Any:
+    """The median of one leaf over runs; lists element by element, text from the first."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {k: _median([v[k] for v in values if k in v]) for k in first}
+    if isinstance(first, list):
+        if all(isinstance(v, list) and len(v) == len(first) for v in values):
+            return [_median(list(x)) for x in zip(*values, strict=True)]
+        return first
+    if isinstance(first, bool) or not isinstance(first, int | float):
+        return first
+    m = statistics.median(values)
+    return int(statistics.median_low(values)) if isinstance(first, int) else m
+
+
+def median_of_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One bench JSON from several runs of one build: every figure the median over the
+    runs (so the page keeps its shape), and ``meta.headlines`` each run's headline
+    figures, for the medians with min–max the builds block shows."""
+    out: dict[str, Any] = _median(runs)
+    out["meta"] = {
+        **runs[0]["meta"],
+        "runs": len(runs),
+        "headlines": [{k: f(r) for k, f in HEADLINES.items()} for r in runs],
+    }
+    return out
+
+
+def merge(interpreted: list[dict[str, Any]], compiled: list[dict[str, Any]]) -> dict[str, Any]:
+    """docs/bench.json: the interpreted runs, with the compiled runs under "compiled"."""
+    for r in compiled:
+        if "compiled" not in r.get("meta", {}).get("build", ""):
+            raise SystemExit("error: a compiled run did not run the compiled core (PYTHONPATH?)")
+    return {**median_of_runs(interpreted), "compiled": median_of_runs(compiled)}
+
+
+def headline(run: dict[str, Any], name: str, fmt: str, unit: str = "", sign: str = "") -> str:
+    """A headline figure of one build: the median (min–max over the runs), or the one
+    run's value."""
+    per = [h[name] for h in run["meta"].get("headlines", []) if h.get(name) is not None]
+    if not per:
+        value = HEADLINES[name](run)
+        return f"**{sign}{value:{fmt}}{unit}**" if value is not None else "n/a"
+    mid = statistics.median(per)
+    if len(per) == 1:
+        return f"**{sign}{mid:{fmt}}{unit}**"
+    return f"**{sign}{mid:{fmt}}{unit}** ({sign}{min(per):{fmt}}–{max(per):{fmt}}{unit})"
 
 
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -351,12 +433,22 @@ def render(doc: str, bench: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 4 and argv[0] == "--merge":  # INTERPRETED.json COMPILED.json OUT.json
-        runs = [json.loads(Path(p).read_text()) for p in argv[1:3]]
-        Path(argv[3]).write_text(json.dumps(merge(*runs), indent=2) + "\n")
+    if argv[:1] == ["--merge"] and "--compiled" in argv and len(argv) >= 5:
+        # --merge OUT.json INTERPRETED.json... --compiled COMPILED.json...
+        cut = argv.index("--compiled")
+        interpreted, compiled = argv[2:cut], argv[cut + 1 :]
+        if not interpreted or not compiled:
+            print("error: --merge needs at least one run of each build", file=sys.stderr)
+            return 2
+        load = [[json.loads(Path(p).read_text()) for p in ps] for ps in (interpreted, compiled)]
+        Path(argv[1]).write_text(json.dumps(merge(*load), indent=2) + "\n")
         return 0
     if len(argv) != 1:
-        print("usage: perf_doc.py BENCH.json | --merge INTERPRETED COMPILED OUT", file=sys.stderr)
+        print(
+            "usage: perf_doc.py BENCH.json | --merge OUT.json INTERPRETED.json... "
+            "--compiled COMPILED.json...",
+            file=sys.stderr,
+        )
         return 2
     try:
         bench = json.loads(Path(argv[0]).read_text())
