@@ -256,8 +256,13 @@ def builds(b: dict[str, Any]) -> str:
     if c is None:
         return "(no compiled run in docs/bench.json: `make perf-doc` makes one)"
     rows = [
-        f"Interpreted run: core {b['meta'].get('build', '?')}; compiled run: core "
-        f"{c['meta'].get('build', '?')}, right after it on the same machine.",
+        f"Interpreted runs: core {b['meta'].get('build', '?')}; compiled runs: core "
+        f"{c['meta'].get('build', '?')}, "
+        + (
+            "alternating with them on the same machine (p50s: medians over the runs)."
+            if b["meta"].get("runs", 1) > 1
+            else "right after it on the same machine."
+        ),
         "",
         "| key type | MTD/1 handshake | interpreted p50 ms | compiled p50 ms | compiled ÷ interpreted |",
         "|---|---|---:|---:|---:|",
