@@ -259,3 +259,20 @@ def test_the_bootstrap_writes_each_directory_under_its_lock(tmp_path: Path, monk
     monkeypatch.setattr(stores, "write_atomic", write)
     bootstrap(BootstrapRequest(out=out, services=("gateway",), namespace="prod"))  # re-issues
     assert {"gateway/tls.key", "gateway/tls.crt", "gateway/tls.ocsp"} <= set(seen), seen
+
+
+def test_a_filesystem_without_flock_still_reads_and_writes(
+    tmp_path: Path, pki_dir: Path, monkeypatch
+) -> None:
+    """Some network mounts answer flock with ENOLCK: files are then written and read
+    unlocked (each still replaced atomically), never an error."""
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    v1 = version(tmp_path, pki_dir, "v1")
+    live = tmp_path / "live"
+    with writing([live]):
+        copy_into(v1, live)
+    assert consistent(IdentitySource(live).current)

@@ -52,7 +52,11 @@ def writing(directories: Iterable[Path]) -> Iterator[None]:
             d.mkdir(parents=True, exist_ok=True)
             fd = os.open(d / LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
             stack.callback(os.close, fd)
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close, or by the kernel on exit
+            # released by the close, or by the kernel on exit. A filesystem without
+            # flock (ENOLCK: some network mounts) writes unlocked, as before: each
+            # file is still replaced atomically
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX)
         yield
 
 
@@ -67,7 +71,8 @@ def reading(directory: Path) -> Iterator[None]:
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        with contextlib.suppress(OSError):  # no flock here (ENOLCK): read as it is
+            fcntl.flock(fd, fcntl.LOCK_SH)
         yield
     finally:
         os.close(fd)
