@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlsdemo.bench.servers import run_fast
-from mtlsdemo.bench.sidecar import Proc, start_sidecar_pair
+from mtlsdemo.bench.sidecar import Proc, relay_pair, start_sidecar_pair
 from mtlsdemo.bench.stats import summarize
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.sidecar.adminclient import AdminClient
@@ -157,17 +157,15 @@ def _floor(tunnels: int, burst: int) -> dict[str, Any]:
     """The same bursts through two bare asyncio relays (no handshake, no crypto, the
     sidecars' own loop) in front of the same echo: what any pair of Python proxies
     pays per connection, so the sidecars' figures read as a multiple of it."""
-    py = [sys.executable, "-m", "mtlsdemo.bench.servers"]
-    echo = Proc(py + ["many-echo", "-"], lines=1)
-    second = Proc(py + ["relay", "-", echo.lines[0]], lines=1)
-    first = Proc(py + ["relay", "-", second.lines[0]], lines=1)
-    relays = {"first": first.proc.pid, "second": second.proc.pid}
+    echo = Proc([sys.executable, "-m", "mtlsdemo.bench.servers", "many-echo", "-"], lines=1)
+    pair, port = relay_pair(int(echo.lines[0]))
+    relays = {"first": pair[0].proc.pid, "second": pair[1].proc.pid}
     try:
         before = {k: _cpu_seconds(pid) for k, pid in relays.items()}
-        driven = run_fast(_drive(int(first.lines[0]), tunnels, burst))
+        driven = run_fast(_drive(port, tunnels, burst))
         after = {k: _cpu_seconds(pid) for k, pid in relays.items()}
     finally:
-        for p in (first, second, echo):
+        for p in (*pair, echo):
             p.stop()
     bursts = driven["bursts"]
     return {

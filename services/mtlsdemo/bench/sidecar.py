@@ -55,6 +55,15 @@ class Proc:
             self.proc.kill()
 
 
+def relay_pair(target: int) -> tuple[list[Proc], int]:
+    """Two bare asyncio relays in a row in front of ``target`` (no crypto: the floor
+    any pair of Python proxies pays): the processes, and the first relay's port."""
+    py = [sys.executable, "-m", "mtlsdemo.bench.servers"]
+    second = Proc(py + ["relay", "-", str(target)], lines=1)
+    first = Proc(py + ["relay", "-", second.lines[0]], lines=1)
+    return [first, second], int(first.lines[0])
+
+
 def _wait_ready(admin: int) -> None:
     AdminClient.local(admin, timeout=1).wait_ready(10)
 
@@ -181,10 +190,9 @@ def _round_trips(certs: Path, py: list[str], n: int) -> dict[str, Any]:
     the floor of any Python proxy pair), and through the two sidecars."""
     echo = Proc(py + ["echo", str(certs)], lines=1)
     port = int(echo.lines[0])
-    r2 = Proc(py + ["relay", str(certs), str(port)], lines=1)
-    r1 = Proc(py + ["relay", str(certs), r2.lines[0]], lines=1)
+    relays, relay_port = relay_pair(port)
     procs, route, _admin = start_sidecar_pair(certs, port)
-    ports = {"direct": port, "bare_asyncio_relay_pair": int(r1.lines[0]), "through_sidecars": route}
+    ports = {"direct": port, "bare_asyncio_relay_pair": relay_port, "through_sidecars": route}
     try:
         for port_ in ports.values():
             _rtt(port_, 100)
@@ -205,7 +213,7 @@ def _round_trips(certs: Path, py: list[str], n: int) -> dict[str, Any]:
         )
         return out
     finally:
-        for p in (*procs, r1, r2, echo):
+        for p in (*procs, *relays, echo):
             p.stop()
 
 
@@ -219,9 +227,8 @@ def run(n: int = 400) -> dict[str, Any]:
         plain_port, tls_port = (int(x) for x in echo.lines)
         procs, route, _admin = start_sidecar_pair(certs, plain_port)
         # the floor: the same two hops through crypto-free asyncio relays
-        r2 = Proc(py + ["relay", str(certs), str(plain_port)], lines=1)
-        r1 = Proc(py + ["relay", str(certs), r2.lines[0]], lines=1)
-        procs += [r1, r2]
+        bare, relay_port = relay_pair(plain_port)
+        procs += bare
         channels = {
             "plaintext_grpc": grpc.insecure_channel(f"127.0.0.1:{plain_port}"),
             "direct_grpc_mtls": grpc.secure_channel(
@@ -233,7 +240,7 @@ def run(n: int = 400) -> dict[str, Any]:
                 ),
                 options=[("grpc.ssl_target_name_override", "ledger")],
             ),
-            "through_bare_relays": grpc.insecure_channel(f"127.0.0.1:{r1.lines[0]}"),
+            "through_bare_relays": grpc.insecure_channel(f"127.0.0.1:{relay_port}"),
             "through_sidecars": grpc.insecure_channel(f"127.0.0.1:{route}"),
         }
         calls = {
@@ -288,13 +295,12 @@ def run(n: int = 400) -> dict[str, Any]:
         procs, route, admin = start_sidecar_pair(certs, int(sink.lines[0]))
         # the hops alone: the same sender and sink through two crypto-free relays
         # (what any pair of proxy processes costs before any cryptography)
-        r2 = Proc(py + ["relay", str(certs), sink.lines[0]], lines=1)
-        r1 = Proc(py + ["relay", str(certs), r2.lines[0]], lines=1)
-        procs += [r1, r2]
+        hops, relay_port = relay_pair(int(sink.lines[0]))
+        procs += hops
         try:
             total = 256 * 1024 * 1024
             tunnel, reference = _send_plain(route), _send_tls(int(sink_tls.lines[0]), certs)
-            relays = _send_plain(int(r1.lines[0]))
+            relays = _send_plain(relay_port)
             for send in (tunnel, reference, relays):
                 _bulk(send, 16 << 20)
             t_rates, r_rates, b_rates = [], [], []
