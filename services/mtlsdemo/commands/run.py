@@ -68,6 +68,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "default: mtd for ML-DSA leaves, else tls",
     )
     flags.add(
+        r,
+        "--keylog",
+        metavar="FILE",
+        help="WEAKENS SECURITY: both sidecars append every session's traffic secrets to FILE "
+        "(`sidecar --keylog`), for `mtlsdemo capture` and Wireshark; off by default",
+    )
+    flags.add(
         r, "--traffic-seconds", type=flags.at_least(0), default=3.0, help="demo traffic after start"
     )
     flags.add(
@@ -84,4 +91,12 @@ def main(args: argparse.Namespace) -> int:
 
     from mtlsdemo.mesh.supervisor import RunConfig, run
 
-    return run(typed(RunConfig, args, certs_dir=Path(args.certs_dir), data_dir=Path(args.data_dir)))
+    return run(
+        typed(
+            RunConfig,
+            args,
+            certs_dir=Path(args.certs_dir),
+            data_dir=Path(args.data_dir),
+            keylog=Path(args.keylog) if args.keylog else None,
+        )
+    )

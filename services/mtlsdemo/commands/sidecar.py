@@ -185,6 +185,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     flags.add(p, "--name", default="sidecar", help="name in logs, metrics and /status")
     flags.add(
         p,
+        "--keylog",
+        metavar="FILE",
+        help="WEAKENS SECURITY: append every session's traffic secrets to FILE (NSS key log "
+        "format) so a capture can be decrypted (`mtlsdemo capture`, the Wireshark dissector); "
+        "anyone with the file reads the traffic. Off by default",
+    )
+    flags.add(
+        p,
         "--event-loop",
         default=_default_loop(),
         choices=["uvloop", "asyncio"],
@@ -230,6 +238,7 @@ def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
         drain_timeout=args.drain_timeout,
         name=args.name,
         event_loop=args.event_loop,
+        keylog=Path(args.keylog) if args.keylog else None,
     )
 
 

@@ -19,6 +19,7 @@ from mtlsdemo.handshake.events import (
     HandshakeResult,
     KeyUpdated,
     PeerClosed,
+    TrafficSecrets,
 )
 from mtlsdemo.handshake.peer import PeerPolicy, TrustStore
 from mtlsdemo.handshake.states import State
@@ -54,6 +55,7 @@ __all__ = [
     "State",
     "Suite",
     "build",
+    "TrafficSecrets",
     "TrustStore",
     "parse_suites",
 ]

@@ -100,6 +100,9 @@ class HandshakeConfig:
     key_update_bytes: int = 0  # ... or this many plaintext bytes sent (0: never)
     trace: bool = False  # record every message for `mtlsdemo handshake --trace`
     trace_secrets: bool = False  # ... and the derived secrets themselves (--show-secrets)
+    # keep the session's first traffic secrets on the connection (``secrets``) for a
+    # key log (`sidecar --keylog`): whoever reads that log decrypts the session
+    keep_secrets: bool = False
     # the peer's stapled status: "hard" refuses without a good one, "soft" accepts
     # and reports (VerifiedPeer.status_problem), "off" does not look
     require_status: str = "hard"

@@ -36,6 +36,7 @@ from mtlsdemo.handshake.events import (
     HandshakeResult,
     KeyUpdated,
     PeerClosed,
+    TrafficSecrets,
 )
 from mtlsdemo.handshake.keyschedule import KeySchedule
 from mtlsdemo.handshake.peer import (
@@ -165,6 +166,8 @@ class ConnectionCore:
         # application data only (not alerts or key updates), across key updates
         self._app = [0, 0, 0, 0]  # records sent, bytes sent, records received, bytes received
         self._handling: T | None = None  # the message being handled (None: start())
+        # kept only when the config asks for a key log (HandshakeConfig.keep_secrets)
+        self.secrets: TrafficSecrets | None = None
 
     @property
     def waiting_for(self) -> str:
@@ -639,6 +642,14 @@ class ConnectionCore:
             ticket, why = self._refused
             self.config.ticket_cache.drop(self.config.ticket_peer, ticket)
             self.resume_refusal, self.resume_refused_by = why, "remote"
+        if self.config.keep_secrets:
+            assert self._send is not None and self._recv is not None
+            mine, theirs = self._send.secret, self._recv.secret
+            self.secrets = TrafficSecrets(
+                self._client_random,
+                mine if self.role == "client" else theirs,
+                theirs if self.role == "client" else mine,
+            )
         cred = self.config.credentials
         if self.resumed:
             facts = self._resumed_facts

@@ -32,6 +32,27 @@ class HandshakeResult:
 
 
 @dataclass(frozen=True)
+class TrafficSecrets:
+    """The first traffic secret of each direction of one session, named by the
+    ClientHello's random: what a third party needs to decrypt the session's records
+    (keys, IVs and every key update follow from these by the documented schedule).
+    Held only for a key log someone asked for; never in a result, a log or a metric."""
+
+    client_random: bytes
+    client: bytes  # c_traffic_0: the client's records
+    server: bytes  # s_traffic_0: the server's records
+
+    def key_log_lines(self) -> str:
+        """The NSS key log format (as SSLKEYLOGFILE, with MTD/1 labels): one line per
+        secret, ``LABEL <client_random hex> <secret hex>``."""
+        cr = self.client_random.hex()
+        return (
+            f"MTD_CLIENT_TRAFFIC_SECRET_0 {cr} {self.client.hex()}\n"
+            f"MTD_SERVER_TRAFFIC_SECRET_0 {cr} {self.server.hex()}\n"
+        )
+
+
+@dataclass(frozen=True)
 class HandshakeComplete:
     """The handshake completed: application data may flow both ways."""
 

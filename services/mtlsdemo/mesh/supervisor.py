@@ -39,6 +39,7 @@ from mtlsdemo.pki.lifecycle import refresh_status
 from mtlsdemo.pki.revocation import DEFAULT_WINDOW as STATUS_WINDOW
 from mtlsdemo.pki.stores import FileStore
 from mtlsdemo.sidecar.adminclient import AdminClient
+from mtlsdemo.sidecar.config import SidecarConfigError
 from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
@@ -71,6 +72,8 @@ class RunConfig:
     # how callers reach the gateway: "tls" (native gRPC mTLS) or "mtd" (its sidecar);
     # None: decided by run() from the key type (ML-DSA needs mtd)
     gateway_transport: str | None = None
+    # both sidecars append their sessions' traffic secrets here (`sidecar --keylog`)
+    keylog: Path | None = None
 
     @property
     def transport(self) -> str:
@@ -279,6 +282,11 @@ def run(cfg: RunConfig) -> int:
             file=sys.stderr,
         )
         return 2
+    if cfg.keylog is not None and not sidecars:
+        raise SidecarConfigError(
+            "--keylog: only the sidecars (--mode sidecar) log keys; grpcio's native TLS "
+            "cannot write a key log, so drop --mode native"
+        )
     cfg = dataclasses.replace(cfg, gateway_transport=transport)
     ports = {
         "--ledger-port": cfg.ledger_port,
@@ -419,6 +427,8 @@ def mesh_children(
     gateway_common += gateway_metrics
     suite_flags = ["--suites", ",".join(s.name for s in suites)] if suites else []
     suite_flags += list(extra)
+    if cfg.keylog is not None:
+        suite_flags += ["--keylog", str(Path(cfg.keylog).resolve())]
     if cfg.mode == "sidecar":
         ledger_app = f"127.0.0.1:{cfg.ledger_app_port}"
         route = f"127.0.0.1:{cfg.route_port}"
@@ -561,6 +571,14 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
     existing = accounts_present(gateway_addr, certs / "cli", ("alice", "bob"), cfg.transport)
     lines = [
         f"== mtlsdemo is up ({now:%H:%M:%S}Z, {cfg.mode} mode)",
+        *(
+            [
+                f"   !! KEY LOG ON: both sidecars append every session's secrets to {cfg.keylog};"
+                " anyone with that file decrypts the mesh's traffic"
+            ]
+            if cfg.keylog is not None
+            else []
+        ),
         f"   certificates left: {', '.join(lifetimes(certs, now))}; stapled statuses "
         f"re-signed every {human(STATUS_REFRESH)} (valid {human(STATUS_WINDOW)})",
         f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {workload_id(td, ns, 'cli')}"

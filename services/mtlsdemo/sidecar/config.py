@@ -90,6 +90,9 @@ class SidecarConfig:
     drain_timeout: float = 10.0
     name: str = "sidecar"
     event_loop: str = "asyncio"
+    # append every session's traffic secrets here (NSS key log format): whoever reads
+    # the file decrypts the traffic; off unless asked for, loud when on
+    keylog: Path | None = None
 
     def validate(self) -> None:
         if (self.inbound_listen is None) != (self.inbound_target is None):

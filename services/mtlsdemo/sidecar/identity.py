@@ -83,6 +83,7 @@ def server_config(
         key_update_bytes=cfg.key_update_bytes,
         require_status=cfg.require_status,
         tickets=tickets,
+        keep_secrets=cfg.keylog is not None,
     )
 
 
@@ -104,4 +105,5 @@ def client_config(
         ticket_cache=tickets,
         # a ticket is for the server at this address with this identity
         ticket_peer=f"{route.remote[0]}:{route.remote[1]}@{route.identity}",
+        keep_secrets=cfg.keylog is not None,
     )

@@ -29,6 +29,8 @@ from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError
 from mtlsdemo.sidecar.edges import Status
 from mtlsdemo.sidecar.identity import IdentityWatcher, client_config, server_config
 from mtlsdemo.sidecar.journal import KEEP, MAX_SUBSCRIBERS, Entry, HandshakeJournal
+from mtlsdemo.sidecar.keylog import WARNING as KEYLOG_WARNING
+from mtlsdemo.sidecar.keylog import KeyLog, KeyLogError
 from mtlsdemo.sidecar.observer import Observer
 from mtlsdemo.sidecar.outcome import HandshakeOutcome
 from mtlsdemo.sidecar.tunnel import AppSide, NetSide, Refuse, Tunnel
@@ -79,6 +81,12 @@ class Sidecar:
             else None
         )
         self._revoked = self.crl.revoked if self.crl is not None else None
+        self.keylog: KeyLog | None = None
+        if config.keylog is not None:
+            try:
+                self.keylog = KeyLog(config.keylog)
+            except KeyLogError as e:
+                raise SidecarConfigError(str(e)) from None
 
     # --- configs follow the identity material (hot reload) ---
     def _refresh(self) -> None:
@@ -156,6 +164,8 @@ class Sidecar:
                 cfg.admin_listen[0],
                 self.ports["admin"],
             )
+        if self.keylog is not None:
+            log.warning(KEYLOG_WARNING.format(path=self.keylog.path))
         self._reload_task = asyncio.create_task(self._reload_loop())
         self._count_task = asyncio.create_task(self._count_loop())
         log.info(
@@ -386,6 +396,14 @@ class Sidecar:
                 },
             },
             "require_status": self.config.require_status,
+            # None: off (the default). On, it says so with the file and its reach
+            "keylog": None
+            if self.keylog is None
+            else {
+                "path": str(self.keylog.path),
+                "sessions": self.keylog.sessions,
+                "warning": "keys logged: anyone with the file reads this traffic",
+            },
             "ca_fingerprints_sha256": m.ca_fingerprints,
             "inbound": None
             if not self.config.inbound_listen

@@ -35,6 +35,7 @@ from mtlsdemo.handshake.errors import ALERT_CODES
 from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN, ContentType, plaintext_record
 from mtlsdemo.handshake.states import ALERT_FATAL, Role
 from mtlsdemo.sidecar.config import SidecarConfig
+from mtlsdemo.sidecar.keylog import KeyLog
 from mtlsdemo.sidecar.observer import Observer
 from mtlsdemo.sidecar.outcome import outcome_of
 
@@ -73,6 +74,7 @@ class TunnelHost(Protocol):
     config: SidecarConfig
     observer: Observer
     tunnels: set[Tunnel]
+    keylog: KeyLog | None
 
     def connect_app(self, tunnel: Tunnel) -> None: ...
 
@@ -169,6 +171,8 @@ class Tunnel:
 
     def _handshake_done(self, result: HandshakeResult) -> None:
         self._close_handshake()
+        if self.sidecar.keylog is not None and self.conn.secrets is not None:
+            self.sidecar.keylog.write(self.conn.secrets)
         self.established_at = time.perf_counter()
         self.observer.handshake(
             outcome_of(
