@@ -76,14 +76,18 @@ async def stream_events(
 
 class AdminServer:
     def __init__(
-        self, routes: dict[str, Handler], streams: dict[str, Stream] | None = None
+        self,
+        routes: dict[str, Handler],
+        streams: dict[str, Stream] | None = None,
+        posts: dict[str, Handler] | None = None,
     ) -> None:
         self.routes: dict[str, Handler] = {"/metrics": _metrics, **routes}
         self.streams = streams or {}
+        self.posts = posts or {}  # the few actions (POST only, never a GET side effect)
         self.runner: web.AppRunner | None = None
 
     def _paths(self) -> list[str]:
-        return sorted([*self.routes, *self.streams])
+        return sorted([*self.routes, *self.streams, *self.posts])
 
     async def start(self, host: str, port: int) -> int:
         app = web.Application()
@@ -91,6 +95,8 @@ class AdminServer:
             app.router.add_get(path, self._plain(handler))
         for path, stream in self.streams.items():
             app.router.add_get(path, self._stream(stream))
+        for path, handler in self.posts.items():
+            app.router.add_post(path, self._plain(handler))
         app.router.add_get("/", self._index)
         # access_log off: Prometheus and the probes would write a line every few seconds
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)

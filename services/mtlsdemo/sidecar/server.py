@@ -150,6 +150,9 @@ class Sidecar:
                     "/handshakes": self._handshakes,
                 },
                 streams={"/events": self._events},
+                # only a key-logging sidecar (a capture, teaching) lets a local caller
+                # end its sessions: their next handshake then lands in the capture
+                posts={"/sessions/close": self._close_sessions} if self.keylog else None,
             )
             try:
                 self.ports["admin"] = await self._admin.start(*cfg.admin_listen)
@@ -433,6 +436,15 @@ class Sidecar:
         }
         out.update(self.status.as_dict())
         return out
+
+    def _close_sessions(self, _request: web.Request) -> tuple[int, str, bytes]:
+        """End every established session with close_notify (the apps reconnect, with
+        a new handshake, on their next call): `mtlsdemo capture` starts its window so,
+        because a session's records can be decrypted only from its handshake on."""
+        established = [t for t in self.tunnels if t.established_at is not None]
+        for t in established:
+            t.graceful_close()
+        return json_response(200, {"closed": len(established)})
 
     def _status(self, _request: web.Request) -> tuple[int, str, bytes]:
         return json_response(200, self.status_dict())
