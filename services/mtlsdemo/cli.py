@@ -99,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     from mtlsdemo.sidecar.config import SidecarConfigError
     from mtlsdemo.trust import PolicyError
     from mtlsdemo.waiting import WaitTimeout
+    from mtlsdemo.wire.errors import CaptureError
 
     try:
         return int(args.handler(args))
-    except (PkiError, ConfigError, SidecarConfigError, PolicyError) as e:
+    except (PkiError, ConfigError, SidecarConfigError, PolicyError, CaptureError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except WaitTimeout as e:  # something asked for never came: the check failed

@@ -6,6 +6,7 @@ parser and is the one error boundary."""
 from mtlsdemo.commands import (
     bench,
     breakcmd,
+    capture,
     certs,
     chaos,
     client,
@@ -16,6 +17,7 @@ from mtlsdemo.commands import (
     serve,
     sidecar,
     tour,
+    wireshark,
 )
 
 # the order of `mtlsdemo --help`
@@ -28,6 +30,8 @@ MODULES = (
     handshake,
     breakcmd,
     tour,
+    capture,
+    wireshark,
     console,
     chaos,
     bench,

@@ -325,6 +325,10 @@ class TicketCache:
         if ticket in kept:
             kept.remove(ticket)
 
+    def clear(self) -> None:
+        """Forget every ticket: the next handshake to each server is a full one."""
+        self._tickets.clear()
+
     def __len__(self) -> int:
         return sum(len(v) for v in self._tickets.values())
 

@@ -438,12 +438,15 @@ class Sidecar:
         return out
 
     def _close_sessions(self, _request: web.Request) -> tuple[int, str, bytes]:
-        """End every established session with close_notify (the apps reconnect, with
-        a new handshake, on their next call): `mtlsdemo capture` starts its window so,
-        because a session's records can be decrypted only from its handshake on."""
+        """End every established session with close_notify and forget the tickets (the
+        apps reconnect, with a new full handshake, on their next call): `mtlsdemo
+        capture` starts its window so, because a session's records can be decrypted only
+        from its handshake on, and a full handshake shows the certificates."""
         established = [t for t in self.tunnels if t.established_at is not None]
         for t in established:
             t.graceful_close()
+        if self.ticket_cache is not None:  # full handshakes next: certificates on the wire
+            self.ticket_cache.clear()
         return json_response(200, {"closed": len(established)})
 
     def _status(self, _request: web.Request) -> tuple[int, str, bytes]:

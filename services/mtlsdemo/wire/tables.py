@@ -69,7 +69,9 @@ def render() -> str:
         _table("SUITE_KEY_LEN", {c: s.key_len for c, s in sorted(suites.items())}),
         _table("GROUPS", {X25519_GROUP: "x25519", X25519MLKEM768_GROUP: "X25519MLKEM768"}),
         _table("SCHEMES", {int(s): s.name for s in Scheme}),
-        _table("ALERTS", {code: r.value for r, code in sorted(ALERT_CODES.items(), key=lambda x: x[1])}),
+        _table(
+            "ALERTS", {code: r.value for r, code in sorted(ALERT_CODES.items(), key=lambda x: x[1])}
+        ),
         _table("REFUSALS", {0: "none", **{code: r.value for r, code in REFUSAL_CODES.items()}}),
         f"local X25519_LEN, MLKEM768_EK_LEN, MLKEM768_CT_LEN = {kx.X25519_LEN}, "
         f"{kx.MLKEM768_EK_LEN}, {kx.MLKEM768_CT_LEN}\n",
