@@ -15,10 +15,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "capture",
         help="a pcapng of the running mesh: every hop of the same calls, with the keys to "
         "decrypt them in Wireshark",
-        description="Records the local mesh's hops on the loopback interface with dumpcap "
-        "(or tcpdump) while making a few calls, and writes FILE.pcapng with FILE.keys "
-        "beside it. Examples: `mtlsdemo capture --seconds 5 --out mesh.pcapng`; "
-        '`make run ARGS="--keylog mesh.keys"` first, so the MTD/1 records can be decrypted.',
     )
     p.set_defaults(handler=main)
     flags.add(p, "--seconds", type=flags.at_least(1), default=5.0, help="how long to capture")

@@ -90,6 +90,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "break": ("mtlsdemo break --list", "mtlsdemo break foreign-ca"),
     "tour": ("mtlsdemo tour", "mtlsdemo tour --non-interactive --markdown"),
+    "capture": (
+        "mtlsdemo capture --seconds 5 --out mesh.pcapng",
+        "mtlsdemo capture --seconds 10 --out /tmp/mesh.pcapng --gateway-admin 127.0.0.1:9901",
+    ),
+    "wireshark": ("mtlsdemo wireshark --print-path", "mtlsdemo wireshark --install"),
     "console": (
         "mtlsdemo console",
         "mtlsdemo console --sidecar-admin 127.0.0.1:9902 --listen 127.0.0.1:8081",

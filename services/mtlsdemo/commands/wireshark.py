@@ -16,8 +16,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "wireshark",
         help="the MTD/1 Wireshark dissector: print its path or install it",
-        description="Examples: `tshark -X lua_script:$(mtlsdemo wireshark --print-path) "
-        "-o mtd.keylog_file:mesh.keys -r mesh.pcapng`; `mtlsdemo wireshark --install`.",
     )
     p.set_defaults(handler=main)
     what = p.add_mutually_exclusive_group(required=True)

@@ -272,13 +272,14 @@ def write_keys(path: Path, mtd_logs: list[Path], tls_log: Path) -> tuple[int, in
 
 
 def take(cfg: CaptureConfig) -> Capture:
-    mesh = LocalMesh(cfg.mesh)
-    the_hops, keylogs = hops(mesh)
     out = cfg.out
+    _tool(cfg.interface, "", out)  # a missing tool is said first: nothing to start without it
     if out.suffix != ".pcapng":
         raise CaptureError(f"--out {out}: name the file *.pcapng (its key log goes beside it)")
     if not out.parent.is_dir():
         raise CaptureError(f"--out {out}: the directory {out.parent} does not exist")
+    mesh = LocalMesh(cfg.mesh)
+    the_hops, keylogs = hops(mesh)
     bpf = " or ".join(f"tcp port {h.port}" for h in the_hops)
     account = f"wire-{dt.datetime.now(dt.UTC):%H%M%S}"
     with tempfile.TemporaryDirectory(prefix="mtlsdemo-capture-") as tmp:
