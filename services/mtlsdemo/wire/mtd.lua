@@ -756,6 +756,7 @@ function mtd.dissector(tvb, pinfo, tree)
       root:add_proto_expert_info(E.malformed, string.format(
         "not an MTD/1 record header: type %d, version 0x%04x, length %d", rtype, version, length))
       info[#info + 1] = "malformed record"
+      offset = total
       break
     end
     if total - offset < HEADER_LEN + length then
@@ -785,7 +786,9 @@ function mtd.dissector(tvb, pinfo, tree)
     pinfo.cols.protocol = "MTD/1"
     pinfo.cols.info = table.concat(info, ", ")
   end
-  return offset
+  -- everything is ours: what is left waits for more segments (desegment_len) or is
+  -- malformed (said above); returning less would hand it to other dissectors
+  return total
 end
 
 local function heuristic(tvb, pinfo, tree)
