@@ -15,6 +15,7 @@ import pytest
 from mtlsdemo.handshake import messages as m
 from mtlsdemo.wire.tables import dissector_path
 from support import hskit, pcap
+from support.docblocks import SAYS, blocks, commands
 from support.processes import running_mesh
 from support.tools import require_binary, require_tool
 
@@ -180,32 +181,32 @@ def test_a_capture_of_the_live_mesh_decrypts_every_record_and_the_name_stays_off
     require_binary("dumpcap")
     if os.geteuid() != 0:
         require_tool("capture", False, "capturing on lo needs root here")
-    keys = tmp_path / "mesh.keys.log"
-    with running_mesh(tmp_path, "--keylog", str(keys)) as (ports, env):
-        out = tmp_path / "mesh.pcapng"
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mtlsdemo",
-                "capture",
-                "--seconds",
-                "1",
-                "--out",
-                str(out),
-                "--certs-dir",
-                str(tmp_path / "certs"),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-    assert r.returncode == 0, r.stdout + r.stderr
+    with running_mesh(tmp_path, "--keylog", str(tmp_path / "sidecars.keys")) as (ports, env):
+        # docs/how-to.md "See it on the wire", as written (the mesh above is its `make run`)
+        env = {**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
+        printed = {}
+        for cmd, comment in commands(blocks(section="See it on the wire")[0]):
+            if cmd.startswith("make run"):
+                assert "--keylog sidecars.keys" in cmd
+                continue
+            r = subprocess.run(
+                ["bash", "-c", cmd],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert r.returncode == 0, f"{cmd}: {r.stdout}{r.stderr}"
+            said = SAYS.search(comment)
+            assert said and said.group(1) in r.stdout, f"{cmd}: {comment}: {r.stdout[-2000:]}"
+            printed[cmd.split()[1] if cmd.startswith("mtlsdemo") else cmd.split()[0]] = r.stdout
+    r = subprocess.CompletedProcess([], 0, printed["capture"], "")
+    out = tmp_path / "mesh.pcapng"
     account = r.stdout.split('the account name "')[1].split('"')[0]
     key_file = out.with_suffix(".keys")
-    assert f"-o mtd.keylog_file:{key_file}" in r.stdout
+    assert "-o mtd.keylog_file:mesh.keys" in r.stdout  # the command prints the file as given
     mtd_port, route, ledger_app, tls = (
         ports["ledger"],
         ports["route"],

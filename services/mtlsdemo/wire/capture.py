@@ -77,7 +77,7 @@ def hops(mesh: LocalMesh) -> tuple[list[Hop], list[Path]]:
     except (OSError, urllib.error.URLError, ValueError):
         raise CaptureError(
             f"no mesh answers on the sidecars' admin ports {cfg.gateway_admin[1]} and "
-            f'{cfg.ledger_admin[1]}: start one with `make run ARGS="--keylog mesh.keys"` '
+            f'{cfg.ledger_admin[1]}: start one with `make run ARGS="--keylog sidecars.keys"` '
             "(or pass --gateway-admin/--ledger-admin)"
         ) from None
     out: list[Hop] = []
@@ -313,7 +313,7 @@ def take(cfg: CaptureConfig) -> Capture:
     if not keylogs:
         notes.append(
             "the sidecars log no keys: MTD/1 records stay opaque (start the mesh with "
-            '`make run ARGS="--keylog mesh.keys"` to decrypt them)'
+            '`make run ARGS="--keylog sidecars.keys"` to decrypt them)'
         )
     return Capture(out, keys, packets, the_hops, calls, account, bool(keylogs), tls_call, notes)
 

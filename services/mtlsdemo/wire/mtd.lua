@@ -729,7 +729,10 @@ local function show_record(tree, rtvb, s, sender, r, pinfo, info)
       local saved = pinfo.can_desegment
       pinfo.can_desegment = 0
       for _, unit in ipairs(r.units) do
+        pinfo.cols.info = ""
         http2:call(ByteArray.new(unit, true):tvb("Decrypted HTTP/2"), pinfo, tree)
+        info.inner = info.inner or {}
+        info.inner[#info.inner + 1] = tostring(pinfo.cols.info)
       end
       pinfo.can_desegment = saved
     end
@@ -783,8 +786,10 @@ function mtd.dissector(tvb, pinfo, tree)
     index = index + 1
   end
   if #info > 0 then
-    pinfo.cols.protocol = "MTD/1"
-    pinfo.cols.info = table.concat(info, ", ")
+    -- the decrypted HTTP/2's own summary (its method, its frames) follows ours
+    local inner = info.inner and (" | " .. table.concat(info.inner, ", ")) or ""
+    pinfo.cols.protocol = info.inner and "MTD/1+HTTP2" or "MTD/1"
+    pinfo.cols.info = table.concat(info, ", ") .. inner
   end
   -- everything is ours: what is left waits for more segments (desegment_len) or is
   -- malformed (said above); returning less would hand it to other dissectors
