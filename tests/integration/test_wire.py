@@ -286,6 +286,48 @@ def test_a_capture_of_the_live_mesh_decrypts_every_record_and_the_name_stays_off
     ).strip()
 
 
+def test_a_capture_of_break_tamper_shows_the_failed_tag_of_the_changed_record(
+    tmp_path: Path,
+) -> None:
+    luaossl()
+    require_binary("dumpcap")
+    if os.geteuid() != 0:
+        require_tool("capture", False, "capturing on lo needs root here")
+    from mtlsdemo.wire.capture import Recorder
+
+    keys = tmp_path / "sidecars.keys"
+    cap = tmp_path / "tamper.pcapng"
+    with running_mesh(tmp_path, "--keylog", str(keys)) as (ports, env):
+        recorder = Recorder("lo", f"tcp port {ports['ledger']}", cap)
+        try:
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mtlsdemo",
+                    "break",
+                    "tamper",
+                    "--certs-dir",
+                    str(tmp_path / "certs"),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+                check=False,
+            )
+        finally:
+            recorder.stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "the last byte of its AEAD tag: 0x" in r.stdout
+    flipped = r.stdout.split("the last byte of its AEAD tag: ")[1].split()[0:3]  # 0xAB -> 0xAC
+    opts = ["-r", str(cap), "-X", f"lua_script:{LUA}", "-o", f"mtd.keylog_file:{keys}"]
+    failed = tshark(*opts, "-Y", "mtd.tag_ok == 0", "-T", "fields", "-e", "mtd.tag").split()
+    assert len(failed) == 1, failed
+    assert failed[0].endswith(flipped[2][2:]), (failed, flipped)  # the changed byte, as it arrived
+    assert tshark(*opts, "-Y", "mtd.tag_failed", "-T", "fields", "-e", "frame.number").strip()
+
+
 @pytest.mark.parametrize(
     ("argv", "said"),
     [

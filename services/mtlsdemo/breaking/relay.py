@@ -8,7 +8,7 @@ import socket
 import threading
 from collections.abc import Callable
 
-from mtlsdemo.handshake.records import HEADER_LEN
+from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN
 
 APPLICATION_DATA = 23
 HANDSHAKE = 22
@@ -20,6 +20,7 @@ class Records:
     def __init__(self, change: Callable[[int, bytes], bytes]) -> None:
         self.buf = bytearray()
         self.change = change
+        self.changed: list[str] = []  # what the transform did, in words, for the report
 
     def __call__(self, data: bytes) -> bytes:
         self.buf += data
@@ -41,10 +42,18 @@ def flip_first_data_record() -> Records:
     def change(ctype: int, record: bytes) -> bytes:
         if ctype == APPLICATION_DATA and not done:
             done.append(1)
-            return record[:-1] + bytes((record[-1] ^ 0x01,))
+            last = len(record) - 1
+            flipped = record[last] ^ 0x01
+            records.changed.append(
+                f"byte {last} of the first application_data record ({len(record)} bytes: "
+                f"5 header, {len(record) - HEADER_LEN - TAG_LEN} ciphertext, {TAG_LEN} tag), "
+                f"the last byte of its AEAD tag: 0x{record[last]:02x} -> 0x{flipped:02x}"
+            )
+            return record[:-1] + bytes((flipped,))
         return record
 
-    return Records(change)
+    records = Records(change)
+    return records
 
 
 def strip_suites(keep_last: int = 1) -> Records:

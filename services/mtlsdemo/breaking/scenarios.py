@@ -425,7 +425,16 @@ def _through(mesh: LocalMesh, r: Report, transform: object, what: str, expect: s
     finally:
         relay.close()
     if expect == "tamper":
-        r.add("", "the record failed authentication at the ledger's sidecar (AEAD tag)")
+        for what in getattr(transform, "changed", []):
+            r.add("", f"the man in the middle changed {what}")
+        r.add(
+            "",
+            "the ledger's sidecar recomputed the tag over the header and the ciphertext with "
+            "its session key and it did not match: the record failed authentication "
+            "(decrypt_error) and nothing of it reached the ledger. On the wire (a mesh run with "
+            "--keylog, `mtlsdemo capture --seconds 20` running meanwhile): the MTD/1 dissector "
+            "marks this record `AEAD tag verified: False`",
+        )
         report_records(r, mesh)
     elif expect == "downgrade":
         # MTD/1.2 signs the whole transcript: the ledger's sidecar signed the hello it
