@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from mtlsdemo.handshake import messages as m
+from mtlsdemo.handshake import parse_suites
 from mtlsdemo.wire.tables import dissector_path
 from support import hskit, pcap
 from support.docblocks import SAYS, blocks, commands
@@ -50,12 +51,16 @@ def values(found: list[tuple[str, str, str]], name: str) -> list[bytes]:
 
 
 def recorded(
-    seed: bytes, tamper_app: bool = False
+    seed: bytes,
+    tamper_app: bool = False,
+    suite: str = "X25519MLKEM768-AES-256-GCM",
+    key_type: str = "ecdsa-p256",
 ) -> tuple[list[tuple[str, bytes]], str, bytes, bytes]:
-    """A deterministic full handshake (hybrid suite), two records each way with a key
-    update between, as the flights on the wire, the key log, and the app bytes sent."""
-    ccfg = hskit.config("gateway", keep_secrets=True)
-    scfg = hskit.config("ledger", keep_secrets=True)
+    """A deterministic full handshake, two records each way with a key update between,
+    as the flights on the wire, the key log, and the app bytes sent."""
+    suites = parse_suites(suite)
+    ccfg = hskit.config("gateway", key_type, keep_secrets=True, suites=suites)
+    scfg = hskit.config("ledger", key_type, keep_secrets=True, suites=suites)
     c = hskit.new("client", ccfg, seed=seed + b"c")
     s = hskit.new("server", scfg, seed=seed + b"s")
     flights: list[tuple[str, bytes]] = []
@@ -86,6 +91,76 @@ def recorded(
         s.receive_data(update)
     assert c.secrets is not None
     return flights, c.secrets.key_log_lines(), sent_c, sent_s
+
+
+SUITES_AND_KEYS = [
+    ("X25519MLKEM768-AES-256-GCM", "ecdsa-p256"),
+    ("X25519MLKEM768-AES-256-GCM", "ml-dsa-65"),  # multi-KB certificates: messages span records
+    ("ECDHE-X25519-AES-128-GCM", "ecdsa-p256"),
+    ("RSA-OAEP-AES-256-GCM", "rsa-2048"),
+]
+
+
+def message_layouts(pdml: str) -> list[list[tuple[str, int, int]]]:
+    """Per handshake message the dissector showed: its fields as (name, offset in the
+    message, size), the way ``messages.layout`` gives them."""
+    out = []
+    for msg in ET.fromstring(pdml).iter("field"):
+        if msg.get("name") != "mtd.handshake":
+            continue
+        base = int(msg.get("pos", "0"))
+        out.append(
+            [
+                (f.get("name", "")[4:], int(f.get("pos", "0")) - base, int(f.get("size", "0")))
+                for f in msg.findall("field")
+                if f.get("name", "").startswith("mtd.")
+                and f.get("name") not in ("mtd.step", "mtd.alert.claim")
+            ]
+        )
+    return out
+
+
+@pytest.mark.parametrize(("suite", "key_type"), SUITES_AND_KEYS)
+def test_the_dissectors_field_offsets_are_the_codecs(
+    tmp_path: Path, suite: str, key_type: str
+) -> None:
+    """Every field of every handshake message at the byte offset and size the core's
+    encoder gave it (``messages.layout``: one source for the bytes and their names)."""
+    flights, keys, _c, _s = recorded(b"wire-layout", suite=suite, key_type=key_type)
+    cap = tmp_path / "one.pcap"
+    pcap.write(cap, flights)
+    pdml = tshark("-r", str(cap), "-X", f"lua_script:{LUA}", "-T", "pdml")
+    expected = [
+        m.layout(m.decode(raw[0], raw[4:]))
+        for _, data in flights
+        for t, raw in hskit.split_messages(data)
+        if t == 22
+    ]
+    shown = message_layouts(pdml)
+    assert len(shown) == len(expected) >= 9
+    for got, want in zip(shown, expected, strict=True):
+        assert got == want
+
+
+@pytest.mark.parametrize(("suite", "key_type"), SUITES_AND_KEYS)
+def test_every_suite_decrypts_with_the_key_log(tmp_path: Path, suite: str, key_type: str) -> None:
+    luaossl()
+    flights, keys, sent_c, sent_s = recorded(b"wire-suite", suite=suite, key_type=key_type)
+    cap, log = tmp_path / "one.pcap", tmp_path / "keys.log"
+    pcap.write(cap, flights)
+    log.write_text(keys)
+    found = fields(
+        tshark(
+            "-r", str(cap), "-X", f"lua_script:{LUA}", "-o", f"mtd.keylog_file:{log}", "-T", "pdml"
+        )
+    )
+    app = b"".join(d for d in values(found, "mtd.decrypted") if len(d) > 1)
+    assert app == b"the account alice, part 0balance 0the account alice, part 1balance 1"
+    assert (
+        sent_c + sent_s == b"the account alice, part 0the account alice, part 1balance 0balance 1"
+    )
+    tags = [show for n, _, show in found if n == "mtd.tag_ok"]
+    assert len(tags) == 6 and set(tags) == {"1"}, tags  # 4 application records, 2 key updates
 
 
 def test_the_dissector_names_every_field_as_the_core_encoded_it(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from mtlsdemo.handshake.codec import Reader, u8, u16, u24, vec8, vec16, vec24
+from mtlsdemo.handshake.codec import Reader, u8, u16, u24
 from mtlsdemo.handshake.errors import ProtocolError, Reason
 
 RANDOM_LEN = 32
@@ -20,6 +20,22 @@ X25519_GROUP = 0x001D
 X25519MLKEM768_GROUP = 0x11EC  # the TLS code point of the same hybrid
 BINDER_LEN = 32
 MAX_TICKET_BYTES = 1024  # ours are ~250 bytes
+X25519_SHARE_LEN = 32
+MLKEM768_CIPHERTEXT_LEN = 1088
+
+# Every encoder below writes its message as named parts, in wire order: the body is
+# their bytes joined, and the layout (``layout``) their names and offsets. One source
+# for the bytes and for what each byte is: the Wireshark dissector's field names are
+# these names under ``mtd.`` (a test compares offsets), the byte view labels these runs.
+Part = tuple[str, bytes]
+
+
+def _join(parts: list[Part]) -> bytes:
+    return b"".join(p for _, p in parts)
+
+
+def _u16s(name: str, values: tuple[int, ...]) -> list[Part]:
+    return [(name, u16(v)) for v in values]
 
 
 class HandshakeType(IntEnum):
@@ -43,8 +59,17 @@ class ResumeOffer:
     share: bytes
     binder: bytes = bytes(BINDER_LEN)
 
+    def parts(self) -> list[Part]:
+        return [
+            ("ticket_length", u16(len(self.ticket))),
+            ("ticket", self.ticket),
+            ("resume.x25519_share_length", u8(len(self.share))),
+            ("resume.x25519_share", self.share),
+            ("resume.binder", self.binder),
+        ]
+
     def body(self) -> bytes:
-        return vec16(self.ticket) + vec8(self.share) + self.binder
+        return _join(self.parts())
 
     @classmethod
     def parse(cls, r: Reader) -> ResumeOffer:
@@ -64,13 +89,18 @@ class ClientHello:
     resume: ResumeOffer | None = None  # MTD/1.1 only, and only with a ticket for this server
     type = HandshakeType.CLIENT_HELLO
 
+    def parts(self) -> list[Part]:
+        return [
+            ("client_hello.versions_length", u8(2 * len(self.versions))),
+            *_u16s("version", self.versions),
+            ("random", self.random),
+            ("client_hello.suites_length", u8(2 * len(self.suites))),
+            *_u16s("suite", self.suites),
+            *(self.resume.parts() if self.resume else []),
+        ]
+
     def body(self) -> bytes:
-        return (
-            vec8(b"".join(u16(v) for v in self.versions))
-            + self.random
-            + vec8(b"".join(u16(s) for s in self.suites))
-            + (self.resume.body() if self.resume else b"")
-        )
+        return _join(self.parts())
 
     @classmethod
     def parse(cls, r: Reader) -> ClientHello:
@@ -99,9 +129,24 @@ class ServerHello:
     refusal: int = 0
     type = HandshakeType.SERVER_HELLO
 
+    def parts(self) -> list[Part]:
+        tail: list[Part] = (
+            []
+            if self.resumed is None
+            else [
+                ("server_hello.resumed", u8(self.resumed)),
+                ("server_hello.refusal", u8(self.refusal)),
+            ]
+        )
+        return [
+            ("version", u16(self.version)),
+            ("random", self.random),
+            ("suite", u16(self.suite)),
+            *tail,
+        ]
+
     def body(self) -> bytes:
-        tail = b"" if self.resumed is None else u8(self.resumed) + u8(self.refusal)
-        return u16(self.version) + self.random + u16(self.suite) + tail
+        return _join(self.parts())
 
     @classmethod
     def parse(cls, r: Reader) -> ServerHello:
@@ -121,10 +166,16 @@ class NewSessionTicket:
     ticket: bytes  # opaque to the client
     type = HandshakeType.NEW_SESSION_TICKET
 
+    def parts(self) -> list[Part]:
+        return [
+            ("new_session_ticket.lifetime", self.lifetime.to_bytes(4, "big")),
+            ("new_session_ticket.max_uses", self.max_uses.to_bytes(4, "big")),
+            ("ticket_length", u16(len(self.ticket))),
+            ("ticket", self.ticket),
+        ]
+
     def body(self) -> bytes:
-        return (
-            self.lifetime.to_bytes(4, "big") + self.max_uses.to_bytes(4, "big") + vec16(self.ticket)
-        )
+        return _join(self.parts())
 
     @classmethod
     def parse(cls, r: Reader) -> NewSessionTicket:
@@ -144,8 +195,17 @@ class Certificate:
     status: bytes = b""  # the leaf's stapled OCSP response (DER); empty: none
     type = HandshakeType.CERTIFICATE
 
+    def parts(self) -> list[Part]:
+        out: list[Part] = [("certificate.count", u8(len(self.chain)))]
+        for der in self.chain:
+            out += [("certificate.length", u24(len(der))), ("certificate", der)]
+        out.append(("certificate.status_length", u24(len(self.status))))
+        if self.status:
+            out.append(("certificate.status", self.status))
+        return out
+
     def body(self) -> bytes:
-        return u8(len(self.chain)) + b"".join(vec24(c) for c in self.chain) + vec24(self.status)
+        return _join(self.parts())
 
     @classmethod
     def parse(cls, r: Reader) -> Certificate:
@@ -178,12 +238,26 @@ class ServerKeyShare:
     public: bytes
     type = HandshakeType.SERVER_KEY_SHARE
 
-    def body(self) -> bytes:
+    def parts(self) -> list[Part]:
         # the hybrid share (1,216 bytes) needs a 16-bit length; X25519's keeps its 8-bit
         # one, so MTD/1 peers without the hybrid see the same bytes as before
+        group: Part = ("server_key_share.group", u16(self.group))
         if self.group == X25519MLKEM768_GROUP:
-            return u16(self.group) + vec16(self.public)
-        return u16(self.group) + vec8(self.public)
+            ek = len(self.public) - X25519_SHARE_LEN
+            return [
+                group,
+                ("server_key_share.key_length", u16(len(self.public))),
+                ("server_key_share.mlkem768_encapsulation_key", self.public[:ek]),
+                ("x25519_public_key", self.public[ek:]),
+            ]
+        return [
+            group,
+            ("server_key_share.key_length", u8(len(self.public))),
+            ("x25519_public_key", self.public),
+        ]
+
+    def body(self) -> bytes:
+        return _join(self.parts())
 
     @classmethod
     def parse(cls, r: Reader) -> ServerKeyShare:
@@ -196,8 +270,14 @@ class CertificateRequest:
     schemes: tuple[int, ...]  # signature schemes the server accepts
     type = HandshakeType.CERTIFICATE_REQUEST
 
+    def parts(self) -> list[Part]:
+        return [
+            ("certificate_request.schemes_length", u8(2 * len(self.schemes))),
+            *_u16s("signature_scheme", self.schemes),
+        ]
+
     def body(self) -> bytes:
-        return vec8(b"".join(u16(s) for s in self.schemes))
+        return _join(self.parts())
 
     @classmethod
     def parse(cls, r: Reader) -> CertificateRequest:
@@ -213,8 +293,15 @@ class CertificateVerify:
     signature: bytes
     type = HandshakeType.CERTIFICATE_VERIFY
 
+    def parts(self) -> list[Part]:
+        return [
+            ("signature_scheme", u16(self.scheme)),
+            ("certificate_verify.signature_length", u16(len(self.signature))),
+            ("certificate_verify.signature", self.signature),
+        ]
+
     def body(self) -> bytes:
-        return u16(self.scheme) + vec16(self.signature)
+        return _join(self.parts())
 
     @classmethod
     def parse(cls, r: Reader) -> CertificateVerify:
@@ -228,8 +315,24 @@ class ClientKeyExchange:
     data: bytes
     type = HandshakeType.CLIENT_KEY_EXCHANGE
 
+    def parts(self, kx: str = "") -> list[Part]:
+        """``kx``: the suite's key exchange ("hybrid", "x25519", "rsa"), which says how
+        the data splits; unknown (""), it is told by length."""
+        length: Part = ("client_key_exchange.length", u16(len(self.data)))
+        hybrid = MLKEM768_CIPHERTEXT_LEN + X25519_SHARE_LEN
+        if kx == "hybrid" or (not kx and len(self.data) == hybrid):
+            ct = len(self.data) - X25519_SHARE_LEN
+            return [
+                length,
+                ("client_key_exchange.mlkem768_ciphertext", self.data[:ct]),
+                ("x25519_public_key", self.data[ct:]),
+            ]
+        if kx == "x25519" or (not kx and len(self.data) == X25519_SHARE_LEN):
+            return [length, ("x25519_public_key", self.data)]
+        return [length, ("client_key_exchange.rsa_oaep_ciphertext", self.data)]
+
     def body(self) -> bytes:
-        return vec16(self.data)
+        return _join(self.parts())
 
     @classmethod
     def parse(cls, r: Reader) -> ClientKeyExchange:
@@ -240,6 +343,9 @@ class ClientKeyExchange:
 class Finished:
     verify_data: bytes
     type = HandshakeType.FINISHED
+
+    def parts(self) -> list[Part]:
+        return [("finished.verify_data", self.verify_data)]
 
     def body(self) -> bytes:
         return self.verify_data
@@ -282,6 +388,17 @@ def _u16_list(raw: bytes, what: str) -> tuple[int, ...]:
 def encode(msg: Message) -> bytes:
     body = msg.body()
     return u8(int(msg.type)) + u24(len(body)) + body
+
+
+def layout(msg: Message) -> list[tuple[str, int, int]]:
+    """What each byte of ``encode(msg)`` is: (name, offset, length) in wire order, from
+    the same parts the encoder joined."""
+    out = [("handshake.type", 0, 1), ("handshake.length", 1, 3)]
+    pos = 4
+    for name, part in msg.parts():
+        out.append((name, pos, len(part)))
+        pos += len(part)
+    return out
 
 
 def decode(msg_type: int, body: bytes) -> Message:

@@ -611,7 +611,7 @@ BODY[12] = function(t, tvb, o, n) -- ServerKeyShare
     t:add(F.mlkem_ek, tvb(o + 4, MLKEM768_EK_LEN)); t:add(F.x25519, tvb(o + 4 + MLKEM768_EK_LEN, X25519_LEN))
     return o + 4 + kl == o + n and kl == MLKEM768_EK_LEN + X25519_LEN
   end
-  local kl = tvb(o + 2, 1):uint(); t:add(F.key_length, tvb(o + 2, 1)); t:add(F.x25519, tvb(o + 3, kl))
+  local kl = tvb(o + 2, 1):uint(); t:add(F.key_length, tvb(o + 2, 1), kl); t:add(F.x25519, tvb(o + 3, kl))
   return o + 3 + kl == o + n
 end
 
