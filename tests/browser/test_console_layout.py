@@ -37,10 +37,11 @@ def cli(cmd: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess
 @pytest.fixture(scope="module")
 def walked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
     """A run after the README's steps: a call, the wrong identity, a foreign CA, and
-    `break foreign-ca` (each adds an edge or a failure to the picture)."""
+    `break foreign-ca` (each adds an edge or a failure to the picture); its sidecars log
+    keys, as for a capture (the longest edge text the page must fit)."""
     require_binary("chromium")
     root = tmp_path_factory.mktemp("layout")
-    with running_mesh(root) as (ports, env):
+    with running_mesh(root, "--keylog", str(root / "sidecars.keys")) as (ports, env):
         steps = [
             ("mtlsdemo client open alice --id alice", 0, "alice"),
             ("mtlsdemo client --identity-dir certs/ledger balance alice", 1, "PERMISSION_DENIED"),
@@ -181,3 +182,19 @@ def test_a_break_button_opens_the_refused_ladder_with_the_report_beside_it(
         shot(page.locator("#handshakes-section"), shots / "break-ladder.png")
     finally:
         context.close()
+
+
+def test_an_edge_whose_sidecars_log_keys_says_so(browser, walked: dict[str, int]) -> None:
+    page: Page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"http://127.0.0.1:{walked['console']}/")
+    expect(page.get_by_test_id("live")).to_have_text("live", timeout=WAIT)
+    row = page.locator(
+        f"[data-testid=edge-row][data-client='{GATEWAY}'][data-server='{LEDGER}'][data-path='MTD/1']"
+    )
+    expect(row.get_by_test_id("edge-keylog")).to_contain_text(
+        "anyone with the file reads this traffic", timeout=WAIT
+    )
+    expect(row.get_by_test_id("edge-keylog")).to_contain_text("ledger-sidecar")
+    native = page.locator("[data-testid=edge-row][data-path='native gRPC']")
+    expect(native.first).to_be_visible()
+    expect(native.get_by_test_id("edge-keylog")).to_have_count(0)  # grpcio logs no keys

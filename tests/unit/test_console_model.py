@@ -245,3 +245,15 @@ def test_an_edge_says_whether_both_identities_are_quantum_safe() -> None:
     assert one("ml-dsa-65", "ECDSA_SECP256R1_SHA256") == "partly quantum-safe"
     assert one("ecdsa-p256", "ECDSA_SECP256R1_SHA256") == "classic"
     assert one("ecdsa-p256", "") == ""  # the peer's signature not seen yet: no claim
+
+
+def test_an_edge_whose_sidecar_logs_keys_says_so_and_others_do_not() -> None:
+    scs = sidecars()
+    view = mesh_view(scs, [], NOW)
+    assert all(e["keys_logged"] is None for e in view["edges"])  # the default: no key log
+    scs[1].status["keylog"] = {"path": "/tmp/sidecars.keys", "sessions": 3, "warning": "…"}
+    view = mesh_view(scs, [], NOW)
+    edge = next(e for e in view["edges"] if (e["client"], e["server"]) == (GW, LEDGER))
+    assert edge["keys_logged"] == (
+        "keys logged by ledger-sidecar (/tmp/sidecars.keys): anyone with the file reads this traffic"
+    )

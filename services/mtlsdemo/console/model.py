@@ -55,6 +55,8 @@ def nodes_and_edges(
     # an identity's key type (its own sidecar's /status) or signature scheme (a peer's
     # CertificateVerify, seen by the other side): is it quantum-safe
     keys: dict[str, str] = {}
+    # the identities whose own sidecar appends session secrets to a key log (--keylog)
+    logging: dict[str, str] = {}
 
     def node(identity: str) -> dict[str, Any]:
         return nodes.setdefault(identity, _node(identity))
@@ -88,6 +90,8 @@ def nodes_and_edges(
         me["sidecars"].append({"name": st.get("name", sc.url), "url": sc.url, "up": sc.up})
         cert = st.get("certificate", {})
         keys[st["identity"]] = str(cert.get("key_type", ""))
+        if st.get("keylog"):
+            logging[st["identity"]] = f"{st.get('name', sc.url)} ({st['keylog'].get('path', '?')})"
         me["certificate"] = {
             "serial": cert.get("serial"),
             "key_type": cert.get("key_type"),
@@ -145,6 +149,12 @@ def nodes_and_edges(
     out_edges = []
     for ed in edges.values():
         ed["identities"] = _identities(keys.get(ed["client"], ""), keys.get(ed["server"], ""))
+        who = [logging[i] for i in (ed["client"], ed["server"]) if i in logging]
+        ed["keys_logged"] = (
+            f"keys logged by {', '.join(who)}: anyone with the file reads this traffic"
+            if who and ed["path"] == "MTD/1"
+            else None
+        )
         ed["health"], ed["health_text"] = _health(ed)
         ed["rate_per_minute"] = ed["recent_ok"] + ed["recent_failed"]
         out_edges.append(ed)

@@ -183,7 +183,7 @@ function renderMesh(m) {
     const d = curve(at.points);
     // the visible line, and under it a wide transparent one: the whole length clicks
     paths.push(s("g", attrs({ "data-testid": "mesh-edge", tabindex: 0 }),
-      s("title", { text: `${e.client} → ${e.server}\n${e.health_text}` }),
+      s("title", { text: `${e.client} → ${e.server}\n${e.health_text}${e.keys_logged ? "\n⚠ " + e.keys_logged : ""}` }),
       s("path", { class: "hit", d }),
       s("path", { class: "line", d, "marker-end": `url(#arrow-${e.health})` })));
     labels.push(s("g", attrs({ "data-testid": "mesh-edge-label" }),
@@ -241,7 +241,8 @@ function renderEdges(edges) {
     h("td", {}, h("b", { text: short(e.client) }), h("div", { class: "id", text: e.client })),
     h("td", {}, h("b", { text: short(e.server) }), h("div", { class: "id", text: e.server })),
     h("td", { text: e.path }),
-    h("td", {}, h("span", { text: e.suites.join(", ") || "—" }), kxLabel(e.suites), idLabel(e.identities)),
+    h("td", {}, h("span", { text: e.suites.join(", ") || "—" }), kxLabel(e.suites), idLabel(e.identities),
+      e.keys_logged ? h("div", { class: "keylog", "data-testid": "edge-keylog", text: "⚠ " + e.keys_logged }) : null),
     h("td", { "data-testid": "edge-ok-cell" }, h("span", { text: e.ok, "data-testid": "edge-ok" }),
       e.resumed ? h("div", { class: "note", text: `${e.resumed} resumed`, "data-testid": "edge-resumed" }) : null),
     h("td", { text: e.failed, "data-testid": "edge-failed" }),
