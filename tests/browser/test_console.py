@@ -181,6 +181,31 @@ def test_the_in_memory_handshake_provokes_the_chosen_failure(console) -> None:
     expect(page.get_by_test_id("handshake-item")).to_have_count(2)  # both sides' views
 
 
+def test_the_in_memory_handshake_downloads_as_a_pcap_and_its_key_log(
+    console, tmp_path: Path
+) -> None:
+    page = console
+    page.get_by_test_id("try-key-type").select_option("ecdsa-p256")
+    page.get_by_test_id("try-provoke").select_option("none")
+    page.get_by_test_id("try-run").click()
+    expect(page.get_by_test_id("try-result")).to_contain_text("success")
+    with page.expect_download() as got:
+        page.get_by_test_id("try-pcap").click()
+    pcap = tmp_path / got.value.suggested_filename
+    got.value.save_as(pcap)
+    assert pcap.name == "mtlsdemo-in-memory.pcap" and pcap.read_bytes()[:4] == bytes.fromhex(
+        "d4c3b2a1"
+    )
+    with page.expect_download() as got:
+        page.get_by_test_id("try-keys").click()
+    keys = tmp_path / got.value.suggested_filename
+    got.value.save_as(keys)
+    assert keys.read_text().startswith("MTD_CLIENT_TRAFFIC_SECRET_0 ")
+    expect(page.get_by_test_id("try-capture")).to_contain_text(
+        "mtd.keylog_file:mtlsdemo-in-memory.keys"
+    )
+
+
 def test_each_break_button_produces_its_reason(console, shots: Path) -> None:
     page = console
     report = page.get_by_test_id("break-report")

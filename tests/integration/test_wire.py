@@ -446,6 +446,37 @@ def test_no_capture_tool_is_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_the_consoles_in_memory_capture_opens_decrypted_in_tshark(tmp_path: Path) -> None:
+    import base64
+
+    from mtlsdemo.console.tryout import Tryout, TryRequest
+
+    luaossl()
+    c = Tryout(tmp_path / "pki").run(TryRequest(key_type="ml-dsa-65"))["capture"]
+    (tmp_path / c["pcap_name"]).write_bytes(base64.b64decode(c["pcap_base64"]))
+    (tmp_path / c["keys_name"]).write_text(c["keys"])
+    exe = require_binary("tshark")
+    r = subprocess.run(
+        [
+            "bash",
+            "-c",
+            c["open"].replace("$(mtlsdemo wireshark --print-path)", LUA).replace("tshark", exe, 1),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "ClientHello" in r.stdout and "MLDSA65" in r.stdout
+    assert "AEAD tag verified: True" in r.stdout and "Malformed" not in r.stdout
+    decrypted = "".join(
+        line.split("Decrypted: ")[1] for line in r.stdout.splitlines() if "Decrypted: " in line
+    )
+    assert b"GET /balance".hex() in decrypted
+
+
 def test_a_capture_that_is_not_ours_shows_no_mtd(tmp_path: Path) -> None:
     cap = tmp_path / "other.pcap"
     pcap.write(

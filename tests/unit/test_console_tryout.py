@@ -48,3 +48,17 @@ def test_rsa_key_transport_runs_and_bad_requests_are_refused(tryout: Tryout) -> 
     for bad in (TryRequest(key_type="dsa"), TryRequest(suite="FOO"), TryRequest(provoke="x")):
         with pytest.raises(TryoutError):
             tryout.run(bad)
+
+
+def test_the_in_memory_handshake_comes_as_a_pcap_with_its_key_log(tryout: Tryout) -> None:
+    import base64
+    import struct
+
+    ok = tryout.run(TryRequest())["capture"]
+    pcap = base64.b64decode(ok["pcap_base64"])
+    assert struct.unpack("<I", pcap[:4])[0] == 0xA1B2C3D4  # a classic pcap
+    assert ok["keys"].startswith("MTD_CLIENT_TRAFFIC_SECRET_0 ")
+    assert ok["open"].endswith(f"-r {ok['pcap_name']} -V")
+    refused = tryout.run(TryRequest(provoke="foreign-ca"))["capture"]
+    assert refused["keys"] == ""  # no session: nothing to decrypt, the alert is in clear
+    assert len(base64.b64decode(refused["pcap_base64"])) > 1000  # the hellos and the alert

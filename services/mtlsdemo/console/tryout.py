@@ -4,21 +4,23 @@ provoke on request; both sides' views, drawn like the sidecars' ladders."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mtlsdemo.endpoint.identity import identity_config
-from mtlsdemo.endpoint.memory import handshake_in_memory
-from mtlsdemo.handshake import SUITES, parse_suites
+from mtlsdemo.endpoint.memory import Wire, exchange, handshake_in_memory
+from mtlsdemo.handshake import SUITES, Connection, parse_suites
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.keys import KEY_TYPES
 from mtlsdemo.sidecar.journal import Entry
 from mtlsdemo.sidecar.outcome import outcome_of
 from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
+from mtlsdemo.wire.pcap import pcap_bytes
 
 PROVOKE = {
     "none": "nothing: a clean handshake",
@@ -87,10 +89,16 @@ class Tryout:
             if req.provoke == "wrong-identity"
             else gateway
         )
-        ccfg = identity_config(pki / "gateway", suites, (expect,))
-        scfg = identity_config(server_pki / "ledger", server_suites, (allowed,))
+        # throwaway identities: their session secrets may be shown (and downloaded)
+        ccfg = replace(identity_config(pki / "gateway", suites, (expect,)), keep_secrets=True)
+        scfg = replace(
+            identity_config(server_pki / "ledger", server_suites, (allowed,)), keep_secrets=True
+        )
         now = dt.datetime.now(dt.UTC) + dt.timedelta(days=40 if req.provoke == "expired" else 0)
-        c, s, error = handshake_in_memory(ccfg, scfg, now)
+        wire: Wire = []
+        c, s, error = handshake_in_memory(ccfg, scfg, now, wire)
+        if error is None:
+            exchange(c, s, b"GET /balance/alice (the in-memory client)", b"alice: 12.50", wire)
         views = []
         for conn, local in ((c, gateway), (s, ledger)):
             duration = conn.result.duration if conn.result else 0.0
@@ -102,4 +110,19 @@ class Tryout:
             "what": PROVOKE[req.provoke],
             "outcome": "success" if error is None else error.reason.value,
             "handshakes": views,
+            "capture": capture_of(wire, c),
         }
+
+
+def capture_of(wire: Wire, client: Connection) -> dict[str, str]:
+    """The handshake as a pcap Wireshark opens (with the MTD/1 dissector), and the
+    key log that decrypts its records: these identities are throwaway ones."""
+    name = "mtlsdemo-in-memory"
+    return {
+        "pcap_base64": base64.b64encode(pcap_bytes(wire)).decode(),
+        "pcap_name": f"{name}.pcap",
+        "keys": client.secrets.key_log_lines() if client.secrets else "",
+        "keys_name": f"{name}.keys",
+        "open": f"tshark -X lua_script:$(mtlsdemo wireshark --print-path) "
+        f"-o mtd.keylog_file:{name}.keys -r {name}.pcap -V",
+    }

@@ -520,7 +520,7 @@ async function setupForms() {
     out.textContent = "running…";
     try {
       const r = await api("/api/try", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(Object.fromEntries(new FormData(f))) });
-      out.textContent = `${r.outcome === "success" ? "✓ success" : "✗ " + r.outcome} — ${r.what}`;
+      out.replaceChildren(h("span", { text: `${r.outcome === "success" ? "✓ success" : "✗ " + r.outcome} — ${r.what}` }), captureLinks(r.capture));
       state.edge = null;
       state.list = r.handshakes;
       document.getElementById("hs-edge").textContent = `in memory: ${r.request.key_type}, ${r.request.suite}, provoke ${r.request.provoke} (both sides' views)`;
@@ -539,6 +539,20 @@ async function setupForms() {
     document.getElementById("break-buttons").replaceChildren(...Object.entries(o.break.scenarios).map(([name, what]) =>
       h("button", { type: "button", title: what, "data-testid": "break-button", "data-scenario": name, onclick: () => runBreak(name) }, name)));
   }
+}
+
+// the in-memory handshake as a file Wireshark opens, and its key log: these identities
+// are throwaway ones, so their secrets may be handed out
+function captureLinks(c) {
+  if (!c) return null;
+  const pcap = Uint8Array.from(atob(c.pcap_base64), (ch) => ch.charCodeAt(0));
+  const link = (name, blob, testid) => h("a", { href: URL.createObjectURL(blob), download: name, "data-testid": testid, text: name });
+  return h("div", { class: "note", "data-testid": "try-capture" },
+    h("span", { text: "on the wire: " }),
+    link(c.pcap_name, new Blob([pcap], { type: "application/vnd.tcpdump.pcap" }), "try-pcap"),
+    c.keys ? h("span", { text: " + its key log " }) : null,
+    c.keys ? link(c.keys_name, new Blob([c.keys], { type: "text/plain" }), "try-keys") : null,
+    h("div", { class: "id", text: c.open }));
 }
 
 async function runBreak(name) {
