@@ -24,6 +24,10 @@ def normalize(text: str) -> str:
     text = re.sub(r"\(\d+ bytes\)", "(<n> bytes)", text)  # DER ECDSA signatures: 70-72 bytes
     text = re.sub(r"\d+\.\d+ ms", "<t> ms", text)  # measured times (the tour's step 3)
     text = re.sub(r"handshake \d+ B vs \d+ B", "handshake <n> B vs <n> B", text)  # signatures' DER
+    # step 4's capture: one call's size at two hops (HPACK state: earlier calls count)
+    text = re.sub(r"port \d+", "port <port>", text)
+    text = re.sub(r"\d+ bytes", "<n> bytes", text)
+    text = re.sub(r"(at byte|the same) \d+", r"\1 <n>", text)
     return text
 
 

@@ -9,6 +9,7 @@ the same as a document (docs/tls-walkthrough.md is generated from it).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import shutil
@@ -296,6 +297,12 @@ def data(mesh: LocalMesh, work: Path) -> Section:
         f"the ledger decrypts:  {got.decode()}",
         f"one bit flipped:      {outcome}",
     ]
+    wire_lines = same_call_on_two_hops(mesh, work)
+    s.output += wire_lines or [
+        "(this machine cannot capture on lo here: `mtlsdemo capture` shows the same call at "
+        "both hops where dumpcap or tcpdump may capture)"
+    ]
+    s.facts["wire"] = "captured" if wire_lines else "not captured"
     s.really = [
         '"Encrypted" is not enough: without the authentication tag, a flipped bit would '
         "silently change the amount. AEAD ciphers check every record; a failure ends the "
@@ -304,6 +311,78 @@ def data(mesh: LocalMesh, work: Path) -> Section:
     s.watch = 'mtls_record_bytes_total; mtls_record_failures_total; panel "Record failures"'
     s.facts = {"decrypted": got.decode(), "tampered": reason}
     return s
+
+
+def same_call_on_two_hops(mesh: LocalMesh, work: Path) -> list[str]:
+    """One call through the gateway, captured for real (dumpcap or tcpdump on lo): the
+    bytes it takes between the gateway and its own sidecar (in clear) beside the bytes
+    of the same call between the two sidecars (one record: ciphertext and tag). Empty
+    when this machine cannot capture."""
+    import grpc
+
+    from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
+    from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
+    from mtlsdemo.gateway.client import gateway_channel
+    from mtlsdemo.wire.capture import Recorder, hops
+    from mtlsdemo.wire.errors import CaptureError
+    from mtlsdemo.wire.pcapread import segments
+
+    c = mesh.config
+    try:
+        found, _keylogs = hops(mesh)
+        plain_port = next(h.port for h in found if h.what.startswith("gateway -> gateway-sidecar"))
+        mtd_port = next(h.port for h in found if h.kind == "mtd" and "ledger-sidecar" in h.what)
+        path = work / "tour.pcapng"
+        recorder = Recorder("lo", f"tcp port {plain_port} or tcp port {mtd_port}", path)
+    except (CaptureError, StopIteration):
+        return []
+    name = b"alice"
+    try:
+        channel = gateway_channel(
+            f"{c.gateway[0]}:{c.gateway[1]}", c.certs_dir / "cli", "gateway", c.transport
+        )
+        with contextlib.suppress(grpc.RpcError):  # NOT_FOUND still crossed both hops
+            pb_grpc.GatewayServiceStub(channel).GetBalance(
+                pb.GetBalanceRequest(account_id=name.decode()), timeout=c.timeout
+            )
+        channel.close()
+    finally:
+        recorder.stop()
+    segs = segments(path)
+    plain = next((x for x in segs if x.dst_port == plain_port and name in x.payload), None)
+    if plain is None:
+        return []
+    later = segs[segs.index(plain) :]
+
+    def opened_size(payload: bytes) -> int:  # plaintext bytes the records carry
+        pos, size = 0, 0
+        while pos + HEADER_LEN <= len(payload):
+            n = int.from_bytes(payload[pos + 3 : pos + 5], "big")
+            size += n - 16 if payload[pos] == 23 else 0
+            pos += HEADER_LEN + n
+        return size
+
+    sealed = next(
+        (
+            x
+            for x in later
+            if x.dst_port == mtd_port and opened_size(x.payload) == len(plain.payload)
+        ),
+        None,
+    )
+    if sealed is None:
+        return []
+    at = plain.payload.index(name)
+    return [
+        f'a real capture (dumpcap on lo) of one call, GetBalance("{name.decode()}"), at two hops:',
+        f"  gateway -> its own sidecar, port {plain_port}: {len(plain.payload)} bytes in clear "
+        f'(gRPC over HTTP/2); "{name.decode()}" at byte {at}: '
+        f"…{plain.payload[max(0, at - 8) : at + len(name)].hex()}",
+        f"  sidecar == MTD/1 ==> sidecar, port {mtd_port}: {len(sealed.payload)} bytes "
+        f"(the same {len(plain.payload)} + a 5-byte header + a 16-byte tag): "
+        f"{sealed.payload[:HEADER_LEN].hex()} | {sealed.payload[HEADER_LEN:][:24].hex()}…; "
+        f'"{name.decode()}" appears {"nowhere" if name not in sealed.payload else "in it (!)"}',
+    ]
 
 
 def openssl_example(mesh: LocalMesh, work: Path, openssl: str) -> Section:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -24,7 +25,9 @@ from pathlib import Path
 
 from mtlsdemo.addresses import parse_hostport
 from mtlsdemo.mesh.client import LocalMesh, MeshConfig
+from mtlsdemo.waiting import WaitTimeout, wait_until
 from mtlsdemo.wire.errors import CaptureError
+from mtlsdemo.wire.pcapread import has_marker
 from mtlsdemo.wire.tables import dissector_path
 
 STARTUP_TIMEOUT = 10.0  # for the capture tool to say it is listening
@@ -138,10 +141,17 @@ def _tool(interface: str, bpf: str, path: Path) -> list[str]:
 
 
 class Recorder:
-    """The capture tool as a child process: started, seen listening, stopped."""
+    """The capture tool as a child process: started, seen capturing, stopped with every
+    packet written. Readiness and the end are proven, not waited for: a UDP datagram to a
+    port of our own (in the filter) is sent until it is in the file, at the start and
+    again at the end (the tool writes in order, so all before it is there too)."""
 
     def __init__(self, interface: str, bpf: str, path: Path) -> None:
-        self.argv = _tool(interface, bpf, path)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            self.probe = s.getsockname()  # a port nobody listens on: the probe goes nowhere
+        self.path = path
+        self.argv = _tool(interface, f"({bpf}) or (udp port {self.probe[1]})", path)
         self.name = self.argv[0]
         self.interface = interface
         self.lines: list[str] = []
@@ -151,7 +161,7 @@ class Recorder:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        if not self._listening.wait(STARTUP_TIMEOUT) or self.proc.poll() is not None:
+        if not self._listening.wait(STARTUP_TIMEOUT) or not self._mark(b"start"):
             self.proc.kill()
             self._reader.join(5)
             said = next((ln for ln in reversed(self.lines) if ln.strip()), "no output")
@@ -169,7 +179,28 @@ class Recorder:
                 self._listening.set()
         self._listening.set()  # ended: the caller looks at the exit status
 
+    def _mark(self, what: bytes) -> bool:
+        """Send the probe until the tool has written it (bounded); False if it never does."""
+        marker = b"mtlsdemo-capture-" + what
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                s.sendto(marker, self.probe)
+                try:
+                    wait_until(
+                        lambda: has_marker(self.path, marker),
+                        timeout=0.5,
+                        interval=0.02,
+                        what=f"{self.name} to write its probe",
+                    )
+                except WaitTimeout:
+                    continue  # lost before the tool was capturing: send it again
+                return True
+        return False
+
     def stop(self) -> int:
+        if self.proc.poll() is None:
+            self._mark(b"end")
         self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(10)
@@ -286,10 +317,10 @@ def take(cfg: CaptureConfig) -> Capture:
         raw, tls_keys = Path(tmp) / "raw.pcapng", Path(tmp) / "tls.keys"
         os.chmod(tmp, 0o755)  # dumpcap may drop to another user to write the file
         started = time.monotonic()
+        if keylogs:  # before the window: their close_notify belongs to no handshake in it
+            close_sessions([cfg.mesh.gateway_admin, cfg.mesh.ledger_admin])
         recorder = Recorder(cfg.interface, bpf, raw)
         try:
-            if keylogs:
-                close_sessions([cfg.mesh.gateway_admin, cfg.mesh.ledger_admin])
             calls, tls_call = drive_calls(mesh, account, tls_keys)
             threading.Event().wait(max(0.0, cfg.seconds - (time.monotonic() - started)))
         finally:
@@ -322,6 +353,9 @@ def open_command(c: Capture, gui: bool = False) -> str:
     """The exact command that opens the capture with the dissector and its keys."""
     plain = [h.port for h in c.hops if h.kind == "plaintext"]
     decode = "".join(f" -d tcp.port=={p},http2" for p in plain)
+    mtd = ",".join(str(h.port) for h in c.hops if h.kind == "mtd")
+    if mtd != "50051":  # the dissector's default port; others mid-session need naming
+        decode = f" -o mtd.ports:{mtd}" + decode
     tool = "wireshark" if gui else "tshark"
     read = f" {c.out}" if gui else f" -r {c.out}"
     return f"{tool} -X lua_script:{dissector_path()} -o mtd.keylog_file:{c.keys}{decode}{read}"
