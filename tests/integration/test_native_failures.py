@@ -152,3 +152,17 @@ def test_tls13_trace_shows_the_real_handshake_next_to_mtd1(system: System) -> No
     assert seen[("server", "Finished")] is True
     r = subprocess.run(mtlsdemo("handshake", "--tls13"), capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "needs --connect" in r.stderr
+
+
+def test_tls13_trace_honours_sslkeylogfile_and_says_so(system: System, tmp_path) -> None:
+    import os
+
+    keys = tmp_path / "tls.keys"
+    r = subprocess.run(
+        mtlsdemo("handshake", "--tls13", "--connect", system.gateway_addr, "--certs-dir", str(system.certs)),
+        capture_output=True, text=True, timeout=60, env={**os.environ, "SSLKEYLOGFILE": str(keys)},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert f"!! SSLKEYLOGFILE: this TLS 1.3 connection's secrets go to {keys}" in r.stderr
+    labels = {line.split()[0] for line in keys.read_text().splitlines() if line and line[0] != "#"}
+    assert {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_TRAFFIC_SECRET_0"} <= labels

@@ -9,8 +9,10 @@ table below knows what an eavesdropper saw.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +63,14 @@ def handshake_messages(
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_verify_locations(cadata=material.ca_pem.decode())
     ctx.set_alpn_protocols(["h2"])
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog:  # the standard way (as browsers and curl): Wireshark then decrypts it
+        ctx.keylog_filename = keylog
+        print(
+            f"!! SSLKEYLOGFILE: this TLS 1.3 connection's secrets go to {keylog}; anyone "
+            "with that file decrypts it",
+            file=sys.stderr,
+        )
     messages: list[Tls13Message] = []
     outer = {"read": HANDSHAKE, "write": HANDSHAKE}  # the last record header's type, per way
 
