@@ -195,6 +195,11 @@ def test_an_edge_whose_sidecars_log_keys_says_so(browser, walked: dict[str, int]
         "anyone with the file reads this traffic", timeout=WAIT
     )
     expect(row.get_by_test_id("edge-keylog")).to_contain_text("ledger-sidecar")
+    row.click()
+    expect(page.get_by_test_id("edge-wire")).to_have_text(
+        "see these bytes on the wire, decrypted in Wireshark: "
+        "mtlsdemo capture --seconds 5 --out mesh.pcapng"
+    )
     native = page.locator("[data-testid=edge-row][data-path='native gRPC']")
     expect(native.first).to_be_visible()
     expect(native.get_by_test_id("edge-keylog")).to_have_count(0)  # grpcio logs no keys

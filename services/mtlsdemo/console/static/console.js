@@ -255,6 +255,12 @@ function renderEdges(edges) {
 async function selectEdge(e) {
   state.edge = e;
   document.getElementById("hs-edge").textContent = `${short(e.client)} → ${short(e.server)} (${e.path})`;
+  // the proof outside this page: the packets, in Wireshark (the console holds no key)
+  const wire = document.getElementById("hs-wire");
+  wire.hidden = e.path !== "MTD/1";
+  wire.textContent = e.keys_logged
+    ? "see these bytes on the wire, decrypted in Wireshark: mtlsdemo capture --seconds 5 --out mesh.pcapng"
+    : "see these bytes on the wire: mtlsdemo capture --seconds 5 --out mesh.pcapng (start the mesh with --keylog FILE to decrypt them)";
   if (e.path !== "MTD/1") {
     state.list = [];
     renderList();
