@@ -32,10 +32,20 @@ def tshark(*args: str) -> str:
     return r.stdout
 
 
+LUAOSSL = Path("/usr/share/lua/5.2/openssl/cipher.lua")  # Debian's lua-luaossl, for Lua 5.2
+
+
 def luaossl() -> None:
-    probe = Path(__file__).with_name("_probe.lua")
-    found = os.path.exists("/usr/share/lua/5.2/openssl/cipher.lua")
-    require_tool("tshark", found, f"lua-luaossl is not installed for Lua 5.2 ({probe.name})")
+    """The dissector decrypts with lua-luaossl inside tshark's Lua 5.2."""
+    require_tool("luaossl", LUAOSSL.exists(), f"lua-luaossl is not installed ({LUAOSSL} missing)")
+
+
+def mtlsdemo_cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    """`mtlsdemo ARGS` as a user runs it (text, captured, bounded)."""
+    return subprocess.run(
+        [sys.executable, "-m", "mtlsdemo", *args],
+        capture_output=True, text=True, timeout=120, check=False, **kw,
+    )  # fmt: skip
 
 
 def fields(pdml: str) -> list[tuple[str, str, str]]:
@@ -375,22 +385,7 @@ def test_a_capture_of_break_tamper_shows_the_failed_tag_of_the_changed_record(
     with running_mesh(tmp_path, "--keylog", str(keys)) as (ports, env):
         recorder = Recorder("lo", f"tcp port {ports['ledger']}", cap)
         try:
-            r = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "mtlsdemo",
-                    "break",
-                    "tamper",
-                    "--certs-dir",
-                    str(tmp_path / "certs"),
-                ],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=120,
-                check=False,
-            )
+            r = mtlsdemo_cli("break", "tamper", "--certs-dir", str(tmp_path / "certs"), env=env)
         finally:
             recorder.stop()
     assert r.returncode == 0, r.stdout + r.stderr
@@ -415,14 +410,7 @@ def test_a_capture_of_break_tamper_shows_the_failed_tag_of_the_changed_record(
     ],
 )
 def test_bad_input_gets_one_line(tmp_path: Path, argv: list[str], said: str) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "mtlsdemo", *argv],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-    )
+    r = mtlsdemo_cli(*argv, cwd=tmp_path)
     assert r.returncode == 2
     assert said in r.stderr and "Traceback" not in r.stderr
     assert said in r.stderr.strip().splitlines()[-1]  # the line that says it, last
@@ -430,15 +418,7 @@ def test_bad_input_gets_one_line(tmp_path: Path, argv: list[str], said: str) -> 
 
 def test_no_capture_tool_is_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
-    r = subprocess.run(
-        [sys.executable, "-m", "mtlsdemo", "capture"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-    )
+    r = mtlsdemo_cli("capture", env=env, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert (
         r.stderr.strip()
@@ -489,25 +469,8 @@ def test_a_capture_that_is_not_ours_shows_no_mtd(tmp_path: Path) -> None:
 
 
 def test_wireshark_prints_and_installs_the_dissector(tmp_path: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "mtlsdemo", "wireshark", "--print-path"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    r = mtlsdemo_cli("wireshark", "--print-path")
+    assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()) == dissector_path() and dissector_path().is_file()
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mtlsdemo",
-            "wireshark",
-            "--install",
-            "--plugins-dir",
-            str(tmp_path / "plugins"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    r = mtlsdemo_cli("wireshark", "--install", "--plugins-dir", str(tmp_path / "plugins"))
     assert (tmp_path / "plugins" / "mtlsdemo-mtd.lua").read_bytes() == dissector_path().read_bytes()
