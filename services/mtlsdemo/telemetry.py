@@ -6,11 +6,13 @@ Names follow Prometheus conventions: base units, ``_total`` for counters
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Iterator
 from typing import Protocol
 
 from cryptography import x509
 from prometheus_client import (
+    REGISTRY,
     Counter,
     Gauge,
     Histogram,
@@ -105,13 +107,38 @@ STATUS_EXPIRY = Gauge(
     "Unix time at which the loaded stapled status (OCSP nextUpdate) of an identity expires.",
     ["identity"],
 )
+# Registered only once a CRL is loaded (``crl_loaded``): a process that checks no CRL
+# exports no CRL series, rather than a nextUpdate of 0 that reads as "57 years past"
+# and fires MtlsCrlPastNextUpdate on a healthy mesh.
 CRL_THIS_UPDATE = Gauge(
-    "mtls_crl_this_update_timestamp_seconds", "thisUpdate of the oldest CRL loaded."
+    "mtls_crl_this_update_timestamp_seconds", "thisUpdate of the oldest CRL loaded.", registry=None
 )
 CRL_NEXT_UPDATE = Gauge(
-    "mtls_crl_next_update_timestamp_seconds", "nextUpdate of the CRL loaded (earliest)."
+    "mtls_crl_next_update_timestamp_seconds",
+    "nextUpdate of the CRL loaded (earliest).",
+    registry=None,
 )
-CRL_REVOKED = Gauge("mtls_crl_revoked_serials", "Serial numbers listed in the CRLs loaded.")
+CRL_REVOKED = Gauge(
+    "mtls_crl_revoked_serials", "Serial numbers listed in the CRLs loaded.", registry=None
+)
+_crl_registered = threading.Lock()
+_CRL_GAUGES: list[Gauge] = []
+
+
+def crl_loaded(this_update: float | None, next_update: float | None, revoked: int) -> None:
+    """A CRL was loaded: its gauges join /metrics (from now on) with these values."""
+    with _crl_registered:
+        if not _CRL_GAUGES:
+            for g in (CRL_THIS_UPDATE, CRL_NEXT_UPDATE, CRL_REVOKED):
+                REGISTRY.register(g)
+                _CRL_GAUGES.append(g)
+    CRL_REVOKED.set(revoked)
+    if this_update is not None:
+        CRL_THIS_UPDATE.set(this_update)
+    if next_update is not None:
+        CRL_NEXT_UPDATE.set(next_update)
+
+
 CRL_RELOADS = Counter("mtls_crl_reloads", "CRL reload attempts after its file changed.", ["result"])
 STATUS_SOFT_FAILURES = Counter(
     "mtls_status_soft_failures",

@@ -47,7 +47,7 @@ RANK = {
     "bench": 8,
     "chaos": 8,
     "explain": 8,
-    "wire": 8,
+    "wire": 7,
     "console": 9,
     "commands": 10,
     "cli": 11,

@@ -66,12 +66,12 @@ class CrlFile:
                 return
             self.lists, self.last_error = lists, None
             telemetry.CRL_RELOADS.labels("success").inc()
-            telemetry.CRL_REVOKED.set(lists.revoked_count)
-            if lists.crls:
-                telemetry.CRL_THIS_UPDATE.set(lists.oldest_this_update.timestamp())
-                nxt = lists.earliest_next_update
-                if nxt is not None:
-                    telemetry.CRL_NEXT_UPDATE.set(nxt.timestamp())
+            nxt = lists.earliest_next_update if lists.crls else None
+            telemetry.crl_loaded(
+                lists.oldest_this_update.timestamp() if lists.crls else None,
+                nxt.timestamp() if nxt is not None else None,
+                lists.revoked_count,
+            )
             log.info("CRL loaded from %s: %d revoked serial(s)", self.path, lists.revoked_count)
 
     def lookup(self, cert: x509.Certificate) -> Revoked | None:
