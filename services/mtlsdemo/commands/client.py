@@ -59,18 +59,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _loadgen(args: argparse.Namespace) -> int:
-    from mtlsdemo.gateway.loadgen import run_load
+    from mtlsdemo.gateway.loadgen import LoadSetupError, run_load
 
-    result = run_load(
-        args.gateway_addr,
-        Path(args.identity_dir),
-        args.server_name,
-        args.rps,
-        args.duration,
-        args.concurrency,
-        progress=sys.stderr.isatty(),
-        transport=args.transport,
-    )
+    try:
+        result = run_load(
+            args.gateway_addr,
+            Path(args.identity_dir),
+            args.server_name,
+            args.rps,
+            args.duration,
+            args.concurrency,
+            progress=sys.stderr.isatty(),
+            transport=args.transport,
+        )
+    except LoadSetupError as e:  # as `mtlsdemo client` says a failed call: one line, exit 1
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(result.summary())
     return 0 if result.errors == 0 else 1
 

@@ -20,7 +20,8 @@ import grpc
 
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from mtlsdemo.gateway.client import gateway_channel
+from mtlsdemo.gateway.client import ClientCall, ClientConfig, explain, gateway_channel
+from mtlsdemo.pki.material import IdentitySource
 
 
 @dataclass
@@ -71,6 +72,10 @@ def _one_call(stub: pb_grpc.GatewayServiceStub, accounts: list[str], rng: random
         stub.GetBalance(pb.GetBalanceRequest(account_id=rng.choice(accounts)), timeout=5)
 
 
+class LoadSetupError(RuntimeError):
+    """The load could not start (its accounts were not opened): one line, exit 1."""
+
+
 def run_load(
     address: str,
     tls_dir: Path,
@@ -82,13 +87,30 @@ def run_load(
     progress: bool = True,
     transport: str = "auto",
 ) -> LoadResult:
-    channel = gateway_channel(address, tls_dir, server_name, transport)
+    material = IdentitySource(tls_dir).current  # read once: the calls and the diagnosis
+    channel = gateway_channel(address, tls_dir, server_name, transport, material)
     stub = pb_grpc.GatewayServiceStub(channel)
     ids = []
-    for i in range(accounts):
-        r = stub.OpenAccount(pb.OpenAccountRequest(owner=f"loadgen-{i}"), timeout=10)
-        stub.Deposit(pb.DepositRequest(account_id=r.account_id, amount_cents=1_000_000), timeout=10)
-        ids.append(r.account_id)
+    try:
+        for i in range(accounts):
+            r = stub.OpenAccount(pb.OpenAccountRequest(owner=f"loadgen-{i}"), timeout=10)
+            stub.Deposit(
+                pb.DepositRequest(account_id=r.account_id, amount_cents=1_000_000), timeout=10
+            )
+            ids.append(r.account_id)
+    except (
+        grpc.RpcError
+    ) as e:  # said as `mtlsdemo client` says it: who refused whom, or why not reached
+        cfg = ClientConfig(
+            ClientCall("open"),
+            gateway_addr=address,
+            tls_dir=tls_dir,
+            server_name=server_name,
+            transport=transport,
+        )
+        raise LoadSetupError(
+            f"loadgen: its accounts could not be opened: {explain(e, cfg, material, channel)}"
+        ) from None
     result = LoadResult()
     lock = threading.Lock()
     rng = random.Random()
