@@ -23,13 +23,13 @@ COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mt
 # gets exactly the tested versions, and pip refuses any file whose hash differs.
 LOCKED := --require-hashes --only-binary=:all:
 $(RUN_STAMP): pyproject.toml requirements/runtime.lock
-	@test -x $(PY) || { echo "first run: a virtual environment in $(VENV) with the runtime only (about a minute)"; $(PYTHON) -m venv $(VENV); }
+	@tools/ensure_venv.sh $(PYTHON) $(VENV)
 	$(PY) -m pip install --quiet $(LOCKED) -r requirements/runtime.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml requirements/dev.lock
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@tools/ensure_venv.sh $(PYTHON) $(VENV)
 	$(PY) -m pip install --quiet $(LOCKED) -r requirements/dev.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP) $(RUN_STAMP)
