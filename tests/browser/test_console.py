@@ -206,6 +206,32 @@ def test_the_in_memory_handshake_downloads_as_a_pcap_and_its_key_log(
     )
 
 
+LADDER_SIZE = """() => {
+  const svg = document.querySelector("[data-testid=ladder] svg") || document.querySelector("#ladder svg");
+  const label = svg.querySelector("text");
+  return { width: svg.getBoundingClientRect().width,
+           label: parseFloat(getComputedStyle(label).fontSize) * svg.getBoundingClientRect().width / svg.viewBox.baseVal.width };
+}"""
+
+
+def test_a_break_report_leaves_the_ladder_its_size(browser, mesh) -> None:
+    _root, ports = mesh
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"http://127.0.0.1:{ports['console']}/")
+    expect(page.get_by_test_id("live")).to_have_text("live", timeout=WAIT)
+    edge_row(page, GATEWAY, LEDGER).click()
+    expect(page.get_by_test_id("ladder").first).to_be_visible()
+    before = page.evaluate(LADDER_SIZE)
+    page.locator("[data-testid=break-button][data-scenario='foreign-ca']").click()
+    report = page.get_by_test_id("break-report")
+    expect(report).to_have_attribute("data-state", "done", timeout=120_000)
+    edge_row(page, GATEWAY, LEDGER).click()
+    expect(page.get_by_test_id("ladder").first).to_be_visible()
+    after = page.evaluate(LADDER_SIZE)
+    assert after["width"] >= 0.95 * before["width"], (before, after)
+    assert after["label"] >= 10, after  # px on screen (it was ~7 with the report beside it)
+
+
 def test_each_break_button_produces_its_reason(console, shots: Path) -> None:
     page = console
     report = page.get_by_test_id("break-report")
