@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from mtlsdemo.addresses import DEFAULT_PORTS, is_loopback_host
 from mtlsdemo.handshake.suites import VERSION_1
 from mtlsdemo.pki.material import IdentityMaterial
 from mtlsdemo.rpc.ssl_identity import load_identity
@@ -201,6 +202,14 @@ def _not_tls(host: str, port: int, timeout: float) -> str:
     except OSError:
         first = b""
     if first[:1] == b"\x15" and first[1:3] == VERSION_1.to_bytes(2, "big"):
+        if is_loopback_host(host) and port == DEFAULT_PORTS["ledger"]:
+            # the usual mix-up on a `make run` mesh: --transport mtd would then fail
+            # with identity_mismatch (that sidecar is the ledger's)
+            return (
+                f"{host}:{port} is `mtlsdemo run`'s ledger sidecar (MTD/1), not the gateway: "
+                f"the gateway's public port is 127.0.0.1:{DEFAULT_PORTS['gateway']} "
+                "(--gateway-addr)"
+            )
         return (
             f"{host}:{port} answers in MTD/1, not TLS: the gateway is behind its sidecar (a "
             "run with --gateway-transport mtd); call it with --transport mtd (or export "
