@@ -88,6 +88,7 @@ def test_tour_without_a_mesh_is_one_line() -> None:
         timeout=60,
     )
     assert r.returncode == 2 and r.stderr.startswith("error: tour: no mesh at")
+    assert "for a run on other ports, the `export MTLSDEMO_…` line it printed" in r.stderr
     assert r.stderr.count("\n") == 1
 
 

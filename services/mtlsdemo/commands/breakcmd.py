@@ -24,6 +24,12 @@ def _hostport(text: str) -> tuple[str, int]:
 HOST_PORT = flags.checked(_hostport, "HOST:PORT")
 
 
+# a run on other ports printed where it is: the fix is that line, not a second run
+ELSEWHERE = (
+    ', or, for a run on other ports, the `export MTLSDEMO_…` line it printed under "start here"'
+)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "break",
@@ -144,7 +150,8 @@ def main(args: argparse.Namespace) -> int:
     if not (reachable(c.ledger_admin) and reachable(c.gateway_admin)):
         raise PkiError(
             f"break: no sidecar mesh at {c.ledger_admin[0]}:{c.ledger_admin[1]} / "
-            f"{c.gateway_admin[0]}:{c.gateway_admin[1]}; start `make run` (sidecar mode) first"
+            f"{c.gateway_admin[0]}:{c.gateway_admin[1]}; start `make run` (sidecar mode) "
+            f"first{ELSEWHERE}"
         )
     failed = 0
     for name in names:

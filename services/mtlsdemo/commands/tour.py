@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def main(args: argparse.Namespace) -> int:
     import logging
 
-    from mtlsdemo.commands.breakcmd import config
+    from mtlsdemo.commands.breakcmd import ELSEWHERE, config
     from mtlsdemo.explain.tour import openssl_binary, render, run_tour
     from mtlsdemo.mesh.client import LocalMesh, reachable
 
@@ -37,6 +37,7 @@ def main(args: argparse.Namespace) -> int:
         raise PkiError(
             f"tour: no mesh at {c.ledger_admin[0]}:{c.ledger_admin[1]} (the ledger sidecar's "
             "admin); start `make run` (sidecar mode, the default) in another terminal first"
+            + ELSEWHERE
         )
     logging.getLogger("mtlsdemo.pki.material").setLevel(logging.ERROR)  # the self-signed one
     interactive = not args.non_interactive and sys.stdin.isatty()
