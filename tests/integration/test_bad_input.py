@@ -63,6 +63,13 @@ def home(tmp_path_factory) -> Path:
             ["--status-window 30d", "longer than 7 days"],
         ),
         (["handshake", "--connect", "127.0.0.1:{closed}"], {}, 2, ["cannot connect"]),
+        # outside the clone: no throwaway CA that the user's mesh would then refuse
+        (
+            ["handshake", "--trace", "--connect", "127.0.0.1:{closed}", "--certs-dir", "nowhere"],
+            {},
+            2,
+            ["no identity at nowhere/gateway", "--certs-dir"],
+        ),
         (["handshake", "--connect", "nohost.invalid:1"], {}, 2, ["cannot connect"]),
         (["handshake", "--client-dir", "missing"], {}, 2, ["missing", "cannot read"]),
         (["handshake", "--client-dir", "corrupt"], {}, 2, ["corrupt/tls.crt", "not a valid PEM"]),

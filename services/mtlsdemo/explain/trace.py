@@ -310,6 +310,18 @@ def run(cfg: TraceConfig) -> int:
                 "server is the running sidecar, with its own clock, allow-list and suites "
                 "(drop them, or drop --connect)"
             )
+    if (
+        cfg.connect
+        and not cfg.client_dir
+        and not (Path(cfg.certs_dir) / "gateway" / "tls.crt").exists()
+    ):
+        # a throwaway CA would only be refused by the running mesh as unknown_ca:
+        # connecting needs the mesh's own identities
+        raise PkiError(
+            f"handshake --connect: no identity at {Path(cfg.certs_dir) / 'gateway'}: run it "
+            "from the directory `make run` ran in (its certs/), or pass --certs-dir (or "
+            "--client-dir) pointing at the mesh's certificates"
+        )
     certs = _ensure_certs(Path(cfg.certs_dir))
     client_dir = Path(cfg.client_dir) if cfg.client_dir else certs / "gateway"
     server_dir = Path(cfg.server_dir) if cfg.server_dir else certs / "ledger"
