@@ -214,7 +214,7 @@ def key_exchange(mesh: LocalMesh, work: Path, conn: Connection) -> Section:
         "Then what the mesh really uses, ephemeral Diffie-Hellman (ECDHE, X25519): each side "
         "makes a fresh key pair for this connection only and sends the public half; each "
         "combines its private half with the other's public half and both get the same "
-        "secret, which never crosses the wire — since issue 26 together with a "
+        "secret, which never crosses the wire — on this mesh, by default, together with a "
         "post-quantum key encapsulation (ML-KEM-768), below.",
     ]
     s.command = (
