@@ -56,6 +56,11 @@ def test_each_section_shows_what_really_happened(mesh) -> None:
     assert "the same CSR signed by the mesh's CA: accepted" in out
     # every section points at what shows it over time
     assert out.count("watch it over time:") == 5
+    assert (
+        out.rstrip()
+        .splitlines()[-1]
+        .startswith("== end of the tour. Next: `mtlsdemo break --list`")
+    )
 
 
 def can_capture() -> bool:
@@ -122,6 +127,46 @@ def test_ctrl_d_at_a_pause_ends_the_interactive_tour_cleanly(mesh) -> None:
         assert proc.wait(timeout=60) == 0
         wait_for(lambda: b"tour ended" in read(), timeout=10, what="the closing line")
         assert b"Traceback" not in seen and b"EOFError" not in seen
+    finally:
+        proc.kill()
+        os.close(leader)
+
+
+def test_the_interactive_tour_ends_with_a_closing_line_and_no_last_pause(mesh) -> None:
+    import contextlib
+    import os
+    import pty
+    import select
+
+    from support.processes import wait_for
+
+    require_binary("openssl")
+    _root, _ports, env = mesh
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        mtlsdemo("tour"), stdin=follower, stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    seen = bytearray()
+
+    def read() -> bytes:
+        if select.select([leader], [], [], 0.2)[0]:
+            with contextlib.suppress(OSError):
+                seen.extend(os.read(leader, 65536))
+        return bytes(seen)
+
+    try:
+        for n in range(1, 5):  # a pause after each of the first four steps
+            wait_for(
+                lambda n=n: read().count(b"Enter for the next step") == n,
+                timeout=120,
+                what=f"pause {n}",
+            )
+            os.write(leader, b"\n")
+        wait_for(lambda: b"== end of the tour" in read(), timeout=120, what="the closing line")
+        assert proc.wait(timeout=60) == 0
+        read()
+        assert seen.count(b"Enter for the next step") == 4, bytes(seen[-500:])
     finally:
         proc.kill()
         os.close(leader)

@@ -525,10 +525,15 @@ def render(sections: list[Section], markdown: bool, pause: Callable[[], object] 
             if s.watch:
                 lines.append(f"   watch it over time: {s.watch}")
             lines.append("")
-        if pause is not None:
+        if pause is not None and s is not sections[-1]:  # no "next step" after the last
             print("\n".join(lines), flush=True)
             lines = []
             pause()
+    if not markdown:
+        lines.append(
+            "== end of the tour. Next: `mtlsdemo break --list` (break each step on purpose), "
+            "`mtlsdemo capture` (the same steps on the wire, in Wireshark)"
+        )
     return "\n".join(lines)
 
 
