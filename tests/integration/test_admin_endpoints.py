@@ -137,7 +137,17 @@ def test_the_endpoint_reference_lists_exactly_what_is_served(mesh, tmp_path: Pat
 
     m, _ = mesh
     served = set(json.loads(http_get(m.server.admin, "/")[1])["endpoints"]) | {"/"}
-    assert documented("The sidecar's admin port") == served
+    # POST /sessions/close exists only on a key-logging sidecar (tests/integration/
+    # test_wire.py's capture uses it); this one logs no keys, so it has none
+    keylog_only = {"/sessions/close"}
+    assert documented("The sidecar's admin port") - keylog_only == served
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{m.server.admin}/sessions/close", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=5)
+    assert refused.value.code in (404, 405)
     app = Console(ConsoleConfig(sidecar_admins=(), metrics=()), tmp_path).app()
     routes = {r.canonical.replace("/static", "/static/{file}") for r in app.router.resources()}
     assert documented("The console") == routes

@@ -64,6 +64,7 @@ class Capture:
     account: str
     mtd_sessions_keyed: bool
     tls_call: bool
+    closed: int = 0  # sessions ended before the window (their next handshakes are in it)
     notes: list[str] = field(default_factory=list)
 
 
@@ -317,8 +318,9 @@ def take(cfg: CaptureConfig) -> Capture:
         raw, tls_keys = Path(tmp) / "raw.pcapng", Path(tmp) / "tls.keys"
         os.chmod(tmp, 0o755)  # dumpcap may drop to another user to write the file
         started = time.monotonic()
+        closed = 0
         if keylogs:  # before the window: their close_notify belongs to no handshake in it
-            close_sessions([cfg.mesh.gateway_admin, cfg.mesh.ledger_admin])
+            closed = close_sessions([cfg.mesh.gateway_admin, cfg.mesh.ledger_admin])
         recorder = Recorder(cfg.interface, bpf, raw)
         try:
             calls, tls_call = drive_calls(mesh, account, tls_keys)
@@ -346,7 +348,9 @@ def take(cfg: CaptureConfig) -> Capture:
             "the sidecars log no keys: MTD/1 records stay opaque (start the mesh with "
             '`make run ARGS="--keylog sidecars.keys"` to decrypt them)'
         )
-    return Capture(out, keys, packets, the_hops, calls, account, bool(keylogs), tls_call, notes)
+    return Capture(
+        out, keys, packets, the_hops, calls, account, bool(keylogs), tls_call, closed, notes
+    )
 
 
 def open_command(c: Capture, gui: bool = False) -> str:
@@ -366,6 +370,10 @@ def summary(c: Capture) -> list[str]:
         f"== capture: {c.packets} packets -> {c.out} (key log: {c.keys})",
         "   hops, each its own port in the file:",
         *(f"     127.0.0.1:{h.port:<6} {h.what}" for h in c.hops),
+        f"   sessions ended before the window: {c.closed} (so every MTD/1 session in the file "
+        "starts with its handshake, which decryption needs)"
+        if c.mtd_sessions_keyed
+        else "   MTD/1 sessions are not decrypted: the sidecars log no keys",
         "   calls made during the window (each crosses every hop): " + "; ".join(c.calls),
         f'   the account name "{c.account}" is readable on the plaintext hops and on no MTD/1 or TLS packet',
         f"   !! {c.keys} decrypts every session in the file: share it only with the capture",
