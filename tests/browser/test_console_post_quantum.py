@@ -47,6 +47,10 @@ def test_every_edge_of_an_ml_dsa_mesh_is_labelled_quantum_safe(page, pq_mesh, sh
         expect(
             page.locator(f"[data-testid=mesh-edge][data-client='{client}'][data-server='{server}']")
         ).to_have_count(1)
+    # the cli calls over MTD/1 with a sidecar inside its own process: not "no sidecar"
+    expect(page.locator(f"[data-testid=mesh-node][data-id='{CLI}']")).to_contain_text(
+        "its sidecar runs in its process"
+    )
     page.locator(f"[data-testid=edge-row][data-client='{GATEWAY}'][data-server='{LEDGER}']").click()
     expect(page.get_by_test_id("ladder-verdict").first).to_contain_text("both sides verified")
     expect(page.get_by_test_id("ladder-pq")).to_be_visible()

@@ -62,3 +62,17 @@ def test_the_in_memory_handshake_comes_as_a_pcap_with_its_key_log(tryout: Tryout
     refused = tryout.run(TryRequest(provoke="foreign-ca"))["capture"]
     assert refused["keys"] == ""  # no session: nothing to decrypt, the alert is in clear
     assert len(base64.b64decode(refused["pcap_base64"])) > 1000  # the hellos and the alert
+
+
+def test_the_foreign_ca_is_named_impostor_as_breaks_is(tryout: Tryout) -> None:
+    from cryptography import x509
+
+    tryout.run(TryRequest(provoke="foreign-ca"))
+    other = x509.load_pem_x509_certificate(
+        (tryout.workdir / "other-ecdsa-p256" / "ca" / "ca.crt").read_bytes()
+    )
+    main = x509.load_pem_x509_certificate(
+        (tryout.workdir / "main-ecdsa-p256" / "ca" / "ca.crt").read_bytes()
+    )
+    assert "impostor root CA" in other.subject.rfc4514_string()
+    assert "impostor" not in main.subject.rfc4514_string()

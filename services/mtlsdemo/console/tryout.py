@@ -64,7 +64,13 @@ class Tryout:
             if not (out / "ledger" / "tls.crt").exists():
                 logging.getLogger("mtlsdemo.pki").setLevel(logging.WARNING)
                 bootstrap(
-                    BootstrapRequest(out=out, services=("gateway", "ledger"), key_type=key_type)
+                    BootstrapRequest(
+                        out=out,
+                        services=("gateway", "ledger"),
+                        key_type=key_type,
+                        # the foreign CA is told apart by name, as `break foreign-ca`'s is
+                        ca_name="impostor root CA" if which == "other" else None,
+                    )
                 )
         return out
 

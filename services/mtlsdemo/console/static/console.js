@@ -196,7 +196,9 @@ function renderMesh(m) {
   for (const n of m.nodes) {
     const p = g.node(n.id);
     const c = n.certificate;
-    const sub = n.external ? "no sidecar of ours" : `cert ${left(c && c.expires_in_seconds)} left · reload #${c ? c.reload_generation : "?"}`;
+    // an outside caller that speaks MTD/1 runs a sidecar inside its own process (`--transport mtd`)
+    const inProcess = n.external && m.edges.some((e) => e.client === n.id && e.path === "MTD/1");
+    const sub = inProcess ? "its sidecar runs in its process" : n.external ? "no sidecar of ours" : `cert ${left(c && c.expires_in_seconds)} left · reload #${c ? c.reload_generation : "?"}`;
     const top = p.y - p.height / 2;
     nodes.push(s("g", { class: "node" + (n.external ? " external" : ""), "data-testid": "mesh-node", "data-id": n.id },
       s("title", { text: n.id }),
@@ -424,7 +426,12 @@ function showLadder(d, panel) {
 // ---------------------------------------------------------------- failures
 function renderFailures(items) {
   const body = document.querySelector("#failures tbody");
-  if (!items.length) { body.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "note", text: "no failure seen — break something (buttons below, or `mtlsdemo break`)" }))); return; }
+  if (!items.length) {
+    // the Break it buttons sit above this table, and only where this console may run them
+    const how = document.getElementById("break-section").hidden ? "`mtlsdemo break` against this mesh" : "the Break it buttons above, or `mtlsdemo break`";
+    body.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "note", "data-testid": "failures-empty", text: `no failure seen — break something (${how})` })));
+    return;
+  }
   body.replaceChildren(...items.map((f) => h("tr", {
     class: f.handshake ? "clickable" : "", "data-testid": "failure-row", "data-reason": f.reason, "data-origin": f.origin,
     "data-rejected-by": f.rejected_by, onclick: () => f.handshake && showFailure(f),
