@@ -133,8 +133,10 @@ def through_route(route: tuple[str, int], timeout: float) -> str:
         s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
         try:
             data = s.recv(100)
+        except ConnectionResetError:  # the sidecar aborted the app side: the same refusal
+            data = b""
         except OSError as e:
-            return f"connection ended ({e})"
+            return f"connection ended ({e.strerror or e})"
     return "the ledger answered" if data else "connection closed by the gateway's sidecar"
 
 
