@@ -41,6 +41,8 @@ def test_run_starts_everything_sends_traffic_and_stops(tmp_path: Path, mode: str
     assert "mtlsdemo client" in out
     assert "gateway stopped" in out and "ledger stopped" in out  # clean SIGTERM shutdown
     assert (tmp_path / "var" / "ledger.db").exists()
+    if mode == "native":  # said, not silently missing
+        assert "console  none in native mode (no sidecars to watch)" in out
     if mode == "sidecar":
         assert "[ledger-sidecar]" in out and "[gateway-sidecar]" in out
         assert "ledger-sidecar stopped" in out and "gateway-sidecar stopped" in out

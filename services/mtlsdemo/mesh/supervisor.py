@@ -602,9 +602,13 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
             f"                  http://127.0.0.1:{cfg.ledger_admin_port}/status (ledger-sidecar)",
         ]
     else:
-        lines.append(
-            f"   ledger   {ledger_addr}  gRPC mTLS, callers allowed: {workload_id(td, ns, 'gateway')}"
-        )
+        lines += [
+            f"   ledger   {ledger_addr}  gRPC mTLS, callers allowed: {workload_id(td, ns, 'gateway')}",
+            # the console draws the sidecars' handshakes; grpcio's own TLS shows none
+            "   console  none in native mode (no sidecars to watch): `make run` without "
+            "--mode native has it; `mtlsdemo handshake --tls13 --connect "
+            f"{gateway_addr}` shows a native TLS 1.3 handshake",
+        ]
     lines += [
         f"   metrics  http://127.0.0.1:{cfg.gateway_metrics_port}/metrics (gateway)",
         f"            http://127.0.0.1:{cfg.ledger_metrics_port}/metrics (ledger)",
