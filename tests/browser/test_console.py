@@ -112,6 +112,16 @@ def test_a_ladder_shows_the_four_steps_in_order(console, shots: Path) -> None:
         "els => els.map(e => e.dataset.name)"
     )
     assert names[0] == "CLIENT_HELLO" and names.count("FINISHED") == 2, names
+    # sizes are seen: arrow weight by bytes, the handshake's total, the interleaving said
+    weights = ladder.locator("[data-testid=ladder-message] line").evaluate_all(
+        "els => els.map(e => [e.closest('g').dataset.name, +e.getAttribute('data-bytes'), +e.getAttribute('stroke-width')])"
+    )
+    by_name = {n: (b, w) for n, b, w in weights if b}
+    assert by_name["SERVER_KEY_SHARE"][1] > by_name["FINISHED"][1], by_name  # 1,224 B vs 36 B
+    total = int(ladder.get_by_test_id("ladder-total").get_attribute("data-bytes"))
+    assert total == sum(b for _n, b, _w in weights), (total, weights)
+    expect(ladder.get_by_test_id("ladder-total")).to_contain_text("KB on the wire")
+    expect(ladder.get_by_test_id("ladder-interleave")).to_contain_text("steps 2 and 3 interleave")
     expect(page.get_by_test_id("ladder-verdict")).to_contain_text("both sides verified each other")
     expect(page.get_by_test_id("ladder-pq")).to_contain_text("ML-KEM-768")  # the bigger messages
     panel = page.get_by_test_id("ladder-panel")
@@ -165,6 +175,8 @@ def test_a_foreign_ca_from_outside_appears_as_a_failed_ladder(console, mesh, sho
     expect(verdict).to_contain_text("rejected by ledger (the server) in step 2")
     expect(page.get_by_test_id("selected-edge")).to_have_text("unverified peer → ledger (MTD/1)")
     expect(page.get_by_test_id("ladder-cross")).to_have_attribute("data-side", "server")
+    # the ✗ in the band of the step that failed (2), not in the alert's row
+    expect(page.get_by_test_id("ladder-cross")).to_have_attribute("data-step", "certificate_verify")
     shot(page.locator("#handshakes-section"), shots / "ladder-failed.png")
 
 
@@ -179,6 +191,11 @@ def test_the_in_memory_handshake_provokes_the_chosen_failure(console) -> None:
     expect(verdict).to_have_attribute("data-reason", "identity_mismatch")
     expect(verdict).to_contain_text("rejected by ledger (the server)")
     expect(page.get_by_test_id("handshake-item")).to_have_count(2)  # both sides' views
+    # the client's view: it verified the server fully (each check listed), then was refused
+    page.locator("[data-testid=handshake-item]").filter(has_text="(client)").click()
+    passed = page.get_by_test_id("ladder-passed")
+    expect(passed).to_contain_text("this side's checks of the server, all passed:")
+    expect(passed).to_contain_text("✓ chain signature verified up to trusted root")
 
 
 def test_the_in_memory_handshake_downloads_as_a_pcap_and_its_key_log(

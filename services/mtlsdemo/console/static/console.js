@@ -311,7 +311,7 @@ function ladderSvg(d) {
     const from = d.origin === "local" ? other : d.role;
     rows.push({ name: `a record refused: ${d.outcome}`, step: "alert", from, size: null, at_ms: null });
   }
-  const height = top + rows.length * rowH + 40;
+  const height = top + rows.length * rowH + 64;  // room for the total and the note below
   const svg = s("svg", { viewBox: `0 0 830 ${height}`, class: "ladder", role: "img", "data-testid": "ladder", "data-outcome": d.outcome, "aria-label": `handshake ladder, ${d.outcome}` });
   // step bands: contiguous runs of one step
   let i = 0;
@@ -338,6 +338,10 @@ function ladderSvg(d) {
       s("text", { class: "time", x: xs[side], y: 36, "text-anchor": "middle", text: id.length > 60 ? "…" + id.slice(-59) : id }),
       s("line", { class: "lane", x1: xs[side], y1: 44, x2: xs[side], y2: height - 10 }));
   }
+  // arrow weight by bytes: a 1,224-byte key share or a multi-KB ML-DSA certificate is
+  // seen to be heavier than a 36-byte Finished, not only read as a number
+  const biggest = Math.max(1, ...rows.map((m) => m.size || 0));
+  const weight = (size) => (size ? (1.2 + 6 * Math.sqrt(size / biggest)).toFixed(2) : "1.5");
   rows.forEach((m, k) => {
     const y = top + k * rowH + 12;
     const alert = m.step === "alert";
@@ -348,7 +352,7 @@ function ladderSvg(d) {
     } else {
       const to = m.from === "client" ? "server" : "client";
       const x1 = xs[m.from], x2 = xs[to] + (to === "server" ? -6 : 6);
-      g.append(s("line", { x1, y1: y, x2, y2: y, "marker-end": alert ? "url(#ha)" : "url(#hd)" }));
+      g.append(s("line", { x1, y1: y, x2, y2: y, "marker-end": alert ? "url(#ha)" : "url(#hd)", "stroke-width": weight(m.size), "data-bytes": m.size || 0 }));
     }
     g.append(s("text", { x: (xs.client + xs.server) / 2, y: y - 5, "text-anchor": "middle", text: (alert ? "alert: " : "") + name + (m.size ? ` (${m.size} B)` : "") }));
     if (m.at_ms !== null && m.at_ms !== undefined) g.append(s("text", { class: "time", x: 44, y: y + 4, text: `+${m.at_ms.toFixed(2)} ms` }));
@@ -358,11 +362,21 @@ function ladderSvg(d) {
     s("marker", { id: "hd", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#1f2328" })),
     s("marker", { id: "ha", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#cf222e" }))));
   if (d.outcome !== "success") {
-    // the side that raised the failure: this one (local) or the peer (remote)
+    // the side that raised the failure: this one (local) or the peer (remote); the ✗ sits
+    // in the band of the step that failed (the alert row is only how it was told)
     const raiser = d.origin.startsWith("remote") ? other : d.role;
-    const k = Math.max(0, rows.findIndex((r) => r.step === "alert"));
-    svg.append(s("text", { class: "cross", x: xs[raiser] + (raiser === "client" ? 10 : -30), y: top + k * rowH + 20, "data-testid": "ladder-cross", "data-side": raiser, text: "✗" }));
+    let k = rows.findIndex((r) => r.step === d.step);
+    if (k < 0) k = Math.max(0, rows.findIndex((r) => r.step === "alert"));
+    svg.append(s("text", { class: "cross", x: xs[raiser] + (raiser === "client" ? 10 : -30), y: top + k * rowH + 20, "data-testid": "ladder-cross", "data-side": raiser, "data-step": rows[k] ? rows[k].step : "", text: "✗" }));
   }
+  // the bytes this handshake put on the wire, and where steps 2 and 3 share a flight
+  const total = rows.reduce((n, m) => n + (m.size || 0), 0);
+  const order = rows.map((r) => r.step).filter((st, n, all) => n === 0 || st !== all[n - 1]);
+  const interleaved = order.length !== new Set(order).size;
+  svg.append(s("text", { class: "time", x: 44, y: height - 22, "data-testid": "ladder-total", "data-bytes": total,
+    text: `this handshake: ${(total / 1024).toFixed(1)} KB on the wire in ${rows.filter((m) => m.size).length} messages (arrow weight: bytes)` }));
+  if (interleaved) svg.append(s("text", { class: "time", x: 44, y: height - 8, "data-testid": "ladder-interleave",
+    text: "steps 2 and 3 interleave: a side's flight carries its certificate (2) and its key share (3) together; each is checked in order" }));
   return svg;
 }
 
@@ -391,7 +405,11 @@ function verdict(d) {
       ? ` — the handshake succeeded, then ${short(d.rejected_by)} (the ${sideOf(d.rejected_by)}) refused an encrypted record and ended the session (step 4); seen by ${d.sidecar} (${d.role}, origin ${d.origin}).`
       : ` — rejected by ${short(d.rejected_by)} (the ${sideOf(d.rejected_by)}) in step ${st.n} ${st.text}; seen by ${d.sidecar} (${d.role}, origin ${d.origin}).`,
     d.origin === "remote_unverified" ? unverifiedNote() : null,
-    d.detail ? h("div", { text: d.detail }) : null);
+    d.detail ? h("div", { text: d.detail }) : null,
+    (d.checks || []).length
+      ? h("ul", { class: "passed", "data-testid": "ladder-passed" }, h("li", { class: "note", text: `this side's checks of the ${d.role === "client" ? "server" : "client"}, all passed:` }),
+        ...d.checks.map((c) => h("li", { text: "✓ " + c })))
+      : null);
 }
 
 // An alert received in clear (before the session keys) is only the peer's claim:
