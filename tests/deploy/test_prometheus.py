@@ -263,6 +263,33 @@ def test_promtool_check_metrics_on_every_page(prometheus) -> None:
         assert res.returncode == 0, (port, res.stdout + res.stderr)
 
 
+def test_a_healthy_mesh_raises_no_alert(prometheus) -> None:
+    """The shipped rules against `mtlsdemo run` with nothing broken: no alert pending or
+    firing (a ledger that loads no CRL exported nextUpdate 0, and MtlsCrlPastNextUpdate
+    went pending at once and fired, critical, after 2 minutes; pending is what shows it
+    here within seconds)."""
+    import datetime as dt
+
+    _run, port = prometheus
+    start = dt.datetime.now(dt.UTC)
+
+    def evaluated_since_start() -> bool:
+        groups = api(port, "rules")["groups"]
+        times = [
+            dt.datetime.fromisoformat(g["lastEvaluation"].replace("Z", "+00:00")) for g in groups
+        ]
+        return bool(times) and min(times) > start + dt.timedelta(seconds=3)
+
+    wait_for(
+        evaluated_since_start, timeout=60, what="every rule group evaluated 3 s after the start"
+    )
+    alerts = query(port, "ALERTS")
+    assert alerts == [], [(a["metric"]["alertname"], a["metric"].get("instance")) for a in alerts]
+    # the ledger behind its sidecar checks no CRL: it exports no CRL series at all
+    crl = query(port, "mtls_crl_next_update_timestamp_seconds")
+    assert all(float(s["value"][1]) > 1.7e9 for s in crl), crl
+
+
 def test_every_query_and_alert_expression_returns_data(prometheus, record_property) -> None:
     run, port = prometheus
     rules = api(port, "rules")["groups"]
