@@ -33,6 +33,12 @@ function h(tag, attrs, ...kids) {
   for (const kid of kids.flat()) if (kid !== null && kid !== undefined) e.append(kid);
   return e;
 }
+// a SPIFFE ID that may wrap only after a "/" (never inside "gateway" or "mtls-demo.local")
+function idLine(id) {
+  const parts = String(id).split(/(?<=\/)/);
+  const seg = (p) => h("span", { class: "seg", text: p });  // nowrap: not even at "mtls-"
+  return h("div", { class: "id", title: id }, ...parts.flatMap((p, n) => (n ? [h("wbr"), seg(p)] : [seg(p)])));
+}
 function s(tag, attrs, ...kids) {
   const e = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -240,8 +246,8 @@ function renderEdges(edges) {
     class: "clickable" + (state.edge && state.edge.id === e.id ? " selected" : ""), "data-testid": "edge-row",
     "data-client": e.client, "data-server": e.server, "data-path": e.path, onclick: () => selectEdge(e),
   },
-    h("td", {}, h("b", { text: short(e.client) }), h("div", { class: "id", text: e.client })),
-    h("td", {}, h("b", { text: short(e.server) }), h("div", { class: "id", text: e.server })),
+    h("td", {}, h("b", { text: short(e.client) }), idLine(e.client)),
+    h("td", {}, h("b", { text: short(e.server) }), idLine(e.server)),
     h("td", { text: e.path }),
     h("td", {}, h("span", { text: e.suites.join(", ") || "—" }), kxLabel(e.suites), idLabel(e.identities),
       e.keys_logged ? h("div", { class: "keylog", "data-testid": "edge-keylog", text: "⚠ " + e.keys_logged }) : null),
@@ -457,8 +463,8 @@ function renderFailures(items) {
     h("td", { text: f.last_seen ? time(f.last_seen) : "—" }),
     h("td", {}, h("b", { text: short(f.rejected_by) }),
       f.origin === "remote_unverified" ? h("span", { class: "unverified", "data-testid": "unverified-mark", title: "the alert came in clear, before keys: only the peer's claim", text: " ⚠ claim" }) : null,
-      h("div", { class: "id", text: f.rejected_by })),
-    h("td", {}, h("b", { text: short(f.rejected) }), h("div", { class: "id", text: f.rejected })),
+      idLine(f.rejected_by)),
+    h("td", {}, h("b", { text: short(f.rejected) }), idLine(f.rejected)),
     h("td", { class: "bad", text: f.reason }),
     h("td", { text: STEPS[f.step] ? `${STEPS[f.step].n} ${STEPS[f.step].text}` : f.step || "—" }),
     h("td", { text: f.path }),
