@@ -14,3 +14,42 @@ SCENARIOS = {
     "revoked": "the gateway's certificate revoked while the mesh runs: certificate_revoked",
     "stale-status": "the gateway's stapled status past nextUpdate: status_stale",
 }
+
+# The reason each scenario ends in (its report checks it); the step it breaks follows
+# from the reason, as the core files it (handshake.errors.STEP_OF_REASON).
+REASONS = {
+    "foreign-ca": "unknown_ca",
+    "expired": "certificate_expired",
+    "not-yet-valid": "certificate_not_yet_valid",
+    "wrong-identity": "identity_mismatch",
+    "wrong-server-name": "identity_mismatch",
+    "tamper": "decrypt_error",
+    "downgrade": "bad_signature",
+    "no-common-suite": "no_common_suite",
+    "clock-skew": "certificate_expired",
+    "slow-handshake": "handshake_timeout",
+    "revoked": "certificate_revoked",
+    "stale-status": "status_stale",
+}
+STEP_WORDS = {
+    "hello": "step 1 — hello",
+    "certificate_verify": "step 2 — certificate verification",
+    "key_exchange": "step 3 — key exchange",
+    "finished": "step 4 — encrypted data",
+}
+
+
+def step_of(scenario: str) -> str:
+    """Which of the four steps a scenario breaks, in words (`break --list`)."""
+    from mtlsdemo.handshake.errors import STEP_OF_REASON, Reason
+
+    reason = Reason(REASONS[scenario])
+    # a record's tag belongs to step 4; a peer that never says hello, to step 1
+    step = (
+        STEP_OF_REASON.get(reason)
+        or {
+            Reason.DECRYPT_ERROR: "finished",
+            Reason.HANDSHAKE_TIMEOUT: "hello",
+        }[reason]
+    )
+    return STEP_WORDS[step]

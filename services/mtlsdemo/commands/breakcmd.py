@@ -121,8 +121,10 @@ def main(args: argparse.Namespace) -> int:
     from mtlsdemo.breaking.scenarios import restore, run_scenario
 
     if args.list:
+        from mtlsdemo.breaking.catalog import step_of
+
         for name, summary in SCENARIOS.items():
-            print(f"{name:<18} {summary}")
+            print(f"{name:<18} {step_of(name):<35} {summary}")
         return 0
     import logging
 
