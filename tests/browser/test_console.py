@@ -31,6 +31,7 @@ pytestmark = pytest.mark.browser
 
 GATEWAY = "spiffe://mtls-demo.local/ns/default/sa/gateway"
 LEDGER = "spiffe://mtls-demo.local/ns/default/sa/ledger"
+CLI = "spiffe://mtls-demo.local/ns/default/sa/cli"
 # each break button: the reason its report must name
 BREAK_REASONS = {
     "foreign-ca": "unknown_ca",
@@ -54,7 +55,12 @@ expect.set_options(timeout=WAIT)
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, int]]]:
     require_binary("chromium")
     root = tmp_path_factory.mktemp("console")
-    with running_mesh(root) as (ports, _env):
+    with running_mesh(root) as (ports, env):
+        # one call as the README's first "Try it" line makes: the cli joins the picture
+        subprocess.run(
+            [sys.executable, "-m", "mtlsdemo", "client", "open", "alice", "--id", "alice"],
+            cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
         yield root, ports
 
 
@@ -87,7 +93,7 @@ def test_the_page_shows_the_live_mesh_with_identities_and_suite(console, shots: 
     # ECDSA identities: a future quantum computer could forge their signatures
     expect(row.get_by_test_id("edge-ids")).to_have_text("classic identities")
     expect(row.get_by_test_id("edge-health")).to_contain_text("healthy")
-    for identity in (GATEWAY, LEDGER):
+    for identity in (GATEWAY, LEDGER, CLI):  # the cli too: the README's picture has it
         expect(page.locator(f"[data-testid=mesh-node][data-id='{identity}']")).to_be_visible()
     expect(
         page.locator(f"[data-testid=mesh-edge][data-client='{GATEWAY}'][data-server='{LEDGER}']")

@@ -342,12 +342,12 @@ function ladderSvg(d) {
     const title = id === "unknown" && claimed ? `unverified (claims ${short(claimed)})` : short(id);
     svg.append(s("text", { class: "lane-title", x: xs[side], y: 20, "text-anchor": "middle", text: `${side}: ${title}` }),
       s("text", { class: "time", x: xs[side], y: 36, "text-anchor": "middle", text: id.length > 60 ? "…" + id.slice(-59) : id }),
-      s("line", { class: "lane", x1: xs[side], y1: 44, x2: xs[side], y2: height - 10 }));
+      s("line", { class: "lane", x1: xs[side], y1: 44, x2: xs[side], y2: top + rows.length * rowH }));
   }
   // arrow weight by bytes: a 1,224-byte key share or a multi-KB ML-DSA certificate is
   // seen to be heavier than a 36-byte Finished, not only read as a number
   const biggest = Math.max(1, ...rows.map((m) => m.size || 0));
-  const weight = (size) => (size ? (1.2 + 6 * Math.sqrt(size / biggest)).toFixed(2) : "1.5");
+  const weight = (size) => (size ? (1.2 + 4.3 * Math.sqrt(size / biggest)).toFixed(2) : "1.5");
   rows.forEach((m, k) => {
     const y = top + k * rowH + 12;
     const alert = m.step === "alert";
@@ -358,15 +358,15 @@ function ladderSvg(d) {
     } else {
       const to = m.from === "client" ? "server" : "client";
       const x1 = xs[m.from], x2 = xs[to] + (to === "server" ? -6 : 6);
-      g.append(s("line", { x1, y1: y, x2, y2: y, "marker-end": alert ? "url(#ha)" : "url(#hd)", "stroke-width": weight(m.size), "data-bytes": m.size || 0 }));
+      g.append(s("line", { x1, y1: y, x2, y2: y, "marker-end": alert ? "url(#ha)" : "url(#hd)", style: `stroke-width: ${weight(m.size)}px`, "stroke-width": weight(m.size), "data-bytes": m.size || 0 }));
     }
     g.append(s("text", { x: (xs.client + xs.server) / 2, y: y - 5, "text-anchor": "middle", text: (alert ? "alert: " : "") + name + (m.size ? ` (${m.size} B)` : "") }));
     if (m.at_ms !== null && m.at_ms !== undefined) g.append(s("text", { class: "time", x: 44, y: y + 4, text: `+${m.at_ms.toFixed(2)} ms` }));
     svg.append(g);
   });
   svg.prepend(s("defs", {},
-    s("marker", { id: "hd", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#1f2328" })),
-    s("marker", { id: "ha", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#cf222e" }))));
+    s("marker", { id: "hd", viewBox: "0 0 10 10", refX: 9, refY: 5, markerUnits: "userSpaceOnUse", markerWidth: 11, markerHeight: 11, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#1f2328" })),
+    s("marker", { id: "ha", viewBox: "0 0 10 10", refX: 9, refY: 5, markerUnits: "userSpaceOnUse", markerWidth: 13, markerHeight: 13, orient: "auto-start-reverse" }, s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#cf222e" }))));
   if (d.outcome !== "success") {
     // the side that raised the failure: this one (local) or the peer (remote); the ✗ sits
     // in the band of the step that failed (the alert row is only how it was told)
