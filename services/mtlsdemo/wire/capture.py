@@ -65,6 +65,7 @@ class Capture:
     mtd_sessions_keyed: bool
     tls_call: bool
     closed: int = 0  # sessions ended before the window (their next handshakes are in it)
+    probe_port: int = 0  # the capture's own UDP start/end markers
     notes: list[str] = field(default_factory=list)
 
 
@@ -349,7 +350,17 @@ def take(cfg: CaptureConfig) -> Capture:
             '`make run ARGS="--keylog sidecars.keys"` to decrypt them)'
         )
     return Capture(
-        out, keys, packets, the_hops, calls, account, bool(keylogs), tls_call, closed, notes
+        out,
+        keys,
+        packets,
+        the_hops,
+        calls,
+        account,
+        bool(keylogs),
+        tls_call,
+        closed,
+        recorder.probe[1],
+        notes,
     )
 
 
@@ -370,6 +381,8 @@ def summary(c: Capture) -> list[str]:
         f"== capture: {c.packets} packets -> {c.out} (key log: {c.keys})",
         "   hops, each its own port in the file:",
         *(f"     127.0.0.1:{h.port:<6} {h.what}" for h in c.hops),
+        f"     (the UDP datagrams to 127.0.0.1:{c.probe_port} are the capture's own start and "
+        "end markers)",
         f"   sessions ended before the window: {c.closed} (so every MTD/1 session in the file "
         "starts with its handshake, which decryption needs)"
         if c.mtd_sessions_keyed
