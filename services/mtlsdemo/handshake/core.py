@@ -739,5 +739,7 @@ def _leaf_of(chain: tuple[bytes, ...]) -> x509.Certificate | None:
         if leaf is not None:
             leaf.public_key()  # parsed lazily: a damaged key fails here, not at the signature
         return leaf
-    except (ValueError, UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion):
+        # InvalidVersion is no ValueError: uncaught, a peer's v4 certificate was
+        # reported as internal_error ("a bug") instead of bad_certificate
         return None
