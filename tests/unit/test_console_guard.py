@@ -22,6 +22,16 @@ def test_host_names_are_parsed_with_and_without_ports(header: str, name: str) ->
     assert host_name(header) == name
 
 
+@pytest.mark.parametrize(
+    "header",
+    ["127.0.0.1:47080@evil.example", "[127.0.0.1]evil.example", "[::1]evil", "127.0.0.1:80x",
+     "evil.example/127.0.0.1", "127.0.0.1 evil", "[127.0.0.1]:8080", ":8080", ""],
+)  # fmt: skip
+def test_a_host_that_only_starts_like_loopback_is_refused(header: str) -> None:
+    assert host_name(header) == ""
+    assert not guard().host_allowed(header)
+
+
 def guard() -> Guard:
     return Guard("127.0.0.1", allowed_hosts=["console.example.test"])
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import secrets
 from collections.abc import Iterable
 
@@ -28,12 +29,26 @@ TOKEN_HEADER = "X-Mtlsdemo-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
+_PORT = re.compile(r"(:[0-9]{1,5})?")
+
+
 def host_name(host_header: str) -> str:
-    """The name part of a Host header: `[::1]:8080` -> `::1`, `a.b:80` -> `a.b`."""
+    """The name part of a Host header: `[::1]:8080` -> `::1`, `a.b:80` -> `a.b`; "" for
+    anything that is not exactly host[:port] (RFC 9110 `Host`): `127.0.0.1:47080@evil`
+    or `[127.0.0.1]evil` must not pass as the loopback address they start with."""
     h = host_header.strip().lower()
-    if h.startswith("["):
-        return h[1 : h.find("]")] if "]" in h else h
-    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+    if h.startswith("["):  # an IPv6 literal, then at most a port
+        end = h.find("]")
+        inner, rest = h[1:end], h[end + 1 :]
+        ok = end > 0 and _PORT.fullmatch(rest) is not None and ":" in inner
+        return inner if ok and is_ip_literal(inner) else ""
+    if h.count(":") > 1:  # a bare IPv6 address (some clients send it unbracketed)
+        return h if is_ip_literal(h) else ""
+    name, _, port = h.partition(":")
+    if (port and not port.isdigit()) or _NAME.fullmatch(name) is None:
+        return ""
+    return name
 
 
 def is_ip_literal(name: str) -> bool:
