@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from mtlsdemo.addresses import free_port
+from mtlsdemo.breaking.catalog import REASONS
 from mtlsdemo.breaking.scenarios import crafted
 from mtlsdemo.endpoint.dial import handshake
 from mtlsdemo.endpoint.identity import identity_config
@@ -32,21 +33,9 @@ pytestmark = pytest.mark.browser
 GATEWAY = "spiffe://mtls-demo.local/ns/default/sa/gateway"
 LEDGER = "spiffe://mtls-demo.local/ns/default/sa/ledger"
 CLI = "spiffe://mtls-demo.local/ns/default/sa/cli"
-# each break button: the reason its report must name
-BREAK_REASONS = {
-    "foreign-ca": "unknown_ca",
-    "expired": "certificate_expired",
-    "not-yet-valid": "certificate_not_yet_valid",
-    "wrong-identity": "identity_mismatch",
-    "wrong-server-name": "identity_mismatch",
-    "tamper": "decrypt_error",
-    "downgrade": "bad_signature",
-    "no-common-suite": "no_common_suite",
-    "clock-skew": "certificate_expired",
-    "slow-handshake": "handshake_timeout",
-    "revoked": "certificate_revoked",
-    "stale-status": "status_stale",
-}
+# each break button: the reason its report must name (the catalog's, which
+# `break --list` turns into the step it breaks)
+BREAK_REASONS = REASONS
 WAIT = 15_000  # ms: Playwright waits on the condition, up to this
 expect.set_options(timeout=WAIT)
 
