@@ -290,6 +290,10 @@ def test_a_capture_of_the_live_mesh_decrypts_every_record_and_the_name_stays_off
     r = subprocess.CompletedProcess([], 0, printed["capture"], "")
     out = tmp_path / "mesh.pcapng"
     account = r.stdout.split('the account name "')[1].split('"')[0]
+    assert (
+        f"is in clear on port(s) {min(ports['route'], ports['ledger_app'])}, "
+        f"{max(ports['route'], ports['ledger_app'])} (the apps and their sidecars) and in no packet"
+    ) in r.stdout
     ended = int(r.stdout.split("sessions ended before the window: ")[1].split()[0])
     assert ended >= 1  # the gateway's long-lived session to the ledger (POST /sessions/close)
     key_file = out.with_suffix(".keys")

@@ -27,7 +27,7 @@ from mtlsdemo.addresses import parse_hostport
 from mtlsdemo.mesh.client import LocalMesh, MeshConfig
 from mtlsdemo.waiting import WaitTimeout, wait_until
 from mtlsdemo.wire.errors import CaptureError
-from mtlsdemo.wire.pcapread import has_marker
+from mtlsdemo.wire.pcapread import has_marker, segments
 from mtlsdemo.wire.tables import dissector_path
 
 STARTUP_TIMEOUT = 10.0  # for the capture tool to say it is listening
@@ -66,6 +66,8 @@ class Capture:
     tls_call: bool
     closed: int = 0  # sessions ended before the window (their next handshakes are in it)
     probe_port: int = 0  # the capture's own UDP start/end markers
+    # the hops (ports) whose packets carry the account name in clear, read back from the file
+    name_seen_on: tuple[int, ...] = ()
     notes: list[str] = field(default_factory=list)
 
 
@@ -360,8 +362,21 @@ def take(cfg: CaptureConfig) -> Capture:
         tls_call,
         closed,
         recorder.probe[1],
+        carrying(out, account.encode(), [h.port for h in the_hops]),
         notes,
     )
+
+
+def carrying(path: Path, needle: bytes, ports: list[int]) -> tuple[int, ...]:
+    """The hops whose segments hold ``needle`` in clear, from the file just written."""
+    found = {
+        port
+        for seg in segments(path)
+        if needle in seg.payload
+        for port in (seg.src_port, seg.dst_port)
+        if port in ports
+    }
+    return tuple(sorted(found))
 
 
 def open_command(c: Capture, gui: bool = False) -> str:
@@ -376,6 +391,23 @@ def open_command(c: Capture, gui: bool = False) -> str:
     return f"{tool} -X lua_script:{dissector_path()} -o mtd.keylog_file:{c.keys}{decode}{read}"
 
 
+def name_line(c: Capture) -> str:
+    """Where the capture found the account name in clear: read from the file, not assumed."""
+    by_kind = {h.port: h.kind for h in c.hops}
+    clear = [p for p in c.name_seen_on if by_kind.get(p) == "plaintext"]
+    leaked = [p for p in c.name_seen_on if by_kind.get(p) != "plaintext"]
+    where = ", ".join(str(p) for p in clear) or "no port"
+    if leaked:
+        return (
+            f'   !! the account name "{c.account}" is in clear on an encrypted hop: port(s) '
+            + ", ".join(str(p) for p in leaked)
+        )
+    return (
+        f'   the account name "{c.account}" is in clear on port(s) {where} (the apps and their '
+        "sidecars) and in no packet of the MTD/1 or TLS hops (checked in the file)"
+    )
+
+
 def summary(c: Capture) -> list[str]:
     lines = [
         f"== capture: {c.packets} packets -> {c.out} (key log: {c.keys})",
@@ -388,7 +420,7 @@ def summary(c: Capture) -> list[str]:
         if c.mtd_sessions_keyed
         else "   MTD/1 sessions are not decrypted: the sidecars log no keys",
         "   calls made during the window (each crosses every hop): " + "; ".join(c.calls),
-        f'   the account name "{c.account}" is readable on the plaintext hops and on no MTD/1 or TLS packet',
+        name_line(c),
         f"   !! {c.keys} decrypts every session in the file: share it only with the capture",
         *(f"   note: {n}" for n in c.notes),
         "== open it",
