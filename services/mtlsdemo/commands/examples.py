@@ -94,6 +94,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "mtlsdemo capture --seconds 5 --out mesh.pcapng",
         "mtlsdemo capture --seconds 10 --out /tmp/mesh.pcapng --gateway-admin 127.0.0.1:9901",
     ),
+    "illustrate": (
+        "mtlsdemo illustrate --seed 1 --out illustrated",
+        "mtlsdemo illustrate --seed 7 --suite ECDHE-X25519-CHACHA20-POLY1305 --out /tmp/page",
+    ),
     "wireshark": ("mtlsdemo wireshark --print-path", "mtlsdemo wireshark --install"),
     "console": (
         "mtlsdemo console",

@@ -23,6 +23,12 @@ def handshake_in_memory(
     or one fails (the other then reads its alert): the trace's and the console's
     in-memory handshake. ``wire`` collects every byte that crossed, in order."""
     c, s = world.connection("client", ccfg, now), world.connection("server", scfg, now)
+    return c, s, run_pair(c, s, wire)
+
+
+def run_pair(c: Connection, s: Connection, wire: Wire | None = None) -> ProtocolError | None:
+    """Hand bytes across until both are done or one fails (the other then reads its
+    alert); the failure, or None. ``wire`` collects every byte that crossed."""
     c.start()
     try:
         for _ in range(3):
@@ -39,8 +45,8 @@ def handshake_in_memory(
             wire.append(("c2s" if other is s else "s2c", alert))
         with contextlib.suppress(ProtocolError):  # the peer learns the reason from the alert
             other.receive_data(alert)
-        return c, s, e
-    return c, s, None
+        return e
+    return None
 
 
 def exchange(c: Connection, s: Connection, request: bytes, reply: bytes, wire: Wire) -> None:

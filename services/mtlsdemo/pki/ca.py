@@ -15,6 +15,7 @@ from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.files import load_cert
 from mtlsdemo.pki.keys import (
     PrivateKey,
+    deterministic,
     generate_key,
     load_private_key,
     public_key_der,
@@ -38,12 +39,20 @@ class CertificateAuthority:
 
 
 def create_root_ca(
-    key_type: str, days: float, trust_domain: str, now: dt.datetime, name: str | None = None
+    key_type: str,
+    days: float,
+    trust_domain: str,
+    now: dt.datetime,
+    name: str | None = None,
+    key: PrivateKey | None = None,
+    serial: int | None = None,
 ) -> CertificateAuthority:
     """``name``: the CA's common name (default "mtlsdemo root CA (<trust domain>)"); an
     impostor for a lesson gets its own (`certs bootstrap --ca-name`), so "issuer … is not
-    in the trust store" reads true without comparing key ids."""
-    key = generate_key(key_type)
+    in the trust store" reads true without comparing key ids. ``key`` and ``serial``:
+    given only by `mtlsdemo illustrate`, whose throwaway CA is made from a seed so two
+    runs print the same bytes (never for a mesh's CA)."""
+    key = key or generate_key(key_type)
     cn = name or f"mtlsdemo root CA ({trust_domain})"
     name_ = x509.Name(
         [
@@ -57,7 +66,7 @@ def create_root_ca(
         .subject_name(name_)
         .issuer_name(name_)
         .public_key(key.public_key())
-        .serial_number(random_serial())
+        .serial_number(serial or random_serial())
         # Backdate a little so a peer whose clock lags still accepts it.
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))
@@ -81,7 +90,7 @@ def create_root_ca(
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
         )
-        .sign(key, signing_hash(key))
+        .sign(key, signing_hash(key), ecdsa_deterministic=deterministic(key))
     )
     return CertificateAuthority(cert, key)
 

@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from mtlsdemo.pki.ca import CertificateAuthority, random_serial
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.identity import ServiceIdentity
-from mtlsdemo.pki.keys import AnyPublicKey, PublicKey, signing_hash
+from mtlsdemo.pki.keys import AnyPublicKey, PublicKey, deterministic, signing_hash
 
 
 def issue_leaf(
@@ -22,6 +22,7 @@ def issue_leaf(
     now: dt.datetime,
     days: float,
     not_before: dt.datetime | None = None,
+    serial: int | None = None,  # `mtlsdemo illustrate` only: a seeded, reproducible leaf
 ) -> x509.Certificate:
     """A leaf for both TLS roles: each service is a server to some peers and a
     client to others, so it carries serverAuth and clientAuth. Its notAfter never
@@ -44,7 +45,7 @@ def issue_leaf(
         )
         .issuer_name(ca.name)
         .public_key(public_key)
-        .serial_number(random_serial())
+        .serial_number(serial or random_serial())
         .not_valid_before(start)
         .not_valid_after(min(now + dt.timedelta(days=days), ca.cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -76,7 +77,7 @@ def issue_leaf(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
         )
     )
-    return builder.sign(ca.key, signing_hash(ca.key))
+    return builder.sign(ca.key, signing_hash(ca.key), ecdsa_deterministic=deterministic(ca.key))
 
 
 def sign_csr(

@@ -77,6 +77,13 @@ def signing_hash(key: PrivateKey) -> hashes.SHA256 | None:
     return None if isinstance(key, pure) else hashes.SHA256()
 
 
+def deterministic(key: PrivateKey) -> bool | None:
+    """``ecdsa_deterministic`` for ``CertificateBuilder.sign``: RFC 6979 nonces for ECDSA
+    (a signature never depends on the RNG of the moment; the handshake signs so too),
+    None for the other key types (the argument is ECDSA's only)."""
+    return True if isinstance(key, ec.EllipticCurvePrivateKey) else None
+
+
 def private_key_pem(key: PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,

@@ -1,0 +1,375 @@
+"""`mtlsdemo illustrate`: one whole mutual MTD/1 handshake and its first records, every
+byte labelled, as a self-contained HTML page (no network, nothing to fetch).
+
+The field boundaries are the encoder's own (``messages.layout``: the parts it joined),
+never a second parser. With ``--seed N`` everything is fixed — the throwaway CA and
+identities (ECDSA keys derived from the seed, RFC 6979 deterministic signatures), the clock and
+every random the handshake draws — so two runs write the same bytes, and the page can
+show the session secrets (nobody's real keys) with a command that recomputes a record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mtlsdemo.endpoint.memory import Wire, exchange, run_pair
+from mtlsdemo.handshake import Connection, HandshakeConfig, PeerPolicy, TrustStore
+from mtlsdemo.handshake import messages as m
+from mtlsdemo.handshake.config import Credentials
+from mtlsdemo.handshake.keyschedule import traffic_keys
+from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN, ContentType
+from mtlsdemo.handshake.signatures import Scheme
+from mtlsdemo.handshake.states import STEP_OF
+from mtlsdemo.handshake.suites import BY_NAME
+from mtlsdemo.pki.ca import create_root_ca
+from mtlsdemo.pki.errors import PkiError
+from mtlsdemo.pki.identity import ServiceIdentity
+from mtlsdemo.pki.issue import issue_leaf
+from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # the page's clock: fixed, so it replays
+STEP_TITLES = {
+    "hello": "step 1 — hello",
+    "certificate_verify": "step 2 — certificate verification",
+    "key_exchange": "step 3 — key exchange",
+    "finished": "step 4 — finished",
+    "data": "step 4 — encrypted data",
+}
+TLS13 = {  # the TLS 1.3 message each MTD/1 message corresponds to
+    "ClientHello": "ClientHello (without key_share: MTD/1's server sends the first share)",
+    "ServerHello": "ServerHello",
+    "Certificate": "Certificate (encrypted in TLS 1.3, in clear here)",
+    "ServerKeyShare": "the ServerHello's key_share extension",
+    "CertificateRequest": "CertificateRequest",
+    "CertificateVerify": "CertificateVerify",
+    "ClientKeyExchange": "the ClientHello's key_share (client side), sent later here",
+    "Finished": "Finished",
+    "NewSessionTicket": "NewSessionTicket",
+}
+NAMES = {
+    m.HandshakeType.CLIENT_HELLO: "ClientHello",
+    m.HandshakeType.SERVER_HELLO: "ServerHello",
+    m.HandshakeType.CERTIFICATE: "Certificate",
+    m.HandshakeType.SERVER_KEY_SHARE: "ServerKeyShare",
+    m.HandshakeType.CERTIFICATE_REQUEST: "CertificateRequest",
+    m.HandshakeType.CERTIFICATE_VERIFY: "CertificateVerify",
+    m.HandshakeType.CLIENT_KEY_EXCHANGE: "ClientKeyExchange",
+    m.HandshakeType.FINISHED: "Finished",
+    m.HandshakeType.NEW_SESSION_TICKET: "NewSessionTicket",
+}
+WHAT = {  # each field: what it is and why it is there (docs/protocol.md's words)
+    "record.type": "record type: 22 handshake, 23 application data, 21 alert, 24 key update",
+    "record.version": "record version, always 0x0100",
+    "record.length": "length of what follows in this record",
+    "handshake.type": "handshake message type",
+    "handshake.length": "length of the message body (24 bits)",
+    "client_hello.versions_length": "length of the version list",
+    "version": "a protocol version (0x0102 = MTD/1.2)",
+    "random": "32 fresh random bytes: they make this session's keys unique (HKDF-Extract's salt)",
+    "client_hello.suites_length": "length of the suite list",
+    "suite": "a cipher suite: key exchange + AEAD",
+    "certificate.count": "how many certificates follow (leaf first)",
+    "certificate.length": "length of the next certificate",
+    "certificate": "a DER X.509 certificate: its signed part (TBS) and the CA's signature",
+    "certificate.status_length": "length of the stapled status (0: none stapled)",
+    "certificate.status": "the CA-signed OCSP response for the leaf",
+    "server_key_share.group": "the key exchange group (0x001D X25519, 0x11EC X25519MLKEM768)",
+    "server_key_share.key_length": "length of the server's ephemeral public key share",
+    "server_key_share.mlkem768_encapsulation_key": "the server's ML-KEM-768 encapsulation key",
+    "x25519_public_key": "an ephemeral X25519 public key (a fresh one per handshake)",
+    "certificate_request.schemes_length": "length of the accepted signature schemes",
+    "signature_scheme": "a signature scheme (0x0807 Ed25519, 0x0403 ECDSA P-256, 0x0905 ML-DSA-65)",
+    "certificate_verify.signature_length": "length of the signature",
+    "certificate_verify.signature": "the signature over the transcript hash: proves the sender "
+    "holds its certificate's private key",
+    "client_key_exchange.length": "length of the client's key exchange data",
+    "client_key_exchange.mlkem768_ciphertext": "the ML-KEM-768 ciphertext only the server opens",
+    "client_key_exchange.rsa_oaep_ciphertext": "the pre-master secret, RSA-OAEP-encrypted",
+    "finished.verify_data": "HMAC-SHA256 over the transcript with the finished key: both saw "
+    "the same handshake and hold the same keys",
+    "new_session_ticket.lifetime": "seconds the ticket may be used",
+    "new_session_ticket.max_uses": "resumptions the ticket allows",
+    "ticket_length": "length of the ticket",
+    "ticket": "the ticket, sealed with the server's ticket key (opaque to the client)",
+    "ciphertext": "the record's plaintext, AES-GCM-encrypted with the sender's traffic key",
+    "tag": "the 16-byte AEAD tag over the header and the ciphertext: any changed byte fails it",
+}
+
+
+class IllustrateError(PkiError):
+    """A request the page cannot be made for (one line, exit 2)."""
+
+
+@dataclass(frozen=True)
+class IllustrateConfig:
+    """`mtlsdemo illustrate`, typed."""
+
+    seed: int = 1
+    suite: str = "ECDHE-X25519-AES-256-GCM"
+    out: Path = Path("illustrated")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A labelled run of bytes of one record."""
+
+    name: str
+    offset: int  # in the record
+    data: bytes
+    what: str
+    opens: str = ""  # the handshake message this run's header starts, for a heading
+
+
+class SeededEntropy:
+    """n -> n bytes, SHA-256 of (seed, label, counter): the same seed, the same bytes."""
+
+    def __init__(self, seed: int, label: str) -> None:
+        self.prefix = f"mtlsdemo-illustrate/{seed}/{label}/".encode()
+        self.counter = 0
+
+    def __call__(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            out += hashlib.sha256(self.prefix + str(self.counter).encode()).digest()
+            self.counter += 1
+        return out[:n]
+
+
+class TickClock:
+    """A monotonic clock that advances 1 ms per reading (timings are not shown)."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += 0.001
+        return self.t
+
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _key(seed: int, label: str) -> ec.EllipticCurvePrivateKey:
+    """An ECDSA P-256 key from the seed (certificates and CertificateVerify are signed
+    with RFC 6979 deterministic nonces, so the whole page replays)."""
+    scalar = int.from_bytes(SeededEntropy(seed, label)(48), "big") % (P256_ORDER - 1) + 1
+    return ec.derive_private_key(scalar, ec.SECP256R1())
+
+
+def _serial(seed: int, label: str) -> int:
+    return int.from_bytes(SeededEntropy(seed, "serial-" + label)(19), "big") | (1 << 150)
+
+
+def configs(seed: int, suite: str) -> tuple[HandshakeConfig, HandshakeConfig]:
+    """A throwaway CA and the gateway's and ledger's identities, all from the seed."""
+    ca = create_root_ca(
+        "ecdsa-p256",
+        365,
+        DEFAULT_TRUST_DOMAIN,
+        NOW,
+        name="illustrated root CA (throwaway)",
+        key=_key(seed, "ca"),
+        serial=_serial(seed, "ca"),
+    )
+    trust = TrustStore([ca.cert])
+    suites = (BY_NAME[suite],)
+    out = []
+    for service, peer in (("gateway", "ledger"), ("ledger", "gateway")):
+        key = _key(seed, service)
+        leaf = issue_leaf(
+            ca, key.public_key(), ServiceIdentity(service), NOW, 30, serial=_serial(seed, service)
+        )
+        der = leaf.public_bytes(serialization.Encoding.DER)
+        cred = Credentials((leaf,), key, (der,), Scheme.ECDSA_SECP256R1_SHA256, b"")
+        policy = PeerPolicy(allowed_ids=(workload_id(DEFAULT_TRUST_DOMAIN, "default", peer),))
+        out.append(
+            HandshakeConfig(
+                cred, trust, policy, suites=suites, require_status="off", keep_secrets=True
+            )
+        )
+    return out[0], out[1]
+
+
+def handshake(cfg: IllustrateConfig) -> tuple[Wire, Connection, Connection]:
+    if cfg.suite not in BY_NAME:
+        raise IllustrateError(f"--suite {cfg.suite}: not a suite (see `mtlsdemo handshake --help`)")
+    if BY_NAME[cfg.suite].kx.value != "ECDHE-X25519":
+        # cryptography's ML-KEM encapsulation and RSA-OAEP padding take no given
+        # randomness: those handshakes cannot replay byte for byte
+        raise IllustrateError(
+            f"--suite {cfg.suite}: the page is byte-for-byte reproducible with the ECDHE-X25519 "
+            "suites only (ML-KEM's encapsulation and RSA-OAEP draw their own randomness)"
+        )
+    ccfg, scfg = configs(cfg.seed, cfg.suite)
+    c = Connection("client", ccfg, now=NOW, clock=TickClock(), entropy=SeededEntropy(cfg.seed, "c"))
+    s = Connection("server", scfg, now=NOW, clock=TickClock(), entropy=SeededEntropy(cfg.seed, "s"))
+    wire: Wire = []
+    error = run_pair(c, s, wire)
+    if error is not None:
+        raise IllustrateError(f"illustrate: the handshake failed: {error}")
+    exchange(c, s, b"GET /balance/alice", b"alice: 12.50", wire)
+    return wire, c, s
+
+
+def records(wire: Wire) -> list[dict[str, Any]]:
+    """Every record that crossed, split into labelled runs."""
+    out = []
+    for direction, data in wire:
+        pos = 0
+        while pos < len(data):
+            ctype, length = data[pos], int.from_bytes(data[pos + 3 : pos + 5], "big")
+            record = data[pos : pos + HEADER_LEN + length]
+            runs = [
+                Run("record.type", 0, record[0:1], WHAT["record.type"]),
+                Run("record.version", 1, record[1:3], WHAT["record.version"]),
+                Run("record.length", 3, record[3:5], WHAT["record.length"]),
+            ]
+            names: list[str] = []
+            if ctype == ContentType.HANDSHAKE:
+                at = HEADER_LEN
+                while at < len(record):
+                    raw = record[at : at + 4 + int.from_bytes(record[at + 1 : at + 4], "big")]
+                    msg = m.decode(raw[0], raw[4:])
+                    names.append(NAMES[m.HandshakeType(raw[0])])
+                    for name, off, size in m.layout(msg):
+                        start = at + off
+                        opens = names[-1] if off == 0 else ""
+                        chunk = record[start : start + size]
+                        runs.append(Run(name, start, chunk, WHAT.get(name, name), opens))
+                    at += len(raw)
+                step = STEP_OF[m.HandshakeType(record[HEADER_LEN])]
+            else:
+                runs += [
+                    Run("ciphertext", HEADER_LEN, record[HEADER_LEN:-TAG_LEN], WHAT["ciphertext"]),
+                    Run("tag", len(record) - TAG_LEN, record[-TAG_LEN:], WHAT["tag"]),
+                ]
+                names.append("application data")
+                step = "data"
+            out.append(
+                {
+                    "direction": direction,
+                    "sender": "client" if direction == "c2s" else "server",
+                    "messages": names,
+                    "step": step,
+                    "bytes": record,
+                    "runs": runs,
+                }
+            )
+            pos += len(record)
+    return out
+
+
+def recompute(c: Connection, recs: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """For the first application record each way: the key, IV and nonce it was sealed
+    with, and a command that opens it with `cryptography` and prints its plaintext."""
+    assert c.secrets is not None and c.suite is not None
+    out = []
+    for sender, secret in (("client", c.secrets.client), ("server", c.secrets.server)):
+        rec = next(r for r in recs if r["step"] == "data" and r["sender"] == sender)
+        key, iv = traffic_keys(secret, c.suite.key_len)
+        nonce = iv  # sequence number 0: iv XOR 0
+        record: bytes = rec["bytes"]
+        command = (
+            "python3 -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM; "
+            f'print(AESGCM(bytes.fromhex("{key.hex()}")).decrypt(bytes.fromhex("{nonce.hex()}"), '
+            f'bytes.fromhex("{record[HEADER_LEN:].hex()}"), bytes.fromhex("{record[:HEADER_LEN].hex()}")).decode())\''
+        )
+        out.append(
+            {
+                "sender": sender,
+                "traffic_secret": secret.hex(),
+                "key": key.hex(),
+                "iv": iv.hex(),
+                "nonce": nonce.hex(),
+                "command": command,
+            }
+        )
+    return out
+
+
+CSS = """
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #1f2328; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.1rem; margin-top: 2rem; }
+.record { border: 1px solid #d0d7de; border-radius: 8px; padding: .6rem .8rem; margin: 1rem 0; }
+.record.c2s { border-left: 6px solid #0969da; } .record.s2c { border-left: 6px solid #8250df; }
+.run { display: grid; grid-template-columns: 5rem 17rem 1fr; gap: .6rem; padding: .2rem 0;
+       border-top: 1px dashed #eaeef2; }
+.run code { font: 12px ui-monospace, monospace; overflow-wrap: anywhere; }
+.off { color: #57606a; font: 12px ui-monospace, monospace; } .what { color: #57606a; font-size: 13px; }
+pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: 12px; white-space: pre-wrap; overflow-wrap: anywhere; }
+.step { font-weight: 600; color: #0a3069; } h3.msg { font-size: 1rem; margin: .8rem 0 .2rem; }
+@media print { .record { break-inside: avoid; } }
+"""
+
+
+def page(cfg: IllustrateConfig, recs: list[dict[str, Any]], snippets: list[dict[str, str]]) -> str:
+    e = html.escape
+    parts = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>MTD/1, every byte — seed {cfg.seed}</title><style>{CSS}</style></head><body>",
+        f"<h1>A mutual MTD/1 handshake, every byte (seed {cfg.seed}, {e(cfg.suite)})</h1>",
+        "<p>Made by <code>mtlsdemo illustrate</code> with throwaway identities and seeded "
+        "randomness: the same seed writes the same page, and the secrets below are nobody's. "
+        "Each record is cut where the encoder that put it on the wire joined its parts. "
+        "Blue: the client (gateway) sends; purple: the server (ledger) sends.</p>",
+    ]
+    for n, r in enumerate(recs):
+        record: bytes = r["bytes"]
+        tls = "; ".join(TLS13.get(x, x) for x in r["messages"])
+        parts.append(
+            f'<div class="record {r["direction"]}" id="record-{n}" data-size="{len(record)}">'
+            f'<div><span class="step">{e(STEP_TITLES[r["step"]])}</span> — {r["sender"]} sends '
+            f"{e(', '.join(r['messages']))} ({len(record)} bytes); in TLS 1.3: {e(tls)}</div>"
+        )
+        for run in r["runs"]:
+            if run.opens:  # a message starts: its step and its TLS 1.3 counterpart
+                step = STEP_TITLES[STEP_OF[m.HandshakeType(run.data[0])]]
+                parts.append(
+                    f'<h3 class="msg">{e(run.opens)} · <span class="step">{e(step)}</span> · '
+                    f"TLS 1.3: {e(TLS13.get(run.opens, run.opens))}</h3>"
+                )
+            parts.append(
+                f'<div class="run" data-name="{e(run.name)}" data-offset="{run.offset}" '
+                f'data-size="{len(run.data)}"><span class="off">{run.offset}+{len(run.data)}</span>'
+                f"<span><b>{e(run.name)}</b><br><span class=what>{e(run.what)}</span></span>"
+                f"<code>{run.data.hex()}</code></div>"
+            )
+        parts.append("</div>")
+    parts.append("<h2>Recompute it yourself: open the first record each way</h2>")
+    for sn in snippets:
+        parts.append(
+            f"<p>The {sn['sender']}'s traffic secret <code>{sn['traffic_secret']}</code> gives "
+            f'(HKDF-Expand-Label "key" and "iv") the key <code>{sn["key"]}</code> and IV '
+            f"<code>{sn['iv']}</code>; its first record's nonce is the IV XOR 0 = "
+            f"<code>{sn['nonce']}</code>. This prints the record's plaintext:</p>"
+            f'<pre class="recompute" data-sender="{sn["sender"]}">{e(sn["command"])}</pre>'
+        )
+    data = [
+        {
+            "size": len(r["bytes"]),
+            "runs": [[run.name, run.offset, len(run.data)] for run in r["runs"]],
+        }
+        for r in recs
+    ]
+    parts.append(
+        f'<script type="application/json" id="runs">{json.dumps(data)}</script></body></html>'
+    )
+    return "\n".join(parts) + "\n"
+
+
+def write(cfg: IllustrateConfig) -> Path:
+    wire, c, _s = handshake(cfg)
+    recs = records(wire)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    target = cfg.out / "index.html"
+    target.write_text(page(cfg, recs, recompute(c, recs)))
+    return target
