@@ -45,19 +45,31 @@ def test_the_runs_cover_every_byte_of_every_record_exactly(tmp_path: Path) -> No
     assert {"random", "x25519_public_key", "finished.verify_data", "tag"} <= names
 
 
+def run(command: str) -> str:
+    done = subprocess.run(
+        ["bash", "-c", html.unescape(command)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_recompute_it_yourself_prints_the_shown_plaintext(tmp_path: Path) -> None:
     text = page(tmp_path)
-    commands = [
-        html.unescape(c) for c in re.findall(r'<pre class="recompute"[^>]*>(.*?)</pre>', text, re.S)
-    ]
-    assert len(commands) == 2
-    said = [
-        subprocess.run(
-            ["bash", "-c", c], capture_output=True, text=True, timeout=60, check=True
-        ).stdout.strip()
-        for c in commands
-    ]
-    assert said == ["GET /balance/alice", "alice: 12.50"]
+    commands = re.findall(r'<pre class="recompute open"[^>]*>(.*?)</pre>', text, re.S)
+    assert [run(c) for c in commands] == ["GET /balance/alice", "alice: 12.50"]
+
+
+def test_each_key_schedule_value_is_recomputed_from_the_values_shown_before_it(
+    tmp_path: Path,
+) -> None:
+    text = page(tmp_path)
+    derived = re.findall(
+        r'<pre class="recompute derive" data-value="(\w+)">(.*?)</pre>', text, re.S
+    )
+    assert len(derived) == 3  # master, client and server traffic secrets
+    for value, command in derived:
+        assert f'<code class="value">{value}</code>' in text  # the value the page shows
+        assert run(command) == value
 
 
 def test_a_suite_that_cannot_replay_is_one_line(tmp_path: Path) -> None:

@@ -193,7 +193,15 @@ def configs(seed: int, suite: str) -> tuple[HandshakeConfig, HandshakeConfig]:
         policy = PeerPolicy(allowed_ids=(workload_id(DEFAULT_TRUST_DOMAIN, "default", peer),))
         out.append(
             HandshakeConfig(
-                cred, trust, policy, suites=suites, require_status="off", keep_secrets=True
+                cred,
+                trust,
+                policy,
+                suites=suites,
+                require_status="off",
+                keep_secrets=True,
+                # throwaway identities: the key schedule's values may be shown
+                trace=True,
+                trace_secrets=True,
             )
         )
     return out[0], out[1]
@@ -296,6 +304,55 @@ def recompute(c: Connection, recs: list[dict[str, Any]]) -> list[dict[str, str]]
     return out
 
 
+LABEL = (  # HKDF-Expand-Label with the "mtd1 " prefix, one block (every value here is <= 32 bytes)
+    'label = lambda secret, name, ctx, n: hmac.new(secret, n.to_bytes(2, "big") + '
+    'bytes([len(b"mtd1 " + name.encode())]) + b"mtd1 " + name.encode() + bytes([len(ctx)]) '
+    '+ ctx + b"\\x01", "sha256").digest()[:n]'
+)
+
+
+def derivations(c: Connection, wire: Wire) -> list[dict[str, str]]:
+    """The key schedule step by step (docs/protocol.md §4), each with the command that
+    recomputes its value from the values shown before it (Python's hmac and hashlib only)."""
+    sched = next(e for e in c.trace if e.name == "KEY_SCHEDULE")
+    values = list(sched.fields["secrets"].values())  # shared, master, client, server
+    shared, master, client_ts, server_ts = (bytes.fromhex(v) for v in values)
+    th = sched.fields["transcript_hash"]
+    hello = next(d for way, d in wire if way == "c2s")
+    reply = next(d for way, d in wire if way == "s2c")
+    client_random = hello[HEADER_LEN + 4 + 1 + hello[HEADER_LEN + 4] :][:32]
+    server_random = reply[HEADER_LEN + 4 + 2 :][:32]
+    py = "python3 -c 'import hashlib, hmac; "
+    return [
+        {
+            "what": "master = HKDF-Extract(salt = client_random || server_random, IKM = shared "
+            "secret): one HMAC-SHA256",
+            "inputs": f"client_random {client_random.hex()}, server_random {server_random.hex()}, "
+            f"shared secret (X25519) {shared.hex()}",
+            "value": master.hex(),
+            "command": py
+            + f'print(hmac.new(bytes.fromhex("{client_random.hex()}{server_random.hex()}"), '
+            f'bytes.fromhex("{shared.hex()}"), "sha256").hexdigest())\'',
+        },
+        {
+            "what": 'client traffic secret = HKDF-Expand-Label(master, "c ap traffic", transcript '
+            "hash through the client's Finished, 32)",
+            "inputs": f"master {master.hex()}, transcript hash {th}",
+            "value": client_ts.hex(),
+            "command": py + LABEL + "; "
+            f'print(label(bytes.fromhex("{master.hex()}"), "c ap traffic", bytes.fromhex("{th}"), 32).hex())\'',
+        },
+        {
+            "what": 'server traffic secret = HKDF-Expand-Label(master, "s ap traffic", the same '
+            "transcript hash, 32)",
+            "inputs": f"master {master.hex()}, transcript hash {th}",
+            "value": server_ts.hex(),
+            "command": py + LABEL + "; "
+            f'print(label(bytes.fromhex("{master.hex()}"), "s ap traffic", bytes.fromhex("{th}"), 32).hex())\'',
+        },
+    ]
+
+
 CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #1f2328; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.1rem; margin-top: 2rem; }
@@ -311,7 +368,12 @@ pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: 12px; wh
 """
 
 
-def page(cfg: IllustrateConfig, recs: list[dict[str, Any]], snippets: list[dict[str, str]]) -> str:
+def page(
+    cfg: IllustrateConfig,
+    recs: list[dict[str, Any]],
+    snippets: list[dict[str, str]],
+    derived: list[dict[str, str]],
+) -> str:
     e = html.escape
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
@@ -344,6 +406,13 @@ def page(cfg: IllustrateConfig, recs: list[dict[str, Any]], snippets: list[dict[
                 f"<code>{run.data.hex()}</code></div>"
             )
         parts.append("</div>")
+    parts.append("<h2>Recompute it yourself: the key schedule</h2>")
+    for d in derived:
+        parts.append(
+            f"<p>{e(d['what'])}: from {e(d['inputs'])} — the handshake derived "
+            f'<code class="value">{d["value"]}</code>; this prints it again:</p>'
+            f'<pre class="recompute derive" data-value="{d["value"]}">{e(d["command"])}</pre>'
+        )
     parts.append("<h2>Recompute it yourself: open the first record each way</h2>")
     for sn in snippets:
         parts.append(
@@ -351,7 +420,7 @@ def page(cfg: IllustrateConfig, recs: list[dict[str, Any]], snippets: list[dict[
             f'(HKDF-Expand-Label "key" and "iv") the key <code>{sn["key"]}</code> and IV '
             f"<code>{sn['iv']}</code>; its first record's nonce is the IV XOR 0 = "
             f"<code>{sn['nonce']}</code>. This prints the record's plaintext:</p>"
-            f'<pre class="recompute" data-sender="{sn["sender"]}">{e(sn["command"])}</pre>'
+            f'<pre class="recompute open" data-sender="{sn["sender"]}">{e(sn["command"])}</pre>'
         )
     data = [
         {
@@ -371,5 +440,5 @@ def write(cfg: IllustrateConfig) -> Path:
     recs = records(wire)
     cfg.out.mkdir(parents=True, exist_ok=True)
     target = cfg.out / "index.html"
-    target.write_text(page(cfg, recs, recompute(c, recs)))
+    target.write_text(page(cfg, recs, recompute(c, recs), derivations(c, wire)))
     return target
