@@ -59,14 +59,16 @@ def test_recompute_it_yourself_prints_the_shown_plaintext(tmp_path: Path) -> Non
     assert [run(c) for c in commands] == ["GET /balance/alice", "alice: 12.50"]
 
 
-def test_each_key_schedule_value_is_recomputed_from_the_values_shown_before_it(
+def test_each_key_schedule_value_and_proof_is_recomputed_from_the_page(
     tmp_path: Path,
 ) -> None:
     text = page(tmp_path)
     derived = re.findall(
         r'<pre class="recompute derive" data-value="(\w+)">(.*?)</pre>', text, re.S
     )
-    assert len(derived) == 3  # master, client and server traffic secrets
+    # master, both traffic secrets, the server's CertificateVerify, the client's Finished
+    assert len(derived) == 5
+    assert derived[3][0] == "valid"
     for value, command in derived:
         assert f'<code class="value">{value}</code>' in text  # the value the page shows
         assert run(command) == value

@@ -353,6 +353,59 @@ def derivations(c: Connection, wire: Wire) -> list[dict[str, str]]:
     ]
 
 
+def proofs(wire: Wire) -> list[dict[str, str]]:
+    """The two checks that bind the transcript: the server's CertificateVerify signature
+    (over every message before it, MTD/1.2) and the client's Finished MAC (over every
+    message through the client's CertificateVerify), each recomputed from the bytes on
+    this page with `cryptography` and hashlib."""
+    msgs: list[bytes] = []
+    for _way, data in wire:
+        pos = 0
+        while pos < len(data):
+            length = int.from_bytes(data[pos + 3 : pos + 5], "big")
+            if data[pos] == ContentType.HANDSHAKE:
+                body = data[pos + HEADER_LEN : pos + HEADER_LEN + length]
+                at = 0
+                while at < len(body):
+                    n = 4 + int.from_bytes(body[at + 1 : at + 4], "big")
+                    msgs.append(body[at : at + n])
+                    at += n
+            pos += HEADER_LEN + length
+    kinds = [x[0] for x in msgs]
+    cv_server = kinds.index(m.HandshakeType.CERTIFICATE_VERIFY)
+    cv_client = kinds.index(m.HandshakeType.CERTIFICATE_VERIFY, cv_server + 1)
+    cert = m.decode(msgs[1][0], msgs[1][4:]) if kinds[1] == m.HandshakeType.CERTIFICATE else None
+    server_cert = m.decode(msgs[2][0], msgs[2][4:]) if cert is None else cert
+    assert isinstance(server_cert, m.Certificate)
+    cv = m.decode(msgs[cv_server][0], msgs[cv_server][4:])
+    fin = m.decode(msgs[cv_client + 1][0], msgs[cv_client + 1][4:])
+    assert isinstance(cv, m.CertificateVerify) and isinstance(fin, m.Finished)
+    before_cv = b"".join(msgs[:cv_server]).hex()
+    through_client_cv = b"".join(msgs[: cv_client + 1]).hex()
+    return [
+        {
+            "what": "the server's CertificateVerify: ECDSA over 64 spaces || \"mtlsdemo MTD/1, server "
+            'CertificateVerify" || 0x00 || SHA-256 of every message before it, checked with the '
+            "public key of the certificate it sent",
+            "value": "valid",
+            "command": "python3 -c 'import hashlib; from cryptography import x509; "
+            "from cryptography.hazmat.primitives import hashes; "
+            "from cryptography.hazmat.primitives.asymmetric import ec; "
+            f'key = x509.load_der_x509_certificate(bytes.fromhex("{server_cert.chain[0].hex()}")).public_key(); '
+            f'th = hashlib.sha256(bytes.fromhex("{before_cv}")).digest(); '
+            f'key.verify(bytes.fromhex("{cv.signature.hex()}"), b" " * 64 + b"mtlsdemo MTD/1, server CertificateVerify\\x00" + th, ec.ECDSA(hashes.SHA256())); '
+            'print("valid")\'',
+        },
+        {
+            "what": "the client's Finished: HMAC-SHA256(finished key, SHA-256 of every message "
+            "through the client's CertificateVerify); the finished key is Expand-Label(master, "
+            '"c finished", "", 32) with the master above',
+            "value": fin.verify_data.hex(),
+            "command_prefix": through_client_cv,
+        },
+    ]
+
+
 CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #1f2328; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.1rem; margin-top: 2rem; }
@@ -406,10 +459,10 @@ def page(
                 f"<code>{run.data.hex()}</code></div>"
             )
         parts.append("</div>")
-    parts.append("<h2>Recompute it yourself: the key schedule</h2>")
+    parts.append("<h2>Recompute it yourself: the key schedule and the two proofs</h2>")
     for d in derived:
         parts.append(
-            f"<p>{e(d['what'])}: from {e(d['inputs'])} — the handshake derived "
+            f"<p>{e(d['what'])}{': from ' + e(d['inputs']) if d.get('inputs') else ''} — the handshake has "
             f'<code class="value">{d["value"]}</code>; this prints it again:</p>'
             f'<pre class="recompute derive" data-value="{d["value"]}">{e(d["command"])}</pre>'
         )
@@ -440,5 +493,15 @@ def write(cfg: IllustrateConfig) -> Path:
     recs = records(wire)
     cfg.out.mkdir(parents=True, exist_ok=True)
     target = cfg.out / "index.html"
-    target.write_text(page(cfg, recs, recompute(c, recs), derivations(c, wire)))
+    derived = derivations(c, wire)
+    master = derived[0]["value"]
+    checks = proofs(wire)
+    finished = checks[1]
+    finished["command"] = (
+        "python3 -c 'import hashlib, hmac; " + LABEL + "; "
+        f'key = label(bytes.fromhex("{master}"), "c finished", b"", 32); '
+        f'print(hmac.new(key, hashlib.sha256(bytes.fromhex("{finished.pop("command_prefix")}"))'
+        '.digest(), "sha256").hexdigest())\''
+    )
+    target.write_text(page(cfg, recs, recompute(c, recs), derived + checks))
     return target
