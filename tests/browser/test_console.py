@@ -218,6 +218,31 @@ def test_the_in_memory_handshake_downloads_as_a_pcap_and_its_key_log(
     )
 
 
+def test_an_in_memory_ladder_message_opens_its_bytes_exactly(console) -> None:
+    """The byte view: each labelled run where the encoder joined it, no gap, no overlap,
+    the total the ladder's arrow says."""
+    page = console
+    page.get_by_test_id("try-key-type").select_option("ecdsa-p256")
+    page.get_by_test_id("try-provoke").select_option("none")
+    page.get_by_test_id("try-run").click()
+    expect(page.get_by_test_id("try-result")).to_contain_text("success")
+    for name in ("SERVER_KEY_SHARE", "CERTIFICATE", "CLIENT_HELLO", "FINISHED"):
+        message = page.locator(f"[data-testid=ladder-message][data-name={name}]").first
+        size = int(message.locator("line").get_attribute("data-bytes"))
+        message.click()
+        view = page.get_by_test_id("byte-view")
+        expect(view).to_have_attribute("data-message", name)
+        runs = view.get_by_test_id("byte-run").evaluate_all(
+            "els => els.map(e => [e.dataset.name, +e.dataset.offset, +e.dataset.size])"
+        )
+        end = 0
+        for run, offset, length in runs:
+            assert offset == end, (name, run, offset, end)
+            end = offset + length
+        assert end == size == int(view.get_attribute("data-total")), (name, end, size)
+    expect(page.get_by_test_id("byte-view")).to_contain_text("finished.verify_data")
+
+
 LADDER_SIZE = """() => {
   const svg = document.querySelector("[data-testid=ladder] svg") || document.querySelector("#ladder svg");
   const label = svg.querySelector("text");

@@ -14,6 +14,7 @@ from typing import Any
 
 from mtlsdemo.endpoint.identity import identity_config
 from mtlsdemo.endpoint.memory import Wire, exchange, handshake_in_memory
+from mtlsdemo.explain.illustrate import message_runs
 from mtlsdemo.handshake import SUITES, Connection, parse_suites
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.keys import KEY_TYPES
@@ -117,6 +118,8 @@ class Tryout:
             "outcome": "success" if error is None else error.reason.value,
             "handshakes": views,
             "capture": capture_of(wire, c),
+            # every message's bytes, labelled where the encoder joined them (the byte view)
+            "bytes": message_runs(wire),
         }
 
 

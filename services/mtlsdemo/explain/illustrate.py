@@ -276,6 +276,36 @@ def records(wire: Wire) -> list[dict[str, Any]]:
     return out
 
 
+def message_runs(wire: Wire) -> list[dict[str, Any]]:
+    """Every handshake message that crossed, as the console's byte view shows it: its
+    sender, its type's name (as the ladder names it), which occurrence, and its labelled
+    runs [name, offset in the message, size, hex, what] from ``messages.layout``."""
+    out: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for r in records(wire):
+        if r["step"] == "data":
+            continue
+        runs: list[Run] = [x for x in r["runs"] if not x.name.startswith("record.")]
+        starts = [i for i, x in enumerate(runs) if x.opens]
+        for k, i in enumerate(starts):
+            part = runs[i : starts[k + 1] if k + 1 < len(starts) else len(runs)]
+            name = m.HandshakeType(part[0].data[0]).name
+            n = seen.get((r["sender"], name), 0)
+            seen[(r["sender"], name)] = n + 1
+            base = part[0].offset
+            out.append(
+                {
+                    "sender": r["sender"],
+                    "name": name,
+                    "n": n,
+                    "runs": [
+                        [x.name, x.offset - base, len(x.data), x.data.hex(), x.what] for x in part
+                    ],
+                }
+            )
+    return out
+
+
 def recompute(c: Connection, recs: list[dict[str, Any]]) -> list[dict[str, str]]:
     """For the first application record each way: the key, IV and nonce it was sealed
     with, and a command that opens it with `cryptography` and prints its plaintext."""

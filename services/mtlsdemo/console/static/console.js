@@ -353,6 +353,14 @@ function ladderSvg(d) {
     const alert = m.step === "alert";
     const name = NAMES[m.name] || m.name;
     const g = s("g", { class: "msg" + (alert ? " alert" : ""), "data-testid": "ladder-message", "data-name": m.name, "data-step": m.step });
+    // the in-memory panel's handshakes carry their bytes: a message opens its byte view
+    const runs = d.bytes && m.from !== "both" && bytesOf(d, rows, k);
+    if (runs) {
+      // the whole row clicks (an SVG group takes clicks only where it paints)
+      g.append(s("rect", { class: "hit", x: 40, y: y - 17, width: 780, height: rowH - 2, fill: "transparent" }));
+      g.classList.add("clickable");
+      g.addEventListener("click", () => showBytes(m, runs));
+    }
     if (m.from === "both") {
       g.append(s("line", { x1: xs.client + 8, y1: y, x2: xs.server - 8, y2: y, "marker-end": "url(#hd)", "marker-start": "url(#hd)" }));
     } else {
@@ -384,6 +392,28 @@ function ladderSvg(d) {
   if (interleaved) svg.append(s("text", { class: "time", x: 44, y: height - 8, "data-testid": "ladder-interleave",
     text: "steps 2 and 3 interleave: a side's flight carries its certificate (2) and its key share (3) together; each is checked in order" }));
   return svg;
+}
+
+// the k-th row's message as it crossed: its sender, its type, which occurrence of it
+function bytesOf(d, rows, k) {
+  const m = rows[k];
+  const n = rows.slice(0, k).filter((r) => r.name === m.name && r.from === m.from).length;
+  const hit = d.bytes.find((b) => b.sender === m.from && b.name === m.name && b.n === n);
+  return hit ? hit.runs : null;
+}
+
+function showBytes(m, runs) {
+  const total = runs.reduce((t, r) => t + r[2], 0);
+  const box = document.getElementById("byte-view") || h("div", { id: "byte-view", class: "byte-view", "data-testid": "byte-view" });
+  box.replaceChildren(
+    h("b", { text: `${NAMES[m.name] || m.name}: ${total} bytes, as the encoder joined them` }),
+    h("table", { class: "runs" }, ...runs.map(([name, offset, size, hex, what]) => h("tr", { "data-testid": "byte-run", "data-name": name, "data-offset": offset, "data-size": size },
+      h("td", { class: "id", text: `${offset}+${size}` }), h("td", {}, h("b", { text: name }), h("div", { class: "note", text: what })),
+      h("td", {}, h("code", { text: hex.length > 96 ? hex.slice(0, 96) + `… (${size} bytes)` : hex }))))));
+  box.dataset.total = total;
+  box.dataset.message = m.name;
+  document.getElementById("ladder").append(box);
+  box.scrollIntoView({ block: "nearest" });
 }
 
 // the peer's CertificateVerify, as this side checked it: ML-DSA is a quantum-safe identity
@@ -559,10 +589,10 @@ async function setupForms() {
       const r = await api("/api/try", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(Object.fromEntries(new FormData(f))) });
       out.replaceChildren(h("span", { text: `${r.outcome === "success" ? "✓ success" : "✗ " + r.outcome} — ${r.what}` }), captureLinks(r.capture));
       state.edge = null;
-      state.list = r.handshakes;
+      state.list = r.handshakes.map((d) => ({ ...d, bytes: r.bytes }));  // the byte view
       document.getElementById("hs-edge").textContent = `in memory: ${r.request.key_type}, ${r.request.suite}, provoke ${r.request.provoke} (both sides' views)`;
       renderList();
-      const failed = r.handshakes.find((d) => d.origin === "local") || r.handshakes[0];
+      const failed = state.list.find((d) => d.origin === "local") || state.list[0];
       showLadder(failed);
       document.getElementById("handshakes-section").scrollIntoView({ block: "start" });
     } catch (e) {
