@@ -97,79 +97,80 @@ def test_tour_without_a_mesh_is_one_line() -> None:
     assert r.stderr.count("\n") == 1
 
 
+class TourOnATerminal:
+    """`mtlsdemo tour` on a pseudo-terminal (it pauses there between steps): what it
+    printed so far, and keys typed at it."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        import os
+        import pty
+
+        self.leader, follower = pty.openpty()
+        self.proc = subprocess.Popen(
+            mtlsdemo("tour"), stdin=follower, stdout=follower, stderr=follower, env=env
+        )
+        os.close(follower)
+        self.seen = bytearray()
+
+    def read(self) -> bytes:
+        import contextlib
+        import os
+        import select
+
+        if select.select([self.leader], [], [], 0.2)[0]:
+            with contextlib.suppress(OSError):  # the child closed the terminal
+                self.seen.extend(os.read(self.leader, 65536))
+        return bytes(self.seen)
+
+    def type(self, keys: bytes) -> None:
+        import os
+
+        os.write(self.leader, keys)
+
+    def close(self) -> None:
+        import os
+
+        self.proc.kill()
+        os.close(self.leader)
+
+
 def test_ctrl_d_at_a_pause_ends_the_interactive_tour_cleanly(mesh) -> None:
     """On a terminal the tour pauses between steps; Ctrl-D there printed an EOFError
     traceback. Now it ends with one line and exit 0."""
-    import contextlib
-    import os
-    import pty
-    import select
-
     from support.processes import wait_for
 
-    _root, _ports, env = mesh
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        mtlsdemo("tour"), stdin=follower, stdout=follower, stderr=follower, env=env
-    )
-    os.close(follower)
-    seen = bytearray()
-
-    def read() -> bytes:
-        if select.select([leader], [], [], 0.2)[0]:
-            with contextlib.suppress(OSError):  # the child closed the terminal
-                seen.extend(os.read(leader, 65536))
-        return bytes(seen)
-
+    tour = TourOnATerminal(mesh[2])
     try:
-        wait_for(lambda: b"Ctrl-D to stop" in read(), timeout=60, what="the tour's first pause")
-        os.write(leader, b"\x04")  # Ctrl-D: end of input on the terminal
-        assert proc.wait(timeout=60) == 0
-        wait_for(lambda: b"tour ended" in read(), timeout=10, what="the closing line")
-        assert b"Traceback" not in seen and b"EOFError" not in seen
+        wait_for(
+            lambda: b"Ctrl-D to stop" in tour.read(), timeout=60, what="the tour's first pause"
+        )
+        tour.type(b"\x04")  # Ctrl-D: end of input on the terminal
+        assert tour.proc.wait(timeout=60) == 0
+        wait_for(lambda: b"tour ended" in tour.read(), timeout=10, what="the closing line")
+        assert b"Traceback" not in tour.seen and b"EOFError" not in tour.seen
     finally:
-        proc.kill()
-        os.close(leader)
+        tour.close()
 
 
 def test_the_interactive_tour_ends_with_a_closing_line_and_no_last_pause(mesh) -> None:
-    import contextlib
-    import os
-    import pty
-    import select
-
     from support.processes import wait_for
 
     require_binary("openssl")
-    _root, _ports, env = mesh
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        mtlsdemo("tour"), stdin=follower, stdout=follower, stderr=follower, env=env
-    )
-    os.close(follower)
-    seen = bytearray()
-
-    def read() -> bytes:
-        if select.select([leader], [], [], 0.2)[0]:
-            with contextlib.suppress(OSError):
-                seen.extend(os.read(leader, 65536))
-        return bytes(seen)
-
+    tour = TourOnATerminal(mesh[2])
     try:
         for n in range(1, 5):  # a pause after each of the first four steps
             wait_for(
-                lambda n=n: read().count(b"Enter for the next step") == n,
+                lambda n=n: tour.read().count(b"Enter for the next step") == n,
                 timeout=120,
                 what=f"pause {n}",
             )
-            os.write(leader, b"\n")
-        wait_for(lambda: b"== end of the tour" in read(), timeout=120, what="the closing line")
-        assert proc.wait(timeout=60) == 0
-        read()
-        assert seen.count(b"Enter for the next step") == 4, bytes(seen[-500:])
+            tour.type(b"\n")
+        wait_for(lambda: b"== end of the tour" in tour.read(), timeout=120, what="the closing line")
+        assert tour.proc.wait(timeout=60) == 0
+        tour.read()
+        assert tour.seen.count(b"Enter for the next step") == 4, bytes(tour.seen[-500:])
     finally:
-        proc.kill()
-        os.close(leader)
+        tour.close()
 
 
 @pytest.mark.parametrize(

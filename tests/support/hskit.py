@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from mtlsdemo.explain.illustrate import TickClock  # the page's: 1 ms per reading
 from mtlsdemo.handshake import (
     Connection,
     DataReceived,
@@ -45,17 +46,6 @@ class SeededEntropy:
             out += hashlib.sha256(self.seed + self.counter.to_bytes(8, "big")).digest()
             self.counter += 1
         return out[:n]
-
-
-class TickClock:
-    """A monotonic clock that advances 1 ms per reading."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        self.t += 0.001
-        return self.t
 
 
 _sessions = itertools.count()
