@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mtlsdemo.explain.illustrate import IllustrateConfig, handshake, write
 
 
@@ -84,3 +85,30 @@ def test_a_suite_that_cannot_replay_is_one_line(tmp_path: Path) -> None:
         "error: --suite X25519MLKEM768-AES-256-GCM: the page is byte-for-byte reproducible with the "
         "ECDHE-X25519 suites only (ML-KEM's encapsulation and RSA-OAEP draw their own randomness)"
     ]
+
+
+EXPECTED = {  # break -> (reason, the side that refuses, the field marked)
+    "foreign-ca": ("unknown_ca", "client", "certificate"),
+    "expired": ("certificate_expired", "client", "certificate"),
+    "wrong-identity": ("identity_mismatch", "server", "certificate"),
+    "wrong-server-name": ("identity_mismatch", "client", "certificate"),
+    "no-common-suite": ("no_common_suite", "server", "suite"),
+    "tamper": ("decrypt_error", "server", "tag"),
+}
+
+
+def test_every_break_is_covered() -> None:
+    from mtlsdemo.explain.illustrate import BREAKS
+
+    assert set(BREAKS) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_a_broken_page_marks_the_failed_field_by_its_reason(tmp_path: Path, name: str) -> None:
+    reason, refuser, field = EXPECTED[name]
+    text = write(IllustrateConfig(out=tmp_path / "a", breaks=name)).read_text()
+    assert f'class="verdict" data-reason="{reason}" data-refuser="{refuser}"' in text
+    marked = re.findall(r'class="run failed" data-failed="(\w+)" data-name="([\w.]+)"', text)
+    assert marked == [(reason, field)]  # exactly one field, by the refusal's name
+    again = write(IllustrateConfig(out=tmp_path / "b", breaks=name)).read_text()
+    assert again == text  # reproducible too

@@ -23,11 +23,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="an ECDHE-X25519 suite (the reproducible ones)",
     )
     flags.add(p, "--out", default="illustrated", help="directory to write index.html into")
+    flags.add(
+        p,
+        "--break",
+        default="",
+        metavar="SCENARIO",
+        help="show a refused handshake instead, its failed field marked: foreign-ca, expired, "
+        "wrong-identity, wrong-server-name, no-common-suite or tamper",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     from mtlsdemo.explain.illustrate import IllustrateConfig, write
 
-    target = write(IllustrateConfig(seed=args.seed, suite=args.suite, out=Path(args.out)))
+    target = write(
+        IllustrateConfig(
+            seed=args.seed, suite=args.suite, out=Path(args.out), breaks=getattr(args, "break")
+        )
+    )
     print(f"wrote {target}: open it in a browser (no network needed)")
     return 0

@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtlsdemo.endpoint.memory import Wire, exchange, run_pair
-from mtlsdemo.handshake import Connection, HandshakeConfig, PeerPolicy, TrustStore
+from mtlsdemo.handshake import Connection, HandshakeConfig, PeerPolicy, ProtocolError, TrustStore
 from mtlsdemo.handshake import messages as m
 from mtlsdemo.handshake.config import Credentials
+from mtlsdemo.handshake.errors import REASON_BY_CODE
 from mtlsdemo.handshake.keyschedule import traffic_keys
 from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN, ContentType
 from mtlsdemo.handshake.signatures import Scheme
@@ -43,6 +44,7 @@ STEP_TITLES = {
     "key_exchange": "step 3 — key exchange",
     "finished": "step 4 — finished",
     "data": "step 4 — encrypted data",
+    "alert": "the refusal",
 }
 TLS13 = {  # the TLS 1.3 message each MTD/1 message corresponds to
     "ClientHello": "ClientHello (without key_share: MTD/1's server sends the first share)",
@@ -105,6 +107,22 @@ WHAT = {  # each field: what it is and why it is there (docs/protocol.md's words
 }
 
 
+# the failures a page can show, in memory: what is changed, and which field of whose
+# message the refusing side found wrong (marked on the page)
+BREAKS = {
+    "foreign-ca": ("the ledger's certificate comes from another CA", "server", "certificate"),
+    "expired": (
+        "the gateway's clock is 40 days ahead: the ledger's certificate has expired",
+        "server",
+        "certificate",
+    ),
+    "wrong-identity": ("the ledger allows another client identity only", "client", "certificate"),
+    "wrong-server-name": ("the gateway expects another server identity", "server", "certificate"),
+    "no-common-suite": ("the ledger enables no suite the gateway offers", "client", "suite"),
+    "tamper": ("one bit of the gateway's first record flipped on the way", "client", "tag"),
+}
+
+
 class IllustrateError(PkiError):
     """A request the page cannot be made for (one line, exit 2)."""
 
@@ -116,6 +134,7 @@ class IllustrateConfig:
     seed: int = 1
     suite: str = "ECDHE-X25519-AES-256-GCM"
     out: Path = Path("illustrated")
+    breaks: str = ""  # a failure to provoke (BREAKS), "" for a clean handshake
 
 
 @dataclass(frozen=True)
@@ -169,27 +188,47 @@ def _serial(seed: int, label: str) -> int:
     return int.from_bytes(SeededEntropy(seed, "serial-" + label)(19), "big") | (1 << 150)
 
 
-def configs(seed: int, suite: str) -> tuple[HandshakeConfig, HandshakeConfig]:
-    """A throwaway CA and the gateway's and ledger's identities, all from the seed."""
-    ca = create_root_ca(
+def _ca(seed: int, label: str, name: str) -> Any:
+    return create_root_ca(
         "ecdsa-p256",
         365,
         DEFAULT_TRUST_DOMAIN,
         NOW,
-        name="illustrated root CA (throwaway)",
-        key=_key(seed, "ca"),
-        serial=_serial(seed, "ca"),
+        name=name,
+        key=_key(seed, label),
+        serial=_serial(seed, label),
     )
+
+
+def configs(seed: int, suite: str, breaks: str = "") -> tuple[HandshakeConfig, HandshakeConfig]:
+    """A throwaway CA and the gateway's and ledger's identities, all from the seed (and
+    the one change a break makes)."""
+    ca = _ca(seed, "ca", "illustrated root CA (throwaway)")
     trust = TrustStore([ca.cert])
-    suites = (BY_NAME[suite],)
     out = []
     for service, peer in (("gateway", "ledger"), ("ledger", "gateway")):
         key = _key(seed, service)
+        issuer = (
+            _ca(seed, "impostor", "impostor root CA")
+            if (breaks == "foreign-ca" and service == "ledger")
+            else ca
+        )
         leaf = issue_leaf(
-            ca, key.public_key(), ServiceIdentity(service), NOW, 30, serial=_serial(seed, service)
+            issuer,
+            key.public_key(),
+            ServiceIdentity(service),
+            NOW,
+            30,
+            serial=_serial(seed, service),
         )
         der = leaf.public_bytes(serialization.Encoding.DER)
         cred = Credentials((leaf,), key, (der,), Scheme.ECDSA_SECP256R1_SHA256, b"")
+        if (breaks, service) in (("wrong-identity", "ledger"), ("wrong-server-name", "gateway")):
+            peer = "someone-else"
+        others = tuple(
+            x for x in BY_NAME.values() if x.name != suite and x.kx.value == "ECDHE-X25519"
+        )
+        suites = others if (breaks, service) == ("no-common-suite", "ledger") else (BY_NAME[suite],)
         policy = PeerPolicy(allowed_ids=(workload_id(DEFAULT_TRUST_DOMAIN, "default", peer),))
         out.append(
             HandshakeConfig(
@@ -217,14 +256,31 @@ def handshake(cfg: IllustrateConfig) -> tuple[Wire, Connection, Connection]:
             f"--suite {cfg.suite}: the page is byte-for-byte reproducible with the ECDHE-X25519 "
             "suites only (ML-KEM's encapsulation and RSA-OAEP draw their own randomness)"
         )
-    ccfg, scfg = configs(cfg.seed, cfg.suite)
-    c = Connection("client", ccfg, now=NOW, clock=TickClock(), entropy=SeededEntropy(cfg.seed, "c"))
+    if cfg.breaks and cfg.breaks not in BREAKS:
+        raise IllustrateError(f"--break {cfg.breaks}: one of {', '.join(BREAKS)}")
+    ccfg, scfg = configs(cfg.seed, cfg.suite, cfg.breaks)
+    client_now = NOW + dt.timedelta(days=40) if cfg.breaks == "expired" else NOW
+    c = Connection(
+        "client", ccfg, now=client_now, clock=TickClock(), entropy=SeededEntropy(cfg.seed, "c")
+    )
     s = Connection("server", scfg, now=NOW, clock=TickClock(), entropy=SeededEntropy(cfg.seed, "s"))
     wire: Wire = []
     error = run_pair(c, s, wire)
-    if error is not None:
+    if error is not None and not cfg.breaks:
         raise IllustrateError(f"illustrate: the handshake failed: {error}")
-    exchange(c, s, b"GET /balance/alice", b"alice: 12.50", wire)
+    if error is None and cfg.breaks == "tamper":
+        c.send_data(b"GET /balance/alice")
+        sealed = c.data_to_send()
+        flipped = sealed[:-1] + bytes((sealed[-1] ^ 0x01,))  # the tag's last bit
+        wire.append(("c2s", flipped))
+        try:
+            s.receive_data(flipped)
+        except ProtocolError:
+            alert = s.data_to_send()
+            if alert:
+                wire.append(("s2c", alert))
+    elif error is None:
+        exchange(c, s, b"GET /balance/alice", b"alice: 12.50", wire)
     return wire, c, s
 
 
@@ -255,13 +311,26 @@ def records(wire: Wire) -> list[dict[str, Any]]:
                         runs.append(Run(name, start, chunk, WHAT.get(name, name), opens))
                     at += len(raw)
                 step = STEP_OF[m.HandshakeType(record[HEADER_LEN])]
+            elif ctype == ContentType.ALERT and length == 2:  # in clear, before the keys
+                runs += [
+                    Run("alert.level", 5, record[5:6], "alert level: 2 fatal, 1 warning"),
+                    Run(
+                        "alert.description",
+                        6,
+                        record[6:7],
+                        f"the reason: {REASON_BY_CODE.get(record[6], '?')}",
+                    ),
+                ]
+                names.append(f"alert {REASON_BY_CODE.get(record[6], '?')} (in clear: a claim)")
+                step = "alert"
             else:
                 runs += [
                     Run("ciphertext", HEADER_LEN, record[HEADER_LEN:-TAG_LEN], WHAT["ciphertext"]),
                     Run("tag", len(record) - TAG_LEN, record[-TAG_LEN:], WHAT["tag"]),
                 ]
-                names.append("application data")
-                step = "data"
+                sealed_alert = ctype == ContentType.ALERT
+                names.append("alert (sealed)" if sealed_alert else "application data")
+                step = "alert" if sealed_alert else "data"
             out.append(
                 {
                     "direction": direction,
@@ -447,6 +516,8 @@ h1 { font-size: 1.5rem; } h2 { font-size: 1.1rem; margin-top: 2rem; }
 .off { color: #57606a; font: 12px ui-monospace, monospace; } .what { color: #57606a; font-size: 13px; }
 pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: 12px; white-space: pre-wrap; overflow-wrap: anywhere; }
 .step { font-weight: 600; color: #0a3069; } h3.msg { font-size: 1rem; margin: .8rem 0 .2rem; }
+.verdict { border: 2px solid #cf222e; border-radius: 8px; padding: .6rem .8rem; background: #ffebe9; }
+.run.failed { background: #ffebe9; } .run.failed b { color: #cf222e; }
 @media print { .record { break-inside: avoid; } }
 """
 
@@ -456,17 +527,28 @@ def page(
     recs: list[dict[str, Any]],
     snippets: list[dict[str, str]],
     derived: list[dict[str, str]],
+    failed: dict[str, str] | None = None,
 ) -> str:
     e = html.escape
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>MTD/1, every byte — seed {cfg.seed}</title><style>{CSS}</style></head><body>",
-        f"<h1>A mutual MTD/1 handshake, every byte (seed {cfg.seed}, {e(cfg.suite)})</h1>",
+        f"<h1>A mutual MTD/1 handshake, every byte (seed {cfg.seed}, {e(cfg.suite)}"
+        f"{', broken: ' + e(cfg.breaks) if cfg.breaks else ''})</h1>",
         "<p>Made by <code>mtlsdemo illustrate</code> with throwaway identities and seeded "
         "randomness: the same seed writes the same page, and the secrets below are nobody's. "
         "Each record is cut where the encoder that put it on the wire joined its parts. "
         "Blue: the client (gateway) sends; purple: the server (ledger) sends.</p>",
     ]
+    marked = False  # the first run of the failed field, in the right sender's records
+    if failed is not None:
+        who = {"client": "the gateway (the client)", "server": "the ledger (the server)"}
+        parts.append(
+            f'<div class="verdict" data-reason="{e(failed["reason"])}" data-refuser="{failed["refuser"]}">'
+            f"<b>✗ {e(failed['reason'])}</b> — {e(failed['what'])}: refused by "
+            f"{who[failed['refuser']]}: {e(failed['detail'])}. The field it found wrong is "
+            "marked ✗ below; the records stop where the refusal was sent.</div>"
+        )
     for n, r in enumerate(recs):
         record: bytes = r["bytes"]
         tls = "; ".join(TLS13.get(x, x) for x in r["messages"])
@@ -482,21 +564,31 @@ def page(
                     f'<h3 class="msg">{e(run.opens)} · <span class="step">{e(step)}</span> · '
                     f"TLS 1.3: {e(TLS13.get(run.opens, run.opens))}</h3>"
                 )
+            bad = (
+                failed is not None
+                and not marked
+                and r["sender"] == failed["sender"]
+                and run.name == failed["field"]
+            )
+            marked = marked or bad
+            flag = f' failed" data-failed="{e(failed["reason"])}' if bad and failed else ""
             parts.append(
-                f'<div class="run" data-name="{e(run.name)}" data-offset="{run.offset}" '
+                f'<div class="run{flag}" data-name="{e(run.name)}" data-offset="{run.offset}" '
                 f'data-size="{len(run.data)}"><span class="off">{run.offset}+{len(run.data)}</span>'
-                f"<span><b>{e(run.name)}</b><br><span class=what>{e(run.what)}</span></span>"
-                f"<code>{run.data.hex()}</code></div>"
+                f"<span><b>{'✗ ' if bad else ''}{e(run.name)}</b><br><span class=what>"
+                f"{e(run.what)}</span></span><code>{run.data.hex()}</code></div>"
             )
         parts.append("</div>")
-    parts.append("<h2>Recompute it yourself: the key schedule and the two proofs</h2>")
+    if derived:
+        parts.append("<h2>Recompute it yourself: the key schedule and the two proofs</h2>")
     for d in derived:
         parts.append(
             f"<p>{e(d['what'])}{': from ' + e(d['inputs']) if d.get('inputs') else ''} — the handshake has "
             f'<code class="value">{d["value"]}</code>; this prints it again:</p>'
             f'<pre class="recompute derive" data-value="{d["value"]}">{e(d["command"])}</pre>'
         )
-    parts.append("<h2>Recompute it yourself: open the first record each way</h2>")
+    if snippets:
+        parts.append("<h2>Recompute it yourself: open the first record each way</h2>")
     for sn in snippets:
         parts.append(
             f"<p>The {sn['sender']}'s traffic secret <code>{sn['traffic_secret']}</code> gives "
@@ -518,11 +610,32 @@ def page(
     return "\n".join(parts) + "\n"
 
 
+def verdict(cfg: IllustrateConfig, c: Connection, s: Connection) -> dict[str, str]:
+    """A break's outcome, from the core's own error: the reason, who refused whom, the
+    step, and which field of whose message the page marks."""
+    what, sender, field_name = BREAKS[cfg.breaks]
+    error = c.error if c.error is not None and c.error.origin == "local" else s.error
+    if error is None:
+        raise IllustrateError(f"--break {cfg.breaks}: nothing was refused (a bug in the page)")
+    refuser = "client" if error is c.error else "server"
+    return {
+        "what": what,
+        "reason": error.reason.value,
+        "refuser": refuser,
+        "detail": error.detail,
+        "sender": sender,
+        "field": field_name,
+    }
+
+
 def write(cfg: IllustrateConfig) -> Path:
-    wire, c, _s = handshake(cfg)
+    wire, c, s = handshake(cfg)
     recs = records(wire)
     cfg.out.mkdir(parents=True, exist_ok=True)
     target = cfg.out / "index.html"
+    if cfg.breaks:
+        target.write_text(page(cfg, recs, [], [], verdict(cfg, c, s)))
+        return target
     derived = derivations(c, wire)
     master = derived[0]["value"]
     checks = proofs(wire)
