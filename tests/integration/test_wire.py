@@ -56,6 +56,21 @@ def fields(pdml: str) -> list[tuple[str, str, str]]:
     return out
 
 
+def dissect(
+    tmp_path: Path, flights: list[tuple[str, bytes]], keys: str
+) -> list[tuple[str, str, str]]:
+    """The flights as a pcap, read by tshark with the dissector and this key log: every
+    field it shows."""
+    cap, log = tmp_path / "flights.pcap", tmp_path / "keys.log"
+    pcap.write(cap, flights)
+    log.write_text(keys)
+    return fields(
+        tshark(
+            "-r", str(cap), "-X", f"lua_script:{LUA}", "-o", f"mtd.keylog_file:{log}", "-T", "pdml"
+        )
+    )
+
+
 def values(found: list[tuple[str, str, str]], name: str) -> list[bytes]:
     return [bytes.fromhex(v) for n, v, _ in found if n == name]
 
@@ -156,14 +171,7 @@ def test_the_dissectors_field_offsets_are_the_codecs(
 def test_every_suite_decrypts_with_the_key_log(tmp_path: Path, suite: str, key_type: str) -> None:
     luaossl()
     flights, keys, sent_c, sent_s = recorded(b"wire-suite", suite=suite, key_type=key_type)
-    cap, log = tmp_path / "one.pcap", tmp_path / "keys.log"
-    pcap.write(cap, flights)
-    log.write_text(keys)
-    found = fields(
-        tshark(
-            "-r", str(cap), "-X", f"lua_script:{LUA}", "-o", f"mtd.keylog_file:{log}", "-T", "pdml"
-        )
-    )
+    found = dissect(tmp_path, flights, keys)
     app = b"".join(d for d in values(found, "mtd.decrypted") if len(d) > 1)
     assert app == b"the account alice, part 0balance 0the account alice, part 1balance 1"
     assert (
@@ -176,14 +184,7 @@ def test_every_suite_decrypts_with_the_key_log(tmp_path: Path, suite: str, key_t
 def test_the_dissector_names_every_field_as_the_core_encoded_it(tmp_path: Path) -> None:
     luaossl()
     flights, keys, sent_c, sent_s = recorded(b"wire-1")
-    cap, log = tmp_path / "one.pcap", tmp_path / "keys.log"
-    pcap.write(cap, flights)
-    log.write_text(keys)
-    found = fields(
-        tshark(
-            "-r", str(cap), "-X", f"lua_script:{LUA}", "-o", f"mtd.keylog_file:{log}", "-T", "pdml"
-        )
-    )
+    found = dissect(tmp_path, flights, keys)
     names = {n for n, _, _ in found}
     assert "mtd.malformed" not in names and "mtd.not_decrypted" not in names, names
     # every message the core put on the wire, decoded by the core's codec
@@ -236,14 +237,7 @@ def test_the_dissector_names_every_field_as_the_core_encoded_it(tmp_path: Path) 
 def test_a_changed_ciphertext_byte_fails_its_tag_in_the_dissector(tmp_path: Path) -> None:
     luaossl()
     flights, keys, _c, _s = recorded(b"wire-2", tamper_app=True)
-    cap, log = tmp_path / "tampered.pcap", tmp_path / "keys.log"
-    pcap.write(cap, flights)
-    log.write_text(keys)
-    found = fields(
-        tshark(
-            "-r", str(cap), "-X", f"lua_script:{LUA}", "-o", f"mtd.keylog_file:{log}", "-T", "pdml"
-        )
-    )
+    found = dissect(tmp_path, flights, keys)
     tags = [show for n, _, show in found if n == "mtd.tag_ok"]
     assert tags.count("0") == 1, tags
     assert "mtd.tag_failed" in {n for n, _, _ in found}
@@ -480,3 +474,11 @@ def test_wireshark_prints_and_installs_the_dissector(tmp_path: Path) -> None:
     assert Path(r.stdout.strip()) == dissector_path() and dissector_path().is_file()
     r = mtlsdemo_cli("wireshark", "--install", "--plugins-dir", str(tmp_path / "plugins"))
     assert (tmp_path / "plugins" / "mtlsdemo-mtd.lua").read_bytes() == dissector_path().read_bytes()
+
+
+def test_a_malformed_record_is_expert_info_on_its_bytes(tmp_path: Path) -> None:
+    flights, _keys, _c, _s = recorded(b"wire-bad")
+    bad_alert = bytes((21, 1, 0, 0, 3, 2, 50, 0))  # an alert record of 3 bytes: no such thing
+    found = dissect(tmp_path, [flights[0], ("s2c", bad_alert)], "")
+    assert "mtd.malformed" in {n for n, _v, _s in found}
+    assert any("an alert is 2 bytes, this one 3" in show for _n, _v, show in found)

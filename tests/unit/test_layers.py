@@ -32,6 +32,7 @@ RANK = {
     "_generated": 0,
     "addresses": 0,
     "logline": 0,
+    "steps": 0,
     "trust": 0,
     "waiting": 0,
     "handshake": 1,

@@ -31,25 +31,14 @@ REASONS = {
     "revoked": "certificate_revoked",
     "stale-status": "status_stale",
 }
-STEP_WORDS = {
-    "hello": "step 1 — hello",
-    "certificate_verify": "step 2 — certificate verification",
-    "key_exchange": "step 3 — key exchange",
-    "finished": "step 4 — encrypted data",
-}
 
 
 def step_of(scenario: str) -> str:
     """Which of the four steps a scenario breaks, in words (`break --list`)."""
     from mtlsdemo.handshake.errors import STEP_OF_REASON, Reason
+    from mtlsdemo.steps import STEP_TITLES
 
     reason = Reason(REASONS[scenario])
-    # a record's tag belongs to step 4; a peer that never says hello, to step 1
-    step = (
-        STEP_OF_REASON.get(reason)
-        or {
-            Reason.DECRYPT_ERROR: "finished",
-            Reason.HANDSHAKE_TIMEOUT: "hello",
-        }[reason]
-    )
-    return STEP_WORDS[step]
+    # a record's tag belongs to the encrypted data; a peer that never says hello, to step 1
+    fallback = {Reason.DECRYPT_ERROR: "data", Reason.HANDSHAKE_TIMEOUT: "hello"}
+    return STEP_TITLES[STEP_OF_REASON.get(reason) or fallback[reason]]

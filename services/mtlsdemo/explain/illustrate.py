@@ -27,25 +27,20 @@ from mtlsdemo.handshake import messages as m
 from mtlsdemo.handshake.config import Credentials
 from mtlsdemo.handshake.errors import REASON_BY_CODE
 from mtlsdemo.handshake.keyschedule import traffic_keys
-from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN, ContentType
+from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN, ContentType, split_view
 from mtlsdemo.handshake.signatures import Scheme
 from mtlsdemo.handshake.states import STEP_OF
 from mtlsdemo.handshake.suites import BY_NAME
-from mtlsdemo.pki.ca import create_root_ca
+from mtlsdemo.pki.ca import CertificateAuthority, create_root_ca
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.identity import ServiceIdentity
 from mtlsdemo.pki.issue import issue_leaf
+from mtlsdemo.steps import STEP_TITLES
 from mtlsdemo.trust.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # the page's clock: fixed, so it replays
-STEP_TITLES = {
-    "hello": "step 1 — hello",
-    "certificate_verify": "step 2 — certificate verification",
-    "key_exchange": "step 3 — key exchange",
-    "finished": "step 4 — finished",
-    "data": "step 4 — encrypted data",
-    "alert": "the refusal",
-}
+# the page's titles: the four steps', and the refusal a --break page ends with
+TITLES = {**STEP_TITLES, "alert": "the refusal"}
 TLS13 = {  # the TLS 1.3 message each MTD/1 message corresponds to
     "ClientHello": "ClientHello (without key_share: MTD/1's server sends the first share)",
     "ServerHello": "ServerHello",
@@ -188,7 +183,7 @@ def _serial(seed: int, label: str) -> int:
     return int.from_bytes(SeededEntropy(seed, "serial-" + label)(19), "big") | (1 << 150)
 
 
-def _ca(seed: int, label: str, name: str) -> Any:
+def _ca(seed: int, label: str, name: str) -> CertificateAuthority:
     return create_root_ca(
         "ecdsa-p256",
         365,
@@ -285,43 +280,41 @@ def handshake(cfg: IllustrateConfig) -> tuple[Wire, Connection, Connection]:
 
 
 def records(wire: Wire) -> list[dict[str, Any]]:
-    """Every record that crossed, split into labelled runs."""
+    """Every record that crossed, split into labelled runs (records by the core's
+    splitter, handshake messages by its message buffer, fields by ``messages.layout``)."""
     out = []
+    buffers = {"c2s": m.MessageBuffer(1 << 16), "s2c": m.MessageBuffer(1 << 16)}
     for direction, data in wire:
-        pos = 0
-        while pos < len(data):
-            ctype, length = data[pos], int.from_bytes(data[pos + 3 : pos + 5], "big")
-            record = data[pos : pos + HEADER_LEN + length]
+        for ctype, header, payload in split_view(data)[0]:
+            record = header + bytes(payload)
             runs = [
                 Run("record.type", 0, record[0:1], WHAT["record.type"]),
                 Run("record.version", 1, record[1:3], WHAT["record.version"]),
                 Run("record.length", 3, record[3:5], WHAT["record.length"]),
             ]
             names: list[str] = []
+            raws: list[bytes] = []
             if ctype == ContentType.HANDSHAKE:
                 at = HEADER_LEN
-                while at < len(record):
-                    raw = record[at : at + 4 + int.from_bytes(record[at + 1 : at + 4], "big")]
-                    msg = m.decode(raw[0], raw[4:])
-                    names.append(NAMES[m.HandshakeType(raw[0])])
-                    for name, off, size in m.layout(msg):
-                        start = at + off
+                for msg_type, raw in buffers[direction].feed(payload):
+                    names.append(NAMES[m.HandshakeType(msg_type)])
+                    raws.append(raw)
+                    for name, off, size in m.layout(m.decode(msg_type, raw[4:])):
+                        chunk = record[at + off : at + off + size]
                         opens = names[-1] if off == 0 else ""
-                        chunk = record[start : start + size]
-                        runs.append(Run(name, start, chunk, WHAT.get(name, name), opens))
+                        runs.append(Run(name, at + off, chunk, WHAT.get(name, name), opens))
                     at += len(raw)
+                if at != len(record):  # the page's handshakes never split a message
+                    raise IllustrateError("illustrate: a handshake message spans records")
                 step = STEP_OF[m.HandshakeType(record[HEADER_LEN])]
-            elif ctype == ContentType.ALERT and length == 2:  # in clear, before the keys
+            elif ctype == ContentType.ALERT and len(payload) == 2:  # in clear, before keys
+                reason = REASON_BY_CODE.get(record[6])
+                said = reason.value if reason else "?"
                 runs += [
                     Run("alert.level", 5, record[5:6], "alert level: 2 fatal, 1 warning"),
-                    Run(
-                        "alert.description",
-                        6,
-                        record[6:7],
-                        f"the reason: {REASON_BY_CODE.get(record[6], '?')}",
-                    ),
+                    Run("alert.description", 6, record[6:7], f"the reason: {said}"),
                 ]
-                names.append(f"alert {REASON_BY_CODE.get(record[6], '?')} (in clear: a claim)")
+                names.append(f"alert {said} (in clear: a claim)")
                 step = "alert"
             else:
                 runs += [
@@ -336,12 +329,12 @@ def records(wire: Wire) -> list[dict[str, Any]]:
                     "direction": direction,
                     "sender": "client" if direction == "c2s" else "server",
                     "messages": names,
+                    "raw_messages": raws,
                     "step": step,
                     "bytes": record,
                     "runs": runs,
                 }
             )
-            pos += len(record)
     return out
 
 
@@ -452,29 +445,17 @@ def derivations(c: Connection, wire: Wire) -> list[dict[str, str]]:
     ]
 
 
-def proofs(wire: Wire) -> list[dict[str, str]]:
+def proofs(recs: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The two checks that bind the transcript: the server's CertificateVerify signature
     (over every message before it, MTD/1.2) and the client's Finished MAC (over every
     message through the client's CertificateVerify), each recomputed from the bytes on
     this page with `cryptography` and hashlib."""
-    msgs: list[bytes] = []
-    for _way, data in wire:
-        pos = 0
-        while pos < len(data):
-            length = int.from_bytes(data[pos + 3 : pos + 5], "big")
-            if data[pos] == ContentType.HANDSHAKE:
-                body = data[pos + HEADER_LEN : pos + HEADER_LEN + length]
-                at = 0
-                while at < len(body):
-                    n = 4 + int.from_bytes(body[at + 1 : at + 4], "big")
-                    msgs.append(body[at : at + n])
-                    at += n
-            pos += HEADER_LEN + length
+    msgs = [raw for r in recs for raw in r["raw_messages"]]
     kinds = [x[0] for x in msgs]
     cv_server = kinds.index(m.HandshakeType.CERTIFICATE_VERIFY)
     cv_client = kinds.index(m.HandshakeType.CERTIFICATE_VERIFY, cv_server + 1)
-    cert = m.decode(msgs[1][0], msgs[1][4:]) if kinds[1] == m.HandshakeType.CERTIFICATE else None
-    server_cert = m.decode(msgs[2][0], msgs[2][4:]) if cert is None else cert
+    first_cert = msgs[kinds.index(m.HandshakeType.CERTIFICATE)]  # the server's: it goes first
+    server_cert = m.decode(first_cert[0], first_cert[4:])
     assert isinstance(server_cert, m.Certificate)
     cv = m.decode(msgs[cv_server][0], msgs[cv_server][4:])
     fin = m.decode(msgs[cv_client + 1][0], msgs[cv_client + 1][4:])
@@ -554,12 +535,12 @@ def page(
         tls = "; ".join(TLS13.get(x, x) for x in r["messages"])
         parts.append(
             f'<div class="record {r["direction"]}" id="record-{n}" data-size="{len(record)}">'
-            f'<div><span class="step">{e(STEP_TITLES[r["step"]])}</span> — {r["sender"]} sends '
+            f'<div><span class="step">{e(TITLES[r["step"]])}</span> — {r["sender"]} sends '
             f"{e(', '.join(r['messages']))} ({len(record)} bytes); in TLS 1.3: {e(tls)}</div>"
         )
         for run in r["runs"]:
             if run.opens:  # a message starts: its step and its TLS 1.3 counterpart
-                step = STEP_TITLES[STEP_OF[m.HandshakeType(run.data[0])]]
+                step = TITLES[STEP_OF[m.HandshakeType(run.data[0])]]
                 parts.append(
                     f'<h3 class="msg">{e(run.opens)} · <span class="step">{e(step)}</span> · '
                     f"TLS 1.3: {e(TLS13.get(run.opens, run.opens))}</h3>"
@@ -638,7 +619,7 @@ def write(cfg: IllustrateConfig) -> Path:
         return target
     derived = derivations(c, wire)
     master = derived[0]["value"]
-    checks = proofs(wire)
+    checks = proofs(recs)
     finished = checks[1]
     finished["command"] = (
         "python3 -c 'import hashlib, hmac; " + LABEL + "; "

@@ -30,7 +30,7 @@ from mtlsdemo.endpoint.dial import handshake
 from mtlsdemo.endpoint.identity import identity_config
 from mtlsdemo.endpoint.memory import handshake_in_memory
 from mtlsdemo.handshake import Connection, DataReceived, ProtocolError
-from mtlsdemo.handshake.records import HEADER_LEN
+from mtlsdemo.handshake.records import HEADER_LEN, TAG_LEN, ContentType, split_view
 from mtlsdemo.handshake.suites import BY_NAME
 from mtlsdemo.mesh.client import LocalMesh
 from mtlsdemo.pki.errors import PkiError
@@ -355,12 +355,11 @@ def same_call_on_two_hops(mesh: LocalMesh, work: Path) -> list[str]:
     later = segs[segs.index(plain) :]
 
     def opened_size(payload: bytes) -> int:  # plaintext bytes the records carry
-        pos, size = 0, 0
-        while pos + HEADER_LEN <= len(payload):
-            n = int.from_bytes(payload[pos + 3 : pos + 5], "big")
-            size += n - 16 if payload[pos] == 23 else 0
-            pos += HEADER_LEN + n
-        return size
+        try:
+            whole = split_view(payload)[0]
+        except ProtocolError:  # a segment that starts inside a record
+            return -1
+        return sum(len(p) - TAG_LEN for t, _h, p in whole if t == ContentType.APPLICATION_DATA)
 
     sealed = next(
         (

@@ -59,14 +59,20 @@ def gateway_channel(
 
 
 def explain(
-    e: grpc.RpcError, cfg: ClientConfig, material: IdentityMaterial, channel: grpc.Channel
+    e: grpc.RpcError,
+    channel: grpc.Channel,
+    material: IdentityMaterial,
+    address: str,
+    server_name: str,
+    tls_dir: Path,
 ) -> str:
-    """gRPC's status, or for a failed handshake, who refused whom and why."""
+    """gRPC's status, or for a failed handshake, who refused whom and why (`client`
+    and `loadgen` say a failed call the same way)."""
     from mtlsdemo.addresses import parse_hostport
 
     said = f"{e.code().name}: {e.details()}"
-    target = parse_hostport(cfg.gateway_addr, default_host="127.0.0.1")
-    found = why_unavailable(e, channel, target, material, cfg.server_name, Path(cfg.tls_dir))
+    target = parse_hostport(address, default_host="127.0.0.1")
+    found = why_unavailable(e, channel, target, material, server_name, tls_dir)
     if found is None:
         return said
     return f"{found.sentence('gateway')} (gRPC said {e.code().name})"
@@ -133,7 +139,8 @@ def run(cfg: ClientConfig) -> int:
                     flush=True,
                 )
     except grpc.RpcError as e:
-        print(f"error: {explain(e, cfg, material, channel)}", file=sys.stderr)
+        said = explain(e, channel, material, cfg.gateway_addr, cfg.server_name, Path(cfg.tls_dir))
+        print(f"error: {said}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

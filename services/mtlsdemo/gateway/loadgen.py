@@ -20,7 +20,7 @@ import grpc
 
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from mtlsdemo.gateway.client import ClientCall, ClientConfig, explain, gateway_channel
+from mtlsdemo.gateway.client import explain, gateway_channel
 from mtlsdemo.pki.material import IdentitySource
 
 
@@ -98,19 +98,9 @@ def run_load(
                 pb.DepositRequest(account_id=r.account_id, amount_cents=1_000_000), timeout=10
             )
             ids.append(r.account_id)
-    except (
-        grpc.RpcError
-    ) as e:  # said as `mtlsdemo client` says it: who refused whom, or why not reached
-        cfg = ClientConfig(
-            ClientCall("open"),
-            gateway_addr=address,
-            tls_dir=tls_dir,
-            server_name=server_name,
-            transport=transport,
-        )
-        raise LoadSetupError(
-            f"loadgen: its accounts could not be opened: {explain(e, cfg, material, channel)}"
-        ) from None
+    except grpc.RpcError as e:  # as `mtlsdemo client` says it: who refused whom, or why
+        said = explain(e, channel, material, address, server_name, tls_dir)
+        raise LoadSetupError(f"loadgen: its accounts could not be opened: {said}") from None
     result = LoadResult()
     lock = threading.Lock()
     rng = random.Random()

@@ -136,12 +136,18 @@ def hops(mesh: LocalMesh) -> tuple[list[Hop], list[Path]]:
     return out, keylogs
 
 
-def _tool(interface: str, bpf: str, path: Path) -> list[str]:
-    if shutil.which("dumpcap"):
-        return ["dumpcap", "-i", interface, "-f", bpf, "-w", str(path)]
-    if shutil.which("tcpdump"):
-        return ["tcpdump", "-i", interface, "-U", "-n", "-w", str(path), bpf]
+def capture_tool() -> str:
+    """dumpcap (Wireshark's) or tcpdump, whichever is installed, or why neither is."""
+    for name in ("dumpcap", "tcpdump"):
+        if shutil.which(name):
+            return name
     raise CaptureError("no capture tool: install dumpcap (Debian: `apt install tshark`) or tcpdump")
+
+
+def _argv(tool: str, interface: str, bpf: str, path: Path) -> list[str]:
+    if tool == "dumpcap":
+        return ["dumpcap", "-i", interface, "-f", bpf, "-w", str(path)]
+    return ["tcpdump", "-i", interface, "-U", "-n", "-w", str(path), bpf]
 
 
 class Recorder:
@@ -155,7 +161,7 @@ class Recorder:
             s.bind(("127.0.0.1", 0))
             self.probe = s.getsockname()  # a port nobody listens on: the probe goes nowhere
         self.path = path
-        self.argv = _tool(interface, f"({bpf}) or (udp port {self.probe[1]})", path)
+        self.argv = _argv(capture_tool(), interface, f"({bpf}) or (udp port {self.probe[1]})", path)
         self.name = self.argv[0]
         self.interface = interface
         self.lines: list[str] = []
@@ -308,7 +314,7 @@ def write_keys(path: Path, mtd_logs: list[Path], tls_log: Path) -> tuple[int, in
 
 def take(cfg: CaptureConfig) -> Capture:
     out = cfg.out
-    _tool(cfg.interface, "", out)  # a missing tool is said first: nothing to start without it
+    capture_tool()  # a missing tool is said first: nothing to start without it
     if out.suffix != ".pcapng":
         raise CaptureError(f"--out {out}: name the file *.pcapng (its key log goes beside it)")
     if not out.parent.is_dir():

@@ -544,8 +544,8 @@ local function u16list(tree, tvb, offset, length, field)
   for i = 0, length - 2, 2 do tree:add(field, tvb(offset + i, 2)) end
 end
 
-local function malformed(tree, range, text)
-  tree:add_proto_expert_info(E.malformed, text)
+local function malformed(tree, range, text)  -- expert info on the bytes at fault
+  tree:add_tvb_expert_info(E.malformed, range, text)
   return false
 end
 
