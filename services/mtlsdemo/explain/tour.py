@@ -330,8 +330,8 @@ def same_call_on_two_hops(mesh: LocalMesh, work: Path) -> list[str]:
     c = mesh.config
     try:
         found, _keylogs = hops(mesh)
-        plain_port = next(h.port for h in found if h.what.startswith("gateway -> gateway-sidecar"))
-        mtd_port = next(h.port for h in found if h.kind == "mtd" and "ledger-sidecar" in h.what)
+        plain_port = next(h.port for h in found if h.name == "gateway-app")
+        mtd_port = next(h.port for h in found if h.name == "mesh")
         path = work / "tour.pcapng"
         recorder = Recorder("lo", f"tcp port {plain_port} or tcp port {mtd_port}", path)
     except (CaptureError, StopIteration):

@@ -50,6 +50,10 @@ class Hop:
     port: int
     kind: str  # "plaintext", "mtd" or "tls"
     what: str
+    # which hop, as code asks for it: "caller" (cli -> gateway), "gateway-in" (the
+    # gateway's sidecar to the gateway, MTD/1 transport), "gateway-app" (the gateway to
+    # its sidecar), "mesh" (sidecar to sidecar), "ledger-app" (the ledger's sidecar to it)
+    name: str = ""
 
 
 @dataclass
@@ -91,13 +95,19 @@ def hops(mesh: LocalMesh) -> tuple[list[Hop], list[Path]]:
     if cfg.transport == "mtd" or gw.get("inbound"):
         port = parse_hostport(gw["inbound"]["listen"])[1]
         out.append(
-            Hop(port, "mtd", "cli -> gateway-sidecar: MTD/1 (the caller's in-process sidecar)")
+            Hop(
+                port,
+                "mtd",
+                "cli -> gateway-sidecar: MTD/1 (the caller's in-process sidecar)",
+                "caller",
+            )
         )
         out.append(
             Hop(
                 parse_hostport(gw["inbound"]["target"])[1],
                 "plaintext",
                 "gateway-sidecar -> gateway: plaintext gRPC (a sidecar and its app, on loopback)",
+                "gateway-in",
             )
         )
     else:
@@ -107,6 +117,7 @@ def hops(mesh: LocalMesh) -> tuple[list[Hop], list[Path]]:
                 "tls",
                 "cli -> gateway: TLS 1.3 (grpcio writes no key log: its hellos are readable, "
                 "the rest is not) and one call over Python's ssl (its keys are in the file)",
+                "caller",
             )
         )
     for route in gw.get("routes", []):
@@ -115,6 +126,7 @@ def hops(mesh: LocalMesh) -> tuple[list[Hop], list[Path]]:
                 parse_hostport(route["listen"])[1],
                 "plaintext",
                 "gateway -> gateway-sidecar: plaintext gRPC (an app and its own sidecar, on loopback)",
+                "gateway-app",
             )
         )
     if ld.get("inbound"):
@@ -123,6 +135,7 @@ def hops(mesh: LocalMesh) -> tuple[list[Hop], list[Path]]:
                 parse_hostport(ld["inbound"]["listen"])[1],
                 "mtd",
                 "gateway-sidecar == MTD/1 ==> ledger-sidecar: encrypted records (the key log opens them)",
+                "mesh",
             )
         )
         out.append(
@@ -130,6 +143,7 @@ def hops(mesh: LocalMesh) -> tuple[list[Hop], list[Path]]:
                 parse_hostport(ld["inbound"]["target"])[1],
                 "plaintext",
                 "ledger-sidecar -> ledger: plaintext gRPC (a sidecar and its app, on loopback)",
+                "ledger-app",
             )
         )
     keylogs = [Path(s["keylog"]["path"]) for s in (gw, ld) if s.get("keylog")]
