@@ -530,6 +530,10 @@ def test_each_pod_mounts_only_its_own_identity(objects: list[dict]) -> None:
                 env = {e["name"]: e.get("value") for e in c["env"]}
                 mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
                 assert env["MTLSDEMO_CRL"] == mounts["crl"] + "/crl.pem", c["name"]
+                # a CRL that vanishes fails closed; the CRLs in force outlive a restart
+                assert env["MTLSDEMO_CRL_REQUIRED"] == "true", c["name"]
+                state = Path(env["MTLSDEMO_CRL_STATE"])
+                assert mounts.get("tmp") == str(state.parent), c["name"]
             assert len(users) == (2 if name == "gateway" else 1)
         else:
             assert secrets == []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from mtlsdemo.pki import files as files_mod
 from mtlsdemo.pki import material as material_mod
 from mtlsdemo.pki import stores
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
@@ -21,7 +22,6 @@ from mtlsdemo.pki.files import LOCK_FILE, load_cert, write_atomic, writing
 from mtlsdemo.pki.keys import public_key_der
 from mtlsdemo.pki.material import IdentitySource
 from support.identities import ca_of, make_identity_dir
-from support.processes import wait_for
 
 
 def consistent(m) -> bool:
@@ -205,18 +205,8 @@ def test_an_identity_with_problems_warns_once_in_one_line(
     assert "identity loaded with 2 problems: (1) unknown_ca" in warnings[0], warnings
 
 
-def _blocked_on(lock: Path) -> bool:
-    """Whether some process or thread waits for the flock of ``lock`` (a ``->``
-    line in /proc/locks names a waiter and the inode it waits on)."""
-    ino = os.stat(lock).st_ino
-    return any(
-        line.split()[1] == "->" and line.split()[6].endswith(f":{ino}")
-        for line in Path("/proc/locks").read_text().splitlines()
-    )
-
-
 def test_a_reader_waits_until_the_writer_has_replaced_every_file(
-    tmp_path: Path, pki_dir: Path
+    tmp_path: Path, pki_dir: Path, monkeypatch
 ) -> None:
     """The CI failure it fixes: a caller loaded its identity between two of a
     rotation's writes (the new key and certificate, the old staple), sent the old
@@ -226,12 +216,20 @@ def test_a_reader_waits_until_the_writer_has_replaced_every_file(
     live.mkdir()
     copy_into(v1, live)
     got: list[object] = []
+    waited = threading.Event()
+    real_pause = files_mod._pause
+
+    def pause() -> None:
+        waited.set()
+        real_pause()
+
+    monkeypatch.setattr(files_mod, "_pause", pause)
     with writing([live]):
         for f in ("tls.key", "tls.crt"):  # torn: v2's key and certificate, v1's staple
             write_atomic(live / f, (v2 / f).read_bytes(), 0o600)
         reader = threading.Thread(target=lambda: got.append(IdentitySource(live).current))
         reader.start()
-        wait_for(lambda: _blocked_on(live / LOCK_FILE), what="the reader waiting on the lock")
+        assert waited.wait(10), "the reader never waited on the lock"
         for f in ("ca.crt", "tls.ocsp"):
             write_atomic(live / f, (v2 / f).read_bytes())
     reader.join(timeout=10)
@@ -276,3 +274,104 @@ def test_a_filesystem_without_flock_still_reads_and_writes(
     with writing([live]):
         copy_into(v1, live)
     assert consistent(IdentitySource(live).current)
+
+
+# --- the lock is the owner's alone, and never waited on for ever ---
+
+
+def test_the_lock_is_created_for_its_owner_only_and_an_old_open_one_is_closed(
+    tmp_path: Path,
+) -> None:
+    """flock needs only a readable descriptor: a 0644 lock let any local user hold
+    it and stall every reload and rotation of the mesh."""
+    d = tmp_path / "id"
+    with writing([d]):
+        pass
+    assert (d / LOCK_FILE).stat().st_mode & 0o777 == 0o600
+    (d / LOCK_FILE).chmod(0o644)  # written by an earlier version
+    with writing([d]):
+        pass
+    assert (d / LOCK_FILE).stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting as another uid needs root")
+def test_another_user_cannot_open_the_lock_to_hold_it(tmp_path: Path) -> None:
+    d = tmp_path / "id"
+    with writing([d]):
+        pass
+    d.chmod(0o755)
+    tmp_path.chmod(0o755)
+    nobody = 65534
+    pid = os.fork()
+    if pid == 0:  # the stranger: uid nobody, the audit's attacker
+        try:
+            os.setgid(nobody)
+            os.setuid(nobody)
+            fd = os.open(d / LOCK_FILE, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            os._exit(0)  # held: the finding is back
+        except PermissionError:
+            os._exit(13)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 13
+
+
+def test_a_lock_owned_by_another_user_is_refused_by_name(tmp_path: Path) -> None:
+    d = tmp_path / "id"
+    d.mkdir()
+    (d / LOCK_FILE).touch()
+    if os.geteuid() == 0:
+        os.chown(d / LOCK_FILE, 65534, 65534)
+    else:
+        pytest.skip("giving a file to another uid needs root")
+    with (
+        pytest.raises(PkiError, match=r"owned by uid 65534, not by the directory's owner"),
+        writing([d]),
+    ):
+        pass
+
+
+def test_a_lock_held_for_ever_costs_a_bounded_wait_and_keeps_the_old_identity(
+    tmp_path: Path, pki_dir: Path, monkeypatch
+) -> None:
+    """The audit held the lock exclusively: readers blocked for ever (a sidecar's
+    loop froze inside its reload). Now a reader gives up after LOCK_WAIT with one
+    named error, the source keeps what it has, and takes the new files once the
+    lock is free."""
+    monkeypatch.setattr(files_mod, "LOCK_WAIT", 0.2)
+    v1, v2 = version(tmp_path, pki_dir, "v1"), version(tmp_path, pki_dir, "v2")
+    live = tmp_path / "live"
+    with writing([live]):
+        copy_into(v1, live)
+    source = IdentitySource(live)
+    copy_into(v2, live)  # a renewal lands ...
+    fd = os.open(live / LOCK_FILE, os.O_RDONLY)  # ... while something holds the lock
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert source.check() is None
+        assert source.current.leaf == load_cert(v1 / "tls.crt")
+        assert source.last_error is not None and "held by another process" in source.last_error
+        assert str(live / LOCK_FILE) in source.last_error
+    finally:
+        os.close(fd)
+    fresh = source.check()
+    assert fresh is not None and fresh.leaf == load_cert(v2 / "tls.crt")
+    assert source.last_error is None
+
+
+def test_a_writer_facing_a_held_lock_fails_with_one_line(tmp_path: Path) -> None:
+    d = tmp_path / "id"
+    with writing([d]):
+        pass
+    fd = os.open(d / LOCK_FILE, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        with (
+            pytest.raises(PkiError, match="held by another process for 0.1 s"),
+            writing([d], wait=0.1),
+        ):
+            pass
+    finally:
+        os.close(fd)

@@ -49,6 +49,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             default=None,
             help="CRL file (certs/ca/crl.pem) to check callers against; re-read when it changes",
         )
+        flags.add(
+            p,
+            "--crl-required",
+            boolean=True,
+            default=False,
+            help="with --crl: a caller whose CA has no CRL in force (the file missing or "
+            "without that CA's list) is refused, so a CRL that vanishes fails closed",
+        )
+        flags.add(
+            p,
+            "--crl-state",
+            default=None,
+            metavar="FILE",
+            help="where the CRLs in force are kept, so a restart refuses a rolled-back CRL "
+            "(default: .crl-seen in the identity directory)",
+        )
         if name == "ledger":
             flags.add(p, "--db", default="var/ledger.db", help="SQLite database path")
         else:
@@ -74,10 +90,23 @@ def main(args: argparse.Namespace) -> int:
     allowed = IdentityPolicy.parse(args.allow_id) if args.allow_id else None
     tls_dir = None if args.plaintext else Path(args.identity_dir)
     crl = Path(args.crl) if args.crl else None
+    if args.crl_required and crl is None:
+        from mtlsdemo.rpc.server import ConfigError
+
+        raise ConfigError("--crl-required needs --crl FILE: the CRL to require")
     if args.component == "ledger":
         from mtlsdemo.ledger.server import serve as serve_ledger
 
-        serve_ledger(args.listen, tls_dir, allowed, Path(args.db), args.metrics_listen, crl)
+        serve_ledger(
+            args.listen,
+            tls_dir,
+            allowed,
+            Path(args.db),
+            args.metrics_listen,
+            crl,
+            args.crl_required,
+            Path(args.crl_state) if args.crl_state else None,
+        )
     else:
         from mtlsdemo.gateway.server import serve as serve_gateway
 
@@ -91,5 +120,7 @@ def main(args: argparse.Namespace) -> int:
             args.ledger_server_name,
             args.metrics_listen,
             crl,
+            args.crl_required,
+            Path(args.crl_state) if args.crl_state else None,
         )
     return 0

@@ -102,6 +102,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     flags.add(
         p,
+        "--crl-required",
+        boolean=True,
+        default=False,
+        help="with --crl: a peer whose CA has no CRL in force (the file missing or "
+        "without that CA's list) is refused status_missing, so a CRL that vanishes "
+        "fails closed (a CRL past its nextUpdate by over an hour is refused either way)",
+    )
+    flags.add(
+        p,
+        "--crl-state",
+        default=None,
+        metavar="FILE",
+        help="where the highest CRL number seen per CA is kept, so a restart refuses a "
+        "rolled-back CRL as the running sidecar did (default: .crl-seen in the identity "
+        "directory)",
+    )
+    flags.add(
+        p,
         "--max-handshakes-per-source",
         type=flags.at_least(0, int),
         default=1024,
@@ -229,6 +247,8 @@ def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
         ticket_max_uses=args.ticket_max_uses,
         require_status=args.require_status,
         crl=Path(args.crl) if args.crl else None,
+        crl_required=args.crl_required,
+        crl_state=Path(args.crl_state) if args.crl_state else None,
         listen_backlog=args.listen_backlog,
         key_update_bytes=args.key_update_bytes,
         admin_listen=None

@@ -6,9 +6,11 @@ grpcio's TLS is BoringSSL's, which has no ML-DSA: a mesh whose identities are
 ML-DSA (or one migrating to them) fronts the gateway with its sidecar too
 (``mtlsdemo run --gateway-transport mtd``), and its callers — ``mtlsdemo
 client``, ``loadgen``, ``run``'s own checks, ``break`` — bring their sidecar with
-them: the sidecar's outbound route, run inside this process on an ephemeral
-loopback port (the same ``Sidecar`` as the mesh's, never a second implementation
-of the protocol), with the gRPC channel speaking plaintext to it.
+them: the sidecar's outbound route, run inside this process on a Unix socket in
+a private (0700) directory (the same ``Sidecar`` as the mesh's, never a second
+implementation of the protocol), with the gRPC channel speaking plaintext to it.
+Not a loopback port: any local user could connect to one and call as this
+identity without reading its key.
 
 What it gains over native TLS besides ML-DSA: a refused handshake is known
 exactly, from the in-process sidecar's journal (the reason and who raised it),
@@ -20,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import shutil
 import socket
 import ssl
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -66,20 +70,29 @@ class InProcessSidecar:
         server_id: str,
         suites: tuple[Suite, ...] | None = None,
         name: str = "client-sidecar",
+        crl: Path | None = None,
     ) -> None:
+        # mkdtemp makes the directory 0700: only this user reaches the socket inside
+        self.directory = Path(tempfile.mkdtemp(prefix="mtlsdemo-caller-"))
+        self.socket = self.directory / "route.sock"
         cfg = SidecarConfig(
             identity_dir=identity_dir,
-            routes=[Route(("127.0.0.1", 0), remote, server_id)],
+            routes=[Route(("127.0.0.1", 0), remote, server_id, unix=self.socket)],
             admin_listen=None,
             name=name,
             drain_timeout=1.0,
             max_pending_handshakes=64,
+            crl=crl,
         )
         if suites:
             cfg.suites = suites
         # the caller says what failed, once, in its own words (MtdChannel.diagnosis)
         logging.getLogger("mtlsdemo.sidecar").setLevel(logging.CRITICAL)
-        self.sidecar = Sidecar(cfg)  # reads and checks the identity: PkiError on a bad one
+        try:
+            self.sidecar = Sidecar(cfg)  # reads and checks the identity: PkiError on a bad one
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
         self.remote, self.identity_dir = remote, identity_dir
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name=name)
@@ -89,7 +102,7 @@ class InProcessSidecar:
         except BaseException:
             self._stop_loop()
             raise
-        self.port = self.sidecar.ports["route0"]
+        self.target = f"unix:{self.socket}"
 
     def last_failure(self) -> HandshakeOutcome | None:
         """The newest failed handshake of this route, if any (read on the sidecar's
@@ -115,6 +128,7 @@ class InProcessSidecar:
         self._thread.join(5)
         if not self._thread.is_alive():
             self._loop.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def explained(o: HandshakeOutcome, identity_dir: Path | None = None) -> Diagnosis:
@@ -156,7 +170,7 @@ class MtdChannel(grpc.Channel):  # type: ignore[misc]  # grpcio ships no types
 
     def __init__(self, tunnel: InProcessSidecar, options: list[tuple[str, Any]]) -> None:
         self.tunnel = tunnel
-        self._channel = grpc.insecure_channel(f"127.0.0.1:{tunnel.port}", options=options)
+        self._channel = grpc.insecure_channel(tunnel.target, options=options)
 
     def diagnosis(self) -> Diagnosis | None:
         """Why the newest handshake failed (None: none did)."""
@@ -206,6 +220,15 @@ class MtdChannel(grpc.Channel):  # type: ignore[misc]  # grpcio ships no types
         self.close()
 
 
+def published_crl(identity_dir: Path) -> Path | None:
+    """The CA's CRL where ``certs bootstrap`` publishes it beside the identities
+    (certs/ca/crl.pem): the in-process caller checks the gateway against it as the
+    mesh's sidecars do (an impostor with a revoked key and its last good staple was
+    accepted without it)."""
+    crl = identity_dir.parent / "ca" / "crl.pem"
+    return crl if crl.exists() else None
+
+
 def mtd_channel(
     target: str,
     identity_dir: Path,
@@ -221,7 +244,13 @@ def mtd_channel(
 
     material = material or IdentitySource(identity_dir).current  # read once by caller_channel
     remote = parse_hostport(target, default_host="127.0.0.1")
-    tunnel = InProcessSidecar(identity_dir, remote, peer_id(material, server_name), suites)
+    tunnel = InProcessSidecar(
+        identity_dir,
+        remote,
+        peer_id(material, server_name),
+        suites,
+        crl=published_crl(identity_dir),
+    )
     return MtdChannel(tunnel, options or [])
 
 

@@ -20,6 +20,8 @@ def serve(
     ledger_server_name: str,
     metrics_listen: str | None,
     crl: Path | None = None,
+    crl_required: bool = False,
+    crl_state: Path | None = None,
 ) -> None:
     ledger = LedgerConnection(ledger_addr, ledger_tls_dir, ledger_server_name)
     service = GatewayService(ledger)
@@ -32,6 +34,8 @@ def serve(
         register=lambda server: pb_grpc.add_GatewayServiceServicer_to_server(service, server),
         service_names=[SERVICE_NAME],
         crl=crl,
+        crl_required=crl_required,
+        crl_state=crl_state,
     )
     try:
         run_forever(spec)

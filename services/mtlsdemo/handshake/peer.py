@@ -129,7 +129,12 @@ def verify_peer(
             checks.append(f"stapled status: {e.failure.value}: {e.detail} (accepted: soft)")
     if policy.revoked is not None:
         issuer_der = verified.leaf.issuer.public_bytes()
-        why = policy.revoked(issuer_der, verified.leaf.serial_number)
+        try:
+            why = policy.revoked(issuer_der, verified.leaf.serial_number)
+        except VerificationFailed as e:  # the CRL cannot answer: stale, or required and absent
+            raise ProtocolError(
+                Reason(e.failure.value), f"{e.detail} (the CRL)", peer_identity=identity
+            ) from None
         if why:
             raise ProtocolError(
                 Reason.CERTIFICATE_REVOKED, f"{why} (the CRL)", peer_identity=identity

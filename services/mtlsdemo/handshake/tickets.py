@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from mtlsdemo.handshake.codec import Reader, u16, vec8, vec16
 from mtlsdemo.handshake.errors import ProtocolError
 from mtlsdemo.handshake.kx import Entropy
+from mtlsdemo.trust.failures import VerificationFailed
 
 KEY_ID_LEN = 4
 NONCE_LEN = 12
@@ -144,8 +145,14 @@ class SessionFacts:
                 Refusal.PEER_NOT_ALLOWED,
                 f"{self.peer_identity} is not allowed by the current policy",
             )
-        if revoked is not None and (why := revoked(self.peer_issuer, self.peer_serial)):
-            raise TicketRefused(Refusal.PEER_REVOKED, f"{why} (the CRL)")
+        if revoked is not None:
+            try:
+                why = revoked(self.peer_issuer, self.peer_serial)
+            except VerificationFailed as e:
+                # the CRL cannot answer now: the full handshake refuses by that name
+                raise TicketRefused(Refusal.PEER_REVOKED, f"{e.detail} (the CRL)") from None
+            if why:
+                raise TicketRefused(Refusal.PEER_REVOKED, f"{why} (the CRL)")
         if t >= self.peer_not_after:
             raise TicketRefused(
                 Refusal.CERTIFICATE_EXPIRED,

@@ -18,6 +18,8 @@ def serve(
     db_path: Path,
     metrics_listen: str | None,
     crl: Path | None = None,
+    crl_required: bool = False,
+    crl_state: Path | None = None,
 ) -> None:
     store = LedgerStore(db_path)
     service = LedgerService(store)
@@ -30,6 +32,8 @@ def serve(
         register=lambda server: pb_grpc.add_LedgerServiceServicer_to_server(service, server),
         service_names=[SERVICE_NAME],
         crl=crl,
+        crl_required=crl_required,
+        crl_state=crl_state,
     )
     try:
         run_forever(spec)

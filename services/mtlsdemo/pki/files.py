@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -38,10 +39,70 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 LOCK_FILE = ".lock"  # an identity directory's writers hold it exclusively, its readers shared
+LOCK_WAIT = 5.0  # seconds a held lock is retried before giving up with one line
+LOCK_POLL = 0.02
+
+
+def _pause() -> None:
+    time.sleep(LOCK_POLL)
+
+
+def _open_lock(directory: Path, create: bool) -> int | None:
+    """The lock file's descriptor, or None when there is none to take (no file, or
+    one this user may not open: it is then read as it is). Created 0600: flock
+    needs only a readable descriptor, so a lock anyone can open is a lock anyone
+    can hold — and a held lock stalled every reload and rotation of the mesh."""
+    path = directory / LOCK_FILE
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        if create:
+            raise PkiError(f"{path}: cannot open the lock: permission denied") from None
+        return None
+    except OSError as e:
+        if create:
+            raise PkiError(f"{path}: cannot open the lock: {e.strerror}") from None
+        return None
+    st, owner = os.fstat(fd), os.stat(directory).st_uid
+    if st.st_uid not in (owner, os.geteuid()):
+        os.close(fd)
+        raise PkiError(
+            f"{path}: owned by uid {st.st_uid}, not by the directory's owner (uid {owner}): "
+            "whoever holds it stalls every reload; remove it"
+        )
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        os.fchmod(fd, 0o600)  # a lock written by an earlier version (0644)
+    return fd
+
+
+def _take(fd: int, op: int, path: Path, wait: float | None) -> None:
+    """flock without blocking, retried for ``wait`` seconds (LOCK_WAIT): a holder
+    that never lets go costs a bounded wait and one named error, never a hang."""
+    wait = LOCK_WAIT if wait is None else wait
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, op | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise PkiError(
+                    f"{path}: held by another process for {wait:g} s; the identity was "
+                    "not read or written (a rotation in progress, or a stuck process: "
+                    "`fuser` names it)"
+                ) from None
+            _pause()
+        except OSError:
+            # a filesystem without flock (ENOLCK: some network mounts) is used
+            # unlocked, as before: each file is still replaced atomically
+            return
 
 
 @contextlib.contextmanager
-def writing(directories: Iterable[Path]) -> Iterator[None]:
+def writing(directories: Iterable[Path], wait: float | None = None) -> Iterator[None]:
     """Hold each directory's lock exclusively while its files are replaced one by
     one: a reader taking the shared lock (``reading``) sees all old files or all
     new ones, never a new key with an old staple (a caller that loaded one between
@@ -50,29 +111,24 @@ def writing(directories: Iterable[Path]) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         for d in sorted(set(directories)):
             d.mkdir(parents=True, exist_ok=True)
-            fd = os.open(d / LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
-            stack.callback(os.close, fd)
-            # released by the close, or by the kernel on exit. A filesystem without
-            # flock (ENOLCK: some network mounts) writes unlocked, as before: each
-            # file is still replaced atomically
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            fd = _open_lock(d, create=True)
+            assert fd is not None
+            stack.callback(os.close, fd)  # released by the close, or by the kernel on exit
+            _take(fd, fcntl.LOCK_EX, d / LOCK_FILE, wait)
         yield
 
 
 @contextlib.contextmanager
-def reading(directory: Path) -> Iterator[None]:
+def reading(directory: Path, wait: float | None = None) -> Iterator[None]:
     """The shared side of ``writing``. A directory without the lock file (a
     Kubernetes Secret volume, which swaps ``..data`` atomically instead, or files
     written by hand) is read as it is."""
-    try:
-        fd = os.open(directory / LOCK_FILE, os.O_RDONLY)
-    except OSError:
+    fd = _open_lock(directory, create=False)
+    if fd is None:
         yield
         return
     try:
-        with contextlib.suppress(OSError):  # no flock here (ENOLCK): read as it is
-            fcntl.flock(fd, fcntl.LOCK_SH)
+        _take(fd, fcntl.LOCK_SH, directory / LOCK_FILE, wait)
         yield
     finally:
         os.close(fd)

@@ -14,6 +14,7 @@ from mtlsdemo import telemetry
 from mtlsdemo.pki.crlfile import CrlFile
 from mtlsdemo.rpc.identity import peer_certificate, svid_of
 from mtlsdemo.trust import IdentityPolicy, SpiffeId
+from mtlsdemo.trust.failures import VerificationFailed
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,19 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc s
         revoked key calls nothing, not even health."""
         if self.crl is None or cert is None:
             return
-        gone = self.crl.lookup(cert)
+        shown = str(peer or "(no SPIFFE ID)")
+        try:
+            gone = self.crl.lookup(cert)
+        except VerificationFailed as e:  # stale past the grace, or required and absent
+            telemetry.GRPC_AUTHORIZATIONS.labels(shown, e.failure.value).inc()
+            log.warning("denied %s: caller %s: %s: %s", service, shown, e.failure.value, e.detail)
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"caller {shown}: {e.failure.value}: {e.detail}; rejected by the {service} server",
+            )
+            return
         if gone is None:
             return
-        shown = str(peer or "(no SPIFFE ID)")
         telemetry.GRPC_AUTHORIZATIONS.labels(shown, "revoked").inc()
         log.warning("denied %s: caller %s: %s", service, shown, gone.describe())
         context.abort(

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mtlsdemo import __version__, telemetry
 from mtlsdemo.addresses import host_of, is_loopback_host
-from mtlsdemo.pki.crlfile import CrlFile
+from mtlsdemo.pki.crlfile import CRL_STATE_FILE, CrlFile
 from mtlsdemo.rpc.credentials import ReloadingServerCredentials
 from mtlsdemo.rpc.interceptors import ServerInterceptor
 from mtlsdemo.trust import IdentityPolicy
@@ -45,6 +45,8 @@ class ServiceSpec:
     service_names: Sequence[str]
     max_workers: int = 32
     crl: Path | None = None  # callers' certificates are checked against this CRL file
+    crl_required: bool = False  # a caller's CA without a CRL in force: refused
+    crl_state: Path | None = None  # where the CRLs in force are kept (restarts)
 
 
 def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServicer]:
@@ -57,7 +59,12 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
     crl = None
     if spec.crl is not None and creds is not None:
         source = creds.source
-        crl = CrlFile(spec.crl, lambda: source.current.cas)
+        crl = CrlFile(
+            spec.crl,
+            lambda: source.current.cas,
+            required=spec.crl_required,
+            state=spec.crl_state or source.directory / CRL_STATE_FILE,
+        )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=spec.max_workers, thread_name_prefix=spec.component),
         interceptors=[ServerInterceptor(spec.policy if spec.tls_dir else None, crl)],

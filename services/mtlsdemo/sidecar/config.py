@@ -28,6 +28,9 @@ class Route:
     listen: tuple[str, int]
     remote: tuple[str, int]
     identity: str
+    # a Unix socket instead of ``listen``: its directory's mode says who may call
+    # (the in-process caller's, 0700) where a loopback port admits every local user
+    unix: Path | None = None
 
     @classmethod
     def parse(cls, text: str) -> Route:
@@ -51,8 +54,17 @@ class Route:
             )
         return route
 
+    @property
+    def local(self) -> str:
+        return f"unix:{self.unix}" if self.unix else f"{self.listen[0]}:{self.listen[1]}"
+
+    @property
+    def label(self) -> str:
+        """How the journal names this route: its local port, or ``unix``."""
+        return "route unix" if self.unix else f"route {self.listen[1]}"
+
     def __str__(self) -> str:
-        return f"{self.listen[0]}:{self.listen[1]} -> {self.remote[0]}:{self.remote[1]} ({self.identity})"
+        return f"{self.local} -> {self.remote[0]}:{self.remote[1]} ({self.identity})"
 
 
 @dataclass
@@ -61,6 +73,8 @@ class SidecarConfig:
     # a CRL file to check peers against besides their stapled status (None: staples
     # only): a revocation then applies at the next handshake and ends its tickets
     crl: Path | None = None
+    crl_required: bool = False  # an issuer without a CRL in force is refused
+    crl_state: Path | None = None  # the CRL high-water mark; None: beside the identity
     inbound_listen: tuple[str, int] | None = None
     inbound_target: tuple[str, int] | None = None
     allowed_ids: tuple[str, ...] = ()
@@ -95,6 +109,8 @@ class SidecarConfig:
     keylog: Path | None = None
 
     def validate(self) -> None:
+        if self.crl_required and self.crl is None:
+            raise SidecarConfigError("--crl-required needs --crl FILE: the CRL to require")
         if (self.inbound_listen is None) != (self.inbound_target is None):
             raise SidecarConfigError("--inbound-listen and --inbound-target go together")
         if self.inbound_target and self.inbound_target[0] not in ("127.0.0.1", "localhost", "::1"):

@@ -21,7 +21,7 @@ from aiohttp import web
 from mtlsdemo import __version__, telemetry
 from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason, build
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
-from mtlsdemo.pki.crlfile import CrlFile
+from mtlsdemo.pki.crlfile import CRL_STATE_FILE, CrlFile
 from mtlsdemo.pki.keys import key_type_of
 from mtlsdemo.sidecar.admin import AdminServer, Encoded, json_response
 from mtlsdemo.sidecar.certview import certificates_view
@@ -76,7 +76,12 @@ class Sidecar:
         self.ticket_cache = TicketCache() if config.session_tickets else None
         # the CA's CRL, re-read when it changes, verified against our current bundle
         self.crl = (
-            CrlFile(config.crl, lambda: self.identity.current.material.cas)
+            CrlFile(
+                config.crl,
+                lambda: self.identity.current.material.cas,
+                required=config.crl_required,
+                state=config.crl_state or config.identity_dir / CRL_STATE_FILE,
+            )
             if config.crl is not None
             else None
         )
@@ -134,11 +139,15 @@ class Sidecar:
                 ", ".join(cfg.allowed_ids) or "any from the CA",
             )
         for i, route in enumerate(cfg.routes):
-            srv = await self._listen(
-                functools.partial(self._outbound, route), *route.listen, "--route"
-            )
+            factory = functools.partial(self._outbound, route)
+            if route.unix is not None:
+                srv = await asyncio.get_running_loop().create_unix_server(
+                    factory, str(route.unix), backlog=cfg.listen_backlog
+                )
+            else:
+                srv = await self._listen(factory, *route.listen, "--route")
+                self.ports[f"route{i}"] = srv.sockets[0].getsockname()[1]
             self._servers.append(srv)
-            self.ports[f"route{i}"] = srv.sockets[0].getsockname()[1]
             log.info("route %s", route)
         if cfg.admin_listen:
             self._admin = AdminServer(
@@ -280,7 +289,7 @@ class Sidecar:
         return NetSide(tunnel)
 
     def _outbound(self, route: Route) -> asyncio.Protocol:
-        label = f"route {route.listen[1]}"
+        label = route.label
         admit = self._admission("client", label)
         if admit is None:
             return Refuse(None)  # the local app: just close
@@ -302,7 +311,7 @@ class Sidecar:
             log.error("route %s: remote sidecar unreachable: %s", route, e)
             outcome = HandshakeOutcome(
                 "client",
-                f"route {route.listen[1]}",
+                route.label,
                 tunnel.local_identity,
                 route.identity,
                 f"{route.remote[0]}:{route.remote[1]}",
@@ -340,7 +349,9 @@ class Sidecar:
         while True:
             await asyncio.sleep(self.config.reload_interval)
             try:
-                self.identity.check()
+                # off the loop: reading files may wait on the directory's lock (bounded),
+                # and the data path, /healthz and the admin port must not wait with it
+                await asyncio.to_thread(self.identity.check)
             except Exception:  # keep serving with what we have
                 log.exception("certificate reload check failed")
 
@@ -399,6 +410,7 @@ class Sidecar:
                 },
             },
             "require_status": self.config.require_status,
+            "crl": self.crl.status() if self.crl is not None else None,
             # None: off (the default). On, it says so with the file and its reach
             "keylog": None
             if self.keylog is None
@@ -417,7 +429,7 @@ class Sidecar:
             },
             "routes": [
                 {
-                    "listen": f"{r.listen[0]}:{self.ports.get(f'route{i}')}",
+                    "listen": r.local if r.unix else f"{r.listen[0]}:{self.ports.get(f'route{i}')}",
                     "remote": f"{r.remote[0]}:{r.remote[1]}",
                     "identity": r.identity,
                 }

@@ -294,21 +294,52 @@ class RevocationLists:
             )
         return None
 
-    def rollback_from(self, held: RevocationLists) -> str | None:
-        """Why these lists are older than ``held`` (a rollback: an old, validly signed
-        CRL put back would un-revoke), or None. Compared per issuer by cRLNumber,
-        then thisUpdate."""
-        for new in self.crls:
-            for old in held.crls:
-                if new.issuer != old.issuer:
-                    continue
-                if (crl_number(new), new.last_update_utc) < (crl_number(old), old.last_update_utc):
-                    return (
-                        f"CRL from {new.issuer.rfc4514_string()} number {crl_number(new)} "
-                        f"(thisUpdate {_z(new.last_update_utc)}) is older than the one in "
-                        f"force, number {crl_number(old)} (thisUpdate {_z(old.last_update_utc)})"
-                    )
+    def crl_of(self, issuer_der: bytes) -> x509.CertificateRevocationList | None:
+        """The CRL in force for the issuer with this DER name, if any."""
+        for crl, issuer in zip(self.crls, self._issuers, strict=True):
+            if issuer == issuer_der:
+                return crl
         return None
+
+    def high_water(self) -> dict[bytes, tuple[int, dt.datetime]]:
+        """Per issuer (DER name): the (cRLNumber, thisUpdate) in force, the mark a
+        later CRL must not fall below."""
+        return {
+            issuer: (crl_number(crl), crl.last_update_utc)
+            for crl, issuer in zip(self.crls, self._issuers, strict=True)
+        }
+
+    def rollback_from(self, held: RevocationLists) -> str | None:
+        """Why these lists are older than ``held`` (the lists in force, kept across
+        restarts: an old, validly signed CRL put back would un-revoke), or None.
+        Compared per issuer by cRLNumber, then thisUpdate."""
+        seen = held.high_water()
+        for crl, issuer in zip(self.crls, self._issuers, strict=True):
+            if issuer not in seen:
+                continue
+            number, this_update = seen[issuer]
+            if (crl_number(crl), crl.last_update_utc) < (number, this_update):
+                return (
+                    f"CRL from {crl.issuer.rfc4514_string()} number {crl_number(crl)} "
+                    f"(thisUpdate {_z(crl.last_update_utc)}) is older than one already "
+                    f"seen, number {number} (thisUpdate {_z(this_update)})"
+                )
+        return None
+
+    def keeping(
+        self, held: RevocationLists, trusted: Iterable[x509.Certificate]
+    ) -> tuple[RevocationLists, list[str]]:
+        """These lists plus the held CRL of every still-trusted issuer this file
+        no longer carries (a rollover's file with only the new CA's CRL must not
+        forget the old CA's revocations); the names of those kept."""
+        names = {ca.subject for ca in trusted}
+        mine = set(self._issuers)
+        kept = [
+            crl
+            for crl, issuer in zip(held.crls, held._issuers, strict=True)
+            if issuer not in mine and crl.issuer in names
+        ]
+        return RevocationLists((*self.crls, *kept)), [c.issuer.rfc4514_string() for c in kept]
 
     @property
     def revoked_count(self) -> int:
