@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     except flags.FlagError as e:  # a bad MTLSDEMO_* value for this command's flag
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    for line in flags.weakened(args):
+        print(line, file=sys.stderr, flush=True)
     setup_logging(args.log_level)  # every line escaped: peers cannot forge one
     from mtlsdemo.rpc.server import ConfigError
     from mtlsdemo.sidecar.config import SidecarConfigError

@@ -96,6 +96,9 @@ def add(
             old, dest=_dest(flag), type=type, default=argparse.SUPPRESS, help=argparse.SUPPRESS
         )
     text = f"{help} [env {name}]"
+    if raw is not None and flag in WEAKENS:
+        # said at start (weakened()): a leftover export must not weaken checks silently
+        parser.set_defaults(_env_twins=[*(parser.get_default("_env_twins") or []), flag])
     if boolean:
         value = default if raw is None else raw.strip().lower() in _TRUE
         parser.add_argument(
@@ -161,6 +164,46 @@ def add_transport(p: argparse.ArgumentParser, help: str) -> None:
 
 def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
+
+
+def _names_rsa(value: Any) -> bool:
+    return any("RSA" in str(getattr(v, "name", v)) for v in (value or ()))
+
+
+# flags whose value weakens checking: what it weakens, given the value in effect
+WEAKENS: dict[str, Callable[[Any], str | None]] = {
+    "--require-status": lambda v: (
+        None
+        if v == "hard"
+        else f"stapled status checking is {v}: a revoked or stale peer is accepted"
+    ),
+    "--suites": lambda v: (
+        "RSA key transport offered: no forward secrecy" if _names_rsa(v) else None
+    ),
+    "--max-handshakes-per-source": lambda v: (
+        "no per-source cap: one address can fill the waiting room" if v == 0 else None
+    ),
+    "--keylog": lambda v: (
+        f"key log on ({v}): anyone with the file reads the traffic" if v else None
+    ),
+    "--crl-required": lambda v: (
+        None if v else "a missing CRL is not required: nothing is revoked then"
+    ),
+}
+
+
+def weakened(args: argparse.Namespace) -> list[str]:
+    """One loud line per environment twin in effect that weakens checking (status
+    off, RSA key transport, a cap at 0, a key log): `mtlsdemo run` used to start
+    its children under a leftover MTLSDEMO_REQUIRE_STATUS=off with nothing said."""
+    lines = []
+    for flag in getattr(args, "_env_twins", None) or []:
+        what = WEAKENS[flag](getattr(args, _dest(flag), None))
+        if what:
+            lines.append(f"!! {env_name(flag)} (from the environment) weakens {flag}: {what}")
+    if hasattr(args, "_env_twins"):
+        delattr(args, "_env_twins")
+    return lines
 
 
 def resolve_lists(args: argparse.Namespace) -> argparse.Namespace:

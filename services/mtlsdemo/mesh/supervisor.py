@@ -91,6 +91,17 @@ COLORS = {
 }
 
 
+def child_environment() -> dict[str, str]:
+    """This environment without its MTLSDEMO_* twins: ``run`` says what it means to
+    each child as flags, and a leftover export (MTLSDEMO_REQUIRE_STATUS=off) must
+    not change a child's checks unseen. ``dropped_twins`` names what was left out."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MTLSDEMO_")}
+
+
+def dropped_twins() -> list[str]:
+    return sorted(k for k in os.environ if k.startswith("MTLSDEMO_"))
+
+
 @dataclass
 class Child:
     name: str
@@ -100,7 +111,7 @@ class Child:
     out: TextIO | None = None  # where its lines go (None: our stdout)
 
     def start(self, color: bool) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(child_environment(), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             self.argv,
             stdout=subprocess.PIPE,
@@ -335,6 +346,11 @@ def run(cfg: RunConfig) -> int:
     ).start()
     try:
         print(f"== starting {', '.join(c.name for c in children)} ({cfg.mode} mode)")
+        if dropped := dropped_twins():
+            print(
+                f"   not passed to them: {', '.join(dropped)} (run gives its children flags; "
+                "set these through run's own flags)"
+            )
         start_mesh(children, cfg, certs, time.monotonic() + 30, color)
         if cfg.traffic_seconds > 0:
             print(f"== traffic: {cfg.traffic_seconds:.0f}s of transfers through the gateway")
