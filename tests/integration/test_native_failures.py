@@ -52,8 +52,42 @@ def test_wrong_server_name_names_what_the_certificate_does_name(system: System) 
     said = one_error(
         client(system, "--identity-dir", str(system.certs / "cli"), "--server-name", "ledger")
     )
-    assert "you refused the gateway: identity_mismatch" in said
+    assert f"you refused the server at {system.gateway_addr} (expected: ledger): " in said
+    assert "identity_mismatch" in said
     assert "its certificate names gateway, " in said and "not 'ledger'" in said
+
+
+def test_a_client_pointed_at_the_ledger_never_blames_the_gateway(system: System) -> None:
+    """Audited: `client --server-name ledger` at the ledger said "the gateway refused"."""
+    foreign = system.root / "foreign-at-ledger"
+    bootstrap(BootstrapRequest(out=foreign, services=("cli",)))
+    env = dict(os.environ, MTLSDEMO_GATEWAY_ADDR=system.ledger_addr)
+
+    def call(identity: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            mtlsdemo(
+                "client",
+                "--identity-dir",
+                str(identity),
+                "--server-name",
+                "ledger",
+                "balance",
+                "alice",
+            ),
+            cwd=system.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    said = one_error(call(foreign / "cli"))
+    assert said.startswith(
+        f"error: you refused the server at {system.ledger_addr} (expected: ledger): unknown_ca"
+    ), said
+    # accepted, but the gateway's API is not there: said so, with the gateway's port
+    said = one_error(call(system.certs / "cli"))
+    assert "UNIMPLEMENTED" in said and "does not serve the gateway's API" in said, said
 
 
 def test_gateway_refusing_the_client_is_named_on_the_client(system: System) -> None:

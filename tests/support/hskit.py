@@ -142,6 +142,7 @@ def custom_leaf(
     is_ca: bool = False,
     issuer: str = "main",
     days: float = 1,
+    eku_critical: bool = False,
 ) -> tuple[x509.Certificate, object]:
     """A leaf with chosen EKUs (None: no EKU extension) or a CA flag, to break rules."""
     authority = ca(issuer)
@@ -163,7 +164,7 @@ def custom_leaf(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if ekus is not None:
-        b = b.add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
+        b = b.add_extension(x509.ExtendedKeyUsage(ekus), critical=eku_critical)
     return b.sign(authority.key, signing_hash(authority.key)), key
 
 

@@ -177,6 +177,18 @@ def test_missing_eku_for_role_is_bad_certificate(side: str, ekus) -> None:
     assert "extended key usage" in local.detail
 
 
+def test_a_critical_eku_is_accepted_and_still_enforced() -> None:
+    """Decided (docs/protocol.md, step 3): RFC 5280 allows a critical EKU and this
+    verifier understands it, so it is accepted; its contents still bind the role."""
+    both = creds(*custom_leaf("gateway", [SERVER_AUTH, CLIENT_AUTH], eku_critical=True))
+    _, _, out = handshake(config("gateway", credentials=both), config("ledger"))
+    assert out.client_error is None and out.server_error is None
+    server_only = creds(*custom_leaf("gateway", [SERVER_AUTH], eku_critical=True))
+    _, _, out = handshake(config("gateway", credentials=server_only), config("ledger"))
+    assert_rejected(out, "server", Reason.BAD_CERTIFICATE)
+    assert "clientAuth extended key usage" in out.server_error.detail
+
+
 def test_empty_chain_is_certificate_required() -> None:
     good = creds(*leaf("gateway"))
     empty = type(good)(good.chain, good.key, (), good.scheme)

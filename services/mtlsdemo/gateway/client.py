@@ -12,7 +12,7 @@ import grpc
 
 from mtlsdemo._generated.gateway.v1 import gateway_pb2 as pb
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from mtlsdemo.addresses import local
+from mtlsdemo.addresses import DEFAULT_PORTS, local
 from mtlsdemo.gateway.caller import caller_channel, why_unavailable
 from mtlsdemo.ledger.money import format_cents
 from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
@@ -71,11 +71,23 @@ def explain(
     from mtlsdemo.addresses import parse_hostport
 
     said = f"{e.code().name}: {e.details()}"
+    if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+        # the handshake passed, the API is not there: another mesh service's port
+        return (
+            f"{said} — the server at {address} accepted you but does not serve the "
+            f"gateway's API: is it the gateway? (make run: the gateway is "
+            f"127.0.0.1:{DEFAULT_PORTS['gateway']}, --gateway-addr)"
+        )
     target = parse_hostport(address, default_host="127.0.0.1")
     found = why_unavailable(e, channel, target, material, server_name, tls_dir)
     if found is None:
         return said
-    return f"{found.sentence('gateway')} (gRPC said {e.code().name})"
+    # the address is the gateway's unless told otherwise; a server expected under
+    # another name (``--server-name ledger`` at the ledger) is named by its address
+    who = (
+        "gateway" if server_name == "gateway" else f"server at {address} (expected: {server_name})"
+    )
+    return f"{found.sentence(who)} (gRPC said {e.code().name})"
 
 
 def run(cfg: ClientConfig) -> int:
