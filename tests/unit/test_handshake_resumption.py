@@ -12,7 +12,7 @@ import pytest
 from mtlsdemo.handshake import HandshakeConfig, PeerPolicy, ProtocolError, Reason
 from mtlsdemo.handshake import messages as m
 from mtlsdemo.handshake.records import ContentType
-from mtlsdemo.handshake.suites import VERSION_1, VERSION_1_1
+from mtlsdemo.handshake.suites import SUPPORTED_VERSIONS, VERSION_1, VERSION_1_2
 from mtlsdemo.handshake.tickets import (
     REFUSAL_CODES,
     Refusal,
@@ -229,7 +229,7 @@ def test_a_server_cannot_resume_what_was_not_offered() -> None:
     c = new("client", ccfg)  # empty cache: offers nothing
     c.start()
     c.data_to_send()
-    forged = m.ServerHello(VERSION_1_1, bytes(32), 0x1301, 1, 0)
+    forged = m.ServerHello(VERSION_1_2, bytes(32), 0x1301, 1, 0)
     from mtlsdemo.handshake.records import plaintext_record
 
     with pytest.raises(ProtocolError) as err:
@@ -239,11 +239,13 @@ def test_a_server_cannot_resume_what_was_not_offered() -> None:
 
 @pytest.mark.parametrize("side", ["client", "server"])
 def test_mtd_1_0_peers_still_connect_and_get_no_ticket(side: str) -> None:
-    ccfg, scfg = with_tickets()
+    ccfg, scfg = with_tickets()  # the new side allows the old versions: --versions
     if side == "client":
         ccfg = dataclasses.replace(ccfg, versions=(VERSION_1,))
+        scfg = dataclasses.replace(scfg, versions=SUPPORTED_VERSIONS)
     else:
         scfg = dataclasses.replace(scfg, versions=(VERSION_1,))
+        ccfg = dataclasses.replace(ccfg, versions=SUPPORTED_VERSIONS)
     c, s, out = handshake(ccfg, scfg, client_data=b"x")
     assert out.client_error is None and out.server_error is None
     assert c.result.version == "MTD/1.0" and not s.ticket_issued

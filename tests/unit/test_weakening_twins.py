@@ -26,6 +26,7 @@ def parse(argv: list[str]):
         ("MTLSDEMO_SUITES", "RSA-OAEP-AES-256-GCM", "RSA key transport"),
         ("MTLSDEMO_MAX_HANDSHAKES_PER_SOURCE", "0", "no per-source cap"),
         ("MTLSDEMO_KEYLOG", "/tmp/keys", "key log on"),
+        ("MTLSDEMO_VERSIONS", "1.2,1.1", "older MTD/1 versions accepted"),
     ],
 )
 def test_a_weakening_twin_is_said_loudly(monkeypatch, twin: str, value: str, said: str) -> None:

@@ -16,6 +16,7 @@ from mtlsdemo.handshake.kx import rsa_oaep_decrypt
 from mtlsdemo.handshake.signatures import Scheme, sign, signed_content
 from mtlsdemo.handshake.suites import (
     DOWNGRADE_SENTINEL,
+    SUPPORTED_VERSIONS,
     VERSION_1,
     VERSION_1_1,
     VERSION_1_2,
@@ -124,6 +125,38 @@ def test_between_two_mtd_1_1_peers_the_same_rewrite_is_accepted_as_documented() 
     assert s.result.version == "MTD/1.0"
 
 
+def _allowing_old():
+    """Two 1.2 peers that also allow the older versions: an explicit setting."""
+    return (
+        dataclasses.replace(config("gateway"), versions=SUPPORTED_VERSIONS),
+        dataclasses.replace(config("ledger"), versions=SUPPORTED_VERSIONS),
+    )
+
+
+def test_by_default_a_1_2_peer_refuses_a_1_1_peer_by_name() -> None:
+    """The model's residual (§7a): when either peer is 1.1 a stolen RSA server key
+    still rewrites the hello, and the mark protects nothing. So 1.2 alone is the
+    default, both ways, and the refusal names the versions and the setting."""
+    old_client = dataclasses.replace(config("gateway"), versions=OLD)
+    _c, _s, out = handshake(old_client, config("ledger"))
+    assert_rejected(out, "server", Reason.UNSUPPORTED_VERSION)
+    assert "client offers MTD/1.1, MTD/1.0; this side accepts MTD/1.2" in out.server_error.detail
+    assert "--versions" in out.server_error.detail
+    old_server = dataclasses.replace(config("ledger"), versions=OLD)
+    _c, _s, out = handshake(config("gateway"), old_server)
+    assert_rejected(out, "server", Reason.UNSUPPORTED_VERSION)  # it finds no common version
+
+
+def test_no_configuration_negotiates_a_hybrid_suite_below_1_2() -> None:
+    """A server allowing {1.1, 1.0} with the hybrid suites enabled could be cut to
+    X25519 by whoever breaks X25519 in real time: below 1.2 it never picks them."""
+    ccfg = dataclasses.replace(config("gateway"), versions=OLD)
+    scfg = dataclasses.replace(config("ledger"), versions=SUPPORTED_VERSIONS)
+    c, s, out = handshake(ccfg, scfg, client_data=b"x")
+    assert out.client_error is None and out.server_error is None
+    assert c.result.version == "MTD/1.1" and "MLKEM" not in c.result.suite
+
+
 def _cut_versions(keep: tuple[int, ...], strip_mark: bool = False):
     def tamper(direction: str, data: bytes) -> bytes:
         out = []
@@ -141,9 +174,10 @@ def _cut_versions(keep: tuple[int, ...], strip_mark: bool = False):
 
 
 def test_a_version_list_cut_to_mtd_1_1_is_refused_by_the_downgrade_mark() -> None:
-    """Both peers speak 1.2; the path removes it from the offer. The server, which
-    would have chosen 1.2, marks its random; the client sees the mark and refuses."""
-    c, s, out = handshake(config("gateway"), config("ledger"), tamper=_cut_versions(OLD))
+    """Both peers speak 1.2 and still allow 1.1 (--versions); the path removes 1.2
+    from the offer. The server, which would have chosen 1.2, marks its random; the
+    client sees the mark and refuses."""
+    c, s, out = handshake(*_allowing_old(), tamper=_cut_versions(OLD))
     assert s.version == VERSION_1_1 and s._server_random.endswith(DOWNGRADE_SENTINEL)
     assert_rejected(out, "client", Reason.ILLEGAL_PARAMETER)
     assert "downgrade" in out.client_error.detail
@@ -153,17 +187,19 @@ def test_stripping_the_mark_too_breaks_the_signatures() -> None:
     """The mark is in the server random, which both CertificateVerify signatures cover
     (in MTD/1.1 too): a path that removes it breaks the server's signature."""
     tamper = _cut_versions(OLD, strip_mark=True)
-    c, s, out = handshake(config("gateway"), config("ledger"), tamper=tamper)
+    c, s, out = handshake(*_allowing_old(), tamper=tamper)
     assert_rejected(out, "client", Reason.BAD_SIGNATURE)
     assert not out.completed("server")
 
 
 def test_a_1_1_peer_and_a_1_2_peer_agree_on_1_1_without_a_mark_refusal() -> None:
-    """A rolling upgrade: the old side does not offer or know 1.2; the new side falls
-    back. A 1.1 client ignores the mark (it does not know 1.2 exists)."""
+    """A rolling upgrade, allowed explicitly (--versions 1.2,1.1,1.0 on the new side):
+    the old side does not offer or know 1.2; the new side falls back. A 1.1 client
+    ignores the mark (it does not know 1.2 exists)."""
+    new_c, new_s = _allowing_old()
     for ccfg, scfg in (
-        (dataclasses.replace(config("gateway"), versions=OLD), config("ledger")),
-        (config("gateway"), dataclasses.replace(config("ledger"), versions=OLD)),
+        (dataclasses.replace(config("gateway"), versions=OLD), new_s),
+        (new_c, dataclasses.replace(config("ledger"), versions=OLD)),
     ):
         c, s, out = handshake(ccfg, scfg, client_data=b"ping")
         assert out.client_error is None and out.server_error is None

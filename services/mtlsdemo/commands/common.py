@@ -24,6 +24,12 @@ def _parse_suites(text: str) -> tuple[Any, ...]:  # tuple[Suite, ...]
     return parse_suites(text)
 
 
+def _parse_versions(text: str) -> tuple[int, ...]:
+    from mtlsdemo.handshake.suites import parse_versions
+
+    return parse_versions(text)
+
+
 def _parse_connect(text: str) -> tuple[str, int]:
     from mtlsdemo.addresses import parse_hostport
 
@@ -34,6 +40,7 @@ def _parse_connect(text: str) -> tuple[str, int]:
 AMOUNT = flags.checked(_parse_amount, "amount")
 SUITE_LIST = flags.checked(_parse_suites, "suite list")
 HOST_PORT = flags.checked(_parse_connect, "HOST:PORT")
+VERSION_LIST = flags.checked(_parse_versions, "version list")
 
 
 def typed(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:

@@ -180,6 +180,11 @@ WEAKENS: dict[str, Callable[[Any], str | None]] = {
     "--suites": lambda v: (
         "RSA key transport offered: no forward secrecy" if _names_rsa(v) else None
     ),
+    "--versions": lambda v: (
+        "older MTD/1 versions accepted: handshakes with them lack 1.2's protections"
+        if v and min(v) < 0x0102
+        else None
+    ),
     "--max-handshakes-per-source": lambda v: (
         "no per-source cap: one address can fill the waiting room" if v == 0 else None
     ),

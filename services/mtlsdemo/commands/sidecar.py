@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from mtlsdemo.addresses import local
 from mtlsdemo.commands import flags
-from mtlsdemo.commands.common import SUITE_LIST
+from mtlsdemo.commands.common import SUITE_LIST, VERSION_LIST
 
 if TYPE_CHECKING:  # the sidecar's modules load only when the sidecar runs
     from mtlsdemo.sidecar.config import SidecarConfig
@@ -66,6 +66,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="comma-separated suites to offer/accept, in preference order "
         "(default: the hybrid post-quantum X25519MLKEM768-* first, then the ECDHE-X25519 "
         "ones; RSA-OAEP-* must be named)",
+    )
+    flags.add(
+        p,
+        "--versions",
+        type=VERSION_LIST,
+        default=None,
+        metavar="1.2[,1.1,1.0]",
+        help="MTD/1 versions to accept (default: 1.2 only). Allowing 1.1 or 1.0 (a rolling "
+        "upgrade) weakens every handshake with an old peer: its signatures leave the offer "
+        "out, so a stolen RSA server key rewrites it; said at start-up",
     )
     flags.add(
         p,
@@ -220,6 +230,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
     from mtlsdemo.handshake import DEFAULT_SUITES
+    from mtlsdemo.handshake.suites import DEFAULT_VERSIONS
     from mtlsdemo.sidecar.config import Route, SidecarConfig, split_hostport
     from mtlsdemo.trust import IdentityPolicy
 
@@ -236,6 +247,7 @@ def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
         allowed_ids=tuple(args.allow_id),
         routes=[Route.parse(r) for r in args.route],
         suites=suites,
+        versions=args.versions or DEFAULT_VERSIONS,
         server_preference=args.server_preference,
         handshake_timeout=args.handshake_timeout,
         key_update_records=args.key_update_records,

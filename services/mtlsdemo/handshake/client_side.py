@@ -27,6 +27,7 @@ from mtlsdemo.handshake.states import (
 from mtlsdemo.handshake.suites import (
     BY_CODE,
     DOWNGRADE_SENTINEL,
+    HYBRID_SUITES,
     VERSION_1_1,
     VERSION_1_2,
     KeyExchange,
@@ -69,7 +70,15 @@ class ClientSide(Resumption):
         if msg.version not in self.config.versions:
             raise ProtocolError(
                 Reason.UNSUPPORTED_VERSION,
-                f"server chose version 0x{msg.version:04x}, which was not offered",
+                f"server chose {version_name(msg.version)}, which was not offered (offered: "
+                + ", ".join(version_name(v) for v in self.config.versions)
+                + ")",
+            )
+        if msg.version < VERSION_1_2 and BY_CODE.get(msg.suite) in HYBRID_SUITES:
+            raise ProtocolError(
+                Reason.ILLEGAL_PARAMETER,
+                f"server chose the hybrid suite 0x{msg.suite:04x} under "
+                f"{version_name(msg.version)}: hybrid suites exist only with MTD/1.2",
             )
         if msg.suite not in self._offered:
             raise ProtocolError(

@@ -22,7 +22,7 @@ from mtlsdemo.handshake.peer import (
     spiffe_id_of,
 )
 from mtlsdemo.handshake.signatures import SIGNING_KEY_CLASSES, Scheme, SigningKey, scheme_for
-from mtlsdemo.handshake.suites import DEFAULT_SUITES, SUPPORTED_VERSIONS, Suite
+from mtlsdemo.handshake.suites import DEFAULT_SUITES, DEFAULT_VERSIONS, Suite
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 
 
@@ -93,7 +93,7 @@ class HandshakeConfig:
     trust: TrustStore
     peer: PeerPolicy = field(default_factory=PeerPolicy)
     suites: tuple[Suite, ...] = DEFAULT_SUITES
-    versions: tuple[int, ...] = SUPPORTED_VERSIONS
+    versions: tuple[int, ...] = DEFAULT_VERSIONS
     server_preference: bool = False  # server picks by its own order, not the client's
     limits: Limits = field(default_factory=Limits)
     key_update_records: int = 0  # auto key update after this many records sent (0: never)

@@ -35,7 +35,7 @@ class Resumption(ConnectionCore):
     def _resume_offer(self) -> m.ResumeOffer | None:
         """Client: the newest ticket for this peer that still passes every check."""
         cache, peer = self.config.ticket_cache, self.config.ticket_peer
-        if cache is None or VERSION_1_1 not in self.config.versions:
+        if cache is None or max(self.config.versions) < VERSION_1_1:
             return None
         if self.config.peer.server_name:
             self.resumption = "full (a server-name check needs the certificate)"

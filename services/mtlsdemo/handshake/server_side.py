@@ -23,9 +23,11 @@ from mtlsdemo.handshake.states import (
 from mtlsdemo.handshake.suites import (
     BY_CODE,
     DOWNGRADE_SENTINEL,
+    HYBRID_SUITES,
     VERSION_1_1,
     VERSION_1_2,
     KeyExchange,
+    version_name,
 )
 
 T = m.HandshakeType
@@ -47,14 +49,28 @@ class ServerSide(ClientSide):
         if not common:
             raise ProtocolError(
                 Reason.UNSUPPORTED_VERSION,
-                "no common version: client offers " + ", ".join(f"0x{v:04x}" for v in msg.versions),
+                "no common version: client offers "
+                + ", ".join(version_name(v) for v in msg.versions)
+                + "; this side accepts "
+                + ", ".join(version_name(v) for v in self.config.versions)
+                + (
+                    " (older versions only when enabled: --versions)"
+                    if max(msg.versions, default=0) < min(self.config.versions)
+                    else ""
+                ),
             )
         self.version = max(common)
         if VERSION_1_2 in self.config.versions and self.version < VERSION_1_2:
             # the downgrade mark (suites.py): a 1.2 client refuses an offer cut on the path
             self._random = self._server_random = self._random[:-8] + DOWNGRADE_SENTINEL
         cred = self.config.credentials
-        ours = [s for s in self.config.suites if cred.supports(s)]
+        # the hybrid suites only with 1.2: below it the downgrade mark protects nothing,
+        # and a hybrid below 1.2 would be stripped to X25519 by whoever breaks X25519
+        ours = [
+            s
+            for s in self.config.suites
+            if cred.supports(s) and (self.version >= VERSION_1_2 or s not in HYBRID_SUITES)
+        ]
         offered = [BY_CODE[c] for c in msg.suites if c in BY_CODE]
         if self.config.server_preference:
             chosen = next((s for s in ours if s in offered), None)

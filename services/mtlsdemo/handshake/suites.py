@@ -14,6 +14,10 @@ VERSION_1_1 = 0x0101  # "MTD/1.1": 1.0 plus session resumption (tickets)
 # the server's Finished; a 1.2 server that negotiates lower marks its random (below).
 VERSION_1_2 = 0x0102
 SUPPORTED_VERSIONS = (VERSION_1_2, VERSION_1_1, VERSION_1)
+# what a peer speaks unless told otherwise: 1.2 alone. When either peer is 1.1, a
+# stolen RSA server key still rewrites the hello and the downgrade mark protects
+# nothing (docs/protocol.md §7a): older versions are an explicit, loud setting
+DEFAULT_VERSIONS = (VERSION_1_2,)
 # The last 8 bytes of a ServerHello random from a server that supports MTD/1.2 but
 # negotiated an older version (as TLS 1.3's "DOWNGRD" sentinel): a 1.2 client that sees
 # it knows its offer was cut on the path, and refuses. The random is covered by both
@@ -94,3 +98,18 @@ def parse_suites(names: str | list[str]) -> tuple[Suite, ...]:
     if not out:
         raise ValueError("no suites given")
     return tuple(out)
+
+
+def parse_versions(text: str) -> tuple[int, ...]:
+    """``1.2,1.1,1.0`` (or ``MTD/1.2``): the versions to accept, newest first."""
+    known = {version_name(v).removeprefix("MTD/"): v for v in SUPPORTED_VERSIONS}
+    out = []
+    for item in (i.strip().removeprefix("MTD/") for i in text.split(",")):
+        if not item:
+            continue
+        if item not in known:
+            raise ValueError(f"unknown version {item!r} (known: {', '.join(known)})")
+        out.append(known[item])
+    if not out:
+        raise ValueError("no versions given")
+    return tuple(sorted(set(out), reverse=True))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mtlsdemo.addresses import DEFAULT_PORTS, parse_hostport
 from mtlsdemo.handshake import DEFAULT_SUITES, Suite
+from mtlsdemo.handshake.suites import DEFAULT_VERSIONS
 from mtlsdemo.trust import IdentityPolicy, PolicyError
 
 
@@ -80,6 +81,7 @@ class SidecarConfig:
     allowed_ids: tuple[str, ...] = ()
     routes: list[Route] = field(default_factory=list)
     suites: tuple[Suite, ...] = DEFAULT_SUITES
+    versions: tuple[int, ...] = DEFAULT_VERSIONS  # older ones: a loud, explicit setting
     server_preference: bool = False
     handshake_timeout: float = 5.0
     max_pending_handshakes: int = 512

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from mtlsdemo import __version__, telemetry
 from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason, build
+from mtlsdemo.handshake.suites import VERSION_1_2, version_name
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 from mtlsdemo.pki.crlfile import CRL_STATE_FILE, CrlFile
 from mtlsdemo.pki.keys import key_type_of
@@ -178,6 +179,13 @@ class Sidecar:
             )
         if self.keylog is not None:
             log.warning(KEYLOG_WARNING.format(path=self.keylog.path))
+        if min(cfg.versions) < VERSION_1_2:
+            log.warning(
+                "OLDER VERSIONS ALLOWED (%s): a handshake with a 1.1 or 1.0 peer is not "
+                "covered by 1.2's whole-transcript signatures or downgrade mark; a stolen "
+                "RSA server key can rewrite it (docs/protocol.md §7a)",
+                ", ".join(version_name(v) for v in cfg.versions),
+            )
         self._reload_task = asyncio.create_task(self._reload_loop())
         self._count_task = asyncio.create_task(self._count_loop())
         log.info(
@@ -410,6 +418,7 @@ class Sidecar:
                 },
             },
             "require_status": self.config.require_status,
+            "versions": [version_name(v) for v in self.config.versions],
             "crl": self.crl.status() if self.crl is not None else None,
             # None: off (the default). On, it says so with the file and its reach
             "keylog": None
