@@ -257,3 +257,13 @@ def test_an_edge_whose_sidecar_logs_keys_says_so_and_others_do_not() -> None:
     assert edge["keys_logged"] == (
         "keys logged by ledger-sidecar (/tmp/sidecars.keys): anyone with the file reads this traffic"
     )
+
+
+def test_a_refusal_known_only_from_an_alert_in_clear_is_called_a_claim() -> None:
+    """The model's residual (c): the edge text named the peer for a clear-text refusal
+    without the claim mark the failures table has."""
+    gw, _ledger = sidecars()
+    view = mesh_view([gw], [], NOW)
+    edge = next(e for e in view["edges"] if (e["client"], e["server"]) == (GW, LEDGER))
+    assert edge["health"] == "failing"
+    assert "rejected by ledger, its claim: the alert came in clear" in edge["health_text"]

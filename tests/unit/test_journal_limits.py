@@ -60,3 +60,24 @@ def test_a_reader_a_queue_behind_is_dropped_not_buffered_for() -> None:
     assert dropped("slow") == before + 1
     j.add(outcome(999))  # no longer fed
     assert q.qsize() == 0
+
+
+def test_the_journal_says_whether_who_refused_is_known_or_only_claimed() -> None:
+    """An alert in clear names the peer as the refuser only as its claim: the entry
+    marks it (``rejected_by_verified``) as the failures table and the edge text do."""
+    import datetime as dt
+
+    from mtlsdemo.handshake import ProtocolError, Reason
+    from mtlsdemo.sidecar.journal import Entry
+
+    def entry(origin: str | None) -> dict:
+        err = None if origin is None else ProtocolError(Reason.UNKNOWN_CA, "x", origin=origin)
+        o = HandshakeOutcome("client", "r", "spiffe://td/a", "spiffe://td/b", "?:1", "S", 0.1, err)
+        return Entry(1, dt.datetime.now(dt.UTC), "s", o).as_dict()
+
+    assert entry(None)["rejected_by_verified"] is None
+    local = entry("local")
+    assert local["rejected_by"] == "spiffe://td/a" and local["rejected_by_verified"] is True
+    assert entry("remote")["rejected_by_verified"] is True  # sealed under the session keys
+    claimed = entry("remote_unverified")
+    assert claimed["rejected_by"] == "spiffe://td/b" and claimed["rejected_by_verified"] is False

@@ -165,6 +165,9 @@ def _health(ed: dict[str, Any]) -> tuple[str, str]:
     last = ed["last"]
     if last is not None and last["outcome"] != "success":
         who = short_name(last["rejected_by"]) if last["rejected_by"] else "?"
+        if last.get("origin") == "remote_unverified":
+            # an alert in clear: only the peer's claim, as the failures table marks it
+            who += ", its claim: the alert came in clear"
         return "failing", f"failing: last handshake {last['outcome']} (rejected by {who})"
     if ed["recent_failed"]:
         return "degraded", f"degraded: {ed['recent_failed']} failures in the last minute"

@@ -67,6 +67,9 @@ class Entry:
             "origin": o.origin,
             # who raised the failure, in people's words: this side, or the peer
             "rejected_by": "" if e is None else (o.local if e.origin == "local" else o.peer),
+            # False: the peer's alert came in clear before keys, so "the peer refused"
+            # is only its claim (anyone on the path could have sent it)
+            "rejected_by_verified": None if e is None else e.origin != "remote_unverified",
             "detail": "" if e is None else e.detail,
             "step": o.failed_step,
             # 0.1 ms steps, not µs: exact server timings on an admin port are a timing

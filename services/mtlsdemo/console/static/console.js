@@ -439,7 +439,7 @@ function verdict(d) {
     h("b", { text: `✗ ${d.outcome}` }),
     d.kind === "session"
       ? ` — the handshake succeeded, then ${short(d.rejected_by)} (the ${sideOf(d.rejected_by)}) refused an encrypted record and ended the session (step 4); seen by ${d.sidecar} (${d.role}, origin ${d.origin}).`
-      : ` — rejected by ${short(d.rejected_by)} (the ${sideOf(d.rejected_by)}) in step ${st.n} ${st.text}; seen by ${d.sidecar} (${d.role}, origin ${d.origin}).`,
+      : ` — rejected by ${short(d.rejected_by)} (the ${sideOf(d.rejected_by)})${d.origin === "remote_unverified" ? " — its claim: the alert came in clear, before keys" : ""} in step ${st.n} ${st.text}; seen by ${d.sidecar} (${d.role}, origin ${d.origin}).`,
     d.origin === "remote_unverified" ? unverifiedNote() : null,
     d.detail ? h("div", { text: d.detail }) : null,
     (d.checks || []).length
