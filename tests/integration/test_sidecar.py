@@ -822,6 +822,53 @@ def test_one_source_cannot_fill_the_waiting_room(tmp_path, certs, echo) -> None:
         mesh.stop()
 
 
+@pytest.mark.parametrize(("sources", "each"), [(6, 12), (64, 1)])
+def test_many_sources_cannot_fill_the_slots_and_the_waiting_room(
+    tmp_path, certs, echo, sources: int, each: int
+) -> None:
+    """The audit: six loopback addresses of idle one-byte connections filled every
+    slot and the waiting room (14 of 17 legitimate handshakes refused). Now the
+    source holding the most gives way: a connection from a source holding fewer
+    sheds the oldest connection of the biggest source that has not sent its
+    ClientHello for 0.5 s (at once, or within the sidecar's next second). The
+    attackers here never time out (60 s): the hardest case for the slots."""
+    mesh = Mesh(
+        tmp_path,
+        certs,
+        echo.port,
+        server_args=(
+            "--max-pending-handshakes", "8",
+            "--max-waiting-handshakes", "32",
+            "--max-handshakes-per-source", "12",
+            "--handshake-timeout", "60",
+        ),
+    )  # fmt: skip
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(each):  # interleaved, as several attackers would
+            for i in range(sources):
+                idle += idle_from(f"127.0.0.{i + 2}", mesh.inbound, 1)
+        wait_for(
+            lambda: (
+                mesh.server.status()["handshakes_in_progress"] == 8
+                and mesh.server.status()["handshakes_waiting"] == 32
+            ),
+            what="every slot and the whole waiting room held by the attackers",
+            describe=lambda: mesh.server.status(),
+        )
+        assert handshakes(mesh.server, reason="overloaded", origin="local") > 0  # the rest
+        ok = 0
+        for i in range(10):  # legitimate handshakes from 127.0.0.1, one after another
+            with contextlib.suppress(OSError):
+                ok += roundtrip(mesh.route, b"legit %d" % i) == b"legit %d" % i
+        assert ok >= 9, f"{ok} of 10 legitimate calls completed"
+        assert mesh.server.status()["handshakes_shed"] >= 9  # one attacker's slot per call
+    finally:
+        for s in idle:
+            s.close()
+        mesh.stop()
+
+
 def test_a_waiting_connection_that_sends_more_than_a_hello_is_refused(
     tmp_path, certs, echo
 ) -> None:

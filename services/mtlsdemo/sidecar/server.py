@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import datetime as dt
 import errno
 import functools
@@ -25,6 +24,7 @@ from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 from mtlsdemo.pki.crlfile import CRL_STATE_FILE, CrlFile
 from mtlsdemo.pki.keys import key_type_of
 from mtlsdemo.sidecar.admin import AdminServer, Encoded, json_response
+from mtlsdemo.sidecar.admission import Admission
 from mtlsdemo.sidecar.certview import certificates_view
 from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError
 from mtlsdemo.sidecar.edges import Status
@@ -49,12 +49,13 @@ class Sidecar:
         self.observer = Observer(self.status)
         self.instance = uuid.uuid4().hex[:12]  # tells a watcher this process restarted
         self.tunnels: set[Tunnel] = set()
-        # over the pending cap: tunnels waiting for a handshake slot, oldest first
-        self._waiting: collections.deque[tuple[Tunnel, Route | None]] = collections.deque()
-        # inbound connections per source address not yet past their handshake, and
-        # of those the ones in it
-        self._per_source: collections.Counter[str] = collections.Counter()
-        self._source_pending: collections.Counter[str] = collections.Counter()
+        # who starts a handshake, who waits, who is shed: fair across sources
+        self.admission: Admission[Tunnel, Route] = Admission(
+            config.max_pending_handshakes,
+            config.max_waiting_handshakes,
+            config.max_handshakes_per_source,
+            lambda: self.observer.pending,
+        )
         self._handshakes_cache: tuple[tuple[int, int, int, bool], bytes] | None = None
         self._admitting = False
         self.ports: dict[str, int] = {}
@@ -196,118 +197,69 @@ class Sidecar:
         )
 
     # --- admission: a bounded number of handshakes at once, a bounded wait beyond ---
-    def _admission(self, role: str, label: str) -> bool | None:
-        """True: start now; False: wait for a slot; None: refuse (the wait is full).
-        Waiting, not refusing, is what lets a burst of connects through: a waiting
-        connection costs a few KiB and no CPU until its turn."""
-        pending = self.observer.pending  # a counter: no walk over every tunnel per accept
-        if pending < self.config.max_pending_handshakes and not self._waiting:
-            return True
-        if len(self._waiting) < self.config.max_waiting_handshakes:
-            return False
-        self.observer.overloaded(role, label, self.local_identity, "?", pending)
-        return None
-
-    # inbound, per source address (the audit's F2: one unauthenticated source could
-    # hold every slot and the whole waiting room): at most --max-handshakes-per-source
-    # short of their handshake, and never the last eighth of the handshake slots
-    # (beyond 7/8, its connections wait): another source finds a slot at once, and a
-    # single source (a local run, one gateway pod's burst) loses almost nothing
-    @property
-    def _source_share(self) -> int:
-        cap = self.config.max_pending_handshakes
-        return cap - cap // 8
-
-    def _may_start(self, source: str | None) -> bool:
-        if self.observer.pending >= self.config.max_pending_handshakes:
-            return False
-        return source is None or self._source_pending[source] < self._source_share
-
     def admit_inbound(self, tunnel: Tunnel, source: str) -> bool | None:
         """Where an inbound connection from ``source`` goes, once its address is known:
         True start now, False wait (queued), None refuse ('overloaded')."""
-        held = self._per_source[source]
-        cap = self.config.max_handshakes_per_source
-        if cap and held >= cap:
-            self.observer.overloaded("server", "inbound", self.local_identity, source, held)
-            return None
-        if self._may_start(source):
-            verdict = True
-        elif len(self._waiting) < self.config.max_waiting_handshakes:
-            self._waiting.append((tunnel, None))
-            verdict = False
-        else:
+        verdict = self.admission.inbound(tunnel, source)
+        if verdict is None:
             self.observer.overloaded(
-                "server", "inbound", self.local_identity, source, self.observer.pending
+                "server", "inbound", self.local_identity, source, self.admission.held[source]
             )
-            return None
-        self._per_source[source] += 1
         return verdict
 
-    def source_began(self, address: str) -> None:
-        self._source_pending[address] += 1
+    def source_began(self, tunnel: Tunnel, address: str) -> None:
+        self.admission.began(tunnel, address)
 
-    def source_done(self, address: str, began: bool) -> None:
-        for counter in (self._per_source, self._source_pending) if began else (self._per_source,):
-            counter[address] -= 1
-            if counter[address] <= 0:
-                del counter[address]
+    def source_done(self, tunnel: Tunnel, address: str, began: bool) -> None:
+        self.admission.done(tunnel, address, began)
 
     def waiting_closed(self, tunnel: Tunnel) -> None:
-        # O(waiting) once per closed waiter (refused, timed out, gone): a closed one
-        # must not hold a place that a live connection is refused for
-        for i, (t, _route) in enumerate(self._waiting):
-            if t is tunnel:
-                del self._waiting[i]
-                return
+        # a closed waiter must not hold a place that a live connection is refused for
+        self.admission.closed_waiting(tunnel)
 
     def handshake_slot_freed(self) -> None:
-        if self._waiting and not self._admitting:
+        if self.admission.waiting_count and not self._admitting:
             # later, not inside the tunnel whose handshake just ended
             self._admitting = True
             asyncio.get_running_loop().call_soon(self._admit_waiting)
 
     def _admit_waiting(self) -> None:
         self._admitting = False
-        passed: list[tuple[Tunnel, Route | None]] = []  # their source holds its share
-        while self._waiting and self.observer.pending < self.config.max_pending_handshakes:
-            tunnel, route = self._waiting.popleft()
-            if route is None and not self._may_start(tunnel.source):
-                passed.append((tunnel, route))
-                continue
+        while (item := self.admission.next_waiter()) is not None:
+            tunnel, route = item
             if tunnel.admit() and route is not None:
                 asyncio.get_running_loop().create_task(self._dial(tunnel, route))
-        self._waiting.extendleft(reversed(passed))  # in their order, at the front
 
     @property
     def local_identity(self) -> str:
         return self.identity.current.material.identity
 
     def _inbound(self) -> asyncio.Protocol:
-        if (
-            self.observer.pending >= self.config.max_pending_handshakes
-            and len(self._waiting) >= self.config.max_waiting_handshakes
-        ):
-            self.observer.overloaded(
-                "server", "inbound", self.local_identity, "?", self.observer.pending
-            )
-            return Refuse(Reason.OVERLOADED)
-        # started or queued once its address is known (admit_inbound, per source)
+        # started, queued, or refused once its address is known (admit_inbound): a
+        # full sidecar may still shed a connection of the source holding the most
         tunnel = Tunnel(self, "server", self.server_config(), "inbound", self.local_identity, False)
         return NetSide(tunnel)
 
     def _outbound(self, route: Route) -> asyncio.Protocol:
         label = route.label
-        admit = self._admission("client", label)
-        if admit is None:
+        if (
+            self.admission.waiting_count >= self.config.max_waiting_handshakes
+            and self.observer.pending >= self.config.max_pending_handshakes
+        ):
+            self.observer.overloaded(
+                "client", label, self.local_identity, "?", self.observer.pending
+            )
             return Refuse(None)  # the local app: just close
         tunnel = Tunnel(
-            self, "client", self.client_config(route), label, self.local_identity, admit
+            self, "client", self.client_config(route), label, self.local_identity, False
         )
+        admit = self.admission.outbound(tunnel, route)
+        if admit is None:
+            tunnel.close()
+            return Refuse(None)
         if admit:
+            tunnel.admit()
             asyncio.get_running_loop().create_task(self._dial(tunnel, route))
-        else:
-            self._waiting.append((tunnel, route))
         return AppSide(tunnel)
 
     async def _dial(self, tunnel: Tunnel, route: Route) -> None:
@@ -352,6 +304,9 @@ class Sidecar:
             self.observer.flush()
             for tunnel in list(self.tunnels):
                 tunnel.count()
+            # stalled connections holding slots while others wait: shed them
+            if self.admission.rebalance():
+                self.handshake_slot_freed()
 
     async def _reload_loop(self) -> None:
         while True:
@@ -447,8 +402,9 @@ class Sidecar:
             "suites": [s.name for s in self.config.suites],
             "active_sessions": sum(1 for t in self.tunnels if t.established_at is not None),
             "handshakes_in_progress": self.observer.pending,
-            "handshakes_waiting": len(self._waiting),
-            "handshake_sources": len(self._per_source),  # addresses short of a handshake
+            "handshakes_waiting": self.admission.waiting_count,
+            "handshakes_shed": self.admission.shed_count,
+            "handshake_sources": len(self.admission.held),  # addresses short of a handshake
             "verification_cache": {"hits": cur.trust.hits, "misses": cur.trust.misses},
             "limits": {  # each tunnel holds two sockets: about open_files / 2 tunnels
                 "open_files": resource.getrlimit(resource.RLIMIT_NOFILE)[0],

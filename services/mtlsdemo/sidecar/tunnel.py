@@ -82,9 +82,9 @@ class TunnelHost(Protocol):
 
     def admit_inbound(self, tunnel: Tunnel, source: str) -> bool | None: ...
 
-    def source_began(self, address: str) -> None: ...
+    def source_began(self, tunnel: Tunnel, address: str) -> None: ...
 
-    def source_done(self, address: str, began: bool) -> None: ...
+    def source_done(self, tunnel: Tunnel, address: str, began: bool) -> None: ...
 
     def waiting_closed(self, tunnel: Tunnel) -> None: ...
 
@@ -137,7 +137,7 @@ class Tunnel:
 
     def _begin(self) -> None:
         if self.source is not None:
-            self.sidecar.source_began(self.source)
+            self.sidecar.source_began(self, self.source)
         self._handshake_open = True
         self.waiting = False
         self.observer.handshake_started(self.role)
@@ -169,6 +169,15 @@ class Tunnel:
         self._flush_net()
         self._handshake_failed(err)
 
+    def shed(self, why: str) -> None:
+        """End this connection to make room (admission.py): an ``overloaded`` alert,
+        counted as a refusal, the reason saying why this one."""
+        if self.closed:
+            return
+        err = self.conn.fail(Reason.OVERLOADED, why)
+        self._flush_net()
+        self._handshake_failed(err)
+
     def _handshake_done(self, result: HandshakeResult) -> None:
         self._close_handshake()
         if self.sidecar.keylog is not None and self.conn.secrets is not None:
@@ -190,7 +199,7 @@ class Tunnel:
 
     def _close_handshake(self) -> None:
         if self.source is not None:
-            self.sidecar.source_done(self.source, began=self._handshake_open)
+            self.sidecar.source_done(self, self.source, began=self._handshake_open)
             self.source = None
         if self._handshake_open:
             self._handshake_open = False
