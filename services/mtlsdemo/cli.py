@@ -100,12 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     from mtlsdemo.rpc.server import ConfigError
     from mtlsdemo.sidecar.config import SidecarConfigError
     from mtlsdemo.trust import PolicyError
+    from mtlsdemo.trust.authz import AuthzPolicyError
     from mtlsdemo.waiting import WaitTimeout
     from mtlsdemo.wire.errors import CaptureError
 
     try:
         return int(args.handler(args))
-    except (PkiError, ConfigError, SidecarConfigError, PolicyError, CaptureError) as e:
+    except (
+        PkiError,
+        ConfigError,
+        SidecarConfigError,
+        PolicyError,
+        AuthzPolicyError,
+        CaptureError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except WaitTimeout as e:  # something asked for never came: the check failed

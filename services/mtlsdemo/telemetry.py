@@ -140,6 +140,16 @@ def crl_loaded(this_update: float | None, next_update: float | None, revoked: in
 
 
 CRL_RELOADS = Counter("mtls_crl_reloads", "CRL reload attempts after its file changed.", ["result"])
+AUTHZ_RELOADS = Counter(
+    "mtls_authz_policy_reloads", "Authorization policy reloads after its file changed.", ["result"]
+)
+# decision: allow | deny | would_deny (a dry-run policy) | audit; rule: policy#rule
+# from the policy file, or "default" (bounded by the file, never by callers)
+AUTHZ_DECISIONS = Counter(
+    "mtls_authz_decisions",
+    "Authorization decisions, by enforcer (sidecar: per connection; grpc: per call).",
+    ["enforcer", "decision", "rule"],
+)
 STATUS_SOFT_FAILURES = Counter(
     "mtls_status_soft_failures",
     "Peers accepted under --require-status soft although their stapled status failed.",

@@ -38,6 +38,7 @@ RANK = {
     "handshake": 1,
     "telemetry": 1,
     "pki": 2,
+    "policyfile": 2,
     "endpoint": 3,
     "rpc": 3,
     "ledger": 4,

@@ -4,6 +4,7 @@ modules nothing sees an ``argparse.Namespace``; ``cli.py`` only assembles the
 parser and is the one error boundary."""
 
 from mtlsdemo.commands import (
+    authz,
     bench,
     breakcmd,
     capture,
@@ -30,6 +31,7 @@ MODULES = (
     sidecar,
     handshake,
     illustrate,
+    authz,
     breakcmd,
     tour,
     capture,

@@ -98,6 +98,23 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "mtlsdemo illustrate --seed 1 --out illustrated",
         "mtlsdemo illustrate --seed 7 --suite ECDHE-X25519-CHACHA20-POLY1305 --out /tmp/page",
     ),
+    "authz": (
+        "mtlsdemo authz explain --from gateway --to ledger/Transfer --authz-policy policy.yaml",
+        "mtlsdemo authz diff mesh policy.yaml",
+    ),
+    "authz explain": (
+        "mtlsdemo authz explain --from gateway --to ledger",
+        "mtlsdemo authz explain --from spiffe://mtls-demo.local/ns/default/sa/cli "
+        "--to gateway/Deposit --authz-policy policy.yaml",
+    ),
+    "authz matrix": (
+        "mtlsdemo authz matrix",
+        "mtlsdemo authz matrix --authz-policy policy.yaml --certs-dir certs",
+    ),
+    "authz diff": (
+        "mtlsdemo authz diff mesh policy.yaml",
+        "mtlsdemo authz diff old.yaml new.yaml",
+    ),
     "wireshark": ("mtlsdemo wireshark --print-path", "mtlsdemo wireshark --install"),
     "console": (
         "mtlsdemo console",

@@ -59,6 +59,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         )
         flags.add(
             p,
+            "--authz-policy",
+            default=None,
+            metavar="FILE",
+            help="an authorization policy file: who may call which method, decided per "
+            "call, the refusal naming the rule; re-read when it changes. Needs TLS (behind "
+            "a sidecar the service cannot see its callers: give the file to the sidecar)",
+        )
+        flags.add(
+            p,
             "--crl-state",
             default=None,
             metavar="FILE",
@@ -90,6 +99,14 @@ def main(args: argparse.Namespace) -> int:
     allowed = IdentityPolicy.parse(args.allow_id) if args.allow_id else None
     tls_dir = None if args.plaintext else Path(args.identity_dir)
     crl = Path(args.crl) if args.crl else None
+    authz_policy = Path(args.authz_policy) if args.authz_policy else None
+    if authz_policy is not None and tls_dir is None:
+        from mtlsdemo.rpc.server import ConfigError
+
+        raise ConfigError(
+            "--authz-policy needs TLS: behind a sidecar (--plaintext) the service cannot see "
+            "who calls; give the policy to the sidecar (sidecar --authz-policy)"
+        )
     if args.crl_required and crl is None:
         from mtlsdemo.rpc.server import ConfigError
 
@@ -106,6 +123,7 @@ def main(args: argparse.Namespace) -> int:
             crl,
             args.crl_required,
             Path(args.crl_state) if args.crl_state else None,
+            authz_policy,
         )
     else:
         from mtlsdemo.gateway.server import serve as serve_gateway
@@ -122,5 +140,6 @@ def main(args: argparse.Namespace) -> int:
             crl,
             args.crl_required,
             Path(args.crl_state) if args.crl_state else None,
+            authz_policy,
         )
     return 0

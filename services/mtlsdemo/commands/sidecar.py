@@ -121,6 +121,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     flags.add(
         p,
+        "--authz-policy",
+        default=None,
+        metavar="FILE",
+        help="an authorization policy file (docs/operations.md, Authorization): who may "
+        "connect to this workload, decided at the handshake, the refusal naming the rule; "
+        "re-read when it changes (a bad new file is refused, the old one kept)",
+    )
+    flags.add(
+        p,
         "--crl-state",
         default=None,
         metavar="FILE",
@@ -231,6 +240,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
     from mtlsdemo.handshake import DEFAULT_SUITES
     from mtlsdemo.handshake.suites import DEFAULT_VERSIONS
+    from mtlsdemo.rpc.methods import all_methods
     from mtlsdemo.sidecar.config import Route, SidecarConfig, split_hostport
     from mtlsdemo.trust import IdentityPolicy
 
@@ -261,6 +271,8 @@ def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
         crl=Path(args.crl) if args.crl else None,
         crl_required=args.crl_required,
         crl_state=Path(args.crl_state) if args.crl_state else None,
+        authz_policy=Path(args.authz_policy) if args.authz_policy else None,
+        authz_methods=all_methods() if args.authz_policy else None,
         listen_backlog=args.listen_backlog,
         key_update_bytes=args.key_update_bytes,
         admin_listen=None

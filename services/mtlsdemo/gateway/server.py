@@ -22,6 +22,7 @@ def serve(
     crl: Path | None = None,
     crl_required: bool = False,
     crl_state: Path | None = None,
+    authz_policy: Path | None = None,
 ) -> None:
     ledger = LedgerConnection(ledger_addr, ledger_tls_dir, ledger_server_name)
     service = GatewayService(ledger)
@@ -36,6 +37,7 @@ def serve(
         crl=crl,
         crl_required=crl_required,
         crl_state=crl_state,
+        authz_policy=authz_policy,
     )
     try:
         run_forever(spec)

@@ -9,7 +9,7 @@ server name add ``identity_mismatch``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,18 +44,23 @@ class PeerPolicy:
     ``server_name``: for a server peer, a DNS name its certificate must carry.
     ``revoked``: (issuer name DER, serial) -> why it is revoked, or None (a CRL the
     caller keeps current); None: no CRL, the stapled status alone decides.
+    ``authorize``: SPIFFE ID -> why an authorization policy denies it (naming the
+    deciding rule), or None; None: no policy beyond ``allowed_ids``.
     """
 
     allowed_ids: tuple[str, ...] = ()
     server_name: str | None = None
     revoked: Revoked | None = field(default=None, compare=False)
+    authorize: Callable[[str], str | None] | None = field(default=None, compare=False)
     policy: IdentityPolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policy", IdentityPolicy.parse(self.allowed_ids))
 
     def allows(self, spiffe_id: str) -> bool:
-        return self.policy.allows(spiffe_id)
+        return self.policy.allows(spiffe_id) and (
+            self.authorize is None or self.authorize(spiffe_id) is None
+        )
 
 
 @dataclass
@@ -147,6 +152,11 @@ def verify_peer(
             peer_identity=identity,
         )
     checks.append(f"identity {identity} " + ("allowed" if policy.allowed_ids else "(any from CA)"))
+    if policy.authorize is not None:
+        denied = policy.authorize(str(verified.identity))
+        if denied:
+            raise ProtocolError(Reason.IDENTITY_MISMATCH, denied, peer_identity=identity)
+        checks.append("authorization policy: the connection is allowed")
     if peer_role == "server" and policy.server_name:
         if dns_key(policy.server_name) not in {dns_key(n) for n in verified.dns_names}:
             raise ProtocolError(

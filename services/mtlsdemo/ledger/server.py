@@ -20,6 +20,7 @@ def serve(
     crl: Path | None = None,
     crl_required: bool = False,
     crl_state: Path | None = None,
+    authz_policy: Path | None = None,
 ) -> None:
     store = LedgerStore(db_path)
     service = LedgerService(store)
@@ -34,6 +35,7 @@ def serve(
         crl=crl,
         crl_required=crl_required,
         crl_state=crl_state,
+        authz_policy=authz_policy,
     )
     try:
         run_forever(spec)

@@ -12,8 +12,10 @@ from cryptography import x509
 
 from mtlsdemo import telemetry
 from mtlsdemo.pki.crlfile import CrlFile
+from mtlsdemo.policyfile import PolicyFile
 from mtlsdemo.rpc.identity import peer_certificate, svid_of
 from mtlsdemo.trust import IdentityPolicy, SpiffeId
+from mtlsdemo.trust.authz import Request
 from mtlsdemo.trust.failures import VerificationFailed
 
 log = logging.getLogger(__name__)
@@ -45,9 +47,17 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc s
     ID it does not allow with PERMISSION_DENIED (the same identity policy as the
     sidecars': exact IDs, or ``*`` for one whole path segment)."""
 
-    def __init__(self, policy: IdentityPolicy | None, crl: CrlFile | None = None) -> None:
+    def __init__(
+        self,
+        policy: IdentityPolicy | None,
+        crl: CrlFile | None = None,
+        authz: PolicyFile | None = None,
+        workload: str = "",
+    ) -> None:
         self.policy = policy
         self.crl = crl
+        self.authz = authz  # per call: the caller, this workload, the method
+        self.workload = workload
 
     def _check_revocation(
         self,
@@ -81,13 +91,24 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc s
             f"{service} server",
         )
 
-    def _authorize(self, service: str, context: grpc.ServicerContext) -> None:
-        checks_policy = self.policy is not None and service not in EXEMPT_SERVICES
-        if self.crl is None and not checks_policy:
+    def _authorize(self, method: str, context: grpc.ServicerContext) -> None:
+        service, _ = split_method(method)
+        exempt = service in EXEMPT_SERVICES
+        checks_policy = self.policy is not None and not exempt
+        checks_authz = self.authz is not None and not exempt
+        if self.crl is None and not checks_policy and not checks_authz:
             return
-        cert = peer_certificate(context)  # parsed once per call, for both checks
+        cert = peer_certificate(context)  # parsed once per call, for every check
         peer = svid_of(cert)
         self._check_revocation(service, context, cert, peer)
+        if checks_authz:
+            assert self.authz is not None
+            d = self.authz.decide(Request(str(peer) if peer else "", self.workload, method))
+            if not d.allowed:
+                context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{d.reason}; rejected by the {service} server",
+                )
         if not checks_policy:
             return
         assert self.policy is not None
@@ -128,7 +149,7 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc s
                 started.inc()
                 t0 = time.perf_counter()
                 try:
-                    self._authorize(service, context)
+                    self._authorize(details.method, context)
                     response = behavior(request, context)
                 except Exception:
                     code = _code_of(context)
@@ -147,7 +168,7 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc s
                 t0 = time.perf_counter()
                 code = grpc.StatusCode.OK
                 try:
-                    self._authorize(service, context)
+                    self._authorize(details.method, context)
                     yield from behavior(request, context)
                     code = _code_of(context)
                 except GeneratorExit:

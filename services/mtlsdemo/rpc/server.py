@@ -18,8 +18,10 @@ from grpc_reflection.v1alpha import reflection
 from mtlsdemo import __version__, telemetry
 from mtlsdemo.addresses import host_of, is_loopback_host
 from mtlsdemo.pki.crlfile import CRL_STATE_FILE, CrlFile
+from mtlsdemo.policyfile import PolicyFile
 from mtlsdemo.rpc.credentials import ReloadingServerCredentials
 from mtlsdemo.rpc.interceptors import ServerInterceptor
+from mtlsdemo.rpc.methods import all_methods
 from mtlsdemo.trust import IdentityPolicy
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class ServiceSpec:
     crl: Path | None = None  # callers' certificates are checked against this CRL file
     crl_required: bool = False  # a caller's CA without a CRL in force: refused
     crl_state: Path | None = None  # where the CRLs in force are kept (restarts)
+    authz_policy: Path | None = None  # who may call which method (trust/authz.py)
 
 
 def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServicer]:
@@ -65,9 +68,16 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
             required=spec.crl_required,
             state=spec.crl_state or source.directory / CRL_STATE_FILE,
         )
+    authz = (
+        PolicyFile(spec.authz_policy, "grpc", all_methods())
+        if spec.authz_policy is not None and spec.tls_dir is not None
+        else None
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=spec.max_workers, thread_name_prefix=spec.component),
-        interceptors=[ServerInterceptor(spec.policy if spec.tls_dir else None, crl)],
+        interceptors=[
+            ServerInterceptor(spec.policy if spec.tls_dir else None, crl, authz, spec.component)
+        ],
         options=[
             # off: gRPC would otherwise let a second server bind the same port and
             # split the traffic (two ledgers, two databases) instead of refusing

@@ -76,6 +76,8 @@ class SidecarConfig:
     crl: Path | None = None
     crl_required: bool = False  # an issuer without a CRL in force is refused
     crl_state: Path | None = None  # the CRL high-water mark; None: beside the identity
+    authz_policy: Path | None = None  # an authorization policy file, decided per connection
+    authz_methods: frozenset[str] | None = None  # the mesh's methods, to check the file's names
     inbound_listen: tuple[str, int] | None = None
     inbound_target: tuple[str, int] | None = None
     allowed_ids: tuple[str, ...] = ()

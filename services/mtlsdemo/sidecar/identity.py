@@ -8,6 +8,7 @@ previous material stays in use.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,11 +73,12 @@ def server_config(
     cfg: SidecarConfig,
     tickets: TicketKeys | None = None,
     revoked: Revoked | None = None,
+    authorize: Callable[[str], str | None] | None = None,
 ) -> HandshakeConfig:
     return HandshakeConfig(
         loaded.credentials,
         loaded.trust,
-        PeerPolicy(allowed_ids=cfg.allowed_ids, revoked=revoked),
+        PeerPolicy(allowed_ids=cfg.allowed_ids, revoked=revoked, authorize=authorize),
         suites=cfg.suites,
         versions=cfg.versions,
         server_preference=cfg.server_preference,

@@ -23,6 +23,7 @@ from mtlsdemo.handshake.suites import VERSION_1_2, version_name
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 from mtlsdemo.pki.crlfile import CRL_STATE_FILE, CrlFile
 from mtlsdemo.pki.keys import key_type_of
+from mtlsdemo.policyfile import PolicyFile
 from mtlsdemo.sidecar.admin import AdminServer, Encoded, json_response
 from mtlsdemo.sidecar.admission import Admission
 from mtlsdemo.sidecar.certview import certificates_view
@@ -35,6 +36,7 @@ from mtlsdemo.sidecar.keylog import KeyLog, KeyLogError
 from mtlsdemo.sidecar.observer import Observer
 from mtlsdemo.sidecar.outcome import HandshakeOutcome
 from mtlsdemo.sidecar.tunnel import AppSide, NetSide, Refuse, Tunnel
+from mtlsdemo.trust.authz import Request
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,13 @@ class Sidecar:
             else None
         )
         self._revoked = self.crl.revoked if self.crl is not None else None
+        # who may connect to this workload (trust/authz.py, decided at the handshake)
+        self.authz = (
+            PolicyFile(config.authz_policy, "sidecar", config.authz_methods)
+            if config.authz_policy is not None
+            else None
+        )
+        self._authorize = self._authorize_peer if self.authz is not None else None
         self.keylog: KeyLog | None = None
         if config.keylog is not None:
             try:
@@ -95,12 +104,22 @@ class Sidecar:
             except KeyLogError as e:
                 raise SidecarConfigError(str(e)) from None
 
+    def _authorize_peer(self, peer: str) -> str | None:
+        """The policy's answer for a verified peer connecting to this workload (the
+        last segment of our own SPIFFE ID): None, or why not, naming the rule."""
+        assert self.authz is not None
+        workload = self.local_identity.rsplit("/", 1)[-1]
+        d = self.authz.decide(Request(peer, workload))
+        return None if d.allowed else d.reason
+
     # --- configs follow the identity material (hot reload) ---
     def _refresh(self) -> None:
         cur = self.identity.current
         if cur.generation != self._cfg_generation:
             self._cfg_generation = cur.generation
-            self._server_cfg = server_config(cur, self.config, self.ticket_keys, self._revoked)
+            self._server_cfg = server_config(
+                cur, self.config, self.ticket_keys, self._revoked, self._authorize
+            )
             self._client_cfgs = {
                 r: client_config(cur, self.config, r, self.ticket_cache, self._revoked)
                 for r in self.config.routes
@@ -375,6 +394,14 @@ class Sidecar:
             "require_status": self.config.require_status,
             "versions": [version_name(v) for v in self.config.versions],
             "crl": self.crl.status() if self.crl is not None else None,
+            "authz_policy": None
+            if self.authz is None
+            else {
+                "file": str(self.authz.path),
+                "policies": [p.name for p in self.authz.policies.policies],
+                "reloads": self.authz.reloads,
+                "last_error": self.authz.last_error,
+            },
             # None: off (the default). On, it says so with the file and its reach
             "keylog": None
             if self.keylog is None
