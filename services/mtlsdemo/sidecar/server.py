@@ -334,6 +334,8 @@ class Sidecar:
                 # off the loop: reading files may wait on the directory's lock (bounded),
                 # and the data path, /healthz and the admin port must not wait with it
                 await asyncio.to_thread(self.identity.check)
+                if self.authz is not None:  # a new (or bad) policy is seen without a caller
+                    await asyncio.to_thread(self.authz.check)
             except Exception:  # keep serving with what we have
                 log.exception("certificate reload check failed")
 
