@@ -180,3 +180,25 @@ def test_a_sidecar_refuses_at_the_handshake_naming_the_rule_and_follows_the_file
         wait_for(lambda: roundtrip(mesh.route, b"hello") == b"hello", what="the new policy")
     finally:
         mesh.stop()
+
+
+def test_the_how_to_block_runs_as_written() -> None:
+    """docs/how-to.md "Try an authorization policy before applying it", line by line
+    from the clone's root, each printing what its comment says."""
+    import os
+    import sys
+
+    from support.docblocks import ROOT, SAYS, blocks, commands
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    (block,) = blocks(section="Try an authorization policy before applying it")
+    ran = 0
+    for cmd, comment in commands(block):
+        r = subprocess.run(
+            ["bash", "-c", cmd], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode in (0, 1) and not r.stderr, f"{cmd}: {r.stdout}{r.stderr}"
+        said = SAYS.search(comment)
+        assert said and said.group(1) in r.stdout, f"{cmd}: {comment}: {r.stdout}"
+        ran += 1
+    assert ran == 3
