@@ -75,6 +75,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(`sidecar --keylog`), for `mtlsdemo capture` and Wireshark; off by default",
     )
     flags.add(
+        r,
+        "--authz-policy",
+        metavar="FILE",
+        help="an authorization policy file (docs/operations.md, Authorization) in place of "
+        "the --allow-id lists: the sidecars decide connections, the services every call; "
+        "edit the file and the next connection or call follows it",
+    )
+    flags.add(
         r, "--traffic-seconds", type=flags.at_least(0), default=3.0, help="demo traffic after start"
     )
     flags.add(
@@ -98,5 +106,6 @@ def main(args: argparse.Namespace) -> int:
             certs_dir=Path(args.certs_dir),
             data_dir=Path(args.data_dir),
             keylog=Path(args.keylog) if args.keylog else None,
+            authz_policy=Path(args.authz_policy).resolve() if args.authz_policy else None,
         )
     )

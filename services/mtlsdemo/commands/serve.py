@@ -64,7 +64,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             metavar="FILE",
             help="an authorization policy file: who may call which method, decided per "
             "call, the refusal naming the rule; re-read when it changes. Needs TLS (behind "
-            "a sidecar the service cannot see its callers: give the file to the sidecar)",
+            "a sidecar, --caller-from-sidecar: it says who calls)",
+        )
+        flags.add(
+            p,
+            "--caller-from-sidecar",
+            default=None,
+            metavar="HOST:PORT",
+            help="with --plaintext and --authz-policy: the admin of the sidecar in front, "
+            "asked who is behind each call (GET /app-peer); a call that did not come "
+            "through it has no identity",
         )
         flags.add(
             p,
@@ -100,12 +109,12 @@ def main(args: argparse.Namespace) -> int:
     tls_dir = None if args.plaintext else Path(args.identity_dir)
     crl = Path(args.crl) if args.crl else None
     authz_policy = Path(args.authz_policy) if args.authz_policy else None
-    if authz_policy is not None and tls_dir is None:
+    if authz_policy is not None and tls_dir is None and not args.caller_from_sidecar:
         from mtlsdemo.rpc.server import ConfigError
 
         raise ConfigError(
-            "--authz-policy needs TLS: behind a sidecar (--plaintext) the service cannot see "
-            "who calls; give the policy to the sidecar (sidecar --authz-policy)"
+            "--authz-policy needs TLS, or behind a sidecar (--plaintext) --caller-from-sidecar "
+            "HOST:PORT to ask it who calls"
         )
     if args.crl_required and crl is None:
         from mtlsdemo.rpc.server import ConfigError
@@ -124,6 +133,7 @@ def main(args: argparse.Namespace) -> int:
             args.crl_required,
             Path(args.crl_state) if args.crl_state else None,
             authz_policy,
+            args.caller_from_sidecar,
         )
     else:
         from mtlsdemo.gateway.server import serve as serve_gateway
@@ -141,5 +151,6 @@ def main(args: argparse.Namespace) -> int:
             args.crl_required,
             Path(args.crl_state) if args.crl_state else None,
             authz_policy,
+            args.caller_from_sidecar,
         )
     return 0

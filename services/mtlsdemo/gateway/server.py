@@ -23,6 +23,7 @@ def serve(
     crl_required: bool = False,
     crl_state: Path | None = None,
     authz_policy: Path | None = None,
+    sidecar_admin: str | None = None,
 ) -> None:
     ledger = LedgerConnection(ledger_addr, ledger_tls_dir, ledger_server_name)
     service = GatewayService(ledger)
@@ -38,6 +39,7 @@ def serve(
         crl_required=crl_required,
         crl_state=crl_state,
         authz_policy=authz_policy,
+        sidecar_admin=sidecar_admin,
     )
     try:
         run_forever(spec)

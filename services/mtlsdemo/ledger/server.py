@@ -21,6 +21,7 @@ def serve(
     crl_required: bool = False,
     crl_state: Path | None = None,
     authz_policy: Path | None = None,
+    sidecar_admin: str | None = None,
 ) -> None:
     store = LedgerStore(db_path)
     service = LedgerService(store)
@@ -36,6 +37,7 @@ def serve(
         crl_required=crl_required,
         crl_state=crl_state,
         authz_policy=authz_policy,
+        sidecar_admin=sidecar_admin,
     )
     try:
         run_forever(spec)

@@ -74,6 +74,8 @@ class RunConfig:
     gateway_transport: str | None = None
     # both sidecars append their sessions' traffic secrets here (`sidecar --keylog`)
     keylog: Path | None = None
+    # who may call what, in place of the --allow-id lists (`sidecar`/`serve --authz-policy`)
+    authz_policy: Path | None = None
 
     @property
     def transport(self) -> str:
@@ -420,6 +422,18 @@ def mesh_children(
     ledger_addr = f"127.0.0.1:{cfg.ledger_port}"
     gateway_addr = f"127.0.0.1:{cfg.gateway_port}"
     gw_id, ledger_id, cli_id = (workload_id(td, ns, s) for s in ("gateway", "ledger", "cli"))
+    policy = cfg.authz_policy
+
+    def allow(who: str) -> list[str]:
+        """--allow-id, or the policy file that replaces the lists."""
+        return ["--authz-policy", str(policy)] if policy else ["--allow-id", who]
+
+    def asks(admin_port: int) -> list[str]:
+        """A plaintext app behind a sidecar: the policy per call, the caller from it."""
+        if not policy:
+            return []
+        return ["--authz-policy", str(policy), "--caller-from-sidecar", f"127.0.0.1:{admin_port}"]
+
     py = [sys.executable, "-m", "mtlsdemo"]
     db = ["--db", str(Path(cfg.data_dir) / "ledger.db")]
     ledger_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.ledger_metrics_port}"]
@@ -430,14 +444,17 @@ def mesh_children(
         # the gateway serves plaintext behind it on loopback
         gateway_inbound = [
             *("--inbound-listen", gateway_addr, "--inbound-target", gateway_app),
-            *("--allow-id", cli_id),
+            *allow(cli_id),
         ]
-        gateway_common = ["serve", "gateway", "--plaintext", "--listen", gateway_app]
+        gateway_common = [
+            *("serve", "gateway", "--plaintext", "--listen", gateway_app),
+            *asks(cfg.gateway_admin_port),
+        ]
     else:
         gateway_inbound = []
         gateway_common = [
             *("serve", "gateway", "--listen", gateway_addr),
-            *("--identity-dir", str(certs / "gateway"), "--allow-id", cli_id),
+            *("--identity-dir", str(certs / "gateway"), *allow(cli_id)),
             *("--crl", str(certs / "ca" / "crl.pem")),
         ]
     gateway_common += gateway_metrics
@@ -452,7 +469,8 @@ def mesh_children(
             Child(
                 "ledger",
                 py
-                + ["serve", "ledger", "--plaintext", "--listen", ledger_app, *db, *ledger_metrics],
+                + ["serve", "ledger", "--plaintext", "--listen", ledger_app, *db, *ledger_metrics]
+                + asks(cfg.ledger_admin_port),
             ),
             Child(
                 "ledger-sidecar",
@@ -467,8 +485,7 @@ def mesh_children(
                     ledger_addr,
                     "--inbound-target",
                     ledger_app,
-                    "--allow-id",
-                    gw_id,
+                    *allow(gw_id),
                     "--admin-listen",
                     f"127.0.0.1:{cfg.ledger_admin_port}",
                     "--crl",
@@ -511,8 +528,7 @@ def mesh_children(
                     ledger_addr,
                     "--identity-dir",
                     str(certs / "ledger"),
-                    "--allow-id",
-                    gw_id,
+                    *allow(gw_id),
                     "--crl",
                     str(certs / "ca" / "crl.pem"),
                     *db,
@@ -585,6 +601,7 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
     cli = f"mtlsdemo client --gateway-addr {gateway_addr} --identity-dir {certs / 'cli'}{over}"
     now = dt.datetime.now(dt.UTC)
     existing = accounts_present(gateway_addr, certs / "cli", ("alice", "bob"), cfg.transport)
+    allowed = "per the policy" if cfg.authz_policy else workload_id(td, ns, "cli")
     lines = [
         f"== mtlsdemo is up ({now:%H:%M:%S}Z, {cfg.mode} mode)",
         *(
@@ -595,12 +612,20 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
             if cfg.keylog is not None
             else []
         ),
+        *(
+            [
+                f"   authorization: {cfg.authz_policy} decides who may call what (in place of "
+                "--allow-id): mtlsdemo authz matrix --authz-policy FILE shows it"
+            ]
+            if cfg.authz_policy is not None
+            else []
+        ),
         f"   certificates left: {', '.join(lifetimes(certs, now))}; stapled statuses "
         f"re-signed every {human(STATUS_REFRESH)} (valid {human(STATUS_WINDOW)})",
-        f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {workload_id(td, ns, 'cli')}"
+        f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {allowed}"
         if cfg.transport == "tls"
         else f"   gateway  {gateway_addr}  MTD/1 (gateway-sidecar) -> 127.0.0.1:"
-        f"{cfg.gateway_app_port} (gateway), callers allowed: {workload_id(td, ns, 'cli')}",
+        f"{cfg.gateway_app_port} (gateway), callers allowed: {allowed}",
     ]
     if cfg.mode == "sidecar":
         lines += [
@@ -619,7 +644,8 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
         ]
     else:
         lines += [
-            f"   ledger   {ledger_addr}  gRPC mTLS, callers allowed: {workload_id(td, ns, 'gateway')}",
+            f"   ledger   {ledger_addr}  gRPC mTLS, callers allowed: "
+            + ("per the policy" if cfg.authz_policy else workload_id(td, ns, "gateway")),
             # the console draws the sidecars' handshakes; grpcio's own TLS shows none
             "   console  none in native mode (no sidecars to watch): `make run` without "
             "--mode native has it; `mtlsdemo handshake --tls13 --connect "

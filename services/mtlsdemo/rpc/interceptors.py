@@ -14,6 +14,7 @@ from mtlsdemo import telemetry
 from mtlsdemo.pki.crlfile import CrlFile
 from mtlsdemo.policyfile import PolicyFile
 from mtlsdemo.rpc.identity import peer_certificate, svid_of
+from mtlsdemo.rpc.sidecar_peer import SidecarPeers
 from mtlsdemo.trust import IdentityPolicy, SpiffeId
 from mtlsdemo.trust.authz import Request
 from mtlsdemo.trust.failures import VerificationFailed
@@ -53,11 +54,13 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc s
         crl: CrlFile | None = None,
         authz: PolicyFile | None = None,
         workload: str = "",
+        sidecar_peers: SidecarPeers | None = None,
     ) -> None:
         self.policy = policy
         self.crl = crl
         self.authz = authz  # per call: the caller, this workload, the method
         self.workload = workload
+        self.sidecar_peers = sidecar_peers  # plaintext behind a sidecar: it knows the caller
 
     def _check_revocation(
         self,
@@ -103,7 +106,13 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc s
         self._check_revocation(service, context, cert, peer)
         if checks_authz:
             assert self.authz is not None
-            d = self.authz.decide(Request(str(peer) if peer else "", self.workload, method))
+            if peer is not None:
+                principal = str(peer)
+            elif self.sidecar_peers is not None:
+                principal = self.sidecar_peers.principal(context)
+            else:
+                principal = ""
+            d = self.authz.decide(Request(principal, self.workload, method))
             if not d.allowed:
                 context.abort(
                     grpc.StatusCode.PERMISSION_DENIED,

@@ -22,6 +22,7 @@ from mtlsdemo.policyfile import PolicyFile
 from mtlsdemo.rpc.credentials import ReloadingServerCredentials
 from mtlsdemo.rpc.interceptors import ServerInterceptor
 from mtlsdemo.rpc.methods import all_methods
+from mtlsdemo.rpc.sidecar_peer import SidecarPeers
 from mtlsdemo.trust import IdentityPolicy
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class ServiceSpec:
     crl_required: bool = False  # a caller's CA without a CRL in force: refused
     crl_state: Path | None = None  # where the CRLs in force are kept (restarts)
     authz_policy: Path | None = None  # who may call which method (trust/authz.py)
+    sidecar_admin: str | None = None  # plaintext: the sidecar that knows who calls
 
 
 def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServicer]:
@@ -70,13 +72,17 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
         )
     authz = (
         PolicyFile(spec.authz_policy, "grpc", all_methods())
-        if spec.authz_policy is not None and spec.tls_dir is not None
+        if spec.authz_policy is not None
+        and (spec.tls_dir is not None or spec.sidecar_admin is not None)
         else None
     )
+    peers = SidecarPeers(spec.sidecar_admin) if spec.sidecar_admin and not spec.tls_dir else None
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=spec.max_workers, thread_name_prefix=spec.component),
         interceptors=[
-            ServerInterceptor(spec.policy if spec.tls_dir else None, crl, authz, spec.component)
+            ServerInterceptor(
+                spec.policy if spec.tls_dir else None, crl, authz, spec.component, peers
+            )
         ],
         options=[
             # off: gRPC would otherwise let a second server bind the same port and

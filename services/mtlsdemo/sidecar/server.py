@@ -51,6 +51,7 @@ class Sidecar:
         self.observer = Observer(self.status)
         self.instance = uuid.uuid4().hex[:12]  # tells a watcher this process restarted
         self.tunnels: set[Tunnel] = set()
+        self.app_peers: dict[int, str] = {}  # see TunnelHost.app_peers
         # who starts a handshake, who waits, who is shed: fair across sources
         self.admission: Admission[Tunnel, Route] = Admission(
             config.max_pending_handshakes,
@@ -178,6 +179,7 @@ class Sidecar:
                     "/status": self._status,
                     "/certificates": self._certificates,
                     "/handshakes": self._handshakes,
+                    "/app-peer": self._app_peer,
                 },
                 streams={"/events": self._events},
                 # only a key-logging sidecar (a capture, teaching) lets a local caller
@@ -468,6 +470,19 @@ class Sidecar:
                 **certificates_view(cur.material, cur.generation, cur.loaded_at),
             },
         )
+
+    def _app_peer(self, request: web.Request) -> tuple[int, str, bytes]:
+        """Who is behind the app connection from our local ``?port=``: the verified
+        peer's SPIFFE ID (public), or 404 — a connection to the app that did not come
+        through this sidecar has no identity."""
+        try:
+            port = int(request.query.get("port", ""))
+        except ValueError:
+            return 400, "text/plain", b"port is an integer\n"
+        peer = self.app_peers.get(port)
+        if peer is None:
+            return 404, "text/plain", b"no tunnel of this sidecar uses that port\n"
+        return 200, "application/json", json.dumps({"port": port, "peer": peer}).encode()
 
     def _handshakes(self, request: web.Request) -> tuple[int, str, bytes]:
         q = request.query

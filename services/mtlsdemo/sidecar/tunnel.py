@@ -74,6 +74,9 @@ class TunnelHost(Protocol):
     config: SidecarConfig
     observer: Observer
     tunnels: set[Tunnel]
+    # inbound: the local port of each connection to the app -> the verified peer, so
+    # the app behind us can ask who is calling (GET /app-peer, for per-call policy)
+    app_peers: dict[int, str]
     keylog: KeyLog | None
 
     def connect_app(self, tunnel: Tunnel) -> None: ...
@@ -127,6 +130,7 @@ class Tunnel:
         self._waiting_in: list[bytes] = []  # inbound, while waiting: the peer's first bytes
         self._waiting_bytes = 0  # ... their length, at most WAITING_BUFFER
         self.source: str | None = None  # inbound: counted against its address until done
+        self._app_port: int | None = None  # inbound: our port on the app connection
         if admitted:
             self._begin()
         # the deadline counts from the accept, waiting included
@@ -314,6 +318,11 @@ class Tunnel:
     # ------------------------------------------------------------------ app side
     def app_connected(self, transport: asyncio.Transport) -> None:
         self.app = transport
+        if self.role == "server" and self.conn.peer_identity:
+            sock = transport.get_extra_info("sockname")
+            if sock:
+                self._app_port = int(sock[1])
+                self.sidecar.app_peers[self._app_port] = self.conn.peer_identity
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         # Outbound: no plaintext leaves before the peer is verified; early bytes are
         # held (bounded, see app_data). Not pause_reading() here: uvloop ignores a
@@ -445,6 +454,8 @@ class Tunnel:
         if self.closed:
             return
         self.closed = True
+        if self._app_port is not None:
+            self.sidecar.app_peers.pop(self._app_port, None)
         if self.waiting:  # its place in the waiting room is free at once
             self.sidecar.waiting_closed(self)
         self._close_handshake()
