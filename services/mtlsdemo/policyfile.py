@@ -190,7 +190,7 @@ class PolicyFile:
                     log.warning(
                         "authz policy %s: DENY %r rule %d names methods: a sidecar decides "
                         "connections, not calls; only a service that checks its callers "
-                        "(serve --authz-policy, native TLS) enforces it",
+                        "(serve --authz-policy, over TLS or --caller-from-sidecar) enforces it",
                         self.path,
                         p.name,
                         i,

@@ -194,7 +194,7 @@ class Sidecar:
                     f"--admin-listen {host}:{port}: cannot listen: {e.strerror}"
                 ) from None
             log.info(
-                "admin on http://%s:%d (/metrics /healthz /readyz /status /certificates "
+                "admin on http://%s:%d (/metrics /healthz /readyz /status /certificates /app-peer "
                 "/handshakes /events)",
                 cfg.admin_listen[0],
                 self.ports["admin"],
