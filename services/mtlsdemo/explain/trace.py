@@ -37,7 +37,7 @@ STEPS = {
     "hello": "1 hello",
     "certificate_verify": "2 certs",
     "key_exchange": "3 key exch",
-    "finished": "4 finished",
+    "finished": "4 finished → encrypted data",
     "alert": "alert",
     "data": "4 data",
 }
@@ -132,7 +132,7 @@ STEP_TITLES = {
     "hello": "step 1 — hello: agree on a version and a cipher suite",
     "certificate_verify": "step 2 — certificate verification: who are you, and who says so?",
     "key_exchange": "step 3 — key exchange: a secret only these two can compute",
-    "finished": "step 4 — finished, then data under the session keys",
+    "finished": "step 4 — finished → encrypted data: both prove the same keys and transcript, then data under them",
 }
 STEP_NOTES = {
     "certificate_verify": "(in time, steps 2 and 3 interleave: each side sends its messages of "

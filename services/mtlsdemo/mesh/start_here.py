@@ -29,7 +29,7 @@ STEPS = (
         "Open the console and click the gateway → ledger edge",
         CONSOLE,
         "the edge's handshakes and the first one's ladder: the four steps (hello, certificate "
-        "verification, key exchange, finished) with every message's size, the certificate the "
+        "verification, key exchange, finished → encrypted data) with every message's size, the certificate the "
         "other side presented and each check that passed",
     ),
     Step(
