@@ -795,3 +795,37 @@ def test_http_probes_allow_a_loaded_laptop(objects: list[dict]) -> None:
                 probe = c.get(kind)
                 if probe and "httpGet" in probe and kind != "startupProbe":
                     assert probe.get("timeoutSeconds", 1) >= 3, f"{name}/{c['name']} {kind}"
+
+
+def test_the_authz_configmap_decides_as_the_allow_id_lists_and_is_mounted(
+    objects: list[dict],
+) -> None:
+    """The policy the pods re-read (ConfigMap mtlsdemo-authz) parses against the mesh's
+    methods and gives exactly the decisions of the MTLSDEMO_ALLOW_ID lists beside it,
+    for every identity x workload x method; each container that names it mounts it."""
+    from mtlsdemo.policyfile import parse
+    from mtlsdemo.rpc.methods import all_methods, mesh_methods
+    from mtlsdemo.trust.authz import PolicySet, Request
+
+    (cm,) = [o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"] == "mtlsdemo-authz"]
+    ns = cm["metadata"]["namespace"]
+    policy = parse(cm["data"]["policy.yaml"], "mtlsdemo-authz", all_methods())
+    lists: dict[str, PolicySet] = {}
+    for name, pod in pod_specs(objects):
+        for c in all_containers(pod):
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            if "MTLSDEMO_AUTHZ_POLICY" not in env:
+                continue
+            mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+            vol = mounts[str(Path(env["MTLSDEMO_AUTHZ_POLICY"]).parent)]
+            (v,) = [v for v in pod["volumes"] if v["name"] == vol]
+            assert v["configMap"]["name"] == "mtlsdemo-authz", c["name"]
+            allow = env["MTLSDEMO_ALLOW_ID"].replace("$(POD_NAMESPACE)", ns)
+            lists[name] = PolicySet.allow_ids([allow], name)
+    assert set(lists) == {"gateway", "ledger"}, lists
+    for workload, allow_ids in lists.items():
+        for caller in ("cli", "gateway", "ledger", "intruder"):
+            who = f"spiffe://mtls-demo.local/ns/{ns}/sa/{caller}"
+            for method in (None, *mesh_methods()[workload]):
+                req = Request(who, workload, method)
+                assert policy.evaluate(req).allowed == allow_ids.evaluate(req).allowed, req

@@ -201,6 +201,37 @@ def test_a_forced_renewal_reaches_the_running_sidecar_without_a_restart(
     run_job(mesh.cluster, smoke)
 
 
+def test_an_edited_authz_configmap_reaches_the_running_sidecar(mesh: Mesh) -> None:
+    """The policy is a ConfigMap: an edit is projected into the volume by the
+    kubelet's sync and the ledger's sidecar follows it without a restart."""
+    (ledger,) = mesh.ledger
+    cm = find(mesh.cluster.objects, "ConfigMap", "mtlsdemo-authz")
+    before = cm["data"]["policy.yaml"]
+    status = mesh.status(ledger, 9902)["authz_policy"]
+    assert status["policies"] == ["ledger-callers", "gateway-callers"], status
+    restarts = {n: c.restarts for n, c in ledger.containers.items()}
+    try:
+        cm["data"]["policy.yaml"] = before.replace("ledger-callers", "ledger-callers-v2")
+        wait_until(
+            lambda: "ledger-callers-v2" in mesh.status(ledger, 9902)["authz_policy"]["policies"],
+            timeout=60,
+            interval=0.5,
+            ignore=(OSError,),
+            what="the ledger's sidecar to follow the edited ConfigMap",
+            describe=lambda: mesh.status(ledger, 9902)["authz_policy"],
+        )
+    finally:
+        cm["data"]["policy.yaml"] = before
+    wait_until(
+        lambda: mesh.status(ledger, 9902)["authz_policy"]["policies"][0] == "ledger-callers",
+        timeout=60,
+        interval=0.5,
+        ignore=(OSError,),
+        what="the ledger's sidecar back on the original policy",
+    )
+    assert {n: c.restarts for n, c in ledger.containers.items()} == restarts
+
+
 def test_the_console_sees_every_sidecar_and_the_edge(mesh: Mesh) -> None:
     (console,) = mesh.console
 
