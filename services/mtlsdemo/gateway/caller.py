@@ -88,6 +88,8 @@ class InProcessSidecar:
             cfg.suites = suites
         # the caller says what failed, once, in its own words (MtdChannel.diagnosis)
         logging.getLogger("mtlsdemo.sidecar").setLevel(logging.CRITICAL)
+        # and its CRL's routine lines (loaded, kept): a refused CRL file still says so
+        logging.getLogger("mtlsdemo.pki.crlfile").setLevel(logging.ERROR)
         try:
             self.sidecar = Sidecar(cfg)  # reads and checks the identity: PkiError on a bad one
         except BaseException:
