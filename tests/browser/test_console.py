@@ -189,8 +189,15 @@ def test_the_in_memory_handshake_provokes_the_chosen_failure(console) -> None:
     # the client's view: it verified the server fully (each check listed), then was refused
     page.locator("[data-testid=handshake-item]").filter(has_text="(client)").click()
     passed = page.get_by_test_id("ladder-passed")
-    expect(passed).to_contain_text("this side's checks of the server, all passed:")
+    expect(passed).to_contain_text(
+        "this side's checks of the server that passed before the refusal:"
+    )
     expect(passed).to_contain_text("✓ chain signature verified up to trusted root")
+    # the server's view: what held before the one check that failed (identity)
+    page.locator("[data-testid=handshake-item]").filter(has_text="(server)").click()
+    passed = page.get_by_test_id("ladder-passed")
+    expect(passed).to_contain_text("that passed before the one that failed:")
+    expect(passed).to_contain_text("✓ CertificateVerify")
 
 
 def test_the_in_memory_handshake_downloads_as_a_pcap_and_its_key_log(

@@ -674,3 +674,17 @@ def test_the_helpers_see_flights() -> None:
     out = pump(c, s)
     assert out.client_error is None and out.server_error is None
     assert serialization  # imported for readers extending these tests
+
+
+def test_a_refusal_reports_the_checks_that_passed_before_it() -> None:
+    """The ladder of a refused handshake shows what held before the one check that
+    failed: chain, status, the signature — then identity_mismatch."""
+    ccfg = config("gateway")
+    cli = "spiffe://mtls-demo.local/ns/default/sa/cli"
+    scfg = dataclasses.replace(config("ledger"), peer=PeerPolicy(allowed_ids=(cli,)))
+    c, s, out = handshake(ccfg, scfg)
+    assert_rejected(out, "server", Reason.IDENTITY_MISMATCH)
+    passed = s.report().checks
+    assert passed, "no passed check reported"
+    assert any("CertificateVerify" in p for p in passed), passed
+    assert not any(p.startswith("identity ") for p in passed), passed  # the one that failed

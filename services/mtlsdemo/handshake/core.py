@@ -627,6 +627,10 @@ class ConnectionCore:
             signed_content(self.peer_role, sig_hash),
         )
         if self._deferred is not None:  # the signature holds: the refusal is about the peer's own
+            self._deferred.passed += (
+                f"CertificateVerify ({scheme_name(msg.scheme)}) proves the {self.peer_role} "
+                "holds the certificate's private key",
+            )
             raise self._deferred
         assert self.peer is not None
         self.peer.checks.append(
@@ -720,7 +724,13 @@ class ConnectionCore:
             failed_step=self.failed_step,
             peer_chain=cert.chain if cert else (),
             peer_status=cert.status if cert else b"",
-            checks=r.checks if r else tuple(self.peer.checks) if self.peer else (),
+            checks=r.checks
+            if r
+            else tuple(self.peer.checks)
+            if self.peer
+            else self.error.passed
+            if self.error
+            else (),
             resumed=self.resumed,
             resumption=r.resumption if r else self.resumption,
             ticket_refusal=(

@@ -130,6 +130,8 @@ class ProtocolError(Exception):
         self.origin = origin
         # the peer's verified identity, when the failure came after verifying it
         self.peer_identity = peer_identity
+        # the checks of the peer that passed before this one failed (verify_peer)
+        self.passed: tuple[str, ...] = ()
         # events the same receive_data call produced before the failure (data that
         # authenticated before a later record did not): the caller may deliver them
         self.events: list[Event] = []

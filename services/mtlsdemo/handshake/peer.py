@@ -107,74 +107,81 @@ def verify_peer(
         checks.append(
             "(chain result reused from the verification cache; validity window re-checked)"
         )
-    identity = str(verified.identity)
-    status_problem = None
-    status_until = None
-    if require_status == "off":
-        checks.append("stapled status: not checked (--require-status off)")
-    else:
-        # the issuer is the CA the chain was just verified to: only it may speak for the leaf
-        issuer = verified.path[1] if len(verified.path) > 1 else verified.path[0]
-        try:
-            verdict, status_cached = trust.statuses.check(status, verified.leaf, issuer, now)
-            status_until = verdict.next_update
-            checks.append(
-                verdict.describe()
-                + (
-                    " (verdict reused from the status cache; window re-checked)"
-                    if status_cached
-                    else ""
+    try:
+        identity = str(verified.identity)
+        status_problem = None
+        status_until = None
+        if require_status == "off":
+            checks.append("stapled status: not checked (--require-status off)")
+        else:
+            # the issuer is the CA the chain was just verified to: only it may speak for the leaf
+            issuer = verified.path[1] if len(verified.path) > 1 else verified.path[0]
+            try:
+                verdict, status_cached = trust.statuses.check(status, verified.leaf, issuer, now)
+                status_until = verdict.next_update
+                checks.append(
+                    verdict.describe()
+                    + (
+                        " (verdict reused from the status cache; window re-checked)"
+                        if status_cached
+                        else ""
+                    )
                 )
-            )
-        except VerificationFailed as e:
-            problem = ProtocolError(Reason(e.failure.value), e.detail, peer_identity=identity)
-            if require_status == "hard":
-                raise problem from None
-            status_problem = problem
-            checks.append(f"stapled status: {e.failure.value}: {e.detail} (accepted: soft)")
-    if policy.revoked is not None:
-        issuer_der = verified.leaf.issuer.public_bytes()
-        try:
-            why = policy.revoked(issuer_der, verified.leaf.serial_number)
-        except VerificationFailed as e:  # the CRL cannot answer: stale, or required and absent
-            raise ProtocolError(
-                Reason(e.failure.value), f"{e.detail} (the CRL)", peer_identity=identity
-            ) from None
-        if why:
-            raise ProtocolError(
-                Reason.CERTIFICATE_REVOKED, f"{why} (the CRL)", peer_identity=identity
-            )
-        checks.append("CRL: the certificate is not listed")
-    if not policy.policy.allows(verified.identity):
-        raise ProtocolError(
-            Reason.IDENTITY_MISMATCH,
-            f"peer {identity} is not allowed (allowed: {', '.join(policy.allowed_ids)})",
-            peer_identity=identity,
-        )
-    checks.append(f"identity {identity} " + ("allowed" if policy.allowed_ids else "(any from CA)"))
-    if policy.authorize is not None:
-        denied = policy.authorize(str(verified.identity))
-        if denied:
-            raise ProtocolError(Reason.IDENTITY_MISMATCH, denied, peer_identity=identity)
-        checks.append("authorization policy: the connection is allowed")
-    if peer_role == "server" and policy.server_name:
-        if dns_key(policy.server_name) not in {dns_key(n) for n in verified.dns_names}:
+            except VerificationFailed as e:
+                problem = ProtocolError(Reason(e.failure.value), e.detail, peer_identity=identity)
+                if require_status == "hard":
+                    raise problem from None
+                status_problem = problem
+                checks.append(f"stapled status: {e.failure.value}: {e.detail} (accepted: soft)")
+        if policy.revoked is not None:
+            issuer_der = verified.leaf.issuer.public_bytes()
+            try:
+                why = policy.revoked(issuer_der, verified.leaf.serial_number)
+            except VerificationFailed as e:  # the CRL cannot answer: stale, or required and absent
+                raise ProtocolError(
+                    Reason(e.failure.value), f"{e.detail} (the CRL)", peer_identity=identity
+                ) from None
+            if why:
+                raise ProtocolError(
+                    Reason.CERTIFICATE_REVOKED, f"{why} (the CRL)", peer_identity=identity
+                )
+            checks.append("CRL: the certificate is not listed")
+        if not policy.policy.allows(verified.identity):
             raise ProtocolError(
                 Reason.IDENTITY_MISMATCH,
-                f"server certificate does not name {policy.server_name}",
+                f"peer {identity} is not allowed (allowed: {', '.join(policy.allowed_ids)})",
                 peer_identity=identity,
             )
-        checks.append(f"server DNS name {policy.server_name}")
-    return VerifiedPeer(
-        identity,
-        verified.leaf,
-        verified.subject,
-        verified.public_key,
-        list(verified.path),
-        checks,
-        status_problem,
-        status_until,
-    )
+        checks.append(
+            f"identity {identity} " + ("allowed" if policy.allowed_ids else "(any from CA)")
+        )
+        if policy.authorize is not None:
+            denied = policy.authorize(str(verified.identity))
+            if denied:
+                raise ProtocolError(Reason.IDENTITY_MISMATCH, denied, peer_identity=identity)
+            checks.append("authorization policy: the connection is allowed")
+        if peer_role == "server" and policy.server_name:
+            if dns_key(policy.server_name) not in {dns_key(n) for n in verified.dns_names}:
+                raise ProtocolError(
+                    Reason.IDENTITY_MISMATCH,
+                    f"server certificate does not name {policy.server_name}",
+                    peer_identity=identity,
+                )
+            checks.append(f"server DNS name {policy.server_name}")
+        return VerifiedPeer(
+            identity,
+            verified.leaf,
+            verified.subject,
+            verified.public_key,
+            list(verified.path),
+            checks,
+            status_problem,
+            status_until,
+        )
+    except ProtocolError as e:
+        # what passed before the refusal, for the ladder and the journal
+        e.passed = tuple(checks)
+        raise
 
 
 def dns_key(name: str) -> str:

@@ -443,7 +443,7 @@ function verdict(d) {
     d.origin === "remote_unverified" ? unverifiedNote() : null,
     d.detail ? h("div", { text: d.detail }) : null,
     (d.checks || []).length
-      ? h("ul", { class: "passed", "data-testid": "ladder-passed" }, h("li", { class: "note", text: `this side's checks of the ${d.role === "client" ? "server" : "client"}, all passed:` }),
+      ? h("ul", { class: "passed", "data-testid": "ladder-passed" }, h("li", { class: "note", text: `this side's checks of the ${d.role === "client" ? "server" : "client"} that passed before ${d.origin === "local" ? "the one that failed" : "the refusal"}:` }),
         ...d.checks.map((c) => h("li", { text: "✓ " + c })))
       : null);
 }
