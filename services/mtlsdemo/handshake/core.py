@@ -627,11 +627,12 @@ class ConnectionCore:
             signed_content(self.peer_role, sig_hash),
         )
         if self._deferred is not None:  # the signature holds: the refusal is about the peer's own
-            self._deferred.passed += (
+            deferred: ProtocolError = self._deferred
+            deferred.passed = deferred.passed + (
                 f"CertificateVerify ({scheme_name(msg.scheme)}) proves the {self.peer_role} "
                 "holds the certificate's private key",
             )
-            raise self._deferred
+            raise deferred
         assert self.peer is not None
         self.peer.checks.append(
             f"CertificateVerify ({scheme_name(msg.scheme)}) proves the {self.peer_role} "

@@ -178,9 +178,9 @@ def verify_peer(
             status_problem,
             status_until,
         )
-    except ProtocolError as e:
+    except ProtocolError as refusal:  # (a name of its own: mypyc types `e` once per function)
         # what passed before the refusal, for the ladder and the journal
-        e.passed = tuple(checks)
+        refusal.passed = tuple(checks)
         raise
 
 
