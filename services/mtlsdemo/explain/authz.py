@@ -103,8 +103,7 @@ def explain(certs_dir: Path, path: Path | None, principal: str, target: str) -> 
         l7 = policies.evaluate(Request(who, workload, method))
         decisions.append(l7)
         lines += [
-            f"L7  the call {method}, decided by the {workload} service (native TLS): "
-            f"{_verdict(l7)}",
+            f"L7  the call {method}, decided by the {workload} service per call: {_verdict(l7)}",
             f"    {l7.reason}",
         ]
         if l4.allowed and not l7.allowed:
@@ -142,8 +141,9 @@ def matrix(certs_dir: Path, path: Path | None) -> str:
             lines.append(f"  {label:<{width - 2}}" + "".join(cells))
         lines.append("")
     lines.append(
-        "(connect): the handshake, decided by the workload's sidecar (L4); a method: the "
-        "call, decided by the service (L7)"
+        "(connect): the connection, decided at the handshake by the workload's sidecar "
+        "(L4; a service on native TLS decides it with each call); a method: the call, "
+        "decided by the service (L7)"
     )
     lines += list(notes.values())
     lines += [f"{n}: {ids[n]}" for n in names]
