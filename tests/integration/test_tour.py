@@ -56,11 +56,16 @@ def test_each_section_shows_what_really_happened(mesh) -> None:
     assert "the same CSR signed by the mesh's CA: accepted" in out
     # every section points at what shows it over time
     assert out.count("watch it over time:") == 5
-    assert (
-        out.rstrip()
-        .splitlines()[-1]
-        .startswith("== end of the tour. Next: `mtlsdemo break --list`")
-    )
+    last = out.rstrip().splitlines()[-1]
+    assert last.startswith("== end of the tour. Next: `mtlsdemo break --list`")
+    # each next step is a command that exists (the parser takes it)
+    import re
+    import shlex
+
+    from mtlsdemo.cli import build_parser
+
+    for cmd in re.findall(r"`(mtlsdemo [^`]+)`", last):
+        build_parser().parse_args(shlex.split(cmd)[1:])
 
 
 def can_capture() -> bool:

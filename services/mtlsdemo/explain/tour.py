@@ -531,7 +531,9 @@ def render(sections: list[Section], markdown: bool, pause: Callable[[], object] 
     if not markdown:
         lines.append(
             "== end of the tour. Next: `mtlsdemo break --list` (break each step on purpose), "
-            "`mtlsdemo capture` (the same steps on the wire, in Wireshark)"
+            "`mtlsdemo capture` (the same steps on the wire, in Wireshark), "
+            "`mtlsdemo illustrate --seed 1 --out illustrated` (every byte of one handshake, "
+            "labelled, each key recomputable), `mtlsdemo authz matrix` (who may call what)"
         )
     return "\n".join(lines)
 
