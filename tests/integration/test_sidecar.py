@@ -787,13 +787,10 @@ def idle_from(address: str, port: int, n: int) -> list[socket.socket]:
     return out
 
 
-def test_one_source_cannot_fill_the_waiting_room(tmp_path, certs, echo) -> None:
-    """The audit's F2, scaled: one address holding idle one-byte connections kept
-    every slot and the whole waiting room, and legitimate handshakes were refused.
-    Now a source holds at most --max-handshakes-per-source and never the last eighth
-    of the slots: the rest of its connections are refused, and other sources'
-    handshakes complete while it holds them."""
-    mesh = Mesh(
+def crowded_mesh(tmp_path, certs, echo) -> Mesh:
+    """A server sidecar small enough to fill: 8 slots, 32 waiting places, 12 per
+    source, and a 60 s deadline (attackers that never time out)."""
+    return Mesh(
         tmp_path,
         certs,
         echo.port,
@@ -804,6 +801,15 @@ def test_one_source_cannot_fill_the_waiting_room(tmp_path, certs, echo) -> None:
             "--handshake-timeout", "60",
         ),
     )  # fmt: skip
+
+
+def test_one_source_cannot_fill_the_waiting_room(tmp_path, certs, echo) -> None:
+    """The audit's F2, scaled: one address holding idle one-byte connections kept
+    every slot and the whole waiting room, and legitimate handshakes were refused.
+    Now a source holds at most --max-handshakes-per-source and never the last eighth
+    of the slots: the rest of its connections are refused, and other sources'
+    handshakes complete while it holds them."""
+    mesh = crowded_mesh(tmp_path, certs, echo)
     idle: list[socket.socket] = []
     try:
         idle = idle_from("127.0.0.2", mesh.inbound, 60)
@@ -832,17 +838,7 @@ def test_many_sources_cannot_fill_the_slots_and_the_waiting_room(
     sheds the oldest connection of the biggest source that has not sent its
     ClientHello for 0.5 s (at once, or within the sidecar's next second). The
     attackers here never time out (60 s): the hardest case for the slots."""
-    mesh = Mesh(
-        tmp_path,
-        certs,
-        echo.port,
-        server_args=(
-            "--max-pending-handshakes", "8",
-            "--max-waiting-handshakes", "32",
-            "--max-handshakes-per-source", "12",
-            "--handshake-timeout", "60",
-        ),
-    )  # fmt: skip
+    mesh = crowded_mesh(tmp_path, certs, echo)
     idle: list[socket.socket] = []
     try:
         for _ in range(each):  # interleaved, as several attackers would

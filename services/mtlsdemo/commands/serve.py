@@ -103,6 +103,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from mtlsdemo.rpc.server import CallerChecks, ConfigError
     from mtlsdemo.trust import IdentityPolicy
 
     allowed = IdentityPolicy.parse(args.allow_id) if args.allow_id else None
@@ -110,16 +111,19 @@ def main(args: argparse.Namespace) -> int:
     crl = Path(args.crl) if args.crl else None
     authz_policy = Path(args.authz_policy) if args.authz_policy else None
     if authz_policy is not None and tls_dir is None and not args.caller_from_sidecar:
-        from mtlsdemo.rpc.server import ConfigError
-
         raise ConfigError(
             "--authz-policy needs TLS, or behind a sidecar (--plaintext) --caller-from-sidecar "
             "HOST:PORT to ask it who calls"
         )
     if args.crl_required and crl is None:
-        from mtlsdemo.rpc.server import ConfigError
-
         raise ConfigError("--crl-required needs --crl FILE: the CRL to require")
+    checks = CallerChecks(
+        crl,
+        args.crl_required,
+        Path(args.crl_state) if args.crl_state else None,
+        authz_policy,
+        args.caller_from_sidecar,
+    )
     if args.component == "ledger":
         from mtlsdemo.ledger.server import serve as serve_ledger
 
@@ -129,11 +133,7 @@ def main(args: argparse.Namespace) -> int:
             allowed,
             Path(args.db),
             args.metrics_listen,
-            crl,
-            args.crl_required,
-            Path(args.crl_state) if args.crl_state else None,
-            authz_policy,
-            args.caller_from_sidecar,
+            checks,
         )
     else:
         from mtlsdemo.gateway.server import serve as serve_gateway
@@ -147,10 +147,6 @@ def main(args: argparse.Namespace) -> int:
             ledger_tls,
             args.ledger_server_name,
             args.metrics_listen,
-            crl,
-            args.crl_required,
-            Path(args.crl_state) if args.crl_state else None,
-            authz_policy,
-            args.caller_from_sidecar,
+            checks,
         )
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 from mtlsdemo._generated.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from mtlsdemo.gateway.ledger_client import LedgerConnection
 from mtlsdemo.gateway.service import SERVICE_NAME, GatewayService
-from mtlsdemo.rpc.server import ServiceSpec, run_forever
+from mtlsdemo.rpc.server import CallerChecks, ServiceSpec, run_forever
 from mtlsdemo.trust import IdentityPolicy
 
 
@@ -19,11 +19,7 @@ def serve(
     ledger_tls_dir: Path | None,
     ledger_server_name: str,
     metrics_listen: str | None,
-    crl: Path | None = None,
-    crl_required: bool = False,
-    crl_state: Path | None = None,
-    authz_policy: Path | None = None,
-    sidecar_admin: str | None = None,
+    checks: CallerChecks | None = None,
 ) -> None:
     ledger = LedgerConnection(ledger_addr, ledger_tls_dir, ledger_server_name)
     service = GatewayService(ledger)
@@ -35,11 +31,7 @@ def serve(
         metrics_listen=metrics_listen,
         register=lambda server: pb_grpc.add_GatewayServiceServicer_to_server(service, server),
         service_names=[SERVICE_NAME],
-        crl=crl,
-        crl_required=crl_required,
-        crl_state=crl_state,
-        authz_policy=authz_policy,
-        sidecar_admin=sidecar_admin,
+        checks=checks or CallerChecks(),
     )
     try:
         run_forever(spec)

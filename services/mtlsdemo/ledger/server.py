@@ -7,7 +7,7 @@ from pathlib import Path
 from mtlsdemo._generated.ledger.v1 import ledger_pb2_grpc as pb_grpc
 from mtlsdemo.ledger.service import SERVICE_NAME, LedgerService
 from mtlsdemo.ledger.store import LedgerStore
-from mtlsdemo.rpc.server import ServiceSpec, run_forever
+from mtlsdemo.rpc.server import CallerChecks, ServiceSpec, run_forever
 from mtlsdemo.trust import IdentityPolicy
 
 
@@ -17,11 +17,7 @@ def serve(
     policy: IdentityPolicy | None,
     db_path: Path,
     metrics_listen: str | None,
-    crl: Path | None = None,
-    crl_required: bool = False,
-    crl_state: Path | None = None,
-    authz_policy: Path | None = None,
-    sidecar_admin: str | None = None,
+    checks: CallerChecks | None = None,
 ) -> None:
     store = LedgerStore(db_path)
     service = LedgerService(store)
@@ -33,11 +29,7 @@ def serve(
         metrics_listen=metrics_listen,
         register=lambda server: pb_grpc.add_LedgerServiceServicer_to_server(service, server),
         service_names=[SERVICE_NAME],
-        crl=crl,
-        crl_required=crl_required,
-        crl_state=crl_state,
-        authz_policy=authz_policy,
-        sidecar_admin=sidecar_admin,
+        checks=checks or CallerChecks(),
     )
     try:
         run_forever(spec)

@@ -8,7 +8,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -37,6 +37,19 @@ def is_loopback(address: str) -> bool:
     return is_loopback_host(host_of(address))
 
 
+@dataclass(frozen=True)
+class CallerChecks:
+    """What a service checks of each caller beyond its certificate and --allow-id:
+    the CRL (and whether one must be in force, where the CRLs in force are kept) and
+    the authorization policy (behind a sidecar: the sidecar's admin says who calls)."""
+
+    crl: Path | None = None
+    crl_required: bool = False
+    crl_state: Path | None = None
+    authz_policy: Path | None = None
+    caller_from_sidecar: str | None = None
+
+
 @dataclass
 class ServiceSpec:
     component: str  # "ledger" or "gateway"
@@ -47,11 +60,7 @@ class ServiceSpec:
     register: Callable[[grpc.Server], None]
     service_names: Sequence[str]
     max_workers: int = 32
-    crl: Path | None = None  # callers' certificates are checked against this CRL file
-    crl_required: bool = False  # a caller's CA without a CRL in force: refused
-    crl_state: Path | None = None  # where the CRLs in force are kept (restarts)
-    authz_policy: Path | None = None  # who may call which method (trust/authz.py)
-    sidecar_admin: str | None = None  # plaintext: the sidecar that knows who calls
+    checks: CallerChecks = field(default_factory=CallerChecks)
 
 
 def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServicer]:
@@ -61,22 +70,25 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
             "(the sidecar in front of it is what the network sees)"
         )
     creds = ReloadingServerCredentials(spec.tls_dir) if spec.tls_dir is not None else None
+    c = spec.checks
     crl = None
-    if spec.crl is not None and creds is not None:
+    if c.crl is not None and creds is not None:
         source = creds.source
         crl = CrlFile(
-            spec.crl,
+            c.crl,
             lambda: source.current.cas,
-            required=spec.crl_required,
-            state=spec.crl_state or source.directory / CRL_STATE_FILE,
+            required=c.crl_required,
+            state=c.crl_state or source.directory / CRL_STATE_FILE,
         )
     authz = (
-        PolicyFile(spec.authz_policy, "grpc", all_methods())
-        if spec.authz_policy is not None
-        and (spec.tls_dir is not None or spec.sidecar_admin is not None)
+        PolicyFile(c.authz_policy, "grpc", all_methods())
+        if c.authz_policy is not None
+        and (spec.tls_dir is not None or c.caller_from_sidecar is not None)
         else None
     )
-    peers = SidecarPeers(spec.sidecar_admin) if spec.sidecar_admin and not spec.tls_dir else None
+    peers = (
+        SidecarPeers(c.caller_from_sidecar) if c.caller_from_sidecar and not spec.tls_dir else None
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=spec.max_workers, thread_name_prefix=spec.component),
         interceptors=[
