@@ -100,6 +100,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "ledger_admin": 9902,
     "console": 8080,
     "gateway_app": 50062,  # the gateway's plaintext port behind its sidecar (MTD/1 edge)
+    "agent_admin": 9910,  # --workload-api: the Workload API agent's /status and /metrics
 }
 RUN_PORTS = tuple(DEFAULT_PORTS)
 

@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in flags.weakened(args):
         print(line, file=sys.stderr, flush=True)
     setup_logging(args.log_level)  # every line escaped: peers cannot forge one
+    from mtlsdemo.agent.config import AgentConfigError
     from mtlsdemo.rpc.server import ConfigError
     from mtlsdemo.sidecar.config import SidecarConfigError
     from mtlsdemo.trust import PolicyError
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args))
     except (
         PkiError,
+        AgentConfigError,
         ConfigError,
         SidecarConfigError,
         PolicyError,

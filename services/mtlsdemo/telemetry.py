@@ -102,6 +102,26 @@ CERT_EXPIRY = Gauge(
 CERT_RELOADS = Counter(
     "mtls_certificate_reloads", "Certificate reload attempts after files changed.", ["result"]
 )
+# --- the Workload API agent (agent/) ---
+SVID_EXPIRY = Gauge(
+    "mtls_svid_expiry_timestamp_seconds",
+    "Unix time at which the X.509-SVID the agent serves a workload expires.",
+    ["spiffe_id"],
+)
+SVID_ISSUED = Gauge(
+    "mtls_svid_issued_timestamp_seconds",
+    "Unix time at which the X.509-SVID the agent serves a workload was issued.",
+    ["spiffe_id"],
+)
+SVID_RENEWALS = Counter(
+    "mtls_svid_renewals",
+    "SVID issuances by the agent after the first: success, or failure (the SVID in hand "
+    "keeps serving until it expires).",
+    ["spiffe_id", "result"],
+)
+WORKLOAD_API_STREAMS = Gauge(
+    "mtls_workload_api_streams", "Workload API streams open on the agent.", ["spiffe_id"]
+)
 STATUS_EXPIRY = Gauge(
     "mtls_certificate_status_expiry_timestamp_seconds",
     "Unix time at which the loaded stapled status (OCSP nextUpdate) of an identity expires.",

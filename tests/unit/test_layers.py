@@ -13,7 +13,8 @@ PKG = Path(__file__).resolve().parents[2] / "services" / "mtlsdemo"
 ALLOWED = {
     "trust": {"mtlsdemo.trust"},
     "handshake": {"mtlsdemo.handshake", "mtlsdemo.trust"},
-    "pki": {"mtlsdemo.pki", "mtlsdemo.trust", "mtlsdemo.telemetry"},
+    # and the Workload API's messages: an identity may arrive on a socket (pki/workload_api.py)
+    "pki": {"mtlsdemo.pki", "mtlsdemo.trust", "mtlsdemo.telemetry", "mtlsdemo._generated.spiffe"},
     "waiting": set(),
     "addresses": set(),
 }
@@ -39,6 +40,7 @@ RANK = {
     "telemetry": 1,
     "pki": 2,
     "policyfile": 2,
+    "agent": 3,  # the Workload API (sidecar, serve and the gateway take identities from it)
     "endpoint": 3,
     "rpc": 3,
     "ledger": 4,

@@ -4,6 +4,7 @@ modules nothing sees an ``argparse.Namespace``; ``cli.py`` only assembles the
 parser and is the one error boundary."""
 
 from mtlsdemo.commands import (
+    agent,
     authz,
     bench,
     breakcmd,
@@ -29,6 +30,7 @@ MODULES = (
     run,
     client,
     sidecar,
+    agent,
     handshake,
     illustrate,
     authz,

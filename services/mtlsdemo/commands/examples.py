@@ -77,6 +77,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "mtlsdemo loadgen --identity-dir certs/cli --rps 50 --duration 10",
         "mtlsdemo loadgen --identity-dir certs/cli --rps 200 --duration 30",
     ),
+    "agent": (
+        "mtlsdemo agent --certs-dir certs --socket-dir /tmp/mtlsdemo-agent",
+        "mtlsdemo agent --svid-ttl 2m --workload gateway --workload ledger",
+    ),
     "sidecar": (
         "mtlsdemo sidecar --identity-dir certs/ledger --inbound-listen 127.0.0.1:50051 "
         "--inbound-target 127.0.0.1:50061 --allow-id spiffe://mtls-demo.local/ns/default/sa/gateway",

@@ -21,6 +21,7 @@ PORT_HELP = {
     "ledger_admin": "ledger sidecar admin",
     "console": "sidecar mode: the web console on 127.0.0.1 (0: none)",
     "gateway_app": "--gateway-transport mtd: the gateway's plaintext port on 127.0.0.1",
+    "agent_admin": "--workload-api: the agent's admin (/status /metrics) on 127.0.0.1",
 }
 
 
@@ -83,6 +84,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "edit the file and the next connection or call follows it",
     )
     flags.add(
+        r,
+        "--workload-api",
+        boolean=True,
+        default=False,
+        help="identities from a SPIFFE Workload API agent (`mtlsdemo agent`) instead of "
+        "files: short-lived SVIDs pushed to the sidecars and the gateway, renewed at "
+        "half-life without a restart (status checks between the sidecars off then: "
+        "expiry is the revocation; said at start)",
+    )
+    flags.add(
+        r,
+        "--svid-ttl",
+        default="24h",
+        metavar="DURATION",
+        help="with --workload-api: each SVID's lifetime (2m shows several rotations in one "
+        "sitting; at least 10s)",
+    )
+    flags.add(
         r, "--traffic-seconds", type=flags.at_least(0), default=3.0, help="demo traffic after start"
     )
     flags.add(
@@ -98,6 +117,7 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mtlsdemo.mesh.supervisor import RunConfig, run
+    from mtlsdemo.pki.durations import parse_duration
 
     return run(
         typed(
@@ -107,5 +127,6 @@ def main(args: argparse.Namespace) -> int:
             data_dir=Path(args.data_dir),
             keylog=Path(args.keylog) if args.keylog else None,
             authz_policy=Path(args.authz_policy).resolve() if args.authz_policy else None,
+            svid_ttl=parse_duration(args.svid_ttl, "--svid-ttl"),
         )
     )

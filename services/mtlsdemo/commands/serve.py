@@ -29,6 +29,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         )
         flags.add(
             p,
+            "--spiffe-endpoint-socket",
+            default=None,
+            metavar="unix:///PATH",
+            help="take the identity from a SPIFFE Workload API socket (`mtlsdemo agent`) "
+            "instead of --identity-dir; each SVID it pushes serves the next handshakes",
+        )
+        flags.add(
+            p,
             "--plaintext",
             boolean=True,
             default=False,
@@ -115,6 +123,15 @@ def main(args: argparse.Namespace) -> int:
             "--authz-policy needs TLS, or behind a sidecar (--plaintext) --caller-from-sidecar "
             "HOST:PORT to ask it who calls"
         )
+    if args.spiffe_endpoint_socket and args.plaintext:
+        raise ConfigError(
+            "--spiffe-endpoint-socket and --plaintext: a plaintext server has no identity"
+        )
+    if args.spiffe_endpoint_socket and args.component == "gateway" and not args.ledger_plaintext:
+        raise ConfigError(
+            "--spiffe-endpoint-socket on the gateway needs --ledger-plaintext (its sidecar's route): "
+            "the gateway's own TLS channel to the ledger reads identity files"
+        )
     if args.crl_required and crl is None:
         raise ConfigError("--crl-required needs --crl FILE: the CRL to require")
     checks = CallerChecks(
@@ -134,6 +151,7 @@ def main(args: argparse.Namespace) -> int:
             Path(args.db),
             args.metrics_listen,
             checks,
+            workload_api=args.spiffe_endpoint_socket,
         )
     else:
         from mtlsdemo.gateway.server import serve as serve_gateway
@@ -148,5 +166,6 @@ def main(args: argparse.Namespace) -> int:
             args.ledger_server_name,
             args.metrics_listen,
             checks,
+            workload_api=args.spiffe_endpoint_socket,
         )
     return 0

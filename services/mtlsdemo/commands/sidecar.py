@@ -31,6 +31,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     flags.add(
         p,
+        "--spiffe-endpoint-socket",
+        default=None,
+        metavar="unix:///PATH",
+        help="take the identity from this SPIFFE Workload API socket (`mtlsdemo agent`; what "
+        "SPIFFE clients call SPIFFE_ENDPOINT_SOCKET) instead of --identity-dir: short-lived "
+        "SVIDs, each one pushed swapped in without a restart. Status checks default to off "
+        "with it (SVIDs carry no staple: expiry is their revocation), said at start-up",
+    )
+    flags.add(
+        p,
         "--inbound-listen",
         default=None,
         help="accept peer sidecars on HOST:PORT (e.g. 0.0.0.0:8443)",
@@ -180,10 +190,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     flags.add(
         p,
         "--require-status",
-        default="hard",
+        default=None,
         choices=["hard", "soft", "off"],
         help="the peer's stapled CA-signed status: hard = refuse without a good one, "
-        "soft = accept and count (mtls_status_soft_failures_total), off = do not check",
+        "soft = accept and count (mtls_status_soft_failures_total), off = do not check "
+        "(default: hard; off with --spiffe-endpoint-socket)",
     )
     flags.add(
         p,
@@ -248,6 +259,7 @@ def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
     IdentityPolicy.parse(args.allow_id)  # a bad pattern is refused here, at startup
     return SidecarConfig(
         identity_dir=Path(args.identity_dir),
+        workload_api=args.spiffe_endpoint_socket,
         inbound_listen=split_hostport(args.inbound_listen, "--inbound-listen")
         if args.inbound_listen
         else None,
@@ -267,7 +279,7 @@ def sidecar_config(args: argparse.Namespace) -> SidecarConfig:
         session_tickets=args.session_tickets,
         ticket_lifetime=args.ticket_lifetime,
         ticket_max_uses=args.ticket_max_uses,
-        require_status=args.require_status,
+        require_status=args.require_status or ("off" if args.spiffe_endpoint_socket else "hard"),
         crl=Path(args.crl) if args.crl else None,
         crl_required=args.crl_required,
         crl_state=Path(args.crl_state) if args.crl_state else None,

@@ -20,6 +20,7 @@ def serve(
     ledger_server_name: str,
     metrics_listen: str | None,
     checks: CallerChecks | None = None,
+    workload_api: str | None = None,
 ) -> None:
     ledger = LedgerConnection(ledger_addr, ledger_tls_dir, ledger_server_name)
     service = GatewayService(ledger)
@@ -32,6 +33,7 @@ def serve(
         register=lambda server: pb_grpc.add_GatewayServiceServicer_to_server(service, server),
         service_names=[SERVICE_NAME],
         checks=checks or CallerChecks(),
+        workload_api=workload_api,
     )
     try:
         run_forever(spec)

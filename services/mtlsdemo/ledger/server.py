@@ -18,6 +18,7 @@ def serve(
     db_path: Path,
     metrics_listen: str | None,
     checks: CallerChecks | None = None,
+    workload_api: str | None = None,
 ) -> None:
     store = LedgerStore(db_path)
     service = LedgerService(store)
@@ -30,6 +31,7 @@ def serve(
         register=lambda server: pb_grpc.add_LedgerServiceServicer_to_server(service, server),
         service_names=[SERVICE_NAME],
         checks=checks or CallerChecks(),
+        workload_api=workload_api,
     )
     try:
         run_forever(spec)

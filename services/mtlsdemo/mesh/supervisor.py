@@ -12,9 +12,11 @@ import collections
 import dataclasses
 import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -76,6 +78,11 @@ class RunConfig:
     keylog: Path | None = None
     # who may call what, in place of the --allow-id lists (`sidecar`/`serve --authz-policy`)
     authz_policy: Path | None = None
+    # identities from a Workload API agent (`mtlsdemo agent`) instead of certs/<service>
+    workload_api: bool = False
+    svid_ttl: dt.timedelta = dt.timedelta(hours=24)
+    agent_admin_port: int = DEFAULT_PORTS["agent_admin"]
+    agent_sockets: Path | None = None  # set by run(): a private directory of its own
 
     @property
     def transport(self) -> str:
@@ -90,6 +97,7 @@ COLORS = {
     "ledger-sidecar": "\033[34m",
     "gateway-sidecar": "\033[33m",
     "console": "\033[32m",
+    "agent": "\033[31m",
 }
 
 
@@ -300,6 +308,20 @@ def run(cfg: RunConfig) -> int:
             "--keylog: only the sidecars (--mode sidecar) log keys; grpcio's native TLS "
             "cannot write a key log, so drop --mode native"
         )
+    if cfg.workload_api and (not sidecars or transport == "mtd"):
+        # the callers (`mtlsdemo client`, the demo traffic) keep certs/cli's files and
+        # require a stapled status, which an SVID from the Workload API does not carry
+        print(
+            "error: --workload-api: the sidecars and the gateway's native TLS take SVIDs "
+            + (
+                "from the agent, and --mode native has no sidecars; drop --mode native"
+                if not sidecars
+                else "from the agent; the MTD/1 callers of --gateway-transport mtd (and "
+                "ML-DSA leaves) require the staples SVIDs lack: use the default transport"
+            ),
+            file=sys.stderr,
+        )
+        return 2
     cfg = dataclasses.replace(cfg, gateway_transport=transport)
     ports = {
         "--ledger-port": cfg.ledger_port,
@@ -318,6 +340,8 @@ def run(cfg: RunConfig) -> int:
             ports["--console-port"] = cfg.console_port
         if cfg.transport == "mtd":
             ports["--gateway-app-port"] = cfg.gateway_app_port
+        if cfg.workload_api:
+            ports["--agent-admin-port"] = cfg.agent_admin_port
     for flag, port in ports.items():
         if not bindable(port):
             print(
@@ -336,6 +360,12 @@ def run(cfg: RunConfig) -> int:
         print(f"   {change}")
     ledger_addr = f"127.0.0.1:{cfg.ledger_port}"
     gateway_addr = f"127.0.0.1:{cfg.gateway_port}"
+    sockets = None
+    if cfg.workload_api:
+        # the agent's sockets in a directory only this user reaches, short enough for a
+        # Unix socket path wherever the data dir is; removed when the mesh stops
+        sockets = Path(tempfile.mkdtemp(prefix="mtlsdemo-agent-"))
+        cfg = dataclasses.replace(cfg, agent_sockets=sockets, key_type=key_type)
     children = mesh_children(cfg, certs)
     color = sys.stdout.isatty()
     stopping = threading.Event()
@@ -387,6 +417,8 @@ def run(cfg: RunConfig) -> int:
     finally:
         for c in reversed(children):
             c.stop()
+        if sockets is not None:
+            shutil.rmtree(sockets, ignore_errors=True)
 
 
 def start_mesh(
@@ -403,6 +435,8 @@ def start_mesh(
             else:
                 ledger = f"127.0.0.1:{cfg.ledger_port}"
                 wait_serving(ledger, certs / "cli", "ledger", deadline, children)
+        elif c.name == "agent":
+            wait_http(f"http://127.0.0.1:{cfg.agent_admin_port}/healthz", deadline, children)
         elif c.name == "console":
             wait_http(f"http://127.0.0.1:{cfg.console_port}/api/options", deadline, children)
         elif c.name.endswith("sidecar"):
@@ -435,7 +469,22 @@ def mesh_children(
         return ["--authz-policy", str(policy), "--caller-from-sidecar", f"127.0.0.1:{admin_port}"]
 
     py = [sys.executable, "-m", "mtlsdemo"]
-    db = ["--db", str(Path(cfg.data_dir) / "ledger.db")]
+    data = Path(cfg.data_dir)
+
+    def identity(service: str) -> list[str]:
+        """Where a long-running child takes its identity: its files, or the agent's
+        socket for it (the CRLs in force kept in the data dir: no identity dir then)."""
+        if cfg.agent_sockets is None:
+            return ["--identity-dir", str(certs / service)]
+        sock = cfg.agent_sockets / service / "agent.sock"
+        return [
+            "--spiffe-endpoint-socket",
+            f"unix://{sock}",
+            "--crl-state",
+            str(data / f"{service}.crl-seen"),
+        ]
+
+    db = ["--db", str(data / "ledger.db")]
     ledger_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.ledger_metrics_port}"]
     gateway_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.gateway_metrics_port}"]
     gateway_app = f"127.0.0.1:{cfg.gateway_app_port}"
@@ -454,7 +503,8 @@ def mesh_children(
         gateway_inbound = []
         gateway_common = [
             *("serve", "gateway", "--listen", gateway_addr),
-            *("--identity-dir", str(certs / "gateway"), *allow(cli_id)),
+            *identity("gateway"),
+            *allow(cli_id),
             *("--crl", str(certs / "ca" / "crl.pem")),
         ]
     gateway_common += gateway_metrics
@@ -479,8 +529,7 @@ def mesh_children(
                     "sidecar",
                     "--name",
                     "ledger-sidecar",
-                    "--identity-dir",
-                    str(certs / "ledger"),
+                    *identity("ledger"),
                     "--inbound-listen",
                     ledger_addr,
                     "--inbound-target",
@@ -500,8 +549,7 @@ def mesh_children(
                     "sidecar",
                     "--name",
                     "gateway-sidecar",
-                    "--identity-dir",
-                    str(certs / "gateway"),
+                    *identity("gateway"),
                     "--route",
                     f"{route}={ledger_remote or ledger_addr}@{ledger_id}",
                     *gateway_inbound,
@@ -516,6 +564,8 @@ def mesh_children(
         ]
         if cfg.console_port:
             children.append(Child("console", py + console_argv(cfg, certs)))
+        if cfg.agent_sockets is not None:
+            children.insert(0, Child("agent", py + agent_argv(cfg, certs)))
     else:
         children = [
             Child(
@@ -540,6 +590,19 @@ def mesh_children(
     return children
 
 
+def agent_argv(cfg: RunConfig, certs: Path) -> list[str]:
+    """The Workload API agent for the mesh's two workloads (`--workload-api`)."""
+    assert cfg.agent_sockets is not None
+    return [
+        *("agent", "--certs-dir", str(certs), "--socket-dir", str(cfg.agent_sockets)),
+        *("--svid-ttl", f"{cfg.svid_ttl.total_seconds():g}s"),
+        *("--trust-domain", cfg.trust_domain, "--namespace", cfg.namespace),
+        *("--workload", "gateway", "--workload", "ledger"),
+        *("--key-type", cfg.key_type or DEFAULT_KEY_TYPE),
+        *("--admin-listen", f"127.0.0.1:{cfg.agent_admin_port}"),
+    ]
+
+
 def existing_key_type(certs: Path) -> str | None:
     """The key type of the leaves already there: `run` never re-keys a user's
     certificates unless --key-type asks for it (and then the bootstrap says so)."""
@@ -562,11 +625,11 @@ def keep_statuses_fresh(certs: Path, stopping: threading.Event) -> None:
             print(f"!! refresh-status: {e}", file=sys.stderr, flush=True)
 
 
-def lifetimes(certs: Path, now: dt.datetime) -> list[str]:
+def lifetimes(certs: Path, now: dt.datetime, services: tuple[str, ...] = SERVICES) -> list[str]:
     """The remaining time of the CA(s) and of every identity, for the summary."""
     out = []
     for label, path in [("CA", certs / "ca" / "ca.crt"), ("next CA", certs / "ca" / "next.crt")] + [
-        (s, certs / s / "tls.crt") for s in SERVICES
+        (s, certs / s / "tls.crt") for s in services
     ]:
         if path.exists():
             cert = load_cert(path)
@@ -602,6 +665,8 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
     now = dt.datetime.now(dt.UTC)
     existing = accounts_present(gateway_addr, certs / "cli", ("alice", "bob"), cfg.transport)
     allowed = "per the policy" if cfg.authz_policy else workload_id(td, ns, "cli")
+    # the identities read from files (with --workload-api the services' come from the agent)
+    files = ("cli",) if cfg.workload_api else SERVICES
     lines = [
         f"== mtlsdemo is up ({now:%H:%M:%S}Z, {cfg.mode} mode)",
         *(
@@ -620,7 +685,18 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
             if cfg.authz_policy is not None
             else []
         ),
-        f"   certificates left: {', '.join(lifetimes(certs, now))}; stapled statuses "
+        *(
+            [
+                f"   identities: SVIDs from the Workload API agent, each living "
+                f"{human(cfg.svid_ttl)} and renewed at half of it, swapped in without a "
+                f"restart: curl -s http://127.0.0.1:{cfg.agent_admin_port}/status",
+                "   !! STATUS CHECKS OFF between the sidecars: SVIDs carry no stapled status; "
+                "their short lifetime is the revocation (the agent stops renewing)",
+            ]
+            if cfg.workload_api
+            else []
+        ),
+        f"   certificates left: {', '.join(lifetimes(certs, now, files))}; stapled statuses "
         f"re-signed every {human(STATUS_REFRESH)} (valid {human(STATUS_WINDOW)})",
         f"   gateway  {gateway_addr}  gRPC mTLS, callers allowed: {allowed}"
         if cfg.transport == "tls"

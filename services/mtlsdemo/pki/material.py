@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.x509 import ocsp
@@ -176,6 +176,20 @@ def _warn_once(directory: Path, problems: Sequence[str]) -> None:
         "a problem" if len(problems) == 1 else f"{len(problems)} problems",
         what,
     )
+
+
+class IdentityFeed(Protocol):
+    """What follows an identity over time, whatever delivers it: an identity
+    directory (``IdentitySource``) or a Workload API stream
+    (``agent.client.WorkloadApiSource``). ``current`` is always a checked identity."""
+
+    directory: Path  # where it comes from, as messages name it
+    current: IdentityMaterial
+    generation: int
+    loaded_at: dt.datetime
+    last_error: str | None
+
+    def check(self) -> IdentityMaterial | None: ...
 
 
 class IdentitySource:

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import grpc
 
-from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
+from mtlsdemo.pki.material import IdentityFeed, IdentityMaterial, IdentitySource
 
 
 class ReloadingServerCredentials:
-    """Server credentials whose certificate follows the files on disk."""
+    """Server credentials whose certificate follows the files on disk (or the SVIDs
+    a Workload API agent pushes)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.source = IdentitySource(directory)
+    def __init__(self, source: IdentityFeed) -> None:
+        self.source = source
 
     @property
     def material(self) -> IdentityMaterial:

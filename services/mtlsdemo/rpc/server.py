@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from mtlsdemo import __version__, telemetry
 from mtlsdemo.addresses import host_of, is_loopback_host
 from mtlsdemo.pki.crlfile import CRL_STATE_FILE, CrlFile
+from mtlsdemo.pki.feeds import identity_feed
 from mtlsdemo.policyfile import PolicyFile
 from mtlsdemo.rpc.credentials import ReloadingServerCredentials
 from mtlsdemo.rpc.interceptors import ServerInterceptor
@@ -61,6 +62,7 @@ class ServiceSpec:
     service_names: Sequence[str]
     max_workers: int = 32
     checks: CallerChecks = field(default_factory=CallerChecks)
+    workload_api: str | None = None  # with TLS: the identity from this agent socket instead
 
 
 def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServicer]:
@@ -69,7 +71,16 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
             f"--listen {spec.listen}: plaintext is only allowed on 127.0.0.1 "
             "(the sidecar in front of it is what the network sees)"
         )
-    creds = ReloadingServerCredentials(spec.tls_dir) if spec.tls_dir is not None else None
+    if spec.workload_api and spec.checks.crl is not None and spec.checks.crl_state is None:
+        raise ConfigError(
+            "--crl with --spiffe-endpoint-socket needs --crl-state FILE: there is no identity "
+            "directory to keep the CRLs in force in"
+        )
+    creds = (
+        ReloadingServerCredentials(identity_feed(spec.tls_dir, spec.workload_api))
+        if spec.tls_dir is not None
+        else None
+    )
     c = spec.checks
     crl = None
     if c.crl is not None and creds is not None:
@@ -116,7 +127,11 @@ def build_server(spec: ServiceSpec) -> tuple[grpc.Server, int, health.HealthServ
         if creds is None:
             port = server.add_insecure_port(spec.listen)
         else:
-            log.info("identity %s from %s", creds.material.identity, spec.tls_dir)
+            log.info(
+                "identity %s from %s",
+                creds.material.identity,
+                f"the Workload API at {spec.workload_api}" if spec.workload_api else spec.tls_dir,
+            )
             port = server.add_secure_port(spec.listen, creds.credentials())
     except RuntimeError:
         port = 0  # grpcio raises or returns 0 depending on the version: one message

@@ -71,6 +71,8 @@ class Route:
 @dataclass
 class SidecarConfig:
     identity_dir: Path
+    # the identity from a SPIFFE Workload API socket instead of identity_dir's files
+    workload_api: str | None = None
     # a CRL file to check peers against besides their stapled status (None: staples
     # only): a revocation then applies at the next handshake and ends its tickets
     crl: Path | None = None
@@ -113,6 +115,11 @@ class SidecarConfig:
     keylog: Path | None = None
 
     def validate(self) -> None:
+        if self.workload_api and self.crl is not None and self.crl_state is None:
+            raise SidecarConfigError(
+                "--crl with --spiffe-endpoint-socket needs --crl-state FILE: there is no identity "
+                "directory to keep the CRL high-water mark in"
+            )
         if self.crl_required and self.crl is None:
             raise SidecarConfigError("--crl-required needs --crl FILE: the CRL to require")
         if (self.inbound_listen is None) != (self.inbound_target is None):

@@ -10,13 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from mtlsdemo.endpoint.identity import credentials_and_trust
 from mtlsdemo.handshake import HandshakeConfig, PeerPolicy
 from mtlsdemo.handshake.config import Credentials
 from mtlsdemo.handshake.tickets import Revoked, TicketCache, TicketKeys
-from mtlsdemo.pki.material import IdentityMaterial, IdentitySource
+from mtlsdemo.pki.material import IdentityFeed, IdentityMaterial
 from mtlsdemo.sidecar.config import Route, SidecarConfig
 from mtlsdemo.trust import TrustStore
 
@@ -32,10 +31,11 @@ class Loaded:
 
 class IdentityWatcher:
     """The handshake's view of the one identity source: credentials and a trust
-    store (with its verification cache) built once per generation of the files."""
+    store (with its verification cache) built once per generation of the files
+    (or of the SVIDs a Workload API pushed)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.source = IdentitySource(directory)
+    def __init__(self, source: IdentityFeed) -> None:
+        self.source = source
         self.current = self._build(self.source.current)
 
     def _build(self, m: IdentityMaterial) -> Loaded:

@@ -22,6 +22,7 @@ from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason, build
 from mtlsdemo.handshake.suites import VERSION_1_2, version_name
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 from mtlsdemo.pki.crlfile import CRL_STATE_FILE, CrlFile
+from mtlsdemo.pki.feeds import identity_feed
 from mtlsdemo.pki.keys import key_type_of
 from mtlsdemo.policyfile import PolicyFile
 from mtlsdemo.sidecar.admin import AdminServer, Encoded, json_response
@@ -29,7 +30,11 @@ from mtlsdemo.sidecar.admission import Admission
 from mtlsdemo.sidecar.certview import certificates_view
 from mtlsdemo.sidecar.config import Route, SidecarConfig, SidecarConfigError
 from mtlsdemo.sidecar.edges import Status
-from mtlsdemo.sidecar.identity import IdentityWatcher, client_config, server_config
+from mtlsdemo.sidecar.identity import (
+    IdentityWatcher,
+    client_config,
+    server_config,
+)
 from mtlsdemo.sidecar.journal import KEEP, MAX_SUBSCRIBERS, Entry, HandshakeJournal
 from mtlsdemo.sidecar.keylog import WARNING as KEYLOG_WARNING
 from mtlsdemo.sidecar.keylog import KeyLog, KeyLogError
@@ -45,7 +50,7 @@ class Sidecar:
     def __init__(self, config: SidecarConfig) -> None:
         config.validate()
         self.config = config
-        self.identity = IdentityWatcher(config.identity_dir)
+        self.identity = IdentityWatcher(identity_feed(config.identity_dir, config.workload_api))
         self.journal = HandshakeJournal(config.name)
         self.status = Status(self.journal)
         self.observer = Observer(self.status)
@@ -208,11 +213,21 @@ class Sidecar:
                 "RSA server key can rewrite it (docs/protocol.md §7a)",
                 ", ".join(version_name(v) for v in cfg.versions),
             )
+        if cfg.workload_api and cfg.require_status != "hard":
+            log.warning(
+                "STATUS CHECKS %s: identities from the Workload API (%s) carry no stapled "
+                "status, so a peer's revocation is not checked at the handshake; their "
+                "short lifetime is the revocation (the agent stops renewing). "
+                "--require-status hard requires staples anyway",
+                cfg.require_status.upper(),
+                cfg.workload_api,
+            )
         self._reload_task = asyncio.create_task(self._reload_loop())
         self._count_task = asyncio.create_task(self._count_loop())
         log.info(
-            "identity %s (serial %x, expires %s)",
+            "identity %s from %s (serial %x, expires %s)",
             self.identity.current.material.identity,
+            f"the Workload API at {cfg.workload_api}" if cfg.workload_api else cfg.identity_dir,
             self.identity.current.material.leaf.serial_number,
             self.identity.current.material.leaf.not_valid_after_utc,
         )
@@ -380,6 +395,10 @@ class Sidecar:
             "build": build(),  # the handshake core: compiled (mypyc) or interpreted
             "uptime_seconds": round(time.time() - self.started_at, 1),
             "identity": m.identity,
+            # where the identity comes from: files (hot reload) or an agent's pushes
+            "identity_source": {"workload_api": self.config.workload_api}
+            if self.config.workload_api
+            else {"identity_dir": str(self.config.identity_dir)},
             "certificate": {
                 "serial": f"{m.leaf.serial_number:x}",
                 "key_type": key_type_of(m.leaf.public_key()),  # which algorithm, mid-migration
