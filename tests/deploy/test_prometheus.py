@@ -21,6 +21,7 @@ from mtlsdemo.addresses import free_port
 from mtlsdemo.pki import lifecycle
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.stores import FileStore
+from support.agents import AgentProc
 from support.identities import now
 from support.metrics import metric_value
 from support.processes import run_command, wait_for
@@ -143,6 +144,8 @@ class Run:
             env=env,
         )
         self.wait_log("== running")
+        # a Workload API agent issuing from the same CA: the SVID series and alerts
+        self.agent = AgentProc(root, self.certs, "10s")
 
     def wait_log(self, text: str, timeout: float = 60) -> None:
         wait_for(
@@ -158,9 +161,16 @@ class Run:
     @property
     def metrics_ports(self) -> list[int]:
         p = self.ports
-        return [p["ledger_metrics"], p["gateway_metrics"], p["gateway_admin"], p["ledger_admin"]]
+        return [
+            p["ledger_metrics"],
+            p["gateway_metrics"],
+            p["gateway_admin"],
+            p["ledger_admin"],
+            self.agent.admin,
+        ]
 
     def stop(self) -> None:
+        self.agent.stop()
         self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(30)
@@ -216,9 +226,9 @@ def prometheus(tmp_path_factory):
         def all_up() -> bool:
             assert proc.poll() is None, (root / "prometheus.log").read_text()[-2000:]
             targets = api(port, "targets")["activeTargets"]
-            return len(targets) == 4 and all(t["health"] == "up" for t in targets)
+            return len(targets) == 5 and all(t["health"] == "up" for t in targets)
 
-        wait_for(all_up, timeout=60, what="4 scrape targets up", ignore=(OSError,))
+        wait_for(all_up, timeout=60, what="5 scrape targets up", ignore=(OSError,))
         # traffic for rates: a loadgen against the gateway while we watch
         from mtlsdemo.gateway.loadgen import run_load
 
@@ -251,6 +261,7 @@ EMPTY_UNTIL_FAILURE = {
     "GrpcServerErrorRatioHigh",
     "Handshakes refused for revocation or status",
     "MtlsRevokedCertificateInUse",
+    "MtlsSvidRenewalFailing",
 }
 
 
@@ -337,6 +348,18 @@ def test_every_query_and_alert_expression_returns_data(prometheus, record_proper
         what="the ledger's sidecar to refuse the broken certificate file",
     )
     crt.write_bytes(good)
+    # the CA's key out of reach: the agent's next renewal fails, the SVID in hand serves
+    key = run.certs / "ca" / "ca.key"
+    aside = key.with_name("ca.key.aside")
+    key.rename(aside)
+    try:
+        wait_for(
+            lambda: run.agent.status()["workloads"]["gateway"]["failures"] >= 1,
+            timeout=30,
+            what="the agent to fail a renewal without the CA's key",
+        )
+    finally:
+        aside.rename(key)
     wait_for(lambda: not empty(), timeout=60, what="data in every query", describe=empty)
     failures = query(port, 'sum by (reason, origin) (mtls_handshakes_total{result="failure"})')
     assert {(s["metric"]["reason"], s["metric"]["origin"]) for s in failures} >= {
