@@ -46,8 +46,48 @@ def test_a_short_soak_loses_nothing_and_heals(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "ledger.db").exists() and (tmp_path / "mesh.log").exists()
 
 
+def test_a_soak_through_three_svid_rotations_fails_no_call_and_restarts_nothing(
+    tmp_path: Path,
+) -> None:
+    """`chaos --workload-api`: identities from the agent, renewed every ~5 s; the load
+    alone (no faults) must see every transfer acknowledged, each SVID rotated at
+    least three times, and no sidecar restarted (the swap is a hot one)."""
+    r = subprocess.run(
+        mtlsdemo(
+            "chaos",
+            "--workload-api",
+            "--svid-ttl",
+            "10s",
+            "--faults",
+            "none",
+            "--duration",
+            "22",
+            "--json",
+            "--work-dir",
+            str(tmp_path),
+        ),  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    d = json.loads(r.stdout)
+    a = d["audit"]
+    assert r.returncode == 0 and d["ok"], json.dumps(d, indent=2)
+    assert a["failed"] == {} and a["acknowledged"] == a["attempted"] >= 200
+    assert (a["lost"], a["duplicated"], a["balance_drift_cents"]) == (0, 0, 0)
+    ident = d["identity"]
+    assert all(n >= 3 for n in ident["rotations"].values()), ident
+    assert set(ident["rotations"]) == {"gateway", "ledger"}
+    assert ident["sidecars_restarted"] == [] and ident["renewal_failures"] == {
+        "gateway": 0,
+        "ledger": 0,
+    }
+
+
 def test_chaos_bad_input_is_one_line(tmp_path: Path) -> None:
     for args, said in (
+        (["--workload-api", "--faults", "certs:renew"], "change identity files"),
         (["--faults", "kill:everything"], "unknown fault 'kill:everything'"),
         (["--duration", "1"], "must be at least 5"),
     ):

@@ -13,6 +13,7 @@ import json
 import shutil
 import signal
 import statistics
+import tempfile
 import threading
 import time
 import uuid
@@ -57,6 +58,8 @@ class ChaosConfig:
     compose_project: str | None = None  # None: local processes
     compose_file: Path = Path("deploy/compose/docker-compose.yml")
     gateway_addr: str = local("gateway")  # compose: the published gateway port
+    workload_api: bool = False  # identities from a Workload API agent (local only)
+    svid_ttl: dt.timedelta = dt.timedelta(minutes=1)
 
 
 @dataclass
@@ -75,6 +78,8 @@ class ChaosReport:
     audit: AuditResult = field(default_factory=AuditResult)
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     final_recovery: float | None = None
+    # --workload-api: each SVID's rotations during the run, and which sidecars restarted
+    identity: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -109,6 +114,7 @@ class ChaosReport:
             "final_recovery_s": None
             if self.final_recovery is None
             else round(self.final_recovery, 3),
+            "identity": self.identity,
             "ok": self.ok,
         }
 
@@ -117,13 +123,20 @@ class ChaosMesh:
     """The mesh's processes under our control, logs to a file, the proxy between
     the gateway's sidecar and the ledger's."""
 
-    def __init__(self, work: Path, seed: int) -> None:
+    def __init__(self, work: Path, seed: int, svid_ttl: dt.timedelta | None = None) -> None:
         self.certs, self.data = work / "certs", work / "var"
         self.ports = run_ports()
         self.proxy: FaultProxy | None = FaultProxy(("127.0.0.1", self.ports["ledger"]), seed=seed)
         ports: dict[str, Any] = {f"{k}_port": v for k, v in self.ports.items()}
+        # with an SVID lifetime: a Workload API agent, its sockets in a private directory
+        self.sockets = Path(tempfile.mkdtemp(prefix="mtlsdemo-agent-")) if svid_ttl else None
         self.rc = RunConfig(
-            certs_dir=self.certs, data_dir=self.data, **{**ports, "console_port": 0}
+            certs_dir=self.certs,
+            data_dir=self.data,
+            **{**ports, "console_port": 0},
+            workload_api=svid_ttl is not None,
+            svid_ttl=svid_ttl or dt.timedelta(hours=24),
+            agent_sockets=self.sockets,
         )
         self.log = (work / "mesh.log").open("a")
         self.children: dict[str, Child] = {}
@@ -224,7 +237,33 @@ class ChaosMesh:
             c.stop()
         if self.proxy is not None:
             self.proxy.stop()
+        if self.sockets is not None:
+            shutil.rmtree(self.sockets, ignore_errors=True)
         self.log.close()
+
+    def identity_facts(self) -> dict[str, Any]:
+        """What the agent renewed and whether a sidecar restarted (its instance id)."""
+        out: dict[str, Any] = {"svid_ttl_s": self.rc.svid_ttl.total_seconds()}
+        try:
+            agent = AdminClient.local(self.rc.agent_admin_port, timeout=2).status()
+        except (OSError, ValueError):
+            return out
+        out["rotations"] = {w: s["renewals"] for w, s in agent["workloads"].items()}
+        out["renewal_failures"] = {w: s["failures"] for w, s in agent["workloads"].items()}
+        return out
+
+    def instances(self) -> dict[str, str]:
+        out = {}
+        for name, port in (
+            ("gateway-sidecar", self.rc.gateway_admin_port),
+            ("ledger-sidecar", self.rc.ledger_admin_port),
+        ):
+            try:
+                body = AdminClient.local(port, timeout=2).get("/certificates")
+                out[name] = str(json.loads(body)["instance"])
+            except (OSError, ValueError, KeyError):
+                out[name] = "?"
+        return out
 
 
 class Mesh(Protocol):
@@ -349,14 +388,13 @@ def run(cfg: ChaosConfig) -> ChaosReport:
             path.unlink()
     work.mkdir(parents=True, exist_ok=True)
     schedule = plan(cfg.seed, cfg.duration, cfg.faults)
-    report = ChaosReport(
-        {**{k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}}
-    )
+    report = ChaosReport({k: _plain(v) for k, v in dataclasses.asdict(cfg).items()})
     prefix = f"chaos{cfg.seed}-{uuid.uuid4().hex[:6]}"
     journal = Journal(work / "journal.jsonl")
     mesh: Mesh
+    local_mesh: ChaosMesh | None = None
     if cfg.compose_project is None:
-        mesh = ChaosMesh(work, cfg.seed)
+        mesh = local_mesh = ChaosMesh(work, cfg.seed, cfg.svid_ttl if cfg.workload_api else None)
     else:
         from mtlsdemo.chaos.compose import ComposeMesh
 
@@ -364,6 +402,7 @@ def run(cfg: ChaosConfig) -> ChaosReport:
     load: Load | None = None
     try:
         mesh.start()
+        started = local_mesh.instances() if local_mesh is not None else {}
         policy = RetryPolicy(deadline=cfg.deadline, budget=cfg.budget)
         load = Load(
             mesh.gateway, mesh.cli_dir, journal, prefix, policy,
@@ -383,6 +422,12 @@ def run(cfg: ChaosConfig) -> ChaosReport:
         stop.set()
         driver.join(cfg.budget + 10)
         report.final_recovery = final_recovery(mesh, load, cfg.recovery_bound)
+        if local_mesh is not None and cfg.workload_api:
+            now = local_mesh.instances()
+            report.identity = {
+                **local_mesh.identity_facts(),
+                "sidecars_restarted": sorted(n for n in now if now[n] != started.get(n)),
+            }
     finally:
         if load is not None:
             load.close()
@@ -393,6 +438,15 @@ def run(cfg: ChaosConfig) -> ChaosReport:
     report.audit = audit(entries, rows, balances, prefix, cfg.deadline)
     figures(report, entries)
     return report
+
+
+def _plain(value: Any) -> Any:
+    """A config value as JSON writes it: paths as text, durations in seconds."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return value
 
 
 def render(report: ChaosReport) -> str:
@@ -439,6 +493,14 @@ def render(report: ChaosReport) -> str:
     )
     for what, keys in a.get("examples", {}).items():
         lines.append(f"   !! {what}: {', '.join(keys)}")
+    ident = d["identity"]
+    if ident:
+        rot = ", ".join(f"{w} {n}" for w, n in sorted(ident.get("rotations", {}).items()))
+        restarted = ", ".join(ident.get("sidecars_restarted", [])) or "none"
+        lines.append(
+            f"   identities: SVIDs living {ident['svid_ttl_s']:g}s from the Workload API agent; "
+            f"rotations during the run: {rot or 'unknown'}; sidecars restarted: {restarted}"
+        )
     lines.append(
         "== "
         + ("PASS: nothing lost, nothing twice, no money made or destroyed" if report.ok else "FAIL")

@@ -13,6 +13,8 @@ from mtlsdemo.pki.errors import PkiError
 def _faults(text: str) -> tuple[str, ...]:
     from mtlsdemo.chaos.schedule import KINDS
 
+    if text.strip() == "none":  # the load alone: a soak (e.g. through SVID rotations)
+        return ()
     names = tuple(x.strip() for x in text.split(",") if x.strip())
     unknown = [n for n in names if n not in KINDS]
     if unknown or not names:
@@ -63,7 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--faults",
         type=FAULTS,
         default=None,
-        help="comma-separated subset of the fault kinds (default: all; see --list-faults)",
+        help="comma-separated subset of the fault kinds, or none (default: all; see --list-faults)",
     )
     p.add_argument("--list-faults", action="store_true", help="list the fault kinds and exit")
     flags.add(
@@ -86,6 +88,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=local("gateway"),
         help="with --compose: the gateway's published address",
     )
+    flags.add(
+        p,
+        "--workload-api",
+        boolean=True,
+        default=False,
+        help="the mesh's identities from a Workload API agent (`run --workload-api`): the "
+        "soak runs through the SVIDs' rotations; certificate faults do not apply then",
+    )
+    flags.add(
+        p,
+        "--svid-ttl",
+        default="1m",
+        metavar="DURATION",
+        help="with --workload-api: each SVID's lifetime (renewed at half of it)",
+    )
     flags.add(p, "--json", boolean=True, default=False, help="print the figures as JSON")
 
 
@@ -94,6 +111,7 @@ def main(args: argparse.Namespace) -> int:
 
     from mtlsdemo.chaos.run import ChaosConfig, render, run, to_json
     from mtlsdemo.chaos.schedule import KINDS
+    from mtlsdemo.pki.durations import parse_duration
 
     if args.list_faults:
         for name, (what, _hold) in KINDS.items():
@@ -106,12 +124,28 @@ def main(args: argparse.Namespace) -> int:
             "local processes (the fault proxy between the sidecars, the rollover's waits); "
             "drop them or run without --compose"
         )
-    default = tuple(k for k in KINDS if not (args.compose and k in local_only))
+    file_faults = tuple(k for k in KINDS if k.startswith(("certs:", "ca:")))
+    if args.workload_api and (args.compose or set(args.faults or ()) & set(file_faults)):
+        raise PkiError(
+            "chaos --workload-api: "
+            + (
+                "local processes only (compose keeps file identities)"
+                if args.compose
+                else f"{', '.join(sorted(set(args.faults) & set(file_faults)))} change identity "
+                "files, which the agent's SVIDs replace; drop them"
+            )
+        )
+    default = tuple(
+        k
+        for k in KINDS
+        if not (args.compose and k in local_only) and not (args.workload_api and k in file_faults)
+    )
     cfg = typed(
         ChaosConfig,
         args,
         work_dir=Path(args.work_dir),
-        faults=args.faults or default,
+        faults=default if args.faults is None else args.faults,
+        svid_ttl=parse_duration(args.svid_ttl, "--svid-ttl"),
         compose_project=args.compose,
         compose_file=Path(args.compose_file),
     )
