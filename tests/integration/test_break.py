@@ -88,6 +88,10 @@ def test_every_scenario_happens_as_described_and_heals(mesh) -> None:
         assert "   healthy   a call through gateway -> ledger answered" in section
         for needle in needles:
             assert needle in section, (name, needle, section)
+    # a scenario for another kind of mesh is said, not run, and fails nothing
+    section = out.split("== break ca-down\n", 1)[1].split("== break ", 1)[0]
+    assert "skipped   not on this mesh: it stops the Workload API agent's CA" in section
+    assert "== ca-down: not on this mesh (said why)" in section
 
 
 def test_restore_heals_what_an_interrupted_scenario_left(mesh) -> None:
@@ -117,4 +121,42 @@ def test_break_without_a_mesh_or_with_an_unknown_scenario_is_one_line(tmp_path: 
     ):
         r = brk(*args)
         assert r.returncode == 2 and said in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_ca_down_on_a_workload_api_mesh_spends_the_svids_then_heals(tmp_path: Path) -> None:
+    """`break ca-down` on `run --workload-api --svid-ttl 20s`: the agent cannot renew,
+    calls keep working on the SVIDs in hand, the first new handshake after one
+    expires is refused certificate_expired by name, and new SVIDs heal the mesh."""
+    with running_mesh(tmp_path, "--workload-api", "--svid-ttl", "20s", "--console-port", "0") as (
+        ports,
+        _env,
+    ):
+        flags = [
+            "--certs-dir", str(tmp_path / "certs"),
+            "--ledger-sidecar", f"127.0.0.1:{ports['ledger']}",
+            "--gateway-addr", f"127.0.0.1:{ports['gateway']}",
+            "--gateway-admin", f"127.0.0.1:{ports['gateway_admin']}",
+            "--ledger-admin", f"127.0.0.1:{ports['ledger_admin']}",
+            "--gateway-route", f"127.0.0.1:{ports['route']}",
+            "--agent-admin", f"127.0.0.1:{ports['agent_admin']}",
+        ]  # fmt: skip
+        r = brk("ca-down", *flags)
+        out = r.stdout
+        assert r.returncode == 0, out + r.stderr
+        for needle in (
+            "setup     the CA's key taken away",
+            "SVID failed:",
+            "the SVID in hand keeps serving",
+            "meanwhile a call through the gateway answered",
+            "refused its peer: certificate_expired — certificate CN=",
+            'reason="certificate_expired",origin="local"} +1',
+            "heal      the CA's key back",
+            "== ca-down: as described; the mesh is healthy again",
+        ):
+            assert needle in out, (needle, out)
+        assert (tmp_path / "certs" / "ca" / "ca.key").exists()
+        # a scenario that edits identity files says why it does not apply here
+        r = brk("revoked", *flags)
+        assert r.returncode == 2 and "break revoked: not on this mesh" in r.stderr, r.stderr
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr

@@ -13,6 +13,8 @@ SCENARIOS = {
     "slow-handshake": "a client that never says hello: the sidecar's deadline",
     "revoked": "the gateway's certificate revoked while the mesh runs: certificate_revoked",
     "stale-status": "the gateway's stapled status past nextUpdate: status_stale",
+    "ca-down": "(a --workload-api mesh) the CA stops issuing: the SVIDs in hand are the "
+    "budget, then certificate_expired",
 }
 
 # The reason each scenario ends in (its report checks it); the step it breaks follows
@@ -30,6 +32,7 @@ REASONS = {
     "slow-handshake": "handshake_timeout",
     "revoked": "certificate_revoked",
     "stale-status": "status_stale",
+    "ca-down": "certificate_expired",
 }
 
 

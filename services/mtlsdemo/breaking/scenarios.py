@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from mtlsdemo.mesh.client import LocalMesh, delta, through_route
 from mtlsdemo.pki.authorities import Authorities
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.ca import create_root_ca
+from mtlsdemo.pki.durations import human
 from mtlsdemo.pki.files import write_atomic
 from mtlsdemo.pki.identity import ServiceIdentity
 from mtlsdemo.pki.issue import write_identity_dir
@@ -48,6 +50,7 @@ class Report:
     name: str
     lines: list[str] = field(default_factory=list)
     ok: bool = True  # the failure happened as described and the mesh came back
+    skipped: bool = False  # the scenario does not apply to this mesh (said why)
 
     def add(self, label: str, text: str) -> None:
         self.lines.append(f"   {label:<9} {text}")
@@ -107,6 +110,44 @@ def crafted(
 
 def client_config(directory: Path, expect: str, require_status: str = "hard") -> HandshakeConfig:
     return identity_config(directory, peer_ids=(expect,), require_status=require_status)
+
+
+def _checks(mesh: LocalMesh) -> str:
+    """The status checks a peer of this mesh's sidecars can make: none on SVIDs from a
+    Workload API (they staple nothing), the hard ones on identity files."""
+    return "off" if mesh.on_workload_api() else "hard"
+
+
+# scenarios that change the sidecars' identity files: a mesh on the Workload API
+# reads none, and the one that needs its agent
+FILES_ONLY = {
+    "revoked": "it revokes the gateway's identity files, which a mesh on the Workload "
+    "API does not read (its SVIDs are short-lived instead: try ca-down)",
+    "stale-status": "it ages the gateway's stapled status, and SVIDs from the Workload API "
+    "staple none",
+}
+WATCHABLE = 300.0  # seconds: longer-lived SVIDs would keep `ca-down` waiting for hours
+
+
+def not_here(mesh: LocalMesh, name: str) -> str | None:
+    """Why a scenario does not apply to this mesh, or None."""
+    on_api = mesh.on_workload_api()
+    if on_api and name in FILES_ONLY:
+        return FILES_ONLY[name]
+    if name == "ca-down":
+        if not on_api:
+            return (
+                "it stops the Workload API agent's CA, and this mesh reads identity files; "
+                "start it with `make run ARGS='--workload-api --svid-ttl 2m'`"
+            )
+        ttl = float(mesh.agent()["ttl_seconds"])
+        if ttl > WATCHABLE:
+            return (
+                f"its SVIDs live {human(dt.timedelta(seconds=ttl))}: the mesh would keep working "
+                f"up to {human(dt.timedelta(seconds=ttl / 2))} before the first failure; start "
+                "it with `--svid-ttl 2m` to watch that here"
+            )
+    return None
 
 
 def _alert(reason: Reason) -> str:
@@ -203,7 +244,7 @@ def prove_healthy(r: Report, mesh: LocalMesh) -> None:
     ledger = mesh.config.ledger
     attempt = handshake(
         *ledger,
-        client_config(mesh.config.certs_dir / "gateway", mesh.config.id("ledger")),
+        client_config(mesh.config.certs_dir / "gateway", mesh.config.id("ledger"), _checks(mesh)),
         timeout=mesh.config.timeout,
     )
     attempt.close()
@@ -220,12 +261,24 @@ def restore(mesh: LocalMesh) -> list[str]:
     """Undo whatever a scenario changed in the certs dir: re-issue what is revoked
     or missing, re-sign every status. Idempotent: `break --restore`."""
     c = mesh.config
+    back = _ca_key_back(c.certs_dir)
     req = BootstrapRequest(
         out=c.certs_dir, services=SERVICES, trust_domain=c.trust_domain, namespace=c.namespace
     )
     changed = [str(x) for x in bootstrap(req) if x.action not in ("reused", "unchanged")]
     refresh_status(FileStore(c.certs_dir), SERVICES, _now())
-    return changed
+    return [*back, *changed]
+
+
+CA_KEY_DOWN = "ca.key.down"  # where `ca-down` puts the CA's key while the CA is "down"
+
+
+def _ca_key_back(certs: Path) -> list[str]:
+    key, down = certs / "ca" / "ca.key", certs / "ca" / CA_KEY_DOWN
+    if down.exists() and not key.exists():
+        down.rename(key)
+        return ["the CA's key back in ca/ca.key"]
+    return []
 
 
 def _gateway_takes(mesh: LocalMesh, change: Callable[[], object], what: str) -> None:
@@ -252,7 +305,7 @@ def _impostor(mesh: LocalMesh, r: Report, work: Path, ident: Path, who: str, exp
     )
     attempt = handshake(
         *mesh.config.ledger,
-        client_config(ident, mesh.config.id("ledger")),
+        client_config(ident, mesh.config.id("ledger"), _checks(mesh)),
         timeout=mesh.config.timeout,
     )
     e = report_attempt(r, attempt, who, "the ledger's sidecar")
@@ -321,7 +374,7 @@ def wrong_server_name(mesh: LocalMesh, r: Report, work: Path) -> None:
     before = snapshot(mesh)
     attempt = handshake(
         *mesh.config.ledger,
-        client_config(mesh.config.certs_dir / "gateway", mesh.config.id("cli")),
+        client_config(mesh.config.certs_dir / "gateway", mesh.config.id("cli"), _checks(mesh)),
         timeout=mesh.config.timeout,
     )
     report_attempt(r, attempt, "the gateway", "the ledger's sidecar")
@@ -341,10 +394,10 @@ def no_common_suite(mesh: LocalMesh, r: Report, work: Path) -> None:
     r.add("", "the gateway offers only the hybrid X25519MLKEM768 suites (quantum-safe only);")
     r.add("", "the ledger enables only the classic X25519 suites (not upgraded yet)")
     client = dataclasses.replace(
-        client_config(c.certs_dir / "gateway", c.id("ledger")), suites=HYBRID_SUITES
+        client_config(c.certs_dir / "gateway", c.id("ledger"), _checks(mesh)), suites=HYBRID_SUITES
     )
     server = dataclasses.replace(
-        client_config(c.certs_dir / "ledger", c.id("gateway")), suites=CLASSIC_SUITES
+        client_config(c.certs_dir / "ledger", c.id("gateway"), _checks(mesh)), suites=CLASSIC_SUITES
     )
     cconn, _s, e = handshake_in_memory(client, server, _now())
     if e is None:
@@ -372,7 +425,7 @@ def clock_skew(mesh: LocalMesh, r: Report, work: Path) -> None:
     before = snapshot(mesh)
     attempt = handshake(
         *mesh.config.ledger,
-        client_config(mesh.config.certs_dir / "gateway", mesh.config.id("ledger")),
+        client_config(mesh.config.certs_dir / "gateway", mesh.config.id("ledger"), _checks(mesh)),
         now=_now() + skew,
         timeout=mesh.config.timeout,
     )
@@ -406,7 +459,9 @@ def _through(mesh: LocalMesh, r: Report, transform: object, what: str, expect: s
         attempt = handshake(
             "127.0.0.1",
             relay.port,
-            client_config(mesh.config.certs_dir / "gateway", mesh.config.id("ledger")),
+            client_config(
+                mesh.config.certs_dir / "gateway", mesh.config.id("ledger"), _checks(mesh)
+            ),
             timeout=mesh.config.timeout,
         )
         if attempt.error is None:  # the handshake survived: tampering shows in the first record
@@ -575,6 +630,106 @@ def stale_status(mesh: LocalMesh, r: Report, work: Path) -> None:
         _through_the_mesh(mesh, r, "status_stale")
 
 
+def ca_down(mesh: LocalMesh, r: Report, work: Path) -> None:
+    c = mesh.config
+    key = c.certs_dir / "ca" / "ca.key"
+    agent = mesh.agent()["workloads"]
+    failures = {w: s["failures"] for w, s in agent.items()}
+    key.rename(key.with_name(CA_KEY_DOWN))
+    try:
+        r.add(
+            "setup",
+            f"the CA's key taken away (ca/ca.key -> ca/{CA_KEY_DOWN}): the agent can issue "
+            "no SVID now, as if the CA were down",
+        )
+
+        def failed() -> str | None:
+            now = mesh.agent()["workloads"]
+            return next((w for w, s in now.items() if s["failures"] > failures[w]), None)
+
+        wait_until(failed, timeout=WATCHABLE, what="the agent's next renewal to fail", interval=0.5)
+        now = mesh.agent()["workloads"]
+        w = failed()
+        assert w is not None
+        r.add(
+            "agent",
+            f"renewing {w}'s SVID failed: {now[w]['last_error']}; the SVID in hand keeps "
+            "serving and the agent retries",
+        )
+        first = min(now, key=lambda n: now[n]["not_after"])
+        left = now[first]["not_after"] - time.time()
+        r.add(
+            "budget",
+            f"the mesh keeps working for {max(left, 0):.0f}s more: {first}'s SVID expires "
+            "first (the other's: "
+            + ", ".join(
+                f"{n} {s['not_after'] - time.time():.0f}s" for n, s in now.items() if n != first
+            )
+            + ")",
+        )
+        said = mesh.call_gateway()
+        if said is None:
+            r.add("meanwhile", "a call through the gateway answered: the SVIDs in hand serve")
+        else:
+            r.fail(f"a call failed before any SVID expired: {said}")
+        wait_until(
+            lambda: time.time() > now[first]["not_after"] + 1,
+            timeout=left + 15,
+            what=f"{first}'s SVID to expire",
+            interval=0.5,
+        )
+        _first_failure(mesh, r)
+    finally:
+        _ca_key_back(c.certs_dir)
+    r.add("heal", "the CA's key back: the agent's next retry issues new SVIDs to both")
+    admins = {"gateway": c.gateway_admin, "ledger": c.ledger_admin}
+
+    def taken() -> bool:  # issued again, and each sidecar serves its new SVID
+        now = mesh.agent()["workloads"]
+        return all(
+            now[w]["remaining_seconds"] > 0
+            and mesh.status(a)["certificate"]["serial"] == now[w]["serial"]
+            for w, a in admins.items()
+        )
+
+    wait_until(taken, timeout=60, what="new SVIDs issued and taken", interval=0.5)
+
+
+def _first_failure(mesh: LocalMesh, r: Report) -> None:
+    """A new tunnel between the sidecars after an SVID expired: whoever checks the
+    expired certificate first refuses it (the client checks the server's first)."""
+    admins = {
+        "ledger-sidecar": mesh.config.ledger_admin,
+        "gateway-sidecar": mesh.config.gateway_admin,
+    }
+    seen = {  # each sidecar numbers its own handshakes
+        (name, h["id"]) for name, a in admins.items() for h in mesh.status(a)["recent_handshakes"]
+    }
+    before = snapshot(mesh)
+    said = through_route(mesh.config.route, mesh.config.timeout)
+    r.add("trigger", "a new connection into the gateway sidecar's route (a new handshake)")
+    r.add("result", said)
+
+    def refused() -> tuple[str, dict[str, Any]] | None:
+        for name, admin in admins.items():
+            for h in mesh.status(admin)["recent_handshakes"]:
+                new = (name, h["id"]) not in seen
+                if new and h["outcome"] == "certificate_expired" and h["origin"] == "local":
+                    return name, h
+        return None
+
+    try:
+        found = wait_until(refused, timeout=mesh.config.timeout + 5, what="a sidecar to refuse")
+    except WaitTimeout:
+        r.fail("no sidecar refused an expired SVID")
+        return
+    assert found is not None  # wait_until returns only a truthy answer
+    name, h = found
+    r.add("", f"{name} refused its peer: certificate_expired — {h['detail']}")
+    role = "server" if name == "ledger-sidecar" else "client"
+    report_metrics(r, mesh, before, [(name, role, "certificate_expired", "local")])
+
+
 RUNS: dict[str, Callable[[LocalMesh, Report, Path], None]] = {
     "foreign-ca": foreign_ca,
     "expired": expired,
@@ -588,12 +743,18 @@ RUNS: dict[str, Callable[[LocalMesh, Report, Path], None]] = {
     "slow-handshake": slow_handshake,
     "revoked": revoked,
     "stale-status": stale_status,
+    "ca-down": ca_down,
 }
 
 
 def run_scenario(mesh: LocalMesh, name: str) -> Report:
     r = Report(name)
     r.add("what", SCENARIOS[name])
+    why = not_here(mesh, name)
+    if why is not None:
+        r.skipped = True
+        r.add("skipped", f"not on this mesh: {why}")
+        return r
     with tempfile.TemporaryDirectory(prefix=f"mtlsdemo-break-{name}-") as tmp:
         try:
             RUNS[name](mesh, r, Path(tmp))

@@ -90,6 +90,13 @@ def add_mesh_flags(p: argparse.ArgumentParser) -> None:
         default=local("route"),
         help="the gateway sidecar's local route to the ledger",
     )
+    flags.add(
+        p,
+        "--agent-admin",
+        type=HOST_PORT,
+        default=local("agent_admin"),
+        help="the Workload API agent's admin port (a mesh run with --workload-api)",
+    )
     flags.add_trust_domain(p)
     flags.add_namespace(p)
 
@@ -111,6 +118,7 @@ def config(args: argparse.Namespace) -> MeshConfig:
         gateway_admin=args.gateway_admin,
         ledger_admin=args.ledger_admin,
         route=args.gateway_route,
+        agent_admin=args.agent_admin,
         trust_domain=args.trust_domain,
         namespace=args.namespace,
         transport=args.transport,
@@ -155,12 +163,24 @@ def main(args: argparse.Namespace) -> int:
             f"{c.gateway_admin[0]}:{c.gateway_admin[1]}; start `make run` (sidecar mode) "
             f"first{ELSEWHERE}"
         )
+    if not args.all:
+        from mtlsdemo.breaking.scenarios import not_here
+
+        for name in names:
+            if (why := not_here(mesh, name)) is not None:
+                raise PkiError(f"break {name}: not on this mesh: {why}")
     failed = 0
     for name in names:
         print(f"== break {name}", flush=True)
         report = run_scenario(mesh, name)
         print("\n".join(report.lines), flush=True)
-        verdict = "as described; the mesh is healthy again" if report.ok else "NOT as described"
+        verdict = (
+            "not on this mesh (said why)"
+            if report.skipped
+            else "as described; the mesh is healthy again"
+            if report.ok
+            else "NOT as described"
+        )
         print(f"== {name}: {verdict}\n", flush=True)
         failed += not report.ok
     return 1 if failed else 0

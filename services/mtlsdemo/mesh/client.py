@@ -33,6 +33,7 @@ class MeshConfig:
     gateway_admin: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["gateway_admin"])
     ledger_admin: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["ledger_admin"])
     route: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["route"])  # gateway sidecar's route
+    agent_admin: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["agent_admin"])  # --workload-api
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     namespace: str = "default"
     timeout: float = 5.0
@@ -60,6 +61,16 @@ class LocalMesh:
 
     def status(self, admin: tuple[str, int]) -> dict[str, Any]:
         return dict(json.loads(_get(admin, "/status")))
+
+    def on_workload_api(self) -> bool:
+        """Whether the sidecars take their identities from a Workload API agent (then
+        they staple nothing, and files in the certs dir are not theirs)."""
+        source = self.status(self.config.ledger_admin).get("identity_source", {})
+        return "workload_api" in source
+
+    def agent(self) -> dict[str, Any]:
+        """The Workload API agent's /status (a mesh run with --workload-api)."""
+        return dict(json.loads(_get(self.config.agent_admin, "/status")))
 
     def samples(self, admin: tuple[str, int], name: str) -> list[Sample]:
         """The samples of one metric on a sidecar's /metrics (none if it is down)."""

@@ -148,6 +148,7 @@ class HandshakeJournal:
                 continue
             out.append(
                 {
+                    "id": entry.id,  # as in /handshakes: the full record of this one
                     "at": entry.at.isoformat(timespec="milliseconds"),
                     "role": o.role,
                     "peer": o.peer,
