@@ -137,5 +137,8 @@ def main(args: argparse.Namespace) -> int:
         allow_break=args.allow_break,
         mesh=mesh if args.allow_break else None,
         allowed_hosts=tuple(args.allow_host),
+        agent_admin=None
+        if discovering
+        else admin_url(f"{mesh.agent_admin[0]}:{mesh.agent_admin[1]}"),
     )
     return run(cfg)

@@ -54,6 +54,7 @@ class Console:
             self._changed,
             discover_sidecars=cfg.discover_sidecar_admins,
             discover_metrics=cfg.discover_metrics,
+            agent=cfg.agent_admin,
         )
         self.tryout = Tryout(workdir)
         self.guard = Guard(cfg.listen[0], cfg.allowed_hosts)
@@ -75,7 +76,12 @@ class Console:
                 q.put_nowait((event, data))
 
     def snapshot(self) -> dict[str, Any]:
-        return mesh_view(self.watcher.sidecars, self.watcher.metrics, dt.datetime.now(dt.UTC))
+        return mesh_view(
+            self.watcher.sidecars,
+            self.watcher.metrics,
+            dt.datetime.now(dt.UTC),
+            self.watcher.agent,
+        )
 
     async def _push_loop(self) -> None:
         while True:

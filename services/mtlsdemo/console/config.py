@@ -30,6 +30,9 @@ class ConsoleConfig:
     # Host names besides loopback, IP literals and the --listen host that the page
     # may be reached by (a Service or Ingress name): anything else is refused
     allowed_hosts: tuple[str, ...] = ()
+    # a Workload API agent's admin (`run --workload-api`): its SVIDs' countdowns and
+    # rotations, watched once a sidecar says its identity comes from an agent
+    agent_admin: str | None = None
 
 
 def admin_url(text: str) -> str:

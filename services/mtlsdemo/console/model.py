@@ -280,7 +280,11 @@ def _native(
     }
 
 
-def certificates(sidecars: list[SidecarState], metrics: list[MetricsState]) -> dict[str, Any]:
+def certificates(
+    sidecars: list[SidecarState],
+    metrics: list[MetricsState],
+    agent: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     identities = [
         {"sidecar": sc.certificates.get("name", sc.url), **sc.certificates}
         for sc in sidecars
@@ -299,11 +303,15 @@ def certificates(sidecars: list[SidecarState], metrics: list[MetricsState]) -> d
         for _labels, v in ms.values("mtls_crl_revoked_serials")
         if v or any(nu for _l, nu in ms.values("mtls_crl_next_update_timestamp_seconds"))
     ]
-    return {"identities": identities, "cas": list(cas.values()), "crl": crl}
+    # identities from a Workload API: each workload's SVID, seconds left, its rotations
+    return {"identities": identities, "cas": list(cas.values()), "crl": crl, "agent": agent}
 
 
 def mesh_view(
-    sidecars: list[SidecarState], metrics: list[MetricsState], now: dt.datetime
+    sidecars: list[SidecarState],
+    metrics: list[MetricsState],
+    now: dt.datetime,
+    agent: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     nodes, edges = nodes_and_edges(sidecars, metrics, now)
     return {
@@ -333,7 +341,7 @@ def mesh_view(
         "nodes": nodes,
         "edges": edges,
         "failures": failures(sidecars, metrics),
-        "certificates": certificates(sidecars, metrics),
+        "certificates": certificates(sidecars, metrics, agent),
     }
 
 

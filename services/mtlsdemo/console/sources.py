@@ -110,8 +110,11 @@ class Watcher:
         discover_sidecars: tuple[tuple[str, int], ...] = (),
         discover_metrics: tuple[tuple[str, int], ...] = (),
         resolve: Resolver = resolve_all,
+        agent: str | None = None,
     ) -> None:
         self.sidecars: list[SidecarState] = []
+        self.agent_url = agent
+        self.agent: dict[str, Any] | None = None  # the agent's /status, while reachable
         self.metrics: list[MetricsState] = []
         self._fixed = (sidecars, metrics)
         self._discover = (discover_sidecars, discover_metrics)
@@ -144,6 +147,23 @@ class Watcher:
             asyncio.create_task(self._poll_sidecar(sc)),
             asyncio.create_task(self._follow(sc)),
         ]
+
+    def _watch_agent(self) -> None:
+        """Once: a sidecar takes its identity from a Workload API agent."""
+        if self.agent_url is not None and "agent" not in self.tasks:
+            self.tasks["agent"] = [asyncio.create_task(self._poll_agent(self.agent_url))]
+
+    async def _poll_agent(self, url: str) -> None:
+        while True:
+            try:
+                status: dict[str, Any] | None = _steady(await self._get_json(url + "/status"))
+            except ERRORS as e:
+                log.debug("agent at %s: %s", url, e)
+                status = None
+            if status != self.agent:
+                self.agent = status
+                self.on_change("mesh", None)
+            await asyncio.sleep(self.interval)
 
     def _watch_metrics(self, url: str) -> None:
         ms = MetricsState(url)
@@ -200,6 +220,8 @@ class Watcher:
                 changed = (status, certs) != (sc.status, sc.certificates) or not sc.up
                 sc.status, sc.certificates, sc.up, sc.error = status, certs, True, ""
                 sc.name = status.get("name", sc.name)
+                if "workload_api" in status.get("identity_source", {}):
+                    self._watch_agent()
             except ERRORS as e:
                 changed = sc.up or sc.error != _why(e)
                 sc.up, sc.error = False, _why(e)
@@ -260,6 +282,16 @@ class Watcher:
             if changed:
                 self.on_change("mesh", None)
             await asyncio.sleep(max(self.interval, 2.0))
+
+
+def _steady(status: dict[str, Any]) -> dict[str, Any]:
+    """The agent's status without what changes every second (the page counts down
+    from not_after itself): a new view only when an SVID or a rotation changes."""
+    workloads = {
+        name: {k: v for k, v in w.items() if k != "remaining_seconds"}
+        for name, w in status.get("workloads", {}).items()
+    }
+    return {**status, "workloads": workloads}
 
 
 def _why(e: BaseException) -> str:

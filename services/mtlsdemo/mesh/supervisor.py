@@ -243,6 +243,8 @@ def console_argv(cfg: RunConfig, certs: Path) -> list[str]:
         f"127.0.0.1:{cfg.ledger_admin_port}",
         "--gateway-route",
         f"127.0.0.1:{cfg.route_port}",
+        "--agent-admin",
+        f"127.0.0.1:{cfg.agent_admin_port}",
         "--trust-domain",
         cfg.trust_domain,
         "--namespace",

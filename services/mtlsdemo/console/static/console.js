@@ -559,7 +559,35 @@ function renderCertificates(c) {
     h("div", { class: "note", text: "chain: " + id.chain.map((x) => `${x.subject} (key id ${(x.subject_key_id || "?").slice(0, 11)}…)`).join(" ← ") + " · trusts: " + id.trust_bundle.map((x) => `${x.subject} (${(x.subject_key_id || "").slice(0, 11)}…)`).join(", ") })));
   const crl = c.crl.map((r) => h("div", { class: "note", "data-testid": "crl", text: `${r.service}: CRL lists ${r.revoked_serials} revoked serial(s)` }));
   document.getElementById("certs").replaceChildren(h("div", { class: "cards" }, cards), ...crl);
+  renderSvids(c.agent);
 }
+
+// identities from a Workload API agent: each SVID counting down to its renewal and
+// its expiry (the page ticks; the agent's /status says when each was issued), and
+// the rotations so far, newest first
+function renderSvids(agent) {
+  const box = document.getElementById("svids");
+  if (!agent) return box.replaceChildren();
+  const cards = Object.entries(agent.workloads).map(([name, w]) => h("div", { class: "card svid", "data-testid": "svid-card", "data-workload": name },
+    h("h3", { text: `${name} — SVID from the Workload API` }),
+    h("div", { class: "countdown", "data-testid": "svid-countdown", "data-not-after": w.not_after, "data-renew-at": w.renew_at, "data-issued": w.history.length ? w.history[w.history.length - 1].issued_at : "" }),
+    h("div", { text: `serial ${w.serial.slice(0, 12)}… · rotation #${w.renewals} · lives ${left(agent.ttl_seconds)}` + (w.failures ? ` · ${w.failures} failed renewal(s)` : "") }),
+    w.last_error ? h("div", { class: "bad", "data-testid": "svid-error", text: `the agent could not renew: ${w.last_error} — the SVID in hand serves until it expires` }) : null,
+    h("ol", { class: "note", reversed: "", "data-testid": "svid-history" }, ...w.history.slice().reverse().slice(0, 6).map((x) => h("li", { text: `${new Date(x.issued_at * 1e3).toISOString().slice(11, 19)}Z serial ${x.serial.slice(0, 12)}… until ${new Date(x.not_after * 1e3).toISOString().slice(11, 19)}Z` })))));
+  box.replaceChildren(h("h3", { text: `Workload API: SVIDs living ${left(agent.ttl_seconds)}, renewed at half-life, no restart` }), h("div", { class: "cards" }, cards));
+  tickSvids();
+}
+function tickSvids() {
+  const now = Date.now() / 1e3;
+  for (const el of document.querySelectorAll("[data-testid=svid-countdown]")) {
+    const end = +el.dataset.notAfter, renew = +el.dataset.renewAt, start = +el.dataset.issued || end - 1;
+    const frac = Math.max(0, Math.min(1, (end - now) / (end - start)));
+    el.replaceChildren(
+      h("div", { class: "bar-track" }, h("div", { class: `bar-fill${end <= now ? " expired" : ""}`, style: `width:${(frac * 100).toFixed(1)}%` })),
+      h("span", { text: end <= now ? "EXPIRED: new handshakes with this workload are refused (certificate_expired)" : `${left(end - now)} left · renews in ${renew > now ? left(renew - now) : "now (retrying)"}` }));
+  }
+}
+setInterval(tickSvids, 1000);
 
 // ---------------------------------------------------------------- try / break
 async function setupForms() {
