@@ -6,6 +6,12 @@ Path building uses every certificate the peer sent (leaf first, the rest in any
 order, extra unrelated ones ignored) and every root in the bundle (several during
 a CA rollover). Each signature is checked locally with the issuer's public key:
 nothing is asked of a CA online. A failure names one reason from ``Failure``.
+
+Federation (SPIFFE): with bundles of other trust domains, the anchors are chosen
+by the trust domain the peer's SPIFFE ID names, before any path is built: a peer
+of domain B is verified against B's bundle only, never against ours, so B's CA
+cannot speak for our names nor ours for B's (what an "alias" that adds B's root to
+our bundle would allow).
 """
 
 from __future__ import annotations
@@ -160,6 +166,7 @@ class TrustStore:
         trust_domain: str | None = None,
         max_depth: int = DEFAULT_MAX_DEPTH,
         cache_size: int = 256,
+        federated: dict[str, tuple[x509.Certificate, ...]] | None = None,
     ) -> None:
         if not cas:
             raise ValueError("a trust store needs at least one CA certificate")
@@ -167,11 +174,24 @@ class TrustStore:
         self.trust_domain = trust_domain
         self.max_depth = max_depth
         self.store = Store(list(self.cas))
-        # which bundle this is: session tickets remember it, and a change refuses them
+        # other trust domains' bundles (federation), each its own store
+        self.federated: dict[str, tuple[x509.Certificate, ...]] = {}
+        self._stores: dict[str, Store] = {}
+        for td, bundle_cas in sorted((federated or {}).items()):
+            if td == trust_domain or not bundle_cas:
+                continue  # our own domain's anchors are ``cas``; an empty bundle trusts none
+            self.federated[td] = tuple(bundle_cas)
+            self._stores[td] = Store(list(bundle_cas))
+        # which bundles these are: session tickets remember it, and a change refuses them
         bundle = hashes.Hash(hashes.SHA256())
         for ca in self.cas:
             der = ca.public_bytes(serialization.Encoding.DER)
             bundle.update(len(der).to_bytes(4, "big") + der)
+        for td, bundle_cas in self.federated.items():
+            bundle.update(b"\0" + td.encode())
+            for ca in bundle_cas:
+                der = ca.public_bytes(serialization.Encoding.DER)
+                bundle.update(len(der).to_bytes(4, "big") + der)
         self.fingerprint = bundle.finalize()
         self.cache_size = cache_size
         # stapled statuses checked against these roots (trust/status.py)
@@ -246,10 +266,11 @@ class TrustStore:
                 Failure.BAD_CERTIFICATE,
                 f"{len(certs)} certificates sent, more than the limit of {self.max_depth}",
             )
+        anchors, store = self._anchors_for(leaf, subject)
         ca_policy, ee_policy = _POLICIES[role]
         verifier = (
             PolicyBuilder()
-            .store(self.store)
+            .store(store)
             .time(now)
             .max_chain_depth(self.max_depth - 1)
             .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
@@ -258,7 +279,7 @@ class TrustStore:
         try:
             built = verifier.verify(leaf, others)
         except VerificationError as e:
-            raise self._explain(leaf, others, role, now, str(e)) from None
+            raise self._explain(leaf, others, role, now, str(e), anchors) from None
         path = tuple(built.chain)
         root = path[-1]
         checks.append(f"validity at {now:%Y-%m-%dT%H:%M:%SZ}: every certificate of the path")
@@ -271,11 +292,20 @@ class TrustStore:
             identity = svid_identity(leaf)
         except SpiffeIdError as e:
             raise VerificationFailed(Failure.BAD_CERTIFICATE, f"{subject}: {e}") from None
-        if self.trust_domain is not None and identity.trust_domain != self.trust_domain:
+        if (
+            self.trust_domain is not None
+            and identity.trust_domain != self.trust_domain
+            and identity.trust_domain not in self.federated
+        ):
             raise VerificationFailed(
                 Failure.BAD_CERTIFICATE, f"{identity} is outside trust domain {self.trust_domain}"
             )
         checks.append(f"one SPIFFE ID, well formed: {identity}")
+        if identity.trust_domain in self.federated:
+            checks.append(
+                f"federated: trust domain {identity.trust_domain} verified against its own "
+                "bundle, not ours"
+            )
         try:
             san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             dns = frozenset(san.get_values_for_type(x509.DNSName))
@@ -293,6 +323,27 @@ class TrustStore:
             valid_until=min(c.not_valid_after_utc for c in path),
         )
 
+    def _anchors_for(
+        self, leaf: x509.Certificate, subject: str
+    ) -> tuple[tuple[x509.Certificate, ...], Store]:
+        """The roots a leaf may lead to: with federated bundles, those of the trust
+        domain its SPIFFE ID names (ours for ours), chosen before any path is built."""
+        if not self.federated:
+            return self.cas, self.store
+        try:
+            td = svid_identity(leaf).trust_domain
+        except SpiffeIdError as e:
+            raise VerificationFailed(Failure.BAD_CERTIFICATE, f"{subject}: {e}") from None
+        if td == self.trust_domain:
+            return self.cas, self.store
+        if td in self._stores:
+            return self.federated[td], self._stores[td]
+        raise VerificationFailed(
+            Failure.UNKNOWN_CA,
+            f"no trust bundle for trust domain {td} (ours: {self.trust_domain}; federated "
+            f"with: {', '.join(sorted(self.federated))})",
+        )
+
     def _explain(
         self,
         leaf: x509.Certificate,
@@ -300,6 +351,7 @@ class TrustStore:
         role: str,
         now: dt.datetime,
         text: str,
+        anchors: tuple[x509.Certificate, ...],
     ) -> VerificationFailed:
         """The most specific reason for a path that does not build."""
         subject = leaf.subject.rfc4514_string()
@@ -307,7 +359,7 @@ class TrustStore:
         # until a trusted root issued the current certificate (or the walk stops).
         walked, current, anchor = [leaf], leaf, None
         while anchor is None:
-            anchor = next((ca for ca in self.cas if issued_by(current, ca) or current == ca), None)
+            anchor = next((ca for ca in anchors if issued_by(current, ca) or current == ca), None)
             if anchor is not None:
                 break
             parent = next((c for c in others if c not in walked and issued_by(current, c)), None)
@@ -317,10 +369,15 @@ class TrustStore:
             current = parent
         if anchor is None:
             aki = key_identifier(current, x509.AuthorityKeyIdentifier)
+            where = (
+                "the trust store"
+                if anchors is self.cas
+                else f"trust domain {svid_identity(leaf).trust_domain}'s bundle"
+            )
             return VerificationFailed(
                 Failure.UNKNOWN_CA,
                 f"issuer {current.issuer.rfc4514_string()} (key id "
-                f"{aki.hex(':').upper() if aki else 'none'}) is not in the trust store",
+                f"{aki.hex(':').upper() if aki else 'none'}) is not in {where}",
             )
         # the path exists: say which certificate on it is out of its window
         for cert in [anchor, *walked[1:]]:
