@@ -119,6 +119,12 @@ SVID_RENEWALS = Counter(
     "keeps serving until it expires).",
     ["spiffe_id", "result"],
 )
+FEDERATED_BUNDLE_REFRESHES = Counter(
+    "mtls_federated_bundle_refreshes",
+    "Fetches of a federated trust domain's bundle by the agent: success, or failure (the "
+    "last bundle fetched stays in use).",
+    ["trust_domain", "result"],
+)
 WORKLOAD_API_STREAMS = Gauge(
     "mtls_workload_api_streams", "Workload API streams open on the agent.", ["spiffe_id"]
 )

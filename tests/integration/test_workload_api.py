@@ -4,6 +4,7 @@ identities from it through several rotations without a failed call or a restart.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -20,6 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mtlsdemo._generated.spiffe import workload_pb2 as pb
 from mtlsdemo._generated.spiffe import workload_pb2_grpc as pb_grpc
+from mtlsdemo.addresses import free_port
+from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.rpc.credentials import secure_channel
 from support.agents import AgentProc
 from support.apps import EchoServer
@@ -284,3 +287,66 @@ def test_run_workload_api_keeps_calls_flowing_through_three_rotations_without_re
             json.loads(http_get(p, "/certificates")[1])["instance"] for p in admins
         ] == instances
         assert "exited" not in (tmp_path / "run.log").read_text()
+
+
+A, B = "a.mtls-demo.local", "b.mtls-demo.local"
+GATEWAY_A, LEDGER_B = f"spiffe://{A}/ns/default/sa/gateway", f"spiffe://{B}/ns/default/sa/ledger"
+
+
+def test_two_trust_domains_federated_by_bundle_a_missing_bundle_then_the_call(tmp_path) -> None:
+    """gateway in domain A calls ledger in domain B, each agent its own CA. While A's
+    agent has no bundle for B, A's sidecar refuses the ledger unknown_ca naming B;
+    once B's bundle (the SPIFFE format, from B's bundle endpoint) is where A's agent
+    reads it, the next push lets the call through, with no restart."""
+    certs_a, certs_b = tmp_path / "certs-a", tmp_path / "certs-b"
+    bootstrap(BootstrapRequest(out=certs_a, services=("gateway",), trust_domain=A))
+    bootstrap(BootstrapRequest(out=certs_b, services=("ledger",), trust_domain=B))
+    admin_a = free_port()
+    b_bundle = tmp_path / "b-bundle.json"  # absent: A has no bundle for B yet
+    agent_b = AgentProc(
+        tmp_path, certs_b, "1h", "ledger", name="agent-b",
+        extra=("--trust-domain", B, "--federate-with", f"{A}=http://127.0.0.1:{admin_a}/bundle"),
+    )  # fmt: skip
+    agent_a = AgentProc(
+        tmp_path, certs_a, "1h", "gateway", name="agent-a", admin=admin_a,
+        extra=("--trust-domain", A, "--federate-with", f"{B}={b_bundle}"),
+    )  # fmt: skip
+    echo = EchoServer()
+    mesh = None
+    try:
+        # B's agent fetched A's bundle from A's endpoint (it retries until A is up)
+        wait_for(
+            lambda: agent_b.status()["federated"][A]["authorities"] == 1,
+            timeout=20,
+            what="agent B to fetch A's bundle",
+        )
+        mesh = Mesh(
+            tmp_path / "mesh", certs_a, echo.port, allow=GATEWAY_A, expect=LEDGER_B,
+            server_args=("--spiffe-endpoint-socket", agent_b.address("ledger")),
+            client_args=("--spiffe-endpoint-socket", agent_a.address("gateway")),
+        )  # fmt: skip
+        assert mesh.server.status()["federated_bundles"].keys() == {A}
+        assert mesh.client.status()["federated_bundles"] == {}
+        with contextlib.suppress(OSError):  # the app's connection closed (or reset) unanswered
+            assert roundtrip(mesh.route, b"before", timeout=5) == b""
+        refused = mesh.client.status()["recent_handshakes"][0]
+        assert refused["outcome"] == "unknown_ca" and refused["origin"] == "local"
+        assert f"no trust bundle for trust domain {B}" in refused["detail"]
+        assert agent_a.status()["federated"][B]["last_error"]  # said where it is missing
+        # B publishes its bundle (its endpoint, the SPIFFE format); A's agent reads it
+        b_bundle.write_bytes(http_get(agent_b.admin, "/bundle")[1])
+        wait_for(
+            lambda: mesh.client.status()["federated_bundles"].keys() == {B},
+            timeout=20,
+            what="A's sidecar to receive B's bundle with its next push",
+        )
+        assert roundtrip(mesh.route, b"across domains") == b"across domains"
+        ok = {e["peer"]: e["ok"] for e in mesh.client.status()["edges"] if e["ok"]}
+        assert ok == {LEDGER_B: 1}
+        assert [e["peer"] for e in mesh.server.status()["edges"] if e["ok"]] == [GATEWAY_A]
+    finally:
+        if mesh is not None:
+            mesh.stop()
+        echo.close()
+        agent_a.stop()
+        agent_b.stop()

@@ -17,9 +17,18 @@ from support.sidecars import http_get
 class AgentProc:
     """An agent issuing from ``certs`` for the named workloads."""
 
-    def __init__(self, root: Path, certs: Path, ttl: str = "10s", *workloads: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        certs: Path,
+        ttl: str = "10s",
+        *workloads: str,
+        extra: tuple[str, ...] = (),
+        admin: int | None = None,
+        name: str = "agent",
+    ) -> None:
         self.sockets = Path(tempfile.mkdtemp(prefix="mta-", dir="/tmp"))
-        self.admin = free_port()
+        self.admin = admin or free_port()
         names = workloads or ("gateway", "ledger")
         argv = mtlsdemo(
             "agent",
@@ -32,8 +41,9 @@ class AgentProc:
             "--admin-listen",
             f"127.0.0.1:{self.admin}",
             *(a for n in names for a in ("--workload", n)),
+            *extra,
         )
-        self.proc = Proc("agent", argv, root / "agent.log").start()
+        self.proc = Proc(name, argv, root / f"{name}.log").start()
         wait_for(
             lambda: http_get(self.admin, "/healthz")[0] == 200,
             timeout=20,

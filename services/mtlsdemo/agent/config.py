@@ -38,6 +38,8 @@ class AgentConfig:
     key_type: str = "ecdsa-p256"
     admin_listen: tuple[str, int] | None = None
     tick: float = 1.0  # how often renewals, the bundle and the CRL are checked
+    # other trust domains to trust, each by its bundle's source (an endpoint or a file)
+    federate_with: tuple[tuple[str, str], ...] = ()
 
     def validate(self) -> None:
         if self.ttl < MIN_TTL:
@@ -45,6 +47,12 @@ class AgentConfig:
                 f"--svid-ttl: {self.ttl.total_seconds():g}s is shorter than the "
                 f"{MIN_TTL.total_seconds():g}s an issuance and its push need; give 10s or more"
             )
+        for td, _source in self.federate_with:
+            if td == self.trust_domain:
+                raise AgentConfigError(
+                    f"--federate-with {td}=…: that is our own trust domain (its bundle is "
+                    "the CA's); federate with another"
+                )
         if not self.workloads:
             raise AgentConfigError("--workload: name at least one workload to serve")
         if len(set(self.workloads)) != len(self.workloads):

@@ -29,10 +29,16 @@ def _admin_app(agent: Agent) -> web.Application:
     async def healthz(_r: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
+    async def own_bundle(_r: web.Request) -> web.Response:
+        # the bundle endpoint: federated domains fetch this. The spec serves it over
+        # TLS (https_web or https_spiffe); on loopback here its integrity is the host's
+        return web.Response(body=agent.own_bundle(), content_type="application/json")
+
     app = web.Application()
     app.router.add_get("/status", status)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/bundle", own_bundle)
     return app
 
 
@@ -50,7 +56,7 @@ async def serve(config: AgentConfig) -> None:
             raise AgentConfigError(
                 f"--admin-listen {host}:{port}: cannot listen: {e.strerror}"
             ) from None
-        log.info("admin on http://%s:%d (/status /metrics /healthz)", host, port)
+        log.info("admin on http://%s:%d (/status /metrics /healthz /bundle)", host, port)
     try:
         await agent.start()
     except BaseException:

@@ -23,10 +23,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
+from cryptography import x509
 
 from mtlsdemo import telemetry
 from mtlsdemo._generated.spiffe import workload_pb2 as pb
 from mtlsdemo._generated.spiffe import workload_pb2_grpc as pb_grpc
+from mtlsdemo.agent import bundle
 from mtlsdemo.agent.config import AgentConfig, AgentConfigError, socket_path
 from mtlsdemo.agent.issuer import Clock, SvidIssuer, Workload
 from mtlsdemo.agent.rotation import Rotation
@@ -75,6 +77,14 @@ class Agent:
         self.workloads = {w: config.workload(w) for w in config.workloads}
         self.rotations: dict[str, Rotation] = {}
         self.crls: tuple[bytes, ...] = ()
+        # federation: each foreign trust domain's bundle as last fetched, and how that went
+        self.federated: dict[str, tuple[x509.Certificate, ...]] = {}
+        self.federation: dict[str, dict[str, object]] = {
+            td: {"source": src, "authorities": 0, "sequence": None, "last_error": None}
+            for td, src in config.federate_with
+        }
+        self._refresh_at = clock()
+        self.bundle_sequence = 1  # our own bundle's, bumped when it changes (rollovers)
         self.version = 0  # bumped on every change a stream must push
         self._changed: asyncio.Condition | None = None
         self._servers: list[grpc.aio.Server] = []
@@ -95,6 +105,33 @@ class Agent:
                 svid.not_after,
             )
         self.crls = self._read_crls()
+        self._refresh_federated()  # a peer not up yet is retried at each refresh
+
+    def _refresh_federated(self) -> bool:
+        """Fetch every federated domain's bundle; keep the last good one on failure."""
+        changed = False
+        for td, src in self.config.federate_with:
+            facts = self.federation[td]
+            try:
+                cas, seq = bundle.decode(bundle.fetch(src), src)
+            except PkiError as e:
+                if facts["last_error"] != str(e):
+                    log.warning(
+                        "federated bundle of %s not refreshed (%s in use): %s",
+                        td,
+                        "the last one fetched" if td in self.federated else "none",
+                        e,
+                    )
+                facts["last_error"] = str(e)
+                telemetry.FEDERATED_BUNDLE_REFRESHES.labels(td, "failure").inc()
+                continue
+            telemetry.FEDERATED_BUNDLE_REFRESHES.labels(td, "success").inc()
+            facts.update(authorities=len(cas), sequence=seq, last_error=None)
+            if self.federated.get(td) != cas:
+                log.info("federated bundle of %s: %d authorities (sequence %s)", td, len(cas), seq)
+                self.federated[td] = cas
+                changed = True
+        return changed
 
     def tick(self) -> bool:
         """Renew what is due, follow the bundle and the CRL; True when anything changed."""
@@ -122,6 +159,9 @@ class Agent:
             changed = True
             log.info("renewed %s: serial %x", w.spiffe_id, svid.leaf.serial_number)
         changed |= self._follow_bundle()
+        if self.config.federate_with and now >= self._refresh_at:
+            self._refresh_at = now + dt.timedelta(seconds=bundle.REFRESH_HINT)
+            changed |= self._refresh_federated()
         crls = self._read_crls()
         if crls != self.crls:
             self.crls, changed = crls, True
@@ -141,7 +181,14 @@ class Agent:
             if r.svid.bundle != bundle:
                 r.svid = dataclasses.replace(r.svid, bundle=bundle)
                 changed = True
+        if changed:
+            self.bundle_sequence += 1
         return changed
+
+    def own_bundle(self) -> bytes:
+        """Our trust domain's bundle in the SPIFFE format (the bundle endpoint's body)."""
+        svid = next(iter(self.rotations.values())).svid
+        return bundle.encode(svid.bundle, self.bundle_sequence)
 
     def _read_crls(self) -> tuple[bytes, ...]:
         try:
@@ -167,19 +214,25 @@ class Agent:
                 )
             ],
             crl=list(self.crls),
+            federated_bundles={td: certs_der(cas) for td, cas in self.federated.items()},
         )
 
     def bundles_response(self, name: str) -> pb.X509BundlesResponse:
         svid = self.rotations[name].svid
         return pb.X509BundlesResponse(
             crl=list(self.crls),
-            bundles={self.workloads[name].identity.trust_domain: certs_der(svid.bundle)},
+            bundles={
+                self.workloads[name].identity.trust_domain: certs_der(svid.bundle),
+                **{td: certs_der(cas) for td, cas in self.federated.items()},
+            },
         )
 
     def status(self) -> dict[str, object]:
         now = self.clock()
         return {
             "ttl_seconds": self.config.ttl.total_seconds(),
+            "trust_domain": self.config.trust_domain,
+            "federated": self.federation,
             "socket_dir": str(self.config.socket_dir),
             "workloads": {
                 name: {

@@ -47,10 +47,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     flags.add(p, "--key-type", default="ecdsa-p256", help="the SVIDs' key type")
     flags.add(
         p,
+        "--federate-with",
+        multiple=True,
+        default=[],
+        metavar="TRUST_DOMAIN=SOURCE",
+        help="trust another trust domain (repeat): its bundle from SOURCE, its agent's bundle "
+        "endpoint (http://HOST:PORT/bundle) or a SPIFFE bundle file, re-fetched every few "
+        "seconds and pushed to the workloads beside their SVIDs; its peers are verified "
+        "against that bundle only",
+    )
+    flags.add(
+        p,
         "--admin-listen",
         default="127.0.0.1:9910",
         help="admin HTTP (/status /metrics /healthz); 'off' to disable",
     )
+
+
+def _federation(text: str) -> tuple[str, str]:
+    from mtlsdemo.pki.errors import PkiError
+    from mtlsdemo.pki.identity import check_trust_domain
+
+    td, sep, source = text.partition("=")
+    if not sep or not source:
+        raise PkiError(
+            f"--federate-with {text!r}: give TRUST_DOMAIN=SOURCE, e.g. "
+            "b.mtls-demo.local=http://127.0.0.1:9911/bundle"
+        )
+    return check_trust_domain(td.strip()), source.strip()
 
 
 def agent_config(args: argparse.Namespace) -> AgentConfig:
@@ -68,6 +92,7 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
         trust_domain=check_trust_domain(args.trust_domain),
         ttl=parse_duration(args.svid_ttl, "--svid-ttl"),
         key_type=check_key_type(args.key_type),
+        federate_with=tuple(_federation(f) for f in args.federate_with),
         admin_listen=None
         if args.admin_listen in (None, "", "off")
         else split_hostport(args.admin_listen, "--admin-listen"),

@@ -16,8 +16,9 @@ from mtlsdemo.trust import SpiffeIdError, TrustStore, svid_identity
 
 
 def own_trust_domain(m: IdentityMaterial) -> str | None:
-    """Peers must come from our own trust domain (no federation); None when our own
-    certificate is not an SVID (then any well-formed domain is accepted)."""
+    """Our own trust domain: peers come from it, or from a domain whose bundle we were
+    given (federation); None when our own certificate is not an SVID (then any
+    well-formed domain is accepted)."""
     try:
         return svid_identity(m.leaf).trust_domain
     except SpiffeIdError:
@@ -30,7 +31,7 @@ def credentials_and_trust(m: IdentityMaterial, directory: Path) -> tuple[Credent
     the only one accepted. The sidecar (per reload) and every in-process peer use it."""
     try:
         cred = Credentials.from_parts(m.chain, m.key, m.status)
-        trust = TrustStore(m.cas, trust_domain=own_trust_domain(m))
+        trust = TrustStore(m.cas, trust_domain=own_trust_domain(m), federated=dict(m.federated))
     except (ValueError, TypeError) as e:
         raise PkiError(f"{directory}: unusable identity ({e})") from None
     return cred, trust

@@ -62,6 +62,9 @@ class IdentityMaterial:
     problems: tuple[str, ...] = field(default=())  # chain or time checks that failed
     status: bytes = b""  # tls.ocsp: staple it as it is (revoked and stale included)
     status_next_update: float | None = None
+    # other trust domains' bundles (SPIFFE federation), by trust domain: a Workload API
+    # delivers them beside the SVID; an identity directory has none
+    federated: tuple[tuple[str, tuple[x509.Certificate, ...]], ...] = ()
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -84,6 +87,7 @@ class IdentityMaterial:
         where: Path,
         now: dt.datetime,
         status: bytes = b"",
+        federated: tuple[tuple[str, tuple[x509.Certificate, ...]], ...] = (),
     ) -> IdentityMaterial:
         """Parse and check exactly these bytes. Unparsable files or a key that is
         not the certificate's raise PkiError; a chain that does not verify against
@@ -115,7 +119,7 @@ class IdentityMaterial:
                     problems.append(f"{where / STATUS_FILE}: {e.detail}")
                 else:
                     next_update = _next_update(status)
-        return cls(crt, key, ca, chain, priv, cas, tuple(problems), status, next_update)
+        return cls(crt, key, ca, chain, priv, cas, tuple(problems), status, next_update, federated)
 
 
 def _next_update(status: bytes) -> float | None:

@@ -157,8 +157,13 @@ class WorkloadApiSource:
             return
         s = resp.svids[0]  # the first is the default (the spec's rule without a hint)
         try:
-            crt, key, ca = pem_files(s.x509_svid, s.x509_svid_key, s.bundle, f"unix:{self.socket}")
-            m = IdentityMaterial.from_bytes(crt, key, ca, self.socket, self.clock())
+            where = f"unix:{self.socket}"
+            crt, key, ca = pem_files(s.x509_svid, s.x509_svid_key, s.bundle, where)
+            federated = tuple(
+                (td, tuple(der_certs(der, f"{where}: federated bundle of {td}")))
+                for td, der in sorted(resp.federated_bundles.items())
+            )
+            m = IdentityMaterial.from_bytes(crt, key, ca, self.socket, self.clock(), b"", federated)
             if m.problems:
                 raise PkiError(f"unix:{self.socket}: {m.problems[0]}")
         except PkiError as e:

@@ -23,6 +23,7 @@ from mtlsdemo.handshake.suites import VERSION_1_2, version_name
 from mtlsdemo.handshake.tickets import TicketCache, TicketKeys
 from mtlsdemo.pki.crlfile import CRL_STATE_FILE, CrlFile
 from mtlsdemo.pki.feeds import identity_feed
+from mtlsdemo.pki.files import fingerprint
 from mtlsdemo.pki.keys import key_type_of
 from mtlsdemo.policyfile import PolicyFile
 from mtlsdemo.sidecar.admin import AdminServer, Encoded, json_response
@@ -414,6 +415,8 @@ class Sidecar:
                     else dt.datetime.fromtimestamp(m.status_next_update, dt.UTC).isoformat(),
                 },
             },
+            # other trust domains whose peers we verify against their own bundle
+            "federated_bundles": {td: [fingerprint(c) for c in cas] for td, cas in m.federated},
             "require_status": self.config.require_status,
             "versions": [version_name(v) for v in self.config.versions],
             "crl": self.crl.status() if self.crl is not None else None,

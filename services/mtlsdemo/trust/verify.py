@@ -149,6 +149,13 @@ def is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+def _trust_domain_of(leaf: x509.Certificate) -> str | None:
+    try:
+        return svid_identity(leaf).trust_domain
+    except SpiffeIdError:
+        return None
+
+
 class TrustStore:
     """The trusted roots (a bundle: several during a CA rollover), the rules a peer
     must satisfy, and a bounded cache of chains verified against them.
@@ -369,16 +376,20 @@ class TrustStore:
             current = parent
         if anchor is None:
             aki = key_identifier(current, x509.AuthorityKeyIdentifier)
-            where = (
-                "the trust store"
-                if anchors is self.cas
-                else f"trust domain {svid_identity(leaf).trust_domain}'s bundle"
-            )
-            return VerificationFailed(
-                Failure.UNKNOWN_CA,
+            td = _trust_domain_of(leaf)
+            where = "the trust store" if anchors is self.cas else f"trust domain {td}'s bundle"
+            said = (
                 f"issuer {current.issuer.rfc4514_string()} (key id "
-                f"{aki.hex(':').upper() if aki else 'none'}) is not in {where}",
+                f"{aki.hex(':').upper() if aki else 'none'}) is not in {where}"
             )
+            if self.trust_domain is not None and td is not None and td != self.trust_domain:
+                # a peer of another trust domain: the missing piece is that domain's bundle
+                federated = ", ".join(sorted(self.federated)) or "none"
+                said = (
+                    f"no trust bundle for trust domain {td} (ours: {self.trust_domain}; "
+                    f"federated with: {federated}): {said}"
+                )
+            return VerificationFailed(Failure.UNKNOWN_CA, said)
         # the path exists: say which certificate on it is out of its window
         for cert in [anchor, *walked[1:]]:
             try:
