@@ -101,6 +101,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "console": 8080,
     "gateway_app": 50062,  # the gateway's plaintext port behind its sidecar (MTD/1 edge)
     "agent_admin": 9910,  # --workload-api: the Workload API agent's /status and /metrics
+    "agent_b_admin": 9911,  # --domains 2: the second trust domain's agent (its /bundle)
 }
 RUN_PORTS = tuple(DEFAULT_PORTS)
 

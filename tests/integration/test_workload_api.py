@@ -5,6 +5,7 @@ identities from it through several rotations without a failed call or a restart.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import socket
 import ssl
@@ -27,7 +28,7 @@ from mtlsdemo.rpc.credentials import secure_channel
 from support.agents import AgentProc
 from support.apps import EchoServer
 from support.identities import GATEWAY_ID, LEDGER_ID
-from support.processes import mtlsdemo, running_mesh, wait_for
+from support.processes import mtlsdemo, run_command, running_mesh, wait_for
 from support.sidecars import Mesh, http_get, roundtrip
 
 pytestmark = pytest.mark.integration
@@ -350,3 +351,108 @@ def test_two_trust_domains_federated_by_bundle_a_missing_bundle_then_the_call(tm
         echo.close()
         agent_a.stop()
         agent_b.stop()
+
+
+def _rotate(certs: Path, stage: str, td: str) -> None:
+    from mtlsdemo.pki.lifecycle import rotate_ca
+    from mtlsdemo.pki.stores import FileStore
+
+    req = BootstrapRequest(out=certs, services=("ledger",), trust_domain=td)
+    rotate_ca(req, stage, FileStore(certs), dt.datetime.now(dt.UTC))
+
+
+@pytest.mark.parametrize("refreshed", [True, False], ids=["refreshed", "stale"])
+def test_domain_bs_ca_rollover_across_federation(tmp_path, refreshed: bool) -> None:
+    """B rolls its CA over while A calls it. A's agent refreshing B's bundle within
+    the overlap (from B's endpoint): not one failed call. A's copy of B's bundle
+    stale (a file nobody updates): after the switch, A refuses B's new SVID
+    unknown_ca naming B's bundle, and heals once the bundle is current."""
+    certs_a, certs_b = tmp_path / "certs-a", tmp_path / "certs-b"
+    bootstrap(BootstrapRequest(out=certs_a, services=("gateway",), trust_domain=A))
+    bootstrap(BootstrapRequest(out=certs_b, services=("ledger",), trust_domain=B))
+    admin_a, admin_b = free_port(), free_port()
+    stale = tmp_path / "b-bundle.json"
+    source = f"http://127.0.0.1:{admin_b}/bundle" if refreshed else str(stale)
+    agent_b = AgentProc(
+        tmp_path, certs_b, "1h", "ledger", name="agent-b", admin=admin_b,
+        extra=("--trust-domain", B, "--federate-with", f"{A}=http://127.0.0.1:{admin_a}/bundle"),
+    )  # fmt: skip
+    stale.write_bytes(http_get(admin_b, "/bundle")[1])  # B's bundle before the rollover
+    agent_a = AgentProc(
+        tmp_path, certs_a, "1h", "gateway", name="agent-a", admin=admin_a,
+        extra=("--trust-domain", A, "--federate-with", f"{B}={source}"),
+    )  # fmt: skip
+    echo = EchoServer()
+    mesh = None
+    try:
+        mesh = Mesh(
+            tmp_path / "mesh", certs_a, echo.port, allow=GATEWAY_A, expect=LEDGER_B,
+            server_args=("--spiffe-endpoint-socket", agent_b.address("ledger")),
+            client_args=("--spiffe-endpoint-socket", agent_a.address("gateway")),
+        )  # fmt: skip
+        assert roundtrip(mesh.route, b"before") == b"before"
+        _rotate(certs_b, "prepare", B)  # B's bundle: both CAs; its SVIDs still the old one's
+        if refreshed:
+            wait_for(
+                lambda: len(mesh.client.status()["federated_bundles"][B]) == 2,
+                timeout=20,
+                what="A's sidecar to hold both of B's CAs",
+            )
+        serial = mesh.server.status()["certificate"]["serial"]
+        _rotate(certs_b, "switch", B)  # B's agent re-issues the ledger's SVID from the new CA
+        wait_for(
+            lambda: mesh.server.status()["certificate"]["serial"] != serial,
+            timeout=20,
+            what="the ledger's sidecar to take an SVID from B's new CA",
+        )
+        if refreshed:
+            for n in range(10):  # every new tunnel a full handshake against the new CA
+                assert roundtrip(mesh.route, b"call %d" % n) == b"call %d" % n
+            assert all(e["failed"] == 0 for e in mesh.client.status()["edges"])
+            return
+        with contextlib.suppress(OSError):
+            assert roundtrip(mesh.route, b"after", timeout=5) == b""
+        refused = mesh.client.status()["recent_handshakes"][0]
+        assert refused["outcome"] == "unknown_ca" and refused["origin"] == "local"
+        assert f"is not in trust domain {B}'s bundle" in refused["detail"]
+        theirs = mesh.server.status()["recent_handshakes"][0]
+        assert theirs["outcome"] == "unknown_ca" and theirs["origin"] == "remote_unverified"
+        stale.write_bytes(http_get(admin_b, "/bundle")[1])  # the bundle made current: heals
+        wait_for(
+            lambda: len(mesh.client.status()["federated_bundles"][B]) == 2,
+            timeout=20,
+            what="A's sidecar to receive B's current bundle",
+        )
+        assert roundtrip(mesh.route, b"healed") == b"healed"
+    finally:
+        if mesh is not None:
+            mesh.stop()
+        echo.close()
+        agent_a.stop()
+        agent_b.stop()
+
+
+def test_run_two_trust_domains_serves_cross_domain_calls(tmp_path) -> None:
+    """`mtlsdemo run --domains 2`: the ledger in b.mtls-demo.local, its own CA and agent;
+    the demo traffic crosses the domains with no failure, both sides naming the other's
+    SPIFFE ID."""
+    argv, _ports = run_command(
+        tmp_path, "--domains", "2", "--traffic-seconds", "2", "--exit-after-traffic",
+        "--console-port", "0",
+    )  # fmt: skip
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert "codes: OK=" in out and "UNAVAILABLE" not in out
+    assert "trust domains: mtls-demo.local (gateway, cli) and b.mtls-demo.local (ledger)" in out
+    edges = [
+        line
+        for line in out.splitlines()
+        if line.strip().startswith(("gateway-sidecar ", "ledger-sidecar "))
+    ]
+    assert len(edges) == 2, out
+    for line in edges:
+        assert "spiffe://mtls-demo.local/ns/default/sa/gateway" in line
+        assert "spiffe://b.mtls-demo.local/ns/default/sa/ledger" in line
+        assert line.split()[-1] == "0"  # no failed handshakes
+    assert (tmp_path / "certs" / "domain-b" / "ca" / "ca.crt").exists()

@@ -167,3 +167,22 @@ def test_the_workload_side_names_a_socket_nobody_serves(tmp_path) -> None:
         socket_of("127.0.0.1:8081")
     with pytest.raises(PkiError, match=r"no SVID from unix:.*within 0.3s.*mtlsdemo agent"):
         WorkloadApiSource(f"unix://{tmp_path}/none.sock", first_wait=0.3)
+
+
+def test_a_switched_ca_renews_every_svid_from_it_at_once(certs, tmp_path) -> None:
+    from mtlsdemo.pki.bootstrap import BootstrapRequest
+    from mtlsdemo.pki.lifecycle import rotate_ca
+    from mtlsdemo.pki.stores import FileStore
+    from mtlsdemo.trust.verify import issued_by
+
+    agent, _ = _agent(certs, tmp_path, dt.timedelta(hours=24))
+    req = BootstrapRequest(out=certs, services=("gateway", "ledger", "cli"))
+    rotate_ca(req, "prepare", FileStore(certs), T0)
+    agent.tick()
+    old = {w: r.svid.leaf.serial_number for w, r in agent.rotations.items()}
+    rotate_ca(req, "switch", FileStore(certs), T0)
+    assert agent.tick() is True
+    new_ca = x509.load_pem_x509_certificate((certs / "ca" / "ca.crt").read_bytes())
+    for w, r in agent.rotations.items():
+        assert r.svid.leaf.serial_number != old[w] and issued_by(r.svid.leaf, new_ca)
+        assert len(r.svid.bundle) == 2  # the previous CA still trusted until finish

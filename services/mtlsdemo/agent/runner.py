@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 def _admin_app(agent: Agent) -> web.Application:
     async def status(_r: web.Request) -> web.Response:
+        if not agent.rotations:
+            return web.Response(status=503, text="issuing the first SVIDs\n")
         body = json.dumps(agent.status(), indent=2) + "\n"
         return web.Response(text=body, content_type="application/json")
 
@@ -27,9 +29,13 @@ def _admin_app(agent: Agent) -> web.Application:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_r: web.Request) -> web.Response:
+        if not agent.rotations:  # the admin listens first: not ready before the SVIDs
+            return web.Response(status=503, text="issuing the first SVIDs\n")
         return web.Response(text="ok\n")
 
     async def own_bundle(_r: web.Request) -> web.Response:
+        if not agent.rotations:
+            return web.Response(status=503, text="issuing the first SVIDs\n")
         # the bundle endpoint: federated domains fetch this. The spec serves it over
         # TLS (https_web or https_spiffe); on loopback here its integrity is the host's
         return web.Response(body=agent.own_bundle(), content_type="application/json")

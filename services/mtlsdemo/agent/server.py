@@ -36,6 +36,7 @@ from mtlsdemo.agent.svid import Svid, certs_der
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.stores import FileStore
 from mtlsdemo.pki.workload_api import HEADER
+from mtlsdemo.trust.verify import issued_by
 
 log = logging.getLogger(__name__)
 CRL_FILE = "ca/crl.pem"
@@ -136,6 +137,22 @@ class Agent:
     def tick(self) -> bool:
         """Renew what is due, follow the bundle and the CRL; True when anything changed."""
         now = self.clock()
+        changed = self._renew_due(now)
+        if self._follow_bundle():
+            changed = True
+            changed |= self._renew_due(self.clock())  # a switched CA: renewed at once
+        missing = any(td not in self.federated for td, _src in self.config.federate_with)
+        if self.config.federate_with and (now >= self._refresh_at or missing):
+            self._refresh_at = now + dt.timedelta(seconds=bundle.REFRESH_HINT)
+            changed |= self._refresh_federated()
+        crls = self._read_crls()
+        if crls != self.crls:
+            self.crls, changed = crls, True
+        if changed:
+            self.version += 1
+        return changed
+
+    def _renew_due(self, now: dt.datetime) -> bool:
         changed = False
         for name, r in self.rotations.items():
             w = self.workloads[name]
@@ -158,28 +175,26 @@ class Agent:
             self._exported(w, svid)
             changed = True
             log.info("renewed %s: serial %x", w.spiffe_id, svid.leaf.serial_number)
-        changed |= self._follow_bundle()
-        if self.config.federate_with and now >= self._refresh_at:
-            self._refresh_at = now + dt.timedelta(seconds=bundle.REFRESH_HINT)
-            changed |= self._refresh_federated()
-        crls = self._read_crls()
-        if crls != self.crls:
-            self.crls, changed = crls, True
-        if changed:
-            self.version += 1
         return changed
 
     def _follow_bundle(self) -> bool:
-        """A rollover's new bundle goes to every workload at once, before any renewal."""
+        """A rollover's new bundle goes to every workload at once, before any renewal;
+        once a new CA issues (its switch), every SVID is renewed from it at once, as
+        `certs rotate-ca switch` re-issues every leaf."""
         try:
             self.store.forget()
-            bundle = self.issuer.bundle()
+            cas = self.issuer.authorities()
         except PkiError:
             return False  # the next renewal says why, with the workload's name
+        trusted = tuple(ca.cert for ca in cas.all)
+        now = self.clock()
+        for r in self.rotations.values():
+            if not issued_by(r.svid.leaf, cas.current.cert) and r.renew_at > now:
+                r.renew_at = now  # the renewal loop issues it from the new CA next
         changed = False
         for r in self.rotations.values():
-            if r.svid.bundle != bundle:
-                r.svid = dataclasses.replace(r.svid, bundle=bundle)
+            if r.svid.bundle != trusted:
+                r.svid = dataclasses.replace(r.svid, bundle=trusted)
                 changed = True
         if changed:
             self.bundle_sequence += 1

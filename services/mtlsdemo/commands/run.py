@@ -21,7 +21,8 @@ PORT_HELP = {
     "ledger_admin": "ledger sidecar admin",
     "console": "sidecar mode: the web console on 127.0.0.1 (0: none)",
     "gateway_app": "--gateway-transport mtd: the gateway's plaintext port on 127.0.0.1",
-    "agent_admin": "--workload-api: the agent's admin (/status /metrics) on 127.0.0.1",
+    "agent_admin": "--workload-api: the agent's admin (/status /metrics /bundle) on 127.0.0.1",
+    "agent_b_admin": "--domains 2: the second trust domain's agent's admin on 127.0.0.1",
 }
 
 
@@ -92,6 +93,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "files: short-lived SVIDs pushed to the sidecars and the gateway, renewed at "
         "half-life without a restart (status checks between the sidecars off then: "
         "expiry is the revocation; said at start)",
+    )
+    flags.add(
+        r,
+        "--domains",
+        type=int,
+        default=1,
+        choices=[1, 2],
+        help="2: the ledger in a second trust domain (b.<trust domain>) with its own CA and "
+        "agent, the two federated by their bundle endpoints (implies --workload-api)",
     )
     flags.add(
         r,

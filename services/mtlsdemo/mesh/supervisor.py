@@ -83,11 +83,29 @@ class RunConfig:
     svid_ttl: dt.timedelta = dt.timedelta(hours=24)
     agent_admin_port: int = DEFAULT_PORTS["agent_admin"]
     agent_sockets: Path | None = None  # set by run(): a private directory of its own
+    # 2: the ledger in a second trust domain (its own CA and agent), federated by bundle
+    domains: int = 1
+    agent_b_admin_port: int = DEFAULT_PORTS["agent_b_admin"]
+
+    @property
+    def ledger_domain(self) -> str:
+        """The ledger's trust domain: ours, or the second one's with --domains 2."""
+        return second_domain(self.trust_domain) if self.domains == 2 else self.trust_domain
 
     @property
     def transport(self) -> str:
         """The caller transport, once run() has decided it."""
         return self.gateway_transport or "tls"
+
+
+def second_domain(trust_domain: str) -> str:
+    """`run --domains 2`'s other trust domain: b.<ours>."""
+    return f"b.{trust_domain}"
+
+
+def domain_b_certs(certs: Path) -> Path:
+    """Where the second trust domain's CA and the ledger's bootstrap identity live."""
+    return certs / "domain-b"
 
 
 STATUS_REFRESH = dt.timedelta(minutes=15)  # a quarter of the window: three misses still fine
@@ -310,6 +328,8 @@ def run(cfg: RunConfig) -> int:
             "--keylog: only the sidecars (--mode sidecar) log keys; grpcio's native TLS "
             "cannot write a key log, so drop --mode native"
         )
+    if cfg.domains == 2:
+        cfg = dataclasses.replace(cfg, workload_api=True)
     if cfg.workload_api and (not sidecars or transport == "mtd"):
         # the callers (`mtlsdemo client`, the demo traffic) keep certs/cli's files and
         # require a stapled status, which an SVID from the Workload API does not carry
@@ -344,6 +364,8 @@ def run(cfg: RunConfig) -> int:
             ports["--gateway-app-port"] = cfg.gateway_app_port
         if cfg.workload_api:
             ports["--agent-admin-port"] = cfg.agent_admin_port
+        if cfg.domains == 2:
+            ports["--agent-b-admin-port"] = cfg.agent_b_admin_port
     for flag, port in ports.items():
         if not bindable(port):
             print(
@@ -360,6 +382,17 @@ def run(cfg: RunConfig) -> int:
         )
     ):
         print(f"   {change}")
+    if cfg.domains == 2:  # the second trust domain's own CA (its agent issues the ledger's)
+        for change in bootstrap(
+            BootstrapRequest(
+                out=domain_b_certs(certs),
+                services=("ledger",),
+                trust_domain=cfg.ledger_domain,
+                namespace=ns,
+                key_type=cfg.key_type,
+            )
+        ):
+            print(f"   {cfg.ledger_domain}: {change}")
     ledger_addr = f"127.0.0.1:{cfg.ledger_port}"
     gateway_addr = f"127.0.0.1:{cfg.gateway_port}"
     sockets = None
@@ -423,6 +456,21 @@ def run(cfg: RunConfig) -> int:
             shutil.rmtree(sockets, ignore_errors=True)
 
 
+def wait_federated(admin_port: int, deadline: float, children: list[Child]) -> None:
+    def fetched() -> bool:
+        _check_alive(children)
+        status = AdminClient.local(admin_port, timeout=2).status()
+        return all(f["authorities"] for f in status["federated"].values())
+
+    wait_until(
+        fetched,
+        timeout=max(0.1, deadline - time.monotonic()),
+        what=f"the agent on {admin_port} to fetch the other trust domain's bundle",
+        interval=0.2,
+        ignore=(OSError, ValueError),
+    )
+
+
 def start_mesh(
     children: list[Child], cfg: RunConfig, certs: Path, deadline: float, color: bool = False
 ) -> None:
@@ -437,8 +485,12 @@ def start_mesh(
             else:
                 ledger = f"127.0.0.1:{cfg.ledger_port}"
                 wait_serving(ledger, certs / "cli", "ledger", deadline, children)
-        elif c.name == "agent":
-            wait_http(f"http://127.0.0.1:{cfg.agent_admin_port}/healthz", deadline, children)
+        elif c.name in ("agent", "agent-b"):
+            port = cfg.agent_admin_port if c.name == "agent" else cfg.agent_b_admin_port
+            wait_http(f"http://127.0.0.1:{port}/healthz", deadline, children)
+            if c.name == "agent-b":  # each has the other's bundle before any workload starts
+                for p in (cfg.agent_admin_port, cfg.agent_b_admin_port):
+                    wait_federated(p, deadline, children)
         elif c.name == "console":
             wait_http(f"http://127.0.0.1:{cfg.console_port}/api/options", deadline, children)
         elif c.name.endswith("sidecar"):
@@ -457,7 +509,8 @@ def mesh_children(
     td, ns, suites = cfg.trust_domain, cfg.namespace, cfg.suites
     ledger_addr = f"127.0.0.1:{cfg.ledger_port}"
     gateway_addr = f"127.0.0.1:{cfg.gateway_port}"
-    gw_id, ledger_id, cli_id = (workload_id(td, ns, s) for s in ("gateway", "ledger", "cli"))
+    gw_id, cli_id = (workload_id(td, ns, s) for s in ("gateway", "cli"))
+    ledger_id = workload_id(cfg.ledger_domain, ns, "ledger")  # another domain's: --domains 2
     policy = cfg.authz_policy
 
     def allow(who: str) -> list[str]:
@@ -478,7 +531,7 @@ def mesh_children(
         socket for it (the CRLs in force kept in the data dir: no identity dir then)."""
         if cfg.agent_sockets is None:
             return ["--identity-dir", str(certs / service)]
-        sock = cfg.agent_sockets / service / "agent.sock"
+        sock = agent_sockets(cfg, service) / service / "agent.sock"
         return [
             "--spiffe-endpoint-socket",
             f"unix://{sock}",
@@ -487,6 +540,8 @@ def mesh_children(
         ]
 
     db = ["--db", str(data / "ledger.db")]
+    # the ledger's CA: the mesh's, or the second trust domain's (--domains 2)
+    ledger_ca = (domain_b_certs(certs) if cfg.domains == 2 else certs) / "ca"
     ledger_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.ledger_metrics_port}"]
     gateway_metrics = ["--metrics-listen", f"127.0.0.1:{cfg.gateway_metrics_port}"]
     gateway_app = f"127.0.0.1:{cfg.gateway_app_port}"
@@ -540,7 +595,7 @@ def mesh_children(
                     "--admin-listen",
                     f"127.0.0.1:{cfg.ledger_admin_port}",
                     "--crl",
-                    str(certs / "ca" / "crl.pem"),
+                    str(ledger_ca / "crl.pem"),
                     *suite_flags,
                 ],
             ),
@@ -568,6 +623,8 @@ def mesh_children(
             children.append(Child("console", py + console_argv(cfg, certs)))
         if cfg.agent_sockets is not None:
             children.insert(0, Child("agent", py + agent_argv(cfg, certs)))
+        if cfg.agent_sockets is not None and cfg.domains == 2:
+            children.insert(1, Child("agent-b", py + agent_argv(cfg, certs, second=True)))
     else:
         children = [
             Child(
@@ -592,16 +649,41 @@ def mesh_children(
     return children
 
 
-def agent_argv(cfg: RunConfig, certs: Path) -> list[str]:
-    """The Workload API agent for the mesh's two workloads (`--workload-api`)."""
+def agent_sockets(cfg: RunConfig, service: str) -> Path:
+    """The socket directory of the agent that serves ``service``: with --domains 2,
+    one agent per trust domain (the ledger's is the second's)."""
     assert cfg.agent_sockets is not None
+    if cfg.domains == 1:
+        return cfg.agent_sockets
+    return cfg.agent_sockets / ("b" if service == "ledger" else "a")
+
+
+def agent_argv(cfg: RunConfig, certs: Path, second: bool = False) -> list[str]:
+    """The Workload API agent of the mesh (`--workload-api`), or with --domains 2 the
+    agent of either trust domain, each federated with the other's bundle endpoint."""
+    assert cfg.agent_sockets is not None
+    workloads = ("ledger",) if second else ("gateway",) if cfg.domains == 2 else SERVICES[:2]
+    own, other = cfg.agent_admin_port, cfg.agent_b_admin_port
+    if second:
+        own, other = other, own
+    td = cfg.ledger_domain if second else cfg.trust_domain
+    federation = (
+        [
+            "--federate-with",
+            f"{cfg.trust_domain if second else cfg.ledger_domain}=http://127.0.0.1:{other}/bundle",
+        ]
+        if cfg.domains == 2
+        else []
+    )
     return [
-        *("agent", "--certs-dir", str(certs), "--socket-dir", str(cfg.agent_sockets)),
+        *("agent", "--certs-dir", str(domain_b_certs(certs) if second else certs)),
+        *("--socket-dir", str(agent_sockets(cfg, workloads[0]))),
         *("--svid-ttl", f"{cfg.svid_ttl.total_seconds():g}s"),
-        *("--trust-domain", cfg.trust_domain, "--namespace", cfg.namespace),
-        *("--workload", "gateway", "--workload", "ledger"),
+        *("--trust-domain", td, "--namespace", cfg.namespace),
+        *(a for w in workloads for a in ("--workload", w)),
+        *federation,
         *("--key-type", cfg.key_type or DEFAULT_KEY_TYPE),
-        *("--admin-listen", f"127.0.0.1:{cfg.agent_admin_port}"),
+        *("--admin-listen", f"127.0.0.1:{own}"),
     ]
 
 
@@ -696,6 +778,16 @@ def print_summary(cfg: RunConfig, certs: Path, ledger_addr: str, gateway_addr: s
                 "their short lifetime is the revocation (the agent stops renewing)",
             ]
             if cfg.workload_api
+            else []
+        ),
+        *(
+            [
+                f"   trust domains: {td} (gateway, cli) and {cfg.ledger_domain} (ledger), each "
+                "its own CA and agent, federated: each agent fetches the other's bundle "
+                f"(curl -s http://127.0.0.1:{cfg.agent_b_admin_port}/bundle) and the "
+                "sidecars verify each peer against its own domain's bundle only"
+            ]
+            if cfg.domains == 2
             else []
         ),
         f"   certificates left: {', '.join(lifetimes(certs, now, files))}; stapled statuses "

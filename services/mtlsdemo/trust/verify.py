@@ -382,7 +382,12 @@ class TrustStore:
                 f"issuer {current.issuer.rfc4514_string()} (key id "
                 f"{aki.hex(':').upper() if aki else 'none'}) is not in {where}"
             )
-            if self.trust_domain is not None and td is not None and td != self.trust_domain:
+            if (
+                self.trust_domain is not None
+                and td is not None
+                and td != self.trust_domain
+                and td not in self.federated
+            ):
                 # a peer of another trust domain: the missing piece is that domain's bundle
                 federated = ", ".join(sorted(self.federated)) or "none"
                 said = (
