@@ -26,3 +26,15 @@ def test_the_documented_workload_api_mesh_says_what_the_page_says(tmp_path) -> N
         code, body = http_get(ports["agent_admin"], "/status")
         assert code == 200 and SAYS.search(curl_note).group(1) in body.decode()
         assert '"ttl_seconds": 120.0' in body.decode()  # the page's --svid-ttl 2m
+
+
+def test_the_documented_two_domain_mesh_says_what_the_page_says(tmp_path) -> None:
+    (block,) = blocks(section="Two trust domains")
+    (run, run_note), (curl, curl_note) = commands(block)
+    argv = shlex.split(run)
+    assert argv[:2] == ["mtlsdemo", "run"]
+    with running_mesh(tmp_path, *argv[2:], "--console-port", "0") as (ports, _env):
+        assert SAYS.search(run_note).group(1) in (tmp_path / "run.log").read_text()
+        assert shlex.split(curl)[-1] == "http://127.0.0.1:9911/bundle"  # --agent-b-admin-port
+        code, body = http_get(ports["agent_b_admin"], "/bundle")
+        assert code == 200 and SAYS.search(curl_note).group(1) in body.decode()
