@@ -85,10 +85,21 @@ except socket.timeout:
     print("blocked: connect timed out")
 except OSError as e:
     print("other:", e)'
-    k run np-probe --rm -i --restart=Never --quiet --image="$image" --labels=app.kubernetes.io/name=np-probe \
+    k delete pod np-probe --ignore-not-found --wait=true >/dev/null 2>&1
+    # Not `run -i --rm`: an attach comes only once the pod is Running and Ready (about
+    # a second in), and a CRI attach does not replay what the probe printed before
+    # (its first lines, ~100 ms in): the check would see "blocked" alone and fail on a
+    # cluster that enforces the policy. Run it, wait for it to finish, read its log.
+    k run np-probe --restart=Never --quiet --image="$image" --labels=app.kubernetes.io/name=np-probe \
         --overrides='{"spec":{"securityContext":{"runAsNonRoot":true,"runAsUser":10001,"seccompProfile":{"type":"RuntimeDefault"}},
           "containers":[{"name":"np-probe","image":"'"$image"'","command":["python3","-c",'"$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$code")"'],
-          "securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}' 2>&1
+          "securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}]}}' >/dev/null 2>&1 ||
+        { echo "the probe pod was not created"; return 1; }
+    if ! k wait --for=jsonpath='{.status.phase}'=Succeeded pod/np-probe --timeout=90s >/dev/null 2>&1; then
+        echo "the probe pod did not finish: $(k get pod np-probe -o jsonpath='{.status.phase} {.status.containerStatuses[0].state}' 2>&1)"
+    fi
+    k logs np-probe 2>&1
+    k delete pod np-probe --ignore-not-found --wait=false >/dev/null 2>&1
 }
 blocked() {
     local out

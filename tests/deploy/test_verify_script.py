@@ -1,0 +1,55 @@
+"""deploy/k8s/verify-on-cluster.sh against a stand-in kubectl: no cluster here, but
+its NetworkPolicy check is run against what a real one answers — a probe pod whose
+early output an attach never shows (a CRI attach does not replay it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.tools import require_binary
+
+pytestmark = pytest.mark.deploy
+ROOT = Path(__file__).resolve().parents[2]
+VERIFY = ROOT / "deploy" / "k8s" / "verify-on-cluster.sh"
+
+# answers like a cluster that enforces the policy: the probe prints three lines, and
+# an attached `run -i` would have shown only the last one
+FAKE = r"""#!/usr/bin/env bash
+echo "$*" >>"$FAKE_DIR/calls"
+shift 4  # --context CTX -n mtlsdemo
+case "$*" in
+  "get ns mtlsdemo") exit 0 ;;
+  "get statefulset ledger "*) echo "mtlsdemo:test" ;;
+  "run np-probe "*" -i "*) echo "blocked: connect timed out" ;;  # attached late
+  "run np-probe "*) echo "pod/np-probe created" ;;
+  "wait --for=jsonpath={.status.phase}=Succeeded pod/np-probe "*) exit 0 ;;
+  "logs np-probe") printf 'probe healthy\nresolved 10.96.0.12\nblocked: connect timed out\n' ;;
+  "delete pod np-probe "*) exit 0 ;;
+  *) exit 1 ;;  # every other check fails at once: only the probe's verdict is read
+esac
+"""
+
+
+def test_the_networkpolicy_check_reads_the_probes_whole_log(tmp_path: Path) -> None:
+    require_binary("python3")
+    fake = tmp_path / "kubectl"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    r = subprocess.run(
+        ["bash", str(VERIFY), "kind-test"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KUBECTL": str(fake), "FAKE_DIR": str(tmp_path)},
+    )
+    table = [line for line in r.stdout.splitlines() if "ledger:8443" in line]
+    blocked = next(line for line in table if line.startswith("other pods cannot reach"))
+    assert " pass " in blocked, r.stdout + r.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    run = [c for c in calls if " run np-probe " in c]
+    assert len(run) == 1 and " -i " not in run[0] and " --rm " not in run[0]
+    assert any(c.endswith(" logs np-probe") for c in calls)
+    assert r.returncode == 1  # the other checks failed against the stand-in
