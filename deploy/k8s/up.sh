@@ -61,6 +61,11 @@ wait_job() {
         case " $stuck " in
         *ImagePullBackOff* | *ErrImagePull* | *CreateContainerConfigError* | *InvalidImageName*)
             echo "!! job/$job cannot start a pod: $stuck" >&2; break ;;
+        # restartPolicy OnFailure: a failing run is restarted in its pod with a growing
+        # back-off, and the Job says Failed only after backoffLimit (~10 minutes): the
+        # kubelet's back-off is the first sign, so say it then
+        *CrashLoopBackOff*)
+            echo "!! job/$job failed and is being restarted (CrashLoopBackOff)" >&2; break ;;
         esac
         if ((SECONDS - start >= limit)); then echo "!! job/$job not complete after ${limit}s" >&2; break; fi
         sleep 2

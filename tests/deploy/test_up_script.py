@@ -41,6 +41,8 @@ case "$tool $*" in
     src="${@: -1}"; n=$(ls "$FAKE_DIR" | grep -c '^applied'); cat "$src" >"$FAKE_DIR/applied-$n.yaml" ;;
   *" get statefulset ledger "*) echo "${FAKE_DEPLOYED:-}" ;;
   *" get job $FAKE_FAILING_JOB "*) echo "Failed " ;;
+  *" get pods -l job-name=$FAKE_CRASHING_JOB "*) echo "CrashLoopBackOff" ;;
+  *" get job $FAKE_CRASHING_JOB "*) echo "" ;;   # not Failed yet: backoffLimit is far
   *" get job "*) echo "Complete " ;;
   *" logs job/"*) echo "[pod/${4#job/}/step] ${FAKE_LOG:-smoke-b balance 2.50}" ;;
 esac
@@ -71,6 +73,7 @@ def run_up(
             "FAKE_IMAGE_ID": IMAGE_ID,
             "KUBECTL": "kubectl",
             "FAKE_FAILING_JOB": "none",
+            "FAKE_CRASHING_JOB": "none",
             **env,
         },
     )
@@ -219,3 +222,17 @@ def test_rotate_ca_needs_a_known_stage(tmp_path: Path) -> None:
     r, _calls = run_up(tmp_path, "kind", "rotate-ca", "sideways", FAKE_DEPLOYED="mtlsdemo:sha-1")
     assert r.returncode != 0
     assert "rotate-ca needs a stage: plan, prepare, switch or finish" in r.stderr
+
+
+def test_a_crash_looping_bootstrap_is_reported_at_once_not_after_its_backoff_limit(
+    tmp_path: Path,
+) -> None:
+    """restartPolicy OnFailure keeps a deterministic failure in CrashLoopBackOff for
+    ~10 minutes before the Job says Failed: the back-off is reported at once."""
+    r, _calls = run_up(
+        tmp_path, FAKE_CRASHING_JOB="cert-bootstrap", FAKE_LOG="error: secrets is forbidden"
+    )
+    assert r.returncode != 0
+    assert "!! job/cert-bootstrap failed and is being restarted (CrashLoopBackOff)" in r.stderr
+    assert "secrets is forbidden" in r.stderr  # its logs, printed with it
+    assert "not complete after" not in r.stderr  # not after the whole timeout
