@@ -111,6 +111,19 @@ if [ "$cgroup" = 1 ]; then
 fi
 before=$("$KUBECTL" config current-context 2>/dev/null || echo none)
 
+# $archive: the image saved with this platform's variant only (a multi-platform archive
+# is what kind and minikube fail to import from Docker's containerd store); a portable
+# temp file (BSD mktemp has no --suffix), removed on exit. Not in a subshell: the trap
+# must belong to the script
+image_archive() {
+    local arch
+    archive=$(mktemp "${TMPDIR:-/tmp}/mtlsdemo-image.XXXXXX")
+    trap 'rm -f "$archive"' EXIT
+    arch=$(docker version -f '{{.Server.Arch}}' 2>/dev/null || echo amd64)
+    docker image save --platform "linux/$arch" "$tag" -o "$archive" 2>/dev/null ||
+        docker image save "$tag" -o "$archive"   # an engine older than --platform
+}
+
 case $cluster in
 kind)
     need kind "https://kind.sigs.k8s.io"
@@ -122,13 +135,7 @@ kind)
     fi
     stage "loading $tag into kind"
     if ! kind load docker-image "$tag" --name mtlsdemo; then
-        # a portable temp file (BSD mktemp has no --suffix); the platform-specific archive
-        # (a multi-platform one is what kind failed to import)
-        archive=$(mktemp "${TMPDIR:-/tmp}/mtlsdemo-image.XXXXXX")
-        trap 'rm -f "$archive"' EXIT
-        arch=$(docker version -f '{{.Server.Arch}}' 2>/dev/null || echo amd64)
-        docker image save --platform "linux/$arch" "$tag" -o "$archive" 2>/dev/null ||
-            docker image save "$tag" -o "$archive"   # an engine older than --platform
+        image_archive
         kind load image-archive "$archive" --name mtlsdemo
     fi
     ;;
@@ -140,7 +147,14 @@ minikube)
             --extra-config=kubelet.fail-cgroupv1=false
     fi
     stage "loading $tag into minikube"
-    minikube -p mtlsdemo image load "$tag"
+    # Docker's containerd image store makes `image load` of a name fail as it does for
+    # kind: the platform's archive is the fallback, and the image must then be listed
+    if ! minikube -p mtlsdemo image load "$tag"; then
+        image_archive
+        minikube -p mtlsdemo image load "$archive"
+    fi
+    minikube -p mtlsdemo image ls 2>/dev/null | grep -q "${tag#*/}" ||
+        die "$tag is not in minikube's images after loading it (minikube -p mtlsdemo image ls)"
     ;;
 esac
 after=$("$KUBECTL" config current-context 2>/dev/null || echo none)

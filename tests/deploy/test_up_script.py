@@ -35,6 +35,8 @@ case "$tool $*" in
   "kind create cluster "*) echo kind-mtlsdemo >"$FAKE_DIR/context" ;;   # kind switches it
   "kubectl config current-context") cat "$FAKE_DIR/context" 2>/dev/null || echo docker-desktop ;;
   "minikube -p mtlsdemo status") exit 7 ;;   # no such profile yet
+  "minikube -p mtlsdemo image load mtlsdemo:"*) [ -z "${FAKE_MINIKUBE_LOAD_FAILS:-}" ] || exit 1 ;;
+  "minikube -p mtlsdemo image ls") echo "docker.io/library/${FAKE_LISTED:-mtlsdemo:sha-0123456789ab}" ;;
   "kind load docker-image "*) echo "ERROR: failed to detect containerd snapshotter" >&2; exit 1 ;;
   "kubectl kustomize "*) exec "$REAL_KUBECTL" "$@" ;;
   *" apply -f "*)
@@ -236,3 +238,24 @@ def test_a_crash_looping_bootstrap_is_reported_at_once_not_after_its_backoff_lim
     assert "!! job/cert-bootstrap failed and is being restarted (CrashLoopBackOff)" in r.stderr
     assert "secrets is forbidden" in r.stderr  # its logs, printed with it
     assert "not complete after" not in r.stderr  # not after the whole timeout
+
+
+def test_minikube_falls_back_to_the_platform_archive_and_checks_the_image_is_there(
+    tmp_path: Path,
+) -> None:
+    """Docker's containerd image store: `minikube image load NAME` fails as kind's
+    does; the archive of this platform's variant is loaded instead, and the image
+    must then be listed in minikube."""
+    r, calls = run_up(tmp_path, "minikube", FAKE_MINIKUBE_LOAD_FAILS="1")
+    assert r.returncode == 0, r.stderr
+    save = next(c for c in calls if c[:3] == ["docker", "image", "save"])
+    assert "--platform" in save and "linux/amd64" in save
+    loads = [
+        c for c in calls if c[:4] == ["minikube", "-p", "mtlsdemo", "image"] and c[4] == "load"
+    ]
+    assert [c[5] for c in loads] == [TAG, save[-1]]  # the name, then the saved archive
+    assert ["minikube", "-p", "mtlsdemo", "image", "ls"] in calls
+    (tmp_path / "again").mkdir()
+    r, _calls = run_up(tmp_path / "again", "minikube", FAKE_LISTED="something-else:1")
+    assert r.returncode != 0
+    assert f"{TAG} is not in minikube's images after loading it" in r.stderr
