@@ -25,6 +25,21 @@ check() {  # name, detail-on-pass, command...
     if out=$("$@" 2>&1); then record "$name" pass "$detail"; else record "$name" FAIL "$(echo "$out" | tail -n 3 | tr '\n' ' ')"; fi
 }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
+# a Job's end: 0 once Complete; 1 as soon as it Failed (with its last log lines) or the
+# time is up (`kubectl wait --for=condition=complete` would sit out the whole timeout
+# for a Job that failed in seconds)
+job_done() {  # name seconds
+    local job=$1 limit=$2 start=$SECONDS state
+    while :; do
+        state=$(k get job "$job" -o jsonpath='{range .status.conditions[?(@.status=="True")]}{.type}{" "}{end}' 2>/dev/null || true)
+        case " $state " in
+        *" Complete "*) return 0 ;;
+        *" Failed "*) echo "job/$job failed: $(k logs "job/$job" --all-containers --tail=3 2>&1)"; return 1 ;;
+        esac
+        if ((SECONDS - start >= limit)); then echo "job/$job not complete after ${limit}s"; return 1; fi
+        sleep 2
+    done
+}
 sidecar_metrics() {  # pod container port: the admin endpoint, from inside the pod (no NetworkPolicy on loopback)
     k exec "$1" -c "$2" -- python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:$3/$4').read().decode())"
 }
@@ -32,7 +47,7 @@ image=$(k get statefulset ledger -o jsonpath='{.spec.template.spec.containers[0]
 
 # 1. the bootstrap ran and every pod (native sidecars included) is ready
 check "bootstrap Job complete" "Secrets written" \
-    k wait --for=condition=complete job/cert-bootstrap --timeout=60s
+    job_done cert-bootstrap 60
 check "ledger and gateway pods ready" "app + native sidecar ready" \
     k wait --for=condition=Ready pod -l 'app.kubernetes.io/name in (ledger,gateway)' --timeout=120s
 
@@ -50,7 +65,7 @@ check "ledger EndpointSlice has port 8443" "kube-proxy can route ledger:8443" sl
 smoke() {
     k delete job mtlsdemo-smoke --ignore-not-found >/dev/null &&
     "$here/render.sh" smoke "$image" | k apply -f - >/dev/null &&
-    k wait --for=condition=complete job/mtlsdemo-smoke --timeout=180s
+    job_done mtlsdemo-smoke 180
 }
 check "smoke calls through the sidecars" "open, deposit, transfer, balance" smoke
 counted() { sidecar_metrics ledger-0 sidecar 9902 metrics | grep -q '^mtls_handshakes_total{.*result="success".*} [1-9]'; }
@@ -129,7 +144,7 @@ t=d["spec"]["jobTemplate"]; c=t["spec"]["template"]["spec"]["containers"][0]
 c["env"]=[e for e in c["env"] if e["name"]!="MTLSDEMO_SERVICE"]+[{"name":"MTLSDEMO_SERVICE","value":"ledger"},{"name":"MTLSDEMO_FORCE","value":"true"}]
 print(json.dumps({"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"renew-now"},"spec":t["spec"]}))' |
         k apply -f - >/dev/null || return 1
-    k wait --for=condition=complete job/renew-now --timeout=120s >/dev/null || return 1
+    job_done renew-now 120 || return 1
     for _ in $(seq 1 60); do   # the kubelet refreshes Secret volumes within about a minute
         after=$(sidecar_metrics ledger-0 sidecar 9902 status | json 'print(d["certificate"]["serial"])')
         [ "$after" != "$before" ] && break

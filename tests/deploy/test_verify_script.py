@@ -28,6 +28,8 @@ case "$*" in
   "wait --for=jsonpath={.status.phase}=Succeeded pod/np-probe "*) exit 0 ;;
   "logs np-probe") printf 'probe healthy\nresolved 10.96.0.12\nblocked: connect timed out\n' ;;
   "delete pod np-probe "*) exit 0 ;;
+  "get job "*) echo "Failed " ;;   # every Job fails in seconds
+  "logs job/"*) echo "error: secrets is forbidden" ;;
   *) exit 1 ;;  # every other check fails at once: only the probe's verdict is read
 esac
 """
@@ -53,3 +55,19 @@ def test_the_networkpolicy_check_reads_the_probes_whole_log(tmp_path: Path) -> N
     assert len(run) == 1 and " -i " not in run[0] and " --rm " not in run[0]
     assert any(c.endswith(" logs np-probe") for c in calls)
     assert r.returncode == 1  # the other checks failed against the stand-in
+
+
+def test_a_job_that_fails_in_seconds_fails_its_check_at_once(tmp_path: Path) -> None:
+    fake = tmp_path / "kubectl"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    r = subprocess.run(
+        ["bash", str(VERIFY), "kind-test"],
+        capture_output=True,
+        text=True,
+        timeout=60,  # the old `kubectl wait` sat out 60 + 180 + 120 s
+        env={**os.environ, "KUBECTL": str(fake), "FAKE_DIR": str(tmp_path)},
+    )
+    line = next(x for x in r.stdout.splitlines() if x.startswith("bootstrap Job complete"))
+    assert " FAIL " in line and "job/cert-bootstrap failed" in line, r.stdout
+    assert "secrets is forbidden" in line  # its last log lines, in the table
