@@ -112,7 +112,7 @@ def client_config(directory: Path, expect: str, require_status: str = "hard") ->
     return identity_config(directory, peer_ids=(expect,), require_status=require_status)
 
 
-def _checks(mesh: LocalMesh) -> str:
+def status_checks(mesh: LocalMesh) -> str:
     """The status checks a peer of this mesh's sidecars can make: none on SVIDs from a
     Workload API (they staple nothing), the hard ones on identity files."""
     return "off" if mesh.on_workload_api() else "hard"
@@ -244,7 +244,9 @@ def prove_healthy(r: Report, mesh: LocalMesh) -> None:
     ledger = mesh.config.ledger
     attempt = handshake(
         *ledger,
-        client_config(mesh.config.certs_dir / "gateway", mesh.config.id("ledger"), _checks(mesh)),
+        client_config(
+            mesh.config.certs_dir / "gateway", mesh.config.id("ledger"), status_checks(mesh)
+        ),
         timeout=mesh.config.timeout,
     )
     attempt.close()
@@ -305,7 +307,7 @@ def _impostor(mesh: LocalMesh, r: Report, work: Path, ident: Path, who: str, exp
     )
     attempt = handshake(
         *mesh.config.ledger,
-        client_config(ident, mesh.config.id("ledger"), _checks(mesh)),
+        client_config(ident, mesh.config.id("ledger"), status_checks(mesh)),
         timeout=mesh.config.timeout,
     )
     e = report_attempt(r, attempt, who, "the ledger's sidecar")
@@ -374,7 +376,9 @@ def wrong_server_name(mesh: LocalMesh, r: Report, work: Path) -> None:
     before = snapshot(mesh)
     attempt = handshake(
         *mesh.config.ledger,
-        client_config(mesh.config.certs_dir / "gateway", mesh.config.id("cli"), _checks(mesh)),
+        client_config(
+            mesh.config.certs_dir / "gateway", mesh.config.id("cli"), status_checks(mesh)
+        ),
         timeout=mesh.config.timeout,
     )
     report_attempt(r, attempt, "the gateway", "the ledger's sidecar")
@@ -394,10 +398,12 @@ def no_common_suite(mesh: LocalMesh, r: Report, work: Path) -> None:
     r.add("", "the gateway offers only the hybrid X25519MLKEM768 suites (quantum-safe only);")
     r.add("", "the ledger enables only the classic X25519 suites (not upgraded yet)")
     client = dataclasses.replace(
-        client_config(c.certs_dir / "gateway", c.id("ledger"), _checks(mesh)), suites=HYBRID_SUITES
+        client_config(c.certs_dir / "gateway", c.id("ledger"), status_checks(mesh)),
+        suites=HYBRID_SUITES,
     )
     server = dataclasses.replace(
-        client_config(c.certs_dir / "ledger", c.id("gateway"), _checks(mesh)), suites=CLASSIC_SUITES
+        client_config(c.certs_dir / "ledger", c.id("gateway"), status_checks(mesh)),
+        suites=CLASSIC_SUITES,
     )
     cconn, _s, e = handshake_in_memory(client, server, _now())
     if e is None:
@@ -425,7 +431,9 @@ def clock_skew(mesh: LocalMesh, r: Report, work: Path) -> None:
     before = snapshot(mesh)
     attempt = handshake(
         *mesh.config.ledger,
-        client_config(mesh.config.certs_dir / "gateway", mesh.config.id("ledger"), _checks(mesh)),
+        client_config(
+            mesh.config.certs_dir / "gateway", mesh.config.id("ledger"), status_checks(mesh)
+        ),
         now=_now() + skew,
         timeout=mesh.config.timeout,
     )
@@ -460,7 +468,7 @@ def _through(mesh: LocalMesh, r: Report, transform: object, what: str, expect: s
             "127.0.0.1",
             relay.port,
             client_config(
-                mesh.config.certs_dir / "gateway", mesh.config.id("ledger"), _checks(mesh)
+                mesh.config.certs_dir / "gateway", mesh.config.id("ledger"), status_checks(mesh)
             ),
             timeout=mesh.config.timeout,
         )

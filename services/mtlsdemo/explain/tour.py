@@ -25,7 +25,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from mtlsdemo.breaking.scenarios import client_config, crafted
+from mtlsdemo.breaking.scenarios import client_config, crafted, status_checks
 from mtlsdemo.endpoint.dial import handshake
 from mtlsdemo.endpoint.identity import identity_config
 from mtlsdemo.endpoint.memory import handshake_in_memory
@@ -63,7 +63,7 @@ def _trace_fields(conn: Connection, name: str, direction: str | None = None) -> 
 # ------------------------------------------------------------------ sections
 def hello(mesh: LocalMesh) -> tuple[Section, Connection]:
     c = mesh.config
-    cfg = client_config(c.certs_dir / "gateway", c.id("ledger"))
+    cfg = client_config(c.certs_dir / "gateway", c.id("ledger"), status_checks(mesh))
     cfg = dataclasses.replace(cfg, trace=True)
     attempt = handshake(*c.ledger, cfg, timeout=c.timeout)
     attempt.close()
@@ -410,7 +410,9 @@ def openssl_example(mesh: LocalMesh, work: Path, openssl: str) -> Section:
         shutil.copy(work / f, selfsigned / name)
     (selfsigned / "tls.key").chmod(0o600)
     shutil.copy(c.certs_dir / "gateway" / "ca.crt", selfsigned / "ca.crt")
-    refused = handshake(*c.ledger, client_config(selfsigned, c.id("ledger")), timeout=c.timeout)
+    refused = handshake(
+        *c.ledger, client_config(selfsigned, c.id("ledger"), status_checks(mesh)), timeout=c.timeout
+    )
     refused.close()
     first = refused.error
     r = subprocess.run(
@@ -442,7 +444,9 @@ def openssl_example(mesh: LocalMesh, work: Path, openssl: str) -> Section:
     shutil.copy(work / "server.key", signed / "tls.key")
     (signed / "tls.key").chmod(0o600)
     shutil.copy(c.certs_dir / "gateway" / "ca.crt", signed / "ca.crt")
-    accepted = handshake(*c.ledger, client_config(signed, c.id("ledger")), timeout=c.timeout)
+    accepted = handshake(
+        *c.ledger, client_config(signed, c.id("ledger"), status_checks(mesh)), timeout=c.timeout
+    )
     accepted.close()
     second = accepted.error
     s = Section("5. The classic openssl example, for real")
