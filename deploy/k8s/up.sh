@@ -173,8 +173,14 @@ k apply -f "$rendered"
 stage "waiting for the bootstrap Job"
 wait_job cert-bootstrap 180 || die "the cert-bootstrap Job did not complete (its logs above): no identity was issued"
 stage "waiting for the rollouts"
-k -n "$NS" rollout status statefulset/ledger --timeout=300s
-k -n "$NS" rollout status deployment/gateway --timeout=300s
+for w in statefulset/ledger deployment/gateway; do
+    if ! k -n "$NS" rollout status "$w" --timeout=300s; then
+        # what a timeout alone does not say: which pod waits, and on what
+        k -n "$NS" get pods -o wide >&2 || true
+        k -n "$NS" get events --sort-by=.lastTimestamp 2>/dev/null | tail -n 15 >&2 || true
+        die "$w did not roll out (its pods and the last events above)"
+    fi
+done
 ready=()
 for d in console prometheus grafana; do   # what the closing lines point at
     if k -n "$NS" rollout status "deployment/$d" --timeout=300s >/dev/null; then

@@ -42,6 +42,8 @@ case "$tool $*" in
   *" apply -f "*)
     src="${@: -1}"; n=$(ls "$FAKE_DIR" | grep -c '^applied'); cat "$src" >"$FAKE_DIR/applied-$n.yaml" ;;
   *" get statefulset ledger "*) echo "${FAKE_DEPLOYED:-}" ;;
+  *" rollout status statefulset/ledger "*) [ -z "${FAKE_ROLLOUT_FAILS:-}" ] || { echo "error: timed out waiting for the condition" >&2; exit 1; } ;;
+  *" get pods -o wide") echo "ledger-0   0/2   ImagePullBackOff   0   5m" ;;
   *" get job $FAKE_FAILING_JOB "*) echo "Failed " ;;
   *" get pods -l job-name=$FAKE_CRASHING_JOB "*) echo "CrashLoopBackOff" ;;
   *" get job $FAKE_CRASHING_JOB "*) echo "" ;;   # not Failed yet: backoffLimit is far
@@ -259,3 +261,10 @@ def test_minikube_falls_back_to_the_platform_archive_and_checks_the_image_is_the
     r, _calls = run_up(tmp_path / "again", "minikube", FAKE_LISTED="something-else:1")
     assert r.returncode != 0
     assert f"{TAG} is not in minikube's images after loading it" in r.stderr
+
+
+def test_a_rollout_that_times_out_shows_the_pods_and_what_they_wait_on(tmp_path: Path) -> None:
+    r, _calls = run_up(tmp_path, FAKE_ROLLOUT_FAILS="1")
+    assert r.returncode != 0
+    assert "ledger-0   0/2   ImagePullBackOff" in r.stderr  # the pod state, not only a timeout
+    assert "statefulset/ledger did not roll out" in r.stderr
