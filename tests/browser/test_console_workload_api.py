@@ -40,3 +40,26 @@ def test_each_workloads_svid_counts_down_and_its_rotations_are_listed(
         expect(ledger).to_contain_text("rotation #1")
         shot(page.get_by_test_id("svids"), shots / "console-svids.png")
     assert errors == []
+
+
+def test_a_cross_domain_edge_says_which_bundle_verified_each_side(page, tmp_path: Path) -> None:
+    """`run --domains 2`: the gateway -> ledger edge crosses two trust domains; the
+    console says each side checked the other against the peer's own domain's bundle."""
+    require_binary("chromium")
+    page.set_default_timeout(WAIT)
+    with running_mesh(tmp_path, "--domains", "2", "--traffic-seconds", "1") as (ports, _env):
+        page.goto(f"http://127.0.0.1:{ports['console']}/")
+        expect(page.get_by_test_id("live")).to_have_text("live")
+        row = page.locator(
+            "[data-testid=edge-row][data-client='spiffe://mtls-demo.local/ns/default/sa/gateway']"
+            "[data-server='spiffe://b.mtls-demo.local/ns/default/sa/ledger']"
+        )
+        expect(row.get_by_test_id("edge-federated")).to_have_text(
+            "federated: the server checked the client against mtls-demo.local's bundle, "
+            "the client the server against b.mtls-demo.local's"
+        )
+        # an edge inside one domain says nothing of the kind
+        cli = page.locator(
+            "[data-testid=edge-row][data-client='spiffe://mtls-demo.local/ns/default/sa/cli']"
+        )
+        expect(cli.get_by_test_id("edge-federated")).to_have_count(0)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mtlsdemo.console.sources import MetricsState, SidecarState
+from mtlsdemo.trust.spiffe import SpiffeId, SpiffeIdError
 
 RECENT = dt.timedelta(seconds=60)  # the window of rates and "degraded"
 UNKNOWN = "unknown"
@@ -47,6 +48,13 @@ def _identities(client_key: str, server_key: str) -> str:
     return "quantum-safe" if all(pq) else "partly quantum-safe" if any(pq) else "classic"
 
 
+def _trust_domain(identity: str) -> str | None:
+    try:
+        return SpiffeId.parse(identity).trust_domain
+    except SpiffeIdError:
+        return None
+
+
 def nodes_and_edges(
     sidecars: list[SidecarState], metrics: list[MetricsState], now: dt.datetime
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -71,6 +79,9 @@ def nodes_and_edges(
                 "server": server,
                 "path": path,
                 "suites": [],
+                # federation: each side verified the other against the bundle of the
+                # trust domain its SPIFFE ID names (None: not an SVID)
+                "trust_domains": {"client": _trust_domain(client), "server": _trust_domain(server)},
                 "ok": 0,
                 "failed": 0,
                 "resumed": 0,  # of the ok handshakes, from a session ticket

@@ -240,6 +240,15 @@ function idLabel(kind) {
     text: `${kind} identities` });
 }
 
+// two trust domains on one edge: each side checked the other against the bundle of the
+// peer's own domain (federation), never its own CA
+function domainsLabel(td) {
+  if (!td || !td.client || !td.server || td.client === td.server) return null;
+  return h("div", { class: "note", "data-testid": "edge-federated",
+    title: "SPIFFE federation: a peer is verified against the bundle of the trust domain its ID names",
+    text: `federated: the server checked the client against ${td.client}'s bundle, the client the server against ${td.server}'s` });
+}
+
 function renderEdges(edges) {
   const body = document.querySelector("#edges tbody");
   body.replaceChildren(...edges.map((e) => h("tr", {
@@ -249,7 +258,7 @@ function renderEdges(edges) {
     h("td", {}, h("b", { text: short(e.client) }), idLine(e.client)),
     h("td", {}, h("b", { text: short(e.server) }), idLine(e.server)),
     h("td", { text: e.path }),
-    h("td", {}, h("span", { text: e.suites.join(", ") || "—" }), kxLabel(e.suites), idLabel(e.identities),
+    h("td", {}, h("span", { text: e.suites.join(", ") || "—" }), kxLabel(e.suites), idLabel(e.identities), domainsLabel(e.trust_domains),
       e.keys_logged ? h("div", { class: "keylog", "data-testid": "edge-keylog", text: "⚠ " + e.keys_logged }) : null),
     h("td", { "data-testid": "edge-ok-cell" }, h("span", { text: e.ok, "data-testid": "edge-ok" }),
       e.resumed ? h("div", { class: "note", text: `${e.resumed} resumed`, "data-testid": "edge-resumed" }) : null),
