@@ -229,7 +229,10 @@ class Agent:
                 )
             ],
             crl=list(self.crls),
-            federated_bundles={td: certs_der(cas) for td, cas in self.federated.items()},
+            # keyed by the trust domain's SPIFFE ID, as the spec and SPIRE send them
+            federated_bundles={
+                f"spiffe://{td}": certs_der(cas) for td, cas in self.federated.items()
+            },
         )
 
     def bundles_response(self, name: str) -> pb.X509BundlesResponse:
@@ -237,8 +240,8 @@ class Agent:
         return pb.X509BundlesResponse(
             crl=list(self.crls),
             bundles={
-                self.workloads[name].identity.trust_domain: certs_der(svid.bundle),
-                **{td: certs_der(cas) for td, cas in self.federated.items()},
+                f"spiffe://{self.workloads[name].identity.trust_domain}": certs_der(svid.bundle),
+                **{f"spiffe://{td}": certs_der(cas) for td, cas in self.federated.items()},
             },
         )
 

@@ -82,6 +82,12 @@ def pem_files(chain: bytes, key: bytes, bundle: bytes, where: str) -> tuple[byte
     )
 
 
+def trust_domain_name(key: str) -> str:
+    """A federated bundle's key: the trust domain's SPIFFE ID (``spiffe://b.example``,
+    as the spec and SPIRE send it) or its bare name; the name either way."""
+    return key.removeprefix("spiffe://").split("/", 1)[0].lower()
+
+
 def socket_of(address: str) -> Path:
     """``unix:///run/agent.sock``, ``unix:/run/agent.sock`` or a bare path."""
     for prefix in ("unix://", "unix:"):
@@ -160,8 +166,11 @@ class WorkloadApiSource:
             where = f"unix:{self.socket}"
             crt, key, ca = pem_files(s.x509_svid, s.x509_svid_key, s.bundle, where)
             federated = tuple(
-                (td, tuple(der_certs(der, f"{where}: federated bundle of {td}")))
-                for td, der in sorted(resp.federated_bundles.items())
+                (
+                    trust_domain_name(key),
+                    tuple(der_certs(der, f"{where}: federated bundle of {key}")),
+                )
+                for key, der in sorted(resp.federated_bundles.items())
             )
             m = IdentityMaterial.from_bytes(crt, key, ca, self.socket, self.clock(), b"", federated)
             if m.problems:
