@@ -186,3 +186,11 @@ def test_a_switched_ca_renews_every_svid_from_it_at_once(certs, tmp_path) -> Non
     for w, r in agent.rotations.items():
         assert r.svid.leaf.serial_number != old[w] and issued_by(r.svid.leaf, new_ca)
         assert len(r.svid.bundle) == 2  # the previous CA still trusted until finish
+
+
+def test_a_federated_bundle_key_is_read_as_the_spec_or_a_bare_name_gives_it() -> None:
+    from mtlsdemo.pki.workload_api import trust_domain_name
+
+    assert trust_domain_name("spiffe://B.example") == "b.example"
+    assert trust_domain_name("b.example") == "b.example"
+    assert trust_domain_name("spiffe://b.example/") == "b.example"
