@@ -390,6 +390,11 @@ def test_domain_bs_ca_rollover_across_federation(tmp_path, refreshed: bool) -> N
             server_args=("--spiffe-endpoint-socket", agent_b.address("ledger")),
             client_args=("--spiffe-endpoint-socket", agent_a.address("gateway")),
         )  # fmt: skip
+        wait_for(  # B's agent fetches A's bundle once A's endpoint is up, then pushes it
+            lambda: A in mesh.server.status()["federated_bundles"],
+            timeout=20,
+            what="the ledger's sidecar to hold A's bundle",
+        )
         assert roundtrip(mesh.route, b"before") == b"before"
         _rotate(certs_b, "prepare", B)  # B's bundle: both CAs; its SVIDs still the old one's
         if refreshed:
