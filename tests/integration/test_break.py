@@ -92,6 +92,7 @@ def test_every_scenario_happens_as_described_and_heals(mesh) -> None:
     section = out.split("== break ca-down\n", 1)[1].split("== break ", 1)[0]
     assert "skipped   not on this mesh: it stops the Workload API agent's CA" in section
     assert "== ca-down: not on this mesh (said why)" in section
+    assert "== alias: not on this mesh (said why)" in out
 
 
 def test_restore_heals_what_an_interrupted_scenario_left(mesh) -> None:
@@ -160,3 +161,35 @@ def test_ca_down_on_a_workload_api_mesh_spends_the_svids_then_heals(tmp_path: Pa
         r = brk("revoked", *flags)
         assert r.returncode == 2 and "break revoked: not on this mesh" in r.stderr, r.stderr
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_alias_on_two_federated_domains_is_refused_where_an_alias_would_accept(
+    tmp_path: Path,
+) -> None:
+    """`break alias` on `run --domains 2`: domain B's CA signs a certificate for domain
+    A's gateway; B's ledger refuses it unknown_ca (A's names verify against A's bundle
+    only), and the same certificate verifies against a merged (alias) bundle."""
+    with running_mesh(tmp_path, "--domains", "2", "--console-port", "0") as (ports, _env):
+        flags = [
+            "--certs-dir", str(tmp_path / "certs"),
+            "--ledger-sidecar", f"127.0.0.1:{ports['ledger']}",
+            "--gateway-addr", f"127.0.0.1:{ports['gateway']}",
+            "--gateway-admin", f"127.0.0.1:{ports['gateway_admin']}",
+            "--ledger-admin", f"127.0.0.1:{ports['ledger_admin']}",
+            "--gateway-route", f"127.0.0.1:{ports['route']}",
+        ]  # fmt: skip
+        r = brk("alias", *flags)
+        out = r.stdout
+        assert r.returncode == 0, out + r.stderr
+        for needle in (
+            "issues a certificate for spiffe://mtls-demo.local/ns/default/sa/gateway",
+            "the ledger's sidecar refused the forged gateway: unknown_ca",
+            "is not in trust domain mtls-demo.local's bundle",
+            'ledger-sidecar: mtls_handshakes_total{role="server",reason="unknown_ca",origin="local"} +1',
+            "alias     side by side: a ledger that merged mtls-demo.local's root",
+            "verifies the same certificate as spiffe://mtls-demo.local/ns/default/sa/gateway",
+            "== alias: as described; the mesh is healthy again",
+        ):
+            assert needle in out, (needle, out)
+        r = brk("tamper", *flags)  # one-domain scenarios say where to go instead
+        assert r.returncode == 2 and "here try `break alias`" in r.stderr, r.stderr

@@ -15,6 +15,8 @@ SCENARIOS = {
     "stale-status": "the gateway's stapled status past nextUpdate: status_stale",
     "ca-down": "(a --workload-api mesh) the CA stops issuing: the SVIDs in hand are the "
     "budget, then certificate_expired",
+    "alias": "(a --domains 2 mesh) the other domain's CA signs one of our names: federation "
+    "refuses it unknown_ca, where an alias would have accepted it",
 }
 
 # The reason each scenario ends in (its report checks it); the step it breaks follows
@@ -33,6 +35,7 @@ REASONS = {
     "revoked": "certificate_revoked",
     "stale-status": "status_stale",
     "ca-down": "certificate_expired",
+    "alias": "unknown_ca",
 }
 
 

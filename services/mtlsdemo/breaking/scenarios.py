@@ -38,8 +38,10 @@ from mtlsdemo.pki.files import write_atomic
 from mtlsdemo.pki.identity import ServiceIdentity
 from mtlsdemo.pki.issue import write_identity_dir
 from mtlsdemo.pki.lifecycle import refresh_status, revoke
+from mtlsdemo.pki.material import IdentitySource
 from mtlsdemo.pki.revocation import build_status
 from mtlsdemo.pki.stores import FileStore
+from mtlsdemo.trust import VerificationFailed
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
 SERVICES = ("ledger", "gateway", "cli")
@@ -112,6 +114,25 @@ def client_config(directory: Path, expect: str, require_status: str = "hard") ->
     return identity_config(directory, peer_ids=(expect,), require_status=require_status)
 
 
+def gateway_to_ledger(mesh: LocalMesh) -> HandshakeConfig:
+    """The gateway's identity files dialing the ledger's sidecar as the mesh runs it: the
+    ledger's own SPIFFE ID, and with two trust domains (`run --domains 2`) its domain's
+    bundle beside ours, as the gateway's agent would push it (federation)."""
+    c = mesh.config
+    ledger = str(mesh.status(c.ledger_admin)["identity"])
+    cfg = client_config(c.certs_dir / "gateway", ledger, status_checks(mesh))
+    td = ledger.removeprefix("spiffe://").split("/", 1)[0]
+    if td == c.trust_domain:
+        return cfg
+    from mtlsdemo.mesh.supervisor import domain_b_certs
+    from mtlsdemo.trust import TrustStore
+
+    theirs = Authorities.read(FileStore(domain_b_certs(c.certs_dir)))
+    federated = {td: tuple(ca.cert for ca in theirs.all)} if theirs is not None else {}
+    trust = TrustStore(cfg.trust.cas, trust_domain=c.trust_domain, federated=federated)
+    return dataclasses.replace(cfg, trust=trust)
+
+
 def status_checks(mesh: LocalMesh) -> str:
     """The status checks a peer of this mesh's sidecars can make: none on SVIDs from a
     Workload API (they staple nothing), the hard ones on identity files."""
@@ -134,6 +155,17 @@ def not_here(mesh: LocalMesh, name: str) -> str | None:
     on_api = mesh.on_workload_api()
     if on_api and name in FILES_ONLY:
         return FILES_ONLY[name]
+    federated = bool(mesh.status(mesh.config.ledger_admin).get("federated_bundles"))
+    if name == "alias" and not federated:
+        return (
+            "it needs two trust domains, federated; start the mesh with "
+            "`make run ARGS='--domains 2'`"
+        )
+    if federated and name != "alias":
+        return (
+            "it crafts identities of one trust domain, and this mesh's ledger is in another "
+            "(`--domains 2`): here try `break alias`"
+        )
     if name == "ca-down":
         if not on_api:
             return (
@@ -241,14 +273,7 @@ def prove_healthy(r: Report, mesh: LocalMesh) -> None:
     except WaitTimeout as e:
         r.fail(f"the mesh did not come back: {e}")
         return
-    ledger = mesh.config.ledger
-    attempt = handshake(
-        *ledger,
-        client_config(
-            mesh.config.certs_dir / "gateway", mesh.config.id("ledger"), status_checks(mesh)
-        ),
-        timeout=mesh.config.timeout,
-    )
+    attempt = handshake(*mesh.config.ledger, gateway_to_ledger(mesh), timeout=mesh.config.timeout)
     attempt.close()
     if attempt.error is not None:
         r.fail(f"the ledger sidecar still refuses the gateway: {attempt.error}")
@@ -738,6 +763,68 @@ def _first_failure(mesh: LocalMesh, r: Report) -> None:
     report_metrics(r, mesh, before, [(name, role, "certificate_expired", "local")])
 
 
+def alias(mesh: LocalMesh, r: Report, work: Path) -> None:
+    """B's CA issues a certificate for OUR gateway's name and presents it to B's ledger:
+    federation verifies an A name against A's bundle only, so B's own CA cannot speak
+    for it; an alias (A's root merged into B's bundle, any domain accepted) would."""
+    from mtlsdemo.handshake.config import Credentials
+    from mtlsdemo.handshake.peer import PeerPolicy
+    from mtlsdemo.mesh.supervisor import domain_b_certs
+    from mtlsdemo.trust import TrustStore
+
+    c = mesh.config
+    ledger = mesh.status(c.ledger_admin)["identity"]
+    cas_b = Authorities.read(FileStore(domain_b_certs(c.certs_dir)))
+    if cas_b is None:
+        r.fail(f"{domain_b_certs(c.certs_dir)}: no CA of the second trust domain")
+        return
+    ours = ServiceIdentity("gateway", c.namespace, c.trust_domain)
+    forged_dir = write_identity_dir(
+        work / "gateway-by-b", cas_b.current, ours, bundle_pem=cas_b.bundle_pem, at=_now()
+    )
+    forged = IdentitySource(forged_dir).current
+    r.add(
+        "setup",
+        f"{cas_b.current.cert.subject.rfc4514_string()} (the ledger's own domain) issues a "
+        f"certificate for {ours.spiffe_id}, a name of the other domain",
+    )
+    # a client that accepts the ledger (B's CA), presenting the forged gateway
+    cfg = HandshakeConfig(
+        Credentials.from_parts(forged.chain, forged.key),
+        TrustStore(forged.cas),
+        PeerPolicy((ledger,)),
+        require_status="off",
+    )
+    before = snapshot(mesh)
+    attempt = handshake(*c.ledger, cfg, timeout=c.timeout)
+    r.add("trigger", f"presented to the ledger's sidecar ({ledger}) as the gateway")
+    report_attempt(r, attempt, "the forged gateway", "the ledger's sidecar")
+    own = next(
+        (
+            h
+            for h in mesh.status(c.ledger_admin)["recent_handshakes"]
+            if h["outcome"] == "unknown_ca"
+        ),
+        None,
+    )
+    if own is not None:
+        r.add("", f"the ledger's sidecar, in its own words: {own['detail']}")
+    report_metrics(r, mesh, before, [("ledger-sidecar", "server", "unknown_ca", "local")])
+    merged = TrustStore([ca.cert for ca in (*cas_b.all, *_authorities(mesh).all)])
+    try:
+        v = merged.verify_certificates(list(forged.chain), "client", _now())
+    except VerificationFailed as e:
+        r.fail(f"the alias store refused it too ({e.failure.value}): nothing to compare")
+        return
+    r.add(
+        "alias",
+        f"side by side: a ledger that merged {c.trust_domain}'s root into its own bundle "
+        f"(an alias, any domain accepted) verifies the same certificate as {v.identity}, "
+        f"chained to {v.path[-1].subject.rfc4514_string()}: B's CA speaking for A's gateway. "
+        "Federation keeps each CA an anchor for its own domain's names only",
+    )
+
+
 RUNS: dict[str, Callable[[LocalMesh, Report, Path], None]] = {
     "foreign-ca": foreign_ca,
     "expired": expired,
@@ -752,6 +839,7 @@ RUNS: dict[str, Callable[[LocalMesh, Report, Path], None]] = {
     "revoked": revoked,
     "stale-status": stale_status,
     "ca-down": ca_down,
+    "alias": alias,
 }
 
 
