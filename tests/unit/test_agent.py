@@ -194,3 +194,15 @@ def test_a_federated_bundle_key_is_read_as_the_spec_or_a_bare_name_gives_it() ->
     assert trust_domain_name("spiffe://B.example") == "b.example"
     assert trust_domain_name("b.example") == "b.example"
     assert trust_domain_name("spiffe://b.example/") == "b.example"
+
+
+def test_the_agents_admin_serves_exactly_what_its_reference_lists() -> None:
+    import re
+
+    from mtlsdemo.agent.runner import _admin_app
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "admin.md").read_text()
+    part = text.split("## The Workload API agent's admin port", 1)[1].split("\n## ", 1)[0]
+    documented = {m.group(1) for m in re.finditer(r"^\| `([^`]+)` \|", part, re.MULTILINE)}
+    app = _admin_app(None)  # type: ignore[arg-type]  # the routes only, never called
+    assert {r.canonical for r in app.router.resources()} == documented
