@@ -487,7 +487,7 @@ def test_verify_script_names_objects_that_exist(objects: list[dict]) -> None:
         "ledger-0 sidecar 9902",
         "-c gateway",
         "cronjob cert-renew",
-        "job/cert-bootstrap",
+        "job_done cert-bootstrap",
         "deploy/prometheus",
         "8443",
         "9902",
