@@ -62,14 +62,20 @@ EXPECT = {
 def mesh(tmp_path_factory):
     root = tmp_path_factory.mktemp("break")
     with running_mesh(root) as (ports, _env):
-        yield root, [
-            "--certs-dir", str(root / "certs"),
-            "--ledger-sidecar", f"127.0.0.1:{ports['ledger']}",
-            "--gateway-addr", f"127.0.0.1:{ports['gateway']}",
-            "--gateway-admin", f"127.0.0.1:{ports['gateway_admin']}",
-            "--ledger-admin", f"127.0.0.1:{ports['ledger_admin']}",
-            "--gateway-route", f"127.0.0.1:{ports['route']}",
-        ]  # fmt: skip
+        yield root, mesh_flags(root, ports)
+
+
+def mesh_flags(root: Path, ports: dict[str, int]) -> list[str]:
+    """`break`'s flags for a `running_mesh` on these ports (its agent's too)."""
+    return [
+        "--certs-dir", str(root / "certs"),
+        "--ledger-sidecar", f"127.0.0.1:{ports['ledger']}",
+        "--gateway-addr", f"127.0.0.1:{ports['gateway']}",
+        "--gateway-admin", f"127.0.0.1:{ports['gateway_admin']}",
+        "--ledger-admin", f"127.0.0.1:{ports['ledger_admin']}",
+        "--gateway-route", f"127.0.0.1:{ports['route']}",
+        "--agent-admin", f"127.0.0.1:{ports['agent_admin']}",
+    ]  # fmt: skip
 
 
 def brk(*args: str) -> subprocess.CompletedProcess:
@@ -133,15 +139,7 @@ def test_ca_down_on_a_workload_api_mesh_spends_the_svids_then_heals(tmp_path: Pa
         ports,
         _env,
     ):
-        flags = [
-            "--certs-dir", str(tmp_path / "certs"),
-            "--ledger-sidecar", f"127.0.0.1:{ports['ledger']}",
-            "--gateway-addr", f"127.0.0.1:{ports['gateway']}",
-            "--gateway-admin", f"127.0.0.1:{ports['gateway_admin']}",
-            "--ledger-admin", f"127.0.0.1:{ports['ledger_admin']}",
-            "--gateway-route", f"127.0.0.1:{ports['route']}",
-            "--agent-admin", f"127.0.0.1:{ports['agent_admin']}",
-        ]  # fmt: skip
+        flags = mesh_flags(tmp_path, ports)
         r = brk("ca-down", *flags)
         out = r.stdout
         assert r.returncode == 0, out + r.stderr
@@ -170,14 +168,7 @@ def test_alias_on_two_federated_domains_is_refused_where_an_alias_would_accept(
     A's gateway; B's ledger refuses it unknown_ca (A's names verify against A's bundle
     only), and the same certificate verifies against a merged (alias) bundle."""
     with running_mesh(tmp_path, "--domains", "2", "--console-port", "0") as (ports, _env):
-        flags = [
-            "--certs-dir", str(tmp_path / "certs"),
-            "--ledger-sidecar", f"127.0.0.1:{ports['ledger']}",
-            "--gateway-addr", f"127.0.0.1:{ports['gateway']}",
-            "--gateway-admin", f"127.0.0.1:{ports['gateway_admin']}",
-            "--ledger-admin", f"127.0.0.1:{ports['ledger_admin']}",
-            "--gateway-route", f"127.0.0.1:{ports['route']}",
-        ]  # fmt: skip
+        flags = mesh_flags(tmp_path, ports)
         r = brk("alias", *flags)
         out = r.stdout
         assert r.returncode == 0, out + r.stderr

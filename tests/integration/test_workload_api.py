@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -294,38 +295,70 @@ A, B = "a.mtls-demo.local", "b.mtls-demo.local"
 GATEWAY_A, LEDGER_B = f"spiffe://{A}/ns/default/sa/gateway", f"spiffe://{B}/ns/default/sa/ledger"
 
 
-def test_two_trust_domains_federated_by_bundle_a_missing_bundle_then_the_call(tmp_path) -> None:
-    """gateway in domain A calls ledger in domain B, each agent its own CA. While A's
-    agent has no bundle for B, A's sidecar refuses the ledger unknown_ca naming B;
-    once B's bundle (the SPIFFE format, from B's bundle endpoint) is where A's agent
-    reads it, the next push lets the call through, with no restart."""
+@contextlib.contextmanager
+def two_domains(
+    tmp_path: Path,
+    a_reads_b: Callable[[int], str],
+    before_a: Callable[[int], object] | None = None,
+) -> Iterator[tuple[AgentProc, AgentProc, Mesh]]:
+    """Domain A (the gateway, its own CA and agent) and domain B (the ledger, its own);
+    B's agent federated with A's bundle endpoint, A's with ``a_reads_b(B's admin port)``
+    (``before_a`` runs first); the two sidecars, once B's holds A's bundle."""
     certs_a, certs_b = tmp_path / "certs-a", tmp_path / "certs-b"
     bootstrap(BootstrapRequest(out=certs_a, services=("gateway",), trust_domain=A))
     bootstrap(BootstrapRequest(out=certs_b, services=("ledger",), trust_domain=B))
-    admin_a = free_port()
-    b_bundle = tmp_path / "b-bundle.json"  # absent: A has no bundle for B yet
-    agent_b = AgentProc(
-        tmp_path, certs_b, "1h", "ledger", name="agent-b",
-        extra=("--trust-domain", B, "--federate-with", f"{A}=http://127.0.0.1:{admin_a}/bundle"),
-    )  # fmt: skip
-    agent_a = AgentProc(
-        tmp_path, certs_a, "1h", "gateway", name="agent-a", admin=admin_a,
-        extra=("--trust-domain", A, "--federate-with", f"{B}={b_bundle}"),
-    )  # fmt: skip
-    echo = EchoServer()
-    mesh = None
+    admin_a, admin_b = free_port(), free_port()
+    agents = [
+        AgentProc(
+            tmp_path, certs_b, "1h", "ledger", name="agent-b", admin=admin_b,
+            extra=("--trust-domain", B, "--federate-with", f"{A}=http://127.0.0.1:{admin_a}/bundle"),
+        )
+    ]  # fmt: skip
+    echo, mesh = None, None
     try:
-        # B's agent fetched A's bundle from A's endpoint (it retries until A is up)
+        if before_a is not None:
+            before_a(admin_b)
+        agents.append(
+            AgentProc(
+                tmp_path, certs_a, "1h", "gateway", name="agent-a", admin=admin_a,
+                extra=("--trust-domain", A, "--federate-with", f"{B}={a_reads_b(admin_b)}"),
+            )
+        )  # fmt: skip
+        agent_b, agent_a = agents
+        # B's agent fetches A's bundle once A's endpoint is up (it retries until then)
         wait_for(
             lambda: agent_b.status()["federated"][A]["authorities"] == 1,
             timeout=20,
             what="agent B to fetch A's bundle",
         )
+        echo = EchoServer()
         mesh = Mesh(
             tmp_path / "mesh", certs_a, echo.port, allow=GATEWAY_A, expect=LEDGER_B,
             server_args=("--spiffe-endpoint-socket", agent_b.address("ledger")),
             client_args=("--spiffe-endpoint-socket", agent_a.address("gateway")),
         )  # fmt: skip
+        wait_for(
+            lambda: A in mesh.server.status()["federated_bundles"],
+            timeout=20,
+            what="the ledger's sidecar to hold A's bundle",
+        )
+        yield agent_a, agent_b, mesh
+    finally:
+        if mesh is not None:
+            mesh.stop()
+        if echo is not None:
+            echo.close()
+        for agent in agents:
+            agent.stop()
+
+
+def test_two_trust_domains_federated_by_bundle_a_missing_bundle_then_the_call(tmp_path) -> None:
+    """gateway in domain A calls ledger in domain B, each agent its own CA. While A's
+    agent has no bundle for B, A's sidecar refuses the ledger unknown_ca naming B;
+    once B's bundle (the SPIFFE format, from B's bundle endpoint) is where A's agent
+    reads it, the next push lets the call through, with no restart."""
+    b_bundle = tmp_path / "b-bundle.json"  # absent: A has no bundle for B yet
+    with two_domains(tmp_path, lambda _port: str(b_bundle)) as (agent_a, agent_b, mesh):
         assert mesh.server.status()["federated_bundles"].keys() == {A}
         assert mesh.client.status()["federated_bundles"] == {}
         with contextlib.suppress(OSError):  # the app's connection closed (or reset) unanswered
@@ -345,12 +378,6 @@ def test_two_trust_domains_federated_by_bundle_a_missing_bundle_then_the_call(tm
         ok = {e["peer"]: e["ok"] for e in mesh.client.status()["edges"] if e["ok"]}
         assert ok == {LEDGER_B: 1}
         assert [e["peer"] for e in mesh.server.status()["edges"] if e["ok"]] == [GATEWAY_A]
-    finally:
-        if mesh is not None:
-            mesh.stop()
-        echo.close()
-        agent_a.stop()
-        agent_b.stop()
 
 
 def _rotate(certs: Path, stage: str, td: str) -> None:
@@ -367,34 +394,17 @@ def test_domain_bs_ca_rollover_across_federation(tmp_path, refreshed: bool) -> N
     the overlap (from B's endpoint): not one failed call. A's copy of B's bundle
     stale (a file nobody updates): after the switch, A refuses B's new SVID
     unknown_ca naming B's bundle, and heals once the bundle is current."""
-    certs_a, certs_b = tmp_path / "certs-a", tmp_path / "certs-b"
-    bootstrap(BootstrapRequest(out=certs_a, services=("gateway",), trust_domain=A))
-    bootstrap(BootstrapRequest(out=certs_b, services=("ledger",), trust_domain=B))
-    admin_a, admin_b = free_port(), free_port()
+    certs_b = tmp_path / "certs-b"
     stale = tmp_path / "b-bundle.json"
-    source = f"http://127.0.0.1:{admin_b}/bundle" if refreshed else str(stale)
-    agent_b = AgentProc(
-        tmp_path, certs_b, "1h", "ledger", name="agent-b", admin=admin_b,
-        extra=("--trust-domain", B, "--federate-with", f"{A}=http://127.0.0.1:{admin_a}/bundle"),
-    )  # fmt: skip
-    stale.write_bytes(http_get(admin_b, "/bundle")[1])  # B's bundle before the rollover
-    agent_a = AgentProc(
-        tmp_path, certs_a, "1h", "gateway", name="agent-a", admin=admin_a,
-        extra=("--trust-domain", A, "--federate-with", f"{B}={source}"),
-    )  # fmt: skip
-    echo = EchoServer()
-    mesh = None
-    try:
-        mesh = Mesh(
-            tmp_path / "mesh", certs_a, echo.port, allow=GATEWAY_A, expect=LEDGER_B,
-            server_args=("--spiffe-endpoint-socket", agent_b.address("ledger")),
-            client_args=("--spiffe-endpoint-socket", agent_a.address("gateway")),
-        )  # fmt: skip
-        wait_for(  # B's agent fetches A's bundle once A's endpoint is up, then pushes it
-            lambda: A in mesh.server.status()["federated_bundles"],
-            timeout=20,
-            what="the ledger's sidecar to hold A's bundle",
-        )
+
+    def endpoint(port: int) -> str:
+        return f"http://127.0.0.1:{port}/bundle"
+
+    def keep_a_copy(port: int) -> None:  # B's bundle before the rollover
+        stale.write_bytes(http_get(port, "/bundle")[1])
+
+    source = endpoint if refreshed else (lambda _port: str(stale))
+    with two_domains(tmp_path, source, keep_a_copy) as (_agent_a, agent_b, mesh):
         assert roundtrip(mesh.route, b"before") == b"before"
         _rotate(certs_b, "prepare", B)  # B's bundle: both CAs; its SVIDs still the old one's
         if refreshed:
@@ -422,19 +432,13 @@ def test_domain_bs_ca_rollover_across_federation(tmp_path, refreshed: bool) -> N
         assert f"is not in trust domain {B}'s bundle" in refused["detail"]
         theirs = mesh.server.status()["recent_handshakes"][0]
         assert theirs["outcome"] == "unknown_ca" and theirs["origin"] == "remote_unverified"
-        stale.write_bytes(http_get(admin_b, "/bundle")[1])  # the bundle made current: heals
+        keep_a_copy(agent_b.admin)  # the bundle made current: heals
         wait_for(
             lambda: len(mesh.client.status()["federated_bundles"][B]) == 2,
             timeout=20,
             what="A's sidecar to receive B's current bundle",
         )
         assert roundtrip(mesh.route, b"healed") == b"healed"
-    finally:
-        if mesh is not None:
-            mesh.stop()
-        echo.close()
-        agent_a.stop()
-        agent_b.stop()
 
 
 def test_run_two_trust_domains_serves_cross_domain_calls(tmp_path) -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
@@ -19,9 +18,14 @@ log = logging.getLogger(__name__)
 
 
 def _admin_app(agent: Agent) -> web.Application:
+    # the admin listens before the first SVIDs exist: until then every path but
+    # /metrics answers 503
+    def not_yet() -> web.Response:  # a new one each time: aiohttp sends a Response once
+        return web.Response(status=503, text="issuing the first SVIDs\n")
+
     async def status(_r: web.Request) -> web.Response:
         if not agent.rotations:
-            return web.Response(status=503, text="issuing the first SVIDs\n")
+            return not_yet()
         body = json.dumps(agent.status(), indent=2) + "\n"
         return web.Response(text=body, content_type="application/json")
 
@@ -29,13 +33,11 @@ def _admin_app(agent: Agent) -> web.Application:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_r: web.Request) -> web.Response:
-        if not agent.rotations:  # the admin listens first: not ready before the SVIDs
-            return web.Response(status=503, text="issuing the first SVIDs\n")
-        return web.Response(text="ok\n")
+        return web.Response(text="ok\n") if agent.rotations else not_yet()
 
     async def own_bundle(_r: web.Request) -> web.Response:
         if not agent.rotations:
-            return web.Response(status=503, text="issuing the first SVIDs\n")
+            return not_yet()
         # the bundle endpoint: federated domains fetch this. The spec serves it over
         # TLS (https_web or https_spiffe); on loopback here its integrity is the host's
         return web.Response(body=agent.own_bundle(), content_type="application/json")
@@ -76,9 +78,8 @@ async def serve(config: AgentConfig) -> None:
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # POSIX only, as the sidecar's
+        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import grpc
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from mtlsdemo import telemetry
 from mtlsdemo._generated.spiffe import workload_pb2 as pb
@@ -36,6 +37,7 @@ from mtlsdemo.agent.svid import Svid, certs_der
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.pki.stores import FileStore
 from mtlsdemo.pki.workload_api import HEADER
+from mtlsdemo.trust.status import pem_crls
 from mtlsdemo.trust.verify import issued_by
 
 log = logging.getLogger(__name__)
@@ -47,17 +49,10 @@ def _utcnow() -> dt.datetime:
 
 
 def crls_der(pem: bytes | None) -> tuple[bytes, ...]:
-    """The CA's CRL file as the DER list the X509SVIDResponse carries."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    if not pem:
-        return ()
-    out = []
-    for block in pem.split(b"-----END X509 CRL-----")[:-1]:
-        crl = x509.load_pem_x509_crl(block + b"-----END X509 CRL-----\n")
-        out.append(crl.public_bytes(serialization.Encoding.DER))
-    return tuple(out)
+    """The CA's CRL file as the DER list the X509SVIDResponse carries (the verifier's
+    own PEM reader: a block that does not parse is left out)."""
+    crls, _blocks = pem_crls(pem or b"")
+    return tuple(c.public_bytes(serialization.Encoding.DER) for c in crls)
 
 
 class Agent:
@@ -208,7 +203,7 @@ class Agent:
     def _read_crls(self) -> tuple[bytes, ...]:
         try:
             return crls_der(self.store.read(CRL_FILE))
-        except (PkiError, ValueError) as e:
+        except PkiError as e:
             log.warning("%s: not served (%s)", self.store.where(CRL_FILE), e)
             return self.crls
 

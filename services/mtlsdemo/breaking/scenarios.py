@@ -41,7 +41,7 @@ from mtlsdemo.pki.lifecycle import refresh_status, revoke
 from mtlsdemo.pki.material import IdentitySource
 from mtlsdemo.pki.revocation import build_status
 from mtlsdemo.pki.stores import FileStore
-from mtlsdemo.trust import VerificationFailed
+from mtlsdemo.trust import SpiffeId, VerificationFailed
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
 SERVICES = ("ledger", "gateway", "cli")
@@ -121,7 +121,7 @@ def gateway_to_ledger(mesh: LocalMesh) -> HandshakeConfig:
     c = mesh.config
     ledger = str(mesh.status(c.ledger_admin)["identity"])
     cfg = client_config(c.certs_dir / "gateway", ledger, status_checks(mesh))
-    td = ledger.removeprefix("spiffe://").split("/", 1)[0]
+    td = SpiffeId.parse(ledger).trust_domain
     if td == c.trust_domain:
         return cfg
     from mtlsdemo.mesh.supervisor import domain_b_certs
