@@ -5,6 +5,9 @@
 #   deploy/k8s/render.sh kind mtlsdemo:sha-0123abcd > rendered.yaml   (or minikube)
 #   deploy/k8s/render.sh smoke mtlsdemo:sha-0123abcd                  the smoke Job
 #   deploy/k8s/render.sh rotate-ca mtlsdemo:sha-0123abcd prepare      one CA rollover stage
+# MTLSDEMO_IDENTITIES=workload-api: the workloads take short-lived SVIDs from a
+# Workload API agent in each pod (components/workload-api) instead of the files
+# the bootstrap writes (MTLSDEMO_IDENTITIES=files, the default).
 set -euo pipefail
 usage="usage: render.sh kind|minikube|smoke|rotate-ca IMAGE [STAGE]"
 target=${1:?$usage}
@@ -23,6 +26,16 @@ case $target in
         [ -d "$here/overlays/$target" ] || { echo "error: no overlay '$target' in $here/overlays (kind, minikube, smoke or rotate-ca)" >&2; exit 2; }
         dir=overlays/$target ;;
 esac
+identities=${MTLSDEMO_IDENTITIES:-files}
+case $identities in
+    files) components="" ;;
+    workload-api)
+        case $target in
+            kind | minikube) components="components: [../components/workload-api]" ;;
+            *) components="" ;;  # the Jobs take their identities from files either way
+        esac ;;
+    *) echo "error: MTLSDEMO_IDENTITIES=$identities: give files (the default) or workload-api" >&2; exit 2 ;;
+esac
 case $image in
     *:*) name=${image%:*}; tag=${image##*:} ;;
     *) echo "error: image '$image' needs a tag (name:tag)" >&2; exit 2 ;;
@@ -37,6 +50,7 @@ apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
   - ../$dir
+$components
 images:
   - {name: mtlsdemo, newName: $name, newTag: "$tag"}
 YAML

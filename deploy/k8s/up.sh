@@ -163,7 +163,7 @@ if [ "$after" != "$before" ]; then
 fi
 k get --raw /version >/dev/null || die "context $ctx does not answer"
 
-stage "deploying overlays/$cluster with $tag (context $ctx)"
+stage "deploying overlays/$cluster with $tag (context $ctx, identities: ${MTLSDEMO_IDENTITIES:-files})"
 rendered=$(mktemp "${TMPDIR:-/tmp}/mtlsdemo-rendered.XXXXXX")
 trap 'rm -f "$rendered" "${archive:-}"' EXIT
 "$here/render.sh" "$cluster" "$tag" >"$rendered"

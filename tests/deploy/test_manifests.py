@@ -5,6 +5,7 @@ and the objects are wired to each other and to the mtlsdemo CLI."""
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -48,24 +49,32 @@ def render(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(r.stdout) if d]
 
 
-@pytest.fixture(scope="module", params=OVERLAYS)
-def objects(request) -> list[dict]:
+@pytest.fixture(scope="module", params=[*OVERLAYS, "kind+workload-api"])
+def objects(request, tmp_path_factory) -> list[dict]:
+    """Each overlay, and kind with the workload-api component (MTLSDEMO_IDENTITIES=
+    workload-api): every check below holds for both identity sources."""
+    if request.param == "kind+workload-api":
+        return with_component(tmp_path_factory, "../overlays/kind", "workload-api")
     return render(K8S / "overlays" / request.param)
 
 
-@pytest.fixture(scope="module")
-def with_operator(tmp_path_factory) -> list[dict]:
-    """The base plus the prometheus-operator component."""
-    d = tmp_path_factory.mktemp("operator")
+def with_component(tmp_path_factory, resource: str, component: str) -> list[dict]:
+    d = tmp_path_factory.mktemp(component)
     shutil.copytree(K8S, d / "k8s")
     shutil.copytree(ROOT / "deploy" / "prometheus", d / "prometheus")
     shutil.copytree(ROOT / "deploy" / "grafana", d / "grafana")
     (d / "k8s" / "check").mkdir()
     (d / "k8s" / "check" / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        "resources: [../base]\ncomponents: [../components/prometheus-operator]\n"
+        f"resources: [{resource}]\ncomponents: [../components/{component}]\n"
     )
     return render(d / "k8s" / "check")
+
+
+@pytest.fixture(scope="module")
+def with_operator(tmp_path_factory) -> list[dict]:
+    """The base plus the prometheus-operator component."""
+    return with_component(tmp_path_factory, "../base", "prometheus-operator")
 
 
 def by_kind(objs: list[dict], kind: str) -> list[dict]:
@@ -468,6 +477,35 @@ def test_render_script_deploys_exactly_the_image_it_is_given() -> None:
     assert bad.returncode == 2 and bad.stderr.startswith("error: no overlay 'nosuch'")
 
 
+@pytest.mark.parametrize("target", ["kind", "minikube"])
+def test_render_script_switches_identities_to_the_workload_api(target: str) -> None:
+    """MTLSDEMO_IDENTITIES=workload-api: an agent in each workload pod, the same image;
+    a value it does not know is one line and exit 2."""
+    require_binary("kubectl")
+
+    def render_with(identities: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(K8S / "render.sh"), target, "mtlsdemo:sha-0123456789ab"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, "MTLSDEMO_IDENTITIES": identities},
+        )
+
+    r = render_with("workload-api")
+    assert r.returncode == 0, r.stderr
+    pods = dict(pod_specs([d for d in yaml.safe_load_all(r.stdout) if d]))
+    for name in ("gateway", "ledger"):
+        agent = pods[name]["initContainers"][0]
+        assert (agent["name"], agent["image"]) == ("agent", "mtlsdemo:sha-0123456789ab")
+    bad = render_with("spire")
+    assert bad.returncode == 2
+    assert bad.stderr == (
+        "error: MTLSDEMO_IDENTITIES=spire: give files (the default) or workload-api\n"
+    )
+
+
 def test_verify_script_names_objects_that_exist(objects: list[dict]) -> None:
     script = (K8S / "verify-on-cluster.sh").read_text()
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
@@ -481,7 +519,7 @@ def test_verify_script_names_objects_that_exist(objects: list[dict]) -> None:
     ):
         assert (kind, name) in names
     pods = dict(pod_specs(objects))
-    assert pods["ledger"]["initContainers"][0]["name"] == "sidecar"  # `exec ledger-0 -c sidecar`
+    assert "sidecar" in [c["name"] for c in pods["ledger"]["initContainers"]]  # `-c sidecar`
     assert pods["gateway"]["containers"][0]["name"] == "gateway"  # `exec deploy/gateway -c gateway`
     for needle in (
         "ledger-0 sidecar 9902",
@@ -502,10 +540,28 @@ def test_verify_script_names_objects_that_exist(objects: list[dict]) -> None:
     assert "MTLSDEMO_SERVICE" in env
 
 
-def test_only_the_bootstrap_touches_the_ca(objects: list[dict]) -> None:
+def secret_names(volume: dict) -> list[str]:
+    """The Secrets a volume holds: its own, or each of a projected volume's sources."""
+    if "secret" in volume:
+        return [volume["secret"]["secretName"]]
+    sources = volume.get("projected", {}).get("sources", [])
+    return [src["secret"]["name"] for src in sources if "secret" in src]
+
+
+def test_only_the_bootstrap_and_the_agents_touch_the_ca(objects: list[dict]) -> None:
+    """The CA's key is read by the bootstrap through the API (its Role) and, in
+    workload-api mode, mounted into each pod's agent container (which signs), never
+    into a workload's own containers."""
+    agents = 0
     for name, pod in pod_specs(objects):
-        for v in pod.get("volumes", []):
-            assert v.get("secret", {}).get("secretName") != "mtlsdemo-ca", name
+        ca_volumes = {v["name"] for v in pod.get("volumes", []) if "mtlsdemo-ca" in secret_names(v)}
+        for c in all_containers(pod):
+            mounted = {m["name"] for m in c.get("volumeMounts", [])} & ca_volumes
+            if mounted:
+                assert c["name"] == "agent" and c["args"] == ["agent"], (name, c["name"])
+                assert all(m["readOnly"] for m in c["volumeMounts"] if m["name"] in mounted)
+                agents += 1
+    assert agents == (2 if identities(objects) else 0)  # the gateway and the ledger pods
     (role,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"] == "cert-bootstrap"]
     named = [r for r in role["rules"] if "resourceNames" in r]
     assert "mtlsdemo-ca" in named[0]["resourceNames"]
@@ -517,13 +573,22 @@ def test_only_the_bootstrap_touches_the_ca(objects: list[dict]) -> None:
             assert [s["name"] for s in rb["subjects"]] == ["cert-bootstrap"]
 
 
+def identities(objects: list[dict]) -> bool:
+    """True when the workloads take SVIDs from an agent (components/workload-api)."""
+    return any(
+        o["metadata"].get("labels", {}).get("mtlsdemo/identities") == "workload-api"
+        for o in objects
+    )
+
+
 def test_each_pod_mounts_only_its_own_identity(objects: list[dict]) -> None:
+    agent_mode = identities(objects)
     for name, pod in pod_specs(objects):
-        secrets = [v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v]
+        secrets = [s for v in pod.get("volumes", []) if "secret" in v for s in secret_names(v)]
         if name in ("gateway", "ledger"):
-            # its own identity, and the CA's published CRL (public): the sidecar checks
-            # peers against it, and the gateway its native callers
-            assert secrets == [f"mtlsdemo-{name}-tls", "mtlsdemo-crl"]
+            # its own identity (files), and the CA's published CRL (public): the sidecar
+            # checks peers against it, and the gateway its native callers
+            assert secrets == ([] if agent_mode else [f"mtlsdemo-{name}-tls"]) + ["mtlsdemo-crl"]
             assert pod["serviceAccountName"] == name  # the SPIFFE ID's sa/<name>
             users = [c for c in all_containers(pod) if c["name"] in ("gateway", "sidecar")]
             for c in users:
@@ -534,9 +599,29 @@ def test_each_pod_mounts_only_its_own_identity(objects: list[dict]) -> None:
                 assert env["MTLSDEMO_CRL_REQUIRED"] == "true", c["name"]
                 state = Path(env["MTLSDEMO_CRL_STATE"])
                 assert mounts.get("tmp") == str(state.parent), c["name"]
+                if agent_mode:
+                    assert_serves_its_own_svid(pod, name, env, mounts)
+                else:
+                    assert env["MTLSDEMO_IDENTITY_DIR"] == mounts["identity"], c["name"]
             assert len(users) == (2 if name == "gateway" else 1)
         else:
             assert secrets == []
+
+
+def assert_serves_its_own_svid(pod: dict, name: str, env: dict, mounts: dict) -> None:
+    """The socket a container asks is its own pod's agent's, for its own workload,
+    in a volume nothing outside the pod reaches."""
+    (agent,) = [c for c in pod["initContainers"] if c["name"] == "agent"]
+    assert pod["initContainers"].index(agent) == 0  # up before anything that asks it
+    agent_env = {e["name"]: e.get("value") for e in agent["env"]}
+    assert agent_env["MTLSDEMO_WORKLOAD"] == name
+    volume = {m["mountPath"]: m["name"] for m in agent["volumeMounts"]}[
+        agent_env["MTLSDEMO_SOCKET_DIR"]
+    ]
+    assert {v["name"]: v for v in pod["volumes"]}[volume].keys() == {"name", "emptyDir"}
+    socket = f"unix://{mounts[volume]}/{name}/agent.sock"
+    assert env["MTLSDEMO_SPIFFE_ENDPOINT_SOCKET"] == socket
+    assert "MTLSDEMO_IDENTITY_DIR" not in env and "identity" not in mounts
 
 
 def test_security_context_is_restricted(objects: list[dict]) -> None:
@@ -556,21 +641,24 @@ def test_security_context_is_restricted(objects: list[dict]) -> None:
 
 def test_sidecars_are_native_and_apps_bind_loopback_behind_them(objects: list[dict]) -> None:
     pods = dict(pod_specs(objects))
+    sidecars = {}
     for name in ("ledger", "gateway"):
-        (sidecar,) = pods[name]["initContainers"]
-        assert sidecar["restartPolicy"] == "Always" and sidecar["args"] == ["sidecar"]
+        # the mTLS sidecar, after the pod's Workload API agent in workload-api mode
+        *agent, sidecar = pods[name]["initContainers"]
+        assert [c["name"] for c in agent] == (["agent"] if identities(objects) else [])
+        for c in [*agent, sidecar]:
+            assert c["restartPolicy"] == "Always" and c["args"] == [c["name"]]
+        sidecars[name] = sidecar
     ledger_env = {e["name"]: e.get("value") for e in pods["ledger"]["containers"][0]["env"]}
     assert ledger_env["MTLSDEMO_LISTEN"].startswith("127.0.0.1:")
-    sidecar_env = {e["name"]: e.get("value") for e in pods["ledger"]["initContainers"][0]["env"]}
+    sidecar_env = {e["name"]: e.get("value") for e in sidecars["ledger"]["env"]}
     assert sidecar_env["MTLSDEMO_INBOUND_TARGET"] == ledger_env["MTLSDEMO_LISTEN"]
     assert (
         sidecar_env["MTLSDEMO_ALLOW_ID"]
         == "spiffe://mtls-demo.local/ns/$(POD_NAMESPACE)/sa/gateway"
     )
     gw_env = {e["name"]: e.get("value") for e in pods["gateway"]["containers"][0]["env"]}
-    route = {e["name"]: e.get("value") for e in pods["gateway"]["initContainers"][0]["env"]}[
-        "MTLSDEMO_ROUTE"
-    ]
+    route = {e["name"]: e.get("value") for e in sidecars["gateway"]["env"]}["MTLSDEMO_ROUTE"]
     assert route.startswith(gw_env["MTLSDEMO_LEDGER_ADDR"] + "=ledger:8443@")
     assert route.endswith("/ns/$(POD_NAMESPACE)/sa/ledger")
 
@@ -728,7 +816,7 @@ def unreadable_secret_mounts(pod: dict) -> list[str]:
         return []
     bad = []
     for v in pod.get("volumes", []):
-        src = v.get("secret") or v.get("configMap")
+        src = v.get("secret") or v.get("configMap") or v.get("projected")
         if src is None:
             continue
         modes = [src.get("defaultMode", 0o644)] + [

@@ -17,7 +17,8 @@ from a second description of the pods. What is emulated, and how:
   (no-new-privileges), seccomp (RuntimeDefault is Docker's default profile);
   ``resources.limits`` as cgroup limits;
 - volumes with the kubelet's layout and ownership (``AtomicWriter`` and
-  ``SetVolumeOwnership``): Secret, ConfigMap and the ServiceAccount token as
+  ``SetVolumeOwnership``): Secret, ConfigMap, projected (of Secrets and
+  ConfigMaps) and the ServiceAccount token as
   ``..data -> ..<timestamp>/`` with one symlink per key, files root:root with
   ``defaultMode``/``items[].mode``; when the pod has an fsGroup their group
   becomes it and read bits for the group are added; without one nothing is
@@ -256,7 +257,7 @@ class Pod:
     reason: str = ""
     containers: dict[str, ContainerState] = field(default_factory=dict)
     volumes: dict[str, Path] = field(default_factory=dict)
-    projected: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)
+    projected: dict[str, list[Source]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _prober: threading.Thread | None = None
 
@@ -352,14 +353,16 @@ class Pod:
                 os.chmod(path, 0o777)
                 if fs_group is not None:
                     set_volume_ownership(path, fs_group, read_only=False)
-            elif "secret" in vol or "configMap" in vol:
-                kind = "Secret" if "secret" in vol else "ConfigMap"
-                src = vol.get("secret") or vol.get("configMap")
-                ref = src.get("secretName") or src.get("name")
-                mode = src.get("defaultMode", 0o644)
-                data = self.wait_data(kind, ref, bool(src.get("optional")), timeout)
-                atomic_write_volume(path, project(data or {}, src.get("items"), mode), fs_group)
-                self.projected[name] = (kind, ref, mode)
+            elif (sources := volume_sources(vol)) is not None:
+                files = [
+                    f
+                    for s in sources
+                    for f in project(
+                        self.wait_data(s.kind, s.ref, s.optional, timeout) or {}, s.items, s.mode
+                    )
+                ]
+                atomic_write_volume(path, files, fs_group)
+                self.projected[name] = sources
             elif "persistentVolumeClaim" in vol or name in self.claims:
                 claim = self.claims.get(name) or vol["persistentVolumeClaim"]["claimName"]
                 path = self.cluster.workdir / "pvc" / claim
@@ -410,16 +413,12 @@ class Pod:
     def refresh_projections(self) -> None:
         """The kubelet's periodic sync of Secret/ConfigMap volumes: swap ..data when
         the object changed."""
-        for vol in self.spec.get("volumes") or []:
-            if vol["name"] not in self.projected:
+        for name, sources in self.projected.items():
+            found = [(s, self.cluster.data_of(s.kind, self.namespace, s.ref)) for s in sources]
+            if any(data is None and not s.optional for s, data in found):
                 continue
-            kind, ref, mode = self.projected[vol["name"]]
-            src = vol.get("secret") or vol.get("configMap")
-            data = self.cluster.data_of(kind, self.namespace, ref)
-            if data is None:
-                continue
-            files = project(data, src.get("items"), mode)
-            root = self.volumes[vol["name"]]
+            files = [f for s, data in found for f in project(data or {}, s.items, s.mode)]
+            root = self.volumes[name]
             current = {
                 f.path: (root / "..data" / f.path).read_bytes()
                 for f in files
@@ -431,7 +430,7 @@ class Pod:
     def mounts_for(self, c: dict) -> dict[str, dict]:
         binds: dict[str, dict] = {}
         projected = {
-            v["name"] for v in self.spec.get("volumes") or [] if "secret" in v or "configMap" in v
+            v["name"] for v in self.spec.get("volumes") or [] if volume_sources(v) is not None
         }
         for m in c.get("volumeMounts") or []:
             host = self.volumes[m["name"]]
@@ -776,6 +775,46 @@ class Pod:
                 self.cluster.docker.containers.get(self.pause_id).stop(timeout=1)
         if self.phase != "Succeeded":
             self.phase = "Terminated"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One Secret or ConfigMap a volume projects (a ``projected`` volume has several,
+    written together by one AtomicWriter)."""
+
+    kind: str
+    ref: str
+    items: list | None
+    mode: int
+    optional: bool
+
+
+def volume_sources(vol: dict) -> list[Source] | None:
+    """What a secret, configMap or projected volume holds; None for other volumes."""
+
+    def one(kind: str, src: dict, default_mode: int) -> Source:
+        return Source(
+            kind,
+            src.get("secretName") or src["name"],
+            src.get("items"),
+            src.get("defaultMode", default_mode),
+            bool(src.get("optional")),
+        )
+
+    if "secret" in vol:
+        return [one("Secret", vol["secret"], 0o644)]
+    if "configMap" in vol:
+        return [one("ConfigMap", vol["configMap"], 0o644)]
+    if "projected" in vol:
+        mode = vol["projected"].get("defaultMode", 0o644)
+        out = []
+        for src in vol["projected"]["sources"]:
+            (kind,) = src
+            if kind not in ("secret", "configMap"):
+                raise PodFailed("", "FailedMount", f"projected source {kind} not emulated")
+            out.append(one("Secret" if kind == "secret" else "ConfigMap", src[kind], mode))
+        return out
+    return None
 
 
 def project(data: dict[str, bytes], items: list | None, default_mode: int) -> list[ProjectedFile]:

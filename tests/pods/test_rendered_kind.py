@@ -14,34 +14,14 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
-from pathlib import Path
 
 import pytest
 from kubelet import Cluster, Pod, PodFailed, find, load_rendered
 from mtlsdemo.waiting import wait_until
+from rendered import K8S, render
 from support.metrics import metric_value
-from support.tools import require_binary
 
 pytestmark = pytest.mark.pods
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "deploy" / "k8s"
-
-
-def render(*args: str) -> list[dict]:
-    r = subprocess.run(
-        [str(K8S / "render.sh"), *args], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert r.returncode == 0, r.stderr
-    return load_rendered(r.stdout)
-
-
-@pytest.fixture(scope="module")
-def tag(image: str) -> str:
-    require_binary("kubectl")
-    r = subprocess.run(
-        [str(K8S / "image-tag.sh"), image], capture_output=True, text=True, timeout=60, check=True
-    )
-    return r.stdout.strip()
 
 
 @pytest.fixture(scope="module")

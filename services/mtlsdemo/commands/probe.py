@@ -20,6 +20,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="identity dir for an mTLS gRPC probe",
         old="--probe-tls-dir",
     )
+    flags.add(
+        p,
+        "--probe-spiffe-endpoint-socket",
+        default=None,
+        metavar="unix:///PATH",
+        help="for the mTLS gRPC probe, the identity from this Workload API socket instead",
+    )
     flags.add(p, "--probe-server-name", default="localhost", help="server name for the mTLS probe")
     flags.add(p, "--probe-timeout", type=float, default=2.0, help="seconds")
 

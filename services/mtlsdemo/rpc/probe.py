@@ -1,7 +1,8 @@
 """``mtlsdemo probe``: a health check for container HEALTHCHECKs and scripts.
 
 HTTP: GET the URL, healthy on 2xx. gRPC: the standard health service, healthy on
-SERVING (mTLS with --probe-identity-dir, else plaintext). Exit 0 healthy, 1 not.
+SERVING (mTLS with --probe-identity-dir or the SVID of
+--probe-spiffe-endpoint-socket, else plaintext). Exit 0 healthy, 1 not.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mtlsdemo.pki.material import IdentityMaterial
 
 
 @dataclass(frozen=True)
@@ -20,8 +25,22 @@ class ProbeConfig:
     probe_http: str | None = None
     probe_grpc: str | None = None
     probe_identity_dir: str | None = None
+    probe_spiffe_endpoint_socket: str | None = None
     probe_server_name: str = "localhost"
     probe_timeout: float = 2.0
+
+
+def probe_identity(cfg: ProbeConfig) -> Path | IdentityMaterial | None:
+    """The files, the SVID the agent serves now (fetched once), or none (plaintext)."""
+    if cfg.probe_spiffe_endpoint_socket:
+        from mtlsdemo.pki.workload_api import WorkloadApiSource
+
+        source = WorkloadApiSource(cfg.probe_spiffe_endpoint_socket, first_wait=cfg.probe_timeout)
+        try:
+            return source.current
+        finally:
+            source.close()
+    return Path(cfg.probe_identity_dir) if cfg.probe_identity_dir else None
 
 
 def run(cfg: ProbeConfig) -> int:
@@ -42,9 +61,10 @@ def run(cfg: ProbeConfig) -> int:
 
         from mtlsdemo.rpc.credentials import secure_channel
 
+        identity = probe_identity(cfg)
         channel = (
-            secure_channel(cfg.probe_grpc, Path(cfg.probe_identity_dir), cfg.probe_server_name)
-            if cfg.probe_identity_dir
+            secure_channel(cfg.probe_grpc, identity, cfg.probe_server_name)
+            if identity is not None
             else grpc.insecure_channel(cfg.probe_grpc)
         )
         try:
