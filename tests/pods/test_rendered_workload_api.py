@@ -7,6 +7,7 @@ a restart, and calls go through the mesh before and after a rotation."""
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
 
 import pytest
@@ -107,3 +108,30 @@ def test_a_rotation_reaches_the_running_sidecar_and_calls_still_pass(mesh: Mesh,
     assert {n: c.restarts for n, c in ledger.containers.items()} == restarts
     assert after != before
     mesh.smoke(tag, "smoke-after-rotation")
+
+
+def test_the_ca_key_is_in_the_agent_container_only(mesh: Mesh) -> None:
+    """The agent signs, so it mounts the CA's Secret; the workload's own containers
+    (the sidecar, the gateway) see neither the key nor an identity file."""
+    gw = mesh.gateways[0]
+    code = (
+        "import os; print(os.path.exists('/certs/ca/ca.key'), "
+        "os.path.isdir('/identity') and bool(os.listdir('/identity')), "
+        "os.path.exists('/run/spiffe/gateway/agent.sock'))"
+    )
+    seen = {}
+    for name in ("agent", "sidecar", "gateway"):
+        r = subprocess.run(
+            ["docker", "exec", gw.containers[name].docker_id, "python3", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        seen[name] = r.stdout.split()
+    assert seen == {
+        "agent": ["True", "False", "True"],
+        "sidecar": ["False", "False", "True"],
+        "gateway": ["False", "False", "True"],
+    }
