@@ -13,7 +13,11 @@ RUN_STAMP := $(VENV)/.run-stamp
 # builds one with debootstrap and `MTLSDEMO_BASE_IMAGE=mtlsdemo-base:bookworm` uses it.
 MTLSDEMO_BASE_IMAGE ?= python:3.11-slim-bookworm
 MTLSDEMO_IMAGE      ?= mtlsdemo:dev
-COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml -p mtlsdemo
+# MTLSDEMO_IDENTITIES=workload-api: identities from a SPIFFE Workload API agent
+# (short-lived SVIDs) instead of the bootstrap's files, on compose and Kubernetes
+MTLSDEMO_IDENTITIES ?= files
+COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml \
+                       $(if $(filter workload-api,$(MTLSDEMO_IDENTITIES)),-f deploy/compose/workload-api.yml) -p mtlsdemo
 
 .PHONY: help check fmt lock lock-upgrade compiled test-compiled run test test-unit test-integration test-containers test-browser screenshots console lint typecheck protos prometheusrule reference bench perf-doc walkthrough clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
@@ -106,6 +110,8 @@ image:  ## the one image for every role
 	@deploy/docker/image-report.sh $(MTLSDEMO_IMAGE)
 
 compose-up: image  ## the pods on docker-compose; waits for health, prints where things are
+	@case "$(MTLSDEMO_IDENTITIES)" in files|workload-api) ;; *) \
+	  echo "error: MTLSDEMO_IDENTITIES=$(MTLSDEMO_IDENTITIES): give files (the default) or workload-api" >&2; exit 2;; esac
 	MTLSDEMO_IMAGE=$(MTLSDEMO_IMAGE) $(COMPOSE) up -d
 	@for i in $$(seq 1 60); do \
 	  n=$$($(COMPOSE) ps | grep -c '(healthy)'); [ "$$n" -ge 6 ] && break; sleep 2; done
@@ -114,6 +120,8 @@ compose-up: image  ## the pods on docker-compose; waits for health, prints where
 	@echo "console:  http://127.0.0.1:8080/ (the mesh, handshake ladders, certificates, failures)"
 	@echo "metrics:  http://127.0.0.1:9102/metrics (gateway)  http://127.0.0.1:9101/metrics (ledger)"
 	@echo "sidecars: http://127.0.0.1:9901/status (gateway-sidecar)  http://127.0.0.1:9902/status (ledger-sidecar)"
+	@if [ "$(MTLSDEMO_IDENTITIES)" = workload-api ]; then \
+	  echo "agent:    http://127.0.0.1:9910/status (the Workload API: each SVID, its renewal, its rotations)"; fi
 
 compose-down:  ## stop the compose project
 	$(COMPOSE) down -v

@@ -103,6 +103,16 @@ COMPOSE_FILE = ROOT / "deploy" / "compose" / "docker-compose.yml"
 def compose(image: str):
     """A compose project of its own (random name, free host ports): (dc, project,
     ports, the environment docker-compose needs for it)."""
+    yield from compose_project(image, [COMPOSE_FILE])
+
+
+@pytest.fixture
+def compose_workload_api(image: str):
+    """As ``compose``, with the Workload API override (MTLSDEMO_IDENTITIES=workload-api)."""
+    yield from compose_project(image, [COMPOSE_FILE, COMPOSE_FILE.parent / "workload-api.yml"])
+
+
+def compose_project(image: str, files: list[Path]):
     binary = shutil.which("docker-compose")
     if binary is None:
         require_tool("docker", False, "docker-compose is not installed")
@@ -116,6 +126,7 @@ def compose(image: str):
             "MTLSDEMO_LEDGER_METRICS_PORT",
             "MTLSDEMO_LEDGER_ADMIN_PORT",
             "MTLSDEMO_CONSOLE_PORT",
+            "MTLSDEMO_AGENT_ADMIN_PORT",
         )
     }
     env = {
@@ -126,7 +137,7 @@ def compose(image: str):
 
     def dc(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [binary, "-f", str(COMPOSE_FILE), "-p", project, *args],
+            [binary, *(a for f in files for a in ("-f", str(f))), "-p", project, *args],
             env=env,
             capture_output=True,
             text=True,
