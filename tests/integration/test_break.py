@@ -184,3 +184,33 @@ def test_alias_on_two_federated_domains_is_refused_where_an_alias_would_accept(
             assert needle in out, (needle, out)
         r = brk("tamper", *flags)  # one-domain scenarios say where to go instead
         assert r.returncode == 2 and "here try `break alias`" in r.stderr, r.stderr
+        # the bundle for B missing: unknown_ca naming B on the gateway, the alert at the
+        # ledger; B's bundle from its endpoint heals it
+        r = brk("bundle-missing", *flags)
+        out = r.stdout
+        assert r.returncode == 0, out + r.stderr
+        for needle in (
+            "the gateway refused the ledger's sidecar: unknown_ca — no trust bundle for trust "
+            "domain b.mtls-demo.local (ours: mtls-demo.local; federated with: none)",
+            'ledger-sidecar: mtls_handshakes_total{role="server",reason="unknown_ca",'
+            'origin="remote_unverified"} +1',
+            "heal      b.mtls-demo.local's bundle as its endpoint serves it (1 CA",
+            "== bundle-missing: as described; the mesh is healthy again",
+        ):
+            assert needle in out, (needle, out)
+        # B rolls its CA over under the running mesh: the refreshed gateway keeps every
+        # tunnel, a stale copy refuses the new SVID; B ends finished (runnable again)
+        r = brk("stale-bundle", *flags)
+        out = r.stdout
+        assert r.returncode == 0, out + r.stderr
+        for needle in (
+            "the mesh's gateway holds both (its agent re-fetched http://127.0.0.1:",
+            "refreshed the mesh's gateway: 5 new tunnels after the switch, 5 answered",
+            "the stale gateway refused the ledger's sidecar: unknown_ca — issuer",
+            "is not in trust domain b.mtls-demo.local's bundle",
+            "heal      the bundle re-fetched from http://127.0.0.1:",
+            "b.mtls-demo.local finishes: the old CA retired",
+            "== stale-bundle: as described; the mesh is healthy again",
+        ):
+            assert needle in out, (needle, out)
+        assert not (tmp_path / "certs" / "domain-b" / "ca" / "rollover.json").exists()

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_documented_workload_api_mesh_says_what_the_page_says(tmp_path) -> None:
-    (block,) = blocks(section="Identities from a Workload API")
+    block, _deployed = blocks(section="Identities from a Workload API")  # then compose, k8s
     (run, run_note), (curl, curl_note) = commands(block)
     argv = shlex.split(run)
     assert argv[:2] == ["mtlsdemo", "run"]

@@ -17,6 +17,10 @@ SCENARIOS = {
     "budget, then certificate_expired",
     "alias": "(a --domains 2 mesh) the other domain's CA signs one of our names: federation "
     "refuses it unknown_ca, where an alias would have accepted it",
+    "bundle-missing": "(a --domains 2 mesh) no bundle for the other trust domain: unknown_ca, "
+    "naming the domain whose bundle is missing",
+    "stale-bundle": "(a --domains 2 mesh) the other domain rolls its CA over: a refreshed bundle "
+    "keeps every tunnel, a stale copy refuses the new SVID unknown_ca",
 }
 
 # The reason each scenario ends in (its report checks it); the step it breaks follows
@@ -36,6 +40,8 @@ REASONS = {
     "stale-status": "status_stale",
     "ca-down": "certificate_expired",
     "alias": "unknown_ca",
+    "bundle-missing": "unknown_ca",
+    "stale-bundle": "unknown_ca",
 }
 
 

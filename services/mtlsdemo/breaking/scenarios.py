@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from mtlsdemo.breaking.catalog import SCENARIOS
 from mtlsdemo.breaking.relay import Relay, flip_first_data_record, strip_suites
 from mtlsdemo.endpoint.dial import Attempt, handshake
@@ -118,19 +120,41 @@ def gateway_to_ledger(mesh: LocalMesh) -> HandshakeConfig:
     """The gateway's identity files dialing the ledger's sidecar as the mesh runs it: the
     ledger's own SPIFFE ID, and with two trust domains (`run --domains 2`) its domain's
     bundle beside ours, as the gateway's agent would push it (federation)."""
+    from mtlsdemo.mesh.supervisor import domain_b_certs
+
+    c = mesh.config
+    td = SpiffeId.parse(str(mesh.status(c.ledger_admin)["identity"])).trust_domain
+    if td == c.trust_domain:
+        return federated_gateway(mesh, {})
+    theirs = Authorities.read(FileStore(domain_b_certs(c.certs_dir)))
+    return federated_gateway(
+        mesh, {td: tuple(ca.cert for ca in theirs.all)} if theirs is not None else {}
+    )
+
+
+def federated_gateway(
+    mesh: LocalMesh, federated: dict[str, tuple[x509.Certificate, ...]]
+) -> HandshakeConfig:
+    """The gateway's identity files dialing the ledger's sidecar, verifying each trust
+    domain other than ours against ``federated`` only (none: no bundle for it)."""
+    from mtlsdemo.trust import TrustStore
+
     c = mesh.config
     ledger = str(mesh.status(c.ledger_admin)["identity"])
     cfg = client_config(c.certs_dir / "gateway", ledger, status_checks(mesh))
-    td = SpiffeId.parse(ledger).trust_domain
-    if td == c.trust_domain:
-        return cfg
-    from mtlsdemo.mesh.supervisor import domain_b_certs
-    from mtlsdemo.trust import TrustStore
-
-    theirs = Authorities.read(FileStore(domain_b_certs(c.certs_dir)))
-    federated = {td: tuple(ca.cert for ca in theirs.all)} if theirs is not None else {}
     trust = TrustStore(cfg.trust.cas, trust_domain=c.trust_domain, federated=federated)
     return dataclasses.replace(cfg, trust=trust)
+
+
+def their_bundle(mesh: LocalMesh) -> tuple[str, str, tuple[x509.Certificate, ...]]:
+    """The other trust domain (``run --domains 2``), the bundle endpoint our agent
+    fetches it from, and the bundle that endpoint serves now (the SPIFFE format)."""
+    from mtlsdemo.agent.bundle import decode, fetch
+
+    ((td, facts),) = mesh.agent()["federated"].items()
+    source = str(facts["source"])
+    cas, _sequence = decode(fetch(source), source)
+    return td, source, cas
 
 
 def status_checks(mesh: LocalMesh) -> str:
@@ -147,6 +171,7 @@ FILES_ONLY = {
     "stale-status": "it ages the gateway's stapled status, and SVIDs from the Workload API "
     "staple none",
 }
+FEDERATION = {"alias", "bundle-missing", "stale-bundle"}  # the `--domains 2` ones
 WATCHABLE = 300.0  # seconds: longer-lived SVIDs would keep `ca-down` waiting for hours
 
 
@@ -156,15 +181,15 @@ def not_here(mesh: LocalMesh, name: str) -> str | None:
     if on_api and name in FILES_ONLY:
         return FILES_ONLY[name]
     federated = bool(mesh.status(mesh.config.ledger_admin).get("federated_bundles"))
-    if name == "alias" and not federated:
+    if name in FEDERATION and not federated:
         return (
             "it needs two trust domains, federated; start the mesh with "
             "`make run ARGS='--domains 2'`"
         )
-    if federated and name != "alias":
+    if federated and name not in FEDERATION:
         return (
             "it crafts identities of one trust domain, and this mesh's ledger is in another "
-            "(`--domains 2`): here try `break alias`"
+            "(`--domains 2`): here try `break alias` (or bundle-missing, stale-bundle)"
         )
     if name == "ca-down":
         if not on_api:
@@ -825,6 +850,109 @@ def alias(mesh: LocalMesh, r: Report, work: Path) -> None:
     )
 
 
+def bundle_missing(mesh: LocalMesh, r: Report, work: Path) -> None:
+    """The gateway as its agent would serve it with no bundle for the ledger's trust
+    domain: it has nothing to verify the ledger with, and says which bundle is missing;
+    with the bundle its agent fetches from the other domain's endpoint, it passes."""
+    c = mesh.config
+    td, source, cas = their_bundle(mesh)
+    r.add(
+        "setup",
+        f"the gateway's identity with no bundle for {td} (its agent fetches one from "
+        f"{source}): only {c.trust_domain}'s CA to verify the ledger with",
+    )
+    before = snapshot(mesh)
+    attempt = handshake(*c.ledger, federated_gateway(mesh, {}), timeout=c.timeout)
+    r.add("trigger", "the gateway dials the ledger's sidecar")
+    report_attempt(r, attempt, "the gateway", "the ledger's sidecar")
+    report_metrics(
+        r, mesh, before, [("ledger-sidecar", "server", "unknown_ca", "remote_unverified")]
+    )
+    attempt = handshake(*c.ledger, federated_gateway(mesh, {td: cas}), timeout=c.timeout)
+    attempt.close()
+    if attempt.error is not None:
+        r.fail(f"with {td}'s bundle the gateway still failed: {attempt.error}")
+        return
+    r.add(
+        "heal",
+        f"{td}'s bundle as its endpoint serves it ({len(cas)} CA, the SPIFFE JWK set): the "
+        f"same gateway verifies the ledger against it, and only it, and the handshake passes",
+    )
+
+
+def stale_bundle(mesh: LocalMesh, r: Report, work: Path) -> None:
+    """The ledger's trust domain rolls its CA over (prepare, switch, finish) while the
+    mesh runs. The mesh's gateway, whose agent re-fetches the bundle within the
+    overlap, keeps every new tunnel; a gateway holding the bundle from before the
+    rollover refuses the ledger's new SVID, naming the bundle it checked."""
+    from mtlsdemo.mesh.supervisor import domain_b_certs
+    from mtlsdemo.pki.authorities import read_stage
+    from mtlsdemo.pki.lifecycle import rotate_ca
+
+    c = mesh.config
+    td, source, copy = their_bundle(mesh)
+    certs_b = domain_b_certs(c.certs_dir)
+    store = FileStore(certs_b)
+    req = BootstrapRequest(
+        out=certs_b, services=("ledger",), trust_domain=td, namespace=c.namespace
+    )
+
+    def gateway_holds(n: int) -> bool:
+        return len(mesh.status(c.gateway_admin)["federated_bundles"].get(td, [])) == n
+
+    r.add("setup", f"a copy of {td}'s bundle kept now ({len(copy)} CA), never refreshed")
+    try:
+        rotate_ca(req, "prepare", store, _now())
+        r.add("rollover", f"{td} prepares a new CA: its bundle holds both, its SVIDs still the old")
+        wait_until(
+            lambda: gateway_holds(2),
+            timeout=30,
+            what=f"the gateway's agent to re-fetch {td}'s bundle",
+            interval=0.5,
+        )
+        r.add("", f"the mesh's gateway holds both (its agent re-fetched {source})")
+        serial = mesh.status(c.ledger_admin)["certificate"]["serial"]
+        rotate_ca(req, "switch", store, _now())
+        new = wait_until(
+            lambda: (s := mesh.status(c.ledger_admin)["certificate"]["serial"]) != serial and s,
+            timeout=30,
+            what="the ledger's sidecar to take an SVID from the new CA",
+            interval=0.5,
+        )
+        r.add("rollover", f"{td} switches: the ledger's SVID re-issued by the new CA ({new})")
+        answered = [through_route(c.route, c.timeout) for _ in range(5)]
+        if answered.count("the ledger answered") != 5:
+            r.fail(f"the refreshed gateway lost tunnels across the switch: {answered}")
+        else:
+            r.add("refreshed", "the mesh's gateway: 5 new tunnels after the switch, 5 answered")
+        before = snapshot(mesh)
+        attempt = handshake(*c.ledger, federated_gateway(mesh, {td: copy}), timeout=c.timeout)
+        r.add("trigger", "a gateway with the copy from before the rollover dials the ledger")
+        report_attempt(r, attempt, "the stale gateway", "the ledger's sidecar")
+        report_metrics(
+            r, mesh, before, [("ledger-sidecar", "server", "unknown_ca", "remote_unverified")]
+        )
+        _td, _src, current = their_bundle(mesh)
+        attempt = handshake(*c.ledger, federated_gateway(mesh, {td: current}), timeout=c.timeout)
+        attempt.close()
+        if attempt.error is not None:
+            r.fail(f"with {td}'s current bundle the gateway still failed: {attempt.error}")
+        else:
+            r.add("heal", f"the bundle re-fetched from {source}: the same gateway passes")
+    finally:  # the rollover carried to its end, whatever happened: B is never left halfway
+        if read_stage(store) == "prepared":
+            rotate_ca(req, "switch", store, _now())
+        if read_stage(store) == "switched":
+            rotate_ca(req, "finish", store, _now())
+    wait_until(
+        lambda: gateway_holds(1),
+        timeout=30,
+        what=f"the gateway's agent to drop {td}'s retired CA",
+        interval=0.5,
+    )
+    r.add("", f"{td} finishes: the old CA retired, and dropped from the gateway's copy too")
+
+
 RUNS: dict[str, Callable[[LocalMesh, Report, Path], None]] = {
     "foreign-ca": foreign_ca,
     "expired": expired,
@@ -840,6 +968,8 @@ RUNS: dict[str, Callable[[LocalMesh, Report, Path], None]] = {
     "stale-status": stale_status,
     "ca-down": ca_down,
     "alias": alias,
+    "bundle-missing": bundle_missing,
+    "stale-bundle": stale_bundle,
 }
 
 
