@@ -9,33 +9,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support.docker import compose_health
 from support.metrics import metric_value
 from support.processes import wait_for
 
 pytestmark = pytest.mark.containers
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("ledger", "ledger-sidecar", "gateway", "gateway-sidecar", "loadgen", "console")
-
-
-def health(project: str) -> dict[str, str]:
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    out = {}
-    for cid in ids:
-        info = json.loads(
-            subprocess.run(
-                ["docker", "inspect", cid], capture_output=True, text=True, check=True
-            ).stdout
-        )[0]
-        svc = info["Config"]["Labels"]["com.docker.compose.service"]
-        st = info["State"]
-        running = st["Status"] == "running"
-        out[svc] = (st.get("Health", {}).get("Status") if running else None) or st["Status"]
-    return out
 
 
 def scrape(port: int) -> str:
@@ -49,7 +29,7 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose
     assert up.returncode == 0, up.stderr
 
     def healthy() -> bool:
-        state = health(project)
+        state = compose_health(project)
         return (
             all(state.get(s) == "healthy" for s in SERVICES if s != "loadgen")
             and state.get("certs") == "exited"
@@ -61,7 +41,7 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose
         timeout=120,
         interval=1,
         what="every service healthy, certs exited",
-        describe=lambda: f"{health(project)}\n{dc('logs', check=False).stdout[-3000:]}",
+        describe=lambda: f"{compose_health(project)}\n{dc('logs', check=False).stdout[-3000:]}",
     )
     certs_exit = subprocess.run(
         ["docker", "inspect", "-f", "{{.State.ExitCode}}", f"{project}_certs_1"],

@@ -10,8 +10,8 @@ import subprocess
 import urllib.request
 
 import pytest
+from support.docker import compose_health
 from support.processes import wait_for
-from test_compose import health
 
 pytestmark = pytest.mark.containers
 WORKLOADS = ("ledger-sidecar", "gateway", "gateway-sidecar")
@@ -57,11 +57,13 @@ def test_compose_on_svids_serves_calls_through_a_rotation(compose_workload_api) 
     up = dc("up", "-d")
     assert up.returncode == 0, up.stderr
     wait_for(
-        lambda: all(health(project).get(s) == "healthy" for s in ("agent", *WORKLOADS, "ledger")),
+        lambda: all(
+            compose_health(project).get(s) == "healthy" for s in ("agent", *WORKLOADS, "ledger")
+        ),
         timeout=120,
         interval=1,
         what="the agent and every workload healthy",
-        describe=lambda: f"{health(project)}\n{dc('logs', check=False).stdout[-3000:]}",
+        describe=lambda: f"{compose_health(project)}\n{dc('logs', check=False).stdout[-3000:]}",
     )
     agent_port = ports["MTLSDEMO_AGENT_ADMIN_PORT"]
     ledger_admin = ports["MTLSDEMO_LEDGER_ADMIN_PORT"]

@@ -9,6 +9,7 @@ working tree; MTLSDEMO_BASE_IMAGE picks the base (CI: the debootstrap one).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -147,3 +148,25 @@ def compose_project(image: str, files: list[Path]):
 
     yield dc, project, ports, env
     dc("down", "-v", "--remove-orphans", check=False)
+
+
+def compose_health(project: str) -> dict[str, str]:
+    """Each service of a compose project: its health (running) or its state."""
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    out = {}
+    for cid in ids:
+        info = json.loads(
+            subprocess.run(
+                ["docker", "inspect", cid], capture_output=True, text=True, check=True
+            ).stdout
+        )[0]
+        svc = info["Config"]["Labels"]["com.docker.compose.service"]
+        st = info["State"]
+        running = st["Status"] == "running"
+        out[svc] = (st.get("Health", {}).get("Status") if running else None) or st["Status"]
+    return out
