@@ -63,3 +63,7 @@ def test_a_cross_domain_edge_says_which_bundle_verified_each_side(page, tmp_path
             "[data-testid=edge-row][data-client='spiffe://mtls-demo.local/ns/default/sa/cli']"
         )
         expect(cli.get_by_test_id("edge-federated")).to_have_count(0)
+        # each domain's agent on the page: the gateway's SVID from A's, the ledger's from B's
+        for workload, td in (("gateway", "mtls-demo.local"), ("ledger", "b.mtls-demo.local")):
+            card = page.locator(f"[data-testid=svid-card][data-workload={workload}]")
+            expect(card).to_contain_text(f"trust domain {td}, its own agent")

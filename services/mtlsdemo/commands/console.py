@@ -99,6 +99,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a Host name the page is served under besides loopback, IP addresses and "
         "the --listen host (repeat; e.g. the name of an Ingress in front of it)",
     )
+    flags.add(
+        p,
+        "--federated-agent-admin",
+        multiple=True,
+        default=[],
+        metavar="HOST:PORT",
+        help="another trust domain's Workload API agent to watch beside --agent-admin's "
+        "(repeat; `run --domains 2` passes the second domain's)",
+    )
     add_mesh_flags(p)
 
 
@@ -137,8 +146,11 @@ def main(args: argparse.Namespace) -> int:
         allow_break=args.allow_break,
         mesh=mesh if args.allow_break else None,
         allowed_hosts=tuple(args.allow_host),
-        agent_admin=None
+        agent_admins=()
         if discovering
-        else admin_url(f"{mesh.agent_admin[0]}:{mesh.agent_admin[1]}"),
+        else (
+            admin_url(f"{mesh.agent_admin[0]}:{mesh.agent_admin[1]}"),
+            *(admin_url(a) for a in args.federated_agent_admin),
+        ),
     )
     return run(cfg)

@@ -54,7 +54,7 @@ class Console:
             self._changed,
             discover_sidecars=cfg.discover_sidecar_admins,
             discover_metrics=cfg.discover_metrics,
-            agent=cfg.agent_admin,
+            agents=cfg.agent_admins,
         )
         self.tryout = Tryout(workdir)
         self.guard = Guard(cfg.listen[0], cfg.allowed_hosts)

@@ -30,9 +30,10 @@ class ConsoleConfig:
     # Host names besides loopback, IP literals and the --listen host that the page
     # may be reached by (a Service or Ingress name): anything else is refused
     allowed_hosts: tuple[str, ...] = ()
-    # a Workload API agent's admin (`run --workload-api`): its SVIDs' countdowns and
-    # rotations, watched once a sidecar says its identity comes from an agent
-    agent_admin: str | None = None
+    # the Workload API agents' admins (`run --workload-api`; one per trust domain with
+    # `--domains 2`): their SVIDs' countdowns and rotations, watched once a sidecar says
+    # its identity comes from an agent
+    agent_admins: tuple[str, ...] = ()
 
 
 def admin_url(text: str) -> str:

@@ -110,11 +110,12 @@ class Watcher:
         discover_sidecars: tuple[tuple[str, int], ...] = (),
         discover_metrics: tuple[tuple[str, int], ...] = (),
         resolve: Resolver = resolve_all,
-        agent: str | None = None,
+        agents: tuple[str, ...] = (),
     ) -> None:
         self.sidecars: list[SidecarState] = []
-        self.agent_url = agent
-        self.agent: dict[str, Any] | None = None  # the agent's /status, while reachable
+        self.agent_urls = agents
+        # each agent's /status while reachable (None: not read, or not answering)
+        self.agents: dict[str, dict[str, Any] | None] = {}
         self.metrics: list[MetricsState] = []
         self._fixed = (sidecars, metrics)
         self._discover = (discover_sidecars, discover_metrics)
@@ -150,8 +151,10 @@ class Watcher:
 
     def _watch_agent(self) -> None:
         """Once: a sidecar takes its identity from a Workload API agent."""
-        if self.agent_url is not None and "agent" not in self.tasks:
-            self.tasks["agent"] = [asyncio.create_task(self._poll_agent(self.agent_url))]
+        if self.agent_urls and "agent" not in self.tasks:
+            self.tasks["agent"] = [
+                asyncio.create_task(self._poll_agent(url)) for url in self.agent_urls
+            ]
 
     async def _poll_agent(self, url: str) -> None:
         while True:
@@ -160,10 +163,31 @@ class Watcher:
             except ERRORS as e:
                 log.debug("agent at %s: %s", url, e)
                 status = None
-            if status != self.agent:
-                self.agent = status
+            if status != self.agents.get(url):
+                self.agents[url] = status
                 self.on_change("mesh", None)
             await asyncio.sleep(self.interval)
+
+    @property
+    def agent(self) -> dict[str, Any] | None:
+        """Every agent watched as one view: the first's settings, and the workloads of
+        all of them side by side, each with its trust domain (None: none answers)."""
+        up = [s for url in self.agent_urls if (s := self.agents.get(url)) is not None]
+        if not up:
+            return None
+        workloads: dict[str, Any] = {}
+        for status in up:
+            td = status.get("trust_domain")
+            for name, w in status.get("workloads", {}).items():
+                workloads[name if name not in workloads else f"{name} ({td})"] = {
+                    **w,
+                    "trust_domain": td,
+                }
+        return {
+            **up[0],
+            "workloads": workloads,
+            "trust_domains": [s.get("trust_domain") for s in up],
+        }
 
     def _watch_metrics(self, url: str) -> None:
         ms = MetricsState(url)

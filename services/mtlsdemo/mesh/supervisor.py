@@ -273,6 +273,12 @@ def console_argv(cfg: RunConfig, certs: Path) -> list[str]:
         f"127.0.0.1:{cfg.gateway_metrics_port}",
         "--metrics",
         f"127.0.0.1:{cfg.ledger_metrics_port}",
+        # the second trust domain's agent too: each domain's SVIDs on the page
+        *(
+            ["--federated-agent-admin", f"127.0.0.1:{cfg.agent_b_admin_port}"]
+            if cfg.domains == 2
+            else []
+        ),
     ]
 
 

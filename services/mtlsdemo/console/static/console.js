@@ -580,7 +580,7 @@ function renderSvids(agent) {
   const cards = Object.entries(agent.workloads).map(([name, w]) => h("div", { class: "card svid", "data-testid": "svid-card", "data-workload": name },
     h("h3", { text: `${name} — SVID from the Workload API` }),
     h("div", { class: "countdown", "data-testid": "svid-countdown", "data-not-after": w.not_after, "data-renew-at": w.renew_at, "data-issued": w.history.length ? w.history[w.history.length - 1].issued_at : "" }),
-    h("div", { text: `serial ${w.serial.slice(0, 12)}… · ${w.renewals ? `rotation #${w.renewals}` : "first SVID"} · lives ${left(agent.ttl_seconds)}` + (w.failures ? ` · ${w.failures} failed renewal(s)` : "") }),
+    h("div", { text: `serial ${w.serial.slice(0, 12)}… · ${w.renewals ? `rotation #${w.renewals}` : "first SVID"} · lives ${left(agent.ttl_seconds)}` + (w.failures ? ` · ${w.failures} failed renewal(s)` : "") + ((agent.trust_domains || []).length > 1 ? ` · trust domain ${w.trust_domain}, its own agent` : "") }),
     w.last_error ? h("div", { class: "bad", "data-testid": "svid-error", text: `the agent could not renew: ${w.last_error} — the SVID in hand serves until it expires` }) : null,
     h("ol", { class: "note", reversed: "", "data-testid": "svid-history" }, ...w.history.slice().reverse().slice(0, 6).map((x) => h("li", { text: `${new Date(x.issued_at * 1e3).toISOString().slice(11, 19)}Z serial ${x.serial.slice(0, 12)}… until ${new Date(x.not_after * 1e3).toISOString().slice(11, 19)}Z` })))));
   box.replaceChildren(h("h3", { text: `Workload API: SVIDs living ${left(agent.ttl_seconds)}, renewed at half-life, no restart` }), h("div", { class: "cards" }, cards));
