@@ -3,6 +3,10 @@ Secret sink uses: get, create and replace Secrets, with ServiceAccount bearer
 tokens, the rendered Roles and RoleBindings enforced, and resourceVersion
 conflicts (409) — so the Job runs as rendered, with the official client and its
 in-cluster config, and a missing RBAC verb fails it here as it would on a cluster.
+And pods: list and watch (the pod runner writes each pod as the API would show it,
+with a resourceVersion per change), and the targets Prometheus's pod discovery
+would find in them, as HTTP SD (Debian's Prometheus is built without Kubernetes
+discovery).
 
 Runs inside the project image (aiohttp and cryptography are there). It makes its
 own serving certificate for the IP it got, writes the CA beside its state, and
@@ -14,6 +18,7 @@ to project Secret volumes.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import json
@@ -85,9 +90,9 @@ def status(code: int, reason: str, message: str) -> web.Response:
     return web.json_response(body, status=code)
 
 
-def allowed(sa: str, verb: str, name: str | None) -> bool:
+def allowed(sa: str, verb: str, name: str | None, resource: str = "secrets") -> bool:
     for rule in CONFIG["rules"].get(sa, []):
-        if "" not in rule.get("apiGroups", []) or "secrets" not in rule.get("resources", []):
+        if "" not in rule.get("apiGroups", []) or resource not in rule.get("resources", []):
             continue
         if verb not in rule.get("verbs", []) and "*" not in rule.get("verbs", []):
             continue
@@ -109,8 +114,7 @@ def next_version() -> str:
 
 
 async def handle(request: web.Request) -> web.Response:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    sa = CONFIG["tokens"].get(token.strip()) if scheme.lower() == "bearer" else None
+    sa = caller(request)
     if sa is None:
         return status(401, "Unauthorized", "no valid bearer token")
     ns, name = request.match_info["ns"], request.match_info.get("name")
@@ -155,6 +159,135 @@ async def handle(request: web.Request) -> web.Response:
     return web.json_response(body, status=201 if verb == "create" else 200)
 
 
+def caller(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return CONFIG["tokens"].get(token.strip()) if scheme.lower() == "bearer" else None
+
+
+def pods(ns: str) -> list[dict]:
+    """Every pod the runner wrote, tombstones included, oldest change first."""
+    out = []
+    for path in (STATE / "pods" / ns).glob("*.json"):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # being replaced: the next look sees it
+    return sorted(out, key=lambda p: int(p["metadata"]["resourceVersion"]))
+
+
+def shown(pod: dict) -> dict:
+    return {k: v for k, v in pod.items() if k != "deleted"}
+
+
+async def handle_pods(request: web.Request) -> web.StreamResponse:
+    """GET the PodList, or with ?watch=true stream ADDED/MODIFIED/DELETED events
+    after the given resourceVersion until timeoutSeconds."""
+    sa = caller(request)
+    if sa is None:
+        return status(401, "Unauthorized", "no valid bearer token")
+    ns = request.match_info["ns"]
+    watch = request.query.get("watch") in ("true", "1")
+    verb = "watch" if watch else "list"
+    if sa.split("/")[0] != ns or not allowed(sa, verb, None, "pods"):
+        who = "system:serviceaccount:" + sa.replace("/", ":")
+        return status(
+            403,
+            "Forbidden",
+            f'pods is forbidden: User "{who}" cannot {verb} resource "pods" in API group "" '
+            f'in the namespace "{ns}"',
+        )
+    now = pods(ns)
+    latest = max((int(p["metadata"]["resourceVersion"]) for p in now), default=1_000_000)
+    if not watch:
+        return web.json_response(
+            {
+                "kind": "PodList",
+                "apiVersion": "v1",
+                "metadata": {"resourceVersion": str(latest)},
+                "items": [shown(p) for p in now if not p["deleted"]],
+            }
+        )
+    since = int(request.query.get("resourceVersion") or 0) or latest
+    deadline = asyncio.get_running_loop().time() + float(request.query.get("timeoutSeconds", 300))
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    while asyncio.get_running_loop().time() < deadline:
+        for p in pods(ns):
+            rv = int(p["metadata"]["resourceVersion"])
+            if rv <= since:
+                continue
+            since = rv
+            kind = "DELETED" if p["deleted"] else "MODIFIED"  # an informer adds what it lacks
+            await resp.write((json.dumps({"type": kind, "object": shown(p)}) + "\n").encode())
+        await asyncio.sleep(0.5)
+    return resp
+
+
+def meta_name(text: str) -> str:
+    """A Kubernetes label or annotation name as Prometheus's discovery writes it."""
+    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in text)
+
+
+def pod_role_targets(pod: dict) -> list[dict]:
+    """What Prometheus's kubernetes_sd_configs `role: pod` finds for one pod (its
+    documented __meta_kubernetes_* labels): a target per declared container port,
+    init containers (native sidecars) included, one without a port per container
+    that declares none."""
+    meta, spec, st = pod["metadata"], pod["spec"], pod["status"]
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in st["conditions"])
+    labels = {
+        "__meta_kubernetes_namespace": meta["namespace"],
+        "__meta_kubernetes_pod_name": meta["name"],
+        "__meta_kubernetes_pod_ip": st["podIP"],
+        "__meta_kubernetes_pod_uid": meta["uid"],
+        "__meta_kubernetes_pod_ready": str(ready).lower(),
+        "__meta_kubernetes_pod_phase": st["phase"],
+        "__meta_kubernetes_pod_node_name": spec.get("nodeName", ""),
+        "__meta_kubernetes_pod_host_ip": st.get("hostIP", ""),
+    }
+    for kind, items in (("label", meta.get("labels")), ("annotation", meta.get("annotations"))):
+        for k, v in (items or {}).items():
+            labels[f"__meta_kubernetes_pod_{kind}_{meta_name(k)}"] = v
+            labels[f"__meta_kubernetes_pod_{kind}present_{meta_name(k)}"] = "true"
+    groups = []
+    for init, containers in ((True, spec.get("initContainers")), (False, spec["containers"])):
+        for c in containers or []:
+            base = {
+                **labels,
+                "__meta_kubernetes_pod_container_name": c["name"],
+                "__meta_kubernetes_pod_container_image": c["image"],
+                "__meta_kubernetes_pod_container_init": str(init).lower(),
+            }
+            for port in c.get("ports") or [None]:
+                group = dict(base)
+                target = st["podIP"]
+                if port is not None:
+                    target = f"{st['podIP']}:{port['containerPort']}"
+                    group["__meta_kubernetes_pod_container_port_name"] = port.get("name", "")
+                    group["__meta_kubernetes_pod_container_port_number"] = str(
+                        port["containerPort"]
+                    )
+                    group["__meta_kubernetes_pod_container_port_protocol"] = port.get(
+                        "protocol", "TCP"
+                    )
+                groups.append({"targets": [target], "labels": group})
+    return groups
+
+
+async def handle_pod_sd(request: web.Request) -> web.Response:
+    """Prometheus's pod discovery, for a Prometheus built without it (Debian's): the
+    same targets and labels as `role: pod`, through HTTP SD, for a caller whose
+    Role may list pods."""
+    sa = caller(request)
+    if sa is None:
+        return status(401, "Unauthorized", "no valid bearer token")
+    ns = request.match_info["ns"]
+    if sa.split("/")[0] != ns or not allowed(sa, "list", None, "pods"):
+        return status(403, "Forbidden", f'{sa} cannot list resource "pods" in "{ns}"')
+    live = [p for p in pods(ns) if not p["deleted"] and p["status"].get("podIP")]
+    return web.json_response([g for p in live for g in pod_role_targets(p)])
+
+
 def main() -> None:
     ip = socket.gethostbyname(socket.gethostname())
     cert, key = serving_cert(ip)
@@ -166,6 +299,8 @@ def main() -> None:
     app = web.Application()
     app.router.add_route("*", "/api/v1/namespaces/{ns}/secrets", handle)
     app.router.add_route("*", "/api/v1/namespaces/{ns}/secrets/{name}", handle)
+    app.router.add_get("/api/v1/namespaces/{ns}/pods", handle_pods)
+    app.router.add_get("/prometheus-sd/namespaces/{ns}/pods", handle_pod_sd)
     write_atomic(STATE / "ready", ip.encode())  # the runner waits for this: CA and IP
     web.run_app(app, host="0.0.0.0", port=PORT, ssl_context=ctx, print=None)
 

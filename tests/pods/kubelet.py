@@ -37,9 +37,12 @@ from a second description of the pods. What is emulated, and how:
   ``port`` to a ready endpoint's ``targetPort`` (a named one resolved from the
   pods' regular containers only, as the EndpointSlice controller does); a
   headless Service's names are aliases of every selected pod;
-- the API server is a stand-in (apiserver_standin.py): Secrets only, with the
+- the API server is a stand-in (apiserver_standin.py): Secrets (get, create,
+  update) and pods (list, watch: what Prometheus's pod discovery reads), with the
   ServiceAccount token and CA mounted where the in-cluster config reads them,
-  and the rendered Roles enforced.
+  and the rendered Roles enforced;
+- a volume mounted inside a Secret, ConfigMap or projected volume gets its
+  mountpoint made in that volume (the kubelet's nested mountpoints).
 
 Not emulated: NetworkPolicy (no CNI: deploy/k8s/verify-on-cluster.sh checks it on
 a cluster), scheduling and node resources, the kubelet's sync delay for Secret
@@ -379,6 +382,7 @@ class Pod:
                     path.mkdir(parents=True)
                     os.chmod(path, 0o777)
                 self.volumes[tmpl] = path
+        self.make_nested_mountpoints()
         if self.cluster.automount(self.namespace, self.spec):
             path = base / "volumes" / "kube-api-access"
             token = self.cluster.token_for(
@@ -391,6 +395,24 @@ class Pod:
             ]
             atomic_write_volume(path, files, fs_group)
             self.volumes["kube-api-access"] = path
+
+    def make_nested_mountpoints(self) -> None:
+        """pkg/volume/util/nested_volumes.go: a volume mounted inside a Secret,
+        ConfigMap or projected volume's mountPath (Prometheus's rules under its
+        config) gets its mountpoint made in that volume's directory, which the
+        container then sees read-only: without it the runtime cannot mount there."""
+        for c in [*(self.spec.get("initContainers") or []), *self.spec["containers"]]:
+            mounts = c.get("volumeMounts") or []
+            for parent in mounts:
+                if parent["name"] not in self.projected or parent.get("subPath"):
+                    continue
+                for child in mounts:
+                    rel = os.path.relpath(child["mountPath"], parent["mountPath"])
+                    if child is parent or rel.startswith(".."):
+                        continue
+                    point = self.volumes[parent["name"]] / rel
+                    point.mkdir(parents=True, exist_ok=True)
+                    os.chmod(point, 0o755)
 
     def wait_data(self, kind: str, name: str, optional: bool, timeout: float) -> dict | None:
         data = self.cluster.data_of(kind, self.namespace, name)
@@ -492,7 +514,8 @@ class Pod:
         sc = merged_security(self.spec, c)
         if "runAsUser" in sc:
             return sc["runAsUser"] == 0
-        user = self.cluster.docker.images.get(c["image"]).attrs["Config"].get("User") or "0"
+        image = self.cluster.image_for(c["image"])
+        user = self.cluster.docker.images.get(image).attrs["Config"].get("User") or "0"
         return user.split(":")[0] in ("0", "root", "")
 
     def create_container(self, c: dict) -> str:
@@ -511,7 +534,7 @@ class Pod:
         elif "args" in c:
             kw["command"] = [expand(a, env) for a in c["args"]]
         cont = self.cluster.docker.containers.create(
-            c["image"],
+            self.cluster.image_for(c["image"]),
             name=f"{self.cluster.run_id}-{self.name}-{c['name']}",
             environment=env,
             volumes=self.mounts_for(c),
@@ -837,6 +860,7 @@ class Cluster:
         self.objects = objects
         self.workdir = workdir
         self.node_images = {normalize_image(i) for i in node_images}
+        self.substitutes: dict[str, str] = {}  # a rendered image -> the local one run for it
         self.pause_image = pause_image
         self.docker = docker.from_env()
         self.run_id = "k8s-" + uuid.uuid4().hex[:6]
@@ -849,8 +873,20 @@ class Cluster:
         self.service_ips: dict[tuple[str, str], str] = {}
         self._endpoints_lock = threading.Lock()
         self._last_endpoints: dict[str, str] = {}
+        self._published: dict[str, str] = {}  # pod name -> what the API shows of it now
+        self._resource_version = 1_000_000  # pods' versions: above the stand-in's Secrets'
         self._stop = threading.Event()
         self._sync: threading.Thread | None = None
+
+    def load_substitute(self, rendered: str, local: str) -> None:
+        """Put ``local`` on the node under the rendered name (`kind load` of an image
+        built here for a public one no registry serves): the one difference from the
+        rendered pod, and it is the image's contents only."""
+        self.node_images.add(normalize_image(rendered))
+        self.substitutes[normalize_image(rendered)] = local
+
+    def image_for(self, rendered: str) -> str:
+        return self.substitutes.get(normalize_image(rendered), rendered)
 
     # -- objects
     def of_kind(self, kind: str) -> list[dict]:
@@ -1028,10 +1064,49 @@ class Cluster:
                     names += dns_names(f"{pod.hostname}.{sname}", ns)
         return names
 
+    def publish_pods(self) -> None:
+        """What the API server shows of each pod (for a client that lists and watches
+        pods: Prometheus's pod discovery), written for the stand-in when it changes,
+        each change with a new resourceVersion; a pod gone leaves a tombstone for the
+        watches that knew it."""
+        for pod in list(self.pods):
+            gone = pod.phase in ("Terminated", "Succeeded", "Failed") or not pod.ip
+            key = "gone" if gone else json.dumps([pod.phase, pod.ip, pod.ready()])
+            if self._published.get(pod.name) == key or (gone and pod.name not in self._published):
+                continue
+            self._published[pod.name] = key
+            self._resource_version += 1
+            obj = {
+                "kind": "Pod",
+                "apiVersion": "v1",
+                "metadata": {
+                    "name": pod.name,
+                    "namespace": pod.namespace,
+                    "uid": pod.uid,
+                    "labels": pod.labels,
+                    "annotations": pod.annotations,
+                    "resourceVersion": str(self._resource_version),
+                },
+                "spec": {**pod.spec, "nodeName": "mtlsdemo-control-plane"},
+                "status": {
+                    "phase": pod.phase,
+                    "podIP": pod.ip,
+                    "hostIP": self.node_ip,
+                    "conditions": [{"type": "Ready", "status": "True" if pod.ready() else "False"}],
+                },
+                "deleted": gone,  # the stand-in's tombstone mark, never sent
+            }
+            path = self.workdir / "apiserver" / "pods" / pod.namespace / f"{pod.name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(obj))
+            os.replace(tmp, path)
+
     def endpoints_changed(self) -> None:
         """The EndpointSlice controller: each ClusterIP Service's ready endpoints,
         named targetPorts resolved from the pod's regular containers only."""
         with self._endpoints_lock:
+            self.publish_pods()
             for svc in self.of_kind("Service"):
                 name, ns = svc["metadata"]["name"], svc["metadata"]["namespace"]
                 if (ns, name) not in self.service_ips:

@@ -11,11 +11,13 @@ that enforces the rendered Role; Secret volumes are projected from what it store
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import urllib.request
 
 import pytest
+import yaml
 from kubelet import Cluster, Pod, PodFailed, find, load_rendered
 from mtlsdemo.waiting import wait_until
 from rendered import K8S, render
@@ -229,6 +231,89 @@ def test_the_console_sees_every_sidecar_and_the_edge(mesh: Mesh) -> None:
         return m if len(admins) == 3 and edge else None
 
     wait_until(seen, timeout=60, interval=1, what="the console to see 3 sidecars and the edge")
+
+
+def prom_time(text: str) -> dt.datetime:
+    """Prometheus's RFC 3339 times (nanoseconds) as datetimes."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    return dt.datetime.fromisoformat(f"{head}.{(frac or '0')[:6]:0<6}+00:00")
+
+
+def pod_discovery_over_http_sd(cluster: Cluster, prom: dict) -> None:
+    """Debian's Prometheus (the image's stand-in) is built without Kubernetes
+    discovery: its rendered `kubernetes_sd_configs` (role pod, its own namespace)
+    becomes HTTP SD from the API stand-in, which finds the same targets with the same
+    labels for a ServiceAccount whose Role may list pods. The relabeling, the rules
+    and everything else stay as rendered."""
+    (vol,) = [v for v in prom["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"]
+    cm = find(cluster.objects, "ConfigMap", vol["configMap"]["name"])
+    config = yaml.safe_load(cm["data"]["prometheus.yml"])
+    sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+    for job in config["scrape_configs"]:
+        (sd,) = job.pop("kubernetes_sd_configs")
+        assert sd == {"role": "pod", "namespaces": {"own_namespace": True}}, sd
+        job["http_sd_configs"] = [
+            {
+                "url": f"https://{cluster.apiserver_ip}:6443/prometheus-sd/namespaces/"
+                f"{cluster.default_namespace}/pods",
+                "refresh_interval": "5s",
+                "authorization": {"type": "Bearer", "credentials_file": f"{sa}/token"},
+                "tls_config": {"ca_file": f"{sa}/ca.crt"},
+            }
+        ]
+    cm["data"]["prometheus.yml"] = yaml.safe_dump(config)
+
+
+def test_prometheus_as_rendered_scrapes_every_pod_and_no_alert_fires(
+    mesh: Mesh, prometheus_image: str
+) -> None:
+    """The observability half: the rendered Prometheus pod (its config and rules
+    ConfigMaps mounted one inside the other, as the kubelet mounts them) finds the
+    pods through the API (its Role), scrapes every sidecar and service, and its rules
+    raise nothing on a healthy mesh."""
+    prom = find(mesh.cluster.objects, "Deployment", "prometheus")
+    pod_discovery_over_http_sd(mesh.cluster, prom)
+    mesh.cluster.load_substitute(
+        prom["spec"]["template"]["spec"]["containers"][0]["image"], prometheus_image
+    )
+    (pod,) = mesh.cluster.rollout(prom)
+
+    def api(path: str) -> dict:
+        with urllib.request.urlopen(f"http://{pod.ip}:9090/api/v1/{path}", timeout=5) as r:
+            return json.load(r)["data"]
+
+    workloads = [*mesh.gateways, *mesh.ledger]
+    expected = {(c, p.name) for p in workloads for c in ("sidecar", p.name.split("-")[0])}
+
+    def all_up() -> list[dict] | None:
+        active = api("targets")["activeTargets"]
+        seen = {(t["labels"]["component"], t["labels"]["pod"]) for t in active}
+        return active if seen >= expected and all(t["health"] == "up" for t in active) else None
+
+    active = wait_until(
+        all_up,
+        timeout=90,
+        interval=1,
+        ignore=(OSError, KeyError),
+        what="Prometheus to scrape every sidecar and service",
+        describe=lambda: (api("targets"), pod.all_logs()[-2000:]),
+    )
+    scraped = max(prom_time(t["lastScrape"]) for t in active)
+
+    def evaluated() -> list[dict] | None:  # every rule group ran after those scrapes
+        groups = api("rules")["groups"]
+        return (
+            groups
+            if groups and all(prom_time(g["lastEvaluation"]) > scraped for g in groups)
+            else None
+        )
+
+    groups = wait_until(
+        evaluated, timeout=60, interval=1, ignore=(OSError,), what="a rule evaluation"
+    )
+    assert sum(len(g["rules"]) for g in groups) >= 10
+    firing = [a for a in api("alerts")["alerts"] if a["state"] == "firing"]
+    assert firing == [], firing
 
 
 def test_ca_rollover_stages_run_as_up_sh_applies_them(mesh: Mesh, tag: str) -> None:
