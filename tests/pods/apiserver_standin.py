@@ -3,10 +3,9 @@ Secret sink uses: get, create and replace Secrets, with ServiceAccount bearer
 tokens, the rendered Roles and RoleBindings enforced, and resourceVersion
 conflicts (409) — so the Job runs as rendered, with the official client and its
 in-cluster config, and a missing RBAC verb fails it here as it would on a cluster.
-And pods: list and watch (the pod runner writes each pod as the API would show it,
-with a resourceVersion per change), and the targets Prometheus's pod discovery
-would find in them, as HTTP SD (Debian's Prometheus is built without Kubernetes
-discovery).
+And the targets Prometheus's pod discovery would find in the pods (the pod runner
+writes each pod as the API would show it), as HTTP SD: Debian's Prometheus, which
+stands in for the public image, is built without Kubernetes discovery.
 
 Runs inside the project image (aiohttp and cryptography are there). It makes its
 own serving certificate for the IP it got, writes the CA beside its state, and
@@ -18,7 +17,6 @@ to project Secret volumes.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import ipaddress
 import json
@@ -175,54 +173,6 @@ def pods(ns: str) -> list[dict]:
     return sorted(out, key=lambda p: int(p["metadata"]["resourceVersion"]))
 
 
-def shown(pod: dict) -> dict:
-    return {k: v for k, v in pod.items() if k != "deleted"}
-
-
-async def handle_pods(request: web.Request) -> web.StreamResponse:
-    """GET the PodList, or with ?watch=true stream ADDED/MODIFIED/DELETED events
-    after the given resourceVersion until timeoutSeconds."""
-    sa = caller(request)
-    if sa is None:
-        return status(401, "Unauthorized", "no valid bearer token")
-    ns = request.match_info["ns"]
-    watch = request.query.get("watch") in ("true", "1")
-    verb = "watch" if watch else "list"
-    if sa.split("/")[0] != ns or not allowed(sa, verb, None, "pods"):
-        who = "system:serviceaccount:" + sa.replace("/", ":")
-        return status(
-            403,
-            "Forbidden",
-            f'pods is forbidden: User "{who}" cannot {verb} resource "pods" in API group "" '
-            f'in the namespace "{ns}"',
-        )
-    now = pods(ns)
-    latest = max((int(p["metadata"]["resourceVersion"]) for p in now), default=1_000_000)
-    if not watch:
-        return web.json_response(
-            {
-                "kind": "PodList",
-                "apiVersion": "v1",
-                "metadata": {"resourceVersion": str(latest)},
-                "items": [shown(p) for p in now if not p["deleted"]],
-            }
-        )
-    since = int(request.query.get("resourceVersion") or 0) or latest
-    deadline = asyncio.get_running_loop().time() + float(request.query.get("timeoutSeconds", 300))
-    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await resp.prepare(request)
-    while asyncio.get_running_loop().time() < deadline:
-        for p in pods(ns):
-            rv = int(p["metadata"]["resourceVersion"])
-            if rv <= since:
-                continue
-            since = rv
-            kind = "DELETED" if p["deleted"] else "MODIFIED"  # an informer adds what it lacks
-            await resp.write((json.dumps({"type": kind, "object": shown(p)}) + "\n").encode())
-        await asyncio.sleep(0.5)
-    return resp
-
-
 def meta_name(text: str) -> str:
     """A Kubernetes label or annotation name as Prometheus's discovery writes it."""
     return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in text)
@@ -299,7 +249,6 @@ def main() -> None:
     app = web.Application()
     app.router.add_route("*", "/api/v1/namespaces/{ns}/secrets", handle)
     app.router.add_route("*", "/api/v1/namespaces/{ns}/secrets/{name}", handle)
-    app.router.add_get("/api/v1/namespaces/{ns}/pods", handle_pods)
     app.router.add_get("/prometheus-sd/namespaces/{ns}/pods", handle_pod_sd)
     write_atomic(STATE / "ready", ip.encode())  # the runner waits for this: CA and IP
     web.run_app(app, host="0.0.0.0", port=PORT, ssl_context=ctx, print=None)

@@ -38,9 +38,9 @@ from a second description of the pods. What is emulated, and how:
   pods' regular containers only, as the EndpointSlice controller does); a
   headless Service's names are aliases of every selected pod;
 - the API server is a stand-in (apiserver_standin.py): Secrets (get, create,
-  update) and pods (list, watch: what Prometheus's pod discovery reads), with the
-  ServiceAccount token and CA mounted where the in-cluster config reads them,
-  and the rendered Roles enforced;
+  update), and the targets Prometheus's pod discovery finds (as HTTP SD, for a
+  Role that may list pods), with the ServiceAccount token and CA mounted where the
+  in-cluster config reads them, and the rendered Roles enforced;
 - a volume mounted inside a Secret, ConfigMap or projected volume gets its
   mountpoint made in that volume (the kubelet's nested mountpoints).
 
@@ -1065,10 +1065,9 @@ class Cluster:
         return names
 
     def publish_pods(self) -> None:
-        """What the API server shows of each pod (for a client that lists and watches
-        pods: Prometheus's pod discovery), written for the stand-in when it changes,
-        each change with a new resourceVersion; a pod gone leaves a tombstone for the
-        watches that knew it."""
+        """What the API server shows of each pod (Prometheus's pod discovery reads
+        it), written for the stand-in when it changes, each change with a new
+        resourceVersion; a pod gone is marked deleted."""
         for pod in list(self.pods):
             gone = pod.phase in ("Terminated", "Succeeded", "Failed") or not pod.ip
             key = "gone" if gone else json.dumps([pod.phase, pod.ip, pod.ready()])
