@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import subprocess
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -40,11 +41,18 @@ def cluster(tag: str, tmp_path_factory: pytest.TempPathFactory):
 class Mesh:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        self.bootstrap = cluster.run_job(find(cluster.objects, "Job", "cert-bootstrap"))
-        # the StatefulSet and the Deployments start together, as on a cluster
-        self.ledger = cluster.rollout(find(cluster.objects, "StatefulSet", "ledger"))
-        self.gateways = cluster.rollout(find(cluster.objects, "Deployment", "gateway"))
-        self.console = cluster.rollout(find(cluster.objects, "Deployment", "console"))
+        # everything at once, as `kubectl apply` starts it: the workloads' pods wait
+        # for the Secrets the bootstrap Job writes (ContainerCreating), and whatever
+        # mounts the optional CRL volume before the Job publishes it starts without one
+        with ThreadPoolExecutor(4) as pool:
+            started = [
+                pool.submit(cluster.run_job, find(cluster.objects, "Job", "cert-bootstrap")),
+                pool.submit(cluster.rollout, find(cluster.objects, "StatefulSet", "ledger")),
+                pool.submit(cluster.rollout, find(cluster.objects, "Deployment", "gateway")),
+                pool.submit(cluster.rollout, find(cluster.objects, "Deployment", "console")),
+            ]
+        self.bootstrap = started[0].result()
+        self.ledger, self.gateways, self.console = (f.result() for f in started[1:])
 
     def status(self, pod: Pod, port: int) -> dict:
         with urllib.request.urlopen(f"http://{pod.ip}:{port}/status", timeout=5) as r:
@@ -79,6 +87,24 @@ def test_bootstrap_job_writes_every_secret_through_the_api_its_role_allows(mesh:
     role = find(mesh.cluster.objects, "Role", "cert-bootstrap")
     named = {n for r in role["rules"] for n in r.get("resourceNames", [])}
     assert set(stored) == named  # every Secret it writes is one its Role names
+
+
+def test_every_sidecar_holds_the_crl_the_bootstrap_published(mesh: Mesh) -> None:
+    """Started with the Job, a pod may mount the optional CRL volume before the Job
+    publishes mtlsdemo-crl: its sidecar refuses peers (status_missing, fail closed)
+    until the kubelet's sync projects the CRL, then follows it with no restart."""
+    for pod, port in [(mesh.ledger[0], 9902), *((g, 9901) for g in mesh.gateways)]:
+        crl = wait_until(
+            lambda pod=pod, port=port: (
+                (c := mesh.status(pod, port)["crl"])["missing"] is False and c
+            ),
+            timeout=30,
+            interval=0.5,
+            ignore=(OSError,),
+            what=f"{pod.name}'s sidecar to hold the CRL",
+        )
+        assert crl["required"] is True and crl["last_error"] is None, crl
+        assert pod.containers["sidecar"].restarts == 0, pod.all_logs()[-2000:]
 
 
 def test_services_route_to_the_sidecar_and_app_ports_of_ready_pods(mesh: Mesh) -> None:
