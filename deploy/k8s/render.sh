@@ -8,6 +8,8 @@
 # MTLSDEMO_IDENTITIES=workload-api: the workloads take short-lived SVIDs from a
 # Workload API agent in each pod (components/workload-api) instead of the files
 # the bootstrap writes (MTLSDEMO_IDENTITIES=files, the default).
+# MTLSDEMO_KEY_TYPE=ml-dsa-65: the whole mesh on ML-DSA identities, the gateway behind
+# its sidecar (components/post-quantum); the Jobs' own renders follow the bootstrap.
 set -euo pipefail
 usage="usage: render.sh kind|minikube|smoke|rotate-ca IMAGE [STAGE]"
 target=${1:?$usage}
@@ -26,6 +28,13 @@ case $target in
         [ -d "$here/overlays/$target" ] || { echo "error: no overlay '$target' in $here/overlays (kind, minikube, smoke or rotate-ca)" >&2; exit 2; }
         dir=overlays/$target ;;
 esac
+key_type=${MTLSDEMO_KEY_TYPE:-ecdsa-p256}
+case $key_type in
+    ecdsa-p256) ;;
+    ml-dsa-65)
+        [ "${MTLSDEMO_IDENTITIES:-files}" = files ] || { echo "error: MTLSDEMO_KEY_TYPE=ml-dsa-65 takes the bootstrap's files; drop MTLSDEMO_IDENTITIES=${MTLSDEMO_IDENTITIES}" >&2; exit 2; } ;;
+    *) echo "error: MTLSDEMO_KEY_TYPE=$key_type: give ecdsa-p256 (the default) or ml-dsa-65 (the whole mesh post-quantum)" >&2; exit 2 ;;
+esac
 identities=${MTLSDEMO_IDENTITIES:-files}
 case $identities in
     files) components="" ;;
@@ -36,6 +45,11 @@ case $identities in
         esac ;;
     *) echo "error: MTLSDEMO_IDENTITIES=$identities: give files (the default) or workload-api" >&2; exit 2 ;;
 esac
+if [ "$key_type" = ml-dsa-65 ]; then
+    case $target in
+        kind | minikube) components="components: [../components/post-quantum]" ;;
+    esac
+fi
 case $image in
     *:*) name=${image%:*}; tag=${image##*:} ;;
     *) echo "error: image '$image' needs a tag (name:tag)" >&2; exit 2 ;;

@@ -49,12 +49,13 @@ def render(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(r.stdout) if d]
 
 
-@pytest.fixture(scope="module", params=[*OVERLAYS, "kind+workload-api"])
+@pytest.fixture(scope="module", params=[*OVERLAYS, "kind+workload-api", "kind+post-quantum"])
 def objects(request, tmp_path_factory) -> list[dict]:
-    """Each overlay, and kind with the workload-api component (MTLSDEMO_IDENTITIES=
-    workload-api): every check below holds for both identity sources."""
-    if request.param == "kind+workload-api":
-        return with_component(tmp_path_factory, "../overlays/kind", "workload-api")
+    """Each overlay, and kind with each optional component (MTLSDEMO_IDENTITIES=
+    workload-api, MTLSDEMO_KEY_TYPE=ml-dsa-65): every check below holds for each."""
+    if "+" in request.param:
+        overlay, component = request.param.split("+")
+        return with_component(tmp_path_factory, f"../overlays/{overlay}", component)
     return render(K8S / "overlays" / request.param)
 
 
@@ -506,6 +507,38 @@ def test_render_script_switches_identities_to_the_workload_api(target: str) -> N
     )
 
 
+def test_render_script_renders_the_post_quantum_mesh_or_says_why_not() -> None:
+    """MTLSDEMO_KEY_TYPE=ml-dsa-65: the bootstrap issues ML-DSA, the gateway's sidecar
+    takes its callers; another key type, or both switches at once, is one line, exit 2."""
+    require_binary("kubectl")
+
+    def render_with(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(K8S / "render.sh"), "kind", "mtlsdemo:sha-0123456789ab"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, **env},
+        )
+
+    r = render_with(MTLSDEMO_KEY_TYPE="ml-dsa-65")
+    assert r.returncode == 0, r.stderr
+    objs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    pods = dict(pod_specs(objs))
+    boot = {e["name"]: e.get("value") for e in pods["cert-bootstrap"]["containers"][0]["env"]}
+    assert boot["MTLSDEMO_KEY_TYPE"] == "ml-dsa-65"
+    sidecar = {e["name"]: e.get("value") for e in pods["gateway"]["initContainers"][0]["env"]}
+    assert sidecar["MTLSDEMO_INBOUND_LISTEN"] == "0.0.0.0:50052"
+    (svc,) = [o for o in by_kind(objs, "Service") if o["metadata"]["name"] == "gateway"]
+    assert svc["spec"]["ports"][0]["targetPort"] == 50052
+    bad = render_with(MTLSDEMO_KEY_TYPE="rsa-2048")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith("error: MTLSDEMO_KEY_TYPE=rsa-2048: give ecdsa-p256")
+    both = render_with(MTLSDEMO_KEY_TYPE="ml-dsa-65", MTLSDEMO_IDENTITIES="workload-api")
+    assert both.returncode == 2 and "drop MTLSDEMO_IDENTITIES=workload-api" in both.stderr
+
+
 def test_verify_script_names_objects_that_exist(objects: list[dict]) -> None:
     script = (K8S / "verify-on-cluster.sh").read_text()
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
@@ -573,6 +606,13 @@ def test_only_the_bootstrap_and_the_agents_touch_the_ca(objects: list[dict]) -> 
             assert [s["name"] for s in rb["subjects"]] == ["cert-bootstrap"]
 
 
+def post_quantum(objects: list[dict]) -> bool:
+    """True when the mesh is on ML-DSA with the gateway behind its sidecar."""
+    return any(
+        o["metadata"].get("labels", {}).get("mtlsdemo/key-type") == "ml-dsa-65" for o in objects
+    )
+
+
 def identities(objects: list[dict]) -> bool:
     """True when the workloads take SVIDs from an agent (components/workload-api)."""
     return any(
@@ -590,7 +630,13 @@ def test_each_pod_mounts_only_its_own_identity(objects: list[dict]) -> None:
             # checks peers against it, and the gateway its native callers
             assert secrets == ([] if agent_mode else [f"mtlsdemo-{name}-tls"]) + ["mtlsdemo-crl"]
             assert pod["serviceAccountName"] == name  # the SPIFFE ID's sa/<name>
-            users = [c for c in all_containers(pod) if c["name"] in ("gateway", "sidecar")]
+            # who holds an identity: the sidecar, and the gateway serving its callers'
+            # TLS itself (not when it serves plaintext behind its sidecar: post-quantum)
+            users = [
+                c
+                for c in all_containers(pod)
+                if c["name"] in ("gateway", "sidecar") and "--plaintext" not in c["args"]
+            ]
             for c in users:
                 env = {e["name"]: e.get("value") for e in c["env"]}
                 mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
@@ -603,7 +649,13 @@ def test_each_pod_mounts_only_its_own_identity(objects: list[dict]) -> None:
                     assert_serves_its_own_svid(pod, name, env, mounts)
                 else:
                     assert env["MTLSDEMO_IDENTITY_DIR"] == mounts["identity"], c["name"]
-            assert len(users) == (2 if name == "gateway" else 1)
+            behind = name == "gateway" and post_quantum(objects)
+            assert len(users) == (2 if name == "gateway" and not behind else 1)
+            for c in all_containers(pod):
+                if "--plaintext" in c["args"]:  # on loopback only, nothing of the identity
+                    env = {e["name"]: e.get("value") for e in c["env"]}
+                    assert env["MTLSDEMO_LISTEN"].startswith("127.0.0.1:"), c["name"]
+                    assert not {"identity", "crl"} & {m["name"] for m in c["volumeMounts"]}
         else:
             assert secrets == []
 
@@ -906,8 +958,15 @@ def test_the_authz_configmap_decides_as_the_allow_id_lists_and_is_mounted(
             vol = mounts[str(Path(env["MTLSDEMO_AUTHZ_POLICY"]).parent)]
             (v,) = [v for v in pod["volumes"] if v["name"] == vol]
             assert v["configMap"]["name"] == "mtlsdemo-authz", c["name"]
-            allow = env["MTLSDEMO_ALLOW_ID"].replace("$(POD_NAMESPACE)", ns)
-            lists[name] = PolicySet.allow_ids([allow], name)
+            # the pod's one list: the gateway's own, or its sidecar's when it takes the
+            # callers (post-quantum)
+            (allow,) = {
+                e["value"]
+                for other in all_containers(pod)
+                for e in other.get("env", [])
+                if e["name"] == "MTLSDEMO_ALLOW_ID"
+            }
+            lists[name] = PolicySet.allow_ids([allow.replace("$(POD_NAMESPACE)", ns)], name)
     assert set(lists) == {"gateway", "ledger"}, lists
     for workload, allow_ids in lists.items():
         for caller in ("cli", "gateway", "ledger", "intruder"):
