@@ -54,10 +54,14 @@ case $image in
     *:*) name=${image%:*}; tag=${image##*:} ;;
     *) echo "error: image '$image' needs a tag (name:tag)" >&2; exit 2 ;;
 esac
-# kustomize accepts only relative paths to other kustomizations: the wrapper
-# lives beside the overlays for the moment it takes to render (git-ignored)
-tmp=$(mktemp -d "$here/.render.XXXXXX")
+# kustomize accepts only relative paths to other kustomizations, so the wrapper must
+# sit beside the overlays: in a copy of deploy/ in a temporary directory, so that a
+# read-only checkout renders too and the checkout is never written
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/mtlsdemo-render.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+cp -R "$here/.." "$tmp/deploy"
+tmp=$tmp/deploy/k8s/.render
+mkdir "$tmp"
 {
     cat <<YAML
 apiVersion: kustomize.config.k8s.io/v1beta1

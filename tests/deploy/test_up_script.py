@@ -49,6 +49,7 @@ case "$tool $*" in
   *" get job $FAKE_CRASHING_JOB "*) echo "" ;;   # not Failed yet: backoffLimit is far
   *" get job "*) echo "Complete " ;;
   *" logs job/"*) echo "[pod/${4#job/}/step] ${FAKE_LOG:-smoke-b balance 2.50}" ;;
+  *"-n kube-system logs -l app=kindnet "*) echo "${FAKE_KINDNET_LOG:-I1207 controller.go:374] Syncing nftables rules}" ;;
 esac
 exit 0
 """
@@ -268,3 +269,17 @@ def test_a_rollout_that_times_out_shows_the_pods_and_what_they_wait_on(tmp_path:
     assert r.returncode != 0
     assert "ledger-0   0/2   ImagePullBackOff" in r.stderr  # the pod state, not only a timeout
     assert "statefulset/ledger did not roll out" in r.stderr
+
+
+def test_kind_failing_open_on_network_policy_is_said_loudly(tmp_path: Path) -> None:
+    """kindnet on WSL2 cannot program nftables: it logs the error and enforces no
+    NetworkPolicy. up.sh reads its log and says so (and what to use instead)."""
+    broken = "I1207 controller.go:761] error syncing nftables rules /dev/stdin:12:49-56: Error"
+    (tmp_path / "wsl").mkdir()
+    (tmp_path / "linux").mkdir()
+    r, _calls = run_up(tmp_path / "wsl", "kind", FAKE_KINDNET_LOG=broken)
+    assert r.returncode == 0, r.stderr
+    assert "NetworkPolicies are NOT enforced on this cluster" in r.stderr
+    assert "make minikube-up" in r.stderr
+    r, _calls = run_up(tmp_path / "linux", "kind")
+    assert r.returncode == 0 and "NOT enforced" not in r.stderr

@@ -10,7 +10,9 @@ from a second description of the pods. What is emulated, and how:
   ``startupProbe``; then the containers; readiness and liveness probes (exec,
   httpGet, tcpSocket, grpc) as declared, with their periods, timeouts and
   thresholds; a failed liveness probe or an exited container is restarted
-  (``restartPolicy``), and restarts are counted;
+  (``restartPolicy``), and restarts are counted; a Job's container that exited
+  (``OnFailure``) waits out the kubelet's back-off first (10 s, doubling, at most
+  5 minutes: ``CrashLoopBackOff``);
 - ``securityContext``, pod and container level merged: runAsUser/runAsGroup,
   runAsNonRoot, fsGroup and supplementalGroups as supplementary groups,
   readOnlyRootFilesystem, capabilities, allowPrivilegeEscalation
@@ -83,6 +85,9 @@ APISERVER_PORT = 6443
 # does the runner, which also spares the machine a probe process per container
 NO_HEALTHCHECK = {"test": ["NONE"]}
 SECRET_SYNC_SECONDS = 1.0  # the kubelet's is about a minute: the swap, not the delay, is tested
+# the kubelet's restart back-off for a container that exited: 10 s, doubled per
+# restart, at most 5 minutes (a Job with restartPolicy OnFailure included)
+CRASH_BACKOFF_SECONDS, CRASH_BACKOFF_MAX = 10.0, 300.0
 
 
 class PodFailed(Exception):
@@ -236,10 +241,17 @@ class ContainerState:
     ready: bool = False
     started: bool = False  # startupProbe passed (or none)
     kind: str = "main"  # "init" (runs to completion), "sidecar" (native), "main"
+    waiting: str | None = None  # state.waiting.reason, e.g. CrashLoopBackOff
+    restart_at: float = 0.0  # monotonic: when the back-off lets it start again
 
     @property
     def sidecar(self) -> bool:
         return self.kind == "sidecar"
+
+    def back_off(self) -> None:
+        """Exited: restarted only once the back-off has passed (CrashLoopBackOff)."""
+        delay = min(CRASH_BACKOFF_SECONDS * 2**self.restarts, CRASH_BACKOFF_MAX)
+        self.waiting, self.restart_at = "CrashLoopBackOff", time.monotonic() + delay
 
 
 @dataclass
@@ -768,16 +780,22 @@ class Pod:
         codes = {c["name"]: self.exit_code(c["name"]) for c in self.spec["containers"]}
         bad = [n for n, v in codes.items() if v not in (None, 0)]
         if bad:
+            state = self.containers[bad[0]]
+            if state.waiting == "CrashLoopBackOff":  # counted when it exited
+                if time.monotonic() >= state.restart_at:
+                    self.restart(state)
+                return False
             how = "OOMKilled" if self.oom_killed(bad[0]) else f"exit {codes[bad[0]]}"
             why = f"{bad[0]}: {how}: {self.logs(bad[0]).strip()[-600:]}"
             on_failure(why)
             if self.spec.get("restartPolicy") == "Never":
                 raise PodFailed(self.name, "Error", why)
-            self.restart(self.containers[bad[0]])
+            state.back_off()
         return all(v == 0 for v in codes.values())
 
     def restart(self, state: ContainerState) -> None:
         state.restarts += 1
+        state.waiting = None
         state.ready = False
         state.started = state.spec.get("startupProbe") is None
         with contextlib.suppress(APIError):

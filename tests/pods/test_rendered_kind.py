@@ -342,6 +342,24 @@ def test_prometheus_as_rendered_scrapes_every_pod_and_no_alert_fires(
     assert firing == [], firing
 
 
+def test_a_job_that_fails_every_time_crash_loops_before_the_job_fails(mesh: Mesh, tag: str) -> None:
+    """`rotate-ca switch` before `prepare` fails at once, every time; with
+    restartPolicy OnFailure the kubelet restarts it in place after a back-off that
+    doubles (10 s, 20 s, …), so the Job says Failed only after backoffLimit, about ten
+    minutes later: what up.sh reports at once is the CrashLoopBackOff. Bounded here
+    by an activeDeadlineSeconds of 25 s: one restart fits, not a second."""
+    (job,) = render("rotate-ca", tag, "switch")
+    job["metadata"]["name"] = "switch-too-early"
+    job["spec"]["activeDeadlineSeconds"] = 25
+    with pytest.raises(PodFailed) as e:
+        mesh.cluster.run_job(job)
+    assert e.value.reason == "DeadlineExceeded"
+    (pod,) = [p for p in mesh.cluster.pods if p.name.startswith("switch-too-early-")]
+    (state,) = [s for s in pod.containers.values() if s.kind == "main"]
+    assert state.restarts == 1 and state.waiting == "CrashLoopBackOff", state
+    assert "`prepare` comes first" in pod.all_logs()
+
+
 def test_ca_rollover_stages_run_as_up_sh_applies_them(mesh: Mesh, tag: str) -> None:
     """Last: `prepare` changes every bundle. The Job is rendered as
     `deploy/k8s/up.sh kind rotate-ca STAGE` renders it (the deployed image)."""
