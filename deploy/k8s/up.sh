@@ -132,6 +132,14 @@ kind)
     if ! kind get clusters 2>/dev/null | grep -qx mtlsdemo; then
         stage "creating kind cluster mtlsdemo"
         kind create cluster --config "$here/overlays/kind/kind-cluster.yaml"
+    else
+        # a cluster from an earlier run is reused: only if it runs the pinned version
+        # (the manifests are checked against it; an older one may lack native sidecars)
+        want=$(sed -n 's/.*image: kindest\/node:\(v[0-9.]*\)@.*/\1/p' "$here/overlays/kind/kind-cluster.yaml")
+        running=$(k get nodes -o jsonpath='{.items[0].status.nodeInfo.kubeletVersion}' 2>/dev/null || true)
+        if [ -n "$running" ] && [ "$running" != "$want" ]; then
+            die "the existing kind cluster mtlsdemo runs Kubernetes $running, not the pinned $want: make kind-down, then make kind-up creates it as pinned"
+        fi
     fi
     stage "loading $tag into kind"
     if ! kind load docker-image "$tag" --name mtlsdemo; then

@@ -31,7 +31,8 @@ case "$tool $*" in
   "docker version -f "*) echo amd64 ;;
   "docker image save "*) : >"${@: -1}" ;;
   "kind version") echo "kind v0.33.0 go1.24 linux/amd64" ;;
-  "kind get clusters") ;;
+  "kind get clusters") [ -z "${FAKE_EXISTING:-}" ] || echo mtlsdemo ;;
+  *" get nodes -o jsonpath="*) echo "${FAKE_EXISTING:-}" ;;
   "kind create cluster "*) echo kind-mtlsdemo >"$FAKE_DIR/context" ;;   # kind switches it
   "kubectl config current-context") cat "$FAKE_DIR/context" 2>/dev/null || echo docker-desktop ;;
   "minikube -p mtlsdemo status") exit 7 ;;   # no such profile yet
@@ -283,3 +284,18 @@ def test_kind_failing_open_on_network_policy_is_said_loudly(tmp_path: Path) -> N
     assert "make minikube-up" in r.stderr
     r, _calls = run_up(tmp_path / "linux", "kind")
     assert r.returncode == 0 and "NOT enforced" not in r.stderr
+
+
+def test_an_existing_kind_cluster_of_another_version_is_not_reused_silently(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "old").mkdir()
+    (tmp_path / "same").mkdir()
+    r, calls = run_up(tmp_path / "old", "kind", FAKE_EXISTING="v1.30.0")
+    assert r.returncode != 0
+    assert "runs Kubernetes v1.30.0, not the pinned v1.35.8: make kind-down" in r.stderr
+    assert not any(c[:2] == ["kind", "create"] for c in calls)
+    assert not any("apply" in c for c in calls)  # nothing deployed onto it
+    r, calls = run_up(tmp_path / "same", "kind", FAKE_EXISTING="v1.35.8")
+    assert r.returncode == 0, r.stderr
+    assert not any(c[:2] == ["kind", "create"] for c in calls)  # reused as it is
