@@ -14,7 +14,7 @@ from a second description of the pods. What is emulated, and how:
   (``OnFailure``) waits out the kubelet's back-off first (10 s, doubling, at most
   5 minutes: ``CrashLoopBackOff``);
 - ``securityContext``, pod and container level merged: runAsUser/runAsGroup,
-  runAsNonRoot, fsGroup and supplementalGroups as supplementary groups,
+  runAsNonRoot (an image USER that is a name cannot be verified: refused), fsGroup and supplementalGroups as supplementary groups,
   readOnlyRootFilesystem, capabilities, allowPrivilegeEscalation
   (no-new-privileges), seccomp (RuntimeDefault is Docker's default profile);
   ``resources.limits`` as cgroup limits;
@@ -135,6 +135,25 @@ def expand(text: str, env: dict[str, str]) -> str:
         out.append(text[i])
         i += 1
     return "".join(out)
+
+
+def non_root_refusal(sc: dict, image_user: str) -> str | None:
+    """The kubelet's verifyRunAsNonRoot: why a container may not start under
+    ``runAsNonRoot`` (None: it may). A runAsUser decides; else the image's USER,
+    which must be a number to be checked: a name cannot be verified non-root."""
+    if not sc.get("runAsNonRoot"):
+        return None
+    if "runAsUser" in sc:
+        return "container's runAsUser breaks non-root policy" if sc["runAsUser"] == 0 else None
+    uid = image_user.split(":")[0]
+    if uid and not uid.isdigit():
+        return (
+            f"container has runAsNonRoot and image has non-numeric user ({uid}), "
+            "cannot verify user is non-root"
+        )
+    if not uid or int(uid) == 0:
+        return "container has runAsNonRoot and image will run as root"
+    return None
 
 
 def normalize_image(ref: str) -> str:
@@ -522,20 +541,15 @@ class Pod:
             kw["working_dir"] = c["workingDir"]
         return kw
 
-    def run_as_root(self, c: dict) -> bool:
-        sc = merged_security(self.spec, c)
-        if "runAsUser" in sc:
-            return sc["runAsUser"] == 0
-        image = self.cluster.image_for(c["image"])
-        user = self.cluster.docker.images.get(image).attrs["Config"].get("User") or "0"
-        return user.split(":")[0] in ("0", "root", "")
-
     def create_container(self, c: dict) -> str:
-        if merged_security(self.spec, c).get("runAsNonRoot") and self.run_as_root(c):
+        image = self.cluster.image_for(c["image"])
+        user = self.cluster.docker.images.get(image).attrs["Config"].get("User") or ""
+        refused = non_root_refusal(merged_security(self.spec, c), user)
+        if refused is not None:
             raise PodFailed(
                 self.name,
                 "CreateContainerConfigError",
-                "container has runAsNonRoot and image will run as root",
+                f"{refused} (pod: {self.name}, container: {c['name']})",
             )
         env = self.env_for(c)
         kw = self.docker_kwargs(c)

@@ -14,6 +14,7 @@ from kubelet import (
     atomic_write_volume,
     expand,
     merged_security,
+    non_root_refusal,
     normalize_image,
     resolve_target_port,
 )
@@ -96,3 +97,22 @@ def test_fs_group_sets_the_group_and_its_read_bit(tmp_path: Path) -> None:
     assert st.st_gid == 10001 and stat.S_IMODE(st.st_mode) == 0o440
     d = (root / os.readlink(root / "..data")).stat()
     assert d.st_gid == 10001 and d.st_mode & stat.S_ISGID
+
+
+@pytest.mark.parametrize(
+    ("sc", "user", "refused"),
+    [
+        ({}, "", None),  # no policy: anything runs
+        ({"runAsNonRoot": True, "runAsUser": 10001}, "", None),  # the pod says who
+        ({"runAsNonRoot": True, "runAsUser": 0}, "10001", "runAsUser breaks non-root"),
+        ({"runAsNonRoot": True}, "10001:10001", None),  # the image's numeric USER
+        ({"runAsNonRoot": True}, "", "image will run as root"),  # no USER: root
+        ({"runAsNonRoot": True}, "0", "image will run as root"),
+        ({"runAsNonRoot": True}, "nobody", "non-numeric user (nobody), cannot verify"),
+    ],
+)
+def test_run_as_non_root_is_verified_as_the_kubelet_does(
+    sc: dict, user: str, refused: str | None
+) -> None:
+    why = non_root_refusal(sc, user)
+    assert (why is None) if refused is None else (why is not None and refused in why)
