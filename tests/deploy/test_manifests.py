@@ -5,6 +5,7 @@ and the objects are wired to each other and to the mtlsdemo CLI."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -976,3 +977,58 @@ def test_the_authz_configmap_decides_as_the_allow_id_lists_and_is_mounted(
             for method in (None, *mesh_methods()[workload]):
                 req = Request(who, workload, method)
                 assert policy.evaluate(req).allowed == allow_ids.evaluate(req).allowed, req
+
+
+def datasource_refs(node: object) -> set[tuple[str, str]]:
+    """Every (type, uid) a dashboard's panels and targets name as their datasource."""
+    if isinstance(node, list):
+        return set().union(*(datasource_refs(v) for v in node))
+    if not isinstance(node, dict):
+        return set()
+    own = node.get("datasource")
+    found = {(own["type"], own["uid"])} if isinstance(own, dict) else set()
+    return found.union(*(datasource_refs(v) for v in node.values()))
+
+
+def test_grafana_reads_the_provisioning_where_the_pinned_version_looks(
+    objects: list[dict],
+) -> None:
+    """Grafana is not run here (a public image): what its pinned version reads is
+    checked instead. Provisioning files in apiVersion 1 under the default
+    paths.provisioning (/etc/grafana/provisioning/{datasources,dashboards}); the
+    dashboard provider's path is where the dashboards ConfigMap is mounted, in a named
+    folder; every datasource reference in the dashboard is a provisioned uid and type;
+    the datasource URL is the rendered Prometheus Service; data on a writable volume."""
+    (grafana,) = [o for o in by_kind(objects, "Deployment") if o["metadata"]["name"] == "grafana"]
+    pod = grafana["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"].startswith("grafana/grafana:11.")
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    cms = {o["metadata"]["name"]: o for o in by_kind(objects, "ConfigMap")}
+
+    def files_at(path: str) -> dict[str, str]:
+        return cms[volumes[mounts[path]]["configMap"]["name"]]["data"]
+
+    (sources,) = [
+        yaml.safe_load(t) for t in files_at("/etc/grafana/provisioning/datasources").values()
+    ]
+    (providers,) = [
+        yaml.safe_load(t) for t in files_at("/etc/grafana/provisioning/dashboards").values()
+    ]
+    assert sources["apiVersion"] == providers["apiVersion"] == 1
+    uids = {(d["type"], d["uid"]) for d in sources["datasources"]}
+    assert [d["isDefault"] for d in sources["datasources"]].count(True) == 1
+    (prom,) = sources["datasources"]
+    svc = {o["metadata"]["name"]: o for o in by_kind(objects, "Service")}["prometheus"]
+    assert prom["url"] == f"http://prometheus:{svc['spec']['ports'][0]['port']}"
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file" and provider["folder"]
+    dashboards = files_at(provider["options"]["path"])
+    assert dashboards, "the provider's path holds no dashboard"
+    for name, text in dashboards.items():
+        refs = datasource_refs(json.loads(text))
+        assert refs and refs <= uids, (name, refs - uids)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "emptyDir" in volumes[mounts[env["GF_PATHS_DATA"]]]  # grafana.db, writable
