@@ -15,9 +15,12 @@ MTLSDEMO_BASE_IMAGE ?= python:3.11-slim-bookworm
 MTLSDEMO_IMAGE      ?= mtlsdemo:dev
 # MTLSDEMO_IDENTITIES=workload-api: identities from a SPIFFE Workload API agent
 # (short-lived SVIDs) instead of the bootstrap's files, on compose and Kubernetes
+# MTLSDEMO_KEY_TYPE=ml-dsa-65: the whole mesh on ML-DSA identities (post-quantum)
 MTLSDEMO_IDENTITIES ?= files
+MTLSDEMO_KEY_TYPE   ?= ecdsa-p256
 COMPOSE             := docker-compose -f deploy/compose/docker-compose.yml \
-                       $(if $(filter workload-api,$(MTLSDEMO_IDENTITIES)),-f deploy/compose/workload-api.yml) -p mtlsdemo
+                       $(if $(filter workload-api,$(MTLSDEMO_IDENTITIES)),-f deploy/compose/workload-api.yml) \
+                       $(if $(filter ml-dsa-65,$(MTLSDEMO_KEY_TYPE)),-f deploy/compose/post-quantum.yml) -p mtlsdemo
 
 .PHONY: help check fmt lock lock-upgrade compiled test-compiled run test test-unit test-integration test-containers test-browser screenshots console lint typecheck protos prometheusrule reference bench perf-doc walkthrough clean \
         base-image image compose-up compose-down kind-up kind-down minikube-up minikube-down \
@@ -112,6 +115,9 @@ image:  ## the one image for every role
 compose-up: image  ## the pods on docker-compose; waits for health, prints where things are
 	@case "$(MTLSDEMO_IDENTITIES)" in files|workload-api) ;; *) \
 	  echo "error: MTLSDEMO_IDENTITIES=$(MTLSDEMO_IDENTITIES): give files (the default) or workload-api" >&2; exit 2;; esac
+	@case "$(MTLSDEMO_KEY_TYPE)/$(MTLSDEMO_IDENTITIES)" in ecdsa-p256/*|ml-dsa-65/files) ;; ml-dsa-65/*) \
+	  echo "error: MTLSDEMO_KEY_TYPE=ml-dsa-65 takes the bootstrap's files; drop MTLSDEMO_IDENTITIES=$(MTLSDEMO_IDENTITIES)" >&2; exit 2;; *) \
+	  echo "error: MTLSDEMO_KEY_TYPE=$(MTLSDEMO_KEY_TYPE): give ecdsa-p256 (the default) or ml-dsa-65 (the whole mesh post-quantum)" >&2; exit 2;; esac
 	MTLSDEMO_IMAGE=$(MTLSDEMO_IMAGE) $(COMPOSE) up -d
 	@for i in $$(seq 1 60); do \
 	  n=$$($(COMPOSE) ps | grep -c '(healthy)'); [ "$$n" -ge 6 ] && break; sleep 2; done

@@ -113,6 +113,12 @@ def compose_workload_api(image: str):
     yield from compose_project(image, [COMPOSE_FILE, COMPOSE_FILE.parent / "workload-api.yml"])
 
 
+@pytest.fixture
+def compose_post_quantum(image: str):
+    """As ``compose``, with the ML-DSA override (MTLSDEMO_KEY_TYPE=ml-dsa-65)."""
+    yield from compose_project(image, [COMPOSE_FILE, COMPOSE_FILE.parent / "post-quantum.yml"])
+
+
 def compose_project(image: str, files: list[Path]):
     binary = shutil.which("docker-compose")
     if binary is None:
