@@ -85,8 +85,34 @@ def test_a_soak_through_three_svid_rotations_fails_no_call_and_restarts_nothing(
     }
 
 
+def test_mtd_callers_through_the_gateways_sidecar_lose_nothing(tmp_path: Path) -> None:
+    """The load over MTD/1 (a sidecar inside the load, into the gateway's sidecar, as
+    `run --gateway-transport mtd` and every ML-DSA mesh): the gateway, its sidecar and
+    the caller's certificate hit; nothing lost or doubled."""
+    faults = ("kill:gateway", "kill:gateway-sidecar", "certs:renew", "certs:revoke")
+    r = subprocess.run(
+        mtlsdemo(
+            "chaos", "--gateway-transport", "mtd", "--duration", "20", "--seed", "3",
+            "--faults", ",".join(faults), "--json", "--work-dir", str(tmp_path),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert "Traceback" not in r.stderr, r.stderr
+    d = json.loads(r.stdout)
+    a = d["audit"]
+    assert r.returncode == 0 and d["ok"], json.dumps(d, indent=2)
+    assert d["config"]["gateway_transport"] == "mtd"
+    assert (a["lost"], a["duplicated"], a["phantom"], a["balance_drift_cents"]) == (0, 0, 0, 0)
+    assert a["acknowledged"] >= 100
+    assert set(d["faults_injected"]) == set(faults)
+    # (the gateway served plaintext behind its sidecar: a native TLS call could not pass)
+
+
 def test_chaos_bad_input_is_one_line(tmp_path: Path) -> None:
     for args, said in (
+        (["--workload-api", "--gateway-transport", "mtd"], "local processes on identity files"),
         (["--workload-api", "--faults", "certs:renew"], "change identity files"),
         (["--faults", "kill:everything"], "unknown fault 'kill:everything'"),
         (["--duration", "1"], "must be at least 5"),

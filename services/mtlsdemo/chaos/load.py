@@ -34,11 +34,15 @@ class Load:
         rate: float = 20.0,
         concurrency: int = 4,
         seed: int = 0,
+        transport: str = "tls",
     ) -> None:
         self.gateway_addr = gateway_addr
+        self.transport = transport  # tls: native gRPC; mtd: a sidecar in this process
         self.source = IdentitySource(cli_dir)
         self.cli_dir = cli_dir
-        self.channel = gateway_channel(gateway_addr, cli_dir, "gateway", "tls", self.source.current)
+        self.channel = gateway_channel(
+            gateway_addr, cli_dir, "gateway", transport, self.source.current
+        )
         self.stub = pb_grpc.GatewayServiceStub(self.channel)
         self.journal, self.prefix, self.policy = journal, prefix, policy
         self.accounts = [f"{prefix}-a{i}" for i in range(accounts)]
@@ -137,7 +141,9 @@ class Load:
         if material is None:
             return
         old = self.channel
-        self.channel = gateway_channel(self.gateway_addr, self.cli_dir, "gateway", "tls", material)
+        self.channel = gateway_channel(
+            self.gateway_addr, self.cli_dir, "gateway", self.transport, material
+        )
         self.stub = pb_grpc.GatewayServiceStub(self.channel)
         timer = threading.Timer(self.policy.deadline + 1, old.close)
         timer.daemon = True

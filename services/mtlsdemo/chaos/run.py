@@ -60,6 +60,7 @@ class ChaosConfig:
     gateway_addr: str = local("gateway")  # compose: the published gateway port
     workload_api: bool = False  # identities from a Workload API agent (local only)
     svid_ttl: dt.timedelta = dt.timedelta(minutes=1)
+    gateway_transport: str = "tls"  # mtd: the load's calls over MTD/1 (local only)
 
 
 @dataclass
@@ -123,7 +124,13 @@ class ChaosMesh:
     """The mesh's processes under our control, logs to a file, the proxy between
     the gateway's sidecar and the ledger's."""
 
-    def __init__(self, work: Path, seed: int, svid_ttl: dt.timedelta | None = None) -> None:
+    def __init__(
+        self,
+        work: Path,
+        seed: int,
+        svid_ttl: dt.timedelta | None = None,
+        transport: str = "tls",
+    ) -> None:
         self.certs, self.data = work / "certs", work / "var"
         self.ports = run_ports()
         self.proxy: FaultProxy | None = FaultProxy(("127.0.0.1", self.ports["ledger"]), seed=seed)
@@ -137,6 +144,7 @@ class ChaosMesh:
             workload_api=svid_ttl is not None,
             svid_ttl=svid_ttl or dt.timedelta(hours=24),
             agent_sockets=self.sockets,
+            gateway_transport=transport,
         )
         self.log = (work / "mesh.log").open("a")
         self.children: dict[str, Child] = {}
@@ -394,7 +402,9 @@ def run(cfg: ChaosConfig) -> ChaosReport:
     mesh: Mesh
     local_mesh: ChaosMesh | None = None
     if cfg.compose_project is None:
-        mesh = local_mesh = ChaosMesh(work, cfg.seed, cfg.svid_ttl if cfg.workload_api else None)
+        mesh = local_mesh = ChaosMesh(
+            work, cfg.seed, cfg.svid_ttl if cfg.workload_api else None, cfg.gateway_transport
+        )
     else:
         from mtlsdemo.chaos.compose import ComposeMesh
 
@@ -407,6 +417,7 @@ def run(cfg: ChaosConfig) -> ChaosReport:
         load = Load(
             mesh.gateway, mesh.cli_dir, journal, prefix, policy,
             rate=cfg.rate, concurrency=cfg.concurrency, seed=cfg.seed,
+            transport=cfg.gateway_transport,
         )  # fmt: skip
         load.setup()
         stop = threading.Event()
@@ -455,7 +466,10 @@ def render(report: ChaosReport) -> str:
     c = report.config
     lines = [
         f"== chaos: {c['duration']:g}s of transfers at {c['rate']:g}/s, seed {c['seed']}, "
-        f"{len(report.faults)} faults",
+        f"{len(report.faults)} faults"
+        + (
+            ", over MTD/1 into the gateway's sidecar" if c.get("gateway_transport") == "mtd" else ""
+        ),
         f"   {'fault':<22} {'at':>6} {'held':>6}  {'first ack after':>15}  what",
     ]
     for f in d["faults"]:

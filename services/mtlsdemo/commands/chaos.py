@@ -103,6 +103,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DURATION",
         help="with --workload-api: each SVID's lifetime (renewed at half of it)",
     )
+    flags.add(
+        p,
+        "--gateway-transport",
+        default="tls",
+        choices=["tls", "mtd"],
+        help="how the load reaches the gateway: tls (native gRPC mTLS) or mtd (MTD/1 "
+        "into the gateway's sidecar, through a sidecar inside the load, as `run "
+        "--gateway-transport mtd`); local processes only",
+    )
     flags.add(p, "--json", boolean=True, default=False, help="print the figures as JSON")
 
 
@@ -135,6 +144,13 @@ def main(args: argparse.Namespace) -> int:
                 "files, which the agent's SVIDs replace; drop them"
             )
         )
+    if args.gateway_transport == "mtd" and (args.compose or args.workload_api):
+        raise PkiError(
+            "chaos --gateway-transport mtd: local processes on identity files only ("
+            + ("the compose project's gateway takes native TLS" if args.compose else "the "
+               "MTD/1 callers require the stapled statuses SVIDs lack")
+            + "); drop one of the two"
+        )  # fmt: skip
     default = tuple(
         k
         for k in KINDS
