@@ -19,7 +19,8 @@ from a second description of the pods. What is emulated, and how:
   (no-new-privileges), seccomp (RuntimeDefault is Docker's default profile);
   ``resources.limits`` as cgroup limits;
 - volumes with the kubelet's layout and ownership (``AtomicWriter`` and
-  ``SetVolumeOwnership``): Secret, ConfigMap, projected (of Secrets and
+  ``SetVolumeOwnership``; the ServiceAccount token 0600 with an fsGroup or a
+  runAsUser common to every container, owned by that user): Secret, ConfigMap, projected (of Secrets and
   ConfigMaps) and the ServiceAccount token as
   ``..data -> ..<timestamp>/`` with one symlink per key, files root:root with
   ``defaultMode``/``items[].mode``; when the pod has an fsGroup their group
@@ -135,6 +136,19 @@ def expand(text: str, env: dict[str, str]) -> str:
         out.append(text[i])
         i += 1
     return "".join(out)
+
+
+def token_owner(pod_spec: dict) -> int | None:
+    """pkg/volume/projected with volumeutil.FsUserFrom: when every container runs as
+    the same runAsUser, the ServiceAccount token is owned by that user; with such an
+    owner or an fsGroup it is written 0600 (the fsGroup then adds its group's read),
+    else 0644 root. None: no common runAsUser."""
+    users = {
+        merged_security(pod_spec, c).get("runAsUser")
+        for c in [*(pod_spec.get("initContainers") or []), *pod_spec["containers"]]
+    }
+    (user,) = users if len(users) == 1 else (None,)
+    return user if isinstance(user, int) else None
 
 
 def non_root_refusal(sc: dict, image_user: str) -> str | None:
@@ -424,7 +438,12 @@ class Pod:
                 ProjectedFile("ca.crt", self.cluster.apiserver_ca, 0o644),
                 ProjectedFile("namespace", self.namespace.encode(), 0o644),
             ]
+            owner = token_owner(self.spec)
+            if owner is not None or fs_group is not None:  # not for every user
+                files[0] = ProjectedFile("token", token.encode(), 0o600)
             atomic_write_volume(path, files, fs_group)
+            if owner is not None:
+                os.chown(path / "..data" / "token", owner, -1)
             self.volumes["kube-api-access"] = path
 
     def make_nested_mountpoints(self) -> None:

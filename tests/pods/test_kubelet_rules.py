@@ -17,6 +17,7 @@ from kubelet import (
     non_root_refusal,
     normalize_image,
     resolve_target_port,
+    token_owner,
 )
 
 
@@ -116,3 +117,22 @@ def test_run_as_non_root_is_verified_as_the_kubelet_does(
 ) -> None:
     why = non_root_refusal(sc, user)
     assert (why is None) if refused is None else (why is not None and refused in why)
+
+
+@pytest.mark.parametrize(
+    ("pod_sc", "users", "owner"),
+    [
+        ({"runAsUser": 10001}, [None, None], 10001),  # one user for all: the owner
+        ({"runAsUser": 10001, "fsGroup": 10001}, [None], 10001),
+        ({"runAsUser": 10001}, [None, 10002], None),  # two users: root keeps it
+        ({}, [None], None),  # the image's user: not known to the kubelet
+    ],
+)
+def test_the_service_account_token_is_its_users_alone_as_the_kubelet_writes_it(
+    pod_sc: dict, users: list, owner: int | None
+) -> None:
+    containers = [
+        {"name": f"c{i}", **({"securityContext": {"runAsUser": u}} if u is not None else {})}
+        for i, u in enumerate(users)
+    ]
+    assert token_owner({"securityContext": pod_sc, "containers": containers}) == owner
