@@ -17,7 +17,7 @@ from a second description of the pods. What is emulated, and how:
   runAsNonRoot (an image USER that is a name cannot be verified: refused), fsGroup and supplementalGroups as supplementary groups,
   readOnlyRootFilesystem, capabilities, allowPrivilegeEscalation
   (no-new-privileges), seccomp (RuntimeDefault is Docker's default profile);
-  ``resources.limits`` as cgroup limits;
+  ``resources.limits`` as cgroup limits (memory with no swap: the kubelet's NoSwap);
 - volumes with the kubelet's layout and ownership (``AtomicWriter`` and
   ``SetVolumeOwnership``; the ServiceAccount token 0600 with an fsGroup or a
   runAsUser common to every container, owned by that user): Secret, ConfigMap, projected (of Secrets and
@@ -554,6 +554,8 @@ class Pod:
         limits = (c.get("resources") or {}).get("limits") or {}
         if "memory" in limits:
             kw["mem_limit"] = parse_quantity_bytes(str(limits["memory"]))
+            # the kubelet's default NoSwap: the limit is the memory, none of it swapped
+            kw["memswap_limit"] = kw["mem_limit"]
         if "cpu" in limits:
             kw["nano_cpus"] = int(parse_quantity_cpus(str(limits["cpu"])) * 1e9)
         if c.get("workingDir"):
