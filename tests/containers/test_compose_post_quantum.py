@@ -8,9 +8,8 @@ import json
 import urllib.request
 
 import pytest
-from support.docker import compose_health
+from support.docker import wait_healthy
 from support.metrics import metric_value
-from support.processes import wait_for
 
 pytestmark = pytest.mark.containers
 
@@ -24,14 +23,7 @@ def test_compose_on_ml_dsa_serves_the_client_over_mtd(compose_post_quantum) -> N
     dc, project, ports, _env = compose_post_quantum
     up = dc("up", "-d")
     assert up.returncode == 0, up.stderr
-    services = ("ledger", "ledger-sidecar", "gateway", "gateway-sidecar")
-    wait_for(
-        lambda: all(compose_health(project).get(s) == "healthy" for s in services),
-        timeout=120,
-        interval=1,
-        what="the ML-DSA mesh healthy",
-        describe=lambda: f"{compose_health(project)}\n{dc('logs', check=False).stdout[-3000:]}",
-    )
+    wait_healthy(dc, project, ("ledger", "ledger-sidecar", "gateway", "gateway-sidecar"))
     for port in (ports["MTLSDEMO_GATEWAY_ADMIN_PORT"], ports["MTLSDEMO_LEDGER_ADMIN_PORT"]):
         cert = json.loads(get(port, "/status"))["certificate"]
         assert cert["key_type"] == "ml-dsa-65", cert

@@ -10,7 +10,7 @@ import subprocess
 import urllib.request
 
 import pytest
-from support.docker import compose_health
+from support.docker import wait_healthy
 from support.processes import wait_for
 
 pytestmark = pytest.mark.containers
@@ -56,15 +56,7 @@ def test_compose_on_svids_serves_calls_through_a_rotation(compose_workload_api) 
     env["MTLSDEMO_SVID_TTL"] = "20s"  # renewed 8-10 s in
     up = dc("up", "-d")
     assert up.returncode == 0, up.stderr
-    wait_for(
-        lambda: all(
-            compose_health(project).get(s) == "healthy" for s in ("agent", *WORKLOADS, "ledger")
-        ),
-        timeout=120,
-        interval=1,
-        what="the agent and every workload healthy",
-        describe=lambda: f"{compose_health(project)}\n{dc('logs', check=False).stdout[-3000:]}",
-    )
+    wait_healthy(dc, project, ("agent", *WORKLOADS, "ledger"))
     agent_port = ports["MTLSDEMO_AGENT_ADMIN_PORT"]
     ledger_admin = ports["MTLSDEMO_LEDGER_ADMIN_PORT"]
     agent = get(agent_port, "/status")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from kubelet import load_rendered
+from kubelet import Cluster, find, load_rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -25,3 +29,29 @@ def render(*args: str, identities: str = "files", key_type: str = "ecdsa-p256") 
     )
     assert r.returncode == 0, r.stderr
     return load_rendered(r.stdout)
+
+
+@contextmanager
+def running(objects: list[dict], workdir: Path, tag: str) -> Iterator[Cluster]:
+    """The rendered objects' cluster, its node holding exactly what `kind load
+    docker-image` put there: the image under its content tag."""
+    c = Cluster(objects, workdir, node_images=[tag], pause_image=tag)
+    try:
+        yield c.start()
+    finally:
+        c.close()
+
+
+def apply_together(cluster: Cluster, *workloads: tuple[str, str]) -> list[Any]:
+    """(kind, name) started at once, as `kubectl apply` starts them: a Job run to
+    completion, the rest rolled out; the pods wait for the Secrets the Job writes.
+    Each one's result, in order (a Job's pod, a workload's pods)."""
+    with ThreadPoolExecutor(len(workloads)) as pool:
+        started = [
+            pool.submit(
+                cluster.run_job if kind == "Job" else cluster.rollout,
+                find(cluster.objects, kind, name),
+            )
+            for kind, name in workloads
+        ]
+    return [f.result() for f in started]

@@ -15,13 +15,12 @@ import datetime as dt
 import json
 import subprocess
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
 from kubelet import Cluster, Pod, PodFailed, find, load_rendered
 from mtlsdemo.waiting import wait_until
-from rendered import K8S, render
+from rendered import K8S, apply_together, render, running
 from support.metrics import metric_value
 
 pytestmark = pytest.mark.pods
@@ -29,13 +28,8 @@ pytestmark = pytest.mark.pods
 
 @pytest.fixture(scope="module")
 def cluster(tag: str, tmp_path_factory: pytest.TempPathFactory):
-    objects = render("kind", tag)
-    # the node holds exactly what `kind load docker-image` put there: the content tag
-    c = Cluster(objects, tmp_path_factory.mktemp("cluster"), node_images=[tag], pause_image=tag)
-    try:
-        yield c.start()
-    finally:
-        c.close()
+    with running(render("kind", tag), tmp_path_factory.mktemp("cluster"), tag) as c:
+        yield c
 
 
 class Mesh:
@@ -44,15 +38,13 @@ class Mesh:
         # everything at once, as `kubectl apply` starts it: the workloads' pods wait
         # for the Secrets the bootstrap Job writes (ContainerCreating), and whatever
         # mounts the optional CRL volume before the Job publishes it starts without one
-        with ThreadPoolExecutor(4) as pool:
-            started = [
-                pool.submit(cluster.run_job, find(cluster.objects, "Job", "cert-bootstrap")),
-                pool.submit(cluster.rollout, find(cluster.objects, "StatefulSet", "ledger")),
-                pool.submit(cluster.rollout, find(cluster.objects, "Deployment", "gateway")),
-                pool.submit(cluster.rollout, find(cluster.objects, "Deployment", "console")),
-            ]
-        self.bootstrap = started[0].result()
-        self.ledger, self.gateways, self.console = (f.result() for f in started[1:])
+        self.bootstrap, self.ledger, self.gateways, self.console = apply_together(
+            cluster,
+            ("Job", "cert-bootstrap"),
+            ("StatefulSet", "ledger"),
+            ("Deployment", "gateway"),
+            ("Deployment", "console"),
+        )
 
     def status(self, pod: Pod, port: int) -> dict:
         with urllib.request.urlopen(f"http://{pod.ip}:{port}/status", timeout=5) as r:

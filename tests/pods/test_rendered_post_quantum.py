@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from kubelet import Cluster, Pod, PodFailed, find
-from rendered import render
+from kubelet import Cluster, Pod, PodFailed
+from rendered import apply_together, render, running
 from support.metrics import metric_value
 
 pytestmark = pytest.mark.pods
@@ -19,12 +18,8 @@ pytestmark = pytest.mark.pods
 
 @pytest.fixture(scope="module")
 def cluster(tag: str, tmp_path_factory: pytest.TempPathFactory):
-    objects = render("kind", tag, key_type="ml-dsa-65")
-    c = Cluster(objects, tmp_path_factory.mktemp("cluster"), node_images=[tag], pause_image=tag)
-    try:
-        yield c.start()
-    finally:
-        c.close()
+    with running(render("kind", tag, key_type="ml-dsa-65"), tmp_path_factory.mktemp("c"), tag) as c:
+        yield c
 
 
 def get(pod: Pod, port: int, path: str) -> str:
@@ -33,13 +28,9 @@ def get(pod: Pod, port: int, path: str) -> str:
 
 
 def test_the_smoke_job_calls_the_ml_dsa_mesh_over_mtd(cluster: Cluster, tag: str) -> None:
-    with ThreadPoolExecutor(3) as pool:  # as `kubectl apply` starts them
-        started = [
-            pool.submit(cluster.run_job, find(cluster.objects, "Job", "cert-bootstrap")),
-            pool.submit(cluster.rollout, find(cluster.objects, "StatefulSet", "ledger")),
-            pool.submit(cluster.rollout, find(cluster.objects, "Deployment", "gateway")),
-        ]
-        _bootstrap, (ledger,), gateways = (f.result() for f in started)
+    _bootstrap, (ledger,), gateways = apply_together(
+        cluster, ("Job", "cert-bootstrap"), ("StatefulSet", "ledger"), ("Deployment", "gateway")
+    )
     for pod, port in [(ledger, 9902), *((g, 9901) for g in gateways)]:
         status = json.loads(get(pod, port, "/status"))
         assert status["certificate"]["key_type"] == "ml-dsa-65", status["certificate"]

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from kubelet import Cluster, Pod, PodFailed, find
 from mtlsdemo.waiting import wait_until
-from rendered import render
+from rendered import apply_together, render, running
 
 pytestmark = pytest.mark.pods
 TTL = "30s"  # renewed 12-15 s in: a rotation within the test, as `--svid-ttl 30s` shows
@@ -36,11 +36,8 @@ def short_lived(objects: list[dict]) -> list[dict]:
 @pytest.fixture(scope="module")
 def cluster(tag: str, tmp_path_factory: pytest.TempPathFactory):
     objects = short_lived(render("kind", tag, identities="workload-api"))
-    c = Cluster(objects, tmp_path_factory.mktemp("cluster"), node_images=[tag], pause_image=tag)
-    try:
-        yield c.start()
-    finally:
-        c.close()
+    with running(objects, tmp_path_factory.mktemp("cluster"), tag) as c:
+        yield c
 
 
 def get(pod: Pod, port: int, path: str) -> dict:
@@ -51,9 +48,9 @@ def get(pod: Pod, port: int, path: str) -> dict:
 class Mesh:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        cluster.run_job(find(cluster.objects, "Job", "cert-bootstrap"))
-        self.ledger = cluster.rollout(find(cluster.objects, "StatefulSet", "ledger"))
-        self.gateways = cluster.rollout(find(cluster.objects, "Deployment", "gateway"))
+        _bootstrap, self.ledger, self.gateways = apply_together(
+            cluster, ("Job", "cert-bootstrap"), ("StatefulSet", "ledger"), ("Deployment", "gateway")
+        )
 
     def smoke(self, tag: str, name: str) -> Pod:
         (job,) = render("smoke", tag)

@@ -176,3 +176,17 @@ def compose_health(project: str) -> dict[str, str]:
         running = st["Status"] == "running"
         out[svc] = (st.get("Health", {}).get("Status") if running else None) or st["Status"]
     return out
+
+
+def wait_healthy(dc, project: str, services: tuple[str, ...], timeout: float = 120) -> None:
+    """Until each service's container is healthy (its HEALTHCHECK); on timeout, each
+    one's state and the project's last log lines."""
+    from support.processes import wait_for
+
+    wait_for(
+        lambda: all(compose_health(project).get(s) == "healthy" for s in services),
+        timeout=timeout,
+        interval=1,
+        what=f"{', '.join(services)} healthy",
+        describe=lambda: f"{compose_health(project)}\n{dc('logs', check=False).stdout[-3000:]}",
+    )
