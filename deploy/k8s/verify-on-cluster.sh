@@ -75,7 +75,7 @@ check "ledger sidecar counted the gateway's handshakes" "mtls_handshakes_total{r
 foreign() {
     # our CA's ca.crt, another CA's leaf: the ledger's sidecar is the one that refuses
     local out
-    if out=$(k exec deploy/gateway -c gateway -- sh -c "$(cat "$here/checks/foreign-ca.sh")" 2>&1); then return 1; fi
+    if out=$(k exec deploy/gateway -c sidecar -- sh -c "$(cat "$here/checks/foreign-ca.sh")" 2>&1); then return 1; fi
     grep -q unknown_ca <<<"$out"
 }
 check "foreign-CA client refused (unknown_ca)" "the ledger sidecar rejects, the client is told" foreign

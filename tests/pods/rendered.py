@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kubelet import Cluster, find, load_rendered
+from kubelet import Cluster, Pod, find, load_rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -55,3 +55,16 @@ def apply_together(cluster: Cluster, *workloads: tuple[str, str]) -> list[Any]:
             for kind, name in workloads
         ]
     return [f.result() for f in started]
+
+
+def foreign_ca_check(gateway: Pod) -> subprocess.CompletedProcess[str]:
+    """deploy/k8s/checks/foreign-ca.sh in a gateway pod's sidecar container, as
+    verify-on-cluster.sh runs it: a leaf from another CA presented to the ledger."""
+    script = (K8S / "checks" / "foreign-ca.sh").read_text()
+    return subprocess.run(
+        ["docker", "exec", gateway.containers["sidecar"].docker_id, "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

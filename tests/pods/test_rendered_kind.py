@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kubelet import Cluster, Pod, PodFailed, find, load_rendered
 from mtlsdemo.waiting import wait_until
-from rendered import K8S, apply_together, render, running
+from rendered import K8S, apply_together, foreign_ca_check, render, running
 from support.metrics import metric_value
 
 pytestmark = pytest.mark.pods
@@ -158,16 +158,8 @@ def test_the_status_refresh_cronjob_template_runs(mesh: Mesh) -> None:
 
 
 def test_a_foreign_ca_client_is_refused_by_the_ledger_sidecar(mesh: Mesh) -> None:
-    gw = mesh.gateways[0]
-    script = (K8S / "checks" / "foreign-ca.sh").read_text()  # what verify-on-cluster.sh runs
-    r = subprocess.run(
-        ["docker", "exec", gw.containers["gateway"].docker_id, "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert r.returncode != 0 and "unknown_ca" in r.stdout + r.stderr, r.stdout + r.stderr
+    r = foreign_ca_check(mesh.gateways[0])
+    assert r.returncode == 1 and "unknown_ca" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
 def test_a_forced_renewal_reaches_the_running_sidecar_without_a_restart(

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 from kubelet import Cluster, Pod, PodFailed
-from rendered import apply_together, render, running
+from rendered import apply_together, foreign_ca_check, render, running
 from support.metrics import metric_value
 
 pytestmark = pytest.mark.pods
@@ -48,3 +48,6 @@ def test_the_smoke_job_calls_the_ml_dsa_mesh_over_mtd(cluster: Cluster, tag: str
         for g in gateways
     )
     assert inbound >= 5  # one per step of the Job (open, open, deposit, transfer, balance)
+    # verify-on-cluster.sh's foreign-CA check holds on the ML-DSA ledger too
+    r = foreign_ca_check(gateways[0])
+    assert r.returncode == 1 and "unknown_ca" in r.stdout + r.stderr, r.stdout + r.stderr

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from kubelet import Cluster, Pod, PodFailed, find
 from mtlsdemo.waiting import wait_until
-from rendered import apply_together, render, running
+from rendered import apply_together, foreign_ca_check, render, running
 
 pytestmark = pytest.mark.pods
 TTL = "30s"  # renewed 12-15 s in: a rotation within the test, as `--svid-ttl 30s` shows
@@ -132,3 +132,10 @@ def test_the_ca_key_is_in_the_agent_container_only(mesh: Mesh) -> None:
         "sidecar": ["False", "False", "True"],
         "gateway": ["False", "False", "True"],
     }
+
+
+def test_a_foreign_ca_client_is_refused_as_verify_on_cluster_checks_it(mesh: Mesh) -> None:
+    """verify-on-cluster.sh's check, in this mode: the mesh's CA from the pod's agent's
+    bundle (no identity file to copy it from); the ledger refuses the foreign leaf."""
+    r = foreign_ca_check(mesh.gateways[0])
+    assert r.returncode == 1 and "unknown_ca" in r.stdout + r.stderr, r.stdout + r.stderr

@@ -236,3 +236,23 @@ def test_the_fault_proxy_passes_bytes_and_injects_each_fault(echo: int) -> None:
                 s.recv(10)
     finally:
         proxy.stop()
+
+
+def test_a_reset_meeting_a_connection_that_is_ending_resets_the_rest(echo: int) -> None:
+    """net:reset while a relayed connection is closing: its socket may already be
+    closed (setsockopt: EBADF); the fault must still reset what is open, not abort
+    the whole soak (it did: the run ended with its workers on a closed channel)."""
+    proxy = FaultProxy(("127.0.0.1", echo), seed=3)
+    port = proxy.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"open")
+            assert s.recv(10) == b"open"
+            (pair,) = proxy._conns  # the relay's own view of it
+            ending = pair[1].get_extra_info("socket")
+            ending._sock.close()  # its fd gone, as in a connection ending
+            assert proxy.reset_all() == 1
+            with pytest.raises(ConnectionResetError):
+                s.recv(10)
+    finally:
+        proxy.stop()

@@ -9,6 +9,7 @@ loop in a thread so the chaos driver (threads, blocking gRPC) can steer it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import struct
@@ -87,10 +88,13 @@ class FaultProxy:
             for a, b in list(self._conns):
                 for w in (a, b):
                     sock = w.get_extra_info("socket")
-                    if sock is not None:
-                        sock.setsockopt(
-                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                        )
+                    # a connection ending as we reset it has a closed socket: nothing
+                    # left to reset there (EBADF), the other side still is
+                    if sock is not None and not w.transport.is_closing():
+                        with contextlib.suppress(OSError):
+                            sock.setsockopt(
+                                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                            )
                     w.transport.abort()
                 n += 1
             self.counts["reset"] += n

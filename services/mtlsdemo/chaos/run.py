@@ -410,6 +410,8 @@ def run(cfg: ChaosConfig) -> ChaosReport:
 
         mesh = ComposeMesh(cfg.compose_project, cfg.compose_file, work, cfg.gateway_addr)
     load: Load | None = None
+    stop = threading.Event()  # the load's end, also when a fault could not be applied
+    driver: threading.Thread | None = None
     try:
         mesh.start()
         started = local_mesh.instances() if local_mesh is not None else {}
@@ -420,7 +422,6 @@ def run(cfg: ChaosConfig) -> ChaosReport:
             transport=cfg.gateway_transport,
         )  # fmt: skip
         load.setup()
-        stop = threading.Event()
         driver = threading.Thread(target=load.run, args=(stop,), daemon=True, name="chaos-load")
         driver.start()
         t0 = time.monotonic()
@@ -440,6 +441,11 @@ def run(cfg: ChaosConfig) -> ChaosReport:
                 "sidecars_restarted": sorted(n for n in now if now[n] != started.get(n)),
             }
     finally:
+        # the workers end before their channel closes (an error above must not leave
+        # them calling on a closed channel)
+        stop.set()
+        if driver is not None:
+            driver.join(cfg.budget + 10)
         if load is not None:
             load.close()
         mesh.stop()
