@@ -35,18 +35,23 @@ esac
 """
 
 
-def test_the_networkpolicy_check_reads_the_probes_whole_log(tmp_path: Path) -> None:
-    require_binary("python3")
+def verify_against_the_stand_in(tmp_path: Path, timeout: float) -> subprocess.CompletedProcess:
+    """verify-on-cluster.sh with the stand-in kubectl above (its calls in FAKE_DIR)."""
     fake = tmp_path / "kubectl"
     fake.write_text(FAKE)
     fake.chmod(0o755)
-    r = subprocess.run(
+    return subprocess.run(
         ["bash", str(VERIFY), "kind-test"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env={**os.environ, "KUBECTL": str(fake), "FAKE_DIR": str(tmp_path)},
     )
+
+
+def test_the_networkpolicy_check_reads_the_probes_whole_log(tmp_path: Path) -> None:
+    require_binary("python3")
+    r = verify_against_the_stand_in(tmp_path, timeout=120)
     table = [line for line in r.stdout.splitlines() if "ledger:8443" in line]
     blocked = next(line for line in table if line.startswith("other pods cannot reach"))
     assert " pass " in blocked, r.stdout + r.stderr
@@ -58,16 +63,8 @@ def test_the_networkpolicy_check_reads_the_probes_whole_log(tmp_path: Path) -> N
 
 
 def test_a_job_that_fails_in_seconds_fails_its_check_at_once(tmp_path: Path) -> None:
-    fake = tmp_path / "kubectl"
-    fake.write_text(FAKE)
-    fake.chmod(0o755)
-    r = subprocess.run(
-        ["bash", str(VERIFY), "kind-test"],
-        capture_output=True,
-        text=True,
-        timeout=60,  # the old `kubectl wait` sat out 60 + 180 + 120 s
-        env={**os.environ, "KUBECTL": str(fake), "FAKE_DIR": str(tmp_path)},
-    )
+    # the old `kubectl wait` sat out 60 + 180 + 120 s
+    r = verify_against_the_stand_in(tmp_path, timeout=60)
     line = next(x for x in r.stdout.splitlines() if x.startswith("bootstrap Job complete"))
     assert " FAIL " in line and "job/cert-bootstrap failed" in line, r.stdout
     assert "secrets is forbidden" in line  # its last log lines, in the table

@@ -82,6 +82,14 @@ def brk(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(mtlsdemo("break", *args), capture_output=True, text=True, timeout=300)
 
 
+def as_described(name: str, flags: list[str], needles: tuple[str, ...]) -> None:
+    """`break NAME` ran, succeeded and said each of ``needles``."""
+    r = brk(name, *flags)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for needle in needles:
+        assert needle in r.stdout, (needle, r.stdout)
+
+
 def test_every_scenario_happens_as_described_and_heals(mesh) -> None:
     _root, flags = mesh
     r = brk("--all", *flags)
@@ -140,20 +148,20 @@ def test_ca_down_on_a_workload_api_mesh_spends_the_svids_then_heals(tmp_path: Pa
         _env,
     ):
         flags = mesh_flags(tmp_path, ports)
-        r = brk("ca-down", *flags)
-        out = r.stdout
-        assert r.returncode == 0, out + r.stderr
-        for needle in (
-            "setup     the CA's key taken away",
-            "SVID failed:",
-            "the SVID in hand keeps serving",
-            "meanwhile a call through the gateway answered",
-            "refused its peer: certificate_expired — certificate CN=",
-            'reason="certificate_expired",origin="local"} +1',
-            "heal      the CA's key back",
-            "== ca-down: as described; the mesh is healthy again",
-        ):
-            assert needle in out, (needle, out)
+        as_described(
+            "ca-down",
+            flags,
+            (
+                "setup     the CA's key taken away",
+                "SVID failed:",
+                "the SVID in hand keeps serving",
+                "meanwhile a call through the gateway answered",
+                "refused its peer: certificate_expired — certificate CN=",
+                'reason="certificate_expired",origin="local"} +1',
+                "heal      the CA's key back",
+                "== ca-down: as described; the mesh is healthy again",
+            ),
+        )
         assert (tmp_path / "certs" / "ca" / "ca.key").exists()
         # a scenario that edits identity files says why it does not apply here
         r = brk("revoked", *flags)
@@ -169,48 +177,48 @@ def test_alias_on_two_federated_domains_is_refused_where_an_alias_would_accept(
     only), and the same certificate verifies against a merged (alias) bundle."""
     with running_mesh(tmp_path, "--domains", "2", "--console-port", "0") as (ports, _env):
         flags = mesh_flags(tmp_path, ports)
-        r = brk("alias", *flags)
-        out = r.stdout
-        assert r.returncode == 0, out + r.stderr
-        for needle in (
-            "issues a certificate for spiffe://mtls-demo.local/ns/default/sa/gateway",
-            "the ledger's sidecar refused the forged gateway: unknown_ca",
-            "is not in trust domain mtls-demo.local's bundle",
-            'ledger-sidecar: mtls_handshakes_total{role="server",reason="unknown_ca",origin="local"} +1',
-            "alias     side by side: a ledger that merged mtls-demo.local's root",
-            "verifies the same certificate as spiffe://mtls-demo.local/ns/default/sa/gateway",
-            "== alias: as described; the mesh is healthy again",
-        ):
-            assert needle in out, (needle, out)
+        as_described(
+            "alias",
+            flags,
+            (
+                "issues a certificate for spiffe://mtls-demo.local/ns/default/sa/gateway",
+                "the ledger's sidecar refused the forged gateway: unknown_ca",
+                "is not in trust domain mtls-demo.local's bundle",
+                'ledger-sidecar: mtls_handshakes_total{role="server",reason="unknown_ca",origin="local"} +1',
+                "alias     side by side: a ledger that merged mtls-demo.local's root",
+                "verifies the same certificate as spiffe://mtls-demo.local/ns/default/sa/gateway",
+                "== alias: as described; the mesh is healthy again",
+            ),
+        )
         r = brk("tamper", *flags)  # one-domain scenarios say where to go instead
         assert r.returncode == 2 and "here try `break alias`" in r.stderr, r.stderr
         # the bundle for B missing: unknown_ca naming B on the gateway, the alert at the
         # ledger; B's bundle from its endpoint heals it
-        r = brk("bundle-missing", *flags)
-        out = r.stdout
-        assert r.returncode == 0, out + r.stderr
-        for needle in (
-            "the gateway refused the ledger's sidecar: unknown_ca — no trust bundle for trust "
-            "domain b.mtls-demo.local (ours: mtls-demo.local; federated with: none)",
-            'ledger-sidecar: mtls_handshakes_total{role="server",reason="unknown_ca",'
-            'origin="remote_unverified"} +1',
-            "heal      b.mtls-demo.local's bundle as its endpoint serves it (1 CA",
-            "== bundle-missing: as described; the mesh is healthy again",
-        ):
-            assert needle in out, (needle, out)
+        as_described(
+            "bundle-missing",
+            flags,
+            (
+                "the gateway refused the ledger's sidecar: unknown_ca — no trust bundle for trust "
+                "domain b.mtls-demo.local (ours: mtls-demo.local; federated with: none)",
+                'ledger-sidecar: mtls_handshakes_total{role="server",reason="unknown_ca",'
+                'origin="remote_unverified"} +1',
+                "heal      b.mtls-demo.local's bundle as its endpoint serves it (1 CA",
+                "== bundle-missing: as described; the mesh is healthy again",
+            ),
+        )
         # B rolls its CA over under the running mesh: the refreshed gateway keeps every
         # tunnel, a stale copy refuses the new SVID; B ends finished (runnable again)
-        r = brk("stale-bundle", *flags)
-        out = r.stdout
-        assert r.returncode == 0, out + r.stderr
-        for needle in (
-            "the mesh's gateway holds both (its agent re-fetched http://127.0.0.1:",
-            "refreshed the mesh's gateway: 5 new tunnels after the switch, 5 answered",
-            "the stale gateway refused the ledger's sidecar: unknown_ca — issuer",
-            "is not in trust domain b.mtls-demo.local's bundle",
-            "heal      the bundle re-fetched from http://127.0.0.1:",
-            "b.mtls-demo.local finishes: the old CA retired",
-            "== stale-bundle: as described; the mesh is healthy again",
-        ):
-            assert needle in out, (needle, out)
+        as_described(
+            "stale-bundle",
+            flags,
+            (
+                "the mesh's gateway holds both (its agent re-fetched http://127.0.0.1:",
+                "refreshed the mesh's gateway: 5 new tunnels after the switch, 5 answered",
+                "the stale gateway refused the ledger's sidecar: unknown_ca — issuer",
+                "is not in trust domain b.mtls-demo.local's bundle",
+                "heal      the bundle re-fetched from http://127.0.0.1:",
+                "b.mtls-demo.local finishes: the old CA retired",
+                "== stale-bundle: as described; the mesh is healthy again",
+            ),
+        )
         assert not (tmp_path / "certs" / "domain-b" / "ca" / "rollover.json").exists()

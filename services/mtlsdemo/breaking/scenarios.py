@@ -123,24 +123,28 @@ def gateway_to_ledger(mesh: LocalMesh) -> HandshakeConfig:
     from mtlsdemo.mesh.supervisor import domain_b_certs
 
     c = mesh.config
-    td = SpiffeId.parse(str(mesh.status(c.ledger_admin)["identity"])).trust_domain
+    ledger = str(mesh.status(c.ledger_admin)["identity"])
+    td = SpiffeId.parse(ledger).trust_domain
     if td == c.trust_domain:
-        return federated_gateway(mesh, {})
+        return federated_gateway(mesh, {}, ledger)
     theirs = Authorities.read(FileStore(domain_b_certs(c.certs_dir)))
     return federated_gateway(
-        mesh, {td: tuple(ca.cert for ca in theirs.all)} if theirs is not None else {}
+        mesh, {td: tuple(ca.cert for ca in theirs.all)} if theirs is not None else {}, ledger
     )
 
 
 def federated_gateway(
-    mesh: LocalMesh, federated: dict[str, tuple[x509.Certificate, ...]]
+    mesh: LocalMesh,
+    federated: dict[str, tuple[x509.Certificate, ...]],
+    ledger: str | None = None,
 ) -> HandshakeConfig:
-    """The gateway's identity files dialing the ledger's sidecar, verifying each trust
-    domain other than ours against ``federated`` only (none: no bundle for it)."""
+    """The gateway's identity files dialing the ledger's sidecar (``ledger``: its SPIFFE
+    ID, read from its /status when not given), verifying each trust domain other than
+    ours against ``federated`` only (none: no bundle for it)."""
     from mtlsdemo.trust import TrustStore
 
     c = mesh.config
-    ledger = str(mesh.status(c.ledger_admin)["identity"])
+    ledger = ledger or str(mesh.status(c.ledger_admin)["identity"])
     cfg = client_config(c.certs_dir / "gateway", ledger, status_checks(mesh))
     trust = TrustStore(cfg.trust.cas, trust_domain=c.trust_domain, federated=federated)
     return dataclasses.replace(cfg, trust=trust)
@@ -897,19 +901,20 @@ def stale_bundle(mesh: LocalMesh, r: Report, work: Path) -> None:
         out=certs_b, services=("ledger",), trust_domain=td, namespace=c.namespace
     )
 
-    def gateway_holds(n: int) -> bool:
-        return len(mesh.status(c.gateway_admin)["federated_bundles"].get(td, [])) == n
+    def gateway_holds(n: int, what: str) -> None:
+        """Until the mesh's gateway holds ``n`` of the other domain's CAs."""
+        wait_until(
+            lambda: len(mesh.status(c.gateway_admin)["federated_bundles"].get(td, [])) == n,
+            timeout=30,
+            what=what,
+            interval=0.5,
+        )
 
     r.add("setup", f"a copy of {td}'s bundle kept now ({len(copy)} CA), never refreshed")
     try:
         rotate_ca(req, "prepare", store, _now())
         r.add("rollover", f"{td} prepares a new CA: its bundle holds both, its SVIDs still the old")
-        wait_until(
-            lambda: gateway_holds(2),
-            timeout=30,
-            what=f"the gateway's agent to re-fetch {td}'s bundle",
-            interval=0.5,
-        )
+        gateway_holds(2, f"the gateway's agent to re-fetch {td}'s bundle")
         r.add("", f"the mesh's gateway holds both (its agent re-fetched {source})")
         serial = mesh.status(c.ledger_admin)["certificate"]["serial"]
         rotate_ca(req, "switch", store, _now())
@@ -944,12 +949,7 @@ def stale_bundle(mesh: LocalMesh, r: Report, work: Path) -> None:
             rotate_ca(req, "switch", store, _now())
         if read_stage(store) == "switched":
             rotate_ca(req, "finish", store, _now())
-    wait_until(
-        lambda: gateway_holds(1),
-        timeout=30,
-        what=f"the gateway's agent to drop {td}'s retired CA",
-        interval=0.5,
-    )
+    gateway_holds(1, f"the gateway's agent to drop {td}'s retired CA")
     r.add("", f"{td} finishes: the old CA retired, and dropped from the gateway's copy too")
 
 
