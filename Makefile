@@ -108,6 +108,7 @@ base-image:  ## Debian bookworm + python3 via debootstrap + docker import (no re
 	deploy/docker/build-base-image.sh mtlsdemo-base:bookworm
 
 image:  ## the one image for every role
+	@deploy/docker/check-base-image.sh $(MTLSDEMO_BASE_IMAGE)
 	docker build -f deploy/docker/Dockerfile --build-arg BASE_IMAGE=$(MTLSDEMO_BASE_IMAGE) \
 	  --build-arg SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 1) -t $(MTLSDEMO_IMAGE) .
 	@deploy/docker/image-report.sh $(MTLSDEMO_IMAGE)

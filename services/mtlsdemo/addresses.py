@@ -131,5 +131,6 @@ def mesh_env(ports: dict[str, int]) -> dict[str, str]:
         "MTLSDEMO_GATEWAY_ADMIN": f"127.0.0.1:{ports['gateway_admin']}",
         "MTLSDEMO_LEDGER_ADMIN": f"127.0.0.1:{ports['ledger_admin']}",
         "MTLSDEMO_GATEWAY_ROUTE": f"127.0.0.1:{ports['route']}",
+        "MTLSDEMO_GATEWAY_METRICS": f"127.0.0.1:{ports['gateway_metrics']}",
         "MTLSDEMO_AGENT_ADMIN": f"127.0.0.1:{ports['agent_admin']}",
     }

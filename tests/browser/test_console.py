@@ -292,6 +292,41 @@ def test_each_break_button_produces_its_reason(console, shots: Path) -> None:
     shot(page.locator("#failures-section"), shots / "failures.png")
 
 
+def test_a_console_without_the_ca_shows_the_command_that_breaks_the_mesh(browser, mesh) -> None:
+    """The compose console's shape: no --allow-break, a --break-command; each button
+    says the command that runs its scenario from the host, and runs nothing itself."""
+    import urllib.request
+
+    _root, ports = mesh
+    port = free_port()
+    console = subprocess.Popen(
+        [sys.executable, "-m", "mtlsdemo", "console", "--listen", f"127.0.0.1:{port}",
+         "--sidecar-admin", f"127.0.0.1:{ports['gateway_admin']}",
+         "--sidecar-admin", f"127.0.0.1:{ports['ledger_admin']}",
+         "--break-command", "mtlsdemo break --compose mtlsdemo {scenario}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/api/options", timeout=2),
+            timeout=30,
+            ignore=(OSError,),
+            what="the second console to answer",
+        )
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        expect(page.get_by_test_id("live")).to_have_text("live", timeout=WAIT)
+        expect(page.locator("#break-h")).to_contain_text("holds no CA key")
+        page.locator("[data-testid=break-button][data-scenario='revoked']").click()
+        expect(page.get_by_test_id("break-command")).to_have_text(
+            "mtlsdemo break --compose mtlsdemo revoked"
+        )
+        expect(page.get_by_test_id("break-report")).to_have_text("")  # nothing ran here
+    finally:
+        console.terminate()
+        console.wait(timeout=30)
+
+
 def _sidecar(identity: Path, inbound: int, admin: int, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "mtlsdemo", "sidecar", "--name", "ledger-sidecar",

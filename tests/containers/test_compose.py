@@ -4,7 +4,9 @@ every /metrics page scrapes, `down -v` leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -24,7 +26,7 @@ def scrape(port: int) -> str:
 
 
 def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose) -> None:
-    dc, project, ports, _env = compose
+    dc, project, ports, env = compose
     up = dc("up", "-d")
     assert up.returncode == 0, up.stderr
 
@@ -95,9 +97,10 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose
     )
 
     # the console found both sidecars over the compose network and shows the edge
+    base = f"http://127.0.0.1:{ports['MTLSDEMO_CONSOLE_PORT']}"
+
     def console_edge() -> list[dict]:
-        url = f"http://127.0.0.1:{ports['MTLSDEMO_CONSOLE_PORT']}/api/mesh"
-        with urllib.request.urlopen(url, timeout=5) as r:
+        with urllib.request.urlopen(base + "/api/mesh", timeout=5) as r:
             mesh = json.load(r)
         assert all(src["up"] for src in mesh["sources"]), mesh["sources"]
         return [
@@ -114,7 +117,35 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose
     )
     assert edge["client"].endswith("/sa/gateway") and edge["health"] == "healthy"
 
-    # only the certs container ever sees the CA key
+    # break and tour the compose mesh from the host, as a user does (`--compose`): the
+    # scenarios run in the `breaker` service, inside the gateway's pod
+    def on_compose(*args: str) -> subprocess.CompletedProcess[str]:
+        file = ROOT / "deploy" / "compose" / "docker-compose.yml"
+        return subprocess.run(
+            [sys.executable, "-m", "mtlsdemo", *args, "--compose", project, "--compose-file", str(file)],
+            cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+            check=False,
+        )  # fmt: skip
+
+    r = on_compose("break", "foreign-ca", "revoked")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "== foreign-ca: as described; the mesh is healthy again" in r.stdout
+    assert "== revoked: as described; the mesh is healthy again" in r.stdout
+    # compose's gateway loads no CRL: said, not tried (and not a failure)
+    assert "native    not tried: the gateway checks its callers against no CRL" in r.stdout
+    r = on_compose("tour", "--non-interactive")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "== 4. " in r.stdout and "handshake --connect ledger:8443" in r.stdout, r.stdout
+    # the console holds no CA key: its buttons say the command; it saw the refusals
+    with urllib.request.urlopen(base + "/api/options", timeout=5) as resp:
+        breaking = json.load(resp)["break"]
+    assert not breaking["allowed"] and "--compose" in breaking["command"], breaking
+    assert "{scenario}" in breaking["command"]
+    with urllib.request.urlopen(base + "/api/mesh", timeout=5) as resp:
+        seen = {(f["reason"], f["rejected"]) for f in json.load(resp)["failures"]}
+    assert ("certificate_revoked", edge["client"]) in seen, seen
+
+    # only the certs container (and the breaker, which ran and left) sees the CA key
     for svc in SERVICES:
         cid = f"{project}_{svc}_1"
         mounts = json.loads(

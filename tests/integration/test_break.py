@@ -139,6 +139,42 @@ def test_break_without_a_mesh_or_with_an_unknown_scenario_is_one_line(tmp_path: 
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
+FAKE_DOCKER = """#!/bin/sh
+# stands in for docker and docker-compose: no container of any project is running
+[ "$1" = inspect ] && exit 1
+exit 0
+"""
+
+
+def test_break_and_tour_on_compose_without_a_compose_mesh_are_one_line(tmp_path: Path) -> None:
+    """`--compose PROJECT` runs the command in the project's breaker container; without
+    docker, without the compose file or without the project running: one line each."""
+    import os
+    import sys
+
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("docker", "docker-compose"):
+        (tools / name).write_text(FAKE_DOCKER)
+        (tools / name).chmod(0o755)
+    compose_file = tmp_path / "docker-compose.yml"
+    compose_file.write_text("services: {}\n")
+    bare = str(Path(sys.executable).parent)  # python only: no docker on this PATH
+    for command, path, file, said in (
+        ("break", bare, compose_file, "break --compose: needs docker and docker-compose"),
+        ("tour", f"{tools}:{bare}", tmp_path / "none.yml", "tour --compose: no compose file at"),
+        ("break", f"{tools}:{bare}", compose_file, "no running compose mesh in project 'nosuch'"),
+    ):
+        args = ["foreign-ca"] if command == "break" else []
+        r = subprocess.run(
+            mtlsdemo(command, *args, "--compose", "nosuch", "--compose-file", str(file)),
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PATH": path},
+        )  # fmt: skip
+        assert r.returncode == 2 and said in r.stderr, (command, r.stderr)
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
 def test_ca_down_on_a_workload_api_mesh_spends_the_svids_then_heals(tmp_path: Path) -> None:
     """`break ca-down` on `run --workload-api --svid-ttl 20s`: the agent cannot renew,
     calls keep working on the SVIDs in hand, the first new handshake after one

@@ -81,8 +81,10 @@ def test_each_pod_serves_its_own_workload_a_short_lived_svid(mesh: Mesh) -> None
     # The agent renews every ~15 s, so a renewal may fall between two reads: the
     # sidecar holds the agent's current SVID once its push has arrived.
     wait_until(
-        lambda: get(ledger, 9902, "/status")["certificate"]["serial"]
-        == get(ledger, 9910, "/status")["workloads"]["ledger"]["serial"],
+        lambda: (
+            get(ledger, 9902, "/status")["certificate"]["serial"]
+            == get(ledger, 9910, "/status")["workloads"]["ledger"]["serial"]
+        ),
         timeout=10,
         interval=0.2,
         ignore=(OSError,),

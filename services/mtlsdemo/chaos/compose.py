@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mtlsdemo.mesh.compose import ComposeProject
 from mtlsdemo.pki.errors import PkiError
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
@@ -35,9 +36,8 @@ class ComposeMesh:
     def __init__(self, project: str, compose_file: Path, work: Path, gateway: str) -> None:
         self.project, self.compose_file, self.work = project, compose_file, work
         self._gateway = gateway
-        self.compose = shutil.which("docker-compose")
-        if shutil.which("docker") is None or self.compose is None:
-            raise PkiError("chaos --compose: needs docker and docker-compose on PATH")
+        self.compose = ComposeProject(project, compose_file, "chaos --compose")
+        self.compose.binary()  # says at once when docker or docker-compose is missing
 
     # --- plumbing ---
     def _docker(self, *args: str, timeout: float = 60) -> str:
@@ -47,9 +47,9 @@ class ComposeMesh:
         return r.stdout
 
     def _compose(self, *args: str, timeout: float = 120) -> str:
-        assert self.compose is not None
-        argv = [self.compose, "-f", str(self.compose_file), "-p", self.project, *args]
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(
+            self.compose.argv(*args), capture_output=True, text=True, timeout=timeout
+        )
         if r.returncode != 0:
             raise PkiError(
                 f"chaos --compose: docker-compose {' '.join(args)}: {r.stderr.strip()[-400:]}"
@@ -57,7 +57,7 @@ class ComposeMesh:
         return r.stdout
 
     def container(self, service: str) -> str:
-        return f"{self.project}_{service}_1"  # compose v1 names (v2 with --compatibility)
+        return self.compose.container(service)
 
     def _health(self, service: str) -> str:
         out = self._docker("inspect", self.container(service))

@@ -46,6 +46,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="safety net: re-issue and re-sign whatever an interrupted scenario changed",
     )
     add_mesh_flags(p)
+    add_compose_flags(p)
+
+
+def add_compose_flags(p: argparse.ArgumentParser) -> None:
+    """Run the command in a compose project's `breaker` container instead."""
+    flags.add(
+        p,
+        "--compose",
+        default=None,
+        metavar="PROJECT",
+        help="against this running docker-compose project (`make compose-up`: mtlsdemo): "
+        "runs inside its gateway pod, in the `breaker` service, which holds the CA volume",
+    )
+    flags.add(
+        p,
+        "--compose-file",
+        default="deploy/compose/docker-compose.yml",
+        help="with --compose: the project's compose file (it defines `breaker`)",
+    )
+
+
+def in_compose(args: argparse.Namespace, who: str, command: list[str]) -> int:
+    """The command run again in the project's breaker container, its exit code."""
+    import sys
+
+    from mtlsdemo.mesh.compose import ComposeProject
+
+    project = ComposeProject(args.compose, Path(args.compose_file), who)
+    return project.run_in_breaker(command, tty=sys.stdin.isatty() and sys.stdout.isatty())
 
 
 def add_mesh_flags(p: argparse.ArgumentParser) -> None:
@@ -92,6 +121,13 @@ def add_mesh_flags(p: argparse.ArgumentParser) -> None:
     )
     flags.add(
         p,
+        "--gateway-metrics",
+        type=HOST_PORT,
+        default=local("gateway_metrics"),
+        help="the gateway's /metrics port (whether it checks a CRL)",
+    )
+    flags.add(
+        p,
         "--agent-admin",
         type=HOST_PORT,
         default=local("agent_admin"),
@@ -118,6 +154,7 @@ def config(args: argparse.Namespace) -> MeshConfig:
         gateway_admin=args.gateway_admin,
         ledger_admin=args.ledger_admin,
         route=args.gateway_route,
+        gateway_metrics=args.gateway_metrics,
         agent_admin=args.agent_admin,
         trust_domain=args.trust_domain,
         namespace=args.namespace,
@@ -134,6 +171,10 @@ def main(args: argparse.Namespace) -> int:
         for name, summary in SCENARIOS.items():
             print(f"{name:<18} {step_of(name):<35} {summary}")
         return 0
+    if args.compose:
+        command = ["break", *args.scenario]
+        command += [f for f, on in (("--all", args.all), ("--restore", args.restore)) if on]
+        return in_compose(args, "break --compose", command)
     import logging
 
     from mtlsdemo.mesh.client import LocalMesh, reachable

@@ -92,6 +92,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     flags.add(
         p,
+        "--break-command",
+        default="",
+        metavar="COMMAND",
+        help="without --allow-break: the command that breaks this mesh from a shell, "
+        "{scenario} standing for the scenario's name; the buttons then show it "
+        "(compose: mtlsdemo break --compose mtlsdemo {scenario})",
+    )
+    flags.add(
+        p,
         "--allow-host",
         multiple=True,
         default=[],
@@ -144,6 +153,7 @@ def main(args: argparse.Namespace) -> int:
         discover_metrics=tuple(args.discover_metrics),
         poll_interval=args.poll_interval,
         allow_break=args.allow_break,
+        break_command=args.break_command,
         mesh=mesh if args.allow_break else None,
         allowed_hosts=tuple(args.allow_host),
         agent_admins=()

@@ -9,7 +9,7 @@ from mtlsdemo.pki.errors import PkiError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from mtlsdemo.commands.breakcmd import add_mesh_flags
+    from mtlsdemo.commands.breakcmd import add_compose_flags, add_mesh_flags
 
     t = sub.add_parser(
         "tour",
@@ -22,12 +22,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     t.add_argument("--markdown", action="store_true", help="write it as a Markdown document")
     add_mesh_flags(t)
+    add_compose_flags(t)
 
 
 def main(args: argparse.Namespace) -> int:
     import logging
 
-    from mtlsdemo.commands.breakcmd import ELSEWHERE, config
+    from mtlsdemo.commands.breakcmd import ELSEWHERE, config, in_compose
+
+    if args.compose:
+        command = ["tour"]
+        command += [f for f, on in (("--non-interactive", args.non_interactive),
+                                    ("--markdown", args.markdown)) if on]  # fmt: skip
+        return in_compose(args, "tour --compose", command)
     from mtlsdemo.explain.tour import openssl_binary, render, run_tour
     from mtlsdemo.mesh.client import LocalMesh, reachable
 

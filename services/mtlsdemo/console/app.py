@@ -127,7 +127,11 @@ class Console:
                 "key_types": list(KEY_TYPES),
                 "suites": [s.name for s in SUITES],
                 "provoke": PROVOKE,
-                "break": {"allowed": self.cfg.allow_break, "scenarios": SCENARIOS},
+                "break": {
+                    "allowed": self.cfg.allow_break,
+                    "scenarios": SCENARIOS,
+                    "command": self.cfg.break_command,
+                },
             }
         )
 

@@ -27,6 +27,9 @@ class ConsoleConfig:
     # the break buttons: only for a local run (`mtlsdemo run` passes it), on loopback
     allow_break: bool = False
     mesh: MeshConfig | None = None
+    # where the buttons are off: the command that breaks this mesh from a shell
+    # ("{scenario}" in it is replaced), shown by the buttons instead (compose)
+    break_command: str = ""
     # Host names besides loopback, IP literals and the --listen host that the page
     # may be reached by (a Service or Ingress name): anything else is refused
     allowed_hosts: tuple[str, ...] = ()

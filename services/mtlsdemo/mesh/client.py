@@ -33,6 +33,7 @@ class MeshConfig:
     gateway_admin: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["gateway_admin"])
     ledger_admin: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["ledger_admin"])
     route: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["route"])  # gateway sidecar's route
+    gateway_metrics: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["gateway_metrics"])
     agent_admin: tuple[str, int] = ("127.0.0.1", DEFAULT_PORTS["agent_admin"])  # --workload-api
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     namespace: str = "default"
@@ -87,6 +88,13 @@ class LocalMesh:
             if s.labels.get("result") == "failure":
                 out[(s.labels["role"], s.labels["reason"], s.labels["origin"])] += int(s.value)
         return out
+
+    def gateway_checks_crl(self) -> bool:
+        """Whether the gateway checks its callers against a CRL: the mtls_crl_* series
+        exist only in a process that has loaded one (compose's gateway has none)."""
+        return bool(
+            self.samples(self.config.gateway_metrics, "mtls_crl_next_update_timestamp_seconds")
+        )
 
     def serial(self, admin: tuple[str, int]) -> str:
         return str(self.status(admin)["certificate"]["serial"])

@@ -19,7 +19,7 @@ const NAMES = {
   CERTIFICATE_VERIFY: "CertificateVerify", CLIENT_KEY_EXCHANGE: "ClientKeyExchange",
   FINISHED: "Finished", NEW_SESSION_TICKET: "NewSessionTicket",
 };
-const state = { mesh: null, edge: null, list: [], selected: null, options: null };
+const state = { mesh: null, edge: null, list: [], selected: null, options: null, breakCommand: "" };
 
 // ---------------------------------------------------------------- helpers
 function h(tag, attrs, ...kids) {
@@ -491,7 +491,7 @@ function renderFailures(items) {
   const body = document.querySelector("#failures tbody");
   if (!items.length) {
     // the Break it buttons sit above this table, and only where this console may run them
-    const how = document.getElementById("break-section").hidden ? "`mtlsdemo break` against this mesh" : "the Break it buttons above, or `mtlsdemo break`";
+    const how = !document.getElementById("break-section").hidden ? (state.breakCommand ? `the Break it buttons above: each says the command` : "the Break it buttons above, or `mtlsdemo break`") : "`mtlsdemo break` against this mesh";
     body.replaceChildren(h("tr", {}, h("td", { colspan: 8, class: "note", "data-testid": "failures-empty", text: `no failure seen — break something (${how})` })));
     return;
   }
@@ -642,7 +642,24 @@ async function setupForms() {
     document.getElementById("break-section").hidden = false;
     document.getElementById("break-buttons").replaceChildren(...Object.entries(o.break.scenarios).map(([name, what]) =>
       h("button", { type: "button", title: what, "data-testid": "break-button", "data-scenario": name, onclick: () => runBreak(name) }, name)));
+  } else if (o.break.command) {
+    // This console holds no CA key (compose): each button says the command that breaks
+    // this mesh from the host; the refusal it causes shows up here all the same.
+    state.breakCommand = o.break.command;
+    document.getElementById("break-section").hidden = false;
+    document.getElementById("break-h").querySelector("small").textContent =
+      "this console holds no CA key, so it cannot break the mesh itself: each button says the command that does, from the host; the refusal shows up here, in Handshakes and Failures";
+    document.getElementById("break-buttons").replaceChildren(...Object.entries(o.break.scenarios).map(([name, what]) =>
+      h("button", { type: "button", title: what, "data-testid": "break-button", "data-scenario": name, onclick: () => showBreakCommand(name, what) }, name)));
   }
+}
+
+function showBreakCommand(name, what) {
+  const p = document.getElementById("break-elsewhere");
+  p.hidden = false;
+  p.dataset.scenario = name;
+  p.replaceChildren(h("span", { text: `${name}: ${what}. On the host, in the clone: ` }),
+    h("code", { "data-testid": "break-command", text: state.breakCommand.replace("{scenario}", name) }));
 }
 
 // the in-memory handshake as a file Wireshark opens, and its key log: these identities
