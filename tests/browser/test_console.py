@@ -164,6 +164,10 @@ def test_a_foreign_ca_from_outside_appears_as_a_failed_ladder(console, mesh, sho
     )
     expect(row).to_have_attribute("data-origin", "local")
     expect(row).to_contain_text("2 certificate verification")
+    # the impostor is not verified: the row says what its certificate claims
+    expect(row.get_by_test_id("failure-rejected")).to_contain_text(
+        "claims spiffe://mtls-demo.local/ns/default/sa/gateway — not verified"
+    )
     row.click()
     verdict = page.get_by_test_id("ladder-verdict")
     expect(verdict).to_have_attribute("data-reason", "unknown_ca")

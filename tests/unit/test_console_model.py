@@ -267,3 +267,29 @@ def test_a_refusal_known_only_from_an_alert_in_clear_is_called_a_claim() -> None
     edge = next(e for e in view["edges"] if (e["client"], e["server"]) == (GW, LEDGER))
     assert edge["health"] == "failing"
     assert "rejected by ledger, its claim: the alert came in clear" in edge["health_text"]
+
+
+def test_unverified_peers_are_told_apart_by_what_their_certificates_claim() -> None:
+    """Two unknown_ca refusals of unverified peers: an impostor claiming our gateway's
+    SPIFFE ID and a self-signed "CN=gateway" (the tour's openssl example) are two rows,
+    each with its claim; a peer that refused before sending a certificate claims
+    nothing (the downgrade's row: the peer, unidentified)."""
+    ledger = SidecarState("http://127.0.0.1:9902", up=True, instance="b")
+    ledger.status = status("ledger-sidecar", LEDGER, [])
+    for n, cert in ((1, {"identity": GW}), (2, {"identity": "CN=gateway"}), (3, {"identity": GW})):
+        ledger.add_handshake(
+            doc("ledger-sidecar", "server", LEDGER, "unknown", "unknown_ca", "local",
+                step="certificate_verify", id=n, peer_certificates=[cert])
+        )  # fmt: skip
+    ledger.add_handshake(
+        doc("ledger-sidecar", "server", LEDGER, "unknown", "bad_signature", "remote_unverified",
+            step="certificate_verify", id=4, peer_certificates=[])
+    )  # fmt: skip
+    rows = {(f["reason"], f["peer_claimed"]): f for f in mesh_view([ledger], [], NOW)["failures"]}
+    assert set(rows) == {
+        ("unknown_ca", GW),
+        ("unknown_ca", "CN=gateway"),
+        ("bad_signature", ""),
+    }
+    assert rows[("unknown_ca", GW)]["count"] == 2
+    assert rows[("bad_signature", "")]["rejected_by"] == "unknown"

@@ -199,6 +199,15 @@ def _all_handshakes(sidecars: Iterable[SidecarState]) -> list[dict[str, Any]]:
     return [doc for sc in sidecars for doc in sc.handshakes.values()]
 
 
+def _claimed(doc: dict[str, Any]) -> str:
+    """What an unverified peer's certificate says it is ("" when the peer is verified,
+    or sent none before the handshake ended)."""
+    if doc["peer"] != UNKNOWN or not doc.get("peer_certificates"):
+        return ""
+    facts = doc["peer_certificates"][0]
+    return str(facts.get("identity") or facts.get("subject") or "")
+
+
 def failures(sidecars: list[SidecarState], metrics: list[MetricsState]) -> list[dict[str, Any]]:
     """Who rejected whom, why, at which step. Both ends usually report one refusal
     (the rejecter as local, the other from the alert): one item, counted as the
@@ -209,13 +218,19 @@ def failures(sidecars: list[SidecarState], metrics: list[MetricsState]) -> list[
             continue
         rejected_by = doc["rejected_by"] or doc["local"]
         rejected = doc["peer"] if rejected_by == doc["local"] else doc["local"]
-        key = ("MTD/1", rejected_by, rejected, doc["outcome"], doc.get("kind", "handshake"))
+        # an unverified peer is told apart by what its certificate claims (an impostor
+        # naming our gateway is not a self-signed "CN=gateway" with no SPIFFE ID)
+        claimed = _claimed(doc)
+        key = (
+            "MTD/1", rejected_by, rejected, claimed, doc["outcome"], doc.get("kind", "handshake")
+        )  # fmt: skip
         item = feed.get(key)
         if item is None:
             item = feed[key] = {
                 "path": "MTD/1",
                 "rejected_by": rejected_by,
                 "rejected": rejected,
+                "peer_claimed": claimed,
                 "reason": doc["outcome"],
                 "origin": doc["origin"],
                 "step": doc.get("step", ""),

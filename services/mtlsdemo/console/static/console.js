@@ -39,6 +39,12 @@ function idLine(id) {
   const seg = (p) => h("span", { class: "seg", text: p });  // nowrap: not even at "mtls-"
   return h("div", { class: "id", title: id }, ...parts.flatMap((p, n) => (n ? [h("wbr"), seg(p)] : [seg(p)])));
 }
+// an identity under its short name; for an unverified peer, what its certificate claims
+function whoLine(id, claimed, none) {
+  if (id !== "unknown") return idLine(id);
+  return h("div", { class: "id", "data-testid": "claimed" }, claimed ? h("span", { text: "claims " }) : null,
+    claimed ? idLine(claimed) : h("span", { text: `(${none})` }), claimed ? h("span", { text: " — not verified" }) : null);
+}
 function s(tag, attrs, ...kids) {
   const e = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -500,10 +506,10 @@ function renderFailures(items) {
     "data-rejected-by": f.rejected_by, onclick: () => f.handshake && showFailure(f),
   },
     h("td", { text: f.last_seen ? time(f.last_seen) : "—" }),
-    h("td", {}, h("b", { text: short(f.rejected_by) }),
-      f.origin === "remote_unverified" ? h("span", { class: "unverified", "data-testid": "unverified-mark", title: "the alert came in clear, before keys: only the peer's claim", text: " ⚠ claim" }) : null,
-      idLine(f.rejected_by)),
-    h("td", {}, h("b", { text: short(f.rejected) }), idLine(f.rejected)),
+    h("td", { "data-testid": "failure-by" }, h("b", { text: f.rejected_by === "unknown" ? "the peer, unidentified" : short(f.rejected_by) }),
+      f.origin === "remote_unverified" ? h("span", { class: "unverified", "data-testid": "unverified-mark", title: "the alert came in clear, before keys: only the peer's claim", text: " ⚠ its claim" }) : null,
+      whoLine(f.rejected_by, f.peer_claimed, "it refused before its certificate arrived")),
+    h("td", { "data-testid": "failure-rejected" }, h("b", { text: short(f.rejected) }), whoLine(f.rejected, f.peer_claimed, "no certificate arrived")),
     h("td", { class: "bad", text: f.reason }),
     h("td", { text: STEPS[f.step] ? `${STEPS[f.step].n} ${STEPS[f.step].text}` : f.step || "—" }),
     h("td", { text: f.path }),
