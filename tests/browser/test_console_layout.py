@@ -149,6 +149,10 @@ def test_every_edge_clicks_at_its_midpoint_and_nothing_overlaps_or_overflows(
                 assert inside(t, n["box"]), ("a line overflows its workload box", n["id"], t)
         for c in geo["cards"]:
             assert c["over"] == [], (f"wider than its card at {width} px", c)
+        # the timeline's start date is not under its "now" line
+        start = page.get_by_test_id("timeline-start").bounding_box()
+        now_line = page.get_by_test_id("timeline-now").bounding_box()
+        assert start and now_line and start["x"] + start["width"] < now_line["x"], (start, now_line)
         assert geo["scroll"] <= geo["width"], f"the page scrolls sideways at {width} px"
     finally:
         context.close()

@@ -561,9 +561,10 @@ function renderCertificates(c) {
       s("rect", { class: `bar ${r.kind}${expired ? " expired" : ""}${r.revoked ? " revoked" : ""}`, x: x(r.from), y: y, width: w, height: 14, rx: 3 }),
       s("text", { x: X1 + 10, y: y + 12, text: (r.to > hi ? "→ " : "") + r.text + (r.kind !== "status" ? ` · ${expired ? "expired" : "ends " + new Date(r.to).toISOString().slice(0, 10)}` : "") })));
   });
-  svg.append(s("line", { class: "now", x1: x(now), y1: 18, x2: x(now), y2: rows.length * rowH + 36 }),
-    s("text", { x: x(now) + 3, y: 14, text: "now" }),
-    s("text", { x: X0, y: rows.length * rowH + 48, class: "note", text: new Date(lo).toISOString().slice(0, 10) }),
+  // the scale's start date sits left of the bars, so the "now" line (a few days in) never crosses it
+  svg.append(s("line", { class: "now", "data-testid": "timeline-now", x1: x(now), y1: 18, x2: x(now), y2: rows.length * rowH + 36 }),
+    s("text", { x: x(now) + 3, y: 14, text: `now (${new Date(now).toISOString().slice(0, 10)})` }),
+    s("text", { x: X0 - 6, y: rows.length * rowH + 48, "text-anchor": "end", class: "note", "data-testid": "timeline-start", text: new Date(lo).toISOString().slice(0, 10) }),
     s("text", { x: X1, y: rows.length * rowH + 48, "text-anchor": "end", text: new Date(hi).toISOString().slice(0, 10) }));
   box.replaceChildren(svg);
   const cards = c.identities.map((id) => h("div", { class: "card", "data-testid": "identity-card", "data-identity": id.identity },
