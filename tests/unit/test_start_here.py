@@ -45,3 +45,17 @@ def test_a_run_on_other_ports_says_how_to_reach_it() -> None:
     assert f"MTLSDEMO_LEDGER_SIDECAR=127.0.0.1:{ports['ledger']}" in export
     assert "MTLSDEMO_CERTS_DIR=/tmp/elsewhere/certs" in export
     assert f"http://127.0.0.1:{ports['console']}/" in "\n".join(lines)
+
+
+def test_each_term_is_explained_where_the_readme_first_uses_it() -> None:
+    """A newcomer meets these words before any glossary: each first use explains it
+    (a parenthesis right after it, or the next sentence for the suite's name)."""
+    text = flat(README)
+    for term, explained in (
+        ("SPIFFE ID", "SPIFFE ID (the workload's name"),
+        ("sidecars", "sidecars (a proxy process beside each service"),
+        ("ladder", "ladder (the handshake's messages drawn in order"),
+        ("X25519MLKEM768-AES-256-GCM", "That name is the cipher suite"),
+    ):
+        first = text.index(term)
+        assert text.find(flat(explained), first) - first < 200, (term, text[first : first + 200])
