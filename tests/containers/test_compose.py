@@ -3,6 +3,7 @@ every /metrics page scrapes, `down -v` leaves nothing behind."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -11,9 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from support.docker import compose_health
 from support.metrics import metric_value
 from support.processes import wait_for
+from support.prometheus import evaluated_after, query
+from support.prometheus import running as running_prometheus
 
 pytestmark = pytest.mark.containers
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +29,9 @@ def scrape(port: int) -> str:
         return r.read().decode()
 
 
-def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose) -> None:
+def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(
+    compose, tmp_path: Path
+) -> None:
     dc, project, ports, env = compose
     up = dc("up", "-d")
     assert up.returncode == 0, up.stderr
@@ -116,6 +122,24 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(compose
         what="the console showing gateway -> ledger with every source up",
     )
     assert edge["client"].endswith("/sa/gateway") and edge["health"] == "healthy"
+
+    # the shipped rules against the healthy compose mesh: no alert pending or firing
+    # (its services load no CRL: a 0 nextUpdate once made MtlsCrlPastNextUpdate fire)
+    published = {
+        "ledger:9101": "MTLSDEMO_LEDGER_METRICS_PORT",
+        "gateway:9102": "MTLSDEMO_GATEWAY_METRICS_PORT",
+        "gateway:9901": "MTLSDEMO_GATEWAY_ADMIN_PORT",
+        "ledger:9902": "MTLSDEMO_LEDGER_ADMIN_PORT",
+    }
+    prom_cfg = yaml.safe_load((ROOT / "deploy/prometheus/prometheus-compose.yml").read_text())
+    for job in prom_cfg["scrape_configs"]:
+        for group in job["static_configs"]:
+            group["targets"] = [f"127.0.0.1:{ports[published[t]]}" for t in group["targets"]]
+    with running_prometheus(tmp_path, prom_cfg["scrape_configs"]) as prom:
+        evaluated_after(prom, dt.datetime.now(dt.UTC))
+        alerts = query(prom, "ALERTS")
+        assert alerts == [], [(a["metric"]["alertname"], a["metric"]["component"]) for a in alerts]
+        assert query(prom, "mtls_crl_next_update_timestamp_seconds") == []
 
     # break and tour the compose mesh from the host, as a user does (`--compose`): the
     # scenarios run in the `breaker` service, inside the gateway's pod

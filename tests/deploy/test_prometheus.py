@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mtlsdemo.addresses import free_port
 from mtlsdemo.pki import lifecycle
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.stores import FileStore
@@ -25,6 +24,8 @@ from support.agents import AgentProc
 from support.identities import now
 from support.metrics import metric_value
 from support.processes import run_command, wait_for
+from support.prometheus import api, evaluated_after, query
+from support.prometheus import running as running_prometheus
 from support.sidecars import forge_record_after_handshake
 from support.tools import require_binary
 
@@ -131,7 +132,6 @@ class Run:
     def __init__(self, root: Path) -> None:
         self.root = root
         argv, self.ports = run_command(root, "--traffic-seconds", "0")
-        self.ports["prometheus"] = free_port()
         self.certs = root / "certs"
         env = dict(
             os.environ, PYTHONUNBUFFERED="1", MTLSDEMO_KEY_UPDATE_RECORDS="20"
@@ -179,73 +179,32 @@ class Run:
         self.log.close()
 
 
-def api(port: int, path: str, **params: str) -> dict:
-    url = f"http://127.0.0.1:{port}/api/v1/{path}"
-    if params:
-        url += "?" + urllib.parse.urlencode(params)
-    with urllib.request.urlopen(url, timeout=10) as r:
-        doc = json.loads(r.read())
-    assert doc["status"] == "success", doc
-    return doc["data"]
-
-
-def query(port: int, expr: str) -> list:
-    return api(port, "query", query=expr)["result"]
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
-    binary = require_binary("prometheus")
     root = tmp_path_factory.mktemp("prom")
     run = Run(root)
-    port = run.ports["prometheus"]
-    cfg = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(PROM / "rules" / "*.yml")],
-        "scrape_configs": [
-            {
-                "job_name": "mtlsdemo",
-                "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in run.metrics_ports]}],
-            }
-        ],
-    }
-    (root / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-    log = (root / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={root / 'prometheus.yml'}",
-            f"--storage.tsdb.path={root / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    scrape = [
+        {
+            "job_name": "mtlsdemo",
+            "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in run.metrics_ports]}],
+        }
+    ]
     try:
+        with running_prometheus(root, scrape) as port:
+            # traffic for rates: a loadgen against the gateway while we watch
+            from mtlsdemo.gateway.loadgen import run_load
 
-        def all_up() -> bool:
-            assert proc.poll() is None, (root / "prometheus.log").read_text()[-2000:]
-            targets = api(port, "targets")["activeTargets"]
-            return len(targets) == 5 and all(t["health"] == "up" for t in targets)
-
-        wait_for(all_up, timeout=60, what="5 scrape targets up", ignore=(OSError,))
-        # traffic for rates: a loadgen against the gateway while we watch
-        from mtlsdemo.gateway.loadgen import run_load
-
-        run_load(
-            f"127.0.0.1:{run.ports['gateway']}",
-            run.certs / "cli",
-            "gateway",
-            rps=40,
-            duration=6,
-            concurrency=2,
-            progress=False,
-        )
-        yield run, port
+            run_load(
+                f"127.0.0.1:{run.ports['gateway']}",
+                run.certs / "cli",
+                "gateway",
+                rps=40,
+                duration=6,
+                concurrency=2,
+                progress=False,
+            )
+            yield run, port
     finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
         run.stop()
 
 
@@ -282,18 +241,7 @@ def test_a_healthy_mesh_raises_no_alert(prometheus) -> None:
     import datetime as dt
 
     _run, port = prometheus
-    start = dt.datetime.now(dt.UTC)
-
-    def evaluated_since_start() -> bool:
-        groups = api(port, "rules")["groups"]
-        times = [
-            dt.datetime.fromisoformat(g["lastEvaluation"].replace("Z", "+00:00")) for g in groups
-        ]
-        return bool(times) and min(times) > start + dt.timedelta(seconds=3)
-
-    wait_for(
-        evaluated_since_start, timeout=60, what="every rule group evaluated 3 s after the start"
-    )
+    evaluated_after(port, dt.datetime.now(dt.UTC))
     alerts = query(port, "ALERTS")
     assert alerts == [], [(a["metric"]["alertname"], a["metric"].get("instance")) for a in alerts]
     # the ledger behind its sidecar checks no CRL: it exports no CRL series at all
