@@ -183,7 +183,7 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(
         assert not any(m.get("Name", "").endswith("_ca") for m in mounts), (svc, mounts)
         assert all(not m["RW"] for m in mounts if m["Destination"] == "/identity")
 
-    down = dc("down", "-v")
+    down = dc("down", "-v", "-t", "2")
     assert down.returncode == 0
     left = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],

@@ -255,3 +255,30 @@ def test_loose_key_mode_is_refused_by_the_bootstrap_too(tmp_path: Path) -> None:
     assert (
         stat.S_IMODE((tmp_path / "ca" / "ca.key").stat().st_mode) == 0o644
     )  # not "fixed" silently
+
+
+def test_loadgen_ends_at_sigterm_as_at_ctrl_c(home: Path) -> None:
+    """A container's PID 1 ignores an unhandled SIGTERM: the compose loadgen took
+    `docker stop`'s whole 10 s. It ends at once now, quietly, as Ctrl-C ends it."""
+    import signal
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers TLS
+    port = silent.getsockname()[1]
+    e = dict(os.environ, PYTHONUNBUFFERED="1")
+    argv = mtlsdemo("loadgen", "--duration", "60", "--identity-dir", "certs/cli",
+                    "--gateway-addr", f"127.0.0.1:{port}")  # fmt: skip
+    proc = subprocess.Popen(
+        argv, cwd=home, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        silent.settimeout(30)
+        conn, _ = silent.accept()  # the loadgen is calling: its handler is installed
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=5)
+        assert proc.returncode == 130, (proc.returncode, err)
+        assert "Traceback" not in err, err
+        conn.close()
+    finally:
+        proc.kill()
+        proc.wait()
+        silent.close()

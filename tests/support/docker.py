@@ -153,7 +153,9 @@ def compose_project(image: str, files: list[Path]):
         )
 
     yield dc, project, ports, env
-    dc("down", "-v", "--remove-orphans", check=False)
+    # -t 2: the gateway's sidecar drains its tunnels up to 10 s (the gateway holds one
+    # open); a test's teardown needs no graceful stop
+    dc("down", "-v", "--remove-orphans", "-t", "2", check=False)
 
 
 def compose_health(project: str) -> dict[str, str]:

@@ -59,8 +59,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _loadgen(args: argparse.Namespace) -> int:
+    import signal
+
     from mtlsdemo.gateway.loadgen import LoadSetupError, run_load
 
+    # SIGTERM ends the load as Ctrl-C does: as a container's PID 1 an unhandled SIGTERM
+    # is ignored, and `docker stop` / compose's `down` waited 10 s to kill it
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         result = run_load(
             args.gateway_addr,
