@@ -178,6 +178,22 @@ def test_a_sidecar_refuses_at_the_handshake_naming_the_rule_and_follows_the_file
             f"      - from: [{{ids: ['{GATEWAY_ID}']}}]\n"
         )
         wait_for(lambda: roundtrip(mesh.route, b"hello") == b"hello", what="the new policy")
+        # a dry-run DENY changes nothing: the tunnel still works, and the sidecar's
+        # /status counts what it would have refused, by peer and rule (the console's edge)
+        policy.write_text(
+            "policies:\n  - name: gateway-too\n    applies_to: [ledger]\n    rules:\n"
+            f"      - from: [{{ids: ['{GATEWAY_ID}']}}]\n"
+            "  - name: lock-out-try\n    applies_to: [ledger]\n    action: DENY\n"
+            f"    mode: dry-run\n    rules:\n      - from: [{{ids: ['{GATEWAY_ID}']}}]\n"
+        )
+
+        def counted() -> list:
+            assert roundtrip(mesh.route, b"hello") == b"hello"  # never refused
+            return mesh.server.status()["authz_policy"]["would_deny"]
+
+        (seen,) = wait_for(counted, what="the dry-run's would-deny count")
+        assert (seen["peer"], seen["rule"]) == (GATEWAY_ID, "lock-out-try#1")
+        assert seen["count"] >= 1
     finally:
         mesh.stop()
 

@@ -293,3 +293,20 @@ def test_unverified_peers_are_told_apart_by_what_their_certificates_claim() -> N
     }
     assert rows[("unknown_ca", GW)]["count"] == 2
     assert rows[("bad_signature", "")]["rejected_by"] == "unknown"
+
+
+def test_a_dry_run_policy_s_would_deny_count_sits_on_its_edge() -> None:
+    """The server's sidecar counts the connections a dry-run policy would have refused
+    (by peer and rule); the console puts them on that client -> server edge."""
+    scs = sidecars()
+    ledger = next(sc for sc in scs if sc.status and sc.status["identity"] == LEDGER)
+    ledger.status["authz_policy"] = {
+        "file": "p.yaml",
+        "would_deny": [
+            {"peer": GW, "rule": "gateway-never#0", "count": 3},
+            {"peer": GW, "rule": "typo#1", "count": 2},
+        ],
+    }
+    edges = {(e["client"], e["server"]): e for e in mesh_view(scs, [], NOW)["edges"]}
+    assert edges[(GW, LEDGER)]["would_deny"] == {"count": 5, "rules": ["gateway-never#0", "typo#1"]}
+    assert all(e["would_deny"] is None for k, e in edges.items() if k != (GW, LEDGER))

@@ -89,6 +89,8 @@ def nodes_and_edges(
                 "recent_ok": 0,
                 "recent_failed": 0,
                 "last": None,
+                # connections a dry-run policy would refuse: {"count", "rules"} or None
+                "would_deny": None,
             },
         )
 
@@ -127,6 +129,12 @@ def nodes_and_edges(
             ed = edge(client, server, "MTD/1")
             if e["suite"] != "none" and e["suite"] not in ed["suites"]:
                 ed["suites"].append(e["suite"])
+        for w in (st.get("authz_policy") or {}).get("would_deny", []):
+            ed = edge(w["peer"], st["identity"], "MTD/1")  # decided on the server's side
+            wd = ed["would_deny"] = ed["would_deny"] or {"count": 0, "rules": []}
+            wd["count"] += w["count"]
+            if w["rule"] not in wd["rules"]:
+                wd["rules"].append(w["rule"])
         for (client, server), view in by_pair.items():
             ed = edge(client, server, "MTD/1")
             ed["seen_by"].append(view)

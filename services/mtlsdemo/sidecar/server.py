@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import errno
 import functools
@@ -104,6 +105,9 @@ class Sidecar:
             else None
         )
         self._authorize = self._authorize_peer if self.authz is not None else None
+        # what a dry-run policy would have refused, by (peer, rule): the console shows it
+        # beside the edge before the policy is enforced
+        self.would_deny: collections.Counter[tuple[str, str]] = collections.Counter()
         self.keylog: KeyLog | None = None
         if config.keylog is not None:
             try:
@@ -117,6 +121,8 @@ class Sidecar:
         assert self.authz is not None
         workload = self.local_identity.rsplit("/", 1)[-1]
         d = self.authz.decide(Request(peer, workload))
+        if d.would_deny:
+            self.would_deny[(peer, d.would_deny)] += 1
         return None if d.allowed else d.reason
 
     # --- configs follow the identity material (hot reload) ---
@@ -427,6 +433,11 @@ class Sidecar:
                 "policies": [p.name for p in self.authz.policies.policies],
                 "reloads": self.authz.reloads,
                 "last_error": self.authz.last_error,
+                # allowed connections a dry-run policy would have refused
+                "would_deny": [
+                    {"peer": peer, "rule": rule, "count": n}
+                    for (peer, rule), n in sorted(self.would_deny.items())
+                ],
             },
             # None: off (the default). On, it says so with the file and its reach
             "keylog": None

@@ -268,7 +268,10 @@ function renderEdges(edges) {
       e.keys_logged ? h("div", { class: "keylog", "data-testid": "edge-keylog", text: "⚠ " + e.keys_logged }) : null),
     h("td", { "data-testid": "edge-ok-cell" }, h("span", { text: e.ok, "data-testid": "edge-ok" }),
       e.resumed ? h("div", { class: "note", text: `${e.resumed} resumed`, "data-testid": "edge-resumed" }) : null),
-    h("td", { text: e.failed, "data-testid": "edge-failed" }),
+    h("td", {}, h("span", { text: e.failed, "data-testid": "edge-failed" }),
+      e.would_deny ? h("div", { class: "note unverified", "data-testid": "edge-would-deny",
+        title: "a policy in dry-run mode enforces nothing: these connections were allowed, and would be refused once it is enforced",
+        text: `would deny ${e.would_deny.count} (dry-run: ${e.would_deny.rules.join(", ")})` }) : null),
     h("td", { text: `${e.recent_ok} ok, ${e.recent_failed} failed` }),
     h("td", {}, h("span", { class: "health " + e.health, text: e.health_text, "data-testid": "edge-health" }),
       e.seen_by.length ? h("div", { class: "note", text: "seen by " + e.seen_by.map((v) => `${v.sidecar}: ${v.ok} ok / ${v.failed} failed`).join("; ") }) : null))));
