@@ -55,6 +55,23 @@ EXPECT = {
         "the ledger's sidecar refused the gateway's: status_stale",
         'reason="status_stale",origin="remote_unverified"} +1',
     ],
+    "authz-deny-method": [
+        "balance   GetBalance as the cli: answered",
+        "result    Transfer as the cli: PERMISSION_DENIED — ",
+        "denied by DENY policy 'no-transfers-for-cli' rule 1",
+        'decision="deny",rule="no-transfers-for-cli#1"} +1',
+        "empty again: the --allow-id lists decide alone",
+    ],
+    "authz-empty-allow": [
+        "the ledger's sidecar refused the gateway's: identity_mismatch — ",
+        "ALLOW policy 'nobody-yet' has no rules, so it allows nothing",
+        'ledger-sidecar: mtls_handshakes_total{role="server",reason="identity_mismatch",origin="local"} +1',
+    ],
+    "authz-dry-run": [
+        "result    3 of 3 answered: a dry-run policy enforces nothing",
+        "from the gateway that 'ledger-callers-v2' would refuse",
+        "no rule of the ALLOW policies 'ledger-callers-v2' matches",
+    ],
 }
 
 
@@ -74,6 +91,7 @@ def mesh_flags(root: Path, ports: dict[str, int]) -> list[str]:
         "--gateway-admin", f"127.0.0.1:{ports['gateway_admin']}",
         "--ledger-admin", f"127.0.0.1:{ports['ledger_admin']}",
         "--gateway-route", f"127.0.0.1:{ports['route']}",
+        "--gateway-metrics", f"127.0.0.1:{ports['gateway_metrics']}",
         "--agent-admin", f"127.0.0.1:{ports['agent_admin']}",
     ]  # fmt: skip
 
@@ -119,8 +137,12 @@ def test_restore_heals_what_an_interrupted_scenario_left(mesh) -> None:
         timeout=60,
     )
     assert r.returncode == 0, r.stderr
+    (policy,) = root.rglob("authz-policy.yaml")  # `run`'s, for the authz scenarios
+    empty = policy.read_text()
+    policy.write_text(empty.splitlines()[0] + "\npolicies:\n  - {name: left, action: DENY}\n")
     r = brk("--restore", *flags)
     assert r.returncode == 0 and "restored: gateway    issued" in r.stdout, r.stdout + r.stderr
+    assert "the scenario's policy removed" in r.stdout and policy.read_text() == empty
     r = brk("foreign-ca", *flags)  # and the mesh works: the scenario ends "healthy"
     assert r.returncode == 0 and "foreign-ca: as described" in r.stdout, r.stdout + r.stderr
 

@@ -21,6 +21,12 @@ SCENARIOS = {
     "naming the domain whose bundle is missing",
     "stale-bundle": "(a --domains 2 mesh) the other domain rolls its CA over: a refreshed bundle "
     "keeps every tunnel, a stale copy refuses the new SVID unknown_ca",
+    "authz-deny-method": "a DENY rule takes Transfer from the cli: the handshake passes, "
+    "GetBalance works, Transfer is PERMISSION_DENIED naming the rule",
+    "authz-empty-allow": "an ALLOW policy with no rules: the ledger's sidecar refuses every "
+    "caller at the handshake (identity_mismatch), naming the policy",
+    "authz-dry-run": "a policy with a typo tried in dry-run first: nothing is refused, its "
+    "would-deny count names it before it would cut the gateway off",
 }
 
 # The reason each scenario ends in (its report checks it); the step it breaks follows
@@ -42,6 +48,9 @@ REASONS = {
     "alias": "unknown_ca",
     "bundle-missing": "unknown_ca",
     "stale-bundle": "unknown_ca",
+    "authz-deny-method": "PERMISSION_DENIED",  # after the handshake: a call, refused
+    "authz-empty-allow": "identity_mismatch",
+    "authz-dry-run": "identity_mismatch",  # what it would be, once enforced
 }
 
 
@@ -50,6 +59,8 @@ def step_of(scenario: str) -> str:
     from mtlsdemo.handshake.errors import STEP_OF_REASON, Reason
     from mtlsdemo.steps import STEP_TITLES
 
+    if REASONS[scenario] == "PERMISSION_DENIED":  # gRPC's status: the handshake passed
+        return "after step 4 — authorization"
     reason = Reason(REASONS[scenario])
     # a record's tag belongs to the encrypted data; a peer that never says hello, to step 1
     fallback = {Reason.DECRYPT_ERROR: "data", Reason.HANDSHAKE_TIMEOUT: "hello"}

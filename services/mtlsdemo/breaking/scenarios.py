@@ -17,13 +17,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
+from mtlsdemo.breaking import authz
 from mtlsdemo.breaking.catalog import SCENARIOS
+from mtlsdemo.breaking.common import Report, report_metrics, snapshot, through_the_mesh
 from mtlsdemo.breaking.relay import Relay, flip_first_data_record, strip_suites
 from mtlsdemo.endpoint.dial import Attempt, handshake
 from mtlsdemo.endpoint.identity import identity_config
@@ -31,7 +32,7 @@ from mtlsdemo.endpoint.memory import handshake_in_memory
 from mtlsdemo.handshake import HandshakeConfig, ProtocolError, Reason
 from mtlsdemo.handshake.errors import ALERT_CODES, REASON_BY_CODE
 from mtlsdemo.handshake.suites import CLASSIC_SUITES, HYBRID_SUITES
-from mtlsdemo.mesh.client import LocalMesh, delta, through_route
+from mtlsdemo.mesh.client import LocalMesh, through_route
 from mtlsdemo.pki.authorities import Authorities
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.ca import create_root_ca
@@ -47,21 +48,6 @@ from mtlsdemo.trust import SpiffeId, VerificationFailed
 from mtlsdemo.waiting import WaitTimeout, wait_until
 
 SERVICES = ("ledger", "gateway", "cli")
-
-
-@dataclass
-class Report:
-    name: str
-    lines: list[str] = field(default_factory=list)
-    ok: bool = True  # the failure happened as described and the mesh came back
-    skipped: bool = False  # the scenario does not apply to this mesh (said why)
-
-    def add(self, label: str, text: str) -> None:
-        self.lines.append(f"   {label:<9} {text}")
-
-    def fail(self, text: str) -> None:
-        self.ok = False
-        self.add("!!", text)
 
 
 # ------------------------------------------------------------------ helpers
@@ -195,6 +181,8 @@ def not_here(mesh: LocalMesh, name: str) -> str | None:
             "it crafts identities of one trust domain, and this mesh's ledger is in another "
             "(`--domains 2`): here try `break alias` (or bundle-missing, stale-bundle)"
         )
+    if name in authz.AUTHZ:
+        return authz.not_here(mesh, name)
     if name == "ca-down":
         if not on_api:
             return (
@@ -244,44 +232,6 @@ def report_attempt(r: Report, attempt: Attempt, me: str, them: str) -> ProtocolE
     return e
 
 
-def report_metrics(
-    r: Report, mesh: LocalMesh, before: dict[str, object], expect: list[tuple[str, str, str, str]]
-) -> None:
-    """Wait for the expected counter increases ((sidecar, role, reason, origin)),
-    then print every delta seen."""
-    admins = {
-        "ledger-sidecar": mesh.config.ledger_admin,
-        "gateway-sidecar": mesh.config.gateway_admin,
-    }
-
-    def deltas() -> dict[str, dict[Any, int]]:
-        return {n: delta(before[n], mesh.handshakes(a)) for n, a in admins.items()}  # type: ignore[arg-type]
-
-    def seen() -> bool:
-        d = deltas()
-        return all(d[s].get((role, reason, origin), 0) >= 1 for s, role, reason, origin in expect)
-
-    try:
-        wait_until(
-            seen, timeout=mesh.config.timeout + 10, what="the sidecars to count it", interval=0.2
-        )
-    except WaitTimeout:
-        r.fail(f"expected counts not seen: {expect}")
-    for name, d in deltas().items():
-        for (role, reason, origin), n in sorted(d.items()):
-            r.add(
-                "metrics",
-                f'{name}: mtls_handshakes_total{{role="{role}",reason="{reason}",origin="{origin}"}} +{n}',
-            )
-
-
-def snapshot(mesh: LocalMesh) -> dict[str, object]:
-    return {
-        "ledger-sidecar": mesh.handshakes(mesh.config.ledger_admin),
-        "gateway-sidecar": mesh.handshakes(mesh.config.gateway_admin),
-    }
-
-
 def native(r: Report, mesh: LocalMesh, what: str, identity: Path | None = None, **kw: str) -> None:
     """The same failure on the callers' path: a call to the gateway (native gRPC
     mTLS, or MTD/1 into the gateway's sidecar on a mesh run with it)."""
@@ -323,7 +273,21 @@ def restore(mesh: LocalMesh) -> list[str]:
     )
     changed = [str(x) for x in bootstrap(req) if x.action not in ("reused", "unchanged")]
     refresh_status(FileStore(c.certs_dir), SERVICES, _now())
-    return [*back, *changed]
+    return [*back, *changed, *_policy_back(mesh)]
+
+
+def _policy_back(mesh: LocalMesh) -> list[str]:
+    """An `authz-*` scenario's policy left in `run`'s policy file: emptied."""
+    from mtlsdemo.mesh import scenario_policy
+
+    try:
+        path = authz.policy_file(mesh)
+    except OSError:  # the ledger's sidecar is down: nothing to ask it
+        return []
+    if path is None or path.read_text() == scenario_policy.EMPTY:
+        return []
+    scenario_policy.reset(path)
+    return [f"{path}: the scenario's policy removed"]
 
 
 CA_KEY_DOWN = "ca.key.down"  # where `ca-down` puts the CA's key while the CA is "down"
@@ -611,35 +575,6 @@ def _changed(mesh: LocalMesh, r: Report) -> Iterator[None]:
         r.add("restore", "; ".join(changed) or "statuses re-signed")
 
 
-def _through_the_mesh(mesh: LocalMesh, r: Report, reason: str) -> None:
-    before = snapshot(mesh)
-    said = through_route(mesh.config.route, mesh.config.timeout)
-    r.add(
-        "trigger",
-        "a new connection into the gateway sidecar's route "
-        f"{mesh.config.route[0]}:{mesh.config.route[1]} (a new handshake with the ledger's)",
-    )
-    r.add("result", said)
-    if said == "the ledger answered":
-        r.fail("expected the ledger's sidecar to refuse the gateway's")
-    recent = [
-        h
-        for h in mesh.status(mesh.config.ledger_admin)["recent_handshakes"]
-        if h["outcome"] == reason
-    ]
-    if recent:
-        r.add("", f"the ledger's sidecar refused the gateway's: {reason} — {recent[0]['detail']}")
-    report_metrics(
-        r,
-        mesh,
-        before,
-        [
-            ("ledger-sidecar", "server", reason, "local"),
-            ("gateway-sidecar", "client", reason, "remote_unverified"),
-        ],
-    )
-
-
 def revoked(mesh: LocalMesh, r: Report, work: Path) -> None:
     c = mesh.config
     with _changed(mesh, r):
@@ -655,7 +590,7 @@ def revoked(mesh: LocalMesh, r: Report, work: Path) -> None:
 
         _gateway_takes(mesh, revoke_gateway, "the gateway's sidecar to reload its revoked status")
         r.add("setup", f"certs revoke gateway: {changes[0]}")
-        _through_the_mesh(mesh, r, "certificate_revoked")
+        through_the_mesh(mesh, r, "certificate_revoked")
         if mesh.caller_transport() == "tls" and not mesh.gateway_checks_crl():
             # said, not failed: this mesh's gateway is not set up to see revocations
             r.add(
@@ -699,7 +634,7 @@ def stale_status(mesh: LocalMesh, r: Report, work: Path) -> None:
             "the gateway's stapled status replaced by one that expired 2 h ago "
             "(as if refresh-status had stopped)",
         )
-        _through_the_mesh(mesh, r, "status_stale")
+        through_the_mesh(mesh, r, "status_stale")
 
 
 def ca_down(mesh: LocalMesh, r: Report, work: Path) -> None:
@@ -980,6 +915,9 @@ RUNS: dict[str, Callable[[LocalMesh, Report, Path], None]] = {
     "alias": alias,
     "bundle-missing": bundle_missing,
     "stale-bundle": stale_bundle,
+    "authz-deny-method": authz.deny_method,
+    "authz-empty-allow": authz.empty_allow,
+    "authz-dry-run": authz.dry_run,
 }
 
 

@@ -31,7 +31,7 @@ from mtlsdemo.addresses import DEFAULT_PORTS, bindable
 from mtlsdemo.gateway.caller import caller_channel
 from mtlsdemo.gateway.loadgen import run_load
 from mtlsdemo.handshake.suites import Suite
-from mtlsdemo.mesh import start_here
+from mtlsdemo.mesh import scenario_policy, start_here
 from mtlsdemo.pki.bootstrap import BootstrapRequest, bootstrap
 from mtlsdemo.pki.durations import human
 from mtlsdemo.pki.errors import PkiError
@@ -78,6 +78,9 @@ class RunConfig:
     keylog: Path | None = None
     # who may call what, in place of the --allow-id lists (`sidecar`/`serve --authz-policy`)
     authz_policy: Path | None = None
+    # without authz_policy: the empty policy file beside the lists that `break authz-*`
+    # rewrites (mesh/scenario_policy.py); set by run()
+    scenario_policy: Path | None = None
     # identities from a Workload API agent (`mtlsdemo agent`) instead of certs/<service>
     workload_api: bool = False
     svid_ttl: dt.timedelta = dt.timedelta(hours=24)
@@ -261,6 +264,8 @@ def console_argv(cfg: RunConfig, certs: Path) -> list[str]:
         f"127.0.0.1:{cfg.ledger_admin_port}",
         "--gateway-route",
         f"127.0.0.1:{cfg.route_port}",
+        "--gateway-metrics",
+        f"127.0.0.1:{cfg.gateway_metrics_port}",
         "--agent-admin",
         f"127.0.0.1:{cfg.agent_admin_port}",
         "--trust-domain",
@@ -407,6 +412,10 @@ def run(cfg: RunConfig) -> int:
         # Unix socket path wherever the data dir is; removed when the mesh stops
         sockets = Path(tempfile.mkdtemp(prefix="mtlsdemo-agent-"))
         cfg = dataclasses.replace(cfg, agent_sockets=sockets, key_type=key_type)
+    if cfg.authz_policy is None:
+        beside = scenario_policy.path_in(cfg.data_dir).resolve()
+        scenario_policy.reset(beside)
+        cfg = dataclasses.replace(cfg, scenario_policy=beside)
     children = mesh_children(cfg, certs)
     color = sys.stdout.isatty()
     stopping = threading.Event()
@@ -520,8 +529,12 @@ def mesh_children(
     policy = cfg.authz_policy
 
     def allow(who: str) -> list[str]:
-        """--allow-id, or the policy file that replaces the lists."""
-        return ["--authz-policy", str(policy)] if policy else ["--allow-id", who]
+        """--allow-id, or the policy file that replaces the lists; beside the lists,
+        the scenarios' policy file (empty: it allows all, the list decides)."""
+        if policy:
+            return ["--authz-policy", str(policy)]
+        beside = cfg.scenario_policy
+        return ["--allow-id", who, *(("--authz-policy", str(beside)) if beside else ())]
 
     def asks(admin_port: int) -> list[str]:
         """A plaintext app behind a sidecar: the policy per call, the caller from it."""

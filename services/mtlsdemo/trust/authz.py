@@ -169,9 +169,12 @@ class PolicySet:
         as_if = _evaluate(list(self.policies), request, self.source)
         if as_if.allowed:
             return enforced
+        # denied by default (no ALLOW matched): the dry-run ALLOW policies that did not
+        # take it are what would deny, not "default"
+        label = as_if.rule_label if as_if.policy else ",".join(p.name for p in dry)
         return dataclasses.replace(
             enforced,
-            would_deny=as_if.rule_label,
+            would_deny=label,
             trace=(*enforced.trace, f"dry-run: would deny — {as_if.reason}"),
         )
 
