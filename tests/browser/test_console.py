@@ -161,6 +161,7 @@ def test_a_foreign_ca_from_outside_appears_as_a_failed_ladder(console, mesh, sho
     assert attempt.error is not None and attempt.error.reason.value == "unknown_ca"
     row = page.locator(
         f"[data-testid=failure-row][data-reason=unknown_ca][data-rejected-by='{LEDGER}']"
+        f"[data-claimed='{GATEWAY}']"
     )
     expect(row).to_have_attribute("data-origin", "local")
     expect(row).to_contain_text("2 certificate verification")

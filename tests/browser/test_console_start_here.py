@@ -104,8 +104,11 @@ def test_steps_2_to_4_the_console_the_tour_and_a_break(browser, fresh, shots: Pa
         said = typed("mtlsdemo break foreign-ca", root, env)
         for text in promised(4):
             assert text in said, (text, said)
+        # the impostor claims the gateway's name (the tour's self-signed CN=gateway,
+        # also refused unknown_ca, is a row of its own)
         row = page.locator(
             f"[data-testid=failure-row][data-reason=unknown_ca][data-rejected-by='{LEDGER}']"
+            f"[data-claimed='{GATEWAY}']"
         )
         expect(row).to_be_visible(timeout=WAIT)
         row.click()

@@ -506,7 +506,7 @@ function renderFailures(items) {
   }
   body.replaceChildren(...items.map((f) => h("tr", {
     class: f.handshake ? "clickable" : "", "data-testid": "failure-row", "data-reason": f.reason, "data-origin": f.origin,
-    "data-rejected-by": f.rejected_by, onclick: () => f.handshake && showFailure(f),
+    "data-rejected-by": f.rejected_by, "data-claimed": f.peer_claimed || "", onclick: () => f.handshake && showFailure(f),
   },
     h("td", { text: f.last_seen ? time(f.last_seen) : "—" }),
     h("td", { "data-testid": "failure-by" }, h("b", { text: f.rejected_by === "unknown" ? "the peer, unidentified" : short(f.rejected_by) }),
