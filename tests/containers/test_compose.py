@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -33,6 +34,14 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(
     compose, tmp_path: Path
 ) -> None:
     dc, project, ports, env = compose
+    # the authorization policy from a directory of the test's (MTLSDEMO_AUTHZ_DIR), so
+    # editing it below leaves the checkout's alone
+    authz = tmp_path / "authz"
+    authz.mkdir(mode=0o755)
+    shutil.copy(ROOT / "deploy/compose/authz/policy.yaml", authz / "policy.yaml")
+    (authz / "policy.yaml").chmod(0o644)
+    authz.chmod(0o755)
+    env["MTLSDEMO_AUTHZ_DIR"] = str(authz)
     up = dc("up", "-d")
     assert up.returncode == 0, up.stderr
 
@@ -122,6 +131,29 @@ def test_compose_up_is_healthy_serves_the_client_and_down_leaves_nothing(
         what="the console showing gateway -> ledger with every source up",
     )
     assert edge["client"].endswith("/sa/gateway") and edge["health"] == "healthy"
+
+    # the policy is in force and followed when it changes (saved by rename, as editors do)
+    def ledger_policy() -> dict:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{ports['MTLSDEMO_LEDGER_ADMIN_PORT']}/status", timeout=5
+        ) as resp:
+            return json.load(resp)["authz_policy"]
+
+    assert ledger_policy()["policies"] == ["ledger-callers", "gateway-callers"]
+    edited = authz / ".policy.yaml.new"
+    edited.write_text(
+        (authz / "policy.yaml").read_text()
+        + "  - name: tried-first\n    applies_to: [ledger]\n    action: DENY\n"
+        "    mode: dry-run\n    rules: [{from: [{ids: ['spiffe://mtls-demo.local/ns/*/sa/x']}]}]\n"
+    )
+    edited.chmod(0o644)
+    edited.rename(authz / "policy.yaml")
+    wait_for(
+        lambda: ledger_policy()["policies"][-1] == "tried-first",
+        timeout=30,
+        ignore=(OSError,),
+        what="the ledger's sidecar to follow the edited policy",
+    )
 
     # the shipped rules against the healthy compose mesh: no alert pending or firing
     # (its services load no CRL: a 0 nextUpdate once made MtlsCrlPastNextUpdate fire)
