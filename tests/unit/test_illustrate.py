@@ -67,9 +67,11 @@ def test_each_key_schedule_value_and_proof_is_recomputed_from_the_page(
     derived = re.findall(
         r'<pre class="recompute derive" data-value="(\w+)">(.*?)</pre>', text, re.S
     )
-    # master, both traffic secrets, the server's CertificateVerify, the client's Finished
-    assert len(derived) == 5
-    assert derived[3][0] == "valid"
+    # the X25519 shared secret, master, both traffic secrets, the server's
+    # CertificateVerify, the client's Finished
+    assert len(derived) == 6
+    assert derived[4][0] == "valid"
+    assert "X25519PrivateKey.from_private_bytes" in derived[0][1]
     for value, command in derived:
         assert f'<code class="value">{value}</code>' in text  # the value the page shows
         assert run(command) == value

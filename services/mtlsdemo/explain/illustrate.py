@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from mtlsdemo.endpoint.memory import Wire, exchange, run_pair
 from mtlsdemo.handshake import Connection, HandshakeConfig, PeerPolicy, ProtocolError, TrustStore
@@ -149,12 +149,16 @@ class SeededEntropy:
     def __init__(self, seed: int, label: str) -> None:
         self.prefix = f"mtlsdemo-illustrate/{seed}/{label}/".encode()
         self.counter = 0
+        # every value drawn: the page may show the one that became an ephemeral private
+        # key (a real peer never shows it; this one is the seed's)
+        self.draws: list[bytes] = []
 
     def __call__(self, n: int) -> bytes:
         out = b""
         while len(out) < n:
             out += hashlib.sha256(self.prefix + str(self.counter).encode()).digest()
             self.counter += 1
+        self.draws.append(out[:n])
         return out[:n]
 
 
@@ -416,6 +420,7 @@ def derivations(c: Connection, wire: Wire) -> list[dict[str, str]]:
     server_random = reply[HEADER_LEN + 4 + 2 :][:32]
     py = "python3 -c 'import hashlib, hmac; "
     return [
+        *_shared_secret(c, wire, shared),
         {
             "what": "master = HKDF-Extract(salt = client_random || server_random, IKM = shared "
             "secret): one HMAC-SHA256",
@@ -442,6 +447,52 @@ def derivations(c: Connection, wire: Wire) -> list[dict[str, str]]:
             "command": py + LABEL + "; "
             f'print(label(bytes.fromhex("{master.hex()}"), "s ap traffic", bytes.fromhex("{th}"), 32).hex())\'',
         },
+    ]
+
+
+def _shared_secret(c: Connection, wire: Wire, shared: bytes) -> list[dict[str, str]]:
+    """The X25519 shared secret from the client's ephemeral private key (the seed's
+    draw whose public key the client sent) and the server's public key share."""
+    msgs = [
+        (t, raw)
+        for way, data in wire
+        for ctype, _h, payload in split_view(data)[0]
+        if ctype == ContentType.HANDSHAKE
+        for t, raw in m.MessageBuffer(1 << 16).feed(payload)
+    ]
+    server = next(m.decode(t, raw[4:]) for t, raw in msgs if t == m.HandshakeType.SERVER_KEY_SHARE)
+    client = next(
+        m.decode(t, raw[4:]) for t, raw in msgs if t == m.HandshakeType.CLIENT_KEY_EXCHANGE
+    )
+    assert isinstance(server, m.ServerKeyShare) and isinstance(client, m.ClientKeyExchange)
+    entropy = c.entropy
+    if not isinstance(entropy, SeededEntropy):
+        return []
+    private = next(
+        (
+            d
+            for d in entropy.draws
+            if len(d) == 32
+            and x25519.X25519PrivateKey.from_private_bytes(d).public_key().public_bytes_raw()
+            == client.data
+        ),
+        None,
+    )
+    if private is None:
+        return []
+    return [
+        {
+            "what": "shared secret = X25519(the client's ephemeral private key, the server's "
+            "public key share); the server computes the same from its own private key and "
+            "the client's public key, and neither key ever crosses the wire",
+            "inputs": f"client private key {private.hex()} (drawn from the seed: a real "
+            f"client never shows it), server public key {server.public.hex()}",
+            "value": shared.hex(),
+            "command": "python3 -c 'from cryptography.hazmat.primitives.asymmetric.x25519 "
+            "import X25519PrivateKey, X25519PublicKey; "
+            f'print(X25519PrivateKey.from_private_bytes(bytes.fromhex("{private.hex()}"))'
+            f'.exchange(X25519PublicKey.from_public_bytes(bytes.fromhex("{server.public.hex()}"))).hex())\'',
+        }
     ]
 
 
@@ -618,7 +669,7 @@ def write(cfg: IllustrateConfig) -> Path:
         target.write_text(page(cfg, recs, [], [], verdict(cfg, c, s)))
         return target
     derived = derivations(c, wire)
-    master = derived[0]["value"]
+    master = next(d["value"] for d in derived if d["what"].startswith("master"))
     checks = proofs(recs)
     finished = checks[1]
     finished["command"] = (
