@@ -77,16 +77,41 @@ def test_each_key_schedule_value_and_proof_is_recomputed_from_the_page(
         assert run(command) == value
 
 
-def test_a_suite_that_cannot_replay_is_one_line(tmp_path: Path) -> None:
+def test_an_rsa_suite_is_one_line(tmp_path: Path) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "mtlsdemo", "illustrate", "--suite", "X25519MLKEM768-AES-256-GCM", "--out", str(tmp_path)],
+        [sys.executable, "-m", "mtlsdemo", "illustrate", "--suite", "RSA-OAEP-AES-256-GCM", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [
-        "error: --suite X25519MLKEM768-AES-256-GCM: the page is byte-for-byte reproducible with the "
-        "ECDHE-X25519 suites only (ML-KEM's encapsulation and RSA-OAEP draw their own randomness)"
+        "error: --suite RSA-OAEP-AES-256-GCM: the page is drawn for the ECDHE-X25519 and "
+        "X25519MLKEM768 suites (RSA key transport needs RSA identities, and OAEP draws its "
+        "own randomness)"
     ]
+
+
+@pytest.mark.parametrize(
+    "suite", ["X25519MLKEM768-AES-256-GCM", "X25519MLKEM768-CHACHA20-POLY1305"]
+)
+def test_a_hybrid_page_recomputes_ml_kem_then_x25519_and_says_it_does_not_replay(
+    tmp_path: Path, suite: str
+) -> None:
+    """ML-KEM's encapsulation draws its own randomness: the page says it is not byte
+    for byte reproducible, and every command still prints the value it shows — ML-KEM's
+    shared secret decapsulated with the server's key made from its seed, X25519's, the
+    key schedule over both, the proofs, and the first record each way."""
+    text = page(tmp_path, suite=suite)
+    assert "Not byte for byte reproducible" in text
+    derived = re.findall(
+        r'<pre class="recompute derive" data-value="(\w+)">(.*?)</pre>', text, re.S
+    )
+    assert len(derived) == 7
+    assert "MLKEM768PrivateKey.from_seed_bytes" in derived[0][1]
+    assert "X25519PrivateKey.from_private_bytes" in derived[1][1]
+    for value, command in derived:
+        assert run(command) == value
+    opened = re.findall(r'<pre class="recompute open"[^>]*>(.*?)</pre>', text, re.S)
+    assert [run(c) for c in opened] == ["GET /balance/alice", "alice: 12.50"]
 
 
 EXPECTED = {  # break -> (reason, the side that refuses, the field marked)

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p,
         "--suite",
         default="ECDHE-X25519-AES-256-GCM",
-        help="an ECDHE-X25519 suite (the reproducible ones)",
+        help="an ECDHE-X25519 suite (the page replays byte for byte) or an X25519MLKEM768 one "
+        "(ML-KEM draws its own randomness: every value recomputes, the bytes differ per run)",
     )
     flags.add(p, "--out", default="illustrated", help="directory to write index.html into")
     flags.add(

@@ -14,15 +14,23 @@ import datetime as dt
 import hashlib
 import html
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
 
 from mtlsdemo.endpoint.memory import Wire, exchange, run_pair
-from mtlsdemo.handshake import Connection, HandshakeConfig, PeerPolicy, ProtocolError, TrustStore
+from mtlsdemo.handshake import (
+    Connection,
+    HandshakeConfig,
+    PeerPolicy,
+    ProtocolError,
+    TrustStore,
+    kx,
+)
 from mtlsdemo.handshake import messages as m
 from mtlsdemo.handshake.config import Credentials
 from mtlsdemo.handshake.errors import REASON_BY_CODE
@@ -248,12 +256,11 @@ def configs(seed: int, suite: str, breaks: str = "") -> tuple[HandshakeConfig, H
 def handshake(cfg: IllustrateConfig) -> tuple[Wire, Connection, Connection]:
     if cfg.suite not in BY_NAME:
         raise IllustrateError(f"--suite {cfg.suite}: not a suite (see `mtlsdemo handshake --help`)")
-    if BY_NAME[cfg.suite].kx.value != "ECDHE-X25519":
-        # cryptography's ML-KEM encapsulation and RSA-OAEP padding take no given
-        # randomness: those handshakes cannot replay byte for byte
+    if BY_NAME[cfg.suite].kx.value == "RSA-OAEP":
+        # its identities are RSA keys, and OAEP's padding takes no given randomness
         raise IllustrateError(
-            f"--suite {cfg.suite}: the page is byte-for-byte reproducible with the ECDHE-X25519 "
-            "suites only (ML-KEM's encapsulation and RSA-OAEP draw their own randomness)"
+            f"--suite {cfg.suite}: the page is drawn for the ECDHE-X25519 and X25519MLKEM768 "
+            "suites (RSA key transport needs RSA identities, and OAEP draws its own randomness)"
         )
     if cfg.breaks and cfg.breaks not in BREAKS:
         raise IllustrateError(f"--break {cfg.breaks}: one of {', '.join(BREAKS)}")
@@ -382,9 +389,10 @@ def recompute(c: Connection, recs: list[dict[str, Any]]) -> list[dict[str, str]]
         key, iv = traffic_keys(secret, c.suite.key_len)
         nonce = iv  # sequence number 0: iv XOR 0
         record: bytes = rec["bytes"]
+        aead = c.suite.aead_cls.__name__  # AESGCM or ChaCha20Poly1305: the suite's
         command = (
-            "python3 -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM; "
-            f'print(AESGCM(bytes.fromhex("{key.hex()}")).decrypt(bytes.fromhex("{nonce.hex()}"), '
+            f"python3 -c 'from cryptography.hazmat.primitives.ciphers.aead import {aead}; "
+            f'print({aead}(bytes.fromhex("{key.hex()}")).decrypt(bytes.fromhex("{nonce.hex()}"), '
             f'bytes.fromhex("{record[HEADER_LEN:].hex()}"), bytes.fromhex("{record[:HEADER_LEN].hex()}")).decode())\''
         )
         out.append(
@@ -407,7 +415,7 @@ LABEL = (  # HKDF-Expand-Label with the "mtd1 " prefix, one block (every value h
 )
 
 
-def derivations(c: Connection, wire: Wire) -> list[dict[str, str]]:
+def derivations(c: Connection, s: Connection, wire: Wire) -> list[dict[str, str]]:
     """The key schedule step by step (docs/protocol.md §4), each with the command that
     recomputes its value from the values shown before it (Python's hmac and hashlib only)."""
     sched = next(e for e in c.trace if e.name == "KEY_SCHEDULE")
@@ -420,12 +428,12 @@ def derivations(c: Connection, wire: Wire) -> list[dict[str, str]]:
     server_random = reply[HEADER_LEN + 4 + 2 :][:32]
     py = "python3 -c 'import hashlib, hmac; "
     return [
-        *_shared_secret(c, wire, shared),
+        *_shared_secret(c, s, wire, shared),
         {
             "what": "master = HKDF-Extract(salt = client_random || server_random, IKM = shared "
             "secret): one HMAC-SHA256",
             "inputs": f"client_random {client_random.hex()}, server_random {server_random.hex()}, "
-            f"shared secret (X25519) {shared.hex()}",
+            f"shared secret ({'ML-KEM-768 || X25519' if len(shared) > kx.X25519_LEN else 'X25519'}) {shared.hex()}",
             "value": master.hex(),
             "command": py
             + f'print(hmac.new(bytes.fromhex("{client_random.hex()}{server_random.hex()}"), '
@@ -450,9 +458,23 @@ def derivations(c: Connection, wire: Wire) -> list[dict[str, str]]:
     ]
 
 
-def _shared_secret(c: Connection, wire: Wire, shared: bytes) -> list[dict[str, str]]:
-    """The X25519 shared secret from the client's ephemeral private key (the seed's
-    draw whose public key the client sent) and the server's public key share."""
+def reproducible(suite: str) -> bool:
+    """Whether the page replays byte for byte: not with ML-KEM (see handshake())."""
+    return BY_NAME[suite].kx.value == "ECDHE-X25519"
+
+
+def _drawn(entropy: object, n: int, public: Callable[[bytes], bytes], want: bytes) -> bytes | None:
+    """The seeded draw of ``n`` bytes whose public key is ``want``."""
+    if not isinstance(entropy, SeededEntropy):
+        return None
+    return next((d for d in entropy.draws if len(d) == n and public(d) == want), None)
+
+
+def _shared_secret(c: Connection, s: Connection, wire: Wire, shared: bytes) -> list[dict[str, str]]:
+    """The shared secret from the keys the seed drew: X25519 from the client's
+    ephemeral private key and the server's public share; with the hybrid, ML-KEM-768
+    first, decapsulated with the server's key (made from its seed) from the
+    ciphertext the client sent."""
     msgs = [
         (t, raw)
         for way, data in wire
@@ -465,35 +487,63 @@ def _shared_secret(c: Connection, wire: Wire, shared: bytes) -> list[dict[str, s
         m.decode(t, raw[4:]) for t, raw in msgs if t == m.HandshakeType.CLIENT_KEY_EXCHANGE
     )
     assert isinstance(server, m.ServerKeyShare) and isinstance(client, m.ClientKeyExchange)
-    entropy = c.entropy
-    if not isinstance(entropy, SeededEntropy):
-        return []
-    private = next(
-        (
-            d
-            for d in entropy.draws
-            if len(d) == 32
-            and x25519.X25519PrivateKey.from_private_bytes(d).public_key().public_bytes_raw()
-            == client.data
-        ),
-        None,
+    x_len = kx.X25519_LEN
+    server_x, client_x = server.public[-x_len:], client.data[-x_len:]
+    private = _drawn(
+        c.entropy,
+        x_len,
+        lambda d: x25519.X25519PrivateKey.from_private_bytes(d).public_key().public_bytes_raw(),
+        client_x,
     )
     if private is None:
         return []
-    return [
+    out = []
+    hybrid = len(shared) == kx.MLKEM_SHARED_LEN + x_len
+    if hybrid:
+        ek, ct = server.public[:-x_len], client.data[:-x_len]
+        seed = _drawn(
+            s.entropy,
+            kx.MLKEM768_SEED_LEN,
+            lambda d: mlkem.MLKEM768PrivateKey.from_seed_bytes(d).public_key().public_bytes_raw(),
+            ek,
+        )
+        if seed is None:
+            return []
+        out.append(
+            {
+                "what": "ML-KEM-768 shared secret = Decapsulate(the server's decapsulation key, "
+                "the ciphertext the client sent); the client got the same 32 bytes when it "
+                "encapsulated to the server's encapsulation key (it sent only the ciphertext)",
+                "inputs": f"the server's ML-KEM seed {seed.hex()} (drawn from the seed: a real "
+                f"server never shows it; the key pair is a function of it), ciphertext "
+                f"({len(ct)} bytes, in the ClientKeyExchange above)",
+                "value": shared[: kx.MLKEM_SHARED_LEN].hex(),
+                "command": "python3 -c 'from cryptography.hazmat.primitives.asymmetric.mlkem "
+                "import MLKEM768PrivateKey; "
+                f'print(MLKEM768PrivateKey.from_seed_bytes(bytes.fromhex("{seed.hex()}"))'
+                f'.decapsulate(bytes.fromhex("{ct.hex()}")).hex())\'',
+            }
+        )
+    out.append(
         {
-            "what": "shared secret = X25519(the client's ephemeral private key, the server's "
-            "public key share); the server computes the same from its own private key and "
-            "the client's public key, and neither key ever crosses the wire",
+            "what": "X25519 shared secret = X25519(the client's ephemeral private key, the "
+            "server's public key share); the server computes the same from its own private "
+            "key and the client's public key, and neither private key crosses the wire"
+            + (
+                "; the hybrid's input to the key schedule is ML-KEM's 32 bytes, then these"
+                if hybrid
+                else ""
+            ),
             "inputs": f"client private key {private.hex()} (drawn from the seed: a real "
-            f"client never shows it), server public key {server.public.hex()}",
-            "value": shared.hex(),
+            f"client never shows it), server public key {server_x.hex()}",
+            "value": shared[-x_len:].hex(),
             "command": "python3 -c 'from cryptography.hazmat.primitives.asymmetric.x25519 "
             "import X25519PrivateKey, X25519PublicKey; "
             f'print(X25519PrivateKey.from_private_bytes(bytes.fromhex("{private.hex()}"))'
-            f'.exchange(X25519PublicKey.from_public_bytes(bytes.fromhex("{server.public.hex()}"))).hex())\'',
+            f'.exchange(X25519PublicKey.from_public_bytes(bytes.fromhex("{server_x.hex()}"))).hex())\'',
         }
-    ]
+    )
+    return out
 
 
 def proofs(recs: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -568,8 +618,15 @@ def page(
         f"<h1>A mutual MTD/1 handshake, every byte (seed {cfg.seed}, {e(cfg.suite)}"
         f"{', broken: ' + e(cfg.breaks) if cfg.breaks else ''})</h1>",
         "<p>Made by <code>mtlsdemo illustrate</code> with throwaway identities and seeded "
-        "randomness: the same seed writes the same page, and the secrets below are nobody's. "
-        "Each record is cut where the encoder that put it on the wire joined its parts. "
+        + (
+            "randomness: the same seed writes the same page, and the secrets below are nobody's. "
+            if reproducible(cfg.suite)
+            else "randomness, and the secrets below are nobody's. <b>Not byte for byte "
+            "reproducible</b>: the client's ML-KEM encapsulation draws its own randomness "
+            "(cryptography takes none), so its ciphertext — and every byte keyed from it — "
+            "differs from run to run; the commands below recompute this page's values. "
+        )
+        + "Each record is cut where the encoder that put it on the wire joined its parts. "
         "Blue: the client (gateway) sends; purple: the server (ledger) sends.</p>",
     ]
     marked = False  # the first run of the failed field, in the right sender's records
@@ -668,7 +725,7 @@ def write(cfg: IllustrateConfig) -> Path:
     if cfg.breaks:
         target.write_text(page(cfg, recs, [], [], verdict(cfg, c, s)))
         return target
-    derived = derivations(c, wire)
+    derived = derivations(c, s, wire)
     master = next(d["value"] for d in derived if d["what"].startswith("master"))
     checks = proofs(recs)
     finished = checks[1]
