@@ -255,6 +255,29 @@ def test_an_in_memory_ladder_message_opens_its_bytes_exactly(console) -> None:
     expect(page.get_by_test_id("byte-view")).to_contain_text("finished.verify_data")
 
 
+def test_a_live_ladder_message_opens_its_bytes_as_the_sidecar_saw_them(console) -> None:
+    """A live handshake's message (the gateway -> ledger edge, journaled by a sidecar):
+    the byte view reads its bytes from that sidecar, cut into runs that cover it."""
+    page = console
+    edge_row(page, GATEWAY, LEDGER).click()
+    expect(page.get_by_test_id("ladder").first).to_be_visible()
+    for name in ("CERTIFICATE", "CLIENT_KEY_EXCHANGE"):
+        message = page.locator(f"#ladder [data-testid=ladder-message][data-name={name}]").first
+        size = int(message.locator("line").get_attribute("data-bytes"))
+        message.click()
+        view = page.get_by_test_id("byte-view")
+        expect(view).to_have_attribute("data-message", name)
+        runs = view.get_by_test_id("byte-run").evaluate_all(
+            "els => els.map(e => [e.dataset.name, +e.dataset.offset, +e.dataset.size])"
+        )
+        end = 0
+        for run, offset, length in runs:
+            assert offset == end, (name, run, offset, end)
+            end = offset + length
+        assert end == size == int(view.get_attribute("data-total")), (name, end, size)
+    expect(page.get_by_test_id("byte-view")).to_contain_text("x25519_public_key")
+
+
 LADDER_SIZE = """() => {
   const svg = document.querySelector("[data-testid=ladder] svg") || document.querySelector("#ladder svg");
   const label = svg.querySelector("text");

@@ -86,6 +86,16 @@ def test_handshakes_carry_the_ladder_and_the_peer_certificate(mesh, other_pki_di
     failures = json.loads(http_get(m.server.admin, "/handshakes?failures=1")[1])["handshakes"]
     assert failures == []
     assert http_get(m.server.admin, "/handshakes?since=x")[0] == 400
+    # the byte view: every message of that handshake as it crossed, the ladder's sizes
+    raw = json.loads(http_get(m.server.admin, f"/handshake-bytes?id={d['id']}")[1])
+    assert raw["role"] == "server"
+    assert [(x["direction"], x["name"], len(x["hex"]) // 2) for x in raw["messages"]] == [
+        (x["direction"], x["name"], x["size"]) for x in d["messages"]
+    ]
+    hello = bytes.fromhex(raw["messages"][0]["hex"])
+    assert hello[0] == 1 and int.from_bytes(hello[1:4], "big") == len(hello) - 4  # ClientHello
+    assert http_get(m.server.admin, "/handshake-bytes?id=x")[0] == 400
+    assert http_get(m.server.admin, "/handshake-bytes?id=999999")[0] == 404
 
 
 def test_events_stream_each_handshake_as_it_ends(mesh) -> None:

@@ -29,11 +29,14 @@ def test_a_good_handshake_records_every_message_in_order_without_tracing() -> No
     c, s, out = handshake(config("gateway"), config("ledger"), client_data=b"ping")
     assert out.completed("client") and out.completed("server")
     assert c.trace == [] and s.trace == []  # the teaching trace stays off
-    assert [(d, n, st) for d, n, _size, st, _at in s.ladder] == SERVER_VIEW
+    assert [(x.direction, x.name, x.step) for x in s.ladder] == SERVER_VIEW
     flipped = {"send": "recv", "recv": "send"}
-    assert [(flipped[d], n, st) for d, n, _size, st, _at in c.ladder] == SERVER_VIEW
+    assert [(flipped[x.direction], x.name, x.step) for x in c.ladder] == SERVER_VIEW
     # the sizes are the wire's: the two sides agree on every message
     assert [x[2] for x in c.ladder] == [x[2] for x in s.ladder]
+    # and so are the bytes each side kept of every message (the byte view's)
+    assert [x.raw for x in c.ladder] == [x.raw for x in s.ladder]
+    assert all(len(x.raw) == x.size for x in c.ladder)
     times = [x[4] for x in c.ladder]
     assert times == sorted(times)
     assert c.failed_step == "" and s.failed_step == ""

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from mtlsdemo.breaking.catalog import SCENARIOS
@@ -121,6 +122,27 @@ class Console:
         )
         return web.json_response({"handshakes": docs})
 
+    async def handshake_bytes(self, r: web.Request) -> web.Response:
+        """``?key=`` (a handshake's key): its messages as labelled runs of bytes, read
+        from the sidecar that journaled it (the byte view of a live ladder)."""
+        from mtlsdemo.explain.illustrate import sent_messages
+
+        url, _, rest = r.query.get("key", "").partition("#")
+        instance, _, entry = rest.partition("#")
+        sc = next((x for x in self.watcher.sidecars if x.url == url), None)
+        if sc is None or not entry.isdigit():
+            return _error(404, "no such handshake: give the key /api/handshakes lists")
+        if sc.instance != instance:
+            return _error(410, "that sidecar restarted since: its journal is gone")
+        try:
+            doc = await self.watcher.get_json(f"{url}/handshake-bytes?id={entry}")
+        except (TimeoutError, aiohttp.ClientError) as e:
+            return _error(502, f"{url}: {e or type(e).__name__} (the journal keeps the last ones)")
+        ladder = [(x["direction"], x["name"], bytes.fromhex(x["hex"])) for x in doc["messages"]]
+        return web.json_response(
+            {"key": r.query["key"], "bytes": sent_messages(doc["role"], ladder)}
+        )
+
     async def options(self, _r: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -206,6 +228,7 @@ class Console:
         app.router.add_get("/api/mesh", self.mesh)
         app.router.add_get("/api/handshakes", self.handshakes)
         app.router.add_get("/api/options", self.options)
+        app.router.add_get("/api/handshake-bytes", self.handshake_bytes)
         app.router.add_get("/api/events", self.events)
         app.router.add_post("/api/try", self.try_handshake)
         app.router.add_post("/api/break/{name}", self.run_break)

@@ -230,6 +230,10 @@ class Watcher:
         if self.session is not None:
             await self.session.close()
 
+    async def get_json(self, url: str) -> dict[str, Any]:
+        """One JSON read on the watcher's session (the page's on-demand reads)."""
+        return await self._get_json(url)
+
     async def _get_json(self, url: str) -> dict[str, Any]:
         assert self.session is not None
         async with self.session.get(url) as r:

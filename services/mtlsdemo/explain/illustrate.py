@@ -349,34 +349,45 @@ def records(wire: Wire) -> list[dict[str, Any]]:
     return out
 
 
-def message_runs(wire: Wire) -> list[dict[str, Any]]:
-    """Every handshake message that crossed, as the console's byte view shows it: its
-    sender, its type's name (as the ladder names it), which occurrence, and its labelled
-    runs [name, offset in the message, size, hex, what] from ``messages.layout``."""
+def runs_of(raw: bytes) -> list[list[Any]]:
+    """One handshake message (its 4-byte header included) as the byte view's runs:
+    [name, offset in the message, size, hex, what], from ``messages.layout``."""
+    try:
+        layout = m.layout(m.decode(raw[0], raw[4:]))
+    except (ProtocolError, ValueError) as e:  # a message the side refused as malformed
+        return [["message", 0, len(raw), raw.hex(), f"not decodable: {e}"]]
+    return [
+        [name, off, size, raw[off : off + size].hex(), WHAT.get(name, name)]
+        for name, off, size in layout
+    ]
+
+
+def sent_messages(role: str, ladder: list[tuple[str, str, bytes]]) -> list[dict[str, Any]]:
+    """A side's ladder (direction, name, raw) as the byte view's messages: who sent
+    each, which occurrence of its type, its runs (the in-memory panel's shape)."""
+    other = {"client": "server", "server": "client"}[role]
     out: list[dict[str, Any]] = []
     seen: dict[tuple[str, str], int] = {}
-    for r in records(wire):
-        if r["step"] == "data":
-            continue
-        runs: list[Run] = [x for x in r["runs"] if not x.name.startswith("record.")]
-        starts = [i for i, x in enumerate(runs) if x.opens]
-        for k, i in enumerate(starts):
-            part = runs[i : starts[k + 1] if k + 1 < len(starts) else len(runs)]
-            name = m.HandshakeType(part[0].data[0]).name
-            n = seen.get((r["sender"], name), 0)
-            seen[(r["sender"], name)] = n + 1
-            base = part[0].offset
-            out.append(
-                {
-                    "sender": r["sender"],
-                    "name": name,
-                    "n": n,
-                    "runs": [
-                        [x.name, x.offset - base, len(x.data), x.data.hex(), x.what] for x in part
-                    ],
-                }
-            )
+    for direction, name, raw in ladder:
+        sender = role if direction == "send" else other
+        n = seen.get((sender, name), 0)
+        seen[(sender, name)] = n + 1
+        out.append({"sender": sender, "name": name, "n": n, "runs": runs_of(raw)})
     return out
+
+
+def message_runs(wire: Wire) -> list[dict[str, Any]]:
+    """Every handshake message that crossed, as the console's byte view shows it (the
+    wire seen from the client's side: what it sent and what it received)."""
+    buffers = {"c2s": m.MessageBuffer(1 << 16), "s2c": m.MessageBuffer(1 << 16)}
+    ladder = [
+        ("send" if way == "c2s" else "recv", m.HandshakeType(t).name, raw)
+        for way, data in wire
+        for ctype, _h, payload in split_view(data)[0]
+        if ctype == ContentType.HANDSHAKE
+        for t, raw in buffers[way].feed(payload)
+    ]
+    return sent_messages("client", ladder)
 
 
 def recompute(c: Connection, recs: list[dict[str, Any]]) -> list[dict[str, str]]:

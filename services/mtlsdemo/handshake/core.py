@@ -470,12 +470,14 @@ class ConnectionCore:
             step = (
                 STEP_OF.get(T(msg_type), "hello") if msg_type in T._value2member_map_ else "hello"
             )
-            self.ladder.append(LadderStep("recv", got, len(raw), step, self.clock()))
+            self.ladder.append(LadderStep("recv", got, len(raw), step, self.clock(), raw))
             raise ProtocolError(
                 Reason.UNEXPECTED_MESSAGE, f"got {got} while waiting for {self.waiting_for}"
             )
         self.ladder.append(
-            LadderStep("recv", T(msg_type).name, len(raw), STEP_OF[T(msg_type)], self.clock())
+            LadderStep(
+                "recv", T(msg_type).name, len(raw), STEP_OF[T(msg_type)], self.clock(), bytes(raw)
+            )
         )
         msg = m.decode(msg_type, raw[4:])
         if type(msg) is m.Certificate:
@@ -508,7 +510,7 @@ class ConnectionCore:
             if msg.type != T.CLIENT_HELLO:
                 self._sig_transcript.update(raw)
             self.ladder.append(
-                LadderStep("send", msg.type.name, len(raw), STEP_OF[msg.type], self.clock())
+                LadderStep("send", msg.type.name, len(raw), STEP_OF[msg.type], self.clock(), raw)
             )
             if self.config.trace:
                 self._trace(

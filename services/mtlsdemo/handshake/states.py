@@ -46,6 +46,9 @@ class LadderStep(NamedTuple):
     size: int  # bytes on the wire (handshake header included, record header not)
     step: str  # the Step it belongs to
     clock: float  # the injected monotonic clock when it was sent or received
+    # the message as it crossed, handshake header included (alerts: none); public
+    # bytes (MTD/1's handshake is in clear), kept for the byte view
+    raw: bytes = b""
 
 
 class Transition(NamedTuple):

@@ -1,8 +1,9 @@
 """The sidecar's recent handshakes, whole: a bounded ring of traces for
 ``/handshakes`` and a live feed for ``/events`` (the console draws each one as a
-ladder). What it keeps is public: message names, sizes and timings, the peer's
-certificate chain and stapled status as received, the checks that passed and the
-one that failed. Never a key, a secret or a byte of application data.
+ladder). What it keeps is public: message names, sizes, timings and bytes (MTD/1's
+handshake crosses in clear: ``/handshake-bytes``), the peer's certificate chain and
+stapled status as received, the checks that passed and the one that failed. Never a
+key, a secret or a byte of application data.
 
 Certificates are turned into facts only when someone asks (the facts are cached
 per certificate), so a sidecar nobody watches pays a deque append per handshake.
@@ -23,7 +24,7 @@ from mtlsdemo import telemetry
 from mtlsdemo.sidecar.outcome import HandshakeOutcome
 from mtlsdemo.trust.certinfo import der_facts, staple_facts
 
-KEEP = 200  # handshakes in the ring (about 1-2 KiB each with the peer's chain)
+KEEP = 200  # handshakes in the ring (~3-6 KiB each with the messages' bytes; ML-DSA ~20)
 # The admin shares the data path's loop (the audit's F3: 4 clients reading
 # /handshakes took a tunnel from 4 to 212 ms; 400 idle /events readers, 71 ms and
 # 330 MB): each entry is encoded once, live readers are capped, and a reader that
@@ -83,7 +84,7 @@ class Entry:
                     "step": step,
                     "at_ms": round((at - t0) * 1e3, 1),
                 }
-                for d, name, size, step, at in o.ladder
+                for d, name, size, step, at, _raw in o.ladder
             ],
             "checks": list(o.checks),
             "status_problem": o.status_problem,
@@ -129,6 +130,10 @@ class HandshakeJournal:
                 continue
             out.append(entry)
         return out
+
+    def get(self, entry_id: int) -> Entry | None:
+        """One entry still in the ring, by id."""
+        return next((e for e in reversed(self.ring) if e.id == entry_id), None)
 
     def recent(
         self, since: int = 0, limit: int = KEEP, failures_only: bool = False

@@ -191,6 +191,7 @@ class Sidecar:
                     "/status": self._status,
                     "/certificates": self._certificates,
                     "/handshakes": self._handshakes,
+                    "/handshake-bytes": self._handshake_bytes,
                     "/app-peer": self._app_peer,
                 },
                 streams={"/events": self._events},
@@ -533,6 +534,29 @@ class Sidecar:
             body = f'{head}, "handshakes": [{", ".join(e.encoded for e in entries)}]}}\n'
             self._handshakes_cache = (key, body.encode())
         return 200, "application/json", self._handshakes_cache[1]
+
+    def _handshake_bytes(self, request: web.Request) -> tuple[int, str, bytes]:
+        """``?id=N``: the handshake messages of one journal entry as they crossed (hex;
+        MTD/1's handshake is in clear, so nothing here is secret): the byte view."""
+        try:
+            entry = self.journal.get(int(request.query.get("id", "")))
+        except ValueError:
+            return 400, "text/plain", b"id is an integer (a /handshakes entry's id)\n"
+        if entry is None:
+            return 404, "text/plain", b"no such handshake in the journal (it keeps the last ones)\n"
+        o = entry.outcome
+        return json_response(
+            200,
+            {
+                "id": entry.id,
+                "role": o.role,
+                "messages": [
+                    {"direction": st.direction, "name": st.name, "hex": st.raw.hex()}
+                    for st in o.ladder
+                    if st.raw
+                ],
+            },
+        )
 
     def _events(self, request: web.Request) -> AsyncIterator[tuple[str, Any]]:
         """``hello`` (who and which process), then the handshakes after ``?since=``

@@ -371,13 +371,15 @@ function ladderSvg(d) {
     const alert = m.step === "alert";
     const name = NAMES[m.name] || m.name;
     const g = s("g", { class: "msg" + (alert ? " alert" : ""), "data-testid": "ladder-message", "data-name": m.name, "data-step": m.step });
-    // the in-memory panel's handshakes carry their bytes: a message opens its byte view
+    // a message opens its byte view: the in-memory panel's handshakes carry their
+    // bytes; a live one's are read once from the sidecar that journaled it
     const runs = d.bytes && m.from !== "both" && bytesOf(d, rows, k);
-    if (runs) {
+    const live = !d.bytes && d.key && !alert && m.size;
+    if (runs || live) {
       // the whole row clicks (an SVG group takes clicks only where it paints)
       g.append(s("rect", { class: "hit", x: 40, y: y - 17, width: 780, height: rowH - 2, fill: "transparent" }));
       g.classList.add("clickable");
-      g.addEventListener("click", () => showBytes(m, runs));
+      g.addEventListener("click", () => (runs ? showBytes(m, runs) : liveBytes(d, rows, k)));
     }
     if (m.from === "both") {
       g.append(s("line", { x1: xs.client + 8, y1: y, x2: xs.server - 8, y2: y, "marker-end": "url(#hd)", "marker-start": "url(#hd)" }));
@@ -418,6 +420,18 @@ function bytesOf(d, rows, k) {
   const n = rows.slice(0, k).filter((r) => r.name === m.name && r.from === m.from).length;
   const hit = d.bytes.find((b) => b.sender === m.from && b.name === m.name && b.n === n);
   return hit ? hit.runs : null;
+}
+
+async function liveBytes(d, rows, k) {
+  try {
+    d.liveBytes = d.liveBytes || (await api("/api/handshake-bytes?key=" + encodeURIComponent(d.key))).bytes;
+    const runs = bytesOf({ bytes: d.liveBytes }, rows, k);
+    if (runs) showBytes(rows[k], runs);
+  } catch (e) {
+    const box = document.getElementById("byte-view") || h("div", { id: "byte-view", class: "byte-view", "data-testid": "byte-view" });
+    box.replaceChildren(h("span", { class: "note", text: "bytes: " + e.message }));
+    document.getElementById("ladder").append(box);
+  }
 }
 
 function showBytes(m, runs) {
