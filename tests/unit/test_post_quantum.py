@@ -258,6 +258,8 @@ def test_an_mldsa_mesh_identity_completes_a_hybrid_handshake(mldsa_pki: Path) ->
     assert out.delivered("server") == b"pq"
     assert any("stapled status: good" in x for x in c.result.checks)
     assert any("CertificateVerify (MLDSA65)" in x for x in s.result.checks)
+    # the same fact, typed, for the edges and the console (nobody parses the sentence)
+    assert (c.report().peer_signature, s.report().peer_signature) == ("MLDSA65", "MLDSA65")
     sizes = {(d, name): size for d, name, size, *_ in c.ladder}
     # certificates of ~5.5 KB plus a ~3.5 KB staple: inside the 32 KiB message limit
     assert 8_000 < sizes[("recv", "CERTIFICATE")] < 12_000

@@ -116,6 +116,7 @@ class ConnectionCore:
         # wire bytes, step, clock) for the console's ladders; a tuple per message,
         # nothing after the handshake.
         self.ladder: list[LadderStep] = []
+        self.peer_signature = ""  # the peer's CertificateVerify scheme, once it verified
         self.failed_step = ""  # the step a failure stopped the handshake in
         self.peer_certificate: m.Certificate | None = None  # as received, verified or not
         self.result: HandshakeResult | None = None
@@ -628,6 +629,7 @@ class ConnectionCore:
             msg.signature,
             signed_content(self.peer_role, sig_hash),
         )
+        self.peer_signature = scheme_name(msg.scheme)  # a fact, for whoever reads the report
         if self._deferred is not None:  # the signature holds: the refusal is about the peer's own
             deferred: ProtocolError = self._deferred
             deferred.passed = deferred.passed + (
@@ -736,6 +738,7 @@ class ConnectionCore:
             else (),
             resumed=self.resumed,
             resumption=r.resumption if r else self.resumption,
+            peer_signature=self.peer_signature,
             ticket_refusal=(
                 (self.resume_refusal, self.resume_refused_by) if self.resume_refusal else None
             ),

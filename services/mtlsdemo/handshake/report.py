@@ -30,3 +30,6 @@ class HandshakeReport:
     ticket_refusal: tuple[str, str] | None  # (reason, "local" or "remote")
     ticket_issued: bool
     error: ProtocolError | None
+    # the scheme the peer's CertificateVerify was checked with (e.g. MLDSA65: a
+    # quantum-safe identity); "" until one was (a resumed handshake has none)
+    peer_signature: str = ""

@@ -10,8 +10,6 @@ from typing import Any
 from mtlsdemo.sidecar.journal import HandshakeJournal
 from mtlsdemo.sidecar.outcome import HandshakeOutcome
 
-CV = "CertificateVerify ("
-
 
 @dataclass
 class Edge:
@@ -46,9 +44,8 @@ class Status:
         if outcome == "success":
             edge.ok += 1
             edge.resumed += o.resumed
-            for check in o.checks:  # "CertificateVerify (MLDSA65) proves …" (full only)
-                if check.startswith(CV):
-                    edge.peer_signature = check[len(CV) :].split(")", 1)[0]
+            if o.peer_signature:  # a full handshake (a resumed one has no signature)
+                edge.peer_signature = o.peer_signature
         else:
             edge.failed += 1
             edge.last_reason = f"{outcome} ({origin})"

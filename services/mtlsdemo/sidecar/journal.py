@@ -87,6 +87,8 @@ class Entry:
                 for d, name, size, step, at, _raw in o.ladder
             ],
             "checks": list(o.checks),
+            # the scheme the peer's CertificateVerify verified with ("": none yet)
+            "peer_signature": o.peer_signature,
             "status_problem": o.status_problem,
             "resumed": o.resumed,
             "resumption": o.resumption,

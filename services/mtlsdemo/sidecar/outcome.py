@@ -35,6 +35,7 @@ class HandshakeOutcome:
     # a ticket not used: (reason, who refused: "local" or "remote")
     ticket_refusal: tuple[str, str] | None = None
     ticket_issued: bool = False
+    peer_signature: str = ""  # the scheme the peer's CertificateVerify verified with
 
     @property
     def outcome(self) -> str:
@@ -76,4 +77,5 @@ def outcome_of(
         resumption=r.resumption,
         ticket_refusal=r.ticket_refusal,
         ticket_issued=r.ticket_issued,
+        peer_signature=r.peer_signature,
     )

@@ -450,9 +450,8 @@ function showBytes(m, runs) {
 
 // the peer's CertificateVerify, as this side checked it: ML-DSA is a quantum-safe identity
 function pqSignature(d) {
-  const cv = (d.checks || []).find((c) => c.startsWith("CertificateVerify (MLDSA"));
-  if (!cv) return null;
-  const scheme = cv.slice("CertificateVerify (".length).split(")")[0];
+  const scheme = d.peer_signature || "";
+  if (!scheme.startsWith("MLDSA")) return null;
   const peer = d.role === "client" ? d.server : d.client;
   const cert = (d.peer_certificates || [])[0];
   return h("div", { class: "pq", "data-testid": "ladder-pq-identity", text: `quantum-safe identity: ${short(peer)} signed the transcript with ${scheme} (FIPS 204)${cert ? `, its certificate ${cert.key}` : ""}; the Certificate and CertificateVerify messages above are the bigger ones` });
