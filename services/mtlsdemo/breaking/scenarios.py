@@ -23,7 +23,7 @@ from typing import Any
 from cryptography import x509
 
 from mtlsdemo.breaking import authz
-from mtlsdemo.breaking.catalog import SCENARIOS
+from mtlsdemo.breaking.catalog import BY_NAME, SCENARIOS
 from mtlsdemo.breaking.common import Report, report_metrics, snapshot, through_the_mesh
 from mtlsdemo.breaking.relay import Relay, flip_first_data_record, strip_suites
 from mtlsdemo.endpoint.dial import Attempt, handshake
@@ -898,29 +898,6 @@ def stale_bundle(mesh: LocalMesh, r: Report, work: Path) -> None:
     r.add("", f"{td} finishes: the old CA retired, and dropped from the gateway's copy too")
 
 
-RUNS: dict[str, Callable[[LocalMesh, Report, Path], None]] = {
-    "foreign-ca": foreign_ca,
-    "expired": expired,
-    "not-yet-valid": not_yet_valid,
-    "wrong-identity": wrong_identity,
-    "wrong-server-name": wrong_server_name,
-    "tamper": tamper,
-    "downgrade": downgrade,
-    "no-common-suite": no_common_suite,
-    "clock-skew": clock_skew,
-    "slow-handshake": slow_handshake,
-    "revoked": revoked,
-    "stale-status": stale_status,
-    "ca-down": ca_down,
-    "alias": alias,
-    "bundle-missing": bundle_missing,
-    "stale-bundle": stale_bundle,
-    "authz-deny-method": authz.deny_method,
-    "authz-empty-allow": authz.empty_allow,
-    "authz-dry-run": authz.dry_run,
-}
-
-
 def run_scenario(mesh: LocalMesh, name: str) -> Report:
     r = Report(name)
     r.add("what", SCENARIOS[name])
@@ -931,7 +908,7 @@ def run_scenario(mesh: LocalMesh, name: str) -> Report:
         return r
     with tempfile.TemporaryDirectory(prefix=f"mtlsdemo-break-{name}-") as tmp:
         try:
-            RUNS[name](mesh, r, Path(tmp))
+            BY_NAME[name].runner()(mesh, r, Path(tmp))
         except WaitTimeout as e:  # a step that never came: say which, then heal anyway
             r.fail(str(e))
     prove_healthy(r, mesh)
