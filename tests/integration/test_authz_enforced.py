@@ -17,7 +17,7 @@ from mtlsdemo.policyfile import load
 from mtlsdemo.rpc.credentials import secure_channel
 from mtlsdemo.rpc.methods import all_methods, mesh_methods
 from mtlsdemo.trust.authz import Request
-from support.identities import CLI_ID, GATEWAY_ID
+from support.identities import CLI_ID, GATEWAY_ID, LEDGER_ID
 from support.metrics import metric_value
 from support.processes import Proc, mtlsdemo, wait_for, wait_healthy
 from support.sidecars import Mesh, handshakes, http_get, roundtrip
@@ -270,3 +270,106 @@ def test_run_with_a_policy_enforces_the_matrix_authz_prints(tmp_path) -> None:
                 finally:
                     ch.close()
         assert checked == 3 * sum(len(m) for m in mesh_methods().values())
+
+
+def random_policy(rng, ids: dict[str, str], methods: list[str]) -> str:
+    """A policy file of 1-4 policies, each ALLOW/DENY/dry-run over random principals
+    (ours or not) and random methods, for the ledger or the whole mesh."""
+    lines = ["policies:"]
+    for i in range(rng.randint(1, 4)):
+        who = rng.sample(sorted(ids.values()), rng.randint(0, 2))
+        to = rng.sample(methods, rng.randint(0, 2))
+        rule = ([f"from: [{{ids: {who}}}]"] if who else []) + (
+            [f"to: [{{methods: {to}}}]"] if to else []
+        )
+        lines += [
+            f"  - name: p{i}",
+            f"    action: {rng.choice(['ALLOW', 'DENY'])}",
+            *(["    applies_to: [ledger]"] if rng.random() < 0.7 else []),
+            *(["    mode: dry-run"] if rng.random() < 0.2 else []),
+            f"    rules: [{{{', '.join(rule)}}}]" if rng.random() < 0.9 else "    rules: []",
+        ]
+    return "\n".join(lines).replace("'", '"') + "\n"
+
+
+def test_random_policies_are_enforced_live_exactly_as_evaluated_offline(
+    tmp_path, certs, echo
+) -> None:
+    """The simulator is the enforcer: 12 random policies (a fixed seed), each written
+    over the file a live native ledger (per call, L7) and a live sidecar (per
+    connection, L4) follow; every identity x unary method, and every identity's
+    handshake, ends as the offline evaluator says."""
+    import random
+
+    from mtlsdemo.endpoint.dial import handshake
+    from mtlsdemo.endpoint.identity import identity_config
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policies: []\n")
+    port = free_port()
+    ledger = Proc(
+        "ledger",
+        mtlsdemo(
+            "serve", "ledger", "--listen", f"127.0.0.1:{port}",
+            "--identity-dir", str(certs / "ledger"),
+            "--allow-id", "spiffe://mtls-demo.local/ns/default/sa/*",  # the policy decides
+            "--authz-policy", str(policy), "--db", str(tmp_path / "ledger.db"),
+        ),
+        tmp_path / "ledger.log",
+    ).start()  # fmt: skip
+    mesh = Mesh(
+        tmp_path / "mesh", certs, echo.port,
+        allow="spiffe://mtls-demo.local/ns/default/sa/*",
+        server_args=("--authz-policy", str(policy)),
+    )  # fmt: skip
+    ids = {"gateway": GATEWAY_ID, "cli": CLI_ID, "ledger": LEDGER_ID}
+    unary = [
+        m for m in mesh_methods()["ledger"] if not m.endswith(("/WatchTransfers", "/ListTransfers"))
+    ]
+    short = sorted({m.rsplit("/", 1)[-1] for m in unary})
+    rng = random.Random(20261208)
+    seen: set[tuple[str, bool]] = set()
+    try:
+        wait_healthy(f"127.0.0.1:{port}", certs / "cli", "ledger", ledger)
+        channels = {
+            n: secure_channel(f"127.0.0.1:{port}", _material(certs / n), "ledger")
+            for n in ("gateway", "cli")
+        }
+        for k in range(12):
+            text = random_policy(rng, ids, short)
+            fresh = policy.with_name(".policy.yaml.new")
+            fresh.write_text(text)
+            fresh.rename(policy)  # a new file each time, as an editor saves
+            offline = load(policy, all_methods())
+            names = [p.name for p in offline.policies]
+            wait_for(
+                lambda names=names: (
+                    (mesh.server.status()["authz_policy"] or {}).get("policies") == names
+                ),
+                what=f"the sidecar to follow policy {k}",
+            )
+            for n, ch in channels.items():
+                for method in unary:
+                    code = call(ch, method)
+                    want = offline.evaluate(Request(ids[n], "ledger", method)).allowed
+                    assert (code != grpc.StatusCode.PERMISSION_DENIED) == want, (
+                        k,
+                        text,
+                        n,
+                        method,
+                        code,
+                    )
+                    seen.add(("L7", want))
+                cfg = identity_config(certs / n, peer_ids=(LEDGER_ID,))
+                attempt = handshake("127.0.0.1", mesh.inbound, cfg)
+                attempt.close()
+                want = offline.evaluate(Request(ids[n], "ledger")).allowed
+                assert (attempt.error is None) == want, (k, text, n, attempt.error)
+                seen.add(("L4", want))
+        # the policies drawn allowed and denied at both layers: the test compared both
+        assert seen == {("L7", True), ("L7", False), ("L4", True), ("L4", False)}, seen
+        for ch in channels.values():
+            ch.close()
+    finally:
+        mesh.stop()
+        ledger.stop()
