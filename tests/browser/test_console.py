@@ -239,20 +239,26 @@ def test_an_in_memory_ladder_message_opens_its_bytes_exactly(console) -> None:
     page.get_by_test_id("try-run").click()
     expect(page.get_by_test_id("try-result")).to_contain_text("success")
     for name in ("SERVER_KEY_SHARE", "CERTIFICATE", "CLIENT_HELLO", "FINISHED"):
-        message = page.locator(f"[data-testid=ladder-message][data-name={name}]").first
-        size = int(message.locator("line").get_attribute("data-bytes"))
-        message.click()
-        view = page.get_by_test_id("byte-view")
-        expect(view).to_have_attribute("data-message", name)
-        runs = view.get_by_test_id("byte-run").evaluate_all(
-            "els => els.map(e => [e.dataset.name, +e.dataset.offset, +e.dataset.size])"
-        )
-        end = 0
-        for run, offset, length in runs:
-            assert offset == end, (name, run, offset, end)
-            end = offset + length
-        assert end == size == int(view.get_attribute("data-total")), (name, end, size)
+        opens_its_bytes(page, "[data-testid=ladder-message]", name)
     expect(page.get_by_test_id("byte-view")).to_contain_text("finished.verify_data")
+
+
+def opens_its_bytes(page, messages: str, name: str) -> None:
+    """Clicking the first ``name`` message opens runs that cover it: no gap, no overlap,
+    the total the ladder's arrow says."""
+    message = page.locator(f"{messages}[data-name={name}]").first
+    size = int(message.locator("line").get_attribute("data-bytes"))
+    message.click()
+    view = page.get_by_test_id("byte-view")
+    expect(view).to_have_attribute("data-message", name)
+    runs = view.get_by_test_id("byte-run").evaluate_all(
+        "els => els.map(e => [e.dataset.name, +e.dataset.offset, +e.dataset.size])"
+    )
+    end = 0
+    for run, offset, length in runs:
+        assert offset == end, (name, run, offset, end)
+        end = offset + length
+    assert end == size == int(view.get_attribute("data-total")), (name, end, size)
 
 
 def test_a_live_ladder_message_opens_its_bytes_as_the_sidecar_saw_them(console) -> None:
@@ -262,19 +268,7 @@ def test_a_live_ladder_message_opens_its_bytes_as_the_sidecar_saw_them(console) 
     edge_row(page, GATEWAY, LEDGER).click()
     expect(page.get_by_test_id("ladder").first).to_be_visible()
     for name in ("CERTIFICATE", "CLIENT_KEY_EXCHANGE"):
-        message = page.locator(f"#ladder [data-testid=ladder-message][data-name={name}]").first
-        size = int(message.locator("line").get_attribute("data-bytes"))
-        message.click()
-        view = page.get_by_test_id("byte-view")
-        expect(view).to_have_attribute("data-message", name)
-        runs = view.get_by_test_id("byte-run").evaluate_all(
-            "els => els.map(e => [e.dataset.name, +e.dataset.offset, +e.dataset.size])"
-        )
-        end = 0
-        for run, offset, length in runs:
-            assert offset == end, (name, run, offset, end)
-            end = offset + length
-        assert end == size == int(view.get_attribute("data-total")), (name, end, size)
+        opens_its_bytes(page, "#ladder [data-testid=ladder-message]", name)
     expect(page.get_by_test_id("byte-view")).to_contain_text("x25519_public_key")
 
 
