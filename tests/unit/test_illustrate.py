@@ -90,6 +90,21 @@ def test_an_rsa_suite_is_one_line(tmp_path: Path) -> None:
     ]
 
 
+def test_an_ml_dsa_page_verifies_its_post_quantum_signature_from_the_page(tmp_path: Path) -> None:
+    """ML-DSA-65 identities (their signatures are hedged: the page says it does not
+    replay): the server's CertificateVerify checks with ML-DSA from the page's bytes,
+    and every other value recomputes as on the ECDSA page."""
+    text = write(IllustrateConfig(seed=1, out=tmp_path, key_type="ml-dsa-65")).read_text()
+    assert "ml-dsa-65 identities" in text and "ML-DSA signatures are hedged" in text
+    derived = re.findall(
+        r'<pre class="recompute derive" data-value="(\w+)">(.*?)</pre>', text, re.S
+    )
+    (cv,) = [c for v, c in derived if v == "valid"]
+    assert "ec.ECDSA" not in cv
+    for value, command in derived:
+        assert run(command) == value
+
+
 @pytest.mark.parametrize(
     "suite", ["X25519MLKEM768-AES-256-GCM", "X25519MLKEM768-CHACHA20-POLY1305"]
 )

@@ -23,6 +23,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="an ECDHE-X25519 suite (the page replays byte for byte) or an X25519MLKEM768 one "
         "(ML-KEM draws its own randomness: every value recomputes, the bytes differ per run)",
     )
+    flags.add(
+        p,
+        "--key-type",
+        default="ecdsa-p256",
+        choices=["ecdsa-p256", "ml-dsa-65"],
+        help="the identities' keys: ECDSA (the page replays byte for byte) or ML-DSA-65 "
+        "(post-quantum; its signatures draw their own randomness)",
+    )
     flags.add(p, "--out", default="illustrated", help="directory to write index.html into")
     flags.add(
         p,
@@ -39,7 +47,11 @@ def main(args: argparse.Namespace) -> int:
 
     target = write(
         IllustrateConfig(
-            seed=args.seed, suite=args.suite, out=Path(args.out), breaks=getattr(args, "break")
+            seed=args.seed,
+            suite=args.suite,
+            out=Path(args.out),
+            breaks=getattr(args, "break"),
+            key_type=args.key_type,
         )
     )
     print(f"wrote {target}: open it in a browser (no network needed)")

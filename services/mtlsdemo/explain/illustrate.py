@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, mldsa, mlkem, x25519
 
 from mtlsdemo.endpoint.memory import Wire, exchange, run_pair
 from mtlsdemo.handshake import (
@@ -138,6 +138,7 @@ class IllustrateConfig:
     suite: str = "ECDHE-X25519-AES-256-GCM"
     out: Path = Path("illustrated")
     breaks: str = ""  # a failure to provoke (BREAKS), "" for a clean handshake
+    key_type: str = "ecdsa-p256"  # or ml-dsa-65: every identity post-quantum
 
 
 @dataclass(frozen=True)
@@ -184,9 +185,17 @@ class TickClock:
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
-def _key(seed: int, label: str) -> ec.EllipticCurvePrivateKey:
-    """An ECDSA P-256 key from the seed (certificates and CertificateVerify are signed
-    with RFC 6979 deterministic nonces, so the whole page replays)."""
+KEY_TYPES = ("ecdsa-p256", "ml-dsa-65")
+
+
+def _key(
+    seed: int, label: str, key_type: str = "ecdsa-p256"
+) -> ec.EllipticCurvePrivateKey | mldsa.MLDSA65PrivateKey:
+    """A key from the seed: ECDSA P-256 (certificates and CertificateVerify are signed
+    with RFC 6979 deterministic nonces, so the whole page replays), or ML-DSA-65 from a
+    32-byte seed (its signatures are hedged: fresh randomness in each)."""
+    if key_type == "ml-dsa-65":
+        return mldsa.MLDSA65PrivateKey.from_seed_bytes(SeededEntropy(seed, label)(32))
     scalar = int.from_bytes(SeededEntropy(seed, label)(48), "big") % (P256_ORDER - 1) + 1
     return ec.derive_private_key(scalar, ec.SECP256R1())
 
@@ -195,28 +204,30 @@ def _serial(seed: int, label: str) -> int:
     return int.from_bytes(SeededEntropy(seed, "serial-" + label)(19), "big") | (1 << 150)
 
 
-def _ca(seed: int, label: str, name: str) -> CertificateAuthority:
+def _ca(seed: int, label: str, name: str, key_type: str = "ecdsa-p256") -> CertificateAuthority:
     return create_root_ca(
-        "ecdsa-p256",
+        key_type,
         365,
         DEFAULT_TRUST_DOMAIN,
         NOW,
         name=name,
-        key=_key(seed, label),
+        key=_key(seed, label, key_type),
         serial=_serial(seed, label),
     )
 
 
-def configs(seed: int, suite: str, breaks: str = "") -> tuple[HandshakeConfig, HandshakeConfig]:
+def configs(
+    seed: int, suite: str, breaks: str = "", key_type: str = "ecdsa-p256"
+) -> tuple[HandshakeConfig, HandshakeConfig]:
     """A throwaway CA and the gateway's and ledger's identities, all from the seed (and
     the one change a break makes)."""
-    ca = _ca(seed, "ca", "illustrated root CA (throwaway)")
+    ca = _ca(seed, "ca", "illustrated root CA (throwaway)", key_type)
     trust = TrustStore([ca.cert])
     out = []
     for service, peer in (("gateway", "ledger"), ("ledger", "gateway")):
-        key = _key(seed, service)
+        key = _key(seed, service, key_type)
         issuer = (
-            _ca(seed, "impostor", "impostor root CA")
+            _ca(seed, "impostor", "impostor root CA", key_type)
             if (breaks == "foreign-ca" and service == "ledger")
             else ca
         )
@@ -229,7 +240,8 @@ def configs(seed: int, suite: str, breaks: str = "") -> tuple[HandshakeConfig, H
             serial=_serial(seed, service),
         )
         der = leaf.public_bytes(serialization.Encoding.DER)
-        cred = Credentials((leaf,), key, (der,), Scheme.ECDSA_SECP256R1_SHA256, b"")
+        scheme = Scheme.MLDSA65 if key_type == "ml-dsa-65" else Scheme.ECDSA_SECP256R1_SHA256
+        cred = Credentials((leaf,), key, (der,), scheme, b"")
         if (breaks, service) in (("wrong-identity", "ledger"), ("wrong-server-name", "gateway")):
             peer = "someone-else"
         others = tuple(
@@ -264,7 +276,9 @@ def handshake(cfg: IllustrateConfig) -> tuple[Wire, Connection, Connection]:
         )
     if cfg.breaks and cfg.breaks not in BREAKS:
         raise IllustrateError(f"--break {cfg.breaks}: one of {', '.join(BREAKS)}")
-    ccfg, scfg = configs(cfg.seed, cfg.suite, cfg.breaks)
+    if cfg.key_type not in KEY_TYPES:
+        raise IllustrateError(f"--key-type {cfg.key_type}: one of {', '.join(KEY_TYPES)}")
+    ccfg, scfg = configs(cfg.seed, cfg.suite, cfg.breaks, cfg.key_type)
     client_now = NOW + dt.timedelta(days=40) if cfg.breaks == "expired" else NOW
     c = Connection(
         "client", ccfg, now=client_now, clock=TickClock(), entropy=SeededEntropy(cfg.seed, "c")
@@ -469,9 +483,10 @@ def derivations(c: Connection, s: Connection, wire: Wire) -> list[dict[str, str]
     ]
 
 
-def reproducible(suite: str) -> bool:
-    """Whether the page replays byte for byte: not with ML-KEM (see handshake())."""
-    return BY_NAME[suite].kx.value == "ECDHE-X25519"
+def reproducible(suite: str, key_type: str = "ecdsa-p256") -> bool:
+    """Whether the page replays byte for byte: not with ML-KEM (see handshake()), nor
+    with ML-DSA identities (cryptography's ML-DSA signatures are hedged)."""
+    return BY_NAME[suite].kx.value == "ECDHE-X25519" and key_type == "ecdsa-p256"
 
 
 def _drawn(entropy: object, n: int, public: Callable[[bytes], bytes], want: bytes) -> bytes | None:
@@ -574,9 +589,11 @@ def proofs(recs: list[dict[str, Any]]) -> list[dict[str, str]]:
     assert isinstance(cv, m.CertificateVerify) and isinstance(fin, m.Finished)
     before_cv = b"".join(msgs[:cv_server]).hex()
     through_client_cv = b"".join(msgs[: cv_client + 1]).hex()
+    mldsa_cv = cv.scheme == Scheme.MLDSA65  # ML-DSA takes the message itself, no hash choice
+    algorithm, how = ("", "ML-DSA-65") if mldsa_cv else (", ec.ECDSA(hashes.SHA256())", "ECDSA")
     return [
         {
-            "what": "the server's CertificateVerify: ECDSA over 64 spaces || \"mtlsdemo MTD/1, server "
+            "what": f"the server's CertificateVerify: {how} over 64 spaces || \"mtlsdemo MTD/1, server "
             'CertificateVerify" || 0x00 || SHA-256 of every message before it, checked with the '
             "public key of the certificate it sent",
             "value": "valid",
@@ -585,7 +602,7 @@ def proofs(recs: list[dict[str, Any]]) -> list[dict[str, str]]:
             "from cryptography.hazmat.primitives.asymmetric import ec; "
             f'key = x509.load_der_x509_certificate(bytes.fromhex("{server_cert.chain[0].hex()}")).public_key(); '
             f'th = hashlib.sha256(bytes.fromhex("{before_cv}")).digest(); '
-            f'key.verify(bytes.fromhex("{cv.signature.hex()}"), b" " * 64 + b"mtlsdemo MTD/1, server CertificateVerify\\x00" + th, ec.ECDSA(hashes.SHA256())); '
+            f'key.verify(bytes.fromhex("{cv.signature.hex()}"), b" " * 64 + b"mtlsdemo MTD/1, server CertificateVerify\\x00" + th{algorithm}); '
             'print("valid")\'',
         },
         {
@@ -627,15 +644,33 @@ def page(
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>MTD/1, every byte — seed {cfg.seed}</title><style>{CSS}</style></head><body>",
         f"<h1>A mutual MTD/1 handshake, every byte (seed {cfg.seed}, {e(cfg.suite)}"
+        f"{', ' + e(cfg.key_type) + ' identities' if cfg.key_type != 'ecdsa-p256' else ''}"
         f"{', broken: ' + e(cfg.breaks) if cfg.breaks else ''})</h1>",
         "<p>Made by <code>mtlsdemo illustrate</code> with throwaway identities and seeded "
         + (
             "randomness: the same seed writes the same page, and the secrets below are nobody's. "
-            if reproducible(cfg.suite)
+            if reproducible(cfg.suite, cfg.key_type)
             else "randomness, and the secrets below are nobody's. <b>Not byte for byte "
-            "reproducible</b>: the client's ML-KEM encapsulation draws its own randomness "
-            "(cryptography takes none), so its ciphertext — and every byte keyed from it — "
-            "differs from run to run; the commands below recompute this page's values. "
+            "reproducible</b>: "
+            + (
+                "the client's ML-KEM encapsulation draws its own randomness (cryptography "
+                "takes none), so its ciphertext — and every byte keyed from it — differs from "
+                "run to run"
+                if BY_NAME[cfg.suite].kx.value != "ECDHE-X25519"
+                else ""
+            )
+            + (
+                "; "
+                if BY_NAME[cfg.suite].kx.value != "ECDHE-X25519" and cfg.key_type != "ecdsa-p256"
+                else ""
+            )
+            + (
+                "ML-DSA signatures are hedged (fresh randomness in each), so the certificates' "
+                "and CertificateVerify's signature bytes differ from run to run"
+                if cfg.key_type != "ecdsa-p256"
+                else ""
+            )
+            + "; the commands below recompute this page's values. "
         )
         + "Each record is cut where the encoder that put it on the wire joined its parts. "
         "Blue: the client (gateway) sends; purple: the server (ledger) sends.</p>",
