@@ -127,6 +127,7 @@ compose-up: image  ## the pods on docker-compose; waits for health, prints where
 	@echo "console:  http://127.0.0.1:8080/ (the mesh, handshake ladders, certificates, failures)"
 	@echo "metrics:  http://127.0.0.1:9102/metrics (gateway)  http://127.0.0.1:9101/metrics (ledger)"
 	@echo "sidecars: http://127.0.0.1:9901/status (gateway-sidecar)  http://127.0.0.1:9902/status (ledger-sidecar)"
+	@echo "break it: mtlsdemo break --compose mtlsdemo foreign-ca (from the host, in the clone; see --list)  tour: mtlsdemo tour --compose mtlsdemo"
 	@if [ "$(MTLSDEMO_IDENTITIES)" = workload-api ]; then \
 	  echo "agent:    http://127.0.0.1:9910/status (the Workload API: each SVID, its renewal, its rotations)"; fi
 

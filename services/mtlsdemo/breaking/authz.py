@@ -40,8 +40,9 @@ def not_here(mesh: LocalMesh, name: str) -> str | None:
         )
     if policy_file(mesh) is None:
         return (
-            f"the mesh decides with your policy file ({authz['file']}, `run --authz-policy`), "
-            "which a scenario never rewrites: run without --authz-policy to try these"
+            f"the mesh decides with a policy file that is not `make run`'s own ({authz['file']}: "
+            "yours, or the compose/Kubernetes one), which a scenario never rewrites; they run "
+            "on a local `make run` without --authz-policy"
         )
     if name == "authz-deny-method" and mesh.caller_transport() != "tls":
         return (
