@@ -109,19 +109,19 @@ CATALOG: tuple[Scenario, ...] = (
         "alias",
         "(a --domains 2 mesh) the other domain's CA signs one of our names: federation refuses it unknown_ca, where an alias would have accepted it",
         "unknown_ca",
-        "mtlsdemo.breaking.scenarios:alias",
+        "mtlsdemo.breaking.federation:alias",
     ),
     Scenario(
         "bundle-missing",
         "(a --domains 2 mesh) no bundle for the other trust domain: unknown_ca, naming the domain whose bundle is missing",
         "unknown_ca",
-        "mtlsdemo.breaking.scenarios:bundle_missing",
+        "mtlsdemo.breaking.federation:bundle_missing",
     ),
     Scenario(
         "stale-bundle",
         "(a --domains 2 mesh) the other domain rolls its CA over: a refreshed bundle keeps every tunnel, a stale copy refuses the new SVID unknown_ca",
         "unknown_ca",
-        "mtlsdemo.breaking.scenarios:stale_bundle",
+        "mtlsdemo.breaking.federation:stale_bundle",
     ),
     Scenario(
         "authz-deny-method",
