@@ -27,8 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p,
         "--key-type",
         default="ecdsa-p256",
-        choices=["ecdsa-p256", "ml-dsa-65"],
-        help="the identities' keys: ECDSA (the page replays byte for byte) or ML-DSA-65 "
+        help="the identities' keys: ecdsa-p256 or ml-dsa-65 — ECDSA (the page replays byte for byte) or ML-DSA-65 "
         "(post-quantum; its signatures draw their own randomness)",
     )
     flags.add(p, "--out", default="illustrated", help="directory to write index.html into")
